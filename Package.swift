@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strictness: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "zarrmount",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "zarrmount", targets: ["zarrmount"]),
+        .library(name: "HDF5Metadata", targets: ["HDF5Metadata"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System-library shims: one header each, prefixed wrappers for what Swift cannot call directly.
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        .target(name: "ByteSource", swiftSettings: strictness),
+        .target(name: "HDF5Metadata", dependencies: ["ByteSource"], swiftSettings: strictness),
+        .target(
+            name: "HDF5Oracle",
+            dependencies: ["CHDF5", "HDF5Metadata"],
+            swiftSettings: strictness
+        ),
+        .executableTarget(
+            name: "zarrmount",
+            dependencies: [
+                "ByteSource", "HDF5Metadata", "HDF5Oracle",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictness
+        ),
+
+        .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
+        .testTarget(
+            name: "HDF5MetadataTests",
+            dependencies: ["HDF5Metadata", "HDF5Oracle", "ByteSource"],
+            swiftSettings: strictness
+        ),
+    ]
+)

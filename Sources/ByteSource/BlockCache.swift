@@ -1,0 +1,234 @@
+import Synchronization
+
+/// A page cache in front of a slow source that turns many small metadata reads into a few large
+/// ones.
+///
+/// Three things cut round trips and requests:
+/// - the first fetch is large (`firstFetchSize`): the superblock, root group and most object
+///   headers of a netCDF file sit together at its start;
+/// - pages already fetched (or in flight) are never fetched again, so concurrent readers of the
+///   same neighbourhood share one request;
+/// - missing pages requested by concurrent readers in the same scheduling turn are batched, and
+///   neighbours (gaps up to `mergeGapPages`) are merged into one ranged read.
+public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
+    public struct Policy: Sendable, Equatable {
+        public var pageSize: Int
+        public var firstFetchSize: Int
+        /// Missing pages separated by at most this many cached pages are fetched as one range.
+        public var mergeGapPages: Int
+        /// Above this the loaded pages are dropped; a file's metadata rarely comes close.
+        public var maxCachedBytes: Int
+        /// Scheduler turns a batch waits for concurrent readers to join before it is sent.
+        public var batchingTurns: Int
+
+        public init(pageSize: Int = 16 * 1024, firstFetchSize: Int = 128 * 1024, mergeGapPages: Int = 2,
+                    maxCachedBytes: Int = 64 * 1024 * 1024, batchingTurns: Int = 3) {
+            precondition(pageSize > 0 && pageSize & (pageSize - 1) == 0, "page size must be a power of two")
+            self.pageSize = pageSize
+            self.firstFetchSize = max(firstFetchSize, pageSize)
+            self.mergeGapPages = max(0, mergeGapPages)
+            self.maxCachedBytes = maxCachedBytes
+            self.batchingTurns = max(0, batchingTurns)
+        }
+    }
+
+    public let base: Base
+    public let policy: Policy
+    public let statistics: ReadStatistics
+    public var name: String { base.name }
+
+    private let sourceSize: UInt64
+    private let state = Mutex(State())
+
+    private struct State {
+        var loaded: [UInt64: LoadedPage] = [:]
+        var loading: [UInt64: Batch] = [:]
+        var open: Batch?
+        var cachedBytes = 0
+        var fetchedAnything = false
+    }
+
+    private struct LoadedPage {
+        var bytes: [UInt8]
+        var readyRound: Int
+    }
+
+    /// Pages requested in one scheduling turn, fetched together.
+    private final class Batch: Sendable {
+        let pages = Mutex<(set: Set<UInt64>, latestIssueRound: Int, sealed: Bool)>(([], 0, false))
+        let result = Mutex<Task<([UInt64: [UInt8]], Int), any Error>?>(nil)
+    }
+
+    public init(_ base: Base, size: UInt64, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics()) {
+        self.base = base
+        self.sourceSize = size
+        self.policy = policy
+        self.statistics = statistics
+    }
+
+    public static func open(_ base: Base, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics()) async throws -> BlockCache {
+        BlockCache(base, size: try await base.size(), policy: policy, statistics: statistics)
+    }
+
+    public func size() async throws -> UInt64 { sourceSize }
+
+    public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
+        guard length >= 0 else { throw ByteSourceError(.invalidRange, source: name, offset: offset, length: length) }
+        statistics.record { $0.requests += 1 }
+        guard offset < sourceSize, length > 0 else { return [] }
+        let end = offset + min(UInt64(length), sourceSize - offset)
+        let pageSize = UInt64(policy.pageSize)
+        let firstPage = offset / pageSize
+        let lastPage = (end - 1) / pageSize
+        let clock = ReadRounds.clock
+        let issueRound = clock?.current ?? 0
+
+        var pageBytes = [UInt64: [UInt8]]()
+        var waits: [Batch] = []
+        var readyRound = issueRound
+        state.withLock { state in
+            var page = firstPage
+            while page <= lastPage {
+                if let hit = state.loaded[page] {
+                    pageBytes[page] = hit.bytes
+                    readyRound = max(readyRound, hit.readyRound)
+                } else if let batch = state.loading[page] {
+                    batch.pages.withLock { $0.latestIssueRound = max($0.latestIssueRound, issueRound) }
+                    if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
+                } else {
+                    let batch = openBatch(&state)
+                    var pagesToAdd: [UInt64] = [page]
+                    if !state.fetchedAnything {
+                        // The first fetch reads ahead: a file's metadata clusters at its start.
+                        state.fetchedAnything = true
+                        let extra = UInt64(policy.firstFetchSize) / pageSize
+                        var ahead = page + 1
+                        while ahead < page + extra, ahead * pageSize < sourceSize {
+                            if state.loaded[ahead] == nil && state.loading[ahead] == nil { pagesToAdd.append(ahead) }
+                            ahead += 1
+                        }
+                    }
+                    batch.pages.withLock {
+                        $0.set.formUnion(pagesToAdd)
+                        $0.latestIssueRound = max($0.latestIssueRound, issueRound)
+                    }
+                    for added in pagesToAdd { state.loading[added] = batch }
+                    if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
+                }
+                page += 1
+            }
+        }
+
+        for batch in waits {
+            let task = batch.result.withLock { $0 }!
+            let (pages, round) = try await task.value
+            readyRound = max(readyRound, round)
+            for (index, bytes) in pages where index >= firstPage && index <= lastPage {
+                pageBytes[index] = bytes
+            }
+        }
+        clock?.advance(to: readyRound)
+
+        var out = [UInt8]()
+        out.reserveCapacity(Int(end - offset))
+        var position = offset
+        while position < end {
+            let page = position / pageSize
+            guard let bytes = pageBytes[page] else {
+                throw ByteSourceError(.outOfRange, source: name, offset: position, length: Int(end - position))
+            }
+            let within = Int(position - page * pageSize)
+            let take = min(bytes.count - within, Int(end - position))
+            if take <= 0 { throw ByteSourceError(.outOfRange, source: name, offset: position, length: Int(end - position)) }
+            out.append(contentsOf: bytes[within..<(within + take)])
+            position += UInt64(take)
+        }
+        return out
+    }
+
+    /// The batch currently collecting pages, or a new one whose fetch starts after a few turns.
+    private func openBatch(_ locked: inout State) -> Batch {
+        if let batch = locked.open { return batch }
+        let batch = Batch()
+        locked.open = batch
+        let turns = policy.batchingTurns
+        let task = Task<([UInt64: [UInt8]], Int), any Error> { [self] in
+            for _ in 0..<turns { await Task.yield() }
+            let (pages, issueRound) = state.withLock { state -> (Set<UInt64>, Int) in
+                if state.open === batch { state.open = nil }
+                return batch.pages.withLock { value in
+                    value.sealed = true
+                    return (value.set, value.latestIssueRound)
+                }
+            }
+            let readyRound = issueRound + 1
+            do {
+                let fetched = try await fetch(pages: pages.sorted())
+                state.withLock { state in
+                    for (index, bytes) in fetched {
+                        state.loading[index] = nil
+                        state.loaded[index] = LoadedPage(bytes: bytes, readyRound: readyRound)
+                        state.cachedBytes += bytes.count
+                    }
+                    if state.cachedBytes > policy.maxCachedBytes {
+                        state.loaded.removeAll(keepingCapacity: false)
+                        state.cachedBytes = 0
+                    }
+                }
+                return (fetched, readyRound)
+            } catch {
+                state.withLock { state in for index in pages where state.loading[index] === batch { state.loading[index] = nil } }
+                throw error
+            }
+        }
+        batch.result.withLock { $0 = task }
+        return batch
+    }
+
+    /// Fetches sorted page indices as few ranged reads as the merge gap allows, concurrently.
+    private func fetch(pages: [UInt64]) async throws -> [UInt64: [UInt8]] {
+        guard !pages.isEmpty else { return [:] }
+        var ranges: [(first: UInt64, last: UInt64)] = []
+        for page in pages {
+            if let last = ranges.last, page <= last.last + UInt64(policy.mergeGapPages) + 1 {
+                ranges[ranges.count - 1].last = page
+            } else {
+                ranges.append((page, page))
+            }
+        }
+        let pageSize = UInt64(policy.pageSize)
+        let base = self.base
+        let totalSize = sourceSize
+        let statistics = self.statistics
+        return try await withThrowingTaskGroup(of: [UInt64: [UInt8]].self) { group in
+            for range in ranges {
+                group.addTask {
+                    let start = range.first * pageSize
+                    let length = Int(min((range.last - range.first + 1) * pageSize, totalSize - start))
+                    let bytes = try await base.read(offset: start, length: length)
+                    statistics.record {
+                        $0.sourceReads += 1
+                        $0.bytesFetched += UInt64(bytes.count)
+                    }
+                    var split = [UInt64: [UInt8]]()
+                    var page = range.first
+                    while page <= range.last {
+                        let from = Int((page - range.first) * pageSize)
+                        if from >= bytes.count { break }
+                        split[page] = Array(bytes[from..<min(from + Int(pageSize), bytes.count)])
+                        page += 1
+                    }
+                    return split
+                }
+            }
+            var all = [UInt64: [UInt8]]()
+            for try await part in group { all.merge(part) { first, _ in first } }
+            return all
+        }
+    }
+
+    /// Records the deepest round any reader reached, for reports.
+    public func noteRounds(_ rounds: Int) {
+        statistics.record { $0.rounds = max($0.rounds, rounds) }
+    }
+}

@@ -1,0 +1,48 @@
+/// Something that can hand out byte ranges: a local file, a remote object, an in-memory buffer.
+///
+/// Reads are async because the interesting implementations are remote; the HDF5 parser and the
+/// chunk read path only ever see this protocol, never the transport.
+public protocol RandomAccessSource: Sendable {
+    /// Names the source in errors and logs (a path or a URL, never credentials).
+    var name: String { get }
+    /// The total size in bytes.
+    func size() async throws -> UInt64
+    /// Up to `length` bytes starting at `offset`. Fewer bytes come back only at the end of the
+    /// source; a read starting at or past the end returns an empty array.
+    func read(offset: UInt64, length: Int) async throws -> [UInt8]
+}
+
+/// Why a byte range could not be read.
+public struct ByteSourceError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case cannotOpen(errno: Int32)
+        case readFailed(errno: Int32)
+        case outOfRange
+        case invalidRange
+    }
+
+    public var kind: Kind
+    public var source: String
+    public var offset: UInt64
+    public var length: Int
+
+    public init(_ kind: Kind, source: String, offset: UInt64 = 0, length: Int = 0) {
+        self.kind = kind
+        self.source = source
+        self.offset = offset
+        self.length = length
+    }
+
+    public var description: String {
+        switch kind {
+        case .cannotOpen(let code):
+            return "\(source): cannot open (\(SystemErrorText.describe(code))); check that the path exists and is readable"
+        case .readFailed(let code):
+            return "\(source): read of \(length) bytes at offset \(offset) failed (\(SystemErrorText.describe(code)))"
+        case .outOfRange:
+            return "\(source): range \(offset)+\(length) lies beyond the end of the object"
+        case .invalidRange:
+            return "\(source): invalid range \(offset)+\(length)"
+        }
+    }
+}

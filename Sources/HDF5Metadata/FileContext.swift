@@ -1,0 +1,96 @@
+import ByteSource
+import Synchronization
+
+/// Safety limits that keep a hostile file from exhausting memory, stack or time.
+public struct ParseLimits: Sendable, Equatable {
+    /// Largest single metadata structure read in one piece (object header chunk, heap, node).
+    public var maxStructureBytes: Int = 64 << 20
+    /// Largest attribute value decoded.
+    public var maxAttributeBytes: Int = 64 << 20
+    /// Chunks listed per dataset before the dataset is reported as too large.
+    public var maxChunksPerDataset: Int = 100_000_000
+    /// Objects (groups, datasets, datatypes) visited per file.
+    public var maxObjects: Int = 1_000_000
+    /// Depth of B-trees, heaps and group nesting.
+    public var maxDepth: Int = 64
+    /// Messages in one object header, continuation blocks included.
+    public var maxMessagesPerHeader: Int = 65_536
+
+    public init() {}
+}
+
+/// What every structure parser needs: the source, the file's address arithmetic and limits.
+/// Shared by all concurrent tasks parsing one file.
+final class FileContext: Sendable {
+    let source: any RandomAccessSource
+    let name: String
+    /// Absolute file position that relative addresses count from (the superblock's position,
+    /// or the stored base address).
+    let base: UInt64
+    let fileSize: UInt64
+    let offsetSize: Int
+    let lengthSize: Int
+    let limits: ParseLimits
+    let sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)]
+    private let globalHeapCollections = Mutex<[UInt64: Task<GlobalHeapCollection, any Error>]>([:])
+
+    init(source: any RandomAccessSource, fileSize: UInt64, base: UInt64, offsetSize: Int, lengthSize: Int,
+         limits: ParseLimits, sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)] = []) {
+        self.source = source
+        self.name = source.name
+        self.fileSize = fileSize
+        self.base = base
+        self.offsetSize = offsetSize
+        self.lengthSize = lengthSize
+        self.limits = limits
+        self.sharedMessageHeaps = sharedMessageHeaps
+    }
+
+    func with(sharedMessageHeaps heaps: [(typeMask: UInt16, heapAddress: UInt64)]) -> FileContext {
+        FileContext(source: source, fileSize: fileSize, base: base, offsetSize: offsetSize, lengthSize: lengthSize,
+                    limits: limits, sharedMessageHeaps: heaps)
+    }
+
+    func absolute(_ address: UInt64) -> UInt64 { base &+ address }
+
+    /// Reads `length` bytes at relative `address`. Lengths beyond the file end give a short
+    /// cursor (parsing then fails with `truncated` at the exact field); absurd lengths fail early.
+    func read(_ address: UInt64, _ length: Int, _ structure: String) async throws -> ByteCursor {
+        let position = absolute(address)
+        guard address != ByteCursor.undefined(offsetSize) else {
+            throw HDF5Error(.corrupt, structure, at: 0, "undefined address")
+        }
+        guard position >= base, position < fileSize else {
+            throw HDF5Error(.truncated, structure, at: position, "address lies beyond the end of the file (\(fileSize) bytes)")
+        }
+        guard length >= 0, length <= limits.maxStructureBytes else {
+            throw HDF5Error(.limitExceeded, structure, at: position, "structure claims \(length) bytes")
+        }
+        let available = Int(min(UInt64(length), fileSize - position))
+        let bytes: [UInt8]
+        do {
+            bytes = try await source.read(offset: position, length: available)
+        } catch let error as HDF5Error {
+            throw error
+        } catch {
+            throw HDF5Error(.io, structure, at: position, "\(error)")
+        }
+        return cursor(bytes, at: position, structure)
+    }
+
+    func cursor(_ bytes: [UInt8], at absolutePosition: UInt64, _ structure: String) -> ByteCursor {
+        ByteCursor(bytes, origin: absolutePosition, structure: structure, offsetSize: offsetSize, lengthSize: lengthSize)
+    }
+
+    var undefinedAddress: UInt64 { ByteCursor.undefined(offsetSize) }
+
+    func globalHeapCollection(at address: UInt64) async throws -> GlobalHeapCollection {
+        let task = globalHeapCollections.withLock { cache -> Task<GlobalHeapCollection, any Error> in
+            if let existing = cache[address] { return existing }
+            let task = Task { try await GlobalHeapCollection.read(at: address, in: self) }
+            cache[address] = task
+            return task
+        }
+        return try await task.value
+    }
+}

@@ -1,0 +1,208 @@
+import ByteSource
+
+/// One header message, its body copied out of the header block.
+struct HeaderMessage {
+    var type: UInt16
+    var flags: UInt8
+    var body: [UInt8]
+    /// Absolute position of the body, for error messages.
+    var origin: UInt64
+
+    var isShared: Bool { flags & 0x02 != 0 }
+}
+
+/// An object header (version 1 or 2) with all continuation blocks followed.
+struct ObjectHeader {
+    var address: UInt64
+    var version: Int
+    var messages: [HeaderMessage]
+
+    func first(_ type: MessageType) -> HeaderMessage? { messages.first { $0.type == type.rawValue } }
+    func all(_ type: MessageType) -> [HeaderMessage] { messages.filter { $0.type == type.rawValue } }
+
+    /// A guess that covers most headers in one read; the rest is fetched when the prefix says so.
+    static let speculativeReadSize = 512
+
+    static func read(at address: UInt64, in context: FileContext) async throws -> ObjectHeader {
+        var cursor = try await context.read(address, speculativeReadSize, "object header")
+        guard cursor.remaining >= 4 else { throw cursor.error(.truncated, "object header prefix") }
+        if cursor.bytes.starts(with: Array("OHDR".utf8)) {
+            return try await readVersion2(cursor: &cursor, address: address, context: context)
+        }
+        return try await readVersion1(cursor: &cursor, address: address, context: context)
+    }
+
+    private static func readVersion1(cursor: inout ByteCursor, address: UInt64, context: FileContext) async throws -> ObjectHeader {
+        let version = try cursor.u8()
+        guard version == 1 else {
+            throw HDF5Error(.corrupt, "object header", at: context.absolute(address), "version \(version); expected 1 or an OHDR signature")
+        }
+        try cursor.skip(1)
+        let messageCount = Int(try cursor.u16())
+        _ = try cursor.u32()
+        let headerSize = Int(try cursor.u32())
+        guard headerSize <= context.limits.maxStructureBytes else {
+            throw cursor.error(.limitExceeded, "object header claims \(headerSize) bytes")
+        }
+        let prefix = 16
+        if cursor.bytes.count < prefix + headerSize {
+            cursor = try await context.read(address, prefix + headerSize, "object header")
+        }
+        var messages: [HeaderMessage] = []
+        var block = context.cursor(Array(cursor.bytes[min(prefix, cursor.bytes.count)..<min(prefix + headerSize, cursor.bytes.count)]),
+                                   at: context.absolute(address) + UInt64(prefix), "object header")
+        guard block.bytes.count == headerSize else { throw block.error(.truncated, "object header of \(headerSize) bytes") }
+        var pending = try parseVersion1Messages(&block, into: &messages, context: context)
+        var visited: Set<UInt64> = [address]
+        while !pending.isEmpty {
+            let batch = pending
+            pending = []
+            for (blockAddress, length) in batch {
+                guard visited.insert(blockAddress).inserted else {
+                    throw HDF5Error(.cycle, "object header continuation", at: context.absolute(blockAddress), "continuation block visited twice")
+                }
+                var continuation = try await context.read(blockAddress, length, "object header continuation")
+                guard continuation.bytes.count == length else { throw continuation.error(.truncated, "continuation block of \(length) bytes") }
+                pending += try parseVersion1Messages(&continuation, into: &messages, context: context)
+            }
+            if messages.count > context.limits.maxMessagesPerHeader {
+                throw HDF5Error(.limitExceeded, "object header", at: context.absolute(address), "more than \(context.limits.maxMessagesPerHeader) messages")
+            }
+        }
+        _ = messageCount
+        return ObjectHeader(address: address, version: 1, messages: messages)
+    }
+
+    private static func parseVersion1Messages(_ cursor: inout ByteCursor, into messages: inout [HeaderMessage],
+                                              context: FileContext) throws -> [(UInt64, Int)] {
+        var continuations: [(UInt64, Int)] = []
+        while cursor.remaining >= 8 {
+            let type = try cursor.u16()
+            let size = Int(try cursor.u16())
+            let flags = try cursor.u8()
+            try cursor.skip(3)
+            let origin = cursor.absolutePosition
+            let body = try cursor.take(size)
+            try cursor.align(to: 8)
+            if type == MessageType.continuation.rawValue {
+                var continuation = context.cursor(body, at: origin, "continuation message")
+                guard let address = try continuation.address() else { throw continuation.error(.corrupt, "undefined continuation address") }
+                let length = try continuation.length()
+                guard length <= UInt64(context.limits.maxStructureBytes) else { throw continuation.error(.limitExceeded, "continuation of \(length) bytes") }
+                continuations.append((address, Int(length)))
+            } else if type != MessageType.nil_.rawValue {
+                messages.append(HeaderMessage(type: type, flags: flags, body: body, origin: origin))
+            }
+            if messages.count > context.limits.maxMessagesPerHeader { break }
+        }
+        return continuations
+    }
+
+    private static func readVersion2(cursor: inout ByteCursor, address: UInt64, context: FileContext) async throws -> ObjectHeader {
+        try cursor.signature("OHDR")
+        let version = try cursor.u8()
+        guard version == 2 else { throw cursor.error(.corrupt, "OHDR version \(version)") }
+        let flags = try cursor.u8()
+        if flags & 0x20 != 0 { try cursor.skip(16) }
+        if flags & 0x10 != 0 { try cursor.skip(4) }
+        let chunkSize = Int(try cursor.uint(size: 1 << Int(flags & 0x03)))
+        guard chunkSize <= context.limits.maxStructureBytes else { throw cursor.error(.limitExceeded, "header chunk of \(chunkSize) bytes") }
+        let messagesStart = cursor.position
+        let total = messagesStart + chunkSize + 4
+        if cursor.bytes.count < total {
+            cursor = try await context.read(address, total, "object header")
+            guard cursor.bytes.count == total else { throw cursor.error(.truncated, "object header of \(total) bytes") }
+        }
+        var whole = context.cursor(Array(cursor.bytes[0..<total]), at: context.absolute(address), "object header")
+        try whole.seek(to: total - 4)
+        try whole.verifyChecksum(from: 0)
+        var messages: [HeaderMessage] = []
+        var block = context.cursor(Array(cursor.bytes[messagesStart..<(messagesStart + chunkSize)]),
+                                   at: context.absolute(address) + UInt64(messagesStart), "object header")
+        let tracksOrder = flags & 0x04 != 0
+        var pending = try parseVersion2Messages(&block, tracksOrder: tracksOrder, into: &messages, context: context)
+        var visited: Set<UInt64> = [address]
+        while !pending.isEmpty {
+            let batch = pending
+            pending = []
+            for (blockAddress, length) in batch {
+                guard visited.insert(blockAddress).inserted else {
+                    throw HDF5Error(.cycle, "object header continuation", at: context.absolute(blockAddress), "continuation block visited twice")
+                }
+                var continuation = try await context.read(blockAddress, length, "object header continuation")
+                guard continuation.bytes.count == length, length >= 8 else {
+                    throw continuation.error(.truncated, "continuation block of \(length) bytes")
+                }
+                try continuation.signature("OCHK")
+                try continuation.seek(to: length - 4)
+                try continuation.verifyChecksum(from: 0)
+                var inner = context.cursor(Array(continuation.bytes[4..<(length - 4)]), at: context.absolute(blockAddress) + 4,
+                                           "object header continuation")
+                pending += try parseVersion2Messages(&inner, tracksOrder: tracksOrder, into: &messages, context: context)
+            }
+            if messages.count > context.limits.maxMessagesPerHeader {
+                throw HDF5Error(.limitExceeded, "object header", at: context.absolute(address), "more than \(context.limits.maxMessagesPerHeader) messages")
+            }
+        }
+        return ObjectHeader(address: address, version: 2, messages: messages)
+    }
+
+    private static func parseVersion2Messages(_ cursor: inout ByteCursor, tracksOrder: Bool, into messages: inout [HeaderMessage],
+                                              context: FileContext) throws -> [(UInt64, Int)] {
+        var continuations: [(UInt64, Int)] = []
+        let headerSize = tracksOrder ? 6 : 4
+        while cursor.remaining >= headerSize {
+            let type = UInt16(try cursor.u8())
+            let size = Int(try cursor.u16())
+            let flags = try cursor.u8()
+            if tracksOrder { _ = try cursor.u16() }
+            let origin = cursor.absolutePosition
+            let body = try cursor.take(size)
+            if type == MessageType.continuation.rawValue {
+                var continuation = context.cursor(body, at: origin, "continuation message")
+                guard let address = try continuation.address() else { throw continuation.error(.corrupt, "undefined continuation address") }
+                let length = try continuation.length()
+                guard length <= UInt64(context.limits.maxStructureBytes) else { throw continuation.error(.limitExceeded, "continuation of \(length) bytes") }
+                continuations.append((address, Int(length)))
+            } else if type != MessageType.nil_.rawValue {
+                messages.append(HeaderMessage(type: type, flags: flags, body: body, origin: origin))
+            }
+            if messages.count > context.limits.maxMessagesPerHeader { break }
+        }
+        return continuations
+    }
+}
+
+extension FileContext {
+    /// The body of a message, fetched from where a shared message points when it is shared.
+    func resolve(_ message: HeaderMessage, depth: Int = 0) async throws -> ByteCursor {
+        guard message.isShared else { return cursor(message.body, at: message.origin, "message \(message.type)") }
+        guard depth < 8 else { throw HDF5Error(.limitExceeded, "shared message", at: message.origin, "shared messages chained too deep") }
+        var reference = cursor(message.body, at: message.origin, "shared message")
+        switch try SharedMessageReference.parse(&reference) {
+        case .objectHeader(let address):
+            let header = try await ObjectHeader.read(at: address, in: self)
+            guard let target = header.messages.first(where: { $0.type == message.type }) else {
+                throw HDF5Error(.corrupt, "shared message", at: message.origin,
+                                "object header at \(absolute(address)) has no message of type \(message.type)")
+            }
+            return try await resolve(target, depth: depth + 1)
+        case .sharedHeap(let heapID):
+            let mask: UInt16
+            switch message.type {
+            case MessageType.dataspace.rawValue: mask = 0x0001
+            case MessageType.datatype.rawValue: mask = 0x0002
+            case MessageType.fillValue.rawValue: mask = 0x0004
+            case MessageType.filterPipeline.rawValue: mask = 0x0008
+            case MessageType.attribute.rawValue: mask = 0x0010
+            default: mask = 0
+            }
+            guard let heap = sharedMessageHeaps.first(where: { $0.typeMask & mask != 0 }) else {
+                throw HDF5Error(.corrupt, "shared message", at: message.origin, "message type \(message.type) is in the shared-message heap but the file has no index for it")
+            }
+            let fractal = try await FractalHeap.open(at: heap.heapAddress, in: self)
+            let bytes = try await fractal.object(id: heapID)
+            return cursor(bytes, at: message.origin, "shared message heap object")
+        }
+    }
+}

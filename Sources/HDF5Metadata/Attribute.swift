@@ -10,6 +10,8 @@ public indirect enum Value: Sendable, Equatable {
     case bytes([UInt8])
     /// An object reference: the referenced object header's address (relative to the base).
     case objectReference(UInt64)
+    /// A dataset region reference: the referenced dataset's address (the selection is omitted).
+    case regionReference(UInt64)
     case nullReference
     case list([Value])
     case compound([(name: String, value: Value)])
@@ -22,6 +24,7 @@ public indirect enum Value: Sendable, Equatable {
         case let (.string(a), .string(b)): return a == b
         case let (.bytes(a), .bytes(b)): return a == b
         case let (.objectReference(a), .objectReference(b)): return a == b
+        case let (.regionReference(a), .regionReference(b)): return a == b
         case (.nullReference, .nullReference): return true
         case let (.list(a), .list(b)): return a == b
         case let (.compound(a), .compound(b)):
@@ -147,6 +150,15 @@ struct ValueDecoder {
             }
             return .list(items)
         case .reference(_, let kind):
+            if kind == .region {
+                // A dataset region reference names a global heap object that starts with the
+                // referenced object's address, followed by the serialized selection.
+                let data = try await regionHeapData(bytes, origin: origin)
+                guard data.count >= context.offsetSize else { return .nullReference }
+                var cursor = context.cursor(data, at: origin, "region reference")
+                let address = try cursor.uint(size: context.offsetSize)
+                return .regionReference(address)
+            }
             guard kind == .object else { return .bytes(Array(bytes)) }
             var cursor = context.cursor(Array(bytes), at: origin, "object reference")
             let address = try cursor.uint(size: context.offsetSize)
@@ -167,6 +179,13 @@ struct ValueDecoder {
             }
             return .list(items)
         }
+    }
+
+    private func regionHeapData(_ bytes: ArraySlice<UInt8>, origin: UInt64) async throws -> [UInt8] {
+        var cursor = context.cursor(Array(bytes), at: origin, "region reference")
+        guard let collection = try cursor.address(), collection != 0 else { return [] }
+        let index = try cursor.u32()
+        return try await context.globalHeapObject(collection: collection, index: index)
     }
 
     private func heapData(_ bytes: ArraySlice<UInt8>, origin: UInt64) async throws -> (count: UInt32, bytes: [UInt8]) {

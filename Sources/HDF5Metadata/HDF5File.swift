@@ -137,15 +137,18 @@ private struct Traversal {
                 }
             }
             if depth == 1, let error = parsed[0].error { throw error }
-            var next: [(String, UInt64)] = []
-            for ((path, address), result) in zip(level, parsed) {
+            for ((_, address), result) in zip(level, parsed) {
                 visited[address] = result
                 order.append(address)
+            }
+            var next: [(String, UInt64)] = []
+            var queued: Set<UInt64> = []
+            for ((path, _), result) in zip(level, parsed) {
                 guard case .group(let links) = result.kind else { continue }
                 for link in links.sorted(by: { $0.name < $1.name }) {
                     guard case .hard(let child) = link.target else { continue }
                     let childPath = path == "/" ? "/" + link.name : path + "/" + link.name
-                    if visited[child] != nil || next.contains(where: { $0.1 == child }) {
+                    if visited[child] != nil || !queued.insert(child).inserted {
                         aliases[child, default: []].append(childPath)
                     } else {
                         next.append((childPath, child))
@@ -299,9 +302,18 @@ private struct Traversal {
         if let fill = header.first(.fillValue) {
             var cursor = try await context.resolve(fill)
             dataset.fillValue = try FillValue.parse(&cursor)
-        } else if let fill = header.first(.fillValueOld) {
-            var cursor = context.cursor(fill.body, at: fill.origin, "old fill value message")
-            dataset.fillValue = try FillValue.parseOld(&cursor)
+        } else {
+            // Headers written before HDF5 1.6 carry no (new) fill value message: libhdf5 then
+            // reports the fill as undefined, or as the old message's value, and derives the
+            // allocation time from the layout.
+            dataset.fillValue = FillValue(status: .undefined, allocationTime: FillValue.defaultAllocationTime(for: layout),
+                                          writeTime: .ifset, bytes: nil)
+            if let fill = header.first(.fillValueOld) {
+                var cursor = try await context.resolve(fill)
+                let old = try FillValue.parseOld(&cursor)
+                dataset.fillValue.status = old.status
+                dataset.fillValue.bytes = old.bytes
+            }
         }
         async let attributeList = attributes(of: header, in: context)
         if header.first(.externalFiles) != nil {

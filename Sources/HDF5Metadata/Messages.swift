@@ -105,6 +105,15 @@ public struct FillValue: Sendable, Equatable {
 
     static let unset = FillValue(status: .default, allocationTime: .late, writeTime: .ifset, bytes: nil)
 
+    /// libhdf5's allocation time for a dataset whose header does not store one.
+    static func defaultAllocationTime(for layout: Layout) -> AllocationTime {
+        switch layout {
+        case .compact: return .early
+        case .chunked, .virtual: return .incremental
+        case .contiguous: return .late
+        }
+    }
+
     static func parseOld(_ cursor: inout ByteCursor) throws -> FillValue {
         let size = Int(try cursor.u32())
         let bytes = try cursor.take(size)
@@ -137,7 +146,11 @@ public struct FillValue: Sendable, Equatable {
             let time = try write(try cursor.u8())
             let defined = try cursor.u8()
             if version == 1 || defined != 0 {
-                let size = Int(try cursor.u32())
+                let rawSize = try cursor.u32()
+                if rawSize == UInt32.max {
+                    return FillValue(status: .undefined, allocationTime: alloc, writeTime: time, bytes: nil)
+                }
+                let size = Int(rawSize)
                 let bytes = try cursor.take(size)
                 if defined == 0 && version == 1 {
                     return FillValue(status: .undefined, allocationTime: alloc, writeTime: time, bytes: nil)

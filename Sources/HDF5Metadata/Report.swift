@@ -165,6 +165,7 @@ public enum InspectionReport {
         case .string(let v): return .string(v)
         case .bytes(let v): return .object([("hex", .string(hex(v)))])
         case .objectReference(let address): return .object([("object_ref", resolve(address).map(JSON.string) ?? .uint(address))])
+        case .regionReference(let address): return .object([("region_ref", resolve(address).map(JSON.string) ?? .uint(address))])
         case .nullReference: return .null
         case .list(let items): return .array(items.map { json($0, resolve: resolve) })
         case .compound(let fields): return .object(fields.map { ($0.name, json($0.value, resolve: resolve)) })

@@ -3,6 +3,8 @@ import Synchronization
 
 public struct GroupInfo: Sendable {
     public var path: String
+    /// Other hard-link paths to this group (its members are reachable through each).
+    public var aliases: [String] = []
     public var address: UInt64
     public var links: [Link]
     public var attributes: [Attribute]
@@ -255,7 +257,7 @@ private struct Traversal {
         }
         switch kind {
         case .group(let links):
-            var group = GroupInfo(path: entry.path, address: address, links: links, attributes: [])
+            var group = GroupInfo(path: entry.path, aliases: aliases, address: address, links: links, attributes: [])
             do { group.attributes = try await attributes(of: header, in: context) } catch let error as HDF5Error { group.error = error } catch {}
             return .group(group)
         case .datatype:

@@ -1,22 +1,32 @@
 import ArgumentParser
 import ByteSource
 import HDF5Metadata
-#if canImport(Glibc)
-import Glibc
-#endif
+import HDF5Oracle
+import Logging
 
 @main
 struct ZarrMount: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zarrmount",
         abstract: "Mount archives of NetCDF4/HDF5 files as read-only Zarr stores.",
-        subcommands: [Inspect.self]
+        subcommands: [Inspect.self, Verify.self]
     )
+}
+
+/// Exit codes and messages for user-facing failures: one line, naming the file, no stack.
+struct UserFacingError: Error, CustomStringConvertible {
+    var description: String
 }
 
 struct Inspect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the structure of an HDF5/NetCDF4 file as the native parser sees it."
+        abstract: "Print the structure of an HDF5/NetCDF4 file as the native parser sees it.",
+        discussion: """
+            Reads only metadata. Without --json, prints a tree of groups and datasets with types, \
+            shapes, chunking, filters, fill values and attributes. With --json, prints one JSON \
+            document (stable keys; see the README). Exit status 1 when the file is not HDF5 or \
+            is truncated or corrupt; a dataset the parser cannot handle is listed with its reason.
+            """
     )
 
     @Argument(help: "The HDF5 or NetCDF4 file to inspect.")
@@ -28,11 +38,84 @@ struct Inspect: AsyncParsableCommand {
     @Flag(help: "Include every chunk's grid coordinates, file offset, stored size and filter mask.")
     var chunks = false
 
+    @Flag(help: "Print read statistics (requests, bytes, dependent rounds) to stderr.")
+    var stats = false
+
     func run() async throws {
-        let source = try FileSource(path: path)
-        let info = try await HDF5File.parse(source)
-        let report = InspectionReport.json(info, file: path, includeChunks: chunks)
-        print(report.rendered(pretty: !json))
+        let (info, counters) = try await parseLocalFile(path)
+        if json {
+            print(InspectionReport.json(info, file: path, includeChunks: chunks).rendered())
+        } else {
+            print(TreeRenderer.render(info, file: path, includeChunks: chunks), terminator: "")
+        }
+        if stats {
+            printError("reads: \(counters.requests) requests, \(counters.sourceReads) source reads, \(counters.bytesFetched) bytes, \(counters.rounds) dependent rounds")
+        }
     }
 }
 
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the native parser against libhdf5 on a local file.",
+        discussion: """
+            Parses the file twice, with zarrmount's own parser and with the system libhdf5, and \
+            compares every dataset: shape, type size, layout, chunk shape, filters, fill value, \
+            attribute bytes and every chunk's coordinates, offset, size and filter mask. Exit \
+            status 0 when they agree, 1 when they differ (the differences are listed).
+            """
+    )
+
+    @Argument(help: "Local HDF5 or NetCDF4 files to verify.")
+    var paths: [String]
+
+    func run() async throws {
+        var failed = 0
+        for path in paths {
+            let (info, _) = try await parseLocalFile(path)
+            let oracle: [OracleDataset]
+            do {
+                oracle = try LibHDF5Oracle.describe(path: path)
+            } catch {
+                print("\(path): SKIPPED — \(error)")
+                continue
+            }
+            let differences = OracleComparison.differences(native: info, oracle: oracle)
+            let chunkCount = info.datasets.reduce(0) { $0 + ($1.chunks?.count ?? 0) }
+            if differences.isEmpty {
+                print("\(path): OK — \(oracle.count) datasets, \(chunkCount) chunks agree with libhdf5")
+            } else {
+                failed += 1
+                print("\(path): DIFFERENT")
+                for difference in differences { print("  \(difference)") }
+            }
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+func parseLocalFile(_ path: String) async throws -> (HDF5FileInfo, ReadCounters) {
+    do {
+        let file = try FileSource(path: path)
+        let cache = try await BlockCache.open(file)
+        let (info, rounds) = try await ReadRounds.measure { try await HDF5File.parse(cache) }
+        cache.noteRounds(rounds)
+        return (info, cache.statistics.snapshot)
+    } catch let error as HDF5FileError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    } catch let error as ByteSourceError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+}
+
+func printError(_ message: String) {
+    var stderr = StandardError()
+    print(message, to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        FileHandleWriter.writeToStandardError(string)
+    }
+}

@@ -141,7 +141,7 @@ struct ValueDecoder {
             }
             return .compound(fields)
         case .array(_, let dims, let base):
-            let count = dims.reduce(1, *)
+            let count = Int(clamping: checkedProduct(dims.map { UInt64($0) }) ?? 0)
             var items: [Value] = []
             for i in 0..<count {
                 let start = bytes.startIndex + i * base.size

@@ -15,14 +15,15 @@ enum BTreeV1 {
     /// Walks a group B-tree and returns the addresses of its symbol-table nodes, in key order.
     static func groupNodes(at address: UInt64, in context: FileContext) async throws -> [UInt64] {
         let leaves: [Leaf<Int>] = try await walk(at: address, type: 0, keySize: context.lengthSize, expectedLevel: nil, depth: 0,
-                                                 in: context) { _, _ in nil }
+                                                 visited: VisitedNodes("v1 B-tree"), in: context) { _, _ in nil }
         return leaves.map(\.address)
     }
 
     /// Every chunk of a chunked dataset with a v1 B-tree index (`rank` without the element dim).
     static func chunks(at address: UInt64, rank: Int, in context: FileContext) async throws -> [ChunkRecord] {
         let keySize = 8 + 8 * (rank + 1)
-        return try await walk(at: address, type: 1, keySize: keySize, expectedLevel: nil, depth: 0, in: context) { key, childAddress in
+        return try await walk(at: address, type: 1, keySize: keySize, expectedLevel: nil, depth: 0,
+                              visited: VisitedNodes("v1 B-tree"), in: context) { key, childAddress in
             var cursor = key
             let size = try cursor.u32()
             let mask = try cursor.u32()
@@ -39,9 +40,10 @@ enum BTreeV1 {
     }
 
     private static func walk<Record: Sendable>(
-        at address: UInt64, type: UInt8, keySize: Int, expectedLevel: Int?, depth: Int, in context: FileContext,
-        leaf: @escaping @Sendable (ByteCursor, UInt64) throws -> Record?
+        at address: UInt64, type: UInt8, keySize: Int, expectedLevel: Int?, depth: Int, visited: VisitedNodes,
+        in context: FileContext, leaf: @escaping @Sendable (ByteCursor, UInt64) throws -> Record?
     ) async throws -> [Leaf<Record>] {
+        try visited.claim(address, in: context)
         guard depth < context.limits.maxDepth else {
             throw HDF5Error(.limitExceeded, "v1 B-tree", at: context.absolute(address), "deeper than \(context.limits.maxDepth) levels")
         }
@@ -76,7 +78,8 @@ enum BTreeV1 {
             return try children.map { Leaf(address: $0.address, record: try leaf($0.key, $0.address)) }
         }
         let nested = try await ReadRounds.concurrentMap(children.map(\.address)) { child in
-            try await walk(at: child, type: type, keySize: keySize, expectedLevel: level - 1, depth: depth + 1, in: context, leaf: leaf)
+            try await walk(at: child, type: type, keySize: keySize, expectedLevel: level - 1, depth: depth + 1, visited: visited,
+                           in: context, leaf: leaf)
         }
         return nested.flatMap { $0 }
     }
@@ -176,11 +179,13 @@ enum BTreeV2 {
         }
         let shape = Shape(type: type, nodeSize: nodeSize, recordSize: recordSize, maxRecordCountSize: maxCountSize,
                           cumulativeCountSize: cumulativeSizes)
-        let records = try await node(at: root, depth: depth, count: rootCount, shape: shape, in: context)
+        let records = try await node(at: root, depth: depth, count: rootCount, shape: shape, visited: VisitedNodes("v2 B-tree"), in: context)
         return Contents(type: type, recordSize: recordSize, records: records)
     }
 
-    private static func node(at address: UInt64, depth: Int, count: Int, shape: Shape, in context: FileContext) async throws -> [[UInt8]] {
+    private static func node(at address: UInt64, depth: Int, count: Int, shape: Shape, visited: VisitedNodes,
+                             in context: FileContext) async throws -> [[UInt8]] {
+        try visited.claim(address, in: context)
         let isLeaf = depth == 0
         var cursor = try await context.read(address, shape.nodeSize, isLeaf ? "v2 B-tree leaf node" : "v2 B-tree internal node")
         try cursor.signature(isLeaf ? "BTLF" : "BTIN")
@@ -198,13 +203,13 @@ enum BTreeV2 {
         var children: [(UInt64, Int)] = []
         for _ in 0...count {
             guard let child = try cursor.address() else { throw cursor.error(.corrupt, "undefined child address") }
-            let childCount = Int(try cursor.uint(size: shape.maxRecordCountSize))
+            let childCount = try cursor.count(size: shape.maxRecordCountSize, limit: Int(UInt16.max), "child record count")
             if depth > 1 { _ = try cursor.uint(size: shape.cumulativeCountSize[depth - 1]) }
             children.append((child, childCount))
         }
         try cursor.verifyChecksum(from: 0)
         let nested = try await ReadRounds.concurrentMap(children) { child in
-            try await node(at: child.0, depth: depth - 1, count: child.1, shape: shape, in: context)
+            try await node(at: child.0, depth: depth - 1, count: child.1, shape: shape, visited: visited, in: context)
         }
         var ordered: [[UInt8]] = []
         for (index, part) in nested.enumerated() {

@@ -76,6 +76,14 @@ struct ByteCursor {
 
     mutating func length() throws -> UInt64 { try uint(size: lengthSize) }
 
+    /// An unsigned field used as a count or size; fails instead of trapping when it cannot be
+    /// one (hostile files put 2^64-1 in such fields).
+    mutating func count(size: Int, limit: Int, _ what: String) throws -> Int {
+        let value = try uint(size: size)
+        guard value <= UInt64(limit) else { throw error(.limitExceeded, "\(what) of \(value) exceeds \(limit)") }
+        return Int(value)
+    }
+
     mutating func take(_ count: Int) throws -> [UInt8] {
         try need(count)
         defer { position += count }
@@ -124,5 +132,16 @@ func printable(_ bytes: [UInt8]) -> String {
 
 /// Number of bytes needed to encode `value` (libhdf5's H5VM_limit_enc_size).
 func encodedSize(of value: UInt64) -> Int { (log2Floor(value) / 8) + 1 }
+
+/// The product of `values`, or `nil` when it does not fit in 64 bits.
+func checkedProduct<S: Sequence>(_ values: S) -> UInt64? where S.Element == UInt64 {
+    var product: UInt64 = 1
+    for value in values {
+        let (next, overflow) = product.multipliedReportingOverflow(by: value)
+        if overflow { return nil }
+        product = next
+    }
+    return product
+}
 
 func log2Floor(_ value: UInt64) -> Int { value == 0 ? 0 : 63 - value.leadingZeroBitCount }

@@ -64,7 +64,7 @@ struct ChunkEnumerator {
 
     /// Chunks per dimension over the current extent.
     var gridShape: [UInt64] {
-        zip(dataspace.dimensions, layout.chunkShape).map { dim, chunk in chunk == 0 ? 0 : (dim + chunk - 1) / chunk }
+        zip(dataspace.dimensions, layout.chunkShape).map { dim, chunk in chunk == 0 ? 0 : dim / chunk + (dim % chunk == 0 ? 0 : 1) }
     }
 
     /// Chunks per dimension over the maximum extent (unlimited → current), which is what the
@@ -72,7 +72,7 @@ struct ChunkEnumerator {
     var maxGridShape: [UInt64] {
         zip(zip(dataspace.maxDimensions, dataspace.dimensions), layout.chunkShape).map { dims, chunk in
             let extent = dims.0 ?? dims.1
-            return chunk == 0 ? 0 : (extent + chunk - 1) / chunk
+            return chunk == 0 ? 0 : extent / chunk + (extent % chunk == 0 ? 0 : 1)
         }
     }
 
@@ -110,13 +110,18 @@ struct ChunkEnumerator {
             guard let address else { return table }
             let grid = gridShape
             let down = downProducts(maxGridShape)
-            let total = grid.reduce(1, *)
+            // Every chunk of an implicit index is allocated, back to back: all must lie in the file.
+            guard let total = checkedProduct(grid), let maxTotal = checkedProduct(maxGridShape),
+                  let span = maxTotal.multipliedReportingOverflow(by: layout.chunkBytes).overflow ? nil : maxTotal * layout.chunkBytes,
+                  context.absolute(address) <= context.fileSize, span <= context.fileSize - context.absolute(address) else {
+                throw HDF5Error(.corrupt, "implicit chunk index", at: context.absolute(address), "chunks of \(maxGridShape) × \(layout.chunkBytes) bytes do not fit in the file")
+            }
             try checkCount(Int(clamping: total))
             table.reserve(Int(total))
             var coords = [UInt64](repeating: 0, count: rank)
             for _ in 0..<total {
                 var linear: UInt64 = 0
-                for d in 0..<rank { linear += coords[d] * down[d] }
+                for d in 0..<rank { linear &+= coords[d] &* down[d] }
                 table.append(coordinates: coords, offset: context.absolute(address) + linear * layout.chunkBytes,
                              size: layout.chunkBytes, filterMask: 0)
                 increment(&coords, within: grid)
@@ -248,8 +253,8 @@ enum FixedArrayIndex {
         let dataBlock = try header.address()
         try header.verifyChecksum(from: 0)
         guard clientID <= 1, elementSize >= o, pageBits < 32 else { throw header.error(.corrupt, "client \(clientID), element size \(elementSize)") }
-        guard count <= UInt64(context.limits.maxChunksPerDataset) else {
-            throw HDF5Error(.limitExceeded, "fixed array header", at: context.absolute(address), "\(count) elements")
+        guard count <= UInt64(context.limits.maxChunksPerDataset), count <= context.fileSize / UInt64(elementSize) else {
+            throw HDF5Error(.limitExceeded, "fixed array header", at: context.absolute(address), "\(count) elements of \(elementSize) bytes cannot be in a \(context.fileSize)-byte file")
         }
         guard let dataBlock, count > 0 else { return [] }
         let pageElements = UInt64(1) << UInt64(pageBits)
@@ -279,7 +284,7 @@ enum FixedArrayIndex {
         let pageResults = try await ReadRounds.concurrentMap(pages) { page -> [(UInt64, ArrayIndexElement)] in
             let first = UInt64(page) * pageElements
             let elements = min(pageElements, count - first)
-            let pageAddress = dataBlock + UInt64(prefix + 4) + UInt64(page) * UInt64(pageBytes)
+            let pageAddress = dataBlock &+ UInt64(prefix + 4) &+ UInt64(page) &* UInt64(pageBytes)
             var cursor = try await context.read(pageAddress, Int(elements) * elementSize + 4, "fixed array data block page")
             var found: [(UInt64, ArrayIndexElement)] = []
             for index in 0..<elements {
@@ -332,7 +337,7 @@ enum ExtensibleArrayIndex {
               log2Floor(minDataElements) <= maxBits else {
             throw HDF5Error(.corrupt, "extensible array header", at: context.absolute(address), "inconsistent creation parameters")
         }
-        guard maxIndexSet <= UInt64(context.limits.maxChunksPerDataset) else {
+        guard maxIndexSet <= UInt64(context.limits.maxChunksPerDataset), maxIndexSet <= context.fileSize / UInt64(elementSize) + UInt64(indexElements) else {
             throw HDF5Error(.limitExceeded, "extensible array header", at: context.absolute(address), "\(maxIndexSet) elements")
         }
         guard let indexBlock, maxIndexSet > 0 else { return [] }
@@ -344,8 +349,9 @@ enum ExtensibleArrayIndex {
             let blocks = 1 << (u / 2)
             let elements = (UInt64(1) << UInt64((u + 1) / 2)) * minDataElements
             infos.append(SuperBlockInfo(dataBlocks: blocks, elementsPerDataBlock: elements, startIndex: start))
-            let (grown, overflow) = start.addingReportingOverflow(UInt64(blocks) * elements)
-            start = overflow ? UInt64.max : grown
+            let (span, spanOverflow) = UInt64(blocks).multipliedReportingOverflow(by: elements)
+            let (grown, overflow) = start.addingReportingOverflow(span)
+            start = overflow || spanOverflow ? UInt64.max : grown
         }
         let indexSuperBlocks = 2 * log2Floor(UInt64(minPointers))
         let indexDataBlockAddresses = 2 * (minPointers - 1)
@@ -371,7 +377,7 @@ enum ExtensibleArrayIndex {
                 guard slot < indexDataBlockAddresses else { break }
                 let blockAddress = try index.address()
                 slot += 1
-                let first = UInt64(indexElements) + infos[u].startIndex + UInt64(k) * infos[u].elementsPerDataBlock
+                let first = UInt64(indexElements) &+ infos[u].startIndex &+ UInt64(k) &* infos[u].elementsPerDataBlock
                 if let blockAddress, first < maxIndexSet {
                     dataBlocks.append((blockAddress, first, infos[u].elementsPerDataBlock))
                 }
@@ -382,7 +388,7 @@ enum ExtensibleArrayIndex {
         for s in 0..<superBlockAddresses {
             let superAddress = try index.address()
             let info = infos[indexSuperBlocks + s]
-            if let superAddress, UInt64(indexElements) + info.startIndex < maxIndexSet { superBlocks.append((superAddress, info)) }
+            if let superAddress, info.startIndex < maxIndexSet { superBlocks.append((superAddress, info)) }
         }
         try index.verifyChecksum(from: 0)
 
@@ -425,7 +431,7 @@ enum ExtensibleArrayIndex {
         var blocks: [(address: UInt64, firstIndex: UInt64, elements: UInt64)] = []
         for k in 0..<info.dataBlocks {
             if let address = try cursor.address() {
-                blocks.append((address, indexElements + info.startIndex + UInt64(k) * info.elementsPerDataBlock, info.elementsPerDataBlock))
+                blocks.append((address, indexElements &+ info.startIndex &+ UInt64(k) &* info.elementsPerDataBlock, info.elementsPerDataBlock))
             }
         }
         try cursor.verifyChecksum(from: 0)
@@ -458,7 +464,8 @@ enum ExtensibleArrayIndex {
         try head.verifyChecksum(from: 0)
         let pageCount = Int(request.elements / parameters.pageElements)
         let pageBytes = Int(parameters.pageElements) * parameters.elementSize + 4
-        let pages = (0..<pageCount).filter { UInt64($0) * parameters.pageElements < wanted }
+        let neededPages = Int(min(UInt64(pageCount), wanted / parameters.pageElements + 1))
+        let pages = Array(0..<neededPages)
         let parts = try await ReadRounds.concurrentMap(pages) { page -> [(UInt64, ArrayIndexElement)] in
             let pageAddress = request.address + UInt64(prefix + 4) + UInt64(page * pageBytes)
             var cursor = try await context.read(pageAddress, pageBytes, "extensible array data block page")

@@ -176,7 +176,10 @@ extension Datatype {
                     }
                     memberType = try parse(&cursor, depth: depth + 1)
                     if rank > 0 {
-                        let count = dims.reduce(1, *)
+                        guard let product = checkedProduct(dims.map { UInt64($0) }), product <= UInt64(1 << 28) else {
+                            throw HDF5Error(.limitExceeded, "compound datatype", at: start, "member array dimensions \(dims)")
+                        }
+                        let count = Int(product)
                         memberType = .array(size: memberType.size * count, dimensions: dims, base: memberType)
                     }
                 } else {
@@ -227,6 +230,10 @@ extension Datatype {
             for _ in 0..<rank { dims.append(Int(try cursor.u32())) }
             if version < 3 { try cursor.skip(4 * rank) }
             let base = try parse(&cursor, depth: depth + 1)
+            guard let count = checkedProduct(dims.map { UInt64($0) }), count.multipliedReportingOverflow(by: UInt64(base.size)).partialValue == UInt64(size),
+                  !count.multipliedReportingOverflow(by: UInt64(base.size)).overflow else {
+                throw HDF5Error(.corrupt, "array datatype", at: start, "dimensions \(dims) of \(base.size)-byte elements do not make \(size) bytes")
+            }
             return .array(size: size, dimensions: dims, base: base)
         default:
             throw HDF5Error(.corrupt, "datatype message", at: start, "datatype class \(typeClass)")

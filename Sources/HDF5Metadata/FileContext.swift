@@ -19,6 +19,22 @@ public struct ParseLimits: Sendable, Equatable {
     public init() {}
 }
 
+/// Addresses already visited within one tree or list: a node reached twice means the file
+/// links it into a cycle or a diamond, which would multiply the work without bound.
+final class VisitedNodes: Sendable {
+    private let seen = Mutex<Set<UInt64>>([])
+    let structure: String
+
+    init(_ structure: String) { self.structure = structure }
+
+    func claim(_ address: UInt64, in context: FileContext) throws {
+        let fresh = seen.withLock { $0.insert(address).inserted }
+        guard fresh else {
+            throw HDF5Error(.cycle, structure, at: context.absolute(address), "node referenced twice")
+        }
+    }
+}
+
 /// What every structure parser needs: the source, the file's address arithmetic and limits.
 /// Shared by all concurrent tasks parsing one file.
 final class FileContext: Sendable {

@@ -371,7 +371,7 @@ private struct Traversal {
         for var body in bodies {
             var (attribute, _) = try await Attribute.parse(&body, context: context)
             attribute.values = try await decoder.decodeAll(attribute.raw, type: attribute.datatype,
-                                                           count: Int(attribute.dataspace.elementCount), origin: body.origin)
+                                                           count: Int(clamping: attribute.dataspace.elementCount), origin: body.origin)
             result.append(attribute)
         }
         return result.sorted { $0.name < $1.name }

@@ -267,7 +267,7 @@ struct FractalHeap: Sendable {
             guard let objectAddress = try cursor.address() else { throw cursor.error(.corrupt, "undefined huge object address") }
             let length = try cursor.length()
             let data = try await context.read(objectAddress, Int(min(length, UInt64(Int.max))), "fractal heap huge object")
-            guard data.bytes.count == Int(length) else { throw data.error(.truncated, "huge object of \(length) bytes") }
+            guard UInt64(data.bytes.count) == length else { throw data.error(.truncated, "huge object of \(length) bytes") }
             return data.bytes
         }
         let key = try cursor.uint(size: min(heapIDLength - 1, context.lengthSize))
@@ -280,7 +280,7 @@ struct FractalHeap: Sendable {
             let recordID = try r.length()
             if recordID == key {
                 let data = try await context.read(objectAddress, Int(min(length, UInt64(Int.max))), "fractal heap huge object")
-                guard data.bytes.count == Int(length) else { throw data.error(.truncated, "huge object of \(length) bytes") }
+                guard UInt64(data.bytes.count) == length else { throw data.error(.truncated, "huge object of \(length) bytes") }
                 return data.bytes
             }
         }

@@ -40,7 +40,7 @@ public struct Dataspace: Sendable, Equatable {
         switch kind {
         case .null: return 0
         case .scalar: return 1
-        case .simple: return dimensions.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+        case .simple: return checkedProduct(dimensions) ?? UInt64.max
         }
     }
 
@@ -395,8 +395,8 @@ public struct Link: Sendable, Equatable {
         var order: UInt64?
         if flags & 0x04 != 0 { order = try cursor.u64() }
         if flags & 0x10 != 0 { _ = try cursor.u8() }
-        let nameLength = Int(try cursor.uint(size: 1 << Int(flags & 0x03)))
-        guard nameLength > 0 && nameLength <= 1 << 20 else {
+        let nameLength = try cursor.count(size: 1 << Int(flags & 0x03), limit: 1 << 20, "link name length")
+        guard nameLength > 0 else {
             throw HDF5Error(.corrupt, "link message", at: start, "link name length \(nameLength)")
         }
         let name = String(decoding: try cursor.take(nameLength), as: UTF8.self)

@@ -105,8 +105,7 @@ struct ObjectHeader {
         let flags = try cursor.u8()
         if flags & 0x20 != 0 { try cursor.skip(16) }
         if flags & 0x10 != 0 { try cursor.skip(4) }
-        let chunkSize = Int(try cursor.uint(size: 1 << Int(flags & 0x03)))
-        guard chunkSize <= context.limits.maxStructureBytes else { throw cursor.error(.limitExceeded, "header chunk of \(chunkSize) bytes") }
+        let chunkSize = try cursor.count(size: 1 << Int(flags & 0x03), limit: context.limits.maxStructureBytes, "header chunk size")
         let messagesStart = cursor.position
         let total = messagesStart + chunkSize + 4
         if cursor.bytes.count < total {
@@ -188,15 +187,8 @@ extension FileContext {
             }
             return try await resolve(target, depth: depth + 1)
         case .sharedHeap(let heapID):
-            let mask: UInt16
-            switch message.type {
-            case MessageType.dataspace.rawValue: mask = 0x0001
-            case MessageType.datatype.rawValue: mask = 0x0002
-            case MessageType.fillValue.rawValue: mask = 0x0004
-            case MessageType.filterPipeline.rawValue: mask = 0x0008
-            case MessageType.attribute.rawValue: mask = 0x0010
-            default: mask = 0
-            }
+            // An index's type flags have bit N set for message type N (libhdf5's H5O_SHMESG_*_FLAG).
+            let mask: UInt16 = message.type < 16 ? UInt16(1) << message.type : 0
             guard let heap = sharedMessageHeaps.first(where: { $0.typeMask & mask != 0 }) else {
                 throw HDF5Error(.corrupt, "shared message", at: message.origin, "message type \(message.type) is in the shared-message heap but the file has no index for it")
             }

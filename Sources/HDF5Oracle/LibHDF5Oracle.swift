@@ -29,6 +29,18 @@ public struct OracleDataset: Sendable {
     public var attributes: [String: [UInt8]?]
 }
 
+extension OracleDataset {
+    /// A dataset libhdf5 lists but cannot open (a newer format version than the system
+    /// library knows, or a missing filter); comparisons skip it.
+    static func unreadable(_ path: String) -> OracleDataset {
+        OracleDataset(path: path, typeClass: -1, typeSize: 0, shape: [], maxShape: [], layout: "unreadable", chunkShape: nil,
+                      filters: [], fillStatus: "", fillBytes: nil, chunks: [], chunksListed: false, contiguousOffset: nil,
+                      storageSize: 0, attributes: [:])
+    }
+
+    public var isReadable: Bool { layout != "unreadable" }
+}
+
 public struct OracleError: Error, CustomStringConvertible, Sendable {
     public var file: String
     public var detail: String
@@ -38,6 +50,12 @@ public struct OracleError: Error, CustomStringConvertible, Sendable {
 /// Reads a file's datasets through libhdf5 (Debian's, linked through `CHDF5`). libhdf5 is not
 /// thread-safe: call this from one thread at a time.
 public enum LibHDF5Oracle {
+    public static var version: String {
+        var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        _ = H5get_libversion(&major, &minor, &release)
+        return "\(major).\(minor).\(release)"
+    }
+
     public static func describe(path: String) throws -> [OracleDataset] {
         _ = chdf5_open_library()
         _ = chdf5_silence_errors()
@@ -58,7 +76,9 @@ public enum LibHDF5Oracle {
             return 0
         }, Unmanaged.passUnretained(collector).toOpaque())
         guard status >= 0 else { throw OracleError(file: path, detail: "visit the objects") }
-        return try collector.paths.map { try dataset(file: file, path: $0, fileName: path) }
+        return collector.paths.map { datasetPath in
+            (try? dataset(file: file, path: datasetPath, fileName: path)) ?? OracleDataset.unreadable(datasetPath)
+        }
     }
 
     private static func dataset(file: hid_t, path: String, fileName: String) throws -> OracleDataset {
@@ -198,7 +218,7 @@ public enum OracleComparison {
             renamed.path = canonical(dataset.path)
             return renamed
         }
-        for expected in oracle {
+        for expected in oracle where expected.isReadable {
             guard let got = byPath[expected.path] else {
                 out.append("\(expected.path): missing from the native parse")
                 continue

@@ -1,0 +1,138 @@
+import ByteSource
+import Synchronization
+import XCTest
+
+/// An in-memory source that records every read it serves, optionally failing the first ones.
+final class RecordingSource: RandomAccessSource {
+    let name = "recording"
+    let bytes: [UInt8]
+    let reads = Mutex<[(offset: UInt64, length: Int)]>([])
+    let failuresLeft: Mutex<Int>
+    let delay: Duration
+
+    init(size: Int, failures: Int = 0, delay: Duration = .zero) {
+        bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        failuresLeft = Mutex(failures)
+        self.delay = delay
+    }
+
+    struct Injected: Error {}
+
+    func size() async throws -> UInt64 { UInt64(bytes.count) }
+
+    func read(offset: UInt64, length: Int) async throws -> [UInt8] {
+        reads.withLock { $0.append((offset, length)) }
+        if delay > .zero { try await Task.sleep(for: delay) }
+        let fail = failuresLeft.withLock { left -> Bool in
+            if left > 0 { left -= 1; return true }
+            return false
+        }
+        if fail { throw Injected() }
+        let start = Int(min(offset, UInt64(bytes.count)))
+        return Array(bytes[start..<min(start + length, bytes.count)])
+    }
+}
+
+final class BlockCacheTests: XCTestCase {
+    private func policy(page: Int = 1024, first: Int = 1024) -> BlockCache<RecordingSource>.Policy {
+        .init(pageSize: page, firstFetchSize: first, mergeGapPages: 1, maxCachedBytes: 1 << 20, batchingTurns: 4)
+    }
+
+    func testReturnsExactBytesAcrossPageBoundaries() async throws {
+        let source = RecordingSource(size: 10_000)
+        let cache = try await BlockCache.open(source, policy: policy())
+        let got = try await cache.read(offset: 1000, length: 3000)
+        XCTAssertEqual(got, Array(source.bytes[1000..<4000]))
+        let tail = try await cache.read(offset: 9_990, length: 100)
+        XCTAssertEqual(tail, Array(source.bytes[9_990..<10_000]), "a read past the end is cut at the end")
+        let past = try await cache.read(offset: 20_000, length: 10)
+        XCTAssertEqual(past, [])
+    }
+
+    func testCachedPagesAreNotFetchedAgain() async throws {
+        let source = RecordingSource(size: 8192)
+        let cache = try await BlockCache.open(source, policy: policy())
+        _ = try await cache.read(offset: 0, length: 100)
+        _ = try await cache.read(offset: 200, length: 100)
+        _ = try await cache.read(offset: 1000, length: 20)
+        XCTAssertEqual(source.reads.withLock { $0.count }, 1)
+        XCTAssertEqual(cache.statistics.snapshot.requests, 3)
+        XCTAssertEqual(cache.statistics.snapshot.sourceReads, 1)
+    }
+
+    func testConcurrentNeighbouringReadsAreCoalescedIntoOneRequest() async throws {
+        let source = RecordingSource(size: 64 * 1024)
+        let cache = try await BlockCache.open(source, policy: policy())
+        _ = try await cache.read(offset: 0, length: 10)  // the first fetch is special; get it out of the way
+        let offsets: [UInt64] = [4096, 5120, 6144, 7168, 8192]
+        let results = try await withThrowingTaskGroup(of: (UInt64, [UInt8]).self) { group in
+            for offset in offsets { group.addTask { (offset, try await cache.read(offset: offset, length: 100)) } }
+            var all: [(UInt64, [UInt8])] = []
+            for try await result in group { all.append(result) }
+            return all
+        }
+        for (offset, bytes) in results { XCTAssertEqual(bytes, Array(source.bytes[Int(offset)..<Int(offset) + 100])) }
+        let reads = source.reads.withLock { $0 }
+        XCTAssertEqual(reads.count, 2, "one first fetch plus one merged range, not one per page: \(reads)")
+        XCTAssertEqual(reads.last?.offset, 4096)
+        XCTAssertEqual(reads.last?.length, 5 * 1024)
+    }
+
+    func testConcurrentReadsOfOnePageShareOneFetch() async throws {
+        let source = RecordingSource(size: 64 * 1024, delay: .milliseconds(20))
+        let cache = try await BlockCache.open(source, policy: policy())
+        _ = try await cache.read(offset: 0, length: 10)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 { group.addTask { _ = try await cache.read(offset: 10_000, length: 8) } }
+            try await group.waitForAll()
+        }
+        XCTAssertEqual(source.reads.withLock { $0.count }, 2)
+    }
+
+    func testFailedFetchIsReportedAndCanBeRetried() async throws {
+        let source = RecordingSource(size: 4096, failures: 1)
+        let cache = try await BlockCache.open(source, policy: policy())
+        do {
+            _ = try await cache.read(offset: 0, length: 16)
+            XCTFail("the injected failure must surface")
+        } catch is RecordingSource.Injected {}
+        let bytes = try await cache.read(offset: 0, length: 16)
+        XCTAssertEqual(bytes, Array(source.bytes[0..<16]))
+    }
+
+    func testRoundsCountDependentReadsNotConcurrentOnes() async throws {
+        let source = RecordingSource(size: 1 << 20)
+        let cache = try await BlockCache.open(source, policy: policy())
+        let (_, sequential) = try await ReadRounds.measure {
+            _ = try await cache.read(offset: 0, length: 10)
+            _ = try await cache.read(offset: 100_000, length: 10)
+            _ = try await cache.read(offset: 200_000, length: 10)
+        }
+        XCTAssertEqual(sequential, 3)
+        let (_, concurrent) = try await ReadRounds.measure {
+            _ = try await ReadRounds.concurrentMap([300_000, 400_000, 500_000, 600_000] as [UInt64]) { offset in
+                try await cache.read(offset: offset, length: 10)
+            }
+        }
+        XCTAssertEqual(concurrent, 1)
+        let (_, cached) = try await ReadRounds.measure { _ = try await cache.read(offset: 5, length: 10) }
+        XCTAssertLessThanOrEqual(cached, 1, "a cached page is ready at the round it was fetched in")
+    }
+}
+
+final class FileSourceTests: XCTestCase {
+    func testReadsRangesAndReportsMissingFiles() async throws {
+        let path = NSTemporaryDirectory() + "/zarrmount-filesource-\(getpid())"
+        let content = (0..<5000).map { UInt8($0 % 251) }
+        FileManager.default.createFile(atPath: path, contents: Data(content))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let source = try FileSource(path: path)
+        let size = try await source.size()
+        XCTAssertEqual(size, 5000)
+        let middle = try await source.read(offset: 4000, length: 2000)
+        XCTAssertEqual(middle, Array(content[4000..<5000]))
+        XCTAssertThrowsError(try FileSource(path: path + ".missing")) { error in
+            XCTAssertTrue("\(error)".contains(".missing"), "the error names the file: \(error)")
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import ByteSource
+import Foundation
+import HDF5Metadata
+import XCTest
+
+enum TestData {
+    /// The fixture matrix written by `tools/make-fixtures` (tools/test sets the variable).
+    static func fixtureDirectory() throws -> URL {
+        if let path = ProcessInfo.processInfo.environment["ZARRMOUNT_FIXTURES"] {
+            return URL(fileURLWithPath: path)
+        }
+        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.cache/fixtures").standardized
+        if FileManager.default.fileExists(atPath: fallback.path) { return fallback }
+        if ProcessInfo.processInfo.environment["CI"] == "true" {
+            XCTFail("ZARRMOUNT_FIXTURES is not set and .cache/fixtures does not exist: run tools/test (CI must not skip)")
+        }
+        throw XCTSkip("no fixtures: run tools/make-fixtures .cache/fixtures or tools/test")
+    }
+
+    static func fixtureFiles() throws -> [URL] {
+        let directory = try fixtureDirectory()
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        let files = names.filter { $0.hasSuffix(".h5") || $0.hasSuffix(".nc") }.sorted().map { directory.appendingPathComponent($0) }
+        XCTAssertGreaterThan(files.count, 20, "the fixture matrix looks incomplete in \(directory.path)")
+        return files
+    }
+
+    static func bytes(_ url: URL) throws -> [UInt8] { [UInt8](try Data(contentsOf: url)) }
+}
+
+/// Deterministic pseudo-random numbers (SplitMix64) so failures reproduce.
+struct SplitMix64 {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(bound, 1))) }
+}
+
+/// Runs `body` with a deadline; a hang becomes a test failure instead of a stuck suite.
+func withDeadline<T: Sendable>(_ seconds: Double, _ label: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            return nil
+        }
+        let first = try await group.next()!
+        group.cancelAll()
+        guard let value = first else { throw Hang(description: "\(label) did not finish within \(seconds) s") }
+        return value
+    }
+}
+
+struct Hang: Error, CustomStringConvertible {
+    var description: String
+}

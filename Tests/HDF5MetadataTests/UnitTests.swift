@@ -1,0 +1,46 @@
+@testable import HDF5Metadata
+import XCTest
+
+final class ChecksumTests: XCTestCase {
+    func testLookup3MatchesPublishedVectors() {
+        XCTAssertEqual(Lookup3.hash([UInt8]()), 0xdead_beef)
+        XCTAssertEqual(Lookup3.hash(Array("Four score and seven years ago".utf8)), 0x1777_0551)
+        XCTAssertEqual(Lookup3.hash(Array("Four score and seven years ago".utf8), initial: 1), 0xcd62_8161)
+    }
+}
+
+final class CursorTests: XCTestCase {
+    func testReadsLittleEndianAndReportsTruncationWithOffset() throws {
+        var cursor = ByteCursor([1, 0, 0, 0, 0xff, 0xff], origin: 100, structure: "test", offsetSize: 2, lengthSize: 4)
+        XCTAssertEqual(try cursor.u32(), 1)
+        XCTAssertNil(try cursor.address(), "all-ones is the undefined address")
+        XCTAssertThrowsError(try cursor.u8()) { error in
+            let error = error as! HDF5Error
+            XCTAssertEqual(error.kind, .truncated)
+            XCTAssertEqual(error.offset, 106)
+            XCTAssertEqual(error.structure, "test")
+        }
+    }
+
+    func testGridArithmetic() {
+        XCTAssertEqual(downProducts([3, 4, 5]), [20, 5, 1])
+        XCTAssertEqual(split(27, [20, 5, 1]), [1, 1, 2])
+        var coords: [UInt64] = [0, 3]
+        increment(&coords, within: [2, 4])
+        XCTAssertEqual(coords, [1, 0])
+        XCTAssertEqual(encodedSize(of: 255), 1)
+        XCTAssertEqual(encodedSize(of: 256), 2)
+    }
+}
+
+final class DatatypeTests: XCTestCase {
+    func testNumpySpellings() {
+        let layout = Datatype.FloatLayout(signPosition: 31, exponentPosition: 23, exponentSize: 8, mantissaPosition: 0,
+                                          mantissaSize: 23, exponentBias: 127)
+        XCTAssertEqual(Datatype.float(size: 4, order: .littleEndian, bitOffset: 0, precision: 32, layout: layout).numpyDtype, "<f4")
+        XCTAssertEqual(Datatype.integer(size: 2, order: .bigEndian, signed: true, bitOffset: 0, precision: 16).numpyDtype, ">i2")
+        XCTAssertEqual(Datatype.integer(size: 1, order: .littleEndian, signed: false, bitOffset: 0, precision: 8).numpyDtype, "|u1")
+        XCTAssertEqual(Datatype.string(size: 16, padding: .nullTerminated, charset: .ascii).numpyDtype, "|S16")
+        XCTAssertEqual(Datatype.variableLengthString(size: 16, padding: .nullTerminated, charset: .utf8).numpyDtype, "|O")
+    }
+}

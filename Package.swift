@@ -22,7 +22,11 @@ let package = Package(
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
-        .target(name: "ByteSource", swiftSettings: strictness),
+        .target(
+            name: "ByteSource",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictness
+        ),
         .target(name: "HDF5Metadata", dependencies: ["ByteSource"], swiftSettings: strictness),
         .target(
             name: "HDF5Oracle",
@@ -35,6 +39,15 @@ let package = Package(
                 "ByteSource", "HDF5Metadata", "HDF5Oracle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictness
+        ),
+
+        .executableTarget(
+            name: "zarrmount-bench",
+            dependencies: [
+                "ByteSource", "HDF5Metadata",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictness
         ),

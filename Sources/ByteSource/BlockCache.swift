@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 
 /// A page cache in front of a slow source that turns many small metadata reads into a few large
@@ -21,7 +22,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         /// Scheduler turns a batch waits for concurrent readers to join before it is sent.
         public var batchingTurns: Int
 
-        public init(pageSize: Int = 16 * 1024, firstFetchSize: Int = 128 * 1024, mergeGapPages: Int = 2,
+        public init(pageSize: Int = 512, firstFetchSize: Int = 16 * 1024, mergeGapPages: Int = 2,
                     maxCachedBytes: Int = 64 * 1024 * 1024, batchingTurns: Int = 3) {
             precondition(pageSize > 0 && pageSize & (pageSize - 1) == 0, "page size must be a power of two")
             self.pageSize = pageSize
@@ -59,15 +60,20 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         let result = Mutex<Task<([UInt64: [UInt8]], Int), any Error>?>(nil)
     }
 
-    public init(_ base: Base, size: UInt64, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics()) {
+    private let logger: Logger?
+
+    public init(_ base: Base, size: UInt64, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics(),
+                logger: Logger? = nil) {
         self.base = base
         self.sourceSize = size
         self.policy = policy
         self.statistics = statistics
+        self.logger = logger
     }
 
-    public static func open(_ base: Base, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics()) async throws -> BlockCache {
-        BlockCache(base, size: try await base.size(), policy: policy, statistics: statistics)
+    public static func open(_ base: Base, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics(),
+                            logger: Logger? = nil) async throws -> BlockCache {
+        BlockCache(base, size: try await base.size(), policy: policy, statistics: statistics, logger: logger)
     }
 
     public func size() async throws -> UInt64 { sourceSize }
@@ -162,6 +168,8 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
                 }
             }
             let readyRound = issueRound + 1
+            logger?.trace("fetching pages", metadata: ["source": "\(name)", "round": "\(readyRound)",
+                                                      "pages": "\(pages.sorted().map { $0 * UInt64(policy.pageSize) })"])
             do {
                 let fetched = try await fetch(pages: pages.sorted())
                 state.withLock { state in

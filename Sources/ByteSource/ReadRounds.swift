@@ -61,4 +61,21 @@ public enum ReadRounds {
         }
         return results
     }
+
+    /// Runs two pieces of work concurrently, each on its own clock started at the caller's
+    /// round; the caller resumes at the later of the two.
+    public static func concurrently<A: Sendable, B: Sendable>(
+        _ first: @escaping @Sendable () async throws -> A,
+        _ second: @escaping @Sendable () async throws -> B
+    ) async throws -> (A, B) {
+        let parent = clock
+        let start = parent?.current ?? 0
+        let firstClock = RoundClock(startingAt: start)
+        let secondClock = RoundClock(startingAt: start)
+        async let a = $clock.withValue(firstClock) { try await first() }
+        async let b = $clock.withValue(secondClock) { try await second() }
+        let result = try await (a, b)
+        parent?.advance(to: max(firstClock.current, secondClock.current))
+        return result
+    }
 }

@@ -20,9 +20,13 @@ enum BTreeV1 {
     }
 
     /// Every chunk of a chunked dataset with a v1 B-tree index (`rank` without the element dim).
-    static func chunks(at address: UInt64, rank: Int, in context: FileContext) async throws -> [ChunkRecord] {
+    /// `expectedChunks` sizes the first read of the root: a dataset with few chunks has a
+    /// root node of a few hundred bytes, and reading exactly that saves bandwidth.
+    static func chunks(at address: UInt64, rank: Int, expectedChunks: UInt64, in context: FileContext) async throws -> [ChunkRecord] {
         let keySize = 8 + 8 * (rank + 1)
-        return try await walk(at: address, type: 1, keySize: keySize, expectedLevel: nil, depth: 0,
+        let entries = Int(min(expectedChunks, 64))
+        let firstRead = 8 + 2 * context.offsetSize + entries * (keySize + context.offsetSize) + keySize
+        return try await walk(at: address, type: 1, keySize: keySize, expectedLevel: nil, depth: 0, firstRead: firstRead,
                               visited: VisitedNodes("v1 B-tree"), in: context) { key, childAddress in
             var cursor = key
             let size = try cursor.u32()
@@ -40,7 +44,8 @@ enum BTreeV1 {
     }
 
     private static func walk<Record: Sendable>(
-        at address: UInt64, type: UInt8, keySize: Int, expectedLevel: Int?, depth: Int, visited: VisitedNodes,
+        at address: UInt64, type: UInt8, keySize: Int, expectedLevel: Int?, depth: Int, firstRead: Int = speculativeNodeSize,
+        visited: VisitedNodes,
         in context: FileContext, leaf: @escaping @Sendable (ByteCursor, UInt64) throws -> Record?
     ) async throws -> [Leaf<Record>] {
         try visited.claim(address, in: context)
@@ -49,7 +54,7 @@ enum BTreeV1 {
         }
         let o = context.offsetSize
         let headerSize = 8 + 2 * o
-        var cursor = try await context.read(address, speculativeNodeSize, "v1 B-tree node")
+        var cursor = try await context.read(address, max(firstRead, 8 + 2 * o), "v1 B-tree node")
         try cursor.signature("TREE")
         let nodeType = try cursor.u8()
         guard nodeType == type else { throw cursor.error(.corrupt, "node type \(nodeType), expected \(type)") }

@@ -58,7 +58,6 @@ struct ChunkEnumerator {
     let context: FileContext
     let layout: Layout.Chunked
     let dataspace: Dataspace
-    let filtered: Bool
 
     var rank: Int { layout.chunkShape.count }
 
@@ -88,7 +87,8 @@ struct ChunkEnumerator {
         switch layout.index {
         case .btreeV1(let address):
             guard let address else { return table }
-            let records = try await BTreeV1.chunks(at: address, rank: rank, in: context)
+            let records = try await BTreeV1.chunks(at: address, rank: rank, expectedChunks: checkedProduct(gridShape) ?? UInt64.max,
+                                                   in: context)
             try checkCount(records.count)
             table.reserve(records.count)
             for record in records {

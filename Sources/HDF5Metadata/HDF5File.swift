@@ -98,105 +98,199 @@ public enum HDF5File {
     }
 }
 
-/// Walks the group tree breadth-first (so every object gets its shortest, then alphabetically
-/// first, path), then fills in attributes and chunk tables of all objects concurrently.
+/// Discovers every object concurrently (a group's children are fetched as soon as its links
+/// are known, a dataset's chunk index as soon as its header's first chunk is), then names the
+/// objects breadth-first in memory, so every object gets its shortest, then alphabetically
+/// first, path whatever order the reads completed in.
 private struct Traversal {
     let context: FileContext
 
-    private enum Kind {
+    private enum Kind: Sendable {
         case group(links: [Link])
         case dataset
         case datatype
     }
 
-    private struct Visited {
-        var path: String
-        var header: ObjectHeader?
+    /// One object as discovered, before it has a path.
+    private struct Discovered: Sendable {
+        var address: UInt64
         var kind: Kind?
+        var details: ObjectDetails?
         var error: HDF5Error?
+    }
+
+    private final class Claims: Sendable {
+        let seen = Mutex<Set<UInt64>>([])
+        func claim(_ address: UInt64) -> (fresh: Bool, count: Int) {
+            seen.withLock { set in (set.insert(address).inserted, set.count) }
+        }
     }
 
     func run(superblock: Superblock) async throws -> HDF5FileInfo {
         let root = superblock.rootObjectHeader
-        var order: [UInt64] = []
-        var visited: [UInt64: Visited] = [:]
+        let claims = Claims()
+        let discovered = try await Self.visit(root, depth: 1, claims: claims, in: context)
+        var byAddress: [UInt64: Discovered] = [:]
+        for object in discovered { byAddress[object.address] = object }
+        if let error = byAddress[root]?.error { throw error }
+
+        // Name objects breadth-first: level by level, parents in order, links by name.
+        var order: [UInt64] = [root]
+        var paths: [UInt64: String] = [root: "/"]
         var aliases: [UInt64: [String]] = [:]
-        var level: [(String, UInt64)] = [("/", root)]
-        var depth = 0
+        var level: [UInt64] = [root]
         while !level.isEmpty {
-            depth += 1
-            if depth > context.limits.maxDepth {
-                throw HDF5Error(.limitExceeded, "group tree", at: context.absolute(root), "groups nested deeper than \(context.limits.maxDepth)")
-            }
-            let context = self.context
-            let parsed = try await ReadRounds.concurrentMap(level) { entry -> Visited in
-                do {
-                    let header = try await ObjectHeader.read(at: entry.1, in: context)
-                    let kind = try await Self.classify(header, in: context)
-                    return Visited(path: entry.0, header: header, kind: kind)
-                } catch let error as HDF5Error {
-                    return Visited(path: entry.0, error: error)
-                }
-            }
-            if depth == 1, let error = parsed[0].error { throw error }
-            for ((_, address), result) in zip(level, parsed) {
-                visited[address] = result
-                order.append(address)
-            }
-            var next: [(String, UInt64)] = []
-            var queued: Set<UInt64> = []
-            for ((path, _), result) in zip(level, parsed) {
-                guard case .group(let links) = result.kind else { continue }
+            var next: [UInt64] = []
+            for parent in level {
+                guard case .group(let links) = byAddress[parent]?.kind, let parentPath = paths[parent] else { continue }
                 for link in links.sorted(by: { $0.name < $1.name }) {
-                    guard case .hard(let child) = link.target else { continue }
-                    let childPath = path == "/" ? "/" + link.name : path + "/" + link.name
-                    if visited[child] != nil || !queued.insert(child).inserted {
-                        aliases[child, default: []].append(childPath)
+                    guard case .hard(let child) = link.target, byAddress[child] != nil else { continue }
+                    let childPath = parentPath == "/" ? "/" + link.name : parentPath + "/" + link.name
+                    if paths[child] == nil {
+                        paths[child] = childPath
+                        order.append(child)
+                        next.append(child)
                     } else {
-                        next.append((childPath, child))
+                        aliases[child, default: []].append(childPath)
                     }
                 }
-            }
-            if order.count + next.count > context.limits.maxObjects {
-                throw HDF5Error(.limitExceeded, "group tree", at: context.absolute(root), "more than \(context.limits.maxObjects) objects")
             }
             level = next
         }
 
-        let context = self.context
-        let finalVisited = visited
-        let finalAliases = aliases
-        let details = try await ReadRounds.concurrentMap(order) { address -> ObjectDetails in
-            let entry = finalVisited[address]!
-            return await Self.details(of: entry, address: address, aliases: finalAliases[address] ?? [], in: context)
-        }
         var groups: [GroupInfo] = []
         var datasets: [DatasetInfo] = []
         var datatypes: [CommittedDatatypeInfo] = []
-        for detail in details {
-            switch detail {
-            case .group(let group): groups.append(group)
-            case .dataset(let dataset): datasets.append(dataset)
-            case .datatype(let datatype): datatypes.append(datatype)
+        for address in order {
+            guard let object = byAddress[address], let path = paths[address] else { continue }
+            let objectAliases = aliases[address] ?? []
+            switch object.details {
+            case .group(var group):
+                group.path = path
+                group.aliases = objectAliases
+                groups.append(group)
+            case .dataset(var dataset):
+                dataset.path = path
+                dataset.aliases = objectAliases
+                datasets.append(dataset)
+            case .datatype(var datatype):
+                datatype.path = path
+                datatypes.append(datatype)
+            case nil:
+                datasets.append(DatasetInfo(path: path, aliases: objectAliases, address: address, error: object.error))
             }
         }
-        var paths: [UInt64: String] = [:]
-        for address in order { paths[address] = visited[address]!.path }
         return HDF5FileInfo(name: context.name, size: context.fileSize, superblock: superblock, groups: groups,
                             datasets: datasets, datatypes: datatypes, pathsByAddress: paths)
     }
 
-    private static func classify(_ header: ObjectHeader, in context: FileContext) async throws -> Kind {
+    private static func visit(_ address: UInt64, depth: Int, claims: Claims, in context: FileContext) async throws -> [Discovered] {
+        let (fresh, count) = claims.claim(address)
+        guard fresh else { return [] }
+        if count > context.limits.maxObjects {
+            throw HDF5Error(.limitExceeded, "group tree", at: context.absolute(address), "more than \(context.limits.maxObjects) objects")
+        }
+        guard depth <= context.limits.maxDepth else {
+            return [Discovered(address: address, error: HDF5Error(.limitExceeded, "group tree", at: context.absolute(address),
+                                                                   "groups nested deeper than \(context.limits.maxDepth)"))]
+        }
+        do {
+            var header = try await ObjectHeader.readFirstChunk(at: address, in: context)
+            var earlyChunks: Result<ChunkTable?, HDF5Error>?
+            var earlyLinks: [Link]?
+            if header.first(.layout) != nil, header.first(.dataspace) != nil, !header.pendingContinuations.isEmpty {
+                // The layout sits in the first header chunk; attributes added later live in
+                // continuation blocks. Fetch both at once instead of one after the other.
+                let firstChunk = header
+                let (chunks, completed) = try await ReadRounds.concurrently({
+                    await Self.chunkTable(of: firstChunk, in: context)
+                }, {
+                    var rest = firstChunk
+                    try await rest.readContinuations(in: context)
+                    return rest
+                })
+                earlyChunks = chunks
+                header = completed
+            } else if !header.pendingContinuations.isEmpty, header.first(.layout) == nil,
+                      header.first(.symbolTable) != nil || header.first(.linkInfo) != nil {
+                let firstChunk = header
+                let (links, completed) = try await ReadRounds.concurrently({
+                    try await Self.indexedLinks(firstChunk, in: context)
+                }, {
+                    var rest = firstChunk
+                    try await rest.readContinuations(in: context)
+                    return rest
+                })
+                earlyLinks = links
+                header = completed
+            } else {
+                try await header.readContinuations(in: context)
+            }
+            let kind = try await classify(header, indexedLinks: earlyLinks, in: context)
+            switch kind {
+            case .group(let links):
+                var children: [UInt64] = []
+                for link in links {
+                    if case .hard(let child) = link.target, !children.contains(child) { children.append(child) }
+                }
+                let finalHeader = header
+                let childAddresses = children
+                let (details, descendants) = try await ReadRounds.concurrently({
+                    await Self.groupDetails(finalHeader, links: links, address: address, in: context)
+                }, {
+                    try await ReadRounds.concurrentMap(childAddresses) { child in
+                        try await Self.visit(child, depth: depth + 1, claims: claims, in: context)
+                    }
+                })
+                return [Discovered(address: address, kind: kind, details: details)] + descendants.flatMap { $0 }
+            case .dataset:
+                let details = await Self.datasetDetails(header, address: address, earlyChunks: earlyChunks, in: context)
+                return [Discovered(address: address, kind: kind, details: details)]
+            case .datatype:
+                var info = CommittedDatatypeInfo(path: "", address: address)
+                do {
+                    if let message = header.first(.datatype) {
+                        var cursor = try await context.resolve(message)
+                        info.datatype = try Datatype.parse(&cursor)
+                    }
+                } catch let error as HDF5Error { info.error = error }
+                return [Discovered(address: address, kind: kind, details: .datatype(info))]
+            }
+        } catch let error as HDF5Error {
+            return [Discovered(address: address, error: error)]
+        }
+    }
+
+    private static func classify(_ header: ObjectHeader, indexedLinks: [Link]? = nil, in context: FileContext) async throws -> Kind {
         if header.first(.layout) != nil { return .dataset }
+        let isGroup = header.first(.symbolTable) != nil || header.first(.linkInfo) != nil || header.first(.link) != nil
+            || header.first(.groupInfo) != nil
+        if !isGroup {
+            return header.first(.datatype) != nil ? .datatype : .group(links: [])
+        }
+        var links: [Link]
+        if let indexedLinks {
+            links = indexedLinks
+        } else {
+            links = try await Self.indexedLinks(header, in: context)
+        }
+        for message in header.all(.link) {
+            var cursor = context.cursor(message.body, at: message.origin, "link message")
+            links.append(try Link.parse(&cursor))
+        }
+        return .group(links: links)
+    }
+
+    /// Links kept outside the object header: an old-style group's symbol table, or a new-style
+    /// group's dense storage. Both are named by messages of the header's first chunk.
+    private static func indexedLinks(_ header: ObjectHeader, in context: FileContext) async throws -> [Link] {
         if let table = header.first(.symbolTable) {
             var cursor = context.cursor(table.body, at: table.origin, "symbol table message")
-            return .group(links: try await oldStyleLinks(try SymbolTableMessage.parse(&cursor), in: context))
+            return try await oldStyleLinks(try SymbolTableMessage.parse(&cursor), in: context)
         }
-        if header.first(.linkInfo) != nil || header.first(.link) != nil || header.first(.groupInfo) != nil {
-            return .group(links: try await newStyleLinks(header, in: context))
-        }
-        if header.first(.datatype) != nil { return .datatype }
-        return .group(links: [])
+        guard let infoMessage = header.first(.linkInfo) else { return [] }
+        var cursor = context.cursor(infoMessage.body, at: infoMessage.origin, "link info message")
+        return try await denseLinks(try LinkInfo.parse(&cursor), in: context)
     }
 
     private static func oldStyleLinks(_ table: SymbolTableMessage, in context: FileContext) async throws -> [Link] {
@@ -218,31 +312,19 @@ private struct Traversal {
         return links
     }
 
-    private static func newStyleLinks(_ header: ObjectHeader, in context: FileContext) async throws -> [Link] {
-        var links: [Link] = []
-        for message in header.all(.link) {
-            var cursor = context.cursor(message.body, at: message.origin, "link message")
-            links.append(try Link.parse(&cursor))
+    private static func denseLinks(_ info: LinkInfo, in context: FileContext) async throws -> [Link] {
+        guard let heapAddress = info.fractalHeapAddress, let indexAddress = info.nameIndexAddress else { return [] }
+        async let heapOpen = FractalHeap.open(at: heapAddress, in: context)
+        let index = try await BTreeV2.records(at: indexAddress, in: context)
+        let heap = try await heapOpen
+        guard index.type == 5 else {
+            throw HDF5Error(.corrupt, "link name index", at: context.absolute(indexAddress), "record type \(index.type), expected 5")
         }
-        if let infoMessage = header.first(.linkInfo) {
-            var cursor = context.cursor(infoMessage.body, at: infoMessage.origin, "link info message")
-            let info = try LinkInfo.parse(&cursor)
-            if let heapAddress = info.fractalHeapAddress, let indexAddress = info.nameIndexAddress {
-                async let heapOpen = FractalHeap.open(at: heapAddress, in: context)
-                let index = try await BTreeV2.records(at: indexAddress, in: context)
-                let heap = try await heapOpen
-                guard index.type == 5 else {
-                    throw HDF5Error(.corrupt, "link name index", at: context.absolute(indexAddress), "record type \(index.type), expected 5")
-                }
-                let dense = try await ReadRounds.concurrentMap(index.records) { record -> Link in
-                    let object = try await heap.object(id: Array(record.dropFirst(4)))
-                    var cursor = context.cursor(object, at: context.absolute(heapAddress), "dense link")
-                    return try Link.parse(&cursor)
-                }
-                links += dense
-            }
+        return try await ReadRounds.concurrentMap(index.records) { record -> Link in
+            let object = try await heap.object(id: Array(record.dropFirst(4)))
+            var cursor = context.cursor(object, at: context.absolute(heapAddress), "dense link")
+            return try Link.parse(&cursor)
         }
-        return links
     }
 
     enum ObjectDetails: Sendable {
@@ -251,38 +333,58 @@ private struct Traversal {
         case datatype(CommittedDatatypeInfo)
     }
 
-    private static func details(of entry: Visited, address: UInt64, aliases: [String], in context: FileContext) async -> ObjectDetails {
-        guard let header = entry.header, let kind = entry.kind else {
-            return .dataset(DatasetInfo(path: entry.path, aliases: aliases, address: address, error: entry.error))
+    private static func groupDetails(_ header: ObjectHeader, links: [Link], address: UInt64, in context: FileContext) async -> ObjectDetails {
+        var group = GroupInfo(path: "", address: address, links: links, attributes: [])
+        do { group.attributes = try await attributes(of: header, in: context) } catch let error as HDF5Error { group.error = error } catch {}
+        return .group(group)
+    }
+
+    private static func datasetDetails(_ header: ObjectHeader, address: UInt64, earlyChunks: Result<ChunkTable?, HDF5Error>?,
+                                       in context: FileContext) async -> ObjectDetails {
+        var dataset = DatasetInfo(path: "", address: address)
+        do {
+            try await fillDataset(&dataset, header: header, earlyChunks: earlyChunks, in: context)
+        } catch let error as HDF5Error {
+            dataset.error = error
+        } catch {
+            dataset.error = HDF5Error(.io, "dataset", at: context.absolute(address), "\(error)")
         }
-        switch kind {
-        case .group(let links):
-            var group = GroupInfo(path: entry.path, aliases: aliases, address: address, links: links, attributes: [])
-            do { group.attributes = try await attributes(of: header, in: context) } catch let error as HDF5Error { group.error = error } catch {}
-            return .group(group)
-        case .datatype:
-            var info = CommittedDatatypeInfo(path: entry.path, address: address)
-            do {
-                if let message = header.first(.datatype) {
-                    var cursor = try await context.resolve(message)
-                    info.datatype = try Datatype.parse(&cursor)
+        return .dataset(dataset)
+    }
+
+    /// The chunk table of a chunked or contiguous dataset from its header alone (`nil` for
+    /// compact and virtual layouts).
+    private static func chunkTable(of header: ObjectHeader, in context: FileContext) async -> Result<ChunkTable?, HDF5Error> {
+        do {
+            guard let layoutMessage = header.first(.layout), let spaceMessage = header.first(.dataspace) else { return .success(nil) }
+            var spaceCursor = try await context.resolve(spaceMessage)
+            let dataspace = try Dataspace.parse(&spaceCursor)
+            var layoutCursor = context.cursor(layoutMessage.body, at: layoutMessage.origin, "data layout message")
+            let layout = try Layout.parse(&layoutCursor)
+            switch layout {
+            case .compact, .virtual:
+                return .success(nil)
+            case .contiguous(let address, let size):
+                var table = ChunkTable(rank: dataspace.dimensions.count)
+                if let address, size > 0 {
+                    table.append(coordinates: [UInt64](repeating: 0, count: dataspace.dimensions.count),
+                                 offset: context.absolute(address), size: size, filterMask: 0)
                 }
-            } catch let error as HDF5Error { info.error = error } catch {}
-            return .datatype(info)
-        case .dataset:
-            var dataset = DatasetInfo(path: entry.path, aliases: aliases, address: address)
-            do {
-                try await fillDataset(&dataset, header: header, in: context)
-            } catch let error as HDF5Error {
-                dataset.error = error
-            } catch {
-                dataset.error = HDF5Error(.io, "dataset", at: context.absolute(address), "\(error)")
+                return .success(table)
+            case .chunked(let chunked):
+                var table = try await ChunkEnumerator(context: context, layout: chunked, dataspace: dataspace).enumerate()
+                table.sortByCoordinates()
+                return .success(table)
             }
-            return .dataset(dataset)
+        } catch let error as HDF5Error {
+            return .failure(error)
+        } catch {
+            return .failure(HDF5Error(.io, "chunk index", at: context.absolute(header.address), "\(error)"))
         }
     }
 
-    private static func fillDataset(_ dataset: inout DatasetInfo, header: ObjectHeader, in context: FileContext) async throws {
+    private static func fillDataset(_ dataset: inout DatasetInfo, header: ObjectHeader, earlyChunks: Result<ChunkTable?, HDF5Error>?,
+                                    in context: FileContext) async throws {
         let position = context.absolute(header.address)
         guard let typeMessage = header.first(.datatype), let spaceMessage = header.first(.dataspace),
               let layoutMessage = header.first(.layout) else {
@@ -317,31 +419,24 @@ private struct Traversal {
                 dataset.fillValue.bytes = old.bytes
             }
         }
-        async let attributeList = attributes(of: header, in: context)
+        let finalHeader = header
+        async let attributeList = attributes(of: finalHeader, in: context)
         if header.first(.externalFiles) != nil {
             dataset.attributes = try await attributeList
             throw HDF5Error(.unsupported, "dataset", at: position, "raw data in external files (external file list message)")
         }
-        switch layout {
-        case .virtual:
+        if case .virtual = layout {
             dataset.attributes = try await attributeList
             throw HDF5Error(.unsupported, "data layout message", at: layoutMessage.origin, "virtual dataset (VDS) layout")
-        case .compact:
-            dataset.chunks = nil
-        case .contiguous(let address, let size):
-            var table = ChunkTable(rank: dataspace.dimensions.count)
-            if let address, size > 0 {
-                table.append(coordinates: [UInt64](repeating: 0, count: dataspace.dimensions.count),
-                             offset: context.absolute(address), size: size, filterMask: 0)
-            }
-            dataset.chunks = table
-        case .chunked(let chunked):
-            var table = try await ChunkEnumerator(context: context, layout: chunked, dataspace: dataspace,
-                                                  filtered: !dataset.filters.isEmpty).enumerate()
-            table.sortByCoordinates()
-            dataset.chunks = table
+        }
+        let chunks: Result<ChunkTable?, HDF5Error>
+        if let earlyChunks {
+            chunks = earlyChunks
+        } else {
+            chunks = await chunkTable(of: header, in: context)
         }
         dataset.attributes = try await attributeList
+        dataset.chunks = try chunks.get()
     }
 
     private static func attributes(of header: ObjectHeader, in context: FileContext) async throws -> [Attribute] {

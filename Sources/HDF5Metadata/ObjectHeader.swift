@@ -1,7 +1,7 @@
 import ByteSource
 
 /// One header message, its body copied out of the header block.
-struct HeaderMessage {
+struct HeaderMessage: Sendable {
     var type: UInt16
     var flags: UInt8
     var body: [UInt8]
@@ -11,19 +11,35 @@ struct HeaderMessage {
     var isShared: Bool { flags & 0x02 != 0 }
 }
 
-/// An object header (version 1 or 2) with all continuation blocks followed.
-struct ObjectHeader {
+/// An object header (version 1 or 2). `readFirstChunk` stops before the continuation blocks
+/// so that callers can act on the first chunk (which holds a dataset's layout) while the rest
+/// is still being fetched.
+struct ObjectHeader: Sendable {
     var address: UInt64
     var version: Int
     var messages: [HeaderMessage]
+    var pendingContinuations: [Continuation] = []
+    var tracksCreationOrder = false
+    private var visitedBlocks: Set<UInt64> = []
+
+    struct Continuation: Sendable {
+        var address: UInt64
+        var length: Int
+    }
 
     func first(_ type: MessageType) -> HeaderMessage? { messages.first { $0.type == type.rawValue } }
     func all(_ type: MessageType) -> [HeaderMessage] { messages.filter { $0.type == type.rawValue } }
 
     /// A guess that covers most headers in one read; the rest is fetched when the prefix says so.
-    static let speculativeReadSize = 512
+    static let speculativeReadSize = 1024
 
     static func read(at address: UInt64, in context: FileContext) async throws -> ObjectHeader {
+        var header = try await readFirstChunk(at: address, in: context)
+        try await header.readContinuations(in: context)
+        return header
+    }
+
+    static func readFirstChunk(at address: UInt64, in context: FileContext) async throws -> ObjectHeader {
         var cursor = try await context.read(address, speculativeReadSize, "object header")
         guard cursor.remaining >= 4 else { throw cursor.error(.truncated, "object header prefix") }
         if cursor.bytes.starts(with: Array("OHDR".utf8)) {
@@ -32,13 +48,59 @@ struct ObjectHeader {
         return try await readVersion1(cursor: &cursor, address: address, context: context)
     }
 
+    /// Follows continuation blocks until none are left; blocks known at the same time are
+    /// fetched concurrently.
+    mutating func readContinuations(in context: FileContext) async throws {
+        visitedBlocks.insert(address)
+        while !pendingContinuations.isEmpty {
+            let batch = pendingContinuations
+            pendingContinuations = []
+            for block in batch {
+                guard visitedBlocks.insert(block.address).inserted else {
+                    throw HDF5Error(.cycle, "object header continuation", at: context.absolute(block.address), "continuation block visited twice")
+                }
+            }
+            let version = self.version
+            let tracksOrder = tracksCreationOrder
+            let parsed = try await ReadRounds.concurrentMap(batch) { block in
+                try await Self.readContinuationBlock(block, version: version, tracksOrder: tracksOrder, context: context)
+            }
+            for (messages, continuations) in parsed {
+                self.messages += messages
+                pendingContinuations += continuations
+            }
+            if messages.count > context.limits.maxMessagesPerHeader {
+                throw HDF5Error(.limitExceeded, "object header", at: context.absolute(address), "more than \(context.limits.maxMessagesPerHeader) messages")
+            }
+        }
+    }
+
+    private static func readContinuationBlock(_ block: Continuation, version: Int, tracksOrder: Bool,
+                                              context: FileContext) async throws -> ([HeaderMessage], [Continuation]) {
+        var cursor = try await context.read(block.address, block.length, "object header continuation")
+        guard cursor.bytes.count == block.length else { throw cursor.error(.truncated, "continuation block of \(block.length) bytes") }
+        var messages: [HeaderMessage] = []
+        if version == 1 {
+            let continuations = try parseVersion1Messages(&cursor, into: &messages, context: context)
+            return (messages, continuations)
+        }
+        guard block.length >= 8 else { throw cursor.error(.truncated, "continuation block of \(block.length) bytes") }
+        try cursor.signature("OCHK")
+        try cursor.seek(to: block.length - 4)
+        try cursor.verifyChecksum(from: 0)
+        var inner = context.cursor(Array(cursor.bytes[4..<(block.length - 4)]), at: context.absolute(block.address) + 4,
+                                   "object header continuation")
+        let continuations = try parseVersion2Messages(&inner, tracksOrder: tracksOrder, into: &messages, context: context)
+        return (messages, continuations)
+    }
+
     private static func readVersion1(cursor: inout ByteCursor, address: UInt64, context: FileContext) async throws -> ObjectHeader {
         let version = try cursor.u8()
         guard version == 1 else {
             throw HDF5Error(.corrupt, "object header", at: context.absolute(address), "version \(version); expected 1 or an OHDR signature")
         }
         try cursor.skip(1)
-        let messageCount = Int(try cursor.u16())
+        _ = try cursor.u16()
         _ = try cursor.u32()
         let headerSize = Int(try cursor.u32())
         guard headerSize <= context.limits.maxStructureBytes else {
@@ -52,30 +114,13 @@ struct ObjectHeader {
         var block = context.cursor(Array(cursor.bytes[min(prefix, cursor.bytes.count)..<min(prefix + headerSize, cursor.bytes.count)]),
                                    at: context.absolute(address) + UInt64(prefix), "object header")
         guard block.bytes.count == headerSize else { throw block.error(.truncated, "object header of \(headerSize) bytes") }
-        var pending = try parseVersion1Messages(&block, into: &messages, context: context)
-        var visited: Set<UInt64> = [address]
-        while !pending.isEmpty {
-            let batch = pending
-            pending = []
-            for (blockAddress, length) in batch {
-                guard visited.insert(blockAddress).inserted else {
-                    throw HDF5Error(.cycle, "object header continuation", at: context.absolute(blockAddress), "continuation block visited twice")
-                }
-                var continuation = try await context.read(blockAddress, length, "object header continuation")
-                guard continuation.bytes.count == length else { throw continuation.error(.truncated, "continuation block of \(length) bytes") }
-                pending += try parseVersion1Messages(&continuation, into: &messages, context: context)
-            }
-            if messages.count > context.limits.maxMessagesPerHeader {
-                throw HDF5Error(.limitExceeded, "object header", at: context.absolute(address), "more than \(context.limits.maxMessagesPerHeader) messages")
-            }
-        }
-        _ = messageCount
-        return ObjectHeader(address: address, version: 1, messages: messages)
+        let pending = try parseVersion1Messages(&block, into: &messages, context: context)
+        return ObjectHeader(address: address, version: 1, messages: messages, pendingContinuations: pending)
     }
 
     private static func parseVersion1Messages(_ cursor: inout ByteCursor, into messages: inout [HeaderMessage],
-                                              context: FileContext) throws -> [(UInt64, Int)] {
-        var continuations: [(UInt64, Int)] = []
+                                              context: FileContext) throws -> [Continuation] {
+        var continuations: [Continuation] = []
         while cursor.remaining >= 8 {
             let type = try cursor.u16()
             let size = Int(try cursor.u16())
@@ -85,17 +130,20 @@ struct ObjectHeader {
             let body = try cursor.take(size)
             try cursor.align(to: 8)
             if type == MessageType.continuation.rawValue {
-                var continuation = context.cursor(body, at: origin, "continuation message")
-                guard let address = try continuation.address() else { throw continuation.error(.corrupt, "undefined continuation address") }
-                let length = try continuation.length()
-                guard length <= UInt64(context.limits.maxStructureBytes) else { throw continuation.error(.limitExceeded, "continuation of \(length) bytes") }
-                continuations.append((address, Int(length)))
+                continuations.append(try continuation(body, origin: origin, context: context))
             } else if type != MessageType.nil_.rawValue {
                 messages.append(HeaderMessage(type: type, flags: flags, body: body, origin: origin))
             }
             if messages.count > context.limits.maxMessagesPerHeader { break }
         }
         return continuations
+    }
+
+    private static func continuation(_ body: [UInt8], origin: UInt64, context: FileContext) throws -> Continuation {
+        var cursor = context.cursor(body, at: origin, "continuation message")
+        guard let address = try cursor.address() else { throw cursor.error(.corrupt, "undefined continuation address") }
+        let length = try cursor.count(size: context.lengthSize, limit: context.limits.maxStructureBytes, "continuation length")
+        return Continuation(address: address, length: length)
     }
 
     private static func readVersion2(cursor: inout ByteCursor, address: UInt64, context: FileContext) async throws -> ObjectHeader {
@@ -119,36 +167,14 @@ struct ObjectHeader {
         var block = context.cursor(Array(cursor.bytes[messagesStart..<(messagesStart + chunkSize)]),
                                    at: context.absolute(address) + UInt64(messagesStart), "object header")
         let tracksOrder = flags & 0x04 != 0
-        var pending = try parseVersion2Messages(&block, tracksOrder: tracksOrder, into: &messages, context: context)
-        var visited: Set<UInt64> = [address]
-        while !pending.isEmpty {
-            let batch = pending
-            pending = []
-            for (blockAddress, length) in batch {
-                guard visited.insert(blockAddress).inserted else {
-                    throw HDF5Error(.cycle, "object header continuation", at: context.absolute(blockAddress), "continuation block visited twice")
-                }
-                var continuation = try await context.read(blockAddress, length, "object header continuation")
-                guard continuation.bytes.count == length, length >= 8 else {
-                    throw continuation.error(.truncated, "continuation block of \(length) bytes")
-                }
-                try continuation.signature("OCHK")
-                try continuation.seek(to: length - 4)
-                try continuation.verifyChecksum(from: 0)
-                var inner = context.cursor(Array(continuation.bytes[4..<(length - 4)]), at: context.absolute(blockAddress) + 4,
-                                           "object header continuation")
-                pending += try parseVersion2Messages(&inner, tracksOrder: tracksOrder, into: &messages, context: context)
-            }
-            if messages.count > context.limits.maxMessagesPerHeader {
-                throw HDF5Error(.limitExceeded, "object header", at: context.absolute(address), "more than \(context.limits.maxMessagesPerHeader) messages")
-            }
-        }
-        return ObjectHeader(address: address, version: 2, messages: messages)
+        let pending = try parseVersion2Messages(&block, tracksOrder: tracksOrder, into: &messages, context: context)
+        return ObjectHeader(address: address, version: 2, messages: messages, pendingContinuations: pending,
+                            tracksCreationOrder: tracksOrder)
     }
 
     private static func parseVersion2Messages(_ cursor: inout ByteCursor, tracksOrder: Bool, into messages: inout [HeaderMessage],
-                                              context: FileContext) throws -> [(UInt64, Int)] {
-        var continuations: [(UInt64, Int)] = []
+                                              context: FileContext) throws -> [Continuation] {
+        var continuations: [Continuation] = []
         let headerSize = tracksOrder ? 6 : 4
         while cursor.remaining >= headerSize {
             let type = UInt16(try cursor.u8())
@@ -158,11 +184,7 @@ struct ObjectHeader {
             let origin = cursor.absolutePosition
             let body = try cursor.take(size)
             if type == MessageType.continuation.rawValue {
-                var continuation = context.cursor(body, at: origin, "continuation message")
-                guard let address = try continuation.address() else { throw continuation.error(.corrupt, "undefined continuation address") }
-                let length = try continuation.length()
-                guard length <= UInt64(context.limits.maxStructureBytes) else { throw continuation.error(.limitExceeded, "continuation of \(length) bytes") }
-                continuations.append((address, Int(length)))
+                continuations.append(try continuation(body, origin: origin, context: context))
             } else if type != MessageType.nil_.rawValue {
                 messages.append(HeaderMessage(type: type, flags: flags, body: body, origin: origin))
             }

@@ -41,8 +41,12 @@ struct Inspect: AsyncParsableCommand {
     @Flag(help: "Print read statistics (requests, bytes, dependent rounds) to stderr.")
     var stats = false
 
+    @Option(help: "Log level on stderr: trace shows every read sent to the file.")
+    var logLevel: Logger.Level = .warning
+
     func run() async throws {
-        let (info, counters) = try await parseLocalFile(path)
+        let logger = makeLogger(level: logLevel)
+        let (info, counters) = try await parseLocalFile(path, logger: logger)
         if json {
             print(InspectionReport.json(info, file: path, includeChunks: chunks).rendered())
         } else {
@@ -95,10 +99,10 @@ struct Verify: AsyncParsableCommand {
     }
 }
 
-func parseLocalFile(_ path: String) async throws -> (HDF5FileInfo, ReadCounters) {
+func parseLocalFile(_ path: String, logger: Logger? = nil) async throws -> (HDF5FileInfo, ReadCounters) {
     do {
         let file = try FileSource(path: path)
-        let cache = try await BlockCache.open(file)
+        let cache = try await BlockCache.open(file, logger: logger)
         let (info, rounds) = try await ReadRounds.measure { try await HDF5File.parse(cache) }
         cache.noteRounds(rounds)
         return (info, cache.statistics.snapshot)
@@ -109,6 +113,14 @@ func parseLocalFile(_ path: String) async throws -> (HDF5FileInfo, ReadCounters)
         printError("error: \(error)")
         throw ExitCode(1)
     }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+func makeLogger(level: Logger.Level) -> Logger {
+    var logger = Logger(label: "zarrmount") { label in StreamLogHandler.standardError(label: label) }
+    logger.logLevel = level
+    return logger
 }
 
 func printError(_ message: String) {

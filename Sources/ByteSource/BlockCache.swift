@@ -93,36 +93,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         var waits: [Batch] = []
         var readyRound = issueRound
         state.withLock { state in
-            var page = firstPage
-            while page <= lastPage {
-                if let hit = state.loaded[page] {
-                    pageBytes[page] = hit.bytes
-                    readyRound = max(readyRound, hit.readyRound)
-                } else if let batch = state.loading[page] {
-                    batch.pages.withLock { $0.latestIssueRound = max($0.latestIssueRound, issueRound) }
-                    if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
-                } else {
-                    let batch = openBatch(&state)
-                    var pagesToAdd: [UInt64] = [page]
-                    if !state.fetchedAnything {
-                        // The first fetch reads ahead: a file's metadata clusters at its start.
-                        state.fetchedAnything = true
-                        let extra = UInt64(policy.firstFetchSize) / pageSize
-                        var ahead = page + 1
-                        while ahead < page + extra, ahead * pageSize < sourceSize {
-                            if state.loaded[ahead] == nil && state.loading[ahead] == nil { pagesToAdd.append(ahead) }
-                            ahead += 1
-                        }
-                    }
-                    batch.pages.withLock {
-                        $0.set.formUnion(pagesToAdd)
-                        $0.latestIssueRound = max($0.latestIssueRound, issueRound)
-                    }
-                    for added in pagesToAdd { state.loading[added] = batch }
-                    if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
-                }
-                page += 1
-            }
+            claim(firstPage...lastPage, issueRound: issueRound, state: &state, hits: &pageBytes, waits: &waits, readyRound: &readyRound)
         }
 
         for batch in waits {
@@ -150,6 +121,58 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             position += UInt64(take)
         }
         return out
+    }
+
+    /// Starts fetching `ranges` in one batch (neighbours merged into single reads) without
+    /// waiting; later reads of these bytes join the fetch. Callers that know several addresses
+    /// at once (all children of a group) use it so coalescing does not depend on scheduling.
+    public func prefetch(_ ranges: [ByteRange]) {
+        let issueRound = ReadRounds.clock?.current ?? 0
+        let pageSize = UInt64(policy.pageSize)
+        var ignoredHits = [UInt64: [UInt8]]()
+        var ignoredWaits: [Batch] = []
+        var ignoredRound = 0
+        state.withLock { state in
+            for range in ranges where range.length > 0 && range.offset < sourceSize {
+                let end = range.offset + min(UInt64(range.length), sourceSize - range.offset)
+                claim((range.offset / pageSize)...((end - 1) / pageSize), issueRound: issueRound, state: &state,
+                      hits: &ignoredHits, waits: &ignoredWaits, readyRound: &ignoredRound)
+            }
+        }
+    }
+
+    /// For each page: a cached copy, a fetch in flight to join, or a place in the open batch.
+    private func claim(_ pages: ClosedRange<UInt64>, issueRound: Int, state: inout State, hits: inout [UInt64: [UInt8]],
+                       waits: inout [Batch], readyRound: inout Int) {
+        let pageSize = UInt64(policy.pageSize)
+        for page in pages {
+            if let hit = state.loaded[page] {
+                hits[page] = hit.bytes
+                readyRound = max(readyRound, hit.readyRound)
+            } else if let batch = state.loading[page] {
+                batch.pages.withLock { $0.latestIssueRound = max($0.latestIssueRound, issueRound) }
+                if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
+            } else {
+                let batch = openBatch(&state)
+                var pagesToAdd: [UInt64] = [page]
+                if !state.fetchedAnything {
+                    // The first fetch reads ahead: a file's metadata clusters at its start.
+                    state.fetchedAnything = true
+                    let extra = UInt64(policy.firstFetchSize) / pageSize
+                    var ahead = page + 1
+                    while ahead < page + extra, ahead * pageSize < sourceSize {
+                        if state.loaded[ahead] == nil && state.loading[ahead] == nil { pagesToAdd.append(ahead) }
+                        ahead += 1
+                    }
+                }
+                batch.pages.withLock {
+                    $0.set.formUnion(pagesToAdd)
+                    $0.latestIssueRound = max($0.latestIssueRound, issueRound)
+                }
+                for added in pagesToAdd { state.loading[added] = batch }
+                if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
+            }
+        }
     }
 
     /// The batch currently collecting pages, or a new one whose fetch starts after a few turns.

@@ -10,6 +10,23 @@ public protocol RandomAccessSource: Sendable {
     /// Up to `length` bytes starting at `offset`. Fewer bytes come back only at the end of the
     /// source; a read starting at or past the end returns an empty array.
     func read(offset: UInt64, length: Int) async throws -> [UInt8]
+    /// A hint that these ranges will be read soon; caching sources start fetching them
+    /// together. The default does nothing.
+    func prefetch(_ ranges: [ByteRange])
+}
+
+extension RandomAccessSource {
+    public func prefetch(_ ranges: [ByteRange]) {}
+}
+
+public struct ByteRange: Sendable, Equatable {
+    public var offset: UInt64
+    public var length: Int
+
+    public init(offset: UInt64, length: Int) {
+        self.offset = offset
+        self.length = length
+    }
 }
 
 /// Why a byte range could not be read.

@@ -82,6 +82,7 @@ enum BTreeV1 {
         if level == 0 {
             return try children.map { Leaf(address: $0.address, record: try leaf($0.key, $0.address)) }
         }
+        context.prefetch(children.map(\.address), length: min(speculativeNodeSize, needed))
         let nested = try await ReadRounds.concurrentMap(children.map(\.address)) { child in
             try await walk(at: child, type: type, keySize: keySize, expectedLevel: level - 1, depth: depth + 1, visited: visited,
                            in: context, leaf: leaf)
@@ -213,6 +214,7 @@ enum BTreeV2 {
             children.append((child, childCount))
         }
         try cursor.verifyChecksum(from: 0)
+        context.prefetch(children.map(\.0), length: shape.nodeSize)
         let nested = try await ReadRounds.concurrentMap(children) { child in
             try await node(at: child.0, depth: depth - 1, count: child.1, shape: shape, visited: visited, in: context)
         }

@@ -100,6 +100,12 @@ final class FileContext: Sendable {
 
     var undefinedAddress: UInt64 { ByteCursor.undefined(offsetSize) }
 
+    /// Announces structures about to be read concurrently, so their reads are coalesced.
+    func prefetch(_ addresses: [UInt64], length: Int) {
+        guard addresses.count > 1 else { return }
+        source.prefetch(addresses.map { ByteRange(offset: absolute($0), length: length) })
+    }
+
     func globalHeapCollection(at address: UInt64) async throws -> GlobalHeapCollection {
         let task = globalHeapCollections.withLock { cache -> Task<GlobalHeapCollection, any Error> in
             if let existing = cache[address] { return existing }

@@ -235,6 +235,7 @@ private struct Traversal {
                 }
                 let finalHeader = header
                 let childAddresses = children
+                context.prefetch(childAddresses, length: ObjectHeader.speculativeReadSize)
                 let (details, descendants) = try await ReadRounds.concurrently({
                     await Self.groupDetails(finalHeader, links: links, address: address, in: context)
                 }, {

@@ -60,11 +60,12 @@ final class BlockCacheTests: XCTestCase {
         XCTAssertEqual(cache.statistics.snapshot.sourceReads, 1)
     }
 
-    func testConcurrentNeighbouringReadsAreCoalescedIntoOneRequest() async throws {
+    func testPrefetchedNeighboursAreCoalescedIntoOneRequest() async throws {
         let source = RecordingSource(size: 64 * 1024)
         let cache = try await BlockCache.open(source, policy: policy())
         _ = try await cache.read(offset: 0, length: 10)  // the first fetch is special; get it out of the way
-        let offsets: [UInt64] = [4096, 5120, 6144, 7168, 8192]
+        let offsets: [UInt64] = [4096, 5120, 6144, 7168, 8192, 30_000]
+        cache.prefetch(offsets.map { ByteRange(offset: $0, length: 100) })
         let results = try await withThrowingTaskGroup(of: (UInt64, [UInt8]).self) { group in
             for offset in offsets { group.addTask { (offset, try await cache.read(offset: offset, length: 100)) } }
             var all: [(UInt64, [UInt8])] = []
@@ -73,9 +74,11 @@ final class BlockCacheTests: XCTestCase {
         }
         for (offset, bytes) in results { XCTAssertEqual(bytes, Array(source.bytes[Int(offset)..<Int(offset) + 100])) }
         let reads = source.reads.withLock { $0 }
-        XCTAssertEqual(reads.count, 2, "one first fetch plus one merged range, not one per page: \(reads)")
-        XCTAssertEqual(reads.last?.offset, 4096)
-        XCTAssertEqual(reads.last?.length, 5 * 1024)
+        XCTAssertEqual(reads.count, 3, "one first fetch, one merged range and one distant page, not one per page: \(reads)")
+        let later = reads.dropFirst().sorted { $0.offset < $1.offset }
+        XCTAssertEqual(later.first?.offset, 4096)
+        XCTAssertEqual(later.first?.length, 5 * 1024)
+        XCTAssertEqual(later.last?.offset, 29_696)
     }
 
     func testConcurrentReadsOfOnePageShareOneFetch() async throws {

@@ -1,0 +1,16 @@
+// swift-tools-version:6.0
+// A libFuzzer harness for the HDF5 parser, kept out of the main package because a
+// `-sanitize=fuzzer` executable has no `main` of its own. Run it through tools/fuzz/run.
+import PackageDescription
+
+let package = Package(
+    name: "zarrmount-fuzz",
+    dependencies: [.package(name: "zarrmount", path: "../..")],
+    targets: [
+        .executableTarget(
+            name: "HDF5Fuzz",
+            dependencies: [.product(name: "HDF5Metadata", package: "zarrmount")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+    ]
+)

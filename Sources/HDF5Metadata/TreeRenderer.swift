@@ -7,7 +7,7 @@ public enum TreeRenderer {
         out += "\n"
         var entries: [(String, String)] = []
         for group in info.groups {
-            var text = "\(group.path == "/" ? "/" : group.path)/ (group)\n"
+            var text = "\(group.path == "/" ? "/" : group.path + "/") (group)\n"
             text += attributeLines(group.attributes, indent: "    ", resolve: resolve)
             for link in group.links.sorted(by: { $0.name < $1.name }) {
                 switch link.target {

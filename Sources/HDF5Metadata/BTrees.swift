@@ -83,7 +83,7 @@ enum BTreeV1 {
             return try children.map { Leaf(address: $0.address, record: try leaf($0.key, $0.address)) }
         }
         context.prefetch(children.map(\.address), length: min(speculativeNodeSize, needed))
-        let nested = try await ReadRounds.concurrentMap(children.map(\.address)) { child in
+        let nested = try await context.map(children.map(\.address)) { child in
             try await walk(at: child, type: type, keySize: keySize, expectedLevel: level - 1, depth: depth + 1, visited: visited,
                            in: context, leaf: leaf)
         }
@@ -215,7 +215,7 @@ enum BTreeV2 {
         }
         try cursor.verifyChecksum(from: 0)
         context.prefetch(children.map(\.0), length: shape.nodeSize)
-        let nested = try await ReadRounds.concurrentMap(children) { child in
+        let nested = try await context.map(children) { child in
             try await node(at: child.0, depth: depth - 1, count: child.1, shape: shape, visited: visited, in: context)
         }
         var ordered: [[UInt8]] = []

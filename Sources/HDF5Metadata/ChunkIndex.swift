@@ -281,7 +281,7 @@ enum FixedArrayIndex {
         try block.verifyChecksum(from: 0)
         let pageBytes = Int(pageElements) * elementSize + 4
         let pages: [Int] = (0..<pageCount).filter { bitmap[$0 / 8] & (0x80 >> UInt8($0 % 8)) != 0 }
-        let pageResults = try await ReadRounds.concurrentMap(pages) { page -> [(UInt64, ArrayIndexElement)] in
+        let pageResults = try await context.map(pages) { page -> [(UInt64, ArrayIndexElement)] in
             let first = UInt64(page) * pageElements
             let elements = min(pageElements, count - first)
             let pageAddress = dataBlock &+ UInt64(prefix + 4) &+ UInt64(page) &* UInt64(pageBytes)
@@ -392,12 +392,12 @@ enum ExtensibleArrayIndex {
         }
         try index.verifyChecksum(from: 0)
 
-        let fromSuperBlocks = try await ReadRounds.concurrentMap(superBlocks.map { SuperBlockRequest(address: $0.address, info: $0.info) }) { request in
+        let fromSuperBlocks = try await context.map(superBlocks.map { SuperBlockRequest(address: $0.address, info: $0.info) }) { request in
             try await superBlockDataBlocks(request, indexElements: UInt64(indexElements), parameters: parameters, in: context)
         }
         for part in fromSuperBlocks { dataBlocks += part.filter { $0.firstIndex < maxIndexSet } }
 
-        let blockResults = try await ReadRounds.concurrentMap(dataBlocks.map { DataBlockRequest(address: $0.address, firstIndex: $0.firstIndex, elements: $0.elements) }) { request in
+        let blockResults = try await context.map(dataBlocks.map { DataBlockRequest(address: $0.address, firstIndex: $0.firstIndex, elements: $0.elements) }) { request in
             try await dataBlockElements(request, parameters: parameters, limit: maxIndexSet, in: context)
         }
         for part in blockResults { results += part }
@@ -466,7 +466,7 @@ enum ExtensibleArrayIndex {
         let pageBytes = Int(parameters.pageElements) * parameters.elementSize + 4
         let neededPages = Int(min(UInt64(pageCount), wanted / parameters.pageElements + 1))
         let pages = Array(0..<neededPages)
-        let parts = try await ReadRounds.concurrentMap(pages) { page -> [(UInt64, ArrayIndexElement)] in
+        let parts = try await context.map(pages) { page -> [(UInt64, ArrayIndexElement)] in
             let pageAddress = request.address + UInt64(prefix + 4) + UInt64(page * pageBytes)
             var cursor = try await context.read(pageAddress, pageBytes, "extensible array data block page")
             var found: [(UInt64, ArrayIndexElement)] = []

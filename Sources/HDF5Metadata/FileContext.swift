@@ -15,6 +15,10 @@ public struct ParseLimits: Sendable, Equatable {
     public var maxDepth: Int = 64
     /// Messages in one object header, continuation blocks included.
     public var maxMessagesPerHeader: Int = 65_536
+    /// Issue independent reads concurrently (the right choice for remote sources, where latency
+    /// dominates). For bytes already in memory or on a local disk, `false` parses one read at a
+    /// time and saves the scheduling cost; many files are then parsed in parallel instead.
+    public var concurrentReads = true
 
     public init() {}
 }
@@ -99,6 +103,23 @@ final class FileContext: Sendable {
     }
 
     var undefinedAddress: UInt64 { ByteCursor.undefined(offsetSize) }
+
+    /// `ReadRounds.concurrentMap`, or a plain loop when concurrent reads are off.
+    func map<Item: Sendable, Result: Sendable>(_ items: [Item], _ transform: @escaping @Sendable (Item) async throws -> Result) async throws -> [Result] {
+        if limits.concurrentReads { return try await ReadRounds.concurrentMap(items, transform) }
+        var results: [Result] = []
+        results.reserveCapacity(items.count)
+        for item in items { results.append(try await transform(item)) }
+        return results
+    }
+
+    /// `ReadRounds.concurrently`, or one after the other when concurrent reads are off.
+    func both<A: Sendable, B: Sendable>(_ first: @escaping @Sendable () async throws -> A,
+                                        _ second: @escaping @Sendable () async throws -> B) async throws -> (A, B) {
+        if limits.concurrentReads { return try await ReadRounds.concurrently(first, second) }
+        let a = try await first()
+        return (a, try await second())
+    }
 
     /// Announces structures about to be read concurrently, so their reads are coalesced.
     func prefetch(_ addresses: [UInt64], length: Int) {

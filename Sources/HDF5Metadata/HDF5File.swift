@@ -202,7 +202,7 @@ private struct Traversal {
                 // The layout sits in the first header chunk; attributes added later live in
                 // continuation blocks. Fetch both at once instead of one after the other.
                 let firstChunk = header
-                let (chunks, completed) = try await ReadRounds.concurrently({
+                let (chunks, completed) = try await context.both({
                     await Self.chunkTable(of: firstChunk, in: context)
                 }, {
                     var rest = firstChunk
@@ -214,7 +214,7 @@ private struct Traversal {
             } else if !header.pendingContinuations.isEmpty, header.first(.layout) == nil,
                       header.first(.symbolTable) != nil || header.first(.linkInfo) != nil {
                 let firstChunk = header
-                let (links, completed) = try await ReadRounds.concurrently({
+                let (links, completed) = try await context.both({
                     try await Self.indexedLinks(firstChunk, in: context)
                 }, {
                     var rest = firstChunk
@@ -236,10 +236,10 @@ private struct Traversal {
                 let finalHeader = header
                 let childAddresses = children
                 context.prefetch(childAddresses, length: ObjectHeader.speculativeReadSize)
-                let (details, descendants) = try await ReadRounds.concurrently({
+                let (details, descendants) = try await context.both({
                     await Self.groupDetails(finalHeader, links: links, address: address, in: context)
                 }, {
-                    try await ReadRounds.concurrentMap(childAddresses) { child in
+                    try await context.map(childAddresses) { child in
                         try await Self.visit(child, depth: depth + 1, claims: claims, in: context)
                     }
                 })
@@ -295,10 +295,13 @@ private struct Traversal {
     }
 
     private static func oldStyleLinks(_ table: SymbolTableMessage, in context: FileContext) async throws -> [Link] {
-        async let heapRead = LocalHeap.read(at: table.localHeapAddress, in: context)
-        let nodes = try await BTreeV1.groupNodes(at: table.btreeAddress, in: context)
-        let entries = try await ReadRounds.concurrentMap(nodes) { node in try await SymbolTableNode.entries(at: node, in: context) }
-        let heap = try await heapRead
+        let (heap, entries) = try await context.both({
+            try await LocalHeap.read(at: table.localHeapAddress, in: context)
+        }, {
+            let nodes = try await BTreeV1.groupNodes(at: table.btreeAddress, in: context)
+            context.prefetch(nodes, length: 8 + 64 * (2 * context.offsetSize + 24))
+            return try await context.map(nodes) { node in try await SymbolTableNode.entries(at: node, in: context) }
+        })
         var links: [Link] = []
         for entry in entries.flatMap({ $0 }) {
             let name = try heap.string(at: entry.nameOffset)
@@ -315,13 +318,15 @@ private struct Traversal {
 
     private static func denseLinks(_ info: LinkInfo, in context: FileContext) async throws -> [Link] {
         guard let heapAddress = info.fractalHeapAddress, let indexAddress = info.nameIndexAddress else { return [] }
-        async let heapOpen = FractalHeap.open(at: heapAddress, in: context)
-        let index = try await BTreeV2.records(at: indexAddress, in: context)
-        let heap = try await heapOpen
+        let (heap, index) = try await context.both({
+            try await FractalHeap.open(at: heapAddress, in: context)
+        }, {
+            try await BTreeV2.records(at: indexAddress, in: context)
+        })
         guard index.type == 5 else {
             throw HDF5Error(.corrupt, "link name index", at: context.absolute(indexAddress), "record type \(index.type), expected 5")
         }
-        return try await ReadRounds.concurrentMap(index.records) { record -> Link in
+        return try await context.map(index.records) { record -> Link in
             let object = try await heap.object(id: Array(record.dropFirst(4)))
             var cursor = context.cursor(object, at: context.absolute(heapAddress), "dense link")
             return try Link.parse(&cursor)
@@ -421,22 +426,21 @@ private struct Traversal {
             }
         }
         let finalHeader = header
-        async let attributeList = attributes(of: finalHeader, in: context)
         if header.first(.externalFiles) != nil {
-            dataset.attributes = try await attributeList
+            dataset.attributes = try await attributes(of: finalHeader, in: context)
             throw HDF5Error(.unsupported, "dataset", at: position, "raw data in external files (external file list message)")
         }
         if case .virtual = layout {
-            dataset.attributes = try await attributeList
+            dataset.attributes = try await attributes(of: finalHeader, in: context)
             throw HDF5Error(.unsupported, "data layout message", at: layoutMessage.origin, "virtual dataset (VDS) layout")
         }
-        let chunks: Result<ChunkTable?, HDF5Error>
-        if let earlyChunks {
-            chunks = earlyChunks
-        } else {
-            chunks = await chunkTable(of: header, in: context)
-        }
-        dataset.attributes = try await attributeList
+        let (attributeList, chunks) = try await context.both({
+            try await attributes(of: finalHeader, in: context)
+        }, {
+            if let earlyChunks { return earlyChunks }
+            return await chunkTable(of: finalHeader, in: context)
+        })
+        dataset.attributes = attributeList
         dataset.chunks = try chunks.get()
     }
 
@@ -447,13 +451,15 @@ private struct Traversal {
             var cursor = context.cursor(infoMessage.body, at: infoMessage.origin, "attribute info message")
             let info = try AttributeInfo.parse(&cursor)
             if let heapAddress = info.fractalHeapAddress, let indexAddress = info.nameIndexAddress {
-                async let heapOpen = FractalHeap.open(at: heapAddress, in: context)
-                let index = try await BTreeV2.records(at: indexAddress, in: context)
-                let heap = try await heapOpen
+                let (heap, index) = try await context.both({
+                    try await FractalHeap.open(at: heapAddress, in: context)
+                }, {
+                    try await BTreeV2.records(at: indexAddress, in: context)
+                })
                 guard index.type == 8 else {
                     throw HDF5Error(.corrupt, "attribute name index", at: context.absolute(indexAddress), "record type \(index.type), expected 8")
                 }
-                let dense = try await ReadRounds.concurrentMap(index.records) { record -> ByteCursor in
+                let dense = try await context.map(index.records) { record -> ByteCursor in
                     let object = try await heap.object(id: Array(record.prefix(8)))
                     let flags = record.count > 8 ? record[8] : 0
                     return try await context.resolve(HeaderMessage(type: MessageType.attribute.rawValue, flags: flags,

@@ -9,6 +9,9 @@ public indirect enum JSON: Sendable, Equatable {
     case string(String)
     case array([JSON])
     case object([(String, JSON)])
+    /// A token written as is: bare `NaN`/`Infinity`, which Python's json (and so zarr-python's
+    /// attribute reader) accepts although JSON does not define them.
+    case literal(String)
 
     public static func == (lhs: JSON, rhs: JSON) -> Bool {
         switch (lhs, rhs) {
@@ -20,6 +23,7 @@ public indirect enum JSON: Sendable, Equatable {
         case let (.string(a), .string(b)): return a == b
         case let (.array(a), .array(b)): return a == b
         case let (.object(a), .object(b)): return a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case let (.literal(a), .literal(b)): return a == b
         default: return false
         }
     }
@@ -47,6 +51,7 @@ public indirect enum JSON: Sendable, Equatable {
             else if value == value.rounded(), abs(value) < 1e15 { out += String(Int64(value)) + ".0" }
             else { out += "\(value)" }
         case .string(let value): JSON.escape(value, into: &out)
+        case .literal(let token): out += token
         case .array(let items):
             if items.isEmpty { out += "[]"; return }
             let scalarOnly = items.allSatisfy { if case .array = $0 { return false }; if case .object = $0 { return false }; return true }

@@ -62,7 +62,7 @@ struct ObjectHeader: Sendable {
             }
             let version = self.version
             let tracksOrder = tracksCreationOrder
-            let parsed = try await ReadRounds.concurrentMap(batch) { block in
+            let parsed = try await context.map(batch) { block in
                 try await Self.readContinuationBlock(block, version: version, tracksOrder: tracksOrder, context: context)
             }
             for (messages, continuations) in parsed {

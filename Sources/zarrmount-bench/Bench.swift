@@ -53,11 +53,11 @@ struct ParseLatency: AsyncParsableCommand {
         }
         let policies: [(String, BlockCache<LatencySource<InMemorySource>>.Policy)] = [
             ("page 512, first 8K", .init(pageSize: 512, firstFetchSize: 8 * 1024)),
-            ("page 512, first 16K", .init(pageSize: 512, firstFetchSize: 16 * 1024)),
+            ("page 512, first 16K (default)", .init()),
             ("page 512, first 32K", .init(pageSize: 512, firstFetchSize: 32 * 1024)),
             ("page 1K, first 16K", .init(pageSize: 1024, firstFetchSize: 16 * 1024)),
             ("page 1K, first 32K", .init(pageSize: 1024, firstFetchSize: 32 * 1024)),
-            ("page 2K, first 64K (default)", .init()),
+            ("page 2K, first 64K", .init(pageSize: 2048, firstFetchSize: 64 * 1024)),
             ("page 4K, first 64K", .init(pageSize: 4096, firstFetchSize: 64 * 1024)),
             ("page 16K, first 128K", .init(pageSize: 16 * 1024, firstFetchSize: 128 * 1024)),
             ("page 64K, first 256K", .init(pageSize: 64 * 1024, firstFetchSize: 256 * 1024)),
@@ -101,18 +101,20 @@ struct ParseCPU: AsyncParsableCommand {
 
     func run() async throws {
         let source = InMemorySource(name: file, bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: file))))
-        for _ in 0..<5 { _ = try await HDF5File.parse(source) }
-        let cpuStart = processCPUSeconds()
-        let start = ContinuousClock.now
-        var chunks = 0
-        for _ in 0..<iterations {
-            let info = try await HDF5File.parse(source)
-            chunks = info.datasets.reduce(0) { $0 + ($1.chunks?.count ?? 0) }
+        print("parse of bytes in memory: \(iterations) iterations of \((file as NSString).lastPathComponent)")
+        print("reads                      CPU per file   wall per file")
+        for concurrent in [true, false] {
+            var limits = ParseLimits()
+            limits.concurrentReads = concurrent
+            for _ in 0..<5 { _ = try await HDF5File.parse(source, limits: limits) }
+            let cpuStart = processCPUSeconds()
+            let start = ContinuousClock.now
+            for _ in 0..<iterations { _ = try await HDF5File.parse(source, limits: limits) }
+            let cpu = (processCPUSeconds() - cpuStart) / Double(iterations)
+            let wall = seconds(ContinuousClock.now - start) / Double(iterations)
+            print(pad(concurrent ? "concurrent (remote default)" : "sequential (local default)", 27)
+                  + lpad(String(format: "%.3f ms", cpu * 1000), 12) + lpad(String(format: "%.3f ms", wall * 1000), 16))
         }
-        let cpu = (processCPUSeconds() - cpuStart) / Double(iterations)
-        let wall = seconds(ContinuousClock.now - start) / Double(iterations)
-        print("parse of bytes in memory: \(iterations) iterations of \(file) (\(chunks) chunks)")
-        print(String(format: "CPU per file: %.3f ms   wall per file: %.3f ms", cpu * 1000, wall * 1000))
     }
 }
 

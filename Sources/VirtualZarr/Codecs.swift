@@ -1,0 +1,130 @@
+import CZlib
+import HDF5Metadata
+
+/// A step of a chunk's encoding pipeline, in the order the writer applied it.
+public enum Codec: Sendable, Equatable {
+    case zlib(level: Int)
+    case shuffle(elementSize: Int)
+    case fletcher32
+
+    /// Zarr v2 / numcodecs configuration.
+    var numcodecsJSON: JSON {
+        switch self {
+        case .zlib(let level): return .object([("id", .string("zlib")), ("level", .int(Int64(level)))])
+        case .shuffle(let size): return .object([("id", .string("shuffle")), ("elementsize", .int(Int64(size)))])
+        case .fletcher32: return .object([("id", .string("fletcher32"))])
+        }
+    }
+
+    /// Zarr v3 codec entry (numcodecs' registered names).
+    var zarr3JSON: JSON {
+        switch self {
+        case .zlib(let level):
+            return .object([("name", .string("numcodecs.zlib")), ("configuration", .object([("level", .int(Int64(level)))]))])
+        case .shuffle(let size):
+            return .object([("name", .string("numcodecs.shuffle")), ("configuration", .object([("elementsize", .int(Int64(size)))]))])
+        case .fletcher32:
+            return .object([("name", .string("numcodecs.fletcher32")), ("configuration", .object([]))])
+        }
+    }
+}
+
+public struct CodecError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// Decodes stored chunk bytes: the reverse of `pipeline`, last step first.
+public enum ChunkDecoder {
+    public static func decode(_ stored: [UInt8], pipeline: [Codec], decodedSize: Int) throws -> [UInt8] {
+        var bytes = stored
+        for codec in pipeline.reversed() {
+            switch codec {
+            case .zlib: bytes = try inflate(bytes, expectedSize: decodedSize)
+            case .shuffle(let size): bytes = unshuffle(bytes, elementSize: size)
+            case .fletcher32: bytes = try stripFletcher32(bytes)
+            }
+        }
+        return bytes
+    }
+
+    static func inflate(_ input: [UInt8], expectedSize: Int) throws -> [UInt8] {
+        var stream = z_stream()
+        guard czlib_inflate_init(&stream) == Z_OK else { throw CodecError(description: "zlib: cannot initialise") }
+        defer { inflateEnd(&stream) }
+        var output = [UInt8](repeating: 0, count: max(expectedSize, 64))
+        var input = input
+        var produced = 0
+        var status: Int32 = Z_OK
+        try input.withUnsafeMutableBufferPointer { inBuffer in
+            stream.next_in = inBuffer.baseAddress
+            stream.avail_in = UInt32(inBuffer.count)
+            while status != Z_STREAM_END {
+                if produced == output.count { output.append(contentsOf: [UInt8](repeating: 0, count: output.count)) }
+                status = output.withUnsafeMutableBufferPointer { outBuffer -> Int32 in
+                    stream.next_out = outBuffer.baseAddress! + produced
+                    stream.avail_out = UInt32(outBuffer.count - produced)
+                    let result = CZlib.inflate(&stream, Z_NO_FLUSH)
+                    produced = outBuffer.count - Int(stream.avail_out)
+                    return result
+                }
+                if status == Z_BUF_ERROR && stream.avail_in == 0 { throw CodecError(description: "zlib: truncated stream") }
+                if status != Z_OK && status != Z_STREAM_END && status != Z_BUF_ERROR {
+                    throw CodecError(description: "zlib: corrupt stream (status \(status))")
+                }
+                if output.count > (1 << 31) { throw CodecError(description: "zlib: output exceeds 2 GiB") }
+            }
+        }
+        output.removeSubrange(produced...)
+        return output
+    }
+
+    /// HDF5's shuffle: byte k of every element was stored together; trailing bytes are left.
+    static func unshuffle(_ input: [UInt8], elementSize: Int) -> [UInt8] {
+        guard elementSize > 1, input.count >= elementSize else { return input }
+        let count = input.count / elementSize
+        var output = input
+        for byte in 0..<elementSize {
+            let base = byte * count
+            for element in 0..<count { output[element * elementSize + byte] = input[base + element] }
+        }
+        return output
+    }
+
+    static func stripFletcher32(_ input: [UInt8]) throws -> [UInt8] {
+        guard input.count >= 4 else { throw CodecError(description: "fletcher32: chunk shorter than its checksum") }
+        let data = Array(input.dropLast(4))
+        let stored = input.suffix(4)
+        let computed = fletcher32(data)
+        let storedValue = UInt32(stored[stored.startIndex]) | UInt32(stored[stored.startIndex + 1]) << 8
+            | UInt32(stored[stored.startIndex + 2]) << 16 | UInt32(stored[stored.startIndex + 3]) << 24
+        guard computed == storedValue else { throw CodecError(description: "fletcher32: checksum mismatch, chunk is corrupt") }
+        return data
+    }
+
+    /// libhdf5's Fletcher-32 (H5_checksum_fletcher32): 16-bit big-endian words.
+    static func fletcher32(_ data: [UInt8]) -> UInt32 {
+        var sum1: UInt32 = 0, sum2: UInt32 = 0
+        var index = 0
+        var remaining = data.count / 2
+        while remaining > 0 {
+            let block = min(remaining, 360)
+            remaining -= block
+            for _ in 0..<block {
+                sum1 &+= UInt32(data[index]) << 8 | UInt32(data[index + 1])
+                sum2 &+= sum1
+                index += 2
+            }
+            sum1 = (sum1 & 0xffff) + (sum1 >> 16)
+            sum2 = (sum2 & 0xffff) + (sum2 >> 16)
+        }
+        if data.count % 2 == 1 {
+            sum1 &+= UInt32(data[index]) << 8
+            sum2 &+= sum1
+            sum1 = (sum1 & 0xffff) + (sum1 >> 16)
+            sum2 = (sum2 & 0xffff) + (sum2 >> 16)
+        }
+        sum1 = (sum1 & 0xffff) + (sum1 >> 16)
+        sum2 = (sum2 & 0xffff) + (sum2 >> 16)
+        return (sum2 << 16) | sum1
+    }
+}

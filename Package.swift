@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // System-library shims: one header each, prefixed wrappers for what Swift cannot call directly.
@@ -28,6 +29,21 @@ let package = Package(
             swiftSettings: strictness
         ),
         .target(name: "HDF5Metadata", dependencies: ["ByteSource"], swiftSettings: strictness),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "VirtualZarr", dependencies: ["HDF5Metadata", "CZlib"], swiftSettings: strictness),
+        .target(
+            name: "ObjectStore",
+            dependencies: ["ByteSource", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictness
+        ),
+        .target(
+            name: "Scanner",
+            dependencies: [
+                "ByteSource", "HDF5Metadata", "ObjectStore", "VirtualZarr",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictness
+        ),
         .target(
             name: "HDF5Oracle",
             dependencies: ["CHDF5", "HDF5Metadata"],
@@ -36,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "zarrmount",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "HDF5Oracle",
+                "ByteSource", "HDF5Metadata", "HDF5Oracle", "VirtualZarr", "Scanner", "ObjectStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

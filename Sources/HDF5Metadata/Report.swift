@@ -173,7 +173,7 @@ public enum InspectionReport {
     }
 
     /// Decodes a fixed-size value without heap access (fill values).
-    static func simpleValue(_ bytes: [UInt8], type: Datatype) throws -> Value? {
+    public static func simpleValue(_ bytes: [UInt8], type: Datatype) throws -> Value? {
         switch type {
         case .integer(let size, let order, let signed, _, _):
             guard bytes.count >= size else { return nil }

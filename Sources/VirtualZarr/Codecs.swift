@@ -128,3 +128,43 @@ public enum ChunkDecoder {
         return (sum2 << 16) | sum1
     }
 }
+
+/// Encodes raw chunk bytes with a pipeline (used for synthesised fill chunks).
+public enum ChunkEncoder {
+    public static func encode(_ raw: [UInt8], pipeline: [Codec]) throws -> [UInt8] {
+        var bytes = raw
+        for codec in pipeline {
+            switch codec {
+            case .zlib(let level): bytes = try deflate(bytes, level: level)
+            case .shuffle(let size): bytes = shuffle(bytes, elementSize: size)
+            case .fletcher32:
+                let sum = ChunkDecoder.fletcher32(bytes)
+                bytes += [UInt8(sum & 0xff), UInt8((sum >> 8) & 0xff), UInt8((sum >> 16) & 0xff), UInt8(sum >> 24)]
+            }
+        }
+        return bytes
+    }
+
+    static func shuffle(_ input: [UInt8], elementSize: Int) -> [UInt8] {
+        guard elementSize > 1, input.count >= elementSize else { return input }
+        let count = input.count / elementSize
+        var output = input
+        for byte in 0..<elementSize {
+            for element in 0..<count { output[byte * count + element] = input[element * elementSize + byte] }
+        }
+        return output
+    }
+
+    static func deflate(_ input: [UInt8], level: Int) throws -> [UInt8] {
+        var destinationLength = compressBound(uLong(input.count))
+        var output = [UInt8](repeating: 0, count: Int(destinationLength))
+        let status = output.withUnsafeMutableBufferPointer { out in
+            input.withUnsafeBufferPointer { inp in
+                compress2(out.baseAddress, &destinationLength, inp.baseAddress, uLong(inp.count), Int32(level))
+            }
+        }
+        guard status == Z_OK else { throw CodecError(description: "zlib: compression failed (status \(status))") }
+        output.removeSubrange(Int(destinationLength)...)
+        return output
+    }
+}

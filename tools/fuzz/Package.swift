@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // A libFuzzer harness for the HDF5 parser, kept out of the main package because a
-// `-sanitize=fuzzer` executable has no `main` of its own. Run it through tools/fuzz/run.
+// `--sanitize=fuzzer` executable has no `main` of its own. Run it through tools/fuzz/run.
 import PackageDescription
 
 let package = Package(

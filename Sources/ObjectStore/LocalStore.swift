@@ -1,0 +1,63 @@
+import Foundation
+
+/// An object found by listing: where it is, how big, and its identity for change detection.
+public struct ListedObject: Sendable, Equatable {
+    public var url: String
+    public var size: UInt64
+    /// ETag for remote objects; `size-mtime` for local files.
+    public var etag: String?
+}
+
+public struct ListingError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// Local paths and globs (`file://` URLs or plain paths).
+public enum LocalStore {
+    /// Expands each path or glob to the files it names, sorted, without duplicates. A plain path
+    /// that does not exist and a glob that matches nothing are errors naming the pattern.
+    public static func list(_ patterns: [String]) throws -> [ListedObject] {
+        var seen: Set<String> = []
+        var result: [ListedObject] = []
+        for raw in patterns {
+            let pattern = raw.hasPrefix("file://") ? String(raw.dropFirst(7)) : raw
+            let absolute = pattern.hasPrefix("/") ? pattern : FileManager.default.currentDirectoryPath + "/" + pattern
+            var found: [String] = []
+            if GlobPattern.hasWildcards(absolute) {
+                let glob = GlobPattern(absolute)
+                var root = glob.literalPrefix
+                if root.hasSuffix("/") && root.count > 1 { root.removeLast() }
+                if root.isEmpty { root = "/" }
+                guard let enumerator = FileManager.default.enumerator(atPath: root) else {
+                    throw ListingError(description: "\(raw): directory \(root) cannot be listed")
+                }
+                while let relative = enumerator.nextObject() as? String {
+                    let path = root == "/" ? "/" + relative : root + "/" + relative
+                    if glob.matches(path), isRegularFile(path) { found.append(path) }
+                }
+                if found.isEmpty { throw ListingError(description: "\(raw): no files match this pattern") }
+            } else {
+                guard isRegularFile(absolute) else {
+                    throw ListingError(description: "\(raw): no such file (or it is not a regular file)")
+                }
+                found = [absolute]
+            }
+            for path in found.sorted() where seen.insert(path).inserted {
+                result.append(try describe(path))
+            }
+        }
+        return result
+    }
+
+    public static func describe(_ path: String) throws -> ListedObject {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        let size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
+        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        return ListedObject(url: path, size: size, etag: "\(size)-\(Int64(modified * 1_000_000))")
+    }
+
+    static func isRegularFile(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import VirtualZarr
+import Yams
+
+/// A mount configuration (`mount-configs/*.yaml`): what to scan and how to combine it.
+public struct MountConfig: Sendable {
+    public var sources: [String]
+    public var concatDim: String?
+    public var order: FileOrder = .key
+    public var attrs: AttributePolicy = .first
+    public var zarrFormat: ZarrFormat = .v2
+    public var onError: ErrorPolicy = .fail
+    public var stack: StackOptions?
+    public var concurrency: Int?
+
+    public init(sources: [String]) {
+        self.sources = sources
+    }
+
+    public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency"]
+
+    public static func load(path: String) throws -> MountConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError(file: path, line: nil, key: nil, message: "cannot read the file (\(error.localizedDescription))")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses YAML text; relative source paths are taken relative to the config file.
+    public static func parse(_ text: String, file: String) throws -> MountConfig {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch let error as YamlError {
+            throw ConfigError(file: file, line: nil, key: nil, message: "not valid YAML: \(error)")
+        }
+        guard let root = node, let mapping = root.mapping else {
+            throw ConfigError(file: file, line: node?.mark?.line, key: nil, message: "expected a mapping of keys (sources, concat_dim, ...)")
+        }
+        func fail(_ key: String, _ value: Node, _ message: String) -> ConfigError {
+            ConfigError(file: file, line: value.mark?.line, key: key, message: message)
+        }
+        func string(_ key: String, _ value: Node) throws -> String {
+            guard let text = value.scalar?.string else { throw fail(key, value, "expected a string") }
+            return text
+        }
+        func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ value: Node, _ type: T.Type) throws -> T where T.RawValue == String {
+            let text = try string(key, value)
+            guard let parsed = T(rawValue: text) else {
+                throw fail(key, value, "\(text) is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return parsed
+        }
+        let base = (file as NSString).deletingLastPathComponent
+        var config = MountConfig(sources: [])
+        var sawSources = false
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.scalar?.string else { throw fail("?", keyNode, "keys must be strings") }
+            switch key {
+            case "sources":
+                sawSources = true
+                let items: [Node]
+                if let sequence = value.sequence { items = Array(sequence) } else { items = [value] }
+                config.sources = try items.map { item in
+                    let source = try string(key, item)
+                    if source.hasPrefix("/") || source.contains("://") || base.isEmpty { return source }
+                    return base + "/" + source
+                }
+                if config.sources.isEmpty { throw fail(key, value, "needs at least one path, glob or URL") }
+            case "concat_dim": config.concatDim = try string(key, value)
+            case "order": config.order = try choice(key, value, FileOrder.self)
+            case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)
+            case "on_error": config.onError = try choice(key, value, ErrorPolicy.self)
+            case "zarr_format":
+                guard let number = value.scalar?.string, let format = Int(number).flatMap(ZarrFormat.init(rawValue:)) else {
+                    throw fail(key, value, "expected 2 or 3")
+                }
+                config.zarrFormat = format
+            case "concurrency":
+                guard let text = value.scalar?.string, let number = Int(text), number >= 1 else {
+                    throw fail(key, value, "expected a whole number of at least 1")
+                }
+                config.concurrency = number
+            case "stack":
+                guard let stack = value.mapping, let dimension = stack["dimension"], let regex = stack["regex"] else {
+                    throw fail(key, value, "expected a mapping with dimension and regex")
+                }
+                config.stack = StackOptions(dimension: try string("stack.dimension", dimension), pattern: try string("stack.regex", regex))
+            default:
+                throw fail(key, keyNode, "unknown key; the keys are \(keys.joined(separator: ", "))")
+            }
+        }
+        if !sawSources { throw ConfigError(file: file, line: nil, key: "sources", message: "missing; list the files, globs or URLs to mount") }
+        return config
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var file: String
+    /// Zero-based line from the YAML parser; printed one-based.
+    public var line: Int?
+    public var key: String?
+    public var message: String
+
+    public var description: String {
+        var location = file
+        if let line { location += ":\(line + 1)" }
+        if let key { return "\(location): \(key): \(message)" }
+        return "\(location): \(message)"
+    }
+}

@@ -1,0 +1,226 @@
+import ByteSource
+import Foundation
+import HDF5Metadata
+import Logging
+import ObjectStore
+import VirtualZarr
+
+public enum FileOrder: String, Sendable, CaseIterable {
+    /// Sorted by path or key.
+    case key
+    /// Sorted by the first value of the concat dimension's coordinate.
+    case coordinate
+}
+
+public enum ErrorPolicy: String, Sendable, CaseIterable {
+    /// The first file that cannot be scanned stops the scan.
+    case fail
+    /// Bad files are left out and listed in the summary.
+    case skip
+}
+
+public struct StackOptions: Sendable {
+    /// The new dimension's name.
+    public var dimension: String
+    /// A regular expression whose first capture group, applied to the file name, gives the
+    /// coordinate value of each file.
+    public var pattern: String
+
+    public init(dimension: String, pattern: String) {
+        self.dimension = dimension
+        self.pattern = pattern
+    }
+}
+
+public struct ScanOptions: Sendable {
+    public var combine = CombineOptions()
+    public var order: FileOrder = .key
+    public var onError: ErrorPolicy = .fail
+    public var stack: StackOptions?
+    public var mapping = MappingOptions()
+    /// Files scanned at once.
+    public var concurrency = max(2, ProcessInfo.processInfo.activeProcessorCount)
+
+    public init() {}
+}
+
+public struct ScanProgress: Sendable {
+    public var filesDone: Int
+    public var filesTotal: Int
+    public var bytesRead: UInt64
+    public var requests: Int
+    public var errors: Int
+    public var elapsed: Duration
+}
+
+public struct ScanSummary: Sendable {
+    public var dataset: VirtualDataset
+    public var files: Int
+    public var skipped: [(file: String, reason: String)]
+    public var requests: Int
+    public var bytesRead: UInt64
+    public var elapsed: Duration
+
+    public var arrayCount: Int { dataset.arrays.count }
+    public var chunkCount: Int { dataset.arrays.reduce(0) { $0 + $1.manifest.storedChunkCount } }
+}
+
+public struct ScanError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// Lists the sources, scans every file concurrently (bounded), and combines the per-file
+/// virtual datasets in a deterministic order, whatever order the files finished in.
+public enum Scanner {
+    public static func scan(sources: [String], options: ScanOptions, logger: Logger,
+                            progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }) async throws -> ScanSummary {
+        let start = ContinuousClock.now
+        let listed: [ListedObject]
+        do { listed = try LocalStore.list(sources) } catch let error as ListingError { throw ScanError(description: error.description) }
+        logger.info("scanning files", metadata: ["count": "\(listed.count)"])
+        var mapping = options.mapping
+        if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
+        let mappingOptions = mapping
+
+        var results: [Int: Result<(VirtualDataset, ReadCounters), ScanError>] = [:]
+        var done = 0, errors = 0, requests = 0
+        var bytes: UInt64 = 0
+        try await withThrowingTaskGroup(of: (Int, Result<(VirtualDataset, ReadCounters), ScanError>).self) { group in
+            var next = 0
+            func launch() {
+                let index = next
+                let object = listed[index]
+                next += 1
+                group.addTask { (index, await scanFile(object, mapping: mappingOptions)) }
+            }
+            while next < min(options.concurrency, listed.count) { launch() }
+            while let (index, result) = try await group.next() {
+                done += 1
+                switch result {
+                case .success(let (_, counters)):
+                    requests += counters.requests
+                    bytes += counters.bytesFetched
+                case .failure(let error):
+                    errors += 1
+                    logger.warning("file failed", metadata: ["file": "\(listed[index].url)", "reason": "\(error)"])
+                    if options.onError == .fail {
+                        group.cancelAll()
+                        throw error
+                    }
+                }
+                results[index] = result
+                progress(ScanProgress(filesDone: done, filesTotal: listed.count, bytesRead: bytes, requests: requests,
+                                      errors: errors, elapsed: ContinuousClock.now - start))
+                if next < listed.count { launch() }
+            }
+        }
+
+        var parts: [(name: String, dataset: VirtualDataset)] = []
+        var skipped: [(String, String)] = []
+        for index in listed.indices {
+            switch results[index]! {
+            case .success(let (dataset, _)): parts.append((listed[index].url, dataset))
+            case .failure(let error): skipped.append((listed[index].url, error.description))
+            }
+        }
+        if parts.isEmpty { throw ScanError(description: "no file could be scanned (\(skipped.count) failed)") }
+        if let stack = options.stack {
+            parts = try stackParts(parts, stack: stack)
+        }
+        if options.order == .coordinate, let dimension = options.combine.concatDimension {
+            parts = try sortByCoordinate(parts, dimension: dimension)
+        }
+        var combine = options.combine
+        if let stack = options.stack { combine.concatDimension = stack.dimension }
+        let dataset: VirtualDataset
+        do { dataset = try Combiner.combine(parts, options: combine) } catch let error as CombineError {
+            throw ScanError(description: error.description)
+        }
+        return ScanSummary(dataset: dataset, files: parts.count, skipped: skipped, requests: requests, bytesRead: bytes,
+                           elapsed: ContinuousClock.now - start)
+    }
+
+    static func scanFile(_ object: ListedObject, mapping: MappingOptions) async -> Result<(VirtualDataset, ReadCounters), ScanError> {
+        do {
+            let file = try FileSource(path: object.url)
+            let statistics = ReadStatistics()
+            let cache = BlockCache(file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024),
+                                   statistics: statistics)
+            var limits = ParseLimits()
+            limits.concurrentReads = false
+            let info = try await HDF5File.parse(cache, limits: limits)
+            var dataset = try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping) { offset, length in
+                try file.readSynchronously(offset: offset, length: length)
+            }
+            dataset.objects = [ObjectInfo(url: object.url, size: object.size, etag: object.etag)]
+            return .success((dataset, statistics.snapshot))
+        } catch let error as HDF5FileError {
+            return .failure(ScanError(description: "\(error)"))
+        } catch {
+            return .failure(ScanError(description: "\(object.url): \(error)"))
+        }
+    }
+
+    static func sortByCoordinate(_ parts: [(name: String, dataset: VirtualDataset)], dimension: String) throws -> [(name: String, dataset: VirtualDataset)] {
+        let keyed = try parts.map { part -> (Double, (name: String, dataset: VirtualDataset)) in
+            guard let coordinate = part.dataset.arrays.first(where: { $0.name == dimension && $0.dimensionNames == [dimension] }),
+                  coordinate.manifest.count == 1, case .inline(let bytes) = coordinate.manifest[0],
+                  let value = firstValue(bytes, dtype: coordinate.dtype) else {
+                throw ScanError(description: "\(part.name): no \(dimension) coordinate values to order by")
+            }
+            return (value, part)
+        }
+        return keyed.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+
+    static func firstValue(_ bytes: [UInt8], dtype: ZarrDataType) -> Double? {
+        let size = dtype.itemSize
+        guard bytes.count >= size, size <= 8 else { return nil }
+        var bits: UInt64 = 0
+        let ordered = dtype.bigEndian ? Array(bytes[0..<size].reversed()) : Array(bytes[0..<size])
+        for (i, byte) in ordered.enumerated() { bits |= UInt64(byte) << UInt64(8 * i) }
+        switch dtype.kind {
+        case .float: return size == 4 ? Double(Float(bitPattern: UInt32(bits))) : size == 8 ? Double(bitPattern: bits) : nil
+        case .signed:
+            let shift = UInt64(64 - 8 * size)
+            return Double(Int64(bitPattern: bits << shift) >> Int64(shift))
+        case .unsigned, .bool: return Double(bits)
+        default: return nil
+        }
+    }
+
+    /// Gives every non-coordinate array a new leading dimension of length one, and each file a
+    /// coordinate value for it taken from its name.
+    static func stackParts(_ parts: [(name: String, dataset: VirtualDataset)], stack: StackOptions) throws -> [(name: String, dataset: VirtualDataset)] {
+        let regex: Regex<AnyRegexOutput>
+        do { regex = try Regex(stack.pattern) } catch {
+            throw ScanError(description: "--stack-regex \(stack.pattern): not a valid regular expression (\(error))")
+        }
+        var values: [String] = []
+        for part in parts {
+            let fileName = (part.name as NSString).lastPathComponent
+            guard let match = try? regex.firstMatch(in: fileName), match.output.count > 1,
+                  let captured = match.output[1].substring else {
+                throw ScanError(description: "\(part.name): --stack-regex \(stack.pattern) has no capture group matching this file name")
+            }
+            values.append(String(captured))
+        }
+        let integers = values.compactMap { Int64($0) }
+        return parts.enumerated().map { index, part in
+            var dataset = part.dataset
+            dataset.arrays = dataset.arrays.map { array in
+                if array.dimensionNames.count == 1 && array.dimensionNames[0] == array.name { return array }
+                return array.prependingAxis(named: stack.dimension)
+            }
+            let coordinate: VirtualArray
+            if integers.count == values.count {
+                coordinate = VirtualArray.inlineCoordinate(name: stack.dimension, int64: [integers[index]])
+            } else {
+                coordinate = VirtualArray.inlineCoordinate(name: stack.dimension, strings: [values[index]],
+                                                           width: values.map(\.utf8.count).max() ?? 1)
+            }
+            dataset.arrays.append(coordinate)
+            return (part.name, dataset)
+        }
+    }
+}

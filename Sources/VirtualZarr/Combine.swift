@@ -1,0 +1,195 @@
+import HDF5Metadata
+
+public enum AttributePolicy: String, Sendable, CaseIterable {
+    /// The first file's attributes.
+    case first
+    /// Attributes equal in every file that has them; conflicting ones are dropped.
+    case dropConflicts = "drop_conflicts"
+}
+
+public struct CombineOptions: Sendable {
+    public var concatDimension: String?
+    public var attributes: AttributePolicy = .first
+
+    public init(concatDimension: String? = nil, attributes: AttributePolicy = .first) {
+        self.concatDimension = concatDimension
+        self.attributes = attributes
+    }
+}
+
+public struct CombineError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// Joins per-file virtual datasets into one, the way kerchunk's MultiZarrToZarr and xarray's
+/// `open_mfdataset(combine="nested")` do.
+public enum Combiner {
+    public static func combine(_ parts: [(name: String, dataset: VirtualDataset)], options: CombineOptions) throws -> VirtualDataset {
+        guard let first = parts.first else { throw CombineError(description: "nothing to combine: no files") }
+        if parts.count == 1 { return first.dataset }
+        var result = VirtualDataset(objects: [], groups: [], arrays: [], warnings: [])
+        var objectOffsets: [UInt32] = []
+        for part in parts {
+            objectOffsets.append(UInt32(result.objects.count))
+            result.objects += part.dataset.objects
+            result.warnings += part.dataset.warnings
+        }
+        result.groups = combineGroups(parts.map(\.dataset.groups), policy: options.attributes)
+
+        var order: [String] = []
+        var byPath: [String: [(part: Int, array: VirtualArray)]] = [:]
+        for (index, part) in parts.enumerated() {
+            for array in part.dataset.arrays {
+                if byPath[array.path] == nil { order.append(array.path) }
+                let offset = objectOffsets[index]
+                var remapped = array
+                remapped.manifest = array.manifest.remappingObjects { $0 + offset }
+                byPath[array.path, default: []].append((index, remapped))
+            }
+        }
+        for path in order {
+            let versions = byPath[path]!
+            let head = versions[0].array
+            if let dimension = options.concatDimension, let axis = head.dimensionNames.firstIndex(of: dimension) {
+                let missing = parts.indices.filter { index in !versions.contains { $0.part == index } }
+                if !missing.isEmpty {
+                    throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
+                }
+                result.arrays.append(try concatenate(versions.map { ($0.array, parts[$0.part].name) }, axis: axis, dimension: dimension))
+            } else {
+                for (part, array) in versions.dropFirst() {
+                    try checkCompatible(head, array, first: parts[versions[0].part].name, other: parts[part].name, sameShape: true)
+                }
+                var chosen = head
+                chosen.attributes = mergeAttributes(versions.map(\.array.attributes), policy: options.attributes)
+                result.arrays.append(chosen)
+            }
+        }
+        return result
+    }
+
+    static func combineGroups(_ lists: [[VirtualGroup]], policy: AttributePolicy) -> [VirtualGroup] {
+        var order: [String] = []
+        var attributes: [String: [[(String, JSON)]]] = [:]
+        for list in lists {
+            for group in list {
+                if attributes[group.path] == nil { order.append(group.path) }
+                attributes[group.path, default: []].append(group.attributes)
+            }
+        }
+        return order.map { VirtualGroup(path: $0, attributes: mergeAttributes(attributes[$0]!, policy: policy)) }
+    }
+
+    static func mergeAttributes(_ lists: [[(String, JSON)]], policy: AttributePolicy) -> [(String, JSON)] {
+        guard let first = lists.first else { return [] }
+        switch policy {
+        case .first:
+            return first
+        case .dropConflicts:
+            var merged: [(String, JSON)] = []
+            var conflicting: Set<String> = []
+            for list in lists {
+                for (key, value) in list {
+                    if let existing = merged.firstIndex(where: { $0.0 == key }) {
+                        if merged[existing].1 != value { conflicting.insert(key) }
+                    } else {
+                        merged.append((key, value))
+                    }
+                }
+            }
+            return merged.filter { !conflicting.contains($0.0) }
+        }
+    }
+
+    static func checkCompatible(_ a: VirtualArray, _ b: VirtualArray, first: String, other: String, sameShape: Bool, axis: Int? = nil) throws {
+        if a.dtype != b.dtype {
+            throw CombineError(description: "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other)")
+        }
+        if a.codecs != b.codecs {
+            throw CombineError(description: "variable \(a.path) is encoded differently in \(first) (\(a.codecs)) and \(other) (\(b.codecs))")
+        }
+        if a.dimensionNames != b.dimensionNames {
+            throw CombineError(description: "variable \(a.path) has dimensions \(a.dimensionNames) in \(first) but \(b.dimensionNames) in \(other)")
+        }
+        for d in a.shape.indices where d != axis {
+            if sameShape && a.shape[d] != b.shape[d] || a.chunkShape[d] != b.chunkShape[d] {
+                throw CombineError(description: "variable \(a.path) has shape \(a.shape) in chunks of \(a.chunkShape) in \(first) but \(b.shape) in chunks of \(b.chunkShape) in \(other)")
+            }
+        }
+    }
+
+    static func concatenate(_ versions: [(array: VirtualArray, file: String)], axis: Int, dimension: String) throws -> VirtualArray {
+        let head = versions[0].array
+        for (array, file) in versions.dropFirst() {
+            try checkCompatible(head, array, first: versions[0].file, other: file, sameShape: true, axis: axis)
+        }
+        let lengths = versions.map { $0.array.shape[axis] }
+        let total = lengths.reduce(0, +)
+        var result = head
+        result.shape[axis] = total
+
+        // Inline raw arrays (decoded coordinates) concatenate by bytes along the leading axis.
+        if axis == 0, head.codecs.isEmpty, versions.allSatisfy({ $0.array.manifest.count == 1 && isInline($0.array.manifest[0]) }) {
+            var bytes: [UInt8] = []
+            for (array, _) in versions {
+                guard case .inline(let chunk) = array.manifest[0] else { continue }
+                let used = Int(array.shape.reduce(UInt64(array.dtype.itemSize), *))
+                bytes += chunk.prefix(used)
+            }
+            result.chunkShape[0] = max(total, 1)
+            result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
+            if result.manifest.count == 1 { result.manifest[0] = .inline(bytes) }
+            return result
+        }
+
+        let chunk = head.chunkShape[axis]
+        let aligned = lengths.dropLast().allSatisfy { $0 % chunk == 0 }
+        if aligned {
+            result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
+            var start: UInt64 = 0
+            for (array, _) in versions {
+                let shift = Int(start / chunk)
+                for linear in 0..<array.manifest.count {
+                    var coordinates = array.manifest.coordinates(linear)
+                    coordinates[axis] += shift
+                    if let target = result.manifest.linearIndex(coordinates) { result.manifest[target] = array.manifest[linear] }
+                }
+                start += array.shape[axis]
+            }
+            return result
+        }
+        // netCDF's unlimited dimensions are often chunked far longer than each file's data
+        // (1024 along time with one step written). Unfiltered, with the dimension leading, the
+        // data is the first bytes of each chunk, so a shorter leading byte range is a valid chunk.
+        let perFile = lengths[0]
+        let oneChunkAlongAxis = versions.allSatisfy { $0.array.manifest.gridShape[axis] == 1 }
+        if axis == 0, head.codecs.isEmpty, lengths.allSatisfy({ $0 == perFile }), perFile > 0, chunk > perFile, oneChunkAlongAxis {
+            result.chunkShape[0] = perFile
+            result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
+            let rowBytes = result.chunkShape.dropFirst().reduce(UInt64(head.dtype.itemSize), *)
+            for (index, (array, _)) in versions.enumerated() {
+                for linear in 0..<array.manifest.count {
+                    var coordinates = array.manifest.coordinates(linear)
+                    coordinates[0] = index
+                    guard let target = result.manifest.linearIndex(coordinates) else { continue }
+                    switch array.manifest[linear] {
+                    case .reference(let object, let offset, _):
+                        result.manifest[target] = .reference(object: object, offset: offset, length: perFile * rowBytes)
+                    case .inline(let bytes):
+                        result.manifest[target] = .inline(Array(bytes.prefix(Int(perFile * rowBytes))))
+                    case .missing:
+                        break
+                    }
+                }
+            }
+            return result
+        }
+        let detail = zip(versions, lengths).prefix(3).map { "\($0.0.file): \($0.1) along \(dimension) in chunks of \($0.0.array.chunkShape)" }
+        throw CombineError(description: "cannot concatenate variable \(head.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(head.codecs.isEmpty ? "" : "; compressed chunks cannot be cut")")
+    }
+
+    static func isInline(_ entry: ChunkEntry) -> Bool {
+        if case .inline = entry { return true }
+        return false
+    }
+}

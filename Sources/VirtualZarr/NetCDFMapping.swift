@@ -1,0 +1,386 @@
+import HDF5Metadata
+
+/// Reads raw bytes of the source object at absolute offsets (for values that must be inlined).
+public typealias ByteFetcher = @Sendable (_ offset: UInt64, _ length: Int) async throws -> [UInt8]
+
+public struct MappingOptions: Sendable {
+    /// Uncompressed contiguous arrays larger than this are split into a regular chunk grid.
+    public var contiguousSplitThreshold: UInt64 = 16 << 20
+    /// Variables whose values are read, decoded and inlined (the concat dimension's coordinate,
+    /// so the combined coordinate is exact).
+    public var inlineVariables: Set<String> = []
+    /// Largest decoded array inlined.
+    public var maxInlineBytes = 64 << 20
+
+    public init() {}
+}
+
+public struct MappingError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// HDF5 → Zarr with netCDF-4 semantics: dimension names from dimension scales, netCDF's
+/// bookkeeping attributes hidden, `_FillValue` as Zarr's fill value.
+public enum NetCDFMapping {
+    static let hiddenAttributes: Set<String> = [
+        "DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
+        "_NCProperties", "_nc3_strict", "_FillValue",
+    ]
+    static let dimensionOnlyPrefix = "This is a netCDF dimension but not a netCDF variable"
+
+    public static func dataset(from info: HDF5FileInfo, objectID: UInt32, options: MappingOptions = MappingOptions(),
+                               fetch: @escaping ByteFetcher) async throws -> VirtualDataset {
+        var result = VirtualDataset()
+        result.groups = info.groups.map { group in
+            VirtualGroup(path: zarrPath(group.path), attributes: attributes(group.attributes, resolve: info.pathsByAddress))
+        }
+        if result.groups.first(where: { $0.path.isEmpty }) == nil {
+            result.groups.insert(VirtualGroup(path: "", attributes: []), at: 0)
+        }
+        var phony = PhonyDimensions()
+        for dataset in info.datasets {
+            if let error = dataset.error {
+                result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
+                continue
+            }
+            if isDimensionOnly(dataset) { continue }
+            do {
+                if let array = try await array(dataset, info: info, objectID: objectID, options: options, phony: &phony, fetch: fetch) {
+                    result.arrays.append(array)
+                }
+            } catch let error as MappingError {
+                result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
+            } catch let error as CodecError {
+                result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
+            }
+        }
+        return result
+    }
+
+    static func zarrPath(_ hdf5Path: String) -> String {
+        String(hdf5Path.drop { $0 == "/" })
+    }
+
+    static func isDimensionOnly(_ dataset: DatasetInfo) -> Bool {
+        guard let name = dataset.attributes.first(where: { $0.name == "NAME" }), case .string(let text)? = name.values.first else {
+            return false
+        }
+        return text.hasPrefix(dimensionOnlyPrefix)
+    }
+
+    /// netCDF-C names dimensions without scales `phony_dim_N`, one per distinct length per group.
+    struct PhonyDimensions {
+        var byGroup: [String: [(length: UInt64, name: String)]] = [:]
+        var counter: [String: Int] = [:]
+
+        mutating func names(group: String, shape: [UInt64]) -> [String] {
+            var used: [String] = []
+            var list = byGroup[group, default: []]
+            for length in shape {
+                if let match = list.first(where: { $0.length == length && !used.contains($0.name) }) {
+                    used.append(match.name)
+                } else {
+                    let name = "phony_dim_\(counter[group, default: 0])"
+                    counter[group, default: 0] += 1
+                    list.append((length, name))
+                    used.append(name)
+                }
+            }
+            byGroup[group] = list
+            return used
+        }
+    }
+
+    static func array(_ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
+                      phony: inout PhonyDimensions, fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
+        guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
+            throw MappingError(description: "incomplete metadata")
+        }
+        if dataspace.kind == .null { throw MappingError(description: "null dataspace (no values)") }
+        let dtype = try zarrType(datatype)
+        let shape = dataspace.kind == .scalar ? [] : dataspace.dimensions
+        let path = zarrPath(dataset.path)
+        let group = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : ""
+        let dimensions = try dimensionNames(dataset, shape: shape, info: info, group: group, phony: &phony)
+        let codecs = try pipeline(dataset.filters, datatype: datatype)
+
+        var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress)
+        if case .enumeration(_, let base, let names, let values) = datatype, !isBoolEnum(datatype) {
+            let mapping: [(String, JSON)] = zip(names, values).map { name, raw in
+                (name, scalarJSON(try? InspectionReport.simpleValue(raw, type: base)))
+            }
+            attributeList.append(("_Enum", .object(mapping)))
+        }
+        let cfFill = dataset.attributes.first { $0.name == "_FillValue" }
+        let hdf5Fill = dataset.fillValue.bytes ?? [UInt8](repeating: 0, count: dtype.itemSize)
+        var array = VirtualArray(
+            path: path, dtype: dtype, shape: shape, chunkShape: [], codecs: codecs,
+            fillValue: cfFill.map { fillJSON($0.raw, datatype: datatype) } ?? .null,
+            fillBytes: hdf5Fill, dimensionNames: dimensions, attributes: attributeList,
+            manifest: ChunkManifest(gridShape: []), origin: "\(info.name):\(dataset.path)")
+
+        switch layout {
+        case .chunked(let chunked):
+            array.chunkShape = chunked.chunkShape
+            array.manifest = ChunkManifest(gridShape: grid(shape, chunked.chunkShape))
+            if let table = dataset.chunks {
+                for i in 0..<table.count {
+                    let coordinates = table.coordinates(of: i).map { Int(clamping: $0) }
+                    guard let linear = array.manifest.linearIndex(coordinates) else { continue }
+                    if table.filterMasks[i] != 0 {
+                        throw MappingError(description: "chunk \(coordinates) skipped filters (filter mask \(table.filterMasks[i])); Zarr cannot express per-chunk pipelines")
+                    }
+                    array.manifest[linear] = .reference(object: objectID, offset: table.offsets[i], length: table.sizes[i])
+                }
+            }
+        case .contiguous(_, let size):
+            let stored = dataset.chunks.flatMap { $0.count > 0 ? ($0.offsets[0], $0.sizes[0]) : nil }
+            let chunkShape = splitContiguous(shape: shape, itemSize: UInt64(dtype.itemSize), threshold: options.contiguousSplitThreshold,
+                                             filtered: !codecs.isEmpty)
+            array.chunkShape = chunkShape
+            array.manifest = ChunkManifest(gridShape: grid(shape, chunkShape))
+            if let (offset, _) = stored {
+                let rowMajorChunkBytes = chunkShape.reduce(UInt64(dtype.itemSize), *)
+                if array.manifest.count == 1 {
+                    array.manifest[0] = .reference(object: objectID, offset: offset, length: size)
+                } else {
+                    // Chunks of a split contiguous array are consecutive byte ranges because the
+                    // grid only divides leading axes.
+                    for linear in 0..<array.manifest.count {
+                        array.manifest[linear] = .reference(object: objectID, offset: offset + UInt64(linear) * rowMajorChunkBytes,
+                                                            length: rowMajorChunkBytes)
+                    }
+                }
+            }
+        case .compact(let bytes):
+            array.chunkShape = shape.map { max($0, 1) }
+            array.manifest = ChunkManifest(gridShape: grid(shape, array.chunkShape))
+            if array.manifest.count == 1 { array.manifest[0] = .inline(padded(bytes, to: Int(array.chunkShape.reduce(UInt64(dtype.itemSize), *)))) }
+        case .virtual:
+            throw MappingError(description: "virtual dataset layout")
+        }
+        if dtype.kind == .variableString {
+            return try await inlineStrings(array, dataset: dataset, info: info, fetch: fetch, options: options)
+        }
+        if options.inlineVariables.contains(array.name) {
+            array = try await inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
+        }
+        try fillMissingChunks(&array, hdf5Fill: hdf5Fill)
+        return array
+    }
+
+    static func grid(_ shape: [UInt64], _ chunks: [UInt64]) -> [Int] {
+        zip(shape, chunks).map { dim, chunk in chunk == 0 ? 0 : Int((dim + chunk - 1) / chunk) }
+    }
+
+    static func padded(_ bytes: [UInt8], to count: Int) -> [UInt8] {
+        bytes.count >= count ? bytes : bytes + [UInt8](repeating: 0, count: count - bytes.count)
+    }
+
+    /// Chunk shape for contiguous data: the whole array, or (uncompressed and large) a grid
+    /// over the leading axes whose chunks tile the bytes exactly.
+    static func splitContiguous(shape: [UInt64], itemSize: UInt64, threshold: UInt64, filtered: Bool) -> [UInt64] {
+        var chunk = shape.map { max($0, 1) }
+        let total = shape.reduce(itemSize, *)
+        guard !filtered, total > threshold, !shape.isEmpty else { return chunk }
+        for axis in 0..<shape.count {
+            let inner = shape[(axis + 1)...].reduce(itemSize, *)
+            let rowsFitting = max(threshold / max(inner, 1), 1)
+            // The largest divisor of this axis that fits, so no chunk runs past the data.
+            var rows = min(rowsFitting, shape[axis])
+            while rows > 1 && shape[axis] % rows != 0 { rows -= 1 }
+            chunk[axis] = max(rows, 1)
+            if inner * chunk[axis] <= threshold || axis == shape.count - 1 { break }
+            chunk[axis] = 1
+        }
+        return chunk
+    }
+
+    /// netCDF-4's dimension scales, resolved through `DIMENSION_LIST` object references.
+    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, group: String,
+                               phony: inout PhonyDimensions) throws -> [String] {
+        if shape.isEmpty { return [] }
+        if let list = dataset.attributes.first(where: { $0.name == "DIMENSION_LIST" }) {
+            var names: [String] = []
+            for entry in list.values {
+                guard case .list(let refs) = entry, case .objectReference(let address)? = refs.first,
+                      let path = info.pathsByAddress[address] else {
+                    throw MappingError(description: "DIMENSION_LIST entry is not an object reference")
+                }
+                names.append(String(path.split(separator: "/").last ?? ""))
+            }
+            if names.count == shape.count { return names }
+        }
+        let isScale = dataset.attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
+        if isScale, shape.count == 1 { return [String(dataset.path.split(separator: "/").last ?? "")] }
+        return phony.names(group: group, shape: shape)
+    }
+
+    static func isBoolEnum(_ type: Datatype) -> Bool {
+        guard case .enumeration(let size, _, let names, let values) = type, size == 1, names.count == 2 else { return false }
+        return Set(zip(names, values).map { "\($0)=\($1.first ?? 9)" }) == ["FALSE=0", "TRUE=1"]
+    }
+
+    static func zarrType(_ type: Datatype) throws -> ZarrDataType {
+        switch type {
+        case .integer(let size, let order, let signed, _, _):
+            guard [1, 2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte integers") }
+            let prefix = size == 1 ? "|" : order.prefix
+            return ZarrDataType(kind: signed ? .signed : .unsigned, itemSize: size, bigEndian: order == .bigEndian && size > 1,
+                                v2: .string(prefix + (signed ? "i" : "u") + "\(size)"), v3: (signed ? "int" : "uint") + "\(size * 8)")
+        case .float(let size, let order, _, _, _):
+            guard [2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte floats") }
+            return ZarrDataType(kind: .float, itemSize: size, bigEndian: order == .bigEndian, v2: .string(order.prefix + "f\(size)"),
+                                v3: "float\(size * 8)")
+        case .enumeration(_, let base, _, _):
+            if isBoolEnum(type) { return ZarrDataType(kind: .bool, itemSize: 1, bigEndian: false, v2: .string("|b1"), v3: "bool") }
+            return try zarrType(base)
+        case .string(let size, _, _):
+            return ZarrDataType(kind: .fixedBytes, itemSize: size, bigEndian: false, v2: .string("|S\(size)"), v3: nil)
+        case .variableLengthString:
+            return ZarrDataType(kind: .variableString, itemSize: 0, bigEndian: false, v2: .string("|O"), v3: "string")
+        case .opaque(let size, _):
+            return ZarrDataType(kind: .opaque, itemSize: size, bigEndian: false, v2: .string("|V\(size)"), v3: nil)
+        case .compound(let size, let members):
+            var fields: [JSON] = []
+            var expected = 0
+            for member in members.sorted(by: { $0.offset < $1.offset }) {
+                guard member.offset == expected else {
+                    throw MappingError(description: "compound type with padding (Zarr v2 structured dtypes are packed)")
+                }
+                var memberType = member.type
+                var subShape: [Int] = []
+                if case .array(_, let dims, let base) = member.type {
+                    memberType = base
+                    subShape = dims
+                }
+                let inner = try zarrType(memberType)
+                guard inner.kind != .variableString, inner.kind != .structured else {
+                    throw MappingError(description: "compound member \(member.name) of a nested or variable-length type")
+                }
+                var field: [JSON] = [.string(member.name), inner.v2]
+                if !subShape.isEmpty { field.append(.array(subShape.map { .int(Int64($0)) })) }
+                fields.append(.array(field))
+                expected += member.type.size
+            }
+            guard expected == size else { throw MappingError(description: "compound type with trailing padding") }
+            return ZarrDataType(kind: .structured, itemSize: size, bigEndian: false, v2: .array(fields), v3: nil)
+        case .reference:
+            throw MappingError(description: "object or region references have no Zarr type")
+        case .variableLengthSequence:
+            throw MappingError(description: "variable-length sequences have no Zarr type")
+        case .array:
+            throw MappingError(description: "array datatypes outside compounds")
+        case .time, .bitfield:
+            throw MappingError(description: "HDF5 time and bitfield types")
+        }
+    }
+
+    static func pipeline(_ filters: [Filter], datatype: Datatype) throws -> [Codec] {
+        try filters.map { filter in
+            switch filter.id {
+            case 1: return .zlib(level: Int(filter.clientData.first ?? 4))
+            case 2: return .shuffle(elementSize: Int(filter.clientData.first ?? UInt32(datatype.size)))
+            case 3: return .fletcher32
+            default:
+                throw MappingError(description: "filter \(filter.name) (id \(filter.id)) has no Zarr codec")
+            }
+        }
+    }
+
+    /// Values of attributes as netCDF4-python presents them: one-element arrays as scalars,
+    /// strings decoded, non-finite floats as the bare literals Python's json reads.
+    static func attributes(_ list: [Attribute], resolve: [UInt64: String]) -> [(String, JSON)] {
+        list.filter { !hiddenAttributes.contains($0.name) }.compactMap { attribute in
+            if attribute.dataspace.kind == .null { return (attribute.name, .string("")) }
+            let values = attribute.values.map { attributeJSON($0) }
+            if values.count == 1 { return (attribute.name, values[0]) }
+            return (attribute.name, .array(values))
+        }
+    }
+
+    static func attributeJSON(_ value: Value) -> JSON {
+        switch value {
+        case .integer(let v): return .int(v)
+        case .unsigned(let v): return .uint(v)
+        case .float(let v):
+            if v.isNaN { return .literal("NaN") }
+            if v.isInfinite { return .literal(v > 0 ? "Infinity" : "-Infinity") }
+            return .double(v)
+        case .string(let v): return .string(v)
+        case .bytes(let v): return .string(String(decoding: v, as: UTF8.self))
+        case .objectReference, .regionReference, .nullReference: return .null
+        case .list(let items): return .array(items.map(attributeJSON))
+        case .compound(let fields): return .object(fields.map { ($0.name, attributeJSON($0.value)) })
+        }
+    }
+
+    static func scalarJSON(_ value: Value?) -> JSON {
+        guard let value else { return .null }
+        return attributeJSON(value)
+    }
+
+    /// Zarr's spelling of a fill value: numbers, or "NaN"/"Infinity"/"-Infinity" strings.
+    static func fillJSON(_ raw: [UInt8], datatype: Datatype) -> JSON {
+        guard let value = try? InspectionReport.simpleValue(raw, type: datatype) else { return .null }
+        switch value {
+        case .integer(let v): return .int(v)
+        case .unsigned(let v): return .uint(v)
+        case .float(let v):
+            if v.isNaN { return .string("NaN") }
+            if v.isInfinite { return .string(v > 0 ? "Infinity" : "-Infinity") }
+            return .double(v)
+        default: return .null
+        }
+    }
+
+    /// Missing chunks read as Zarr's fill value; when that is not the HDF5 fill value (no
+    /// `_FillValue`, or a different one), they are given an inline chunk holding the HDF5 fill,
+    /// so never-written regions read as netCDF reads them.
+    static func fillMissingChunks(_ array: inout VirtualArray, hdf5Fill: [UInt8]) throws {
+        guard array.manifest.storedChunkCount < array.manifest.count else { return }
+        if case .null = array.fillValue {} else if zarrFillBytes(array) == hdf5Fill { return }
+        let elements = Int(array.chunkShape.reduce(1, *))
+        var raw: [UInt8] = []
+        raw.reserveCapacity(elements * hdf5Fill.count)
+        for _ in 0..<elements { raw += hdf5Fill }
+        let encoded = try ChunkEncoder.encode(raw, pipeline: array.codecs)
+        array.manifest.fillMissing(with: encoded)
+    }
+
+    static func zarrFillBytes(_ array: VirtualArray) -> [UInt8]? {
+        let size = array.dtype.itemSize
+        func floatBits(_ d: Double) -> UInt64 {
+            size == 4 ? UInt64(Float(d).bitPattern) : size == 2 ? UInt64(Float16(d).bitPattern) : d.bitPattern
+        }
+        let bits: UInt64
+        switch (array.fillValue, array.dtype.kind) {
+        case (.int(let v), .signed), (.int(let v), .unsigned): bits = UInt64(bitPattern: v)
+        case (.uint(let v), _): bits = v
+        case (.double(let v), .float): bits = floatBits(v)
+        case (.int(let v), .float): bits = floatBits(Double(v))
+        case (.string(let s), .float): bits = floatBits(s == "NaN" ? .nan : s == "Infinity" ? .infinity : -.infinity)
+        default: return nil
+        }
+        var out = (0..<size).map { UInt8(truncatingIfNeeded: bits >> (8 * UInt64($0))) }
+        if array.dtype.bigEndian { out.reverse() }
+        return out
+    }
+}
+
+extension ByteOrder {
+    var prefix: String { self == .littleEndian ? "<" : ">" }
+}
+
+extension ChunkManifest {
+    /// Points every missing chunk at one shared inline chunk.
+    mutating func fillMissing(with bytes: [UInt8]) {
+        var shared: Int?
+        for linear in 0..<count where self[linear] == .missing {
+            if let shared { setInlineIndex(linear, shared) } else {
+                self[linear] = .inline(bytes)
+                shared = inlineIndex(linear)
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import HDF5Metadata
+
+public enum ZarrFormat: Int, Sendable, CaseIterable {
+    case v2 = 2
+    case v3 = 3
+}
+
+/// The Zarr rendering of a virtual dataset: metadata documents by key, and chunk keys mapped to
+/// manifest entries. Used by `export`, the kerchunk writer and (later) the FUSE tree.
+public struct ZarrStore: Sendable {
+    public let dataset: VirtualDataset
+    public let format: ZarrFormat
+
+    public init(_ dataset: VirtualDataset, format: ZarrFormat) {
+        self.dataset = dataset
+        self.format = format
+    }
+
+    /// Every metadata document, keyed by store path (`.zgroup`, `T2/.zarray`, `zarr.json`...).
+    public func metadataDocuments() throws -> [(key: String, document: JSON)] {
+        switch format {
+        case .v2: return try v2Documents()
+        case .v3: return try v3Documents()
+        }
+    }
+
+    /// The chunk key of grid position `coordinates` of `array`.
+    public func chunkKey(_ array: VirtualArray, _ coordinates: [Int]) -> String {
+        let prefix = array.path.isEmpty ? "" : array.path + "/"
+        switch format {
+        case .v2:
+            return prefix + (coordinates.isEmpty ? "0" : coordinates.map(String.init).joined(separator: "."))
+        case .v3:
+            return prefix + (["c"] + coordinates.map(String.init)).joined(separator: "/")
+        }
+    }
+
+    private static func join(_ path: String, _ name: String) -> String { path.isEmpty ? name : path + "/" + name }
+
+    // MARK: Zarr v2
+
+    private func v2Documents() throws -> [(key: String, document: JSON)] {
+        var documents: [(String, JSON)] = []
+        for group in dataset.groups {
+            documents.append((Self.join(group.path, ".zgroup"), .object([("zarr_format", .int(2))])))
+            documents.append((Self.join(group.path, ".zattrs"), .object(group.attributes)))
+        }
+        for array in dataset.arrays {
+            documents.append((Self.join(array.path, ".zarray"), try v2ArrayDocument(array)))
+            documents.append((Self.join(array.path, ".zattrs"),
+                              .object([("_ARRAY_DIMENSIONS", .array(array.dimensionNames.map(JSON.string)))] + array.attributes)))
+        }
+        var consolidated = documents
+        consolidated.sort { $0.0 < $1.0 }
+        documents.append((".zmetadata", .object([
+            ("metadata", .object(consolidated)),
+            ("zarr_consolidated_format", .int(1)),
+        ])))
+        return documents
+    }
+
+    func v2ArrayDocument(_ array: VirtualArray) throws -> JSON {
+        var compressor: JSON = .null
+        var filters: [Codec] = array.codecs
+        if case .zlib? = filters.last {
+            compressor = filters.removeLast().numcodecsJSON
+        }
+        var filterList = filters.map(\.numcodecsJSON)
+        var dtype = array.dtype.v2
+        if array.dtype.kind == .variableString {
+            dtype = .string("|O")
+            filterList.insert(.object([("id", .string("vlen-utf8"))]), at: 0)
+        }
+        return .object([
+            ("chunks", .array(array.chunkShape.map(JSON.uint))),
+            ("compressor", compressor),
+            ("dimension_separator", .string(".")),
+            ("dtype", dtype),
+            ("fill_value", array.fillValue),
+            ("filters", filterList.isEmpty ? .null : .array(filterList)),
+            ("order", .string("C")),
+            ("shape", .array(array.shape.map(JSON.uint))),
+            ("zarr_format", .int(2)),
+        ])
+    }
+
+    // MARK: Zarr v3
+
+    private func v3Documents() throws -> [(key: String, document: JSON)] {
+        var nodes: [(String, JSON)] = []
+        for group in dataset.groups where !group.path.isEmpty {
+            nodes.append((group.path, .object([("zarr_format", .int(3)), ("node_type", .string("group")),
+                                               ("attributes", .object(group.attributes))])))
+        }
+        for array in dataset.arrays {
+            nodes.append((array.path, try v3ArrayDocument(array)))
+        }
+        let rootAttributes = dataset.groups.first { $0.path.isEmpty }?.attributes ?? []
+        var documents: [(String, JSON)] = [("zarr.json", .object([
+            ("zarr_format", .int(3)),
+            ("node_type", .string("group")),
+            ("attributes", .object(rootAttributes)),
+            ("consolidated_metadata", .object([
+                ("kind", .string("inline")),
+                ("must_understand", .bool(false)),
+                ("metadata", .object(nodes.sorted { $0.0 < $1.0 })),
+            ])),
+        ]))]
+        for (path, document) in nodes { documents.append((Self.join(path, "zarr.json"), document)) }
+        return documents
+    }
+
+    func v3ArrayDocument(_ array: VirtualArray) throws -> JSON {
+        guard let dataType = array.dtype.v3 else {
+            throw MappingError(description: "\(array.path): \(array.dtype.v2String) has no Zarr v3 data type; use --zarr-format 2")
+        }
+        var codecs: [JSON] = []
+        if array.dtype.kind == .variableString {
+            codecs.append(.object([("name", .string("vlen-utf8")), ("configuration", .object([]))]))
+        } else if array.dtype.itemSize > 1 {
+            codecs.append(.object([("name", .string("bytes")),
+                                   ("configuration", .object([("endian", .string(array.dtype.bigEndian ? "big" : "little"))]))]))
+        } else {
+            codecs.append(.object([("name", .string("bytes"))]))
+        }
+        codecs += array.codecs.map(\.zarr3JSON)
+        return .object([
+            ("zarr_format", .int(3)),
+            ("node_type", .string("array")),
+            ("shape", .array(array.shape.map(JSON.uint))),
+            ("data_type", .string(dataType)),
+            ("chunk_grid", .object([("name", .string("regular")),
+                                    ("configuration", .object([("chunk_shape", .array(array.chunkShape.map(JSON.uint)))]))])),
+            ("chunk_key_encoding", .object([("name", .string("default")),
+                                            ("configuration", .object([("separator", .string("/"))]))])),
+            ("fill_value", v3FillValue(array)),
+            ("codecs", .array(codecs)),
+            ("attributes", .object(v3Attributes(array))),
+            ("dimension_names", .array(array.dimensionNames.map(JSON.string))),
+        ])
+    }
+
+    /// Zarr v3 requires a fill value: the HDF5 one, decoded.
+    func v3FillValue(_ array: VirtualArray) -> JSON {
+        if array.dtype.kind == .variableString { return .string("") }
+        guard var bytes = array.fillBytes, bytes.count == array.dtype.itemSize else { return .int(0) }
+        if array.dtype.bigEndian { bytes.reverse() }
+        var bits: UInt64 = 0
+        for (i, byte) in bytes.prefix(8).enumerated() { bits |= UInt64(byte) << UInt64(8 * i) }
+        switch array.dtype.kind {
+        case .bool: return .bool(bits != 0)
+        case .signed:
+            let shift = UInt64(64 - 8 * array.dtype.itemSize)
+            return .int(Int64(bitPattern: bits << shift) >> Int64(shift))
+        case .unsigned: return .uint(bits)
+        case .float:
+            let value: Double = array.dtype.itemSize == 4 ? Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits)))
+                : array.dtype.itemSize == 2 ? Double(Float16(bitPattern: UInt16(truncatingIfNeeded: bits))) : Double(bitPattern: bits)
+            if value.isNaN { return .string("NaN") }
+            if value.isInfinite { return .string(value > 0 ? "Infinity" : "-Infinity") }
+            return .double(value)
+        default: return .int(0)
+        }
+    }
+
+    func v3Attributes(_ array: VirtualArray) -> [(String, JSON)] {
+        guard array.fillValue != .null else { return array.attributes }
+        return [("_FillValue", array.fillValue)] + array.attributes
+    }
+
+    /// Every (key, entry) of stored or inline chunks; missing chunks are absent.
+    public func forEachChunk(_ body: (String, ChunkEntry) throws -> Void) rethrows {
+        for array in dataset.arrays {
+            for linear in 0..<array.manifest.count {
+                let entry = array.manifest[linear]
+                if entry == .missing { continue }
+                try body(chunkKey(array, array.manifest.coordinates(linear)), entry)
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import Scanner
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Scan progress on stderr: a live line on a terminal, a line every few seconds otherwise.
+final class ProgressReporter: Sendable {
+    private let isTerminal = isatty(2) != 0
+    private let state = Mutex<(lastPrint: ContinuousClock.Instant?, printed: Bool)>((nil, false))
+
+    func update(_ progress: ScanProgress) {
+        let now = ContinuousClock.now
+        let line: String? = state.withLock { state in
+            let interval: Duration = isTerminal ? .milliseconds(100) : .seconds(3)
+            if let last = state.lastPrint, now - last < interval, progress.filesDone < progress.filesTotal { return nil }
+            state.lastPrint = now
+            state.printed = true
+            return render(progress)
+        }
+        guard let line else { return }
+        FileHandleWriter.writeToStandardError(isTerminal ? "\r\u{1B}[2K" + line : line + "\n")
+    }
+
+    func finish() {
+        if isTerminal, state.withLock({ $0.printed }) { FileHandleWriter.writeToStandardError("\n") }
+    }
+
+    private func render(_ progress: ScanProgress) -> String {
+        let seconds = max(Double(progress.elapsed.components.seconds) + Double(progress.elapsed.components.attoseconds) / 1e18, 1e-6)
+        let rate = Double(progress.filesDone) / seconds
+        let remaining = rate > 0 ? Double(progress.filesTotal - progress.filesDone) / rate : 0
+        let width = 24
+        let filled = progress.filesTotal == 0 ? width : width * progress.filesDone / progress.filesTotal
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        return String(format: "[%@] %d/%d files  %.0f files/s  %@  %d reads  %d errors  ETA %.0f s", bar, progress.filesDone,
+                      progress.filesTotal, rate, formatBytes(progress.bytesRead), progress.requests, progress.errors, remaining)
+    }
+}

@@ -1,0 +1,221 @@
+import ArgumentParser
+import ByteSource
+import Foundation
+import HDF5Metadata
+import Logging
+import Scanner
+import VirtualZarr
+
+extension FileOrder: ExpressibleByArgument {}
+extension ErrorPolicy: ExpressibleByArgument {}
+extension AttributePolicy: ExpressibleByArgument {}
+
+/// The sources of a scan and how to combine them: paths and globs, or one YAML mount config,
+/// with the config's main keys as flags (flags win over the config).
+struct SourceOptions: ParsableArguments {
+    @Argument(help: ArgumentHelp("Files or quoted globs (`'data/*.nc'`, `'**/*.h5'`), or one YAML mount config.",
+                                 valueName: "source"))
+    var sources: [String]
+
+    @Option(help: "Dimension to concatenate the files along (e.g. Time). Without it, files must hold disjoint or identical variables.")
+    var concatDim: String?
+
+    @Option(help: "File order along the concat dimension: key (sorted path) or coordinate (first value of its coordinate).")
+    var order: FileOrder?
+
+    @Option(help: "Global and variable attributes: first (the first file's) or drop_conflicts.")
+    var attrs: AttributePolicy?
+
+    @Option(help: "On a file that cannot be scanned: fail (stop, default) or skip (leave it out; exit status 2).")
+    var onError: ErrorPolicy?
+
+    @Option(help: "Stack files along a new dimension of this name (use with --stack-regex).")
+    var stackDim: String?
+
+    @Option(help: "Regular expression whose first capture group, applied to each file name, gives its --stack-dim value.")
+    var stackRegex: String?
+
+    @Option(help: "Zarr format of the output: 2 (default) or 3.")
+    var zarrFormat: Int?
+
+    @Option(help: "Files scanned at once (default: number of cores, at least 2).")
+    var concurrency: Int?
+
+    @Option(help: "Log level on stderr (trace, debug, info, notice, warning, error, critical).")
+    var logLevel: Logger.Level = .warning
+
+    func validate() throws {
+        if (stackDim == nil) != (stackRegex == nil) { throw ValidationError("--stack-dim and --stack-regex go together") }
+        if let zarrFormat, ![2, 3].contains(zarrFormat) { throw ValidationError("--zarr-format must be 2 or 3") }
+        if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+    }
+
+    /// The effective configuration: the YAML file's, overridden by flags.
+    func resolve() throws -> MountConfig {
+        var config: MountConfig
+        if sources.count == 1, sources[0].hasSuffix(".yaml") || sources[0].hasSuffix(".yml") {
+            config = try MountConfig.load(path: sources[0])
+        } else {
+            config = MountConfig(sources: sources)
+        }
+        if let concatDim { config.concatDim = concatDim }
+        if let order { config.order = order }
+        if let attrs { config.attrs = attrs }
+        if let onError { config.onError = onError }
+        if let stackDim, let stackRegex { config.stack = StackOptions(dimension: stackDim, pattern: stackRegex) }
+        if let zarrFormat { config.zarrFormat = zarrFormat == 3 ? .v3 : .v2 }
+        if let concurrency { config.concurrency = concurrency }
+        return config
+    }
+}
+
+extension MountConfig {
+    var scanOptions: ScanOptions {
+        var options = ScanOptions()
+        options.combine = CombineOptions(concatDimension: concatDim, attributes: attrs)
+        options.order = order
+        options.onError = onError
+        options.stack = stack
+        if let concurrency { options.concurrency = concurrency }
+        return options
+    }
+}
+
+func runScan(_ config: MountConfig, logger: Logger) async throws -> ScanSummary {
+    let reporter = ProgressReporter()
+    let summary: ScanSummary
+    do {
+        summary = try await Scanner.scan(sources: config.sources, options: config.scanOptions, logger: logger) { progress in
+            reporter.update(progress)
+        }
+    } catch let error as ScanError {
+        reporter.finish()
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+    reporter.finish()
+    let seconds = Double(summary.elapsed.components.seconds) + Double(summary.elapsed.components.attoseconds) / 1e18
+    printError(String(format: "scanned %d files in %.2f s: %d arrays, %d chunks, %d reads, %@ read",
+                      summary.files, seconds, summary.arrayCount, summary.chunkCount, summary.requests,
+                      formatBytes(summary.bytesRead)))
+    for warning in summary.dataset.warnings { printError("warning: \(warning)") }
+    for (file, reason) in summary.skipped { printError("skipped: \(file): \(reason)") }
+    return summary
+}
+
+struct Scan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Scan NetCDF4/HDF5 files into one virtual Zarr dataset and write kerchunk references.",
+        discussion: """
+            Reads only each file's metadata, combines the files (along --concat-dim when given) \
+            and writes kerchunk reference JSON (version 1) that fsspec, xarray and VirtualiZarr \
+            read. Exit status: 0 done, 1 failed, 2 done but some files were skipped (--on-error skip).
+            """
+    )
+
+    @OptionGroup var source: SourceOptions
+
+    @Option(help: "Where to write the kerchunk reference JSON.")
+    var refs: String
+
+    func run() async throws {
+        let config = try source.resolve()
+        let summary = try await runScan(config, logger: makeLogger(level: source.logLevel))
+        let text: String
+        do { text = try KerchunkReferences.write(summary.dataset) } catch let error as MappingError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        try writeFile(refs, Array(text.utf8))
+        printError("wrote \(refs)")
+        if !summary.skipped.isEmpty { throw ExitCode(2) }
+    }
+}
+
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Scan NetCDF4/HDF5 files and write them as a real Zarr store (chunks copied, not re-encoded).",
+        discussion: """
+            The same scan as `zarrmount scan`, then every chunk's stored bytes are copied into a \
+            Zarr v2 (default) or v3 directory store with consolidated metadata: a fast \
+            NetCDF-to-Zarr converter. Exit status as for scan.
+            """
+    )
+
+    @OptionGroup var source: SourceOptions
+
+    @Option(help: "Directory to write the Zarr store to (created; must be empty or absent).")
+    var zarr: String
+
+    func run() async throws {
+        let config = try source.resolve()
+        let summary = try await runScan(config, logger: makeLogger(level: source.logLevel))
+        do {
+            try await StoreExporter.export(summary.dataset, format: config.zarrFormat, to: zarr)
+        } catch let error as MappingError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        } catch let error as ExportError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        printError("wrote \(zarr) (Zarr v\(config.zarrFormat.rawValue))")
+        if !summary.skipped.isEmpty { throw ExitCode(2) }
+    }
+}
+
+struct ExportError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Writes a virtual dataset as a directory store, copying each chunk's stored bytes.
+enum StoreExporter {
+    static func export(_ dataset: VirtualDataset, format: ZarrFormat, to directory: String) async throws {
+        let manager = FileManager.default
+        if manager.fileExists(atPath: directory) {
+            let contents = (try? manager.contentsOfDirectory(atPath: directory)) ?? []
+            guard contents.isEmpty else { throw ExportError(description: "\(directory) exists and is not empty; choose a new directory") }
+        }
+        let store = ZarrStore(dataset, format: format)
+        for (key, document) in try store.metadataDocuments() {
+            try writeFile(directory + "/" + key, Array(document.rendered(pretty: true).utf8))
+        }
+        var sources: [UInt32: FileSource] = [:]
+        var failure: Error?
+        store.forEachChunk { key, entry in
+            guard failure == nil else { return }
+            do {
+                switch entry {
+                case .missing: return
+                case .inline(let bytes): try writeFile(directory + "/" + key, bytes)
+                case .reference(let object, let offset, let length):
+                    if sources[object] == nil { sources[object] = try FileSource(path: dataset.objects[Int(object)].url) }
+                    let bytes = try sources[object]!.readSynchronously(offset: offset, length: Int(length))
+                    guard bytes.count == Int(length) else {
+                        throw ExportError(description: "\(dataset.objects[Int(object)].url): chunk \(key) ends past the end of the file")
+                    }
+                    try writeFile(directory + "/" + key, bytes)
+                }
+            } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+    let url = URL(fileURLWithPath: path)
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    do {
+        try Data(bytes).write(to: url)
+    } catch {
+        throw ExportError(description: "\(path): cannot write (\(error.localizedDescription))")
+    }
+}
+
+func formatBytes(_ bytes: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}

@@ -132,8 +132,9 @@ public struct ZarrDataType: Sendable, Equatable {
     public var bigEndian: Bool
     /// `"<f4"`, `"|S8"`, `"|O"` or a structured list.
     public var v2: JSON
-    /// `"float32"`, `"int16"`, `"bool"`, `"string"`...; `nil` when Zarr v3 has no spelling.
-    public var v3: String?
+    /// `"float32"`, `"int16"`, `"bool"`, `"string"`, or an object with a configuration
+    /// (`null_terminated_bytes`); `nil` when Zarr v3 has no spelling.
+    public var v3: JSON?
 
     public var v2String: String {
         if case .string(let text) = v2 { return text }
@@ -218,7 +219,7 @@ extension VirtualArray {
         for value in values { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: value) >> UInt64(8 * i))) } }
         var manifest = ChunkManifest(gridShape: [1])
         manifest[0] = .inline(bytes)
-        return VirtualArray(path: name, dtype: ZarrDataType(kind: .signed, itemSize: 8, bigEndian: false, v2: .string("<i8"), v3: "int64"),
+        return VirtualArray(path: name, dtype: ZarrDataType(kind: .signed, itemSize: 8, bigEndian: false, v2: .string("<i8"), v3: .string("int64")),
                             shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
                             fillBytes: [UInt8](repeating: 0, count: 8), dimensionNames: [name], attributes: [], manifest: manifest,
                             origin: "file names")
@@ -233,7 +234,7 @@ extension VirtualArray {
         }
         var manifest = ChunkManifest(gridShape: [1])
         manifest[0] = .inline(bytes)
-        return VirtualArray(path: name, dtype: ZarrDataType(kind: .fixedBytes, itemSize: width, bigEndian: false, v2: .string("|S\(width)"), v3: nil),
+        return VirtualArray(path: name, dtype: ZarrDataType(kind: .fixedBytes, itemSize: width, bigEndian: false, v2: .string("|S\(width)"), v3: .object([("name", .string("null_terminated_bytes")), ("configuration", .object([("length_bytes", .int(Int64(width)))]))])),
                             shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
                             fillBytes: [UInt8](repeating: 0, count: width), dimensionNames: [name], attributes: [], manifest: manifest,
                             origin: "file names")

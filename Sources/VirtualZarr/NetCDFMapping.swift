@@ -38,6 +38,7 @@ public enum NetCDFMapping {
             result.groups.insert(VirtualGroup(path: "", attributes: []), at: 0)
         }
         var phony = PhonyDimensions()
+        let lengths = dimensionLengths(info)
         for dataset in info.datasets {
             if let error = dataset.error {
                 result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
@@ -45,7 +46,8 @@ public enum NetCDFMapping {
             }
             if isDimensionOnly(dataset) { continue }
             do {
-                if let array = try await array(dataset, info: info, objectID: objectID, options: options, phony: &phony, fetch: fetch) {
+                if let array = try await array(dataset, info: info, objectID: objectID, options: options, lengths: lengths,
+                                               phony: &phony, fetch: fetch) {
                     result.arrays.append(array)
                 }
             } catch let error as MappingError {
@@ -92,13 +94,18 @@ public enum NetCDFMapping {
     }
 
     static func array(_ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
-                      phony: inout PhonyDimensions, fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
+                      lengths: [UInt64: UInt64], phony: inout PhonyDimensions, fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
             throw MappingError(description: "incomplete metadata")
         }
         if dataspace.kind == .null { throw MappingError(description: "null dataspace (no values)") }
         let dtype = try zarrType(datatype)
-        let shape = dataspace.kind == .scalar ? [] : dataspace.dimensions
+        var shape = dataspace.kind == .scalar ? [] : dataspace.dimensions
+        // netCDF gives every variable on an unlimited dimension that dimension's full length;
+        // rows a variable never wrote read as its fill value.
+        if let scales = dimensionScales(dataset, rank: shape.count) {
+            for (axis, scale) in scales.enumerated() { shape[axis] = max(shape[axis], lengths[scale] ?? 0) }
+        }
         let path = zarrPath(dataset.path)
         let group = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : ""
         let dimensions = try dimensionNames(dataset, shape: shape, info: info, group: group, phony: &phony)
@@ -106,10 +113,9 @@ public enum NetCDFMapping {
 
         var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress)
         if case .enumeration(_, let base, let names, let values) = datatype, !isBoolEnum(datatype) {
-            let mapping: [(String, JSON)] = zip(names, values).map { name, raw in
-                (name, scalarJSON(try? InspectionReport.simpleValue(raw, type: base)))
-            }
-            attributeList.append(("_Enum", .object(mapping)))
+            // The enum's names and values, kept the CF way.
+            attributeList.append(("flag_values", .array(values.map { scalarJSON(try? InspectionReport.simpleValue($0, type: base)) })))
+            attributeList.append(("flag_meanings", .string(names.joined(separator: " "))))
         }
         let cfFill = dataset.attributes.first { $0.name == "_FillValue" }
         let hdf5Fill = dataset.fillValue.bytes ?? [UInt8](repeating: 0, count: dtype.itemSize)
@@ -216,6 +222,33 @@ public enum NetCDFMapping {
         return phony.names(group: group, shape: shape)
     }
 
+    /// The dimension scale (by address) of each axis, from `DIMENSION_LIST`, or the dataset
+    /// itself for a 1-D coordinate variable.
+    static func dimensionScales(_ dataset: DatasetInfo, rank: Int) -> [UInt64]? {
+        if let list = dataset.attributes.first(where: { $0.name == "DIMENSION_LIST" }) {
+            var scales: [UInt64] = []
+            for entry in list.values {
+                guard case .list(let refs) = entry, case .objectReference(let address)? = refs.first else { return nil }
+                scales.append(address)
+            }
+            return scales.count == rank ? scales : nil
+        }
+        let isScale = dataset.attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
+        return isScale && rank == 1 ? [dataset.address] : nil
+    }
+
+    /// Each dimension's length: the longest extent along it of any variable (netCDF's rule
+    /// for unlimited dimensions; fixed ones agree anyway).
+    static func dimensionLengths(_ info: HDF5FileInfo) -> [UInt64: UInt64] {
+        var lengths: [UInt64: UInt64] = [:]
+        for dataset in info.datasets {
+            guard let space = dataset.dataspace, space.kind == .simple,
+                  let scales = dimensionScales(dataset, rank: space.dimensions.count) else { continue }
+            for (axis, scale) in scales.enumerated() { lengths[scale] = max(lengths[scale] ?? 0, space.dimensions[axis]) }
+        }
+        return lengths
+    }
+
     static func isBoolEnum(_ type: Datatype) -> Bool {
         guard case .enumeration(let size, _, let names, let values) = type, size == 1, names.count == 2 else { return false }
         return Set(zip(names, values).map { "\($0)=\($1.first ?? 9)" }) == ["FALSE=0", "TRUE=1"]
@@ -227,20 +260,23 @@ public enum NetCDFMapping {
             guard [1, 2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte integers") }
             let prefix = size == 1 ? "|" : order.prefix
             return ZarrDataType(kind: signed ? .signed : .unsigned, itemSize: size, bigEndian: order == .bigEndian && size > 1,
-                                v2: .string(prefix + (signed ? "i" : "u") + "\(size)"), v3: (signed ? "int" : "uint") + "\(size * 8)")
+                                v2: .string(prefix + (signed ? "i" : "u") + "\(size)"), v3: .string((signed ? "int" : "uint") + "\(size * 8)"))
         case .float(let size, let order, _, _, _):
             guard [2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte floats") }
             return ZarrDataType(kind: .float, itemSize: size, bigEndian: order == .bigEndian, v2: .string(order.prefix + "f\(size)"),
-                                v3: "float\(size * 8)")
+                                v3: .string("float\(size * 8)"))
         case .enumeration(_, let base, _, _):
-            if isBoolEnum(type) { return ZarrDataType(kind: .bool, itemSize: 1, bigEndian: false, v2: .string("|b1"), v3: "bool") }
+            if isBoolEnum(type) { return ZarrDataType(kind: .bool, itemSize: 1, bigEndian: false, v2: .string("|b1"), v3: .string("bool")) }
             return try zarrType(base)
         case .string(let size, _, _):
-            return ZarrDataType(kind: .fixedBytes, itemSize: size, bigEndian: false, v2: .string("|S\(size)"), v3: nil)
+            return ZarrDataType(kind: .fixedBytes, itemSize: size, bigEndian: false, v2: .string("|S\(size)"),
+                                v3: .object([("name", .string("null_terminated_bytes")),
+                                             ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
         case .variableLengthString:
-            return ZarrDataType(kind: .variableString, itemSize: 0, bigEndian: false, v2: .string("|O"), v3: "string")
+            return ZarrDataType(kind: .variableString, itemSize: 0, bigEndian: false, v2: .string("|O"), v3: .string("string"))
         case .opaque(let size, _):
-            return ZarrDataType(kind: .opaque, itemSize: size, bigEndian: false, v2: .string("|V\(size)"), v3: nil)
+            return ZarrDataType(kind: .opaque, itemSize: size, bigEndian: false, v2: .string("|V\(size)"),
+                                v3: .object([("name", .string("raw_bytes")), ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
         case .compound(let size, let members):
             var fields: [JSON] = []
             var expected = 0
@@ -322,6 +358,7 @@ public enum NetCDFMapping {
 
     /// Zarr's spelling of a fill value: numbers, or "NaN"/"Infinity"/"-Infinity" strings.
     static func fillJSON(_ raw: [UInt8], datatype: Datatype) -> JSON {
+        if case .enumeration(_, let base, _, _) = datatype, !isBoolEnum(datatype) { return fillJSON(raw, datatype: base) }
         guard let value = try? InspectionReport.simpleValue(raw, type: datatype) else { return .null }
         switch value {
         case .integer(let v): return .int(v)

@@ -1,3 +1,4 @@
+import Foundation
 import HDF5Metadata
 
 public enum ZarrFormat: Int, Sendable, CaseIterable {
@@ -11,9 +12,22 @@ public struct ZarrStore: Sendable {
     public let dataset: VirtualDataset
     public let format: ZarrFormat
 
+    /// Arrays the format cannot express, each with the reason; they are left out of the store.
+    public let omitted: [String]
+
     public init(_ dataset: VirtualDataset, format: ZarrFormat) {
+        var dataset = dataset
+        var omitted: [String] = []
+        if format == .v3 {
+            dataset.arrays = dataset.arrays.filter { array in
+                if array.dtype.v3 != nil { return true }
+                omitted.append("\(array.path) left out of the Zarr v3 store: \(array.dtype.v2String) has no Zarr v3 data type (use Zarr v2)")
+                return false
+            }
+        }
         self.dataset = dataset
         self.format = format
+        self.omitted = omitted
     }
 
     /// Every metadata document, keyed by store path (`.zgroup`, `T2/.zarray`, `zarr.json`...).
@@ -112,7 +126,7 @@ public struct ZarrStore: Sendable {
 
     func v3ArrayDocument(_ array: VirtualArray) throws -> JSON {
         guard let dataType = array.dtype.v3 else {
-            throw MappingError(description: "\(array.path): \(array.dtype.v2String) has no Zarr v3 data type; use --zarr-format 2")
+            throw MappingError(description: "\(array.path): \(array.dtype.v2String) has no Zarr v3 data type; use Zarr v2")
         }
         var codecs: [JSON] = []
         if array.dtype.kind == .variableString {
@@ -128,7 +142,7 @@ public struct ZarrStore: Sendable {
             ("zarr_format", .int(3)),
             ("node_type", .string("array")),
             ("shape", .array(array.shape.map(JSON.uint))),
-            ("data_type", .string(dataType)),
+            ("data_type", dataType),
             ("chunk_grid", .object([("name", .string("regular")),
                                     ("configuration", .object([("chunk_shape", .array(array.chunkShape.map(JSON.uint)))]))])),
             ("chunk_key_encoding", .object([("name", .string("default")),
@@ -142,7 +156,12 @@ public struct ZarrStore: Sendable {
 
     /// Zarr v3 requires a fill value: the HDF5 one, decoded.
     func v3FillValue(_ array: VirtualArray) -> JSON {
-        if array.dtype.kind == .variableString { return .string("") }
+        switch array.dtype.kind {
+        case .variableString, .fixedBytes: return .string("")
+        case .opaque, .structured:
+            return .string(Data(array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)).base64EncodedString())
+        default: break
+        }
         guard var bytes = array.fillBytes, bytes.count == array.dtype.itemSize else { return .int(0) }
         if array.dtype.bigEndian { bytes.reverse() }
         var bits: UInt64 = 0
@@ -163,9 +182,25 @@ public struct ZarrStore: Sendable {
         }
     }
 
+    /// xarray keeps a Zarr v3 variable's CF `_FillValue` in the attributes, floats as the
+    /// base64 of a little-endian double (its `FillValueCoder`), integers and booleans as numbers.
     func v3Attributes(_ array: VirtualArray) -> [(String, JSON)] {
-        guard array.fillValue != .null else { return array.attributes }
-        return [("_FillValue", array.fillValue)] + array.attributes
+        let encoded: JSON
+        switch (array.dtype.kind, array.fillValue) {
+        case (_, .null): return array.attributes
+        case (.float, .double(let value)): encoded = .string(Self.base64Double(value))
+        case (.float, .int(let value)): encoded = .string(Self.base64Double(Double(value)))
+        case (.float, .string(let text)):
+            encoded = .string(Self.base64Double(text == "NaN" ? .nan : text == "Infinity" ? .infinity : -.infinity))
+        case (.signed, _), (.unsigned, _), (.bool, _): encoded = array.fillValue
+        default: return array.attributes
+        }
+        return [("_FillValue", encoded)] + array.attributes
+    }
+
+    static func base64Double(_ value: Double) -> String {
+        let bits = value.bitPattern
+        return Data((0..<8).map { UInt8(truncatingIfNeeded: bits >> (8 * UInt64($0))) }).base64EncodedString()
     }
 
     /// Every (key, entry) of stored or inline chunks; missing chunks are absent.

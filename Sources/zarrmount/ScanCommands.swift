@@ -177,6 +177,7 @@ enum StoreExporter {
             guard contents.isEmpty else { throw ExportError(description: "\(directory) exists and is not empty; choose a new directory") }
         }
         let store = ZarrStore(dataset, format: format)
+        for warning in store.omitted { printError("warning: \(warning)") }
         for (key, document) in try store.metadataDocuments() {
             try writeFile(directory + "/" + key, Array(document.rendered(pretty: true).utf8))
         }

@@ -68,6 +68,12 @@ let package = Package(
             swiftSettings: strictness
         ),
 
+        .testTarget(
+            name: "VirtualZarrTests",
+            dependencies: ["VirtualZarr", "Scanner", "ObjectStore", "HDF5Metadata", "ByteSource",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictness
+        ),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
         .testTarget(
             name: "HDF5MetadataTests",

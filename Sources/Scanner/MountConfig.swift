@@ -96,14 +96,14 @@ public struct MountConfig: Sendable {
 
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var file: String
-    /// Zero-based line from the YAML parser; printed one-based.
+    /// One-based line, as the YAML parser reports it.
     public var line: Int?
     public var key: String?
     public var message: String
 
     public var description: String {
         var location = file
-        if let line { location += ":\(line + 1)" }
+        if let line { location += ":\(line)" }
         if let key { return "\(location): \(key): \(message)" }
         return "\(location): \(message)"
     }

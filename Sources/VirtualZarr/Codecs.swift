@@ -6,6 +6,9 @@ public enum Codec: Sendable, Equatable {
     case zlib(level: Int)
     case shuffle(elementSize: Int)
     case fletcher32
+    /// Any other numcodecs codec, as its configuration (from imported references); passed to
+    /// readers untouched, never decoded here.
+    case other(JSON)
 
     /// Zarr v2 / numcodecs configuration.
     var numcodecsJSON: JSON {
@@ -13,6 +16,7 @@ public enum Codec: Sendable, Equatable {
         case .zlib(let level): return .object([("id", .string("zlib")), ("level", .int(Int64(level)))])
         case .shuffle(let size): return .object([("id", .string("shuffle")), ("elementsize", .int(Int64(size)))])
         case .fletcher32: return .object([("id", .string("fletcher32"))])
+        case .other(let configuration): return configuration
         }
     }
 
@@ -25,6 +29,10 @@ public enum Codec: Sendable, Equatable {
             return .object([("name", .string("numcodecs.shuffle")), ("configuration", .object([("elementsize", .int(Int64(size)))]))])
         case .fletcher32:
             return .object([("name", .string("numcodecs.fletcher32")), ("configuration", .object([]))])
+        case .other(let configuration):
+            let id = configuration["id"]?.stringValue ?? "unknown"
+            return .object([("name", .string("numcodecs." + id)),
+                            ("configuration", .object((configuration.objectValue ?? []).filter { $0.0 != "id" }))])
         }
     }
 }
@@ -42,6 +50,7 @@ public enum ChunkDecoder {
             case .zlib: bytes = try inflate(bytes, expectedSize: decodedSize)
             case .shuffle(let size): bytes = unshuffle(bytes, elementSize: size)
             case .fletcher32: bytes = try stripFletcher32(bytes)
+            case .other(let configuration): throw CodecError(description: "codec \(configuration.rendered()) is not decoded by zarrmount")
             }
         }
         return bytes
@@ -140,6 +149,7 @@ public enum ChunkEncoder {
             case .fletcher32:
                 let sum = ChunkDecoder.fletcher32(bytes)
                 bytes += [UInt8(sum & 0xff), UInt8((sum >> 8) & 0xff), UInt8((sum >> 16) & 0xff), UInt8(sum >> 24)]
+            case .other(let configuration): throw CodecError(description: "codec \(configuration.rendered()) is not encoded by zarrmount")
             }
         }
         return bytes

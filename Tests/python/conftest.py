@@ -170,13 +170,15 @@ def open_original(path, decode_cf=True, group=None, drop_variables=None):
 
 
 def open_refs(refs_path, decode_cf=True, group=None, drop_variables=None):
-    """kerchunk reference JSON through fsspec's ReferenceFileSystem and zarr 3: exactly this call."""
+    """kerchunk reference JSON through fsspec's ReferenceFileSystem and zarr 3: exactly this call.
+    Sub-groups need consolidated metadata (a `.zmetadata` key in the refs): zarr 3.1's FsspecStore
+    cannot list a sub-group of a ReferenceFileSystem rooted at "" (list_dir strips "/a/" from "a/...")."""
     import xarray as xr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return xr.open_dataset("reference://", engine="zarr", decode_cf=decode_cf, group=group,
                                drop_variables=drop_variables, decode_timedelta=False if decode_cf else None,
-                               backend_kwargs={"consolidated": False, "zarr_format": 2,
+                               backend_kwargs={"consolidated": group not in (None, "/"), "zarr_format": 2,
                                                "storage_options": {"fo": refs_path}})
 
 

@@ -128,7 +128,9 @@ def _read_group(nc, h5, path, fname):
         a.name = name
         a.source = fname
         a.dims = tuple(var.dimensions)
-        a.shape = tuple(int(s) for s in d.shape) if d.shape is not None else ()
+        # netCDF's shape, not the HDF5 extent: a variable on an unlimited dimension has the dimension's
+        # length (the longest variable on it); records past its own extent read as the fill value
+        a.shape = tuple(int(s) for s in var.shape)
         a.attrs = {k: _attr_value(var.getncattr(k)) for k in var.ncattrs()}
         dt = d.dtype
         sinfo = h5py.check_string_dtype(dt)
@@ -161,18 +163,21 @@ def _read_group(nc, h5, path, fname):
         pipeline = _codec_pipeline(dcpl, a.dtype, name) if layout == h5py.h5d.CHUNKED else []
         if layout == h5py.h5d.CHUNKED:
             a.chunks = tuple(int(c) for c in d.chunks)
-            masked = []
             info = []
-            d.id.chunk_iter(lambda c: info.append((c.chunk_offset, c.filter_mask, c.byte_offset, c.size)))
+            # by coordinate: libhdf5's chunk iteration misreports coordinates when the unlimited axis is not 0
+            for idx in np.ndindex(*_chunk_grid(d.shape, a.chunks)):
+                c = d.id.get_chunk_info_by_coord(tuple(i * n for i, n in zip(idx, a.chunks)))
+                if c.byte_offset is not None:
+                    info.append((c.chunk_offset, c.filter_mask, c.byte_offset, c.size))
             if pipeline is None or any(m for _, m, _, _ in info):
                 if nbytes > INLINE_DECODED_LIMIT:
                     print("warning: %s: %s: filters without a Zarr codec, left out" % (fname, h5path), file=sys.stderr)
                     continue
                 a.filters = []
                 a.chunks = a.shape
-                data = np.ascontiguousarray(d[()]).astype(a.dtype)
+                data = np.full(a.shape, a.fill, dtype=a.dtype)
+                data[tuple(slice(0, n) for n in d.shape)] = d[()]
                 a.refs[(0,) * len(a.shape)] = ("inline", data.tobytes())
-                masked = True
             else:
                 a.filters = pipeline
                 for off, _, addr, size in info:
@@ -213,8 +218,25 @@ def _read_group(nc, h5, path, fname):
     return g
 
 
+_CHECK = """
+import sys, netCDF4
+def walk(g):
+    for v in g.variables.values():
+        v.shape
+    for s in g.groups.values():
+        walk(s)
+with netCDF4.Dataset(sys.argv[1]) as nc:
+    walk(nc)
+"""
+
+
 def read_file(fname):
     fname = os.path.abspath(fname)
+    if not fname.endswith(".nc"):  # netCDF-C crashes on some plain HDF5 files: find out in a child
+        import subprocess
+        p = subprocess.run([sys.executable, "-c", _CHECK, fname], capture_output=True, text=True)
+        if p.returncode < 0:
+            raise VZError("%s: cannot parse: netCDF-C crashes on it (signal %d)" % (fname, -p.returncode))
     try:
         with netCDF4.Dataset(fname) as nc, h5py.File(fname, "r") as h5:
             nc.set_auto_maskandscale(False)
@@ -570,13 +592,18 @@ def _chunk_bytes(r):
 
 def write_refs(root, out):
     refs = {}
+    consolidated = {}
     for gp, g in _walk_groups(root):
         refs[gp + ".zgroup"] = _dumps({"zarr_format": 2})
         refs[gp + ".zattrs"] = _dumps(_json_attrs(g.attrs))
+        consolidated[gp + ".zgroup"] = {"zarr_format": 2}
+        consolidated[gp + ".zattrs"] = _json_attrs(g.attrs)
     for path, a in _walk_arrays(root):
         zarray, zattrs = _v2_meta(a)
         refs[path + "/.zarray"] = _dumps(zarray)
         refs[path + "/.zattrs"] = _dumps(zattrs)
+        consolidated[path + "/.zarray"] = zarray
+        consolidated[path + "/.zattrs"] = zattrs
         missing = _missing_fill_chunk(a) if zarray["fill_value"] is None else None
         for idx in _chunk_keys(a):
             key = path + "/" + (".".join(str(i) for i in idx) if idx else "0")
@@ -589,6 +616,8 @@ def write_refs(root, out):
                 refs[key] = "base64:" + base64.b64encode(r[1]).decode()
             else:
                 refs[key] = [r[1], r[2], r[3]]
+    # consolidated metadata: without it zarr 3.1 + fsspec cannot list sub-groups through reference://
+    refs[".zmetadata"] = _dumps({"zarr_consolidated_format": 1, "metadata": consolidated})
     with open(out, "w") as fh:
         json.dump({"version": 1, "refs": refs}, fh, allow_nan=True, indent=None, separators=(",", ":"))
 

@@ -1,0 +1,55 @@
+import HDF5Metadata
+@testable import VirtualZarr
+import XCTest
+
+final class ManifestTests: XCTestCase {
+    func testTenMillionChunksFitInFourHundredMegabytes() {
+        var manifest = ChunkManifest(gridShape: [10_000, 1_000])
+        for linear in stride(from: 0, to: manifest.count, by: 1) {
+            manifest[linear] = .reference(object: UInt32(linear % 365), offset: UInt64(linear) * 4096, length: 4000)
+        }
+        XCTAssertEqual(manifest.count, 10_000_000)
+        XCTAssertEqual(manifest[9_999_999], .reference(object: UInt32(9_999_999 % 365), offset: 9_999_999 * 4096, length: 4000))
+        XCTAssertLessThan(manifest.memoryFootprint, 400_000_000)
+        XCTAssertLessThan(manifest.memoryFootprint, 201_000_000, "20 bytes per chunk: object id, offset, length")
+    }
+
+    func testGridIndexingAndSharedInlineFill() {
+        var manifest = ChunkManifest(gridShape: [3, 4])
+        XCTAssertEqual(manifest.linearIndex([2, 3]), 11)
+        XCTAssertNil(manifest.linearIndex([3, 0]))
+        XCTAssertEqual(manifest.coordinates(7), [1, 3])
+        manifest[5] = .reference(object: 1, offset: 10, length: 20)
+        manifest.fillMissing(with: [1, 2, 3])
+        XCTAssertEqual(manifest[0], .inline([1, 2, 3]))
+        XCTAssertEqual(manifest[11], .inline([1, 2, 3]))
+        XCTAssertEqual(manifest[5], .reference(object: 1, offset: 10, length: 20))
+        XCTAssertLessThan(manifest.memoryFootprint, 12 * 20 + 3 + 64, "the fill chunk is stored once")
+    }
+}
+
+final class CodecTests: XCTestCase {
+    func testPipelinesRoundTripAndFletcherDetectsCorruption() throws {
+        let raw = (0..<4000).map { UInt8(truncatingIfNeeded: ($0 * 7) / 13) }
+        for pipeline: [Codec] in [[.zlib(level: 4)], [.shuffle(elementSize: 4), .zlib(level: 6)], [.shuffle(elementSize: 8), .zlib(level: 1), .fletcher32]] {
+            let stored = try ChunkEncoder.encode(raw, pipeline: pipeline)
+            XCTAssertNotEqual(stored, raw)
+            XCTAssertEqual(try ChunkDecoder.decode(stored, pipeline: pipeline, decodedSize: raw.count), raw, "\(pipeline)")
+        }
+        var stored = try ChunkEncoder.encode(raw, pipeline: [.fletcher32])
+        stored[10] ^= 0x40
+        XCTAssertThrowsError(try ChunkDecoder.decode(stored, pipeline: [.fletcher32], decodedSize: raw.count))
+        XCTAssertThrowsError(try ChunkDecoder.decode([1, 2, 3, 4], pipeline: [.zlib(level: 4)], decodedSize: 100))
+    }
+
+    func testContiguousSplitTilesTheBytesExactly() {
+        let chunk = NetCDFMapping.splitContiguous(shape: [1000, 500, 20], itemSize: 4, threshold: 16 << 20, filtered: false)
+        XCTAssertEqual(chunk, [250, 500, 20], "the largest divisor of 1000 rows whose chunk fits 16 MiB")
+        XCTAssertEqual(1000 % chunk[0], 0)
+        XCTAssertEqual(NetCDFMapping.splitContiguous(shape: [1000, 500, 20], itemSize: 4, threshold: 16 << 20, filtered: true), [1000, 500, 20])
+        let prime = NetCDFMapping.splitContiguous(shape: [7, 3_000_000], itemSize: 8, threshold: 16 << 20, filtered: false)
+        XCTAssertEqual(prime[0], 1)
+        XCTAssertEqual(3_000_000 % prime[1], 0)
+        XCTAssertLessThanOrEqual(prime[1] * 8, 16 << 20)
+    }
+}

@@ -1,0 +1,222 @@
+import ByteSource
+import Foundation
+import HDF5Metadata
+import Logging
+import ObjectStore
+@testable import Scanner
+@testable import VirtualZarr
+import XCTest
+
+enum VZTestData {
+    static func fixtures() throws -> URL {
+        if let path = ProcessInfo.processInfo.environment["ZARRMOUNT_FIXTURES"] { return URL(fileURLWithPath: path) }
+        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.cache/fixtures").standardized
+        if FileManager.default.fileExists(atPath: fallback.path) { return fallback }
+        if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("fixtures missing under CI") }
+        throw XCTSkip("no fixtures: run tools/test")
+    }
+
+    static func archive() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["ZARRMOUNT_SAMPLE_ARCHIVE"] { return path }
+        if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("sample archive missing under CI") }
+        throw XCTSkip("no sample archive: run tools/test")
+    }
+
+    static let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+}
+
+final class ScanTests: XCTestCase {
+    func testDecodedChunksOfEveryHDF5FilterCombinationAgree() async throws {
+        let path = try VZTestData.fixtures().appendingPathComponent("filters.h5").path
+        let summary = try await Scanner.scan(sources: [path], options: ScanOptions(), logger: VZTestData.logger)
+        let file = try FileSource(path: path)
+        let fetch: ByteFetcher = { offset, length in try file.readSynchronously(offset: offset, length: length) }
+        var decoded: [String: [UInt8]] = [:]
+        for name in ["deflate_1", "deflate_9", "fletcher32", "shuffle_deflate", "shuffle_deflate_fletcher32"] {
+            let array = try XCTUnwrap(summary.dataset.array(name), name)
+            decoded[name] = try await NetCDFMapping.decodedValues(array, fetch: fetch, maxBytes: 1 << 20)
+        }
+        XCTAssertEqual(decoded["deflate_1"]?.count, 64 * 64 * 4)
+        for (name, bytes) in decoded { XCTAssertEqual(bytes, decoded["deflate_1"], "\(name) decodes to the same values") }
+        XCTAssertTrue(summary.dataset.warnings.contains { $0.contains("szip") }, "szip has no Zarr codec and is reported")
+        XCTAssertTrue(summary.dataset.warnings.contains { $0.contains("filter_mask") }, "chunks with skipped filters are reported")
+        XCTAssertNil(summary.dataset.array("szip"))
+    }
+
+    func testWRFArchiveCombinesAlongTime() async throws {
+        let archive = try VZTestData.archive()
+        var options = ScanOptions()
+        options.combine.concatDimension = "Time"
+        let summary = try await Scanner.scan(sources: [archive + "/*.nc"], options: options, logger: VZTestData.logger)
+        let days = try LocalStore.list([archive + "/*.nc"]).count
+        XCTAssertEqual(summary.files, days)
+        XCTAssertEqual(summary.dataset.warnings, [])
+        XCTAssertEqual(summary.dataset.arrays.count, 41, "39 variables and the Time and interp_levels coordinates")
+        let t2 = try XCTUnwrap(summary.dataset.array("T2"))
+        XCTAssertEqual(t2.shape, [UInt64(days), 250, 320])
+        XCTAssertEqual(t2.dimensionNames, ["Time", "south_north", "west_east"])
+        XCTAssertEqual(t2.codecs, [.shuffle(elementSize: 4), .zlib(level: 4)])
+        XCTAssertEqual(t2.manifest.storedChunkCount, days)
+        guard case .reference(let second, _, _) = t2.manifest[1] else { return XCTFail("day 2 of T2 is not a reference") }
+        XCTAssertTrue(summary.dataset.objects[Int(second)].url.hasSuffix("WRFDS_2060-01-02.nc"))
+        let lat = try XCTUnwrap(summary.dataset.array("lat"))
+        XCTAssertEqual(lat.shape, [250, 320], "arrays without the concat dimension are taken from the first file")
+        let time = try XCTUnwrap(summary.dataset.array("Time"))
+        guard case .inline(let bytes) = time.manifest[0] else { return XCTFail("Time is not inlined") }
+        let hours = stride(from: 0, to: bytes.count, by: 4).map { Int32(bitPattern: UInt32(bytes[$0]) | UInt32(bytes[$0 + 1]) << 8 | UInt32(bytes[$0 + 2]) << 16 | UInt32(bytes[$0 + 3]) << 24) }
+        XCTAssertEqual(hours, (0..<days).map { Int32($0 * 24) })
+    }
+
+    func testOrderByCoordinateAndSkippingBadFiles() async throws {
+        let archive = try VZTestData.archive()
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-scan-\(getpid())")
+        try? FileManager.default.removeItem(at: scratch)
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let files = try LocalStore.list([archive + "/*.nc"]).map(\.url)
+        // Names that sort against time order, and a truncated file.
+        for (index, file) in files.enumerated() {
+            try FileManager.default.copyItem(atPath: file, toPath: scratch.appendingPathComponent("z\(files.count - index).nc").path)
+        }
+        let truncated = try Data(contentsOf: URL(fileURLWithPath: files[0])).prefix(5000)
+        try truncated.write(to: scratch.appendingPathComponent("broken.nc"))
+
+        var options = ScanOptions()
+        options.combine.concatDimension = "Time"
+        do {
+            _ = try await Scanner.scan(sources: [scratch.path + "/*.nc"], options: options, logger: VZTestData.logger)
+            XCTFail("a truncated file must stop the scan by default")
+        } catch let error as ScanError {
+            XCTAssertTrue(error.description.contains("broken.nc"), error.description)
+        }
+        options.onError = .skip
+        options.order = .coordinate
+        let summary = try await Scanner.scan(sources: [scratch.path + "/*.nc"], options: options, logger: VZTestData.logger)
+        XCTAssertEqual(summary.skipped.map { ($0.file as NSString).lastPathComponent }, ["broken.nc"])
+        let urls = summary.dataset.arrays.first { $0.path == "T2" }.map { array in
+            (0..<array.manifest.count).compactMap { linear -> String? in
+                if case .reference(let object, _, _) = array.manifest[linear] { return summary.dataset.objects[Int(object)].url }
+                return nil
+            }
+        } ?? []
+        XCTAssertEqual(urls.map { ($0 as NSString).lastPathComponent }, (1...files.count).reversed().map { "z\($0).nc" })
+    }
+}
+
+final class CombineTests: XCTestCase {
+    private func array(_ name: String, length: UInt64, chunk: UInt64, codecs: [Codec] = [], object: UInt32 = 0) -> VirtualArray {
+        var manifest = ChunkManifest(gridShape: [Int((length + chunk - 1) / chunk), 1])
+        for i in 0..<manifest.count { manifest[i] = .reference(object: object, offset: 1000 + UInt64(i) * 100, length: 100) }
+        return VirtualArray(path: name, dtype: ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32")),
+                            shape: [length, 10], chunkShape: [chunk, 10], codecs: codecs, fillValue: .null, fillBytes: [0, 0, 0, 0],
+                            dimensionNames: ["time", "x"], attributes: [], manifest: manifest, origin: name)
+    }
+
+    private func part(_ name: String, _ arrays: [VirtualArray], attributes: [(String, JSON)] = []) -> (name: String, dataset: VirtualDataset) {
+        (name, VirtualDataset(objects: [ObjectInfo(url: name, size: 1)], groups: [VirtualGroup(path: "", attributes: attributes)], arrays: arrays))
+    }
+
+    func testAlignedChunksAreOffsetAndObjectsRemapped() throws {
+        let combined = try Combiner.combine([part("a.nc", [array("v", length: 6, chunk: 3)]), part("b.nc", [array("v", length: 4, chunk: 3)])],
+                                            options: CombineOptions(concatDimension: "time"))
+        let v = try XCTUnwrap(combined.array("v"))
+        XCTAssertEqual(v.shape, [10, 10])
+        XCTAssertEqual(v.manifest.gridShape, [4, 1])
+        XCTAssertEqual(v.manifest[2], .reference(object: 1, offset: 1000, length: 100))
+        XCTAssertEqual(v.manifest[3], .reference(object: 1, offset: 1100, length: 100))
+    }
+
+    func testOversizedUnfilteredChunksUseTheLeadingBytes() throws {
+        let combined = try Combiner.combine([part("a.nc", [array("v", length: 1, chunk: 1024)]), part("b.nc", [array("v", length: 1, chunk: 1024)])],
+                                            options: CombineOptions(concatDimension: "time"))
+        let v = try XCTUnwrap(combined.array("v"))
+        XCTAssertEqual(v.chunkShape, [1, 10])
+        XCTAssertEqual(v.manifest[1], .reference(object: 1, offset: 1000, length: 40), "one row of 10 float32 values")
+    }
+
+    func testMisalignedOrCompressedChunksAreErrorsNamingVariableAndFiles() {
+        XCTAssertThrowsError(try Combiner.combine([part("a.nc", [array("v", length: 4, chunk: 3)]), part("b.nc", [array("v", length: 4, chunk: 3)])],
+                                                  options: CombineOptions(concatDimension: "time"))) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("variable v") && text.contains("a.nc") && text.contains("[3, 10]"), text)
+        }
+        XCTAssertThrowsError(try Combiner.combine([part("a.nc", [array("v", length: 1, chunk: 8, codecs: [.zlib(level: 4)])]),
+                                                   part("b.nc", [array("v", length: 1, chunk: 8, codecs: [.zlib(level: 4)])])],
+                                                  options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertTrue("\(error)".contains("compressed chunks cannot be cut"), "\(error)")
+        }
+        XCTAssertThrowsError(try Combiner.combine([part("a.nc", [array("v", length: 3, chunk: 3, codecs: [.zlib(level: 4)])]),
+                                                   part("b.nc", [array("v", length: 3, chunk: 3)])],
+                                                  options: CombineOptions(concatDimension: "time"))) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("variable v is encoded differently in a.nc") && text.contains("b.nc"), text)
+        }
+    }
+
+    func testAttributePolicies() throws {
+        let parts = [part("a.nc", [], attributes: [("title", .string("A")), ("source", .string("model"))]),
+                     part("b.nc", [], attributes: [("title", .string("B")), ("source", .string("model"))])]
+        let first = try Combiner.combine(parts, options: CombineOptions(attributes: .first))
+        XCTAssertEqual(first.groups[0].attributes.map(\.0), ["title", "source"])
+        let dropped = try Combiner.combine(parts, options: CombineOptions(attributes: .dropConflicts))
+        XCTAssertEqual(dropped.groups[0].attributes.map(\.0), ["source"])
+    }
+}
+
+final class ReferenceTests: XCTestCase {
+    func testKerchunkReferencesRoundTripAndTemplatesExpand() async throws {
+        let archive = try VZTestData.archive()
+        var options = ScanOptions()
+        options.combine.concatDimension = "Time"
+        let summary = try await Scanner.scan(sources: [archive + "/*.nc"], options: options, logger: VZTestData.logger)
+        let written = try KerchunkReferences.write(summary.dataset)
+        let reread = try KerchunkReferences.read(written)
+        XCTAssertEqual(try KerchunkReferences.write(reread), written, "write → read → write is the identity")
+        XCTAssertEqual(reread.arrays.count, summary.dataset.arrays.count)
+
+        let templated = """
+        {"version": 1, "templates": {"u": "s3://bucket/data"},
+         "refs": {".zgroup": "{\\"zarr_format\\": 2}", ".zattrs": "{}",
+                  "x/.zarray": "{\\"chunks\\":[2],\\"compressor\\":null,\\"dtype\\":\\"<i4\\",\\"fill_value\\":NaN,\\"filters\\":null,\\"order\\":\\"C\\",\\"shape\\":[6],\\"zarr_format\\":2}",
+                  "x/.zattrs": "{\\"_ARRAY_DIMENSIONS\\": [\\"x\\"]}",
+                  "x/0": "base64:AQAAAAIAAAA="},
+         "gen": [{"key": "x/{{i}}", "url": "{{u}}/f{{i}}.bin", "offset": "{{i}}00", "length": "8",
+                  "dimensions": {"i": {"start": 1, "stop": 3}}}]}
+        """
+        let dataset = try KerchunkReferences.read(templated)
+        let x = try XCTUnwrap(dataset.array("x"))
+        XCTAssertEqual(x.manifest[0], .inline([1, 0, 0, 0, 2, 0, 0, 0]))
+        XCTAssertEqual(x.manifest[2], .reference(object: 1, offset: 200, length: 8))
+        XCTAssertEqual(dataset.objects.map(\.url), ["s3://bucket/data/f1.bin", "s3://bucket/data/f2.bin"])
+        XCTAssertThrowsError(try KerchunkReferences.read("{\"version\": 2}")) { XCTAssertTrue("\($0)".contains("version")) }
+    }
+}
+
+final class ConfigAndGlobTests: XCTestCase {
+    func testGlobForms() {
+        XCTAssertTrue(GlobPattern("/d/*.nc").matches("/d/a.nc"))
+        XCTAssertFalse(GlobPattern("/d/*.nc").matches("/d/sub/a.nc"))
+        XCTAssertTrue(GlobPattern("/d/**/*.nc").matches("/d/sub/deeper/a.nc"))
+        XCTAssertTrue(GlobPattern("/d/**/*.nc").matches("/d/a.nc"))
+        XCTAssertTrue(GlobPattern("/d/WRFDS_2060-0[1-3]-??.nc").matches("/d/WRFDS_2060-02-14.nc"))
+        XCTAssertFalse(GlobPattern("/d/WRFDS_2060-0[!1-3]-??.nc").matches("/d/WRFDS_2060-02-14.nc"))
+        XCTAssertEqual(GlobPattern("/d/2060/*/x.nc").literalPrefix, "/d/2060/")
+    }
+
+    func testConfigErrorsNameTheLineAndKey() {
+        XCTAssertThrowsError(try MountConfig.parse("sources: [a.nc]\nconcat_dim: Time\norder: random\n", file: "m.yaml")) { error in
+            XCTAssertEqual("\(error)", "m.yaml:3: order: random is not one of key, coordinate")
+        }
+        XCTAssertThrowsError(try MountConfig.parse("sources: [a.nc]\nconcat_dimension: Time\n", file: "m.yaml")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("m.yaml:2: concat_dimension: unknown key"), "\(error)")
+        }
+        XCTAssertThrowsError(try MountConfig.parse("concat_dim: Time\n", file: "m.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("sources: missing"), "\(error)")
+        }
+        let config = try? MountConfig.parse("sources:\n  - data/*.nc\nconcat_dim: Time\nzarr_format: 3\nstack: {dimension: m, regex: 'm(\\d+)'}\n",
+                                            file: "/etc/zarrmount/wrf.yaml")
+        XCTAssertEqual(config?.sources, ["/etc/zarrmount/data/*.nc"])
+        XCTAssertEqual(config?.zarrFormat, .v3)
+        XCTAssertEqual(config?.stack?.pattern, "m(\\d+)")
+    }
+}

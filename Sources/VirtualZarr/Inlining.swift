@@ -2,8 +2,8 @@ import HDF5Metadata
 
 extension NetCDFMapping {
     /// Reads, decodes and assembles the whole array, then keeps it as one raw inline chunk.
-    static func inlined(_ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int) async throws -> VirtualArray {
-        let raw = try await decodedValues(array, fetch: fetch, maxBytes: maxBytes)
+    static func inlined(_ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int, masks: [Int: UInt32] = [:]) async throws -> VirtualArray {
+        let raw = try await decodedValues(array, fetch: fetch, maxBytes: maxBytes, masks: masks)
         var result = array
         result.codecs = []
         result.chunkShape = array.shape.map { max($0, 1) }
@@ -13,7 +13,10 @@ extension NetCDFMapping {
     }
 
     /// The array's values, row-major, in the stored byte order.
-    public static func decodedValues(_ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int) async throws -> [UInt8] {
+    /// `masks` gives, per chunk (linear index), HDF5's filter mask: bit i set means pipeline
+    /// step i was skipped when that chunk was written.
+    public static func decodedValues(_ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int,
+                                     masks: [Int: UInt32] = [:]) async throws -> [UInt8] {
         let itemSize = array.dtype.itemSize
         let totalElements = array.shape.reduce(1, *)
         guard totalElements.multipliedReportingOverflow(by: UInt64(itemSize)).partialValue <= UInt64(maxBytes) else {
@@ -32,7 +35,11 @@ extension NetCDFMapping {
             case .inline(let bytes): stored = bytes
             case .reference(_, let offset, let length): stored = try await fetch(offset, Int(length))
             }
-            let chunk = try ChunkDecoder.decode(stored, pipeline: array.codecs, decodedSize: chunkElements * itemSize)
+            var pipeline = array.codecs
+            if let mask = masks[linear] {
+                pipeline = array.codecs.enumerated().filter { mask & (1 << UInt32($0.offset)) == 0 }.map(\.element)
+            }
+            let chunk = try ChunkDecoder.decode(stored, pipeline: pipeline, decodedSize: chunkElements * itemSize)
             guard chunk.count >= chunkElements * itemSize else {
                 throw MappingError(description: "\(array.path): chunk \(array.manifest.coordinates(linear)) decodes to \(chunk.count) bytes, expected \(chunkElements * itemSize)")
             }

@@ -11,6 +11,8 @@ public struct MappingOptions: Sendable {
     public var inlineVariables: Set<String> = []
     /// Largest decoded array inlined.
     public var maxInlineBytes = 64 << 20
+    /// Largest array kept decoded when its chunks cannot share one Zarr pipeline.
+    public var maxDecodedInlineBytes = 16 << 20
 
     public init() {}
 }
@@ -129,15 +131,23 @@ public enum NetCDFMapping {
         case .chunked(let chunked):
             array.chunkShape = chunked.chunkShape
             array.manifest = ChunkManifest(gridShape: grid(shape, chunked.chunkShape))
+            var masks: [Int: UInt32] = [:]
             if let table = dataset.chunks {
                 for i in 0..<table.count {
                     let coordinates = table.coordinates(of: i).map { Int(clamping: $0) }
                     guard let linear = array.manifest.linearIndex(coordinates) else { continue }
-                    if table.filterMasks[i] != 0 {
-                        throw MappingError(description: "chunk \(coordinates) skipped filters (filter mask \(table.filterMasks[i])); Zarr cannot express per-chunk pipelines")
-                    }
+                    if table.filterMasks[i] != 0 { masks[linear] = table.filterMasks[i] }
                     array.manifest[linear] = .reference(object: objectID, offset: table.offsets[i], length: table.sizes[i])
                 }
+            }
+            if !masks.isEmpty {
+                // Zarr has one pipeline per array; chunks that skipped filters are decoded one
+                // by one and the (small) array is kept decoded and inline.
+                let decodedSize = shape.reduce(UInt64(dtype.itemSize), *)
+                guard decodedSize <= UInt64(options.maxDecodedInlineBytes) else {
+                    throw MappingError(description: "\(masks.count) chunks skipped filters (filter mask \(masks.values.first!)); Zarr has one pipeline per array and the array (\(decodedSize) bytes) is too large to keep decoded")
+                }
+                array = try await inlined(array, fetch: fetch, maxBytes: options.maxDecodedInlineBytes, masks: masks)
             }
         case .contiguous(_, let size):
             let stored = dataset.chunks.flatMap { $0.count > 0 ? ($0.offsets[0], $0.sizes[0]) : nil }

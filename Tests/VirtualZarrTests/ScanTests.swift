@@ -39,8 +39,13 @@ final class ScanTests: XCTestCase {
         XCTAssertEqual(decoded["deflate_1"]?.count, 64 * 64 * 4)
         for (name, bytes) in decoded { XCTAssertEqual(bytes, decoded["deflate_1"], "\(name) decodes to the same values") }
         XCTAssertTrue(summary.dataset.warnings.contains { $0.contains("szip") }, "szip has no Zarr codec and is reported")
-        XCTAssertTrue(summary.dataset.warnings.contains { $0.contains("filter_mask") }, "chunks with skipped filters are reported")
         XCTAssertNil(summary.dataset.array("szip"))
+        // Chunks written with a filter skipped (mask 1: deflate skipped) are decoded one by one.
+        let masked = try XCTUnwrap(summary.dataset.array("filter_mask"))
+        XCTAssertEqual(masked.codecs, [])
+        guard case .inline(let raw) = masked.manifest[0] else { return XCTFail("filter_mask is not inlined") }
+        let values = stride(from: 0, to: raw.count, by: 4).map { Int32(bitPattern: UInt32(raw[$0]) | UInt32(raw[$0 + 1]) << 8 | UInt32(raw[$0 + 2]) << 16 | UInt32(raw[$0 + 3]) << 24) }
+        XCTAssertEqual(values, [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31], "what h5py reads")
     }
 
     func testWRFArchiveCombinesAlongTime() async throws {

@@ -311,7 +311,8 @@ def assert_same_values(exp, act, where):
     if e.dtype.kind == "O":
         assert e.ravel().tolist() == a.ravel().tolist(), "%s: values differ" % where
         return
-    np.testing.assert_array_equal(_bits(e), _bits(a), err_msg="%s: values differ bit for bit" % where)
+    # (numpy labels the first argument ACTUAL: the virtual dataset)
+    np.testing.assert_array_equal(_bits(a), _bits(e), err_msg="%s: values differ bit for bit" % where)
 
 
 def _same_dtype(e, a):

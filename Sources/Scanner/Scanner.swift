@@ -156,6 +156,8 @@ public enum Scanner {
             return .success((dataset, statistics.snapshot))
         } catch let error as HDF5FileError {
             return .failure(ScanError(description: "\(error)"))
+        } catch let error as MappingError {
+            return .failure(ScanError(description: "\(error)"))
         } catch {
             return .failure(ScanError(description: "\(object.url): \(error)"))
         }

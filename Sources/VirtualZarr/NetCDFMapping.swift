@@ -39,17 +39,22 @@ public enum NetCDFMapping {
         if result.groups.first(where: { $0.path.isEmpty }) == nil {
             result.groups.insert(VirtualGroup(path: "", attributes: []), at: 0)
         }
-        var phony = PhonyDimensions()
         let lengths = dimensionLengths(info)
+        let phony = phonyDimensionNames(info, lengths: lengths)
         for dataset in info.datasets {
             if let error = dataset.error {
+                // A feature we do not handle leaves the variable out; a damaged file is an error,
+                // never a dataset with silently missing variables.
+                guard error.kind == .unsupported else {
+                    throw MappingError(description: "\(info.name): \(dataset.path): \(error)")
+                }
                 result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
                 continue
             }
             if isDimensionOnly(dataset) { continue }
             do {
                 if let array = try await array(dataset, info: info, objectID: objectID, options: options, lengths: lengths,
-                                               phony: &phony, fetch: fetch) {
+                                               phony: phony, fetch: fetch) {
                     result.arrays.append(array)
                 }
             } catch let error as MappingError {
@@ -72,31 +77,70 @@ public enum NetCDFMapping {
         return text.hasPrefix(dimensionOnlyPrefix)
     }
 
-    /// netCDF-C names dimensions without scales `phony_dim_N`, one per distinct length per group.
-    struct PhonyDimensions {
-        var byGroup: [String: [(length: UInt64, name: String)]] = [:]
-        var counter: [String: Int] = [:]
+    /// netCDF-C's names for the dimensions of datasets without dimension scales: after every
+    /// real dimension has its id, it walks the groups depth-first, children before their parent
+    /// (links in creation order when tracked, else by name), and gives each such dataset's axes the first dimension of the same
+    /// group with the same length and unlimitedness not yet used by that dataset, or a new
+    /// `phony_dim_<next id>`.
+    static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64]) -> [UInt64: [String]] {
+        let byAddress = Dictionary(info.datasets.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+        let groupsByAddress = Dictionary(info.groups.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+        let scaleCount = info.datasets.filter { isDimensionScale($0) }.count
+        var nextID = scaleCount
+        var result: [UInt64: [String]] = [:]
+        var visitedGroups: Set<UInt64> = []
+        var assigned: Set<UInt64> = []
 
-        mutating func names(group: String, shape: [UInt64]) -> [String] {
-            var used: [String] = []
-            var list = byGroup[group, default: []]
-            for length in shape {
-                if let match = list.first(where: { $0.length == length && !used.contains($0.name) }) {
-                    used.append(match.name)
-                } else {
-                    let name = "phony_dim_\(counter[group, default: 0])"
-                    counter[group, default: 0] += 1
-                    list.append((length, name))
-                    used.append(name)
-                }
+        func ordered(_ links: [Link]) -> [Link] {
+            if !links.isEmpty, links.allSatisfy({ $0.creationOrder != nil }) {
+                return links.sorted { $0.creationOrder! < $1.creationOrder! }
             }
-            byGroup[group] = list
-            return used
+            return links.sorted { $0.name < $1.name }
         }
+
+        func visit(_ group: GroupInfo) {
+            guard visitedGroups.insert(group.address).inserted else { return }
+            // netCDF-C matches child groups first (post-order).
+            for link in ordered(group.links) {
+                if case .hard(let address) = link.target, let child = groupsByAddress[address] { visit(child) }
+            }
+            // (length, unlimited, name) of this group's dimensions, real ones first.
+            var dims: [(UInt64, Bool, String)] = []
+            for link in ordered(group.links) {
+                guard case .hard(let address) = link.target, let dataset = byAddress[address], isDimensionScale(dataset),
+                      let space = dataset.dataspace, space.dimensions.count == 1 else { continue }
+                dims.append((lengths[address] ?? space.dimensions[0], space.maxDimensions.first == .some(nil), link.name))
+            }
+            for link in ordered(group.links) {
+                guard case .hard(let address) = link.target, let dataset = byAddress[address], !assigned.contains(address),
+                      let space = dataset.dataspace, space.kind == .simple, !space.dimensions.isEmpty,
+                      dimensionScales(dataset, rank: space.dimensions.count) == nil else { continue }
+                assigned.insert(address)
+                var names: [String] = []
+                for (length, max) in zip(space.dimensions, space.maxDimensions) {
+                    let unlimited = max == nil
+                    if let match = dims.first(where: { $0.0 == length && $0.1 == unlimited && !names.contains($0.2) }) {
+                        names.append(match.2)
+                    } else {
+                        let name = "phony_dim_\(nextID)"
+                        nextID += 1
+                        dims.append((length, unlimited, name))
+                        names.append(name)
+                    }
+                }
+                result[address] = names
+            }
+        }
+        if let root = info.groups.first(where: { $0.path == "/" }) { visit(root) }
+        return result
+    }
+
+    static func isDimensionScale(_ dataset: DatasetInfo) -> Bool {
+        dataset.attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
     }
 
     static func array(_ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
-                      lengths: [UInt64: UInt64], phony: inout PhonyDimensions, fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
+                      lengths: [UInt64: UInt64], phony: [UInt64: [String]], fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
             throw MappingError(description: "incomplete metadata")
         }
@@ -109,8 +153,7 @@ public enum NetCDFMapping {
             for (axis, scale) in scales.enumerated() { shape[axis] = max(shape[axis], lengths[scale] ?? 0) }
         }
         let path = zarrPath(dataset.path)
-        let group = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : ""
-        let dimensions = try dimensionNames(dataset, shape: shape, info: info, group: group, phony: &phony)
+        let dimensions = try dimensionNames(dataset, shape: shape, info: info, phony: phony)
         let codecs = try pipeline(dataset.filters, datatype: datatype)
 
         var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress)
@@ -213,23 +256,20 @@ public enum NetCDFMapping {
     }
 
     /// netCDF-4's dimension scales, resolved through `DIMENSION_LIST` object references.
-    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, group: String,
-                               phony: inout PhonyDimensions) throws -> [String] {
+    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [UInt64: [String]]) throws -> [String] {
         if shape.isEmpty { return [] }
-        if let list = dataset.attributes.first(where: { $0.name == "DIMENSION_LIST" }) {
-            var names: [String] = []
-            for entry in list.values {
-                guard case .list(let refs) = entry, case .objectReference(let address)? = refs.first,
-                      let path = info.pathsByAddress[address] else {
-                    throw MappingError(description: "DIMENSION_LIST entry is not an object reference")
+        if let scales = dimensionScales(dataset, rank: shape.count) {
+            return try scales.map { address in
+                guard let path = info.pathsByAddress[address] else {
+                    throw MappingError(description: "DIMENSION_LIST names an object that is not in the file")
                 }
-                names.append(String(path.split(separator: "/").last ?? ""))
+                return String(path.split(separator: "/").last ?? "")
             }
-            if names.count == shape.count { return names }
         }
-        let isScale = dataset.attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
-        if isScale, shape.count == 1 { return [String(dataset.path.split(separator: "/").last ?? "")] }
-        return phony.names(group: group, shape: shape)
+        guard let names = phony[dataset.address], names.count == shape.count else {
+            throw MappingError(description: "no dimension names")
+        }
+        return names
     }
 
     /// The dimension scale (by address) of each axis, from `DIMENSION_LIST`, or the dataset
@@ -357,7 +397,8 @@ public enum NetCDFMapping {
         case .bytes(let v): return .string(String(decoding: v, as: UTF8.self))
         case .objectReference, .regionReference, .nullReference: return .null
         case .list(let items): return .array(items.map(attributeJSON))
-        case .compound(let fields): return .object(fields.map { ($0.name, attributeJSON($0.value)) })
+        // As xarray writes a structured value: its fields in order (numpy tolist()).
+        case .compound(let fields): return .array(fields.map { attributeJSON($0.value) })
         }
     }
 

@@ -4,11 +4,12 @@ import HDF5Metadata
 /// kerchunk reference files (version 1): Zarr v2 metadata as JSON strings and, per chunk,
 /// `[url, offset, length]` or inline `base64:` data.
 public enum KerchunkReferences {
-    /// A deterministic document: keys sorted, metadata compact.
+    /// A deterministic document: keys sorted, metadata compact, consolidated `.zmetadata`
+    /// included (zarr-python 3 needs it to open sub-groups through fsspec references).
     public static func write(_ dataset: VirtualDataset) throws -> String {
         let store = ZarrStore(dataset, format: .v2)
         var refs: [(String, JSON)] = []
-        for (key, document) in try store.metadataDocuments() where key != ".zmetadata" {
+        for (key, document) in try store.metadataDocuments() {
             refs.append((key, .string(document.rendered())))
         }
         try store.forEachChunk { key, entry in

@@ -166,7 +166,7 @@ public enum NetCDFMapping {
         let hdf5Fill = dataset.fillValue.bytes ?? [UInt8](repeating: 0, count: dtype.itemSize)
         var array = VirtualArray(
             path: path, dtype: dtype, shape: shape, chunkShape: [], codecs: codecs,
-            fillValue: cfFill.map { fillJSON($0.raw, datatype: datatype) } ?? .null,
+            fillValue: cfFill.map { fillJSON($0.raw, datatype: $0.datatype) } ?? .null,
             fillBytes: hdf5Fill, dimensionNames: dimensions, attributes: attributeList,
             manifest: ChunkManifest(gridShape: []), origin: "\(info.name):\(dataset.path)")
 

@@ -126,7 +126,10 @@ struct Scan: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        try writeFile(refs, Array(text.utf8))
+        do { try StoreExporter.writeFile(refs, Array(text.utf8)) } catch let error as ExportError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
         printError("wrote \(refs)")
         if !summary.skipped.isEmpty { throw ExitCode(2) }
     }
@@ -151,7 +154,8 @@ struct Export: AsyncParsableCommand {
         let config = try source.resolve()
         let summary = try await runScan(config, logger: makeLogger(level: source.logLevel))
         do {
-            try await StoreExporter.export(summary.dataset, format: config.zarrFormat, to: zarr)
+            let omitted = try StoreExporter.export(summary.dataset, format: config.zarrFormat, to: zarr)
+            for warning in omitted { printError("warning: \(warning)") }
         } catch let error as MappingError {
             printError("error: \(error)")
             throw ExitCode(1)
@@ -161,55 +165,6 @@ struct Export: AsyncParsableCommand {
         }
         printError("wrote \(zarr) (Zarr v\(config.zarrFormat.rawValue))")
         if !summary.skipped.isEmpty { throw ExitCode(2) }
-    }
-}
-
-struct ExportError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Writes a virtual dataset as a directory store, copying each chunk's stored bytes.
-enum StoreExporter {
-    static func export(_ dataset: VirtualDataset, format: ZarrFormat, to directory: String) async throws {
-        let manager = FileManager.default
-        if manager.fileExists(atPath: directory) {
-            let contents = (try? manager.contentsOfDirectory(atPath: directory)) ?? []
-            guard contents.isEmpty else { throw ExportError(description: "\(directory) exists and is not empty; choose a new directory") }
-        }
-        let store = ZarrStore(dataset, format: format)
-        for warning in store.omitted { printError("warning: \(warning)") }
-        for (key, document) in try store.metadataDocuments() {
-            try writeFile(directory + "/" + key, Array(document.rendered(pretty: true).utf8))
-        }
-        var sources: [UInt32: FileSource] = [:]
-        var failure: Error?
-        store.forEachChunk { key, entry in
-            guard failure == nil else { return }
-            do {
-                switch entry {
-                case .missing: return
-                case .inline(let bytes): try writeFile(directory + "/" + key, bytes)
-                case .reference(let object, let offset, let length):
-                    if sources[object] == nil { sources[object] = try FileSource(path: dataset.objects[Int(object)].url) }
-                    let bytes = try sources[object]!.readSynchronously(offset: offset, length: Int(length))
-                    guard bytes.count == Int(length) else {
-                        throw ExportError(description: "\(dataset.objects[Int(object)].url): chunk \(key) ends past the end of the file")
-                    }
-                    try writeFile(directory + "/" + key, bytes)
-                }
-            } catch { failure = error }
-        }
-        if let failure { throw failure }
-    }
-}
-
-func writeFile(_ path: String, _ bytes: [UInt8]) throws {
-    let url = URL(fileURLWithPath: path)
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    do {
-        try Data(bytes).write(to: url)
-    } catch {
-        throw ExportError(description: "\(path): cannot write (\(error.localizedDescription))")
     }
 }
 

@@ -225,3 +225,30 @@ final class ConfigAndGlobTests: XCTestCase {
         XCTAssertEqual(config?.stack?.pattern, "m(\\d+)")
     }
 }
+
+final class ExportTests: XCTestCase {
+    func testExportedChunkFilesAreTheStoredBytes() async throws {
+        let archive = try VZTestData.archive()
+        var options = ScanOptions()
+        options.combine.concatDimension = "Time"
+        let summary = try await Scanner.scan(sources: [archive + "/*.nc"], options: options, logger: VZTestData.logger)
+        for format in ZarrFormat.allCases {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-export-\(getpid())-\(format.rawValue)").path
+            try? FileManager.default.removeItem(atPath: directory)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try StoreExporter.export(summary.dataset, format: format, to: directory)
+            let t2 = try XCTUnwrap(summary.dataset.array("T2"))
+            guard case .reference(let object, let offset, let length) = t2.manifest[1] else { return XCTFail("T2 day 2 is not a reference") }
+            let key = format == .v2 ? "T2/1.0.0" : "T2/c/1/0/0"
+            let exported = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/" + key)))
+            let original = try FileSource(path: summary.dataset.objects[Int(object)].url).readSynchronously(offset: offset, length: Int(length))
+            XCTAssertEqual(exported, original, "\(key) is the stored chunk, byte for byte")
+            let metadata = format == .v2 ? ".zmetadata" : "zarr.json"
+            let document = try JSON.parse(String(contentsOfFile: directory + "/" + metadata, encoding: .utf8))
+            XCTAssertNotNil(format == .v2 ? document["metadata"]?["T2/.zarray"] : document["consolidated_metadata"]?["metadata"]?["T2"])
+            XCTAssertThrowsError(try StoreExporter.export(summary.dataset, format: format, to: directory)) { error in
+                XCTAssertTrue("\(error)".contains("not empty"), "\(error)")
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -125,6 +126,9 @@ def run_vz(args, timeout=600):
 class Outputs:
     """scan/export results cached for the session: one run per (name, kind, format)."""
 
+    runs = 0
+    seconds = 0.0
+
     def __init__(self, root):
         self.root = root
         self.cache = {}
@@ -140,7 +144,10 @@ class Outputs:
         else:
             out = os.path.join(self.root, "%s.v%d.zarr" % (safe, fmt))
             args = ["export"] + list(sources) + list(flags) + ["--zarr", out, "--zarr-format", str(fmt)]
+        t0 = time.monotonic()
         p = run_vz(args)
+        Outputs.runs += 1
+        Outputs.seconds += time.monotonic() - t0
         self.cache[key] = (out, p)
         return out, p
 
@@ -419,6 +426,9 @@ UNOPENABLE = []  # (file, why): originals xarray cannot open, listed at the end 
 
 
 def pytest_terminal_summary(terminalreporter):
+    if Outputs.runs:
+        terminalreporter.write_line("scan/export: %d runs of %s, %.1f s" % (
+            Outputs.runs, " ".join(vz_command()), Outputs.seconds))
     if UNOPENABLE:
         terminalreporter.write_sep("-", "originals xarray cannot open (not compared with the virtual dataset)")
         for f, why in sorted(set(UNOPENABLE)):

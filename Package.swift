@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // System-library shims: one header each, prefixed wrappers for what Swift cannot call directly.
@@ -33,7 +34,8 @@ let package = Package(
         .target(name: "VirtualZarr", dependencies: ["HDF5Metadata", "CZlib"], swiftSettings: strictness),
         .target(
             name: "ObjectStore",
-            dependencies: ["ByteSource", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ByteSource", "CCurl", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictness
         ),
         .target(

@@ -29,4 +29,10 @@ static inline CURLcode ccurl_easy_getinfo_long(CURL *handle, CURLINFO info, long
 static inline CURLcode ccurl_easy_getinfo_pointer(CURL *handle, CURLINFO info, void **value) {
     return curl_easy_getinfo(handle, info, value);
 }
+static inline CURLMcode ccurl_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
+    return curl_multi_setopt(multi, option, value);
+}
+// The CURLMsg union is not importable as a field; these read it.
+static inline CURLcode ccurl_message_result(CURLMsg *message) { return message->data.result; }
+static inline int ccurl_message_is_done(CURLMsg *message) { return message->msg == CURLMSG_DONE; }
 #endif

@@ -1,0 +1,206 @@
+import CCurl
+import Foundation
+import Logging
+import Synchronization
+
+/// One libcurl multi handle driven by its own thread: many concurrent transfers over reused
+/// connections (HTTP/2 multiplexed when the server offers it). Swift code submits requests and
+/// awaits their responses; all libcurl calls happen on the engine thread.
+public final class CurlEngine: HTTPTransport, Sendable {
+    public struct Configuration: Sendable {
+        public var maxConnectionsPerHost = 64
+        public var connectTimeout: Duration = .seconds(10)
+        /// A transfer slower than `lowSpeedLimit` bytes/s for this long is aborted.
+        public var lowSpeedTime: Duration = .seconds(20)
+        public var lowSpeedLimit = 1024
+
+        public init() {}
+    }
+
+    /// libcurl's multi handle. Only the engine thread uses it, except `curl_multi_wakeup`,
+    /// which libcurl documents as callable from any thread.
+    private struct MultiHandle: @unchecked Sendable {
+        let pointer: UnsafeMutableRawPointer
+    }
+    private let handle: MultiHandle
+    private var multi: UnsafeMutableRawPointer { handle.pointer }
+    private let queue = Mutex<(pending: [Transfer], stopping: Bool)>(([], false))
+    private let configuration: Configuration
+    private let logger: Logger?
+    private let finished = Mutex<Bool>(false)
+
+    /// The state of one transfer, reached from libcurl callbacks through a raw pointer.
+    final class Transfer: @unchecked Sendable {
+        let request: HTTPRequest
+        let continuation: CheckedContinuation<HTTPResponse, any Error>
+        var body: [UInt8] = []
+        var headers: [(String, String)] = []
+        var status = 0
+        var overflow = false
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        var easy: UnsafeMutableRawPointer?
+
+        init(request: HTTPRequest, continuation: CheckedContinuation<HTTPResponse, any Error>) {
+            self.request = request
+            self.continuation = continuation
+        }
+    }
+
+    public init(configuration: Configuration = Configuration(), logger: Logger? = nil) {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+        handle = MultiHandle(pointer: curl_multi_init())
+        self.configuration = configuration
+        self.logger = logger
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxConnectionsPerHost)
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+        let engine = Unmanaged.passUnretained(self)
+        let thread = Thread { engine.takeUnretainedValue().run() }
+        thread.name = "zarrmount-curl"
+        thread.start()
+    }
+
+    /// Stops the engine thread after failing anything still queued. Call once, when done.
+    public func shutdown() {
+        queue.withLock { $0.stopping = true }
+        curl_multi_wakeup(multi)
+        while !finished.withLock({ $0 }) { usleep(1000) }
+    }
+
+    public func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
+        try await withCheckedThrowingContinuation { continuation in
+            let transfer = Transfer(request: request, continuation: continuation)
+            let accepted = queue.withLock { state -> Bool in
+                if state.stopping { return false }
+                state.pending.append(transfer)
+                return true
+            }
+            if accepted {
+                curl_multi_wakeup(multi)
+            } else {
+                continuation.resume(throwing: TransportError(code: -1, message: "the HTTP engine was shut down", url: request.url))
+            }
+        }
+    }
+
+    private func run() {
+        var active: [UnsafeMutableRawPointer: Transfer] = [:]
+        while true {
+            let (incoming, stopping) = queue.withLock { state -> ([Transfer], Bool) in
+                defer { state.pending.removeAll() }
+                return (state.pending, state.stopping)
+            }
+            if stopping {
+                for transfer in incoming + Array(active.values) {
+                    if let easy = transfer.easy { curl_multi_remove_handle(multi, easy); cleanup(easy, transfer) }
+                    transfer.continuation.resume(throwing: TransportError(code: -1, message: "the HTTP engine was shut down", url: transfer.request.url))
+                }
+                curl_multi_cleanup(multi)
+                finished.withLock { $0 = true }
+                return
+            }
+            for transfer in incoming {
+                guard let easy = makeHandle(transfer) else {
+                    transfer.continuation.resume(throwing: TransportError(code: -1, message: "cannot create a transfer", url: transfer.request.url))
+                    continue
+                }
+                active[easy] = transfer
+                curl_multi_add_handle(multi, easy)
+            }
+            var running: Int32 = 0
+            curl_multi_perform(multi, &running)
+            var remaining: Int32 = 0
+            while let message = curl_multi_info_read(multi, &remaining) {
+                guard ccurl_message_is_done(message) != 0, let easy = message.pointee.easy_handle,
+                      let transfer = active.removeValue(forKey: easy) else { continue }
+                let result = ccurl_message_result(message)
+                curl_multi_remove_handle(multi, easy)
+                complete(transfer, easy: easy, result: result)
+            }
+            var events: Int32 = 0
+            curl_multi_poll(multi, nil, 0, 1000, &events)
+        }
+    }
+
+    private func makeHandle(_ transfer: Transfer) -> UnsafeMutableRawPointer? {
+        guard let easy = curl_easy_init() else { return nil }
+        transfer.easy = easy
+        let request = transfer.request
+        _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 5)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(configuration.connectTimeout.components.seconds * 1000))
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, configuration.lowSpeedLimit)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, Int(configuration.lowSpeedTime.components.seconds))
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
+        if request.method == .head { _ = ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 1) }
+        var list: UnsafeMutablePointer<curl_slist>?
+        for (name, value) in request.headers { list = curl_slist_append(list, "\(name): \(value)") }
+        // libcurl adds "Expect" and "Accept" on its own; ranged bytes must arrive unencoded.
+        list = curl_slist_append(list, "Accept:")
+        transfer.headerList = list
+        _ = ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
+        let context = Unmanaged.passUnretained(transfer).toOpaque()
+        _ = ccurl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, context)
+        _ = ccurl_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, context)
+        _ = ccurl_easy_setopt_write_callback(easy) { data, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            let total = size * count
+            if transfer.body.count + total > transfer.request.maxBodyBytes {
+                transfer.overflow = true
+                return 0
+            }
+            data!.withMemoryRebound(to: UInt8.self, capacity: total) { bytes in
+                transfer.body.append(contentsOf: UnsafeBufferPointer(start: bytes, count: total))
+            }
+            return total
+        }
+        _ = ccurl_easy_setopt_header_callback(easy) { data, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            let total = size * count
+            let line = data!.withMemoryRebound(to: UInt8.self, capacity: total) {
+                String(decoding: UnsafeBufferPointer(start: $0, count: total), as: UTF8.self)
+            }.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.hasPrefix("HTTP/") {
+                // A new response (after a redirect or 100-continue): start over.
+                transfer.headers = []
+                let parts = line.split(separator: " ")
+                transfer.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            } else if let colon = line.firstIndex(of: ":") {
+                let name = String(line[..<colon]).trimmingCharacters(in: .whitespaces)
+                let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                transfer.headers.append((name, value))
+            }
+            return total
+        }
+        return easy
+    }
+
+    private func complete(_ transfer: Transfer, easy: UnsafeMutableRawPointer, result: CURLcode) {
+        defer { cleanup(easy, transfer) }
+        if transfer.overflow {
+            transfer.continuation.resume(throwing: TransportError(
+                code: Int(CURLE_WRITE_ERROR.rawValue),
+                message: "response larger than the \(transfer.request.maxBodyBytes) bytes expected", url: transfer.request.url))
+            return
+        }
+        guard result == CURLE_OK else {
+            let text = curl_easy_strerror(result).map { String(cString: $0) } ?? "transfer failed"
+            logger?.debug("transfer failed", metadata: ["url": "\(transfer.request.url)", "error": "\(text)"])
+            transfer.continuation.resume(throwing: TransportError(code: Int(result.rawValue), message: text, url: transfer.request.url))
+            return
+        }
+        var status = 0
+        _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+        transfer.continuation.resume(returning: HTTPResponse(status: status == 0 ? transfer.status : status,
+                                                             headers: transfer.headers, body: transfer.body))
+    }
+
+    private func cleanup(_ easy: UnsafeMutableRawPointer, _ transfer: Transfer) {
+        curl_easy_cleanup(easy)
+        curl_slist_free_all(transfer.headerList)
+        transfer.headerList = nil
+        transfer.easy = nil
+    }
+}

@@ -12,12 +12,18 @@ public struct MountConfig: Sendable {
     public var onError: ErrorPolicy = .fail
     public var stack: StackOptions?
     public var concurrency: Int?
+    /// S3: a custom endpoint (path-style), the region, unsigned requests, requester pays.
+    public var endpointURL: String?
+    public var region: String?
+    public var anonymous = false
+    public var requesterPays = false
 
     public init(sources: [String]) {
         self.sources = sources
     }
 
-    public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency"]
+    public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency",
+                              "endpoint_url", "region", "anonymous", "requester_pays"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -80,6 +86,13 @@ public struct MountConfig: Sendable {
                     throw fail(key, value, "expected a whole number of at least 1")
                 }
                 config.concurrency = number
+            case "endpoint_url": config.endpointURL = try string(key, value)
+            case "region": config.region = try string(key, value)
+            case "anonymous", "requester_pays":
+                guard let text = value.scalar?.string, let flag = Bool(text.lowercased()) ?? (text == "yes" ? true : text == "no" ? false : nil) else {
+                    throw fail(key, value, "expected true or false")
+                }
+                if key == "anonymous" { config.anonymous = flag } else { config.requesterPays = flag }
             case "stack":
                 guard let stack = value.mapping, let dimension = stack["dimension"], let regex = stack["regex"] else {
                     throw fail(key, value, "expected a mapping with dimension and regex")

@@ -38,8 +38,10 @@ public struct ScanOptions: Sendable {
     public var onError: ErrorPolicy = .fail
     public var stack: StackOptions?
     public var mapping = MappingOptions()
-    /// Files scanned at once.
-    public var concurrency = max(2, ProcessInfo.processInfo.activeProcessorCount)
+    /// Files scanned at once (default: the cores for local files, 128 for remote objects).
+    public var concurrency: Int?
+    /// Lists and reads remote sources; required when any source is `s3://` or `http(s)://`.
+    public var store: RemoteStore?
 
     public init() {}
 }
@@ -76,7 +78,19 @@ public enum Scanner {
                             progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }) async throws -> ScanSummary {
         let start = ContinuousClock.now
         let listed: [ListedObject]
-        do { listed = try LocalStore.list(sources) } catch let error as ListingError { throw ScanError(description: error.description) }
+        let remote = try sources.contains { try Location(parsing: $0).isRemote }
+        if remote && options.store == nil {
+            throw ScanError(description: "remote sources need an object store (internal error: none configured)")
+        }
+        do {
+            if let store = options.store { listed = try await store.list(sources) } else { listed = try LocalStore.list(sources) }
+        } catch let error as ListingError {
+            throw ScanError(description: error.description)
+        } catch let error as ObjectStoreError {
+            throw ScanError(description: error.description)
+        }
+        let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
+        let store = options.store
         logger.info("scanning files", metadata: ["count": "\(listed.count)"])
         var mapping = options.mapping
         if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
@@ -91,9 +105,9 @@ public enum Scanner {
                 let index = next
                 let object = listed[index]
                 next += 1
-                group.addTask { (index, await scanFile(object, mapping: mappingOptions)) }
+                group.addTask { (index, await scanFile(object, mapping: mappingOptions, store: store)) }
             }
-            while next < min(options.concurrency, listed.count) { launch() }
+            while next < min(concurrency, listed.count) { launch() }
             while let (index, result) = try await group.next() {
                 done += 1
                 switch result {
@@ -140,23 +154,37 @@ public enum Scanner {
                            elapsed: ContinuousClock.now - start)
     }
 
-    static func scanFile(_ object: ListedObject, mapping: MappingOptions) async -> Result<(VirtualDataset, ReadCounters), ScanError> {
+    static func scanFile(_ object: ListedObject, mapping: MappingOptions, store: RemoteStore?) async -> Result<(VirtualDataset, ReadCounters), ScanError> {
         do {
-            let file = try FileSource(path: object.url)
             let statistics = ReadStatistics()
-            let cache = BlockCache(file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024),
-                                   statistics: statistics)
-            var limits = ParseLimits()
-            limits.concurrentReads = false
-            let info = try await HDF5File.parse(cache, limits: limits)
-            var dataset = try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping) { offset, length in
-                try file.readSynchronously(offset: offset, length: length)
+            let info: HDF5FileInfo
+            let fetch: ByteFetcher
+            if let store, try Location(parsing: object.url).isRemote {
+                // Remote: many small concurrent reads through a page cache, so a file's metadata
+                // arrives in a few dependent rounds.
+                let remote = RemoteObjectSource(store: store, object: object)
+                let cache = BlockCache(remote, size: object.size, statistics: statistics)
+                let (parsed, rounds) = try await ReadRounds.measure { try await HDF5File.parse(cache) }
+                cache.noteRounds(rounds)
+                info = parsed
+                fetch = { offset, length in try await cache.read(offset: offset, length: length) }
+            } else {
+                let file = try FileSource(path: object.url)
+                let cache = BlockCache(file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024),
+                                       statistics: statistics)
+                var limits = ParseLimits()
+                limits.concurrentReads = false
+                info = try await HDF5File.parse(cache, limits: limits)
+                fetch = { offset, length in try file.readSynchronously(offset: offset, length: length) }
             }
+            var dataset = try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping, fetch: fetch)
             dataset.objects = [ObjectInfo(url: object.url, size: object.size, etag: object.etag)]
             return .success((dataset, statistics.snapshot))
         } catch let error as HDF5FileError {
             return .failure(ScanError(description: "\(error)"))
         } catch let error as MappingError {
+            return .failure(ScanError(description: "\(error)"))
+        } catch let error as ObjectStoreError {
             return .failure(ScanError(description: "\(error)"))
         } catch {
             return .failure(ScanError(description: "\(object.url): \(error)"))

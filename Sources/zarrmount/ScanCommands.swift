@@ -3,6 +3,7 @@ import ByteSource
 import Foundation
 import HDF5Metadata
 import Logging
+import ObjectStore
 import Scanner
 import VirtualZarr
 
@@ -13,9 +14,9 @@ extension AttributePolicy: ExpressibleByArgument {}
 /// The sources of a scan and how to combine them: paths and globs, or one YAML mount config,
 /// with the config's main keys as flags (flags win over the config).
 struct SourceOptions: ParsableArguments {
-    @Argument(help: ArgumentHelp("Files or quoted globs (`'data/*.nc'`, `'**/*.h5'`), or one YAML mount config.",
+    @Argument(help: ArgumentHelp("Files or quoted globs (`'data/*.nc'`, `'**/*.h5'`), s3://bucket/prefix/*.nc, http(s) URLs, or one YAML mount config.",
                                  valueName: "source"))
-    var sources: [String]
+    var sources: [String] = []
 
     @Option(help: "Dimension to concatenate the files along (e.g. Time). Without it, files must hold disjoint or identical variables.")
     var concatDim: String?
@@ -38,13 +39,30 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "Zarr format of the output: 2 (default) or 3.")
     var zarrFormat: Int?
 
-    @Option(help: "Files scanned at once (default: number of cores, at least 2).")
+    @Option(help: "Files scanned at once (default: the number of cores for local files, 128 for remote objects).")
     var concurrency: Int?
+
+    @Option(help: ArgumentHelp("A file listing one URL or path per line (blank lines and # comments ignored), added to the sources.",
+                               valueName: "file"))
+    var urls: String?
+
+    @Option(help: "S3-compatible endpoint (MinIO, Ceph, moto), addressed path-style; default: AWS.")
+    var endpointUrl: String?
+
+    @Option(help: "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1).")
+    var region: String?
+
+    @Flag(help: "Send unsigned S3 requests (public buckets).")
+    var anonymous = false
+
+    @Flag(help: "Accept the requester-pays charges of the bucket.")
+    var requesterPays = false
 
     @Option(help: "Log level on stderr (trace, debug, info, notice, warning, error, critical).")
     var logLevel: Logger.Level = .warning
 
     func validate() throws {
+        if sources.isEmpty && urls == nil { throw ValidationError("give at least one source (or --urls FILE)") }
         if (stackDim == nil) != (stackRegex == nil) { throw ValidationError("--stack-dim and --stack-regex go together") }
         if let zarrFormat, ![2, 3].contains(zarrFormat) { throw ValidationError("--zarr-format must be 2 or 3") }
         if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
@@ -58,6 +76,17 @@ struct SourceOptions: ParsableArguments {
         } else {
             config = MountConfig(sources: sources)
         }
+        if let urls {
+            guard let text = try? String(contentsOfFile: urls, encoding: .utf8) else {
+                throw ValidationError("--urls \(urls): cannot read the file")
+            }
+            config.sources += text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
+        if let endpointUrl { config.endpointURL = endpointUrl }
+        if let region { config.region = region }
+        if anonymous { config.anonymous = true }
+        if requesterPays { config.requesterPays = true }
         if let concatDim { config.concatDim = concatDim }
         if let order { config.order = order }
         if let attrs { config.attrs = attrs }
@@ -84,8 +113,25 @@ extension MountConfig {
 func runScan(_ config: MountConfig, logger: Logger) async throws -> ScanSummary {
     let reporter = ProgressReporter()
     let summary: ScanSummary
+    var options = config.scanOptions
+    var engine: CurlEngine?
     do {
-        summary = try await Scanner.scan(sources: config.sources, options: config.scanOptions, logger: logger) { progress in
+        if try config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
+            var s3 = S3Options(endpoint: config.endpointURL, region: config.region)
+            s3.anonymous = config.anonymous
+            s3.requesterPays = config.requesterPays
+            let credentials = config.anonymous ? nil : try Credentials.resolve(environment: ProcessInfo.processInfo.environment)
+            let transport = CurlEngine(logger: logger)
+            engine = transport
+            options.store = RemoteStore(transport: transport, s3: s3, credentials: credentials, logger: logger)
+        }
+    } catch let error as ObjectStoreError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+    defer { engine?.shutdown() }
+    do {
+        summary = try await Scanner.scan(sources: config.sources, options: options, logger: logger) { progress in
             reporter.update(progress)
         }
     } catch let error as ScanError {

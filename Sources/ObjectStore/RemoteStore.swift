@@ -1,0 +1,302 @@
+import ByteSource
+import Foundation
+import Logging
+import Synchronization
+
+public struct S3Options: Sendable {
+    /// A custom endpoint (MinIO, Ceph, moto): path-style addressing. `nil`: AWS.
+    public var endpoint: String?
+    public var region: String
+    /// Send no signature (public buckets).
+    public var anonymous = false
+    public var requesterPays = false
+
+    public init(endpoint: String? = nil, region: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.endpoint = endpoint.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        self.region = region ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
+    }
+}
+
+/// Lists, sizes and reads objects on S3 and HTTP servers (and local files), with retries,
+/// identity checks (`If-Match`) and errors that say what to do.
+public final class RemoteStore: Sendable {
+    public let transport: any HTTPTransport
+    public let s3: S3Options
+    public let retry: RetryPolicy
+    private let credentials: Credentials?
+    private let logger: Logger
+    private let jitter = Mutex(JitterSource(seed: 0x5EED))
+    private let counters = Mutex<(requests: Int, retries: Int, bytes: UInt64)>((0, 0, 0))
+
+    public init(transport: any HTTPTransport, s3: S3Options, retry: RetryPolicy = RetryPolicy(), credentials: Credentials?, logger: Logger) {
+        self.transport = transport
+        self.s3 = s3
+        self.retry = retry
+        self.credentials = s3.anonymous ? nil : credentials
+        self.logger = logger
+    }
+
+    public var statistics: (requests: Int, retries: Int, bytes: UInt64) { counters.withLock { $0 } }
+
+    // MARK: Requests with retries
+
+    /// Performs `request` (re-signed on every attempt) until it succeeds or the policy gives up.
+    func send(_ build: () -> HTTPRequest, url: String, expectedLength: Int? = nil) async throws -> HTTPResponse {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let request = build()
+            counters.withLock { $0.requests += 1 }
+            let outcome: RetryPolicy.Outcome
+            var failure: ObjectStoreError
+            do {
+                let response = try await transport.perform(request)
+                counters.withLock { $0.bytes += UInt64(response.body.count) }
+                if (200..<300).contains(response.status) {
+                    let promised = response.contentRange.map { Int($0.last - $0.first + 1) } ?? response.contentLength
+                    if request.method == .get, let promised, response.body.count < promised {
+                        outcome = .shortBody
+                        failure = ObjectStoreError(.truncated, url: url, status: response.status, attempts: attempt)
+                    } else if request.method == .get, let expectedLength, response.status == 206, response.body.count != expectedLength {
+                        outcome = .shortBody
+                        failure = ObjectStoreError(.truncated, url: url, status: response.status, attempts: attempt)
+                    } else {
+                        return response
+                    }
+                } else {
+                    let code = s3ErrorCode(response.body)
+                    let retryAfter = response.header("retry-after").flatMap { Int($0) }.map { Duration.seconds($0) }
+                    outcome = .status(response.status, retryAfter: retryAfter, s3Code: code)
+                    let kind: ObjectStoreError.Kind
+                    switch response.status {
+                    case 404: kind = .notFound
+                    case 403, 401: kind = .forbidden
+                    case 412: kind = .changed
+                    default: kind = .http(response.status)
+                    }
+                    failure = ObjectStoreError(kind, url: url, status: response.status, s3Code: code, attempts: attempt)
+                }
+            } catch let error as TransportError {
+                outcome = .transport(retryable: error.isRetryable)
+                failure = ObjectStoreError(.transport(error.message), url: url, attempts: attempt)
+            }
+            let spread = jitter.withLock { $0.next() }
+            switch retry.decide(attempt: attempt, outcome: outcome, jitter: spread) {
+            case .done: continue
+            case .fail: throw failure
+            case .retry(let delay):
+                counters.withLock { $0.retries += 1 }
+                logger.debug("retrying", metadata: ["url": "\(url)", "attempt": "\(attempt)", "reason": "\(failure)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    private func s3ErrorCode(_ body: [UInt8]) -> String? {
+        guard !body.isEmpty, body.count < 1 << 16 else { return nil }
+        return XMLFields.first("Code", in: String(decoding: body, as: UTF8.self))
+    }
+
+    // MARK: S3 addressing and signing
+
+    /// The HTTP request for an S3 object or bucket operation.
+    func s3Request(method: HTTPRequest.Method, bucket: String, key: String, query: [(String, String)] = [],
+                   headers: [(String, String)] = [], maxBody: Int) -> HTTPRequest {
+        let host: String
+        let scheme: String
+        var path: String
+        if let endpoint = s3.endpoint {
+            let parts = endpoint.components(separatedBy: "://")
+            scheme = parts.count == 2 ? parts[0] : "https"
+            host = parts.count == 2 ? parts[1] : parts[0]
+            path = "/" + uriEncode(bucket, keepSlash: false) + "/" + uriEncode(key, keepSlash: true)
+        } else {
+            scheme = "https"
+            host = bucket.contains(".") ? "s3.\(s3.region).amazonaws.com" : "\(bucket).s3.\(s3.region).amazonaws.com"
+            path = (bucket.contains(".") ? "/" + bucket : "") + "/" + uriEncode(key, keepSlash: true)
+        }
+        if key.isEmpty && path.hasSuffix("//") { path.removeLast() }
+        var all = headers
+        if s3.requesterPays { all.append(("x-amz-request-payer", "requester")) }
+        if let credentials {
+            all += SigV4.sign(method: method.rawValue, host: host, path: path, query: query, headers: all,
+                              credentials: credentials, region: s3.region, date: Date())
+        }
+        let queryString = query.map { uriEncode($0.0, keepSlash: false) + "=" + uriEncode($0.1, keepSlash: false) }.joined(separator: "&")
+        let url = "\(scheme)://\(host)\(path)" + (queryString.isEmpty ? "" : "?" + queryString)
+        return HTTPRequest(method: method, url: url, headers: all, maxBodyBytes: maxBody)
+    }
+
+    // MARK: Listing
+
+    /// Expands sources (S3 prefixes and globs, HTTP URLs, local paths and globs) to objects with
+    /// size and identity, in source order, sorted within each glob, without duplicates.
+    public func list(_ sources: [String]) async throws -> [ListedObject] {
+        var result: [ListedObject] = []
+        var seen: Set<String> = []
+        var httpURLs: [String] = []
+        func flushHTTP() async throws {
+            guard !httpURLs.isEmpty else { return }
+            let objects = try await withThrowingTaskGroup(of: (Int, ListedObject).self) { group in
+                for (index, url) in httpURLs.enumerated() { group.addTask { (index, try await self.headHTTP(url)) } }
+                var out = [ListedObject?](repeating: nil, count: httpURLs.count)
+                for try await (index, object) in group { out[index] = object }
+                return out.compactMap { $0 }
+            }
+            for object in objects where seen.insert(object.url).inserted { result.append(object) }
+            httpURLs = []
+        }
+        for source in sources {
+            switch try Location(parsing: source) {
+            case .local:
+                try await flushHTTP()
+                do {
+                    for object in try LocalStore.list([source]) where seen.insert(object.url).inserted { result.append(object) }
+                } catch let error as ListingError {
+                    throw ObjectStoreError(.invalidLocation(error.description), url: source)
+                }
+            case .http(let url):
+                httpURLs.append(url)
+            case .s3(let bucket, let key):
+                try await flushHTTP()
+                for object in try await listS3(bucket: bucket, pattern: key, source: source) where seen.insert(object.url).inserted {
+                    result.append(object)
+                }
+            }
+        }
+        try await flushHTTP()
+        return result
+    }
+
+    func listS3(bucket: String, pattern: String, source: String) async throws -> [ListedObject] {
+        if !GlobPattern.hasWildcards(pattern) && !pattern.isEmpty && !pattern.hasSuffix("/") {
+            return [try await headS3(bucket: bucket, key: pattern)]
+        }
+        let glob = GlobPattern(pattern.isEmpty || pattern.hasSuffix("/") ? pattern + "**" : pattern)
+        let prefix = GlobPattern.hasWildcards(pattern) ? glob.literalPrefix : pattern
+        var token: String?
+        var found: [ListedObject] = []
+        repeat {
+            var query = [("list-type", "2"), ("prefix", prefix)]
+            if let token { query.append(("continuation-token", token)) }
+            let url = "s3://\(bucket)/\(prefix)"
+            let response = try await send({ s3Request(method: .get, bucket: bucket, key: "", query: query, maxBody: 64 << 20) }, url: url)
+            let text = String(decoding: response.body, as: UTF8.self)
+            for entry in XMLFields.blocks("Contents", in: text) {
+                guard let key = XMLFields.first("Key", in: entry), let size = XMLFields.first("Size", in: entry).flatMap({ UInt64($0) }) else {
+                    continue
+                }
+                if glob.matches(key), !key.hasSuffix("/") {
+                    found.append(ListedObject(url: "s3://\(bucket)/\(key)", size: size, etag: XMLFields.first("ETag", in: entry)))
+                }
+            }
+            token = XMLFields.first("IsTruncated", in: text) == "true" ? XMLFields.first("NextContinuationToken", in: text) : nil
+        } while token != nil
+        if found.isEmpty {
+            throw ObjectStoreError(.invalidLocation("no objects match this pattern"), url: source)
+        }
+        return found.sorted { $0.url < $1.url }
+    }
+
+    func headS3(bucket: String, key: String) async throws -> ListedObject {
+        let url = "s3://\(bucket)/\(key)"
+        let response = try await send({ s3Request(method: .head, bucket: bucket, key: key, maxBody: 0) }, url: url)
+        guard let length = response.contentLength else { throw ObjectStoreError(.invalidResponse("HEAD without Content-Length"), url: url) }
+        return ListedObject(url: url, size: UInt64(length), etag: response.header("etag"))
+    }
+
+    /// Size and identity of an HTTP object: a strong ETag, else Last-Modified.
+    func headHTTP(_ url: String) async throws -> ListedObject {
+        let response = try await send({ HTTPRequest(method: .head, url: url, maxBodyBytes: 0) }, url: url)
+        guard let length = response.contentLength else {
+            throw ObjectStoreError(.invalidResponse("HEAD without Content-Length; the server must report sizes"), url: url)
+        }
+        var identity: String?
+        if let etag = response.header("etag"), !etag.hasPrefix("W/") { identity = etag }
+        else if let modified = response.header("last-modified") { identity = "last-modified:" + modified }
+        return ListedObject(url: url, size: UInt64(length), etag: identity)
+    }
+
+    // MARK: Reading
+
+    /// Bytes `range` of the object, failing (never returning other bytes) when the object no
+    /// longer has `identity`.
+    public func get(_ url: String, range: Range<UInt64>, identity: String?) async throws -> [UInt8] {
+        guard !range.isEmpty else { return [] }
+        let rangeHeader = ("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")
+        var headers = [rangeHeader]
+        if let identity {
+            if identity.hasPrefix("last-modified:") { headers.append(("If-Unmodified-Since", String(identity.dropFirst(14)))) }
+            else { headers.append(("If-Match", identity)) }
+        }
+        let expected = Int(range.count)
+        let response: HTTPResponse
+        switch try Location(parsing: url) {
+        case .s3(let bucket, let key):
+            response = try await send({ s3Request(method: .get, bucket: bucket, key: key, headers: headers, maxBody: expected + 1024) },
+                                      url: url, expectedLength: expected)
+        case .http:
+            response = try await send({ HTTPRequest(method: .get, url: url, headers: headers, maxBodyBytes: expected + 1024) },
+                                      url: url, expectedLength: expected)
+        case .local(let path):
+            return try FileSource(path: path).readSynchronously(offset: range.lowerBound, length: expected)
+        }
+        if response.status == 206 {
+            guard let served = response.contentRange, served.first == range.lowerBound else {
+                throw ObjectStoreError(.invalidResponse("206 for a different range (\(response.header("content-range") ?? "none"))"), url: url)
+            }
+            return response.body
+        }
+        // A server that ignores Range sends the whole object; the part we asked for is in it.
+        guard response.body.count >= Int(range.upperBound) else { throw ObjectStoreError(.truncated, url: url, status: response.status) }
+        return Array(response.body[Int(range.lowerBound)..<Int(range.upperBound)])
+    }
+}
+
+/// One remote object as a byte source (every read a ranged GET with the identity check).
+public struct RemoteObjectSource: RandomAccessSource {
+    public let store: RemoteStore
+    public let object: ListedObject
+
+    public init(store: RemoteStore, object: ListedObject) {
+        self.store = store
+        self.object = object
+    }
+
+    public var name: String { object.url }
+    public func size() async throws -> UInt64 { object.size }
+
+    public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
+        guard offset < object.size, length > 0 else { return [] }
+        let end = min(object.size, offset + UInt64(length))
+        return try await store.get(object.url, range: offset..<end, identity: object.etag)
+    }
+}
+
+/// The handful of S3 XML fields zarrmount reads, without an XML dependency.
+enum XMLFields {
+    static func first(_ tag: String, in text: String) -> String? {
+        guard let open = text.range(of: "<\(tag)>"), let close = text.range(of: "</\(tag)>", range: open.upperBound..<text.endIndex) else {
+            return nil
+        }
+        return unescape(String(text[open.upperBound..<close.lowerBound]))
+    }
+
+    static func blocks(_ tag: String, in text: String) -> [String] {
+        var out: [String] = []
+        var searchFrom = text.startIndex
+        while let open = text.range(of: "<\(tag)>", range: searchFrom..<text.endIndex),
+              let close = text.range(of: "</\(tag)>", range: open.upperBound..<text.endIndex) {
+            out.append(String(text[open.upperBound..<close.lowerBound]))
+            searchFrom = close.upperBound
+        }
+        return out
+    }
+
+    static func unescape(_ text: String) -> String {
+        guard text.contains("&") else { return text }
+        return text.replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&apos;", with: "'")
+            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+            .replacingOccurrences(of: "&amp;", with: "&")
+    }
+}

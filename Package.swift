@@ -76,6 +76,11 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
+        .testTarget(
+            name: "ObjectStoreTests",
+            dependencies: ["ObjectStore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictness
+        ),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
         .testTarget(
             name: "HDF5MetadataTests",

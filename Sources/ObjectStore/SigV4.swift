@@ -57,8 +57,9 @@ public enum SigV4 {
 
     /// The headers to add to a request: `x-amz-date`, `x-amz-content-sha256`, the session token,
     /// and `Authorization`.
+    /// `alsoSign` names further headers of `headers` to sign (lower case); `x-amz-*` always are.
     public static func sign(method: String, host: String, path: String, query: [(String, String)], headers: [(String, String)],
-                            credentials: Credentials, region: String, date: Date) -> [(String, String)] {
+                            credentials: Credentials, region: String, date: Date, alsoSign: Set<String> = []) -> [(String, String)] {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
@@ -67,7 +68,7 @@ public enum SigV4 {
         let day = String(amzDate.prefix(8))
         var signed: [(String, String)] = [("host", host), ("x-amz-content-sha256", emptyPayloadHash), ("x-amz-date", amzDate)]
         if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
-        for (name, value) in headers where name.lowercased().hasPrefix("x-amz-") {
+        for (name, value) in headers where name.lowercased().hasPrefix("x-amz-") || alsoSign.contains(name.lowercased()) {
             signed.append((name.lowercased(), value.trimmingCharacters(in: .whitespaces)))
         }
         signed.sort { $0.0 < $1.0 }

@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+@testable import ObjectStore
+import Synchronization
+import XCTest
+
+final class SigV4Tests: XCTestCase {
+    /// The GET-object example of the S3 SigV4 documentation ("Example: GET Object").
+    func testDocumentedExampleSignature() {
+        let credentials = Credentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        let date = Date(timeIntervalSince1970: 1_369_353_600)  // 2013-05-24T00:00:00Z
+        let headers = SigV4.sign(method: "GET", host: "examplebucket.s3.amazonaws.com", path: "/test.txt", query: [],
+                                 headers: [("Range", "bytes=0-9")], credentials: credentials, region: "us-east-1", date: date,
+                                 alsoSign: ["range"])
+        let authorization = headers.first { $0.0 == "Authorization" }?.1
+        XCTAssertEqual(authorization, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+                       + "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+                       + "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+    }
+
+    func testCredentialsFromEnvironmentAndProfile() throws {
+        XCTAssertEqual(try Credentials.resolve(environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_SESSION_TOKEN": "t"]),
+                       Credentials(accessKeyID: "a", secretAccessKey: "b", sessionToken: "t"))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-credentials-\(getpid())").path
+        try "[default]\naws_access_key_id = d1\naws_secret_access_key = d2\n\n[science]\naws_access_key_id=s1\naws_secret_access_key = s2\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        XCTAssertEqual(try Credentials.resolve(environment: ["AWS_SHARED_CREDENTIALS_FILE": file])?.accessKeyID, "d1")
+        XCTAssertEqual(try Credentials.resolve(environment: ["AWS_SHARED_CREDENTIALS_FILE": file, "AWS_PROFILE": "science"])?.secretAccessKey, "s2")
+        XCTAssertThrowsError(try Credentials.resolve(environment: ["AWS_SHARED_CREDENTIALS_FILE": file, "AWS_PROFILE": "nope"]))
+        XCTAssertNil(try Credentials.resolve(environment: ["AWS_SHARED_CREDENTIALS_FILE": file + ".missing"]))
+    }
+}
+
+final class RetryPolicyTests: XCTestCase {
+    let policy = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(100), maxDelay: .seconds(1))
+
+    func testRetryableOutcomesBackOffWithJitterAndGiveUp() {
+        XCTAssertEqual(policy.decide(attempt: 1, outcome: .status(503, retryAfter: nil, s3Code: nil), jitter: 0.5), .retry(after: .milliseconds(50)))
+        XCTAssertEqual(policy.decide(attempt: 3, outcome: .status(500, retryAfter: nil, s3Code: nil), jitter: 1), .retry(after: .milliseconds(400)))
+        XCTAssertEqual(policy.decide(attempt: 3, outcome: .shortBody, jitter: 0.25), .retry(after: .milliseconds(100)))
+        XCTAssertEqual(policy.decide(attempt: 1, outcome: .status(400, retryAfter: nil, s3Code: "SlowDown"), jitter: 0), .retry(after: .zero))
+        XCTAssertEqual(policy.decide(attempt: 2, outcome: .status(429, retryAfter: .seconds(30), s3Code: nil), jitter: 0), .retry(after: .seconds(1)),
+                       "Retry-After is honoured up to the maximum delay")
+        XCTAssertEqual(policy.decide(attempt: 4, outcome: .status(503, retryAfter: nil, s3Code: nil), jitter: 0), .fail)
+        XCTAssertEqual(policy.decide(attempt: 1, outcome: .transport(retryable: true), jitter: 0), .retry(after: .zero))
+    }
+
+    func testPermanentOutcomesFailAtOnce() {
+        for status in [400, 403, 404, 412] {
+            XCTAssertEqual(policy.decide(attempt: 1, outcome: .status(status, retryAfter: nil, s3Code: nil), jitter: 0), .fail)
+        }
+        XCTAssertEqual(policy.decide(attempt: 1, outcome: .transport(retryable: false), jitter: 0), .fail)
+        XCTAssertEqual(policy.decide(attempt: 1, outcome: .success, jitter: 0), .done)
+    }
+}
+
+/// Scripted responses in order: the retry and validation logic of `RemoteStore` without sockets.
+final class ScriptedTransport: HTTPTransport {
+    let script: Mutex<[Result<HTTPResponse, TransportError>]>
+    let requests = Mutex<[HTTPRequest]>([])
+
+    init(_ script: [Result<HTTPResponse, TransportError>]) { self.script = Mutex(script) }
+
+    func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
+        requests.withLock { $0.append(request) }
+        let next = script.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+        guard let next else { throw TransportError(code: 7, message: "script exhausted", url: request.url) }
+        return try next.get()
+    }
+}
+
+final class RemoteStoreTests: XCTestCase {
+    private func store(_ transport: ScriptedTransport, anonymous: Bool = false) -> RemoteStore {
+        var s3 = S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:])
+        s3.anonymous = anonymous
+        return RemoteStore(transport: transport, s3: s3, retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1)),
+                           credentials: Credentials(accessKeyID: "k", secretAccessKey: "SECRET-never-sent"), logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+    }
+
+    private func partial(_ bytes: [UInt8], first: Int, total: Int) -> HTTPResponse {
+        HTTPResponse(status: 206, headers: [("Content-Range", "bytes \(first)-\(first + bytes.count - 1)/\(total)"),
+                                           ("Content-Length", "\(bytes.count)")], body: bytes)
+    }
+
+    func testRangedGetCarriesRangeIfMatchAndSignatureAndRetriesShortBodies() async throws {
+        let short = HTTPResponse(status: 206, headers: [("Content-Range", "bytes 10-19/100"), ("Content-Length", "10")], body: [1, 2, 3])
+        let transport = ScriptedTransport([.success(HTTPResponse(status: 503, headers: [], body: Array("<Error><Code>SlowDown</Code></Error>".utf8))),
+                                           .success(short), .success(partial(Array(0..<10), first: 10, total: 100))])
+        let bytes = try await store(transport).get("s3://bucket/dir/a b.nc", range: 10..<20, identity: "\"abc\"")
+        XCTAssertEqual(bytes, Array(0..<10))
+        let sent = transport.requests.withLock { $0 }
+        XCTAssertEqual(sent.count, 3)
+        XCTAssertEqual(sent[0].url, "http://127.0.0.1:9/bucket/dir/a%20b.nc")
+        XCTAssertEqual(sent[0].header("Range"), "bytes=10-19")
+        XCTAssertEqual(sent[0].header("If-Match"), "\"abc\"")
+        XCTAssertTrue(sent[0].header("Authorization")?.hasPrefix("AWS4-HMAC-SHA256 Credential=k/") ?? false)
+        XCTAssertFalse(sent.contains { $0.headers.contains { $0.1.contains("SECRET-never-sent") } || $0.url.contains("SECRET") },
+                       "the secret key never leaves the process")
+    }
+
+    func testErrorsNameTheObjectAndSayWhatToDo() async {
+        let cases: [(Int, String)] = [(403, "--anonymous"), (404, "not found"), (412, "changed since it was scanned")]
+        for (status, phrase) in cases {
+            let transport = ScriptedTransport([.success(HTTPResponse(status: status, headers: [], body: []))])
+            do {
+                _ = try await store(transport).get("s3://bucket/key.nc", range: 0..<8, identity: "\"e\"")
+                XCTFail("HTTP \(status) must fail")
+            } catch let error as ObjectStoreError {
+                XCTAssertTrue(error.description.contains("s3://bucket/key.nc") && error.description.contains(phrase), error.description)
+            } catch { XCTFail("untyped error \(error)") }
+            XCTAssertEqual(transport.requests.withLock { $0.count }, 1, "HTTP \(status) is not retried")
+        }
+        let failing = ScriptedTransport([.failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u")),
+                                         .failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u")),
+                                         .failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u"))])
+        do {
+            _ = try await store(failing).get("http://127.0.0.1:9/x.nc", range: 0..<8, identity: nil)
+            XCTFail("an unreachable server must fail")
+        } catch let error as ObjectStoreError {
+            XCTAssertEqual(error.attempts, 3)
+            XCTAssertTrue(error.description.contains("after 3 attempts") && error.description.contains("Couldn't connect"), error.description)
+        } catch { XCTFail("untyped error \(error)") }
+    }
+
+    func testListingPaginatesAndFiltersWithTheGlob() async throws {
+        func page(_ keys: [String], next: String?) -> HTTPResponse {
+            let contents = keys.map { "<Contents><Key>\($0)</Key><Size>10</Size><ETag>&quot;e-\($0)&quot;</ETag></Contents>" }.joined()
+            let tail = next.map { "<IsTruncated>true</IsTruncated><NextContinuationToken>\($0)</NextContinuationToken>" } ?? "<IsTruncated>false</IsTruncated>"
+            return HTTPResponse(status: 200, headers: [], body: Array("<ListBucketResult>\(contents)\(tail)</ListBucketResult>".utf8))
+        }
+        let transport = ScriptedTransport([.success(page(["d/2060/a.nc", "d/2060/a.txt"], next: "t1/=+")), .success(page(["d/2061/b.nc"], next: nil))])
+        let objects = try await store(transport, anonymous: true).list(["s3://bkt/d/**/*.nc"])
+        XCTAssertEqual(objects.map(\.url), ["s3://bkt/d/2060/a.nc", "s3://bkt/d/2061/b.nc"])
+        XCTAssertEqual(objects.first?.etag, "\"e-d/2060/a.nc\"")
+        let sent = transport.requests.withLock { $0 }
+        XCTAssertTrue(sent[0].url.contains("list-type=2") && sent[0].url.contains("prefix=d%2F"), sent[0].url)
+        XCTAssertTrue(sent[1].url.contains("continuation-token=t1%2F%3D%2B"), sent[1].url)
+        XCTAssertNil(sent[0].header("Authorization"), "--anonymous sends no signature")
+    }
+
+    func testLocations() throws {
+        XCTAssertEqual(try Location(parsing: "s3://b/k/x.nc"), .s3(bucket: "b", key: "k/x.nc"))
+        XCTAssertEqual(try Location(parsing: "https://h/p.nc"), .http(url: "https://h/p.nc"))
+        XCTAssertEqual(try Location(parsing: "file:///d/x.nc"), .local(path: "/d/x.nc"))
+        XCTAssertThrowsError(try Location(parsing: "gs://b/k"))
+        XCTAssertThrowsError(try Location(parsing: "s3:///k"))
+        XCTAssertEqual(uriEncode("a b/c~d*e", keepSlash: true), "a%20b/c~d%2Ae")
+    }
+}

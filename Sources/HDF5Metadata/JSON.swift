@@ -19,6 +19,7 @@ public indirect enum JSON: Sendable, Equatable {
         case let (.bool(a), .bool(b)): return a == b
         case let (.int(a), .int(b)): return a == b
         case let (.uint(a), .uint(b)): return a == b
+        case let (.int(a), .uint(b)), let (.uint(b), .int(a)): return a >= 0 && UInt64(a) == b
         case let (.double(a), .double(b)): return a == b || (a.isNaN && b.isNaN)
         case let (.string(a), .string(b)): return a == b
         case let (.array(a), .array(b)): return a == b

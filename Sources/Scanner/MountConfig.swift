@@ -17,13 +17,16 @@ public struct MountConfig: Sendable {
     public var region: String?
     public var anonymous = false
     public var requesterPays = false
+    /// The manifest cache's directory (`cache_dir`), or none at all (`no_cache: true`).
+    public var cacheDirectory: String?
+    public var noCache = false
 
     public init(sources: [String]) {
         self.sources = sources
     }
 
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency",
-                              "endpoint_url", "region", "anonymous", "requester_pays"]
+                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -88,11 +91,16 @@ public struct MountConfig: Sendable {
                 config.concurrency = number
             case "endpoint_url": config.endpointURL = try string(key, value)
             case "region": config.region = try string(key, value)
-            case "anonymous", "requester_pays":
+            case "cache_dir": config.cacheDirectory = try string(key, value)
+            case "anonymous", "requester_pays", "no_cache":
                 guard let text = value.scalar?.string, let flag = Bool(text.lowercased()) ?? (text == "yes" ? true : text == "no" ? false : nil) else {
                     throw fail(key, value, "expected true or false")
                 }
-                if key == "anonymous" { config.anonymous = flag } else { config.requesterPays = flag }
+                switch key {
+                case "anonymous": config.anonymous = flag
+                case "requester_pays": config.requesterPays = flag
+                default: config.noCache = flag
+                }
             case "stack":
                 guard let stack = value.mapping, let dimension = stack["dimension"], let regex = stack["regex"] else {
                     throw fail(key, value, "expected a mapping with dimension and regex")

@@ -42,6 +42,8 @@ public struct ScanOptions: Sendable {
     public var concurrency: Int?
     /// Lists and reads remote sources; required when any source is `s3://` or `http(s)://`.
     public var store: RemoteStore?
+    /// Per-file results of earlier scans; `nil` scans every file.
+    public var cache: ManifestCache?
 
     public init() {}
 }
@@ -62,6 +64,10 @@ public struct ScanSummary: Sendable {
     public var requests: Int
     public var bytesRead: UInt64
     public var elapsed: Duration
+    /// Files taken from the manifest cache (no metadata read).
+    public var cacheHits: Int
+    /// The store the objects were listed and read through (for reading chunks afterwards).
+    public var store: RemoteStore?
 
     public var arrayCount: Int { dataset.arrays.count }
     public var chunkCount: Int { dataset.arrays.reduce(0) { $0 + $1.manifest.storedChunkCount } }
@@ -91,13 +97,14 @@ public enum Scanner {
         }
         let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
         let store = options.store
+        let cache = options.cache
         logger.info("scanning files", metadata: ["count": "\(listed.count)"])
         var mapping = options.mapping
         if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
         let mappingOptions = mapping
 
         var results: [Int: Result<(VirtualDataset, ReadCounters), ScanError>] = [:]
-        var done = 0, errors = 0, requests = 0
+        var done = 0, errors = 0, requests = 0, hits = 0
         var bytes: UInt64 = 0
         try await withThrowingTaskGroup(of: (Int, Result<(VirtualDataset, ReadCounters), ScanError>).self) { group in
             var next = 0
@@ -105,13 +112,23 @@ public enum Scanner {
                 let index = next
                 let object = listed[index]
                 next += 1
-                group.addTask { (index, await scanFile(object, mapping: mappingOptions, store: store)) }
+                group.addTask {
+                    if let cached = cache?.load(object, options: mappingOptions) {
+                        var counters = ReadCounters()
+                        counters.rounds = -1
+                        return (index, .success((cached, counters)))
+                    }
+                    let result = await scanFile(object, mapping: mappingOptions, store: store)
+                    if case .success(let (dataset, _)) = result { cache?.store(dataset, for: object, options: mappingOptions) }
+                    return (index, result)
+                }
             }
             while next < min(concurrency, listed.count) { launch() }
             while let (index, result) = try await group.next() {
                 done += 1
                 switch result {
                 case .success(let (_, counters)):
+                    if counters.rounds < 0 { hits += 1 }
                     requests += counters.requests
                     bytes += counters.bytesFetched
                 case .failure(let error):
@@ -151,7 +168,7 @@ public enum Scanner {
             throw ScanError(description: error.description)
         }
         return ScanSummary(dataset: dataset, files: parts.count, skipped: skipped, requests: requests, bytesRead: bytes,
-                           elapsed: ContinuousClock.now - start)
+                           elapsed: ContinuousClock.now - start, cacheHits: hits, store: store)
     }
 
     static func scanFile(_ object: ListedObject, mapping: MappingOptions, store: RemoteStore?) async -> Result<(VirtualDataset, ReadCounters), ScanError> {

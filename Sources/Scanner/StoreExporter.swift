@@ -1,5 +1,7 @@
 import ByteSource
 import Foundation
+import ObjectStore
+import Synchronization
 import VirtualZarr
 
 public struct ExportError: Error, CustomStringConvertible, Sendable {
@@ -8,41 +10,71 @@ public struct ExportError: Error, CustomStringConvertible, Sendable {
 
 /// Writes a virtual dataset as a directory store, copying each chunk's stored bytes.
 public enum StoreExporter {
-    /// Returns the arrays the format could not express (left out, with the reason).
+    /// Returns the arrays the format could not express (left out, with the reason). Chunks of
+    /// remote objects are fetched through `store` (ranged GETs with the scan's identity), 32 at once.
     @discardableResult
-    public static func export(_ dataset: VirtualDataset, format: ZarrFormat, to directory: String) throws -> [String] {
+    public static func export(_ dataset: VirtualDataset, format: ZarrFormat, to directory: String, store: RemoteStore? = nil) async throws -> [String] {
         let manager = FileManager.default
         if manager.fileExists(atPath: directory) {
             let contents = (try? manager.contentsOfDirectory(atPath: directory)) ?? []
             guard contents.isEmpty else { throw ExportError(description: "\(directory) exists and is not empty; choose a new directory") }
         }
-        let store = ZarrStore(dataset, format: format)
-        for (key, document) in try store.metadataDocuments() {
+        let zarr = ZarrStore(dataset, format: format)
+        for (key, document) in try zarr.metadataDocuments() {
             try writeFile(directory + "/" + key, Array(document.rendered(pretty: true).utf8))
         }
-        var sources: [UInt32: FileSource] = [:]
-        try store.forEachChunk { key, entry in
+        var references: [(key: String, object: UInt32, offset: UInt64, length: UInt64)] = []
+        try zarr.forEachChunk { key, entry in
             switch entry {
             case .missing: return
             case .inline(let bytes): try writeFile(directory + "/" + key, bytes)
-            case .reference(let object, let offset, let length):
-                let url = dataset.objects[Int(object)].url
-                if sources[object] == nil {
-                    do { sources[object] = try FileSource(path: url) } catch {
-                        throw ExportError(description: "\(error)")
-                    }
-                }
-                let bytes: [UInt8]
-                do { bytes = try sources[object]!.readSynchronously(offset: offset, length: Int(length)) } catch {
-                    throw ExportError(description: "\(error)")
-                }
-                guard bytes.count == Int(length) else {
-                    throw ExportError(description: "\(url): chunk \(key) ends past the end of the file (changed since the scan?)")
-                }
-                try writeFile(directory + "/" + key, bytes)
+            case .reference(let object, let offset, let length): references.append((key, object, offset, length))
             }
         }
-        return store.omitted
+        let files = FileSources()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func launch() {
+                let reference = references[next]
+                next += 1
+                group.addTask {
+                    let object = dataset.objects[Int(reference.object)]
+                    let bytes: [UInt8]
+                    do {
+                        if let store, try Location(parsing: object.url).isRemote {
+                            bytes = try await store.get(object.url, range: reference.offset..<(reference.offset + reference.length), identity: object.etag)
+                        } else {
+                            bytes = try files.source(object.url).readSynchronously(offset: reference.offset, length: Int(reference.length))
+                        }
+                    } catch let error as ObjectStoreError {
+                        throw ExportError(description: error.description)
+                    } catch let error as ByteSourceError {
+                        throw ExportError(description: error.description)
+                    }
+                    guard bytes.count == Int(reference.length) else {
+                        throw ExportError(description: "\(object.url): chunk \(reference.key) ends past the end of the object (changed since the scan?)")
+                    }
+                    try writeFile(directory + "/" + reference.key, bytes)
+                }
+            }
+            while next < min(32, references.count) { launch() }
+            while try await group.next() != nil {
+                if next < references.count { launch() }
+            }
+        }
+        return zarr.omitted
+    }
+
+    /// Open local files, shared by the export's tasks.
+    final class FileSources: Sendable {
+        private let open = Mutex<[String: FileSource]>([:])
+
+        func source(_ path: String) throws -> FileSource {
+            if let existing = open.withLock({ $0[path] }) { return existing }
+            let source = try FileSource(path: path)
+            open.withLock { $0[path] = source }
+            return source
+        }
     }
 
     public static func writeFile(_ path: String, _ bytes: [UInt8]) throws {

@@ -20,6 +20,18 @@ public enum Codec: Sendable, Equatable {
         }
     }
 
+    /// The numcodecs configuration, for saving and reloading (`init(numcodecs:)`).
+    public var numcodecsConfiguration: JSON { numcodecsJSON }
+
+    public init(numcodecs json: JSON) {
+        switch json["id"]?.stringValue {
+        case "zlib": self = .zlib(level: Int(json["level"]?.int64Value ?? 1))
+        case "shuffle": self = .shuffle(elementSize: Int(json["elementsize"]?.int64Value ?? 4))
+        case "fletcher32": self = .fletcher32
+        default: self = .other(json)
+        }
+    }
+
     /// Zarr v3 codec entry (numcodecs' registered names).
     var zarr3JSON: JSON {
         switch self {

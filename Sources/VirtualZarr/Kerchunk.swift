@@ -208,14 +208,7 @@ extension KerchunkReferences {
                             manifest: ChunkManifest(gridShape: NetCDFMapping.grid(shape, chunks)), origin: "\(name):\(path)")
     }
 
-    static func codec(_ json: JSON) -> Codec {
-        switch json["id"]?.stringValue {
-        case "zlib": return .zlib(level: Int(json["level"]?.int64Value ?? 1))
-        case "shuffle": return .shuffle(elementSize: Int(json["elementsize"]?.int64Value ?? 4))
-        case "fletcher32": return .fletcher32
-        default: return .other(json)
-        }
-    }
+    static func codec(_ json: JSON) -> Codec { Codec(numcodecs: json) }
 
     static func dataType(v2 json: JSON, fail: (String) -> ReferenceError) throws -> ZarrDataType {
         guard let text = json.stringValue else {

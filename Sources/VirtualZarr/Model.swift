@@ -122,8 +122,10 @@ public struct ChunkManifest: Sendable, Equatable {
 
 /// A Zarr data type with both spellings: numpy's (Zarr v2) and Zarr v3's.
 public struct ZarrDataType: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
         case bool, signed, unsigned, float, fixedBytes, variableString, structured, opaque
+
+        public static func named(_ name: String) -> Kind? { Kind(rawValue: name) }
     }
 
     public var kind: Kind
@@ -135,6 +137,14 @@ public struct ZarrDataType: Sendable, Equatable {
     /// `"float32"`, `"int16"`, `"bool"`, `"string"`, or an object with a configuration
     /// (`null_terminated_bytes`); `nil` when Zarr v3 has no spelling.
     public var v3: JSON?
+
+    public init(kind: Kind, itemSize: Int, bigEndian: Bool, v2: JSON, v3: JSON?) {
+        self.kind = kind
+        self.itemSize = itemSize
+        self.bigEndian = bigEndian
+        self.v2 = v2
+        self.v3 = v3
+    }
 
     public var v2String: String {
         if case .string(let text) = v2 { return text }
@@ -159,6 +169,21 @@ public struct VirtualArray: Sendable {
     public var manifest: ChunkManifest
     /// The object whose layout this array came from, for error messages.
     public var origin: String
+
+    public init(path: String, dtype: ZarrDataType, shape: [UInt64], chunkShape: [UInt64], codecs: [Codec], fillValue: JSON,
+                fillBytes: [UInt8]?, dimensionNames: [String], attributes: [(String, JSON)], manifest: ChunkManifest, origin: String) {
+        self.path = path
+        self.dtype = dtype
+        self.shape = shape
+        self.chunkShape = chunkShape
+        self.codecs = codecs
+        self.fillValue = fillValue
+        self.fillBytes = fillBytes
+        self.dimensionNames = dimensionNames
+        self.attributes = attributes
+        self.manifest = manifest
+        self.origin = origin
+    }
 
     public var name: String { String(path.split(separator: "/").last ?? "") }
 }

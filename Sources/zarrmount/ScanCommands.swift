@@ -58,6 +58,13 @@ struct SourceOptions: ParsableArguments {
     @Flag(help: "Accept the requester-pays charges of the bucket.")
     var requesterPays = false
 
+    @Option(help: ArgumentHelp("Where per-file scan results are kept (default: $XDG_CACHE_HOME/zarrmount/manifests or ~/.cache/zarrmount/manifests).",
+                               valueName: "dir"))
+    var cacheDir: String?
+
+    @Flag(help: "Scan every file again instead of reusing results for unchanged objects.")
+    var noCache = false
+
     @Option(help: "Log level on stderr (trace, debug, info, notice, warning, error, critical).")
     var logLevel: Logger.Level = .warning
 
@@ -87,6 +94,8 @@ struct SourceOptions: ParsableArguments {
         if let region { config.region = region }
         if anonymous { config.anonymous = true }
         if requesterPays { config.requesterPays = true }
+        if let cacheDir { config.cacheDirectory = cacheDir }
+        if noCache { config.noCache = true }
         if let concatDim { config.concatDim = concatDim }
         if let order { config.order = order }
         if let attrs { config.attrs = attrs }
@@ -110,9 +119,8 @@ extension MountConfig {
     }
 }
 
-func runScan(_ config: MountConfig, logger: Logger) async throws -> ScanSummary {
-    let reporter = ProgressReporter()
-    let summary: ScanSummary
+/// Scans, reports, runs `then` on the result while the HTTP engine is still up, and shuts it down.
+func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async throws -> Void) async throws {
     var options = config.scanOptions
     var engine: CurlEngine?
     do {
@@ -130,6 +138,14 @@ func runScan(_ config: MountConfig, logger: Logger) async throws -> ScanSummary 
         throw ExitCode(1)
     }
     defer { engine?.shutdown() }
+    try await then(try await scanAndReport(config, options: options, logger: logger))
+}
+
+func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: Logger) async throws -> ScanSummary {
+    let reporter = ProgressReporter()
+    let summary: ScanSummary
+    var options = initial
+    if !config.noCache { options.cache = ManifestCache(directory: config.cacheDirectory ?? ManifestCache.defaultDirectory()) }
     do {
         summary = try await Scanner.scan(sources: config.sources, options: options, logger: logger) { progress in
             reporter.update(progress)
@@ -141,8 +157,8 @@ func runScan(_ config: MountConfig, logger: Logger) async throws -> ScanSummary 
     }
     reporter.finish()
     let seconds = Double(summary.elapsed.components.seconds) + Double(summary.elapsed.components.attoseconds) / 1e18
-    printError(String(format: "scanned %d files in %.2f s: %d arrays, %d chunks, %d reads, %@ read",
-                      summary.files, seconds, summary.arrayCount, summary.chunkCount, summary.requests,
+    printError(String(format: "scanned %d files in %.2f s (%d from the manifest cache): %d arrays, %d chunks, %d reads, %@ read",
+                      summary.files, seconds, summary.cacheHits, summary.arrayCount, summary.chunkCount, summary.requests,
                       formatBytes(summary.bytesRead)))
     for warning in summary.dataset.warnings { printError("warning: \(warning)") }
     for (file, reason) in summary.skipped { printError("skipped: \(file): \(reason)") }
@@ -166,7 +182,10 @@ struct Scan: AsyncParsableCommand {
 
     func run() async throws {
         let config = try source.resolve()
-        let summary = try await runScan(config, logger: makeLogger(level: source.logLevel))
+        try await runScan(config, logger: makeLogger(level: source.logLevel)) { summary in try write(summary) }
+    }
+
+    private func write(_ summary: ScanSummary) throws {
         let text: String
         do { text = try KerchunkReferences.write(summary.dataset) } catch let error as MappingError {
             printError("error: \(error)")
@@ -198,9 +217,12 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         let config = try source.resolve()
-        let summary = try await runScan(config, logger: makeLogger(level: source.logLevel))
+        try await runScan(config, logger: makeLogger(level: source.logLevel)) { summary in try await write(summary, format: config.zarrFormat) }
+    }
+
+    private func write(_ summary: ScanSummary, format: ZarrFormat) async throws {
         do {
-            let omitted = try StoreExporter.export(summary.dataset, format: config.zarrFormat, to: zarr)
+            let omitted = try await StoreExporter.export(summary.dataset, format: format, to: zarr, store: summary.store)
             for warning in omitted { printError("warning: \(warning)") }
         } catch let error as MappingError {
             printError("error: \(error)")
@@ -209,7 +231,7 @@ struct Export: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        printError("wrote \(zarr) (Zarr v\(config.zarrFormat.rawValue))")
+        printError("wrote \(zarr) (Zarr v\(format.rawValue))")
         if !summary.skipped.isEmpty { throw ExitCode(2) }
     }
 }

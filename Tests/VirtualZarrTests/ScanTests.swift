@@ -236,7 +236,7 @@ final class ExportTests: XCTestCase {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-export-\(getpid())-\(format.rawValue)").path
             try? FileManager.default.removeItem(atPath: directory)
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            try StoreExporter.export(summary.dataset, format: format, to: directory)
+            try await StoreExporter.export(summary.dataset, format: format, to: directory)
             let t2 = try XCTUnwrap(summary.dataset.array("T2"))
             guard case .reference(let object, let offset, let length) = t2.manifest[1] else { return XCTFail("T2 day 2 is not a reference") }
             let key = format == .v2 ? "T2/1.0.0" : "T2/c/1/0/0"
@@ -246,7 +246,10 @@ final class ExportTests: XCTestCase {
             let metadata = format == .v2 ? ".zmetadata" : "zarr.json"
             let document = try JSON.parse(String(contentsOfFile: directory + "/" + metadata, encoding: .utf8))
             XCTAssertNotNil(format == .v2 ? document["metadata"]?["T2/.zarray"] : document["consolidated_metadata"]?["metadata"]?["T2"])
-            XCTAssertThrowsError(try StoreExporter.export(summary.dataset, format: format, to: directory)) { error in
+            do {
+                try await StoreExporter.export(summary.dataset, format: format, to: directory)
+                XCTFail("exporting into a non-empty directory must fail")
+            } catch {
                 XCTAssertTrue("\(error)".contains("not empty"), "\(error)")
             }
         }

@@ -1,0 +1,142 @@
+import Crypto
+import Foundation
+import HDF5Metadata
+import ObjectStore
+import VirtualZarr
+
+/// Per-file scan results on disk, keyed by (url, size, identity) and the mapping options, so
+/// scanning an unchanged archive again makes no metadata reads: only the listing.
+public struct ManifestCache: Sendable {
+    public let directory: String
+    static let formatVersion = 1
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+
+    /// `$XDG_CACHE_HOME/zarrmount/manifests` or `~/.cache/zarrmount/manifests`.
+    public static func defaultDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        let base = environment["XDG_CACHE_HOME"] ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.cache")
+        return base + "/zarrmount/manifests"
+    }
+
+    func path(for object: ListedObject) -> String {
+        let digest = SHA256.hash(data: Data(object.url.utf8)).map { String($0, radix: 16).leftPad(2) }.joined()
+        return directory + "/" + digest.prefix(2) + "/" + digest + ".json"
+    }
+
+    static func key(_ object: ListedObject, options: MappingOptions) -> JSON {
+        .object([("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.etag.map(JSON.string) ?? .null),
+                 ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),
+                 ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion)))])
+    }
+
+    /// The cached dataset for this exact object version, or nil. Objects without an identity
+    /// are never cached (a change could not be detected).
+    public func load(_ object: ListedObject, options: MappingOptions) -> VirtualDataset? {
+        guard object.etag != nil, let text = try? String(contentsOfFile: path(for: object), encoding: .utf8),
+              let document = try? JSON.parse(text), document["key"] == Self.key(object, options: options),
+              let dataset = try? Self.decode(document["dataset"]) else { return nil }
+        var copy = dataset
+        copy.objects = [ObjectInfo(url: object.url, size: object.size, etag: object.etag)]
+        return copy
+    }
+
+    public func store(_ dataset: VirtualDataset, for object: ListedObject, options: MappingOptions) {
+        guard object.etag != nil else { return }
+        let document = JSON.object([("key", Self.key(object, options: options)), ("dataset", Self.encode(dataset))])
+        let target = path(for: object)
+        let temporary = target + ".tmp-\(getpid())"
+        do {
+            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(document.rendered().utf8).write(to: URL(fileURLWithPath: temporary))
+            _ = rename(temporary, target)
+        } catch {
+            // A cache that cannot be written costs a rescan next time, nothing more.
+        }
+    }
+
+    // MARK: Encoding
+
+    static func encode(_ dataset: VirtualDataset) -> JSON {
+        .object([
+            ("warnings", .array(dataset.warnings.map(JSON.string))),
+            ("groups", .array(dataset.groups.map { .object([("path", .string($0.path)), ("attributes", .object($0.attributes))]) })),
+            ("arrays", .array(dataset.arrays.map(encode))),
+        ])
+    }
+
+    static func encode(_ array: VirtualArray) -> JSON {
+        var entries: [JSON] = []
+        entries.reserveCapacity(array.manifest.count)
+        for linear in 0..<array.manifest.count {
+            switch array.manifest[linear] {
+            case .missing: entries.append(.null)
+            case .inline(let bytes): entries.append(.string(Data(bytes).base64EncodedString()))
+            case .reference(let object, let offset, let length): entries.append(.array([.uint(UInt64(object)), .uint(offset), .uint(length)]))
+            }
+        }
+        return .object([
+            ("path", .string(array.path)),
+            ("dtype", .object([("kind", .string("\(array.dtype.kind)")), ("size", .int(Int64(array.dtype.itemSize))),
+                               ("big", .bool(array.dtype.bigEndian)), ("v2", array.dtype.v2), ("v3", array.dtype.v3 ?? .null)])),
+            ("shape", .array(array.shape.map(JSON.uint))),
+            ("chunks", .array(array.chunkShape.map(JSON.uint))),
+            ("codecs", .array(array.codecs.map(\.numcodecsConfiguration))),
+            ("fill_value", array.fillValue),
+            ("fill_bytes", array.fillBytes.map { .string(Data($0).base64EncodedString()) } ?? .null),
+            ("dims", .array(array.dimensionNames.map(JSON.string))),
+            ("attributes", .object(array.attributes)),
+            ("origin", .string(array.origin)),
+            ("grid", .array(array.manifest.gridShape.map { .int(Int64($0)) })),
+            ("entries", .array(entries)),
+        ])
+    }
+
+    struct DecodeError: Error {}
+
+    static func decode(_ json: JSON?) throws -> VirtualDataset {
+        guard let json, let groups = json["groups"]?.arrayValue, let arrays = json["arrays"]?.arrayValue else { throw DecodeError() }
+        var dataset = VirtualDataset(groups: [])
+        dataset.warnings = json["warnings"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        for group in groups {
+            guard let path = group["path"]?.stringValue else { throw DecodeError() }
+            dataset.groups.append(VirtualGroup(path: path, attributes: group["attributes"]?.objectValue ?? []))
+        }
+        for item in arrays { dataset.arrays.append(try decodeArray(item)) }
+        return dataset
+    }
+
+    static func decodeArray(_ json: JSON) throws -> VirtualArray {
+        guard let path = json["path"]?.stringValue, let dtype = json["dtype"], let kindName = dtype["kind"]?.stringValue,
+              let kind = ZarrDataType.Kind.named(kindName), let size = dtype["size"]?.int64Value,
+              let shape = json["shape"]?.arrayValue?.compactMap(\.uint64Value), let chunks = json["chunks"]?.arrayValue?.compactMap(\.uint64Value),
+              let grid = json["grid"]?.arrayValue?.compactMap(\.int64Value), let entries = json["entries"]?.arrayValue else { throw DecodeError() }
+        var manifest = ChunkManifest(gridShape: grid.map(Int.init))
+        guard entries.count == manifest.count else { throw DecodeError() }
+        for (linear, entry) in entries.enumerated() {
+            switch entry {
+            case .null: continue
+            case .string(let base64):
+                guard let data = Data(base64Encoded: base64) else { throw DecodeError() }
+                manifest[linear] = .inline([UInt8](data))
+            default:
+                guard let parts = entry.arrayValue, parts.count == 3, let object = parts[0].uint64Value, let offset = parts[1].uint64Value,
+                      let length = parts[2].uint64Value, object < UInt64(UInt32.max - 1) else { throw DecodeError() }
+                manifest[linear] = .reference(object: UInt32(object), offset: offset, length: length)
+            }
+        }
+        let v3 = dtype["v3"].flatMap { $0 == .null ? nil : $0 }
+        let fillBytes = json["fill_bytes"]?.stringValue.flatMap { Data(base64Encoded: $0) }.map { [UInt8]($0) }
+        return VirtualArray(path: path,
+                            dtype: ZarrDataType(kind: kind, itemSize: Int(size), bigEndian: dtype["big"] == .bool(true), v2: dtype["v2"] ?? .null, v3: v3),
+                            shape: shape, chunkShape: chunks, codecs: (json["codecs"]?.arrayValue ?? []).map(Codec.init(numcodecs:)),
+                            fillValue: json["fill_value"] ?? .null, fillBytes: fillBytes,
+                            dimensionNames: json["dims"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                            attributes: json["attributes"]?.objectValue ?? [], manifest: manifest, origin: json["origin"]?.stringValue ?? path)
+    }
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
+}

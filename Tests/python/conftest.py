@@ -128,6 +128,7 @@ class Outputs:
 
     runs = 0
     seconds = 0.0
+    slowest = []
 
     def __init__(self, root):
         self.root = root
@@ -147,7 +148,9 @@ class Outputs:
         t0 = time.monotonic()
         p = run_vz(args)
         Outputs.runs += 1
-        Outputs.seconds += time.monotonic() - t0
+        dt = time.monotonic() - t0
+        Outputs.seconds += dt
+        Outputs.slowest = sorted(Outputs.slowest + [(dt, "%s %s %s" % (args[0], name, fmt))], reverse=True)[:5]
         self.cache[key] = (out, p)
         return out, p
 
@@ -157,8 +160,8 @@ def outputs(tmp_path_factory, vz):
     return Outputs(str(tmp_path_factory.mktemp("vz-out")))
 
 
-def require_ok(p, what):
-    assert p.returncode == 0, "%s failed (exit %d):\n%s" % (what, p.returncode, p.stderr[-4000:])
+def require_ok(p, what, ok=(0,)):
+    assert p.returncode in ok, "%s failed (exit %d):\n%s" % (what, p.returncode, p.stderr[-4000:])
 
 
 def left_out(p):
@@ -429,6 +432,7 @@ def pytest_terminal_summary(terminalreporter):
     if Outputs.runs:
         terminalreporter.write_line("scan/export: %d runs of %s, %.1f s" % (
             Outputs.runs, " ".join(vz_command()), Outputs.seconds))
+        terminalreporter.write_line("slowest: " + ", ".join("%s %.1f s" % (w, t) for t, w in Outputs.slowest))
     if UNOPENABLE:
         terminalreporter.write_sep("-", "originals xarray cannot open (not compared with the virtual dataset)")
         for f, why in sorted(set(UNOPENABLE)):

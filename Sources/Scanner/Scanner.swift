@@ -68,6 +68,8 @@ public struct ScanSummary: Sendable {
     public var cacheHits: Int
     /// The store the objects were listed and read through (for reading chunks afterwards).
     public var store: RemoteStore?
+    /// The most dependent read rounds any remote file needed (0 for local scans).
+    public var maxRounds: Int
 
     public var arrayCount: Int { dataset.arrays.count }
     public var chunkCount: Int { dataset.arrays.reduce(0) { $0 + $1.manifest.storedChunkCount } }
@@ -104,7 +106,7 @@ public enum Scanner {
         let mappingOptions = mapping
 
         var results: [Int: Result<(VirtualDataset, ReadCounters), ScanError>] = [:]
-        var done = 0, errors = 0, requests = 0, hits = 0
+        var done = 0, errors = 0, requests = 0, hits = 0, maxRounds = 0
         var bytes: UInt64 = 0
         try await withThrowingTaskGroup(of: (Int, Result<(VirtualDataset, ReadCounters), ScanError>).self) { group in
             var next = 0
@@ -128,7 +130,7 @@ public enum Scanner {
                 done += 1
                 switch result {
                 case .success(let (_, counters)):
-                    if counters.rounds < 0 { hits += 1 }
+                    if counters.rounds < 0 { hits += 1 } else { maxRounds = max(maxRounds, counters.rounds) }
                     requests += counters.requests
                     bytes += counters.bytesFetched
                 case .failure(let error):
@@ -168,7 +170,7 @@ public enum Scanner {
             throw ScanError(description: error.description)
         }
         return ScanSummary(dataset: dataset, files: parts.count, skipped: skipped, requests: requests, bytesRead: bytes,
-                           elapsed: ContinuousClock.now - start, cacheHits: hits, store: store)
+                           elapsed: ContinuousClock.now - start, cacheHits: hits, store: store, maxRounds: maxRounds)
     }
 
     static func scanFile(_ object: ListedObject, mapping: MappingOptions, store: RemoteStore?) async -> Result<(VirtualDataset, ReadCounters), ScanError> {

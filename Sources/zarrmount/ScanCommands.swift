@@ -160,6 +160,10 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
     printError(String(format: "scanned %d files in %.2f s (%d from the manifest cache): %d arrays, %d chunks, %d reads, %@ read",
                       summary.files, seconds, summary.cacheHits, summary.arrayCount, summary.chunkCount, summary.requests,
                       formatBytes(summary.bytesRead)))
+    if summary.maxRounds > 0, let store = summary.store {
+        let stats = store.statistics
+        printError("remote: \(stats.requests) HTTP requests (\(stats.retries) retried), \(formatBytes(stats.bytes)) received, at most \(summary.maxRounds) dependent rounds per file")
+    }
     for warning in summary.dataset.warnings { printError("warning: \(warning)") }
     for (file, reason) in summary.skipped { printError("skipped: \(file): \(reason)") }
     return summary

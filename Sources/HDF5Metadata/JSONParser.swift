@@ -132,42 +132,48 @@ private struct JSONReader {
 
     mutating func string() throws -> String {
         position += 1
-        var scalars = String.UnicodeScalarView()
-        var run = position
-        func flush(_ upTo: Int) { scalars.append(contentsOf: String(decoding: bytes[run..<upTo], as: UTF8.self).unicodeScalars) }
+        let start = position
+        // Fast path: no escapes, one decode of the byte range.
         while position < bytes.count {
             let c = bytes[position]
             if c == UInt8(ascii: "\"") {
-                flush(position)
-                position += 1
-                return String(scalars)
+                defer { position += 1 }
+                return String(decoding: bytes[start..<position], as: UTF8.self)
             }
-            if c == UInt8(ascii: "\\") {
-                flush(position)
+            if c == UInt8(ascii: "\\") { break }
+            position += 1
+        }
+        var buffer = Array(bytes[start..<position])
+        while position < bytes.count {
+            let c = bytes[position]
+            if c == UInt8(ascii: "\"") {
                 position += 1
-                guard position < bytes.count else { break }
-                let escape = bytes[position]
-                position += 1
-                switch escape {
-                case UInt8(ascii: "n"): scalars.append("\n")
-                case UInt8(ascii: "t"): scalars.append("\t")
-                case UInt8(ascii: "r"): scalars.append("\r")
-                case UInt8(ascii: "b"): scalars.append("\u{08}")
-                case UInt8(ascii: "f"): scalars.append("\u{0C}")
-                case UInt8(ascii: "u"):
-                    var code = try hex4()
-                    if code >= 0xD800 && code < 0xDC00, position + 6 <= bytes.count, bytes[position] == UInt8(ascii: "\\") {
-                        position += 2
-                        let low = try hex4()
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
-                default: scalars.append(Unicode.Scalar(escape))
-                }
-                run = position
-                continue
+                return String(decoding: buffer, as: UTF8.self)
             }
             position += 1
+            guard c == UInt8(ascii: "\\") else {
+                buffer.append(c)
+                continue
+            }
+            guard position < bytes.count else { break }
+            let escape = bytes[position]
+            position += 1
+            switch escape {
+            case UInt8(ascii: "n"): buffer.append(0x0a)
+            case UInt8(ascii: "t"): buffer.append(0x09)
+            case UInt8(ascii: "r"): buffer.append(0x0d)
+            case UInt8(ascii: "b"): buffer.append(0x08)
+            case UInt8(ascii: "f"): buffer.append(0x0c)
+            case UInt8(ascii: "u"):
+                var code = try hex4()
+                if code >= 0xD800 && code < 0xDC00, position + 6 <= bytes.count, bytes[position] == UInt8(ascii: "\\") {
+                    position += 2
+                    let low = try hex4()
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                }
+                buffer.append(contentsOf: Array(String(Unicode.Scalar(code) ?? "\u{FFFD}").utf8))
+            default: buffer.append(escape)
+            }
         }
         throw error("unterminated string")
     }

@@ -13,6 +13,10 @@ public final class CurlEngine: HTTPTransport, Sendable {
         /// A transfer slower than `lowSpeedLimit` bytes/s for this long is aborted.
         public var lowSpeedTime: Duration = .seconds(20)
         public var lowSpeedLimit = 1024
+        /// Transfers handed to libcurl at once; the rest wait in the engine's own queue.
+        /// libcurl's bookkeeping of queued transfers grows with their number, so thousands of
+        /// pending handles would cost more than they save.
+        public var maxActiveTransfers = 128
 
         public init() {}
     }
@@ -84,27 +88,38 @@ public final class CurlEngine: HTTPTransport, Sendable {
 
     private func run() {
         var active: [UnsafeMutableRawPointer: Transfer] = [:]
+        var waiting: [Transfer] = []
+        var waitingStart = 0
+        var spareHandles: [UnsafeMutableRawPointer] = []
         while true {
             let (incoming, stopping) = queue.withLock { state -> ([Transfer], Bool) in
                 defer { state.pending.removeAll() }
                 return (state.pending, state.stopping)
             }
+            waiting += incoming
             if stopping {
-                for transfer in incoming + Array(active.values) {
+                for transfer in waiting[waitingStart...] + Array(active.values) {
                     if let easy = transfer.easy { curl_multi_remove_handle(multi, easy); cleanup(easy, transfer) }
                     transfer.continuation.resume(throwing: TransportError(code: -1, message: "the HTTP engine was shut down", url: transfer.request.url))
                 }
+                for handle in spareHandles { curl_easy_cleanup(handle) }
                 curl_multi_cleanup(multi)
                 finished.withLock { $0 = true }
                 return
             }
-            for transfer in incoming {
-                guard let easy = makeHandle(transfer) else {
+            while waitingStart < waiting.count, active.count < configuration.maxActiveTransfers {
+                let transfer = waiting[waitingStart]
+                waitingStart += 1
+                guard let easy = makeHandle(transfer, reusing: spareHandles.popLast()) else {
                     transfer.continuation.resume(throwing: TransportError(code: -1, message: "cannot create a transfer", url: transfer.request.url))
                     continue
                 }
                 active[easy] = transfer
                 curl_multi_add_handle(multi, easy)
+            }
+            if waitingStart == waiting.count {
+                waiting.removeAll(keepingCapacity: true)
+                waitingStart = 0
             }
             var running: Int32 = 0
             curl_multi_perform(multi, &running)
@@ -115,14 +130,24 @@ public final class CurlEngine: HTTPTransport, Sendable {
                 let result = ccurl_message_result(message)
                 curl_multi_remove_handle(multi, easy)
                 complete(transfer, easy: easy, result: result)
+                spareHandles.append(easy)
             }
             var events: Int32 = 0
             curl_multi_poll(multi, nil, 0, 1000, &events)
         }
     }
 
-    private func makeHandle(_ transfer: Transfer) -> UnsafeMutableRawPointer? {
-        guard let easy = curl_easy_init() else { return nil }
+    /// Configures a transfer on a recycled handle (reset to defaults; libcurl keeps its caches)
+    /// or a new one.
+    private func makeHandle(_ transfer: Transfer, reusing spare: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        let easy: UnsafeMutableRawPointer
+        if let spare {
+            curl_easy_reset(spare)
+            easy = spare
+        } else {
+            guard let fresh = curl_easy_init() else { return nil }
+            easy = fresh
+        }
         transfer.easy = easy
         let request = transfer.request
         _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
@@ -133,7 +158,9 @@ public final class CurlEngine: HTTPTransport, Sendable {
         _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, configuration.lowSpeedLimit)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, Int(configuration.lowSpeedTime.components.seconds))
         _ = ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
-        _ = ccurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
+        // Waiting for a connection to multiplex on only pays off where HTTP/2 can be negotiated
+        // (TLS); on plain HTTP/1.1 it would queue requests behind each other.
+        if request.url.hasPrefix("https://") { _ = ccurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1) }
         if request.method == .head { _ = ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 1) }
         var list: UnsafeMutablePointer<curl_slist>?
         for (name, value) in request.headers { list = curl_slist_append(list, "\(name): \(value)") }
@@ -178,7 +205,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
     }
 
     private func complete(_ transfer: Transfer, easy: UnsafeMutableRawPointer, result: CURLcode) {
-        defer { cleanup(easy, transfer) }
+        defer { release(transfer) }
         if transfer.overflow {
             transfer.continuation.resume(throwing: TransportError(
                 code: Int(CURLE_WRITE_ERROR.rawValue),
@@ -199,6 +226,10 @@ public final class CurlEngine: HTTPTransport, Sendable {
 
     private func cleanup(_ easy: UnsafeMutableRawPointer, _ transfer: Transfer) {
         curl_easy_cleanup(easy)
+        release(transfer)
+    }
+
+    private func release(_ transfer: Transfer) {
         curl_slist_free_all(transfer.headerList)
         transfer.headerList = nil
         transfer.easy = nil

@@ -1,0 +1,127 @@
+"""tools/bench scan: zarrmount scanning a WRF-like year over HTTP (nginx) and S3 (moto) behind the
+latency proxy, against kerchunk over the same HTTP endpoint. Prints one table."""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+ap = argparse.ArgumentParser()
+ap.add_argument("--zarrmount", required=True)
+ap.add_argument("--proxy", required=True)
+ap.add_argument("--archive", required=True)
+ap.add_argument("--files", type=int, default=365)
+ap.add_argument("--latency-ms", type=float, default=20)
+ap.add_argument("--work", required=True)
+ap.add_argument("--serial-files", type=int, default=40, help="files for the concurrency-1 and kerchunk runs")
+args = ap.parse_args()
+os.makedirs(args.work, exist_ok=True)
+
+
+def services():
+    subprocess.run([os.path.join(repo, "tools", "services"), "start"], check=True, stdout=subprocess.DEVNULL)
+    env = {}
+    with open(os.path.join(repo, ".cache", "services", "services.env")) as f:
+        for line in f:
+            if "=" in line and not line.startswith("#"):
+                k, v = line.strip().split("=", 1)
+                env[k] = v
+    return env
+
+
+def start_proxy(upstream_port):
+    p = subprocess.Popen([args.proxy, "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:%d" % upstream_port,
+                          "--delay-ms", str(args.latency_ms / 2), "--max-seconds", "3600"],
+                         stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    port = int(re.search(r"(\d+)\s*$", line).group(1))
+    return p, port
+
+
+def run_scan(label, sources, extra, env):
+    out = os.path.join(args.work, "refs.json")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    p = subprocess.run([args.zarrmount, "scan"] + sources + ["--concat-dim", "Time", "--refs", out, "--no-cache"] + extra,
+                       env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        print("%s failed:\n%s" % (label, p.stderr[-2000:]))
+        sys.exit(1)
+    m = re.search(r"scanned (\d+) files", p.stderr)
+    r = re.search(r"remote: (\d+) HTTP requests \((\d+) retried\), ([\d.]+) (\w+) received, at most (\d+) dependent rounds", p.stderr)
+    n = int(m.group(1))
+    unit = {"B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30}[r.group(4)]
+    return {"label": label, "files": n, "wall": wall, "requests": int(r.group(1)) / n, "bytes": float(r.group(3)) * unit / n,
+            "rounds": int(r.group(5)), "rss": after.ru_maxrss / 1024, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+
+
+env_services = services()
+env = dict(os.environ)
+env.update(env_services)
+names = sorted(f for f in os.listdir(args.archive) if f.endswith(".nc"))[: args.files]
+file_bytes = sum(os.path.getsize(os.path.join(args.archive, f)) for f in names) / len(names)
+www = env_services["ZARRMOUNT_HTTP_DIR"]
+link = os.path.join(www, "bench-year")
+if os.path.islink(link) or os.path.exists(link):
+    os.remove(link)
+os.symlink(args.archive, link)
+http_port = int(env_services["ZARRMOUNT_HTTP_ROOT"].rsplit(":", 1)[1])
+s3_port = int(env_services["ZARRMOUNT_S3_ENDPOINT"].rsplit(":", 1)[1])
+
+capacity = subprocess.run([args.proxy, "--measure-capacity", "--upstream", "127.0.0.1:%d" % http_port,
+                           "--path", "/bench-year/" + names[0], "--seconds", "3"], capture_output=True, text=True).stdout.strip()
+
+http_proxy, http_proxy_port = start_proxy(http_port)
+s3_proxy, s3_proxy_port = start_proxy(s3_port)
+try:
+    urls = ["http://127.0.0.1:%d/bench-year/%s" % (http_proxy_port, n) for n in names]
+    url_file = os.path.join(args.work, "urls.txt")
+    with open(url_file, "w") as f:
+        f.write("\n".join(urls) + "\n")
+    serial_file = os.path.join(args.work, "urls-serial.txt")
+    with open(serial_file, "w") as f:
+        f.write("\n".join(urls[: args.serial_files]) + "\n")
+    rows = []
+    rows.append(run_scan("zarrmount HTTP, concurrency 1 (%d files)" % args.serial_files, [], ["--urls", serial_file, "--concurrency", "1"], env))
+    rows.append(run_scan("zarrmount HTTP, default concurrency", [], ["--urls", url_file], env))
+
+    # S3 through moto (a Python server: slower than nginx, so a subset), uploaded once.
+    subset = os.path.join(args.work, "s3-subset")
+    shutil.rmtree(subset, ignore_errors=True)
+    os.makedirs(subset)
+    for n in names[: args.serial_files * 2]:
+        os.symlink(os.path.join(args.archive, n), os.path.join(subset, n))
+    subprocess.run([os.path.join(repo, "tools", "s3-load"), "upload", "bench", subset, "--prefix", "year/", "--pattern", "*.nc",
+                    "--endpoint-url", env_services["ZARRMOUNT_S3_ENDPOINT"]], check=True, stdout=subprocess.DEVNULL, env=env)
+    rows.append(run_scan("zarrmount S3 (moto, %d files), default" % (args.serial_files * 2), ["s3://bench/year/*.nc"],
+                         ["--endpoint-url", "http://127.0.0.1:%d" % s3_proxy_port], env))
+
+    kerchunk = subprocess.run([os.path.join(repo, ".venv", "bin", "python"), os.path.join(repo, "tools", "bench-support", "remote_kerchunk.py"),
+                               "--urls", serial_file], capture_output=True, text=True)
+    km = re.search(r"kerchunk-http: (\d+) files in ([\d.]+) s", kerchunk.stdout)
+finally:
+    http_proxy.terminate()
+    s3_proxy.terminate()
+
+print()
+print("remote scan of WRF-like files (%.1f MiB each) at %.0f ms round trip (latency proxy in front of nginx and moto)" % (file_bytes / 2**20, args.latency_ms))
+print("latency proxy capacity (no delay): %s" % capacity)
+print("%-44s %6s %9s %8s %9s %9s %7s %7s %8s" % ("run", "files", "wall (s)", "files/s", "req/file", "KiB/file", "% file", "rounds", "RSS MiB"))
+for r in rows:
+    print("%-44s %6d %9.2f %8.1f %9.1f %9.1f %6.1f%% %7d %8.0f" % (r["label"], r["files"], r["wall"], r["files"] / r["wall"], r["requests"],
+                                                                 r["bytes"] / 1024, 100 * r["bytes"] / file_bytes, r["rounds"], r["rss"]))
+serial, default = rows[0], rows[1]
+print("default vs concurrency 1: %.1fx more files/s" % ((default["files"] / default["wall"]) / (serial["files"] / serial["wall"])))
+if km:
+    kfiles, ksec = int(km.group(1)), float(km.group(2))
+    print("%-44s %6d %9.2f %8.2f" % ("kerchunk SingleHdf5ToZarr over HTTP (serial)", kfiles, ksec, kfiles / ksec))
+    print("zarrmount (default) vs kerchunk: %.0fx more files/s" % ((default["files"] / default["wall"]) / (kfiles / ksec)))
+else:
+    print("kerchunk run failed:\n" + kerchunk.stderr[-1500:])

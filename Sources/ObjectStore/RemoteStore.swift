@@ -78,7 +78,8 @@ public final class RemoteStore: Sendable {
                 }
             } catch let error as TransportError {
                 outcome = .transport(retryable: error.isRetryable)
-                failure = ObjectStoreError(.transport(error.message), url: url, attempts: attempt)
+                // Name the server: a wrong endpoint is what the user has to fix.
+                failure = ObjectStoreError(.transport("\(error.message) at \(Self.origin(of: request.url))"), url: url, attempts: attempt)
             }
             let spread = jitter.withLock { $0.next() }
             switch retry.decide(attempt: attempt, outcome: outcome, jitter: spread) {
@@ -90,6 +91,14 @@ public final class RemoteStore: Sendable {
                 try await Task.sleep(for: delay)
             }
         }
+    }
+
+    /// `scheme://host:port` of a URL.
+    static func origin(of url: String) -> String {
+        guard let schemeEnd = url.range(of: "://") else { return url }
+        let rest = url[schemeEnd.upperBound...]
+        let host = rest.prefix { $0 != "/" && $0 != "?" }
+        return String(url[..<schemeEnd.upperBound]) + host
     }
 
     private func s3ErrorCode(_ body: [UInt8]) -> String? {

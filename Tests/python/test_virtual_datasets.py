@@ -360,6 +360,7 @@ def test_store_layout_v3(outputs, vz):
 def _all_cases():
     cases = [("%s/%s" % s, [_path(*s)], []) for s in SINGLE]
     cases += [("set/" + n, c[0], c[1]) for n, c in SET_CASES.items()]
+    cases.append(("set/wrf", WRF_SOURCES, ["--concat-dim", "Time"]))
     return cases
 
 
@@ -394,6 +395,9 @@ def test_v2_store_with_zarr_and_same_bytes_as_refs(name, sources, flags, outputs
         for path, arr in g.members(max_depth=None):
             if not isinstance(arr, zarr.Array):
                 continue
+            if name == "set/wrf" and path not in WRF_VALUE_VARS:
+                assert arr.shape == r[path].shape and arr.dtype == r[path].dtype
+                continue  # (the byte check above covered its chunks; decoding all 39 x 31 is slow)
             data = np.asarray(arr[...])
             assert data.shape == arr.shape
             assert_same_values(np.asarray(r[path][...]), data, "%s %s" % (name, path))

@@ -244,12 +244,6 @@ def _coord_values(fname, path):
         return np.asarray(h5[path][()])
 
 
-def _group_paths(g, prefix=""):
-    yield prefix, g
-    for n, s in g.groups.items():
-        yield from _group_paths(s, prefix + "/" + n)
-
-
 def _same_attr(a, b):
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 

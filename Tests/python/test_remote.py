@@ -1,0 +1,845 @@
+"""Remote archives (issue 4): `zarrmount scan` over S3 (moto_server) and HTTP (nginx), real servers on
+127.0.0.1 started by tools/services for this session, with tools/fault-proxy in front of them to log
+what the client sends and to inject faults.
+
+A five-day WRF-like set (tools/make-archive) is uploaded to moto and copied into nginx's root; a scan
+over S3, over HTTP (URLs as arguments and through --urls) and over the local files must give the same
+references, URLs aside (compared by basename), with the URLs exactly as given (s3://bucket/key,
+http://host/path). Also: a listing of > 1000 keys, every glob form, anonymous and signed requests (each
+signature recomputed with botocore's S3SigV4Auth from the exact request logged by the proxy), credentials
+from the environment and from a profile, requester-pays, region, If-Match on every ranged GET, the
+manifest cache, and failures: 403, 404, unreachable endpoints, 5xx then success, Retry-After, and a
+fault-injected scan (delays, 503s, SlowDown, 5xx, resets, truncated bodies) that must equal the clean one.
+
+Without nginx/moto (tools/services) or without a zarrmount that scans remote sources the tests skip,
+unless CI=true, where they fail.
+"""
+import calendar
+import hashlib
+import json
+import os
+import posixpath
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import CACHE, CI, REPO, _ensure_generated, vz_command
+
+TOOLS = os.path.join(REPO, "tools")
+DAYS = ["2060-01-0%d" % d for d in range(1, 6)]
+NAMES = ["WRFDS_%s.nc" % d for d in DAYS]
+BUCKET = "zm-wrf"
+PUBLIC = "zm-public"
+CACHE_BUCKET = "zm-cache"
+DECOYS = 1100
+SCAN_TIMEOUT = 120
+
+
+def _skip_or_fail(msg):
+    if CI:
+        pytest.fail(msg + " (CI=true forbids skipping)")
+    pytest.skip(msg)
+
+
+# ------------------------------------------------------------------ services and data
+
+class Services:
+    def __init__(self, env, root):
+        self.env = env
+        self.root = root
+        self.s3 = env["ZARRMOUNT_S3_ENDPOINT"]
+        self.http = env["ZARRMOUNT_HTTP_ROOT"]
+        self.www = env["ZARRMOUNT_HTTP_DIR"]
+
+    def boto3(self):
+        import boto3
+        from botocore.config import Config
+        return boto3.client("s3", endpoint_url=self.s3, region_name="us-east-1",
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+                            config=Config(s3={"addressing_style": "path"}))
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("services"))
+    tool = os.path.join(TOOLS, "services")
+    try:
+        p = subprocess.run([sys.executable, tool, "start", "--dir", root, "--parent-pid", str(os.getpid()),
+                            "--lifetime", "1800"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _skip_or_fail("tools/services start failed: %s" % e)
+    if p.returncode != 0:
+        _skip_or_fail("tools/services start failed: %s" % p.stderr.strip()[-2000:])
+    env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    try:
+        yield Services(env, root)
+    finally:
+        subprocess.run([sys.executable, tool, "stop", "--dir", root], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def zm():
+    """The command under test; skips (fails under CI) when its scan has no remote options."""
+    cmd = vz_command()
+    try:
+        p = subprocess.run(cmd + ["scan", "--help"], capture_output=True, text=True, timeout=60)
+        text = p.stdout + p.stderr
+    except (OSError, subprocess.TimeoutExpired) as e:
+        text = str(e)
+    missing = [f for f in ("--endpoint-url", "--anonymous", "--urls", "--region", "--requester-pays")
+               if f not in text]
+    if missing:
+        _skip_or_fail("%s scan has no %s (remote scanning)" % (" ".join(cmd), ", ".join(missing)))
+    return cmd
+
+
+@pytest.fixture(scope="session")
+def archive():
+    """Five WRF-like daily files, regenerated when tools/make-archive changes."""
+    gen = os.path.join(TOOLS, "make-archive")
+    out = os.path.join(CACHE, "remote-archive")
+    _ensure_generated(out, [gen], [sys.executable, gen, out, "--days", str(len(DAYS)), "--jobs", "2"])
+    files = [os.path.join(out, n) for n in NAMES]
+    assert all(os.path.exists(f) for f in files), os.listdir(out)
+    return files
+
+
+def _tool(name, *args, env=None):
+    p = subprocess.run([sys.executable, os.path.join(TOOLS, name)] + list(args), capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert p.returncode == 0, "%s %s failed:\n%s" % (name, " ".join(args), p.stderr[-3000:])
+    return p.stdout
+
+
+GLOB_DECOYS = {  # tiny non-HDF5 objects a wrong glob would pick up (and the scan would then fail on)
+    "star": ["star/WRFDS_2060-01-01.nc.bak", "star/sub/WRFDS_2060-01-09.nc", "star/notes.txt", "starWRFDS.nc"],
+    "qm": ["qm/WRFDS_2060-01-0.nc", "qm/WRFDS_2060-01-012.nc", "qm/WRFDS_2060-01-0/.nc"],
+    "br": ["br/WRFDS_2060-01-0-.nc", "br/WRFDS_2060-01-0a.nc", "br/WRFDS_2060-01-01.nc/x"],
+    "tree": ["tree/m01/notes.txt", "tree/m02/y/WRFDS_2060-01-04.nc.md5", "treeWRFDS.nc", "tree/m03/x.nc4"],
+}
+TREE = ["tree/m01/" + NAMES[0], "tree/m01/x/" + NAMES[1], "tree/m02/" + NAMES[2], "tree/m02/y/z/" + NAMES[3],
+        "tree/m03/" + NAMES[4]]
+
+
+@pytest.fixture(scope="session")
+def world(services, archive):
+    """The archive in moto (bucket zm-wrf: daily/2060/, mixed/ with 1100 decoys, glob prefixes; public
+    bucket zm-public; zm-cache for the manifest cache test) and in nginx's root (wrf/)."""
+    tool_env = dict(os.environ, ZARRMOUNT_S3_ENDPOINT=services.s3, AWS_ACCESS_KEY_ID="testing",
+                    AWS_SECRET_ACCESS_KEY="testing")
+    adir = os.path.dirname(archive[0])
+    _tool("s3-load", "upload", BUCKET, adir, "--prefix", "daily/2060", "--pattern", "*.nc", env=tool_env)
+    _tool("s3-load", "upload", PUBLIC, adir, "--prefix", "daily", "--pattern", "*.nc", "--public", env=tool_env)
+    _tool("s3-load", "upload", CACHE_BUCKET, adir, "--prefix", "cache", "--pattern", "*.nc", env=tool_env)
+    # 1100 keys between day 1 and day 2 ("WRFDS_2060-01-01.nc.d..." sorts there): days 2-5 are on page 2
+    _tool("s3-load", "decoys", BUCKET, "--prefix", "mixed", "--count", str(DECOYS),
+          "--name", "WRFDS_2060-01-01.nc.d{i:05d}", "--jobs", "16", env=tool_env)
+    s3 = services.boto3()
+    copies = {}
+    for n in NAMES:
+        for prefix in ("mixed", "star", "qm", "br"):
+            copies["%s/%s" % (prefix, n)] = "daily/2060/" + n
+    for key, n in zip(TREE, NAMES):
+        copies[key] = "daily/2060/" + n
+    for dst, src in copies.items():
+        s3.copy_object(Bucket=BUCKET, Key=dst, CopySource={"Bucket": BUCKET, "Key": src})
+    for keys in GLOB_DECOYS.values():
+        for k in keys:
+            s3.put_object(Bucket=BUCKET, Key=k, Body=b"not hdf5\n")
+    www = os.path.join(services.www, "wrf")
+    os.makedirs(www, exist_ok=True)
+    for f in archive:
+        shutil.copy2(f, www)
+    etags = {n: s3.head_object(Bucket=BUCKET, Key="daily/2060/" + n)["ETag"] for n in NAMES}
+    return {"etags": etags, "www": www}
+
+
+class Refs:
+    """One refs file: the refs with every [url, offset, length] url cut to its basename, and the urls."""
+
+    def __init__(self, path):
+        with open(path) as fh:
+            d = json.load(fh)
+        templates = d.get("templates", {})
+        self.urls = set()
+        self.refs = {}
+        for k, v in d["refs"].items():
+            if isinstance(v, list) and v and isinstance(v[0], str):
+                url = v[0]
+                for t, sub in templates.items():
+                    url = url.replace("{{%s}}" % t, sub)
+                self.urls.add(url)
+                v = [posixpath.basename(url)] + list(v[1:])
+            self.refs[k] = v
+        self.text = json.dumps(d)
+
+
+def assert_same_refs(expected, actual, what):
+    if expected.refs == actual.refs:
+        return
+    e, a = expected.refs, actual.refs
+    missing = sorted(set(e) - set(a))[:10]
+    extra = sorted(set(a) - set(e))[:10]
+    diff = [(k, e[k], a[k]) for k in sorted(set(e) & set(a)) if e[k] != a[k]][:5]
+    raise AssertionError("%s: references differ from the local scan's (URLs aside):\n  missing %s\n  extra %s\n"
+                         "  different %s" % (what, missing, extra, [(k, str(x)[:200], str(y)[:200]) for k, x, y in diff]))
+
+
+# ------------------------------------------------------------------ running the client
+
+class Scanner:
+    def __init__(self, cmd, services, tmp):
+        self.cmd = cmd
+        self.services = services
+        self.tmp = tmp
+        self.n = 0
+        self.home = os.path.join(tmp, "home")
+        os.makedirs(self.home, exist_ok=True)
+
+    def env(self, credentials=True, **extra):
+        """A clean environment: no AWS_* of the caller's, HOME in a temporary directory (so no
+        ~/.aws and no default manifest cache), the services' test credentials unless told not to."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env["HOME"] = self.home
+        env["XDG_CACHE_HOME"] = os.path.join(self.home, ".cache")
+        if credentials:
+            env["AWS_ACCESS_KEY_ID"] = self.services.env["AWS_ACCESS_KEY_ID"]
+            env["AWS_SECRET_ACCESS_KEY"] = self.services.env["AWS_SECRET_ACCESS_KEY"]
+        env.update({k: v for k, v in extra.items() if v is not None})
+        return env
+
+    def scan(self, sources, *flags, env=None, cache_dir=None, timeout=SCAN_TIMEOUT, concat=True):
+        self.n += 1
+        out = os.path.join(self.tmp, "scan-%03d.json" % self.n)
+        args = list(self.cmd) + ["scan"] + list(sources) + ["--refs", out] + list(flags)
+        if concat:
+            args += ["--concat-dim", "Time"]
+        args += ["--cache-dir", cache_dir] if cache_dir else ["--no-cache"]
+        t0 = time.monotonic()
+        p = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                           env=env if env is not None else self.env())
+        p.elapsed = time.monotonic() - t0
+        p.out = out
+        p.argv = args
+        if p.returncode < 0:
+            raise AssertionError("zarrmount killed by signal %d\n%s" % (-p.returncode, p.stderr[-3000:]))
+        return p
+
+    def ok(self, sources, *flags, **kw):
+        p = self.scan(sources, *flags, **kw)
+        assert p.returncode == 0, "scan %s failed (exit %d):\n%s" % (" ".join(sources), p.returncode,
+                                                                     p.stderr[-4000:])
+        return Refs(p.out), p
+
+
+@pytest.fixture(scope="session")
+def scanner(zm, services, tmp_path_factory):
+    return Scanner(zm, services, str(tmp_path_factory.mktemp("remote-scans")))
+
+
+@pytest.fixture(scope="session")
+def local_refs(scanner, archive):
+    """Local scans of subsets of the archive (by day numbers 1..5), cached."""
+    cache = {}
+
+    def get(days=(1, 2, 3, 4, 5)):
+        days = tuple(days)
+        if days not in cache:
+            cache[days], _ = scanner.ok([archive[d - 1] for d in days])
+        return cache[days]
+    return get
+
+
+class FaultProxy:
+    def __init__(self, upstream, log, args=()):
+        self.log = log
+        cmd = [sys.executable, os.path.join(TOOLS, "fault-proxy"), "--upstream", upstream, "--port", "0",
+               "--log", log, "--max-seconds", "300"] + [str(a) for a in args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        line = self.proc.stdout.readline() if ready else ""
+        m = re.match(r"listening on (\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise AssertionError("fault-proxy did not start: %r %s" % (line, self.proc.stderr.read()[-2000:]))
+        self.port = int(m.group(1))
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.stderr = ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                _, self.stderr = self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                _, self.stderr = self.proc.communicate()
+        return self.stderr
+
+    def requests(self):
+        out = []
+        with open(self.log) as fh:
+            for line in fh:
+                r = json.loads(line)
+                r["h"] = {}
+                for k, v in r["headers"]:
+                    r["h"].setdefault(k.lower(), v)
+                r["path"], _, r["query"] = r["target"].partition("?")
+                out.append(r)
+        return out
+
+    def injected(self):
+        """{fault: count} from the summary the proxy prints when it stops."""
+        self.stop()
+        m = re.search(r"injected: (.*)", self.stderr)
+        if not m or m.group(1).strip() == "nothing":
+            return {}
+        return {k: int(v) for k, v in (part.rsplit(" ", 1) for part in m.group(1).split(", "))}
+
+
+@pytest.fixture
+def proxies(tmp_path):
+    started = []
+
+    def start(upstream, *args):
+        fp = FaultProxy(upstream, str(tmp_path / ("proxy-%d.jsonl" % len(started))), args)
+        started.append(fp)
+        return fp
+    yield start
+    for fp in started:
+        fp.stop()
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ request checks
+
+def is_list(r):
+    return "list-type=2" in r["query"].split("&") or r["query"].startswith("list-type")
+
+
+def object_gets(reqs):
+    return [r for r in reqs if r["method"] == "GET" and not is_list(r) and r["path"] not in ("", "/")]
+
+
+def check_s3_validators(reqs, etags):
+    """Every GET of an object is ranged and carries If-Match with the object's ETag (from the listing)."""
+    gets = object_gets(reqs)
+    assert gets, "no object GETs were sent"
+    for r in gets:
+        name = posixpath.basename(r["path"])
+        assert "range" in r["h"], "GET %s without Range" % r["target"]
+        assert re.fullmatch(r"bytes=\d+-\d+", r["h"]["range"]), "GET %s: Range %r" % (r["target"], r["h"]["range"])
+        assert r["h"].get("if-match") == etags[name], "GET %s (Range %s): If-Match %r, the ETag is %s" % (
+            r["target"], r["h"]["range"], r["h"].get("if-match"), etags[name])
+
+
+def nginx_validators(url):
+    req = urllib.request.Request(url, method="HEAD")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers["ETag"], r.headers["Last-Modified"]
+
+
+def check_http_validators(reqs, base_url):
+    """Every GET is ranged; after the client knows an object's ETag (from a HEAD or a first GET), every
+    GET carries If-Match (or If-Range) with it. At most one GET per URL, its first request, may go
+    without when no HEAD preceded it."""
+    seen_first = {}
+    gets = 0
+    for r in reqs:
+        if r["method"] not in ("GET", "HEAD"):
+            continue
+        url = base_url + r["path"]
+        etag, last_modified = nginx_validators(url)
+        first = r["path"] not in seen_first
+        seen_first.setdefault(r["path"], r["method"])
+        if r["method"] == "HEAD":
+            continue
+        gets += 1
+        assert "range" in r["h"], "GET %s without Range" % r["target"]
+        v = r["h"].get("if-match") or r["h"].get("if-range")
+        if v is None:
+            assert first, "GET %s (Range %s) has neither If-Match nor If-Range, though it is not the first " \
+                          "request for that URL" % (r["target"], r["h"]["range"])
+            continue
+        assert v in (etag, last_modified), "GET %s: validator %r, the object's ETag is %s" % (r["target"], v, etag)
+    assert gets, "no GETs were sent"
+
+
+class SignedHeadersSigV4:
+    """botocore's S3SigV4Auth (canonical request, string to sign, HMAC chain), signing exactly the header
+    set the client declared in SignedHeaders (SigV4 lets the client choose it; botocore alone would skip
+    a few, e.g. user-agent)."""
+
+    def __new__(cls, credentials, region, signed):
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import HTTPHeaders
+
+        class Signer(S3SigV4Auth):
+            def headers_to_sign(self, request):
+                hm = HTTPHeaders()
+                for name, value in request.headers.items():
+                    if name.lower() in signed:
+                        hm[name.lower()] = value
+                return hm
+        return Signer(credentials, "s3", region)
+
+
+def check_signature(r, access_key, secret_key, token=None, region="us-east-1"):
+    """Recompute the Authorization header of logged request R with botocore and compare."""
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    auth = r["h"].get("authorization")
+    assert auth, "%s %s is not signed" % (r["method"], r["target"])
+    m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/s3/aws4_request, ?"
+                     r"SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})", auth)
+    assert m, "malformed Authorization %r" % auth
+    akid, day, reg, signed_text, _ = m.groups()
+    assert akid == access_key, "signed with access key %s, expected %s" % (akid, access_key)
+    assert reg == region, "signed for region %s, expected %s" % (reg, region)
+    signed = signed_text.split(";")
+    amz_date = r["h"].get("x-amz-date", "")
+    assert re.fullmatch(r"\d{8}T\d{6}Z", amz_date) and amz_date[:8] == day, "x-amz-date %r" % amz_date
+    t = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+    assert abs(t - time.time()) < 900, "x-amz-date %s is not now" % amz_date
+    for need in ("host", "x-amz-date", "x-amz-content-sha256"):
+        assert need in signed, "%s not signed (SignedHeaders=%s)" % (need, signed_text)
+    for name in r["h"]:
+        if name.startswith("x-amz-"):
+            assert name in signed, "%s sent but not signed" % name
+    assert r["h"]["x-amz-content-sha256"] in (
+        "UNSIGNED-PAYLOAD", hashlib.sha256(b"").hexdigest()), r["h"]["x-amz-content-sha256"]
+    if token:
+        assert r["h"].get("x-amz-security-token") == token, "session token not sent"
+    else:
+        assert "x-amz-security-token" not in r["h"], "a session token was sent without one configured"
+    headers = [(k, v) for k, v in r["headers"] if k.lower() in signed]
+    path, _, query = r["target"].partition("?")
+    params = []
+    if query:
+        for pair in query.split("&"):
+            k, _, v = pair.partition("=")
+            params.append((urllib.parse.unquote(k), urllib.parse.unquote(v)))
+    req = AWSRequest(method=r["method"], url="http://%s%s" % (r["h"]["host"], path), params=params)
+    for k, v in headers:
+        req.headers[k] = v  # appends: repeated headers stay repeated
+    req.context["timestamp"] = amz_date
+    signer = SignedHeadersSigV4(Credentials(akid, secret_key, token), region, set(signed))
+    canonical = signer.canonical_request(req)
+    signature = signer.signature(signer.string_to_sign(req, canonical), req)
+    expected = "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders=%s, Signature=%s" % (
+        signer.scope(req), signer.signed_headers(signer.headers_to_sign(req)), signature)
+    norm = re.sub(r",\s*", ", ", auth)
+    assert norm == expected, "signature of %s %s does not verify:\n  sent     %s\n  botocore %s\n" \
+                             "  canonical request:\n%s" % (r["method"], r["target"], auth, expected, canonical)
+
+
+def assert_no_secret(p, refs, *secrets):
+    for s in secrets:
+        assert s not in p.stderr and s not in p.stdout, "a secret appears in the output"
+        assert s not in refs.text, "a secret appears in the references"
+
+
+# ------------------------------------------------------------------ the tools themselves
+
+def test_services_env_and_servers(services):
+    env = services.env
+    for k in ("ZARRMOUNT_S3_ENDPOINT", "ZARRMOUNT_HTTP_ROOT", "ZARRMOUNT_HTTP_DIR", "AWS_ACCESS_KEY_ID",
+              "AWS_SECRET_ACCESS_KEY"):
+        assert env.get(k), "%s missing from services.env" % k
+    for url in (services.s3, services.http):
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), url
+    with open(os.path.join(services.root, "services.env")) as fh:
+        assert "ZARRMOUNT_S3_ENDPOINT=%s" % services.s3 in fh.read()
+    path = os.path.join(services.www, "range-probe.bin")
+    with open(path, "wb") as fh:
+        fh.write(bytes(range(256)) * 40)
+    req = urllib.request.Request(services.http + "/range-probe.bin", headers={"Range": "bytes=10-19"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 206 and r.read() == bytes(range(10, 20))
+        assert r.headers["Content-Range"] == "bytes 10-19/10240"
+        etag = r.headers["ETag"]
+    assert etag and etag.startswith('"')
+    bad = urllib.request.Request(services.http + "/range-probe.bin", headers={"Range": "bytes=0-1",
+                                                                               "If-Match": '"other"'})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(bad, timeout=10)
+    assert e.value.code == 412
+    # a second start is harmless: same ports
+    again = subprocess.run([sys.executable, os.path.join(TOOLS, "services"), "start", "--dir", services.root],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "ZARRMOUNT_S3_ENDPOINT=%s" % services.s3 in again.stdout, again.stderr
+
+
+def test_fault_proxy_keepalive_pipelining_and_faults(services, proxies):
+    path = os.path.join(services.www, "pipeline.bin")
+    data = hashlib.sha256(b"x").digest() * 2000
+    with open(path, "wb") as fh:
+        fh.write(data)
+    fp = proxies(services.http)
+    reqs = b"".join(b"GET /pipeline.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=%d-%d\r\n\r\n" % (i * 100, i * 100 + 99)
+                    for i in range(6)) + b"HEAD /pipeline.bin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", fp.port), timeout=10) as s:
+        s.sendall(reqs)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    parts = got.split(b"HTTP/1.1 ")[1:]
+    assert [p[:3] for p in parts] == [b"206"] * 6 + [b"200"], got[:500]
+    for i, part in enumerate(parts[:6]):
+        assert part.endswith(data[i * 100:(i + 1) * 100]), "pipelined response %d out of order" % i
+    log = fp.requests()
+    assert len(log) == 7 and len({r["conn"] for r in log}) == 1
+    assert [r["h"].get("range") for r in log[:3]] == ["bytes=0-99", "bytes=100-199", "bytes=200-299"]
+
+    # forced faults, in order: reset, truncate (bodies cut short), 503 with Retry-After, SlowDown, then 5xx
+    fp2 = proxies(services.http, "--sequence", "reset,truncate,503,slowdown,5xx", "--retry-after", "3",
+                  "--max-faults-per-request", "10")
+    import http.client
+    outcomes = []
+    for _ in range(6):
+        c = http.client.HTTPConnection("127.0.0.1", fp2.port, timeout=10)
+        try:
+            c.request("GET", "/pipeline.bin", headers={"Range": "bytes=0-9999"})
+            r = c.getresponse()
+            body = r.read()
+            outcomes.append((r.status, len(body), r.getheader("Retry-After"), b"SlowDown" in body))
+        except (http.client.IncompleteRead, ConnectionError) as e:
+            outcomes.append(type(e).__name__)
+        finally:
+            c.close()
+    assert outcomes[0] in ("ConnectionResetError", "IncompleteRead"), outcomes
+    assert outcomes[1] == "IncompleteRead", outcomes
+    assert outcomes[2][:1] == (503,) and outcomes[2][2] == "3", outcomes
+    assert outcomes[3][0] == 503 and outcomes[3][3], outcomes
+    assert outcomes[4][0] in (500, 502, 504), outcomes
+    assert outcomes[5] == (206, 10000, None, False), outcomes
+    assert fp2.injected() == {"reset": 1, "truncate": 1, "503": 1, "slowdown": 1, "5xx": 1}
+
+
+def test_s3_fixture_listing_needs_pages(services, world):
+    s3 = services.boto3()
+    pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="mixed/"))
+    keys = [o["Key"] for p in pages for o in p.get("Contents", [])]
+    assert len(pages) >= 2 and len(keys) == DECOYS + len(NAMES)
+    first_page = {o["Key"] for o in pages[0]["Contents"]}
+    assert "mixed/" + NAMES[0] in first_page and not any("mixed/" + n in first_page for n in NAMES[1:])
+
+
+def test_signature_checker_accepts_botocore_and_rejects_tampering(services, world, proxies):
+    """The checker itself: requests botocore signs verify; a changed header does not."""
+    import boto3
+    from botocore.config import Config
+    fp = proxies(services.s3)
+    s3 = boto3.client("s3", endpoint_url=fp.url, region_name="us-east-1", aws_access_key_id="AKIDCHECK",
+                      aws_secret_access_key="checker-secret", aws_session_token="checker-token",
+                      config=Config(s3={"addressing_style": "path"}))
+    s3.list_objects_v2(Bucket=BUCKET, Prefix="daily/2060/", MaxKeys=2)
+    s3.get_object(Bucket=BUCKET, Key="daily/2060/" + NAMES[0], Range="bytes=0-99",
+                  IfMatch=world["etags"][NAMES[0]])["Body"].read()
+    reqs = fp.requests()
+    assert len(reqs) == 2
+    for r in reqs:
+        check_signature(r, "AKIDCHECK", "checker-secret", token="checker-token")
+    tampered = dict(reqs[1])
+    tampered["headers"] = [(k, "bytes=0-100" if k.lower() == "range" else v) for k, v in reqs[1]["headers"]]
+    tampered["h"] = dict(reqs[1]["h"], range="bytes=0-100")
+    with pytest.raises(AssertionError, match="does not verify"):
+        check_signature(tampered, "AKIDCHECK", "checker-secret", token="checker-token")
+
+
+# ------------------------------------------------------------------ S3 and HTTP scans equal the local scan
+
+def test_s3_signed_scan_equals_local(scanner, services, world, local_refs, proxies):
+    expected = local_refs()
+    direct, p = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", services.s3)
+    assert_same_refs(expected, direct, "s3 scan")
+    assert direct.urls == {"s3://%s/daily/2060/%s" % (BUCKET, n) for n in NAMES}, sorted(direct.urls)
+
+    # the same through the logging proxy, with a session token and the most verbose log
+    fp = proxies(services.s3)
+    env = scanner.env(AWS_SESSION_TOKEN="session-token-secret-123")
+    refs, p = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", fp.url, "--log-level", "trace",
+                         env=env)
+    assert_same_refs(expected, refs, "s3 scan through the proxy")
+    reqs = fp.requests()
+    assert any(is_list(r) for r in reqs), "no ListObjectsV2 request"
+    for r in reqs:
+        check_signature(r, "testing", "testing", token="session-token-secret-123")
+    check_s3_validators(reqs, world["etags"])
+    assert_no_secret(p, refs, "session-token-secret-123")
+
+
+def test_http_scan_equals_local(scanner, services, world, local_refs, proxies, tmp_path):
+    expected = local_refs()
+    urls = ["%s/wrf/%s" % (services.http, n) for n in NAMES]
+    refs, _ = scanner.ok(urls)
+    assert_same_refs(expected, refs, "http scan (URLs as arguments)")
+    assert refs.urls == set(urls), sorted(refs.urls)
+
+    url_file = tmp_path / "urls.txt"
+    # (an explicit list keeps its order along Time, as explicit local files do)
+    url_file.write_text("# the archive\n\n" + "\n".join(urls) + "\n")
+    refs, _ = scanner.ok([], "--urls", str(url_file))
+    assert_same_refs(expected, refs, "http scan (--urls FILE)")
+    assert refs.urls == set(urls)
+
+    fp = proxies(services.http)
+    purls = ["%s/wrf/%s" % (fp.url, n) for n in NAMES]
+    refs, _ = scanner.ok(purls)
+    assert_same_refs(expected, refs, "http scan through the proxy")
+    reqs = fp.requests()
+    assert not any("authorization" in r["h"] for r in reqs), "HTTP requests carry an Authorization header"
+    check_http_validators(reqs, services.http)
+
+
+def test_listing_over_1000_keys(scanner, services, world, local_refs, proxies):
+    fp = proxies(services.s3)
+    refs, _ = scanner.ok(["s3://%s/mixed/*.nc" % BUCKET], "--endpoint-url", fp.url)
+    assert_same_refs(local_refs(), refs, "scan of 5 .nc files among %d decoys" % DECOYS)
+    lists = [r for r in fp.requests() if is_list(r)]
+    assert len(lists) >= 2, "one ListObjectsV2 page cannot hold %d keys: %s" % (DECOYS + 5, [r["target"] for r in lists])
+    assert any("continuation-token=" in r["query"] for r in lists[1:]), [r["target"] for r in lists]
+    assert not any(posixpath.basename(r["path"]).startswith("WRFDS_2060-01-01.nc.d") for r in object_gets(fp.requests())), \
+        "a decoy key was read"
+
+
+GLOBS = [
+    ("star", "star/*.nc", (1, 2, 3, 4, 5)),
+    ("question", "qm/WRFDS_2060-01-0?.nc", (1, 2, 3, 4, 5)),
+    ("range", "br/WRFDS_2060-01-0[1-3].nc", (1, 2, 3)),
+    ("set", "br/WRFDS_2060-01-0[245].nc", (2, 4, 5)),
+    ("negated", "qm/WRFDS_2060-01-0[!1-3].nc", (4, 5)),
+    ("doublestar", "tree/**/*.nc", (1, 2, 3, 4, 5)),
+    ("doublestar-zero-segments", "tree/m02/**/*.nc", (3, 4)),
+    ("doublestar-middle", "tree/**/z/WRFDS_*.nc", (4,)),
+]
+
+
+@pytest.mark.parametrize("pattern,days", [g[1:] for g in GLOBS], ids=[g[0] for g in GLOBS])
+def test_glob_forms(scanner, services, world, local_refs, pattern, days):
+    refs, _ = scanner.ok(["s3://%s/%s" % (BUCKET, pattern)], "--endpoint-url", services.s3)
+    assert_same_refs(local_refs(days), refs, pattern)
+    keys = sorted(u.split("/", 3)[3] for u in refs.urls)
+    assert len(keys) == len(days), keys
+
+
+def test_single_s3_key(scanner, services, world, local_refs):
+    refs, _ = scanner.ok(["s3://%s/daily/2060/%s" % (BUCKET, NAMES[2])], "--endpoint-url", services.s3)
+    assert_same_refs(local_refs((3,)), refs, "one explicit key")
+
+
+def test_yaml_config_with_remote_sources(scanner, services, world, local_refs, tmp_path):
+    signed = tmp_path / "s3.yaml"
+    signed.write_text("sources:\n  - s3://%s/daily/2060/*.nc\nendpoint_url: %s\nregion: us-east-1\n"
+                      "concat_dim: Time\n" % (BUCKET, services.s3))
+    refs, _ = scanner.ok([str(signed)], concat=False)
+    assert_same_refs(local_refs(), refs, "S3 mount config")
+    anonymous = tmp_path / "public.yaml"
+    anonymous.write_text("sources: ['s3://%s/daily/*.nc']\nendpoint_url: %s\nanonymous: true\nconcat_dim: Time\n"
+                         % (PUBLIC, services.s3))
+    refs, _ = scanner.ok([str(anonymous)], concat=False, env=scanner.env(credentials=False))
+    assert_same_refs(local_refs(), refs, "anonymous S3 mount config")
+    http = tmp_path / "http.yaml"
+    http.write_text("sources:\n" + "".join("  - %s/wrf/%s\n" % (services.http, n) for n in NAMES)
+                    + "concat_dim: Time\n")
+    refs, _ = scanner.ok([str(http)], concat=False)
+    assert_same_refs(local_refs(), refs, "HTTP mount config")
+
+
+# ------------------------------------------------------------------ credentials
+
+def test_anonymous_public_bucket(scanner, services, world, local_refs, proxies):
+    fp = proxies(services.s3)
+    env = scanner.env(credentials=False)
+    refs, _ = scanner.ok(["s3://%s/daily/*.nc" % PUBLIC], "--endpoint-url", fp.url, "--anonymous", env=env)
+    assert_same_refs(local_refs(), refs, "anonymous scan")
+    assert refs.urls == {"s3://%s/daily/%s" % (PUBLIC, n) for n in NAMES}
+    reqs = fp.requests()
+    assert reqs
+    for r in reqs:
+        assert "authorization" not in r["h"] and "x-amz-security-token" not in r["h"], \
+            "--anonymous sent credentials: %s %s" % (r["method"], r["target"])
+        assert "X-Amz-Signature" not in r["target"]
+    # --anonymous wins over credentials present in the environment
+    fp2 = proxies(services.s3)
+    scanner.ok(["s3://%s/daily/*.nc" % PUBLIC], "--endpoint-url", fp2.url, "--anonymous")
+    assert not any("authorization" in r["h"] for r in fp2.requests())
+
+
+def test_credentials_from_profile(scanner, services, world, local_refs, proxies, tmp_path):
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = default-secret\n\n"
+                     "[zmtest]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret-456\n"
+                     "aws_session_token = profile-token-789\n")
+    fp = proxies(services.s3)
+    env = scanner.env(credentials=False, AWS_PROFILE="zmtest", AWS_SHARED_CREDENTIALS_FILE=str(creds))
+    refs, p = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", fp.url, "--log-level", "trace",
+                         env=env)
+    assert_same_refs(local_refs(), refs, "scan with a profile's credentials")
+    for r in fp.requests():
+        check_signature(r, "AKIDPROFILE", "profile-secret-456", token="profile-token-789")
+    assert_no_secret(p, refs, "profile-secret-456", "profile-token-789")
+
+    # the default profile of ~/.aws/credentials when neither AWS_PROFILE nor a file is named
+    os.makedirs(os.path.join(scanner.home, ".aws"), exist_ok=True)
+    shutil.copy(creds, os.path.join(scanner.home, ".aws", "credentials"))
+    try:
+        fp2 = proxies(services.s3)
+        scanner.ok(["s3://%s/daily/2060/%s" % (BUCKET, NAMES[0])], "--endpoint-url", fp2.url,
+                   env=scanner.env(credentials=False))
+        for r in fp2.requests():
+            check_signature(r, "AKIDDEFAULT", "default-secret")
+    finally:
+        shutil.rmtree(os.path.join(scanner.home, ".aws"))
+
+
+def test_region_and_requester_pays(scanner, services, world, local_refs, proxies):
+    fp = proxies(services.s3)
+    refs, _ = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", fp.url, "--region", "eu-west-3",
+                         "--requester-pays")
+    assert_same_refs(local_refs(), refs, "scan with --region and --requester-pays")
+    for r in fp.requests():
+        check_signature(r, "testing", "testing", region="eu-west-3")
+        assert r["h"].get("x-amz-request-payer") == "requester", "%s %s lacks x-amz-request-payer" % (
+            r["method"], r["target"])
+
+
+# ------------------------------------------------------------------ failures
+
+def test_403_says_credentials(scanner, services, world, proxies):
+    fp = proxies(services.s3, "--always", "403")
+    p = scanner.scan(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", fp.url)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert p.elapsed < 30
+    err = p.stderr.lower()
+    assert "403" in err or "accessdenied" in err or "access denied" in err, p.stderr[-2000:]
+    assert "credentials" in err and "anonymous" in err, "a 403 should say: check credentials or --anonymous:\n" + \
+        p.stderr[-2000:]
+    assert len(fp.requests()) <= 3, "a 403 is not worth retrying (%d requests)" % len(fp.requests())
+
+
+def test_404_names_the_key(scanner, services, world):
+    key = "daily/2060/WRFDS_2099-12-31.nc"
+    p = scanner.scan(["s3://%s/%s" % (BUCKET, key)], "--endpoint-url", services.s3)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert key in p.stderr, "the error should name the key:\n" + p.stderr[-2000:]
+    url = "%s/wrf/WRFDS_2099-12-31.nc" % services.http
+    p = scanner.scan([url])
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert url in p.stderr or "/wrf/WRFDS_2099-12-31.nc" in p.stderr, p.stderr[-2000:]
+    assert "404" in p.stderr or "not found" in p.stderr.lower(), p.stderr[-2000:]
+
+
+def test_unreachable_endpoint(scanner, world):
+    port = closed_port()
+    p = scanner.scan(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", "http://127.0.0.1:%d" % port)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert p.elapsed < 30, "gave up after %.1f s" % p.elapsed
+    assert "127.0.0.1:%d" % port in p.stderr, "the error should name the endpoint:\n" + p.stderr[-2000:]
+    port = closed_port()
+    url = "http://127.0.0.1:%d/wrf/%s" % (port, NAMES[0])
+    p = scanner.scan([url])
+    assert p.returncode == 1 and p.elapsed < 30, (p.returncode, p.elapsed, p.stderr[-2000:])
+    assert "127.0.0.1:%d" % port in p.stderr, p.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind,status", [("s3", 503), ("s3", 500), ("http", 502), ("http", 504)])
+def test_5xx_then_success(scanner, services, world, local_refs, proxies, kind, status):
+    if kind == "s3":
+        fp = proxies(services.s3, "--fail-first", "2", "--status", str(status))
+        refs, _ = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", fp.url)
+    else:
+        fp = proxies(services.http, "--fail-first", "2", "--status", str(status))
+        refs, _ = scanner.ok(["%s/wrf/%s" % (fp.url, n) for n in NAMES])
+    assert_same_refs(local_refs(), refs, "scan after %d %d responses" % (2, status))
+    assert fp.injected().get("status-%d" % status) == 2
+
+
+def test_retry_after_is_honoured(scanner, services, world, local_refs, proxies):
+    fp = proxies(services.s3, "--fail-first", "1", "--status", "503", "--retry-after", "2")
+    refs, p = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", fp.url)
+    assert_same_refs(local_refs(), refs, "scan after a 503 with Retry-After")
+    reqs = fp.requests()
+    first = reqs[0]
+    again = [r for r in reqs[1:] if r["target"] == first["target"] and r["method"] == first["method"]]
+    assert again, "the 503'd request was not retried"
+    waited = again[0]["t"] - first["t"]
+    assert waited >= 1.8, "retried %.2f s after a 503 with Retry-After: 2" % waited
+
+
+FAULTS = ["--seed", "4", "--delay-rate", "0.3", "--delay-ms", "1-40", "--rate-503", "0.05", "--rate-5xx", "0.05",
+          "--rate-slowdown", "0.04", "--rate-reset", "0.05", "--rate-truncate", "0.05",
+          "--sequence", "reset,truncate,503,slowdown,5xx,truncate,reset", "--max-faults-per-request", "2"]
+
+
+@pytest.mark.parametrize("kind", ["s3", "http"])
+def test_faults_leave_the_result_identical(scanner, services, world, local_refs, proxies, kind):
+    if kind == "s3":
+        clean, _ = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", services.s3)
+        fp = proxies(services.s3, *FAULTS)
+        refs, p = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", fp.url)
+    else:
+        clean, _ = scanner.ok(["%s/wrf/%s" % (services.http, n) for n in NAMES])
+        fp = proxies(services.http, *FAULTS)
+        refs, p = scanner.ok(["%s/wrf/%s" % (fp.url, n) for n in NAMES])
+    assert_same_refs(clean, refs, "%s scan through the fault proxy" % kind)
+    assert_same_refs(local_refs(), refs, "%s scan through the fault proxy" % kind)
+    reqs = fp.requests()
+    injected = fp.injected()
+    for fault in ("reset", "truncate", "503", "slowdown", "5xx", "delay"):
+        assert injected.get(fault, 0) >= 1, "no %s was injected: %s" % (fault, injected)
+    # every faulted request was sent again
+    for i, r in enumerate(reqs):
+        if r["fault"] in ("reset", "truncate", "503", "slowdown", "5xx"):
+            key = (r["method"], r["target"], r["h"].get("range"))
+            assert any((q["method"], q["target"], q["h"].get("range")) == key for q in reqs[i + 1:]), \
+                "%s %s (Range %s) failed with %s and was never retried" % (key + (r["fault"],))
+    if kind == "s3":
+        check_s3_validators(reqs, world["etags"])
+    else:
+        check_http_validators(reqs, services.http)
+
+
+# ------------------------------------------------------------------ manifest cache
+
+def test_manifest_cache(scanner, services, world, local_refs, proxies, tmp_path, archive):
+    cache_dir = str(tmp_path / "manifests")
+    source = "s3://%s/cache/*.nc" % CACHE_BUCKET
+    fp1 = proxies(services.s3)
+    first, _ = scanner.ok([source], "--endpoint-url", fp1.url, cache_dir=cache_dir)
+    assert_same_refs(local_refs(), first, "first scan (cache empty)")
+    assert len(object_gets(fp1.requests())) >= len(NAMES)
+
+    fp2 = proxies(services.s3)
+    second, _ = scanner.ok([source], "--endpoint-url", fp2.url, cache_dir=cache_dir)
+    assert_same_refs(local_refs(), second, "second scan (all cached)")
+    assert object_gets(fp2.requests()) == [], "an unchanged archive was read again: %s" % [
+        r["target"] for r in object_gets(fp2.requests())]
+
+    # change one object (same HDF5 content plus trailing bytes: a new ETag); only it is read again
+    s3 = services.boto3()
+    with open(archive[1], "rb") as fh:
+        s3.put_object(Bucket=CACHE_BUCKET, Key="cache/" + NAMES[1], Body=fh.read() + b"\0" * 64)
+    fp3 = proxies(services.s3)
+    third, _ = scanner.ok([source], "--endpoint-url", fp3.url, cache_dir=cache_dir)
+    assert_same_refs(local_refs(), third, "third scan (one object changed)")
+    read = {posixpath.basename(r["path"]) for r in object_gets(fp3.requests())}
+    assert read == {NAMES[1]}, "expected only the changed object to be read again, read %s" % sorted(read)

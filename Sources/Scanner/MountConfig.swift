@@ -1,4 +1,5 @@
 import Foundation
+import ObjectStore
 import VirtualZarr
 import Yams
 
@@ -26,7 +27,7 @@ public struct MountConfig: Sendable {
     }
 
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency",
-                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache"]
+                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -69,12 +70,12 @@ public struct MountConfig: Sendable {
                 sawSources = true
                 let items: [Node]
                 if let sequence = value.sequence { items = Array(sequence) } else { items = [value] }
-                config.sources = try items.map { item in
+                config.sources += try items.map { item in
                     let source = try string(key, item)
                     if source.hasPrefix("/") || source.contains("://") || base.isEmpty { return source }
                     return base + "/" + source
                 }
-                if config.sources.isEmpty { throw fail(key, value, "needs at least one path, glob or URL") }
+                if items.isEmpty { throw fail(key, value, "needs at least one path, glob or URL") }
             case "concat_dim": config.concatDim = try string(key, value)
             case "order": config.order = try choice(key, value, FileOrder.self)
             case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)
@@ -92,6 +93,17 @@ public struct MountConfig: Sendable {
             case "endpoint_url": config.endpointURL = try string(key, value)
             case "region": config.region = try string(key, value)
             case "cache_dir": config.cacheDirectory = try string(key, value)
+            case "url_template":
+                guard let spec = value.mapping, let template = spec["template"], let range = spec["range"] else {
+                    throw fail(key, value, "expected a mapping with template and range (A..B)")
+                }
+                do {
+                    config.sources += try URLTemplate(template: try string("url_template.template", template),
+                                                      range: URLTemplate.parseRange(try string("url_template.range", range))).expand()
+                } catch let error as ObjectStoreError {
+                    throw fail(key, value, error.description)
+                }
+                sawSources = true
             case "anonymous", "requester_pays", "no_cache":
                 guard let text = value.scalar?.string, let flag = Bool(text.lowercased()) ?? (text == "yes" ? true : text == "no" ? false : nil) else {
                     throw fail(key, value, "expected true or false")

@@ -46,6 +46,12 @@ struct SourceOptions: ParsableArguments {
                                valueName: "file"))
     var urls: String?
 
+    @Option(help: ArgumentHelp("A URL template over --range: {date} or {date:%Y%m%d} (%Y %m %d %j), {i} or {i:03}.", valueName: "template"))
+    var urlTemplate: String?
+
+    @Option(help: ArgumentHelp("The template's range, inclusive: dates 2060-01-01..2060-12-31 (daily) or integers 0..364.", valueName: "A..B"))
+    var range: String?
+
     @Option(help: "S3-compatible endpoint (MinIO, Ceph, moto), addressed path-style; default: AWS.")
     var endpointUrl: String?
 
@@ -69,7 +75,10 @@ struct SourceOptions: ParsableArguments {
     var logLevel: Logger.Level = .warning
 
     func validate() throws {
-        if sources.isEmpty && urls == nil { throw ValidationError("give at least one source (or --urls FILE)") }
+        if sources.isEmpty && urls == nil && urlTemplate == nil {
+            throw ValidationError("give at least one source (or --urls FILE, or --url-template with --range)")
+        }
+        if (urlTemplate == nil) != (range == nil) { throw ValidationError("--url-template and --range go together") }
         if (stackDim == nil) != (stackRegex == nil) { throw ValidationError("--stack-dim and --stack-regex go together") }
         if let zarrFormat, ![2, 3].contains(zarrFormat) { throw ValidationError("--zarr-format must be 2 or 3") }
         if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
@@ -89,6 +98,13 @@ struct SourceOptions: ParsableArguments {
             }
             config.sources += text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
+        if let urlTemplate, let range {
+            do {
+                config.sources += try URLTemplate(template: urlTemplate, range: URLTemplate.parseRange(range)).expand()
+            } catch let error as ObjectStoreError {
+                throw ValidationError("\(error)")
+            }
         }
         if let endpointUrl { config.endpointURL = endpointUrl }
         if let region { config.region = region }

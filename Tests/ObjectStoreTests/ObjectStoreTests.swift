@@ -148,3 +148,17 @@ final class RemoteStoreTests: XCTestCase {
         XCTAssertEqual(uriEncode("a b/c~d*e", keepSlash: true), "a%20b/c~d%2Ae")
     }
 }
+
+final class URLTemplateTests: XCTestCase {
+    func testDatesAndIntegers() throws {
+        let daily = URLTemplate(template: "http://h/WRFDS_{date}.nc", range: try URLTemplate.parseRange("2060-02-27..2060-03-02"))
+        XCTAssertEqual(try daily.expand(), ["http://h/WRFDS_2060-02-27.nc", "http://h/WRFDS_2060-02-28.nc", "http://h/WRFDS_2060-02-29.nc",
+                                            "http://h/WRFDS_2060-03-01.nc", "http://h/WRFDS_2060-03-02.nc"], "2060 is a leap year")
+        let compact = URLTemplate(template: "s3://b/{date:%Y}/{date:%j}.nc", range: .dates(from: "2060-12-31", to: "2060-12-31"))
+        XCTAssertEqual(try compact.expand(), ["s3://b/2060/366.nc"])
+        let numbered = URLTemplate(template: "http://h/member_{i:03}.nc", range: try URLTemplate.parseRange("8..10"))
+        XCTAssertEqual(try numbered.expand(), ["http://h/member_008.nc", "http://h/member_009.nc", "http://h/member_010.nc"])
+        XCTAssertThrowsError(try URLTemplate(template: "http://h/{date}.nc", range: .integers(from: 0, to: 2)).expand())
+        XCTAssertThrowsError(try URLTemplate.parseRange("2060-01-01"))
+    }
+}

@@ -22,7 +22,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         /// Scheduler turns a batch waits for concurrent readers to join before it is sent.
         public var batchingTurns: Int
 
-        public init(pageSize: Int = 512, firstFetchSize: Int = 16 * 1024, mergeGapPages: Int = 2,
+        public init(pageSize: Int = 512, firstFetchSize: Int = 16 * 1024, mergeGapPages: Int = 8,
                     maxCachedBytes: Int = 64 * 1024 * 1024, batchingTurns: Int = 3) {
             precondition(pageSize > 0 && pageSize & (pageSize - 1) == 0, "page size must be a power of two")
             self.pageSize = pageSize
@@ -50,14 +50,14 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
     }
 
     private struct LoadedPage {
-        var bytes: [UInt8]
+        var bytes: ArraySlice<UInt8>
         var readyRound: Int
     }
 
     /// Pages requested in one scheduling turn, fetched together.
     private final class Batch: Sendable {
         let pages = Mutex<(set: Set<UInt64>, latestIssueRound: Int, sealed: Bool)>(([], 0, false))
-        let result = Mutex<Task<([UInt64: [UInt8]], Int), any Error>?>(nil)
+        let result = Mutex<Task<([UInt64: ArraySlice<UInt8>], Int), any Error>?>(nil)
     }
 
     private let logger: Logger?
@@ -89,7 +89,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         let clock = ReadRounds.clock
         let issueRound = clock?.current ?? 0
 
-        var pageBytes = [UInt64: [UInt8]]()
+        var pageBytes = [UInt64: ArraySlice<UInt8>]()
         var waits: [Batch] = []
         var readyRound = issueRound
         state.withLock { state in
@@ -117,7 +117,8 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             let within = Int(position - page * pageSize)
             let take = min(bytes.count - within, Int(end - position))
             if take <= 0 { throw ByteSourceError(.outOfRange, source: name, offset: position, length: Int(end - position)) }
-            out.append(contentsOf: bytes[within..<(within + take)])
+            let start = bytes.startIndex + within
+            out.append(contentsOf: bytes[start..<(start + take)])
             position += UInt64(take)
         }
         return out
@@ -129,7 +130,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
     public func prefetch(_ ranges: [ByteRange]) {
         let issueRound = ReadRounds.clock?.current ?? 0
         let pageSize = UInt64(policy.pageSize)
-        var ignoredHits = [UInt64: [UInt8]]()
+        var ignoredHits = [UInt64: ArraySlice<UInt8>]()
         var ignoredWaits: [Batch] = []
         var ignoredRound = 0
         state.withLock { state in
@@ -142,7 +143,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
     }
 
     /// For each page: a cached copy, a fetch in flight to join, or a place in the open batch.
-    private func claim(_ pages: ClosedRange<UInt64>, issueRound: Int, state: inout State, hits: inout [UInt64: [UInt8]],
+    private func claim(_ pages: ClosedRange<UInt64>, issueRound: Int, state: inout State, hits: inout [UInt64: ArraySlice<UInt8>],
                        waits: inout [Batch], readyRound: inout Int) {
         let pageSize = UInt64(policy.pageSize)
         for page in pages {
@@ -181,7 +182,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         let batch = Batch()
         locked.open = batch
         let turns = policy.batchingTurns
-        let task = Task<([UInt64: [UInt8]], Int), any Error> { [self] in
+        let task = Task<([UInt64: ArraySlice<UInt8>], Int), any Error> { [self] in
             for _ in 0..<turns { await Task.yield() }
             let (pages, issueRound) = state.withLock { state -> (Set<UInt64>, Int) in
                 if state.open === batch { state.open = nil }
@@ -217,7 +218,8 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
     }
 
     /// Fetches sorted page indices as few ranged reads as the merge gap allows, concurrently.
-    private func fetch(pages: [UInt64]) async throws -> [UInt64: [UInt8]] {
+    /// Pages are slices of the fetched range's one buffer: no copy per page.
+    private func fetch(pages: [UInt64]) async throws -> [UInt64: ArraySlice<UInt8>] {
         guard !pages.isEmpty else { return [:] }
         var ranges: [(first: UInt64, last: UInt64)] = []
         for page in pages {
@@ -231,7 +233,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         let base = self.base
         let totalSize = sourceSize
         let statistics = self.statistics
-        return try await withThrowingTaskGroup(of: [UInt64: [UInt8]].self) { group in
+        return try await withThrowingTaskGroup(of: [UInt64: ArraySlice<UInt8>].self) { group in
             for range in ranges {
                 group.addTask {
                     let start = range.first * pageSize
@@ -241,18 +243,18 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
                         $0.sourceReads += 1
                         $0.bytesFetched += UInt64(bytes.count)
                     }
-                    var split = [UInt64: [UInt8]]()
+                    var split = [UInt64: ArraySlice<UInt8>]()
                     var page = range.first
                     while page <= range.last {
                         let from = Int((page - range.first) * pageSize)
                         if from >= bytes.count { break }
-                        split[page] = Array(bytes[from..<min(from + Int(pageSize), bytes.count)])
+                        split[page] = bytes[from..<min(from + Int(pageSize), bytes.count)]
                         page += 1
                     }
                     return split
                 }
             }
-            var all = [UInt64: [UInt8]]()
+            var all = [UInt64: ArraySlice<UInt8>]()
             for try await part in group { all.merge(part) { first, _ in first } }
             return all
         }

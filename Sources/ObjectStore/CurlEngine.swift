@@ -186,22 +186,44 @@ public final class CurlEngine: HTTPTransport, Sendable {
         _ = ccurl_easy_setopt_header_callback(easy) { data, size, count, context in
             let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
             let total = size * count
-            let line = data!.withMemoryRebound(to: UInt8.self, capacity: total) {
-                String(decoding: UnsafeBufferPointer(start: $0, count: total), as: UTF8.self)
-            }.trimmingCharacters(in: .whitespacesAndNewlines)
-            if line.hasPrefix("HTTP/") {
-                // A new response (after a redirect or 100-continue): start over.
-                transfer.headers = []
-                let parts = line.split(separator: " ")
-                transfer.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
-            } else if let colon = line.firstIndex(of: ":") {
-                let name = String(line[..<colon]).trimmingCharacters(in: .whitespaces)
-                let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-                transfer.headers.append((name, value))
+            data!.withMemoryRebound(to: UInt8.self, capacity: total) { pointer in
+                CurlEngine.parseHeaderLine(UnsafeBufferPointer(start: pointer, count: total), into: transfer)
             }
             return total
         }
         return easy
+    }
+
+    /// One header line, parsed on bytes (this runs for every line of every response).
+    static func parseHeaderLine(_ line: UnsafeBufferPointer<UInt8>, into transfer: Transfer) {
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0d || byte == 0x0a }
+        var start = 0
+        var end = line.count
+        while start < end, isSpace(line[start]) { start += 1 }
+        while end > start, isSpace(line[end - 1]) { end -= 1 }
+        guard end > start else { return }
+        if end - start >= 5, line[start] == UInt8(ascii: "H"), line[start + 1] == UInt8(ascii: "T"), line[start + 2] == UInt8(ascii: "T"),
+           line[start + 3] == UInt8(ascii: "P"), line[start + 4] == UInt8(ascii: "/") {
+            // A new response (after a redirect or 100-continue): start over.
+            transfer.headers = []
+            var index = start
+            while index < end, line[index] != 0x20 { index += 1 }
+            while index < end, line[index] == 0x20 { index += 1 }
+            var status = 0
+            while index < end, line[index] >= 0x30, line[index] <= 0x39 {
+                status = status * 10 + Int(line[index] - 0x30)
+                index += 1
+            }
+            transfer.status = status
+            return
+        }
+        guard let colon = (start..<end).first(where: { line[$0] == UInt8(ascii: ":") }) else { return }
+        var nameEnd = colon
+        while nameEnd > start, isSpace(line[nameEnd - 1]) { nameEnd -= 1 }
+        var valueStart = colon + 1
+        while valueStart < end, isSpace(line[valueStart]) { valueStart += 1 }
+        transfer.headers.append((String(decoding: UnsafeBufferPointer(rebasing: line[start..<nameEnd]), as: UTF8.self),
+                                 String(decoding: UnsafeBufferPointer(rebasing: line[valueStart..<end]), as: UTF8.self)))
     }
 
     private func complete(_ transfer: Transfer, easy: UnsafeMutableRawPointer, result: CURLcode) {

@@ -32,11 +32,10 @@ public struct HTTPResponse: Sendable {
     }
 
     public func header(_ name: String) -> String? {
-        let lower = name.lowercased()
-        return headers.last { $0.0.lowercased() == lower }?.1
+        headers.last { $0.0.utf8.count == name.utf8.count && $0.0.lowercased() == name.lowercased() }?.1
     }
 
-    public var contentLength: Int? { header("content-length").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    public var contentLength: Int? { header("content-length").flatMap { Int($0) } }
 
     /// `Content-Range: bytes a-b/total` → (a, b, total).
     public var contentRange: (first: UInt64, last: UInt64, total: UInt64?)? {

@@ -6,7 +6,7 @@ import ObjectStore
 import VirtualZarr
 
 public enum FileOrder: String, Sendable, CaseIterable {
-    /// Sorted by path or key.
+    /// Sorted by path or key (URL), whatever order the sources were given in.
     case key
     /// Sorted by the first value of the concat dimension's coordinate.
     case coordinate
@@ -85,7 +85,7 @@ public enum Scanner {
     public static func scan(sources: [String], options: ScanOptions, logger: Logger,
                             progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }) async throws -> ScanSummary {
         let start = ContinuousClock.now
-        let listed: [ListedObject]
+        var listed: [ListedObject]
         let remote = try sources.contains { try Location(parsing: $0).isRemote }
         if remote && options.store == nil {
             throw ScanError(description: "remote sources need an object store (internal error: none configured)")
@@ -96,6 +96,10 @@ public enum Scanner {
             throw ScanError(description: error.description)
         } catch let error as ObjectStoreError {
             throw ScanError(description: error.description)
+        }
+        if options.order == .key {
+            // Files join the concat dimension in key order whatever order they were named in.
+            listed.sort { $0.url < $1.url }
         }
         let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
         let store = options.store

@@ -330,10 +330,12 @@ public enum NetCDFMapping {
         case .compound(let size, let members):
             var fields: [JSON] = []
             var expected = 0
+            // Structured dtypes in Zarr v2 are packed; padding becomes unnamed void fields, as
+            // numpy spells an aligned compound.
             for member in members.sorted(by: { $0.offset < $1.offset }) {
-                guard member.offset == expected else {
-                    throw MappingError(description: "compound type with padding (Zarr v2 structured dtypes are packed)")
-                }
+                guard member.offset >= expected else { throw MappingError(description: "compound members overlap") }
+                if member.offset > expected { fields.append(.array([.string(""), .string("|V\(member.offset - expected)")])) }
+                expected = member.offset
                 var memberType = member.type
                 var subShape: [Int] = []
                 if case .array(_, let dims, let base) = member.type {
@@ -349,7 +351,8 @@ public enum NetCDFMapping {
                 fields.append(.array(field))
                 expected += member.type.size
             }
-            guard expected == size else { throw MappingError(description: "compound type with trailing padding") }
+            if expected < size { fields.append(.array([.string(""), .string("|V\(size - expected)")])) }
+            guard expected <= size else { throw MappingError(description: "compound members run past the type's size") }
             return ZarrDataType(kind: .structured, itemSize: size, bigEndian: false, v2: .array(fields), v3: nil)
         case .reference:
             throw MappingError(description: "object or region references have no Zarr type")

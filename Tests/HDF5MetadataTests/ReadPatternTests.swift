@@ -7,7 +7,9 @@ import XCTest
 /// Rounds are counted, not timed, so these assertions are deterministic.
 final class ReadPatternTests: XCTestCase {
     private func archiveFiles() throws -> [URL] {
-        guard let path = ProcessInfo.processInfo.environment["ZARRMOUNT_SAMPLE_ARCHIVE"] else {
+        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.cache/sample-archive").standardized.path
+        guard let path = ProcessInfo.processInfo.environment["ZARRMOUNT_SAMPLE_ARCHIVE"]
+                ?? (FileManager.default.fileExists(atPath: fallback) ? fallback : nil) else {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 XCTFail("ZARRMOUNT_SAMPLE_ARCHIVE is not set: run tools/test (CI must not skip)")
             }

@@ -595,7 +595,7 @@ def test_http_scan_equals_local(scanner, services, world, local_refs, proxies, t
     assert refs.urls == set(urls), sorted(refs.urls)
 
     url_file = tmp_path / "urls.txt"
-    # (an explicit list keeps its order along Time, as explicit local files do)
+    # (files join Time in key order, whatever order the list gives)
     url_file.write_text("# the archive\n\n" + "\n".join(urls) + "\n")
     refs, _ = scanner.ok([], "--urls", str(url_file))
     assert_same_refs(expected, refs, "http scan (--urls FILE)")

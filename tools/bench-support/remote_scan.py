@@ -18,7 +18,7 @@ ap.add_argument("--archive", required=True)
 ap.add_argument("--files", type=int, default=365)
 ap.add_argument("--latency-ms", type=float, default=20)
 ap.add_argument("--work", required=True)
-ap.add_argument("--serial-files", type=int, default=40, help="files for the concurrency-1 and kerchunk runs")
+ap.add_argument("--serial-files", type=int, default=20, help="files for the concurrency-1 and kerchunk runs")
 args = ap.parse_args()
 os.makedirs(args.work, exist_ok=True)
 

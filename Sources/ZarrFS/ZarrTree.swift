@@ -1,0 +1,241 @@
+import HDF5Metadata
+import Synchronization
+import VirtualZarr
+
+/// The directory tree a mount shows for one virtual dataset: directories, metadata files
+/// rendered once, and chunk files that are never materialised (an array with ten million
+/// chunks costs no more than its manifest). Pure: no FUSE, no I/O; the FUSE adapter and the
+/// chunk read path sit on top of it.
+public final class ZarrTree: Sendable {
+    public enum Content: Sendable, Equatable {
+        case directory
+        /// Bytes held in memory: metadata documents and inline chunks.
+        case bytes([UInt8])
+        /// A stored chunk: `length` bytes at `offset` of object `object`.
+        case chunk(object: UInt32, offset: UInt64, length: UInt64)
+    }
+
+    public struct Entry: Sendable, Equatable {
+        public var inode: UInt64
+        public var name: String
+        public var content: Content
+
+        public var size: UInt64 {
+            switch content {
+            case .directory: return 0
+            case .bytes(let bytes): return UInt64(bytes.count)
+            case .chunk(_, _, let length): return length
+            }
+        }
+    }
+
+    public static let rootInode: UInt64 = 1
+
+    public let store: ZarrStore
+    /// Named nodes (directories, metadata files, chunk-prefix directories of v3 arrays).
+    private let nodes: [UInt64: Node]
+    private let children: [UInt64: [String: UInt64]]
+    /// Arrays by directory inode, and where each array's chunk inodes start.
+    private let arrayByDirectory: [UInt64: Int]
+    private let chunkInodeBase: [UInt64]
+    private let firstChunkInode: UInt64
+
+    private struct Node: Sendable {
+        var name: String
+        var parent: UInt64
+        var content: Content
+        /// For v3 chunk-prefix directories: the array and the coordinates so far.
+        var chunkPrefix: (array: Int, coordinates: [Int])?
+    }
+
+    public init(_ store: ZarrStore) throws {
+        self.store = store
+        var nodes: [UInt64: Node] = [Self.rootInode: Node(name: "", parent: Self.rootInode, content: .directory)]
+        var children: [UInt64: [String: UInt64]] = [:]
+        var next: UInt64 = 2
+        func directory(_ path: [Substring]) -> UInt64 {
+            var current = Self.rootInode
+            for component in path {
+                if let existing = children[current]?[String(component)] { current = existing; continue }
+                let inode = next
+                next += 1
+                nodes[inode] = Node(name: String(component), parent: current, content: .directory)
+                children[current, default: [:]][String(component)] = inode
+                current = inode
+            }
+            return current
+        }
+        for (key, document) in try store.metadataDocuments().sorted(by: { $0.key < $1.key }) {
+            let parts = key.split(separator: "/")
+            let parent = directory(Array(parts.dropLast()))
+            let inode = next
+            next += 1
+            nodes[inode] = Node(name: String(parts.last!), parent: parent, content: .bytes(Array(document.rendered(pretty: true).utf8)))
+            children[parent, default: [:]][String(parts.last!)] = inode
+        }
+        var arrayByDirectory: [UInt64: Int] = [:]
+        for (index, array) in store.dataset.arrays.enumerated() {
+            let arrayDirectory = directory(array.path.split(separator: "/"))
+            arrayByDirectory[arrayDirectory] = index
+            if store.format == .v3 && !array.shape.isEmpty {
+                // v3 keys are c/i/j/k: the prefix directories are real nodes, the leaves are not.
+                let c = directory(array.path.split(separator: "/") + ["c"])
+                nodes[c]?.chunkPrefix = (index, [])
+                var level: [(UInt64, [Int])] = [(c, [])]
+                for axis in 0..<(array.manifest.gridShape.count - 1) {
+                    var nextLevel: [(UInt64, [Int])] = []
+                    for (parent, prefix) in level {
+                        for coordinate in 0..<array.manifest.gridShape[axis] {
+                            let inode = next
+                            next += 1
+                            nodes[inode] = Node(name: String(coordinate), parent: parent, content: .directory,
+                                                chunkPrefix: (index, prefix + [coordinate]))
+                            children[parent, default: [:]][String(coordinate)] = inode
+                            nextLevel.append((inode, prefix + [coordinate]))
+                        }
+                    }
+                    level = nextLevel
+                }
+            }
+        }
+        var bases: [UInt64] = []
+        var total: UInt64 = 0
+        for array in store.dataset.arrays {
+            bases.append(total)
+            total += UInt64(array.manifest.count)
+        }
+        self.nodes = nodes
+        self.children = children
+        self.arrayByDirectory = arrayByDirectory
+        self.chunkInodeBase = bases
+        self.firstChunkInode = next
+    }
+
+    // MARK: Lookups
+
+    public func entry(_ inode: UInt64) -> Entry? {
+        if let node = nodes[inode] { return Entry(inode: inode, name: node.name, content: node.content) }
+        guard let (array, linear) = chunk(inode) else { return nil }
+        return chunkEntry(array: array, linear: linear)
+    }
+
+    public func parent(_ inode: UInt64) -> UInt64? {
+        if let node = nodes[inode] { return node.parent }
+        guard let (array, linear) = chunk(inode) else { return nil }
+        return chunkParent(array: array, linear: linear)
+    }
+
+    public func lookup(_ parent: UInt64, _ name: String) -> Entry? {
+        if let inode = children[parent]?[name] { return entry(inode) }
+        guard let (array, prefix) = chunkContainer(parent) else { return nil }
+        let manifest = store.dataset.arrays[array].manifest
+        let coordinates: [Int]
+        switch store.format {
+        case .v2:
+            if manifest.gridShape.isEmpty { guard name == "0" else { return nil }; coordinates = [] }
+            else {
+                let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+                guard parts.count == manifest.gridShape.count else { return nil }
+                var values: [Int] = []
+                for part in parts {
+                    guard let value = Int(part), String(value) == part else { return nil }
+                    values.append(value)
+                }
+                coordinates = values
+            }
+        case .v3:
+            if manifest.gridShape.isEmpty { guard name == "c" else { return nil }; coordinates = [] }
+            else {
+                guard let value = Int(name), String(value) == name else { return nil }
+                coordinates = prefix + [value]
+            }
+        }
+        guard let linear = manifest.linearIndex(coordinates), manifest[linear] != .missing else { return nil }
+        return chunkEntry(array: array, linear: linear)
+    }
+
+    /// Up to `limit` entries of directory `inode` from position `offset` (positions are stable, so
+    /// a listing can resume). Chunk files are generated as they are listed.
+    public func list(_ inode: UInt64, from offset: Int, limit: Int) -> [(position: Int, entry: Entry)] {
+        var result: [(Int, Entry)] = []
+        let named = (children[inode] ?? [:]).sorted { $0.key < $1.key }
+        var position = offset
+        while position < named.count, result.count < limit {
+            if let entry = entry(named[position].value) { result.append((position + 1, entry)) }
+            position += 1
+        }
+        guard result.count < limit, let (array, prefix) = chunkContainer(inode) else { return result }
+        let manifest = store.dataset.arrays[array].manifest
+        // Chunk files: walk the linear indexes under this prefix, skipping missing chunks.
+        let (start, end) = linearRange(manifest, prefix: prefix)
+        var linear = start + max(0, position - named.count)
+        while linear < end, result.count < limit {
+            if let entry = chunkEntry(array: array, linear: linear) { result.append((named.count + (linear - start) + 1, entry)) }
+            linear += 1
+        }
+        return result
+    }
+
+    // MARK: Chunk files
+
+    /// The directory that holds an array's chunk files (v2: the array directory; v3: the last
+    /// prefix directory), with the coordinates its name path fixes.
+    private func chunkContainer(_ inode: UInt64) -> (array: Int, prefix: [Int])? {
+        if let array = arrayByDirectory[inode] {
+            let manifest = store.dataset.arrays[array].manifest
+            if store.format == .v2 || manifest.gridShape.isEmpty { return (array, []) }
+            return nil
+        }
+        guard let node = nodes[inode], let (array, prefix) = node.chunkPrefix else { return nil }
+        let rank = store.dataset.arrays[array].manifest.gridShape.count
+        return prefix.count == rank - 1 ? (array, prefix) : nil
+    }
+
+    private func linearRange(_ manifest: ChunkManifest, prefix: [Int]) -> (Int, Int) {
+        guard !prefix.isEmpty else { return (0, manifest.count) }
+        let last = manifest.gridShape.last ?? 1
+        let start = manifest.linearIndex(prefix + [0]) ?? 0
+        return (start, start + last)
+    }
+
+    private func chunk(_ inode: UInt64) -> (array: Int, linear: Int)? {
+        guard inode >= firstChunkInode else { return nil }
+        let index = inode - firstChunkInode
+        var low = 0, high = chunkInodeBase.count - 1
+        guard high >= 0 else { return nil }
+        while low < high {
+            let middle = (low + high + 1) / 2
+            if chunkInodeBase[middle] <= index { low = middle } else { high = middle - 1 }
+        }
+        let linear = Int(index - chunkInodeBase[low])
+        guard linear < store.dataset.arrays[low].manifest.count else { return nil }
+        return (low, linear)
+    }
+
+    private func chunkEntry(array: Int, linear: Int) -> Entry? {
+        let value = store.dataset.arrays[array]
+        let inode = firstChunkInode + chunkInodeBase[array] + UInt64(linear)
+        let coordinates = value.manifest.coordinates(linear)
+        let name: String
+        switch store.format {
+        case .v2: name = coordinates.isEmpty ? "0" : coordinates.map(String.init).joined(separator: ".")
+        case .v3: name = coordinates.isEmpty ? "c" : String(coordinates.last!)
+        }
+        switch value.manifest[linear] {
+        case .missing: return nil
+        case .inline(let bytes): return Entry(inode: inode, name: name, content: .bytes(bytes))
+        case .reference(let object, let offset, let length): return Entry(inode: inode, name: name, content: .chunk(object: object, offset: offset, length: length))
+        }
+    }
+
+    private func chunkParent(array: Int, linear: Int) -> UInt64? {
+        let value = store.dataset.arrays[array]
+        let directory = arrayByDirectory.first { $0.value == array }?.key
+        guard store.format == .v3, !value.manifest.gridShape.isEmpty else { return directory }
+        var current = directory.flatMap { children[$0]?["c"] }
+        for coordinate in value.manifest.coordinates(linear).dropLast() {
+            current = current.flatMap { children[$0]?[String(coordinate)] }
+        }
+        return current
+    }
+}

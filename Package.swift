@@ -46,7 +46,7 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
-        .target(name: "ZarrFS", dependencies: ["VirtualZarr", "HDF5Metadata"], swiftSettings: strictness),
+        .target(name: "ZarrFS", dependencies: ["VirtualZarr", "HDF5Metadata", "ObjectStore", "ByteSource"], swiftSettings: strictness),
         .target(
             name: "HDF5Oracle",
             dependencies: ["CHDF5", "HDF5Metadata"],
@@ -82,7 +82,7 @@ let package = Package(
             dependencies: ["ObjectStore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
-        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "VirtualZarr", "HDF5Metadata"], swiftSettings: strictness),
+        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "VirtualZarr", "HDF5Metadata", "ObjectStore"], swiftSettings: strictness),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
         .testTarget(
             name: "HDF5MetadataTests",

@@ -1,0 +1,92 @@
+import HDF5Metadata
+import ObjectStore
+import Synchronization
+import VirtualZarr
+import XCTest
+@testable import ZarrFS
+
+/// Serves chunks from memory, slowly, counting fetches; can be told the object changed.
+final class MemoryFetcher: ChunkFetching {
+    let data: [UInt8] = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+    let fetches = Mutex(0)
+    let changed = Mutex(false)
+
+    struct Changed: Error {}
+
+    func fetch(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
+        fetches.withLock { $0 += 1 }
+        try await Task.sleep(for: .milliseconds(20))
+        if changed.withLock({ $0 }) { throw Changed() }
+        return Array(data[Int(offset)..<Int(offset + length)])
+    }
+}
+
+final class ChunkReaderTests: XCTestCase {
+    private func entry(_ inode: UInt64, offset: UInt64, length: UInt64) -> ZarrTree.Entry {
+        ZarrTree.Entry(inode: inode, name: "0.0", content: .chunk(object: 0, offset: offset, length: length))
+    }
+
+    func testConcurrentReadsShareOneFetchAndSlicesAreExact() async throws {
+        let fetcher = MemoryFetcher()
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20)
+        let chunk = entry(10, offset: 1000, length: 4000)
+        let results = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+            for i in 0..<16 { group.addTask { (i, try await reader.read(chunk, offset: UInt64(i * 100), size: 300)) } }
+            var all: [(Int, [UInt8])] = []
+            for try await result in group { all.append(result) }
+            return all
+        }
+        for (i, bytes) in results { XCTAssertEqual(bytes, Array(fetcher.data[(1000 + i * 100)..<(1300 + i * 100)])) }
+        XCTAssertEqual(fetcher.fetches.withLock { $0 }, 1)
+        let tail = try await reader.read(chunk, offset: 3900, size: 1000)
+        XCTAssertEqual(tail, Array(fetcher.data[4900..<5000]), "reads stop at the end of the chunk")
+        XCTAssertEqual(reader.statistics.hits, 1)
+        XCTAssertEqual(reader.statistics.misses + reader.statistics.joined, 16)
+    }
+
+    func testCacheStaysWithinItsBudgetAndEvictsTheLeastRecentlyUsed() async throws {
+        let fetcher = MemoryFetcher()
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 10_000)
+        for i in 0..<4 { _ = try await reader.read(entry(UInt64(i), offset: UInt64(i) * 4000, length: 4000), offset: 0, size: 1) }
+        XCTAssertLessThanOrEqual(reader.statistics.cachedBytes, 10_000)
+        _ = try await reader.read(entry(3, offset: 12_000, length: 4000), offset: 0, size: 1)
+        XCTAssertEqual(fetcher.fetches.withLock { $0 }, 4, "the most recent chunk is still cached")
+        _ = try await reader.read(entry(0, offset: 0, length: 4000), offset: 0, size: 1)
+        XCTAssertEqual(fetcher.fetches.withLock { $0 }, 5, "the oldest was evicted")
+    }
+
+    func testAFailedFetchIsAnErrorNotBytesAndIsRetriedNextTime() async throws {
+        let fetcher = MemoryFetcher()
+        fetcher.changed.withLock { $0 = true }
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20)
+        do {
+            _ = try await reader.read(entry(1, offset: 0, length: 100), offset: 0, size: 10)
+            XCTFail("a changed object must not return bytes")
+        } catch is MemoryFetcher.Changed {}
+        XCTAssertEqual(reader.statistics.errors, 1)
+        fetcher.changed.withLock { $0 = false }
+        let bytes = try await reader.read(entry(1, offset: 0, length: 100), offset: 0, size: 10)
+        XCTAssertEqual(bytes, Array(fetcher.data[0..<10]))
+    }
+}
+
+final class StoreChunkFetcherTests: XCTestCase {
+    func testLocalFileChangedAfterTheScanIsAnErrorNeverNewBytes() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-fetch-\(getpid())").path
+        try Data((0..<1000).map { UInt8($0 % 251) }).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let listed = try LocalStore.describe(path)
+        let object = ObjectInfo(url: path, size: listed.size, etag: listed.etag)
+        let fetcher = StoreChunkFetcher(store: nil)
+        let bytes = try await fetcher.fetch(object, offset: 10, length: 5)
+        XCTAssertEqual(bytes, [10, 11, 12, 13, 14])
+        try await Task.sleep(for: .milliseconds(20))
+        try Data((0..<1000).map { UInt8(($0 + 1) % 251) }).write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try await fetcher.fetch(object, offset: 10, length: 5)
+            XCTFail("an overwritten file must not serve its new bytes")
+        } catch let error as ObjectStoreError {
+            XCTAssertEqual(error.kind, .changed)
+        }
+    }
+}

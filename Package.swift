@@ -46,7 +46,11 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
-        .target(name: "ZarrFS", dependencies: ["VirtualZarr", "HDF5Metadata", "ObjectStore", "ByteSource"], swiftSettings: strictness),
+        .target(
+            name: "ZarrFS",
+            dependencies: ["VirtualZarr", "HDF5Metadata", "ObjectStore", "ByteSource", "CFuse", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictness
+        ),
         .target(
             name: "HDF5Oracle",
             dependencies: ["CHDF5", "HDF5Metadata"],
@@ -55,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "zarrmount",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "HDF5Oracle", "VirtualZarr", "Scanner", "ObjectStore",
+                "ByteSource", "HDF5Metadata", "HDF5Oracle", "VirtualZarr", "Scanner", "ObjectStore", "ZarrFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

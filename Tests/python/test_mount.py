@@ -1,0 +1,150 @@
+"""Real FUSE mounts of a WRF-like archive: what any Zarr reader sees through the mount equals
+xarray on the original files; chunk files are the stored bytes; the mount is read-only."""
+import glob
+import os
+import subprocess
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import CI, REPO
+
+ZARRMOUNT = os.environ.get("ZARRMOUNT_BIN", os.path.join(REPO, ".build", "debug", "zarrmount"))
+
+
+def fuse_available():
+    return os.path.exists("/dev/fuse") and os.path.exists("/usr/bin/fusermount3")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    if not fuse_available():
+        if CI:
+            pytest.fail("FUSE is not available (/dev/fuse, fusermount3) and CI=true forbids skipping mount tests")
+        pytest.skip("FUSE is not available here")
+    directory = tmp_path_factory.mktemp("mount-archive")
+    subprocess.run([os.path.join(REPO, "tools", "make-archive"), str(directory), "--days", "3"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return sorted(glob.glob(str(directory / "*.nc")))
+
+
+@pytest.fixture
+def mounted(archive, tmp_path):
+    mountpoints = []
+
+    def mount(fmt=2, extra=()):
+        mountpoint = tmp_path / ("mnt%d" % len(mountpoints))
+        mountpoint.mkdir()
+        p = subprocess.run([ZARRMOUNT, "mount", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time",
+                            "--zarr-format", str(fmt), "--no-cache", *extra, str(mountpoint)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        mountpoints.append(str(mountpoint))
+        return str(mountpoint)
+
+    yield mount
+    for mountpoint in mountpoints:
+        subprocess.run([ZARRMOUNT, "unmount", mountpoint], capture_output=True, timeout=60)
+        assert not os.path.ismount(mountpoint), "%s is still mounted" % mountpoint
+
+
+def originals(files, decode_cf=True):
+    import xarray as xr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = [xr.open_dataset(f, engine="netcdf4", decode_cf=decode_cf) for f in files]
+        return xr.combine_nested(parts, concat_dim="Time", data_vars="minimal", coords="minimal", compat="override",
+                                 join="override", combine_attrs="override").load()
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+@pytest.mark.parametrize("decode_cf", [True, False], ids=["cf", "raw"])
+def test_mount_reads_like_the_originals(archive, mounted, fmt, decode_cf):
+    import xarray as xr
+    mountpoint = mounted(fmt)
+    assert os.path.ismount(mountpoint)
+    expected = originals(archive, decode_cf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        actual = xr.open_zarr(mountpoint, chunks=None, decode_cf=decode_cf, zarr_format=fmt)
+    assert sorted(expected.variables) == sorted(actual.variables)
+    assert expected.attrs == actual.attrs
+    for name in expected.variables:
+        np.testing.assert_array_equal(expected[name].values, actual[name].values, err_msg=name)
+        assert expected[name].dims == actual[name].dims, name
+
+
+def test_chunk_files_are_the_stored_bytes_and_the_mount_is_read_only(archive, mounted, tmp_path):
+    mountpoint = mounted(2)
+    refs = tmp_path / "refs.json"
+    subprocess.run([ZARRMOUNT, "scan", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time", "--refs", str(refs),
+                    "--no-cache"], check=True, capture_output=True)
+    import json
+    table = json.load(open(refs))["refs"]
+    for key in ["T2/0.0.0", "T2/2.0.0", "U/1.0.0.0", "lat/0.0"]:
+        url, offset, length = table[key]
+        with open(url, "rb") as f:
+            f.seek(offset)
+            stored = f.read(length)
+        with open(os.path.join(mountpoint, key), "rb") as f:
+            assert f.read() == stored, key
+        assert os.path.getsize(os.path.join(mountpoint, key)) == length
+    assert not os.path.exists(os.path.join(mountpoint, "T2", "3.0.0")), "chunks outside the grid are absent"
+    with pytest.raises(OSError) as failure:
+        open(os.path.join(mountpoint, "T2", "0.0.0"), "r+b")
+    assert failure.value.errno in (30, 13), failure.value  # EROFS (or EACCES from default_permissions)
+    with pytest.raises(OSError):
+        open(os.path.join(mountpoint, "new-file"), "wb")
+
+
+def test_parallel_readers_agree(archive, mounted):
+    mountpoint = mounted(2)
+    script = ("import sys, hashlib, glob, os\n"
+              "h = hashlib.sha256()\n"
+              "for p in sorted(glob.glob(os.path.join(sys.argv[1], '*', '*'))):\n"
+              "    h.update(open(p, 'rb').read())\n"
+              "print(h.hexdigest())\n")
+    procs = [subprocess.Popen(["python3", "-c", script, mountpoint], stdout=subprocess.PIPE, text=True) for _ in range(16)]
+    digests = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
+
+
+def test_overwritten_object_fails_instead_of_serving_new_bytes(archive, mounted, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in archive:
+        shutil.copy(f, copy)
+    mountpoint = tmp_path / "changed"
+    mountpoint.mkdir()
+    p = subprocess.run([ZARRMOUNT, "mount", str(copy) + "/*.nc", "--concat-dim", "Time", "--no-cache", str(mountpoint)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    try:
+        target = sorted(glob.glob(str(copy / "*.nc")))[1]
+        time.sleep(0.05)
+        with open(target, "r+b") as f:
+            f.seek(-100, 2)
+            f.write(b"\x00" * 100)
+        with pytest.raises(OSError) as failure:
+            open(os.path.join(str(mountpoint), "T2", "1.0.0"), "rb").read()
+        assert failure.value.errno in (116, 5), failure.value  # ESTALE or EIO
+    finally:
+        subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)
+
+
+def test_stale_mount_after_kill_is_cleaned_by_unmount(archive, tmp_path):
+    mountpoint = tmp_path / "killed"
+    mountpoint.mkdir()
+    p = subprocess.run([ZARRMOUNT, "mount", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time", "--no-cache",
+                        str(mountpoint)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    pid = int(p.stderr.split("daemon ")[1].split()[0])
+    os.kill(pid, 9)
+    time.sleep(0.3)
+    u = subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, text=True, timeout=60)
+    assert u.returncode == 0, u.stderr
+    assert not os.path.ismount(str(mountpoint))
+    assert os.listdir(str(mountpoint)) == [], "the mountpoint is usable again"

@@ -8,6 +8,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <errno.h>
+#include <sys/xattr.h>
+
+static inline ssize_t cfuse_getxattr(const char *path, const char *name, void *value, size_t size) {
+    return getxattr(path, name, value, size);
+}
 
 static inline int cfuse_api_version(void) { return FUSE_USE_VERSION; }
 

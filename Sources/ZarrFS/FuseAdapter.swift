@@ -20,10 +20,15 @@ public final class FuseMount: @unchecked Sendable {
     let timeout: Double = 3600
     private var session: OpaquePointer?
 
-    public init(tree: ZarrTree, reader: ChunkReader, logger: Logger) {
+    /// Describes the mount for `zarrmount status` (the root's `user.zarrmount.status` xattr).
+    let status: @Sendable () -> [UInt8]
+    public static let statusAttribute = "user.zarrmount.status"
+
+    public init(tree: ZarrTree, reader: ChunkReader, logger: Logger, status: @escaping @Sendable () -> [UInt8] = { [] }) {
         self.tree = tree
         self.reader = reader
         self.logger = logger
+        self.status = status
         mtime = Int(Date().timeIntervalSince1970)
     }
 
@@ -97,6 +102,25 @@ public final class FuseMount: @unchecked Sendable {
                 }
             }
         }
+        ops.getxattr = { req, inode, name, size in
+            guard let req, let name else { return }
+            let mount = FuseMount.from(req)
+            guard inode == fuse_ino_t(ZarrTree.rootInode), String(cString: name) == FuseMount.statusAttribute else {
+                _ = fuse_reply_err(req, ENODATA)
+                return
+            }
+            let value = mount.status()
+            if size == 0 { _ = fuse_reply_xattr(req, value.count); return }
+            guard size >= value.count else { _ = fuse_reply_err(req, ERANGE); return }
+            _ = value.withUnsafeBufferPointer { fuse_reply_buf(req, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), value.count) }
+        }
+        ops.listxattr = { req, inode, size in
+            guard let req else { return }
+            let names: [UInt8] = inode == fuse_ino_t(ZarrTree.rootInode) ? Array(FuseMount.statusAttribute.utf8) + [0] : []
+            if size == 0 { _ = fuse_reply_xattr(req, names.count); return }
+            guard size >= names.count else { _ = fuse_reply_err(req, ERANGE); return }
+            _ = names.withUnsafeBufferPointer { fuse_reply_buf(req, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), names.count) }
+        }
         let arguments = ["zarrmount", "-o", "ro,default_permissions,fsname=zarrmount,subtype=zarrmount" + (allowOther ? ",allow_other" : "")]
         var cArguments = arguments.map { strdup($0) }
         defer { cArguments.forEach { free($0) } }
@@ -114,6 +138,14 @@ public final class FuseMount: @unchecked Sendable {
         defer { fuse_session_unmount(created) }
         ready()
         _ = fuse_session_loop(created)
+    }
+
+    /// The status document of the mount at `mountpoint`, or nil when it is not a zarrmount mount.
+    public static func readStatus(_ mountpoint: String) -> String? {
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        let count = cfuse_getxattr(mountpoint, statusAttribute, &buffer, buffer.count)
+        guard count >= 0 else { return nil }
+        return String(decoding: buffer.prefix(count), as: UTF8.self)
     }
 
     static func from(_ req: fuse_req_t) -> FuseMount {

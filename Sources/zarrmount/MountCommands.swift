@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HDF5Metadata
 import Logging
 import ObjectStore
 import Scanner
@@ -55,7 +56,32 @@ struct Mount: AsyncParsableCommand {
             for warning in store.omitted { printError("warning: \(warning)") }
             let tree = try ZarrTree(store)
             let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store), cacheBytes: budget)
-            let mount = FuseMount(tree: tree, reader: reader, logger: logger)
+            let sourcesText = config.sources
+            let started = Date()
+            let remote = summary.store
+            let mount = FuseMount(tree: tree, reader: reader, logger: logger) {
+                let reads = reader.statistics
+                var document: [(String, JSON)] = [
+                    ("mountpoint", .string(mountpoint)),
+                    ("pid", .int(Int64(getpid()))),
+                    ("sources", .array(sourcesText.map(JSON.string))),
+                    ("files", .int(Int64(summary.files))),
+                    ("arrays", .int(Int64(summary.arrayCount))),
+                    ("chunks", .int(Int64(summary.chunkCount))),
+                    ("zarr_format", .int(Int64(config.zarrFormat.rawValue))),
+                    ("uptime_seconds", .double(Date().timeIntervalSince(started).rounded())),
+                    ("reads", .object([("cache_hits", .int(Int64(reads.hits))), ("cache_misses", .int(Int64(reads.misses))),
+                                       ("joined_fetches", .int(Int64(reads.joined))), ("in_flight", .int(Int64(reads.inFlight))),
+                                       ("bytes_fetched", .uint(reads.bytesFetched)), ("cached_bytes", .int(Int64(reads.cachedBytes))),
+                                       ("errors", .int(Int64(reads.errors)))])),
+                ]
+                if let remote {
+                    let stats = remote.statistics
+                    document.append(("http", .object([("requests", .int(Int64(stats.requests))), ("retries", .int(Int64(stats.retries))),
+                                                      ("bytes", .uint(stats.bytes))])))
+                }
+                return Array(JSON.object(document).rendered(pretty: true).utf8)
+            }
             let readyFile = self.readyFile
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let thread = Thread {
@@ -108,6 +134,22 @@ struct Mount: AsyncParsableCommand {
         let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         printError(output.split(separator: "\n").filter { !$0.hasPrefix("[") }.joined(separator: "\n"))
         throw ExitCode(child.terminationStatus == 0 ? 1 : child.terminationStatus)
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what a zarrmount mount serves and its live counters (requests, bytes, cache hits and misses, errors).")
+
+    @Argument(help: "The mountpoint.")
+    var mountpoint: String
+
+    func run() throws {
+        guard let status = FuseMount.readStatus(mountpoint) else {
+            printError("error: \(mountpoint): not a zarrmount mount (or its daemon is gone: run `zarrmount unmount \(mountpoint)`)")
+            throw ExitCode(1)
+        }
+        print(status)
     }
 }
 

@@ -9,7 +9,7 @@ struct ZarrMount: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zarrmount",
         abstract: "Mount archives of NetCDF4/HDF5 files as read-only Zarr stores.",
-        subcommands: [Mount.self, Unmount.self, Scan.self, Export.self, Inspect.self, Verify.self]
+        subcommands: [Mount.self, Unmount.self, Status.self, Scan.self, Export.self, Inspect.self, Verify.self]
     )
 }
 

@@ -148,3 +148,21 @@ def test_stale_mount_after_kill_is_cleaned_by_unmount(archive, tmp_path):
     assert u.returncode == 0, u.stderr
     assert not os.path.ismount(str(mountpoint))
     assert os.listdir(str(mountpoint)) == [], "the mountpoint is usable again"
+
+
+def test_status_reports_counters_from_the_mount_root(archive, mounted, tmp_path):
+    import json
+    mountpoint = mounted(2)
+    with open(os.path.join(mountpoint, "T2", "0.0.0"), "rb") as f:
+        size = len(f.read())
+    status = subprocess.run([ZARRMOUNT, "status", mountpoint], capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)
+    assert document["files"] == 3 and document["arrays"] == 41 and document["zarr_format"] == 2
+    assert document["reads"]["bytes_fetched"] >= size > 0
+    assert document["reads"]["errors"] == 0
+    assert "user.zarrmount.status" in os.listxattr(mountpoint)
+    assert sorted(os.listdir(mountpoint)) == sorted(set(os.listdir(mountpoint))), "no extra file appears in the tree"
+    assert not any(name.startswith("status") for name in os.listdir(mountpoint))
+    other = subprocess.run([ZARRMOUNT, "status", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert other.returncode == 1 and "not a zarrmount mount" in other.stderr

@@ -29,9 +29,11 @@ let package = Package(
             dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
-        .target(name: "HDF5Metadata", dependencies: ["ByteSource"], swiftSettings: strictness),
+        // The JSON value type shared by reports, Zarr metadata, references and caches.
+        .target(name: "JSONValue", swiftSettings: strictness),
+        .target(name: "HDF5Metadata", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "VirtualZarr", dependencies: ["HDF5Metadata", "CZlib"], swiftSettings: strictness),
+        .target(name: "VirtualZarr", dependencies: ["HDF5Metadata", "JSONValue", "CZlib"], swiftSettings: strictness),
         .target(
             name: "ObjectStore",
             dependencies: ["ByteSource", "CCurl", .product(name: "Logging", package: "swift-log"),
@@ -41,14 +43,14 @@ let package = Package(
         .target(
             name: "Scanner",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "ObjectStore", "VirtualZarr",
+                "ByteSource", "HDF5Metadata", "JSONValue", "ObjectStore", "VirtualZarr",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictness
         ),
         .target(
             name: "ZarrFS",
-            dependencies: ["VirtualZarr", "HDF5Metadata", "ObjectStore", "ByteSource", "CFuse", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VirtualZarr", "JSONValue", "ObjectStore", "ByteSource", "CFuse", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
         .target(
@@ -59,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "zarrmount",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "HDF5Oracle", "VirtualZarr", "Scanner", "ObjectStore", "ZarrFS",
+                "ByteSource", "HDF5Metadata", "HDF5Oracle", "JSONValue", "VirtualZarr", "Scanner", "ObjectStore", "ZarrFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -77,7 +79,7 @@ let package = Package(
 
         .testTarget(
             name: "VirtualZarrTests",
-            dependencies: ["VirtualZarr", "Scanner", "ObjectStore", "HDF5Metadata", "ByteSource",
+            dependencies: ["VirtualZarr", "Scanner", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
@@ -86,11 +88,11 @@ let package = Package(
             dependencies: ["ObjectStore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
-        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "VirtualZarr", "HDF5Metadata", "ObjectStore"], swiftSettings: strictness),
+        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "VirtualZarr", "JSONValue", "ObjectStore"], swiftSettings: strictness),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
         .testTarget(
             name: "HDF5MetadataTests",
-            dependencies: ["HDF5Metadata", "HDF5Oracle", "ByteSource"],
+            dependencies: ["HDF5Metadata", "HDF5Oracle", "JSONValue", "ByteSource"],
             swiftSettings: strictness
         ),
     ]

@@ -44,7 +44,7 @@ public struct Attribute: Sendable, Equatable {
     public var values: [Value]
 
     /// Parses an attribute message body; values are decoded later (they may need heap reads).
-    static func parse(_ cursor: inout ByteCursor, context: FileContext) async throws -> (Attribute, needsDecode: Bool) {
+    static func parse(_ cursor: inout ByteCursor, context: FileContext) async throws -> Attribute {
         let start = cursor.absolutePosition
         let version = try cursor.u8()
         guard version >= 1 && version <= 3 else { throw HDF5Error(.corrupt, "attribute message", at: start, "version \(version)") }
@@ -86,7 +86,7 @@ public struct Attribute: Sendable, Equatable {
             throw HDF5Error(.limitExceeded, "attribute \(name)", at: start, "value of \(count) elements × \(datatype.size) bytes")
         }
         let raw = try cursor.take(Int(total))
-        return (Attribute(name: name, datatype: datatype, dataspace: dataspace, raw: raw, values: []), true)
+        return Attribute(name: name, datatype: datatype, dataspace: dataspace, raw: raw, values: [])
     }
 }
 

@@ -471,7 +471,7 @@ private struct Traversal {
         let decoder = ValueDecoder(context: context)
         var result: [Attribute] = []
         for var body in bodies {
-            var (attribute, _) = try await Attribute.parse(&body, context: context)
+            var attribute = try await Attribute.parse(&body, context: context)
             attribute.values = try await decoder.decodeAll(attribute.raw, type: attribute.datatype,
                                                            count: Int(clamping: attribute.dataspace.elementCount), origin: body.origin)
             result.append(attribute)

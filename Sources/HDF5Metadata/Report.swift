@@ -1,3 +1,4 @@
+import JSONValue
 /// The machine-readable description of a parsed file (`zarrmount inspect --json`).
 public enum InspectionReport {
     public static func json(_ info: HDF5FileInfo, file: String, includeChunks: Bool) -> JSON {

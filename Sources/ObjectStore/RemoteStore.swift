@@ -83,8 +83,7 @@ public final class RemoteStore: Sendable {
             }
             let spread = jitter.withLock { $0.next() }
             switch retry.decide(attempt: attempt, outcome: outcome, jitter: spread) {
-            case .done: continue
-            case .fail: throw failure
+            case .done, .fail: throw failure
             case .retry(let delay):
                 counters.withLock { $0.retries += 1 }
                 logger.debug("retrying", metadata: ["url": "\(url)", "attempt": "\(attempt)", "reason": "\(failure)"])

@@ -3,6 +3,7 @@ import Foundation
 import HDF5Metadata
 import ObjectStore
 import VirtualZarr
+import JSONValue
 
 /// Per-file scan results on disk, keyed by (url, size, identity) and the mapping options, so
 /// scanning an unchanged archive again makes no metadata reads: only the listing.
@@ -21,7 +22,7 @@ public struct ManifestCache: Sendable {
     }
 
     func path(for object: ListedObject) -> String {
-        let digest = SHA256.hash(data: Data(object.url.utf8)).map { String($0, radix: 16).leftPad(2) }.joined()
+        let digest = SHA256.hash(data: Data(object.url.utf8)).map { String(format: "%02x", $0) }.joined()
         return directory + "/" + digest.prefix(2) + "/" + digest + ".json"
     }
 
@@ -82,7 +83,7 @@ public struct ManifestCache: Sendable {
                                ("big", .bool(array.dtype.bigEndian)), ("v2", array.dtype.v2), ("v3", array.dtype.v3 ?? .null)])),
             ("shape", .array(array.shape.map(JSON.uint))),
             ("chunks", .array(array.chunkShape.map(JSON.uint))),
-            ("codecs", .array(array.codecs.map(\.numcodecsConfiguration))),
+            ("codecs", .array(array.codecs.map(\.numcodecsJSON))),
             ("fill_value", array.fillValue),
             ("fill_bytes", array.fillBytes.map { .string(Data($0).base64EncodedString()) } ?? .null),
             ("dims", .array(array.dimensionNames.map(JSON.string))),
@@ -135,8 +136,4 @@ public struct ManifestCache: Sendable {
                             dimensionNames: json["dims"]?.arrayValue?.compactMap(\.stringValue) ?? [],
                             attributes: json["attributes"]?.objectValue ?? [], manifest: manifest, origin: json["origin"]?.stringValue ?? path)
     }
-}
-
-extension String {
-    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

@@ -1,7 +1,6 @@
 import ByteSource
 import Foundation
 import ObjectStore
-import Synchronization
 import VirtualZarr
 
 public struct ExportError: Error, CustomStringConvertible, Sendable {
@@ -10,8 +9,8 @@ public struct ExportError: Error, CustomStringConvertible, Sendable {
 
 /// Writes a virtual dataset as a directory store, copying each chunk's stored bytes.
 public enum StoreExporter {
-    /// Returns the arrays the format could not express (left out, with the reason). Chunks of
-    /// remote objects are fetched through `store` (ranged GETs with the scan's identity), 32 at once.
+    /// Returns the arrays the format could not express (left out, with the reason). Chunks are
+    /// read through `ObjectReader` (identity-checked, remote ones through `store`), 32 at once.
     @discardableResult
     public static func export(_ dataset: VirtualDataset, format: ZarrFormat, to directory: String, store: RemoteStore? = nil) async throws -> [String] {
         let manager = FileManager.default
@@ -31,7 +30,7 @@ public enum StoreExporter {
             case .reference(let object, let offset, let length): references.append((key, object, offset, length))
             }
         }
-        let files = FileSources()
+        let reader = ObjectReader(store: store)
         try await withThrowingTaskGroup(of: Void.self) { group in
             var next = 0
             func launch() {
@@ -41,11 +40,7 @@ public enum StoreExporter {
                     let object = dataset.objects[Int(reference.object)]
                     let bytes: [UInt8]
                     do {
-                        if let store, try Location(parsing: object.url).isRemote {
-                            bytes = try await store.get(object.url, range: reference.offset..<(reference.offset + reference.length), identity: object.etag)
-                        } else {
-                            bytes = try files.source(object.url).readSynchronously(offset: reference.offset, length: Int(reference.length))
-                        }
+                        bytes = try await reader.read(object.url, identity: object.etag, range: reference.offset..<(reference.offset + reference.length))
                     } catch let error as ObjectStoreError {
                         throw ExportError(description: error.description)
                     } catch let error as ByteSourceError {
@@ -63,18 +58,6 @@ public enum StoreExporter {
             }
         }
         return zarr.omitted
-    }
-
-    /// Open local files, shared by the export's tasks.
-    final class FileSources: Sendable {
-        private let open = Mutex<[String: FileSource]>([:])
-
-        func source(_ path: String) throws -> FileSource {
-            if let existing = open.withLock({ $0[path] }) { return existing }
-            let source = try FileSource(path: path)
-            open.withLock { $0[path] = source }
-            return source
-        }
     }
 
     public static func writeFile(_ path: String, _ bytes: [UInt8]) throws {

@@ -1,5 +1,6 @@
 import CZlib
 import HDF5Metadata
+import JSONValue
 
 /// A step of a chunk's encoding pipeline, in the order the writer applied it.
 public enum Codec: Sendable, Equatable {
@@ -10,8 +11,8 @@ public enum Codec: Sendable, Equatable {
     /// readers untouched, never decoded here.
     case other(JSON)
 
-    /// Zarr v2 / numcodecs configuration.
-    var numcodecsJSON: JSON {
+    /// Zarr v2 / numcodecs configuration (what `init(numcodecs:)` reads back).
+    public var numcodecsJSON: JSON {
         switch self {
         case .zlib(let level): return .object([("id", .string("zlib")), ("level", .int(Int64(level)))])
         case .shuffle(let size): return .object([("id", .string("shuffle")), ("elementsize", .int(Int64(size)))])
@@ -19,9 +20,6 @@ public enum Codec: Sendable, Equatable {
         case .other(let configuration): return configuration
         }
     }
-
-    /// The numcodecs configuration, for saving and reloading (`init(numcodecs:)`).
-    public var numcodecsConfiguration: JSON { numcodecsJSON }
 
     public init(numcodecs json: JSON) {
         switch json["id"]?.stringValue {

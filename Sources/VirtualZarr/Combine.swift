@@ -1,4 +1,5 @@
 import HDF5Metadata
+import JSONValue
 
 public enum AttributePolicy: String, Sendable, CaseIterable {
     /// The first file's attributes.

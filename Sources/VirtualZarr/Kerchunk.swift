@@ -1,5 +1,6 @@
 import Foundation
 import HDF5Metadata
+import JSONValue
 
 /// kerchunk reference files (version 1): Zarr v2 metadata as JSON strings and, per chunk,
 /// `[url, offset, length]` or inline `base64:` data.
@@ -197,8 +198,8 @@ extension KerchunkReferences {
         guard shape.count == shapeList.count, chunks.count == shape.count, chunks.allSatisfy({ $0 > 0 }) else { throw fail("invalid shape or chunks") }
         let dtype = try dataType(v2: dtypeJSON, fail: fail)
         var codecs: [Codec] = []
-        for filter in meta["filters"]?.arrayValue ?? [] { codecs.append(codec(filter)) }
-        if let compressor = meta["compressor"], compressor != .null { codecs.append(codec(compressor)) }
+        for filter in meta["filters"]?.arrayValue ?? [] { codecs.append(Codec(numcodecs: filter)) }
+        if let compressor = meta["compressor"], compressor != .null { codecs.append(Codec(numcodecs: compressor)) }
         let dimensions = attributes.first { $0.0 == "_ARRAY_DIMENSIONS" }?.1.arrayValue?.compactMap(\.stringValue)
             ?? shape.indices.map { "dim_\($0)" }
         return VirtualArray(path: path, dtype: dtype, shape: shape, chunkShape: chunks,
@@ -207,8 +208,6 @@ extension KerchunkReferences {
                             attributes: attributes.filter { $0.0 != "_ARRAY_DIMENSIONS" },
                             manifest: ChunkManifest(gridShape: NetCDFMapping.grid(shape, chunks)), origin: "\(name):\(path)")
     }
-
-    static func codec(_ json: JSON) -> Codec { Codec(numcodecs: json) }
 
     static func dataType(v2 json: JSON, fail: (String) -> ReferenceError) throws -> ZarrDataType {
         guard let text = json.stringValue else {

@@ -1,4 +1,5 @@
 import HDF5Metadata
+import JSONValue
 
 /// One source object (a file, an S3 object, a URL) that chunks point into.
 public struct ObjectInfo: Sendable, Equatable {

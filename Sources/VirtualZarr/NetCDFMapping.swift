@@ -1,4 +1,5 @@
 import HDF5Metadata
+import JSONValue
 
 /// Reads raw bytes of the source object at absolute offsets (for values that must be inlined).
 public typealias ByteFetcher = @Sendable (_ offset: UInt64, _ length: Int) async throws -> [UInt8]

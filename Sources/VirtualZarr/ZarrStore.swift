@@ -1,5 +1,6 @@
 import Foundation
 import HDF5Metadata
+import JSONValue
 
 public enum ZarrFormat: Int, Sendable, CaseIterable {
     case v2 = 2

@@ -1,4 +1,3 @@
-import HDF5Metadata
 import Synchronization
 import VirtualZarr
 

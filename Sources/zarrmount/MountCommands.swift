@@ -6,6 +6,7 @@ import ObjectStore
 import Scanner
 import VirtualZarr
 import ZarrFS
+import JSONValue
 
 struct Mount: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

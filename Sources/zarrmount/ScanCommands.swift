@@ -6,6 +6,7 @@ import Logging
 import ObjectStore
 import Scanner
 import VirtualZarr
+import JSONValue
 
 extension FileOrder: ExpressibleByArgument {}
 extension ErrorPolicy: ExpressibleByArgument {}

@@ -3,6 +3,7 @@ import ByteSource
 import HDF5Metadata
 import HDF5Oracle
 import Logging
+import JSONValue
 
 @main
 struct ZarrMount: AsyncParsableCommand {

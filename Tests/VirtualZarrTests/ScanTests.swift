@@ -6,6 +6,7 @@ import ObjectStore
 @testable import Scanner
 @testable import VirtualZarr
 import XCTest
+import JSONValue
 
 enum VZTestData {
     static func fixtures() throws -> URL {

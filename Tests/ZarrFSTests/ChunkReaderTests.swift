@@ -1,4 +1,3 @@
-import HDF5Metadata
 import ObjectStore
 import Synchronization
 import VirtualZarr

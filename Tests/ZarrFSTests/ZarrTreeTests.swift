@@ -1,4 +1,3 @@
-import HDF5Metadata
 import VirtualZarr
 import XCTest
 @testable import ZarrFS

@@ -1,0 +1,31 @@
+import ByteSource
+import Synchronization
+
+/// Reads byte ranges of objects found by a scan, wherever they live, and refuses bytes of an
+/// object that changed since: ranged GETs with the recorded ETag for remote objects, and for
+/// local files a check that size and mtime are still the scan's before `pread`.
+public final class ObjectReader: Sendable {
+    private let store: RemoteStore?
+    private let files = Mutex<[String: FileSource]>([:])
+
+    public init(store: RemoteStore?) {
+        self.store = store
+    }
+
+    public func read(_ url: String, identity: String?, range: Range<UInt64>) async throws -> [UInt8] {
+        switch try Location(parsing: url) {
+        case .local(let path):
+            if let identity, try LocalStore.describe(path).etag != identity { throw ObjectStoreError(.changed, url: url) }
+            let source = try files.withLock { open -> FileSource in
+                if let existing = open[path] { return existing }
+                let source = try FileSource(path: path)
+                open[path] = source
+                return source
+            }
+            return try source.readSynchronously(offset: range.lowerBound, length: range.count)
+        case .s3, .http:
+            guard let store else { throw ObjectStoreError(.invalidLocation("no object store for remote objects"), url: url) }
+            return try await store.get(url, range: range, identity: identity)
+        }
+    }
+}

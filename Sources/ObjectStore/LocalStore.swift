@@ -6,6 +6,15 @@ public struct ListedObject: Sendable, Equatable {
     public var size: UInt64
     /// ETag for remote objects; `size-mtime` for local files.
     public var etag: String?
+    /// Last modification, in seconds since 1970 (shown as the chunk files' `st_mtime`).
+    public var lastModified: Int64?
+
+    public init(url: String, size: UInt64, etag: String?, lastModified: Int64? = nil) {
+        self.url = url
+        self.size = size
+        self.etag = etag
+        self.lastModified = lastModified
+    }
 }
 
 public struct ListingError: Error, CustomStringConvertible, Sendable {
@@ -53,7 +62,8 @@ public enum LocalStore {
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         let size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        return ListedObject(url: path, size: size, etag: "\(size)-\(Int64(modified * 1_000_000))")
+        return ListedObject(url: path, size: size, etag: "\(size)-\(Int64(modified * 1_000_000))",
+                            lastModified: Int64(modified.rounded(.down)))
     }
 
     static func isRegularFile(_ path: String) -> Bool {

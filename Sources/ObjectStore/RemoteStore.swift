@@ -195,7 +195,8 @@ public final class RemoteStore: Sendable {
                     continue
                 }
                 if glob.matches(key), !key.hasSuffix("/") {
-                    found.append(ListedObject(url: "s3://\(bucket)/\(key)", size: size, etag: XMLFields.first("ETag", in: entry)))
+                    found.append(ListedObject(url: "s3://\(bucket)/\(key)", size: size, etag: XMLFields.first("ETag", in: entry),
+                                              lastModified: XMLFields.first("LastModified", in: entry).flatMap(HTTPDate.seconds)))
                 }
             }
             token = XMLFields.first("IsTruncated", in: text) == "true" ? XMLFields.first("NextContinuationToken", in: text) : nil
@@ -210,7 +211,8 @@ public final class RemoteStore: Sendable {
         let url = "s3://\(bucket)/\(key)"
         let response = try await send({ s3Request(method: .head, bucket: bucket, key: key, maxBody: 0) }, url: url)
         guard let length = response.contentLength else { throw ObjectStoreError(.invalidResponse("HEAD without Content-Length"), url: url) }
-        return ListedObject(url: url, size: UInt64(length), etag: response.header("etag"))
+        return ListedObject(url: url, size: UInt64(length), etag: response.header("etag"),
+                            lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
     }
 
     /// Size and identity of an HTTP object: a strong ETag, else Last-Modified.
@@ -222,7 +224,8 @@ public final class RemoteStore: Sendable {
         var identity: String?
         if let etag = response.header("etag"), !etag.hasPrefix("W/") { identity = etag }
         else if let modified = response.header("last-modified") { identity = "last-modified:" + modified }
-        return ListedObject(url: url, size: UInt64(length), etag: identity)
+        return ListedObject(url: url, size: UInt64(length), etag: identity,
+                            lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
     }
 
     // MARK: Reading

@@ -201,7 +201,7 @@ public enum Scanner {
                 fetch = { offset, length in try file.readSynchronously(offset: offset, length: length) }
             }
             var dataset = try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping, fetch: fetch)
-            dataset.objects = [ObjectInfo(url: object.url, size: object.size, etag: object.etag)]
+            dataset.objects = [ObjectInfo(url: object.url, size: object.size, etag: object.etag, lastModified: object.lastModified)]
             return .success((dataset, statistics.snapshot))
         } catch let error as HDF5FileError {
             return .failure(ScanError(description: "\(error)"))

@@ -7,11 +7,14 @@ public struct ObjectInfo: Sendable, Equatable {
     public var size: UInt64
     /// The identity checked before every ranged read: ETag, or size + mtime for local files.
     public var etag: String?
+    /// Last modification in seconds since 1970, when the listing said.
+    public var lastModified: Int64?
 
-    public init(url: String, size: UInt64, etag: String? = nil) {
+    public init(url: String, size: UInt64, etag: String? = nil, lastModified: Int64? = nil) {
         self.url = url
         self.size = size
         self.etag = etag
+        self.lastModified = lastModified
     }
 }
 
@@ -109,6 +112,17 @@ public struct ChunkManifest: Sendable, Equatable {
         objects[linear] = Self.inlineMarker
         offsets[linear] = UInt64(index)
         lengths[linear] = UInt64(inlineChunks[index].count)
+    }
+
+    /// The same manifest with every inline chunk passed through `transform` once (inline chunks
+    /// shared between indexes stay shared).
+    public func mappingInlineChunks(_ transform: ([UInt8]) throws -> [UInt8]) rethrows -> ChunkManifest {
+        var copy = self
+        copy.inlineChunks = try inlineChunks.map(transform)
+        for i in 0..<copy.objects.count where copy.objects[i] == Self.inlineMarker {
+            copy.lengths[i] = UInt64(copy.inlineChunks[Int(copy.offsets[i])].count)
+        }
+        return copy
     }
 
     /// The same manifest with every object id passed through `map` (when tables are merged).

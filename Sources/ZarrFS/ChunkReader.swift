@@ -47,14 +47,15 @@ public final class ChunkReader: Sendable {
         switch entry.content {
         case .directory: return []
         case .bytes(let bytes): whole = bytes
-        case .chunk(let object, let chunkOffset, let length): whole = try await chunk(entry.inode, object: object, offset: chunkOffset, length: length)
+        case .chunk(let object, let chunkOffset, let length, let decoding):
+            whole = try await chunk(entry.inode, object: object, offset: chunkOffset, length: length, decoding: decoding)
         }
         guard offset < UInt64(whole.count), size > 0 else { return [] }
         let start = Int(offset)
         return Array(whole[start..<min(whole.count, start + size)])
     }
 
-    private func chunk(_ inode: UInt64, object: UInt32, offset: UInt64, length: UInt64) async throws -> [UInt8] {
+    private func chunk(_ inode: UInt64, object: UInt32, offset: UInt64, length: UInt64, decoding: ZarrTree.Decoding?) async throws -> [UInt8] {
         enum Plan { case hit([UInt8]), wait(Task<[UInt8], any Error>) }
         let plan: Plan = state.withLock { state in
             state.clock += 1
@@ -71,7 +72,25 @@ public final class ChunkReader: Sendable {
             state.statistics.inFlight += 1
             let info = objects[Int(object)]
             let fetcher = self.fetcher
-            let task = Task { try await fetcher.fetch(info, offset: offset, length: length) }
+            let task = Task {
+                let stored = try await fetcher.fetch(info, offset: offset, length: length)
+                guard stored.count == Int(length) else {
+                    throw ChunkReadError(description: "\(info.url): chunk at \(offset) came back with \(stored.count) of \(length) bytes")
+                }
+                guard let decoding else { return stored }
+                // Decoding runs once per fetch, off the FUSE thread; a failure (bad checksum,
+                // corrupt stream) is an error, never wrong bytes.
+                let decoded: [UInt8]
+                do {
+                    decoded = try ChunkDecoder.decode(stored, pipeline: decoding.pipeline, decodedSize: Int(decoding.size))
+                } catch {
+                    throw ChunkReadError(description: "\(info.url): chunk at \(offset) (\(length) bytes) does not decode: \(error)")
+                }
+                guard decoded.count == Int(decoding.size) else {
+                    throw ChunkReadError(description: "\(info.url): chunk at \(offset) decodes to \(decoded.count) bytes, expected \(decoding.size)")
+                }
+                return decoded
+            }
             state.inFlight[inode] = task
             return .wait(task)
         }
@@ -80,20 +99,16 @@ public final class ChunkReader: Sendable {
         case .wait(let task):
             do {
                 let bytes = try await task.value
-                guard bytes.count == Int(length) else {
-                    finish(inode, bytes: nil)
-                    throw ChunkReadError(description: "\(objects[Int(object)].url): chunk at \(offset) came back with \(bytes.count) of \(length) bytes")
-                }
-                finish(inode, bytes: bytes)
+                finish(inode, bytes: bytes, storedLength: length)
                 return bytes
             } catch {
-                finish(inode, bytes: nil)
+                finish(inode, bytes: nil, storedLength: 0)
                 throw error
             }
         }
     }
 
-    private func finish(_ inode: UInt64, bytes: [UInt8]?) {
+    private func finish(_ inode: UInt64, bytes: [UInt8]?, storedLength: UInt64) {
         state.withLock { state in
             guard state.inFlight.removeValue(forKey: inode) != nil else { return }
             state.statistics.inFlight -= 1
@@ -101,7 +116,7 @@ public final class ChunkReader: Sendable {
                 state.statistics.errors += 1
                 return
             }
-            state.statistics.bytesFetched += UInt64(bytes.count)
+            state.statistics.bytesFetched += storedLength
             guard bytes.count <= budget else { return }
             state.cache[inode] = (bytes, state.clock)
             state.statistics.cachedBytes += bytes.count

@@ -10,8 +10,20 @@ public final class ZarrTree: Sendable {
         case directory
         /// Bytes held in memory: metadata documents and inline chunks.
         case bytes([UInt8])
-        /// A stored chunk: `length` bytes at `offset` of object `object`.
-        case chunk(object: UInt32, offset: UInt64, length: UInt64)
+        /// A stored chunk: `length` bytes at `offset` of object `object`, shown as stored or,
+        /// with `decoding`, as the decoded bytes.
+        case chunk(object: UInt32, offset: UInt64, length: UInt64, decoding: Decoding? = nil)
+    }
+
+    /// How a chunk file shown decoded is produced from its stored bytes.
+    public struct Decoding: Sendable, Equatable {
+        public var pipeline: [Codec]
+        public var size: UInt64
+
+        public init(pipeline: [Codec], size: UInt64) {
+            self.pipeline = pipeline
+            self.size = size
+        }
     }
 
     public struct Entry: Sendable, Equatable {
@@ -23,7 +35,7 @@ public final class ZarrTree: Sendable {
             switch content {
             case .directory: return 0
             case .bytes(let bytes): return UInt64(bytes.count)
-            case .chunk(_, _, let length): return length
+            case .chunk(_, _, let length, let decoding): return decoding?.size ?? length
             }
         }
     }
@@ -38,6 +50,8 @@ public final class ZarrTree: Sendable {
     private let arrayByDirectory: [UInt64: Int]
     private let chunkInodeBase: [UInt64]
     private let firstChunkInode: UInt64
+    /// Per array index: the decoding of its stored chunks when shown decoded.
+    private let decodings: [Decoding?]
 
     private struct Node: Sendable {
         var name: String
@@ -47,8 +61,13 @@ public final class ZarrTree: Sendable {
         var chunkPrefix: (array: Int, coordinates: [Int])?
     }
 
-    public init(_ store: ZarrStore) throws {
+    /// `decodedPipelines` names the arrays shown decoded (see `DecodedView`) and how their
+    /// stored chunks are decoded.
+    public init(_ store: ZarrStore, decodedPipelines: [String: [Codec]] = [:]) throws {
         self.store = store
+        decodings = store.dataset.arrays.map { array in
+            decodedPipelines[array.path].map { Decoding(pipeline: $0, size: UInt64(DecodedView.decodedChunkSize(array))) }
+        }
         var nodes: [UInt64: Node] = [Self.rootInode: Node(name: "", parent: Self.rootInode, content: .directory)]
         var children: [UInt64: [String: UInt64]] = [:]
         var next: UInt64 = 2
@@ -111,6 +130,23 @@ public final class ZarrTree: Sendable {
     }
 
     // MARK: Lookups
+
+    /// Every inode the tree can hand out (named nodes and chunk files), for `statfs`.
+    public var inodeCount: UInt64 {
+        firstChunkInode - 1 + store.dataset.arrays.reduce(UInt64(0)) { $0 + UInt64($1.manifest.count) }
+    }
+
+    /// The slash-separated path of `inode` below the mount root, for log lines.
+    public func path(_ inode: UInt64) -> String? {
+        var components: [String] = []
+        var current = inode
+        while current != Self.rootInode {
+            guard let entry = entry(current), let parent = parent(current) else { return nil }
+            components.append(entry.name)
+            current = parent
+        }
+        return components.reversed().joined(separator: "/")
+    }
 
     public func entry(_ inode: UInt64) -> Entry? {
         if let node = nodes[inode] { return Entry(inode: inode, name: node.name, content: node.content) }
@@ -223,7 +259,7 @@ public final class ZarrTree: Sendable {
         switch value.manifest[linear] {
         case .missing: return nil
         case .inline(let bytes): return Entry(inode: inode, name: name, content: .bytes(bytes))
-        case .reference(let object, let offset, let length): return Entry(inode: inode, name: name, content: .chunk(object: object, offset: offset, length: length))
+        case .reference(let object, let offset, let length): return Entry(inode: inode, name: name, content: .chunk(object: object, offset: offset, length: length, decoding: decodings[array]))
         }
     }
 

@@ -24,6 +24,9 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "Stay in the foreground instead of returning once mounted.")
     var foreground = false
 
+    @Flag(help: "Show chunks decoded (no compressor, no filters): for readers without zlib/shuffle support (GDAL, netCDF-C, tensorstore).")
+    var decoded = false
+
     @Option(help: "Memory for cached chunks, in bytes or with a suffix (512MiB, 1GiB).")
     var cacheSize: String = "1GiB"
 
@@ -41,21 +44,18 @@ struct Mount: AsyncParsableCommand {
         guard sources.sources.count >= 2 else { throw ValidationError("give the sources, then the mountpoint") }
         let mountpoint = sources.sources.removeLast()
         guard let budget = parseSize(cacheSize) else { throw ValidationError("--cache-size \(cacheSize): use bytes or a KiB/MiB/GiB suffix") }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory), isDirectory.boolValue else {
-            printError("error: \(mountpoint): not a directory (create it first), or a stale mount: run `zarrmount unmount \(mountpoint)`")
-            throw ExitCode(1)
-        }
+        try checkMountpoint(mountpoint)
         if !foreground {
-            try launchDaemon()
+            try launchDaemon(mountpoint: mountpoint)
             return
         }
         let config = try sources.resolve()
         let logger = makeLogger(level: source.logLevel)
         try await runScan(config, logger: logger) { summary in
-            let store = ZarrStore(summary.dataset, format: config.zarrFormat)
-            for warning in store.omitted { printError("warning: \(warning)") }
-            let tree = try ZarrTree(store)
+            let view = decoded ? try DecodedView(summary.dataset) : nil
+            let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat)
+            for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
+            let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:])
             let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store), cacheBytes: budget)
             let sourcesText = config.sources
             let started = Date()
@@ -70,6 +70,7 @@ struct Mount: AsyncParsableCommand {
                     ("arrays", .int(Int64(summary.arrayCount))),
                     ("chunks", .int(Int64(summary.chunkCount))),
                     ("zarr_format", .int(Int64(config.zarrFormat.rawValue))),
+                    ("decoded", .bool(decoded)),
                     ("uptime_seconds", .double(Date().timeIntervalSince(started).rounded())),
                     ("reads", .object([("cache_hits", .int(Int64(reads.hits))), ("cache_misses", .int(Int64(reads.misses))),
                                        ("joined_fetches", .int(Int64(reads.joined))), ("in_flight", .int(Int64(reads.inFlight))),
@@ -88,7 +89,7 @@ struct Mount: AsyncParsableCommand {
                 let thread = Thread {
                     do {
                         try mount.run(at: mountpoint, allowOther: allowOther) {
-                            printError("mounted \(summary.files) files at \(mountpoint) (Zarr v\(config.zarrFormat.rawValue))")
+                            printError("mounted \(summary.files) files at \(mountpoint) (Zarr v\(config.zarrFormat.rawValue)\(decoded ? ", decoded" : ""))")
                             if let readyFile { FileManager.default.createFile(atPath: readyFile, contents: Data("ready\n".utf8)) }
                         }
                         continuation.resume()
@@ -103,9 +104,34 @@ struct Mount: AsyncParsableCommand {
         }
     }
 
+    /// Refuses mountpoints that cannot work, saying what to do: a stale mount of a killed
+    /// daemon ("Transport endpoint is not connected"), a live zarrmount mount, a missing path.
+    private func checkMountpoint(_ mountpoint: String) throws {
+        let probe = FuseMount.probe(mountpoint)
+        var info = stat()
+        if probe == .stale || stat(mountpoint, &info) != 0 {
+            let code = probe == .stale ? ENOTCONN : errno
+            if code == ENOTCONN {
+                printError("error: \(mountpoint): a stale mount left by a daemon that is gone (Transport endpoint is not connected); run `zarrmount unmount \(mountpoint)` and mount again")
+            } else {
+                printError("error: \(mountpoint): \(String(cString: strerror(code))) (create an empty directory first)")
+            }
+            throw ExitCode(1)
+        }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            printError("error: \(mountpoint): not a directory (create an empty directory first)")
+            throw ExitCode(1)
+        }
+        if case .serving(let status) = probe {
+            let pid = (try? JSON.parse(status))?["pid"]?.int64Value.map { " by daemon \($0)" } ?? ""
+            printError("error: \(mountpoint): already mounted\(pid); run `zarrmount unmount \(mountpoint)` first")
+            throw ExitCode(1)
+        }
+    }
+
     /// Re-runs this command in the foreground as a detached child and returns once it reports
     /// the mount ready, or fails with its error output.
-    private func launchDaemon() throws {
+    private func launchDaemon(mountpoint: String) throws {
         let ready = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-ready-\(getpid())").path
         try? FileManager.default.removeItem(atPath: ready)
         var arguments = Array(CommandLine.arguments.dropFirst())
@@ -127,8 +153,15 @@ struct Mount: AsyncParsableCommand {
         while child.isRunning {
             if FileManager.default.fileExists(atPath: ready) {
                 try? FileManager.default.removeItem(atPath: ready)
-                printError("zarrmount: daemon \(child.processIdentifier) serving")
-                return
+                // The kernel mount exists; asking the root for its status proves the daemon
+                // finished the FUSE handshake and answers requests.
+                if FuseMount.readStatus(mountpoint) != nil {
+                    printError("zarrmount: daemon \(child.processIdentifier) serving \(mountpoint)")
+                    return
+                }
+                if child.isRunning { child.terminate() }
+                child.waitUntilExit()
+                break
             }
             usleep(50_000)
         }

@@ -162,3 +162,15 @@ final class URLTemplateTests: XCTestCase {
         XCTAssertThrowsError(try URLTemplate.parseRange("2060-01-01"))
     }
 }
+
+final class HTTPDateTests: XCTestCase {
+    func testServerTimestampsBecomeUnixSeconds() {
+        XCTAssertEqual(HTTPDate.seconds("Sun, 06 Nov 1994 08:49:37 GMT"), 784_111_777)
+        XCTAssertEqual(HTTPDate.seconds("2026-11-27T02:00:00.000Z"), 1_795_744_800)
+        XCTAssertEqual(HTTPDate.seconds("1970-01-01T00:00:00Z"), 0)
+        XCTAssertEqual(HTTPDate.seconds("Thu, 29 Feb 2024 23:59:59 GMT"), 1_709_251_199)
+        XCTAssertNil(HTTPDate.seconds("yesterday"))
+        XCTAssertNil(HTTPDate.seconds("Sun, 06 Foo 1994 08:49:37 GMT"))
+        XCTAssertNil(HTTPDate.seconds("2026-13-27T02:00:00Z"))
+    }
+}

@@ -89,3 +89,54 @@ final class StoreChunkFetcherTests: XCTestCase {
         }
     }
 }
+
+/// Serves one fixed stored chunk from memory.
+final class StoredChunkFetcher: ChunkFetching {
+    let stored: [UInt8]
+    init(_ stored: [UInt8]) { self.stored = stored }
+    func fetch(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
+        Array(stored[Int(offset)..<Int(offset + length)])
+    }
+}
+
+final class DecodedChunkTests: XCTestCase {
+    /// 1000 float32 values shuffled, deflated and checksummed the way libhdf5 writes them.
+    let raw: [UInt8] = (0..<1000).flatMap { (i: Int) -> [UInt8] in withUnsafeBytes(of: Float(i) * 0.5) { Array($0) } }
+    let pipeline: [Codec] = [.shuffle(elementSize: 4), .zlib(level: 4), .fletcher32]
+
+    func testADecodedChunkFileIsTheRawBytesWithTheDecodedSize() async throws {
+        let stored = try ChunkEncoder.encode(raw, pipeline: pipeline)
+        XCTAssertNotEqual(stored.count, raw.count)
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: UInt64(stored.count))], fetcher: StoredChunkFetcher(stored), cacheBytes: 1 << 20)
+        let entry = ZarrTree.Entry(inode: 7, name: "0", content: .chunk(object: 0, offset: 0, length: UInt64(stored.count),
+                                                                        decoding: .init(pipeline: pipeline, size: 4000)))
+        XCTAssertEqual(entry.size, 4000)
+        let whole = try await reader.read(entry, offset: 0, size: 1 << 20)
+        XCTAssertEqual(whole, raw)
+        let slice = try await reader.read(entry, offset: 3996, size: 100)
+        XCTAssertEqual(slice, Array(raw[3996...]))
+        XCTAssertEqual(reader.statistics.bytesFetched, UInt64(stored.count), "stored bytes are counted, once")
+    }
+
+    func testACorruptChunkIsAnErrorNeverWrongBytes() async throws {
+        var stored = try ChunkEncoder.encode(raw, pipeline: pipeline)
+        stored[stored.count / 2] ^= 0x40
+        let reader = ChunkReader(objects: [ObjectInfo(url: "s3://b/k.nc", size: UInt64(stored.count))], fetcher: StoredChunkFetcher(stored), cacheBytes: 1 << 20)
+        let entry = ZarrTree.Entry(inode: 7, name: "0", content: .chunk(object: 0, offset: 0, length: UInt64(stored.count),
+                                                                        decoding: .init(pipeline: pipeline, size: 4000)))
+        do {
+            _ = try await reader.read(entry, offset: 0, size: 10)
+            XCTFail("a corrupt chunk decoded")
+        } catch {
+            XCTAssertTrue("\(error)".contains("s3://b/k.nc"), "\(error)")
+            XCTAssertEqual(ChunkErrno.code(for: error), EIO)
+        }
+        XCTAssertEqual(reader.statistics.errors, 1)
+    }
+
+    func testLargeChunksAreFetchedAsEqualParts() {
+        XCTAssertEqual(StoreChunkFetcher.parts(offset: 10, length: 100, partSize: 50), [10..<110])
+        let parts = StoreChunkFetcher.parts(offset: 10, length: 250, partSize: 100)
+        XCTAssertEqual(parts, [10..<110, 110..<210, 210..<260])
+    }
+}

@@ -95,4 +95,36 @@ final class ZarrTreeTests: XCTestCase {
         XCTAssertEqual(page.map(\.entry.name), ["4999.998", "4999.999", "5000.0", "5000.1"])
         XCTAssertEqual(page.map(\.position), [5_000_001, 5_000_002, 5_000_003, 5_000_004])
     }
+
+    func testDecodedViewDropsCodecsAndSizesChunkFilesDecoded() throws {
+        var stored = dataset()
+        let fill = try ChunkEncoder.encode([UInt8](repeating: 0, count: 10 * 10 * 4), pipeline: [.zlib(level: 4)])
+        stored.arrays[0].manifest[2] = .inline(fill)
+        let view = try DecodedView(stored)
+        XCTAssertEqual(view.pipelines, ["T2": [.zlib(level: 4)]])
+        XCTAssertEqual(view.dataset.arrays[0].codecs, [])
+        let store = ZarrStore(view.dataset, format: .v2)
+        let tree = try ZarrTree(store, decodedPipelines: view.pipelines)
+        var files: [String: ZarrTree.Entry] = [:]
+        walk(tree, ZarrTree.rootInode, "", into: &files)
+        XCTAssertEqual(files["T2/1.1"]?.content, .chunk(object: 0, offset: 1500, length: 90 + 5 % 7,
+                                                        decoding: .init(pipeline: [.zlib(level: 4)], size: 400)))
+        XCTAssertEqual(files["T2/1.1"]?.size, 400)
+        XCTAssertEqual(files["T2/0.2"]?.content, .bytes([UInt8](repeating: 0, count: 400)), "inline chunks are decoded once, up front")
+        XCTAssertEqual(files["grp/scalar/0"]?.content, .bytes([1, 2, 3, 4]), "arrays without codecs are unchanged")
+        guard case .bytes(let zarray)? = files["T2/.zarray"]?.content else { return XCTFail("no .zarray") }
+        let text = String(decoding: zarray, as: UTF8.self)
+        XCTAssertTrue(text.contains("\"compressor\": null") && text.contains("\"filters\": null"), text)
+        XCTAssertEqual(tree.path(try XCTUnwrap(files["T2/1.1"]).inode), "T2/1.1")
+    }
+
+    func testAnArrayWithAForeignCodecStaysEncodedWithAWarning() throws {
+        var stored = dataset()
+        stored.arrays[0].codecs = [.other(.object([("id", .string("blosc"))]))]
+        let view = try DecodedView(stored)
+        XCTAssertEqual(view.pipelines, [:])
+        XCTAssertEqual(view.dataset.arrays[0].codecs, stored.arrays[0].codecs)
+        XCTAssertEqual(view.warnings.count, 1)
+        XCTAssertTrue(view.warnings[0].contains("T2") && view.warnings[0].contains("blosc"), view.warnings[0])
+    }
 }

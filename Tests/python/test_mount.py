@@ -59,11 +59,12 @@ def originals(files, decode_cf=True):
                                  join="override", combine_attrs="override").load()
 
 
+@pytest.mark.parametrize("mode", ["stored", "decoded"])
 @pytest.mark.parametrize("fmt", [2, 3])
 @pytest.mark.parametrize("decode_cf", [True, False], ids=["cf", "raw"])
-def test_mount_reads_like_the_originals(archive, mounted, fmt, decode_cf):
+def test_mount_reads_like_the_originals(archive, mounted, fmt, decode_cf, mode):
     import xarray as xr
-    mountpoint = mounted(fmt)
+    mountpoint = mounted(fmt, ["--decoded"] if mode == "decoded" else [])
     assert os.path.ismount(mountpoint)
     expected = originals(archive, decode_cf)
     with warnings.catch_warnings():
@@ -166,3 +167,103 @@ def test_status_reports_counters_from_the_mount_root(archive, mounted, tmp_path)
     assert not any(name.startswith("status") for name in os.listdir(mountpoint))
     other = subprocess.run([ZARRMOUNT, "status", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert other.returncode == 1 and "not a zarrmount mount" in other.stderr
+
+
+def test_decoded_chunk_files_are_the_decoded_bytes_with_exact_sizes(archive, mounted, tmp_path):
+    import json
+    import zlib
+    mountpoint = mounted(2, ["--decoded"])
+    refs = tmp_path / "refs.json"
+    subprocess.run([ZARRMOUNT, "scan", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time", "--refs", str(refs),
+                    "--no-cache"], check=True, capture_output=True)
+    stored_meta = json.loads(json.load(open(refs))["refs"]["T2/.zarray"])
+    assert stored_meta["compressor"] is not None or stored_meta["filters"], "the fixture's T2 must be encoded"
+    meta = json.load(open(os.path.join(mountpoint, "T2", ".zarray")))
+    assert meta["compressor"] is None and meta["filters"] is None
+    chunk_bytes = int(np.prod(meta["chunks"])) * np.dtype(meta["dtype"]).itemsize
+    expected = originals(archive, decode_cf=False)["T2"].values
+    for t in range(3):
+        path = os.path.join(mountpoint, "T2", "%d.0.0" % t)
+        assert os.path.getsize(path) == chunk_bytes
+        with open(path, "rb") as f:
+            raw = f.read()
+        assert len(raw) == chunk_bytes
+        values = np.frombuffer(raw, dtype=meta["dtype"]).reshape(meta["chunks"])
+        np.testing.assert_array_equal(values[0], expected[t])
+        # and it is the stored chunk undone: inflate (and unshuffle) the stored bytes
+        url, offset, length = json.load(open(refs))["refs"]["T2/%d.0.0" % t]
+        with open(url, "rb") as f:
+            f.seek(offset)
+            stored = f.read(length)
+        import numcodecs
+        codecs = [numcodecs.get_codec(c) for c in (stored_meta["filters"] or [])]
+        if stored_meta["compressor"]:
+            codecs.append(numcodecs.get_codec(stored_meta["compressor"]))
+        for codec in reversed(codecs):
+            stored = codec.decode(stored)
+        assert bytes(stored) == raw
+
+
+def test_statfs_mtime_and_listing_attributes(archive, mounted):
+    mountpoint = mounted(2)
+    fs = os.statvfs(mountpoint)
+    assert fs.f_flag & os.ST_RDONLY
+    assert fs.f_blocks * fs.f_frsize >= sum(os.path.getsize(f) for f in archive)
+    assert fs.f_bfree == 0 and fs.f_files > 115
+    # chunk files carry their object's modification time; metadata the newest object's
+    for t, original in enumerate(archive):
+        assert os.stat(os.path.join(mountpoint, "T2", "%d.0.0" % t)).st_mtime == int(os.stat(original).st_mtime)
+    assert os.stat(os.path.join(mountpoint, ".zmetadata")).st_mtime == max(int(os.stat(f).st_mtime) for f in archive)
+    # a listing (readdirplus) carries the same attributes as stat
+    listed = {e.name: e.stat() for e in os.scandir(os.path.join(mountpoint, "T2"))}
+    assert sorted(listed) == [".zarray", ".zattrs", "0.0.0", "1.0.0", "2.0.0"]
+    for name, st in listed.items():
+        again = os.stat(os.path.join(mountpoint, "T2", name))
+        assert (st.st_size, st.st_mtime, st.st_ino) == (again.st_size, again.st_mtime, again.st_ino), name
+        assert st.st_mode & 0o777 == 0o444
+    out = subprocess.run(["ls", "-l", os.path.join(mountpoint, "T2")], capture_output=True, text=True, check=True).stdout
+    assert str(os.path.getsize(os.path.join(mountpoint, "T2", "0.0.0"))) in out
+
+
+def test_mount_refuses_a_busy_or_stale_mountpoint_and_says_what_to_do(archive, tmp_path):
+    mountpoint = tmp_path / "busy"
+    mountpoint.mkdir()
+    args = [ZARRMOUNT, "mount", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time", "--no-cache", str(mountpoint)]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    pid = int(p.stderr.split("daemon ")[1].split()[0])
+    try:
+        again = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 1
+        assert "already mounted by daemon %d" % pid in again.stderr and "zarrmount unmount" in again.stderr, again.stderr
+        os.kill(pid, 9)
+        time.sleep(0.3)
+        stale = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert stale.returncode == 1
+        assert "stale mount" in stale.stderr and "zarrmount unmount %s" % mountpoint in stale.stderr, stale.stderr
+    finally:
+        subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)
+    missing = subprocess.run(args[:-1] + [str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "nowhere" in missing.stderr and "No such file" in missing.stderr, missing.stderr
+
+
+@pytest.mark.parametrize("signal_number", [15, 2], ids=["SIGTERM", "SIGINT"])
+def test_signal_unmounts_and_exits_cleanly(archive, tmp_path, signal_number):
+    mountpoint = tmp_path / "signalled"
+    mountpoint.mkdir()
+    daemon = subprocess.Popen([ZARRMOUNT, "mount", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time",
+                               "--no-cache", "--foreground", str(mountpoint)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.ismount(str(mountpoint)):
+            assert daemon.poll() is None and time.monotonic() < deadline, "the daemon did not mount"
+            time.sleep(0.05)
+        assert len(open(os.path.join(str(mountpoint), "T2", "0.0.0"), "rb").read()) > 0
+        daemon.send_signal(signal_number)
+        assert daemon.wait(timeout=60) == 0, daemon.stderr.read()
+        assert not os.path.ismount(str(mountpoint))
+        assert "unmounted" in daemon.stderr.read()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)

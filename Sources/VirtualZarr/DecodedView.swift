@@ -1,0 +1,48 @@
+import JSONValue
+
+/// The "decoded" presentation of a dataset: every array whose codecs zarrmount can undo is shown
+/// with no codecs at all (`compressor: null`, no filters; v3: only `bytes`), and its stored chunks
+/// are decoded on read. Many readers need this: GDAL 3.6 refuses `shuffle`, netCDF-C's NCZarr
+/// without codec plugins returns compressed bytes as values, tensorstore's zarr driver takes no
+/// filters. Sizes stay exact because a decoded chunk is always a full chunk.
+public struct DecodedView: Sendable {
+    /// The dataset as readers see it (codecs removed where they can be undone).
+    public let dataset: VirtualDataset
+    /// For each array path shown decoded: the pipeline its stored chunks must be decoded with.
+    public let pipelines: [String: [Codec]]
+    /// Arrays kept in their stored encoding, with the reason.
+    public let warnings: [String]
+
+    public init(_ stored: VirtualDataset) throws {
+        var dataset = stored
+        var pipelines: [String: [Codec]] = [:]
+        var warnings: [String] = []
+        for index in dataset.arrays.indices {
+            let array = dataset.arrays[index]
+            guard !array.codecs.isEmpty, array.dtype.kind != .variableString else { continue }
+            if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+                warnings.append("\(array.path) stays encoded in the decoded view: zarrmount cannot decode \(foreign.numcodecsJSON.rendered())")
+                continue
+            }
+            let size = Self.decodedChunkSize(array)
+            do {
+                dataset.arrays[index].manifest = try array.manifest.mappingInlineChunks { bytes in
+                    try ChunkDecoder.decode(bytes, pipeline: array.codecs, decodedSize: size)
+                }
+            } catch {
+                throw CodecError(description: "\(array.path): an inline chunk does not decode (\(error)); the source file \(array.origin) may be corrupt")
+            }
+            dataset.arrays[index].codecs = []
+            pipelines[array.path] = array.codecs
+        }
+        self.dataset = dataset
+        self.pipelines = pipelines
+        self.warnings = warnings
+    }
+
+    /// Bytes of one decoded chunk: every chunk of an HDF5 dataset is stored full size, edge
+    /// chunks included.
+    public static func decodedChunkSize(_ array: VirtualArray) -> Int {
+        array.chunkShape.reduce(array.dtype.itemSize) { $0 * Int($1) }
+    }
+}

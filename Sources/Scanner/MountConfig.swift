@@ -6,6 +6,8 @@ import Yams
 /// A mount configuration (`mount-configs/*.yaml`): what to scan and how to combine it.
 public struct MountConfig: Sendable {
     public var sources: [String]
+    /// A kerchunk reference file (path or URL) to serve instead of scanning `sources`.
+    public var references: String?
     public var concatDim: String?
     public var order: FileOrder = .key
     public var attrs: AttributePolicy = .first
@@ -27,7 +29,7 @@ public struct MountConfig: Sendable {
     }
 
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency",
-                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template"]
+                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -76,6 +78,9 @@ public struct MountConfig: Sendable {
                     return base + "/" + source
                 }
                 if items.isEmpty { throw fail(key, value, "needs at least one path, glob or URL") }
+            case "references":
+                let location = try string(key, value)
+                config.references = location.hasPrefix("/") || location.contains("://") || base.isEmpty ? location : base + "/" + location
             case "concat_dim": config.concatDim = try string(key, value)
             case "order": config.order = try choice(key, value, FileOrder.self)
             case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)
@@ -122,7 +127,14 @@ public struct MountConfig: Sendable {
                 throw fail(key, keyNode, "unknown key; the keys are \(keys.joined(separator: ", "))")
             }
         }
-        if !sawSources { throw ConfigError(file: file, line: nil, key: "sources", message: "missing; list the files, globs or URLs to mount") }
+        if config.references != nil {
+            if sawSources {
+                throw ConfigError(file: file, line: mapping["references"]?.mark?.line, key: "references",
+                                  message: "give either sources (to scan) or references (an existing kerchunk file), not both")
+            }
+        } else if !sawSources {
+            throw ConfigError(file: file, line: nil, key: "sources", message: "missing; list the files, globs or URLs to mount (or name a kerchunk file with references)")
+        }
         return config
     }
 }

@@ -172,11 +172,12 @@ public final class FuseMount: @unchecked Sendable {
         }
         ready()
         _ = fuse_session_loop(created)
+        // Reads handed to tasks are answered before the unmount: unmounting closes the
+        // connection, and the kernel would fail them. If one hangs past the deadline, the
+        // session is kept alive (not destroyed) so its late reply cannot touch freed memory.
+        let drained = drainPendingReplies(deadline: .now + .seconds(30))
         fuse_session_unmount(created)
-        // Tasks still reading reply through this session: wait for them (their replies go
-        // nowhere after the unmount, harmlessly), and if one hangs past the deadline, keep the
-        // session alive rather than let a late reply touch freed memory.
-        if drainPendingReplies(deadline: .now + .seconds(30)) {
+        if drained {
             fuse_session_destroy(created)
         } else {
             logger.warning("unmounted with reads still in flight after 30 s; exiting without waiting for them")

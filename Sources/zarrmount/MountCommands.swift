@@ -41,13 +41,22 @@ struct Mount: AsyncParsableCommand {
 
     func run() async throws {
         var sources = source
-        guard sources.sources.count >= 2 else { throw ValidationError("give the sources, then the mountpoint") }
-        let mountpoint = sources.sources.removeLast()
+        guard let mountpoint = sources.sources.popLast() else { throw ValidationError("give the sources, then the mountpoint") }
+        guard !sources.sources.isEmpty || sources.urls != nil || sources.urlTemplate != nil || sources.references != nil else {
+            throw ValidationError("give the sources (paths, globs, URLs, a config, --urls, --url-template or --references), then the mountpoint")
+        }
         guard let budget = parseSize(cacheSize) else { throw ValidationError("--cache-size \(cacheSize): use bytes or a KiB/MiB/GiB suffix") }
         try checkMountpoint(mountpoint)
         if !foreground {
             try launchDaemon(mountpoint: mountpoint)
             return
+        }
+        if readyFile != nil {
+            // The daemon leaves the caller's session, so signals aimed at the caller's terminal
+            // or script do not reach it.
+            _ = setsid()
+        } else if let logFile {
+            redirectStandardError(to: logFile)
         }
         let config = try sources.resolve()
         let logger = makeLogger(level: source.logLevel)
@@ -57,7 +66,7 @@ struct Mount: AsyncParsableCommand {
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
             let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:])
             let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store), cacheBytes: budget)
-            let sourcesText = config.sources
+            let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()
             let remote = summary.store
             let mount = FuseMount(tree: tree, reader: reader, logger: logger) {
@@ -90,7 +99,12 @@ struct Mount: AsyncParsableCommand {
                     do {
                         try mount.run(at: mountpoint, allowOther: allowOther) {
                             printError("mounted \(summary.files) files at \(mountpoint) (Zarr v\(config.zarrFormat.rawValue)\(decoded ? ", decoded" : ""))")
-                            if let readyFile { FileManager.default.createFile(atPath: readyFile, contents: Data("ready\n".utf8)) }
+                            if let readyFile {
+                                // Daemonised: the parent forwards stderr until now; from here on
+                                // the log goes to --log-file or nowhere, so the parent sees EOF.
+                                redirectStandardError(to: logFile)
+                                FileManager.default.createFile(atPath: readyFile, contents: Data("ready\n".utf8))
+                            }
                         }
                         continuation.resume()
                     } catch {
@@ -141,21 +155,26 @@ struct Mount: AsyncParsableCommand {
                                   : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
         child.arguments = arguments
         let errors = Pipe()
-        if let logFile {
-            if !FileManager.default.fileExists(atPath: logFile) { FileManager.default.createFile(atPath: logFile, contents: nil) }
-            child.standardError = FileHandle(forWritingAtPath: logFile) ?? errors
-        } else {
-            child.standardError = errors
-        }
+        child.standardError = errors
         child.standardOutput = FileHandle.nullDevice
         child.standardInput = FileHandle.nullDevice
+        // The scan's progress and summary reach the caller live; the daemon closes its end once
+        // the mount is ready (or it exits), which ends the forwarding.
+        let forwarded = DispatchSemaphore(value: 0)
+        let forwarder = Thread {
+            let handle = errors.fileHandleForReading
+            while case let data = handle.availableData, !data.isEmpty { FileHandle.standardError.write(data) }
+            forwarded.signal()
+        }
         try child.run()
+        forwarder.start()
         while child.isRunning {
             if FileManager.default.fileExists(atPath: ready) {
                 try? FileManager.default.removeItem(atPath: ready)
                 // The kernel mount exists; asking the root for its status proves the daemon
                 // finished the FUSE handshake and answers requests.
                 if FuseMount.readStatus(mountpoint) != nil {
+                    _ = forwarded.wait(timeout: .now() + 2)
                     printError("zarrmount: daemon \(child.processIdentifier) serving \(mountpoint)")
                     return
                 }
@@ -165,8 +184,7 @@ struct Mount: AsyncParsableCommand {
             }
             usleep(50_000)
         }
-        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        printError(output.split(separator: "\n").filter { !$0.hasPrefix("[") }.joined(separator: "\n"))
+        _ = forwarded.wait(timeout: .now() + 5)
         throw ExitCode(child.terminationStatus == 0 ? 1 : child.terminationStatus)
     }
 }
@@ -214,6 +232,17 @@ struct Unmount: ParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+/// Points stderr (where the logger writes) at `path`, appending, or at /dev/null without one.
+func redirectStandardError(to path: String?) {
+    let target = path.map { open($0, O_WRONLY | O_APPEND | O_CREAT, 0o644) } ?? open("/dev/null", O_WRONLY)
+    guard target >= 0 else {
+        printError("warning: cannot open the log file \(path ?? "/dev/null"): \(String(cString: strerror(errno)))")
+        return
+    }
+    dup2(target, STDERR_FILENO)
+    close(target)
 }
 
 func parseSize(_ text: String) -> Int? {

@@ -47,6 +47,9 @@ struct SourceOptions: ParsableArguments {
                                valueName: "file"))
     var urls: String?
 
+    @Option(help: "Serve an existing kerchunk reference file (path, http(s):// or s3:// URL) instead of scanning sources.")
+    var references: String?
+
     @Option(help: ArgumentHelp("A URL template over --range: {date} or {date:%Y%m%d} (%Y %m %d %j), {i} or {i:03}.", valueName: "template"))
     var urlTemplate: String?
 
@@ -76,8 +79,8 @@ struct SourceOptions: ParsableArguments {
     var logLevel: Logger.Level = .warning
 
     func validate() throws {
-        if sources.isEmpty && urls == nil && urlTemplate == nil {
-            throw ValidationError("give at least one source (or --urls FILE, or --url-template with --range)")
+        if sources.isEmpty && urls == nil && urlTemplate == nil && references == nil {
+            throw ValidationError("give at least one source (or --urls FILE, --url-template with --range, or --references FILE)")
         }
         if (urlTemplate == nil) != (range == nil) { throw ValidationError("--url-template and --range go together") }
         if (stackDim == nil) != (stackRegex == nil) { throw ValidationError("--stack-dim and --stack-regex go together") }
@@ -106,6 +109,12 @@ struct SourceOptions: ParsableArguments {
             } catch let error as ObjectStoreError {
                 throw ValidationError("\(error)")
             }
+        }
+        if let references {
+            guard config.sources.isEmpty, config.references == nil else {
+                throw ValidationError("--references replaces the sources: give one or the other")
+            }
+            config.references = references
         }
         if let endpointUrl { config.endpointURL = endpointUrl }
         if let region { config.region = region }
@@ -141,7 +150,9 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
     var options = config.scanOptions
     var engine: CurlEngine?
     do {
-        if try config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
+        // References may point anywhere (their objects are only known once read), so they
+        // always get a store; local objects in them are read directly all the same.
+        if try config.references != nil || config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
             var s3 = S3Options(endpoint: config.endpointURL, region: config.region)
             s3.anonymous = config.anonymous
             s3.requesterPays = config.requesterPays
@@ -155,6 +166,18 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
         throw ExitCode(1)
     }
     defer { engine?.shutdown() }
+    if let references = config.references {
+        let summary: ScanSummary
+        do {
+            summary = try await ReferenceLoader.load(references, store: options.store, logger: logger)
+        } catch let error as ScanError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        printError("read references for \(summary.files) objects from \(references): \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
+        try await then(summary)
+        return
+    }
     try await then(try await scanAndReport(config, options: options, logger: logger))
 }
 

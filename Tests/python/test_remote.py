@@ -843,3 +843,167 @@ def test_manifest_cache(scanner, services, world, local_refs, proxies, tmp_path,
     assert_same_refs(local_refs(), third, "third scan (one object changed)")
     read = {posixpath.basename(r["path"]) for r in object_gets(fp3.requests())}
     assert read == {NAMES[1]}, "expected only the changed object to be read again, read %s" % sorted(read)
+
+
+# ------------------------------------------------------------------ mounts of remote archives
+
+def _fuse_or_skip():
+    if not (os.path.exists("/dev/fuse") and os.path.exists("/usr/bin/fusermount3")):
+        _skip_or_fail("FUSE is not available (/dev/fuse, fusermount3)")
+
+
+class Mounted:
+    """`zarrmount mount` in the background (or --foreground under our control), always unmounted."""
+
+    def __init__(self, cmd, env, path):
+        self.cmd, self.env, self.path = cmd, env, path
+        os.makedirs(path, exist_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def mount(self, args, timeout=SCAN_TIMEOUT):
+        p = subprocess.run(list(self.cmd) + ["mount"] + list(args) + [self.path], capture_output=True, text=True,
+                           timeout=timeout, env=self.env)
+        assert p.returncode == 0, "mount %s failed:\n%s" % (" ".join(args), p.stderr[-3000:])
+        return p
+
+    def __exit__(self, *exc):
+        subprocess.run(list(self.cmd) + ["unmount", self.path], capture_output=True, timeout=60)
+        if os.path.ismount(self.path):
+            subprocess.run(list(self.cmd) + ["unmount", "--lazy", self.path], capture_output=True, timeout=60)
+        assert not os.path.ismount(self.path), "%s is still mounted" % self.path
+
+
+def _originals(files, decode_cf=True):
+    import warnings
+    import xarray as xr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = [xr.open_dataset(f, engine="netcdf4", decode_cf=decode_cf) for f in files]
+        return xr.combine_nested(parts, concat_dim="Time", data_vars="minimal", coords="minimal", compat="override",
+                                 join="override", combine_attrs="override").load()
+
+
+def _assert_mount_equals_originals(mountpoint, files, fmt=2):
+    import warnings
+    import numpy as np
+    import xarray as xr
+    expected = _originals(files)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        actual = xr.open_zarr(mountpoint, chunks=None, zarr_format=fmt)
+    assert sorted(expected.variables) == sorted(actual.variables)
+    for name in expected.variables:
+        np.testing.assert_array_equal(expected[name].values, actual[name].values, err_msg=name)
+
+
+@pytest.mark.parametrize("kind,mode,fmt", [("s3", "stored", 2), ("http", "decoded", 3)])
+def test_mount_of_a_remote_archive_reads_like_the_originals(scanner, services, world, archive, local_refs, tmp_path,
+                                                            kind, mode, fmt):
+    _fuse_or_skip()
+    if kind == "s3":
+        args = ["s3://%s/daily/2060/*.nc" % BUCKET, "--endpoint-url", services.s3]
+    else:
+        args = ["%s/wrf/%s" % (services.http, n) for n in NAMES]
+    args += ["--concat-dim", "Time", "--no-cache", "--zarr-format", str(fmt)] + (["--decoded"] if mode == "decoded" else [])
+    with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt")) as m:
+        m.mount(args)
+        _assert_mount_equals_originals(m.path, archive, fmt)
+        if mode == "stored":
+            # a chunk file is the stored byte range of the original object
+            for key in ["T2/0.0.0", "T2/4.0.0", "U/2.0.0.0"]:
+                name, offset, length = local_refs().refs[key]
+                with open(os.path.join(os.path.dirname(archive[0]), name), "rb") as f:
+                    f.seek(offset)
+                    stored = f.read(length)
+                with open(os.path.join(m.path, key), "rb") as f:
+                    assert f.read() == stored, key
+        status = json.loads(subprocess.run(list(scanner.cmd) + ["status", m.path], capture_output=True, text=True,
+                                           check=True).stdout)
+        assert status["http"]["requests"] > 0 and status["reads"]["errors"] == 0
+        assert status["decoded"] == (mode == "decoded")
+
+
+def test_mount_of_references_served_over_http_checks_every_read(scanner, services, world, archive, tmp_path, proxies):
+    _fuse_or_skip()
+    urls = ["%s/wrf/%s" % (services.http, n) for n in NAMES]
+    refs, _ = scanner.ok(urls)
+    with open(os.path.join(world["www"], "refs.json"), "w") as fh:
+        fh.write(refs.text)
+    config = tmp_path / "refs.yaml"
+    config.write_text("references: %s/wrf/refs.json\nzarr_format: 2\n" % services.http)
+    with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt")) as m:
+        p = m.mount([str(config)])
+        assert "read references for 5 objects" in p.stderr, p.stderr
+        _assert_mount_equals_originals(m.path, archive)
+    # through the logging proxy: every ranged GET of a chunk carries the identity HEAD found
+    fp = proxies(services.http)
+    purls = ["%s/wrf/%s" % (fp.url, n) for n in NAMES]
+    proxied = json.loads(refs.text.replace(services.http, fp.url))
+    (tmp_path / "proxied.json").write_text(json.dumps(proxied))
+    with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt2")) as m:
+        m.mount(["--references", str(tmp_path / "proxied.json")])
+        assert len(open(os.path.join(m.path, "T2", "3.0.0"), "rb").read()) > 0
+    gets = [r for r in fp.requests() if r["method"] == "GET"]
+    assert gets and all("if-match" in r["h"] or "if-unmodified-since" in r["h"] for r in gets), gets[:3]
+    assert {r["path"] for r in fp.requests() if r["method"] == "HEAD"} == {urllib.parse.urlparse(u).path for u in purls}
+
+
+def test_sigterm_and_unmount_with_reads_in_flight_end_cleanly(scanner, services, world, archive, tmp_path, proxies):
+    """Chunk reads held for 2 s by the proxy: SIGTERM (and, on a second mount, a lazy unmount) while
+    16 readers wait; the readers get the right bytes or an error, never hang, and the daemon exits 0."""
+    _fuse_or_skip()
+    refs, _ = scanner.ok(["%s/wrf/%s" % (services.http, n) for n in NAMES])
+    fp = proxies(services.http, "--delay-rate", "1", "--delay-ms", "2000", "--only-methods", "GET")
+    (tmp_path / "slow.json").write_text(refs.text.replace(services.http, fp.url))
+    expected = {}
+    for key in ["T2/%d.0.0" % t for t in range(5)]:
+        name, offset, length = refs.refs[key]
+        with open(os.path.join(os.path.dirname(archive[0]), name), "rb") as f:
+            f.seek(offset)
+            expected[key] = f.read(length)
+    reader = ("import sys\n"
+              "try:\n"
+              "    data = open(sys.argv[1], 'rb').read()\n"
+              "    sys.stdout.buffer.write(data)\n"
+              "except OSError as e:\n"
+              "    print('errno', e.errno, file=sys.stderr)\n"
+              "    sys.exit(3)\n")
+    for how in ("sigterm", "lazy-unmount"):
+        mountpoint = str(tmp_path / ("mnt-" + how))
+        os.makedirs(mountpoint)
+        daemon = subprocess.Popen(list(scanner.cmd) + ["mount", "--references", str(tmp_path / "slow.json"), "--foreground",
+                                                       mountpoint], stderr=subprocess.PIPE, text=True, env=scanner.env())
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.ismount(mountpoint):
+                assert daemon.poll() is None and time.monotonic() < deadline, "the daemon did not mount"
+                time.sleep(0.05)
+            keys = sorted(expected) * 4
+            readers = [subprocess.Popen([sys.executable, "-c", reader, os.path.join(mountpoint, k)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE) for k in keys]
+            time.sleep(0.5)
+            if how == "sigterm":
+                daemon.terminate()
+            else:
+                u = subprocess.run(list(scanner.cmd) + ["unmount", "--lazy", mountpoint], capture_output=True, text=True,
+                                   timeout=30)
+                assert u.returncode == 0, u.stderr
+            answered = 0
+            for key, r in zip(keys, readers):
+                out, err = r.communicate(timeout=30)
+                if r.returncode == 0:
+                    assert out == expected[key], "%s: a read in flight returned wrong bytes" % key
+                    answered += 1
+                else:
+                    assert b"errno" in err, err
+            if how == "lazy-unmount":
+                daemon.terminate()
+            assert daemon.wait(timeout=40) == 0, daemon.stderr.read()[-3000:]
+            assert not os.path.ismount(mountpoint)
+            assert answered > 0, "%s: no read in flight was answered" % how
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+            subprocess.run(list(scanner.cmd) + ["unmount", mountpoint], capture_output=True, timeout=60)

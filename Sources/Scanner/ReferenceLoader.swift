@@ -1,0 +1,88 @@
+import ByteSource
+import Foundation
+import Logging
+import ObjectStore
+import VirtualZarr
+
+/// A virtual dataset from an existing kerchunk reference file (local, HTTP or S3) instead of a
+/// scan. The references carry no object identities, so each object is asked for its size and
+/// ETag now; every later chunk read is checked against them, and references that point past
+/// an object's end are refused (they were made from another version of the file).
+public enum ReferenceLoader {
+    /// Reference files above this size are refused rather than read into memory.
+    public static let maxReferenceBytes: UInt64 = 2 << 30
+
+    public static func load(_ location: String, store: RemoteStore?, logger: Logger) async throws -> ScanSummary {
+        let start = ContinuousClock.now
+        let text = try await fetchText(location, store: store)
+        var dataset: VirtualDataset
+        do {
+            dataset = try KerchunkReferences.read(text, name: location)
+        } catch {
+            throw ScanError(description: "\(error) (is \(location) a kerchunk reference file, version 0 or 1?)")
+        }
+        logger.info("references read", metadata: ["location": "\(location)", "objects": "\(dataset.objects.count)"])
+        let urls = dataset.objects.map(\.url)
+        let listed: [ListedObject]
+        do {
+            if let store { listed = try await store.list(urls) } else { listed = try LocalStore.list(urls) }
+        } catch let error as ObjectStoreError {
+            throw ScanError(description: "\(location) refers to \(error)")
+        } catch let error as ListingError {
+            throw ScanError(description: "\(location) refers to \(error)")
+        }
+        let byURL = Dictionary(listed.map { ($0.url, $0) }, uniquingKeysWith: { first, _ in first })
+        for index in dataset.objects.indices {
+            let url = dataset.objects[index].url
+            let absolute = url.contains("://") || url.hasPrefix("/") ? url : FileManager.default.currentDirectoryPath + "/" + url
+            guard let object = byURL[url] ?? byURL[absolute] else {
+                throw ScanError(description: "\(location) refers to \(url), which the store did not find")
+            }
+            dataset.objects[index] = ObjectInfo(url: object.url, size: object.size, etag: object.etag, lastModified: object.lastModified)
+        }
+        try checkRanges(dataset, location: location)
+        return ScanSummary(dataset: dataset, files: dataset.objects.count, skipped: [], requests: listed.count, bytesRead: UInt64(text.utf8.count),
+                           elapsed: ContinuousClock.now - start, cacheHits: 0, store: store, maxRounds: 0)
+    }
+
+    static func fetchText(_ location: String, store: RemoteStore?) async throws -> String {
+        do {
+            let isRemote = try Location(parsing: location).isRemote
+            let bytes: [UInt8]
+            if isRemote {
+                guard let store else { throw ScanError(description: "\(location): remote references need an object store") }
+                guard let object = try await store.list([location]).first else { throw ScanError(description: "\(location): not found") }
+                guard object.size <= maxReferenceBytes else {
+                    throw ScanError(description: "\(location): \(object.size) bytes is more than the \(maxReferenceBytes) a reference file may have")
+                }
+                bytes = try await store.get(object.url, range: 0..<object.size, identity: object.etag)
+            } else {
+                let path = location.hasPrefix("file://") ? String(location.dropFirst(7)) : location
+                let object = try LocalStore.describe(path)
+                guard object.size <= maxReferenceBytes else {
+                    throw ScanError(description: "\(location): \(object.size) bytes is more than the \(maxReferenceBytes) a reference file may have")
+                }
+                bytes = try FileSource(path: path).readSynchronously(offset: 0, length: Int(object.size))
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        } catch let error as ScanError {
+            throw error
+        } catch let error as ObjectStoreError {
+            throw ScanError(description: "cannot read the references: \(error)")
+        } catch {
+            throw ScanError(description: "\(location): cannot read the references (\(error))")
+        }
+    }
+
+    static func checkRanges(_ dataset: VirtualDataset, location: String) throws {
+        for array in dataset.arrays {
+            for linear in 0..<array.manifest.count {
+                guard case .reference(let object, let offset, let length) = array.manifest[linear] else { continue }
+                let info = dataset.objects[Int(object)]
+                guard offset + length <= info.size else {
+                    throw ScanError(description: "\(location): chunk \(array.manifest.coordinates(linear)) of \(array.path) is bytes \(offset)..<\(offset + length) of \(info.url), which has \(info.size) bytes; the references were made from another version of it, regenerate them")
+                }
+            }
+        }
+    }
+}

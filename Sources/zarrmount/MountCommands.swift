@@ -30,6 +30,9 @@ struct Mount: AsyncParsableCommand {
     @Option(help: "Memory for cached chunks, in bytes or with a suffix (512MiB, 1GiB).")
     var cacheSize: String = "1GiB"
 
+    @Option(help: "Chunks fetched ahead when a reader goes through an array's chunks in order (0: off).")
+    var readahead: Int = 8
+
     @Flag(help: "Let other users read the mount (needs user_allow_other in /etc/fuse.conf for non-root).")
     var allowOther = false
 
@@ -65,7 +68,8 @@ struct Mount: AsyncParsableCommand {
             let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat)
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
             let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:])
-            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store), cacheBytes: budget)
+            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store), cacheBytes: budget,
+                                     readahead: readahead, neighbour: { [tree] in tree.entry($0) })
             let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()
             let remote = summary.store
@@ -82,7 +86,8 @@ struct Mount: AsyncParsableCommand {
                     ("decoded", .bool(decoded)),
                     ("uptime_seconds", .double(Date().timeIntervalSince(started).rounded())),
                     ("reads", .object([("cache_hits", .int(Int64(reads.hits))), ("cache_misses", .int(Int64(reads.misses))),
-                                       ("joined_fetches", .int(Int64(reads.joined))), ("in_flight", .int(Int64(reads.inFlight))),
+                                       ("joined_fetches", .int(Int64(reads.joined))), ("readahead", .int(Int64(reads.readahead))),
+                                       ("in_flight", .int(Int64(reads.inFlight))),
                                        ("bytes_fetched", .uint(reads.bytesFetched)), ("cached_bytes", .int(Int64(reads.cachedBytes))),
                                        ("errors", .int(Int64(reads.errors)))])),
                 ]

@@ -140,3 +140,47 @@ final class DecodedChunkTests: XCTestCase {
         XCTAssertEqual(parts, [10..<110, 110..<210, 210..<260])
     }
 }
+
+final class ReadaheadTests: XCTestCase {
+    func testASequentialReaderGetsTheNextChunksFetchedAheadARandomOneDoesNot() async throws {
+        let fetcher = MemoryFetcher()
+        let chunks = (0..<40).map { i in
+            ZarrTree.Entry(inode: 100 + UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * 1000, length: 1000))
+        }
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20,
+                                 readahead: 4, neighbour: { inode in inode >= 100 && inode < 140 ? chunks[Int(inode - 100)] : nil })
+        // random access: chunk 20 alone starts nothing extra
+        _ = try await reader.read(chunks[20], offset: 0, size: 10)
+        XCTAssertEqual(fetcher.fetches.withLock { $0 }, 1)
+        XCTAssertEqual(reader.statistics.readahead, 0)
+        // chunk 21 right after 20: 22...25 are fetched ahead and then read from the cache
+        _ = try await reader.read(chunks[21], offset: 0, size: 10)
+        XCTAssertEqual(reader.statistics.readahead, 4)
+        for i in 22...25 {
+            let bytes = try await reader.read(chunks[i], offset: 0, size: 1000)
+            XCTAssertEqual(bytes, Array(fetcher.data[(i * 1000)..<(i * 1000 + 1000)]), "chunk \(i)")
+        }
+        XCTAssertEqual(reader.statistics.misses, 2, "22...25 never waited for a fetch of their own")
+        XCTAssertEqual(reader.statistics.readahead, 8, "each of them moved the window on by one")
+        // the end of the array: readahead stops where the neighbours end
+        _ = try await reader.read(chunks[38], offset: 0, size: 10)
+        _ = try await reader.read(chunks[39], offset: 0, size: 10)
+        XCTAssertEqual(reader.statistics.errors, 0)
+    }
+
+    func testTheCacheEvictsInUseOrderOverManyUses() async throws {
+        let fetcher = MemoryFetcher()
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 3000)
+        let chunks = (0..<5).map { i in ZarrTree.Entry(inode: UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * 1000, length: 1000)) }
+        for i in 0..<3 { _ = try await reader.read(chunks[i], offset: 0, size: 1) }
+        for _ in 0..<10_000 { _ = try await reader.read(chunks[0], offset: 0, size: 1) }
+        _ = try await reader.read(chunks[3], offset: 0, size: 1)   // evicts 1, the least recently used
+        XCTAssertEqual(fetcher.fetches.withLock { $0 }, 4)
+        _ = try await reader.read(chunks[0], offset: 0, size: 1)
+        _ = try await reader.read(chunks[2], offset: 0, size: 1)
+        XCTAssertEqual(fetcher.fetches.withLock { $0 }, 4, "0 and 2 stayed")
+        _ = try await reader.read(chunks[1], offset: 0, size: 1)
+        XCTAssertEqual(fetcher.fetches.withLock { $0 }, 5, "1 was evicted")
+        XCTAssertLessThanOrEqual(reader.statistics.cachedBytes, 3000)
+    }
+}

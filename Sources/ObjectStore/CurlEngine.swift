@@ -178,6 +178,11 @@ public final class CurlEngine: HTTPTransport, Sendable {
                 transfer.overflow = true
                 return 0
             }
+            if transfer.body.isEmpty, let announced = transfer.headers.last(where: { $0.0.lowercased() == "content-length" }).flatMap({ Int($0.1) }) {
+                // One allocation of the announced size: growing by doubling copies large bodies
+                // several times.
+                transfer.body.reserveCapacity(min(announced, transfer.request.maxBodyBytes))
+            }
             data!.withMemoryRebound(to: UInt8.self, capacity: total) { bytes in
                 transfer.body.append(contentsOf: UnsafeBufferPointer(start: bytes, count: total))
             }

@@ -22,28 +22,53 @@ public struct ChunkReaderStatistics: Sendable, Equatable {
 
 /// The read path of chunk files: the first read of a chunk fetches it whole, concurrent reads
 /// of the same chunk share that fetch, and chunks stay in an LRU cache within a byte budget.
+/// A large chunk served as stored is fetched and cached in parts, so a reader gets its first
+/// bytes after one part arrives and the rest streams in parallel behind it.
 public final class ChunkReader: Sendable {
     private let objects: [ObjectInfo]
     private let fetcher: any ChunkFetching
     private let budget: Int
     private let state = Mutex(State())
-    /// Chunks fetched ahead of a sequential reader (0: none), and where the next ones are.
+    /// Chunks (or parts of a large chunk) fetched ahead of a sequential reader (0: none), and
+    /// where the next chunk files are.
     private let readahead: Int
     private let neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)?
+    /// Stored chunks longer than twice this are handled in parts of this size.
+    private let partSize: UInt64
     static let maxInFlight = 256
 
-    private struct State {
-        var cache: [UInt64: (bytes: [UInt8], lastUse: UInt64)] = [:]
-        var inFlight: [UInt64: Task<[UInt8], any Error>] = [:]
-        var clock: UInt64 = 0
-        /// Uses in order, oldest first: (inode, clock at that use). An entry is current when the
-        /// cache still holds the inode with that clock; stale ones are skipped on eviction, so
-        /// evicting the least recently used chunk is amortised O(1).
-        var uses: [(inode: UInt64, clock: UInt64)] = []
-        var usesStart = 0
+    /// One cached unit: a whole chunk (part 0 of a small chunk) or one part of a large one.
+    struct Key: Hashable {
+        var inode: UInt64
+        var part: UInt32
+    }
 
-        mutating func touch(_ inode: UInt64) {
-            uses.append((inode, clock))
+    /// Where a unit's bytes are and how they are turned into file bytes.
+    struct Unit {
+        var key: Key
+        var object: UInt32
+        var offset: UInt64
+        var length: UInt64
+        var decoding: ZarrTree.Decoding?
+        /// The whole stored chunk's length (equal to `length` unless this is a part).
+        var chunkLength: UInt64
+    }
+
+    private struct State {
+        var cache: [Key: (bytes: [UInt8], lastUse: UInt64)] = [:]
+        var inFlight: [Key: Task<[UInt8], any Error>] = [:]
+        var clock: UInt64 = 0
+        /// Uses in order, oldest first: (key, clock at that use). An entry is current when the
+        /// cache still holds the key with that clock; stale ones are skipped on eviction, so
+        /// evicting the least recently used unit is amortised O(1).
+        var uses: [(key: Key, clock: UInt64)] = []
+        var usesStart = 0
+        var statistics = ChunkReaderStatistics()
+
+        func present(_ key: Key) -> Bool { cache[key] != nil || inFlight[key] != nil }
+
+        mutating func touch(_ key: Key) {
+            uses.append((key, clock))
             if uses.count - usesStart > 4 * cache.count + 4096 {
                 // Mostly stale entries (hits re-append): keep only the current ones, in order.
                 uses = cache.map { ($0.key, $0.value.lastUse) }.sorted { $0.1 < $1.1 }
@@ -56,64 +81,89 @@ public final class ChunkReader: Sendable {
 
         mutating func evictOldest() -> Bool {
             while usesStart < uses.count {
-                let (inode, stamp) = uses[usesStart]
+                let (key, stamp) = uses[usesStart]
                 usesStart += 1
-                if let entry = cache[inode], entry.lastUse == stamp {
-                    cache.removeValue(forKey: inode)
+                if let entry = cache[key], entry.lastUse == stamp {
+                    cache.removeValue(forKey: key)
                     statistics.cachedBytes -= entry.bytes.count
                     return true
                 }
             }
             return false
         }
-        var statistics = ChunkReaderStatistics()
     }
 
     /// `neighbour` finds the file of an inode (the chunk files of an array have consecutive
     /// inodes in row-major order), for readahead.
     public init(objects: [ObjectInfo], fetcher: any ChunkFetching, cacheBytes: Int, readahead: Int = 0,
-                neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil) {
+                neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil, partSize: UInt64 = 8 << 20) {
         self.objects = objects
         self.readahead = max(0, readahead)
         self.neighbour = neighbour
         self.fetcher = fetcher
         self.budget = max(0, cacheBytes)
+        self.partSize = max(1, partSize)
     }
 
     public var statistics: ChunkReaderStatistics { state.withLock { $0.statistics } }
 
-    /// Bytes `offset..<offset+size` of the file `entry` (clipped at its end).
-    public func read(_ entry: ZarrTree.Entry, offset: UInt64, size: Int) async throws -> [UInt8] {
-        let whole: [UInt8]
+    /// Bytes `offset..<offset+size` of the file `entry` (clipped at its end); within one unit
+    /// they share the cached unit's storage (no copy).
+    public func read(_ entry: ZarrTree.Entry, offset: UInt64, size: Int) async throws -> ArraySlice<UInt8> {
         switch entry.content {
-        case .directory: return []
-        case .bytes(let bytes): whole = bytes
+        case .directory:
+            return []
+        case .bytes(let bytes):
+            guard offset < UInt64(bytes.count), size > 0 else { return [] }
+            return bytes[Int(offset)..<min(bytes.count, Int(offset) + size)]
         case .chunk(let object, let chunkOffset, let length, let decoding):
-            whole = try await chunk(entry.inode, object: object, offset: chunkOffset, length: length, decoding: decoding)
+            let fileSize = decoding?.size ?? length
+            guard offset < fileSize, size > 0 else { return [] }
+            let end = min(fileSize, offset + UInt64(size))
+            guard let parts = partCount(length: length, decoding: decoding) else {
+                let unit = Unit(key: Key(inode: entry.inode, part: 0), object: object, offset: chunkOffset, length: length, decoding: decoding,
+                                chunkLength: length)
+                let whole = try await bytes(of: unit, parts: 1)
+                return whole[Int(offset)..<Int(end)]
+            }
+            var result: ArraySlice<UInt8> = []
+            for part in (offset / partSize)...((end - 1) / partSize) {
+                let start = part * partSize
+                let unit = Unit(key: Key(inode: entry.inode, part: UInt32(part)), object: object, offset: chunkOffset + start,
+                                length: min(partSize, length - start), decoding: nil, chunkLength: length)
+                let bytes = try await self.bytes(of: unit, parts: parts)
+                let slice = bytes[Int(max(offset, start) - start)..<Int(min(end, start + unit.length) - start)]
+                if result.isEmpty { result = slice } else { result.append(contentsOf: slice) }
+            }
+            return result
         }
-        guard offset < UInt64(whole.count), size > 0 else { return [] }
-        let start = Int(offset)
-        return Array(whole[start..<min(whole.count, start + size)])
     }
 
-    private func chunk(_ inode: UInt64, object: UInt32, offset: UInt64, length: UInt64, decoding: ZarrTree.Decoding?) async throws -> [UInt8] {
+    /// How many parts a chunk is handled in, or nil for one whole unit: decoded chunks must be
+    /// whole to decode, and small ones gain nothing.
+    private func partCount(length: UInt64, decoding: ZarrTree.Decoding?) -> UInt32? {
+        guard decoding == nil, length > 2 * partSize else { return nil }
+        return UInt32((length + partSize - 1) / partSize)
+    }
+
+    private func bytes(of unit: Unit, parts: UInt32) async throws -> [UInt8] {
         enum Plan { case hit([UInt8]), wait(Task<[UInt8], any Error>) }
         let plan: Plan = state.withLock { state in
             state.clock += 1
             let plan: Plan
-            if let cached = state.cache[inode] {
-                state.cache[inode]?.lastUse = state.clock
-                state.touch(inode)
+            if let cached = state.cache[unit.key] {
+                state.cache[unit.key]?.lastUse = state.clock
+                state.touch(unit.key)
                 state.statistics.hits += 1
                 plan = .hit(cached.bytes)
-            } else if let running = state.inFlight[inode] {
+            } else if let running = state.inFlight[unit.key] {
                 state.statistics.joined += 1
                 plan = .wait(running)
             } else {
                 state.statistics.misses += 1
-                plan = .wait(startFetch(&state, inode: inode, object: object, offset: offset, length: length, decoding: decoding))
+                plan = .wait(startFetch(&state, unit))
             }
-            readAhead(&state, after: inode)
+            if parts > 1 { readAheadParts(&state, after: unit, parts: parts) } else { readAheadChunks(&state, after: unit.key.inode) }
             return plan
         }
         switch plan {
@@ -123,36 +173,56 @@ public final class ChunkReader: Sendable {
     }
 
     /// An access right after its predecessor (cached or on its way) looks like a sequential
-    /// reader: keep the next `readahead` chunks fetched or on their way.
-    private func readAhead(_ state: inout State, after inode: UInt64) {
-        guard readahead > 0, let neighbour, inode > 0, state.cache[inode - 1] != nil || state.inFlight[inode - 1] != nil else { return }
-        for next in (inode + 1)...(inode + UInt64(readahead)) where state.cache[next] == nil && state.inFlight[next] == nil {
+    /// reader: keep the next `readahead` chunk files fetched or on their way.
+    private func readAheadChunks(_ state: inout State, after inode: UInt64) {
+        guard readahead > 0, let neighbour, inode > 0, state.present(Key(inode: inode - 1, part: 0)) else { return }
+        for next in (inode + 1)...(inode + UInt64(readahead)) where !state.present(Key(inode: next, part: 0)) {
             guard state.inFlight.count < Self.maxInFlight, state.statistics.cachedBytes < budget / 2,
                   let entry = neighbour(next), case .chunk(let object, let offset, let length, let decoding) = entry.content
             else { return }
             state.statistics.readahead += 1
-            _ = startFetch(&state, inode: next, object: object, offset: offset, length: length, decoding: decoding)
+            let firstLength = partCount(length: length, decoding: decoding) == nil ? length : partSize
+            _ = startFetch(&state, Unit(key: Key(inode: next, part: 0), object: object, offset: offset, length: firstLength,
+                                        decoding: decoding, chunkLength: length))
         }
     }
 
-    /// Starts fetching (and decoding) one chunk; the task itself files the result in the cache,
+    /// Whoever reads one part of a large chunk file nearly always reads the rest: keep the next
+    /// `readahead` parts (at least 4) fetched or on their way.
+    private func readAheadParts(_ state: inout State, after unit: Unit, parts: UInt32) {
+        let window = UInt32(max(4, readahead))
+        let base = unit.offset - UInt64(unit.key.part) * partSize
+        var part = unit.key.part + 1
+        while part < parts, part <= unit.key.part + window {
+            let key = Key(inode: unit.key.inode, part: part)
+            if !state.present(key) {
+                guard state.inFlight.count < Self.maxInFlight, state.statistics.cachedBytes < budget / 2 else { return }
+                state.statistics.readahead += 1
+                let start = UInt64(part) * partSize
+                _ = startFetch(&state, Unit(key: key, object: unit.object, offset: base + start,
+                                            length: min(partSize, unit.chunkLength - start), decoding: nil, chunkLength: unit.chunkLength))
+            }
+            part += 1
+        }
+    }
+
+    /// Starts fetching (and decoding) one unit; the task itself files the result in the cache,
     /// so fetches nobody waits for (readahead) finish the same way.
-    private func startFetch(_ state: inout State, inode: UInt64, object: UInt32, offset: UInt64, length: UInt64,
-                            decoding: ZarrTree.Decoding?) -> Task<[UInt8], any Error> {
+    private func startFetch(_ state: inout State, _ unit: Unit) -> Task<[UInt8], any Error> {
         state.statistics.inFlight += 1
-        let info = objects[Int(object)]
+        let info = objects[Int(unit.object)]
         let fetcher = self.fetcher
         let task = Task {
             do {
-                let bytes = try await Self.fetchAndDecode(fetcher, info, offset: offset, length: length, decoding: decoding)
-                self.finish(inode, bytes: bytes, storedLength: length)
+                let bytes = try await Self.fetchAndDecode(fetcher, info, offset: unit.offset, length: unit.length, decoding: unit.decoding)
+                self.finish(unit.key, bytes: bytes, storedLength: unit.length)
                 return bytes
             } catch {
-                self.finish(inode, bytes: nil, storedLength: 0)
+                self.finish(unit.key, bytes: nil, storedLength: 0)
                 throw error
             }
         }
-        state.inFlight[inode] = task
+        state.inFlight[unit.key] = task
         return task
     }
 
@@ -177,9 +247,9 @@ public final class ChunkReader: Sendable {
         return decoded
     }
 
-    private func finish(_ inode: UInt64, bytes: [UInt8]?, storedLength: UInt64) {
+    private func finish(_ key: Key, bytes: [UInt8]?, storedLength: UInt64) {
         state.withLock { state in
-            guard state.inFlight.removeValue(forKey: inode) != nil else { return }
+            guard state.inFlight.removeValue(forKey: key) != nil else { return }
             state.statistics.inFlight -= 1
             guard let bytes else {
                 state.statistics.errors += 1
@@ -188,8 +258,8 @@ public final class ChunkReader: Sendable {
             state.statistics.bytesFetched += storedLength
             guard bytes.count <= budget else { return }
             state.clock += 1
-            state.cache[inode] = (bytes, state.clock)
-            state.touch(inode)
+            state.cache[key] = (bytes, state.clock)
+            state.touch(key)
             state.statistics.cachedBytes += bytes.count
             while state.statistics.cachedBytes > budget, state.evictOldest() {}
         }

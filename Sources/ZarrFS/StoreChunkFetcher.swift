@@ -25,16 +25,16 @@ public final class StoreChunkFetcher: ChunkFetching {
             for (index, range) in parts.enumerated() {
                 group.addTask { (index, try await reader.read(object.url, identity: object.etag, range: range)) }
             }
-            var pieces = [[UInt8]](repeating: [], count: parts.count)
+            // Each part is copied into its place as it arrives, so the whole chunk is allocated
+            // once and no part waits for the slowest.
+            var whole = [UInt8](repeating: 0, count: Int(length))
             for try await (index, bytes) in group {
                 guard bytes.count == parts[index].count else {
                     throw ChunkReadError(description: "\(object.url): part \(parts[index]) came back with \(bytes.count) bytes")
                 }
-                pieces[index] = bytes
+                let start = Int(parts[index].lowerBound - offset)
+                whole.replaceSubrange(start..<(start + bytes.count), with: bytes)
             }
-            var whole: [UInt8] = []
-            whole.reserveCapacity(Int(length))
-            for piece in pieces { whole += piece }
             return whole
         }
     }

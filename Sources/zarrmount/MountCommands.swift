@@ -30,6 +30,9 @@ struct Mount: AsyncParsableCommand {
     @Option(help: "Memory for cached chunks, in bytes or with a suffix (512MiB, 1GiB).")
     var cacheSize: String = "1GiB"
 
+    @Option(help: "Chunks larger than twice this are fetched and cached in parts of this size, in parallel, and a read waits only for its parts (bytes or KiB/MiB suffix).")
+    var partSize: String = "8MiB"
+
     @Option(help: "Chunks fetched ahead when a reader goes through an array's chunks in order (0: off).")
     var readahead: Int = 8
 
@@ -49,6 +52,7 @@ struct Mount: AsyncParsableCommand {
             throw ValidationError("give the sources (paths, globs, URLs, a config, --urls, --url-template or --references), then the mountpoint")
         }
         guard let budget = parseSize(cacheSize) else { throw ValidationError("--cache-size \(cacheSize): use bytes or a KiB/MiB/GiB suffix") }
+        guard let part = parseSize(partSize), part >= 64 << 10 else { throw ValidationError("--part-size \(partSize): use at least 64KiB, in bytes or with a KiB/MiB/GiB suffix") }
         try checkMountpoint(mountpoint)
         if !foreground {
             try launchDaemon(mountpoint: mountpoint)
@@ -68,8 +72,8 @@ struct Mount: AsyncParsableCommand {
             let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat)
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
             let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:])
-            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store), cacheBytes: budget,
-                                     readahead: readahead, neighbour: { [tree] in tree.entry($0) })
+            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store, partSize: UInt64(part)), cacheBytes: budget,
+                                     readahead: readahead, neighbour: { [tree] in tree.entry($0) }, partSize: UInt64(part))
             let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()
             let remote = summary.store

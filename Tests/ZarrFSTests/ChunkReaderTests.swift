@@ -30,14 +30,14 @@ final class ChunkReaderTests: XCTestCase {
         let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20)
         let chunk = entry(10, offset: 1000, length: 4000)
         let results = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
-            for i in 0..<16 { group.addTask { (i, try await reader.read(chunk, offset: UInt64(i * 100), size: 300)) } }
+            for i in 0..<16 { group.addTask { (i, try await reader.bytes(chunk, offset: UInt64(i * 100), size: 300)) } }
             var all: [(Int, [UInt8])] = []
             for try await result in group { all.append(result) }
             return all
         }
         for (i, bytes) in results { XCTAssertEqual(bytes, Array(fetcher.data[(1000 + i * 100)..<(1300 + i * 100)])) }
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 1)
-        let tail = try await reader.read(chunk, offset: 3900, size: 1000)
+        let tail = try await reader.bytes(chunk, offset: 3900, size: 1000)
         XCTAssertEqual(tail, Array(fetcher.data[4900..<5000]), "reads stop at the end of the chunk")
         XCTAssertEqual(reader.statistics.hits, 1)
         XCTAssertEqual(reader.statistics.misses + reader.statistics.joined, 16)
@@ -46,11 +46,11 @@ final class ChunkReaderTests: XCTestCase {
     func testCacheStaysWithinItsBudgetAndEvictsTheLeastRecentlyUsed() async throws {
         let fetcher = MemoryFetcher()
         let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 10_000)
-        for i in 0..<4 { _ = try await reader.read(entry(UInt64(i), offset: UInt64(i) * 4000, length: 4000), offset: 0, size: 1) }
+        for i in 0..<4 { _ = try await reader.bytes(entry(UInt64(i), offset: UInt64(i) * 4000, length: 4000), offset: 0, size: 1) }
         XCTAssertLessThanOrEqual(reader.statistics.cachedBytes, 10_000)
-        _ = try await reader.read(entry(3, offset: 12_000, length: 4000), offset: 0, size: 1)
+        _ = try await reader.bytes(entry(3, offset: 12_000, length: 4000), offset: 0, size: 1)
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 4, "the most recent chunk is still cached")
-        _ = try await reader.read(entry(0, offset: 0, length: 4000), offset: 0, size: 1)
+        _ = try await reader.bytes(entry(0, offset: 0, length: 4000), offset: 0, size: 1)
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 5, "the oldest was evicted")
     }
 
@@ -59,12 +59,12 @@ final class ChunkReaderTests: XCTestCase {
         fetcher.changed.withLock { $0 = true }
         let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20)
         do {
-            _ = try await reader.read(entry(1, offset: 0, length: 100), offset: 0, size: 10)
+            _ = try await reader.bytes(entry(1, offset: 0, length: 100), offset: 0, size: 10)
             XCTFail("a changed object must not return bytes")
         } catch is MemoryFetcher.Changed {}
         XCTAssertEqual(reader.statistics.errors, 1)
         fetcher.changed.withLock { $0 = false }
-        let bytes = try await reader.read(entry(1, offset: 0, length: 100), offset: 0, size: 10)
+        let bytes = try await reader.bytes(entry(1, offset: 0, length: 100), offset: 0, size: 10)
         XCTAssertEqual(bytes, Array(fetcher.data[0..<10]))
     }
 }
@@ -111,9 +111,9 @@ final class DecodedChunkTests: XCTestCase {
         let entry = ZarrTree.Entry(inode: 7, name: "0", content: .chunk(object: 0, offset: 0, length: UInt64(stored.count),
                                                                         decoding: .init(pipeline: pipeline, size: 4000)))
         XCTAssertEqual(entry.size, 4000)
-        let whole = try await reader.read(entry, offset: 0, size: 1 << 20)
+        let whole = try await reader.bytes(entry, offset: 0, size: 1 << 20)
         XCTAssertEqual(whole, raw)
-        let slice = try await reader.read(entry, offset: 3996, size: 100)
+        let slice = try await reader.bytes(entry, offset: 3996, size: 100)
         XCTAssertEqual(slice, Array(raw[3996...]))
         XCTAssertEqual(reader.statistics.bytesFetched, UInt64(stored.count), "stored bytes are counted, once")
     }
@@ -125,7 +125,7 @@ final class DecodedChunkTests: XCTestCase {
         let entry = ZarrTree.Entry(inode: 7, name: "0", content: .chunk(object: 0, offset: 0, length: UInt64(stored.count),
                                                                         decoding: .init(pipeline: pipeline, size: 4000)))
         do {
-            _ = try await reader.read(entry, offset: 0, size: 10)
+            _ = try await reader.bytes(entry, offset: 0, size: 10)
             XCTFail("a corrupt chunk decoded")
         } catch {
             XCTAssertTrue("\(error)".contains("s3://b/k.nc"), "\(error)")
@@ -150,21 +150,21 @@ final class ReadaheadTests: XCTestCase {
         let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20,
                                  readahead: 4, neighbour: { inode in inode >= 100 && inode < 140 ? chunks[Int(inode - 100)] : nil })
         // random access: chunk 20 alone starts nothing extra
-        _ = try await reader.read(chunks[20], offset: 0, size: 10)
+        _ = try await reader.bytes(chunks[20], offset: 0, size: 10)
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 1)
         XCTAssertEqual(reader.statistics.readahead, 0)
         // chunk 21 right after 20: 22...25 are fetched ahead and then read from the cache
-        _ = try await reader.read(chunks[21], offset: 0, size: 10)
+        _ = try await reader.bytes(chunks[21], offset: 0, size: 10)
         XCTAssertEqual(reader.statistics.readahead, 4)
         for i in 22...25 {
-            let bytes = try await reader.read(chunks[i], offset: 0, size: 1000)
+            let bytes = try await reader.bytes(chunks[i], offset: 0, size: 1000)
             XCTAssertEqual(bytes, Array(fetcher.data[(i * 1000)..<(i * 1000 + 1000)]), "chunk \(i)")
         }
         XCTAssertEqual(reader.statistics.misses, 2, "22...25 never waited for a fetch of their own")
         XCTAssertEqual(reader.statistics.readahead, 8, "each of them moved the window on by one")
         // the end of the array: readahead stops where the neighbours end
-        _ = try await reader.read(chunks[38], offset: 0, size: 10)
-        _ = try await reader.read(chunks[39], offset: 0, size: 10)
+        _ = try await reader.bytes(chunks[38], offset: 0, size: 10)
+        _ = try await reader.bytes(chunks[39], offset: 0, size: 10)
         XCTAssertEqual(reader.statistics.errors, 0)
     }
 
@@ -172,15 +172,47 @@ final class ReadaheadTests: XCTestCase {
         let fetcher = MemoryFetcher()
         let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 3000)
         let chunks = (0..<5).map { i in ZarrTree.Entry(inode: UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * 1000, length: 1000)) }
-        for i in 0..<3 { _ = try await reader.read(chunks[i], offset: 0, size: 1) }
-        for _ in 0..<10_000 { _ = try await reader.read(chunks[0], offset: 0, size: 1) }
-        _ = try await reader.read(chunks[3], offset: 0, size: 1)   // evicts 1, the least recently used
+        for i in 0..<3 { _ = try await reader.bytes(chunks[i], offset: 0, size: 1) }
+        for _ in 0..<10_000 { _ = try await reader.bytes(chunks[0], offset: 0, size: 1) }
+        _ = try await reader.bytes(chunks[3], offset: 0, size: 1)   // evicts 1, the least recently used
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 4)
-        _ = try await reader.read(chunks[0], offset: 0, size: 1)
-        _ = try await reader.read(chunks[2], offset: 0, size: 1)
+        _ = try await reader.bytes(chunks[0], offset: 0, size: 1)
+        _ = try await reader.bytes(chunks[2], offset: 0, size: 1)
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 4, "0 and 2 stayed")
-        _ = try await reader.read(chunks[1], offset: 0, size: 1)
+        _ = try await reader.bytes(chunks[1], offset: 0, size: 1)
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 5, "1 was evicted")
         XCTAssertLessThanOrEqual(reader.statistics.cachedBytes, 3000)
+    }
+}
+
+extension ChunkReader {
+    /// `read` as an array, for comparisons.
+    func bytes(_ entry: ZarrTree.Entry, offset: UInt64, size: Int) async throws -> [UInt8] {
+        Array(try await read(entry, offset: offset, size: size))
+    }
+}
+
+final class LargeChunkTests: XCTestCase {
+    func testALargeChunkIsReadInPartsAndAReadWaitsOnlyForItsOwn() async throws {
+        let fetcher = MemoryFetcher()
+        let chunk = ZarrTree.Entry(inode: 5, name: "0", content: .chunk(object: 0, offset: 500, length: 10_500))
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20,
+                                 readahead: 2, neighbour: { _ in nil }, partSize: 1000)
+        // a read inside part 3 fetches part 3 and starts the parts after it
+        let middle = try await reader.bytes(chunk, offset: 3100, size: 200)
+        XCTAssertEqual(middle, Array(fetcher.data[3600..<3800]))
+        XCTAssertEqual(reader.statistics.misses, 1)
+        XCTAssertEqual(reader.statistics.readahead, 4, "at least 4 parts ahead")
+        // a read across parts 4 and 5 is stitched from both, and they were already on their way
+        let across = try await reader.bytes(chunk, offset: 4900, size: 300)
+        XCTAssertEqual(across, Array(fetcher.data[5400..<5700]))
+        XCTAssertEqual(reader.statistics.misses, 1)
+        // the short last part and a read clipped at the end of the file
+        let last = try await reader.bytes(chunk, offset: 10_400, size: 1000)
+        XCTAssertEqual(last, Array(fetcher.data[10_900..<11_000]))
+        let whole = try await reader.bytes(chunk, offset: 0, size: 20_000)
+        XCTAssertEqual(whole, Array(fetcher.data[500..<11_000]))
+        XCTAssertEqual(reader.statistics.bytesFetched, 10_500, "every byte fetched once")
+        XCTAssertEqual(reader.statistics.errors, 0)
     }
 }

@@ -205,16 +205,23 @@ def gdal_values(store, var):
 def tensorstore_values(store, var, zarr_format):
     """Values of VAR read with tensorstore's `zarr` (v2) or `zarr3` (v3) driver and a `file`
     kvstore. tensorstore validates metadata strictly: it refuses v2 `filters` and v3 codecs
-    named `numcodecs.*`, with an error naming the member, which is re-raised as ReaderError."""
+    named `numcodecs.*`, with an error naming the member, which is re-raised as ReaderError.
+    Dimension names are not returned (v2 `_ARRAY_DIMENSIONS` is ignored by tensorstore; v3
+    `dimension_names` become the domain labels of the opened TensorStore)."""
     import tensorstore as ts
 
     driver = {2: "zarr", 3: "zarr3"}[int(zarr_format)]
     path = os.path.join(os.path.abspath(store), var.strip("/")) + "/"
     spec = {"driver": driver, "kvstore": {"driver": "file", "path": path}}
     try:
-        return ts.open(spec, read=True, open=True).result().read().result()
+        values = ts.open(spec, read=True, open=True).result().read().result()
     except (ValueError, RuntimeError) as e:
         raise ReaderError(f"tensorstore {driver} {path}: {e}") from e
+    if values.dtype.itemsize == 0:
+        # v2 `|Sn`/`|Vn` open as `char`/`byte` arrays with an extra dimension of n, and these
+        # reach numpy as zero-width S/V items: the bytes are lost, so refuse.
+        raise ReaderError(f"tensorstore {driver} {path}: data type not representable in numpy")
+    return values
 
 
 # ------------------------------------------------------------------ netCDF-C inside the netCDF4 wheel

@@ -173,10 +173,20 @@ public final class ChunkReader: Sendable {
     }
 
     /// An access right after its predecessor (cached or on its way) looks like a sequential
-    /// reader: keep the next `readahead` chunk files fetched or on their way.
+    /// reader: keep the next `readahead` chunk files fetched or on their way. Right after its
+    /// successor, it looks like a reader going backwards (dask often schedules the last chunk
+    /// first): fetch the previous ones.
     private func readAheadChunks(_ state: inout State, after inode: UInt64) {
-        guard readahead > 0, let neighbour, inode > 0, state.present(Key(inode: inode - 1, part: 0)) else { return }
-        for next in (inode + 1)...(inode + UInt64(readahead)) where !state.present(Key(inode: next, part: 0)) {
+        guard readahead > 0, let neighbour, inode > 0 else { return }
+        let step: Int64
+        if state.present(Key(inode: inode - 1, part: 0)) { step = 1 }
+        else if state.present(Key(inode: inode + 1, part: 0)) { step = -1 }
+        else { return }
+        for distance in 1...Int64(readahead) {
+            let signed = Int64(inode) + step * distance
+            guard signed > 0 else { return }
+            let next = UInt64(signed)
+            if state.present(Key(inode: next, part: 0)) { continue }
             guard state.inFlight.count < Self.maxInFlight, state.statistics.cachedBytes < budget / 2,
                   let entry = neighbour(next), case .chunk(let object, let offset, let length, let decoding) = entry.content
             else { return }

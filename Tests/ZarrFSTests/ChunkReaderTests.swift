@@ -162,6 +162,15 @@ final class ReadaheadTests: XCTestCase {
         }
         XCTAssertEqual(reader.statistics.misses, 2, "22...25 never waited for a fetch of their own")
         XCTAssertEqual(reader.statistics.readahead, 8, "each of them moved the window on by one")
+        // backwards: 10 then 9 fetches 8...5 ahead of the reader
+        _ = try await reader.bytes(chunks[10], offset: 0, size: 10)
+        _ = try await reader.bytes(chunks[9], offset: 0, size: 10)
+        XCTAssertEqual(reader.statistics.readahead, 8 + 4)
+        for i in (5...8).reversed() {
+            let bytes = try await reader.bytes(chunks[i], offset: 0, size: 1000)
+            XCTAssertEqual(bytes, Array(fetcher.data[(i * 1000)..<(i * 1000 + 1000)]), "chunk \(i)")
+        }
+        XCTAssertEqual(reader.statistics.misses, 4)
         // the end of the array: readahead stops where the neighbours end
         _ = try await reader.bytes(chunks[38], offset: 0, size: 10)
         _ = try await reader.bytes(chunks[39], offset: 0, size: 10)

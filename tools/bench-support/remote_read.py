@@ -468,8 +468,8 @@ def main():
     ap.add_argument("--files", type=int, default=365)
     ap.add_argument("--latency-ms", type=float, default=20)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--threads", type=int, default=16,
-                    help="dask threads (default 16: the reads wait on round trips, so more threads than cores)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                    help="dask threads (default: the cores, as dask's threaded scheduler does; more threads hide round trips for every path alike)")
     ap.add_argument("--netcdf-seconds", type=float, default=30, help="time cap of the netCDF4 byte-range path")
     ap.add_argument("--ceiling-files", type=int, default=30, help="files in the local no-network ceiling run")
     ap.add_argument("--chunk-mib", type=int, default=64, help="size of the single large chunk")

@@ -123,6 +123,10 @@ def run_vz(args, timeout=600):
     return p
 
 
+# Real FUSE mounts of the same sources: stored chunks, or decoded ones (`--decoded`).
+MOUNT_KINDS = ("mount", "mount-decoded")
+
+
 class Outputs:
     """scan/export results cached for the session: one run per (name, kind, format)."""
 
@@ -133,13 +137,19 @@ class Outputs:
     def __init__(self, root):
         self.root = root
         self.cache = {}
+        self.mounted = []
 
     def get(self, name, sources, flags, kind, fmt=2):
         key = (name, kind, fmt)
         if key in self.cache:
             return self.cache[key]
         safe = name.replace("/", "__")
-        if kind == "refs":
+        if kind in MOUNT_KINDS:
+            out = os.path.join(self.root, "%s.%s.v%d.mnt" % (safe, kind, fmt))
+            os.makedirs(out, exist_ok=True)
+            args = (["mount"] + list(sources) + list(flags) + ["--zarr-format", str(fmt), "--no-cache"]
+                    + (["--decoded"] if kind == "mount-decoded" else []) + [out])
+        elif kind == "refs":
             out = os.path.join(self.root, "%s.refs.json" % safe)
             args = ["scan"] + list(sources) + list(flags) + ["--refs", out]
         else:
@@ -151,8 +161,19 @@ class Outputs:
         dt = time.monotonic() - t0
         Outputs.seconds += dt
         Outputs.slowest = sorted(Outputs.slowest + [(dt, "%s %s %s" % (args[0], name, fmt))], reverse=True)[:5]
+        if kind in MOUNT_KINDS and p.returncode == 0:
+            self.mounted.append((key, out))
         self.cache[key] = (out, p)
         return out, p
+
+    def unmount_all(self):
+        """Real mounts are unmounted after each test (one daemon alive at a time)."""
+        for key, mountpoint in self.mounted:
+            subprocess.run(vz_command() + ["unmount", mountpoint], capture_output=True, timeout=60)
+            if os.path.ismount(mountpoint):
+                subprocess.run(vz_command() + ["unmount", "--lazy", mountpoint], capture_output=True, timeout=60)
+            self.cache.pop(key, None)
+        self.mounted = []
 
 
 @pytest.fixture(scope="session")
@@ -202,6 +223,8 @@ def open_store(path, fmt, decode_cf=True, group=None, drop_variables=None):
 
 
 def open_virtual(kind, out, fmt, decode_cf=True, group=None, drop_variables=None):
+    if kind in MOUNT_KINDS:
+        assert os.path.ismount(out), "%s is not mounted" % out
     if kind == "refs":
         return open_refs(out, decode_cf, group, drop_variables)
     return open_store(out, fmt, decode_cf, group, drop_variables)

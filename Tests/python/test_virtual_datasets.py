@@ -1,5 +1,6 @@
-"""Virtual datasets (issue 3): `zarrmount scan --refs` and `zarrmount export --zarr` must decode, through
-xarray + zarr-python 3, to exactly what xarray gives on the original netCDF-4/HDF5 files.
+"""Virtual datasets (issue 3): `zarrmount scan --refs`, `zarrmount export --zarr` and real mounts
+(`zarrmount mount`, stored v2 and `--decoded` v3) must decode, through xarray + zarr-python 3, to
+exactly what xarray gives on the original netCDF-4/HDF5 files.
 
 For every netCDF-readable fixture of tools/make-fixtures, every edge file and multi-file set of
 tools/make-vz-sets, and every output (kerchunk references = Zarr v2, exported Zarr v2, exported Zarr
@@ -30,11 +31,18 @@ FIXTURE_FILES = sorted(f for f in os.listdir(FIXTURES) if f.endswith((".h5", ".n
 EDGE_FILES = sorted(f for f in os.listdir(os.path.join(SETS, "edge")) if f.endswith((".h5", ".nc")))
 SINGLE = [("fixtures", f) for f in FIXTURE_FILES] + [("edge", f) for f in EDGE_FILES]
 
-MODES = [("refs", 2), ("zarr", 2), ("zarr", 3)]
-MODE_IDS = ["refs-v2", "zarr-v2", "zarr-v3"]
+MODES = [("refs", 2), ("zarr", 2), ("zarr", 3), ("mount", 2), ("mount-decoded", 3)]
+MODE_IDS = ["refs-v2", "zarr-v2", "zarr-v3", "mount-v2", "mount-decoded-v3"]
 DECODE = [True, False]
 DECODE_IDS = ["cf", "raw"]
 
+
+
+@pytest.fixture(autouse=True)
+def _unmount_after_each_test(request):
+    yield
+    if "outputs" in request.fixturenames:
+        request.getfixturevalue("outputs").unmount_all()
 
 
 def _path(where, name):
@@ -223,6 +231,11 @@ def test_error(name, mode, tmp_path, vz):
     kind, fmt = mode
     if kind == "refs":
         p = run_vz(["scan"] + sources + flags + ["--refs", tmp_path / "out.json"])
+    elif kind.startswith("mount"):
+        (tmp_path / "mnt").mkdir()
+        p = run_vz(["mount"] + sources + flags + ["--zarr-format", fmt, tmp_path / "mnt"])
+        if p.returncode == 0:
+            run_vz(["unmount", tmp_path / "mnt"])
     else:
         p = run_vz(["export"] + sources + flags + ["--zarr", tmp_path / "out.zarr", "--zarr-format", fmt])
     assert p.returncode == 1, "expected exit 1, got %d\n%s" % (p.returncode, p.stderr[-2000:])

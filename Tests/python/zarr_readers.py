@@ -4,11 +4,13 @@ Each function returns raw stored values as numpy (no CF masking or scaling) or r
 ReaderError carrying the tool's command line, exit status and stderr. None of them knows
 what a store should contain: callers compare the result with their own oracle.
 
-What each reader can and cannot read on Debian 12 (netcdf-bin 4.9.0, gdal-bin 3.6.2) and
-with tensorstore from PyPI is written up in .cache/reader-matrix.md. In short: all three
-read plain uncompressed Zarr v2 numeric arrays; only tensorstore reads Zarr v3; netCDF-C
-4.9.0 without codec plugins returns *compressed bytes as values* (or crashes) for zlib and
-shuffle chunks, so its results are only meaningful on decoded stores.
+What each reader can and cannot read on Debian 12 (netcdf-bin 4.9.0, gdal-bin 3.6.2), with
+tensorstore from PyPI and with the netCDF-C inside the netCDF4 wheel is written up in
+.cache/reader-matrix.md. In short: all of them read uncompressed (decoded) little-endian
+numeric Zarr v2 arrays; only tensorstore reads Zarr v3 (and then only without numcodecs.*
+codecs); ncdump 4.9.0 without codec plugins prints *compressed bytes as values* or crashes
+on zlib/shuffle chunks and ignores big-endian byte order, both without an error, so its
+values mean something only on decoded little-endian stores.
 """
 import json
 import os
@@ -26,7 +28,7 @@ class ReaderError(RuntimeError):
 
 
 def _run(cmd, timeout=TIMEOUT):
-    """Run CMD, return stdout; raise ReaderError with stderr on a non-zero exit or a signal.
+    """Run CMD, return (stdout, stderr); raise ReaderError on a non-zero exit or a signal.
 
     Signals matter: ncdump 4.9.0 dies with SIGSEGV on several Zarr dtypes after printing
     part of the data, so a partial stdout must never be taken as a result."""
@@ -56,7 +58,8 @@ def nczarr_url(store):
 
 
 def ncdump_header(store):
-    """`ncdump -h` of the store as CDL text (dimensions, variables, attributes)."""
+    """`ncdump -h` of the store as CDL text (dimensions, variables, attributes). On a Zarr v3
+    store netCDF-C 4.9.0 prints an empty dataset and exits 0."""
     return _run(["ncdump", "-h", nczarr_url(store)])[0]
 
 
@@ -96,7 +99,7 @@ def _cdl_declaration(cdl, var):
                 dims = [d.strip() for d in (m.group(2) or "").split(",") if d.strip()]
                 visible = {k: v for sc in scopes for k, v in sc.items()}
                 return m.group(1), tuple(visible[d] for d in dims)
-    raise ReaderError(f"no declaration of {var!r} in the CDL header")
+    raise ReaderError(f"no declaration of {var!r} with an atomic type in the CDL header")
 
 
 def _cdl_data(cdl, var):
@@ -124,7 +127,8 @@ def ncdump_values(store, var, fill=None):
     fill from .zarray's fill_value (and even with a `_FillValue` in .zattrs prints `_` for
     the default fill), so on zarrmount stores the default is right. char variables come
     back as bytes strings over the last dimension, as ncdump prints them. VAR may be a path
-    (`group/var`); its last component must be unique in the output."""
+    (`group/var`); its last component must be unique in the output. NCZarr 4.9.0 ignores
+    the byte order of `>` dtypes, so big-endian arrays come back byte-swapped, silently."""
     cdl = _run(["ncdump", "-p", "9,17", "-v", var, nczarr_url(store)])[0]
     ctype, shape = _cdl_declaration(cdl, var)
     dtype, fill_default = _CDL_TYPES[ctype]
@@ -180,18 +184,21 @@ def gdal_values(store, var):
 
     No temporary file and no osgeo bindings needed; GDAL writes floats with enough digits to
     round-trip and non-finite ones as "NaN"/"Infinity" strings. VAR is the array's GDAL full
-    name without the leading slash (`grp/var`). Only numeric data types are handled."""
+    name without the leading slash (`grp/var`). Numeric and String data types are handled;
+    GDAL widens int8 to Int16, float16 to Float32 and bool to Byte."""
     out, err = _run(["gdalmdiminfo", "-detailed", "-nopretty", "-array", var, store])
     errors = [l for l in err.splitlines() if l.startswith("ERROR") and not _GDAL_OPEN_ERRORS.match(l)]
     if errors:
         raise ReaderError(f"gdalmdiminfo -array {var} {store}:\n" + "\n".join(errors))
     info = json.loads(out)
     dt = info.get("datatype")
-    if dt not in _GDAL_DTYPES:
-        raise ReaderError(f"{var}: GDAL data type {dt!r} not handled here")
     if "values" not in info:
         raise ReaderError(f"{var}: gdalmdiminfo printed no values")
     shape = tuple(info.get("dimension_size", ()))
+    if dt == "String":  # fixed-length `|Sn` arrays, NUL padding stripped by GDAL
+        return np.array(info["values"], dtype=object).reshape(shape)
+    if not isinstance(dt, str) or dt not in _GDAL_DTYPES:  # compound types come as a dict
+        raise ReaderError(f"{var}: GDAL data type {dt!r} not handled here")
     try:
         values = np.array(info["values"], dtype=object if dt[0] == "F" else _GDAL_DTYPES[dt])
         values = values.astype(str).astype(_GDAL_DTYPES[dt]) if dt[0] == "F" else values

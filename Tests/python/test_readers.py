@@ -1,0 +1,172 @@
+"""Readers other than zarr-python through real mounts (issue 5): netCDF-C's ncdump (NCZarr, Debian
+12's 4.9.0), GDAL's Zarr driver (gdalmdiminfo / gdalmdimtranslate, Debian 12's 3.6.2) and
+tensorstore (PyPI), on the stored and the decoded (`--decoded`) mount of a WRF-like sample, Zarr v2
+and v3. This file is the README's reader table: every cell is asserted both ways. A cell that
+works must give exactly the values of the original files (netCDF4 on the .nc files, raw, no CF
+decoding); a cell that does not must fail or give other values, so the table cannot go stale.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import CI, REPO
+import zarr_readers as readers
+
+ZARRMOUNT = os.environ.get("ZARRMOUNT_BIN", os.path.join(REPO, ".build", "debug", "zarrmount"))
+VARIABLES = ["T2", "U", "lat", "Time"]
+
+# (reader, mode, Zarr format) -> works. The README's table is this dictionary.
+MATRIX = {
+    ("zarr-python", "stored", 2): True, ("zarr-python", "stored", 3): True,
+    ("zarr-python", "decoded", 2): True, ("zarr-python", "decoded", 3): True,
+    ("ncdump", "stored", 2): False, ("ncdump", "stored", 3): False,
+    ("ncdump", "decoded", 2): True, ("ncdump", "decoded", 3): False,
+    ("gdal", "stored", 2): False, ("gdal", "stored", 3): False,
+    ("gdal", "decoded", 2): True, ("gdal", "decoded", 3): False,
+    ("tensorstore", "stored", 2): False, ("tensorstore", "stored", 3): False,
+    ("tensorstore", "decoded", 2): True, ("tensorstore", "decoded", 3): True,
+}
+
+
+def _require(tool):
+    if shutil.which(tool) is None:
+        msg = "%s is not installed (tools/setup installs it)" % tool
+        if CI:
+            pytest.fail(msg + "; CI=true forbids skipping")
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    if not (os.path.exists("/dev/fuse") and os.path.exists("/usr/bin/fusermount3")):
+        if CI:
+            pytest.fail("FUSE is not available (/dev/fuse, fusermount3) and CI=true forbids skipping mount tests")
+        pytest.skip("FUSE is not available here")
+    directory = tmp_path_factory.mktemp("reader-archive")
+    subprocess.run([os.path.join(REPO, "tools", "make-archive"), str(directory), "--days", "3"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return sorted(glob.glob(str(directory / "*.nc")))
+
+
+@pytest.fixture(scope="module")
+def expected(archive):
+    """Raw values of every variable, from the original files (netCDF4, no masking)."""
+    import netCDF4
+    values = {}
+    datasets = [netCDF4.Dataset(f) for f in archive]
+    try:
+        for name, variable in datasets[0].variables.items():
+            parts = []
+            for ds in datasets:
+                v = ds.variables[name]
+                v.set_auto_maskandscale(False)
+                parts.append(v[...])
+            values[name] = np.concatenate(parts) if "Time" in variable.dimensions else parts[0]
+    finally:
+        for ds in datasets:
+            ds.close()
+    return values
+
+
+@pytest.fixture(scope="module")
+def mounts(archive, tmp_path_factory):
+    """One mount per (mode, format), made on first use, all unmounted at the end."""
+    made = {}
+
+    def get(mode, fmt):
+        if (mode, fmt) not in made:
+            mountpoint = str(tmp_path_factory.mktemp("readers-%s-v%d" % (mode, fmt)))
+            p = subprocess.run([ZARRMOUNT, "mount", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time",
+                                "--no-cache", "--zarr-format", str(fmt)] + (["--decoded"] if mode == "decoded" else [])
+                               + [mountpoint], capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            made[(mode, fmt)] = mountpoint
+        return made[(mode, fmt)]
+
+    yield get
+    for mountpoint in made.values():
+        subprocess.run([ZARRMOUNT, "unmount", mountpoint], capture_output=True, timeout=60)
+        assert not os.path.ismount(mountpoint)
+
+
+def read_with(reader, mountpoint, fmt, variable):
+    if reader == "zarr-python":
+        import zarr
+        return zarr.open_array(store=mountpoint, path=variable, mode="r", zarr_format=fmt)[...]
+    if reader == "ncdump":
+        return readers.ncdump_values(mountpoint, variable)
+    if reader == "gdal":
+        return readers.gdal_values(mountpoint, variable)
+    return readers.tensorstore_values(mountpoint, variable, fmt)
+
+
+def agrees(actual, wanted):
+    actual = np.asarray(actual)
+    return actual.shape == wanted.shape and np.array_equal(actual.astype(wanted.dtype), wanted)
+
+
+@pytest.mark.parametrize("reader,mode,fmt", sorted(MATRIX), ids=["%s-%s-v%d" % k for k in sorted(MATRIX)])
+def test_reader_matrix(reader, mode, fmt, mounts, expected):
+    _require({"ncdump": "ncdump", "gdal": "gdalmdiminfo"}.get(reader, "true"))
+    mountpoint = mounts(mode, fmt)
+    results = {}
+    for variable in VARIABLES:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                results[variable] = agrees(read_with(reader, mountpoint, fmt, variable), expected[variable])
+        except (readers.ReaderError, ValueError, RuntimeError, KeyError, OSError) as error:
+            results[variable] = error
+    compressed = [v for v in VARIABLES if v != "Time"]  # Time is stored without codecs
+    if MATRIX[(reader, mode, fmt)]:
+        assert all(r is True for r in results.values()), results
+    else:
+        # the table says "no": the encoded variables must fail or come back wrong, never pass
+        assert not any(results[v] is True for v in compressed), results
+
+
+def test_ncdump_of_the_decoded_mount_prints_what_ncdump_of_the_originals_prints(archive, mounts):
+    _require("ncdump")
+    mountpoint = mounts("decoded", 2)
+    header = readers.ncdump_header(mountpoint)
+    for line in ["Time = 3 ;", "south_north = 250 ;", "float T2(Time, south_north, west_east) ;"]:
+        assert line in header, header[:2000]
+    for variable in ["T2", "U", "lat"]:
+        through_mount = readers.ncdump_values(mountpoint, variable)
+        originals = [readers.ncdump_values(f, variable) for f in archive]
+        want = np.concatenate(originals) if variable != "lat" else originals[0]
+        np.testing.assert_array_equal(through_mount, want, err_msg=variable)
+
+
+def test_gdalmdimtranslate_copies_a_variable_of_the_decoded_mount(mounts, expected, tmp_path):
+    _require("gdalmdimtranslate")
+    import netCDF4
+    mountpoint = mounts("decoded", 2)
+    info = readers.gdal_info(mountpoint)
+    assert {"T2", "U", "lat"} <= {a["name"] if isinstance(a, dict) else a for a in info.get("arrays", {})}, info.keys()
+    out = tmp_path / "t2.nc"
+    p = subprocess.run(["gdalmdimtranslate", "-array", "T2", mountpoint, str(out)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and "ERROR" not in p.stderr, p.stderr
+    with netCDF4.Dataset(str(out)) as ds:
+        v = ds.variables["T2"]
+        v.set_auto_maskandscale(False)
+        np.testing.assert_array_equal(v[...], expected["T2"])
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_tensorstore_reads_every_array_of_the_decoded_mount(fmt, mounts, expected):
+    mountpoint = mounts("decoded", fmt)
+    for variable, values in expected.items():
+        np.testing.assert_array_equal(readers.tensorstore_values(mountpoint, variable, fmt), values, err_msg=variable)
+
+
+def test_gdal_says_why_it_cannot_read_the_stored_mount(mounts):
+    _require("gdalmdiminfo")
+    info = readers.gdal_info(mounts("stored", 2))
+    assert "Filter shuffle not handled" in info["_stderr"], info["_stderr"][:2000]

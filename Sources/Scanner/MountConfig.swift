@@ -11,6 +11,7 @@ public struct MountConfig: Sendable {
     public var concatDim: String?
     public var order: FileOrder = .key
     public var attrs: AttributePolicy = .first
+    public var layout: FileLayout = .combined
     public var zarrFormat: ZarrFormat = .v2
     public var onError: ErrorPolicy = .fail
     public var stack: StackOptions?
@@ -29,7 +30,7 @@ public struct MountConfig: Sendable {
     }
 
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency",
-                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references"]
+                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -84,6 +85,7 @@ public struct MountConfig: Sendable {
             case "concat_dim": config.concatDim = try string(key, value)
             case "order": config.order = try choice(key, value, FileOrder.self)
             case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)
+            case "layout": config.layout = try choice(key, value, FileLayout.self)
             case "on_error": config.onError = try choice(key, value, ErrorPolicy.self)
             case "zarr_format":
                 guard let number = value.scalar?.string, let format = Int(number).flatMap(ZarrFormat.init(rawValue:)) else {

@@ -8,9 +8,18 @@ public enum AttributePolicy: String, Sendable, CaseIterable {
     case dropConflicts = "drop_conflicts"
 }
 
+/// How the files of an archive appear in the dataset.
+public enum FileLayout: String, Sendable, CaseIterable {
+    /// One dataset: files combined along the concat dimension (or merged).
+    case combined
+    /// One group per file, named after the file, nothing combined.
+    case perFile = "per_file"
+}
+
 public struct CombineOptions: Sendable {
     public var concatDimension: String?
     public var attributes: AttributePolicy = .first
+    public var layout: FileLayout = .combined
 
     public init(concatDimension: String? = nil, attributes: AttributePolicy = .first) {
         self.concatDimension = concatDimension
@@ -25,8 +34,47 @@ public struct CombineError: Error, CustomStringConvertible, Sendable {
 /// Joins per-file virtual datasets into one, the way kerchunk's MultiZarrToZarr and xarray's
 /// `open_mfdataset(combine="nested")` do.
 public enum Combiner {
+    /// Each file as a group of its own, named after the file (without its extension; a
+    /// repeated name gets `_2`, `_3`, ...), with its groups and arrays below it.
+    public static func nest(_ parts: [(name: String, dataset: VirtualDataset)]) -> VirtualDataset {
+        var result = VirtualDataset(objects: [], groups: [VirtualGroup(path: "", attributes: [])], arrays: [], warnings: [])
+        var used: Set<String> = []
+        for part in parts {
+            let stem = groupName(forFile: part.name)
+            var name = stem
+            var counter = 2
+            while !used.insert(name).inserted {
+                name = "\(stem)_\(counter)"
+                counter += 1
+            }
+            let offset = UInt32(result.objects.count)
+            result.objects += part.dataset.objects
+            result.warnings += part.dataset.warnings.map { "\(name): \($0)" }
+            for group in part.dataset.groups {
+                result.groups.append(VirtualGroup(path: group.path.isEmpty ? name : name + "/" + group.path, attributes: group.attributes))
+            }
+            for array in part.dataset.arrays {
+                var moved = array
+                moved.path = name + "/" + array.path
+                moved.manifest = array.manifest.remappingObjects { $0 + offset }
+                result.arrays.append(moved)
+            }
+        }
+        return result
+    }
+
+    /// A group name from a path or URL: the last component without its extension, with
+    /// characters that cannot be in a Zarr key replaced.
+    static func groupName(forFile url: String) -> String {
+        var last = String(url.split(separator: "/").last ?? "file")
+        if let dot = last.lastIndex(of: "."), dot != last.startIndex { last = String(last[..<dot]) }
+        let cleaned = String(last.map { $0 == "/" || $0 == "\\" || $0.isNewline ? "_" : $0 })
+        return cleaned.isEmpty || cleaned.hasPrefix(".") ? "file" + cleaned : cleaned
+    }
+
     public static func combine(_ parts: [(name: String, dataset: VirtualDataset)], options: CombineOptions) throws -> VirtualDataset {
         guard let first = parts.first else { throw CombineError(description: "nothing to combine: no files") }
+        if options.layout == .perFile { return nest(parts) }
         if parts.count == 1 { return first.dataset }
         var result = VirtualDataset(objects: [], groups: [], arrays: [], warnings: [])
         var objectOffsets: [UInt32] = []

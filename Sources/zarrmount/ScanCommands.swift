@@ -11,6 +11,7 @@ import JSONValue
 extension FileOrder: ExpressibleByArgument {}
 extension ErrorPolicy: ExpressibleByArgument {}
 extension AttributePolicy: ExpressibleByArgument {}
+extension FileLayout: ExpressibleByArgument {}
 
 /// The sources of a scan and how to combine them: paths and globs, or one YAML mount config,
 /// with the config's main keys as flags (flags win over the config).
@@ -27,6 +28,9 @@ struct SourceOptions: ParsableArguments {
 
     @Option(help: "Global and variable attributes: first (the first file's) or drop_conflicts.")
     var attrs: AttributePolicy?
+
+    @Option(help: "combined (one dataset, default) or per_file (one group per file, named after it, nothing combined).")
+    var layout: FileLayout?
 
     @Option(help: "On a file that cannot be scanned: fail (stop, default) or skip (leave it out; exit status 2).")
     var onError: ErrorPolicy?
@@ -125,10 +129,14 @@ struct SourceOptions: ParsableArguments {
         if let concatDim { config.concatDim = concatDim }
         if let order { config.order = order }
         if let attrs { config.attrs = attrs }
+        if let layout { config.layout = layout }
         if let onError { config.onError = onError }
         if let stackDim, let stackRegex { config.stack = StackOptions(dimension: stackDim, pattern: stackRegex) }
         if let zarrFormat { config.zarrFormat = zarrFormat == 3 ? .v3 : .v2 }
         if let concurrency { config.concurrency = concurrency }
+        if config.layout == .perFile, config.concatDim != nil || config.stack != nil {
+            throw ValidationError("layout per_file keeps every file in its own group: drop concat_dim and stack (--concat-dim, --stack-dim)")
+        }
         return config
     }
 }
@@ -137,6 +145,7 @@ extension MountConfig {
     var scanOptions: ScanOptions {
         var options = ScanOptions()
         options.combine = CombineOptions(concatDimension: concatDim, attributes: attrs)
+        options.combine.layout = layout
         options.order = order
         options.onError = onError
         options.stack = stack

@@ -132,6 +132,21 @@ final class CombineTests: XCTestCase {
         XCTAssertEqual(v.manifest[3], .reference(object: 1, offset: 1100, length: 100))
     }
 
+    func testPerFileLayoutPutsEachFileInAGroupNamedAfterIt() throws {
+        var options = CombineOptions()
+        options.layout = .perFile
+        let nested = try Combiner.combine([part("/x/day.nc", [array("v", length: 6, chunk: 3)], attributes: [("title", .string("x"))]),
+                                           part("s3://b/y/day.nc", [array("v", length: 4, chunk: 3)]),
+                                           part("http://h/z.h5", [array("w", length: 3, chunk: 3)])], options: options)
+        XCTAssertEqual(nested.groups.map(\.path), ["", "day", "day_2", "z"])
+        XCTAssertEqual(nested.groups[1].attributes.map(\.0), ["title"])
+        XCTAssertEqual(nested.arrays.map(\.path), ["day/v", "day_2/v", "z/w"])
+        XCTAssertEqual(nested.objects.map(\.url), ["/x/day.nc", "s3://b/y/day.nc", "http://h/z.h5"])
+        XCTAssertEqual(nested.arrays[1].manifest[0], .reference(object: 1, offset: 1000, length: 100))
+        XCTAssertEqual(nested.arrays[2].manifest[0], .reference(object: 2, offset: 1000, length: 100))
+        XCTAssertEqual(nested.arrays[0].shape, [6, 10], "nothing is concatenated")
+    }
+
     func testOversizedUnfilteredChunksUseTheLeadingBytes() throws {
         let combined = try Combiner.combine([part("a.nc", [array("v", length: 1, chunk: 1024)]), part("b.nc", [array("v", length: 1, chunk: 1024)])],
                                             options: CombineOptions(concatDimension: "time"))

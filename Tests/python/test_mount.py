@@ -267,3 +267,43 @@ def test_signal_unmounts_and_exits_cleanly(archive, tmp_path, signal_number):
         if daemon.poll() is None:
             daemon.kill()
         subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("mode", ["stored", "decoded"])
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_zarr_python_opens_and_reads_every_array(archive, mounted, fmt, mode):
+    import zarr
+    mountpoint = mounted(fmt, ["--decoded"] if mode == "decoded" else [])
+    expected = originals(archive, decode_cf=False)
+    group = zarr.open_group(mountpoint, mode="r", zarr_format=fmt)
+    names = sorted(name for name, _ in group.arrays())
+    assert names == sorted(expected.variables)
+    for name in names:
+        np.testing.assert_array_equal(group[name][...], expected[name].values, err_msg=name)
+
+
+def test_per_file_layout_from_a_config_gives_one_group_per_file(archive, tmp_path):
+    import xarray as xr
+    config = tmp_path / "per-file.yaml"
+    config.write_text("sources: ['%s/*.nc']\nlayout: per_file\nzarr_format: 3\nno_cache: true\n" % os.path.dirname(archive[0]))
+    mountpoint = tmp_path / "per-file"
+    mountpoint.mkdir()
+    p = subprocess.run([ZARRMOUNT, "mount", str(config), str(mountpoint)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    try:
+        stems = [os.path.basename(f)[:-3] for f in archive]
+        assert sorted(n for n in os.listdir(str(mountpoint)) if n != "zarr.json") == stems
+        for stem, original in zip(stems, archive):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                actual = xr.open_zarr(str(mountpoint), group=stem, chunks=None, zarr_format=3)
+                expected = xr.open_dataset(original, engine="netcdf4").load()
+            assert sorted(actual.variables) == sorted(expected.variables)
+            assert actual.attrs == expected.attrs
+            for name in expected.variables:
+                np.testing.assert_array_equal(actual[name].values, expected[name].values, err_msg="%s %s" % (stem, name))
+    finally:
+        subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)
+    refused = subprocess.run([ZARRMOUNT, "scan", str(config), "--concat-dim", "Time", "--refs", str(tmp_path / "x.json")],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "per_file" in refused.stderr and "concat" in refused.stderr, refused.stderr

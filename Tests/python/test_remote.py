@@ -950,6 +950,21 @@ def test_mount_of_references_served_over_http_checks_every_read(scanner, service
     assert {r["path"] for r in fp.requests() if r["method"] == "HEAD"} == {urllib.parse.urlparse(u).path for u in purls}
 
 
+def test_mount_of_references_stored_in_s3(scanner, services, world, archive, tmp_path):
+    _fuse_or_skip()
+    refs, _ = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", services.s3)
+    services.boto3().put_object(Bucket=BUCKET, Key="refs/wrf.json", Body=refs.text.encode())
+    with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt")) as m:
+        p = m.mount(["--references", "s3://%s/refs/wrf.json" % BUCKET, "--endpoint-url", services.s3, "--zarr-format", "3"])
+        assert "read references for 5 objects" in p.stderr, p.stderr
+        _assert_mount_equals_originals(m.path, archive, 3)
+    missing = subprocess.run(list(scanner.cmd) + ["mount", "--references", "s3://%s/refs/nothing.json" % BUCKET,
+                                                  "--endpoint-url", services.s3, str(tmp_path / "mnt")],
+                             capture_output=True, text=True, timeout=120, env=scanner.env())
+    assert missing.returncode == 1 and "refs/nothing.json" in missing.stderr, missing.stderr
+    assert not os.path.ismount(str(tmp_path / "mnt"))
+
+
 def test_sigterm_and_unmount_with_reads_in_flight_end_cleanly(scanner, services, world, archive, tmp_path, proxies):
     """Chunk reads held for 2 s by the proxy: SIGTERM (and, on a second mount, a lazy unmount) while
     16 readers wait; the readers get the right bytes or an error, never hang, and the daemon exits 0."""

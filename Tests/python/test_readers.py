@@ -1,7 +1,8 @@
 """Readers other than zarr-python through real mounts (issue 5): netCDF-C's ncdump (NCZarr, Debian
 12's 4.9.0), GDAL's Zarr driver (gdalmdiminfo / gdalmdimtranslate, Debian 12's 3.6.2) and
 tensorstore (PyPI), on the stored and the decoded (`--decoded`) mount of a WRF-like sample, Zarr v2
-and v3. This file is the README's reader table: every cell is asserted both ways. A cell that
+and v3; and netCDF4-python, whose PyPI wheel carries its own netCDF-C 4.10 with zlib and shuffle.
+This file is the README's reader table: every cell is asserted both ways. A cell that
 works must give exactly the values of the original files (netCDF4 on the .nc files, raw, no CF
 decoding); a cell that does not must fail or give other values, so the table cannot go stale.
 """
@@ -30,6 +31,8 @@ MATRIX = {
     ("gdal", "decoded", 2): True, ("gdal", "decoded", 3): False,
     ("tensorstore", "stored", 2): False, ("tensorstore", "stored", 3): False,
     ("tensorstore", "decoded", 2): True, ("tensorstore", "decoded", 3): True,
+    ("netCDF4-python", "stored", 2): True, ("netCDF4-python", "stored", 3): False,
+    ("netCDF4-python", "decoded", 2): True, ("netCDF4-python", "decoded", 3): False,
 }
 
 
@@ -102,6 +105,8 @@ def read_with(reader, mountpoint, fmt, variable):
         return readers.ncdump_values(mountpoint, variable)
     if reader == "gdal":
         return readers.gdal_values(mountpoint, variable)
+    if reader == "netCDF4-python":
+        return readers.netcdf4_values(mountpoint, variable)
     return readers.tensorstore_values(mountpoint, variable, fmt)
 
 

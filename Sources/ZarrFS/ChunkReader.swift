@@ -37,6 +37,10 @@ public final class ChunkReader: Sendable {
     private let partSize: UInt64
     static let maxInFlight = 256
 
+    /// Readahead stops while this many bytes are on their way, so what it brings in cannot
+    /// push out of the cache what readers are still using (LRU evicts what they are done with).
+    private var readaheadBytes: UInt64 { UInt64(budget / 4) }
+
     /// One cached unit: a whole chunk (part 0 of a small chunk) or one part of a large one.
     struct Key: Hashable {
         var inode: UInt64
@@ -64,6 +68,8 @@ public final class ChunkReader: Sendable {
         var uses: [(key: Key, clock: UInt64)] = []
         var usesStart = 0
         var statistics = ChunkReaderStatistics()
+        /// Stored bytes of the fetches under way.
+        var inFlightBytes: UInt64 = 0
 
         func present(_ key: Key) -> Bool { cache[key] != nil || inFlight[key] != nil }
 
@@ -187,7 +193,7 @@ public final class ChunkReader: Sendable {
             guard signed > 0 else { return }
             let next = UInt64(signed)
             if state.present(Key(inode: next, part: 0)) { continue }
-            guard state.inFlight.count < Self.maxInFlight, state.statistics.cachedBytes < budget / 2,
+            guard state.inFlight.count < Self.maxInFlight, state.inFlightBytes < readaheadBytes,
                   let entry = neighbour(next), case .chunk(let object, let offset, let length, let decoding) = entry.content
             else { return }
             state.statistics.readahead += 1
@@ -206,7 +212,7 @@ public final class ChunkReader: Sendable {
         while part < parts, part <= unit.key.part + window {
             let key = Key(inode: unit.key.inode, part: part)
             if !state.present(key) {
-                guard state.inFlight.count < Self.maxInFlight, state.statistics.cachedBytes < budget / 2 else { return }
+                guard state.inFlight.count < Self.maxInFlight, state.inFlightBytes < readaheadBytes else { return }
                 state.statistics.readahead += 1
                 let start = UInt64(part) * partSize
                 _ = startFetch(&state, Unit(key: key, object: unit.object, offset: base + start,
@@ -220,6 +226,7 @@ public final class ChunkReader: Sendable {
     /// so fetches nobody waits for (readahead) finish the same way.
     private func startFetch(_ state: inout State, _ unit: Unit) -> Task<[UInt8], any Error> {
         state.statistics.inFlight += 1
+        state.inFlightBytes += unit.length
         let info = objects[Int(unit.object)]
         let fetcher = self.fetcher
         let task = Task {
@@ -228,7 +235,7 @@ public final class ChunkReader: Sendable {
                 self.finish(unit.key, bytes: bytes, storedLength: unit.length)
                 return bytes
             } catch {
-                self.finish(unit.key, bytes: nil, storedLength: 0)
+                self.finish(unit.key, bytes: nil, storedLength: unit.length)
                 throw error
             }
         }
@@ -257,10 +264,12 @@ public final class ChunkReader: Sendable {
         return decoded
     }
 
+    /// Files a finished fetch: `storedLength` bytes were asked for, `bytes` came (nil: failed).
     private func finish(_ key: Key, bytes: [UInt8]?, storedLength: UInt64) {
         state.withLock { state in
             guard state.inFlight.removeValue(forKey: key) != nil else { return }
             state.statistics.inFlight -= 1
+            state.inFlightBytes -= storedLength
             guard let bytes else {
                 state.statistics.errors += 1
                 return

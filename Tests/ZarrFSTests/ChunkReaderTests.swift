@@ -225,3 +225,22 @@ final class LargeChunkTests: XCTestCase {
         XCTAssertEqual(reader.statistics.errors, 0)
     }
 }
+
+final class ReadaheadBudgetTests: XCTestCase {
+    func testReadaheadKeepsGoingWhenTheCacheIsFullButBoundsWhatIsInFlight() async throws {
+        let fetcher = MemoryFetcher()
+        let chunks = (0..<80).map { i in
+            ZarrTree.Entry(inode: 100 + UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * 1000, length: 1000))
+        }
+        // 8 KB of cache: full after 8 chunks; at most 2 KB (a quarter) on the way ahead
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 8000,
+                                 readahead: 8, neighbour: { inode in inode >= 100 && inode < 180 ? chunks[Int(inode - 100)] : nil })
+        for i in 0..<80 {
+            let bytes = try await reader.bytes(chunks[i], offset: 0, size: 1000)
+            XCTAssertEqual(bytes, Array(fetcher.data[(i * 1000)..<(i * 1000 + 1000)]), "chunk \(i)")
+            XCTAssertLessThanOrEqual(reader.statistics.inFlight, 3)
+        }
+        XCTAssertLessThan(reader.statistics.misses, 20, "a reader far past the cache's size still finds its chunks fetched ahead")
+        XCTAssertLessThanOrEqual(reader.statistics.cachedBytes, 8000)
+    }
+}

@@ -145,6 +145,34 @@ public final class ChunkReader: Sendable {
         }
     }
 
+    /// The bytes `read` would give, when memory can answer right now (metadata, inline and
+    /// cached chunks), or nil. Most reads of a sequential reader hit chunks readahead brought
+    /// in, and the FUSE thread answers those itself instead of starting a task.
+    public func cachedRead(_ entry: ZarrTree.Entry, offset: UInt64, size: Int) -> ArraySlice<UInt8>? {
+        switch entry.content {
+        case .directory:
+            return []
+        case .bytes(let bytes):
+            guard offset < UInt64(bytes.count), size > 0 else { return [] }
+            return bytes[Int(offset)..<min(bytes.count, Int(offset) + size)]
+        case .chunk(_, _, let length, let decoding):
+            guard partCount(length: length, decoding: decoding) == nil else { return nil }
+            let fileSize = decoding?.size ?? length
+            guard offset < fileSize, size > 0 else { return [] }
+            let key = Key(inode: entry.inode, part: 0)
+            let whole: [UInt8]? = state.withLock { state in
+                guard let cached = state.cache[key] else { return nil }
+                state.clock += 1
+                state.cache[key]?.lastUse = state.clock
+                state.touch(key)
+                state.statistics.hits += 1
+                readAheadChunks(&state, after: entry.inode)
+                return cached.bytes
+            }
+            return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
+        }
+    }
+
     /// How many parts a chunk is handled in, or nil for one whole unit: decoded chunks must be
     /// whole to decode, and small ones gain nothing.
     private func partCount(length: UInt64, decoding: ZarrTree.Decoding?) -> UInt32? {

@@ -114,6 +114,10 @@ public final class FuseMount: @unchecked Sendable {
             guard let req else { return }
             let mount = FuseMount.from(req)
             guard let entry = mount.tree.entry(UInt64(inode)) else { _ = fuse_reply_err(req, ENOENT); return }
+            if let bytes = mount.reader.cachedRead(entry, offset: UInt64(offset), size: size) {
+                _ = bytes.withUnsafeBufferPointer { fuse_reply_buf(req, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), bytes.count) }
+                return
+            }
             let request = RequestHandle(req)
             mount.pendingReplies.withLock { $0 += 1 }
             Task {

@@ -163,6 +163,9 @@ struct Mount: AsyncParsableCommand {
         child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0]
                                   : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
         child.arguments = arguments
+        if isatty(STDERR_FILENO) != 0 {
+            child.environment = ProcessInfo.processInfo.environment.merging([progressTerminalVariable: "1"]) { _, new in new }
+        }
         let errors = Pipe()
         child.standardError = errors
         child.standardOutput = FileHandle.nullDevice

@@ -5,9 +5,13 @@ import Synchronization
 import Glibc
 #endif
 
+let progressTerminalVariable = "ZARRMOUNT_PROGRESS_TERMINAL"
+
 /// Scan progress on stderr: a live line on a terminal, a line every few seconds otherwise.
 final class ProgressReporter: Sendable {
-    private let isTerminal = isatty(2) != 0
+    /// A daemonised mount writes through a pipe its parent copies to the terminal; the parent
+    /// says so in `ZARRMOUNT_PROGRESS_TERMINAL`, and the bar is drawn as on a terminal.
+    private let isTerminal = isatty(2) != 0 || ProcessInfo.processInfo.environment[progressTerminalVariable] == "1"
     private let state = Mutex<(lastPrint: ContinuousClock.Instant?, printed: Bool)>((nil, false))
 
     func update(_ progress: ScanProgress) {

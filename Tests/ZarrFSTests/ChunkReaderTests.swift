@@ -171,6 +171,10 @@ final class ReadaheadTests: XCTestCase {
             XCTAssertEqual(bytes, Array(fetcher.data[(i * 1000)..<(i * 1000 + 1000)]), "chunk \(i)")
         }
         XCTAssertEqual(reader.statistics.misses, 4)
+        // memory answers cached chunks without a task, and says nil for the others
+        XCTAssertEqual(reader.cachedRead(chunks[9], offset: 10, size: 20).map(Array.init), Array(fetcher.data[9010..<9030]))
+        XCTAssertNil(reader.cachedRead(chunks[30], offset: 0, size: 20))
+        XCTAssertEqual(reader.cachedRead(chunks[9], offset: 5000, size: 20).map(Array.init), [], "past the end")
         // the end of the array: readahead stops where the neighbours end
         _ = try await reader.bytes(chunks[38], offset: 0, size: 10)
         _ = try await reader.bytes(chunks[39], offset: 0, size: 10)

@@ -1,5 +1,5 @@
 """Virtual datasets (issue 3): `zarrmount scan --refs`, `zarrmount export --zarr` and real mounts
-(`zarrmount mount`, stored v2 and `--decoded` v3) must decode, through xarray + zarr-python 3, to
+(`zarrmount mount`, stored and `--decoded`, v2 and v3) must decode, through xarray + zarr-python 3, to
 exactly what xarray gives on the original netCDF-4/HDF5 files.
 
 For every netCDF-readable fixture of tools/make-fixtures, every edge file and multi-file set of
@@ -31,8 +31,8 @@ FIXTURE_FILES = sorted(f for f in os.listdir(FIXTURES) if f.endswith((".h5", ".n
 EDGE_FILES = sorted(f for f in os.listdir(os.path.join(SETS, "edge")) if f.endswith((".h5", ".nc")))
 SINGLE = [("fixtures", f) for f in FIXTURE_FILES] + [("edge", f) for f in EDGE_FILES]
 
-MODES = [("refs", 2), ("zarr", 2), ("zarr", 3), ("mount", 2), ("mount-decoded", 3)]
-MODE_IDS = ["refs-v2", "zarr-v2", "zarr-v3", "mount-v2", "mount-decoded-v3"]
+MODES = [("refs", 2), ("zarr", 2), ("zarr", 3), ("mount", 2), ("mount", 3), ("mount-decoded", 2), ("mount-decoded", 3)]
+MODE_IDS = ["refs-v2", "zarr-v2", "zarr-v3", "mount-v2", "mount-v3", "mount-decoded-v2", "mount-decoded-v3"]
 DECODE = [True, False]
 DECODE_IDS = ["cf", "raw"]
 

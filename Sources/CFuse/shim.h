@@ -33,14 +33,18 @@ static inline void cfuse_fill_stat(struct stat *st, fuse_ino_t ino, int director
     st->st_atime = mtime;
 }
 
+static inline void cfuse_fill_entry(struct fuse_entry_param *e, fuse_ino_t ino, int directory, unsigned long long size, long mtime, double timeout) {
+    memset(e, 0, sizeof(*e));
+    e->ino = ino;
+    e->generation = 1;
+    e->attr_timeout = timeout;
+    e->entry_timeout = timeout;
+    cfuse_fill_stat(&e->attr, ino, directory, size, mtime);
+}
+
 static inline int cfuse_reply_entry(fuse_req_t req, fuse_ino_t ino, int directory, unsigned long long size, long mtime, double timeout) {
     struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.ino = ino;
-    e.generation = 1;
-    e.attr_timeout = timeout;
-    e.entry_timeout = timeout;
-    cfuse_fill_stat(&e.attr, ino, directory, size, mtime);
+    cfuse_fill_entry(&e, ino, directory, size, mtime, timeout);
     return fuse_reply_entry(req, &e);
 }
 
@@ -61,12 +65,7 @@ static inline size_t cfuse_add_direntry(fuse_req_t req, char *buf, size_t size, 
 static inline size_t cfuse_add_direntry_plus(fuse_req_t req, char *buf, size_t size, const char *name, fuse_ino_t ino, int directory,
                                              unsigned long long fsize, long mtime, double timeout, off_t next) {
     struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.ino = ino;
-    e.generation = 1;
-    e.attr_timeout = timeout;
-    e.entry_timeout = timeout;
-    cfuse_fill_stat(&e.attr, ino, directory, fsize, mtime);
+    cfuse_fill_entry(&e, ino, directory, fsize, mtime, timeout);
     return fuse_add_direntry_plus(req, buf, size, name, &e, next);
 }
 

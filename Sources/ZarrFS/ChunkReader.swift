@@ -120,8 +120,7 @@ public final class ChunkReader: Sendable {
         case .directory:
             return []
         case .bytes(let bytes):
-            guard offset < UInt64(bytes.count), size > 0 else { return [] }
-            return bytes[Int(offset)..<min(bytes.count, Int(offset) + size)]
+            return Self.slice(bytes, offset: offset, size: size)
         case .chunk(let object, let chunkOffset, let length, let decoding):
             let fileSize = decoding?.size ?? length
             guard offset < fileSize, size > 0 else { return [] }
@@ -153,8 +152,7 @@ public final class ChunkReader: Sendable {
         case .directory:
             return []
         case .bytes(let bytes):
-            guard offset < UInt64(bytes.count), size > 0 else { return [] }
-            return bytes[Int(offset)..<min(bytes.count, Int(offset) + size)]
+            return Self.slice(bytes, offset: offset, size: size)
         case .chunk(_, _, let length, let decoding):
             guard partCount(length: length, decoding: decoding) == nil else { return nil }
             let fileSize = decoding?.size ?? length
@@ -171,6 +169,12 @@ public final class ChunkReader: Sendable {
             }
             return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
         }
+    }
+
+    /// Bytes `offset..<offset+size` of an in-memory file, clipped at its end.
+    private static func slice(_ bytes: [UInt8], offset: UInt64, size: Int) -> ArraySlice<UInt8> {
+        guard offset < UInt64(bytes.count), size > 0 else { return [] }
+        return bytes[Int(offset)..<min(bytes.count, Int(offset) + size)]
     }
 
     /// How many parts a chunk is handled in, or nil for one whole unit: decoded chunks must be

@@ -1,6 +1,7 @@
 """Shared helpers of the Python tests: test data, running `zarrmount scan/export`, opening originals
 and virtual datasets with xarray, and comparing them (values bit for bit, attributes, dtypes)."""
 import base64
+import glob
 import hashlib
 import json
 import math
@@ -540,3 +541,30 @@ def ref_bytes(v):
     if v.startswith("base64:"):
         return base64.b64decode(v[7:])
     return v.encode()
+
+
+# ------------------------------------------------------------------ mounts of the WRF-like sample
+
+def require_fuse():
+    """Skips without /dev/fuse and fusermount3; under CI=true that is a failure."""
+    if not (os.path.exists("/dev/fuse") and os.path.exists("/usr/bin/fusermount3")):
+        if CI:
+            pytest.fail("FUSE is not available (/dev/fuse, fusermount3) and CI=true forbids skipping mount tests")
+        pytest.skip("FUSE is not available here")
+
+
+def make_wrf_sample(directory, days=3):
+    """DAYS daily WRF-like files (tools/make-archive) in DIRECTORY, sorted paths."""
+    subprocess.run([os.path.join(REPO, "tools", "make-archive"), str(directory), "--days", str(days)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return sorted(glob.glob(os.path.join(str(directory), "*.nc")))
+
+
+def wrf_originals(files, decode_cf=True):
+    """xarray on the original files, joined along Time the way the mount joins them."""
+    import xarray as xr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = [xr.open_dataset(f, engine="netcdf4", decode_cf=decode_cf) for f in files]
+        return xr.combine_nested(parts, concat_dim="Time", data_vars="minimal", coords="minimal", compat="override",
+                                 join="override", combine_attrs="override").load()

@@ -9,25 +9,16 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import CI, REPO
+from conftest import REPO, make_wrf_sample, require_fuse, wrf_originals
 
 ZARRMOUNT = os.environ.get("ZARRMOUNT_BIN", os.path.join(REPO, ".build", "debug", "zarrmount"))
 
 
-def fuse_available():
-    return os.path.exists("/dev/fuse") and os.path.exists("/usr/bin/fusermount3")
-
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
-    if not fuse_available():
-        if CI:
-            pytest.fail("FUSE is not available (/dev/fuse, fusermount3) and CI=true forbids skipping mount tests")
-        pytest.skip("FUSE is not available here")
-    directory = tmp_path_factory.mktemp("mount-archive")
-    subprocess.run([os.path.join(REPO, "tools", "make-archive"), str(directory), "--days", "3"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return sorted(glob.glob(str(directory / "*.nc")))
+    require_fuse()
+    return make_wrf_sample(tmp_path_factory.mktemp("mount-archive"))
 
 
 @pytest.fixture
@@ -50,13 +41,7 @@ def mounted(archive, tmp_path):
         assert not os.path.ismount(mountpoint), "%s is still mounted" % mountpoint
 
 
-def originals(files, decode_cf=True):
-    import xarray as xr
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parts = [xr.open_dataset(f, engine="netcdf4", decode_cf=decode_cf) for f in files]
-        return xr.combine_nested(parts, concat_dim="Time", data_vars="minimal", coords="minimal", compat="override",
-                                 join="override", combine_attrs="override").load()
+originals = wrf_originals
 
 
 @pytest.mark.parametrize("mode", ["stored", "decoded"])

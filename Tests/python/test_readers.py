@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import CI, REPO
+from conftest import CI, REPO, make_wrf_sample, require_fuse
 import zarr_readers as readers
 
 ZARRMOUNT = os.environ.get("ZARRMOUNT_BIN", os.path.join(REPO, ".build", "debug", "zarrmount"))
@@ -46,14 +46,8 @@ def _require(tool):
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
-    if not (os.path.exists("/dev/fuse") and os.path.exists("/usr/bin/fusermount3")):
-        if CI:
-            pytest.fail("FUSE is not available (/dev/fuse, fusermount3) and CI=true forbids skipping mount tests")
-        pytest.skip("FUSE is not available here")
-    directory = tmp_path_factory.mktemp("reader-archive")
-    subprocess.run([os.path.join(REPO, "tools", "make-archive"), str(directory), "--days", "3"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return sorted(glob.glob(str(directory / "*.nc")))
+    require_fuse()
+    return make_wrf_sample(tmp_path_factory.mktemp("reader-archive"))
 
 
 @pytest.fixture(scope="module")

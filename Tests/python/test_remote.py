@@ -32,7 +32,7 @@ import urllib.request
 
 import pytest
 
-from conftest import CACHE, CI, REPO, _ensure_generated, vz_command
+from conftest import CACHE, CI, REPO, _ensure_generated, require_fuse, vz_command, wrf_originals
 
 TOOLS = os.path.join(REPO, "tools")
 DAYS = ["2060-01-0%d" % d for d in range(1, 6)]
@@ -847,9 +847,7 @@ def test_manifest_cache(scanner, services, world, local_refs, proxies, tmp_path,
 
 # ------------------------------------------------------------------ mounts of remote archives
 
-def _fuse_or_skip():
-    if not (os.path.exists("/dev/fuse") and os.path.exists("/usr/bin/fusermount3")):
-        _skip_or_fail("FUSE is not available (/dev/fuse, fusermount3)")
+_fuse_or_skip = require_fuse
 
 
 class Mounted:
@@ -875,21 +873,11 @@ class Mounted:
         assert not os.path.ismount(self.path), "%s is still mounted" % self.path
 
 
-def _originals(files, decode_cf=True):
-    import warnings
-    import xarray as xr
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parts = [xr.open_dataset(f, engine="netcdf4", decode_cf=decode_cf) for f in files]
-        return xr.combine_nested(parts, concat_dim="Time", data_vars="minimal", coords="minimal", compat="override",
-                                 join="override", combine_attrs="override").load()
-
-
 def _assert_mount_equals_originals(mountpoint, files, fmt=2):
     import warnings
     import numpy as np
     import xarray as xr
-    expected = _originals(files)
+    expected = wrf_originals(files)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         actual = xr.open_zarr(mountpoint, chunks=None, zarr_format=fmt)

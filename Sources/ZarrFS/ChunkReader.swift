@@ -73,6 +73,16 @@ public final class ChunkReader: Sendable {
 
         func present(_ key: Key) -> Bool { cache[key] != nil || inFlight[key] != nil }
 
+        /// The cached bytes of `key`, counted as a hit and made the most recently used.
+        mutating func hit(_ key: Key) -> [UInt8]? {
+            guard let cached = cache[key] else { return nil }
+            clock += 1
+            cache[key]?.lastUse = clock
+            touch(key)
+            statistics.hits += 1
+            return cached.bytes
+        }
+
         mutating func touch(_ key: Key) {
             uses.append((key, clock))
             if uses.count - usesStart > 4 * cache.count + 4096 {
@@ -159,13 +169,9 @@ public final class ChunkReader: Sendable {
             guard offset < fileSize, size > 0 else { return [] }
             let key = Key(inode: entry.inode, part: 0)
             let whole: [UInt8]? = state.withLock { state in
-                guard let cached = state.cache[key] else { return nil }
-                state.clock += 1
-                state.cache[key]?.lastUse = state.clock
-                state.touch(key)
-                state.statistics.hits += 1
+                guard let cached = state.hit(key) else { return nil }
                 readAheadChunks(&state, after: entry.inode)
-                return cached.bytes
+                return cached
             }
             return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
         }
@@ -187,13 +193,9 @@ public final class ChunkReader: Sendable {
     private func bytes(of unit: Unit, parts: UInt32) async throws -> [UInt8] {
         enum Plan { case hit([UInt8]), wait(Task<[UInt8], any Error>) }
         let plan: Plan = state.withLock { state in
-            state.clock += 1
             let plan: Plan
-            if let cached = state.cache[unit.key] {
-                state.cache[unit.key]?.lastUse = state.clock
-                state.touch(unit.key)
-                state.statistics.hits += 1
-                plan = .hit(cached.bytes)
+            if let cached = state.hit(unit.key) {
+                plan = .hit(cached)
             } else if let running = state.inFlight[unit.key] {
                 state.statistics.joined += 1
                 plan = .wait(running)

@@ -11,14 +11,11 @@ import Glibc
 /// The thin libfuse3 low-level adapter: each callback looks the request up in the `ZarrTree`
 /// and replies, or hands a read to Swift concurrency and returns; the reply is sent from
 /// whichever thread finishes. Mounted read-only with `default_permissions`.
-public final class FuseMount: @unchecked Sendable {
-    // @unchecked: `session` is created once before the loop runs and only used by libfuse's
-    // own thread-safe entry points afterwards.
+public final class FuseMount: Sendable {
     public let tree: ZarrTree
     public let reader: ChunkReader
     let logger: Logger
     let timeout: Double = 3600
-    private var session: OpaquePointer?
 
     /// Describes the mount for `zarrmount status` (the root's `user.zarrmount.status` xattr).
     let status: @Sendable () -> [UInt8]
@@ -30,6 +27,9 @@ public final class FuseMount: @unchecked Sendable {
     /// directories take the newest.
     private let objectTimes: [Int]
     private let newest: Int
+    /// What `statfs` reports: the archive's size and every inode the tree can hand out.
+    private let archiveBytes: UInt64
+    private let inodeCount: UInt64
     /// Reads handed to Swift tasks and not yet replied to; the session outlives them.
     private let pendingReplies = Mutex(0)
 
@@ -41,6 +41,8 @@ public final class FuseMount: @unchecked Sendable {
         let now = Int(Date().timeIntervalSince1970)
         objectTimes = tree.store.dataset.objects.map { $0.lastModified.map(Int.init) ?? now }
         newest = objectTimes.max() ?? now
+        archiveBytes = tree.store.dataset.objects.reduce(0) { $0 + $1.size }
+        inodeCount = tree.inodeCount
     }
 
     public struct MountError: Error, CustomStringConvertible {
@@ -134,8 +136,7 @@ public final class FuseMount: @unchecked Sendable {
         ops.statfs = { req, _ in
             guard let req else { return }
             let mount = FuseMount.from(req)
-            let bytes = mount.tree.store.dataset.objects.reduce(UInt64(0)) { $0 + $1.size }
-            _ = cfuse_reply_statfs(req, bytes, mount.tree.inodeCount)
+            _ = cfuse_reply_statfs(req, mount.archiveBytes, mount.inodeCount)
         }
         ops.getxattr = { req, inode, name, size in
             guard let req, let name else { return }
@@ -164,7 +165,6 @@ public final class FuseMount: @unchecked Sendable {
         guard let created = cArguments.withUnsafeMutableBufferPointer({ pointer in
             cfuse_session_new(Int32(pointer.count), pointer.baseAddress, &ops, userdata)
         }) else { throw MountError(description: "libfuse could not create a session") }
-        session = created
         guard cfuse_install_exit_handlers(created) == 0 else {
             fuse_session_destroy(created)
             throw MountError(description: "cannot install signal handlers")

@@ -33,8 +33,9 @@ def _sha256(*paths):
     return h.hexdigest()
 
 
-def _ensure_generated(outdir, generator_paths, cmd):
-    """Regenerate OUTDIR with CMD when the generators' sha256 differs from OUTDIR/.generator.sha256."""
+def _ensure_generated(outdir, generator_paths, cmd, also_clear=()):
+    """Regenerate OUTDIR with CMD when the generators' sha256 differs from OUTDIR/.generator.sha256;
+    ALSO_CLEAR are directories derived from OUTDIR, removed with it."""
     stamp = os.path.join(outdir, ".generator.sha256")
     want = _sha256(*generator_paths)
     try:
@@ -43,7 +44,8 @@ def _ensure_generated(outdir, generator_paths, cmd):
                 return outdir
     except OSError:
         pass
-    shutil.rmtree(outdir, ignore_errors=True)
+    for stale in (outdir,) + tuple(also_clear):
+        shutil.rmtree(stale, ignore_errors=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with open(stamp, "w") as fh:
         fh.write(want + "\n")
@@ -64,20 +66,7 @@ def ensure_fixtures():
         return env
     gen = os.path.join(REPO, "tools", "make-fixtures")
     out = os.path.join(CACHE, "fixtures")
-    stamp = os.path.join(out, ".generator.sha256")
-    want = _sha256(gen)
-    try:
-        with open(stamp) as fh:
-            if fh.read().strip() == want:
-                return out
-    except OSError:
-        pass
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(os.path.join(CACHE, "fixtures-expected"), ignore_errors=True)
-    subprocess.run([sys.executable, gen, out], check=True, stdout=subprocess.DEVNULL)
-    with open(stamp, "w") as fh:
-        fh.write(want + "\n")
-    return out
+    return _ensure_generated(out, [gen], [sys.executable, gen, out], also_clear=[os.path.join(CACHE, "fixtures-expected")])
 
 
 # ------------------------------------------------------------------ the command under test

@@ -847,9 +847,6 @@ def test_manifest_cache(scanner, services, world, local_refs, proxies, tmp_path,
 
 # ------------------------------------------------------------------ mounts of remote archives
 
-_fuse_or_skip = require_fuse
-
-
 class Mounted:
     """`zarrmount mount` in the background (or --foreground under our control), always unmounted."""
 
@@ -889,7 +886,7 @@ def _assert_mount_equals_originals(mountpoint, files, fmt=2):
 @pytest.mark.parametrize("kind,mode,fmt", [("s3", "stored", 2), ("http", "decoded", 3)])
 def test_mount_of_a_remote_archive_reads_like_the_originals(scanner, services, world, archive, local_refs, tmp_path,
                                                             kind, mode, fmt):
-    _fuse_or_skip()
+    require_fuse()
     if kind == "s3":
         args = ["s3://%s/daily/2060/*.nc" % BUCKET, "--endpoint-url", services.s3]
     else:
@@ -914,7 +911,7 @@ def test_mount_of_a_remote_archive_reads_like_the_originals(scanner, services, w
 
 
 def test_mount_of_references_served_over_http_checks_every_read(scanner, services, world, archive, tmp_path, proxies):
-    _fuse_or_skip()
+    require_fuse()
     urls = ["%s/wrf/%s" % (services.http, n) for n in NAMES]
     refs, _ = scanner.ok(urls)
     with open(os.path.join(world["www"], "refs.json"), "w") as fh:
@@ -939,7 +936,7 @@ def test_mount_of_references_served_over_http_checks_every_read(scanner, service
 
 
 def test_mount_of_references_stored_in_s3(scanner, services, world, archive, tmp_path):
-    _fuse_or_skip()
+    require_fuse()
     refs, _ = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", services.s3)
     services.boto3().put_object(Bucket=BUCKET, Key="refs/wrf.json", Body=refs.text.encode())
     with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt")) as m:
@@ -956,7 +953,7 @@ def test_mount_of_references_stored_in_s3(scanner, services, world, archive, tmp
 def test_sigterm_and_unmount_with_reads_in_flight_end_cleanly(scanner, services, world, archive, tmp_path, proxies):
     """Chunk reads held for 2 s by the proxy: SIGTERM (and, on a second mount, a lazy unmount) while
     16 readers wait; the readers get the right bytes or an error, never hang, and the daemon exits 0."""
-    _fuse_or_skip()
+    require_fuse()
     refs, _ = scanner.ok(["%s/wrf/%s" % (services.http, n) for n in NAMES])
     fp = proxies(services.http, "--delay-rate", "1", "--delay-ms", "2000", "--only-methods", "GET")
     (tmp_path / "slow.json").write_text(refs.text.replace(services.http, fp.url))

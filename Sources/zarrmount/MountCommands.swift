@@ -112,7 +112,9 @@ struct Mount: AsyncParsableCommand {
                                 // Daemonised: the parent forwards stderr until now; from here on
                                 // the log goes to --log-file or nowhere, so the parent sees EOF.
                                 redirectStandardError(to: logFile)
-                                FileManager.default.createFile(atPath: readyFile, contents: Data("ready\n".utf8))
+                                if !FileManager.default.createFile(atPath: readyFile, contents: Data("ready\n".utf8)) {
+                                    logger.warning("cannot write the ready file; the parent finds the mount by asking it", metadata: ["file": "\(readyFile)"])
+                                }
                             }
                         }
                         continuation.resume()
@@ -181,7 +183,9 @@ struct Mount: AsyncParsableCommand {
         try child.run()
         forwarder.start()
         while child.isRunning {
-            if FileManager.default.fileExists(atPath: ready) {
+            // The ready file says the kernel mount exists; a live status says the same if the
+            // file could not be written.
+            if FileManager.default.fileExists(atPath: ready) || FuseMount.readStatus(mountpoint) != nil {
                 try? FileManager.default.removeItem(atPath: ready)
                 // The kernel mount exists; asking the root for its status proves the daemon
                 // finished the FUSE handshake and answers requests.

@@ -71,7 +71,8 @@ let package = Package(
         .executableTarget(
             name: "zarrmount-bench",
             dependencies: [
-                "ByteSource", "HDF5Metadata",
+                "ByteSource", "HDF5Metadata", "ObjectStore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictness

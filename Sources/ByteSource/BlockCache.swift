@@ -89,6 +89,31 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         let clock = ReadRounds.clock
         let issueRound = clock?.current ?? 0
 
+        // Most reads land on pages already loaded: copy them under the lock, with no
+        // bookkeeping beyond the copy.
+        let hit = state.withLock { state -> (bytes: [UInt8], readyRound: Int)? in
+            var readyRound = issueRound
+            var out = [UInt8]()
+            var position = offset
+            while position < end {
+                let page = position / pageSize
+                guard let loaded = state.loaded[page] else { return nil }
+                let within = Int(position - page * pageSize)
+                let take = min(loaded.bytes.count - within, Int(end - position))
+                guard take > 0 else { return nil }
+                if out.isEmpty { out.reserveCapacity(Int(end - offset)) }
+                let start = loaded.bytes.startIndex + within
+                out.append(contentsOf: loaded.bytes[start..<(start + take)])
+                readyRound = max(readyRound, loaded.readyRound)
+                position += UInt64(take)
+            }
+            return (out, readyRound)
+        }
+        if let hit {
+            clock?.advance(to: hit.readyRound)
+            return hit.bytes
+        }
+
         var pageBytes = [UInt64: ArraySlice<UInt8>]()
         var waits: [Batch] = []
         var readyRound = issueRound
@@ -217,8 +242,9 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         return batch
     }
 
-    /// Fetches sorted page indices as few ranged reads as the merge gap allows, concurrently.
-    /// Pages are slices of the fetched range's one buffer: no copy per page.
+    /// Fetches sorted page indices as few ranges as the merge gap allows, all handed to the
+    /// source at once (one multi-range request where it can). Pages are slices of their range's
+    /// one buffer: no copy per page.
     private func fetch(pages: [UInt64]) async throws -> [UInt64: ArraySlice<UInt8>] {
         guard !pages.isEmpty else { return [:] }
         var ranges: [(first: UInt64, last: UInt64)] = []
@@ -230,34 +256,28 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             }
         }
         let pageSize = UInt64(policy.pageSize)
-        let base = self.base
-        let totalSize = sourceSize
-        let statistics = self.statistics
-        return try await withThrowingTaskGroup(of: [UInt64: ArraySlice<UInt8>].self) { group in
-            for range in ranges {
-                group.addTask {
-                    let start = range.first * pageSize
-                    let length = Int(min((range.last - range.first + 1) * pageSize, totalSize - start))
-                    let bytes = try await base.read(offset: start, length: length)
-                    statistics.record {
-                        $0.sourceReads += 1
-                        $0.bytesFetched += UInt64(bytes.count)
-                    }
-                    var split = [UInt64: ArraySlice<UInt8>]()
-                    var page = range.first
-                    while page <= range.last {
-                        let from = Int((page - range.first) * pageSize)
-                        if from >= bytes.count { break }
-                        split[page] = bytes[from..<min(from + Int(pageSize), bytes.count)]
-                        page += 1
-                    }
-                    return split
-                }
-            }
-            var all = [UInt64: ArraySlice<UInt8>]()
-            for try await part in group { all.merge(part) { first, _ in first } }
-            return all
+        let requests = ranges.map { range in
+            ByteRange(offset: range.first * pageSize, length: Int(min((range.last - range.first + 1) * pageSize, sourceSize - range.first * pageSize)))
         }
+        let fetched = try await base.read(ranges: requests)
+        guard fetched.count == ranges.count else {
+            throw ByteSourceError(.outOfRange, source: name, offset: requests.first?.offset ?? 0, length: requests.first?.length ?? 0)
+        }
+        statistics.record {
+            $0.sourceReads += ranges.count
+            $0.bytesFetched += UInt64(fetched.reduce(0) { $0 + $1.count })
+        }
+        var split = [UInt64: ArraySlice<UInt8>]()
+        for (range, bytes) in zip(ranges, fetched) {
+            var page = range.first
+            while page <= range.last {
+                let from = Int((page - range.first) * pageSize)
+                if from >= bytes.count { break }
+                split[page] = bytes[from..<min(from + Int(pageSize), bytes.count)]
+                page += 1
+            }
+        }
+        return split
     }
 
     /// Records the deepest round any reader reached, for reports.

@@ -13,10 +13,26 @@ public protocol RandomAccessSource: Sendable {
     /// A hint that these ranges will be read soon; caching sources start fetching them
     /// together. The default does nothing.
     func prefetch(_ ranges: [ByteRange])
+    /// Several ranges at once, in the order given (`read(offset:length:)` for each). Sources
+    /// that can fetch many ranges in one request (HTTP multi-range) override it; the default
+    /// reads them concurrently.
+    func read(ranges: [ByteRange]) async throws -> [[UInt8]]
 }
 
 extension RandomAccessSource {
     public func prefetch(_ ranges: [ByteRange]) {}
+
+    public func read(ranges: [ByteRange]) async throws -> [[UInt8]] {
+        if ranges.count == 1 { return [try await read(offset: ranges[0].offset, length: ranges[0].length)] }
+        return try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+            for (index, range) in ranges.enumerated() {
+                group.addTask { (index, try await self.read(offset: range.offset, length: range.length)) }
+            }
+            var results = [[UInt8]](repeating: [], count: ranges.count)
+            for try await (index, bytes) in group { results[index] = bytes }
+            return results
+        }
+    }
 }
 
 public struct ByteRange: Sendable, Equatable {

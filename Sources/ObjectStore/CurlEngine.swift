@@ -8,7 +8,7 @@ import Synchronization
 /// awaits their responses; all libcurl calls happen on the engine thread.
 public final class CurlEngine: HTTPTransport, Sendable {
     public struct Configuration: Sendable {
-        public var maxConnectionsPerHost = 64
+        public var maxConnectionsPerHost = 512
         public var connectTimeout: Duration = .seconds(10)
         /// A transfer slower than `lowSpeedLimit` bytes/s for this long is aborted.
         public var lowSpeedTime: Duration = .seconds(20)
@@ -16,7 +16,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
         /// Transfers handed to libcurl at once; the rest wait in the engine's own queue.
         /// libcurl's bookkeeping of queued transfers grows with their number, so thousands of
         /// pending handles would cost more than they save.
-        public var maxActiveTransfers = 128
+        public var maxActiveTransfers = 512
 
         public init() {}
     }

@@ -8,6 +8,8 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
         case http(Int)
         case transport(String)
         case truncated
+        /// The server sent more than was asked for (e.g. a whole object for a ranged request).
+        case tooLarge
         case invalidResponse(String)
         case invalidLocation(String)
     }
@@ -36,6 +38,7 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
         case .http(let status): text = "\(url): HTTP \(status)"
         case .transport(let message): text = "\(url): \(message)"
         case .truncated: text = "\(url): the response ended before the promised length"
+        case .tooLarge: text = "\(url): the server sent more bytes than were asked for"
         case .invalidResponse(let detail): text = "\(url): unexpected response: \(detail)"
         case .invalidLocation(let detail): text = "\(url): \(detail)"
         }

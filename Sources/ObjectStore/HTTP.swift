@@ -39,7 +39,11 @@ public struct HTTPResponse: Sendable {
 
     /// `Content-Range: bytes a-b/total` → (a, b, total).
     public var contentRange: (first: UInt64, last: UInt64, total: UInt64?)? {
-        guard let value = header("content-range"), value.hasPrefix("bytes ") else { return nil }
+        header("content-range").flatMap(Self.parseContentRange)
+    }
+
+    static func parseContentRange(_ value: String) -> (first: UInt64, last: UInt64, total: UInt64?)? {
+        guard value.hasPrefix("bytes ") else { return nil }
         let spec = value.dropFirst(6)
         let parts = spec.split(separator: "/")
         guard let range = parts.first?.split(separator: "-"), range.count == 2,
@@ -56,6 +60,10 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
     public var url: String
 
     public var description: String { "\(url): \(message) (libcurl error \(code))" }
+
+    /// libcurl's CURLE_WRITE_ERROR: the engine stopped a body larger than the request allowed.
+    public static let bodyLimitCode = 23
+    public var exceededBodyLimit: Bool { code == Self.bodyLimitCode }
 
     /// Connection failures and timeouts may clear up; malformed URLs and the like do not.
     public var isRetryable: Bool {

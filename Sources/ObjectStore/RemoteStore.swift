@@ -27,6 +27,13 @@ public final class RemoteStore: Sendable {
     private let logger: Logger
     private let jitter = Mutex(JitterSource(seed: 0x5EED))
     private let counters = Mutex<(requests: Int, retries: Int, bytes: UInt64)>((0, 0, 0))
+    /// Ranges per multi-range request, per origin, where a server turned out to allow fewer
+    /// than `maxRangesPerRequest` (nginx's `max_ranges`, Apache's `MaxRanges`); 1 means one
+    /// range per request.
+    private let rangeLimits = Mutex<[String: Int]>([:])
+    /// Ranges per multi-range request at first: keeps the Range header well under servers'
+    /// header-line limits (nginx: 8 KiB).
+    public static let maxRangesPerRequest = 64
 
     public init(transport: any HTTPTransport, s3: S3Options, retry: RetryPolicy = RetryPolicy(), credentials: Credentials?, logger: Logger) {
         self.transport = transport
@@ -76,6 +83,8 @@ public final class RemoteStore: Sendable {
                     }
                     failure = ObjectStoreError(kind, url: url, status: response.status, s3Code: code, attempts: attempt)
                 }
+            } catch let error as TransportError where error.exceededBodyLimit {
+                throw ObjectStoreError(.tooLarge, url: url, attempts: attempt)
             } catch let error as TransportError {
                 outcome = .transport(retryable: error.isRetryable)
                 // Name the server: a wrong endpoint is what the user has to fix.
@@ -264,6 +273,114 @@ public final class RemoteStore: Sendable {
     }
 }
 
+extension RemoteStore {
+    /// Several ranges of one object, in the order asked. Over HTTP(S) they travel as one
+    /// multi-range request (RFC 9110 §14.2; nginx and Apache answer it with one
+    /// `multipart/byteranges` body), which saves a request per range where a scan reads many
+    /// small structures scattered between data. S3 has no multi-range GET, so S3 objects, and
+    /// servers that answer a multi-range request in any other way (remembered per origin), get
+    /// one ranged GET per range, concurrently.
+    public func get(_ url: String, ranges: [Range<UInt64>], identity: String?) async throws -> [[UInt8]] {
+        let origin = Self.origin(of: url)
+        var perRequest = 1
+        if case .http = try Location(parsing: url) {
+            perRequest = rangeLimits.withLock { $0[origin] } ?? Self.maxRangesPerRequest
+        }
+        guard ranges.count > 1, perRequest > 1 else { return try await getEach(url, ranges: ranges, identity: identity) }
+        var groups: [ArraySlice<Range<UInt64>>] = []
+        var start = 0
+        while start < ranges.count {
+            let end = min(start + perRequest, ranges.count)
+            groups.append(ranges[start..<end])
+            start = end
+        }
+        if groups.count == 1 { return try await getGroup(url, ranges: Array(groups[0]), identity: identity, origin: origin) }
+        return try await withThrowingTaskGroup(of: (Int, [[UInt8]]).self) { group in
+            for (index, ranges) in groups.enumerated() {
+                group.addTask { (index, try await self.getGroup(url, ranges: Array(ranges), identity: identity, origin: origin)) }
+            }
+            var results = [[[UInt8]]](repeating: [], count: groups.count)
+            for try await (index, bytes) in group { results[index] = bytes }
+            return results.flatMap { $0 }
+        }
+    }
+
+    private func getEach(_ url: String, ranges: [Range<UInt64>], identity: String?) async throws -> [[UInt8]] {
+        if ranges.count == 1 { return [try await get(url, range: ranges[0], identity: identity)] }
+        return try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+            for (index, range) in ranges.enumerated() {
+                group.addTask { (index, try await self.get(url, range: range, identity: identity)) }
+            }
+            var results = [[UInt8]](repeating: [], count: ranges.count)
+            for try await (index, bytes) in group { results[index] = bytes }
+            return results
+        }
+    }
+
+    private func getGroup(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String) async throws -> [[UInt8]] {
+        let wanted = ranges.filter { !$0.isEmpty }
+        guard wanted.count > 1 else { return try await getEach(url, ranges: ranges, identity: identity) }
+        var headers = [("Range", "bytes=" + wanted.map { "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ","))]
+        if let identity {
+            if identity.hasPrefix("last-modified:") { headers.append(("If-Unmodified-Since", String(identity.dropFirst(14)))) }
+            else { headers.append(("If-Match", identity)) }
+        }
+        // Room for each part's own headers; a server that sends the whole object instead is cut
+        // off here rather than downloaded.
+        let total = wanted.reduce(0) { $0 + $1.count }
+        let limit = total + 256 * wanted.count + 4096
+        let response: HTTPResponse
+        do {
+            response = try await send({ HTTPRequest(method: .get, url: url, headers: headers, maxBodyBytes: limit) }, url: url)
+        } catch let error as ObjectStoreError where error.kind == .tooLarge {
+            // Servers answer more ranges than they allow with the whole object: ask for fewer.
+            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, limit: wanted.count / 2,
+                                      reason: "the whole object came back for \(wanted.count) ranges")
+        }
+        var parts: [MultipartByteRanges.Part]
+        if response.status == 206, let boundary = response.header("content-type").flatMap(MultipartByteRanges.boundary) {
+            do { parts = try MultipartByteRanges.parse(response.body, boundary: boundary) } catch {
+                // Not remembered: a damaged body says nothing about the server.
+                logger.debug("multi-range answer unusable", metadata: ["url": "\(url)", "reason": "\(error)"])
+                return try await getEach(url, ranges: ranges, identity: identity)
+            }
+        } else if response.status == 206, let served = response.contentRange, response.body.count == Int(served.last - served.first + 1) {
+            // A server may merge all ranges into one.
+            parts = [MultipartByteRanges.Part(first: served.first, bytes: response.body[...])]
+        } else if response.status == 200 {
+            parts = [MultipartByteRanges.Part(first: 0, bytes: response.body[...])]
+        } else {
+            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, limit: 1, reason: "status \(response.status)")
+        }
+        guard let slices = MultipartByteRanges.slices(of: parts, for: wanted) else {
+            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, limit: 1, reason: "ranges missing from the answer")
+        }
+        var next = slices.makeIterator()
+        return ranges.map { $0.isEmpty ? [] : next.next()! }
+    }
+
+    /// Lowers the origin's ranges per request to `limit` (never raises it) and reads `ranges`
+    /// again under the new limit; every call lowers it, so this ends at one range per request.
+    private func fallBack(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, limit: Int,
+                          reason: String) async throws -> [[UInt8]] {
+        let lowered = rangeLimits.withLock { limits -> Int? in
+            let current = limits[origin] ?? Self.maxRangesPerRequest
+            let next = max(1, min(current, limit))
+            limits[origin] = next
+            return next < current ? next : nil
+        }
+        if let lowered {
+            logger.info(lowered == 1 ? "server does not answer multi-range requests; reading one range per request"
+                                     : "server answers fewer ranges per request; asking for fewer",
+                        metadata: ["origin": "\(origin)", "ranges per request": "\(lowered)", "reason": "\(reason)"])
+        }
+        if ranges.count <= max(1, min(limit, Self.maxRangesPerRequest)) || limit <= 1 {
+            return try await getEach(url, ranges: ranges, identity: identity)
+        }
+        return try await get(url, ranges: ranges, identity: identity)
+    }
+}
+
 /// One remote object as a byte source (every read a ranged GET with the identity check).
 public struct RemoteObjectSource: RandomAccessSource {
     public let store: RemoteStore
@@ -281,6 +398,14 @@ public struct RemoteObjectSource: RandomAccessSource {
         guard offset < object.size, length > 0 else { return [] }
         let end = min(object.size, offset + UInt64(length))
         return try await store.get(object.url, range: offset..<end, identity: object.etag)
+    }
+
+    public func read(ranges: [ByteRange]) async throws -> [[UInt8]] {
+        let clipped = ranges.map { range -> Range<UInt64> in
+            guard range.offset < object.size, range.length > 0 else { return 0..<0 }
+            return range.offset..<min(object.size, range.offset + UInt64(range.length))
+        }
+        return try await store.get(object.url, ranges: clipped, identity: object.etag)
     }
 }
 

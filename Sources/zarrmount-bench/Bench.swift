@@ -2,6 +2,8 @@ import ArgumentParser
 import ByteSource
 import Foundation
 import HDF5Metadata
+import Logging
+import ObjectStore
 
 /// Benchmarks that print tables; `tools/bench` builds this in release mode and runs it.
 @main
@@ -9,7 +11,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zarrmount-bench",
         abstract: "zarrmount benchmarks (run through tools/bench).",
-        subcommands: [ParseLatency.self, ParseCPU.self, Enumerate.self]
+        subcommands: [ParseLatency.self, ParseCPU.self, Enumerate.self, Transport.self]
     )
 }
 
@@ -105,7 +107,7 @@ struct ParseCPU: AsyncParsableCommand {
     func run() async throws {
         let source = InMemorySource(name: file, bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: file))))
         print("parse of bytes in memory: \(iterations) iterations of \((file as NSString).lastPathComponent)")
-        print("reads                      CPU per file   wall per file")
+        print("reads                                   CPU per file   wall per file")
         for concurrent in [true, false] {
             var limits = ParseLimits()
             limits.concurrentReads = concurrent
@@ -115,8 +117,32 @@ struct ParseCPU: AsyncParsableCommand {
             for _ in 0..<iterations { _ = try await HDF5File.parse(source, limits: limits) }
             let cpu = (processCPUSeconds() - cpuStart) / Double(iterations)
             let wall = seconds(ContinuousClock.now - start) / Double(iterations)
-            print(pad(concurrent ? "concurrent (remote default)" : "sequential (local default)", 27)
+            print(pad(concurrent ? "concurrent" : "sequential", 40)
                   + lpad(String(format: "%.3f ms", cpu * 1000), 12) + lpad(String(format: "%.3f ms", wall * 1000), 16))
+        }
+        // The same parses through the block cache as the scanner configures it, with the bytes
+        // still in memory: the cache's own cost.
+        let configurations: [(String, BlockCache<InMemorySource>.Policy, Bool)] = [
+            ("block cache, remote policy, concurrent", .init(), true),
+            ("block cache, remote policy, no yields", .init(batchingTurns: 0), true),
+            ("block cache, local policy, sequential", .init(pageSize: 4096, firstFetchSize: 64 * 1024), false),
+            ("block cache, local policy, no yields", .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0), false),
+        ]
+        for (label, policy, concurrent) in configurations {
+            var limits = ParseLimits()
+            limits.concurrentReads = concurrent
+            let cpuStart = processCPUSeconds()
+            let start = ContinuousClock.now
+            var counters = ReadCounters()
+            for _ in 0..<iterations {
+                let cache = BlockCache(source, size: UInt64(source.bytes.count), policy: policy)
+                _ = try await HDF5File.parse(cache, limits: limits)
+                counters = cache.statistics.snapshot
+            }
+            print("  \(counters.requests) reads, \(counters.sourceReads) source reads")
+            let cpu = (processCPUSeconds() - cpuStart) / Double(iterations)
+            let wall = seconds(ContinuousClock.now - start) / Double(iterations)
+            print(pad(label, 40) + lpad(String(format: "%.3f ms", cpu * 1000), 12) + lpad(String(format: "%.3f ms", wall * 1000), 16))
         }
     }
 }
@@ -180,3 +206,52 @@ func processCPUSeconds() -> Double {
 
 func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
 func lpad(_ text: String, _ width: Int) -> String { text.count >= width ? text : String(repeating: " ", count: width - text.count) + text }
+
+struct Transport: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "transport",
+        abstract: "Ranged GETs through the object store alone (no parsing): wall and CPU per request."
+    )
+
+    @Argument(help: "http(s) URLs of objects to read ranges of.")
+    var urls: [String]
+
+    @Option(help: "Requests in all.")
+    var requests = 20_000
+
+    @Option(help: "Requests in flight at once.")
+    var concurrency = 128
+
+    @Option(help: "Bytes per request.")
+    var length = 2048
+
+    func run() async throws {
+        let logger = Logger(label: "bench")
+        let engine = CurlEngine(logger: logger)
+        defer { engine.shutdown() }
+        let store = RemoteStore(transport: engine, s3: S3Options(), credentials: nil, logger: logger)
+        let objects = try await store.list(urls)
+        print("transport: \(requests) ranged GETs of \(length) bytes, \(concurrency) in flight, over \(objects.count) object(s)")
+        print("wall        requests/s   CPU per request")
+        let cpuStart = processCPUSeconds()
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var issued = 0
+            func launch() {
+                let object = objects[issued % objects.count]
+                let offset = UInt64(issued * 4096) % max(object.size - UInt64(length), 1)
+                issued += 1
+                group.addTask {
+                    let bytes = try await store.get(object.url, range: offset..<(offset + UInt64(length)), identity: object.etag)
+                    precondition(bytes.count == length)
+                }
+            }
+            while issued < min(concurrency, requests) { launch() }
+            while try await group.next() != nil { if issued < requests { launch() } }
+        }
+        let wall = seconds(ContinuousClock.now - start)
+        let cpu = processCPUSeconds() - cpuStart
+        print(pad(String(format: "%.2f s", wall), 12) + lpad(String(format: "%.0f", Double(requests) / wall), 10)
+              + lpad(String(format: "%.1f µs", cpu / Double(requests) * 1e6), 18))
+    }
+}

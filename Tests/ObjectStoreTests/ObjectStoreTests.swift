@@ -174,3 +174,154 @@ final class HTTPDateTests: XCTestCase {
         XCTAssertNil(HTTPDate.seconds("2026-13-27T02:00:00Z"))
     }
 }
+
+final class MultipartByteRangesTests: XCTestCase {
+    private func body(_ parts: [(Int, [UInt8])], boundary: String, total: Int) -> [UInt8] {
+        var out = Array("preamble".utf8)
+        for (first, bytes) in parts {
+            out += Array("\r\n--\(boundary)\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes \(first)-\(first + bytes.count - 1)/\(total)\r\n\r\n".utf8)
+            out += bytes
+        }
+        out += Array("\r\n--\(boundary)--\r\n".utf8)
+        return out
+    }
+
+    func testPartsAreCutByTheirContentRangeNotBySearchingForTheBoundary() throws {
+        let boundary = "00000000000000000776"
+        // The second part's data contains the boundary itself.
+        let tricky = Array("\r\n--\(boundary)\r\n".utf8)
+        let parsed = try MultipartByteRanges.parse(body([(1000, [1, 2, 3]), (40, tricky), (7, [9])], boundary: boundary, total: 5000),
+                                                   boundary: boundary)
+        XCTAssertEqual(parsed.map(\.first), [1000, 40, 7])
+        XCTAssertEqual(parsed.map { Array($0.bytes) }, [[1, 2, 3], tricky, [9]])
+        // Slices come back in the order asked, from whichever part holds them.
+        XCTAssertEqual(MultipartByteRanges.slices(of: parsed, for: [7..<8, 1001..<1003, 40..<42]), [[9], [2, 3], Array(tricky[0..<2])])
+        XCTAssertNil(MultipartByteRanges.slices(of: parsed, for: [1002..<1004]), "a range the answer does not hold")
+    }
+
+    func testDamagedBodiesAreErrors() {
+        let boundary = "b"
+        let good = body([(0, [1, 2, 3, 4]), (10, [5, 6])], boundary: boundary, total: 20)
+        XCTAssertThrowsError(try MultipartByteRanges.parse(Array(good.prefix(good.count - 12)), boundary: boundary), "cut short")
+        let noRange = Array(String(decoding: good, as: UTF8.self).replacingOccurrences(of: "Content-Range: bytes 10-11/20", with: "X: y").utf8)
+        XCTAssertThrowsError(try MultipartByteRanges.parse(noRange, boundary: boundary), "a part without Content-Range")
+        let lying = Array(String(decoding: good, as: UTF8.self).replacingOccurrences(of: "bytes 0-3/20", with: "bytes 0-2/20").utf8)
+        XCTAssertThrowsError(try MultipartByteRanges.parse(lying, boundary: boundary), "a length that does not reach the boundary")
+        XCTAssertThrowsError(try MultipartByteRanges.parse(good, boundary: "other"), "another boundary")
+    }
+
+    func testBoundaryFromContentType() {
+        XCTAssertEqual(MultipartByteRanges.boundary(contentType: "multipart/byteranges; boundary=00000000000000000776"), "00000000000000000776")
+        XCTAssertEqual(MultipartByteRanges.boundary(contentType: "Multipart/ByteRanges;charset=x; Boundary=\"a b\""), "a b")
+        XCTAssertNil(MultipartByteRanges.boundary(contentType: "application/octet-stream"))
+        XCTAssertNil(MultipartByteRanges.boundary(contentType: "multipart/byteranges"))
+    }
+}
+
+/// An HTTP server holding one object, answering ranged GETs the ways real servers do: a
+/// multipart body for several ranges (up to `maxRanges`, beyond which the whole object comes
+/// back, as nginx's `max_ranges` and Apache's `MaxRanges` do), or all ranges merged into one.
+final class RangeServingTransport: HTTPTransport {
+    enum Style { case multipart, mergedIntoOne }
+    let object: [UInt8]
+    let maxRanges: Int
+    let style: Style
+    let requests = Mutex<[HTTPRequest]>([])
+
+    init(size: Int, maxRanges: Int = .max, style: Style = .multipart) {
+        object = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+        self.maxRanges = maxRanges
+        self.style = style
+    }
+
+    func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
+        requests.withLock { $0.append(request) }
+        let spec = request.header("Range")!.dropFirst("bytes=".count)
+        let ranges = spec.split(separator: ",").map { part -> ClosedRange<Int> in
+            let ends = part.split(separator: "-").map { Int($0)! }
+            return ends[0]...min(ends[1], object.count - 1)
+        }
+        let response: HTTPResponse
+        if ranges.count > maxRanges {
+            response = HTTPResponse(status: 200, headers: [("Content-Length", "\(object.count)")], body: object)
+        } else if ranges.count == 1 || style == .mergedIntoOne {
+            let merged = ranges.map(\.lowerBound).min()!...ranges.map(\.upperBound).max()!
+            response = HTTPResponse(status: 206, headers: [("Content-Range", "bytes \(merged.lowerBound)-\(merged.upperBound)/\(object.count)"),
+                                                           ("Content-Length", "\(merged.count)")], body: Array(object[merged]))
+        } else {
+            var body: [UInt8] = []
+            for range in ranges.reversed() {  // order is the server's choice
+                body += Array("\r\n--XYZ\r\nContent-Range: bytes \(range.lowerBound)-\(range.upperBound)/\(object.count)\r\n\r\n".utf8)
+                body += object[range]
+            }
+            body += Array("\r\n--XYZ--\r\n".utf8)
+            response = HTTPResponse(status: 206, headers: [("Content-Type", "multipart/byteranges; boundary=XYZ"),
+                                                           ("Content-Length", "\(body.count)")], body: body)
+        }
+        if response.body.count > request.maxBodyBytes {
+            throw TransportError(code: TransportError.bodyLimitCode, message: "response larger than expected", url: request.url)
+        }
+        return response
+    }
+}
+
+final class MultiRangeTests: XCTestCase {
+    private func store(_ transport: any HTTPTransport) -> RemoteStore {
+        RemoteStore(transport: transport, s3: S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:]),
+                    retry: RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1)), credentials: nil,
+                    logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+    }
+
+    /// Ten ranges 10 kB apart, of different lengths, and an empty one.
+    private let ranges: [Range<UInt64>] = {
+        var all: [Range<UInt64>] = []
+        for index in 0..<10 {
+            let start = UInt64(index * 10_000)
+            all.append(start..<(start + 100 + UInt64(index)))
+        }
+        return all + [0..<0]
+    }()
+
+    func testSeveralRangesTravelAsOneRequestWithTheIdentityCheck() async throws {
+        let server = RangeServingTransport(size: 200_000)
+        let got = try await store(server).get("http://h/a.nc", ranges: ranges, identity: "\"e1\"")
+        XCTAssertEqual(got, ranges.map { Array(server.object[Int($0.lowerBound)..<Int($0.upperBound)]) })
+        let sent = server.requests.withLock { $0 }
+        XCTAssertEqual(sent.count, 1)
+        XCTAssertEqual(sent[0].header("If-Match"), "\"e1\"")
+        XCTAssertEqual(sent[0].header("Range")?.split(separator: ",").count, 10, "empty ranges are not asked for")
+    }
+
+    func testAServerWithFewerRangesPerRequestIsLearnedOnce() async throws {
+        let server = RangeServingTransport(size: 200_000, maxRanges: 3)
+        let remote = store(server)
+        let got = try await remote.get("http://h/a.nc", ranges: ranges, identity: nil)
+        XCTAssertEqual(got, ranges.map { Array(server.object[Int($0.lowerBound)..<Int($0.upperBound)]) })
+        let first = server.requests.withLock { sent -> [HTTPRequest] in defer { sent = [] }; return sent }
+        XCTAssertGreaterThan(first.count, 4, "the whole-object answers were cut off and the ranges asked again")
+        // The same origin is now asked for at most as many ranges as it answers (10/2 → 5 → 2).
+        _ = try await remote.get("http://h/b.nc", ranges: ranges, identity: nil)
+        let second = server.requests.withLock { $0 }
+        XCTAssertEqual(second.count, 5)
+        XCTAssertTrue(second.allSatisfy { $0.header("Range")!.split(separator: ",").count <= 2 })
+    }
+
+    func testMergedAnswersAndS3ObjectsGiveTheSameBytes() async throws {
+        // Servers may merge nearby ranges (Apache does): one part holding them all.
+        let merging = RangeServingTransport(size: 200_000, style: .mergedIntoOne)
+        let near: [Range<UInt64>] = [0..<100, 150..<300, 400..<500]
+        let merged = try await store(merging).get("http://h/a.nc", ranges: near, identity: nil)
+        XCTAssertEqual(merged, near.map { Array(merging.object[Int($0.lowerBound)..<Int($0.upperBound)]) })
+        XCTAssertEqual(merging.requests.withLock { $0.count }, 1)
+
+        let expected = ranges.map { Array(merging.object[Int($0.lowerBound)..<Int($0.upperBound)]) }
+
+        // S3 has no multi-range GET: one request per range.
+        let s3 = RangeServingTransport(size: 200_000)
+        let fromS3 = try await store(s3).get("s3://bucket/a.nc", ranges: ranges, identity: "\"e\"")
+        XCTAssertEqual(fromS3, expected)
+        let sent = s3.requests.withLock { $0 }
+        XCTAssertEqual(sent.count, 10)
+        XCTAssertTrue(sent.allSatisfy { !$0.header("Range")!.contains(",") })
+    }
+}

@@ -32,7 +32,7 @@ public struct HTTPResponse: Sendable {
     }
 
     public func header(_ name: String) -> String? {
-        headers.last { $0.0.utf8.count == name.utf8.count && $0.0.lowercased() == name.lowercased() }?.1
+        headers.last { asciiCaseInsensitiveEqual($0.0, name) }?.1
     }
 
     public var contentLength: Int? { header("content-length").flatMap { Int($0) } }
@@ -50,6 +50,22 @@ public struct HTTPResponse: Sendable {
               let first = UInt64(range[0]), let last = UInt64(range[1]) else { return nil }
         let total = parts.count > 1 ? UInt64(parts[1]) : nil
         return (first, last, total)
+    }
+}
+
+/// Header names compared without allocating lowercased copies (this runs for every header
+/// lookup of every response).
+func asciiCaseInsensitiveEqual(_ a: String, _ b: String) -> Bool {
+    var left = a.utf8.makeIterator()
+    var right = b.utf8.makeIterator()
+    while true {
+        switch (left.next(), right.next()) {
+        case (nil, nil): return true
+        case (let x?, let y?):
+            let lower = { (c: UInt8) -> UInt8 in c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
+            if lower(x) != lower(y) { return false }
+        default: return false
+        }
     }
 }
 

@@ -33,41 +33,24 @@ public enum MultipartByteRanges {
 
     public static func parse(_ body: [UInt8], boundary: String) throws -> [Part] {
         let delimiter = Array(("--" + boundary).utf8)
+        let separator = Array("\r\n".utf8) + delimiter
+        let headerEnd = Array("\r\n\r\n".utf8)
         var parts: [Part] = []
-        var position = 0
-
-        func find(_ needle: [UInt8], from start: Int) -> Int? {
-            guard needle.count <= body.count, start <= body.count - needle.count else { return nil }
-            var index = start
-            while index <= body.count - needle.count {
-                if body[index] == needle[0], body[index..<(index + needle.count)].elementsEqual(needle) { return index }
-                index += 1
-            }
-            return nil
-        }
-
         // The preamble before the first delimiter is ignored (RFC 2046).
-        guard let firstDelimiter = find(delimiter, from: 0) else { throw ParseError(detail: "no boundary \(boundary)") }
-        position = firstDelimiter + delimiter.count
+        guard var position = find(delimiter, in: body, from: 0) else { throw ParseError(detail: "no boundary \(boundary)") }
+        position += delimiter.count
         while true {
             if body.count - position >= 2, body[position] == UInt8(ascii: "-"), body[position + 1] == UInt8(ascii: "-") {
                 return parts
             }
-            guard let headerEnd = find(Array("\r\n\r\n".utf8), from: position) else {
+            guard let headersEnd = find(headerEnd, in: body, from: position) else {
                 throw ParseError(detail: "part \(parts.count + 1) has no end of headers")
             }
-            let headerText = String(decoding: body[position..<headerEnd], as: UTF8.self)
-            var range: (first: UInt64, last: UInt64)?
-            for line in headerText.split(whereSeparator: \.isNewline) {
-                guard let colon = line.firstIndex(of: ":"),
-                      line[..<colon].trimmingCharacters(in: .whitespaces).lowercased() == "content-range" else { continue }
-                range = HTTPResponse.parseContentRange(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
-                    .map { ($0.first, $0.last) }
-            }
-            guard let range, range.last >= range.first, range.last - range.first < UInt64(body.count) else {
+            guard let range = contentRange(inHeaders: body[position..<headersEnd]), range.last >= range.first,
+                  range.last - range.first < UInt64(body.count) else {
                 throw ParseError(detail: "part \(parts.count + 1) has no valid Content-Range")
             }
-            let dataStart = headerEnd + 4
+            let dataStart = headersEnd + headerEnd.count
             let length = Int(range.last - range.first + 1)
             guard body.count - dataStart >= length else {
                 throw ParseError(detail: "part \(parts.count + 1) is cut short (\(body.count - dataStart) of \(length) bytes)")
@@ -75,12 +58,61 @@ public enum MultipartByteRanges {
             parts.append(Part(first: range.first, bytes: body[dataStart..<(dataStart + length)]))
             position = dataStart + length
             // Each part's data is followed by CRLF and the next delimiter.
-            let expected = Array("\r\n".utf8) + delimiter
-            guard body.count - position >= expected.count, body[position..<(position + expected.count)].elementsEqual(expected) else {
+            guard body.count - position >= separator.count, body[position..<(position + separator.count)].elementsEqual(separator) else {
                 throw ParseError(detail: "part \(parts.count) is not followed by the boundary")
             }
-            position += expected.count
+            position += separator.count
         }
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard !needle.isEmpty, start >= 0, haystack.count - start >= needle.count else { return nil }
+        return haystack.withUnsafeBufferPointer { hay in
+            needle.withUnsafeBufferPointer { pin in
+                var index = start
+                let last = hay.count - pin.count
+                while index <= last {
+                    if hay[index] == pin[0], memcmp(hay.baseAddress! + index, pin.baseAddress!, pin.count) == 0 { return index }
+                    index += 1
+                }
+                return nil
+            }
+        }
+    }
+
+    /// `Content-Range: bytes a-b/total` among a part's header lines, read on bytes.
+    static func contentRange(inHeaders headers: ArraySlice<UInt8>) -> (first: UInt64, last: UInt64)? {
+        let name = Array("content-range:".utf8)
+        var lineStart = headers.startIndex
+        while lineStart < headers.endIndex {
+            var lineEnd = lineStart
+            while lineEnd < headers.endIndex, headers[lineEnd] != 0x0A, headers[lineEnd] != 0x0D { lineEnd += 1 }
+            if lineEnd - lineStart > name.count,
+               zip(headers[lineStart..<(lineStart + name.count)], name).allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }) {
+                var index = lineStart + name.count
+                func skipSpaces() { while index < lineEnd, headers[index] == 0x20 || headers[index] == 0x09 { index += 1 } }
+                func number() -> UInt64? {
+                    var value: UInt64 = 0
+                    let start = index
+                    while index < lineEnd, headers[index] >= 0x30, headers[index] <= 0x39, index - start < 19 {
+                        value = value * 10 + UInt64(headers[index] - 0x30)
+                        index += 1
+                    }
+                    return index > start ? value : nil
+                }
+                skipSpaces()
+                let unit = Array("bytes".utf8)
+                guard lineEnd - index > unit.count, headers[index..<(index + unit.count)].elementsEqual(unit) else { return nil }
+                index += unit.count
+                skipSpaces()
+                guard let first = number(), index < lineEnd, headers[index] == UInt8(ascii: "-") else { return nil }
+                index += 1
+                guard let last = number() else { return nil }
+                return (first, last)
+            }
+            lineStart = lineEnd + 1
+        }
+        return nil
     }
 
     /// The bytes of each requested range, cut from whichever part holds it (servers may merge

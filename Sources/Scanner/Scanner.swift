@@ -193,7 +193,7 @@ public enum Scanner {
                 fetch = { offset, length in try await cache.read(offset: offset, length: length) }
             } else {
                 let file = try FileSource(path: object.url)
-                let cache = BlockCache(file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024),
+                let cache = BlockCache(file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0),
                                        statistics: statistics)
                 var limits = ParseLimits()
                 limits.concurrentReads = false

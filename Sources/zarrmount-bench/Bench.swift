@@ -104,11 +104,14 @@ struct ParseCPU: AsyncParsableCommand {
     @Option(help: "Parses to average over.")
     var iterations = 200
 
+    @Option(help: "Only the block-cache rows whose label contains this (for profiling one of them).")
+    var only: String?
+
     func run() async throws {
         let source = InMemorySource(name: file, bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: file))))
         print("parse of bytes in memory: \(iterations) iterations of \((file as NSString).lastPathComponent)")
         print("reads                                   CPU per file   wall per file")
-        for concurrent in [true, false] {
+        for concurrent in [true, false] where only == nil {
             var limits = ParseLimits()
             limits.concurrentReads = concurrent
             for _ in 0..<5 { _ = try await HDF5File.parse(source, limits: limits) }
@@ -128,7 +131,7 @@ struct ParseCPU: AsyncParsableCommand {
             ("block cache, local policy, sequential", .init(pageSize: 4096, firstFetchSize: 64 * 1024), false),
             ("block cache, local policy, no yields", .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0), false),
         ]
-        for (label, policy, concurrent) in configurations {
+        for (label, policy, concurrent) in configurations where only.map({ label.contains($0) }) ?? true {
             var limits = ParseLimits()
             limits.concurrentReads = concurrent
             let cpuStart = processCPUSeconds()

@@ -103,6 +103,35 @@ final class BlockCacheTests: XCTestCase {
         XCTAssertEqual(bytes, Array(source.bytes[0..<16]))
     }
 
+    func testAFailedBatchFailsEveryReaderWaitingOnIt() async throws {
+        let source = RecordingSource(size: 64 * 1024, failures: 1, delay: .milliseconds(20))
+        let cache = try await BlockCache.open(source, policy: policy())
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for index in 0..<8 {
+                group.addTask {
+                    do { _ = try await cache.read(offset: UInt64(index * 100), length: 50); return true } catch { return false }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        XCTAssertEqual(outcomes.filter { $0 }.count, 0, "readers that joined the failed fetch get its error, not bytes")
+        XCTAssertEqual(source.reads.withLock { $0.count }, 1)
+        let bytes = try await cache.read(offset: 300, length: 50)
+        XCTAssertEqual(bytes, Array(source.bytes[300..<350]))
+    }
+
+    func testAPrefetchNobodyWaitsForStillLandsInTheCache() async throws {
+        let source = RecordingSource(size: 64 * 1024)
+        let cache = try await BlockCache.open(source, policy: policy())
+        _ = try await cache.read(offset: 0, length: 10)
+        cache.prefetch([ByteRange(offset: 20_000, length: 100)])
+        for _ in 0..<200 where source.reads.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        try await Task.sleep(for: .milliseconds(20))
+        let bytes = try await cache.read(offset: 20_010, length: 50)
+        XCTAssertEqual(bytes, Array(source.bytes[20_010..<20_060]))
+        XCTAssertEqual(source.reads.withLock { $0.count }, 2, "the read is served from the prefetched page")
+    }
+
     func testRoundsCountDependentReadsNotConcurrentOnes() async throws {
         let source = RecordingSource(size: 1 << 20)
         let cache = try await BlockCache.open(source, policy: policy())

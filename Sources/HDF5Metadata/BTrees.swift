@@ -24,8 +24,7 @@ enum BTreeV1 {
     /// root node of a few hundred bytes, and reading exactly that saves bandwidth.
     static func chunks(at address: UInt64, rank: Int, expectedChunks: UInt64, in context: FileContext) async throws -> [ChunkRecord] {
         let keySize = 8 + 8 * (rank + 1)
-        let entries = Int(min(expectedChunks, 64))
-        let firstRead = 8 + 2 * context.offsetSize + entries * (keySize + context.offsetSize) + keySize
+        let firstRead = chunkRootFirstRead(rank: rank, expectedChunks: expectedChunks, offsetSize: context.offsetSize)
         return try await walk(at: address, type: 1, keySize: keySize, expectedLevel: nil, depth: 0, firstRead: firstRead,
                               visited: VisitedNodes("v1 B-tree"), in: context) { key, childAddress in
             var cursor = key
@@ -36,6 +35,13 @@ enum BTreeV1 {
             for _ in 0..<rank { offsets.append(try cursor.u64()) }
             return ChunkRecord(size: size, filterMask: mask, elementOffsets: offsets, address: childAddress)
         }.compactMap(\.record)
+    }
+
+    /// Bytes read first at the root of a chunk B-tree: the whole node when it holds few chunks.
+    static func chunkRootFirstRead(rank: Int, expectedChunks: UInt64, offsetSize: Int) -> Int {
+        let keySize = 8 + 8 * (rank + 1)
+        let entries = Int(min(expectedChunks, 64))
+        return 8 + 2 * offsetSize + entries * (keySize + offsetSize) + keySize
     }
 
     private struct Leaf<Record: Sendable>: Sendable {

@@ -75,6 +75,16 @@ struct ChunkEnumerator {
         }
     }
 
+    /// The index's first read, to announce before other work: the root of a v1 B-tree as
+    /// `enumerate` will read it; nil for other indexes.
+    var firstRead: ByteRange? {
+        guard case .btreeV1(let address?) = layout.index, rank > 0 else { return nil }
+        let expected = checkedProduct(gridShape) ?? UInt64.max
+        return ByteRange(offset: address, length: max(BTreeV1.chunkRootFirstRead(rank: rank, expectedChunks: expected,
+                                                                                  offsetSize: context.offsetSize),
+                                                      8 + 2 * context.offsetSize))
+    }
+
     func enumerate() async throws -> ChunkTable {
         guard layout.chunkShape.allSatisfy({ $0 > 0 }) else {
             throw HDF5Error(.corrupt, "data layout message", at: 0, "zero chunk dimension")

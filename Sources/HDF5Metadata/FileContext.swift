@@ -123,8 +123,19 @@ final class FileContext: Sendable {
 
     /// Announces structures about to be read concurrently, so their reads are coalesced.
     func prefetch(_ addresses: [UInt64], length: Int) {
-        guard addresses.count > 1 else { return }
+        guard limits.concurrentReads, addresses.count > 1 else { return }
         source.prefetch(addresses.map { ByteRange(offset: absolute($0), length: length) })
+    }
+
+    /// Announces structures (relative addresses) about to be read one after another, so their
+    /// reads are fetched in the round of the first.
+    func prefetch(_ ranges: [ByteRange]) {
+        guard limits.concurrentReads, !ranges.isEmpty else { return }
+        source.prefetch(ranges.compactMap { range in
+            let position = absolute(range.offset)
+            guard range.offset != undefinedAddress, position < fileSize, range.length > 0 else { return nil }
+            return ByteRange(offset: position, length: Int(min(UInt64(range.length), fileSize - position)))
+        })
     }
 
     func globalHeapCollection(at address: UInt64) async throws -> GlobalHeapCollection {

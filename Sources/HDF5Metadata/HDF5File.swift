@@ -434,14 +434,25 @@ private struct Traversal {
             dataset.attributes = try await attributes(of: finalHeader, in: context)
             throw HDF5Error(.unsupported, "data layout message", at: layoutMessage.origin, "virtual dataset (VDS) layout")
         }
-        let (attributeList, chunks) = try await context.both({
-            try await attributes(of: finalHeader, in: context)
-        }, {
-            if let earlyChunks { return earlyChunks }
-            return await chunkTable(of: finalHeader, in: context)
-        })
-        dataset.attributes = attributeList
-        dataset.chunks = try chunks.get()
+        if let earlyChunks {
+            dataset.attributes = try await attributes(of: finalHeader, in: context)
+            dataset.chunks = try earlyChunks.get()
+        } else if case .chunked(let chunked) = layout,
+                  let root = ChunkEnumerator(context: context, layout: chunked, dataspace: dataspace).firstRead {
+            // Attributes rarely need reads (variable-length values do); the B-tree root is
+            // fetched beside them, and the tree walked after, without two concurrent tasks.
+            context.prefetch([root])
+            dataset.attributes = try await attributes(of: finalHeader, in: context)
+            dataset.chunks = try await chunkTable(of: finalHeader, in: context).get()
+        } else {
+            let (attributeList, chunks) = try await context.both({
+                try await attributes(of: finalHeader, in: context)
+            }, {
+                await chunkTable(of: finalHeader, in: context)
+            })
+            dataset.attributes = attributeList
+            dataset.chunks = try chunks.get()
+        }
     }
 
     private static func attributes(of header: ObjectHeader, in context: FileContext) async throws -> [Attribute] {

@@ -31,6 +31,9 @@ public final class RemoteStore: Sendable {
     /// than `maxRangesPerRequest` (nginx's `max_ranges`, Apache's `MaxRanges`); 1 means one
     /// range per request.
     private let rangeLimits = Mutex<[String: Int]>([:])
+    /// The most ranges each origin has answered in one multipart body: a lowered limit never
+    /// goes below what already worked.
+    private let rangesAnswered = Mutex<[String: Int]>([:])
     /// Ranges per multi-range request at first: keeps the Range header well under servers'
     /// header-line limits (nginx: 8 KiB).
     public static let maxRangesPerRequest = 64
@@ -334,7 +337,9 @@ extension RemoteStore {
             response = try await send({ HTTPRequest(method: .get, url: url, headers: headers, maxBodyBytes: limit) }, url: url)
         } catch let error as ObjectStoreError where error.kind == .tooLarge {
             // Servers answer more ranges than they allow with the whole object: ask for fewer.
-            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, limit: wanted.count / 2,
+            let answered = rangesAnswered.withLock { $0[origin] } ?? 1
+            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin,
+                                      limit: max(wanted.count / 2, min(answered, wanted.count - 1)),
                                       reason: "the whole object came back for \(wanted.count) ranges")
         }
         var parts: [MultipartByteRanges.Part]
@@ -352,6 +357,7 @@ extension RemoteStore {
         } else {
             return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, limit: 1, reason: "status \(response.status)")
         }
+        if parts.count == wanted.count { rangesAnswered.withLock { $0[origin] = max($0[origin] ?? 1, wanted.count) } }
         guard let slices = MultipartByteRanges.slices(of: parts, for: wanted) else {
             return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, limit: 1, reason: "ranges missing from the answer")
         }

@@ -46,4 +46,24 @@ final class ReadPatternTests: XCTestCase {
         let b = InspectionReport.json(try await HDF5File.parse(source, limits: sequential), file: "f", includeChunks: true)
         XCTAssertEqual(a.rendered(), b.rendered())
     }
+
+    /// The remote configuration (concurrent parse, prefetches, batched pages) against the local
+    /// one (one read at a time, no cache) on every fixture: the same report, chunks included.
+    func testEveryFixtureParsesTheSameThroughTheBlockCache() async throws {
+        var sequential = ParseLimits()
+        sequential.concurrentReads = false
+        var compared = 0
+        for file in try TestData.fixtureFiles() {
+            let source = InMemorySource(name: file.lastPathComponent, bytes: try TestData.bytes(file))
+            let direct: String
+            do {
+                direct = InspectionReport.json(try await HDF5File.parse(source, limits: sequential), file: "f", includeChunks: true).rendered()
+            } catch { continue }
+            let cache = try await BlockCache.open(source)
+            let cached = InspectionReport.json(try await HDF5File.parse(cache), file: "f", includeChunks: true).rendered()
+            XCTAssertEqual(cached, direct, file.lastPathComponent)
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 30)
+    }
 }

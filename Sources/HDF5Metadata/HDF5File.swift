@@ -326,8 +326,8 @@ private struct Traversal {
         guard index.type == 5 else {
             throw HDF5Error(.corrupt, "link name index", at: context.absolute(indexAddress), "record type \(index.type), expected 5")
         }
-        return try await context.map(index.records) { record -> Link in
-            let object = try await heap.object(id: Array(record.dropFirst(4)))
+        let objects = try await heap.objects(ids: index.records.map { Array($0.dropFirst(4)) })
+        return try objects.map { object in
             var cursor = context.cursor(object, at: context.absolute(heapAddress), "dense link")
             return try Link.parse(&cursor)
         }
@@ -470,13 +470,17 @@ private struct Traversal {
                 guard index.type == 8 else {
                     throw HDF5Error(.corrupt, "attribute name index", at: context.absolute(indexAddress), "record type \(index.type), expected 8")
                 }
-                let dense = try await context.map(index.records) { record -> ByteCursor in
-                    let object = try await heap.object(id: Array(record.prefix(8)))
-                    let flags = record.count > 8 ? record[8] : 0
-                    return try await context.resolve(HeaderMessage(type: MessageType.attribute.rawValue, flags: flags,
-                                                                   body: object, origin: context.absolute(heapAddress)))
+                let objects = try await heap.objects(ids: index.records.map { Array($0.prefix(8)) })
+                let messages = zip(index.records, objects).map { record, object in
+                    HeaderMessage(type: MessageType.attribute.rawValue, flags: record.count > 8 ? record[8] : 0,
+                                  body: object, origin: context.absolute(heapAddress))
                 }
-                bodies += dense
+                // Only shared attribute messages need reads of their own.
+                if messages.contains(where: \.isShared) {
+                    bodies += try await context.map(messages) { message in try await context.resolve(message) }
+                } else {
+                    for message in messages { bodies.append(try await context.resolve(message)) }
+                }
             }
         }
         let decoder = ValueDecoder(context: context)

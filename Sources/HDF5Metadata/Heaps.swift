@@ -169,7 +169,72 @@ struct FractalHeap: Sendable {
         }
     }
 
+    /// A direct block of the heap: where it is and which heap offsets it holds.
+    struct DirectBlock: Hashable, Sendable {
+        var address: UInt64
+        var heapOffset: UInt64
+        var size: UInt64
+    }
+
+    /// A direct block's bytes after its signature, version and checksum were checked, with the
+    /// size of its header (objects start after it).
+    struct CheckedBlock: Sendable {
+        var bytes: [UInt8]
+        var headerSize: Int
+    }
+
     private func managedObject(offset: UInt64, length: UInt64) async throws -> [UInt8] {
+        let block = try await directBlock(holding: offset, length: length)
+        return try object(at: offset, length: length, in: try await checkedBlock(block), block: block)
+    }
+
+    /// The objects of many heap IDs (dense links or attributes of one object): each direct
+    /// block is read and checked once, and distinct blocks are fetched concurrently, instead of
+    /// one read and one checksum per object.
+    func objects(ids: [[UInt8]]) async throws -> [[UInt8]] {
+        enum Plan {
+            case ready([UInt8])
+            case managed(DirectBlock, offset: UInt64, length: UInt64)
+            case huge([UInt8])
+        }
+        let position = context.absolute(address)
+        var plans: [Plan] = []
+        plans.reserveCapacity(ids.count)
+        var blocks: [DirectBlock] = []
+        var seen = Set<DirectBlock>()
+        for id in ids {
+            guard let first = id.first else { throw HDF5Error(.corrupt, "fractal heap ID", at: position, "empty heap ID") }
+            switch (first >> 4) & 0x03 {
+            case 0:
+                var cursor = context.cursor(id, at: position, "fractal heap ID")
+                try cursor.skip(1)
+                let offset = try cursor.uint(size: heapOffsetSize)
+                let length = try cursor.uint(size: heapLengthSize)
+                let block = try await directBlock(holding: offset, length: length)
+                if seen.insert(block).inserted { blocks.append(block) }
+                plans.append(.managed(block, offset: offset, length: length))
+            case 1:
+                plans.append(.huge(id))
+            default:
+                plans.append(.ready(try await object(id: id)))
+            }
+        }
+        let checked = try await context.map(blocks) { block in try await checkedBlock(block) }
+        let byBlock = Dictionary(uniqueKeysWithValues: zip(blocks, checked))
+        var out: [[UInt8]] = []
+        out.reserveCapacity(plans.count)
+        for plan in plans {
+            switch plan {
+            case .ready(let bytes): out.append(bytes)
+            case .managed(let block, let offset, let length): out.append(try object(at: offset, length: length, in: byBlock[block]!, block: block))
+            case .huge(let id): out.append(try await hugeObject(id: id))
+            }
+        }
+        return out
+    }
+
+    /// Walks the indirect blocks to the direct block holding heap `offset`.
+    private func directBlock(holding offset: UInt64, length: UInt64) async throws -> DirectBlock {
         guard let root = rootAddress else {
             throw HDF5Error(.corrupt, "fractal heap", at: context.absolute(address), "managed object in an empty heap")
         }
@@ -177,7 +242,7 @@ struct FractalHeap: Sendable {
             throw HDF5Error(.corrupt, "fractal heap", at: context.absolute(address), "managed object of \(length) bytes exceeds block size")
         }
         if currentRows == 0 {
-            return try await directBlockObject(block: root, blockOffset: 0, blockSize: startingBlockSize, offset: offset, length: length)
+            return DirectBlock(address: root, heapOffset: 0, size: startingBlockSize)
         }
         var iblock = root
         var iblockOffset: UInt64 = 0
@@ -204,7 +269,7 @@ struct FractalHeap: Sendable {
                 guard entry < entries.direct.count, let block = entries.direct[entry] else {
                     throw HDF5Error(.corrupt, "fractal heap indirect block", at: context.absolute(iblock), "heap offset \(offset) in an unallocated block")
                 }
-                return try await directBlockObject(block: block, blockOffset: childOffset, blockSize: rowBlockSize(row), offset: offset, length: length)
+                return DirectBlock(address: block, heapOffset: childOffset, size: rowBlockSize(row))
             }
             let index = entry - maxDirectRows * tableWidth
             guard index >= 0, index < entries.indirect.count, let child = entries.indirect[index] else {
@@ -235,9 +300,9 @@ struct FractalHeap: Sendable {
         return (direct, indirect)
     }
 
-    private func directBlockObject(block: UInt64, blockOffset: UInt64, blockSize: UInt64, offset: UInt64, length: UInt64) async throws -> [UInt8] {
-        var cursor = try await context.read(block, Int(blockSize), "fractal heap direct block")
-        guard cursor.bytes.count == Int(blockSize) else { throw cursor.error(.truncated, "direct block of \(blockSize) bytes") }
+    private func checkedBlock(_ block: DirectBlock) async throws -> CheckedBlock {
+        var cursor = try await context.read(block.address, Int(block.size), "fractal heap direct block")
+        guard cursor.bytes.count == Int(block.size) else { throw cursor.error(.truncated, "direct block of \(block.size) bytes") }
         try cursor.signature("FHDB")
         let version = try cursor.u8()
         guard version == 0 else { throw cursor.error(.corrupt, "direct block version \(version)") }
@@ -249,14 +314,19 @@ struct FractalHeap: Sendable {
             let computed = Lookup3.hash(zeroed)
             let stored = try cursor.u32()
             guard stored == computed else {
-                throw HDF5Error(.checksumMismatch, "fractal heap direct block", at: context.absolute(block), "stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))")
+                throw HDF5Error(.checksumMismatch, "fractal heap direct block", at: context.absolute(block.address), "stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))")
             }
         }
-        let within = offset &- blockOffset
-        guard offset >= blockOffset, within + length <= blockSize, Int(within) >= cursor.position else {
-            throw HDF5Error(.corrupt, "fractal heap direct block", at: context.absolute(block), "object at heap offset \(offset) (\(length) bytes) outside the block")
+        return CheckedBlock(bytes: cursor.bytes, headerSize: cursor.position)
+    }
+
+    private func object(at offset: UInt64, length: UInt64, in checked: CheckedBlock, block: DirectBlock) throws -> [UInt8] {
+        let within = offset &- block.heapOffset
+        guard offset >= block.heapOffset, within + length <= block.size, Int(within) >= checked.headerSize,
+              Int(within + length) <= checked.bytes.count else {
+            throw HDF5Error(.corrupt, "fractal heap direct block", at: context.absolute(block.address), "object at heap offset \(offset) (\(length) bytes) outside the block")
         }
-        return Array(cursor.bytes[Int(within)..<Int(within + length)])
+        return Array(checked.bytes[Int(within)..<Int(within + length)])
     }
 
     private func hugeObject(id: [UInt8]) async throws -> [UInt8] {

@@ -8,15 +8,18 @@ import Synchronization
 /// awaits their responses; all libcurl calls happen on the engine thread.
 public final class CurlEngine: HTTPTransport, Sendable {
     public struct Configuration: Sendable {
-        public var maxConnectionsPerHost = 512
+        /// Connections to one server at most. At 20 ms round trip a scan is bound by requests in
+        /// flight × round trip below about 100; small servers (moto, a laptop's MinIO) fall over
+        /// well above it.
+        public var maxConnectionsPerHost = 128
         public var connectTimeout: Duration = .seconds(10)
         /// A transfer slower than `lowSpeedLimit` bytes/s for this long is aborted.
         public var lowSpeedTime: Duration = .seconds(20)
         public var lowSpeedLimit = 1024
-        /// Transfers handed to libcurl at once; the rest wait in the engine's own queue.
-        /// libcurl's bookkeeping of queued transfers grows with their number, so thousands of
-        /// pending handles would cost more than they save.
-        public var maxActiveTransfers = 512
+        /// Transfers handed to libcurl at once (nil: as many as connections to one server); the
+        /// rest wait in the engine's own queue. A transfer libcurl holds back for a free
+        /// connection runs its timeouts while it waits, so under load the queue must be ours.
+        public var maxActiveTransfers: Int?
 
         public init() {}
     }
@@ -107,7 +110,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
                 finished.withLock { $0 = true }
                 return
             }
-            while waitingStart < waiting.count, active.count < configuration.maxActiveTransfers {
+            while waitingStart < waiting.count, active.count < (configuration.maxActiveTransfers ?? configuration.maxConnectionsPerHost) {
                 let transfer = waiting[waitingStart]
                 waitingStart += 1
                 guard let easy = makeHandle(transfer, reusing: spareHandles.popLast()) else {

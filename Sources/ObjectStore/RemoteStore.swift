@@ -34,9 +34,12 @@ public final class RemoteStore: Sendable {
     /// The most ranges each origin has answered in one multipart body: a lowered limit never
     /// goes below what already worked.
     private let rangesAnswered = Mutex<[String: Int]>([:])
-    /// Ranges per multi-range request at first: keeps the Range header well under servers'
-    /// header-line limits (nginx: 8 KiB).
-    public static let maxRangesPerRequest = 64
+    /// Ranges per multi-range request at first. A server asked for more ranges than it allows
+    /// sends the whole object, which costs it (and any proxy between) the whole object's bytes
+    /// before the client can cut the transfer off; when a scan starts, every file in flight
+    /// would do that at once. 16 is what hardened servers commonly allow (nginx `max_ranges`,
+    /// Apache `MaxRanges`) and already brings a netCDF file's metadata into about ten requests.
+    public static let maxRangesPerRequest = 16
 
     public init(transport: any HTTPTransport, s3: S3Options, retry: RetryPolicy = RetryPolicy(), credentials: Credentials?, logger: Logger) {
         self.transport = transport

@@ -16,6 +16,8 @@ public struct MountConfig: Sendable {
     public var onError: ErrorPolicy = .fail
     public var stack: StackOptions?
     public var concurrency: Int?
+    /// Connections per server (`connections`); nil: the engine's default.
+    public var connections: Int?
     /// S3: a custom endpoint (path-style), the region, unsigned requests, requester pays.
     public var endpointURL: String?
     public var region: String?
@@ -29,7 +31,7 @@ public struct MountConfig: Sendable {
         self.sources = sources
     }
 
-    public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency",
+    public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency", "connections",
                               "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout"]
 
     public static func load(path: String) throws -> MountConfig {
@@ -97,6 +99,11 @@ public struct MountConfig: Sendable {
                     throw fail(key, value, "expected a whole number of at least 1")
                 }
                 config.concurrency = number
+            case "connections":
+                guard let text = value.scalar?.string, let number = Int(text), number >= 1 else {
+                    throw fail(key, value, "expected a whole number of at least 1")
+                }
+                config.connections = number
             case "endpoint_url": config.endpointURL = try string(key, value)
             case "region": config.region = try string(key, value)
             case "cache_dir": config.cacheDirectory = try string(key, value)

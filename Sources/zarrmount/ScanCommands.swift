@@ -47,6 +47,10 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "Files scanned at once (default: the number of cores for local files, 128 for remote objects).")
     var concurrency: Int?
 
+    @Option(help: ArgumentHelp("Connections per server at most (default \(CurlEngine.Configuration().maxConnectionsPerHost)); lower it for a small server (MinIO or moto on a laptop) that times out under load.",
+                               valueName: "N"))
+    var connections: Int?
+
     @Option(help: ArgumentHelp("A file listing one URL or path per line (blank lines and # comments ignored), added to the sources.",
                                valueName: "file"))
     var urls: String?
@@ -90,6 +94,7 @@ struct SourceOptions: ParsableArguments {
         if (stackDim == nil) != (stackRegex == nil) { throw ValidationError("--stack-dim and --stack-regex go together") }
         if let zarrFormat, ![2, 3].contains(zarrFormat) { throw ValidationError("--zarr-format must be 2 or 3") }
         if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+        if let connections, connections < 1 { throw ValidationError("--connections must be at least 1") }
     }
 
     /// The effective configuration: the YAML file's, overridden by flags.
@@ -134,6 +139,7 @@ struct SourceOptions: ParsableArguments {
         if let stackDim, let stackRegex { config.stack = StackOptions(dimension: stackDim, pattern: stackRegex) }
         if let zarrFormat { config.zarrFormat = zarrFormat == 3 ? .v3 : .v2 }
         if let concurrency { config.concurrency = concurrency }
+        if let connections { config.connections = connections }
         if config.layout == .perFile, config.concatDim != nil || config.stack != nil {
             throw ValidationError("layout per_file keeps every file in its own group: drop concat_dim and stack (--concat-dim, --stack-dim)")
         }
@@ -166,7 +172,9 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
             s3.anonymous = config.anonymous
             s3.requesterPays = config.requesterPays
             let credentials = config.anonymous ? nil : try Credentials.resolve(environment: ProcessInfo.processInfo.environment)
-            let transport = CurlEngine(logger: logger)
+            var engineConfiguration = CurlEngine.Configuration()
+            if let connections = config.connections { engineConfiguration.maxConnectionsPerHost = connections }
+            let transport = CurlEngine(configuration: engineConfiguration, logger: logger)
             engine = transport
             options.store = RemoteStore(transport: transport, s3: s3, credentials: credentials, logger: logger)
         }

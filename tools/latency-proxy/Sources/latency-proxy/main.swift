@@ -164,13 +164,22 @@ final class RelayHandler: ChannelDuplexHandler {
         return (a, b)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    private var eventLoop: EventLoop?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        eventLoop = context.eventLoop
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
         self.context = nil
-        partner = nil
+        // Bytes read from this side before it closed are still due to the other side: a server
+        // that closes right after its response (moto, `Connection: close`) must not lose it.
+        if queue.isEmpty {
+            timer?.cancel()
+            timer = nil
+            partner = nil
+        }
     }
 
     // inbound: bytes from this side's peer
@@ -241,9 +250,9 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     private func arm() {
-        guard timer == nil, let head = queue.first, let context else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(deadline: head.deadline) {
+        guard timer == nil, let head = queue.first, let eventLoop else { return }
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        timer = eventLoop.scheduleTask(deadline: head.deadline) {
             bound.value.fire()
         }
     }
@@ -263,12 +272,14 @@ final class RelayHandler: ChannelDuplexHandler {
                 partner?.closeOut()
                 queue.removeAll()
                 queuedBytes = 0
+                if context == nil { partner = nil }
                 return
             }
         }
         if wrote { partner?.flushOut() }
         resumeReading()
         arm()
+        if context == nil && queue.isEmpty { partner = nil }
     }
 
     // called by the partner: send to this side's peer

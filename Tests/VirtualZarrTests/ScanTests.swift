@@ -239,6 +239,10 @@ final class ConfigAndGlobTests: XCTestCase {
         XCTAssertEqual(config?.sources, ["/etc/zarrmount/data/*.nc"])
         XCTAssertEqual(config?.zarrFormat, .v3)
         XCTAssertEqual(config?.stack?.pattern, "m(\\d+)")
+        XCTAssertEqual(try? MountConfig.parse("sources: [a.nc]\nconnections: 16\n", file: "m.yaml").connections, 16)
+        XCTAssertThrowsError(try MountConfig.parse("sources: [a.nc]\nconnections: 0\n", file: "m.yaml")) { error in
+            XCTAssertEqual("\(error)", "m.yaml:2: connections: expected a whole number of at least 1")
+        }
     }
 }
 

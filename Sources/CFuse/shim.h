@@ -134,11 +134,19 @@ static inline int cfuse_install_exit_handlers(struct fuse_session *se) {
     return 0;
 }
 
+static void cfuse_shutting_down_handler(int sig) { (void)sig; }
+
+// Once the loop has ended the daemon is already on its way out: a SIGTERM that arrives now
+// (a service manager, or a user after `unmount --lazy`) must not turn a clean exit into a kill,
+// so the signals are absorbed rather than given back their default action.
 static inline void cfuse_remove_exit_handlers(void) {
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
     cfuse_exit_state()->session = NULL;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = cfuse_shutting_down_handler;
+    sigemptyset(&sa.sa_mask);
+    int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    for (unsigned i = 0; i < 3; i++) sigaction(signals[i], &sa, NULL);
 }
 
 static inline struct fuse_session *cfuse_session_new(int argc, char **argv, const struct fuse_lowlevel_ops *ops, void *userdata) {

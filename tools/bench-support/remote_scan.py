@@ -57,9 +57,12 @@ def run_scan(label, sources, extra, env):
     m = re.search(r"scanned (\d+) files", p.stderr)
     r = re.search(r"remote: (\d+) HTTP requests \((\d+) retried\), ([\d.]+) (\w+) received, at most (\d+) dependent rounds", p.stderr)
     n = int(m.group(1))
-    unit = {"B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30}[r.group(4)]
-    return {"label": label, "files": n, "wall": wall, "requests": int(r.group(1)) / n, "bytes": float(r.group(3)) * unit / n,
-            "rounds": int(r.group(5)), "rss": after.ru_maxrss / 1024, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+    row = {"label": label, "files": n, "wall": wall, "requests": None, "bytes": None, "rounds": None, "rss": after.ru_maxrss / 1024,
+           "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+    if r:  # local scans make no HTTP requests
+        unit = {"B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30}[r.group(4)]
+        row.update(requests=int(r.group(1)) / n, bytes=float(r.group(3)) * unit / n, rounds=int(r.group(5)))
+    return row
 
 
 env_services = services()
@@ -91,6 +94,12 @@ try:
     rows = []
     rows.append(run_scan("zarrmount HTTP, concurrency 1 (%d files)" % args.serial_files, [], ["--urls", serial_file, "--concurrency", "1"], env))
     rows.append(run_scan("zarrmount HTTP, default concurrency", [], ["--urls", url_file], env))
+    # The same files from local disk (page cache warm): the CPU the scan needs without any
+    # network, measured in the same run so the remote rows can be read against it.
+    local_file = os.path.join(args.work, "paths.txt")
+    with open(local_file, "w") as f:
+        f.write("\n".join(os.path.join(args.archive, n) for n in names) + "\n")
+    rows.append(run_scan("zarrmount local files (no network, CPU floor)", [], ["--urls", local_file], env))
 
     # S3 through moto (a Python server: slower than nginx, so a subset), uploaded once.
     subset = os.path.join(args.work, "s3-subset")
@@ -113,11 +122,18 @@ finally:
 print()
 print("remote scan of WRF-like files (%.1f MiB each) at %.0f ms round trip (latency proxy in front of nginx and moto)" % (file_bytes / 2**20, args.latency_ms))
 print("latency proxy capacity (no delay): %s" % capacity)
-print("%-44s %6s %9s %8s %9s %9s %7s %7s %8s" % ("run", "files", "wall (s)", "files/s", "req/file", "KiB/file", "% file", "rounds", "RSS MiB"))
+print("%-46s %6s %9s %8s %8s %9s %9s %7s %7s %8s" % ("run", "files", "wall (s)", "CPU (s)", "files/s", "req/file", "KiB/file", "% file",
+                                                    "rounds", "RSS MiB"))
 for r in rows:
-    print("%-44s %6d %9.2f %8.1f %9.1f %9.1f %6.1f%% %7d %8.0f" % (r["label"], r["files"], r["wall"], r["files"] / r["wall"], r["requests"],
-                                                                 r["bytes"] / 1024, 100 * r["bytes"] / file_bytes, r["rounds"], r["rss"]))
-serial, default = rows[0], rows[1]
+    if r["requests"] is None:
+        print("%-46s %6d %9.2f %8.2f %8.1f %9s %9s %7s %7s %8.0f" % (r["label"], r["files"], r["wall"], r["cpu"], r["files"] / r["wall"],
+                                                                   "-", "-", "-", "-", r["rss"]))
+        continue
+    print("%-46s %6d %9.2f %8.2f %8.1f %9.1f %9.1f %6.1f%% %7d %8.0f" % (r["label"], r["files"], r["wall"], r["cpu"], r["files"] / r["wall"],
+                                                                       r["requests"], r["bytes"] / 1024, 100 * r["bytes"] / file_bytes,
+                                                                       r["rounds"], r["rss"]))
+serial, default, local = rows[0], rows[1], rows[2]
+print("default HTTP vs local files: %.2fx the wall time, %.2fx the CPU" % (default["wall"] / local["wall"], default["cpu"] / local["cpu"]))
 print("default vs concurrency 1: %.1fx more files/s" % ((default["files"] / default["wall"]) / (serial["files"] / serial["wall"])))
 if km:
     kfiles, ksec = int(km.group(1)), float(km.group(2))

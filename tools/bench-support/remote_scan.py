@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import re
+import tempfile
 import resource
 import shutil
 import subprocess
@@ -45,20 +46,25 @@ def start_proxy(upstream_port):
 
 def run_scan(label, sources, extra, env):
     out = os.path.join(args.work, "refs.json")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    p = subprocess.run([args.zarrmount, "scan"] + sources + ["--concat-dim", "Time", "--refs", out, "--no-cache"] + extra,
-                       env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryFile(mode="w+") as err:
+        # wait4 gives this child's own peak RSS and CPU (RUSAGE_CHILDREN would report the
+        # largest of all runs so far).
+        p = subprocess.Popen([args.zarrmount, "scan"] + sources + ["--concat-dim", "Time", "--refs", out, "--no-cache"] + extra,
+                             env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read()
     if p.returncode != 0:
-        print("%s failed:\n%s" % (label, p.stderr[-2000:]))
+        print("%s failed:\n%s" % (label, stderr[-2000:]))
         sys.exit(1)
-    m = re.search(r"scanned (\d+) files", p.stderr)
-    r = re.search(r"remote: (\d+) HTTP requests \((\d+) retried\), ([\d.]+) (\w+) received, at most (\d+) dependent rounds", p.stderr)
+    m = re.search(r"scanned (\d+) files", stderr)
+    r = re.search(r"remote: (\d+) HTTP requests \((\d+) retried\), ([\d.]+) (\w+) received, at most (\d+) dependent rounds", stderr)
     n = int(m.group(1))
-    row = {"label": label, "files": n, "wall": wall, "requests": None, "bytes": None, "rounds": None, "rss": after.ru_maxrss / 1024,
-           "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+    row = {"label": label, "files": n, "wall": wall, "requests": None, "bytes": None, "rounds": None, "rss": usage.ru_maxrss / 1024,
+           "cpu": usage.ru_utime + usage.ru_stime}
     if r:  # local scans make no HTTP requests
         unit = {"B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30}[r.group(4)]
         row.update(requests=int(r.group(1)) / n, bytes=float(r.group(3)) * unit / n, rounds=int(r.group(5)))

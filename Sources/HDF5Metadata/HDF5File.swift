@@ -201,16 +201,14 @@ private struct Traversal {
             if header.first(.layout) != nil, header.first(.dataspace) != nil, !header.pendingContinuations.isEmpty {
                 // The layout sits in the first header chunk; attributes added later live in
                 // continuation blocks. Fetch both at once instead of one after the other.
-                let firstChunk = header
-                let (chunks, completed) = try await context.both({
-                    await Self.chunkTable(of: firstChunk, in: context)
-                }, {
-                    var rest = firstChunk
-                    try await rest.readContinuations(in: context)
-                    return rest
-                })
-                earlyChunks = chunks
-                header = completed
+                // Both are fetched at once and then read one after the other: the same rounds as
+                // two concurrent tasks (unless a continuation block chains to another and the
+                // B-tree has several levels), without the tasks.
+                var first = header.pendingContinuations.map { ByteRange(offset: $0.address, length: $0.length) }
+                if let root = Self.chunkIndexFirstRead(of: header, in: context) { first.append(root) }
+                context.prefetch(first)
+                try await header.readContinuations(in: context)
+                earlyChunks = await Self.chunkTable(of: header, in: context)
             } else if !header.pendingContinuations.isEmpty, header.first(.layout) == nil,
                       header.first(.symbolTable) != nil || header.first(.linkInfo) != nil {
                 let firstChunk = header
@@ -360,6 +358,19 @@ private struct Traversal {
 
     /// The chunk table of a chunked or contiguous dataset from its header alone (`nil` for
     /// compact and virtual layouts).
+    /// The first read of the dataset's chunk index (see `ChunkEnumerator.firstRead`), when the
+    /// header's own messages say where it is.
+    private static func chunkIndexFirstRead(of header: ObjectHeader, in context: FileContext) -> ByteRange? {
+        guard let layoutMessage = header.first(.layout), let spaceMessage = header.first(.dataspace), !spaceMessage.isShared else {
+            return nil
+        }
+        var layoutCursor = context.cursor(layoutMessage.body, at: layoutMessage.origin, "data layout message")
+        var spaceCursor = context.cursor(spaceMessage.body, at: spaceMessage.origin, "dataspace message")
+        guard case .chunked(let chunked)? = try? Layout.parse(&layoutCursor),
+              let dataspace = try? Dataspace.parse(&spaceCursor) else { return nil }
+        return ChunkEnumerator(context: context, layout: chunked, dataspace: dataspace).firstRead
+    }
+
     private static func chunkTable(of header: ObjectHeader, in context: FileContext) async -> Result<ChunkTable?, HDF5Error> {
         do {
             guard let layoutMessage = header.first(.layout), let spaceMessage = header.first(.dataspace) else { return .success(nil) }

@@ -62,8 +62,11 @@ struct ObjectHeader: Sendable {
             }
             let version = self.version
             let tracksOrder = tracksCreationOrder
-            let parsed = try await context.map(batch) { block in
-                try await Self.readContinuationBlock(block, version: version, tracksOrder: tracksOrder, context: context)
+            // All blocks of a batch are known: fetched together, then read one after the other.
+            context.prefetch(batch.map { ByteRange(offset: $0.address, length: $0.length) })
+            var parsed: [([HeaderMessage], [Continuation])] = []
+            for block in batch {
+                parsed.append(try await Self.readContinuationBlock(block, version: version, tracksOrder: tracksOrder, context: context))
             }
             for (messages, continuations) in parsed {
                 self.messages += messages

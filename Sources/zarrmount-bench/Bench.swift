@@ -128,6 +128,7 @@ struct ParseCPU: AsyncParsableCommand {
         let configurations: [(String, BlockCache<InMemorySource>.Policy, Bool)] = [
             ("block cache, remote policy, concurrent", .init(), true),
             ("block cache, remote policy, no yields", .init(batchingTurns: 0), true),
+            ("block cache, remote policy, sequential", .init(batchingTurns: 0), false),
             ("block cache, local policy, sequential", .init(pageSize: 4096, firstFetchSize: 64 * 1024), false),
             ("block cache, local policy, no yields", .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0), false),
         ]

@@ -123,8 +123,8 @@ final class FileContext: Sendable {
 
     /// Announces structures about to be read concurrently, so their reads are coalesced.
     func prefetch(_ addresses: [UInt64], length: Int) {
-        guard limits.concurrentReads, addresses.count > 1 else { return }
-        source.prefetch(addresses.map { ByteRange(offset: absolute($0), length: length) })
+        guard addresses.count > 1 else { return }
+        prefetch(addresses.map { ByteRange(offset: $0, length: length) })
     }
 
     /// Announces structures (relative addresses) about to be read one after another, so their

@@ -448,8 +448,7 @@ private struct Traversal {
         if let earlyChunks {
             dataset.attributes = try await attributes(of: finalHeader, in: context)
             dataset.chunks = try earlyChunks.get()
-        } else if case .chunked(let chunked) = layout,
-                  let root = ChunkEnumerator(context: context, layout: chunked, dataspace: dataspace).firstRead {
+        } else if let root = chunkIndexFirstRead(of: finalHeader, in: context) {
             // Attributes rarely need reads (variable-length values do); the B-tree root is
             // fetched beside them, and the tree walked after, without two concurrent tasks.
             context.prefetch([root])

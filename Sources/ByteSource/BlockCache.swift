@@ -259,7 +259,6 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             let fetched = try await fetch(pages: pages.sorted())
             state.withLock { state in
                 for (index, bytes) in fetched {
-                    state.loading[index] = nil
                     state.loaded[index] = LoadedPage(bytes: bytes, readyRound: readyRound)
                     state.cachedBytes += bytes.count
                 }

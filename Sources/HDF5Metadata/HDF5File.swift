@@ -200,10 +200,9 @@ private struct Traversal {
             var earlyLinks: [Link]?
             if header.first(.layout) != nil, header.first(.dataspace) != nil, !header.pendingContinuations.isEmpty {
                 // The layout sits in the first header chunk; attributes added later live in
-                // continuation blocks. Fetch both at once instead of one after the other.
-                // Both are fetched at once and then read one after the other: the same rounds as
-                // two concurrent tasks (unless a continuation block chains to another and the
-                // B-tree has several levels), without the tasks.
+                // continuation blocks. Both are fetched at once and then read one after the
+                // other: the same rounds as two concurrent tasks (unless a continuation block
+                // chains to another and the B-tree has several levels), without the tasks.
                 var first = header.pendingContinuations.map { ByteRange(offset: $0.address, length: $0.length) }
                 if let root = Self.chunkIndexFirstRead(of: header, in: context) { first.append(root) }
                 context.prefetch(first)
@@ -356,8 +355,6 @@ private struct Traversal {
         return .dataset(dataset)
     }
 
-    /// The chunk table of a chunked or contiguous dataset from its header alone (`nil` for
-    /// compact and virtual layouts).
     /// The first read of the dataset's chunk index (see `ChunkEnumerator.firstRead`), when the
     /// header's own messages say where it is.
     private static func chunkIndexFirstRead(of header: ObjectHeader, in context: FileContext) -> ByteRange? {
@@ -371,6 +368,8 @@ private struct Traversal {
         return ChunkEnumerator(context: context, layout: chunked, dataspace: dataspace).firstRead
     }
 
+    /// The chunk table of a chunked or contiguous dataset from its header alone (`nil` for
+    /// compact and virtual layouts).
     private static func chunkTable(of header: ObjectHeader, in context: FileContext) async -> Result<ChunkTable?, HDF5Error> {
         do {
             guard let layoutMessage = header.first(.layout), let spaceMessage = header.first(.dataspace) else { return .success(nil) }

@@ -39,17 +39,7 @@ public struct HTTPResponse: Sendable {
 
     /// `Content-Range: bytes a-b/total` → (a, b, total).
     public var contentRange: (first: UInt64, last: UInt64, total: UInt64?)? {
-        header("content-range").flatMap(Self.parseContentRange)
-    }
-
-    static func parseContentRange(_ value: String) -> (first: UInt64, last: UInt64, total: UInt64?)? {
-        guard value.hasPrefix("bytes ") else { return nil }
-        let spec = value.dropFirst(6)
-        let parts = spec.split(separator: "/")
-        guard let range = parts.first?.split(separator: "-"), range.count == 2,
-              let first = UInt64(range[0]), let last = UInt64(range[1]) else { return nil }
-        let total = parts.count > 1 ? UInt64(parts[1]) : nil
-        return (first, last, total)
+        header("content-range").flatMap { MultipartByteRanges.byteRange(Array($0.utf8)[...]) }
     }
 }
 

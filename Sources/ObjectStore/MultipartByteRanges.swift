@@ -89,30 +89,41 @@ public enum MultipartByteRanges {
             while lineEnd < headers.endIndex, headers[lineEnd] != 0x0A, headers[lineEnd] != 0x0D { lineEnd += 1 }
             if lineEnd - lineStart > name.count,
                zip(headers[lineStart..<(lineStart + name.count)], name).allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }) {
-                var index = lineStart + name.count
-                func skipSpaces() { while index < lineEnd, headers[index] == 0x20 || headers[index] == 0x09 { index += 1 } }
-                func number() -> UInt64? {
-                    var value: UInt64 = 0
-                    let start = index
-                    while index < lineEnd, headers[index] >= 0x30, headers[index] <= 0x39, index - start < 19 {
-                        value = value * 10 + UInt64(headers[index] - 0x30)
-                        index += 1
-                    }
-                    return index > start ? value : nil
-                }
-                skipSpaces()
-                let unit = Array("bytes".utf8)
-                guard lineEnd - index > unit.count, headers[index..<(index + unit.count)].elementsEqual(unit) else { return nil }
-                index += unit.count
-                skipSpaces()
-                guard let first = number(), index < lineEnd, headers[index] == UInt8(ascii: "-") else { return nil }
-                index += 1
-                guard let last = number() else { return nil }
-                return (first, last)
+                return byteRange(headers[(lineStart + name.count)..<lineEnd]).map { ($0.first, $0.last) }
             }
             lineStart = lineEnd + 1
         }
         return nil
+    }
+
+    /// A Content-Range value, `bytes a-b/total` (`total` may be `*`), on bytes: the one parser
+    /// of this grammar, for response headers and part headers alike.
+    static func byteRange(_ value: ArraySlice<UInt8>) -> (first: UInt64, last: UInt64, total: UInt64?)? {
+        var index = value.startIndex
+        func skipSpaces() { while index < value.endIndex, value[index] == 0x20 || value[index] == 0x09 { index += 1 } }
+        func number() -> UInt64? {
+            var result: UInt64 = 0
+            let start = index
+            while index < value.endIndex, value[index] >= 0x30, value[index] <= 0x39, index - start < 19 {
+                result = result * 10 + UInt64(value[index] - 0x30)
+                index += 1
+            }
+            return index > start ? result : nil
+        }
+        skipSpaces()
+        let unit = Array("bytes".utf8)
+        guard value.endIndex - index > unit.count, value[index..<(index + unit.count)].elementsEqual(unit) else { return nil }
+        index += unit.count
+        skipSpaces()
+        guard let first = number(), index < value.endIndex, value[index] == UInt8(ascii: "-") else { return nil }
+        index += 1
+        guard let last = number() else { return nil }
+        var total: UInt64?
+        if index < value.endIndex, value[index] == UInt8(ascii: "/") {
+            index += 1
+            total = number()
+        }
+        return (first, last, total)
     }
 
     /// The bytes of each requested range, cut from whichever part holds it (servers may merge

@@ -249,12 +249,7 @@ public final class RemoteStore: Sendable {
     /// longer has `identity`.
     public func get(_ url: String, range: Range<UInt64>, identity: String?) async throws -> [UInt8] {
         guard !range.isEmpty else { return [] }
-        let rangeHeader = ("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")
-        var headers = [rangeHeader]
-        if let identity {
-            if identity.hasPrefix("last-modified:") { headers.append(("If-Unmodified-Since", String(identity.dropFirst(14)))) }
-            else { headers.append(("If-Match", identity)) }
-        }
+        let headers = Self.rangeHeaders([range], identity: identity)
         let expected = Int(range.count)
         let response: HTTPResponse
         switch try Location(parsing: url) {
@@ -300,37 +295,43 @@ extension RemoteStore {
             groups.append(ranges[start..<end])
             start = end
         }
-        if groups.count == 1 { return try await getGroup(url, ranges: Array(groups[0]), identity: identity, origin: origin) }
-        return try await withThrowingTaskGroup(of: (Int, [[UInt8]]).self) { group in
-            for (index, ranges) in groups.enumerated() {
-                group.addTask { (index, try await self.getGroup(url, ranges: Array(ranges), identity: identity, origin: origin)) }
-            }
-            var results = [[[UInt8]]](repeating: [], count: groups.count)
-            for try await (index, bytes) in group { results[index] = bytes }
-            return results.flatMap { $0 }
-        }
+        return try await Self.inOrder(groups) { group in
+            try await self.getGroup(url, ranges: Array(group), identity: identity, origin: origin)
+        }.flatMap { $0 }
     }
 
     private func getEach(_ url: String, ranges: [Range<UInt64>], identity: String?) async throws -> [[UInt8]] {
-        if ranges.count == 1 { return [try await get(url, range: ranges[0], identity: identity)] }
-        return try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
-            for (index, range) in ranges.enumerated() {
-                group.addTask { (index, try await self.get(url, range: range, identity: identity)) }
-            }
-            var results = [[UInt8]](repeating: [], count: ranges.count)
-            for try await (index, bytes) in group { results[index] = bytes }
-            return results
+        try await Self.inOrder(ranges) { range in try await self.get(url, range: range, identity: identity) }
+    }
+
+    /// `transform` of every item, concurrently, results in the items' order.
+    private static func inOrder<Item: Sendable, Result: Sendable>(
+        _ items: [Item], _ transform: @escaping @Sendable (Item) async throws -> Result
+    ) async throws -> [Result] {
+        if items.count == 1 { return [try await transform(items[0])] }
+        return try await withThrowingTaskGroup(of: (Int, Result).self) { group in
+            for (index, item) in items.enumerated() { group.addTask { (index, try await transform(item)) } }
+            var results = [Result?](repeating: nil, count: items.count)
+            for try await (index, result) in group { results[index] = result }
+            return results.map { $0! }
         }
+    }
+
+    /// `Range` for `ranges` (non-empty) and the identity check: `If-Match` for an ETag,
+    /// `If-Unmodified-Since` for a Last-Modified identity.
+    static func rangeHeaders(_ ranges: [Range<UInt64>], identity: String?) -> [(String, String)] {
+        var headers = [("Range", "bytes=" + ranges.map { "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ","))]
+        if let identity {
+            if identity.hasPrefix("last-modified:") { headers.append(("If-Unmodified-Since", String(identity.dropFirst(14)))) }
+            else { headers.append(("If-Match", identity)) }
+        }
+        return headers
     }
 
     private func getGroup(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String) async throws -> [[UInt8]] {
         let wanted = ranges.filter { !$0.isEmpty }
         guard wanted.count > 1 else { return try await getEach(url, ranges: ranges, identity: identity) }
-        var headers = [("Range", "bytes=" + wanted.map { "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ","))]
-        if let identity {
-            if identity.hasPrefix("last-modified:") { headers.append(("If-Unmodified-Since", String(identity.dropFirst(14)))) }
-            else { headers.append(("If-Match", identity)) }
-        }
+        let headers = Self.rangeHeaders(wanted, identity: identity)
         // Room for each part's own headers; a server that sends the whole object instead is cut
         // off here rather than downloaded.
         let total = wanted.reduce(0) { $0 + $1.count }
@@ -369,7 +370,8 @@ extension RemoteStore {
     }
 
     /// Lowers the origin's ranges per request to `limit` (never raises it) and reads `ranges`
-    /// again under the new limit; every call lowers it, so this ends at one range per request.
+    /// again under the new limit. Callers pass a limit below the ranges they just asked for, so
+    /// every retry asks for fewer, ending at one range per request.
     private func fallBack(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, limit: Int,
                           reason: String) async throws -> [[UInt8]] {
         let lowered = rangeLimits.withLock { limits -> Int? in
@@ -382,9 +384,6 @@ extension RemoteStore {
             logger.info(lowered == 1 ? "server does not answer multi-range requests; reading one range per request"
                                      : "server answers fewer ranges per request; asking for fewer",
                         metadata: ["origin": "\(origin)", "ranges per request": "\(lowered)", "reason": "\(reason)"])
-        }
-        if ranges.count <= max(1, min(limit, Self.maxRangesPerRequest)) || limit <= 1 {
-            return try await getEach(url, ranges: ranges, identity: identity)
         }
         return try await get(url, ranges: ranges, identity: identity)
     }

@@ -119,25 +119,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
 
         // Most reads land on pages already loaded: copy them under the lock, with no
         // bookkeeping beyond the copy.
-        let hit = state.withLock { state -> (bytes: [UInt8], readyRound: Int)? in
-            var readyRound = issueRound
-            var out = [UInt8]()
-            var position = offset
-            while position < end {
-                let page = position / pageSize
-                guard let loaded = state.loaded[page] else { return nil }
-                let within = Int(position - page * pageSize)
-                let take = min(loaded.bytes.count - within, Int(end - position))
-                guard take > 0 else { return nil }
-                if out.isEmpty { out.reserveCapacity(Int(end - offset)) }
-                let start = loaded.bytes.startIndex + within
-                out.append(contentsOf: loaded.bytes[start..<(start + take)])
-                readyRound = max(readyRound, loaded.readyRound)
-                position += UInt64(take)
-            }
-            return (out, readyRound)
-        }
-        if let hit {
+        if let hit = loadedCopy(offset: offset, end: end, issueRound: issueRound) {
             clock?.advance(to: hit.readyRound)
             return hit.bytes
         }
@@ -179,6 +161,36 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             position += UInt64(take)
         }
         return out
+    }
+
+    public func cachedBytes(offset: UInt64, length: Int) -> [UInt8]? {
+        guard length >= 0 else { return nil }
+        guard offset < sourceSize, length > 0 else { return [] }
+        return loadedCopy(offset: offset, end: offset + min(UInt64(length), sourceSize - offset), issueRound: 0)?.bytes
+    }
+
+    /// A copy of `offset..<end` when every page of it is loaded, with the round the last of
+    /// them arrived in.
+    private func loadedCopy(offset: UInt64, end: UInt64, issueRound: Int) -> (bytes: [UInt8], readyRound: Int)? {
+        let pageSize = UInt64(policy.pageSize)
+        return state.withLock { state -> (bytes: [UInt8], readyRound: Int)? in
+            var readyRound = issueRound
+            var out = [UInt8]()
+            var position = offset
+            while position < end {
+                let page = position / pageSize
+                guard let loaded = state.loaded[page] else { return nil }
+                let within = Int(position - page * pageSize)
+                let take = min(loaded.bytes.count - within, Int(end - position))
+                guard take > 0 else { return nil }
+                if out.isEmpty { out.reserveCapacity(Int(end - offset)) }
+                let start = loaded.bytes.startIndex + within
+                out.append(contentsOf: loaded.bytes[start..<(start + take)])
+                readyRound = max(readyRound, loaded.readyRound)
+                position += UInt64(take)
+            }
+            return (out, readyRound)
+        }
     }
 
     /// Starts fetching `ranges` in one batch (neighbours merged into single reads) without

@@ -19,6 +19,11 @@ public struct ParseLimits: Sendable, Equatable {
     /// dominates). For bytes already in memory or on a local disk, `false` parses one read at a
     /// time and saves the scheduling cost; many files are then parsed in parallel instead.
     public var concurrentReads = true
+    /// With concurrent reads, this many of the file's first bytes are searched for dataset
+    /// headers to parse before the links that name them are read (the dimension scales of a
+    /// netCDF-4 file, which reference every variable). Best no larger than the block cache's
+    /// first fetch, so the search reads nothing new. 0 turns it off.
+    public var earlyScanBytes = 16 * 1024
 
     public init() {}
 }
@@ -69,6 +74,12 @@ final class FileContext: Sendable {
     func with(sharedMessageHeaps heaps: [(typeMask: UInt16, heapAddress: UInt64)]) -> FileContext {
         FileContext(source: source, fileSize: fileSize, base: base, offsetSize: offsetSize, lengthSize: lengthSize,
                     limits: limits, sharedMessageHeaps: heaps)
+    }
+
+    /// The same file read through another source.
+    func with(source other: any RandomAccessSource) -> FileContext {
+        FileContext(source: other, fileSize: fileSize, base: base, offsetSize: offsetSize, lengthSize: lengthSize,
+                    limits: limits, sharedMessageHeaps: sharedMessageHeaps)
     }
 
     func absolute(_ address: UInt64) -> UInt64 { base &+ address }

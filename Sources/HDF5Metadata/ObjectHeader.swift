@@ -66,7 +66,12 @@ struct ObjectHeader: Sendable {
             context.prefetch(batch.map { ByteRange(offset: $0.address, length: $0.length) })
             var parsed: [([HeaderMessage], [Continuation])] = []
             for block in batch {
-                parsed.append(try await Self.readContinuationBlock(block, version: version, tracksOrder: tracksOrder, context: context))
+                let (messages, continuations) = try await Self.readContinuationBlock(block, version: version, tracksOrder: tracksOrder,
+                                                                                     context: context)
+                // A block that arrived early may chain on: its successors are fetched while
+                // the rest of the batch is still awaited.
+                context.prefetch(continuations.map { ByteRange(offset: $0.address, length: $0.length) })
+                parsed.append((messages, continuations))
             }
             for (messages, continuations) in parsed {
                 self.messages += messages

@@ -219,40 +219,44 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
     private func claim(_ pages: ClosedRange<UInt64>, issueRound: Int, state: inout State, hits: inout [UInt64: ArraySlice<UInt8>],
                        waits: inout [Batch], readyRound: inout Int, opened: inout Batch?) {
         let pageSize = UInt64(policy.pageSize)
+        var joined: [Batch] = []
+        var added: [UInt64] = []
         for page in pages {
             if let hit = state.loaded[page] {
                 hits[page] = hit.bytes
                 readyRound = max(readyRound, hit.readyRound)
             } else if let batch = state.loading[page] {
-                batch.content.withLock { $0.latestIssueRound = max($0.latestIssueRound, issueRound) }
-                if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
+                if !joined.contains(where: { $0 === batch }) { joined.append(batch) }
             } else {
-                let batch: Batch
-                if let open = state.open {
-                    batch = open
-                } else {
-                    batch = Batch()
-                    state.open = batch
-                    opened = batch
-                }
-                var pagesToAdd: [UInt64] = [page]
+                added.append(page)
                 if !state.fetchedAnything {
                     // The first fetch reads ahead: a file's metadata clusters at its start.
                     state.fetchedAnything = true
                     let extra = UInt64(policy.firstFetchSize) / pageSize
                     var ahead = page + 1
                     while ahead < page + extra, ahead * pageSize < sourceSize {
-                        if state.loaded[ahead] == nil && state.loading[ahead] == nil { pagesToAdd.append(ahead) }
+                        if state.loaded[ahead] == nil && state.loading[ahead] == nil { added.append(ahead) }
                         ahead += 1
                     }
                 }
-                batch.content.withLock {
-                    $0.pages.formUnion(pagesToAdd)
-                    $0.latestIssueRound = max($0.latestIssueRound, issueRound)
-                }
-                for added in pagesToAdd { state.loading[added] = batch }
-                if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
             }
+        }
+        if !added.isEmpty {
+            let batch: Batch
+            if let open = state.open {
+                batch = open
+            } else {
+                batch = Batch()
+                state.open = batch
+                opened = batch
+            }
+            for page in added { state.loading[page] = batch }
+            batch.content.withLock { $0.pages.formUnion(added) }
+            if !joined.contains(where: { $0 === batch }) { joined.append(batch) }
+        }
+        for batch in joined {
+            batch.content.withLock { $0.latestIssueRound = max($0.latestIssueRound, issueRound) }
+            if !waits.contains(where: { $0 === batch }) { waits.append(batch) }
         }
     }
 

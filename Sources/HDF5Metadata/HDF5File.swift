@@ -187,18 +187,77 @@ private struct Traversal {
                             datasets: datasets, datatypes: datatypes, pathsByAddress: paths)
     }
 
-    private static func visit(_ address: UInt64, depth: Int, claims: Claims, early: EarlyDatasets,
-                              in context: FileContext) async throws -> [Discovered] {
+    /// What visiting an address comes to once it is claimed: nothing more (seen before, or too
+    /// deep), an early parse to wait for, or a parse of its own.
+    private enum Claim {
+        case done([Discovered])
+        case early(Task<EarlyDatasets.Parsed?, Never>)
+        case parse
+    }
+
+    private static func claim(_ address: UInt64, depth: Int, claims: Claims, early: EarlyDatasets, in context: FileContext) throws -> Claim {
         let (fresh, count) = claims.claim(address)
-        guard fresh else { return [] }
+        guard fresh else { return .done([]) }
         if count > context.limits.maxObjects {
             throw HDF5Error(.limitExceeded, "group tree", at: context.absolute(address), "more than \(context.limits.maxObjects) objects")
         }
         guard depth <= context.limits.maxDepth else {
-            return [Discovered(address: address, error: HDF5Error(.limitExceeded, "group tree", at: context.absolute(address),
-                                                                   "groups nested deeper than \(context.limits.maxDepth)"))]
+            return .done([Discovered(address: address, error: HDF5Error(.limitExceeded, "group tree", at: context.absolute(address),
+                                                                         "groups nested deeper than \(context.limits.maxDepth)"))])
         }
-        if let parsedEarly = await early.take(address) { return [parsedEarly] }
+        if let task = early.claim(address) { return .early(task) }
+        return .parse
+    }
+
+    private static func visit(_ address: UInt64, depth: Int, claims: Claims, early: EarlyDatasets,
+                              in context: FileContext) async throws -> [Discovered] {
+        switch try claim(address, depth: depth, claims: claims, early: early, in: context) {
+        case .done(let discovered):
+            return discovered
+        case .early(let task):
+            if let parsed = await EarlyDatasets.result(of: task) { return [parsed] }
+            return try await parse(address, depth: depth, claims: claims, early: early, in: context)
+        case .parse:
+            return try await parse(address, depth: depth, claims: claims, early: early, in: context)
+        }
+    }
+
+    /// Visits a group's children: those parsed early are only waited for, without a task each;
+    /// the others are parsed concurrently meanwhile.
+    private static func visitChildren(_ addresses: [UInt64], depth: Int, claims: Claims, early: EarlyDatasets,
+                                      in context: FileContext) async throws -> [Discovered] {
+        var settled: [[Discovered]] = []
+        var waiting: [(address: UInt64, task: Task<EarlyDatasets.Parsed?, Never>)] = []
+        var own: [UInt64] = []
+        for address in addresses {
+            switch try claim(address, depth: depth, claims: claims, early: early, in: context) {
+            case .done(let discovered): settled.append(discovered)
+            case .early(let task): waiting.append((address, task))
+            case .parse: own.append(address)
+            }
+        }
+        context.prefetch(own, length: ObjectHeader.speculativeReadSize)
+        let parseOne: @Sendable (UInt64) async throws -> [Discovered] = { address in
+            try await parse(address, depth: depth, claims: claims, early: early, in: context)
+        }
+        if waiting.isEmpty { return settled.flatMap { $0 } + (try await context.map(own, parseOne)).flatMap { $0 } }
+        let pending = waiting
+        let ownAddresses = own
+        let (parsedEarly, parsedHere) = try await context.both({
+            var results: [Discovered] = []
+            var unparsed: [UInt64] = []
+            for (address, task) in pending {
+                if let parsed = await EarlyDatasets.result(of: task) { results.append(parsed) } else { unparsed.append(address) }
+            }
+            return results + (try await context.map(unparsed, parseOne)).flatMap { $0 }
+        }, {
+            try await context.map(ownAddresses, parseOne)
+        })
+        return settled.flatMap { $0 } + parsedEarly + parsedHere.flatMap { $0 }
+    }
+
+    private static func parse(_ address: UInt64, depth: Int, claims: Claims, early: EarlyDatasets,
+                              in context: FileContext) async throws -> [Discovered] {
         do {
             let (header, earlyChunks, earlyLinks) = try await complete(try await ObjectHeader.readFirstChunk(at: address, in: context),
                                                                        in: context)
@@ -211,15 +270,12 @@ private struct Traversal {
                 }
                 let finalHeader = header
                 let childAddresses = children
-                context.prefetch(childAddresses, length: ObjectHeader.speculativeReadSize)
                 let (details, descendants) = try await context.both({
                     await Self.groupDetails(finalHeader, links: links, address: address, in: context)
                 }, {
-                    try await context.map(childAddresses) { child in
-                        try await Self.visit(child, depth: depth + 1, claims: claims, early: early, in: context)
-                    }
+                    try await Self.visitChildren(childAddresses, depth: depth + 1, claims: claims, early: early, in: context)
                 })
-                return [Discovered(address: address, kind: kind, details: details)] + descendants.flatMap { $0 }
+                return [Discovered(address: address, kind: kind, details: details)] + descendants
             case .dataset:
                 let details = await Self.datasetDetails(header, address: address, earlyChunks: earlyChunks, in: context)
                 return [Discovered(address: address, kind: kind, details: details)]
@@ -534,7 +590,7 @@ extension Traversal {
     /// headers found by signature and checksum in the first `ParseLimits.earlyScanBytes`, then
     /// the objects their attributes reference. Groups are left to the traversal.
     final class EarlyDatasets: Sendable {
-        private struct Parsed: Sendable {
+        struct Parsed: Sendable {
             var discovered: Discovered
             var round: Int
         }
@@ -599,17 +655,21 @@ extension Traversal {
             for task in tasks { task.cancel() }
         }
 
-        /// The traversal has reached `address`: the early parse when there is one (the caller's
-        /// clock moves to the round it finished in). Otherwise the traversal parses the object
-        /// itself, and no guess for it starts later.
-        func take(_ address: UInt64) async -> Discovered? {
+        /// The traversal has reached `address`: the early parse of it, when there is one.
+        /// Otherwise the traversal parses the object itself, and no guess for it starts later.
+        func claim(_ address: UInt64) -> Task<Parsed?, Never>? {
             guard enabled else { return nil }
-            let task = state.withLock { state -> Task<Parsed?, Never>? in
+            return state.withLock { state in
                 if case .parsing(let task)? = state.entries[address] { return task }
                 state.entries[address] = .traversal
                 return nil
             }
-            guard let task, let parsed = await task.value else { return nil }
+        }
+
+        /// An early parse's result (`nil`: the address holds no readable dataset); the caller's
+        /// clock moves to the round it finished in.
+        static func result(of task: Task<Parsed?, Never>) async -> Discovered? {
+            guard let parsed = await task.value else { return nil }
             ReadRounds.clock?.advance(to: parsed.round)
             return parsed.discovered
         }

@@ -46,7 +46,11 @@ public struct HTTPResponse: Sendable {
 /// Header names compared without allocating lowercased copies (this runs for every header
 /// lookup of every response).
 func asciiCaseInsensitiveEqual(_ a: String, _ b: String) -> Bool {
-    var left = a.utf8.makeIterator()
+    asciiCaseInsensitiveEqual(a.utf8, b)
+}
+
+func asciiCaseInsensitiveEqual(_ a: some Sequence<UInt8>, _ b: String) -> Bool {
+    var left = a.makeIterator()
     var right = b.utf8.makeIterator()
     while true {
         switch (left.next(), right.next()) {

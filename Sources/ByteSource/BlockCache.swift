@@ -163,6 +163,33 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         return out
     }
 
+    /// Takes bytes of the source fetched elsewhere (a listing that read each object's start),
+    /// as if they were this cache's first fetch: they arrived in round 1, and no read-ahead
+    /// follows. A partial last page is dropped unless it ends the source.
+    public func seed(offset: UInt64, bytes: [UInt8]) {
+        let pageSize = UInt64(policy.pageSize)
+        guard offset % pageSize == 0, offset < sourceSize, !bytes.isEmpty else { return }
+        let usable = min(UInt64(bytes.count), sourceSize - offset)
+        statistics.record {
+            $0.sourceReads += 1
+            $0.bytesFetched += usable
+        }
+        state.withLock { state in
+            state.fetchedAnything = true
+            var start: UInt64 = 0
+            while start < usable {
+                let end = min(start + pageSize, usable)
+                guard end - start == pageSize || offset + end == sourceSize else { break }
+                let page = (offset + start) / pageSize
+                if state.loaded[page] == nil, state.loading[page] == nil {
+                    state.loaded[page] = LoadedPage(bytes: bytes[Int(start)..<Int(end)], readyRound: 1)
+                    state.cachedBytes += Int(end - start)
+                }
+                start = end
+            }
+        }
+    }
+
     public func cachedBytes(offset: UInt64, length: Int) -> [UInt8]? {
         guard length >= 0 else { return nil }
         guard offset < sourceSize, length > 0 else { return [] }

@@ -8,6 +8,9 @@ public struct ListedObject: Sendable, Equatable {
     public var etag: String?
     /// Last modification, in seconds since 1970 (shown as the chunk files' `st_mtime`).
     public var lastModified: Int64?
+    /// The object's first bytes, when the listing fetched them along with its size and identity
+    /// (HTTP URLs, see `HTTPDescription`); empty otherwise.
+    public var firstBytes: [UInt8] = []
 
     public init(url: String, size: UInt64, etag: String?, lastModified: Int64? = nil) {
         self.url = url

@@ -154,14 +154,25 @@ public final class RemoteStore: Sendable {
 
     /// Expands sources (S3 prefixes and globs, HTTP URLs, local paths and globs) to objects with
     /// size and identity, in source order, sorted within each glob, without duplicates.
-    public func list(_ sources: [String]) async throws -> [ListedObject] {
+    public func list(_ sources: [String], http: HTTPDescription = HTTPDescription()) async throws -> [ListedObject] {
         var result: [ListedObject] = []
         var seen: Set<String> = []
         var httpURLs: [String] = []
+        let firstBytesBudget = Mutex(http.budget)
         func flushHTTP() async throws {
             guard !httpURLs.isEmpty else { return }
             let objects = try await withThrowingTaskGroup(of: (Int, ListedObject).self) { group in
-                for (index, url) in httpURLs.enumerated() { group.addTask { (index, try await self.headHTTP(url)) } }
+                for (index, url) in httpURLs.enumerated() {
+                    let withFirstBytes = http.firstBytes > 0 && !http.headOnly(url) && firstBytesBudget.withLock { budget in
+                        guard budget >= http.firstBytes else { return false }
+                        budget -= http.firstBytes
+                        return true
+                    }
+                    group.addTask {
+                        if withFirstBytes, let described = try await self.describeHTTP(url, firstBytes: http.firstBytes) { return (index, described) }
+                        return (index, try await self.headHTTP(url))
+                    }
+                }
                 var out = [ListedObject?](repeating: nil, count: httpURLs.count)
                 for try await (index, object) in group { out[index] = object }
                 return out.compactMap { $0 }
@@ -236,11 +247,50 @@ public final class RemoteStore: Sendable {
         guard let length = response.contentLength else {
             throw ObjectStoreError(.invalidResponse("HEAD without Content-Length; the server must report sizes"), url: url)
         }
-        var identity: String?
-        if let etag = response.header("etag"), !etag.hasPrefix("W/") { identity = etag }
-        else if let modified = response.header("last-modified") { identity = "last-modified:" + modified }
-        return ListedObject(url: url, size: UInt64(length), etag: identity,
+        return ListedObject(url: url, size: UInt64(length), etag: Self.identity(of: response),
                             lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
+    }
+
+    /// Size, identity and first bytes of an HTTP object from one ranged GET of its start, which
+    /// answers like a HEAD and brings a scan's first read along. `nil` when the answer does not
+    /// tell the size (no total in `Content-Range`, an empty object's 416, a server that ignores
+    /// Range on a large object): the caller sends a HEAD instead.
+    func describeHTTP(_ url: String, firstBytes: Int) async throws -> ListedObject? {
+        let request = { HTTPRequest(method: .get, url: url, headers: [("Range", "bytes=0-\(firstBytes - 1)")], maxBodyBytes: firstBytes + 1024) }
+        let response: HTTPResponse
+        do {
+            response = try await send(request, url: url)
+        } catch let error as ObjectStoreError {
+            switch error.kind {
+            case .tooLarge, .invalidResponse: return nil
+            default:
+                if error.status == 416 { return nil }
+                throw error
+            }
+        }
+        let size: UInt64
+        switch response.status {
+        case 206:
+            guard let served = response.contentRange, served.first == 0, let total = served.total,
+                  response.body.count == Int(served.last - served.first + 1) else { return nil }
+            size = total
+        case 200:
+            guard response.contentLength == nil || response.contentLength == response.body.count else { return nil }
+            size = UInt64(response.body.count)
+        default:
+            return nil
+        }
+        var object = ListedObject(url: url, size: size, etag: Self.identity(of: response),
+                                  lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
+        object.firstBytes = response.body
+        return object
+    }
+
+    /// A strong ETag, else Last-Modified (as `last-modified:DATE`).
+    private static func identity(of response: HTTPResponse) -> String? {
+        if let etag = response.header("etag"), !etag.hasPrefix("W/") { return etag }
+        if let modified = response.header("last-modified") { return "last-modified:" + modified }
+        return nil
     }
 
     // MARK: Reading
@@ -386,6 +436,25 @@ extension RemoteStore {
                         metadata: ["origin": "\(origin)", "ranges per request": "\(lowered)", "reason": "\(reason)"])
         }
         return try await get(url, ranges: ranges, identity: identity)
+    }
+}
+
+/// What listing an HTTP URL fetches. HTTP has no listing API, so each URL costs a request:
+/// a HEAD, or a ranged GET of the object's first bytes, which tells the same (size from
+/// `Content-Range`, identity from `ETag` or `Last-Modified`) and is a scan's first read.
+public struct HTTPDescription: Sendable {
+    /// Bytes fetched from each object's start instead of a HEAD; 0 sends HEADs.
+    public var firstBytes: Int
+    /// Total first bytes kept from one listing (they stay in memory until the files are
+    /// scanned); URLs beyond it get a HEAD.
+    public var budget: Int
+    /// URLs that get a HEAD in any case (for example those whose scan result is cached).
+    public var headOnly: @Sendable (String) -> Bool
+
+    public init(firstBytes: Int = 0, budget: Int = 64 << 20, headOnly: @escaping @Sendable (String) -> Bool = { _ in false }) {
+        self.firstBytes = firstBytes
+        self.budget = budget
+        self.headOnly = headOnly
     }
 }
 

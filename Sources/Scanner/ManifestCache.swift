@@ -26,6 +26,12 @@ public struct ManifestCache: Sendable {
         return directory + "/" + digest.prefix(2) + "/" + digest + ".json"
     }
 
+    /// Whether some version of the object at `url` has a cached result (then a listing should
+    /// ask for its identity alone: the result is probably still valid).
+    public func hasEntry(for url: String) -> Bool {
+        FileManager.default.fileExists(atPath: path(for: ListedObject(url: url, size: 0, etag: nil)))
+    }
+
     static func key(_ object: ListedObject, options: MappingOptions) -> JSON {
         .object([("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.etag.map(JSON.string) ?? .null),
                  ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),

@@ -91,7 +91,16 @@ public enum Scanner {
             throw ScanError(description: "remote sources need an object store (internal error: none configured)")
         }
         do {
-            if let store = options.store { listed = try await store.list(sources) } else { listed = try LocalStore.list(sources) }
+            if let store = options.store {
+                // An HTTP URL is listed with a GET of the bytes the scan would read first, unless its
+                // result is probably cached: then a HEAD tells whether it still is.
+                let cache = options.cache
+                let description = HTTPDescription(firstBytes: BlockCache<RemoteObjectSource>.Policy().firstFetchSize,
+                                                  headOnly: { url in cache?.hasEntry(for: url) ?? false })
+                listed = try await store.list(sources, http: description)
+            } else {
+                listed = try LocalStore.list(sources)
+            }
         } catch let error as ListingError {
             throw ScanError(description: error.description)
         } catch let error as ObjectStoreError {
@@ -117,6 +126,7 @@ public enum Scanner {
             func launch() {
                 let index = next
                 let object = listed[index]
+                listed[index].firstBytes = []
                 next += 1
                 group.addTask {
                     if let cached = cache?.load(object, options: mappingOptions) {
@@ -187,6 +197,7 @@ public enum Scanner {
                 // arrives in a few dependent rounds.
                 let remote = RemoteObjectSource(store: store, object: object)
                 let cache = BlockCache(remote, size: object.size, statistics: statistics)
+                cache.seed(offset: 0, bytes: object.firstBytes)
                 let (parsed, rounds) = try await ReadRounds.measure { try await HDF5File.parse(cache) }
                 cache.noteRounds(rounds)
                 info = parsed

@@ -150,6 +150,31 @@ final class BlockCacheTests: XCTestCase {
         let (_, cached) = try await ReadRounds.measure { _ = try await cache.read(offset: 5, length: 10) }
         XCTAssertLessThanOrEqual(cached, 1, "a cached page is ready at the round it was fetched in")
     }
+
+    /// Bytes a listing fetched stand for the first fetch: read without a request, in round 1,
+    /// with no read-ahead after them; a partial page that does not end the source is dropped.
+    func testSeededBytesAreTheFirstFetch() async throws {
+        let source = RecordingSource(size: 10_000)
+        let cache = try await BlockCache.open(source, policy: policy(page: 1024, first: 4096))
+        cache.seed(offset: 0, bytes: Array(source.bytes[0..<2500]))
+        let (head, rounds) = try await ReadRounds.measure { try await cache.read(offset: 10, length: 2000) }
+        XCTAssertEqual(head, Array(source.bytes[10..<2010]))
+        XCTAssertEqual(rounds, 1)
+        XCTAssertTrue(source.reads.withLock { $0.isEmpty })
+        XCTAssertEqual(cache.statistics.snapshot.sourceReads, 1)
+        XCTAssertEqual(cache.statistics.snapshot.bytesFetched, 2500)
+        let (tail, later) = try await ReadRounds.measure { try await cache.read(offset: 2100, length: 100) }
+        XCTAssertEqual(tail, Array(source.bytes[2100..<2200]))
+        XCTAssertEqual(later, 1)
+        XCTAssertEqual(source.reads.withLock { $0.map(\.offset) }, [2048], "the dropped partial page, alone: no read-ahead")
+
+        let small = RecordingSource(size: 700)
+        let whole = try await BlockCache.open(small, policy: policy(page: 512, first: 4096))
+        whole.seed(offset: 0, bytes: small.bytes)
+        let all = try await whole.read(offset: 0, length: 700)
+        XCTAssertEqual(all, small.bytes)
+        XCTAssertTrue(small.reads.withLock { $0.isEmpty }, "a partial last page that ends the source is kept")
+    }
 }
 
 final class FileSourceTests: XCTestCase {

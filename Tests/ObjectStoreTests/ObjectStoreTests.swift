@@ -325,3 +325,91 @@ final class MultiRangeTests: XCTestCase {
         XCTAssertTrue(sent.allSatisfy { !$0.header("Range")!.contains(",") })
     }
 }
+
+/// Objects by URL with ETags, answering HEAD and single-range GETs as nginx does (a range past
+/// the end is cut to the object, an empty object gets 416), or ignoring Range altogether.
+final class ObjectServingTransport: HTTPTransport {
+    let objects: [String: [UInt8]]
+    let ignoresRange: Bool
+    let requests = Mutex<[HTTPRequest]>([])
+
+    init(sizes: [String: Int], ignoresRange: Bool = false) {
+        objects = sizes.mapValues { size in (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) } }
+        self.ignoresRange = ignoresRange
+    }
+
+    func etag(_ url: String) -> String { "\"\(objects[url]!.count)-e\"" }
+
+    func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
+        requests.withLock { $0.append(request) }
+        guard let object = objects[request.url] else { return HTTPResponse(status: 404, headers: [], body: []) }
+        let validators = [("ETag", etag(request.url)), ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")]
+        if request.method == .head { return HTTPResponse(status: 200, headers: validators + [("Content-Length", "\(object.count)")], body: []) }
+        let response: HTTPResponse
+        if let spec = request.header("Range"), !ignoresRange {
+            let ends = spec.dropFirst("bytes=".count).split(separator: "-").map { Int($0)! }
+            guard ends[0] < object.count else {
+                return HTTPResponse(status: 416, headers: [("Content-Range", "bytes */\(object.count)")], body: [])
+            }
+            let range = ends[0]...min(ends[1], object.count - 1)
+            response = HTTPResponse(status: 206, headers: validators + [("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound)/\(object.count)"),
+                                                                        ("Content-Length", "\(range.count)")], body: Array(object[range]))
+        } else {
+            response = HTTPResponse(status: 200, headers: validators + [("Content-Length", "\(object.count)")], body: object)
+        }
+        if response.body.count > request.maxBodyBytes {
+            throw TransportError(code: TransportError.bodyLimitCode, message: "response larger than expected", url: request.url)
+        }
+        return response
+    }
+}
+
+final class HTTPListingTests: XCTestCase {
+    private func store(_ transport: any HTTPTransport) -> RemoteStore {
+        RemoteStore(transport: transport, s3: S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:]),
+                    retry: RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1)), credentials: nil,
+                    logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+    }
+
+    /// One GET of each object's start tells what a HEAD would, and brings those bytes along.
+    func testAGetOfTheFirstBytesListsLikeAHead() async throws {
+        let server = ObjectServingTransport(sizes: ["http://h/big.nc": 100_000, "http://h/small.nc": 700, "http://h/empty.nc": 0])
+        let urls = ["http://h/big.nc", "http://h/small.nc", "http://h/empty.nc"]
+        let described = try await store(server).list(urls, http: HTTPDescription(firstBytes: 4096))
+        let headed = try await store(ObjectServingTransport(sizes: ["http://h/big.nc": 100_000, "http://h/small.nc": 700,
+                                                                    "http://h/empty.nc": 0])).list(urls)
+        XCTAssertEqual(described.map(\.url), urls)
+        XCTAssertEqual(described.map(\.size), [100_000, 700, 0])
+        XCTAssertEqual(described.map(\.size), headed.map(\.size))
+        XCTAssertEqual(described.map(\.etag), headed.map(\.etag))
+        XCTAssertEqual(described.map(\.lastModified), headed.map(\.lastModified))
+        XCTAssertEqual(described[0].firstBytes, Array(server.objects["http://h/big.nc"]![0..<4096]))
+        XCTAssertEqual(described[1].firstBytes, server.objects["http://h/small.nc"])
+        XCTAssertEqual(described[2].firstBytes, [], "an empty object answers 416, and then a HEAD")
+        XCTAssertTrue(headed.allSatisfy(\.firstBytes.isEmpty))
+        let sent = server.requests.withLock { $0 }
+        XCTAssertEqual(sent.filter { $0.method == .head }.map(\.url), ["http://h/empty.nc"])
+        XCTAssertTrue(sent.filter { $0.method == .get }.allSatisfy { $0.header("Range") == "bytes=0-4095" && $0.header("If-Match") == nil },
+                      "\(sent.map { "\($0.method) \($0.url) \($0.headers)" })")
+    }
+
+    /// A server that ignores Range sends a small object whole (kept) and a large one is cut off
+    /// at the body limit (then a HEAD); past the budget, and for `headOnly` URLs, HEAD alone.
+    func testRangeIgnoringServersBudgetAndHeadOnlyFallBackToHead() async throws {
+        let ignoring = ObjectServingTransport(sizes: ["http://h/big.nc": 100_000, "http://h/small.nc": 700], ignoresRange: true)
+        let listed = try await store(ignoring).list(["http://h/big.nc", "http://h/small.nc"], http: HTTPDescription(firstBytes: 4096))
+        XCTAssertEqual(listed.map(\.size), [100_000, 700])
+        XCTAssertEqual(listed[0].firstBytes, [])
+        XCTAssertEqual(listed[1].firstBytes, ignoring.objects["http://h/small.nc"])
+        XCTAssertEqual(ignoring.requests.withLock { $0.filter { $0.method == .head }.map(\.url) }, ["http://h/big.nc"])
+
+        let sizes = Dictionary(uniqueKeysWithValues: (0..<5).map { ("http://h/\($0).nc", 10_000) })
+        let server = ObjectServingTransport(sizes: sizes)
+        let urls = (0..<5).map { "http://h/\($0).nc" }
+        let budgeted = try await store(server).list(urls, http: HTTPDescription(firstBytes: 4096, budget: 2 * 4096,
+                                                                                headOnly: { $0 == "http://h/0.nc" }))
+        XCTAssertEqual(budgeted.map(\.size), [UInt64](repeating: 10_000, count: 5))
+        XCTAssertEqual(budgeted.map { $0.firstBytes.count }, [0, 4096, 4096, 0, 0])
+        XCTAssertEqual(server.requests.withLock { $0.filter { $0.method == .head }.map(\.url) }.sorted(), ["http://h/0.nc", "http://h/3.nc", "http://h/4.nc"])
+    }
+}

@@ -355,27 +355,27 @@ def nginx_validators(url):
 
 
 def check_http_validators(reqs, base_url):
-    """Every GET is ranged; after the client knows an object's ETag (from a HEAD or a first GET), every
-    GET carries If-Match (or If-Range) with it. At most one GET per URL, its first request, may go
-    without when no HEAD preceded it."""
-    seen_first = {}
+    """Every GET is ranged; once the client knows an object's ETag (from a HEAD or from its first GET), every GET
+    carries If-Match (or If-Range) with it. Only the GET that learns the ETag (and its retries), one of the object's
+    first bytes sent before any other request for that URL, may go without."""
+    identified = set()
     gets = 0
     for r in reqs:
         if r["method"] not in ("GET", "HEAD"):
             continue
         url = base_url + r["path"]
         etag, last_modified = nginx_validators(url)
-        first = r["path"] not in seen_first
-        seen_first.setdefault(r["path"], r["method"])
         if r["method"] == "HEAD":
+            identified.add(r["path"])
             continue
         gets += 1
         assert "range" in r["h"], "GET %s without Range" % r["target"]
         v = r["h"].get("if-match") or r["h"].get("if-range")
         if v is None:
-            assert first, "GET %s (Range %s) has neither If-Match nor If-Range, though it is not the first " \
-                          "request for that URL" % (r["target"], r["h"]["range"])
+            assert r["path"] not in identified and r["h"]["range"].startswith("bytes=0-"), \
+                "GET %s (Range %s) has neither If-Match nor If-Range, though the ETag was known" % (r["target"], r["h"]["range"])
             continue
+        identified.add(r["path"])
         assert v in (etag, last_modified), "GET %s: validator %r, the object's ETag is %s" % (r["target"], v, etag)
     assert gets, "no GETs were sent"
 
@@ -851,6 +851,34 @@ def test_manifest_cache(scanner, services, world, local_refs, proxies, tmp_path,
     assert_same_refs(local_refs(), third, "third scan (one object changed)")
     read = {posixpath.basename(r["path"]) for r in object_gets(fp3.requests())}
     assert read == {NAMES[1]}, "expected only the changed object to be read again, read %s" % sorted(read)
+
+
+def test_http_listing_is_the_first_read_and_cached_files_get_a_head(scanner, services, world, local_refs, proxies, tmp_path):
+    """Without a cached result, an HTTP URL is listed with a GET of its first 16 KiB (the size from Content-Range,
+    the identity from ETag), which is also the scan's first read: no HEAD, and those bytes are not asked for again.
+    With a cached result, a HEAD alone shows it is still valid."""
+    cache_dir = str(tmp_path / "manifests")
+    fp = proxies(services.http)
+    purls = ["%s/wrf/%s" % (fp.url, n) for n in NAMES]
+    refs, _ = scanner.ok(purls, cache_dir=cache_dir)
+    assert_same_refs(local_refs(), refs, "http scan listed by first GETs")
+    reqs = fp.requests()
+    assert [r for r in reqs if r["method"] == "HEAD"] == [], "HEADs beside the first GETs"
+    firsts = {}
+    for r in reqs:
+        firsts.setdefault(r["path"], r)
+    assert len(firsts) == len(NAMES)
+    for path, r in firsts.items():
+        assert r["method"] == "GET" and r["h"].get("range") == "bytes=0-16383" and "if-match" not in r["h"], (path, r["h"])
+    starts = [r for r in reqs if r["h"].get("range", "").startswith("bytes=0-")]
+    assert len(starts) == len(NAMES), "a file's first bytes were fetched again: %s" % [r["h"]["range"] for r in starts]
+    check_http_validators(reqs, services.http)
+
+    before = len(reqs)
+    again, _ = scanner.ok(purls, cache_dir=cache_dir)
+    assert_same_refs(local_refs(), again, "http rescan from the manifest cache")
+    later = fp.requests()[before:]
+    assert sorted(r["method"] for r in later) == ["HEAD"] * len(NAMES), [(r["method"], r["target"]) for r in later]
 
 
 # ------------------------------------------------------------------ mounts of remote archives

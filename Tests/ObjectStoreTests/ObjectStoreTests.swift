@@ -218,6 +218,24 @@ final class MultipartByteRangesTests: XCTestCase {
     }
 }
 
+/// A store without credentials over `transport`, retrying once, quietly.
+func anonymousStore(_ transport: any HTTPTransport) -> RemoteStore {
+    RemoteStore(transport: transport, s3: S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:]),
+                retry: RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1)), credentials: nil,
+                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+}
+
+extension HTTPResponse {
+    /// The response, or the transport's error for a body larger than the request allows (as
+    /// `CurlEngine` aborts such a transfer).
+    func withinBodyLimit(of request: HTTPRequest) throws -> HTTPResponse {
+        if body.count > request.maxBodyBytes {
+            throw TransportError(code: TransportError.bodyLimitCode, message: "response larger than expected", url: request.url)
+        }
+        return self
+    }
+}
+
 /// An HTTP server holding one object, answering ranged GETs the ways real servers do: a
 /// multipart body for several ranges (up to `maxRanges`, beyond which the whole object comes
 /// back, as nginx's `max_ranges` and Apache's `MaxRanges` do), or all ranges merged into one.
@@ -258,19 +276,12 @@ final class RangeServingTransport: HTTPTransport {
             response = HTTPResponse(status: 206, headers: [("Content-Type", "multipart/byteranges; boundary=XYZ"),
                                                            ("Content-Length", "\(body.count)")], body: body)
         }
-        if response.body.count > request.maxBodyBytes {
-            throw TransportError(code: TransportError.bodyLimitCode, message: "response larger than expected", url: request.url)
-        }
-        return response
+        return try response.withinBodyLimit(of: request)
     }
 }
 
 final class MultiRangeTests: XCTestCase {
-    private func store(_ transport: any HTTPTransport) -> RemoteStore {
-        RemoteStore(transport: transport, s3: S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:]),
-                    retry: RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1)), credentials: nil,
-                    logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
-    }
+    private func store(_ transport: any HTTPTransport) -> RemoteStore { anonymousStore(transport) }
 
     /// Ten ranges 10 kB apart, of different lengths, and an empty one.
     private let ranges: [Range<UInt64>] = {
@@ -357,19 +368,12 @@ final class ObjectServingTransport: HTTPTransport {
         } else {
             response = HTTPResponse(status: 200, headers: validators + [("Content-Length", "\(object.count)")], body: object)
         }
-        if response.body.count > request.maxBodyBytes {
-            throw TransportError(code: TransportError.bodyLimitCode, message: "response larger than expected", url: request.url)
-        }
-        return response
+        return try response.withinBodyLimit(of: request)
     }
 }
 
 final class HTTPListingTests: XCTestCase {
-    private func store(_ transport: any HTTPTransport) -> RemoteStore {
-        RemoteStore(transport: transport, s3: S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:]),
-                    retry: RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1)), credentials: nil,
-                    logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
-    }
+    private func store(_ transport: any HTTPTransport) -> RemoteStore { anonymousStore(transport) }
 
     /// One GET of each object's start tells what a HEAD would, and brings those bytes along.
     func testAGetOfTheFirstBytesListsLikeAHead() async throws {

@@ -9,7 +9,8 @@ import JSONValue
 /// scanning an unchanged archive again makes no metadata reads: only the listing.
 public struct ManifestCache: Sendable {
     public let directory: String
-    static let formatVersion = 1
+    /// Raised whenever the mapping output changes, so older cached results are scanned again.
+    static let formatVersion = 2
 
     public init(directory: String) {
         self.directory = directory

@@ -381,11 +381,22 @@ public enum NetCDFMapping {
     /// Values of attributes as netCDF4-python presents them: one-element arrays as scalars,
     /// strings decoded, non-finite floats as the bare literals Python's json reads.
     static func attributes(_ list: [Attribute], resolve: [UInt64: String]) -> [(String, JSON)] {
-        list.filter { !hiddenAttributes.contains($0.name) }.compactMap { attribute in
+        // Object and region references have no netCDF attribute type: netCDF-C leaves such
+        // attributes out, and so do we (their addresses mean nothing outside the file).
+        list.filter { !hiddenAttributes.contains($0.name) && !holdsReferences($0.datatype) }.compactMap { attribute in
             if attribute.dataspace.kind == .null { return (attribute.name, .string("")) }
             let values = attribute.values.map { attributeJSON($0) }
             if values.count == 1 { return (attribute.name, values[0]) }
             return (attribute.name, .array(values))
+        }
+    }
+
+    static func holdsReferences(_ type: Datatype) -> Bool {
+        switch type {
+        case .reference: return true
+        case .compound(_, let members): return members.contains { holdsReferences($0.type) }
+        case .array(_, _, let base), .variableLengthSequence(_, let base): return holdsReferences(base)
+        default: return false
         }
     }
 

@@ -234,7 +234,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             for range in ranges where range.length > 0 && range.offset < sourceSize {
                 let end = range.offset + min(UInt64(range.length), sourceSize - range.offset)
                 claim((range.offset / pageSize)...((end - 1) / pageSize), issueRound: issueRound, state: &state,
-                      hits: &ignoredHits, waits: &ignoredWaits, readyRound: &ignoredRound, opened: &opened)
+                      hits: &ignoredHits, waits: &ignoredWaits, readyRound: &ignoredRound, opened: &opened, collectHits: false)
             }
             return opened
         }
@@ -244,14 +244,16 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
     /// For each page: a cached copy, a fetch in flight to join, or a place in the open batch.
     /// `opened` receives a batch this call created; the caller must `run` it.
     private func claim(_ pages: ClosedRange<UInt64>, issueRound: Int, state: inout State, hits: inout [UInt64: ArraySlice<UInt8>],
-                       waits: inout [Batch], readyRound: inout Int, opened: inout Batch?) {
+                       waits: inout [Batch], readyRound: inout Int, opened: inout Batch?, collectHits: Bool = true) {
         let pageSize = UInt64(policy.pageSize)
         var joined: [Batch] = []
         var added: [UInt64] = []
         for page in pages {
             if let hit = state.loaded[page] {
-                hits[page] = hit.bytes
-                readyRound = max(readyRound, hit.readyRound)
+                if collectHits {
+                    hits[page] = hit.bytes
+                    readyRound = max(readyRound, hit.readyRound)
+                }
             } else if let batch = state.loading[page] {
                 if !joined.contains(where: { $0 === batch }) { joined.append(batch) }
             } else {

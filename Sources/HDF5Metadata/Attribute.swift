@@ -222,3 +222,15 @@ struct ValueDecoder {
         return String(decoding: content, as: UTF8.self)
     }
 }
+
+extension Value {
+    /// Object addresses this value refers to, nested values included.
+    var referencedAddresses: [UInt64] {
+        switch self {
+        case .objectReference(let address), .regionReference(let address): return [address]
+        case .list(let values): return values.flatMap(\.referencedAddresses)
+        case .compound(let members): return members.flatMap(\.value.referencedAddresses)
+        default: return []
+        }
+    }
+}

@@ -102,17 +102,17 @@ public enum HDF5File {
 /// are known, a dataset's chunk index as soon as its header's first chunk is), then names the
 /// objects breadth-first in memory, so every object gets its shortest, then alphabetically
 /// first, path whatever order the reads completed in.
-private struct Traversal {
+struct Traversal {
     let context: FileContext
 
-    fileprivate enum Kind: Sendable {
+    enum Kind: Sendable {
         case group(links: [Link])
         case dataset
         case datatype
     }
 
     /// One object as discovered, before it has a path.
-    fileprivate struct Discovered: Sendable {
+    struct Discovered: Sendable {
         var address: UInt64
         var kind: Kind?
         var details: ObjectDetails?
@@ -296,7 +296,7 @@ private struct Traversal {
 
     /// The rest of an object header after its first chunk: continuation blocks, and what can be
     /// fetched beside them (a dataset's chunk table, a group's indexed links).
-    private static func complete(_ firstChunk: ObjectHeader, in context: FileContext) async throws
+    static func complete(_ firstChunk: ObjectHeader, in context: FileContext) async throws
         -> (header: ObjectHeader, earlyChunks: Result<ChunkTable?, HDF5Error>?, earlyLinks: [Link]?) {
         var header = firstChunk
         var earlyChunks: Result<ChunkTable?, HDF5Error>?
@@ -412,7 +412,7 @@ private struct Traversal {
         return .group(group)
     }
 
-    private static func datasetDetails(_ header: ObjectHeader, address: UInt64, earlyChunks: Result<ChunkTable?, HDF5Error>?,
+    static func datasetDetails(_ header: ObjectHeader, address: UInt64, earlyChunks: Result<ChunkTable?, HDF5Error>?,
                                        in context: FileContext) async -> ObjectDetails {
         var dataset = DatasetInfo(path: "", address: address)
         do {
@@ -572,209 +572,4 @@ private struct Traversal {
         }
         return result.sorted { $0.name < $1.name }
     }
-}
-
-extension Traversal {
-    /// Datasets parsed before the links that name them have been read.
-    ///
-    /// A netCDF-4 file keeps the root group's links in a fractal heap three dependent reads
-    /// beyond the root header (the heap header, its indirect block, its direct blocks). But the
-    /// dimension scales are defined first, so their headers sit in the file's first bytes, and
-    /// their `REFERENCE_LIST` attributes hold the header address of every variable. Parsing
-    /// those as soon as the first read has arrived takes two rounds off the chain that ends in
-    /// the chunk tables: 6 → 4 on a WRF-like file.
-    ///
-    /// A guess is used only when the traversal reaches its address through a link, and it is
-    /// then the very parse the traversal would have made (the same functions on the same
-    /// bytes): a wrong guess costs reads, never results. The guesses are version-2 object
-    /// headers found by signature and checksum in the first `ParseLimits.earlyScanBytes`, then
-    /// the objects their attributes reference. Groups are left to the traversal.
-    final class EarlyDatasets: Sendable {
-        struct Parsed: Sendable {
-            var discovered: Discovered
-            var round: Int
-        }
-
-        private enum Entry {
-            case traversal
-            case parsing(Task<Parsed?, Never>)
-        }
-
-        private struct State {
-            var entries: [UInt64: Entry] = [:]
-            var guesses = 0
-            var driver: Task<Void, Never>?
-            var cancelled = false
-        }
-
-        /// Bounds the work a file full of header signatures and references can cause.
-        static let maxGuesses = 4096
-
-        private let state = Mutex(State())
-        private let context: FileContext
-        private let enabled: Bool
-
-        init(context: FileContext) {
-            self.context = context
-            // Reading one object at a time (local files), a wrong guess costs as much as the
-            // read it would save, and there are no rounds to save.
-            enabled = context.limits.concurrentReads && context.limits.earlyScanBytes > 0
-        }
-
-        /// Starts an early parse of every dataset header in the file's first bytes. Each is
-        /// first parsed from cached bytes alone, to learn the reads it will need, and those are
-        /// announced before the traversal goes on: they travel with its second round whatever
-        /// the scheduling.
-        func begin(skipping root: UInt64) async {
-            guard enabled else { return }
-            let available = context.fileSize - min(context.base, context.fileSize)
-            let length = Int(min(UInt64(context.limits.earlyScanBytes), available))
-            guard length > 0, let bytes = try? await context.source.read(offset: context.base, length: length) else { return }
-            let addresses = Self.signatures(in: bytes).filter { $0 != root }
-            guard !addresses.isEmpty else { return }
-            let rehearsal = CachedBytesOnly(context.source)
-            let rehearsalContext = context.with(source: rehearsal)
-            for address in addresses { _ = await Self.parseDataset(at: address, in: rehearsalContext) }
-            context.source.prefetch(rehearsal.wanted)
-            let candidates = start(addresses, atRound: ReadRounds.clock?.current ?? 0)
-            let driver = Task { [self] in await self.follow(candidates) }
-            state.withLock { $0.driver = driver }
-        }
-
-        /// Stops guesses nobody will need (the traversal is over).
-        func cancel() {
-            guard enabled else { return }
-            let tasks = state.withLock { state -> [Task<Parsed?, Never>] in
-                state.cancelled = true
-                state.driver?.cancel()
-                return state.entries.values.compactMap { entry in
-                    if case .parsing(let task) = entry { return task }
-                    return nil
-                }
-            }
-            for task in tasks { task.cancel() }
-        }
-
-        /// The traversal has reached `address`: the early parse of it, when there is one.
-        /// Otherwise the traversal parses the object itself, and no guess for it starts later.
-        func claim(_ address: UInt64) -> Task<Parsed?, Never>? {
-            guard enabled else { return nil }
-            return state.withLock { state in
-                if case .parsing(let task)? = state.entries[address] { return task }
-                state.entries[address] = .traversal
-                return nil
-            }
-        }
-
-        /// An early parse's result (`nil`: the address holds no readable dataset); the caller's
-        /// clock moves to the round it finished in.
-        static func result(of task: Task<Parsed?, Never>) async -> Discovered? {
-            guard let parsed = await task.value else { return nil }
-            ReadRounds.clock?.advance(to: parsed.round)
-            return parsed.discovered
-        }
-
-        /// Starts the objects each candidate's attributes reference as soon as that candidate
-        /// is parsed: the first dimension scale to arrive names most variables.
-        private func follow(_ candidates: [Task<Parsed?, Never>]) async {
-            await withTaskGroup(of: (references: [UInt64], round: Int).self) { group in
-                for task in candidates {
-                    group.addTask {
-                        guard let parsed = await task.value, case .dataset(let dataset)? = parsed.discovered.details else { return ([], 0) }
-                        return (dataset.attributes.flatMap { $0.values.flatMap(\.referencedAddresses) }, parsed.round)
-                    }
-                }
-                for await (references, round) in group where !references.isEmpty {
-                    start(references, atRound: round)
-                }
-            }
-        }
-
-        /// Starts an early parse of each address nobody has parsed or claimed yet, their header
-        /// reads announced together so that they travel in one request.
-        @discardableResult
-        private func start(_ addresses: [UInt64], atRound round: Int) -> [Task<Parsed?, Never>] {
-            var seen = Set<UInt64>()
-            let fresh = state.withLock { state in addresses.filter { state.entries[$0] == nil && seen.insert($0).inserted } }
-            guard !fresh.isEmpty else { return [] }
-            let context = self.context
-            context.prefetch(fresh, length: ObjectHeader.speculativeReadSize)
-            return state.withLock { state -> [Task<Parsed?, Never>] in
-                guard !state.cancelled else { return [] }
-                var started: [Task<Parsed?, Never>] = []
-                for address in fresh where state.entries[address] == nil && state.guesses < Self.maxGuesses {
-                    let task = Task {
-                        let clock = RoundClock(startingAt: round)
-                        let discovered = await ReadRounds.$clock.withValue(clock) { await Self.parseDataset(at: address, in: context) }
-                        return discovered.map { Parsed(discovered: $0, round: clock.current) }
-                    }
-                    state.entries[address] = .parsing(task)
-                    state.guesses += 1
-                    started.append(task)
-                }
-                return started
-            }
-        }
-
-        /// The traversal's own parse of a dataset's header, or `nil` when the address holds no
-        /// readable dataset (the traversal then finds out for itself what is there).
-        private static func parseDataset(at address: UInt64, in context: FileContext) async -> Discovered? {
-            guard let firstChunk = try? await ObjectHeader.readFirstChunk(at: address, in: context),
-                  firstChunk.first(.symbolTable) == nil, firstChunk.first(.linkInfo) == nil, firstChunk.first(.link) == nil,
-                  let completed = try? await Traversal.complete(firstChunk, in: context),
-                  completed.header.first(.layout) != nil else { return nil }
-            let details = await Traversal.datasetDetails(completed.header, address: address, earlyChunks: completed.earlyChunks,
-                                                         in: context)
-            return Discovered(address: address, kind: .dataset, details: details)
-        }
-
-        /// Relative addresses of every `OHDR` signature in the file's first bytes. A false match
-        /// fails the header checksum when parsed.
-        static func signatures(in bytes: [UInt8]) -> [UInt64] {
-            guard bytes.count >= 4 else { return [] }
-            var found: [UInt64] = []
-            for index in 0...(bytes.count - 4)
-            where bytes[index] == 0x4F && bytes[index + 1] == 0x48 && bytes[index + 2] == 0x44 && bytes[index + 3] == 0x52 {
-                found.append(UInt64(index))
-            }
-            return found
-        }
-    }
-}
-
-extension Value {
-    /// Object addresses this value refers to, nested values included.
-    var referencedAddresses: [UInt64] {
-        switch self {
-        case .objectReference(let address), .regionReference(let address): return [address]
-        case .list(let values): return values.flatMap(\.referencedAddresses)
-        case .compound(let members): return members.flatMap(\.value.referencedAddresses)
-        default: return []
-        }
-    }
-}
-
-/// A source that answers only from bytes its base already holds, and records every read and
-/// prefetch it could not answer: a rehearsal of a parse, to learn its first reads.
-private final class CachedBytesOnly: RandomAccessSource {
-    private struct NotCached: Error {}
-
-    private let base: any RandomAccessSource
-    private let misses = Mutex<[ByteRange]>([])
-    var name: String { base.name }
-    var wanted: [ByteRange] { misses.withLock { $0 } }
-
-    init(_ base: any RandomAccessSource) { self.base = base }
-
-    func size() async throws -> UInt64 { try await base.size() }
-
-    func read(offset: UInt64, length: Int) async throws -> [UInt8] {
-        if let bytes = base.cachedBytes(offset: offset, length: length) { return bytes }
-        misses.withLock { $0.append(ByteRange(offset: offset, length: length)) }
-        throw NotCached()
-    }
-
-    func prefetch(_ ranges: [ByteRange]) { misses.withLock { $0 += ranges } }
-
-    func cachedBytes(offset: UInt64, length: Int) -> [UInt8]? { base.cachedBytes(offset: offset, length: length) }
 }

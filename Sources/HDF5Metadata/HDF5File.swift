@@ -304,12 +304,10 @@ struct Traversal {
         if header.first(.layout) != nil, header.first(.dataspace) != nil, !header.pendingContinuations.isEmpty {
             // The layout sits in the first header chunk; attributes added later live in
             // continuation blocks. Both are fetched at once and then read one after the
-            // other: the same rounds as two concurrent tasks (unless a continuation block
-            // chains to another and the B-tree has several levels), without the tasks.
-            var first = header.pendingContinuations.map { ByteRange(offset: $0.address, length: $0.length) }
-            if let root = Self.chunkIndexFirstRead(of: header, in: context) { first.append(root) }
-            context.prefetch(first)
-            try await header.readContinuations(in: context)
+            // other: the same rounds as two concurrent tasks (unless the B-tree has several
+            // levels), without the tasks.
+            let root = Self.chunkIndexFirstRead(of: header, in: context)
+            try await header.readContinuations(in: context, fetchingAlong: root.map { [$0] } ?? [])
             earlyChunks = await Self.chunkTable(of: header, in: context)
         } else if !header.pendingContinuations.isEmpty, header.first(.layout) == nil,
                   header.first(.symbolTable) != nil || header.first(.linkInfo) != nil {

@@ -49,9 +49,13 @@ struct ObjectHeader: Sendable {
     }
 
     /// Follows continuation blocks until none are left; blocks known at the same time are
-    /// fetched concurrently.
-    mutating func readContinuations(in context: FileContext) async throws {
+    /// fetched together, with `along` (relative ranges the caller reads next) in the first
+    /// request.
+    mutating func readContinuations(in context: FileContext, fetchingAlong along: [ByteRange] = []) async throws {
         visitedBlocks.insert(address)
+        // The blocks a batch holds are fetched together, then read one after the other; the
+        // first batch is announced here, each later one as soon as the block naming it arrives.
+        context.prefetch(pendingContinuations.map { ByteRange(offset: $0.address, length: $0.length) } + along)
         while !pendingContinuations.isEmpty {
             let batch = pendingContinuations
             pendingContinuations = []
@@ -62,8 +66,6 @@ struct ObjectHeader: Sendable {
             }
             let version = self.version
             let tracksOrder = tracksCreationOrder
-            // All blocks of a batch are known: fetched together, then read one after the other.
-            context.prefetch(batch.map { ByteRange(offset: $0.address, length: $0.length) })
             var parsed: [([HeaderMessage], [Continuation])] = []
             for block in batch {
                 let (messages, continuations) = try await Self.readContinuationBlock(block, version: version, tracksOrder: tracksOrder,

@@ -158,18 +158,18 @@ public final class RemoteStore: Sendable {
         var result: [ListedObject] = []
         var seen: Set<String> = []
         var httpURLs: [String] = []
-        let firstBytesBudget = Mutex(http.budget)
+        var firstBytesBudget = http.budget
         func flushHTTP() async throws {
             guard !httpURLs.isEmpty else { return }
+            let withFirstBytes = httpURLs.map { url in
+                guard http.firstBytes > 0, firstBytesBudget >= http.firstBytes, !http.headOnly(url) else { return false }
+                firstBytesBudget -= http.firstBytes
+                return true
+            }
             let objects = try await withThrowingTaskGroup(of: (Int, ListedObject).self) { group in
                 for (index, url) in httpURLs.enumerated() {
-                    let withFirstBytes = http.firstBytes > 0 && !http.headOnly(url) && firstBytesBudget.withLock { budget in
-                        guard budget >= http.firstBytes else { return false }
-                        budget -= http.firstBytes
-                        return true
-                    }
                     group.addTask {
-                        if withFirstBytes, let described = try await self.describeHTTP(url, firstBytes: http.firstBytes) { return (index, described) }
+                        if withFirstBytes[index], let described = try await self.describeHTTP(url, firstBytes: http.firstBytes) { return (index, described) }
                         return (index, try await self.headHTTP(url))
                     }
                 }

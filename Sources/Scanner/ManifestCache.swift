@@ -22,15 +22,17 @@ public struct ManifestCache: Sendable {
         return base + "/zarrmount/manifests"
     }
 
-    func path(for object: ListedObject) -> String {
-        let digest = SHA256.hash(data: Data(object.url.utf8)).map { String(format: "%02x", $0) }.joined()
+    func path(for object: ListedObject) -> String { path(forURL: object.url) }
+
+    private func path(forURL url: String) -> String {
+        let digest = SHA256.hash(data: Data(url.utf8)).map { String(format: "%02x", $0) }.joined()
         return directory + "/" + digest.prefix(2) + "/" + digest + ".json"
     }
 
     /// Whether some version of the object at `url` has a cached result (then a listing should
     /// ask for its identity alone: the result is probably still valid).
     public func hasEntry(for url: String) -> Bool {
-        FileManager.default.fileExists(atPath: path(for: ListedObject(url: url, size: 0, etag: nil)))
+        FileManager.default.fileExists(atPath: path(forURL: url))
     }
 
     static func key(_ object: ListedObject, options: MappingOptions) -> JSON {

@@ -238,7 +238,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             }
             return opened
         }
-        if let opened { Task { await run(opened) } }
+        if let opened { Task(executorPreference: SerialTaskExecutor.current) { await self.run(opened) } }
     }
 
     /// For each page: a cached copy, a fetch in flight to join, or a place in the open batch.

@@ -64,7 +64,7 @@ extension Traversal {
             for address in addresses { _ = await Self.parseDataset(at: address, in: rehearsalContext) }
             context.source.prefetch(rehearsal.wanted)
             let candidates = start(addresses, atRound: ReadRounds.clock?.current ?? 0)
-            let driver = Task { [self] in await self.follow(candidates) }
+            let driver = Task(executorPreference: SerialTaskExecutor.current) { [self] in await self.follow(candidates) }
             state.withLock { $0.driver = driver }
         }
 
@@ -130,7 +130,7 @@ extension Traversal {
                 guard !state.cancelled else { return [] }
                 var started: [Task<Parsed?, Never>] = []
                 for address in fresh where state.entries[address] == nil && state.guesses < Self.maxGuesses {
-                    let task = Task {
+                    let task = Task(executorPreference: SerialTaskExecutor.current) {
                         let clock = RoundClock(startingAt: round)
                         let discovered = await ReadRounds.$clock.withValue(clock) { await Self.parseDataset(at: address, in: context) }
                         return discovered.map { Parsed(discovered: $0, round: clock.current) }

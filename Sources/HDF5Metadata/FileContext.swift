@@ -152,7 +152,7 @@ final class FileContext: Sendable {
     func globalHeapCollection(at address: UInt64) async throws -> GlobalHeapCollection {
         let task = globalHeapCollections.withLock { cache -> Task<GlobalHeapCollection, any Error> in
             if let existing = cache[address] { return existing }
-            let task = Task { try await GlobalHeapCollection.read(at: address, in: self) }
+            let task = Task(executorPreference: SerialTaskExecutor.current) { try await GlobalHeapCollection.read(at: address, in: self) }
             cache[address] = task
             return task
         }

@@ -198,7 +198,9 @@ public enum Scanner {
                 let remote = RemoteObjectSource(store: store, object: object)
                 let cache = BlockCache(remote, size: object.size, statistics: statistics)
                 cache.seed(offset: 0, bytes: object.firstBytes)
-                let (parsed, rounds) = try await ReadRounds.measure { try await HDF5File.parse(cache) }
+                let (parsed, rounds) = try await SerialTaskExecutor.run {
+                    try await ReadRounds.measure { try await HDF5File.parse(cache) }
+                }
                 cache.noteRounds(rounds)
                 info = parsed
                 fetch = { offset, length in try await cache.read(offset: offset, length: length) }

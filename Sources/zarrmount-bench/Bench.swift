@@ -127,6 +127,7 @@ struct ParseCPU: AsyncParsableCommand {
         // still in memory: the cache's own cost.
         let configurations: [(String, BlockCache<InMemorySource>.Policy, Bool)] = [
             ("block cache, remote policy, concurrent", .init(), true),
+            ("block cache, remote policy, serial executor", .init(), true),
             ("block cache, remote policy, no yields", .init(batchingTurns: 0), true),
             ("block cache, remote policy, sequential", .init(batchingTurns: 0), false),
             ("block cache, local policy, sequential", .init(pageSize: 4096, firstFetchSize: 64 * 1024), false),
@@ -140,7 +141,11 @@ struct ParseCPU: AsyncParsableCommand {
             var counters = ReadCounters()
             for _ in 0..<iterations {
                 let cache = BlockCache(source, size: UInt64(source.bytes.count), policy: policy)
-                _ = try await HDF5File.parse(cache, limits: limits)
+                if label.contains("serial executor") {
+                    _ = try await SerialTaskExecutor.run { try await HDF5File.parse(cache, limits: limits) }
+                } else {
+                    _ = try await HDF5File.parse(cache, limits: limits)
+                }
                 counters = cache.statistics.snapshot
             }
             print("  \(counters.requests) reads, \(counters.sourceReads) source reads")

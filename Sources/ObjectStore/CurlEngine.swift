@@ -60,6 +60,10 @@ public final class CurlEngine: HTTPTransport, Sendable {
         self.logger = logger
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxConnectionsPerHost)
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+        // libcurl's default keeps 4 idle connections per transfer in progress, so every lull
+        // between a scan's rounds closed most of them, and the next round paid a new connection
+        // (one round trip more, and its setup on both ends) for each.
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, configuration.maxConnectionsPerHost)
         let engine = Unmanaged.passUnretained(self)
         let thread = Thread { engine.takeUnretainedValue().run() }
         thread.name = "zarrmount-curl"
@@ -135,6 +139,10 @@ public final class CurlEngine: HTTPTransport, Sendable {
                 complete(transfer, easy: easy, result: result)
                 spareHandles.append(easy)
             }
+            // Transfers finished just now may have freed places for queued ones: those start
+            // at once, not after the poll's timeout (a whole second with every socket idle).
+            let limit = configuration.maxActiveTransfers ?? configuration.maxConnectionsPerHost
+            if waitingStart < waiting.count, active.count < limit { continue }
             var events: Int32 = 0
             curl_multi_poll(multi, nil, 0, 1000, &events)
         }

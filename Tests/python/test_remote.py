@@ -618,6 +618,17 @@ def test_http_scan_equals_local(scanner, services, world, local_refs, proxies, t
     assert all(n <= 16 for n in per_get[-len(per_get) // 4:]), "later GETs still ask for too many ranges: %s" % per_get
 
 
+def test_transfers_queued_beyond_the_connection_limit_start_when_a_place_frees(scanner, services, world, local_refs):
+    """With one connection, the listing queues a GET per URL behind the first. Each must start as
+    soon as the one before it ends: the HTTP engine once slept in its poll, with every socket idle,
+    until the poll's one-second timeout, once per queued transfer (5 s here). The bound is a
+    hang check, far above the few tens of milliseconds this takes."""
+    urls = ["%s/wrf/%s" % (services.http, n) for n in NAMES]
+    refs, p = scanner.ok(urls, "--connections", "1")
+    assert_same_refs(local_refs(), refs, "http scan over one connection")
+    assert p.elapsed < 3.0, "5 files over one connection took %.1f s: queued transfers waited for a timeout" % p.elapsed
+
+
 def test_listing_over_1000_keys(scanner, services, world, local_refs, proxies):
     fp = proxies(services.s3)
     refs, _ = scanner.ok(["s3://%s/mixed/*.nc" % BUCKET], "--endpoint-url", fp.url)

@@ -39,54 +39,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
     public var name: String { base.name }
 
     private let sourceSize: UInt64
-    private let state = Mutex(State())
-
-    private struct State {
-        var loaded: [UInt64: LoadedPage] = [:]
-        var loading: [UInt64: Batch] = [:]
-        var open: Batch?
-        var cachedBytes = 0
-        var fetchedAnything = false
-    }
-
-    private struct LoadedPage {
-        var bytes: ArraySlice<UInt8>
-        var readyRound: Int
-    }
-
-    /// Pages requested in one scheduling turn, fetched together. The reader that opened it
-    /// fetches it in its own task (a prefetch opens it in a new one); readers that join wait.
-    private final class Batch: Sendable {
-        typealias Outcome = Result<(pages: [UInt64: ArraySlice<UInt8>], readyRound: Int), any Error>
-        struct Content {
-            var pages: Set<UInt64> = []
-            var latestIssueRound = 0
-            var outcome: Outcome?
-            var waiters: [CheckedContinuation<(pages: [UInt64: ArraySlice<UInt8>], readyRound: Int), any Error>] = []
-        }
-        let content = Mutex(Content())
-
-        func wait() async throws -> (pages: [UInt64: ArraySlice<UInt8>], readyRound: Int) {
-            if let done = content.withLock({ $0.outcome }) { return try done.get() }
-            return try await withCheckedThrowingContinuation { continuation in
-                let done = content.withLock { content -> Outcome? in
-                    if let outcome = content.outcome { return outcome }
-                    content.waiters.append(continuation)
-                    return nil
-                }
-                if let done { continuation.resume(with: done) }
-            }
-        }
-
-        func finish(_ outcome: Outcome) {
-            let waiters = content.withLock { content in
-                content.outcome = outcome
-                defer { content.waiters = [] }
-                return content.waiters
-            }
-            for waiter in waiters { waiter.resume(with: outcome) }
-        }
-    }
+    private let state = Mutex(BlockCacheState())
 
     private let logger: Logger?
 
@@ -125,10 +78,10 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         }
 
         var pageBytes = [UInt64: ArraySlice<UInt8>]()
-        var waits: [Batch] = []
+        var waits: [BlockCacheBatch] = []
         var readyRound = issueRound
-        let opened = state.withLock { state -> Batch? in
-            var opened: Batch?
+        let opened = state.withLock { state -> BlockCacheBatch? in
+            var opened: BlockCacheBatch?
             claim(firstPage...lastPage, issueRound: issueRound, state: &state, hits: &pageBytes, waits: &waits, readyRound: &readyRound,
                   opened: &opened)
             return opened
@@ -227,10 +180,10 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         let issueRound = ReadRounds.clock?.current ?? 0
         let pageSize = UInt64(policy.pageSize)
         var ignoredHits = [UInt64: ArraySlice<UInt8>]()
-        var ignoredWaits: [Batch] = []
+        var ignoredWaits: [BlockCacheBatch] = []
         var ignoredRound = 0
-        let opened = state.withLock { state -> Batch? in
-            var opened: Batch?
+        let opened = state.withLock { state -> BlockCacheBatch? in
+            var opened: BlockCacheBatch?
             for range in ranges where range.length > 0 && range.offset < sourceSize {
                 let end = range.offset + min(UInt64(range.length), sourceSize - range.offset)
                 claim((range.offset / pageSize)...((end - 1) / pageSize), issueRound: issueRound, state: &state,
@@ -243,10 +196,10 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
 
     /// For each page: a cached copy, a fetch in flight to join, or a place in the open batch.
     /// `opened` receives a batch this call created; the caller must `run` it.
-    private func claim(_ pages: ClosedRange<UInt64>, issueRound: Int, state: inout State, hits: inout [UInt64: ArraySlice<UInt8>],
-                       waits: inout [Batch], readyRound: inout Int, opened: inout Batch?, collectHits: Bool = true) {
+    private func claim(_ pages: ClosedRange<UInt64>, issueRound: Int, state: inout BlockCacheState, hits: inout [UInt64: ArraySlice<UInt8>],
+                       waits: inout [BlockCacheBatch], readyRound: inout Int, opened: inout BlockCacheBatch?, collectHits: Bool = true) {
         let pageSize = UInt64(policy.pageSize)
-        var joined: [Batch] = []
+        var joined: [BlockCacheBatch] = []
         var added: [UInt64] = []
         for page in pages {
             if let hit = state.loaded[page] {
@@ -271,11 +224,11 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             }
         }
         if !added.isEmpty {
-            let batch: Batch
+            let batch: BlockCacheBatch
             if let open = state.open {
                 batch = open
             } else {
-                batch = Batch()
+                batch = BlockCacheBatch()
                 state.open = batch
                 opened = batch
             }
@@ -291,7 +244,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
 
     /// Lets concurrent readers join the batch for a few scheduler turns, then fetches it and
     /// hands the pages to everyone waiting.
-    private func run(_ batch: Batch) async {
+    private func run(_ batch: BlockCacheBatch) async {
         for _ in 0..<policy.batchingTurns { await Task.yield() }
         let (pages, issueRound) = state.withLock { state -> (Set<UInt64>, Int) in
             if state.open === batch { state.open = nil }
@@ -363,3 +316,53 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         statistics.record { $0.rounds = max($0.rounds, rounds) }
     }
 }
+
+// The cache's state types are not nested in the generic class: nested, they are generic too,
+// and every dictionary operation on them looked up their metadata at run time.
+fileprivate struct BlockCacheState {
+    var loaded: [UInt64: LoadedPage] = [:]
+    var loading: [UInt64: BlockCacheBatch] = [:]
+    var open: BlockCacheBatch?
+    var cachedBytes = 0
+    var fetchedAnything = false
+}
+
+fileprivate struct LoadedPage {
+    var bytes: ArraySlice<UInt8>
+    var readyRound: Int
+}
+
+/// Pages requested in one scheduling turn, fetched together. The reader that opened it
+/// fetches it in its own task (a prefetch opens it in a new one); readers that join wait.
+fileprivate final class BlockCacheBatch: Sendable {
+    typealias Outcome = Result<(pages: [UInt64: ArraySlice<UInt8>], readyRound: Int), any Error>
+    struct Content {
+        var pages: Set<UInt64> = []
+        var latestIssueRound = 0
+        var outcome: Outcome?
+        var waiters: [CheckedContinuation<(pages: [UInt64: ArraySlice<UInt8>], readyRound: Int), any Error>] = []
+    }
+    let content = Mutex(Content())
+
+    func wait() async throws -> (pages: [UInt64: ArraySlice<UInt8>], readyRound: Int) {
+        if let done = content.withLock({ $0.outcome }) { return try done.get() }
+        return try await withCheckedThrowingContinuation { continuation in
+            let done = content.withLock { content -> Outcome? in
+                if let outcome = content.outcome { return outcome }
+                content.waiters.append(continuation)
+                return nil
+            }
+            if let done { continuation.resume(with: done) }
+        }
+    }
+
+    func finish(_ outcome: Outcome) {
+        let waiters = content.withLock { content in
+            content.outcome = outcome
+            defer { content.waiters = [] }
+            return content.waiters
+        }
+        for waiter in waiters { waiter.resume(with: outcome) }
+    }
+}
+

@@ -193,3 +193,51 @@ final class FileSourceTests: XCTestCase {
         }
     }
 }
+
+final class SerialTaskExecutorTests: XCTestCase {
+    private final class Tally: Sendable {
+        let running = Atomic<Int>(0)
+        let mostAtOnce = Atomic<Int>(0)
+        let steps = Atomic<Int>(0)
+
+        func step() {
+            let now = running.add(1, ordering: .sequentiallyConsistent).newValue
+            _ = mostAtOnce.max(now, ordering: .sequentiallyConsistent)
+            var spin = 0
+            for i in 0..<20_000 { spin &+= i }  // long enough for a second thread to come in
+            precondition(spin != 1)
+            running.subtract(1, ordering: .sequentiallyConsistent)
+            steps.add(1, ordering: .relaxed)
+        }
+
+        func work(_ index: Int) async throws {
+            for turn in 0..<10 {
+                step()
+                if (index + turn) % 3 == 0 { try await Task.sleep(for: .milliseconds(1)) } else { await Task.yield() }
+            }
+        }
+    }
+
+    /// Child tasks, `async let`, unstructured tasks started with `SerialTaskExecutor.current`,
+    /// and tasks resuming after a sleep (woken from another thread) all run on the file's
+    /// executor, one job at a time, and all of them run.
+    func testAFilesTasksRunOneAtATime() async throws {
+        let tally = Tally()
+        let sawExecutor = try await SerialTaskExecutor.run { () async throws -> Bool in
+            let unstructured = (0..<8).map { index in
+                Task(executorPreference: SerialTaskExecutor.current) { try await tally.work(100 + index) }
+            }
+            async let side: Void = tally.work(200)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<32 { group.addTask { try await tally.work(index) } }
+                try await group.waitForAll()
+            }
+            try await side
+            for task in unstructured { try await task.value }
+            return SerialTaskExecutor.current != nil
+        }
+        XCTAssertTrue(sawExecutor)
+        XCTAssertEqual(tally.steps.load(ordering: .relaxed), (32 + 1 + 8) * 10)
+        XCTAssertEqual(tally.mostAtOnce.load(ordering: .relaxed), 1, "two of one file's jobs ran at once")
+    }
+}

@@ -27,11 +27,16 @@ final class ReadPatternTests: XCTestCase {
         return files.map { directory.appendingPathComponent($0) }
     }
 
+    /// On Swift's global executor, and on a serial executor of its own as the scanner parses a
+    /// remote file: one file's tasks one at a time must not cost rounds.
     func testWRFFileParsesInFourRoundsReadingUnderFivePercent() async throws {
         for file in try archiveFiles() {
+          for serial in [false, true] {
             let bytes = try TestData.bytes(file)
             let cache = try await BlockCache.open(try remoteLike(file))
-            let (info, rounds) = try await ReadRounds.measure { try await HDF5File.parse(cache) }
+            let (info, rounds) = try await Self.onExecutor(serial: serial) {
+                try await ReadRounds.measure { try await HDF5File.parse(cache) }
+            }
             let counters = cache.statistics.snapshot
             XCTAssertEqual(info.datasets.count, 44, "39 variables, 2 coordinates, 3 dimension-only scales")
             XCTAssertEqual(info.datasets.reduce(0) { $0 + ($1.chunks?.count ?? 0) }, 41)
@@ -41,7 +46,12 @@ final class ReadPatternTests: XCTestCase {
             XCTAssertLessThanOrEqual(rounds, 4, file.lastPathComponent)
             XCTAssertLessThan(Double(counters.bytesFetched), 0.05 * Double(bytes.count), "bytes fetched for \(file.lastPathComponent)")
             XCTAssertLessThan(counters.sourceReads, 90)
+          }
         }
+    }
+
+    static func onExecutor<T: Sendable>(serial: Bool, _ body: () async throws -> T) async rethrows -> T {
+        serial ? try await SerialTaskExecutor.run(body) : try await body()
     }
 
     /// The two rounds come from the early parse of the variables the dimension scales
@@ -109,9 +119,12 @@ final class ReadPatternTests: XCTestCase {
             do {
                 direct = InspectionReport.json(try await HDF5File.parse(source, limits: sequential), file: "f", includeChunks: true).rendered()
             } catch { continue }
-            let cache = try await BlockCache.open(source)
-            let cached = InspectionReport.json(try await HDF5File.parse(cache), file: "f", includeChunks: true).rendered()
-            XCTAssertEqual(cached, direct, file.lastPathComponent)
+            for serial in [false, true] {
+                let cache = try await BlockCache.open(source)
+                let info = try await Self.onExecutor(serial: serial) { try await HDF5File.parse(cache) }
+                XCTAssertEqual(InspectionReport.json(info, file: "f", includeChunks: true).rendered(), direct,
+                               "\(file.lastPathComponent), serial executor: \(serial)")
+            }
             compared += 1
         }
         XCTAssertGreaterThan(compared, 30)

@@ -5,7 +5,9 @@ import Synchronization
 
 /// One libcurl multi handle driven by its own thread: many concurrent transfers over reused
 /// connections (HTTP/2 multiplexed when the server offers it). Swift code submits requests and
-/// awaits their responses; all libcurl calls happen on the engine thread.
+/// awaits their responses; all libcurl calls happen on the engine thread, which waits in epoll
+/// for the sockets libcurl names and hands each event to `curl_multi_socket_action`, so a
+/// wake-up costs the sockets that are ready, not all of them.
 public final class CurlEngine: HTTPTransport, Sendable {
     public struct Configuration: Sendable {
         /// Connections to one server at most. At 20 ms round trip a scan is bound by requests in
@@ -32,6 +34,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
     private let handle: MultiHandle
     private var multi: UnsafeMutableRawPointer { handle.pointer }
     private let queue = Mutex<(pending: [Transfer], stopping: Bool)>(([], false))
+    private let sockets: SocketEvents
     private let configuration: Configuration
     private let logger: Logger?
     private let finished = Mutex<Bool>(false)
@@ -56,6 +59,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
     public init(configuration: Configuration = Configuration(), logger: Logger? = nil) {
         curl_global_init(Int(CURL_GLOBAL_DEFAULT))
         handle = MultiHandle(pointer: curl_multi_init())
+        sockets = SocketEvents()
         self.configuration = configuration
         self.logger = logger
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxConnectionsPerHost)
@@ -64,6 +68,17 @@ public final class CurlEngine: HTTPTransport, Sendable {
         // between a scan's rounds closed most of them, and the next round paid a new connection
         // (one round trip more, and its setup on both ends) for each.
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, configuration.maxConnectionsPerHost)
+        let events = Unmanaged.passUnretained(sockets).toOpaque()
+        _ = ccurl_multi_setopt_socket_callback(multi) { _, socket, what, events, _ in
+            Unmanaged<SocketEvents>.fromOpaque(events!).takeUnretainedValue().watch(socket, what: what)
+            return 0
+        }
+        _ = ccurl_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, events)
+        _ = ccurl_multi_setopt_timer_callback(multi) { _, milliseconds, events in
+            Unmanaged<SocketEvents>.fromOpaque(events!).takeUnretainedValue().setTimer(milliseconds: milliseconds)
+            return 0
+        }
+        _ = ccurl_multi_setopt_pointer(multi, CURLMOPT_TIMERDATA, events)
         let engine = Unmanaged.passUnretained(self)
         let thread = Thread { engine.takeUnretainedValue().run() }
         thread.name = "zarrmount-curl"
@@ -73,7 +88,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
     /// Stops the engine thread after failing anything still queued. Call once, when done.
     public func shutdown() {
         queue.withLock { $0.stopping = true }
-        curl_multi_wakeup(multi)
+        sockets.wake()
         while !finished.withLock({ $0 }) { usleep(1000) }
     }
 
@@ -86,7 +101,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
                 return true
             }
             if accepted {
-                curl_multi_wakeup(multi)
+                sockets.wake()
             } else {
                 continuation.resume(throwing: TransportError(code: -1, message: "the HTTP engine was shut down", url: request.url))
             }
@@ -98,6 +113,32 @@ public final class CurlEngine: HTTPTransport, Sendable {
         var waiting: [Transfer] = []
         var waitingStart = 0
         var spareHandles: [UnsafeMutableRawPointer] = []
+        let limit = configuration.maxActiveTransfers ?? configuration.maxConnectionsPerHost
+        let readyCapacity = 256
+        let readySockets = UnsafeMutablePointer<Int32>.allocate(capacity: readyCapacity)
+        let readyFlags = UnsafeMutablePointer<Int32>.allocate(capacity: readyCapacity)
+        defer {
+            readySockets.deallocate()
+            readyFlags.deallocate()
+        }
+        var running: Int32 = 0
+
+        func collectFinished() {
+            var remaining: Int32 = 0
+            while let message = curl_multi_info_read(multi, &remaining) {
+                guard ccurl_message_is_done(message) != 0, let easy = message.pointee.easy_handle,
+                      let transfer = active.removeValue(forKey: easy) else { continue }
+                let result = ccurl_message_result(message)
+                curl_multi_remove_handle(multi, easy)
+                complete(transfer, easy: easy, result: result)
+                spareHandles.append(easy)
+            }
+        }
+
+        func runTimerIfDue() {
+            if sockets.timerIsDue() { curl_multi_socket_action(multi, ccurl_socket_timeout, 0, &running) }
+        }
+
         while true {
             let (incoming, stopping) = queue.withLock { state -> ([Transfer], Bool) in
                 defer { state.pending.removeAll() }
@@ -111,10 +152,11 @@ public final class CurlEngine: HTTPTransport, Sendable {
                 }
                 for handle in spareHandles { curl_easy_cleanup(handle) }
                 curl_multi_cleanup(multi)
+                sockets.close()
                 finished.withLock { $0 = true }
                 return
             }
-            while waitingStart < waiting.count, active.count < (configuration.maxActiveTransfers ?? configuration.maxConnectionsPerHost) {
+            while waitingStart < waiting.count, active.count < limit {
                 let transfer = waiting[waitingStart]
                 waitingStart += 1
                 guard let easy = makeHandle(transfer, reusing: spareHandles.popLast()) else {
@@ -122,29 +164,25 @@ public final class CurlEngine: HTTPTransport, Sendable {
                     continue
                 }
                 active[easy] = transfer
+                // libcurl answers by setting a timer of 0 ms, which starts the transfer below.
                 curl_multi_add_handle(multi, easy)
             }
             if waitingStart == waiting.count {
                 waiting.removeAll(keepingCapacity: true)
                 waitingStart = 0
             }
-            var running: Int32 = 0
-            curl_multi_perform(multi, &running)
-            var remaining: Int32 = 0
-            while let message = curl_multi_info_read(multi, &remaining) {
-                guard ccurl_message_is_done(message) != 0, let easy = message.pointee.easy_handle,
-                      let transfer = active.removeValue(forKey: easy) else { continue }
-                let result = ccurl_message_result(message)
-                curl_multi_remove_handle(multi, easy)
-                complete(transfer, easy: easy, result: result)
-                spareHandles.append(easy)
-            }
+            runTimerIfDue()
+            collectFinished()
             // Transfers finished just now may have freed places for queued ones: those start
-            // at once, not after the poll's timeout (a whole second with every socket idle).
-            let limit = configuration.maxActiveTransfers ?? configuration.maxConnectionsPerHost
+            // at once, not after the wait's timeout (a whole second with every socket idle).
             if waitingStart < waiting.count, active.count < limit { continue }
-            var events: Int32 = 0
-            curl_multi_poll(multi, nil, 0, 1000, &events)
+            if sockets.timerIsDue(peek: true) { continue }
+            let ready = sockets.wait(into: readySockets, flags: readyFlags, capacity: readyCapacity)
+            for index in 0..<ready {
+                curl_multi_socket_action(multi, readySockets[index], readyFlags[index], &running)
+            }
+            runTimerIfDue()
+            collectFinished()
         }
     }
 
@@ -271,5 +309,80 @@ public final class CurlEngine: HTTPTransport, Sendable {
         curl_slist_free_all(transfer.headerList)
         transfer.headerList = nil
         transfer.easy = nil
+    }
+}
+
+/// The sockets and the timer libcurl asks the engine to watch, and the eventfd that wakes the
+/// engine for new requests. Its callbacks run inside libcurl calls on the engine thread, which
+/// alone touches this state; `wake` is the one call from other threads (an eventfd write).
+private final class SocketEvents: @unchecked Sendable {
+    private let epoll: Int32
+    private let wakeup: Int32
+    private var watched: Set<Int32> = []
+    private var timerDeadline: ContinuousClock.Instant?
+
+    init() {
+        epoll = ccurl_epoll_create()
+        wakeup = ccurl_eventfd_create()
+        precondition(epoll >= 0 && wakeup >= 0, "epoll_create1 or eventfd failed (errno \(errno))")
+        _ = ccurl_epoll_watch(epoll, wakeup, 1, 0)
+    }
+
+    func wake() { ccurl_eventfd_signal(wakeup) }
+
+    /// libcurl's socket callback: `what` is CURL_POLL_IN (1), OUT (2), INOUT (3) or REMOVE (4).
+    func watch(_ socket: Int32, what: Int32) {
+        if what == CURL_POLL_REMOVE {
+            if watched.remove(socket) != nil { _ = ccurl_epoll_watch(epoll, socket, 0, 1) }
+            return
+        }
+        let known = !watched.insert(socket).inserted
+        _ = ccurl_epoll_watch(epoll, socket, what & 3, known ? 1 : 0)
+    }
+
+    /// libcurl's timer callback: -1 cancels the timer.
+    func setTimer(milliseconds: Int) {
+        timerDeadline = milliseconds < 0 ? nil : .now + .milliseconds(milliseconds)
+    }
+
+    /// Whether libcurl's timer has expired; clears it unless `peek`.
+    func timerIsDue(peek: Bool = false) -> Bool {
+        guard let deadline = timerDeadline, deadline <= .now else { return false }
+        if !peek { timerDeadline = nil }
+        return true
+    }
+
+    /// Waits until a watched socket is ready, the engine is woken, or libcurl's timer (at most
+    /// a second) expires; returns the ready sockets.
+    func wait(into sockets: UnsafeMutablePointer<Int32>, flags: UnsafeMutablePointer<Int32>, capacity: Int) -> Int {
+        var timeout: Int32 = 1000
+        if let deadline = timerDeadline {
+            let left = deadline - .now
+            let milliseconds = left.components.seconds * 1000 + (left.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+            timeout = Int32(max(0, min(Int64(timeout), milliseconds)))
+        }
+        let count = Int(ccurl_epoll_wait(epoll, sockets, flags, Int32(capacity), timeout))
+        guard count > 0 else { return 0 }
+        var kept = 0
+        for index in 0..<count {
+            if sockets[index] == wakeup {
+                ccurl_eventfd_drain(wakeup)
+            } else {
+                sockets[kept] = sockets[index]
+                flags[kept] = flags[index]
+                kept += 1
+            }
+        }
+        return kept
+    }
+
+    /// Closes the epoll instance when the engine stops. The eventfd stays open until the
+    /// engine is freed: a request racing the shutdown may still signal it.
+    func close() {
+        ccurl_close(epoll)
+    }
+
+    deinit {
+        ccurl_close(wakeup)
     }
 }

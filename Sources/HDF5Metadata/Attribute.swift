@@ -59,8 +59,9 @@ public struct Attribute: Sendable, Equatable {
             if version == 1 { try cursor.skip((8 - size % 8) % 8) }
             return (bytes, origin)
         }
-        let nameField = try field(nameSize)
-        let name = String(decoding: nameField.bytes.prefix { $0 != 0 }, as: UTF8.self)
+        try cursor.need(nameSize)
+        let name = String(decoding: cursor.bytes[cursor.position..<(cursor.position + nameSize)].prefix { $0 != 0 }, as: UTF8.self)
+        try cursor.skip(version == 1 ? nameSize + (8 - nameSize % 8) % 8 : nameSize)
         let typeField = try field(datatypeSize)
         let spaceField = try field(dataspaceSize)
 
@@ -143,6 +144,7 @@ struct ValueDecoder {
         case .array(_, let dims, let base):
             let count = Int(clamping: checkedProduct(dims.map { UInt64($0) }) ?? 0)
             var items: [Value] = []
+            items.reserveCapacity(min(count, bytes.count / max(base.size, 1)))
             for i in 0..<count {
                 let start = bytes.startIndex + i * base.size
                 guard start + base.size <= bytes.endIndex else { break }
@@ -160,8 +162,13 @@ struct ValueDecoder {
                 return .regionReference(address)
             }
             guard kind == .object else { return .bytes(Array(bytes)) }
-            var cursor = context.cursor(Array(bytes), at: origin, "object reference")
-            let address = try cursor.uint(size: context.offsetSize)
+            // netCDF-4 files hold one of these per dimension of every variable and per variable
+            // of every dimension: read in place, without a copy and a cursor each.
+            guard bytes.count >= context.offsetSize else {
+                throw HDF5Error(.truncated, "object reference", at: origin, "needs \(context.offsetSize) bytes, \(bytes.count) left")
+            }
+            var address: UInt64 = 0
+            for (shift, byte) in bytes.prefix(context.offsetSize).enumerated() { address |= UInt64(byte) << UInt64(8 * shift) }
             return address == 0 || address == context.undefinedAddress ? .nullReference : .objectReference(address)
         case .variableLengthString(_, let padding, _):
             let data = try await heapData(bytes, origin: origin)
@@ -173,6 +180,7 @@ struct ValueDecoder {
             guard base.size > 0, count * base.size <= data.bytes.count else {
                 throw HDF5Error(.corrupt, "variable-length data", at: origin, "\(count) elements do not fit \(data.bytes.count) bytes")
             }
+            items.reserveCapacity(count)
             for i in 0..<count {
                 let start = i * base.size
                 items.append(try await decode(data.bytes[start..<(start + base.size)], type: base, origin: origin, depth: depth + 1))

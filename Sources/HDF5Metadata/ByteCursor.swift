@@ -92,9 +92,11 @@ struct ByteCursor {
 
     mutating func signature(_ expected: String) throws {
         let start = absolutePosition
-        let got = try take(4)
+        try need(4)
+        let got = bytes[position..<(position + 4)]
+        position += 4
         guard got.elementsEqual(expected.utf8) else {
-            throw HDF5Error(.corrupt, structure, at: start, "expected signature \(expected), found \(printable(got))")
+            throw HDF5Error(.corrupt, structure, at: start, "expected signature \(expected), found \(printable(Array(got)))")
         }
     }
 

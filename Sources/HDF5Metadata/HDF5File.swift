@@ -533,8 +533,10 @@ struct Traversal {
     }
 
     private static func attributes(of header: ObjectHeader, in context: FileContext) async throws -> [Attribute] {
+        let inHeader = header.all(.attribute)
         var bodies: [ByteCursor] = []
-        for message in header.all(.attribute) { bodies.append(try await context.resolve(message)) }
+        bodies.reserveCapacity(inHeader.count)
+        for message in inHeader { bodies.append(try await context.resolve(message)) }
         if let infoMessage = header.first(.attributeInfo) {
             var cursor = context.cursor(infoMessage.body, at: infoMessage.origin, "attribute info message")
             let info = try AttributeInfo.parse(&cursor)
@@ -562,6 +564,7 @@ struct Traversal {
         }
         let decoder = ValueDecoder(context: context)
         var result: [Attribute] = []
+        result.reserveCapacity(bodies.count)
         for var body in bodies {
             var attribute = try await Attribute.parse(&body, context: context)
             attribute.values = try await decoder.decodeAll(attribute.raw, type: attribute.datatype,

@@ -66,11 +66,13 @@ public struct Dataspace: Sendable, Equatable {
         default:
             throw HDF5Error(.corrupt, "dataspace message", at: start, "dataspace version \(version)")
         }
+        // Every dataset and attribute has a dataspace, parsed more than once: arrays sized once.
         var dims: [UInt64] = []
+        dims.reserveCapacity(rank)
         for _ in 0..<rank { dims.append(try cursor.length()) }
         var maxDims: [UInt64?] = dims.map { $0 }
         if flags & 1 != 0 {
-            maxDims = []
+            maxDims.removeAll(keepingCapacity: true)
             let unlimited = ByteCursor.undefined(cursor.lengthSize)
             for _ in 0..<rank {
                 let value = try cursor.length()
@@ -292,6 +294,7 @@ public enum Layout: Sendable, Equatable {
             var address: UInt64?
             if layoutClass != 0 { address = try cursor.address() }
             var dims: [UInt64] = []
+            dims.reserveCapacity(rank)
             for _ in 0..<rank { dims.append(UInt64(try cursor.u32())) }
             switch layoutClass {
             case 0:
@@ -323,6 +326,7 @@ public enum Layout: Sendable, Equatable {
                 guard rank >= 1 && rank <= 33 else { throw bad("dimensionality \(rank)") }
                 let address = try cursor.address()
                 var dims: [UInt64] = []
+                dims.reserveCapacity(rank)
                 for _ in 0..<rank { dims.append(UInt64(try cursor.u32())) }
                 return .chunked(Chunked(chunkShape: Array(dims.dropLast()), elementSize: dims.last!,
                                         index: .btreeV1(address: address), messageVersion: 3,
@@ -334,6 +338,7 @@ public enum Layout: Sendable, Equatable {
             let dimSize = Int(try cursor.u8())
             guard dimSize >= 1 && dimSize <= 8 else { throw bad("dimension field size \(dimSize)") }
             var dims: [UInt64] = []
+            dims.reserveCapacity(rank)
             for _ in 0..<rank { dims.append(try cursor.uint(size: dimSize)) }
             let indexType = try cursor.u8()
             let index: ChunkIndex

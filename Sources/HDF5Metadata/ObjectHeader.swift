@@ -90,6 +90,7 @@ struct ObjectHeader: Sendable {
         var cursor = try await context.read(block.address, block.length, "object header continuation")
         guard cursor.bytes.count == block.length else { throw cursor.error(.truncated, "continuation block of \(block.length) bytes") }
         var messages: [HeaderMessage] = []
+        messages.reserveCapacity(16)
         if version == 1 {
             let continuations = try parseVersion1Messages(&cursor, into: &messages, context: context)
             return (messages, continuations)
@@ -121,6 +122,7 @@ struct ObjectHeader: Sendable {
             cursor = try await context.read(address, prefix + headerSize, "object header")
         }
         var messages: [HeaderMessage] = []
+        messages.reserveCapacity(16)
         var block = context.cursor(Array(cursor.bytes[min(prefix, cursor.bytes.count)..<min(prefix + headerSize, cursor.bytes.count)]),
                                    at: context.absolute(address) + UInt64(prefix), "object header")
         guard block.bytes.count == headerSize else { throw block.error(.truncated, "object header of \(headerSize) bytes") }
@@ -174,6 +176,7 @@ struct ObjectHeader: Sendable {
         try whole.seek(to: total - 4)
         try whole.verifyChecksum(from: 0)
         var messages: [HeaderMessage] = []
+        messages.reserveCapacity(16)
         var block = context.cursor(Array(cursor.bytes[messagesStart..<(messagesStart + chunkSize)]),
                                    at: context.absolute(address) + UInt64(messagesStart), "object header")
         let tracksOrder = flags & 0x04 != 0

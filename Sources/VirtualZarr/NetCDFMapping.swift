@@ -278,6 +278,7 @@ public enum NetCDFMapping {
     static func dimensionScales(_ dataset: DatasetInfo, rank: Int) -> [UInt64]? {
         if let list = dataset.attributes.first(where: { $0.name == "DIMENSION_LIST" }) {
             var scales: [UInt64] = []
+            scales.reserveCapacity(list.values.count)
             for entry in list.values {
                 guard case .list(let refs) = entry, case .objectReference(let address)? = refs.first else { return nil }
                 scales.append(address)

@@ -101,18 +101,19 @@ public enum NetCDFMapping {
 
         func visit(_ group: GroupInfo) {
             guard visitedGroups.insert(group.address).inserted else { return }
+            let links = ordered(group.links)
             // netCDF-C matches child groups first (post-order).
-            for link in ordered(group.links) {
+            for link in links {
                 if case .hard(let address) = link.target, let child = groupsByAddress[address] { visit(child) }
             }
             // (length, unlimited, name) of this group's dimensions, real ones first.
             var dims: [(UInt64, Bool, String)] = []
-            for link in ordered(group.links) {
+            for link in links {
                 guard case .hard(let address) = link.target, let dataset = byAddress[address], isDimensionScale(dataset),
                       let space = dataset.dataspace, space.dimensions.count == 1 else { continue }
                 dims.append((lengths[address] ?? space.dimensions[0], space.maxDimensions.first == .some(nil), link.name))
             }
-            for link in ordered(group.links) {
+            for link in links {
                 guard case .hard(let address) = link.target, let dataset = byAddress[address], !assigned.contains(address),
                       let space = dataset.dataspace, space.kind == .simple, !space.dimensions.isEmpty,
                       dimensionScales(dataset, rank: space.dimensions.count) == nil else { continue }
@@ -264,7 +265,7 @@ public enum NetCDFMapping {
                 guard let path = info.pathsByAddress[address] else {
                     throw MappingError(description: "DIMENSION_LIST names an object that is not in the file")
                 }
-                return String(path.split(separator: "/").last ?? "")
+                return String(path[(path.lastIndex(of: "/").map(path.index(after:)) ?? path.startIndex)...])
             }
         }
         guard let names = phony[dataset.address], names.count == shape.count else {

@@ -6,10 +6,10 @@ import Synchronization
 ///
 /// A remote file's parse is a swarm of small tasks (a child per object, a batch per round of
 /// reads) that mostly run for microseconds between reads already in the cache. On the global
-/// executor each of those hand-offs is an enqueue that may wake a thread: on two cores the
-/// wake-ups, not the parsing, were most of the scan's CPU. Files are many, so running each
-/// file's tasks serially loses no parallelism, and a job enqueued while the file is already
-/// being drained is only appended to a list.
+/// executor each of those hand-offs is an enqueue that may wake a thread, and on two cores they
+/// cost a WRF-like file's parse 4.4 ms of CPU against 2.7 ms here (`zarrmount-bench
+/// parse-cpu`). Files are many, so running each file's tasks serially loses no parallelism, and
+/// a job enqueued while the file is already being drained is only appended to a list.
 public final class SerialTaskExecutor: TaskExecutor {
     private struct Queue {
         var jobs: [UnownedJob] = []

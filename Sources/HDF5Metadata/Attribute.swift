@@ -167,8 +167,7 @@ struct ValueDecoder {
             guard bytes.count >= context.offsetSize else {
                 throw HDF5Error(.truncated, "object reference", at: origin, "needs \(context.offsetSize) bytes, \(bytes.count) left")
             }
-            var address: UInt64 = 0
-            for (shift, byte) in bytes.prefix(context.offsetSize).enumerated() { address |= UInt64(byte) << UInt64(8 * shift) }
+            let address = integer(bytes.prefix(context.offsetSize), order: .littleEndian)
             return address == 0 || address == context.undefinedAddress ? .nullReference : .objectReference(address)
         case .variableLengthString(_, let padding, _):
             let data = try await heapData(bytes, origin: origin)

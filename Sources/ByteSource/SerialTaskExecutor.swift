@@ -50,11 +50,8 @@ public final class SerialTaskExecutor: TaskExecutor {
         let executor = asUnownedTaskExecutor()
         while true {
             let batch = queue.withLock { queue -> [UnownedJob] in
-                if queue.jobs.isEmpty {
-                    queue.draining = false
-                    return []
-                }
-                defer { queue.jobs.removeAll(keepingCapacity: true) }
+                if queue.jobs.isEmpty { queue.draining = false }
+                defer { queue.jobs = [] }
                 return queue.jobs
             }
             if batch.isEmpty { return }

@@ -53,17 +53,20 @@ public struct Attribute: Sendable, Equatable {
         let datatypeSize = Int(try cursor.u16())
         let dataspaceSize = Int(try cursor.u16())
         if version == 3 { _ = try cursor.u8() }
-        func field(_ size: Int) throws -> (bytes: [UInt8], origin: UInt64) {
+        /// The next field's bytes in place (version 1 pads each to 8 bytes) and its file position.
+        func field(_ size: Int) throws -> (bytes: ArraySlice<UInt8>, origin: UInt64) {
             let origin = cursor.absolutePosition
-            let bytes = try cursor.take(size)
+            try cursor.need(size)
+            let bytes = cursor.bytes[cursor.position..<(cursor.position + size)]
+            try cursor.skip(size)
             if version == 1 { try cursor.skip((8 - size % 8) % 8) }
             return (bytes, origin)
         }
-        try cursor.need(nameSize)
-        let name = String(decoding: cursor.bytes[cursor.position..<(cursor.position + nameSize)].prefix { $0 != 0 }, as: UTF8.self)
-        try cursor.skip(version == 1 ? nameSize + (8 - nameSize % 8) % 8 : nameSize)
-        let typeField = try field(datatypeSize)
-        let spaceField = try field(dataspaceSize)
+        let name = String(decoding: try field(nameSize).bytes.prefix { $0 != 0 }, as: UTF8.self)
+        let (typeBytes, typeOrigin) = try field(datatypeSize)
+        let typeField = (bytes: Array(typeBytes), origin: typeOrigin)
+        let (spaceBytes, spaceOrigin) = try field(dataspaceSize)
+        let spaceField = (bytes: Array(spaceBytes), origin: spaceOrigin)
 
         var typeCursor: ByteCursor
         if flags & 0x01 != 0 {

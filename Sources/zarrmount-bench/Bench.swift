@@ -125,15 +125,16 @@ struct ParseCPU: AsyncParsableCommand {
         }
         // The same parses through the block cache as the scanner configures it, with the bytes
         // still in memory: the cache's own cost.
-        let configurations: [(String, BlockCache<InMemorySource>.Policy, Bool)] = [
-            ("block cache, remote policy, concurrent", .init(), true),
-            ("block cache, remote policy, serial executor", .init(), true),
-            ("block cache, remote policy, no yields", .init(batchingTurns: 0), true),
-            ("block cache, remote policy, sequential", .init(batchingTurns: 0), false),
-            ("block cache, local policy, sequential", .init(pageSize: 4096, firstFetchSize: 64 * 1024), false),
-            ("block cache, local policy, no yields", .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0), false),
+        // (label, policy, concurrent reads, on a serial executor of its own as the scanner parses)
+        let configurations: [(String, BlockCache<InMemorySource>.Policy, Bool, Bool)] = [
+            ("block cache, remote policy, concurrent", .init(), true, false),
+            ("block cache, remote policy, serial executor", .init(), true, true),
+            ("block cache, remote policy, no yields", .init(batchingTurns: 0), true, false),
+            ("block cache, remote policy, sequential", .init(batchingTurns: 0), false, false),
+            ("block cache, local policy, sequential", .init(pageSize: 4096, firstFetchSize: 64 * 1024), false, false),
+            ("block cache, local policy, no yields", .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0), false, false),
         ]
-        for (label, policy, concurrent) in configurations where only.map({ label.contains($0) }) ?? true {
+        for (label, policy, concurrent, serial) in configurations where only.map({ label.contains($0) }) ?? true {
             var limits = ParseLimits()
             limits.concurrentReads = concurrent
             let cpuStart = processCPUSeconds()
@@ -141,7 +142,7 @@ struct ParseCPU: AsyncParsableCommand {
             var counters = ReadCounters()
             for _ in 0..<iterations {
                 let cache = BlockCache(source, size: UInt64(source.bytes.count), policy: policy)
-                if label.contains("serial executor") {
+                if serial {
                     _ = try await SerialTaskExecutor.run { try await HDF5File.parse(cache, limits: limits) }
                 } else {
                     _ = try await HDF5File.parse(cache, limits: limits)

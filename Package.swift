@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // The executables' malloc: see README, "Memory allocator".
+        .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
 
         .target(
             name: "ByteSource",
@@ -63,6 +65,7 @@ let package = Package(
             name: "zarrmount",
             dependencies: [
                 "ByteSource", "HDF5Metadata", "HDF5Oracle", "JSONValue", "VirtualZarr", "Scanner", "ObjectStore", "ZarrFS",
+                "CJemalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -72,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "zarrmount-bench",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "ObjectStore",
+                "ByteSource", "HDF5Metadata", "ObjectStore", "CJemalloc",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

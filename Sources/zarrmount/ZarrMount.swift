@@ -5,11 +5,15 @@ import HDF5Oracle
 import Logging
 import JSONValue
 
+/// The release this build belongs to; `--version` prints it with the allocator actually in use.
+let zarrmountVersion = "0.1.0-dev"
+
 @main
 struct ZarrMount: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zarrmount",
         abstract: "Mount archives of NetCDF4/HDF5 files as read-only Zarr stores.",
+        version: "zarrmount \(zarrmountVersion) (memory allocator: \(MemoryAllocator.description))",
         subcommands: [Mount.self, Unmount.self, Status.self, Scan.self, Export.self, Inspect.self, Verify.self]
     )
 }

@@ -292,3 +292,24 @@ def test_per_file_layout_from_a_config_gives_one_group_per_file(archive, tmp_pat
     refused = subprocess.run([ZARRMOUNT, "scan", str(config), "--concat-dim", "Time", "--refs", str(tmp_path / "x.json")],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "per_file" in refused.stderr and "concat" in refused.stderr, refused.stderr
+
+
+def test_the_daemon_allocates_with_jemalloc(archive, tmp_path):
+    """The scan's speed depends on jemalloc replacing glibc's malloc (README, "Memory allocator");
+    a link-order change would silently undo it, so check the running daemon, not the link line."""
+    v = subprocess.run([ZARRMOUNT, "--version"], capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0, v.stderr
+    assert "memory allocator: jemalloc 5." in v.stdout, v.stdout
+    mountpoint = tmp_path / "allocator"
+    mountpoint.mkdir()
+    p = subprocess.run([ZARRMOUNT, "mount", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time", "--no-cache",
+                        str(mountpoint)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    try:
+        pid = int(p.stderr.split("daemon ")[1].split()[0])
+        with open("/proc/%d/maps" % pid) as maps:
+            mapped = maps.read()
+        assert "libjemalloc.so" in mapped
+    finally:
+        subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)
+    assert not os.path.ismount(str(mountpoint))

@@ -81,6 +81,13 @@ public indirect enum JSON: Sendable, Equatable {
 
     static func escape(_ text: String, into out: inout String) {
         out += "\""
+        // Keys, URLs and names rarely need escaping: append them whole (a reference file holds
+        // one URL per chunk).
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out += text
+            out += "\""
+            return
+        }
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

@@ -100,8 +100,11 @@ public enum Combiner {
             let versions = byPath[path]!
             let head = versions[0].array
             if let dimension = options.concatDimension, let axis = head.dimensionNames.firstIndex(of: dimension) {
-                let missing = parts.indices.filter { index in !versions.contains { $0.part == index } }
-                if !missing.isEmpty {
+                // A file holds each path once, so only a short list can miss one (and checking
+                // every file against every version is quadratic in the archive's length).
+                if versions.count < parts.count {
+                    let present = Set(versions.map(\.part))
+                    let missing = parts.indices.filter { !present.contains($0) }
                     throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
                 }
                 result.arrays.append(try concatenate(versions.map { ($0.array, parts[$0.part].name) }, axis: axis, dimension: dimension))

@@ -174,6 +174,16 @@ final class CombineTests: XCTestCase {
         }
     }
 
+    func testAVariableMissingFromSomeFilesIsAnErrorNamingThem() {
+        let parts = [part("a.nc", [array("v", length: 3, chunk: 3), array("w", length: 3, chunk: 3)]),
+                     part("b.nc", [array("w", length: 3, chunk: 3)]),
+                     part("c.nc", [array("v", length: 3, chunk: 3), array("w", length: 3, chunk: 3)]),
+                     part("d.nc", [array("w", length: 3, chunk: 3)])]
+        XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertEqual("\(error)", "variable v has dimension time but is missing from b.nc, d.nc")
+        }
+    }
+
     func testAttributePolicies() throws {
         let parts = [part("a.nc", [], attributes: [("title", .string("A")), ("source", .string("model"))]),
                      part("b.nc", [], attributes: [("title", .string("B")), ("source", .string("model"))])]

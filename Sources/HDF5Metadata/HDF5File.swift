@@ -398,7 +398,7 @@ struct Traversal {
         }
     }
 
-    enum ObjectDetails: Sendable {
+    indirect enum ObjectDetails: Sendable {
         case group(GroupInfo)
         case dataset(DatasetInfo)
         case datatype(CommittedDatatypeInfo)

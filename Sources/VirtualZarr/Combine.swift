@@ -85,20 +85,20 @@ public enum Combiner {
         }
         result.groups = combineGroups(parts.map(\.dataset.groups), policy: options.attributes)
 
+        // Arrays are found by position and copied once, into the result: a year of daily files
+        // holds fifteen thousand of them, and this runs after the last file is scanned.
         var order: [String] = []
-        var byPath: [String: [(part: Int, array: VirtualArray)]] = [:]
-        for (index, part) in parts.enumerated() {
-            for array in part.dataset.arrays {
+        var byPath: [String: [(part: Int, index: Int)]] = [:]
+        for (part, dataset) in parts.enumerated() {
+            for (index, array) in dataset.dataset.arrays.enumerated() {
                 if byPath[array.path] == nil { order.append(array.path) }
-                let offset = objectOffsets[index]
-                var remapped = array
-                remapped.manifest = array.manifest.remappingObjects { $0 + offset }
-                byPath[array.path, default: []].append((index, remapped))
+                byPath[array.path, default: []].append((part, index))
             }
         }
+        func array(_ version: (part: Int, index: Int)) -> VirtualArray { parts[version.part].dataset.arrays[version.index] }
         for path in order {
             let versions = byPath[path]!
-            let head = versions[0].array
+            let head = array(versions[0])
             if let dimension = options.concatDimension, let axis = head.dimensionNames.firstIndex(of: dimension) {
                 // A file holds each path once, so only a short list can miss one (and checking
                 // every file against every version is quadratic in the archive's length).
@@ -107,13 +107,17 @@ public enum Combiner {
                     let missing = parts.indices.filter { !present.contains($0) }
                     throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
                 }
-                result.arrays.append(try concatenate(versions.map { ($0.array, parts[$0.part].name) }, axis: axis, dimension: dimension))
+                result.arrays.append(try concatenate(versions.map { (array($0), parts[$0.part].name, objectOffsets[$0.part]) },
+                                                     axis: axis, dimension: dimension))
             } else {
-                for (part, array) in versions.dropFirst() {
-                    try checkCompatible(head, array, first: parts[versions[0].part].name, other: parts[part].name, sameShape: true)
+                for version in versions.dropFirst() {
+                    try checkCompatible(head, array(version), first: parts[versions[0].part].name, other: parts[version.part].name,
+                                        sameShape: true)
                 }
                 var chosen = head
-                chosen.attributes = mergeAttributes(versions.map(\.array.attributes), policy: options.attributes)
+                let offset = objectOffsets[versions[0].part]
+                chosen.manifest = head.manifest.remappingObjects { $0 + offset }
+                chosen.attributes = mergeAttributes(versions.map { array($0).attributes }, policy: options.attributes)
                 result.arrays.append(chosen)
             }
         }
@@ -170,9 +174,12 @@ public enum Combiner {
         }
     }
 
-    static func concatenate(_ versions: [(array: VirtualArray, file: String)], axis: Int, dimension: String) throws -> VirtualArray {
+    /// Joins one variable's versions along `axis`; each version's object ids are shifted by its
+    /// file's offset among the combined objects.
+    static func concatenate(_ versions: [(array: VirtualArray, file: String, objectOffset: UInt32)], axis: Int,
+                            dimension: String) throws -> VirtualArray {
         let head = versions[0].array
-        for (array, file) in versions.dropFirst() {
+        for (array, file, _) in versions.dropFirst() {
             try checkCompatible(head, array, first: versions[0].file, other: file, sameShape: true, axis: axis)
         }
         let lengths = versions.map { $0.array.shape[axis] }
@@ -183,7 +190,7 @@ public enum Combiner {
         // Inline raw arrays (decoded coordinates) concatenate by bytes along the leading axis.
         if axis == 0, head.codecs.isEmpty, versions.allSatisfy({ $0.array.manifest.count == 1 && isInline($0.array.manifest[0]) }) {
             var bytes: [UInt8] = []
-            for (array, _) in versions {
+            for (array, _, _) in versions {
                 guard case .inline(let chunk) = array.manifest[0] else { continue }
                 let used = Int(array.shape.reduce(UInt64(array.dtype.itemSize), *))
                 bytes += chunk.prefix(used)
@@ -199,12 +206,20 @@ public enum Combiner {
         if aligned {
             result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
             var start: UInt64 = 0
-            for (array, _) in versions {
+            for (array, _, objectOffset) in versions {
                 let shift = Int(start / chunk)
-                for linear in 0..<array.manifest.count {
-                    var coordinates = array.manifest.coordinates(linear)
-                    coordinates[axis] += shift
-                    if let target = result.manifest.linearIndex(coordinates) { result.manifest[target] = array.manifest[linear] }
+                if axis == 0 {
+                    // Along the leading axis a file's chunks are one run of the grid's row-major order.
+                    let trailing = result.manifest.gridShape.dropFirst().reduce(1, *)
+                    result.manifest.copyEntries(of: array.manifest, to: shift * trailing, objectOffset: objectOffset)
+                } else {
+                    for linear in 0..<array.manifest.count {
+                        var coordinates = array.manifest.coordinates(linear)
+                        coordinates[axis] += shift
+                        if let target = result.manifest.linearIndex(coordinates) {
+                            result.manifest[target] = array.manifest[linear].shiftingObject(by: objectOffset)
+                        }
+                    }
                 }
                 start += array.shape[axis]
             }
@@ -219,14 +234,14 @@ public enum Combiner {
             result.chunkShape[0] = perFile
             result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
             let rowBytes = result.chunkShape.dropFirst().reduce(UInt64(head.dtype.itemSize), *)
-            for (index, (array, _)) in versions.enumerated() {
+            for (index, (array, _, objectOffset)) in versions.enumerated() {
                 for linear in 0..<array.manifest.count {
                     var coordinates = array.manifest.coordinates(linear)
                     coordinates[0] = index
                     guard let target = result.manifest.linearIndex(coordinates) else { continue }
                     switch array.manifest[linear] {
                     case .reference(let object, let offset, _):
-                        result.manifest[target] = .reference(object: object, offset: offset, length: perFile * rowBytes)
+                        result.manifest[target] = .reference(object: object + objectOffset, offset: offset, length: perFile * rowBytes)
                     case .inline(let bytes):
                         result.manifest[target] = .inline(Array(bytes.prefix(Int(perFile * rowBytes))))
                     case .missing:

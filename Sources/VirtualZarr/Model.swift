@@ -25,6 +25,12 @@ public enum ChunkEntry: Sendable, Equatable {
     /// Small enough (or synthesised, like a fill chunk) to be kept in the manifest.
     case inline([UInt8])
     case reference(object: UInt32, offset: UInt64, length: UInt64)
+
+    /// The entry with its object id shifted by `offset` (a file's position among combined objects).
+    func shiftingObject(by offset: UInt32) -> ChunkEntry {
+        guard case .reference(let object, let start, let length) = self else { return self }
+        return .reference(object: object + offset, offset: start, length: length)
+    }
 }
 
 /// The chunk table of one array as compact columns in chunk-grid (row-major) order: 20 bytes
@@ -126,6 +132,24 @@ public struct ChunkManifest: Sendable, Equatable {
     }
 
     /// The same manifest with every object id passed through `map` (when tables are merged).
+    /// Copies every entry of `source` to indices `start..<start + source.count`, object ids
+    /// shifted by `objectOffset` (the source file's position among combined objects).
+    mutating func copyEntries(of source: ChunkManifest, to start: Int, objectOffset: UInt32) {
+        precondition(start >= 0 && start + source.count <= count, "entries beyond the manifest")
+        for index in 0..<source.count {
+            switch source.objects[index] {
+            case Self.missingMarker:
+                objects[start + index] = Self.missingMarker
+            case Self.inlineMarker:
+                self[start + index] = .inline(source.inlineChunks[Int(source.offsets[index])])
+            case let object:
+                objects[start + index] = object + objectOffset
+                offsets[start + index] = source.offsets[index]
+                lengths[start + index] = source.lengths[index]
+            }
+        }
+    }
+
     func remappingObjects(_ map: (UInt32) -> UInt32) -> ChunkManifest {
         var copy = self
         for i in 0..<copy.objects.count where copy.objects[i] < Self.inlineMarker {

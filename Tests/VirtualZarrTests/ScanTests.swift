@@ -174,6 +174,30 @@ final class CombineTests: XCTestCase {
         }
     }
 
+    func testConcatenationAlongATrailingAxisPlacesEachFilesChunksAndObjects() throws {
+        func trailing(_ length: UInt64) -> VirtualArray {
+            var manifest = ChunkManifest(gridShape: [2, Int(length / 2)])
+            for i in 0..<manifest.count { manifest[i] = .reference(object: 0, offset: UInt64(i) * 100, length: 100) }
+            return VirtualArray(path: "v", dtype: ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32")),
+                                shape: [4, length], chunkShape: [2, 2], codecs: [], fillValue: .null, fillBytes: [0, 0, 0, 0],
+                                dimensionNames: ["x", "time"], attributes: [], manifest: manifest, origin: "v")
+        }
+        let combined = try Combiner.combine([part("a.nc", [trailing(4)]), part("b.nc", [trailing(2)]), part("c.nc", [trailing(4)])],
+                                            options: CombineOptions(concatDimension: "time"))
+        let v = try XCTUnwrap(combined.array("v"))
+        XCTAssertEqual(v.shape, [4, 10])
+        XCTAssertEqual(v.manifest.gridShape, [2, 5])
+        // Row 0 of the grid: a's two chunks, b's one, c's two; row 1 likewise, each file's second row.
+        XCTAssertEqual((0..<10).map { v.manifest[$0] }, [
+            .reference(object: 0, offset: 0, length: 100), .reference(object: 0, offset: 100, length: 100),
+            .reference(object: 1, offset: 0, length: 100),
+            .reference(object: 2, offset: 0, length: 100), .reference(object: 2, offset: 100, length: 100),
+            .reference(object: 0, offset: 200, length: 100), .reference(object: 0, offset: 300, length: 100),
+            .reference(object: 1, offset: 100, length: 100),
+            .reference(object: 2, offset: 200, length: 100), .reference(object: 2, offset: 300, length: 100),
+        ])
+    }
+
     func testAVariableMissingFromSomeFilesIsAnErrorNamingThem() {
         let parts = [part("a.nc", [array("v", length: 3, chunk: 3), array("w", length: 3, chunk: 3)]),
                      part("b.nc", [array("w", length: 3, chunk: 3)]),

@@ -84,9 +84,11 @@ public enum NetCDFMapping {
     /// group with the same length and unlimitedness not yet used by that dataset, or a new
     /// `phony_dim_<next id>`.
     static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64]) -> [UInt64: [String]] {
-        let byAddress = Dictionary(info.datasets.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
-        let groupsByAddress = Dictionary(info.groups.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
-        let scaleCount = info.datasets.filter { isDimensionScale($0) }.count
+        // Positions, not copies: a dataset's description holds a dozen references, and this runs
+        // for every file of an archive.
+        let datasetIndex = Dictionary(info.datasets.indices.map { (info.datasets[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
+        let groupIndex = Dictionary(info.groups.indices.map { (info.groups[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
+        let scaleCount = info.datasets.indices.reduce(0) { $0 + (isDimensionScale(info.datasets[$1]) ? 1 : 0) }
         var nextID = scaleCount
         var result: [UInt64: [String]] = [:]
         var visitedGroups: Set<UInt64> = []
@@ -104,19 +106,19 @@ public enum NetCDFMapping {
             let links = ordered(group.links)
             // netCDF-C matches child groups first (post-order).
             for link in links {
-                if case .hard(let address) = link.target, let child = groupsByAddress[address] { visit(child) }
+                if case .hard(let address) = link.target, let child = groupIndex[address] { visit(info.groups[child]) }
             }
             // (length, unlimited, name) of this group's dimensions, real ones first.
             var dims: [(UInt64, Bool, String)] = []
             for link in links {
-                guard case .hard(let address) = link.target, let dataset = byAddress[address], isDimensionScale(dataset),
-                      let space = dataset.dataspace, space.dimensions.count == 1 else { continue }
+                guard case .hard(let address) = link.target, let index = datasetIndex[address], isDimensionScale(info.datasets[index]),
+                      let space = info.datasets[index].dataspace, space.dimensions.count == 1 else { continue }
                 dims.append((lengths[address] ?? space.dimensions[0], space.maxDimensions.first == .some(nil), link.name))
             }
             for link in links {
-                guard case .hard(let address) = link.target, let dataset = byAddress[address], !assigned.contains(address),
-                      let space = dataset.dataspace, space.kind == .simple, !space.dimensions.isEmpty,
-                      dimensionScales(dataset, rank: space.dimensions.count) == nil else { continue }
+                guard case .hard(let address) = link.target, let index = datasetIndex[address], !assigned.contains(address),
+                      let space = info.datasets[index].dataspace, space.kind == .simple, !space.dimensions.isEmpty,
+                      dimensionScales(info.datasets[index], rank: space.dimensions.count) == nil else { continue }
                 assigned.insert(address)
                 var names: [String] = []
                 for (length, max) in zip(space.dimensions, space.maxDimensions) {
@@ -294,9 +296,9 @@ public enum NetCDFMapping {
     /// for unlimited dimensions; fixed ones agree anyway).
     static func dimensionLengths(_ info: HDF5FileInfo) -> [UInt64: UInt64] {
         var lengths: [UInt64: UInt64] = [:]
-        for dataset in info.datasets {
-            guard let space = dataset.dataspace, space.kind == .simple,
-                  let scales = dimensionScales(dataset, rank: space.dimensions.count) else { continue }
+        for index in info.datasets.indices {
+            guard let space = info.datasets[index].dataspace, space.kind == .simple,
+                  let scales = dimensionScales(info.datasets[index], rank: space.dimensions.count) else { continue }
             for (axis, scale) in scales.enumerated() { lengths[scale] = max(lengths[scale] ?? 0, space.dimensions[axis]) }
         }
         return lengths

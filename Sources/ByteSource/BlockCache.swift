@@ -92,8 +92,9 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         for batch in waits {
             let (pages, round) = try await batch.wait()
             readyRound = max(readyRound, round)
-            for (index, bytes) in pages where index >= firstPage && index <= lastPage {
-                pageBytes[index] = bytes
+            // A batch holds every page of its round (often hundreds); look up this read's few.
+            for index in firstPage...lastPage where pageBytes[index] == nil {
+                if let bytes = pages[index] { pageBytes[index] = bytes }
             }
         }
         clock?.advance(to: readyRound)

@@ -144,12 +144,6 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         }
     }
 
-    public func cachedBytes(offset: UInt64, length: Int) -> [UInt8]? {
-        guard length >= 0 else { return nil }
-        guard offset < sourceSize, length > 0 else { return [] }
-        return loadedCopy(offset: offset, end: offset + min(UInt64(length), sourceSize - offset), issueRound: 0)?.bytes
-    }
-
     /// A copy of `offset..<end` when every page of it is loaded, with the round the last of
     /// them arrived in.
     private func loadedCopy(offset: UInt64, end: UInt64, issueRound: Int) -> (bytes: [UInt8], readyRound: Int)? {

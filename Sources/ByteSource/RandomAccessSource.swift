@@ -17,15 +17,10 @@ public protocol RandomAccessSource: Sendable {
     /// that can fetch many ranges in one request (HTTP multi-range) override it; the default
     /// reads them concurrently.
     func read(ranges: [ByteRange]) async throws -> [[UInt8]]
-    /// The bytes when they are already at hand, without I/O or waiting; `nil` otherwise.
-    /// Caching sources answer from memory; the default answers nothing.
-    func cachedBytes(offset: UInt64, length: Int) -> [UInt8]?
 }
 
 extension RandomAccessSource {
     public func prefetch(_ ranges: [ByteRange]) {}
-
-    public func cachedBytes(offset: UInt64, length: Int) -> [UInt8]? { nil }
 
     public func read(ranges: [ByteRange]) async throws -> [[UInt8]] {
         if ranges.count == 1 { return [try await read(offset: ranges[0].offset, length: ranges[0].length)] }

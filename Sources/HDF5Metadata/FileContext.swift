@@ -76,12 +76,6 @@ final class FileContext: Sendable {
                     limits: limits, sharedMessageHeaps: heaps)
     }
 
-    /// The same file read through another source.
-    func with(source other: any RandomAccessSource) -> FileContext {
-        FileContext(source: other, fileSize: fileSize, base: base, offsetSize: offsetSize, lengthSize: lengthSize,
-                    limits: limits, sharedMessageHeaps: sharedMessageHeaps)
-    }
-
     func absolute(_ address: UInt64) -> UInt64 { base &+ address }
 
     /// Reads `length` bytes at relative `address`. Lengths beyond the file end give a short

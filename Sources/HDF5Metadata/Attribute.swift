@@ -1,7 +1,7 @@
 import ByteSource
 
 /// A decoded element value: what an attribute (or a fill value) holds.
-public indirect enum Value: Sendable, Equatable {
+public enum Value: Sendable, Equatable {
     case integer(Int64)
     case unsigned(UInt64)
     case float(Double)

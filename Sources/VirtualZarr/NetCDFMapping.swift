@@ -279,10 +279,13 @@ public enum NetCDFMapping {
     /// The dimension scale (by address) of each axis, from `DIMENSION_LIST`, or the dataset
     /// itself for a 1-D coordinate variable.
     static func dimensionScales(_ dataset: DatasetInfo, rank: Int) -> [UInt64]? {
-        if let list = dataset.attributes.first(where: { $0.name == "DIMENSION_LIST" }) {
+        // By position: a copy of the attribute would retain every field (this runs three times
+        // per variable of every file).
+        if let list = dataset.attributes.firstIndex(where: { $0.name == "DIMENSION_LIST" }) {
+            let values = dataset.attributes[list].values
             var scales: [UInt64] = []
-            scales.reserveCapacity(list.values.count)
-            for entry in list.values {
+            scales.reserveCapacity(values.count)
+            for entry in values {
                 guard case .list(let refs) = entry, case .objectReference(let address)? = refs.first else { return nil }
                 scales.append(address)
             }
@@ -387,12 +390,18 @@ public enum NetCDFMapping {
     static func attributes(_ list: [Attribute], resolve: [UInt64: String]) -> [(String, JSON)] {
         // Object and region references have no netCDF attribute type: netCDF-C leaves such
         // attributes out, and so do we (their addresses mean nothing outside the file).
-        list.filter { !hiddenAttributes.contains($0.name) && !holdsReferences($0.datatype) }.compactMap { attribute in
-            if attribute.dataspace.kind == .null { return (attribute.name, .string("")) }
-            let values = attribute.values.map { attributeJSON($0) }
-            if values.count == 1 { return (attribute.name, values[0]) }
-            return (attribute.name, .array(values))
+        var result: [(String, JSON)] = []
+        result.reserveCapacity(list.count)
+        for index in list.indices where !hiddenAttributes.contains(list[index].name) && !holdsReferences(list[index].datatype) {
+            let name = list[index].name
+            if list[index].dataspace.kind == .null {
+                result.append((name, .string("")))
+                continue
+            }
+            let values = list[index].values.map { attributeJSON($0) }
+            result.append((name, values.count == 1 ? values[0] : .array(values)))
         }
+        return result
     }
 
     static func holdsReferences(_ type: Datatype) -> Bool {

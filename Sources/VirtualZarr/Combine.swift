@@ -107,7 +107,7 @@ public enum Combiner {
                     let missing = parts.indices.filter { !present.contains($0) }
                     throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
                 }
-                result.arrays.append(try concatenate(versions.map { (array($0), parts[$0.part].name, objectOffsets[$0.part]) },
+                result.arrays.append(try concatenate(ArrayVersions(parts: parts, positions: versions, objectOffsets: objectOffsets),
                                                      axis: axis, dimension: dimension))
             } else {
                 for version in versions.dropFirst() {
@@ -174,25 +174,43 @@ public enum Combiner {
         }
     }
 
+    /// One variable in every file, read in place: a year of daily files holds fifteen thousand
+    /// arrays, and copying one retains a dozen buffers.
+    struct ArrayVersions {
+        let parts: [(name: String, dataset: VirtualDataset)]
+        let positions: [(part: Int, index: Int)]
+        let objectOffsets: [UInt32]
+
+        var count: Int { positions.count }
+        var indices: Range<Int> { positions.indices }
+
+        subscript(_ version: Int) -> VirtualArray {
+            _read { yield parts[positions[version].part].dataset.arrays[positions[version].index] }
+        }
+
+        func file(_ version: Int) -> String { parts[positions[version].part].name }
+        func objectOffset(_ version: Int) -> UInt32 { objectOffsets[positions[version].part] }
+    }
+
     /// Joins one variable's versions along `axis`; each version's object ids are shifted by its
     /// file's offset among the combined objects.
-    static func concatenate(_ versions: [(array: VirtualArray, file: String, objectOffset: UInt32)], axis: Int,
-                            dimension: String) throws -> VirtualArray {
-        let head = versions[0].array
-        for (array, file, _) in versions.dropFirst() {
-            try checkCompatible(head, array, first: versions[0].file, other: file, sameShape: true, axis: axis)
+    static func concatenate(_ versions: ArrayVersions, axis: Int, dimension: String) throws -> VirtualArray {
+        for version in versions.indices.dropFirst() {
+            try checkCompatible(versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true,
+                                axis: axis)
         }
-        let lengths = versions.map { $0.array.shape[axis] }
+        let lengths = versions.indices.map { versions[$0].shape[axis] }
         let total = lengths.reduce(0, +)
-        var result = head
+        var result = versions[0]
         result.shape[axis] = total
+        let codecsEmpty = result.codecs.isEmpty
 
         // Inline raw arrays (decoded coordinates) concatenate by bytes along the leading axis.
-        if axis == 0, head.codecs.isEmpty, versions.allSatisfy({ $0.array.manifest.count == 1 && isInline($0.array.manifest[0]) }) {
+        if axis == 0, codecsEmpty, versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) }) {
             var bytes: [UInt8] = []
-            for (array, _, _) in versions {
-                guard case .inline(let chunk) = array.manifest[0] else { continue }
-                let used = Int(array.shape.reduce(UInt64(array.dtype.itemSize), *))
+            for version in versions.indices {
+                guard case .inline(let chunk) = versions[version].manifest[0] else { continue }
+                let used = Int(versions[version].shape.reduce(UInt64(versions[version].dtype.itemSize), *))
                 bytes += chunk.prefix(used)
             }
             result.chunkShape[0] = max(total, 1)
@@ -201,27 +219,29 @@ public enum Combiner {
             return result
         }
 
-        let chunk = head.chunkShape[axis]
+        let chunk = result.chunkShape[axis]
         let aligned = lengths.dropLast().allSatisfy { $0 % chunk == 0 }
         if aligned {
             result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
             var start: UInt64 = 0
-            for (array, _, objectOffset) in versions {
+            for version in versions.indices {
                 let shift = Int(start / chunk)
+                let objectOffset = versions.objectOffset(version)
                 if axis == 0 {
                     // Along the leading axis a file's chunks are one run of the grid's row-major order.
                     let trailing = result.manifest.gridShape.dropFirst().reduce(1, *)
-                    result.manifest.copyEntries(of: array.manifest, to: shift * trailing, objectOffset: objectOffset)
+                    result.manifest.copyEntries(of: versions[version].manifest, to: shift * trailing, objectOffset: objectOffset)
                 } else {
-                    for linear in 0..<array.manifest.count {
-                        var coordinates = array.manifest.coordinates(linear)
+                    let manifest = versions[version].manifest
+                    for linear in 0..<manifest.count {
+                        var coordinates = manifest.coordinates(linear)
                         coordinates[axis] += shift
                         if let target = result.manifest.linearIndex(coordinates) {
-                            result.manifest[target] = array.manifest[linear].shiftingObject(by: objectOffset)
+                            result.manifest[target] = manifest[linear].shiftingObject(by: objectOffset)
                         }
                     }
                 }
-                start += array.shape[axis]
+                start += lengths[version]
             }
             return result
         }
@@ -229,17 +249,19 @@ public enum Combiner {
         // (1024 along time with one step written). Unfiltered, with the dimension leading, the
         // data is the first bytes of each chunk, so a shorter leading byte range is a valid chunk.
         let perFile = lengths[0]
-        let oneChunkAlongAxis = versions.allSatisfy { $0.array.manifest.gridShape[axis] == 1 }
-        if axis == 0, head.codecs.isEmpty, lengths.allSatisfy({ $0 == perFile }), perFile > 0, chunk > perFile, oneChunkAlongAxis {
+        let oneChunkAlongAxis = versions.indices.allSatisfy { versions[$0].manifest.gridShape[axis] == 1 }
+        if axis == 0, codecsEmpty, lengths.allSatisfy({ $0 == perFile }), perFile > 0, chunk > perFile, oneChunkAlongAxis {
             result.chunkShape[0] = perFile
             result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
-            let rowBytes = result.chunkShape.dropFirst().reduce(UInt64(head.dtype.itemSize), *)
-            for (index, (array, _, objectOffset)) in versions.enumerated() {
-                for linear in 0..<array.manifest.count {
-                    var coordinates = array.manifest.coordinates(linear)
-                    coordinates[0] = index
+            let rowBytes = result.chunkShape.dropFirst().reduce(UInt64(result.dtype.itemSize), *)
+            for version in versions.indices {
+                let manifest = versions[version].manifest
+                let objectOffset = versions.objectOffset(version)
+                for linear in 0..<manifest.count {
+                    var coordinates = manifest.coordinates(linear)
+                    coordinates[0] = version
                     guard let target = result.manifest.linearIndex(coordinates) else { continue }
-                    switch array.manifest[linear] {
+                    switch manifest[linear] {
                     case .reference(let object, let offset, _):
                         result.manifest[target] = .reference(object: object + objectOffset, offset: offset, length: perFile * rowBytes)
                     case .inline(let bytes):
@@ -251,8 +273,10 @@ public enum Combiner {
             }
             return result
         }
-        let detail = zip(versions, lengths).prefix(3).map { "\($0.0.file): \($0.1) along \(dimension) in chunks of \($0.0.array.chunkShape)" }
-        throw CombineError(description: "cannot concatenate variable \(head.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(head.codecs.isEmpty ? "" : "; compressed chunks cannot be cut")")
+        let detail = versions.indices.prefix(3).map {
+            "\(versions.file($0)): \(lengths[$0]) along \(dimension) in chunks of \(versions[$0].chunkShape)"
+        }
+        throw CombineError(description: "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut")")
     }
 
     static func isInline(_ entry: ChunkEntry) -> Bool {

@@ -40,8 +40,9 @@ public enum NetCDFMapping {
         if result.groups.first(where: { $0.path.isEmpty }) == nil {
             result.groups.insert(VirtualGroup(path: "", attributes: []), at: 0)
         }
-        let lengths = dimensionLengths(info)
-        let phony = phonyDimensionNames(info, lengths: lengths)
+        let scales = DimensionScales(info)
+        let lengths = dimensionLengths(info, scales: scales)
+        let phony = phonyDimensionNames(info, lengths: lengths, scales: scales)
         for dataset in info.datasets {
             if let error = dataset.error {
                 // A feature we do not handle leaves the variable out; a damaged file is an error,
@@ -55,7 +56,7 @@ public enum NetCDFMapping {
             if isDimensionOnly(dataset) { continue }
             do {
                 if let array = try await array(dataset, info: info, objectID: objectID, options: options, lengths: lengths,
-                                               phony: phony, fetch: fetch) {
+                                               phony: phony, scales: scales, fetch: fetch) {
                     result.arrays.append(array)
                 }
             } catch let error as MappingError {
@@ -83,12 +84,12 @@ public enum NetCDFMapping {
     /// (links in creation order when tracked, else by name), and gives each such dataset's axes the first dimension of the same
     /// group with the same length and unlimitedness not yet used by that dataset, or a new
     /// `phony_dim_<next id>`.
-    static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64]) -> [UInt64: [String]] {
+    static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64], scales: DimensionScales) -> [UInt64: [String]] {
         // Positions, not copies: a dataset's description holds a dozen references, and this runs
         // for every file of an archive.
         let datasetIndex = Dictionary(info.datasets.indices.map { (info.datasets[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
         let groupIndex = Dictionary(info.groups.indices.map { (info.groups[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
-        let scaleCount = info.datasets.indices.reduce(0) { $0 + (isDimensionScale(info.datasets[$1]) ? 1 : 0) }
+        let scaleCount = scales.dimensionScaleCount
         var nextID = scaleCount
         var result: [UInt64: [String]] = [:]
         var visitedGroups: Set<UInt64> = []
@@ -111,14 +112,14 @@ public enum NetCDFMapping {
             // (length, unlimited, name) of this group's dimensions, real ones first.
             var dims: [(UInt64, Bool, String)] = []
             for link in links {
-                guard case .hard(let address) = link.target, let index = datasetIndex[address], isDimensionScale(info.datasets[index]),
+                guard case .hard(let address) = link.target, scales.isDimensionScale(address), let index = datasetIndex[address],
                       let space = info.datasets[index].dataspace, space.dimensions.count == 1 else { continue }
                 dims.append((lengths[address] ?? space.dimensions[0], space.maxDimensions.first == .some(nil), link.name))
             }
             for link in links {
                 guard case .hard(let address) = link.target, let index = datasetIndex[address], !assigned.contains(address),
                       let space = info.datasets[index].dataspace, space.kind == .simple, !space.dimensions.isEmpty,
-                      dimensionScales(info.datasets[index], rank: space.dimensions.count) == nil else { continue }
+                      scales[address] == nil else { continue }
                 assigned.insert(address)
                 var names: [String] = []
                 for (length, max) in zip(space.dimensions, space.maxDimensions) {
@@ -144,7 +145,8 @@ public enum NetCDFMapping {
     }
 
     static func array(_ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
-                      lengths: [UInt64: UInt64], phony: [UInt64: [String]], fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
+                      lengths: [UInt64: UInt64], phony: [UInt64: [String]], scales: DimensionScales,
+                      fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
             throw MappingError(description: "incomplete metadata")
         }
@@ -153,11 +155,11 @@ public enum NetCDFMapping {
         var shape = dataspace.kind == .scalar ? [] : dataspace.dimensions
         // netCDF gives every variable on an unlimited dimension that dimension's full length;
         // rows a variable never wrote read as its fill value.
-        if let scales = dimensionScales(dataset, rank: shape.count) {
-            for (axis, scale) in scales.enumerated() { shape[axis] = max(shape[axis], lengths[scale] ?? 0) }
+        if let axes = scales[dataset.address] {
+            for (axis, scale) in axes.enumerated() { shape[axis] = max(shape[axis], lengths[scale] ?? 0) }
         }
         let path = zarrPath(dataset.path)
-        let dimensions = try dimensionNames(dataset, shape: shape, info: info, phony: phony)
+        let dimensions = try dimensionNames(dataset, shape: shape, info: info, phony: phony, scales: scales)
         let codecs = try pipeline(dataset.filters, datatype: datatype)
 
         var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress)
@@ -260,10 +262,11 @@ public enum NetCDFMapping {
     }
 
     /// netCDF-4's dimension scales, resolved through `DIMENSION_LIST` object references.
-    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [UInt64: [String]]) throws -> [String] {
+    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [UInt64: [String]],
+                               scales: DimensionScales) throws -> [String] {
         if shape.isEmpty { return [] }
-        if let scales = dimensionScales(dataset, rank: shape.count) {
-            return try scales.map { address in
+        if let axes = scales[dataset.address] {
+            return try axes.map { address in
                 guard let path = info.pathsByAddress[address] else {
                     throw MappingError(description: "DIMENSION_LIST names an object that is not in the file")
                 }
@@ -297,14 +300,40 @@ public enum NetCDFMapping {
 
     /// Each dimension's length: the longest extent along it of any variable (netCDF's rule
     /// for unlimited dimensions; fixed ones agree anyway).
-    static func dimensionLengths(_ info: HDF5FileInfo) -> [UInt64: UInt64] {
+    static func dimensionLengths(_ info: HDF5FileInfo, scales: DimensionScales) -> [UInt64: UInt64] {
         var lengths: [UInt64: UInt64] = [:]
         for index in info.datasets.indices {
             guard let space = info.datasets[index].dataspace, space.kind == .simple,
-                  let scales = dimensionScales(info.datasets[index], rank: space.dimensions.count) else { continue }
-            for (axis, scale) in scales.enumerated() { lengths[scale] = max(lengths[scale] ?? 0, space.dimensions[axis]) }
+                  let axes = scales[info.datasets[index].address] else { continue }
+            for (axis, scale) in axes.enumerated() { lengths[scale] = max(lengths[scale] ?? 0, space.dimensions[axis]) }
         }
         return lengths
+    }
+
+    /// Every dataset's dimension scales and which datasets are scales, worked out once per file
+    /// (dimension lengths, phony names and each variable's names all ask).
+    struct DimensionScales {
+        private var axesByAddress: [UInt64: [UInt64]] = [:]
+        private var scaleAddresses: Set<UInt64> = []
+
+        init(_ info: HDF5FileInfo) {
+            // Through the buffer: an array's element would be copied, retaining every field.
+            info.datasets.withUnsafeBufferPointer { datasets in
+                for index in datasets.indices {
+                    if NetCDFMapping.isDimensionScale(datasets[index]) { scaleAddresses.insert(datasets[index].address) }
+                    guard let space = datasets[index].dataspace, space.kind != .null else { continue }
+                    let rank = space.kind == .scalar ? 0 : space.dimensions.count
+                    if let axes = NetCDFMapping.dimensionScales(datasets[index], rank: rank) { axesByAddress[datasets[index].address] = axes }
+                }
+            }
+        }
+
+        /// The dimension scale (by address) of each axis of the dataset at `address`.
+        subscript(address: UInt64) -> [UInt64]? { axesByAddress[address] }
+
+        func isDimensionScale(_ address: UInt64) -> Bool { scaleAddresses.contains(address) }
+
+        var dimensionScaleCount: Int { scaleAddresses.count }
     }
 
     static func isBoolEnum(_ type: Datatype) -> Bool {

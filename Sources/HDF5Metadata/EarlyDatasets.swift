@@ -144,9 +144,9 @@ extension Traversal {
         /// readable dataset (the traversal then finds out for itself what is there).
         private static func parseDataset(at address: UInt64, in context: FileContext) async -> Discovered? {
             guard let firstChunk = try? await ObjectHeader.readFirstChunk(at: address, in: context),
-                  firstChunk.first(.symbolTable) == nil, firstChunk.first(.linkInfo) == nil, firstChunk.first(.link) == nil,
+                  !firstChunk.has(.symbolTable), !firstChunk.has(.linkInfo), !firstChunk.has(.link),
                   let completed = try? await Traversal.complete(firstChunk, in: context),
-                  completed.header.first(.layout) != nil else { return nil }
+                  completed.header.has(.layout) else { return nil }
             let details = await Traversal.datasetDetails(completed.header, address: address, earlyChunks: completed.earlyChunks,
                                                          in: context)
             return Discovered(address: address, kind: .dataset, details: details)

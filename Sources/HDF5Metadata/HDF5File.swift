@@ -301,7 +301,7 @@ struct Traversal {
         var header = firstChunk
         var earlyChunks: Result<ChunkTable?, HDF5Error>?
         var earlyLinks: [Link]?
-        if header.first(.layout) != nil, header.first(.dataspace) != nil, !header.pendingContinuations.isEmpty {
+        if header.has(.layout), header.has(.dataspace), !header.pendingContinuations.isEmpty {
             // The layout sits in the first header chunk; attributes added later live in
             // continuation blocks. Both are fetched at once and then read one after the
             // other: the same rounds as two concurrent tasks (unless the B-tree has several
@@ -309,8 +309,8 @@ struct Traversal {
             let root = Self.chunkIndexFirstRead(of: header, in: context)
             try await header.readContinuations(in: context, fetchingAlong: root.map { [$0] } ?? [])
             earlyChunks = await Self.chunkTable(of: header, in: context)
-        } else if !header.pendingContinuations.isEmpty, header.first(.layout) == nil,
-                  header.first(.symbolTable) != nil || header.first(.linkInfo) != nil {
+        } else if !header.pendingContinuations.isEmpty, !header.has(.layout),
+                  header.has(.symbolTable) || header.has(.linkInfo) {
             let firstChunk = header
             let (links, completed) = try await context.both({
                 try await Self.indexedLinks(firstChunk, in: context)
@@ -328,11 +328,11 @@ struct Traversal {
     }
 
     private static func classify(_ header: ObjectHeader, indexedLinks: [Link]? = nil, in context: FileContext) async throws -> Kind {
-        if header.first(.layout) != nil { return .dataset }
-        let isGroup = header.first(.symbolTable) != nil || header.first(.linkInfo) != nil || header.first(.link) != nil
-            || header.first(.groupInfo) != nil
+        if header.has(.layout) { return .dataset }
+        let isGroup = header.has(.symbolTable) || header.has(.linkInfo) || header.has(.link)
+            || header.has(.groupInfo)
         if !isGroup {
-            return header.first(.datatype) != nil ? .datatype : .group(links: [])
+            return header.has(.datatype) ? .datatype : .group(links: [])
         }
         var links: [Link]
         if let indexedLinks {
@@ -504,7 +504,7 @@ struct Traversal {
             }
         }
         let finalHeader = header
-        if header.first(.externalFiles) != nil {
+        if header.has(.externalFiles) {
             dataset.attributes = try await attributes(of: finalHeader, in: context)
             throw HDF5Error(.unsupported, "dataset", at: position, "raw data in external files (external file list message)")
         }
@@ -571,6 +571,8 @@ struct Traversal {
                                                            count: Int(clamping: attribute.dataspace.elementCount), origin: body.origin)
             result.append(attribute)
         }
-        return result.sorted { $0.name < $1.name }
+        // In place: `sorted` would copy every attribute (a dozen retains each) into a new array.
+        result.sort { $0.name < $1.name }
+        return result
     }
 }

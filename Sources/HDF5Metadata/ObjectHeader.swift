@@ -28,6 +28,8 @@ struct ObjectHeader: Sendable {
     }
 
     func first(_ type: MessageType) -> HeaderMessage? { messages.first { $0.type == type.rawValue } }
+    /// Whether a message of `type` is present (without copying it out, as `first` does).
+    func has(_ type: MessageType) -> Bool { messages.contains { $0.type == type.rawValue } }
     func all(_ type: MessageType) -> [HeaderMessage] { messages.filter { $0.type == type.rawValue } }
 
     /// A guess that covers most headers in one read; the rest is fetched when the prefix says so.

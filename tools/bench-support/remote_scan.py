@@ -20,6 +20,8 @@ ap.add_argument("--files", type=int, default=365)
 ap.add_argument("--latency-ms", type=float, default=20)
 ap.add_argument("--work", required=True)
 ap.add_argument("--serial-files", type=int, default=20, help="files for the concurrency-1 and kerchunk runs")
+ap.add_argument("--repeat", type=int, default=5,
+                help="runs of the concurrency-1, default and local rows, interleaved; each row shows the run with the median wall time")
 args = ap.parse_args()
 os.makedirs(args.work, exist_ok=True)
 
@@ -97,15 +99,22 @@ try:
     serial_file = os.path.join(args.work, "urls-serial.txt")
     with open(serial_file, "w") as f:
         f.write("\n".join(urls[: args.serial_files]) + "\n")
-    rows = []
-    rows.append(run_scan("zarrmount HTTP, concurrency 1 (%d files)" % args.serial_files, [], ["--urls", serial_file, "--concurrency", "1"], env))
-    rows.append(run_scan("zarrmount HTTP, default concurrency", [], ["--urls", url_file], env))
     # The same files from local disk (page cache warm): the CPU the scan needs without any
     # network, measured in the same run so the remote rows can be read against it.
     local_file = os.path.join(args.work, "paths.txt")
     with open(local_file, "w") as f:
         f.write("\n".join(os.path.join(args.archive, n) for n in names) + "\n")
-    rows.append(run_scan("zarrmount local files (no network, CPU floor)", [], ["--urls", local_file], env))
+    # These machines' speed drifts by a third within an hour and the default row is CPU-bound
+    # while concurrency 1 is latency-bound, so one run of each gives a ratio that wanders by
+    # several points. The rows are run in turn, several times, and each shows its median run.
+    runs = [[], [], []]
+    for _ in range(max(1, args.repeat)):
+        runs[0].append(run_scan("zarrmount HTTP, concurrency 1 (%d files)" % args.serial_files, [],
+                                ["--urls", serial_file, "--concurrency", "1"], env))
+        runs[1].append(run_scan("zarrmount HTTP, default concurrency", [], ["--urls", url_file], env))
+        runs[2].append(run_scan("zarrmount local files (no network, CPU floor)", [], ["--urls", local_file], env))
+    rows = [sorted(r, key=lambda row: row["wall"])[len(r) // 2] for r in runs]
+    spreads = [(min(row["wall"] for row in r), max(row["wall"] for row in r)) for r in runs]
 
     # S3 through moto (a Python server: slower than nginx, so a subset), uploaded once.
     subset = os.path.join(args.work, "s3-subset")
@@ -139,8 +148,12 @@ for r in rows:
                                                                        r["requests"], r["bytes"] / 1024, 100 * r["bytes"] / file_bytes,
                                                                        r["rounds"], r["rss"]))
 serial, default, local = rows[0], rows[1], rows[2]
+print("wall time over %d runs of each (min-max): concurrency 1 %.2f-%.2f s, default %.2f-%.2f s, local %.2f-%.2f s"
+      % (len(runs[0]), *spreads[0], *spreads[1], *spreads[2]))
 print("default HTTP vs local files: %.2fx the wall time, %.2fx the CPU" % (default["wall"] / local["wall"], default["cpu"] / local["cpu"]))
-print("default vs concurrency 1: %.1fx more files/s" % ((default["files"] / default["wall"]) / (serial["files"] / serial["wall"])))
+print("default vs concurrency 1: %.1fx more files/s (medians; run by run, in turn: %s)" % (
+    (default["files"] / default["wall"]) / (serial["files"] / serial["wall"]),
+    ", ".join("%.1fx" % ((d["files"] / d["wall"]) / (c["files"] / c["wall"])) for c, d in zip(runs[0], runs[1]))))
 if km:
     kfiles, ksec = int(km.group(1)), float(km.group(2))
     print("%-44s %6d %9.2f %8.2f" % ("kerchunk SingleHdf5ToZarr over HTTP (serial)", kfiles, ksec, kfiles / ksec))

@@ -157,7 +157,8 @@ public enum Combiner {
         }
     }
 
-    static func checkCompatible(_ a: VirtualArray, _ b: VirtualArray, first: String, other: String, sameShape: Bool, axis: Int? = nil) throws {
+    static func checkCompatible(_ a: borrowing VirtualArray, _ b: borrowing VirtualArray, first: String, other: String, sameShape: Bool,
+                                axis: Int? = nil) throws {
         if a.dtype != b.dtype {
             throw CombineError(description: "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other)")
         }

@@ -140,8 +140,8 @@ public enum NetCDFMapping {
         return result
     }
 
-    static func isDimensionScale(_ dataset: DatasetInfo) -> Bool {
-        dataset.attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
+    static func isDimensionScale(_ attributes: [Attribute]) -> Bool {
+        attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
     }
 
     static func array(_ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
@@ -281,11 +281,10 @@ public enum NetCDFMapping {
 
     /// The dimension scale (by address) of each axis, from `DIMENSION_LIST`, or the dataset
     /// itself for a 1-D coordinate variable.
-    static func dimensionScales(_ dataset: DatasetInfo, rank: Int) -> [UInt64]? {
-        // By position: a copy of the attribute would retain every field (this runs three times
-        // per variable of every file).
-        if let list = dataset.attributes.firstIndex(where: { $0.name == "DIMENSION_LIST" }) {
-            let values = dataset.attributes[list].values
+    static func dimensionScales(attributes: [Attribute], address: UInt64, rank: Int) -> [UInt64]? {
+        // By position: a copy of the attribute would retain every field.
+        if let list = attributes.firstIndex(where: { $0.name == "DIMENSION_LIST" }) {
+            let values = attributes[list].values
             var scales: [UInt64] = []
             scales.reserveCapacity(values.count)
             for entry in values {
@@ -294,8 +293,8 @@ public enum NetCDFMapping {
             }
             return scales.count == rank ? scales : nil
         }
-        let isScale = dataset.attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
-        return isScale && rank == 1 ? [dataset.address] : nil
+        let isScale = attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
+        return isScale && rank == 1 ? [address] : nil
     }
 
     /// Each dimension's length: the longest extent along it of any variable (netCDF's rule
@@ -317,14 +316,15 @@ public enum NetCDFMapping {
         private var scaleAddresses: Set<UInt64> = []
 
         init(_ info: HDF5FileInfo) {
-            // Through the buffer: an array's element would be copied, retaining every field.
-            info.datasets.withUnsafeBufferPointer { datasets in
-                for index in datasets.indices {
-                    if NetCDFMapping.isDimensionScale(datasets[index]) { scaleAddresses.insert(datasets[index].address) }
-                    guard let space = datasets[index].dataspace, space.kind != .null else { continue }
-                    let rank = space.kind == .scalar ? 0 : space.dimensions.count
-                    if let axes = NetCDFMapping.dimensionScales(datasets[index], rank: rank) { axesByAddress[datasets[index].address] = axes }
-                }
+            // Field by field: handing a dataset's description to a function copies it, retaining
+            // every field.
+            for index in info.datasets.indices {
+                let attributes = info.datasets[index].attributes
+                let address = info.datasets[index].address
+                if NetCDFMapping.isDimensionScale(attributes) { scaleAddresses.insert(address) }
+                guard let space = info.datasets[index].dataspace, space.kind != .null else { continue }
+                let rank = space.kind == .scalar ? 0 : space.dimensions.count
+                if let axes = NetCDFMapping.dimensionScales(attributes: attributes, address: address, rank: rank) { axesByAddress[address] = axes }
             }
         }
 

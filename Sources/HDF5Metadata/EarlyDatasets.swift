@@ -157,9 +157,13 @@ extension Traversal {
         static func signatures(in bytes: [UInt8]) -> [UInt64] {
             guard bytes.count >= 4 else { return [] }
             var found: [UInt64] = []
-            for index in 0...(bytes.count - 4)
-            where bytes[index] == 0x4F && bytes[index + 1] == 0x48 && bytes[index + 2] == 0x44 && bytes[index + 3] == 0x52 {
-                found.append(UInt64(index))
+            // One unaligned 32-bit load per position instead of four checked subscripts: this
+            // scans the first 16 KiB of every file.
+            let signature = UInt32(littleEndian: 0x5244_484F)  // "OHDR"
+            bytes.withUnsafeBytes { raw in
+                for index in 0...(raw.count - 4) where raw.loadUnaligned(fromByteOffset: index, as: UInt32.self) == signature {
+                    found.append(UInt64(index))
+                }
             }
             return found
         }

@@ -44,7 +44,7 @@ struct ObjectHeader: Sendable {
     static func readFirstChunk(at address: UInt64, in context: FileContext) async throws -> ObjectHeader {
         var cursor = try await context.read(address, speculativeReadSize, "object header")
         guard cursor.remaining >= 4 else { throw cursor.error(.truncated, "object header prefix") }
-        if cursor.bytes.starts(with: Array("OHDR".utf8)) {
+        if cursor.bytes.starts(with: "OHDR".utf8) {
             return try await readVersion2(cursor: &cursor, address: address, context: context)
         }
         return try await readVersion1(cursor: &cursor, address: address, context: context)

@@ -183,7 +183,14 @@ public enum Scanner {
         do { dataset = try Combiner.combine(parts, options: combine) } catch let error as CombineError {
             throw ScanError(description: error.description)
         }
-        return ScanSummary(dataset: dataset, files: parts.count, skipped: skipped, requests: requests, bytesRead: bytes,
+        // Dropping the per-file datasets (a year of files holds a few hundred thousand objects)
+        // takes about as long as writing the references; another thread does it meanwhile.
+        let fileCount = parts.count
+        let leftovers = Leftovers((parts, results))
+        parts = []
+        results = [:]
+        DispatchQueue.global().async { leftovers.drop() }
+        return ScanSummary(dataset: dataset, files: fileCount, skipped: skipped, requests: requests, bytesRead: bytes,
                            elapsed: ContinuousClock.now - start, cacheHits: hits, store: store, maxRounds: maxRounds)
     }
 
@@ -289,4 +296,15 @@ public enum Scanner {
             return (part.name, dataset)
         }
     }
+}
+
+/// Values to free on another thread: the last reference to them is dropped by `drop()`, so their
+/// deallocation runs wherever that is called.
+private final class Leftovers: @unchecked Sendable {
+    // Written once here, then only by `drop()`: no two threads touch it at once.
+    private var value: Any?
+
+    init(_ value: Any) { self.value = value }
+
+    func drop() { value = nil }
 }

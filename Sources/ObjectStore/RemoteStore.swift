@@ -161,17 +161,10 @@ public final class RemoteStore: Sendable {
         var firstBytesBudget = http.budget
         func flushHTTP() async throws {
             guard !httpURLs.isEmpty else { return }
-            let withFirstBytes = httpURLs.map { url in
-                guard http.firstBytes > 0, firstBytesBudget >= http.firstBytes, !http.headOnly(url) else { return false }
-                firstBytesBudget -= http.firstBytes
-                return true
-            }
+            let withFirstBytes = http.firstBytesPlan(httpURLs, budget: &firstBytesBudget)
             let objects = try await withThrowingTaskGroup(of: (Int, ListedObject).self) { group in
                 for (index, url) in httpURLs.enumerated() {
-                    group.addTask {
-                        if withFirstBytes[index], let described = try await self.describeHTTP(url, firstBytes: http.firstBytes) { return (index, described) }
-                        return (index, try await self.headHTTP(url))
-                    }
+                    group.addTask { (index, try await self.describe(httpURL: url, firstBytes: withFirstBytes[index], http: http)) }
                 }
                 var out = [ListedObject?](repeating: nil, count: httpURLs.count)
                 for try await (index, object) in group { out[index] = object }
@@ -200,6 +193,13 @@ public final class RemoteStore: Sendable {
         }
         try await flushHTTP()
         return result
+    }
+
+    /// One HTTP URL as a listing describes it: size and identity, and its first bytes when
+    /// `firstBytes` (see `HTTPDescription.firstBytesPlan`), else from a HEAD.
+    public func describe(httpURL url: String, firstBytes: Bool, http: HTTPDescription) async throws -> ListedObject {
+        if firstBytes, let described = try await describeHTTP(url, firstBytes: http.firstBytes) { return described }
+        return try await headHTTP(url)
     }
 
     func listS3(bucket: String, pattern: String, source: String) async throws -> [ListedObject] {
@@ -455,6 +455,16 @@ public struct HTTPDescription: Sendable {
         self.firstBytes = firstBytes
         self.budget = budget
         self.headOnly = headOnly
+    }
+
+    /// Which of `urls` are described with a GET of their first bytes (the rest get a HEAD), in
+    /// order, drawing on `budget`.
+    public func firstBytesPlan(_ urls: [String], budget: inout Int) -> [Bool] {
+        urls.map { url in
+            guard firstBytes > 0, budget >= firstBytes, !headOnly(url) else { return false }
+            budget -= firstBytes
+            return true
+        }
     }
 }
 

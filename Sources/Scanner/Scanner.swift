@@ -90,13 +90,28 @@ public enum Scanner {
         if remote && options.store == nil {
             throw ScanError(description: "remote sources need an object store (internal error: none configured)")
         }
+        // An HTTP URL is listed with a GET of the bytes the scan would read first, unless its
+        // result is probably cached: then a HEAD tells whether it still is.
+        let cache = options.cache
+        let description = HTTPDescription(firstBytes: BlockCache<RemoteObjectSource>.Policy().firstFetchSize,
+                                          headOnly: { url in cache?.hasEntry(for: url) ?? false })
+        // When every source is an HTTP URL, the files and their order are known before any is
+        // listed: each file's scan then starts as soon as its own listing GET is answered,
+        // instead of after the slowest of them (a tenth of a second for a year at 20 ms).
+        var unlisted: [(url: String, firstBytes: Bool)] = []
         do {
-            if let store = options.store {
-                // An HTTP URL is listed with a GET of the bytes the scan would read first, unless its
-                // result is probably cached: then a HEAD tells whether it still is.
-                let cache = options.cache
-                let description = HTTPDescription(firstBytes: BlockCache<RemoteObjectSource>.Policy().firstFetchSize,
-                                                  headOnly: { url in cache?.hasEntry(for: url) ?? false })
+            let httpURLs = try sources.compactMap { source -> String? in
+                if case .http(let url) = try Location(parsing: source) { return url }
+                return nil
+            }
+            if options.store != nil, !sources.isEmpty, httpURLs.count == sources.count {
+                var seen: Set<String> = []
+                var urls = httpURLs.filter { seen.insert($0).inserted }
+                if options.order == .key { urls.sort() }
+                var budget = description.budget
+                unlisted = Array(zip(urls, description.firstBytesPlan(urls, budget: &budget)))
+                listed = urls.map { ListedObject(url: $0, size: 0, etag: nil) }
+            } else if let store = options.store {
                 listed = try await store.list(sources, http: description)
             } else {
                 listed = try LocalStore.list(sources)
@@ -106,13 +121,12 @@ public enum Scanner {
         } catch let error as ObjectStoreError {
             throw ScanError(description: error.description)
         }
-        if options.order == .key {
+        if options.order == .key, unlisted.isEmpty {
             // Files join the concat dimension in key order whatever order they were named in.
             listed.sort { $0.url < $1.url }
         }
         let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
         let store = options.store
-        let cache = options.cache
         logger.info("scanning files", metadata: ["count": "\(listed.count)"])
         var mapping = options.mapping
         if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
@@ -121,26 +135,52 @@ public enum Scanner {
         var results: [Int: Result<(VirtualDataset, ReadCounters), ScanError>] = [:]
         var done = 0, errors = 0, requests = 0, hits = 0, maxRounds = 0
         var bytes: UInt64 = 0
-        try await withThrowingTaskGroup(of: (Int, Result<(VirtualDataset, ReadCounters), ScanError>).self) { group in
-            var next = 0
-            func launch() {
-                let index = next
+        try await withThrowingTaskGroup(of: ScanStep.self) { group in
+            // Listed files wait here for one of the `concurrency` places.
+            var ready: [Int] = unlisted.isEmpty ? Array(listed.indices) : []
+            var nextReady = 0
+            var scanning = 0
+            func launch(_ index: Int) {
                 let object = listed[index]
                 listed[index].firstBytes = []
-                next += 1
+                scanning += 1
                 group.addTask {
                     if let cached = cache?.load(object, options: mappingOptions) {
                         var counters = ReadCounters()
                         counters.rounds = -1
-                        return (index, .success((cached, counters)))
+                        return .scanned(index, .success((cached, counters)))
                     }
                     let result = await scanFile(object, mapping: mappingOptions, store: store)
                     if case .success(let (dataset, _)) = result { cache?.store(dataset, for: object, options: mappingOptions) }
-                    return (index, result)
+                    return .scanned(index, result)
                 }
             }
-            while next < min(concurrency, listed.count) { launch() }
-            while let (index, result) = try await group.next() {
+            if let store {
+                for (index, url) in unlisted.enumerated() {
+                    group.addTask {
+                        do {
+                            return .listed(index, try await store.describe(httpURL: url.url, firstBytes: url.firstBytes, http: description))
+                        } catch let error as ObjectStoreError {
+                            throw ScanError(description: error.description)
+                        }
+                    }
+                }
+            }
+            while scanning < concurrency, nextReady < ready.count {
+                launch(ready[nextReady])
+                nextReady += 1
+            }
+            while let step = try await group.next() {
+                let index: Int, result: Result<(VirtualDataset, ReadCounters), ScanError>
+                switch step {
+                case .listed(let listedIndex, let object):
+                    listed[listedIndex] = object
+                    if scanning < concurrency { launch(listedIndex) } else { ready.append(listedIndex) }
+                    continue
+                case .scanned(let scannedIndex, let scanned):
+                    scanning -= 1
+                    (index, result) = (scannedIndex, scanned)
+                }
                 done += 1
                 switch result {
                 case .success(let (_, counters)):
@@ -158,7 +198,10 @@ public enum Scanner {
                 results[index] = result
                 progress(ScanProgress(filesDone: done, filesTotal: listed.count, bytesRead: bytes, requests: requests,
                                       errors: errors, elapsed: ContinuousClock.now - start))
-                if next < listed.count { launch() }
+                if scanning < concurrency, nextReady < ready.count {
+                    launch(ready[nextReady])
+                    nextReady += 1
+                }
             }
         }
 
@@ -296,6 +339,12 @@ public enum Scanner {
             return (part.name, dataset)
         }
     }
+}
+
+/// What a child of the scan's task group finished: a file's listing, or its scan.
+private enum ScanStep: Sendable {
+    case listed(Int, ListedObject)
+    case scanned(Int, Result<(VirtualDataset, ReadCounters), ScanError>)
 }
 
 /// Values to free on another thread: the last reference to them is dropped by `drop()`, so their

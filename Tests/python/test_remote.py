@@ -629,6 +629,25 @@ def test_transfers_queued_beyond_the_connection_limit_start_when_a_place_frees(s
     assert p.elapsed < 3.0, "5 files over one connection took %.1f s: queued transfers waited for a timeout" % p.elapsed
 
 
+def test_each_file_is_scanned_as_soon_as_its_own_listing_get_is_answered(scanner, services, world, local_refs, proxies):
+    """With only HTTP URLs as sources, a file's scan starts when its own listing GET (its first
+    16 KiB) is answered, not when the slowest listing GET is: here every request for the last
+    file waits a second, and the other files' scan reads must not wait for it."""
+    slow = NAMES[-1]
+    fp = proxies(services.http, "--delay-rate", "1", "--delay-ms", "1000", "--delay-target", slow)
+    refs, _ = scanner.ok(["%s/wrf/%s" % (fp.url, n) for n in NAMES])
+    assert_same_refs(local_refs(), refs, "http scan with one slow file")
+    reqs = [r for r in fp.requests() if r["method"] == "GET"]
+    slow_listing = next(r for r in reqs if r["path"].endswith(slow))
+    seen, early_scan_reads = set(), []
+    for r in reqs:
+        name = posixpath.basename(r["path"])
+        if name in seen and name != slow and r["t"] < slow_listing["t"] + 0.9:
+            early_scan_reads.append(name)  # a read after this file's listing GET, while the slow one waits
+        seen.add(name)
+    assert set(early_scan_reads) == set(NAMES[:-1]), "scan reads sent while the slow listing GET waited: %s" % early_scan_reads
+
+
 def test_listing_over_1000_keys(scanner, services, world, local_refs, proxies):
     fp = proxies(services.s3)
     refs, _ = scanner.ok(["s3://%s/mixed/*.nc" % BUCKET], "--endpoint-url", fp.url)

@@ -30,7 +30,6 @@ extension Traversal {
         private struct State {
             var entries: [UInt64: Entry] = [:]
             var guesses = 0
-            var driver: Task<Void, Never>?
             var cancelled = false
         }
 
@@ -60,9 +59,7 @@ extension Traversal {
             guard length > 0, let bytes = try? await context.source.read(offset: context.base, length: length) else { return }
             let addresses = Self.signatures(in: bytes).filter { $0 != root }
             guard !addresses.isEmpty else { return }
-            let candidates = start(addresses, atRound: ReadRounds.clock?.current ?? 0)
-            let driver = Task(executorPreference: SerialTaskExecutor.current) { [self] in await self.follow(candidates) }
-            state.withLock { $0.driver = driver }
+            start(addresses, atRound: ReadRounds.clock?.current ?? 0, followingReferences: true)
         }
 
         /// Stops guesses nobody will need (the traversal is over).
@@ -70,7 +67,6 @@ extension Traversal {
             guard enabled else { return }
             let tasks = state.withLock { state -> [Task<Parsed?, Never>] in
                 state.cancelled = true
-                state.driver?.cancel()
                 return state.entries.values.compactMap { entry in
                     if case .parsing(let task) = entry { return task }
                     return nil
@@ -98,45 +94,32 @@ extension Traversal {
             return parsed.discovered
         }
 
-        /// Starts the objects each candidate's attributes reference as soon as that candidate
-        /// is parsed: the first dimension scale to arrive names most variables.
-        private func follow(_ candidates: [Task<Parsed?, Never>]) async {
-            await withTaskGroup(of: (references: [UInt64], round: Int).self) { group in
-                for task in candidates {
-                    group.addTask {
-                        guard let parsed = await task.value, case .dataset(let dataset)? = parsed.discovered.details else { return ([], 0) }
-                        return (dataset.attributes.flatMap { $0.values.flatMap(\.referencedAddresses) }, parsed.round)
-                    }
-                }
-                for await (references, round) in group where !references.isEmpty {
-                    start(references, atRound: round)
-                }
-            }
-        }
-
         /// Starts an early parse of each address nobody has parsed or claimed yet, their header
-        /// reads announced together so that they travel in one request.
-        @discardableResult
-        private func start(_ addresses: [UInt64], atRound round: Int) -> [Task<Parsed?, Never>] {
+        /// reads announced together so that they travel in one request. With
+        /// `followingReferences`, each parse then starts the objects its attributes reference
+        /// (the first dimension scale to arrive names most variables), from its own task.
+        private func start(_ addresses: [UInt64], atRound round: Int, followingReferences: Bool = false) {
             var seen = Set<UInt64>()
             let fresh = state.withLock { state in addresses.filter { state.entries[$0] == nil && seen.insert($0).inserted } }
-            guard !fresh.isEmpty else { return [] }
+            guard !fresh.isEmpty else { return }
             let context = self.context
             context.prefetch(fresh, length: ObjectHeader.speculativeReadSize)
-            return state.withLock { state -> [Task<Parsed?, Never>] in
-                guard !state.cancelled else { return [] }
-                var started: [Task<Parsed?, Never>] = []
+            state.withLock { state in
+                guard !state.cancelled else { return }
                 for address in fresh where state.entries[address] == nil && state.guesses < Self.maxGuesses {
-                    let task = Task(executorPreference: SerialTaskExecutor.current) {
+                    let task = Task(executorPreference: SerialTaskExecutor.current) { [self] () -> Parsed? in
                         let clock = RoundClock(startingAt: round)
                         let discovered = await ReadRounds.$clock.withValue(clock) { await Self.parseDataset(at: address, in: context) }
-                        return discovered.map { Parsed(discovered: $0, round: clock.current) }
+                        guard let discovered else { return nil }
+                        if followingReferences, case .dataset(let dataset)? = discovered.details {
+                            let references = dataset.attributes.flatMap { $0.values.flatMap(\.referencedAddresses) }
+                            if !references.isEmpty { start(references, atRound: clock.current) }
+                        }
+                        return Parsed(discovered: discovered, round: clock.current)
                     }
                     state.entries[address] = .parsing(task)
                     state.guesses += 1
-                    started.append(task)
                 }
-                return started
             }
         }
 

@@ -59,23 +59,32 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
 
     public func size() async throws -> UInt64 { sourceSize }
 
+    public func readWithoutWaiting(offset: UInt64, length: Int) -> [UInt8]? {
+        guard length >= 0 else { return nil }
+        guard offset < sourceSize, length > 0 else {
+            statistics.record { $0.requests += 1 }
+            return []
+        }
+        let clock = ReadRounds.clock
+        guard let hit = loadedCopy(offset: offset, end: offset + min(UInt64(length), sourceSize - offset),
+                                   issueRound: clock?.current ?? 0) else { return nil }
+        statistics.record { $0.requests += 1 }
+        clock?.advance(to: hit.readyRound)
+        return hit.bytes
+    }
+
     public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
         guard length >= 0 else { throw ByteSourceError(.invalidRange, source: name, offset: offset, length: length) }
+        // Most reads land on pages already loaded: copy them under the lock, with no
+        // bookkeeping beyond the copy.
+        if let hit = readWithoutWaiting(offset: offset, length: length) { return hit }
         statistics.record { $0.requests += 1 }
-        guard offset < sourceSize, length > 0 else { return [] }
         let end = offset + min(UInt64(length), sourceSize - offset)
         let pageSize = UInt64(policy.pageSize)
         let firstPage = offset / pageSize
         let lastPage = (end - 1) / pageSize
         let clock = ReadRounds.clock
         let issueRound = clock?.current ?? 0
-
-        // Most reads land on pages already loaded: copy them under the lock, with no
-        // bookkeeping beyond the copy.
-        if let hit = loadedCopy(offset: offset, end: end, issueRound: issueRound) {
-            clock?.advance(to: hit.readyRound)
-            return hit.bytes
-        }
 
         var pageBytes = [UInt64: ArraySlice<UInt8>]()
         var waits: [BlockCacheBatch] = []

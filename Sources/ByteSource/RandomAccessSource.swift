@@ -17,10 +17,18 @@ public protocol RandomAccessSource: Sendable {
     /// that can fetch many ranges in one request (HTTP multi-range) override it; the default
     /// reads them concurrently.
     func read(ranges: [ByteRange]) async throws -> [[UInt8]]
+    /// `read(offset:length:)` when it can be answered without waiting (counted and timed like a
+    /// read: statistics and the round clock see it); `nil` otherwise. Most of a parse's reads
+    /// land on bytes already cached; answered here, they spare the caller an async call and a
+    /// task switch, which checks the task's executor preference under a lock. The default
+    /// answers nothing.
+    func readWithoutWaiting(offset: UInt64, length: Int) -> [UInt8]?
 }
 
 extension RandomAccessSource {
     public func prefetch(_ ranges: [ByteRange]) {}
+
+    public func readWithoutWaiting(offset: UInt64, length: Int) -> [UInt8]? { nil }
 
     public func read(ranges: [ByteRange]) async throws -> [[UInt8]] {
         if ranges.count == 1 { return [try await read(offset: ranges[0].offset, length: ranges[0].length)] }

@@ -58,6 +58,7 @@ final class FileContext: Sendable {
     let limits: ParseLimits
     let sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)]
     private let globalHeapCollections = Mutex<[UInt64: Task<GlobalHeapCollection, any Error>]>([:])
+    private let readGlobalHeapCollections = Mutex<[UInt64: GlobalHeapCollection]>([:])
 
     init(source: any RandomAccessSource, fileSize: UInt64, base: UInt64, offsetSize: Int, lengthSize: Int,
          limits: ParseLimits, sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)] = []) {
@@ -92,6 +93,7 @@ final class FileContext: Sendable {
             throw HDF5Error(.limitExceeded, structure, at: position, "structure claims \(length) bytes")
         }
         let available = Int(min(UInt64(length), fileSize - position))
+        if let bytes = source.readWithoutWaiting(offset: position, length: available) { return cursor(bytes, at: position, structure) }
         let bytes: [UInt8]
         do {
             bytes = try await source.read(offset: position, length: available)
@@ -146,10 +148,20 @@ final class FileContext: Sendable {
     func globalHeapCollection(at address: UInt64) async throws -> GlobalHeapCollection {
         let task = globalHeapCollections.withLock { cache -> Task<GlobalHeapCollection, any Error> in
             if let existing = cache[address] { return existing }
-            let task = Task(executorPreference: SerialTaskExecutor.current) { try await GlobalHeapCollection.read(at: address, in: self) }
+            let task = Task(executorPreference: SerialTaskExecutor.current) { [self] in
+                let collection = try await GlobalHeapCollection.read(at: address, in: self)
+                readGlobalHeapCollections.withLock { $0[address] = collection }
+                return collection
+            }
             cache[address] = task
             return task
         }
         return try await task.value
+    }
+
+    /// A collection already read, without waiting: a file's vlen strings and references share a
+    /// few collections, and each value would otherwise await the same finished task.
+    func readGlobalHeapCollection(at address: UInt64) -> GlobalHeapCollection? {
+        readGlobalHeapCollections.withLock { $0[address] }
     }
 }

@@ -151,6 +151,28 @@ final class BlockCacheTests: XCTestCase {
         XCTAssertLessThanOrEqual(cached, 1, "a cached page is ready at the round it was fetched in")
     }
 
+    /// A read answered without waiting is the same read: the same bytes, counted, at the round
+    /// its pages arrived in; bytes not cached are not fetched by it.
+    func testReadWithoutWaitingAnswersOnlyFromTheCacheAndIsCounted() async throws {
+        let source = RecordingSource(size: 10_000)
+        let cache = try await BlockCache.open(source, policy: policy())
+        XCTAssertNil(cache.readWithoutWaiting(offset: 0, length: 10))
+        XCTAssertTrue(source.reads.withLock { $0.isEmpty }, "nothing is fetched for it")
+        let (_, rounds) = try await ReadRounds.measure {
+            _ = try await cache.read(offset: 0, length: 10)
+            let (hit, hitRounds) = ReadRounds.$clock.withValue(RoundClock()) {
+                (cache.readWithoutWaiting(offset: 100, length: 800), ReadRounds.clock!.current)
+            }
+            XCTAssertEqual(hit, Array(source.bytes[100..<900]))
+            XCTAssertEqual(hitRounds, 1, "the round its pages arrived in")
+        }
+        XCTAssertEqual(rounds, 1)
+        XCTAssertNil(cache.readWithoutWaiting(offset: 1000, length: 100), "the first fetch was one page: the second is not cached")
+        XCTAssertEqual(cache.readWithoutWaiting(offset: 20_000, length: 10), [])
+        XCTAssertEqual(cache.statistics.snapshot.requests, 3, "the read, the hit and the empty read past the end")
+        XCTAssertEqual(source.reads.withLock { $0.count }, 1)
+    }
+
     /// Bytes a listing fetched stand for the first fetch: read without a request, in round 1,
     /// with no read-ahead after them; a partial page that does not end the source is dropped.
     func testSeededBytesAreTheFirstFetch() async throws {

@@ -260,6 +260,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         do {
             let fetched = try await fetch(pages: pages.sorted())
             state.withLock { state in
+                state.loaded.reserveCapacity(state.loaded.count + fetched.count)
                 for (index, bytes) in fetched {
                     state.loaded[index] = LoadedPage(bytes: bytes, readyRound: readyRound)
                     state.cachedBytes += bytes.count
@@ -303,6 +304,7 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             $0.bytesFetched += UInt64(fetched.reduce(0) { $0 + $1.count })
         }
         var split = [UInt64: ArraySlice<UInt8>]()
+        split.reserveCapacity(pages.count)
         for (range, bytes) in zip(ranges, fetched) {
             var page = range.first
             while page <= range.last {

@@ -140,6 +140,12 @@ public enum Scanner {
             var ready: [Int] = unlisted.isEmpty ? Array(listed.indices) : []
             var nextReady = 0
             var scanning = 0
+            func fillPlaces() {
+                while scanning < concurrency, nextReady < ready.count {
+                    launch(ready[nextReady])
+                    nextReady += 1
+                }
+            }
             func launch(_ index: Int) {
                 let object = listed[index]
                 listed[index].firstBytes = []
@@ -166,16 +172,14 @@ public enum Scanner {
                     }
                 }
             }
-            while scanning < concurrency, nextReady < ready.count {
-                launch(ready[nextReady])
-                nextReady += 1
-            }
+            fillPlaces()
             while let step = try await group.next() {
                 let index: Int, result: Result<(VirtualDataset, ReadCounters), ScanError>
                 switch step {
                 case .listed(let listedIndex, let object):
                     listed[listedIndex] = object
-                    if scanning < concurrency { launch(listedIndex) } else { ready.append(listedIndex) }
+                    ready.append(listedIndex)
+                    fillPlaces()
                     continue
                 case .scanned(let scannedIndex, let scanned):
                     scanning -= 1
@@ -198,10 +202,7 @@ public enum Scanner {
                 results[index] = result
                 progress(ScanProgress(filesDone: done, filesTotal: listed.count, bytesRead: bytes, requests: requests,
                                       errors: errors, elapsed: ContinuousClock.now - start))
-                if scanning < concurrency, nextReady < ready.count {
-                    launch(ready[nextReady])
-                    nextReady += 1
-                }
+                fillPlaces()
             }
         }
 

@@ -57,8 +57,7 @@ final class FileContext: Sendable {
     let lengthSize: Int
     let limits: ParseLimits
     let sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)]
-    private let globalHeapCollections = Mutex<[UInt64: Task<GlobalHeapCollection, any Error>]>([:])
-    private let readGlobalHeapCollections = Mutex<[UInt64: GlobalHeapCollection]>([:])
+    private let globalHeapCollections = Mutex<[UInt64: GlobalHeapCollectionEntry]>([:])
 
     init(source: any RandomAccessSource, fileSize: UInt64, base: UInt64, offsetSize: Int, lengthSize: Int,
          limits: ParseLimits, sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)] = []) {
@@ -145,23 +144,28 @@ final class FileContext: Sendable {
         })
     }
 
+    /// A global heap collection, read once per file. One that is already read is returned
+    /// without an `await`: a file's vlen strings and references share a few collections, and
+    /// each value would otherwise wait on the same finished task.
     func globalHeapCollection(at address: UInt64) async throws -> GlobalHeapCollection {
-        let task = globalHeapCollections.withLock { cache -> Task<GlobalHeapCollection, any Error> in
+        let entry = globalHeapCollections.withLock { cache -> GlobalHeapCollectionEntry in
             if let existing = cache[address] { return existing }
             let task = Task(executorPreference: SerialTaskExecutor.current) { [self] in
                 let collection = try await GlobalHeapCollection.read(at: address, in: self)
-                readGlobalHeapCollections.withLock { $0[address] = collection }
+                globalHeapCollections.withLock { $0[address] = .read(collection) }
                 return collection
             }
-            cache[address] = task
-            return task
+            cache[address] = .reading(task)
+            return .reading(task)
         }
-        return try await task.value
+        switch entry {
+        case .read(let collection): return collection
+        case .reading(let task): return try await task.value
+        }
     }
+}
 
-    /// A collection already read, without waiting: a file's vlen strings and references share a
-    /// few collections, and each value would otherwise await the same finished task.
-    func readGlobalHeapCollection(at address: UInt64) -> GlobalHeapCollection? {
-        readGlobalHeapCollections.withLock { $0[address] }
-    }
+private enum GlobalHeapCollectionEntry {
+    case reading(Task<GlobalHeapCollection, any Error>)
+    case read(GlobalHeapCollection)
 }

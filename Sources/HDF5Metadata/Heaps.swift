@@ -62,12 +62,7 @@ struct GlobalHeapCollection: Sendable {
 
 extension FileContext {
     func globalHeapObject(collection address: UInt64, index: UInt32) async throws -> [UInt8] {
-        let collection: GlobalHeapCollection
-        if let read = readGlobalHeapCollection(at: address) {
-            collection = read
-        } else {
-            collection = try await globalHeapCollection(at: address)
-        }
+        let collection = try await globalHeapCollection(at: address)
         guard index <= UInt32(UInt16.max), let bytes = collection.objects[UInt16(index)] else {
             throw HDF5Error(.corrupt, "global heap collection", at: absolute(address), "no object with index \(index)")
         }

@@ -95,29 +95,25 @@ public enum Combiner {
                 byPath[array.path, default: []].append((part, index))
             }
         }
-        func array(_ version: (part: Int, index: Int)) -> VirtualArray { parts[version.part].dataset.arrays[version.index] }
         for path in order {
-            let versions = byPath[path]!
-            let head = array(versions[0])
-            if let dimension = options.concatDimension, let axis = head.dimensionNames.firstIndex(of: dimension) {
+            let versions = ArrayVersions(parts: parts, positions: byPath[path]!, objectOffsets: objectOffsets)
+            if let dimension = options.concatDimension, let axis = versions[0].dimensionNames.firstIndex(of: dimension) {
                 // A file holds each path once, so only a short list can miss one (and checking
                 // every file against every version is quadratic in the archive's length).
-                if versions.count < parts.count {
-                    let present = Set(versions.map(\.part))
+                if versions.positions.count < parts.count {
+                    let present = Set(versions.positions.map(\.part))
                     let missing = parts.indices.filter { !present.contains($0) }
                     throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
                 }
-                result.arrays.append(try concatenate(ArrayVersions(parts: parts, positions: versions, objectOffsets: objectOffsets),
-                                                     axis: axis, dimension: dimension))
+                result.arrays.append(try concatenate(versions, axis: axis, dimension: dimension))
             } else {
-                for version in versions.dropFirst() {
-                    try checkCompatible(head, array(version), first: parts[versions[0].part].name, other: parts[version.part].name,
-                                        sameShape: true)
+                for version in versions.indices.dropFirst() {
+                    try checkCompatible(versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true)
                 }
-                var chosen = head
-                let offset = objectOffsets[versions[0].part]
-                chosen.manifest = head.manifest.remappingObjects { $0 + offset }
-                chosen.attributes = mergeAttributes(versions.map { array($0).attributes }, policy: options.attributes)
+                var chosen = versions[0]
+                let offset = versions.objectOffset(0)
+                chosen.manifest = chosen.manifest.remappingObjects { $0 + offset }
+                chosen.attributes = mergeAttributes(versions.indices.map { versions[$0].attributes }, policy: options.attributes)
                 result.arrays.append(chosen)
             }
         }
@@ -182,7 +178,6 @@ public enum Combiner {
         let positions: [(part: Int, index: Int)]
         let objectOffsets: [UInt32]
 
-        var count: Int { positions.count }
         var indices: Range<Int> { positions.indices }
 
         subscript(_ version: Int) -> VirtualArray {

@@ -13,25 +13,13 @@ public enum KerchunkReferences {
         for (key, document) in try store.metadataDocuments() {
             refs.append((key, .string(document.rendered())))
         }
-        // Each object's URL is quoted once and every chunk's `[url, offset, length]` written as
-        // the text it renders to: a year of files has one such entry per chunk.
-        let quotedURLs = dataset.objects.map { JSON.string($0.url).rendered() }
         try store.forEachChunk { key, entry in
             switch entry {
             case .missing: break
             case .inline(let bytes):
                 refs.append((key, .string("base64:" + Data(bytes).base64EncodedString())))
             case .reference(let object, let offset, let length):
-                let url = quotedURLs[Int(object)]
-                var text = "["
-                text.reserveCapacity(url.utf8.count + 44)
-                text += url
-                text += ","
-                text += String(offset)
-                text += ","
-                text += String(length)
-                text += "]"
-                refs.append((key, .literal(text)))
+                refs.append((key, .array([.string(dataset.objects[Int(object)].url), .uint(offset), .uint(length)])))
             }
         }
         refs.sort { $0.0 < $1.0 }

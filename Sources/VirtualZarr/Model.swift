@@ -131,7 +131,6 @@ public struct ChunkManifest: Sendable, Equatable {
         return copy
     }
 
-    /// The same manifest with every object id passed through `map` (when tables are merged).
     /// Copies every entry of `source` to indices `start..<start + source.count`, object ids
     /// shifted by `objectOffset` (the source file's position among combined objects).
     mutating func copyEntries(of source: ChunkManifest, to start: Int, objectOffset: UInt32) {
@@ -150,6 +149,7 @@ public struct ChunkManifest: Sendable, Equatable {
         }
     }
 
+    /// The same manifest with every object id passed through `map` (when tables are merged).
     func remappingObjects(_ map: (UInt32) -> UInt32) -> ChunkManifest {
         var copy = self
         for i in 0..<copy.objects.count where copy.objects[i] < Self.inlineMarker {

@@ -293,8 +293,7 @@ public enum NetCDFMapping {
             }
             return scales.count == rank ? scales : nil
         }
-        let isScale = attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
-        return isScale && rank == 1 ? [address] : nil
+        return isDimensionScale(attributes) && rank == 1 ? [address] : nil
     }
 
     /// Each dimension's length: the longest extent along it of any variable (netCDF's rule

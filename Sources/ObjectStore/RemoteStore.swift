@@ -27,19 +27,8 @@ public final class RemoteStore: Sendable {
     private let logger: Logger
     private let jitter = Mutex(JitterSource(seed: 0x5EED))
     private let counters = Mutex<(requests: Int, retries: Int, bytes: UInt64)>((0, 0, 0))
-    /// Ranges per multi-range request, per origin, where a server turned out to allow fewer
-    /// than `maxRangesPerRequest` (nginx's `max_ranges`, Apache's `MaxRanges`); 1 means one
-    /// range per request.
-    private let rangeLimits = Mutex<[String: Int]>([:])
-    /// The most ranges each origin has answered in one multipart body: a lowered limit never
-    /// goes below what already worked.
-    private let rangesAnswered = Mutex<[String: Int]>([:])
-    /// Ranges per multi-range request at first. A server asked for more ranges than it allows
-    /// sends the whole object, which costs it (and any proxy between) the whole object's bytes
-    /// before the client can cut the transfer off; when a scan starts, every file in flight
-    /// would do that at once. 16 is what hardened servers commonly allow (nginx `max_ranges`,
-    /// Apache `MaxRanges`) and already brings a netCDF file's metadata into about ten requests.
-    public static let maxRangesPerRequest = 16
+    /// Ranges per multi-range request, learned per origin (`MultiRangeLimit`).
+    private let rangeLimits = Mutex<[String: MultiRangeLimit]>([:])
 
     public init(transport: any HTTPTransport, s3: S3Options, retry: RetryPolicy = RetryPolicy(), credentials: Credentials?, logger: Logger) {
         self.transport = transport
@@ -332,22 +321,25 @@ extension RemoteStore {
     /// servers that answer a multi-range request in any other way (remembered per origin), get
     /// one ranged GET per range, concurrently.
     public func get(_ url: String, ranges: [Range<UInt64>], identity: String?) async throws -> [[UInt8]] {
+        guard ranges.count > 1, case .http = try Location(parsing: url) else { return try await getEach(url, ranges: ranges, identity: identity) }
         let origin = Self.origin(of: url)
-        var perRequest = 1
-        if case .http = try Location(parsing: url) {
-            perRequest = rangeLimits.withLock { $0[origin] } ?? Self.maxRangesPerRequest
-        }
-        guard ranges.count > 1, perRequest > 1 else { return try await getEach(url, ranges: ranges, identity: identity) }
-        var groups: [ArraySlice<Range<UInt64>>] = []
-        var start = 0
+        let plan = rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].plan(rangeCount: ranges.count) }
+        guard plan.first > 1 else { return try await getEach(url, ranges: ranges, identity: identity) }
+        var groups: [(ranges: ArraySlice<Range<UInt64>>, probe: Bool)] = [(ranges[..<plan.first], plan.firstIsProbe)]
+        var start = plan.first
         while start < ranges.count {
-            let end = min(start + perRequest, ranges.count)
-            groups.append(ranges[start..<end])
+            let end = min(start + plan.perRequest, ranges.count)
+            groups.append((ranges[start..<end], false))
             start = end
         }
         return try await Self.inOrder(groups) { group in
-            try await self.getGroup(url, ranges: Array(group), identity: identity, origin: origin)
+            try await self.getGroup(url, ranges: Array(group.ranges), identity: identity, origin: origin, probe: group.probe)
         }.flatMap { $0 }
+    }
+
+    /// Ranges per multi-range request that `origin` gets now (tests and diagnostics).
+    func rangesPerRequest(origin: String) -> Int {
+        rangeLimits.withLock { $0[origin]?.perRequest ?? MultiRangeLimit.initial }
     }
 
     private func getEach(_ url: String, ranges: [Range<UInt64>], identity: String?) async throws -> [[UInt8]] {
@@ -378,9 +370,14 @@ extension RemoteStore {
         return headers
     }
 
-    private func getGroup(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String) async throws -> [[UInt8]] {
+    /// One multi-range request for `ranges`; `probe`: it asks for more ranges than the origin
+    /// has answered so far (see `MultiRangeLimit`).
+    private func getGroup(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, probe: Bool) async throws -> [[UInt8]] {
         let wanted = ranges.filter { !$0.isEmpty }
-        guard wanted.count > 1 else { return try await getEach(url, ranges: ranges, identity: identity) }
+        guard wanted.count > 1 else {
+            if probe { rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) } }
+            return try await getEach(url, ranges: ranges, identity: identity)
+        }
         let headers = Self.rangeHeaders(wanted, identity: identity)
         // Room for each part's own headers; a server that sends the whole object instead is cut
         // off here rather than downloaded.
@@ -390,17 +387,18 @@ extension RemoteStore {
         do {
             response = try await send({ HTTPRequest(method: .get, url: url, headers: headers, maxBodyBytes: limit) }, url: url)
         } catch let error as ObjectStoreError where error.kind == .tooLarge {
-            // Servers answer more ranges than they allow with the whole object: ask for fewer.
-            let answered = rangesAnswered.withLock { $0[origin] } ?? 1
-            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin,
-                                      limit: max(wanted.count / 2, min(answered, wanted.count - 1)),
-                                      reason: "the whole object came back for \(wanted.count) ranges")
+            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: true,
+                                      probe: probe, reason: "the whole object came back for \(wanted.count) ranges")
+        } catch {
+            if probe { rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) } }
+            throw error
         }
         var parts: [MultipartByteRanges.Part]
         if response.status == 206, let boundary = response.header("content-type").flatMap(MultipartByteRanges.boundary) {
             do { parts = try MultipartByteRanges.parse(response.body, boundary: boundary) } catch {
-                // Not remembered: a damaged body says nothing about the server.
+                // Not learned from: a damaged body says nothing about the server.
                 logger.debug("multi-range answer unusable", metadata: ["url": "\(url)", "reason": "\(error)"])
+                if probe { rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) } }
                 return try await getEach(url, ranges: ranges, identity: identity)
             }
         } else if response.status == 206, let served = response.contentRange, response.body.count == Int(served.last - served.first + 1) {
@@ -409,31 +407,40 @@ extension RemoteStore {
         } else if response.status == 200 {
             parts = [MultipartByteRanges.Part(first: 0, bytes: response.body[...])]
         } else {
-            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, limit: 1, reason: "status \(response.status)")
+            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
+                                      probe: probe, reason: "status \(response.status)")
         }
-        if parts.count == wanted.count { rangesAnswered.withLock { $0[origin] = max($0[origin] ?? 1, wanted.count) } }
         guard let slices = MultipartByteRanges.slices(of: parts, for: wanted) else {
-            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, limit: 1, reason: "ranges missing from the answer")
+            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
+                                      probe: probe, reason: "ranges missing from the answer")
+        }
+        if parts.count == wanted.count {
+            let raised = rangeLimits.withLock { limits -> Int? in
+                let before = limits[origin, default: MultiRangeLimit()].perRequest
+                limits[origin]!.answered(wanted.count, probe: probe)
+                return limits[origin]!.perRequest > before ? limits[origin]!.perRequest : nil
+            }
+            if let raised { logger.debug("server answers more ranges per request", metadata: ["origin": "\(origin)", "ranges per request": "\(raised)"]) }
+        } else if probe {
+            rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) }
         }
         var next = slices.makeIterator()
         return ranges.map { $0.isEmpty ? [] : next.next()! }
     }
 
-    /// Lowers the origin's ranges per request to `limit` (never raises it) and reads `ranges`
-    /// again under the new limit. Callers pass a limit below the ranges they just asked for, so
-    /// every retry asks for fewer, ending at one range per request.
-    private func fallBack(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, limit: Int,
-                          reason: String) async throws -> [[UInt8]] {
-        let lowered = rangeLimits.withLock { limits -> Int? in
-            let current = limits[origin] ?? Self.maxRangesPerRequest
-            let next = max(1, min(current, limit))
-            limits[origin] = next
-            return next < current ? next : nil
-        }
+    /// Tells the origin's limit that a request for `count` ranges was refused, and reads
+    /// `ranges` again under the (possibly lowered) limit. A refused request is never asked again
+    /// at its size, so every retry asks for fewer, ending at one range per request.
+    private func fallBack(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, count: Int,
+                          wholeObject: Bool, probe: Bool, reason: String) async throws -> [[UInt8]] {
+        let lowered = rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].refused(count, wholeObject: wholeObject, probe: probe) }
         if let lowered {
             logger.info(lowered == 1 ? "server does not answer multi-range requests; reading one range per request"
                                      : "server answers fewer ranges per request; asking for fewer",
                         metadata: ["origin": "\(origin)", "ranges per request": "\(lowered)", "reason": "\(reason)"])
+        } else if probe {
+            logger.debug("server refused more ranges per request; keeping the limit",
+                         metadata: ["origin": "\(origin)", "refused": "\(count)", "reason": "\(reason)"])
         }
         return try await get(url, ranges: ranges, identity: identity)
     }

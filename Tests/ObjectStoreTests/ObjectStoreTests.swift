@@ -317,6 +317,65 @@ final class MultiRangeTests: XCTestCase {
         XCTAssertTrue(second.allSatisfy { $0.header("Range")!.split(separator: ",").count <= 2 })
     }
 
+    /// `count` ranges 1 kB apart, each of 50 to 99 bytes.
+    private func manyRanges(_ count: Int) -> [Range<UInt64>] {
+        (0..<count).map { index in
+            let start = UInt64(index * 1_000)
+            return start..<(start + 50 + UInt64(index % 50))
+        }
+    }
+
+    /// Requests sent since the last call, as their number of ranges.
+    private func takeRangeCounts(_ server: RangeServingTransport) -> [Int] {
+        server.requests.withLock { sent -> [Int] in
+            defer { sent = [] }
+            return sent.map { $0.header("Range")!.split(separator: ",").count }
+        }
+    }
+
+    func testAServerThatAllowsMoreRangesIsAskedForMoreOneProbeAtATime() async throws {
+        let server = RangeServingTransport(size: 200_000)
+        let remote = store(server)
+        let batch = manyRanges(100)
+        let expected = batch.map { Array(server.object[Int($0.lowerBound)..<Int($0.upperBound)]) }
+        var requestsPerBatch: [Int] = []
+        var largestRequest: [Int] = []
+        for _ in 0..<5 {
+            let got = try await remote.get("http://h/a.nc", ranges: batch, identity: nil)
+            XCTAssertEqual(got, expected)
+            let counts = takeRangeCounts(server)
+            requestsPerBatch.append(counts.count)
+            largestRequest.append(counts.max()!)
+            XCTAssertEqual(counts.reduce(0, +), 100, "every range asked exactly once: \(counts)")
+        }
+        // 16 per request, and one probe per batch for twice the limit (32, 64, 128) until the
+        // whole batch fits in one request.
+        XCTAssertEqual(largestRequest, [32, 64, 100, 100, 100])
+        XCTAssertEqual(requestsPerBatch, [6, 3, 1, 1, 1])
+        XCTAssertEqual(remote.rangesPerRequest(origin: "http://h"), 100)
+    }
+
+    func testARefusedProbeCostsOneRequestAndIsNotRepeated() async throws {
+        let server = RangeServingTransport(size: 200_000, maxRanges: 20)
+        let remote = store(server)
+        let batch = manyRanges(100)
+        let expected = batch.map { Array(server.object[Int($0.lowerBound)..<Int($0.upperBound)]) }
+        var all: [[Int]] = []
+        for _ in 0..<3 {
+            let got = try await remote.get("http://h/a.nc", ranges: batch, identity: nil)
+            XCTAssertEqual(got, expected)
+            all.append(takeRangeCounts(server))
+        }
+        // The probe for 32 gets the whole object, cut off; its 32 ranges go again as 16 + 16.
+        XCTAssertEqual(all[0].filter { $0 > 20 }, [32])
+        XCTAssertEqual(all[0].count, 8)
+        for later in all.dropFirst() {
+            XCTAssertEqual(later.count, 7)
+            XCTAssertTrue(later.allSatisfy { $0 <= 16 }, "\(later)")
+        }
+        XCTAssertEqual(remote.rangesPerRequest(origin: "http://h"), 16)
+    }
+
     func testMergedAnswersAndS3ObjectsGiveTheSameBytes() async throws {
         // Servers may merge nearby ranges (Apache does): one part holding them all.
         let merging = RangeServingTransport(size: 200_000, style: .mergedIntoOne)
@@ -415,5 +474,61 @@ final class HTTPListingTests: XCTestCase {
         XCTAssertEqual(budgeted.map(\.size), [UInt64](repeating: 10_000, count: 5))
         XCTAssertEqual(budgeted.map { $0.firstBytes.count }, [0, 4096, 4096, 0, 0])
         XCTAssertEqual(server.requests.withLock { $0.filter { $0.method == .head }.map(\.url) }.sorted(), ["http://h/0.nc", "http://h/3.nc", "http://h/4.nc"])
+    }
+}
+
+/// The multi-range limit as a state machine, without requests.
+final class MultiRangeLimitTests: XCTestCase {
+    func testProbesDoubleTheLimitOneAtATime() {
+        var limit = MultiRangeLimit()
+        XCTAssertEqual(limit.plan(rangeCount: 16), .init(first: 16, perRequest: 16, firstIsProbe: false))
+        XCTAssertEqual(limit.plan(rangeCount: 40), .init(first: 32, perRequest: 16, firstIsProbe: true))
+        XCTAssertEqual(limit.plan(rangeCount: 40), .init(first: 16, perRequest: 16, firstIsProbe: false), "one probe at a time")
+        limit.answered(32, probe: true)
+        XCTAssertEqual(limit.perRequest, 32)
+        XCTAssertEqual(limit.plan(rangeCount: 40), .init(first: 40, perRequest: 32, firstIsProbe: true), "a probe asks for no more than the batch")
+        limit.answered(40, probe: true)
+        XCTAssertEqual(limit.plan(rangeCount: 10), .init(first: 10, perRequest: 40, firstIsProbe: false))
+        for expected in [80, 128] {
+            let plan = limit.plan(rangeCount: 1_000)
+            XCTAssertEqual(plan, .init(first: expected, perRequest: limit.perRequest, firstIsProbe: true))
+            limit.answered(plan.first, probe: true)
+        }
+        XCTAssertEqual(limit.perRequest, MultiRangeLimit.ceiling)
+        XCTAssertFalse(limit.plan(rangeCount: 1_000).firstIsProbe)
+    }
+
+    func testARefusedProbeKeepsTheLimitAndEndsProbing() {
+        var limit = MultiRangeLimit()
+        XCTAssertTrue(limit.plan(rangeCount: 40).firstIsProbe)
+        limit.answered(16, probe: false)
+        XCTAssertNil(limit.refused(32, wholeObject: true, probe: true), "16 were answered, so 16 stays")
+        XCTAssertEqual(limit.perRequest, 16)
+        XCTAssertFalse(limit.plan(rangeCount: 40).firstIsProbe)
+        // An answer above a refused count does not raise the limit back to it.
+        limit.answered(40, probe: false)
+        XCTAssertEqual(limit.perRequest, 31)
+    }
+
+    func testRefusalsLowerTheLimitButNotBelowWhatWasAnswered() {
+        var wholeObjects = MultiRangeLimit()
+        XCTAssertEqual(wholeObjects.refused(10, wholeObject: true, probe: false), 5)
+        XCTAssertEqual(wholeObjects.refused(5, wholeObject: true, probe: false), 2)
+        XCTAssertEqual(wholeObjects.refused(2, wholeObject: true, probe: false), 1)
+        XCTAssertEqual(wholeObjects.perRequest, 1)
+
+        var answeredEight = MultiRangeLimit()
+        answeredEight.answered(8, probe: false)
+        XCTAssertEqual(answeredEight.refused(16, wholeObject: false, probe: false), 8, "a status refusal keeps what was answered")
+
+        var neverAnswered = MultiRangeLimit()
+        XCTAssertEqual(neverAnswered.refused(16, wholeObject: false, probe: false), 1, "nothing answered: one range per request")
+    }
+
+    func testAnAbandonedProbeLetsTheNextOneGo() {
+        var limit = MultiRangeLimit()
+        XCTAssertTrue(limit.plan(rangeCount: 40).firstIsProbe)
+        limit.abandoned(probe: true)
+        XCTAssertTrue(limit.plan(rangeCount: 40).firstIsProbe)
     }
 }

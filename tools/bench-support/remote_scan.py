@@ -83,13 +83,17 @@ link = os.path.join(www, "bench-year")
 if os.path.islink(link) or os.path.exists(link):
     os.remove(link)
 os.symlink(args.archive, link)
-http_port = int(env_services["ZARRMOUNT_HTTP_ROOT"].rsplit(":", 1)[1])
+# nginx with its stock settings (no limit on ranges per request), as most servers are; the
+# hardened one (max_ranges 16) gets one extra row.
+http_port = int(env_services["ZARRMOUNT_HTTP_STOCK_ROOT"].rsplit(":", 1)[1])
+hardened_port = int(env_services["ZARRMOUNT_HTTP_ROOT"].rsplit(":", 1)[1])
 s3_port = int(env_services["ZARRMOUNT_S3_ENDPOINT"].rsplit(":", 1)[1])
 
 capacity = subprocess.run([args.proxy, "--measure-capacity", "--upstream", "127.0.0.1:%d" % http_port,
                            "--path", "/bench-year/" + names[0], "--seconds", "3"], capture_output=True, text=True).stdout.strip()
 
 http_proxy, http_proxy_port = start_proxy(http_port)
+hardened_proxy, hardened_proxy_port = start_proxy(hardened_port)
 s3_proxy, s3_proxy_port = start_proxy(s3_port)
 try:
     urls = ["http://127.0.0.1:%d/bench-year/%s" % (http_proxy_port, n) for n in names]
@@ -115,6 +119,10 @@ try:
         runs[2].append(run_scan("zarrmount local files (no network, CPU floor)", [], ["--urls", local_file], env))
     rows = [sorted(r, key=lambda row: row["wall"])[len(r) // 2] for r in runs]
     spreads = [(min(row["wall"] for row in r), max(row["wall"] for row in r)) for r in runs]
+    hardened_file = os.path.join(args.work, "urls-hardened.txt")
+    with open(hardened_file, "w") as f:
+        f.write("\n".join("http://127.0.0.1:%d/bench-year/%s" % (hardened_proxy_port, n) for n in names) + "\n")
+    rows.append(run_scan("zarrmount HTTP, default, nginx max_ranges 16", [], ["--urls", hardened_file], env))
 
     # S3 through moto (a Python server: slower than nginx, so a subset), uploaded once.
     subset = os.path.join(args.work, "s3-subset")
@@ -132,10 +140,12 @@ try:
     km = re.search(r"kerchunk-http: (\d+) files in ([\d.]+) s", kerchunk.stdout)
 finally:
     http_proxy.terminate()
+    hardened_proxy.terminate()
     s3_proxy.terminate()
 
 print()
-print("remote scan of WRF-like files (%.1f MiB each) at %.0f ms round trip (latency proxy in front of nginx and moto)" % (file_bytes / 2**20, args.latency_ms))
+print("remote scan of WRF-like files (%.1f MiB each) at %.0f ms round trip (latency proxy in front of nginx and moto;"
+      " nginx with stock settings unless the row says otherwise)" % (file_bytes / 2**20, args.latency_ms))
 print("latency proxy capacity (no delay): %s" % capacity)
 print("%-46s %6s %9s %8s %8s %9s %9s %7s %7s %8s" % ("run", "files", "wall (s)", "CPU (s)", "files/s", "req/file", "KiB/file", "% file",
                                                     "rounds", "RSS MiB"))

@@ -459,10 +459,10 @@ def assert_no_secret(p, refs, *secrets):
 
 def test_services_env_and_servers(services):
     env = services.env
-    for k in ("ZARRMOUNT_S3_ENDPOINT", "ZARRMOUNT_HTTP_ROOT", "ZARRMOUNT_HTTP_DIR", "AWS_ACCESS_KEY_ID",
-              "AWS_SECRET_ACCESS_KEY"):
+    for k in ("ZARRMOUNT_S3_ENDPOINT", "ZARRMOUNT_HTTP_ROOT", "ZARRMOUNT_HTTP_STOCK_ROOT", "ZARRMOUNT_HTTP_DIR",
+              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env.get(k), "%s missing from services.env" % k
-    for url in (services.s3, services.http):
+    for url in (services.s3, services.http, services.http_stock):
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), url
     with open(os.path.join(services.root, "services.env")) as fh:
         assert "ZARRMOUNT_S3_ENDPOINT=%s" % services.s3 in fh.read()
@@ -480,6 +480,11 @@ def test_services_env_and_servers(services):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(bad, timeout=10)
     assert e.value.code == 412
+    # 17 ranges: the hardened nginx (max_ranges 16) sends the whole object, the stock one a multipart body
+    seventeen = "bytes=" + ",".join("%d-%d" % (i * 100, i * 100 + 9) for i in range(17))
+    for root, status, kind in ((services.http, 200, "application/octet-stream"), (services.http_stock, 206, "multipart/byteranges")):
+        with urllib.request.urlopen(urllib.request.Request(root + "/range-probe.bin", headers={"Range": seventeen}), timeout=10) as r:
+            assert (r.status, r.headers["Content-Type"].split(";")[0]) == (status, kind), root
     # a second start is harmless: same ports
     again = subprocess.run([sys.executable, os.path.join(TOOLS, "services"), "start", "--dir", services.root],
                            capture_output=True, text=True, timeout=60)

@@ -234,13 +234,14 @@ struct ValueDecoder {
 }
 
 extension Value {
-    /// Object addresses this value refers to, nested values included.
-    var referencedAddresses: [UInt64] {
+    /// Appends the object addresses this value refers to, nested values included. Into one
+    /// array: most values refer to nothing, and an array per value would be an allocation each.
+    func appendReferencedAddresses(to addresses: inout [UInt64]) {
         switch self {
-        case .objectReference(let address), .regionReference(let address): return [address]
-        case .list(let values): return values.flatMap(\.referencedAddresses)
-        case .compound(let members): return members.flatMap(\.value.referencedAddresses)
-        default: return []
+        case .objectReference(let address), .regionReference(let address): addresses.append(address)
+        case .list(let values): for value in values { value.appendReferencedAddresses(to: &addresses) }
+        case .compound(let members): for member in members { member.value.appendReferencedAddresses(to: &addresses) }
+        default: break
         }
     }
 }

@@ -36,14 +36,17 @@ public struct ChunkTable: Sendable, Equatable {
     mutating func sortByCoordinates() {
         let rank = self.rank
         let coords = coordinates
-        var order = Array(0..<count)
-        order.sort { a, b in
+        // B-trees and chunk arrays usually list chunks in this order already: one pass, no copy.
+        func precedes(_ a: Int, _ b: Int) -> Bool {
             for d in 0..<rank {
                 let x = coords[a * rank + d], y = coords[b * rank + d]
                 if x != y { return x < y }
             }
             return false
         }
+        if count < 2 || (1..<count).allSatisfy({ !precedes($0, $0 - 1) }) { return }
+        var order = Array(0..<count)
+        order.sort(by: precedes)
         var sorted = ChunkTable(rank: rank)
         sorted.reserve(count)
         for i in order {

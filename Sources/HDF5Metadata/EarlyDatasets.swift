@@ -112,7 +112,10 @@ extension Traversal {
                         let discovered = await ReadRounds.$clock.withValue(clock) { await Self.parseDataset(at: address, in: context) }
                         guard let discovered else { return nil }
                         if followingReferences, case .dataset(let dataset)? = discovered.details {
-                            let references = dataset.attributes.flatMap { $0.values.flatMap(\.referencedAddresses) }
+                            var references: [UInt64] = []
+                            for attribute in dataset.attributes {
+                                for value in attribute.values { value.appendReferencedAddresses(to: &references) }
+                            }
                             if !references.isEmpty { start(references, atRound: clock.current) }
                         }
                         return Parsed(discovered: discovered, round: clock.current)

@@ -306,9 +306,16 @@ struct Traversal {
             // continuation blocks. Both are fetched at once and then read one after the
             // other: the same rounds as two concurrent tasks (unless the B-tree has several
             // levels), without the tasks.
-            let root = Self.chunkIndexFirstRead(of: header, in: context)
+            // Parsed once for both; when that fails (or the dataspace is shared),
+            // `chunkTable(of:)` reports why.
+            let shape = try? Self.storageShape(of: header, in: context)
+            let root = shape.flatMap { Self.chunkIndexFirstRead(layout: $0.layout, dataspace: $0.dataspace, in: context) }
             try await header.readContinuations(in: context, fetchingAlong: root.map { [$0] } ?? [])
-            earlyChunks = await Self.chunkTable(of: header, in: context)
+            if let shape {
+                earlyChunks = await Self.chunkTable(layout: shape.layout, dataspace: shape.dataspace, header: header, in: context)
+            } else {
+                earlyChunks = await Self.chunkTable(of: header, in: context)
+            }
         } else if !header.pendingContinuations.isEmpty, !header.has(.layout),
                   header.has(.symbolTable) || header.has(.linkInfo) {
             let firstChunk = header
@@ -423,16 +430,20 @@ struct Traversal {
         return .dataset(dataset)
     }
 
-    /// The first read of the dataset's chunk index (see `ChunkEnumerator.firstRead`), when the
-    /// header's own messages say where it is.
-    private static func chunkIndexFirstRead(of header: ObjectHeader, in context: FileContext) -> ByteRange? {
+    /// A dataset's layout and dataspace from its header's own messages: nil when either is
+    /// missing or the dataspace is shared (it would need a read).
+    private static func storageShape(of header: ObjectHeader, in context: FileContext) throws -> (layout: Layout, dataspace: Dataspace)? {
         guard let layoutMessage = header.first(.layout), let spaceMessage = header.first(.dataspace), !spaceMessage.isShared else {
             return nil
         }
         var layoutCursor = context.cursor(layoutMessage.body, at: layoutMessage.origin, "data layout message")
         var spaceCursor = context.cursor(spaceMessage.body, at: spaceMessage.origin, "dataspace message")
-        guard case .chunked(let chunked)? = try? Layout.parse(&layoutCursor),
-              let dataspace = try? Dataspace.parse(&spaceCursor) else { return nil }
+        return (try Layout.parse(&layoutCursor), try Dataspace.parse(&spaceCursor))
+    }
+
+    /// The first read of the dataset's chunk index (see `ChunkEnumerator.firstRead`).
+    private static func chunkIndexFirstRead(layout: Layout, dataspace: Dataspace, in context: FileContext) -> ByteRange? {
+        guard case .chunked(let chunked) = layout else { return nil }
         return ChunkEnumerator(context: context, layout: chunked, dataspace: dataspace).firstRead
     }
 
@@ -445,6 +456,18 @@ struct Traversal {
             let dataspace = try Dataspace.parse(&spaceCursor)
             var layoutCursor = context.cursor(layoutMessage.body, at: layoutMessage.origin, "data layout message")
             let layout = try Layout.parse(&layoutCursor)
+            return await chunkTable(layout: layout, dataspace: dataspace, header: header, in: context)
+        } catch let error as HDF5Error {
+            return .failure(error)
+        } catch {
+            return .failure(HDF5Error(.io, "chunk index", at: context.absolute(header.address), "\(error)"))
+        }
+    }
+
+    /// The chunk table for a dataset's parsed layout and dataspace (`header` names it in errors).
+    private static func chunkTable(layout: Layout, dataspace: Dataspace, header: ObjectHeader,
+                                   in context: FileContext) async -> Result<ChunkTable?, HDF5Error> {
+        do {
             switch layout {
             case .compact, .virtual:
                 return .success(nil)
@@ -515,17 +538,17 @@ struct Traversal {
         if let earlyChunks {
             dataset.attributes = try await attributes(of: finalHeader, in: context)
             dataset.chunks = try earlyChunks.get()
-        } else if let root = chunkIndexFirstRead(of: finalHeader, in: context) {
+        } else if let root = chunkIndexFirstRead(layout: layout, dataspace: dataspace, in: context) {
             // Attributes rarely need reads (variable-length values do); the B-tree root is
             // fetched beside them, and the tree walked after, without two concurrent tasks.
             context.prefetch([root])
             dataset.attributes = try await attributes(of: finalHeader, in: context)
-            dataset.chunks = try await chunkTable(of: finalHeader, in: context).get()
+            dataset.chunks = try await chunkTable(layout: layout, dataspace: dataspace, header: finalHeader, in: context).get()
         } else {
             let (attributeList, chunks) = try await context.both({
                 try await attributes(of: finalHeader, in: context)
             }, {
-                await chunkTable(of: finalHeader, in: context)
+                await chunkTable(layout: layout, dataspace: dataspace, header: finalHeader, in: context)
             })
             dataset.attributes = attributeList
             dataset.chunks = try chunks.get()

@@ -174,7 +174,9 @@ struct ObjectHeader: Sendable {
             cursor = try await context.read(address, total, "object header")
             guard cursor.bytes.count == total else { throw cursor.error(.truncated, "object header of \(total) bytes") }
         }
-        var whole = context.cursor(Array(cursor.bytes[0..<total]), at: context.absolute(address), "object header")
+        // The checksum covers the header from its signature: checked in the bytes as read
+        // (they start at `address`), without a copy.
+        var whole = cursor
         try whole.seek(to: total - 4)
         try whole.verifyChecksum(from: 0)
         var messages: [HeaderMessage] = []

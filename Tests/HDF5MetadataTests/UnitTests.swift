@@ -44,3 +44,29 @@ final class DatatypeTests: XCTestCase {
         XCTAssertEqual(Datatype.variableLengthString(size: 16, padding: .nullTerminated, charset: .utf8).numpyDtype, "|O")
     }
 }
+
+final class ChunkTableOrderTests: XCTestCase {
+    private func table(_ rows: [(UInt64, UInt64, offset: UInt64)]) -> ChunkTable {
+        var table = ChunkTable(rank: 2)
+        for row in rows { table.append(coordinates: [row.0, row.1], offset: row.offset, size: 10, filterMask: 0) }
+        return table
+    }
+
+    func testChunksAreSortedRowMajorAndTheirColumnsMoveTogether() {
+        var shuffled = table([(1, 0, 300), (0, 1, 200), (1, 1, 400), (0, 0, 100)])
+        shuffled.sortByCoordinates()
+        XCTAssertEqual(shuffled.coordinates, [0, 0, 0, 1, 1, 0, 1, 1])
+        XCTAssertEqual(shuffled.offsets, [100, 200, 300, 400])
+    }
+
+    func testATableInOrderIsLeftAsItIsEvenWithRepeatedCoordinates() {
+        let inOrder = table([(0, 0, 100), (0, 1, 200), (0, 1, 250), (1, 0, 300)])
+        var sorted = inOrder
+        sorted.sortByCoordinates()
+        XCTAssertEqual(sorted, inOrder)
+        // Repeated coordinates out of order elsewhere keep their relative order (a stable sort).
+        var mixed = table([(1, 0, 300), (0, 1, 200), (0, 1, 250), (0, 0, 100)])
+        mixed.sortByCoordinates()
+        XCTAssertEqual(mixed.offsets, [100, 200, 250, 300])
+    }
+}

@@ -72,6 +72,17 @@ public struct ChunkManifest: Sendable, Equatable {
         return index
     }
 
+    /// `linearIndex` of grid coordinates as an HDF5 chunk table holds them (no array per chunk).
+    public func linearIndex(_ coordinates: ArraySlice<UInt64>) -> Int? {
+        guard coordinates.count == gridShape.count else { return nil }
+        var index = 0
+        for (coordinate, extent) in zip(coordinates, gridShape) {
+            guard coordinate < UInt64(max(extent, 0)) else { return nil }
+            index = index * extent + Int(coordinate)
+        }
+        return index
+    }
+
     public func coordinates(_ linear: Int) -> [Int] {
         var rest = linear
         var coordinates = [Int](repeating: 0, count: gridShape.count)

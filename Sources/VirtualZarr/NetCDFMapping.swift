@@ -183,8 +183,7 @@ public enum NetCDFMapping {
             var masks: [Int: UInt32] = [:]
             if let table = dataset.chunks {
                 for i in 0..<table.count {
-                    let coordinates = table.coordinates(of: i).map { Int(clamping: $0) }
-                    guard let linear = array.manifest.linearIndex(coordinates) else { continue }
+                    guard let linear = array.manifest.linearIndex(table.coordinates(of: i)) else { continue }
                     if table.filterMasks[i] != 0 { masks[linear] = table.filterMasks[i] }
                     array.manifest[linear] = .reference(object: objectID, offset: table.offsets[i], length: table.sizes[i])
                 }

@@ -19,6 +19,12 @@ final class ManifestTests: XCTestCase {
         var manifest = ChunkManifest(gridShape: [3, 4])
         XCTAssertEqual(manifest.linearIndex([2, 3]), 11)
         XCTAssertNil(manifest.linearIndex([3, 0]))
+        // As HDF5 chunk tables hold them: unsigned, in a slice of one flat array.
+        let table: [UInt64] = [9, 2, 3, 0, 3, UInt64.max, 1]
+        XCTAssertEqual(manifest.linearIndex(table[1..<3]), 11)
+        XCTAssertNil(manifest.linearIndex(table[2..<4]))
+        XCTAssertNil(manifest.linearIndex(table[5..<7]), "a coordinate beyond Int is outside the grid")
+        XCTAssertNil(manifest.linearIndex(table[4..<7]), "rank mismatch")
         XCTAssertEqual(manifest.coordinates(7), [1, 3])
         manifest[5] = .reference(object: 1, offset: 10, length: 20)
         manifest.fillMissing(with: [1, 2, 3])

@@ -48,11 +48,14 @@ public final class SerialTaskExecutor: TaskExecutor {
 
     private func drain() {
         let executor = asUnownedTaskExecutor()
+        // Two buffers change places: the queue fills one while this loop runs the other, so
+        // neither is reallocated per batch.
+        var batch: [UnownedJob] = []
         while true {
-            let batch = queue.withLock { queue -> [UnownedJob] in
-                if queue.jobs.isEmpty { queue.draining = false }
-                defer { queue.jobs = [] }
-                return queue.jobs
+            batch.removeAll(keepingCapacity: true)
+            queue.withLock { queue in
+                swap(&queue.jobs, &batch)
+                if batch.isEmpty { queue.draining = false }
             }
             if batch.isEmpty { return }
             for job in batch { job.runSynchronously(on: executor) }

@@ -27,10 +27,10 @@ enum Lookup3 {
             remaining -= 12
         }
         if remaining == 0 { return c }
-        var tail = [UInt8](repeating: 0, count: 12)
-        for i in 0..<remaining { tail[i] = data[index + i] }
-        func tailWord(_ at: Int) -> UInt32 {
-            UInt32(tail[at]) | UInt32(tail[at + 1]) << 8 | UInt32(tail[at + 2]) << 16 | UInt32(tail[at + 3]) << 24
+        // The last 1 to 12 bytes, zero-padded to three words.
+        @inline(__always) func tailByte(_ at: Int) -> UInt32 { at < remaining ? UInt32(data[index + at]) : 0 }
+        @inline(__always) func tailWord(_ at: Int) -> UInt32 {
+            tailByte(at) | tailByte(at + 1) << 8 | tailByte(at + 2) << 16 | tailByte(at + 3) << 24
         }
         a &+= tailWord(0)
         b &+= tailWord(4)

@@ -863,10 +863,18 @@ def test_faults_leave_the_result_identical(scanner, services, world, local_refs,
     injected = fp.injected()
     for fault in ("reset", "truncate", "503", "slowdown", "5xx", "delay"):
         assert injected.get(fault, 0) >= 1, "no %s was injected: %s" % (fault, injected)
-    # every faulted request was sent again
+    # every faulted request was sent again; the one GET for more ranges than nginx allows (the
+    # probe, answered with the whole object and cut off before the fault) is asked again as
+    # smaller GETs, so there each of its ranges must be asked again
+    def ranges_of(r):
+        return set(r["h"].get("range", "").replace("bytes=", "").split(","))
     for i, r in enumerate(reqs):
         if r["fault"] in ("reset", "truncate", "503", "slowdown", "5xx"):
             key = (r["method"], r["target"], r["h"].get("range"))
+            if kind == "http" and len(ranges_of(r)) > 16:
+                later = set().union(*[ranges_of(q) for q in reqs[i + 1:] if q["target"] == r["target"]])
+                assert ranges_of(r) <= later, "ranges of the refused probe %s were not asked again" % (key,)
+                continue
             assert any((q["method"], q["target"], q["h"].get("range")) == key for q in reqs[i + 1:]), \
                 "%s %s (Range %s) failed with %s and was never retried" % (key + (r["fault"],))
     if kind == "s3":

@@ -57,14 +57,16 @@ public struct Attribute: Sendable, Equatable {
         func field(_ size: Int) throws -> (bytes: ArraySlice<UInt8>, origin: UInt64) {
             let origin = cursor.absolutePosition
             try cursor.need(size)
-            let bytes = cursor.slice(cursor.position..<(cursor.position + size))
+            let bytes = cursor.bytes[cursor.position..<(cursor.position + size)]
             try cursor.skip(size)
             if version == 1 { try cursor.skip((8 - size % 8) % 8) }
             return (bytes, origin)
         }
         let name = String(decoding: try field(nameSize).bytes.prefix { $0 != 0 }, as: UTF8.self)
-        let typeField = try field(datatypeSize)
-        let spaceField = try field(dataspaceSize)
+        let (typeBytes, typeOrigin) = try field(datatypeSize)
+        let typeField = (bytes: Array(typeBytes), origin: typeOrigin)
+        let (spaceBytes, spaceOrigin) = try field(dataspaceSize)
+        let spaceField = (bytes: Array(spaceBytes), origin: spaceOrigin)
 
         var typeCursor: ByteCursor
         if flags & 0x01 != 0 {
@@ -190,14 +192,14 @@ struct ValueDecoder {
     }
 
     private func regionHeapData(_ bytes: ArraySlice<UInt8>, origin: UInt64) async throws -> [UInt8] {
-        var cursor = context.cursor(bytes, at: origin, "region reference")
+        var cursor = context.cursor(Array(bytes), at: origin, "region reference")
         guard let collection = try cursor.address(), collection != 0 else { return [] }
         let index = try cursor.u32()
         return try await context.globalHeapObject(collection: collection, index: index)
     }
 
     private func heapData(_ bytes: ArraySlice<UInt8>, origin: UInt64) async throws -> (count: UInt32, bytes: [UInt8]) {
-        var cursor = context.cursor(bytes, at: origin, "variable-length descriptor")
+        var cursor = context.cursor(Array(bytes), at: origin, "variable-length descriptor")
         let count = try cursor.u32()
         let collection = try cursor.address()
         let index = try cursor.u32()

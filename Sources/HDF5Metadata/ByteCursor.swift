@@ -1,19 +1,15 @@
 /// A bounds-checked little-endian reader over bytes fetched from one file position.
 /// Every failure is a typed `HDF5Error` naming the structure and the absolute offset.
-///
-/// The bytes are a slice, so a cursor over part of a block (a header message's body, an
-/// attribute's datatype field) shares the block's storage instead of copying it. Positions
-/// count from the slice's start, whatever its indices in the block.
 struct ByteCursor {
-    let bytes: ArraySlice<UInt8>
-    /// Absolute file position of the slice's first byte.
+    let bytes: [UInt8]
+    /// Absolute file position of `bytes[0]`.
     let origin: UInt64
     let structure: String
     let offsetSize: Int
     let lengthSize: Int
     var position = 0
 
-    init(_ bytes: ArraySlice<UInt8>, origin: UInt64, structure: String, offsetSize: Int, lengthSize: Int) {
+    init(_ bytes: [UInt8], origin: UInt64, structure: String, offsetSize: Int, lengthSize: Int) {
         self.bytes = bytes
         self.origin = origin
         self.structure = structure
@@ -21,19 +17,9 @@ struct ByteCursor {
         self.lengthSize = lengthSize
     }
 
-    init(_ bytes: [UInt8], origin: UInt64, structure: String, offsetSize: Int, lengthSize: Int) {
-        self.init(bytes[...], origin: origin, structure: structure, offsetSize: offsetSize, lengthSize: lengthSize)
-    }
-
     var remaining: Int { bytes.count - position }
     var absolutePosition: UInt64 { origin + UInt64(position) }
     var isAtEnd: Bool { position >= bytes.count }
-
-    /// The index in `bytes` of cursor position `relative`.
-    @inline(__always) private func index(_ relative: Int) -> Int { bytes.startIndex + relative }
-
-    /// Bytes at cursor positions `range` (checked by the caller), without a copy.
-    func slice(_ range: Range<Int>) -> ArraySlice<UInt8> { bytes[index(range.lowerBound)..<index(range.upperBound)] }
 
     func error(_ kind: HDF5Error.Kind, _ detail: String) -> HDF5Error {
         HDF5Error(kind, structure, at: absolutePosition, detail)
@@ -65,7 +51,7 @@ struct ByteCursor {
     mutating func u8() throws -> UInt8 {
         try need(1)
         defer { position += 1 }
-        return bytes[index(position)]
+        return bytes[position]
     }
 
     mutating func u16() throws -> UInt16 { UInt16(truncatingIfNeeded: try uint(size: 2)) }
@@ -77,8 +63,7 @@ struct ByteCursor {
         guard size >= 0 && size <= 8 else { throw error(.corrupt, "integer field of \(size) bytes") }
         try need(size)
         var value: UInt64 = 0
-        let start = index(position)
-        for i in 0..<size { value |= UInt64(bytes[start + i]) << (8 * UInt64(i)) }
+        for i in 0..<size { value |= UInt64(bytes[position + i]) << (8 * UInt64(i)) }
         position += size
         return value
     }
@@ -99,19 +84,16 @@ struct ByteCursor {
         return Int(value)
     }
 
-    mutating func take(_ count: Int) throws -> [UInt8] { Array(try takeSlice(count)) }
-
-    /// The next `count` bytes in place: for bodies parsed soon after and not kept.
-    mutating func takeSlice(_ count: Int) throws -> ArraySlice<UInt8> {
+    mutating func take(_ count: Int) throws -> [UInt8] {
         try need(count)
         defer { position += count }
-        return slice(position..<(position + count))
+        return Array(bytes[position..<(position + count)])
     }
 
     mutating func signature(_ expected: String) throws {
         let start = absolutePosition
         try need(4)
-        let got = slice(position..<(position + 4))
+        let got = bytes[position..<(position + 4)]
         position += 4
         guard got.elementsEqual(expected.utf8) else {
             throw HDF5Error(.corrupt, structure, at: start, "expected signature \(expected), found \(printable(Array(got)))")
@@ -121,19 +103,19 @@ struct ByteCursor {
     /// A nul-terminated string, consuming the terminator.
     mutating func cString(limit: Int = 1 << 16) throws -> String {
         var end = position
-        while end < bytes.count, bytes[index(end)] != 0 {
+        while end < bytes.count, bytes[end] != 0 {
             end += 1
             if end - position > limit { throw error(.limitExceeded, "string longer than \(limit) bytes") }
         }
         guard end < bytes.count else { throw error(.truncated, "unterminated string") }
-        let text = String(decoding: slice(position..<end), as: UTF8.self)
+        let text = String(decoding: bytes[position..<end], as: UTF8.self)
         position = end + 1
         return text
     }
 
     /// Verifies the lookup3 checksum stored right after `bytes[start..<position]`, consuming it.
     mutating func verifyChecksum(from start: Int) throws {
-        let computed = Lookup3.hash(slice(start..<position))
+        let computed = Lookup3.hash(bytes[start..<position])
         let at = absolutePosition
         let stored = try u32()
         guard stored == computed else {

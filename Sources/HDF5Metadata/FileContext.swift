@@ -108,10 +108,6 @@ final class FileContext: Sendable {
         ByteCursor(bytes, origin: absolutePosition, structure: structure, offsetSize: offsetSize, lengthSize: lengthSize)
     }
 
-    func cursor(_ bytes: ArraySlice<UInt8>, at absolutePosition: UInt64, _ structure: String) -> ByteCursor {
-        ByteCursor(bytes, origin: absolutePosition, structure: structure, offsetSize: offsetSize, lengthSize: lengthSize)
-    }
-
     var undefinedAddress: UInt64 { ByteCursor.undefined(offsetSize) }
 
     /// `ReadRounds.concurrentMap`, or a plain loop when concurrent reads are off.

@@ -575,7 +575,7 @@ struct Traversal {
                 let objects = try await heap.objects(ids: index.records.map { Array($0.prefix(8)) })
                 let messages = zip(index.records, objects).map { record, object in
                     HeaderMessage(type: MessageType.attribute.rawValue, flags: record.count > 8 ? record[8] : 0,
-                                  body: object[...], origin: context.absolute(heapAddress))
+                                  body: object, origin: context.absolute(heapAddress))
                 }
                 // Only shared attribute messages need reads of their own.
                 if messages.contains(where: \.isShared) {

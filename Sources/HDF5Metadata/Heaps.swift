@@ -17,7 +17,7 @@ struct LocalHeap {
         guard size <= UInt64(context.limits.maxStructureBytes) else { throw cursor.error(.limitExceeded, "local heap of \(size) bytes") }
         let data = try await context.read(dataAddress, Int(size), "local heap data")
         guard data.bytes.count == Int(size) else { throw data.error(.truncated, "local heap data of \(size) bytes") }
-        return LocalHeap(data: Array(data.bytes), dataOrigin: context.absolute(dataAddress))
+        return LocalHeap(data: data.bytes, dataOrigin: context.absolute(dataAddress))
     }
 
     func string(at offset: UInt64) throws -> String {
@@ -309,7 +309,7 @@ struct FractalHeap: Sendable {
         try cursor.skip(context.offsetSize + heapOffsetSize)
         if checksumsDirectBlocks {
             let checksumPosition = cursor.position
-            var zeroed = Array(cursor.bytes)
+            var zeroed = cursor.bytes
             for i in checksumPosition..<(checksumPosition + 4) { zeroed[i] = 0 }
             let computed = Lookup3.hash(zeroed)
             let stored = try cursor.u32()
@@ -317,7 +317,7 @@ struct FractalHeap: Sendable {
                 throw HDF5Error(.checksumMismatch, "fractal heap direct block", at: context.absolute(block.address), "stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))")
             }
         }
-        return CheckedBlock(bytes: Array(cursor.bytes), headerSize: cursor.position)
+        return CheckedBlock(bytes: cursor.bytes, headerSize: cursor.position)
     }
 
     private func object(at offset: UInt64, length: UInt64, in checked: CheckedBlock, block: DirectBlock) throws -> [UInt8] {
@@ -338,7 +338,7 @@ struct FractalHeap: Sendable {
             let length = try cursor.length()
             let data = try await context.read(objectAddress, Int(min(length, UInt64(Int.max))), "fractal heap huge object")
             guard UInt64(data.bytes.count) == length else { throw data.error(.truncated, "huge object of \(length) bytes") }
-            return Array(data.bytes)
+            return data.bytes
         }
         let key = try cursor.uint(size: min(heapIDLength - 1, context.lengthSize))
         guard let tree = hugeObjectsBTree else { throw HDF5Error(.corrupt, "fractal heap", at: position, "huge object without a huge-object B-tree") }
@@ -351,7 +351,7 @@ struct FractalHeap: Sendable {
             if recordID == key {
                 let data = try await context.read(objectAddress, Int(min(length, UInt64(Int.max))), "fractal heap huge object")
                 guard UInt64(data.bytes.count) == length else { throw data.error(.truncated, "huge object of \(length) bytes") }
-                return Array(data.bytes)
+                return data.bytes
             }
         }
         throw HDF5Error(.corrupt, "fractal heap", at: position, "huge object \(key) not found")

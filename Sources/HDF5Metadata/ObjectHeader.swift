@@ -1,11 +1,10 @@
 import ByteSource
 
-/// One header message, its body in place in the header block (headers live only while their
-/// object is parsed; what outlives them is parsed out of the body).
+/// One header message, its body copied out of the header block.
 struct HeaderMessage: Sendable {
     var type: UInt16
     var flags: UInt8
-    var body: ArraySlice<UInt8>
+    var body: [UInt8]
     /// Absolute position of the body, for error messages.
     var origin: UInt64
 
@@ -102,7 +101,7 @@ struct ObjectHeader: Sendable {
         try cursor.signature("OCHK")
         try cursor.seek(to: block.length - 4)
         try cursor.verifyChecksum(from: 0)
-        var inner = context.cursor(cursor.slice(4..<(block.length - 4)), at: context.absolute(block.address) + 4,
+        var inner = context.cursor(Array(cursor.bytes[4..<(block.length - 4)]), at: context.absolute(block.address) + 4,
                                    "object header continuation")
         let continuations = try parseVersion2Messages(&inner, tracksOrder: tracksOrder, into: &messages, context: context)
         return (messages, continuations)
@@ -126,7 +125,7 @@ struct ObjectHeader: Sendable {
         }
         var messages: [HeaderMessage] = []
         messages.reserveCapacity(16)
-        var block = context.cursor(cursor.slice(min(prefix, cursor.bytes.count)..<min(prefix + headerSize, cursor.bytes.count)),
+        var block = context.cursor(Array(cursor.bytes[min(prefix, cursor.bytes.count)..<min(prefix + headerSize, cursor.bytes.count)]),
                                    at: context.absolute(address) + UInt64(prefix), "object header")
         guard block.bytes.count == headerSize else { throw block.error(.truncated, "object header of \(headerSize) bytes") }
         let pending = try parseVersion1Messages(&block, into: &messages, context: context)
@@ -142,7 +141,7 @@ struct ObjectHeader: Sendable {
             let flags = try cursor.u8()
             try cursor.skip(3)
             let origin = cursor.absolutePosition
-            let body = try cursor.takeSlice(size)
+            let body = try cursor.take(size)
             try cursor.align(to: 8)
             if type == MessageType.continuation.rawValue {
                 continuations.append(try continuation(body, origin: origin, context: context))
@@ -154,7 +153,7 @@ struct ObjectHeader: Sendable {
         return continuations
     }
 
-    private static func continuation(_ body: ArraySlice<UInt8>, origin: UInt64, context: FileContext) throws -> Continuation {
+    private static func continuation(_ body: [UInt8], origin: UInt64, context: FileContext) throws -> Continuation {
         var cursor = context.cursor(body, at: origin, "continuation message")
         guard let address = try cursor.address() else { throw cursor.error(.corrupt, "undefined continuation address") }
         let length = try cursor.count(size: context.lengthSize, limit: context.limits.maxStructureBytes, "continuation length")
@@ -182,7 +181,7 @@ struct ObjectHeader: Sendable {
         try whole.verifyChecksum(from: 0)
         var messages: [HeaderMessage] = []
         messages.reserveCapacity(16)
-        var block = context.cursor(cursor.slice(messagesStart..<(messagesStart + chunkSize)),
+        var block = context.cursor(Array(cursor.bytes[messagesStart..<(messagesStart + chunkSize)]),
                                    at: context.absolute(address) + UInt64(messagesStart), "object header")
         let tracksOrder = flags & 0x04 != 0
         let pending = try parseVersion2Messages(&block, tracksOrder: tracksOrder, into: &messages, context: context)
@@ -200,7 +199,7 @@ struct ObjectHeader: Sendable {
             let flags = try cursor.u8()
             if tracksOrder { _ = try cursor.u16() }
             let origin = cursor.absolutePosition
-            let body = try cursor.takeSlice(size)
+            let body = try cursor.take(size)
             if type == MessageType.continuation.rawValue {
                 continuations.append(try continuation(body, origin: origin, context: context))
             } else if type != MessageType.nil_.rawValue {

@@ -20,7 +20,7 @@ public enum VariableLengthData {
         strings.reserveCapacity(count)
         do {
             for index in 0..<count {
-                var cursor = context.cursor(descriptors[(index * descriptorSize)..<((index + 1) * descriptorSize)], at: 0,
+                var cursor = context.cursor(Array(descriptors[(index * descriptorSize)..<((index + 1) * descriptorSize)]), at: 0,
                                             "variable-length descriptor")
                 let length = try cursor.u32()
                 let collection = try cursor.address()

@@ -59,10 +59,16 @@ struct MultiRangeLimit: Sendable, Equatable {
     ///
     /// After a whole object the next limit is half the refused count; after anything else it is
     /// one range per request. Either way it never falls below what the origin already answered
-    /// in one body, as long as that is fewer ranges than it just refused.
+    /// in one body, as long as that is fewer ranges than it just refused. A refused probe leaves
+    /// the limit as it was.
     mutating func refused(_ count: Int, wholeObject: Bool, probe: Bool) -> Int? {
-        if probe { probeInFlight = false }
         fewestRefused = min(fewestRefused ?? .max, count)
+        if probe {
+            // A probe asks for more than the limit; its refusal says nothing about the limit,
+            // even when it comes back before any request at the limit was answered.
+            probeInFlight = false
+            return nil
+        }
         let answeredBefore = min(mostAnswered, count - 1)
         let next = max(1, min(perRequest, wholeObject ? max(count / 2, answeredBefore) : answeredBefore))
         defer { perRequest = next }

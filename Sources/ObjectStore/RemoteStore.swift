@@ -389,6 +389,11 @@ extension RemoteStore {
         } catch let error as ObjectStoreError where error.kind == .tooLarge {
             return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: true,
                                       probe: probe, reason: "the whole object came back for \(wanted.count) ranges")
+        } catch let error as ObjectStoreError where Self.refusesRangeHeader(error.kind) {
+            // A server or proxy may refuse a long Range header outright; fewer ranges per
+            // request get through (one range per request, if need be, fails the same way).
+            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
+                                      probe: probe, reason: "status \(error.status.map(String.init) ?? "?") for \(wanted.count) ranges")
         } catch {
             if probe { rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) } }
             throw error
@@ -426,6 +431,14 @@ extension RemoteStore {
         }
         var next = slices.makeIterator()
         return ranges.map { $0.isEmpty ? [] : next.next()! }
+    }
+
+    /// Statuses with which servers and proxies refuse a request for too many ranges or too long
+    /// a header: bad request, payload or URI too large, range not satisfiable, header fields
+    /// too large, not implemented.
+    static func refusesRangeHeader(_ kind: ObjectStoreError.Kind) -> Bool {
+        guard case .http(let status) = kind else { return false }
+        return [400, 413, 414, 416, 431, 501].contains(status)
     }
 
     /// Tells the origin's limit that a request for `count` ranges was refused, and reads

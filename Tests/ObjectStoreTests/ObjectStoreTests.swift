@@ -243,12 +243,16 @@ final class RangeServingTransport: HTTPTransport {
     enum Style { case multipart, mergedIntoOne }
     let object: [UInt8]
     let maxRanges: Int
+    /// The status for more than `maxRanges` ranges instead of the whole object (a server or
+    /// proxy that refuses a long `Range` header, e.g. 400 or 416).
+    let refusal: Int?
     let style: Style
     let requests = Mutex<[HTTPRequest]>([])
 
-    init(size: Int, maxRanges: Int = .max, style: Style = .multipart) {
+    init(size: Int, maxRanges: Int = .max, refusal: Int? = nil, style: Style = .multipart) {
         object = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
         self.maxRanges = maxRanges
+        self.refusal = refusal
         self.style = style
     }
 
@@ -260,7 +264,9 @@ final class RangeServingTransport: HTTPTransport {
             return ends[0]...min(ends[1], object.count - 1)
         }
         let response: HTTPResponse
-        if ranges.count > maxRanges {
+        if ranges.count > maxRanges, let refusal {
+            response = HTTPResponse(status: refusal, headers: [("Content-Length", "0")], body: [])
+        } else if ranges.count > maxRanges {
             response = HTTPResponse(status: 200, headers: [("Content-Length", "\(object.count)")], body: object)
         } else if ranges.count == 1 || style == .mergedIntoOne {
             let merged = ranges.map(\.lowerBound).min()!...ranges.map(\.upperBound).max()!
@@ -374,6 +380,21 @@ final class MultiRangeTests: XCTestCase {
             XCTAssertTrue(later.allSatisfy { $0 <= 16 }, "\(later)")
         }
         XCTAssertEqual(remote.rangesPerRequest(origin: "http://h"), 16)
+    }
+
+    func testAProbeRefusedWithAStatusKeepsTheLimitThatWorked() async throws {
+        let server = RangeServingTransport(size: 200_000, maxRanges: 20, refusal: 400)
+        let remote = store(server)
+        let batch = manyRanges(100)
+        let expected = batch.map { Array(server.object[Int($0.lowerBound)..<Int($0.upperBound)]) }
+        for _ in 0..<3 {
+            let got = try await remote.get("http://h/a.nc", ranges: batch, identity: nil)
+            XCTAssertEqual(got, expected)
+        }
+        let counts = takeRangeCounts(server)
+        XCTAssertEqual(counts.filter { $0 > 16 }, [32], "one probe, refused")
+        XCTAssertEqual(counts.count, 8 + 7 + 7)
+        XCTAssertEqual(remote.rangesPerRequest(origin: "http://h"), 16, "not one range per request: 16 were answered")
     }
 
     func testMergedAnswersAndS3ObjectsGiveTheSameBytes() async throws {
@@ -523,6 +544,13 @@ final class MultiRangeLimitTests: XCTestCase {
 
         var neverAnswered = MultiRangeLimit()
         XCTAssertEqual(neverAnswered.refused(16, wholeObject: false, probe: false), 1, "nothing answered: one range per request")
+    }
+
+    func testAProbeRefusedBeforeAnyAnswerKeepsTheStartingLimit() {
+        var limit = MultiRangeLimit()
+        XCTAssertTrue(limit.plan(rangeCount: 40).firstIsProbe)
+        XCTAssertNil(limit.refused(32, wholeObject: false, probe: true), "a 400 for the probe is not a 400 for 16 ranges")
+        XCTAssertEqual(limit.plan(rangeCount: 40), .init(first: 16, perRequest: 16, firstIsProbe: false))
     }
 
     func testAnAbandonedProbeLetsTheNextOneGo() {

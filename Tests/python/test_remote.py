@@ -59,6 +59,7 @@ class Services:
         self.s3 = env["ZARRMOUNT_S3_ENDPOINT"]
         self.http = env["ZARRMOUNT_HTTP_ROOT"]  # nginx with max_ranges 16
         self.http_stock = env["ZARRMOUNT_HTTP_STOCK_ROOT"]  # the same nginx, no limit on ranges
+        self.http_short_headers = env["ZARRMOUNT_HTTP_SHORT_HEADERS_ROOT"]  # 400 for header lines over 512 bytes
         self.www = env["ZARRMOUNT_HTTP_DIR"]
 
     def boto3(self):
@@ -459,10 +460,10 @@ def assert_no_secret(p, refs, *secrets):
 
 def test_services_env_and_servers(services):
     env = services.env
-    for k in ("ZARRMOUNT_S3_ENDPOINT", "ZARRMOUNT_HTTP_ROOT", "ZARRMOUNT_HTTP_STOCK_ROOT", "ZARRMOUNT_HTTP_DIR",
-              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    for k in ("ZARRMOUNT_S3_ENDPOINT", "ZARRMOUNT_HTTP_ROOT", "ZARRMOUNT_HTTP_STOCK_ROOT", "ZARRMOUNT_HTTP_SHORT_HEADERS_ROOT",
+              "ZARRMOUNT_HTTP_DIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env.get(k), "%s missing from services.env" % k
-    for url in (services.s3, services.http, services.http_stock):
+    for url in (services.s3, services.http, services.http_stock, services.http_short_headers):
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), url
     with open(os.path.join(services.root, "services.env")) as fh:
         assert "ZARRMOUNT_S3_ENDPOINT=%s" % services.s3 in fh.read()
@@ -635,6 +636,17 @@ def test_a_server_that_allows_more_ranges_per_request_is_asked_for_more(scanner,
     assert max(gets["stock"]) > 16, "no GET asked stock nginx for more than 16 ranges: %s" % gets["stock"]
     assert sum(n > 16 for n in gets["hardened"]) == 1, "not exactly one probe went to the hardened server: %s" % gets["hardened"]
     assert len(gets["stock"]) < len(gets["hardened"]), gets
+
+
+def test_a_server_that_refuses_a_long_range_header_keeps_the_limit_that_worked(scanner, services, world, local_refs, proxies):
+    """An nginx with 512-byte header buffers answers the probe's Range of 32 ranges with 400. The
+    scan must not fail: the probe's ranges go again at 16 per GET, and no other GET asks for more."""
+    fp = proxies(services.http_short_headers)
+    refs, _ = scanner.ok(["%s/wrf/%s" % (fp.url, n) for n in NAMES])
+    assert_same_refs(local_refs(), refs, "http scan of an nginx with short header buffers")
+    per_get = [r["h"]["range"].count(",") + 1 for r in fp.requests() if r["method"] == "GET"]
+    assert sum(n > 16 for n in per_get) == 1, "not exactly one probe beyond 16 ranges: %s" % per_get
+    assert max(n for n in per_get if n <= 16) == 16, "the limit fell below 16 after the refused probe: %s" % per_get
 
 
 def test_transfers_queued_beyond_the_connection_limit_start_when_a_place_frees(scanner, services, world, local_refs):

@@ -375,7 +375,7 @@ extension RemoteStore {
     private func getGroup(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, probe: Bool) async throws -> [[UInt8]] {
         let wanted = ranges.filter { !$0.isEmpty }
         guard wanted.count > 1 else {
-            if probe { rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) } }
+            if probe { abandonProbe(origin: origin) }
             return try await getEach(url, ranges: ranges, identity: identity)
         }
         let headers = Self.rangeHeaders(wanted, identity: identity)
@@ -395,7 +395,7 @@ extension RemoteStore {
             return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
                                       probe: probe, reason: "status \(error.status.map(String.init) ?? "?") for \(wanted.count) ranges")
         } catch {
-            if probe { rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) } }
+            if probe { abandonProbe(origin: origin) }
             throw error
         }
         var parts: [MultipartByteRanges.Part]
@@ -403,7 +403,7 @@ extension RemoteStore {
             do { parts = try MultipartByteRanges.parse(response.body, boundary: boundary) } catch {
                 // Not learned from: a damaged body says nothing about the server.
                 logger.debug("multi-range answer unusable", metadata: ["url": "\(url)", "reason": "\(error)"])
-                if probe { rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) } }
+                if probe { abandonProbe(origin: origin) }
                 return try await getEach(url, ranges: ranges, identity: identity)
             }
         } else if response.status == 206, let served = response.contentRange, response.body.count == Int(served.last - served.first + 1) {
@@ -427,10 +427,15 @@ extension RemoteStore {
             }
             if let raised { logger.debug("server answers more ranges per request", metadata: ["origin": "\(origin)", "ranges per request": "\(raised)"]) }
         } else if probe {
-            rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) }
+            abandonProbe(origin: origin)
         }
         var next = slices.makeIterator()
         return ranges.map { $0.isEmpty ? [] : next.next()! }
+    }
+
+    /// The probe to `origin` ended without telling whether the origin allows its ranges.
+    private func abandonProbe(origin: String) {
+        rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].abandoned(probe: true) }
     }
 
     /// Statuses with which servers and proxies refuse a request for too many ranges or too long

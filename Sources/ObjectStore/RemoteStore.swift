@@ -370,8 +370,8 @@ extension RemoteStore {
         return headers
     }
 
-    /// One multi-range request for `ranges`; `probe`: it asks for more ranges than the origin
-    /// has answered so far (see `MultiRangeLimit`).
+    /// One multi-range request for `ranges`; `probe`: it asks for more ranges than the origin's
+    /// current limit (see `MultiRangeLimit`).
     private func getGroup(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, probe: Bool) async throws -> [[UInt8]] {
         let wanted = ranges.filter { !$0.isEmpty }
         guard wanted.count > 1 else {

@@ -52,7 +52,10 @@ public struct ScanProgress: Sendable {
     public var filesDone: Int
     public var filesTotal: Int
     public var bytesRead: UInt64
+    /// Metadata reads through the files' caches.
     public var requests: Int
+    /// HTTP requests so far (listing included), for scans with an object store.
+    public var httpRequests: Int?
     public var errors: Int
     public var elapsed: Duration
 }
@@ -201,6 +204,7 @@ public enum Scanner {
                 }
                 results[index] = result
                 progress(ScanProgress(filesDone: done, filesTotal: listed.count, bytesRead: bytes, requests: requests,
+                                      httpRequests: remote ? options.store?.statistics.requests : nil,
                                       errors: errors, elapsed: ContinuousClock.now - start))
                 fillPlaces()
             }

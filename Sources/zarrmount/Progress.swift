@@ -38,7 +38,9 @@ final class ProgressReporter: Sendable {
         let width = 24
         let filled = progress.filesTotal == 0 ? width : width * progress.filesDone / progress.filesTotal
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        return String(format: "[%@] %d/%d files  %.0f files/s  %@  %d reads  %d errors  ETA %.0f s", bar, progress.filesDone,
-                      progress.filesTotal, rate, formatBytes(progress.bytesRead), progress.requests, progress.errors, remaining)
+        // Remote scans count what costs: HTTP requests; local ones their reads.
+        let io = progress.httpRequests.map { "\($0) requests" } ?? "\(progress.requests) reads"
+        return String(format: "[%@] %d/%d files  %.0f files/s  %@  %@  %d errors  ETA %.0f s", bar, progress.filesDone,
+                      progress.filesTotal, rate, formatBytes(progress.bytesRead), io, progress.errors, remaining)
     }
 }

@@ -649,6 +649,29 @@ def test_a_server_that_refuses_a_long_range_header_keeps_the_limit_that_worked(s
     assert max(n for n in per_get if n <= 16) == 16, "the limit fell below 16 after the refused probe: %s" % per_get
 
 
+def test_progress_shows_files_bytes_and_http_requests(scanner, services, world, archive):
+    """On a terminal (ZARRMOUNT_PROGRESS_TERMINAL=1, as a daemonised mount's parent sets it) the
+    bar is redrawn in place and its last state counts every file and the HTTP requests the
+    summary reports; without a terminal, whole lines; a local scan counts reads instead."""
+    urls = ["%s/wrf/%s" % (services.http, n) for n in NAMES]
+    p = scanner.ok(urls, env=scanner.env(ZARRMOUNT_PROGRESS_TERMINAL="1"))[1]
+    # (text mode reads each "\r" as a line end: each redraw starts with the erase-line sequence)
+    draws = re.findall(r"\x1b\[2K(.*)", p.stderr)
+    assert draws, "no bar drawn in place:\n%s" % p.stderr[-2000:]
+    last = re.fullmatch(r"\[(#+)\] (\d+)/(\d+) files  \d+ files/s  [\d.]+ \w+  (\d+) requests  0 errors  ETA \d+ s", draws[-1])
+    assert last, repr(draws[-1])
+    assert (len(last.group(1)), int(last.group(2)), int(last.group(3))) == (24, len(NAMES), len(NAMES))
+    summary = re.search(r"remote: (\d+) HTTP requests", p.stderr)
+    assert summary and int(summary.group(1)) == int(last.group(4)), p.stderr[-2000:]
+
+    plain = scanner.ok(urls)[1]
+    assert "\x1b" not in plain.stderr, "terminal control sequences without a terminal: %r" % plain.stderr
+    assert re.search(r"^\[#{24}\] %d/%d files .* \d+ requests  0 errors  ETA \d+ s$" % (len(NAMES), len(NAMES)), plain.stderr, re.M), plain.stderr
+
+    local = scanner.ok(archive[:2])[1]
+    assert re.search(r"^\[#{24}\] 2/2 files .* \d+ reads  0 errors", local.stderr, re.M), local.stderr
+
+
 def test_transfers_queued_beyond_the_connection_limit_start_when_a_place_frees(scanner, services, world, local_refs):
     """With one connection, the listing queues a GET per URL behind the first. Each must start as
     soon as the one before it ends: the HTTP engine once slept in its poll, with every socket idle,

@@ -46,8 +46,41 @@ def start_proxy(upstream_port):
     return p, port
 
 
-def run_scan(label, sources, extra, env):
+def process_cpu(pids):
+    """CPU seconds (user + system, all threads) the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def nginx_pids():
+    """The services' nginx master and its workers."""
+    try:
+        with open(os.path.join(repo, ".cache", "services", "nginx.pid")) as f:
+            master = int(f.read().strip())
+    except (OSError, ValueError):
+        return []
+    pids = [master]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def run_scan(label, sources, extra, env, rig=()):
     out = os.path.join(args.work, "refs.json")
+    rig_before = process_cpu(rig)
     start = time.perf_counter()
     with tempfile.TemporaryFile(mode="w+") as err:
         # wait4 gives this child's own peak RSS and CPU (RUSAGE_CHILDREN would report the
@@ -66,7 +99,7 @@ def run_scan(label, sources, extra, env):
     r = re.search(r"remote: (\d+) HTTP requests \((\d+) retried\), ([\d.]+) (\w+) received, at most (\d+) dependent rounds", stderr)
     n = int(m.group(1))
     row = {"label": label, "files": n, "wall": wall, "requests": None, "bytes": None, "rounds": None, "rss": usage.ru_maxrss / 1024,
-           "cpu": usage.ru_utime + usage.ru_stime}
+           "cpu": usage.ru_utime + usage.ru_stime, "rig_cpu": process_cpu(rig) - rig_before}
     if r:  # local scans make no HTTP requests
         unit = {"B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30}[r.group(4)]
         row.update(requests=int(r.group(1)) / n, bytes=float(r.group(3)) * unit / n, rounds=int(r.group(5)))
@@ -115,7 +148,8 @@ try:
     for _ in range(max(1, args.repeat)):
         runs[0].append(run_scan("zarrmount HTTP, concurrency 1 (%d files)" % args.serial_files, [],
                                 ["--urls", serial_file, "--concurrency", "1"], env))
-        runs[1].append(run_scan("zarrmount HTTP, default concurrency", [], ["--urls", url_file], env))
+        runs[1].append(run_scan("zarrmount HTTP, default concurrency", [], ["--urls", url_file], env,
+                                rig=[http_proxy.pid] + nginx_pids()))
         runs[2].append(run_scan("zarrmount local files (no network, CPU floor)", [], ["--urls", local_file], env))
     rows = [sorted(r, key=lambda row: row["wall"])[len(r) // 2] for r in runs]
     spreads = [(min(row["wall"] for row in r), max(row["wall"] for row in r)) for r in runs]
@@ -161,6 +195,8 @@ serial, default, local = rows[0], rows[1], rows[2]
 print("wall time over %d runs of each (min-max): concurrency 1 %.2f-%.2f s, default %.2f-%.2f s, local %.2f-%.2f s"
       % (len(runs[0]), *spreads[0], *spreads[1], *spreads[2]))
 print("default HTTP vs local files: %.2fx the wall time, %.2fx the CPU" % (default["wall"] / local["wall"], default["cpu"] / local["cpu"]))
+print("the test rig (latency proxy and nginx, on the same %d cores) used %.2f CPU-seconds during the default row's median run"
+      % (os.cpu_count(), default["rig_cpu"]))
 print("default vs concurrency 1: %.1fx more files/s (medians; run by run, in turn: %s)" % (
     (default["files"] / default["wall"]) / (serial["files"] / serial["wall"]),
     ", ".join("%.1fx" % ((d["files"] / d["wall"]) / (c["files"] / c["wall"])) for c, d in zip(runs[0], runs[1]))))

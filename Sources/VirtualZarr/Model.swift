@@ -62,23 +62,15 @@ public struct ChunkManifest: Sendable, Equatable {
 
     public var storedChunkCount: Int { objects.reduce(0) { $0 + ($1 == Self.missingMarker ? 0 : 1) } }
 
-    public func linearIndex(_ coordinates: [Int]) -> Int? {
+    /// The row-major index of grid `coordinates` (any integer type: an HDF5 chunk table's
+    /// `UInt64` slices go in without an array per chunk), or nil outside the grid.
+    @inlinable
+    public func linearIndex<Coordinates: Collection>(_ coordinates: Coordinates) -> Int? where Coordinates.Element: BinaryInteger {
         guard coordinates.count == gridShape.count else { return nil }
         var index = 0
         for (coordinate, extent) in zip(coordinates, gridShape) {
-            guard coordinate >= 0, coordinate < extent else { return nil }
-            index = index * extent + coordinate
-        }
-        return index
-    }
-
-    /// `linearIndex` of grid coordinates as an HDF5 chunk table holds them (no array per chunk).
-    public func linearIndex(_ coordinates: ArraySlice<UInt64>) -> Int? {
-        guard coordinates.count == gridShape.count else { return nil }
-        var index = 0
-        for (coordinate, extent) in zip(coordinates, gridShape) {
-            guard coordinate < UInt64(max(extent, 0)) else { return nil }
-            index = index * extent + Int(coordinate)
+            guard let position = Int(exactly: coordinate), position >= 0, position < extent else { return nil }
+            index = index * extent + position
         }
         return index
     }

@@ -201,8 +201,11 @@ public final class CurlEngine: HTTPTransport, Sendable {
         let request = transfer.request
         _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        _ = ccurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
-        _ = ccurl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 5)
+        // Only HTTP(S), also for a URL from a reference file; redirects are followed by
+        // `RemoteStore.send` within one origin, never by libcurl to wherever they point.
+        _ = ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
+        _ = ccurl_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(configuration.connectTimeout.components.seconds * 1000))
         _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, configuration.lowSpeedLimit)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, Int(configuration.lowSpeedTime.components.seconds))

@@ -12,6 +12,8 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
         case tooLarge
         case invalidResponse(String)
         case invalidLocation(String)
+        /// The server redirected to another origin, which is not followed.
+        case redirected(to: String)
     }
 
     public var kind: Kind
@@ -31,7 +33,7 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         var text: String
         switch kind {
-        case .notFound: text = "\(url): not found (HTTP 404): check the bucket, key or URL"
+        case .notFound: text = url.hasPrefix("/") ? "\(url): no such file" : "\(url): not found (HTTP 404): check the bucket, key or URL"
         case .forbidden:
             text = "\(url): access denied (HTTP 403): check credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), or use --anonymous for a public bucket"
         case .changed: text = "\(url): the object changed since it was scanned (ETag no longer matches); unmount and scan again"
@@ -41,6 +43,8 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
         case .tooLarge: text = "\(url): the server sent more bytes than were asked for"
         case .invalidResponse(let detail): text = "\(url): unexpected response: \(detail)"
         case .invalidLocation(let detail): text = "\(url): \(detail)"
+        case .redirected(let target):
+            text = "\(url): redirected to \(target), another origin; zarrmount follows redirects within one server only: use the final URL (or the right S3 region or endpoint) as the source"
         }
         if let s3Code { text += " [S3 \(s3Code)]" }
         if attempts > 1 { text += " after \(attempts) attempts" }

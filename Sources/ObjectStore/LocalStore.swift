@@ -61,12 +61,24 @@ public enum LocalStore {
         return result
     }
 
+    /// Size, identity and modification time of a local file. The identity is device, inode,
+    /// size, and mtime and ctime in nanoseconds: a file rewritten in place keeps its inode and
+    /// may get its size and mtime back (`touch -d`), but not its ctime, which only the kernel sets.
     public static func describe(_ path: String) throws -> ListedObject {
-        let attributes = try FileManager.default.attributesOfItem(atPath: path)
-        let size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
-        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        return ListedObject(url: path, size: size, etag: "\(size)-\(Int64(modified * 1_000_000))",
-                            lastModified: Int64(modified.rounded(.down)))
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR { throw ObjectStoreError(.notFound, url: path) }
+            throw ObjectStoreError(.transport("cannot stat: \(String(cString: strerror(code)))"), url: path)
+        }
+        return ListedObject(url: path, size: UInt64(info.st_size), etag: identity(of: info), lastModified: Int64(info.st_mtim.tv_sec))
+    }
+
+    /// The identity string of a file's `stat`; see `describe`.
+    static func identity(of info: stat) -> String {
+        let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        let ctime = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
+        return "file:\(info.st_dev):\(info.st_ino):\(info.st_size):\(mtime):\(ctime)"
     }
 
     static func isRegularFile(_ path: String) -> Bool {

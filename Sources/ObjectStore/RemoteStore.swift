@@ -43,11 +43,16 @@ public final class RemoteStore: Sendable {
     // MARK: Requests with retries
 
     /// Performs `request` (re-signed on every attempt) until it succeeds or the policy gives up.
+    /// Redirects are followed within the request's origin only (at most `maxRedirects`): one
+    /// to another host would let a server send zarrmount's requests, and their credentials,
+    /// anywhere, so it is an error naming both.
     func send(_ build: () -> HTTPRequest, url: String, expectedLength: Int? = nil) async throws -> HTTPResponse {
         var attempt = 0
+        var redirects: [String] = []
         while true {
             attempt += 1
-            let request = build()
+            var request = build()
+            if let redirected = redirects.last { request.url = redirected }
             counters.withLock { $0.requests += 1 }
             let outcome: RetryPolicy.Outcome
             var failure: ObjectStoreError
@@ -65,6 +70,18 @@ public final class RemoteStore: Sendable {
                     } else {
                         return response
                     }
+                } else if [301, 302, 303, 307, 308].contains(response.status), let target = response.header("location") {
+                    let from = redirects.last ?? request.url
+                    let resolved = Self.resolve(target, against: from)
+                    guard Self.origin(of: resolved).lowercased() == Self.origin(of: from).lowercased() else {
+                        throw ObjectStoreError(.redirected(to: resolved), url: url, status: response.status, attempts: attempt)
+                    }
+                    guard redirects.count < Self.maxRedirects else {
+                        throw ObjectStoreError(.invalidResponse("more than \(Self.maxRedirects) redirects"), url: url, status: response.status, attempts: attempt)
+                    }
+                    redirects.append(resolved)
+                    attempt -= 1
+                    continue
                 } else {
                     let code = s3ErrorCode(response.body)
                     let retryAfter = response.header("retry-after").flatMap { Int($0) }.map { Duration.seconds($0) }
@@ -94,6 +111,20 @@ public final class RemoteStore: Sendable {
                 try await Task.sleep(for: delay)
             }
         }
+    }
+
+    static let maxRedirects = 5
+
+    /// A `Location` header's target as an absolute URL: absolute, scheme-relative (`//host/p`),
+    /// absolute-path (`/p`) or relative to the current URL's directory.
+    static func resolve(_ target: String, against base: String) -> String {
+        if target.hasPrefix("http://") || target.hasPrefix("https://") || target.contains("://") { return target }
+        let origin = origin(of: base)
+        if target.hasPrefix("//") { return String(base.prefix { $0 != ":" }) + ":" + target }
+        if target.hasPrefix("/") { return origin + target }
+        let path = String(base.dropFirst(origin.count).prefix { $0 != "?" && $0 != "#" })
+        let directory = path.lastIndex(of: "/").map { String(path[...$0]) } ?? "/"
+        return origin + directory + target
     }
 
     /// `scheme://host:port` of a URL.

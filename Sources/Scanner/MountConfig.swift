@@ -8,6 +8,9 @@ public struct MountConfig: Sendable {
     public var sources: [String]
     /// A kerchunk reference file (path or URL) to serve instead of scanning `sources`.
     public var references: String?
+    /// Prefixes beyond the reference file's own origin or directory that its objects may be
+    /// under (`allow_sources`, `--allow-source`).
+    public var allowSources: [String] = []
     public var concatDim: String?
     public var order: FileOrder = .key
     public var attrs: AttributePolicy = .first
@@ -32,7 +35,7 @@ public struct MountConfig: Sendable {
     }
 
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency", "connections",
-                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout"]
+                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -84,6 +87,14 @@ public struct MountConfig: Sendable {
             case "references":
                 let location = try string(key, value)
                 config.references = location.hasPrefix("/") || location.contains("://") || base.isEmpty ? location : base + "/" + location
+            case "allow_sources":
+                let items: [Node]
+                if let sequence = value.sequence { items = Array(sequence) } else { items = [value] }
+                config.allowSources += try items.map { item in
+                    let prefix = try string(key, item)
+                    if prefix.hasPrefix("/") || prefix.contains("://") || base.isEmpty { return prefix }
+                    return base + "/" + prefix
+                }
             case "concat_dim": config.concatDim = try string(key, value)
             case "order": config.order = try choice(key, value, FileOrder.self)
             case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)

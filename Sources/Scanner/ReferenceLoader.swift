@@ -12,14 +12,37 @@ public enum ReferenceLoader {
     /// Reference files above this size are refused rather than read into memory.
     public static let maxReferenceBytes: UInt64 = 2 << 30
 
-    public static func load(_ location: String, store: RemoteStore?, logger: Logger) async throws -> ScanSummary {
+    /// Reads the reference file at `location`, refuses objects outside `allowSources` (and the
+    /// file's own origin or directory) before any of them is asked for, and lists the rest.
+    /// Keys that cannot be file names fail the load, or under `onError: .skip` leave their
+    /// array out with a warning.
+    public static func load(_ location: String, store: RemoteStore?, allowSources: [String] = [], onError: ErrorPolicy = .fail,
+                            logger: Logger) async throws -> ScanSummary {
         let start = ContinuousClock.now
+        let workingDirectory = FileManager.default.currentDirectoryPath
+        let confinement: SourceConfinement
+        do {
+            confinement = try SourceConfinement(referencesAt: location, allowSources: allowSources, workingDirectory: workingDirectory)
+        } catch {
+            throw ScanError(description: "\(error)")
+        }
         let text = try await fetchText(location, store: store)
         var dataset: VirtualDataset
+        let firstKeys: [String]
         do {
-            dataset = try KerchunkReferences.read(text, name: location)
+            let contents = try KerchunkReferences.contents(text, name: location, badKeys: onError == .skip ? .skip : .fail)
+            dataset = contents.dataset
+            firstKeys = contents.firstKeys
+        } catch let error as ReferenceKeyError {
+            throw ScanError(description: "\(error)")
         } catch {
             throw ScanError(description: "\(error) (is \(location) a kerchunk reference file, version 0 or 1?)")
+        }
+        for (object, key) in zip(dataset.objects, firstKeys) {
+            if let reason = confinement.refusal(of: object.url, workingDirectory: workingDirectory) {
+                throw ScanError(description: "\(location): key \(ReferenceKeyError.quoted(key)) names \(object.url), which is not allowed: \(reason); "
+                                + "if you trust this reference file, add --allow-source PREFIX (config key allow_sources)")
+            }
         }
         logger.info("references read", metadata: ["location": "\(location)", "objects": "\(dataset.objects.count)"])
         let urls = dataset.objects.map(\.url)
@@ -79,7 +102,7 @@ public enum ReferenceLoader {
             for linear in 0..<array.manifest.count {
                 guard case .reference(let object, let offset, let length) = array.manifest[linear] else { continue }
                 let info = dataset.objects[Int(object)]
-                guard offset + length <= info.size else {
+                guard length <= info.size, offset <= info.size - length else {
                     throw ScanError(description: "\(location): chunk \(array.manifest.coordinates(linear)) of \(array.path) is bytes \(offset)..<\(offset + length) of \(info.url), which has \(info.size) bytes; the references were made from another version of it, regenerate them")
                 }
             }

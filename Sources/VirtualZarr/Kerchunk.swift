@@ -31,11 +31,90 @@ public struct ReferenceError: Error, CustomStringConvertible, Sendable {
     public var description: String
 }
 
+/// What to do with a reference key that cannot become a file name of the mounted tree.
+public enum BadKeyPolicy: Sendable {
+    /// Stop reading, naming the key.
+    case fail
+    /// Leave out the array (or group) the key belongs to, with a warning naming the key.
+    case skip
+}
+
+/// Why a reference key cannot name a file of the mounted tree, which the kernel, readers and
+/// other keys constrain: one NUL, `..` or 300-byte name would truncate, escape or break listing.
+public enum ReferenceKeyProblem: Equatable, Sendable, CustomStringConvertible {
+    case containsNUL
+    case leadingSlash
+    case emptyComponent
+    case dotComponent(String)
+    case componentTooLong(bytes: Int)
+    case duplicate
+    case sameChunkAs(String)
+    case arrayAndGroup
+    case insideArray(String)
+    case invalidChunkName
+
+    public static let maxComponentBytes = 255
+
+    public var description: String {
+        switch self {
+        case .containsNUL: return "contains a NUL byte"
+        case .leadingSlash: return "starts with /"
+        case .emptyComponent: return "has an empty path component (//, or a trailing /)"
+        case .dotComponent(let component): return "has a \(component) path component"
+        case .componentTooLong(let bytes): return "has a \(bytes)-byte path component (file names have at most \(Self.maxComponentBytes))"
+        case .duplicate: return "appears twice"
+        case .sameChunkAs(let other): return "names the same chunk as \(other)"
+        case .arrayAndGroup: return "makes its path both an array (.zarray) and a group (.zgroup)"
+        case .insideArray(let array): return "puts a node inside the array \(array)"
+        case .invalidChunkName: return "is not a chunk name (dot-separated decimal grid coordinates) nor a .z* metadata key"
+        }
+    }
+
+    /// The problem of one key on its own, or nil.
+    public static func check(_ key: String) -> ReferenceKeyProblem? {
+        if key.utf8.contains(0) { return .containsNUL }
+        if key.hasPrefix("/") { return .leadingSlash }
+        for component in key.split(separator: "/", omittingEmptySubsequences: false) {
+            if component.isEmpty { return .emptyComponent }
+            if component == "." || component == ".." { return .dotComponent(String(component)) }
+            if component.utf8.count > maxComponentBytes { return .componentTooLong(bytes: component.utf8.count) }
+        }
+        return nil
+    }
+}
+
+public struct ReferenceKeyError: Error, CustomStringConvertible, Sendable {
+    public var file: String
+    public var key: String
+    public var problem: ReferenceKeyProblem
+
+    public var description: String {
+        "\(file): key \(Self.quoted(key)) \(problem); fix the reference file, or mount with --on-error skip to leave that array out"
+    }
+
+    /// The key as JSON would spell it, so NULs and control characters stay visible, cut to 120 characters.
+    public static func quoted(_ key: String) -> String {
+        var rendered = JSON.string(key).rendered()
+        if rendered.count > 120 { rendered = String(rendered.prefix(100)) + "…\" (\(key.utf8.count) bytes)" }
+        return rendered
+    }
+}
+
+/// References read from a file, with, for each object, the first key that names it (for errors).
+public struct ReferenceContents: Sendable {
+    public var dataset: VirtualDataset
+    public var firstKeys: [String]
+}
+
 extension KerchunkReferences {
     /// Reads kerchunk references (version 0: a flat mapping; version 1: `refs` with optional
     /// `templates` and `gen`) into a virtual dataset. Object sizes are unknown (0) until the
     /// store is asked; whole-object references (`[url]`) are not supported.
-    public static func read(_ text: String, name: String = "references") throws -> VirtualDataset {
+    public static func read(_ text: String, name: String = "references", badKeys: BadKeyPolicy = .fail) throws -> VirtualDataset {
+        try contents(text, name: name, badKeys: badKeys).dataset
+    }
+
+    public static func contents(_ text: String, name: String = "references", badKeys: BadKeyPolicy = .fail) throws -> ReferenceContents {
         let document: JSON
         do { document = try JSON.parse(text) } catch { throw ReferenceError(description: "\(name): \(error)") }
         guard let top = document.objectValue else { throw ReferenceError(description: "\(name): expected a JSON object") }
@@ -55,6 +134,8 @@ extension KerchunkReferences {
         } else {
             refs = top
         }
+        var warnings: [String] = []
+        refs = try validKeys(refs, name: name, policy: badKeys, warnings: &warnings)
 
         var metadata: [String: JSON] = [:]
         var chunkRefs: [(key: String, value: JSON)] = []
@@ -73,6 +154,7 @@ extension KerchunkReferences {
 
         var dataset = VirtualDataset(groups: [])
         var objectIndex: [String: UInt32] = [:]
+        var firstKeys: [String] = []
         for key in metadata.keys.sorted() where key == ".zgroup" || key.hasSuffix("/.zgroup") {
             let path = key == ".zgroup" ? "" : String(key.dropLast("/.zgroup".count))
             let attributes = metadata[path.isEmpty ? ".zattrs" : path + "/.zattrs"]?.objectValue ?? []
@@ -88,13 +170,17 @@ extension KerchunkReferences {
             arraysByPath[path] = dataset.arrays.count
             dataset.arrays.append(array)
         }
+        var orphans: [String] = []
         for (key, value) in chunkRefs {
-            guard let slash = key.lastIndex(of: "/") else { continue }
-            let path = String(key[..<slash])
-            let chunkName = String(key[key.index(after: slash)...])
-            guard let arrayIndex = arraysByPath[path] else { continue }
+            let slash = key.lastIndex(of: "/")
+            let path = slash.map { String(key[..<$0]) } ?? ""
+            let chunkName = slash.map { String(key[key.index(after: $0)...]) } ?? key
+            guard let arrayIndex = arraysByPath[path] else {
+                orphans.append(key)
+                continue
+            }
             let array = dataset.arrays[arrayIndex]
-            let coordinates = chunkName == "0" && array.shape.isEmpty ? [] : chunkName.split(separator: ".").map { Int($0) ?? -1 }
+            let coordinates = chunkName == "0" && array.shape.isEmpty ? [] : chunkName.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) ?? -1 }
             guard let linear = array.manifest.linearIndex(coordinates) else {
                 throw ReferenceError(description: "\(name): \(key) is outside the chunk grid \(array.manifest.gridShape)")
             }
@@ -113,14 +199,28 @@ extension KerchunkReferences {
                 guard let url = parts.first?.stringValue.map({ substitute($0, templates) }) else {
                     throw ReferenceError(description: "\(name): \(key) has no URL")
                 }
-                guard parts.count == 3, let offset = parts[1].uint64Value, let length = parts[2].uint64Value else {
+                guard parts.count == 3 else {
                     throw ReferenceError(description: "\(name): \(key) references a whole object; only [url, offset, length] is supported")
+                }
+                for (field, part) in [("offset", parts[1]), ("length", parts[2])] where part.uint64Value == nil {
+                    let negative: Bool
+                    switch part { case .int(let value): negative = value < 0; case .double(let value): negative = value < 0; default: negative = false }
+                    let what = negative ? "is negative (\(part.rendered()))" : "is not a whole number of bytes (\(part.rendered()))"
+                    throw ReferenceError(description: "\(name): \(key): the \(field) \(what)")
+                }
+                let offset = parts[1].uint64Value!, length = parts[2].uint64Value!
+                guard offset.addingReportingOverflow(length).overflow == false else {
+                    throw ReferenceError(description: "\(name): \(key): offset \(offset) plus length \(length) is beyond any object")
                 }
                 let object: UInt32
                 if let existing = objectIndex[url] { object = existing } else {
+                    guard dataset.objects.count < Int(ChunkManifest.maxObjects) else {
+                        throw ReferenceError(description: "\(name): more than \(ChunkManifest.maxObjects) objects")
+                    }
                     object = UInt32(dataset.objects.count)
                     objectIndex[url] = object
                     dataset.objects.append(ObjectInfo(url: url, size: 0))
+                    firstKeys.append(key)
                 }
                 entry = .reference(object: object, offset: offset, length: length)
             default:
@@ -128,7 +228,66 @@ extension KerchunkReferences {
             }
             dataset.arrays[arrayIndex].manifest[linear] = entry
         }
-        return dataset
+        if let first = orphans.first {
+            warnings.append("\(name): \(orphans.count) key\(orphans.count == 1 ? "" : "s") name no array and are left out (first: \(ReferenceKeyError.quoted(first)))")
+        }
+        dataset.warnings += warnings
+        return ReferenceContents(dataset: dataset, firstKeys: firstKeys)
+    }
+
+    /// Checks every key alone and against the others (duplicates, two spellings of one chunk,
+    /// an array that is also a group, a node inside an array). Under `.skip`, each bad key's
+    /// array or group is left out, with a warning; under `.fail` the first bad key throws.
+    static func validKeys(_ refs: [(String, JSON)], name: String, policy: BadKeyPolicy, warnings: inout [String]) throws -> [(String, JSON)] {
+        var bad: [(key: String, problem: ReferenceKeyProblem)] = []
+        var seen: [String: String] = [:]
+        var arrays: Set<String> = [], groups: Set<String> = []
+        for (key, _) in refs {
+            if let problem = ReferenceKeyProblem.check(key) { bad.append((key, problem)); continue }
+            if key == ".zarray" || key.hasSuffix("/.zarray") { arrays.insert(parent(of: key)) }
+            if key == ".zgroup" || key.hasSuffix("/.zgroup") { groups.insert(parent(of: key)) }
+        }
+        for (key, _) in refs where ReferenceKeyProblem.check(key) == nil {
+            let leaf = key.split(separator: "/").last.map(String.init) ?? key
+            var canonical = key
+            if !leaf.hasPrefix(".z") {
+                let parts = leaf.split(separator: ".", omittingEmptySubsequences: false)
+                guard parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { (48...57).contains($0) } }) else {
+                    if arrays.contains(parent(of: key)) { bad.append((key, .invalidChunkName)) }
+                    continue
+                }
+                let path = parent(of: key)
+                canonical = (path.isEmpty ? "" : path + "/") + parts.map { String(UInt64($0).map(String.init) ?? String($0)) }.joined(separator: ".")
+            }
+            if let other = seen[canonical] {
+                bad.append((key, other == key ? .duplicate : .sameChunkAs(ReferenceKeyError.quoted(other))))
+                continue
+            }
+            seen[canonical] = key
+            let path = parent(of: key)
+            if key == ".zgroup" || key.hasSuffix("/.zgroup"), arrays.contains(path) { bad.append((key, .arrayAndGroup)); continue }
+            var ancestor = path
+            while !ancestor.isEmpty {
+                ancestor = parent(of: ancestor)
+                if arrays.contains(ancestor) { bad.append((key, .insideArray(ancestor.isEmpty ? "/" : ancestor))); break }
+            }
+        }
+        guard let first = bad.first else { return refs }
+        if policy == .fail { throw ReferenceKeyError(file: name, key: first.key, problem: first.problem) }
+        var dropped: Set<String> = []
+        for (key, problem) in bad {
+            // A key that cannot be a name at all has no array to name; drop just that key.
+            let path = ReferenceKeyProblem.check(key) == nil ? parent(of: key) : key
+            dropped.insert(path)
+            warnings.append("\(name): key \(ReferenceKeyError.quoted(key)) \(problem); \(path == key ? "left out" : "left out \(path.isEmpty ? "the root array" : path)")")
+        }
+        return refs.filter { key, _ in
+            !dropped.contains(key) && !dropped.contains(parent(of: key)) && !dropped.contains { !$0.isEmpty && key.hasPrefix($0 + "/") }
+        }
+    }
+
+    static func parent(of key: String) -> String {
+        key.lastIndex(of: "/").map { String(key[..<$0]) } ?? ""
     }
 
     static func substitute(_ text: String, _ templates: [String: String]) -> String {

@@ -38,6 +38,8 @@ public enum ChunkEntry: Sendable, Equatable {
 public struct ChunkManifest: Sendable, Equatable {
     static let missingMarker = UInt32.max
     static let inlineMarker = UInt32.max - 1
+    /// Object ids below the markers.
+    public static let maxObjects = inlineMarker
 
     public private(set) var gridShape: [Int]
     private var objects: [UInt32]

@@ -127,6 +127,10 @@ public final class FuseMount: Sendable {
                 do {
                     let bytes = try await mount.reader.read(entry, offset: UInt64(offset), size: size)
                     _ = bytes.withUnsafeBufferPointer { fuse_reply_buf(request.req, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), bytes.count) }
+                } catch let error as ObjectStoreError where error.kind == .notFound || error.kind == .changed {
+                    mount.logger.error("the archive changed since the scan: unmount and mount again to see it as it is now",
+                                       metadata: ["file": "\(mount.tree.path(UInt64(inode)) ?? "inode \(inode)")", "error": "\(error)"])
+                    _ = fuse_reply_err(request.req, ChunkErrno.code(for: error))
                 } catch {
                     mount.logger.error("read failed", metadata: ["file": "\(mount.tree.path(UInt64(inode)) ?? "inode \(inode)")", "error": "\(error)"])
                     _ = fuse_reply_err(request.req, ChunkErrno.code(for: error))
@@ -273,7 +277,9 @@ struct RequestHandle: @unchecked Sendable {
 
 enum ChunkErrno {
     static func code(for error: any Error) -> Int32 {
-        if let store = error as? ObjectStoreError, store.kind == .changed { return ESTALE }
+        // The archive changed since the scan: an object rewritten or gone is never served, and
+        // ESTALE tells the reader the mount's view is out of date.
+        if let store = error as? ObjectStoreError, store.kind == .changed || store.kind == .notFound { return ESTALE }
         return EIO
     }
 }

@@ -39,6 +39,9 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "Let other users read the mount (needs user_allow_other in /etc/fuse.conf for non-root).")
     var allowOther = false
 
+    @Flag(help: "Mount over a directory that is not empty (its files are hidden until the unmount).")
+    var nonempty = false
+
     @Option(help: "Write the daemon's log here (default: stderr in the foreground, nothing in the background).")
     var logFile: String?
 
@@ -152,6 +155,10 @@ struct Mount: AsyncParsableCommand {
             printError("error: \(mountpoint): already mounted\(pid); run `zarrmount unmount \(mountpoint)` first")
             throw ExitCode(1)
         }
+        if !nonempty, let entries = try? FileManager.default.contentsOfDirectory(atPath: mountpoint), !entries.isEmpty {
+            printError("error: \(mountpoint): not empty (\(entries.count) entr\(entries.count == 1 ? "y" : "ies"), e.g. \(entries.sorted()[0])); the mount would hide them: use an empty directory, or --nonempty to mount over them anyway")
+            throw ExitCode(1)
+        }
     }
 
     /// Re-runs this command in the foreground as a detached child and returns once it reports
@@ -182,6 +189,26 @@ struct Mount: AsyncParsableCommand {
         }
         try child.run()
         forwarder.start()
+        // The daemon runs in its own session (so the terminal's signals do not end a finished
+        // mount); until it is ready, a signal to this command stops the daemon's scan too.
+        let stopSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+        let signalSources = stopSignals.map { (number: Int32) -> any DispatchSourceSignal in
+            _ = signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                kill(child.processIdentifier, SIGTERM)
+                printError("zarrmount: stopped by signal \(number) before the mount was ready; the scan is stopped")
+                Glibc.exit(128 + number)
+            }
+            source.resume()
+            return source
+        }
+        defer {
+            for (source, number) in zip(signalSources, stopSignals) {
+                source.cancel()
+                _ = signal(number, SIG_DFL)
+            }
+        }
         while child.isRunning {
             // The ready file says the kernel mount exists; a live status says the same if the
             // file could not be written.
@@ -232,6 +259,15 @@ struct Unmount: ParsableCommand {
     var lazy = false
 
     func run() throws {
+        if FuseMount.probe(mountpoint) == .other, !Self.isMountPoint(mountpoint) {
+            var info = stat()
+            if stat(mountpoint, &info) != 0 {
+                printError("error: \(mountpoint): \(String(cString: strerror(errno)))")
+            } else {
+                printError("error: \(mountpoint): not mounted")
+            }
+            throw ExitCode(1)
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/fusermount3")
         process.arguments = (lazy ? ["-u", "-z"] : ["-u"]) + [mountpoint]
@@ -247,6 +283,25 @@ struct Unmount: ParsableCommand {
             printError("error: \(mountpoint): \(message)\(lazy ? "" : " (if it is busy, close the files using it or try --lazy)")")
             throw ExitCode(1)
         }
+    }
+}
+
+extension Unmount {
+    /// Whether the kernel lists `path` as a mount point (`/proc/self/mountinfo`, whose fifth
+    /// field is the mount point with space, tab, newline and backslash octal-escaped).
+    static func isMountPoint(_ path: String) -> Bool {
+        guard let real = realpath(path, nil) else { return false }
+        let target = String(cString: real)
+        free(real)
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4 else { continue }
+            let mountPoint = fields[4].replacingOccurrences(of: "\\040", with: " ").replacingOccurrences(of: "\\011", with: "\t")
+                .replacingOccurrences(of: "\\012", with: "\n").replacingOccurrences(of: "\\134", with: "\\")
+            if mountPoint == target { return true }
+        }
+        return false
     }
 }
 

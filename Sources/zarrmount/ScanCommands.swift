@@ -58,6 +58,10 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "Serve an existing kerchunk reference file (path, http(s):// or s3:// URL) instead of scanning sources.")
     var references: String?
 
+    @Option(help: ArgumentHelp("With --references: also allow objects under this path or URL prefix (repeatable). By default a reference file may only name objects under its own directory (local) or at its own origin (URL).",
+                               valueName: "prefix"))
+    var allowSource: [String] = []
+
     @Option(help: ArgumentHelp("A URL template over --range: {date} or {date:%Y%m%d} (%Y %m %d %j), {i} or {i:03}.", valueName: "template"))
     var urlTemplate: String?
 
@@ -125,6 +129,7 @@ struct SourceOptions: ParsableArguments {
             }
             config.references = references
         }
+        config.allowSources += allowSource
         if let endpointUrl { config.endpointURL = endpointUrl }
         if let region { config.region = region }
         if anonymous { config.anonymous = true }
@@ -186,12 +191,14 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
     if let references = config.references {
         let summary: ScanSummary
         do {
-            summary = try await ReferenceLoader.load(references, store: options.store, logger: logger)
+            summary = try await ReferenceLoader.load(references, store: options.store, allowSources: config.allowSources,
+                                                     onError: config.onError, logger: logger)
         } catch let error as ScanError {
             printError("error: \(error)")
             throw ExitCode(1)
         }
         printError("read references for \(summary.files) objects from \(references): \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
+        for warning in summary.dataset.warnings { printError("warning: \(warning)") }
         try await then(summary)
         return
     }

@@ -1056,7 +1056,11 @@ def test_mount_of_references_served_over_http_checks_every_read(scanner, service
     proxied = json.loads(refs.text.replace(services.http, fp.url))
     (tmp_path / "proxied.json").write_text(json.dumps(proxied))
     with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt2")) as m:
-        m.mount(["--references", str(tmp_path / "proxied.json")])
+        refused = subprocess.run(list(scanner.cmd) + ["mount", "--references", str(tmp_path / "proxied.json"), m.path],
+                                 capture_output=True, text=True, timeout=120, env=scanner.env())
+        assert refused.returncode == 1 and "--allow-source" in refused.stderr and fp.url in refused.stderr, refused.stderr
+        assert not os.path.ismount(m.path)
+        m.mount(["--references", str(tmp_path / "proxied.json"), "--allow-source", fp.url + "/wrf/"])
         assert len(open(os.path.join(m.path, "T2", "3.0.0"), "rb").read()) > 0
     gets = [r for r in fp.requests() if r["method"] == "GET"]
     assert gets and all("if-match" in r["h"] or "if-unmodified-since" in r["h"] for r in gets), gets[:3]
@@ -1102,7 +1106,7 @@ def test_sigterm_and_unmount_with_reads_in_flight_end_cleanly(scanner, services,
         mountpoint = str(tmp_path / ("mnt-" + how))
         os.makedirs(mountpoint)
         daemon = subprocess.Popen(list(scanner.cmd) + ["mount", "--references", str(tmp_path / "slow.json"), "--foreground",
-                                                       mountpoint], stderr=subprocess.PIPE, text=True, env=scanner.env())
+                                                       "--allow-source", fp.url, mountpoint], stderr=subprocess.PIPE, text=True, env=scanner.env())
         try:
             deadline = time.monotonic() + 60
             while not os.path.ismount(mountpoint):
@@ -1135,3 +1139,91 @@ def test_sigterm_and_unmount_with_reads_in_flight_end_cleanly(scanner, services,
             if daemon.poll() is None:
                 daemon.kill()
             subprocess.run(list(scanner.cmd) + ["unmount", mountpoint], capture_output=True, timeout=60)
+
+
+# ------------------------------------------------------------------ confinement (issue 14)
+
+def _refs_scan(scanner, location, *flags):
+    """`zarrmount scan --references LOCATION`: converts references without mounting."""
+    out = os.path.join(scanner.tmp, "confined-%d.json" % time.monotonic_ns())
+    return subprocess.run(list(scanner.cmd) + ["scan", "--references", location, "--refs", out] + list(flags),
+                          capture_output=True, text=True, timeout=SCAN_TIMEOUT, env=scanner.env())
+
+
+def test_a_reference_file_served_over_http_may_name_only_objects_at_its_own_origin(scanner, services, world):
+    refs, _ = scanner.ok(["%s/wrf/%s" % (services.http, n) for n in NAMES])
+    os.makedirs(os.path.join(world["www"], "confine"), exist_ok=True)
+    variants = {
+        "home": refs.text,
+        "away": refs.text.replace(services.http, services.http_stock),  # the same files, another port
+        "local": refs.text.replace("%s/wrf/%s" % (services.http, NAMES[2]), "/etc/passwd"),
+    }
+    for name, text in variants.items():
+        with open(os.path.join(world["www"], "confine", name + ".json"), "w") as fh:
+            fh.write(text)
+    home = _refs_scan(scanner, "%s/wrf/confine/home.json" % services.http)
+    assert home.returncode == 0, home.stderr
+    for name, named in (("away", services.http_stock + "/wrf/"), ("local", "/etc/passwd")):
+        p = _refs_scan(scanner, "%s/wrf/confine/%s.json" % (services.http, name))
+        assert p.returncode == 1, p.stderr
+        assert "names %s" % named in p.stderr and "not allowed" in p.stderr and "--allow-source" in p.stderr, p.stderr
+        assert re.search(r'key "[^"]+/[0-9.]+" names', p.stderr), "the error names the key: " + p.stderr
+    allowed = _refs_scan(scanner, "%s/wrf/confine/away.json" % services.http, "--allow-source", services.http_stock + "/wrf")
+    assert allowed.returncode == 0, allowed.stderr
+    narrower = _refs_scan(scanner, "%s/wrf/confine/away.json" % services.http, "--allow-source", services.http_stock + "/other")
+    assert narrower.returncode == 1 and "not allowed" in narrower.stderr, narrower.stderr
+
+
+def test_redirects_are_followed_within_one_origin_and_never_to_another(scanner, services, world, local_refs):
+    here, _ = scanner.ok(["%s/redirect-here/wrf/%s" % (services.http, n) for n in NAMES[:2]])
+    assert_same_refs(local_refs((1, 2)), here, "a scan through same-origin redirects")
+    away = "%s/redirect-away/wrf/%s" % (services.http, NAMES[0])
+    p = scanner.scan([away])
+    assert p.returncode == 1, p.stderr
+    assert away in p.stderr and "redirected to %s/wrf/%s" % (services.http_stock, NAMES[0]) in p.stderr, p.stderr
+    assert "another origin" in p.stderr, p.stderr
+
+
+def _daemons_for(mountpoint):
+    """Pids of zarrmount processes whose command line names MOUNTPOINT and --ready-file (the daemon child)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if mountpoint.encode() in argv and b"--ready-file" in argv:
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize("signal_number", [15, 2], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_mount_during_the_scan_stops_the_daemon_too(scanner, services, world, tmp_path, proxies, signal_number):
+    require_fuse()
+    fp = proxies(services.http, "--delay-rate", "1", "--delay-ms", "60000")
+    mountpoint = str(tmp_path / "stalled")
+    os.makedirs(mountpoint)
+    mount = subprocess.Popen(list(scanner.cmd) + ["mount", "%s/wrf/%s" % (fp.url, NAMES[0]), "--no-cache", mountpoint],
+                             stderr=subprocess.PIPE, text=True, env=scanner.env())
+    try:
+        deadline = time.monotonic() + 30
+        while not _daemons_for(mountpoint):
+            assert mount.poll() is None and time.monotonic() < deadline, "no daemon started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the daemon is scanning, its first GET held by the proxy
+        mount.send_signal(signal_number)
+        assert mount.wait(timeout=10) != 0
+        deadline = time.monotonic() + 10
+        while _daemons_for(mountpoint) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _daemons_for(mountpoint) == [], "the daemon kept scanning after mount was stopped"
+        assert not os.path.ismount(mountpoint)
+        assert "stopped" in mount.stderr.read()
+    finally:
+        for pid in _daemons_for(mountpoint):
+            os.kill(pid, 9)
+        if mount.poll() is None:
+            mount.kill()

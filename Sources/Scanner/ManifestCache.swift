@@ -10,7 +10,7 @@ import JSONValue
 public struct ManifestCache: Sendable {
     public let directory: String
     /// Raised whenever the mapping output changes, so older cached results are scanned again.
-    static let formatVersion = 2
+    static let formatVersion = 3
 
     public init(directory: String) {
         self.directory = directory
@@ -77,15 +77,20 @@ public struct ManifestCache: Sendable {
     }
 
     static func encode(_ array: VirtualArray) -> JSON {
+        // Set entries only, as [linear index, entry] (a sparse array costs what it stores),
+        // and the fill chunk unset entries read as.
         var entries: [JSON] = []
-        entries.reserveCapacity(array.manifest.count)
-        for linear in 0..<array.manifest.count {
+        for linear in array.manifest.setIndices {
+            let entry: JSON
             switch array.manifest[linear] {
-            case .missing: entries.append(.null)
-            case .inline(let bytes): entries.append(.string(Data(bytes).base64EncodedString()))
-            case .reference(let object, let offset, let length): entries.append(.array([.uint(UInt64(object)), .uint(offset), .uint(length)]))
+            case .missing: continue
+            case .inline(let bytes): entry = .string(Data(bytes).base64EncodedString())
+            case .reference(let object, let offset, let length): entry = .array([.uint(UInt64(object)), .uint(offset), .uint(length)])
             }
+            entries.append(.array([.int(Int64(linear)), entry]))
         }
+        var fillChunk = JSON.null
+        if let fill = array.manifest.fillChunk { fillChunk = .string(Data(fill).base64EncodedString()) }
         return .object([
             ("path", .string(array.path)),
             ("dtype", .object([("kind", .string("\(array.dtype.kind)")), ("size", .int(Int64(array.dtype.itemSize))),
@@ -100,6 +105,7 @@ public struct ManifestCache: Sendable {
             ("origin", .string(array.origin)),
             ("grid", .array(array.manifest.gridShape.map { .int(Int64($0)) })),
             ("entries", .array(entries)),
+            ("fill_chunk", fillChunk),
         ])
     }
 
@@ -122,18 +128,25 @@ public struct ManifestCache: Sendable {
               let kind = ZarrDataType.Kind.named(kindName), let size = dtype["size"]?.int64Value,
               let shape = json["shape"]?.arrayValue?.compactMap(\.uint64Value), let chunks = json["chunks"]?.arrayValue?.compactMap(\.uint64Value),
               let grid = json["grid"]?.arrayValue?.compactMap(\.int64Value), let entries = json["entries"]?.arrayValue else { throw DecodeError() }
+        guard ChunkManifest.chunkCount(grid.map { Int(clamping: $0) }) != nil else { throw DecodeError() }
         var manifest = ChunkManifest(gridShape: grid.map(Int.init))
-        guard entries.count == manifest.count else { throw DecodeError() }
-        for (linear, entry) in entries.enumerated() {
-            switch entry {
-            case .null: continue
+        if let fill = json["fill_chunk"]?.stringValue {
+            guard let data = Data(base64Encoded: fill) else { throw DecodeError() }
+            manifest.fillMissing(with: [UInt8](data))
+        }
+        for pair in entries {
+            guard let parts = pair.arrayValue, parts.count == 2, let linear = parts[0].int64Value, linear >= 0, linear < manifest.count else {
+                throw DecodeError()
+            }
+            switch parts[1] {
             case .string(let base64):
                 guard let data = Data(base64Encoded: base64) else { throw DecodeError() }
-                manifest[linear] = .inline([UInt8](data))
+                manifest[Int(linear)] = .inline([UInt8](data))
             default:
-                guard let parts = entry.arrayValue, parts.count == 3, let object = parts[0].uint64Value, let offset = parts[1].uint64Value,
-                      let length = parts[2].uint64Value, object < UInt64(UInt32.max - 1) else { throw DecodeError() }
-                manifest[linear] = .reference(object: UInt32(object), offset: offset, length: length)
+                guard let reference = parts[1].arrayValue, reference.count == 3, let object = reference[0].uint64Value,
+                      let offset = reference[1].uint64Value, let length = reference[2].uint64Value,
+                      object < UInt64(ChunkManifest.maxObjects) else { throw DecodeError() }
+                manifest[Int(linear)] = .reference(object: UInt32(object), offset: offset, length: length)
             }
         }
         let v3 = dtype["v3"].flatMap { $0 == .null ? nil : $0 }

@@ -99,7 +99,7 @@ public enum ReferenceLoader {
 
     static func checkRanges(_ dataset: VirtualDataset, location: String) throws {
         for array in dataset.arrays {
-            for linear in 0..<array.manifest.count {
+            for linear in array.manifest.setIndices {
                 guard case .reference(let object, let offset, let length) = array.manifest[linear] else { continue }
                 let info = dataset.objects[Int(object)]
                 guard length <= info.size, offset <= info.size - length else {

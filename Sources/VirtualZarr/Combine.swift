@@ -210,7 +210,7 @@ public enum Combiner {
                 bytes += chunk.prefix(used)
             }
             result.chunkShape[0] = max(total, 1)
-            result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
+            result.manifest = try combinedManifest(result, dimension: dimension, fills: [])
             if result.manifest.count == 1 { result.manifest[0] = .inline(bytes) }
             return result
         }
@@ -218,7 +218,7 @@ public enum Combiner {
         let chunk = result.chunkShape[axis]
         let aligned = lengths.dropLast().allSatisfy { $0 % chunk == 0 }
         if aligned {
-            result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
+            result.manifest = try combinedManifest(result, dimension: dimension, fills: versions.indices.map { versions[$0].manifest.fillChunk })
             var start: UInt64 = 0
             for version in versions.indices {
                 let shift = Int(start / chunk)
@@ -229,7 +229,10 @@ public enum Combiner {
                     result.manifest.copyEntries(of: versions[version].manifest, to: shift * trailing, objectOffset: objectOffset)
                 } else {
                     let manifest = versions[version].manifest
-                    for linear in 0..<manifest.count {
+                    if let fill = manifest.fillChunk, fill != result.manifest.fillChunk {
+                        throw CombineError(description: "cannot concatenate variable \(result.path) along \(dimension): \(versions.file(version)) fills its unwritten chunks differently from \(versions.file(0))")
+                    }
+                    for linear in manifest.setIndices {
                         var coordinates = manifest.coordinates(linear)
                         coordinates[axis] += shift
                         if let target = result.manifest.linearIndex(coordinates) {
@@ -248,12 +251,13 @@ public enum Combiner {
         let oneChunkAlongAxis = versions.indices.allSatisfy { versions[$0].manifest.gridShape[axis] == 1 }
         if axis == 0, codecsEmpty, lengths.allSatisfy({ $0 == perFile }), perFile > 0, chunk > perFile, oneChunkAlongAxis {
             result.chunkShape[0] = perFile
-            result.manifest = ChunkManifest(gridShape: NetCDFMapping.grid(result.shape, result.chunkShape))
             let rowBytes = result.chunkShape.dropFirst().reduce(UInt64(result.dtype.itemSize), *)
+            result.manifest = try combinedManifest(result, dimension: dimension,
+                                                   fills: versions.indices.map { versions[$0].manifest.fillChunk.map { Array($0.prefix(Int(perFile * rowBytes))) } })
             for version in versions.indices {
                 let manifest = versions[version].manifest
                 let objectOffset = versions.objectOffset(version)
-                for linear in 0..<manifest.count {
+                for linear in manifest.setIndices {
                     var coordinates = manifest.coordinates(linear)
                     coordinates[0] = version
                     guard let target = result.manifest.linearIndex(coordinates) else { continue }
@@ -279,4 +283,17 @@ public enum Combiner {
         if case .inline = entry { return true }
         return false
     }
+}
+
+/// The empty manifest of a combined array, refusing grids beyond what a manifest indexes. When
+/// every file fills its unwritten chunks with the same chunk, so does the result; files that
+/// fill them differently are materialised per chunk by `copyEntries`.
+func combinedManifest(_ array: VirtualArray, dimension: String, fills: [[UInt8]?]) throws -> ChunkManifest {
+    let gridShape = NetCDFMapping.grid(array.shape, array.chunkShape)
+    guard ChunkManifest.chunkCount(gridShape) != nil else {
+        throw CombineError(description: "cannot concatenate variable \(array.path) along \(dimension): the combined chunk grid \(gridShape) has more than \(ChunkManifest.maxChunks) chunks")
+    }
+    var manifest = ChunkManifest(gridShape: gridShape)
+    if let first = fills.first, let fill = first, fills.allSatisfy({ $0 == fill }) { manifest.fillMissing(with: fill) }
+    return manifest
 }

@@ -28,7 +28,7 @@ extension NetCDFMapping {
         for _ in 0..<Int(totalElements) { out += fill }
         let chunkElements = Int(array.chunkShape.reduce(1, *))
         let rank = array.shape.count
-        for linear in 0..<array.manifest.count {
+        for linear in array.manifest.setIndices {
             let stored: [UInt8]
             switch array.manifest[linear] {
             case .missing: continue

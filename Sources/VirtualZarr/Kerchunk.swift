@@ -355,6 +355,9 @@ extension KerchunkReferences {
         let shape = shapeList.compactMap(\.uint64Value)
         let chunks = chunkList.compactMap(\.uint64Value)
         guard shape.count == shapeList.count, chunks.count == shape.count, chunks.allSatisfy({ $0 > 0 }) else { throw fail("invalid shape or chunks") }
+        guard ChunkManifest.chunkCount(NetCDFMapping.grid(shape, chunks)) != nil else {
+            throw fail("its chunk grid \(NetCDFMapping.grid(shape, chunks)) has more than \(ChunkManifest.maxChunks) chunks")
+        }
         let dtype = try dataType(v2: dtypeJSON, fail: fail)
         var codecs: [Codec] = []
         for filter in meta["filters"]?.arrayValue ?? [] { codecs.append(Codec(numcodecs: filter)) }

@@ -33,36 +33,97 @@ public enum ChunkEntry: Sendable, Equatable {
     }
 }
 
-/// The chunk table of one array as compact columns in chunk-grid (row-major) order: 20 bytes
-/// per chunk, so ten million chunks take 200 MB.
+/// The chunk table of one array in chunk-grid (row-major) order. Memory follows what is stored,
+/// not what the grid declares: a table starts sparse (only set entries, in a dictionary) and
+/// becomes compact columns, 20 bytes a chunk (ten million chunks in 200 MB), once a third of its
+/// grid is set. A never-written array of 4 billion chunks costs a few hundred bytes. Chunks that
+/// no one set read as `.missing`, or as the shared fill chunk once `fillMissing` gave one.
 public struct ChunkManifest: Sendable, Equatable {
     static let missingMarker = UInt32.max
     static let inlineMarker = UInt32.max - 1
     /// Object ids below the markers.
     public static let maxObjects = inlineMarker
+    /// The largest grid a manifest takes (2^48 chunks): linear indices stay far from overflow.
+    public static let maxChunks = 1 << 48
+    /// Grids up to this many chunks start as columns (small arrays: no dictionary at all).
+    static let denseFromStart = 1 << 16
+
+    struct Slot: Sendable, Equatable {
+        var object: UInt32
+        var offset: UInt64
+        var length: UInt64
+    }
 
     public private(set) var gridShape: [Int]
-    private var objects: [UInt32]
-    private var offsets: [UInt64]
-    private var lengths: [UInt64]
+    public let count: Int
+    private var objects: [UInt32] = []
+    private var offsets: [UInt64] = []
+    private var lengths: [UInt64] = []
+    private var isDense = false
+    private var sparse: [Int: Slot] = [:]
     private var inlineChunks: [[UInt8]] = []
+    /// Index in `inlineChunks` of the chunk unset entries read as, if any.
+    private var fillIndex: Int?
 
+    /// The number of chunks of `gridShape`, or nil when it is above `maxChunks` (or negative).
+    public static func chunkCount(_ gridShape: [Int]) -> Int? {
+        var count = 1
+        for extent in gridShape {
+            guard extent >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: extent)
+            guard !overflow, product <= maxChunks else { return nil }
+            count = product
+        }
+        return count
+    }
+
+    public static func == (a: ChunkManifest, b: ChunkManifest) -> Bool {
+        guard a.gridShape == b.gridShape, a.fillChunk == b.fillChunk, a.setIndices == b.setIndices else { return false }
+        return a.setIndices.allSatisfy { a[$0] == b[$0] }
+    }
+
+    /// A manifest of `gridShape`; callers with untrusted shapes check `chunkCount` first.
     public init(gridShape: [Int]) {
+        guard let count = Self.chunkCount(gridShape) else {
+            preconditionFailure("a chunk grid of \(gridShape) is beyond \(Self.maxChunks) chunks; check chunkCount first")
+        }
         self.gridShape = gridShape
-        let count = gridShape.reduce(1) { $0 * max($1, 0) }
+        self.count = count
+        if count <= Self.denseFromStart { makeDense() }
+    }
+
+    private mutating func makeDense() {
         objects = [UInt32](repeating: Self.missingMarker, count: count)
         offsets = [UInt64](repeating: 0, count: count)
         lengths = [UInt64](repeating: 0, count: count)
+        for (linear, slot) in sparse {
+            objects[linear] = slot.object
+            offsets[linear] = slot.offset
+            lengths[linear] = slot.length
+        }
+        sparse = [:]
+        isDense = true
     }
 
-    public var count: Int { objects.count }
-
-    /// Bytes held by the columns and inline chunks (for the README's memory figure).
+    /// Bytes held by the table and inline chunks (for the README's memory figure).
     public var memoryFootprint: Int {
-        objects.capacity * 4 + offsets.capacity * 8 + lengths.capacity * 8 + inlineChunks.reduce(0) { $0 + $1.count }
+        objects.capacity * 4 + offsets.capacity * 8 + lengths.capacity * 8 + sparse.capacity * 40
+            + inlineChunks.reduce(0) { $0 + $1.count }
     }
 
-    public var storedChunkCount: Int { objects.reduce(0) { $0 + ($1 == Self.missingMarker ? 0 : 1) } }
+    /// Entries set to a reference or inline chunk.
+    private var setCount: Int {
+        isDense ? objects.reduce(0) { $0 + ($1 == Self.missingMarker ? 0 : 1) } : sparse.count
+    }
+
+    /// Whether set entries are kept in a dictionary (few of a large grid) rather than columns.
+    public var isSparse: Bool { !isDense }
+
+    /// Chunks that read as something (set, or the fill chunk).
+    public var storedChunkCount: Int { fillIndex == nil ? setCount : count }
+
+    /// The fill chunk unset entries read as, if any.
+    public var fillChunk: [UInt8]? { fillIndex.map { inlineChunks[$0] } }
 
     /// The row-major index of grid `coordinates` (any integer type: an HDF5 chunk table's
     /// `UInt64` slices go in without an array per chunk), or nil outside the grid.
@@ -88,41 +149,93 @@ public struct ChunkManifest: Sendable, Equatable {
         return coordinates
     }
 
-    public subscript(linear: Int) -> ChunkEntry {
-        get {
-            switch objects[linear] {
-            case Self.missingMarker: return .missing
-            case Self.inlineMarker: return .inline(inlineChunks[Int(offsets[linear])])
-            case let object: return .reference(object: object, offset: offsets[linear], length: lengths[linear])
-            }
+    private func slot(_ linear: Int) -> Slot? {
+        if isDense {
+            let object = objects[linear]
+            return object == Self.missingMarker ? nil : Slot(object: object, offset: offsets[linear], length: lengths[linear])
         }
+        return sparse[linear]
+    }
+
+    private func entry(_ slot: Slot?) -> ChunkEntry {
+        guard let slot else { return fillIndex.map { .inline(inlineChunks[$0]) } ?? .missing }
+        switch slot.object {
+        case Self.inlineMarker: return .inline(inlineChunks[Int(slot.offset)])
+        case let object: return .reference(object: object, offset: slot.offset, length: slot.length)
+        }
+    }
+
+    private mutating func store(_ slot: Slot?, at linear: Int) {
+        if isDense {
+            objects[linear] = slot?.object ?? Self.missingMarker
+            offsets[linear] = slot?.offset ?? 0
+            lengths[linear] = slot?.length ?? 0
+            return
+        }
+        sparse[linear] = slot
+        if sparse.count * 3 >= count { makeDense() }
+    }
+
+    /// Setting `.missing` unsets an entry: it then reads as the fill chunk when there is one.
+    public subscript(linear: Int) -> ChunkEntry {
+        get { entry(slot(linear)) }
         set {
             switch newValue {
             case .missing:
-                objects[linear] = Self.missingMarker
+                store(nil, at: linear)
             case .inline(let bytes):
-                objects[linear] = Self.inlineMarker
-                offsets[linear] = UInt64(inlineChunks.count)
-                lengths[linear] = UInt64(bytes.count)
                 inlineChunks.append(bytes)
+                store(Slot(object: Self.inlineMarker, offset: UInt64(inlineChunks.count - 1), length: UInt64(bytes.count)), at: linear)
             case .reference(let object, let offset, let length):
                 precondition(object < Self.inlineMarker, "object id out of range")
-                objects[linear] = object
-                offsets[linear] = offset
-                lengths[linear] = length
+                store(Slot(object: object, offset: offset, length: length), at: linear)
             }
         }
     }
 
-    func inlineIndex(_ linear: Int) -> Int? {
-        objects[linear] == Self.inlineMarker ? Int(offsets[linear]) : nil
+    /// The linear indices of set entries in ascending order (unset entries, which read as
+    /// missing or as the fill chunk, are not visited): cost follows what is stored.
+    public var setIndices: [Int] {
+        if isDense { return objects.indices.filter { objects[$0] != Self.missingMarker } }
+        return sparse.keys.sorted()
     }
 
-    /// Makes `linear` share an inline chunk already stored for another index.
-    mutating func setInlineIndex(_ linear: Int, _ index: Int) {
-        objects[linear] = Self.inlineMarker
-        offsets[linear] = UInt64(index)
-        lengths[linear] = UInt64(inlineChunks[index].count)
+    /// Calls `body` with every index that reads as a chunk, in ascending order: the set
+    /// entries, and with a fill chunk every index.
+    public func forEachStored(_ body: (Int, ChunkEntry) throws -> Void) rethrows {
+        if fillIndex != nil {
+            for linear in 0..<count { try body(linear, self[linear]) }
+        } else {
+            for linear in setIndices { try body(linear, self[linear]) }
+        }
+    }
+
+    /// The first index at or after `start` and before `end` that reads as a chunk.
+    public func nextStored(from start: Int, before end: Int) -> Int? {
+        guard start < end else { return nil }
+        if fillIndex != nil { return start }
+        if isDense {
+            var linear = start
+            while linear < end {
+                if objects[linear] != Self.missingMarker { return linear }
+                linear += 1
+            }
+            return nil
+        }
+        var best: Int?
+        for key in sparse.keys where key >= start && key < end && key < (best ?? Int.max) { best = key }
+        return best
+    }
+
+    /// Every unset entry reads as `bytes` from now on (stored once, however many there are).
+    public mutating func fillMissing(with bytes: [UInt8]) {
+        inlineChunks.append(bytes)
+        fillIndex = inlineChunks.count - 1
+    }
+
+    /// Unset entries read as missing again (Zarr v3, whose `fill_value` is the HDF5 fill).
+    public mutating func dropFillChunk() {
+        fillIndex = nil
     }
 
     /// The same manifest with every inline chunk passed through `transform` once (inline chunks
@@ -130,35 +243,39 @@ public struct ChunkManifest: Sendable, Equatable {
     public func mappingInlineChunks(_ transform: ([UInt8]) throws -> [UInt8]) rethrows -> ChunkManifest {
         var copy = self
         copy.inlineChunks = try inlineChunks.map(transform)
-        for i in 0..<copy.objects.count where copy.objects[i] == Self.inlineMarker {
-            copy.lengths[i] = UInt64(copy.inlineChunks[Int(copy.offsets[i])].count)
+        for linear in setIndices {
+            guard var slot = copy.slot(linear), slot.object == Self.inlineMarker else { continue }
+            slot.length = UInt64(copy.inlineChunks[Int(slot.offset)].count)
+            copy.store(slot, at: linear)
         }
         return copy
     }
 
     /// Copies every entry of `source` to indices `start..<start + source.count`, object ids
-    /// shifted by `objectOffset` (the source file's position among combined objects).
+    /// shifted by `objectOffset` (the source file's position among combined objects). The
+    /// source's unset entries stay unset when both have the same fill chunk (or neither has one)
+    /// and are set to the source's fill chunk otherwise.
     mutating func copyEntries(of source: ChunkManifest, to start: Int, objectOffset: UInt32) {
         precondition(start >= 0 && start + source.count <= count, "entries beyond the manifest")
-        for index in 0..<source.count {
-            switch source.objects[index] {
-            case Self.missingMarker:
-                objects[start + index] = Self.missingMarker
-            case Self.inlineMarker:
-                self[start + index] = .inline(source.inlineChunks[Int(source.offsets[index])])
-            case let object:
-                objects[start + index] = object + objectOffset
-                offsets[start + index] = source.offsets[index]
-                lengths[start + index] = source.lengths[index]
+        if let fill = source.fillChunk, fill != fillChunk {
+            let shared = inlineChunks.count
+            inlineChunks.append(fill)
+            for linear in 0..<source.count where source.slot(linear) == nil {
+                store(Slot(object: Self.inlineMarker, offset: UInt64(shared), length: UInt64(fill.count)), at: start + linear)
             }
+        }
+        for linear in source.setIndices {
+            self[start + linear] = source[linear].shiftingObject(by: objectOffset)
         }
     }
 
     /// The same manifest with every object id passed through `map` (when tables are merged).
     func remappingObjects(_ map: (UInt32) -> UInt32) -> ChunkManifest {
         var copy = self
-        for i in 0..<copy.objects.count where copy.objects[i] < Self.inlineMarker {
-            copy.objects[i] = map(copy.objects[i])
+        for linear in setIndices {
+            guard var slot = copy.slot(linear), slot.object < Self.inlineMarker else { continue }
+            slot.object = map(slot.object)
+            copy.store(slot, at: linear)
         }
         return copy
     }

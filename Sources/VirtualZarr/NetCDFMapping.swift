@@ -20,6 +20,10 @@ public struct MappingOptions: Sendable {
 
 public struct MappingError: Error, CustomStringConvertible, Sendable {
     public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
 }
 
 /// HDF5 → Zarr with netCDF-4 semantics: dimension names from dimension scales, netCDF's
@@ -179,7 +183,7 @@ public enum NetCDFMapping {
         switch layout {
         case .chunked(let chunked):
             array.chunkShape = chunked.chunkShape
-            array.manifest = ChunkManifest(gridShape: grid(shape, chunked.chunkShape))
+            array.manifest = try manifest(shape, chunked.chunkShape)
             var masks: [Int: UInt32] = [:]
             if let table = dataset.chunks {
                 for i in 0..<table.count {
@@ -202,7 +206,7 @@ public enum NetCDFMapping {
             let chunkShape = splitContiguous(shape: shape, itemSize: UInt64(dtype.itemSize), threshold: options.contiguousSplitThreshold,
                                              filtered: !codecs.isEmpty)
             array.chunkShape = chunkShape
-            array.manifest = ChunkManifest(gridShape: grid(shape, chunkShape))
+            array.manifest = try manifest(shape, chunkShape)
             if let (offset, _) = stored {
                 let rowMajorChunkBytes = chunkShape.reduce(UInt64(dtype.itemSize), *)
                 if array.manifest.count == 1 {
@@ -218,7 +222,7 @@ public enum NetCDFMapping {
             }
         case .compact(let bytes):
             array.chunkShape = shape.map { max($0, 1) }
-            array.manifest = ChunkManifest(gridShape: grid(shape, array.chunkShape))
+            array.manifest = try manifest(shape, array.chunkShape)
             if array.manifest.count == 1 { array.manifest[0] = .inline(padded(bytes, to: Int(array.chunkShape.reduce(UInt64(dtype.itemSize), *)))) }
         case .virtual:
             throw MappingError(description: "virtual dataset layout")
@@ -234,7 +238,17 @@ public enum NetCDFMapping {
     }
 
     static func grid(_ shape: [UInt64], _ chunks: [UInt64]) -> [Int] {
-        zip(shape, chunks).map { dim, chunk in chunk == 0 ? 0 : Int((dim + chunk - 1) / chunk) }
+        zip(shape, chunks).map { dim, chunk in chunk == 0 ? 0 : Int(clamping: dim / chunk + (dim % chunk == 0 ? 0 : 1)) }
+    }
+
+    /// An empty manifest for `shape` in chunks of `chunks`, or an error when the grid is beyond
+    /// what a manifest indexes (a declared shape is not proof that anything was stored).
+    static func manifest(_ shape: [UInt64], _ chunks: [UInt64]) throws -> ChunkManifest {
+        let gridShape = grid(shape, chunks)
+        guard ChunkManifest.chunkCount(gridShape) != nil else {
+            throw MappingError(description: "its chunk grid \(gridShape) (shape \(shape) in chunks of \(chunks)) has more than \(ChunkManifest.maxChunks) chunks")
+        }
+        return ChunkManifest(gridShape: gridShape)
     }
 
     static func padded(_ bytes: [UInt8], to count: Int) -> [UInt8] {
@@ -483,13 +497,25 @@ public enum NetCDFMapping {
     static func fillMissingChunks(_ array: inout VirtualArray, hdf5Fill: [UInt8]) throws {
         guard array.manifest.storedChunkCount < array.manifest.count else { return }
         if case .null = array.fillValue {} else if zarrFillBytes(array) == hdf5Fill { return }
-        let elements = Int(array.chunkShape.reduce(1, *))
+        var bytes: UInt64? = UInt64(max(hdf5Fill.count, 1))
+        for extent in array.chunkShape {
+            bytes = bytes.flatMap { total in
+                let (product, overflow) = total.multipliedReportingOverflow(by: extent)
+                return overflow ? nil : product
+            }
+        }
+        guard let bytes, bytes <= UInt64(maxFillChunkBytes) else {
+            throw MappingError(description: "chunks it never wrote read as its HDF5 fill value, which Zarr v2 can only show as a fill chunk, and its chunk (\(array.chunkShape)) is over \(maxFillChunkBytes) bytes")
+        }
         var raw: [UInt8] = []
-        raw.reserveCapacity(elements * hdf5Fill.count)
-        for _ in 0..<elements { raw += hdf5Fill }
+        raw.reserveCapacity(Int(bytes))
+        for _ in 0..<(Int(bytes) / max(hdf5Fill.count, 1)) { raw += hdf5Fill }
         let encoded = try ChunkEncoder.encode(raw, pipeline: array.codecs)
         array.manifest.fillMissing(with: encoded)
     }
+
+    /// The largest fill chunk synthesised for chunks an array never wrote.
+    static let maxFillChunkBytes = 64 << 20
 
     static func zarrFillBytes(_ array: VirtualArray) -> [UInt8]? {
         let size = array.dtype.itemSize
@@ -515,15 +541,3 @@ extension ByteOrder {
     var prefix: String { self == .littleEndian ? "<" : ">" }
 }
 
-extension ChunkManifest {
-    /// Points every missing chunk at one shared inline chunk.
-    mutating func fillMissing(with bytes: [UInt8]) {
-        var shared: Int?
-        for linear in 0..<count where self[linear] == .missing {
-            if let shared { setInlineIndex(linear, shared) } else {
-                self[linear] = .inline(bytes)
-                shared = inlineIndex(linear)
-            }
-        }
-    }
-}

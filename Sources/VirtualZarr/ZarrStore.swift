@@ -25,6 +25,8 @@ public struct ZarrStore: Sendable {
                 omitted.append("\(array.path) left out of the Zarr v3 store: \(array.dtype.v2String) has no Zarr v3 data type (use Zarr v2)")
                 return false
             }
+            // v3's fill_value is the HDF5 fill value, so unwritten chunks need no fill chunk.
+            for index in dataset.arrays.indices { dataset.arrays[index].manifest.dropFillChunk() }
         }
         self.dataset = dataset
         self.format = format
@@ -204,12 +206,25 @@ public struct ZarrStore: Sendable {
         return Data((0..<8).map { UInt8(truncatingIfNeeded: bits >> (8 * UInt64($0))) }).base64EncodedString()
     }
 
-    /// Every (key, entry) of stored or inline chunks; missing chunks are absent.
-    public func forEachChunk(_ body: (String, ChunkEntry) throws -> Void) rethrows {
+    /// Fill chunks (Zarr v2's way to read unwritten chunks as the HDF5 fill) one array may
+    /// repeat in written references or an exported store; the mount serves one shared copy.
+    public static let maxFillKeys = 1 << 20
+    /// The bytes of those copies, at most.
+    public static let maxFillBytes = 1 << 30
+
+    /// Every (key, entry) of stored or inline chunks; missing chunks are absent. An array whose
+    /// unwritten chunks would repeat its fill chunk more than `maxFillKeys` times is an error
+    /// naming it, before anything is written.
+    public func forEachChunk(_ body: (String, ChunkEntry) throws -> Void) throws {
         for array in dataset.arrays {
-            for linear in 0..<array.manifest.count {
-                let entry = array.manifest[linear]
-                if entry == .missing { continue }
+            guard let fill = array.manifest.fillChunk else { continue }
+            let fillKeys = array.manifest.count - array.manifest.setIndices.count
+            guard fillKeys <= Self.maxFillKeys, fillKeys * fill.count <= Self.maxFillBytes else {
+                throw MappingError(description: "\(array.path) (\(array.origin)): \(fillKeys) of its chunks were never written and would each be a copy of its \(fill.count)-byte fill chunk in Zarr v2 (at most \(Self.maxFillKeys) copies, \(Self.maxFillBytes) bytes); use --zarr-format 3, whose fill_value is the HDF5 fill, or mount the archive (a mount serves one shared fill chunk)")
+            }
+        }
+        for array in dataset.arrays {
+            try array.manifest.forEachStored { linear, entry in
                 try body(chunkKey(array, array.manifest.coordinates(linear)), entry)
             }
         }

@@ -70,6 +70,28 @@ public final class ChunkReader: Sendable {
         var statistics = ChunkReaderStatistics()
         /// Stored bytes of the fetches under way.
         var inFlightBytes: UInt64 = 0
+        /// The chunk files readers (not readahead) asked for last, oldest first, and how often
+        /// each is in that window: what tells a sequential reader from random ones.
+        var recentReads: [UInt64] = []
+        var recentStart = 0
+        var recentCounts: [UInt64: Int] = [:]
+        static let recentWindow = 512
+
+        mutating func noteRead(_ inode: UInt64) {
+            recentReads.append(inode)
+            recentCounts[inode, default: 0] += 1
+            if recentReads.count - recentStart > Self.recentWindow {
+                let oldest = recentReads[recentStart]
+                recentStart += 1
+                if recentCounts[oldest] == 1 { recentCounts.removeValue(forKey: oldest) } else { recentCounts[oldest]! -= 1 }
+                if recentStart > 4096 {
+                    recentReads.removeFirst(recentStart)
+                    recentStart = 0
+                }
+            }
+        }
+
+        func readRecently(_ inode: UInt64) -> Bool { recentCounts[inode] != nil }
 
         func present(_ key: Key) -> Bool { cache[key] != nil || inFlight[key] != nil }
 
@@ -171,6 +193,7 @@ public final class ChunkReader: Sendable {
             let whole: [UInt8]? = state.withLock { state in
                 guard let cached = state.hit(key) else { return nil }
                 readAheadChunks(&state, after: entry.inode)
+                state.noteRead(entry.inode)
                 return cached
             }
             return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
@@ -204,6 +227,7 @@ public final class ChunkReader: Sendable {
                 plan = .wait(startFetch(&state, unit))
             }
             if parts > 1 { readAheadParts(&state, after: unit, parts: parts) } else { readAheadChunks(&state, after: unit.key.inode) }
+            state.noteRead(unit.key.inode)
             return plan
         }
         switch plan {
@@ -212,15 +236,17 @@ public final class ChunkReader: Sendable {
         }
     }
 
-    /// An access right after its predecessor (cached or on its way) looks like a sequential
-    /// reader: keep the next `readahead` chunk files fetched or on their way. Right after its
-    /// successor, it looks like a reader going backwards (dask often schedules the last chunk
-    /// first): fetch the previous ones.
+    /// A read of the chunk file right after one a reader read recently looks like a sequential
+    /// reader: keep the next `readahead` chunk files fetched or on their way. Right before one,
+    /// it looks like a reader going backwards (dask often schedules the last chunk first):
+    /// fetch the previous ones. Only readers' own reads count, not what is cached or was
+    /// fetched ahead: random readers over a large cache would otherwise find a cached
+    /// neighbour most of the time and multiply the traffic.
     private func readAheadChunks(_ state: inout State, after inode: UInt64) {
         guard readahead > 0, let neighbour, inode > 0 else { return }
         let step: Int64
-        if state.present(Key(inode: inode - 1, part: 0)) { step = 1 }
-        else if state.present(Key(inode: inode + 1, part: 0)) { step = -1 }
+        if state.readRecently(inode - 1) { step = 1 }
+        else if state.readRecently(inode + 1) { step = -1 }
         else { return }
         for distance in 1...Int64(readahead) {
             let signed = Int64(inode) + step * distance

@@ -52,6 +52,11 @@ public final class ZarrTree: Sendable {
     private let firstChunkInode: UInt64
     /// Per array index: the decoding of its stored chunks when shown decoded.
     private let decodings: [Decoding?]
+    /// Per array index, for sparse manifests without a fill chunk: the set indices, sorted, so
+    /// a listing costs what is stored rather than what the grid declares.
+    private let sparseIndices: [[Int]?]
+    /// More v3 chunk-prefix directories than this for one array are refused (they are nodes).
+    public static let maxPrefixDirectories = 1 << 20
 
     private struct Node: Sendable {
         var name: String
@@ -91,12 +96,24 @@ public final class ZarrTree: Sendable {
             nodes[inode] = Node(name: String(parts.last!), parent: parent, content: .bytes(Array(document.rendered(pretty: true).utf8)))
             children[parent, default: [:]][String(parts.last!)] = inode
         }
+        sparseIndices = store.dataset.arrays.map { array in
+            array.manifest.isSparse && array.manifest.fillChunk == nil ? array.manifest.setIndices : nil
+        }
         var arrayByDirectory: [UInt64: Int] = [:]
         for (index, array) in store.dataset.arrays.enumerated() {
             let arrayDirectory = directory(array.path.split(separator: "/"))
             arrayByDirectory[arrayDirectory] = index
             if store.format == .v3 && !array.shape.isEmpty {
                 // v3 keys are c/i/j/k: the prefix directories are real nodes, the leaves are not.
+                var prefixDirectories = 0
+                var levelSize = 1
+                for extent in array.manifest.gridShape.dropLast() {
+                    levelSize = levelSize.multipliedReportingOverflow(by: extent).overflow ? Int.max : levelSize * extent
+                    prefixDirectories = prefixDirectories.addingReportingOverflow(levelSize).overflow ? Int.max : prefixDirectories + levelSize
+                }
+                guard prefixDirectories <= Self.maxPrefixDirectories else {
+                    throw MappingError(description: "\(array.path): its chunk grid \(array.manifest.gridShape) needs \(prefixDirectories) chunk-prefix directories in Zarr v3 (at most \(Self.maxPrefixDirectories)); mount it as Zarr v2")
+                }
                 let c = directory(array.path.split(separator: "/") + ["c"])
                 nodes[c]?.chunkPrefix = (index, [])
                 var level: [(UInt64, [Int])] = [(c, [])]
@@ -204,14 +221,31 @@ public final class ZarrTree: Sendable {
         // Chunk files: walk the linear indexes under this prefix, skipping missing chunks.
         let (start, end) = linearRange(manifest, prefix: prefix)
         var linear = start + max(0, position - named.count)
-        while linear < end, result.count < limit {
-            if let entry = chunkEntry(array: array, linear: linear) { result.append((named.count + (linear - start) + 1, entry)) }
-            linear += 1
+        if let sorted = sparseIndices[array] {
+            var index = lowerBound(sorted, linear)
+            while index < sorted.count, sorted[index] < end, result.count < limit {
+                if let entry = chunkEntry(array: array, linear: sorted[index]) { result.append((named.count + (sorted[index] - start) + 1, entry)) }
+                index += 1
+            }
+            return result
+        }
+        while result.count < limit, let next = manifest.nextStored(from: linear, before: end) {
+            if let entry = chunkEntry(array: array, linear: next) { result.append((named.count + (next - start) + 1, entry)) }
+            linear = next + 1
         }
         return result
     }
 
     // MARK: Chunk files
+
+    private func lowerBound(_ sorted: [Int], _ value: Int) -> Int {
+        var low = 0, high = sorted.count
+        while low < high {
+            let middle = (low + high) / 2
+            if sorted[middle] < value { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
 
     /// The directory that holds an array's chunk files (v2: the array directory; v3: the last
     /// prefix directory), with the coordinates its name path fixes.

@@ -247,4 +247,50 @@ final class ReadaheadBudgetTests: XCTestCase {
         XCTAssertLessThan(reader.statistics.misses, 20, "a reader far past the cache's size still finds its chunks fetched ahead")
         XCTAssertLessThanOrEqual(reader.statistics.cachedBytes, 8000)
     }
+
+    func testRandomReadersOverALargeCacheDoNotMultiplyTheTraffic() async throws {
+        let chunkLength: UInt64 = 1000
+        let chunks = (0..<5000).map { i in
+            ZarrTree.Entry(inode: 100 + UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * chunkLength, length: chunkLength))
+        }
+        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 5_000_000)], fetcher: SyntheticFetcher(), cacheBytes: 64 << 20,
+                                 readahead: 8, neighbour: { inode in inode >= 100 && inode < 5100 ? chunks[Int(inode - 100)] : nil })
+        // 32 readers, each reading 100 chunk files picked at random (seeded), whole.
+        let served = try await withThrowingTaskGroup(of: UInt64.self) { group in
+            for readerIndex in 0..<32 {
+                group.addTask {
+                    var generator = SplitMix(seed: UInt64(readerIndex) + 1)
+                    var bytes: UInt64 = 0
+                    for _ in 0..<100 {
+                        let chunk = chunks[Int(generator.next() % UInt64(chunks.count))]
+                        bytes += UInt64(try await reader.bytes(chunk, offset: 0, size: Int(chunkLength)).count)
+                    }
+                    return bytes
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        XCTAssertEqual(served, 3200 * chunkLength)
+        let fetched = reader.statistics.bytesFetched + UInt64(reader.statistics.inFlight) * chunkLength
+        XCTAssertLessThanOrEqual(Double(fetched) / Double(served), 1.2, "fetched \(fetched) for \(served) served; readahead \(reader.statistics.readahead)")
+    }
+}
+
+/// Chunk bytes computed from their offset, without a delay.
+final class SyntheticFetcher: ChunkFetching {
+    func fetch(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
+        [UInt8](repeating: UInt8(truncatingIfNeeded: offset / 1000), count: Int(length))
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }

@@ -48,7 +48,7 @@ final class ZarrTreeTests: XCTestCase {
         walk(tree, ZarrTree.rootInode, "", into: &files)
         let metadata = try store.metadataDocuments().map(\.key)
         var chunks: [String] = []
-        store.forEachChunk { key, _ in chunks.append(key) }
+        try store.forEachChunk { key, _ in chunks.append(key) }
         XCTAssertEqual(Set(files.keys), Set(metadata + chunks))
         XCTAssertEqual(files["T2/1.1"]?.content, .chunk(object: 0, offset: 1500, length: 90 + 5 % 7))
         XCTAssertEqual(files["grp/scalar/0"]?.content, .bytes([1, 2, 3, 4]))
@@ -80,7 +80,7 @@ final class ZarrTreeTests: XCTestCase {
         var files: [String: ZarrTree.Entry] = [:]
         walk(tree, ZarrTree.rootInode, "", into: &files)
         var chunks: [String] = []
-        store.forEachChunk { key, _ in chunks.append(key) }
+        try store.forEachChunk { key, _ in chunks.append(key) }
         XCTAssertEqual(Set(files.keys), Set(try store.metadataDocuments().map(\.key) + chunks))
         XCTAssertEqual(files["T2/c/1/1"]?.content, .chunk(object: 0, offset: 1500, length: 90 + 5 % 7))
         XCTAssertEqual(files["grp/scalar/c"]?.content, .bytes([1, 2, 3, 4]))

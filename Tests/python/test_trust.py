@@ -206,3 +206,91 @@ def test_mount_over_a_non_empty_directory_needs_nonempty(mounts, archive_copy):
     assert os.path.ismount(mountpoint) and "T2" in os.listdir(mountpoint)
     run(["unmount", mountpoint])
     assert open(os.path.join(mountpoint, "notes.txt")).read() == "mine"
+
+
+# ------------------------------------------------------------------ memory bounded by what is stored
+
+MEMORY_CAP = 3 << 30  # address space for zarrmount: the old binary went past 17 GB on these files
+
+
+def _capped():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def run_capped(args, timeout=120):
+    return subprocess.run([ZARRMOUNT] + list(args), capture_output=True, text=True, timeout=timeout, preexec_fn=_capped)
+
+
+@pytest.fixture(scope="module")
+def huge_files(tmp_path_factory):
+    """Legal HDF5 files of a few KiB that declare billions of elements and store (almost) none."""
+    import h5py
+    d = tmp_path_factory.mktemp("huge")
+    with h5py.File(d / "contiguous.h5", "w") as f:
+        f.create_dataset("big", shape=(4_300_000_000,), dtype="f4")
+    with h5py.File(d / "chunked.h5", "w") as f:
+        f.create_dataset("big", shape=(4_300_000_000,), dtype="f4", chunks=(1024,))
+    with h5py.File(d / "tiny-chunks.h5", "w") as f:
+        f.create_dataset("big", shape=(4_300_000_000,), dtype="u1", chunks=(1,))
+    with h5py.File(d / "sparse.h5", "w") as f:
+        big = f.create_dataset("big", shape=(100_000, 100_000), dtype="f4", chunks=(10, 10), maxshape=(None, None))
+        big[0:10, 0:10] = 1
+        big[99_990:, 99_990:] = 2
+    with h5py.File(d / "beyond.h5", "w") as f:
+        f.create_dataset("big", shape=(2 ** 31, 2 ** 31), dtype="f4", chunks=(1, 1))
+        f.create_dataset("small", data=[1, 2, 3])
+    return d
+
+
+SAMPLES = {  # file -> [(index, expected value)]
+    "contiguous.h5": [((0,), 0), ((4_299_999_999,), 0), ((2_000_000_000,), 0)],
+    "chunked.h5": [((0,), 0), ((4_299_999_999,), 0)],
+    "tiny-chunks.h5": [((0,), 0), ((4_299_999_999,), 0)],
+    "sparse.h5": [((0, 0), 1), ((9, 9), 1), ((10, 10), 0), ((50_000, 50_000), 0), ((99_999, 99_999), 2)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_huge_declared_shapes_mount_and_read_within_a_memory_cap(mounts, huge_files, name):
+    import zarr
+    path = str(huge_files / name)
+    for fmt in (2, 3):
+        mountpoint = mounts.new_mountpoint()
+        p = run_capped(["mount", path, "--zarr-format", str(fmt), "--no-cache", mountpoint])
+        assert p.returncode == 0, p.stderr
+        big = zarr.open_group(mountpoint, mode="r")["big"]
+        for index, value in SAMPLES[name]:
+            assert big[index] == value, (name, fmt, index)
+        with os.scandir(os.path.join(mountpoint, "big")) as entries:
+            first = [e.name for _, e in zip(range(20), entries)]
+        assert first, "the array's directory lists"
+        pid = json.loads(run(["status", mountpoint]).stdout)["pid"]
+        with open("/proc/%d/status" % pid) as fh:
+            rss_kib = int(next(line for line in fh if line.startswith("VmRSS")).split()[1])
+        assert rss_kib < 400 * 1024, "daemon RSS %d KiB for %s" % (rss_kib, name)
+        run(["unmount", mountpoint])
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_huge_declared_shapes_export_as_v3_and_refuse_v2_copies_of_the_fill_chunk(huge_files, tmp_path, name):
+    import zarr
+    path = str(huge_files / name)
+    out = str(tmp_path / "v3")
+    p = run_capped(["export", path, "--zarr", out, "--zarr-format", "3", "--no-cache"])
+    assert p.returncode == 0, p.stderr
+    big = zarr.open_group(out, mode="r")["big"]
+    for index, value in SAMPLES[name]:
+        assert big[index] == value, (name, index)
+    p = run_capped(["scan", path, "--refs", str(tmp_path / "refs.json"), "--no-cache"])
+    if name == "sparse.h5" or name.endswith("chunks.h5") or name in ("chunked.h5", "contiguous.h5"):
+        assert p.returncode == 1, p.stderr
+        assert "big" in p.stderr and name in p.stderr and "--zarr-format 3" in p.stderr and "never written" in p.stderr, p.stderr
+
+
+def test_a_grid_beyond_what_a_manifest_indexes_is_left_out_by_name(huge_files, tmp_path):
+    p = run_capped(["scan", str(huge_files / "beyond.h5"), "--refs", str(tmp_path / "refs.json"), "--no-cache"])
+    assert p.returncode == 0, p.stderr
+    assert "/big left out" in p.stderr and "[2147483648, 2147483648]" in p.stderr, p.stderr
+    refs = json.load(open(str(tmp_path / "refs.json")))["refs"]
+    assert "small/.zarray" in refs and "big/.zarray" not in refs

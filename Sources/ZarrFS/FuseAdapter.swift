@@ -280,6 +280,7 @@ enum ChunkErrno {
         // The archive changed since the scan: an object rewritten or gone is never served, and
         // ESTALE tells the reader the mount's view is out of date.
         if let store = error as? ObjectStoreError, store.kind == .changed || store.kind == .notFound { return ESTALE }
+        if error is ChunkTimeout { return ETIMEDOUT }
         return EIO
     }
 }

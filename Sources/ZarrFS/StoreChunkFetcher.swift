@@ -1,3 +1,4 @@
+import Synchronization
 import ObjectStore
 import VirtualZarr
 
@@ -8,14 +9,45 @@ import VirtualZarr
 public final class StoreChunkFetcher: ChunkFetching {
     private let reader: ObjectReader
     public let partSize: UInt64
+    /// How long one fetch may take, retries included (nil: no bound).
+    public let timeout: Duration?
 
     /// Chunks longer than `2 × partSize` are split into parts of `partSize` bytes.
-    public init(store: RemoteStore?, partSize: UInt64 = 2 << 20) {
+    public init(store: RemoteStore?, partSize: UInt64 = 2 << 20, timeout: Duration? = nil) {
         reader = ObjectReader(store: store)
         self.partSize = max(1, partSize)
+        self.timeout = timeout
     }
 
+    /// The chunk's bytes, or `ChunkReadError.timedOut` once `timeout` has passed: a stalled
+    /// server makes a reader wait that long at most, and the transfer is cancelled.
     public func fetch(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
+        guard let timeout else { return try await fetchParts(object, offset: offset, length: length) }
+        // A race of two unstructured tasks: a task group would wait for the fetch to end even
+        // after the deadline, and a transfer stuck in libcurl ends only at its own timeouts.
+        let answer = FirstAnswer()
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+            let fetch = Task {
+                do {
+                    let bytes = try await self.fetchParts(object, offset: offset, length: length)
+                    if answer.claim() { continuation.resume(returning: bytes) }
+                } catch {
+                    if answer.claim() { continuation.resume(throwing: error) }
+                }
+                answer.cancelTimer()
+            }
+            answer.setTimer(Task {
+                try? await Task.sleep(for: timeout)
+                guard !Task.isCancelled, answer.claim() else { return }
+                // Cancelling ends the fetch's retries; a transfer under way ends at libcurl's
+                // low-speed limit.
+                fetch.cancel()
+                continuation.resume(throwing: ChunkTimeout(url: object.url, offset: offset, length: length, timeout: timeout))
+            })
+        }
+    }
+
+    private func fetchParts(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
         let parts = Self.parts(offset: offset, length: length, partSize: partSize)
         if parts.count == 1 {
             return try await reader.read(object.url, identity: object.etag, range: offset..<(offset + length))
@@ -43,5 +75,46 @@ public final class StoreChunkFetcher: ChunkFetching {
     static func parts(offset: UInt64, length: UInt64, partSize: UInt64) -> [Range<UInt64>] {
         guard length > 2 * partSize else { return [offset..<(offset + length)] }
         return stride(from: offset, to: offset + length, by: Int(partSize)).map { $0..<min($0 + partSize, offset + length) }
+    }
+}
+
+/// A chunk fetch that did not finish within the mount's `--timeout`.
+public struct ChunkTimeout: Error, CustomStringConvertible, Sendable {
+    public var url: String
+    public var offset: UInt64
+    public var length: UInt64
+    public var timeout: Duration
+
+    public var description: String {
+        "\(url): \(length) bytes at \(offset) did not arrive within \(timeout.components.seconds) s (--timeout); the server is stalled or too slow"
+    }
+}
+
+/// True for the first caller of `claim` only: who may resume a continuation raced by two tasks.
+final class FirstAnswer: Sendable {
+    private let answered = Mutex(false)
+    private let timer = Mutex<(task: Task<Void, Never>?, cancelled: Bool)>((nil, false))
+
+    func setTimer(_ task: Task<Void, Never>) {
+        let cancelled = timer.withLock { state in
+            state.task = task
+            return state.cancelled
+        }
+        if cancelled { task.cancel() }
+    }
+
+    func cancelTimer() {
+        let task = timer.withLock { state in
+            state.cancelled = true
+            return state.task
+        }
+        task?.cancel()
+    }
+
+    func claim() -> Bool {
+        answered.withLock { done in
+            defer { done = true }
+            return !done
+        }
     }
 }

@@ -39,6 +39,9 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "Let other users read the mount (needs user_allow_other in /etc/fuse.conf for non-root).")
     var allowOther = false
 
+    @Option(help: "Seconds a read may wait for a chunk (retries included) before it fails with ETIMEDOUT (0: no bound).")
+    var timeout: Int = 30
+
     @Flag(help: "Mount over a directory that is not empty (its files are hidden until the unmount).")
     var nonempty = false
 
@@ -55,6 +58,7 @@ struct Mount: AsyncParsableCommand {
             throw ValidationError("give the sources (paths, globs, URLs, a config, --urls, --url-template or --references), then the mountpoint")
         }
         guard let budget = parseSize(cacheSize) else { throw ValidationError("--cache-size \(cacheSize): use bytes or a KiB/MiB/GiB suffix") }
+        guard timeout >= 0 else { throw ValidationError("--timeout \(timeout): use a number of seconds (0: no bound)") }
         guard let part = parseSize(partSize), part >= 64 << 10 else { throw ValidationError("--part-size \(partSize): use at least 64KiB, in bytes or with a KiB/MiB/GiB suffix") }
         try checkMountpoint(mountpoint)
         if !foreground {
@@ -75,7 +79,8 @@ struct Mount: AsyncParsableCommand {
             let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat)
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
             let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:])
-            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store, partSize: UInt64(part)), cacheBytes: budget,
+            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store, partSize: UInt64(part),
+                                                                                             timeout: timeout > 0 ? .seconds(timeout) : nil), cacheBytes: budget,
                                      readahead: readahead, neighbour: { [tree] in tree.entry($0) }, partSize: UInt64(part))
             let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()

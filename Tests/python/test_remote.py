@@ -1227,3 +1227,20 @@ def test_a_signal_to_mount_during_the_scan_stops_the_daemon_too(scanner, service
             os.kill(pid, 9)
         if mount.poll() is None:
             mount.kill()
+
+
+def test_a_read_from_a_stalled_server_fails_within_the_timeout(scanner, services, world, archive, tmp_path, proxies):
+    require_fuse()
+    refs, _ = scanner.ok(["%s/wrf/%s" % (services.http, n) for n in NAMES])
+    fp = proxies(services.http, "--delay-rate", "1", "--delay-ms", "60000", "--delay-after", str(len(NAMES)))
+    (tmp_path / "stalled.json").write_text(refs.text.replace(services.http, fp.url))
+    with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt")) as m:
+        m.mount(["--references", str(tmp_path / "stalled.json"), "--allow-source", fp.url, "--timeout", "3",
+                 "--log-file", str(tmp_path / "daemon.log")])
+        started = time.monotonic()
+        with pytest.raises(OSError) as failure:
+            open(os.path.join(m.path, "T2", "2.0.0"), "rb").read()
+        waited = time.monotonic() - started
+        assert failure.value.errno == 110, failure.value  # ETIMEDOUT
+        assert 2.5 < waited < 8, "the read failed after %.1f s with --timeout 3" % waited
+        assert "--timeout" in (tmp_path / "daemon.log").read_text()

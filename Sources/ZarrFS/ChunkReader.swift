@@ -17,6 +17,8 @@ public struct ChunkReaderStatistics: Sendable, Equatable {
     public var errors = 0
     /// Fetches started ahead of a sequential reader.
     public var readahead = 0
+    /// Stored chunks that failed their check (`--verify-chunks`) and were not served.
+    public var verifyFailures = 0
     public var cachedBytes = 0
 }
 
@@ -35,6 +37,8 @@ public final class ChunkReader: Sendable {
     private let neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)?
     /// Stored chunks longer than twice this are handled in parts of this size.
     private let partSize: UInt64
+    /// The check of a stored chunk file before it is served, by inode (nil: none).
+    private let verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)?
     static let maxInFlight = 256
 
     /// Readahead stops while this many bytes are on their way, so what it brings in cannot
@@ -56,6 +60,8 @@ public final class ChunkReader: Sendable {
         var decoding: ZarrTree.Decoding?
         /// The whole stored chunk's length (equal to `length` unless this is a part).
         var chunkLength: UInt64
+        /// Decoded to check the stored bytes, which are then served (`--verify-chunks`).
+        var verification: ZarrTree.Decoding? = nil
     }
 
     private struct State {
@@ -134,7 +140,9 @@ public final class ChunkReader: Sendable {
     /// `neighbour` finds the file of an inode (the chunk files of an array have consecutive
     /// inodes in row-major order), for readahead.
     public init(objects: [ObjectInfo], fetcher: any ChunkFetching, cacheBytes: Int, readahead: Int = 0,
-                neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil, partSize: UInt64 = 8 << 20) {
+                neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil, partSize: UInt64 = 8 << 20,
+                verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)? = nil) {
+        self.verification = verification
         self.objects = objects
         self.readahead = max(0, readahead)
         self.neighbour = neighbour
@@ -157,9 +165,10 @@ public final class ChunkReader: Sendable {
             let fileSize = decoding?.size ?? length
             guard offset < fileSize, size > 0 else { return [] }
             let end = min(fileSize, offset + UInt64(size))
-            guard let parts = partCount(length: length, decoding: decoding) else {
+            let check = decoding == nil ? verification?(entry.inode) : nil
+            guard check == nil, let parts = partCount(length: length, decoding: decoding) else {
                 let unit = Unit(key: Key(inode: entry.inode, part: 0), object: object, offset: chunkOffset, length: length, decoding: decoding,
-                                chunkLength: length)
+                                chunkLength: length, verification: check)
                 let whole = try await bytes(of: unit, parts: 1)
                 return whole[Int(offset)..<Int(end)]
             }
@@ -186,7 +195,7 @@ public final class ChunkReader: Sendable {
         case .bytes(let bytes):
             return Self.slice(bytes, offset: offset, size: size)
         case .chunk(_, _, let length, let decoding):
-            guard partCount(length: length, decoding: decoding) == nil else { return nil }
+            guard partCount(length: length, decoding: decoding) == nil || verification?(entry.inode) != nil else { return nil }
             let fileSize = decoding?.size ?? length
             guard offset < fileSize, size > 0 else { return [] }
             let key = Key(inode: entry.inode, part: 0)
@@ -257,9 +266,10 @@ public final class ChunkReader: Sendable {
                   let entry = neighbour(next), case .chunk(let object, let offset, let length, let decoding) = entry.content
             else { return }
             state.statistics.readahead += 1
-            let firstLength = partCount(length: length, decoding: decoding) == nil ? length : partSize
+            let check = decoding == nil ? verification?(next) : nil
+            let firstLength = partCount(length: length, decoding: decoding) == nil || check != nil ? length : partSize
             _ = startFetch(&state, Unit(key: Key(inode: next, part: 0), object: object, offset: offset, length: firstLength,
-                                        decoding: decoding, chunkLength: length))
+                                        decoding: decoding, chunkLength: length, verification: check))
         }
     }
 
@@ -291,11 +301,12 @@ public final class ChunkReader: Sendable {
         let fetcher = self.fetcher
         let task = Task {
             do {
-                let bytes = try await Self.fetchAndDecode(fetcher, info, offset: unit.offset, length: unit.length, decoding: unit.decoding)
+                let bytes = try await Self.fetchAndDecode(fetcher, info, offset: unit.offset, length: unit.length, decoding: unit.decoding,
+                                                          verification: unit.verification)
                 self.finish(unit.key, bytes: bytes, storedLength: unit.length)
                 return bytes
             } catch {
-                self.finish(unit.key, bytes: nil, storedLength: unit.length)
+                self.finish(unit.key, bytes: nil, storedLength: unit.length, failedCheck: error is ChunkCheckError)
                 throw error
             }
         }
@@ -304,10 +315,23 @@ public final class ChunkReader: Sendable {
     }
 
     private static func fetchAndDecode(_ fetcher: any ChunkFetching, _ info: ObjectInfo, offset: UInt64, length: UInt64,
-                                       decoding: ZarrTree.Decoding?) async throws -> [UInt8] {
+                                       decoding: ZarrTree.Decoding?, verification: ZarrTree.Decoding? = nil) async throws -> [UInt8] {
         let stored = try await fetcher.fetch(info, offset: offset, length: length)
         guard stored.count == Int(length) else {
             throw ChunkReadError(description: "\(info.url): chunk at \(offset) came back with \(stored.count) of \(length) bytes")
+        }
+        if let verification {
+            // The stored bytes are served only once they decode, checks included, to the
+            // chunk's size: a body of the right length with other bytes is an error.
+            do {
+                let decoded = try ChunkDecoder.decode(stored, pipeline: verification.pipeline, decodedSize: Int(verification.size))
+                guard decoded.count == Int(verification.size) else {
+                    throw ChunkCheckError(description: "decodes to \(decoded.count) bytes, expected \(verification.size)")
+                }
+            } catch {
+                throw ChunkCheckError(description: "\(info.url): chunk at \(offset) (\(length) bytes) fails its check: \(error)")
+            }
+            return stored
         }
         guard let decoding else { return stored }
         // Decoding runs once per fetch, off the FUSE thread; a failure (bad checksum, corrupt
@@ -324,14 +348,16 @@ public final class ChunkReader: Sendable {
         return decoded
     }
 
-    /// Files a finished fetch: `storedLength` bytes were asked for, `bytes` came (nil: failed).
-    private func finish(_ key: Key, bytes: [UInt8]?, storedLength: UInt64) {
+    /// Files a finished fetch: `storedLength` bytes were asked for, `bytes` came (nil: failed,
+    /// with `failedCheck` when the bytes came but failed `--verify-chunks`).
+    private func finish(_ key: Key, bytes: [UInt8]?, storedLength: UInt64, failedCheck: Bool = false) {
         state.withLock { state in
             guard state.inFlight.removeValue(forKey: key) != nil else { return }
             state.statistics.inFlight -= 1
             state.inFlightBytes -= storedLength
             guard let bytes else {
                 state.statistics.errors += 1
+                if failedCheck { state.statistics.verifyFailures += 1 }
                 return
             }
             state.statistics.bytesFetched += storedLength
@@ -346,5 +372,10 @@ public final class ChunkReader: Sendable {
 }
 
 public struct ChunkReadError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// A stored chunk that failed its check under `--verify-chunks` (EIO, never served).
+public struct ChunkCheckError: Error, CustomStringConvertible, Sendable {
     public var description: String
 }

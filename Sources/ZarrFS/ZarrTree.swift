@@ -52,6 +52,9 @@ public final class ZarrTree: Sendable {
     private let firstChunkInode: UInt64
     /// Per array index: the decoding of its stored chunks when shown decoded.
     private let decodings: [Decoding?]
+    /// Per array index, with `verify`: the decoding that checks a stored chunk shown as stored
+    /// (pipelines with zlib, whose stream ends in an Adler-32, or Fletcher-32).
+    private let verifications: [Decoding?]
     /// Per array index, for sparse manifests without a fill chunk: the set indices, sorted, so
     /// a listing costs what is stored rather than what the grid declares.
     private let sparseIndices: [[Int]?]
@@ -68,10 +71,14 @@ public final class ZarrTree: Sendable {
 
     /// `decodedPipelines` names the arrays shown decoded (see `DecodedView`) and how their
     /// stored chunks are decoded.
-    public init(_ store: ZarrStore, decodedPipelines: [String: [Codec]] = [:]) throws {
+    public init(_ store: ZarrStore, decodedPipelines: [String: [Codec]] = [:], verify: Bool = false) throws {
         self.store = store
         decodings = store.dataset.arrays.map { array in
             decodedPipelines[array.path].map { Decoding(pipeline: $0, size: UInt64(DecodedView.decodedChunkSize(array))) }
+        }
+        verifications = store.dataset.arrays.map { array in
+            guard verify, decodedPipelines[array.path] == nil, Self.carriesACheck(array.codecs) else { return nil }
+            return Decoding(pipeline: array.codecs, size: UInt64(DecodedView.decodedChunkSize(array)))
         }
         var nodes: [UInt64: Node] = [Self.rootInode: Node(name: "", parent: Self.rootInode, content: .directory)]
         var children: [UInt64: [String: UInt64]] = [:]
@@ -144,6 +151,26 @@ public final class ZarrTree: Sendable {
         self.arrayByDirectory = arrayByDirectory
         self.chunkInodeBase = bases
         self.firstChunkInode = next
+    }
+
+    /// Whether decoding `codecs` checks the bytes: zlib streams end in an Adler-32 of the
+    /// data, Fletcher-32 is a checksum; codecs this code cannot decode are left alone.
+    public static func carriesACheck(_ codecs: [Codec]) -> Bool {
+        var check = false
+        for codec in codecs {
+            switch codec {
+            case .zlib, .fletcher32: check = true
+            case .shuffle: break
+            case .other: return false
+            }
+        }
+        return check
+    }
+
+    /// How the stored chunk file `inode` is checked before it is served, under `verify`.
+    public func verification(_ inode: UInt64) -> Decoding? {
+        guard let (array, _) = chunk(inode) else { return nil }
+        return verifications[array]
     }
 
     // MARK: Lookups

@@ -42,6 +42,9 @@ struct Mount: AsyncParsableCommand {
     @Option(help: "Seconds a read may wait for a chunk (retries included) before it fails with ETIMEDOUT (0: no bound).")
     var timeout: Int = 30
 
+    @Flag(help: "Check stored chunks whose encoding carries a check (zlib's Adler-32, Fletcher-32) by decoding them before they are served; a chunk that fails is EIO.")
+    var verifyChunks = false
+
     @Flag(help: "Mount over a directory that is not empty (its files are hidden until the unmount).")
     var nonempty = false
 
@@ -78,10 +81,14 @@ struct Mount: AsyncParsableCommand {
             let view = decoded ? try DecodedView(summary.dataset) : nil
             let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat)
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
-            let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:])
-            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: StoreChunkFetcher(store: summary.store, partSize: UInt64(part),
-                                                                                             timeout: timeout > 0 ? .seconds(timeout) : nil), cacheBytes: budget,
-                                     readahead: readahead, neighbour: { [tree] in tree.entry($0) }, partSize: UInt64(part))
+            let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:], verify: verifyChunks)
+            var verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)?
+            if verifyChunks { verification = { [tree] inode in tree.verification(inode) } }
+            let readTimeout: Duration? = timeout > 0 ? Duration.seconds(timeout) : nil
+            let fetcher = StoreChunkFetcher(store: summary.store, partSize: UInt64(part), timeout: readTimeout)
+            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: fetcher, cacheBytes: budget,
+                                     readahead: readahead, neighbour: { [tree] in tree.entry($0) }, partSize: UInt64(part),
+                                     verification: verification)
             let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()
             let remote = summary.store
@@ -96,12 +103,13 @@ struct Mount: AsyncParsableCommand {
                     ("chunks", .int(Int64(summary.chunkCount))),
                     ("zarr_format", .int(Int64(config.zarrFormat.rawValue))),
                     ("decoded", .bool(decoded)),
+                    ("verify_chunks", .bool(verifyChunks)),
                     ("uptime_seconds", .double(Date().timeIntervalSince(started).rounded())),
                     ("reads", .object([("cache_hits", .int(Int64(reads.hits))), ("cache_misses", .int(Int64(reads.misses))),
                                        ("joined_fetches", .int(Int64(reads.joined))), ("readahead", .int(Int64(reads.readahead))),
                                        ("in_flight", .int(Int64(reads.inFlight))),
                                        ("bytes_fetched", .uint(reads.bytesFetched)), ("cached_bytes", .int(Int64(reads.cachedBytes))),
-                                       ("errors", .int(Int64(reads.errors)))])),
+                                       ("errors", .int(Int64(reads.errors))), ("verify_failures", .int(Int64(reads.verifyFailures)))])),
                 ]
                 if let remote {
                     let stats = remote.statistics

@@ -1244,3 +1244,45 @@ def test_a_read_from_a_stalled_server_fails_within_the_timeout(scanner, services
         assert failure.value.errno == 110, failure.value  # ETIMEDOUT
         assert 2.5 < waited < 8, "the read failed after %.1f s with --timeout 3" % waited
         assert "--timeout" in (tmp_path / "daemon.log").read_text()
+
+
+def test_verify_chunks_refuses_a_body_of_the_right_length_with_other_bytes_and_the_same_etag(scanner, services, world, archive,
+                                                                                           tmp_path):
+    """nginx's ETag is mtime-size: a file rewritten in place with its mtime restored keeps it, so
+    If-Match passes. Without --verify-chunks the new bytes are served; with it, a zlib chunk
+    whose Adler-32 fails is EIO and counted in status."""
+    require_fuse()
+    directory = os.path.join(world["www"], "verify")
+    os.makedirs(directory, exist_ok=True)
+    target = os.path.join(directory, NAMES[0])
+    shutil.copy(archive[0], target)
+    url = "%s/wrf/verify/%s" % (services.http, NAMES[0])
+    refs, _ = scanner.ok([url])
+    name, offset, length = refs.refs["T2/0.0.0"]
+    _, q_offset, q_length = refs.refs["Q2/0.0.0"]
+    assert q_offset + q_length <= offset or q_offset >= offset + length, "Q2's chunk is not the one corrupted"
+    with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "plain")) as plain, \
+            Mounted(scanner.cmd, scanner.env(), str(tmp_path / "verified")) as verified:
+        plain.mount([url, "--no-cache"])
+        verified.mount([url, "--no-cache", "--verify-chunks"])
+        with open(archive[0], "rb") as original:
+            original.seek(q_offset)
+            good = original.read(q_length)
+        assert open(os.path.join(verified.path, "Q2", "0.0.0"), "rb").read() == good, "a chunk that passes is served"
+        before = os.stat(target)
+        with open(target, "r+b") as f:
+            f.seek(offset + length // 2)
+            middle = f.read(16)
+            f.seek(offset + length // 2)
+            f.write(bytes(b ^ 0x5A for b in middle))
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        with open(target, "rb") as f:
+            f.seek(offset)
+            corrupted = f.read(length)
+        assert open(os.path.join(plain.path, "T2", "0.0.0"), "rb").read() == corrupted, "without the check: the server's bytes"
+        with pytest.raises(OSError) as failure:
+            open(os.path.join(verified.path, "T2", "0.0.0"), "rb").read()
+        assert failure.value.errno == 5, failure.value
+        status = json.loads(subprocess.run(list(scanner.cmd) + ["status", verified.path], capture_output=True, text=True,
+                                           check=True).stdout)
+        assert status["verify_chunks"] is True and status["reads"]["verify_failures"] >= 1, status

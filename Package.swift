@@ -12,6 +12,10 @@ let package = Package(
     products: [
         .executable(name: "zarrmount", targets: ["zarrmount"]),
         .library(name: "HDF5Metadata", targets: ["HDF5Metadata"]),
+        // For tools/fuzz's harnesses.
+        .library(name: "VirtualZarr", targets: ["VirtualZarr"]),
+        .library(name: "Scanner", targets: ["Scanner"]),
+        .library(name: "ZarrFS", targets: ["ZarrFS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

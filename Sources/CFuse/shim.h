@@ -20,10 +20,14 @@ static inline ssize_t cfuse_getxattr(const char *path, const char *name, void *v
 static inline int cfuse_api_version(void) { return FUSE_USE_VERSION; }
 
 // struct stat and fuse_entry_param are easier to fill in C than through Swift's imports.
-static inline void cfuse_fill_stat(struct stat *st, fuse_ino_t ino, int directory, unsigned long long size, long mtime) {
+// `access` is the permission bits of a chunk file (its source file's read bits under
+// --allow-other), or -1 for the defaults: 0555 directories, 0444 files, owned by root.
+static inline void cfuse_fill_stat(struct stat *st, fuse_ino_t ino, int directory, unsigned long long size, long mtime,
+                                   int access, unsigned uid, unsigned gid) {
     memset(st, 0, sizeof(*st));
     st->st_ino = ino;
-    st->st_mode = directory ? (S_IFDIR | 0555) : (S_IFREG | 0444);
+    st->st_mode = directory ? (S_IFDIR | 0555) : (S_IFREG | (access >= 0 ? (access & 0444) : 0444));
+    if (access >= 0) { st->st_uid = uid; st->st_gid = gid; }
     st->st_nlink = directory ? 2 : 1;
     st->st_size = (off_t)size;
     st->st_blksize = 4096;
@@ -33,24 +37,27 @@ static inline void cfuse_fill_stat(struct stat *st, fuse_ino_t ino, int director
     st->st_atime = mtime;
 }
 
-static inline void cfuse_fill_entry(struct fuse_entry_param *e, fuse_ino_t ino, int directory, unsigned long long size, long mtime, double timeout) {
+static inline void cfuse_fill_entry(struct fuse_entry_param *e, fuse_ino_t ino, int directory, unsigned long long size, long mtime, double timeout,
+                                    int access, unsigned uid, unsigned gid) {
     memset(e, 0, sizeof(*e));
     e->ino = ino;
     e->generation = 1;
     e->attr_timeout = timeout;
     e->entry_timeout = timeout;
-    cfuse_fill_stat(&e->attr, ino, directory, size, mtime);
+    cfuse_fill_stat(&e->attr, ino, directory, size, mtime, access, uid, gid);
 }
 
-static inline int cfuse_reply_entry(fuse_req_t req, fuse_ino_t ino, int directory, unsigned long long size, long mtime, double timeout) {
+static inline int cfuse_reply_entry(fuse_req_t req, fuse_ino_t ino, int directory, unsigned long long size, long mtime, double timeout,
+                                    int access, unsigned uid, unsigned gid) {
     struct fuse_entry_param e;
-    cfuse_fill_entry(&e, ino, directory, size, mtime, timeout);
+    cfuse_fill_entry(&e, ino, directory, size, mtime, timeout, access, uid, gid);
     return fuse_reply_entry(req, &e);
 }
 
-static inline int cfuse_reply_attr(fuse_req_t req, fuse_ino_t ino, int directory, unsigned long long size, long mtime, double timeout) {
+static inline int cfuse_reply_attr(fuse_req_t req, fuse_ino_t ino, int directory, unsigned long long size, long mtime, double timeout,
+                                   int access, unsigned uid, unsigned gid) {
     struct stat st;
-    cfuse_fill_stat(&st, ino, directory, size, mtime);
+    cfuse_fill_stat(&st, ino, directory, size, mtime, access, uid, gid);
     return fuse_reply_attr(req, &st, timeout);
 }
 
@@ -63,9 +70,10 @@ static inline size_t cfuse_add_direntry(fuse_req_t req, char *buf, size_t size, 
 }
 
 static inline size_t cfuse_add_direntry_plus(fuse_req_t req, char *buf, size_t size, const char *name, fuse_ino_t ino, int directory,
-                                             unsigned long long fsize, long mtime, double timeout, off_t next) {
+                                             unsigned long long fsize, long mtime, double timeout, off_t next,
+                                             int access, unsigned uid, unsigned gid) {
     struct fuse_entry_param e;
-    cfuse_fill_entry(&e, ino, directory, fsize, mtime, timeout);
+    cfuse_fill_entry(&e, ino, directory, fsize, mtime, timeout, access, uid, gid);
     return fuse_add_direntry_plus(req, buf, size, name, &e, next);
 }
 

@@ -22,6 +22,9 @@ public final class CurlEngine: HTTPTransport, Sendable {
         /// rest wait in the engine's own queue. A transfer libcurl holds back for a free
         /// connection runs its timeouts while it waits, so under load the queue must be ours.
         public var maxActiveTransfers: Int?
+        /// Certificates that HTTPS servers are verified against instead of the system's (a PEM
+        /// file: `--ca-bundle`, `CURL_CA_BUNDLE`, `SSL_CERT_FILE`). Verification is never off.
+        public var caBundle: String?
 
         public init() {}
     }
@@ -206,6 +209,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
         _ = ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         _ = ccurl_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         _ = ccurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)
+        if let caBundle = configuration.caBundle { _ = ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caBundle) }
         _ = ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(configuration.connectTimeout.components.seconds * 1000))
         _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, configuration.lowSpeedLimit)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, Int(configuration.lowSpeedTime.components.seconds))
@@ -292,7 +296,11 @@ public final class CurlEngine: HTTPTransport, Sendable {
             return
         }
         guard result == CURLE_OK else {
-            let text = curl_easy_strerror(result).map { String(cString: $0) } ?? "transfer failed"
+            var text = curl_easy_strerror(result).map { String(cString: $0) } ?? "transfer failed"
+            if result == CURLE_PEER_FAILED_VERIFICATION || result == CURLE_SSL_CACERT_BADFILE {
+                text += configuration.caBundle.map { " (verified against \($0))" } ?? " (verified against the system's certificates)"
+                text += "; for a server with its own certificate authority, give its certificate with --ca-bundle FILE"
+            }
             logger?.debug("transfer failed", metadata: ["url": "\(transfer.request.url)", "error": "\(text)"])
             transfer.continuation.resume(throwing: TransportError(code: Int(result.rawValue), message: text, url: transfer.request.url))
             return

@@ -11,6 +11,10 @@ public struct ListedObject: Sendable, Equatable {
     /// The object's first bytes, when the listing fetched them along with its size and identity
     /// (HTTP URLs, see `HTTPDescription`); empty otherwise.
     public var firstBytes: [UInt8] = []
+    /// A local file's owner, group and permission bits (nil for remote objects).
+    public var owner: UInt32?
+    public var group: UInt32?
+    public var permissions: UInt32?
 
     public init(url: String, size: UInt64, etag: String?, lastModified: Int64? = nil) {
         self.url = url
@@ -71,7 +75,11 @@ public enum LocalStore {
             if code == ENOENT || code == ENOTDIR { throw ObjectStoreError(.notFound, url: path) }
             throw ObjectStoreError(.transport("cannot stat: \(String(cString: strerror(code)))"), url: path)
         }
-        return ListedObject(url: path, size: UInt64(info.st_size), etag: identity(of: info), lastModified: Int64(info.st_mtim.tv_sec))
+        var object = ListedObject(url: path, size: UInt64(info.st_size), etag: identity(of: info), lastModified: Int64(info.st_mtim.tv_sec))
+        object.owner = info.st_uid
+        object.group = info.st_gid
+        object.permissions = info.st_mode & 0o7777
+        return object
     }
 
     /// The identity string of a file's `stat`; see `describe`.

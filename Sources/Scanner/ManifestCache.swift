@@ -48,7 +48,7 @@ public struct ManifestCache: Sendable {
               let document = try? JSON.parse(text), document["key"] == Self.key(object, options: options),
               let dataset = try? Self.decode(document["dataset"]) else { return nil }
         var copy = dataset
-        copy.objects = [ObjectInfo(url: object.url, size: object.size, etag: object.etag, lastModified: object.lastModified)]
+        copy.objects = [ObjectInfo(listed: object)]
         return copy
     }
 

@@ -24,6 +24,8 @@ public struct MountConfig: Sendable {
     /// S3: a custom endpoint (path-style), the region, unsigned requests, requester pays.
     public var endpointURL: String?
     public var region: String?
+    /// PEM certificates HTTPS servers are verified against (`ca_bundle`).
+    public var caBundle: String?
     public var anonymous = false
     public var requesterPays = false
     /// The manifest cache's directory (`cache_dir`), or none at all (`no_cache: true`).
@@ -35,7 +37,7 @@ public struct MountConfig: Sendable {
     }
 
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency", "connections",
-                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources"]
+                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources", "ca_bundle"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -117,6 +119,9 @@ public struct MountConfig: Sendable {
                 config.connections = number
             case "endpoint_url": config.endpointURL = try string(key, value)
             case "region": config.region = try string(key, value)
+            case "ca_bundle":
+                let path = try string(key, value)
+                config.caBundle = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
             case "cache_dir": config.cacheDirectory = try string(key, value)
             case "url_template":
                 guard let spec = value.mapping, let template = spec["template"], let range = spec["range"] else {

@@ -61,7 +61,7 @@ public enum ReferenceLoader {
             guard let object = byURL[url] ?? byURL[absolute] else {
                 throw ScanError(description: "\(location) refers to \(url), which the store did not find")
             }
-            dataset.objects[index] = ObjectInfo(url: object.url, size: object.size, etag: object.etag, lastModified: object.lastModified)
+            dataset.objects[index] = ObjectInfo(listed: object)
         }
         try checkRanges(dataset, location: location)
         return ScanSummary(dataset: dataset, files: dataset.objects.count, skipped: [], requests: listed.count, bytesRead: UInt64(text.utf8.count),

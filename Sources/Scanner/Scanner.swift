@@ -269,7 +269,7 @@ public enum Scanner {
                 fetch = { offset, length in try file.readSynchronously(offset: offset, length: length) }
             }
             var dataset = try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping, fetch: fetch)
-            dataset.objects = [ObjectInfo(url: object.url, size: object.size, etag: object.etag, lastModified: object.lastModified)]
+            dataset.objects = [ObjectInfo(listed: object)]
             return .success((dataset, statistics.snapshot))
         } catch let error as HDF5FileError {
             return .failure(ScanError(description: "\(error)"))
@@ -361,4 +361,15 @@ private final class Leftovers: @unchecked Sendable {
     init(_ value: Any) { self.value = value }
 
     func drop() { value = nil }
+}
+
+extension ObjectInfo {
+    /// What a listing found, with a local file's owner and permission bits.
+    public init(listed object: ListedObject) {
+        var access: FileAccess?
+        if let owner = object.owner, let group = object.group, let permissions = object.permissions {
+            access = FileAccess(uid: owner, gid: group, mode: permissions)
+        }
+        self.init(url: object.url, size: object.size, etag: object.etag, lastModified: object.lastModified, access: access)
+    }
 }

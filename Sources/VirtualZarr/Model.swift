@@ -9,12 +9,29 @@ public struct ObjectInfo: Sendable, Equatable {
     public var etag: String?
     /// Last modification in seconds since 1970, when the listing said.
     public var lastModified: Int64?
+    /// A local file's owner and permission bits, which its chunk files carry under
+    /// `--allow-other` (nil for remote objects).
+    public var access: FileAccess?
 
-    public init(url: String, size: UInt64, etag: String? = nil, lastModified: Int64? = nil) {
+    public init(url: String, size: UInt64, etag: String? = nil, lastModified: Int64? = nil, access: FileAccess? = nil) {
         self.url = url
         self.size = size
         self.etag = etag
         self.lastModified = lastModified
+        self.access = access
+    }
+}
+
+/// Owner, group and permission bits of a local file.
+public struct FileAccess: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var mode: UInt32
+
+    public init(uid: UInt32, gid: UInt32, mode: UInt32) {
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
     }
 }
 

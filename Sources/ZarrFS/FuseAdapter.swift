@@ -26,6 +26,7 @@ public final class FuseMount: Sendable {
     /// Per object: its last modification (chunk files' `st_mtime`); metadata files and
     /// directories take the newest.
     private let objectTimes: [Int]
+    private let objectAccess: [FileAccess?]
     private let newest: Int
     /// What `statfs` reports: the archive's size and every inode the tree can hand out.
     private let archiveBytes: UInt64
@@ -40,6 +41,7 @@ public final class FuseMount: Sendable {
         self.status = status
         let now = Int(Date().timeIntervalSince1970)
         objectTimes = tree.store.dataset.objects.map { $0.lastModified.map(Int.init) ?? now }
+        objectAccess = tree.store.dataset.objects.map(\.access)
         newest = objectTimes.max() ?? now
         archiveBytes = tree.store.dataset.objects.reduce(0) { $0 + $1.size }
         inodeCount = tree.inodeCount
@@ -47,6 +49,18 @@ public final class FuseMount: Sendable {
 
     public struct MountError: Error, CustomStringConvertible {
         public var description: String
+    }
+
+    /// Under `--allow-other`, a chunk file of a local object carries that file's owner and
+    /// read bits, so `default_permissions` lets through the users who could read the original
+    /// and no one else; set by `run`.
+    private let sourceAccess = Mutex(false)
+
+    /// (permission bits or -1 for the defaults, uid, gid) of `entry`'s attributes.
+    func access(_ entry: ZarrTree.Entry) -> (Int32, UInt32, UInt32) {
+        guard sourceAccess.withLock({ $0 }), case .chunk(let object, _, _, _) = entry.content, Int(object) < objectAccess.count,
+              let access = objectAccess[Int(object)] else { return (-1, 0, 0) }
+        return (Int32(access.mode & 0o444), access.uid, access.gid)
     }
 
     func modificationTime(_ entry: ZarrTree.Entry) -> Int {
@@ -58,6 +72,7 @@ public final class FuseMount: Sendable {
     /// SIGHUP end the loop; reads in flight are answered before the session goes away); `ready`
     /// runs once the kernel mount exists.
     public func run(at mountpoint: String, allowOther: Bool, ready: () -> Void) throws {
+        sourceAccess.withLock { $0 = allowOther }
         var ops = fuse_lowlevel_ops()
         ops.`init` = { userdata, connection in
             guard let connection else { return }
@@ -67,7 +82,9 @@ public final class FuseMount: Sendable {
             guard let req, let name else { return }
             let mount = FuseMount.from(req)
             guard let entry = mount.tree.lookup(UInt64(parent), String(cString: name)) else { _ = fuse_reply_err(req, ENOENT); return }
-            _ = cfuse_reply_entry(req, fuse_ino_t(entry.inode), entry.content == .directory ? 1 : 0, entry.size, mount.modificationTime(entry), mount.timeout)
+            let (mode, uid, gid) = mount.access(entry)
+            _ = cfuse_reply_entry(req, fuse_ino_t(entry.inode), entry.content == .directory ? 1 : 0, entry.size, mount.modificationTime(entry), mount.timeout,
+                                  mode, uid, gid)
         }
         // Inodes are permanent (derived from the manifest), so lookup counts need no bookkeeping.
         ops.forget = { req, _, _ in
@@ -78,7 +95,9 @@ public final class FuseMount: Sendable {
             guard let req else { return }
             let mount = FuseMount.from(req)
             guard let entry = mount.tree.entry(UInt64(inode)) else { _ = fuse_reply_err(req, ENOENT); return }
-            _ = cfuse_reply_attr(req, inode, entry.content == .directory ? 1 : 0, entry.size, mount.modificationTime(entry), mount.timeout)
+            let (mode, uid, gid) = mount.access(entry)
+            _ = cfuse_reply_attr(req, inode, entry.content == .directory ? 1 : 0, entry.size, mount.modificationTime(entry), mount.timeout,
+                                 mode, uid, gid)
         }
         ops.opendir = { req, inode, info in
             guard let req, let info else { return }
@@ -213,7 +232,7 @@ public final class FuseMount: Sendable {
             let need = buffer.withUnsafeMutableBufferPointer { pointer in
                 plus
                     ? cfuse_add_direntry_plus(req, pointer.baseAddress! + used, size - used, name, fuse_ino_t(entry.inode), isDirectory,
-                                              entry.size, modificationTime(entry), timeout, off_t(next))
+                                              entry.size, modificationTime(entry), timeout, off_t(next), access(entry).0, access(entry).1, access(entry).2)
                     : cfuse_add_direntry(req, pointer.baseAddress! + used, size - used, name, fuse_ino_t(entry.inode), isDirectory, off_t(next))
             }
             guard used + need <= size else { return false }

@@ -71,6 +71,10 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "S3-compatible endpoint (MinIO, Ceph, moto), addressed path-style; default: AWS.")
     var endpointUrl: String?
 
+    @Option(help: ArgumentHelp("PEM certificates to verify HTTPS servers against (default: CURL_CA_BUNDLE, SSL_CERT_FILE, or the system's).",
+                               valueName: "file"))
+    var caBundle: String?
+
     @Option(help: "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1).")
     var region: String?
 
@@ -132,6 +136,7 @@ struct SourceOptions: ParsableArguments {
         config.allowSources += allowSource
         if let endpointUrl { config.endpointURL = endpointUrl }
         if let region { config.region = region }
+        if let caBundle { config.caBundle = caBundle }
         if anonymous { config.anonymous = true }
         if requesterPays { config.requesterPays = true }
         if let cacheDir { config.cacheDirectory = cacheDir }
@@ -179,6 +184,12 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
             let credentials = config.anonymous ? nil : try Credentials.resolve(environment: ProcessInfo.processInfo.environment)
             var engineConfiguration = CurlEngine.Configuration()
             if let connections = config.connections { engineConfiguration.maxConnectionsPerHost = connections }
+            let environment = ProcessInfo.processInfo.environment
+            engineConfiguration.caBundle = config.caBundle ?? environment["CURL_CA_BUNDLE"] ?? environment["SSL_CERT_FILE"]
+            if let bundle = engineConfiguration.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {
+                printError("error: \(bundle): the CA bundle (--ca-bundle, ca_bundle, CURL_CA_BUNDLE or SSL_CERT_FILE) cannot be read")
+                throw ExitCode(1)
+            }
             let transport = CurlEngine(configuration: engineConfiguration, logger: logger)
             engine = transport
             options.store = RemoteStore(transport: transport, s3: s3, credentials: credentials, logger: logger)

@@ -1286,3 +1286,26 @@ def test_verify_chunks_refuses_a_body_of_the_right_length_with_other_bytes_and_t
         status = json.loads(subprocess.run(list(scanner.cmd) + ["status", verified.path], capture_output=True, text=True,
                                            check=True).stdout)
         assert status["verify_chunks"] is True and status["reads"]["verify_failures"] >= 1, status
+
+
+def test_https_verifies_certificates_takes_a_ca_bundle_and_multiplexes_over_http2(scanner, services, world, local_refs, tmp_path):
+    https, ca = services.env["ZARRMOUNT_HTTPS_ROOT"], services.env["ZARRMOUNT_HTTPS_CA"]
+    urls = ["%s/wrf/%s" % (https, n) for n in NAMES]
+    refused = scanner.scan(urls[:1])
+    assert refused.returncode == 1, refused.stderr
+    assert "certificate" in refused.stderr and "--ca-bundle" in refused.stderr, refused.stderr
+    wrong = scanner.scan(urls[:1], "--ca-bundle", "/etc/ssl/certs/ca-certificates.crt")
+    assert wrong.returncode == 1 and "certificate" in wrong.stderr, wrong.stderr
+    log = os.path.join(services.root, "tls-access.log")
+    seen = os.path.getsize(log) if os.path.exists(log) else 0
+    refs, _ = scanner.ok(urls, "--ca-bundle", ca)
+    assert_same_refs(local_refs(), refs, "a scan over HTTPS")
+    with open(log) as fh:
+        fh.seek(seen)
+        lines = [line.split() for line in fh if line.strip()]
+    assert lines and all(protocol == "HTTP/2.0" for protocol, _, _ in lines), lines[:5]
+    assert len({connection for _, connection, _ in lines}) < len(lines), "requests share HTTP/2 connections"
+    from_environment, _ = scanner.ok(urls[:2], env=scanner.env(CURL_CA_BUNDLE=ca))
+    assert_same_refs(local_refs((1, 2)), from_environment, "CURL_CA_BUNDLE")
+    missing = scanner.scan(urls[:1], "--ca-bundle", str(tmp_path / "nothing.pem"))
+    assert missing.returncode == 1 and "nothing.pem" in missing.stderr and "cannot be read" in missing.stderr, missing.stderr

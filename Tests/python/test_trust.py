@@ -294,3 +294,45 @@ def test_a_grid_beyond_what_a_manifest_indexes_is_left_out_by_name(huge_files, t
     assert "/big left out" in p.stderr and "[2147483648, 2147483648]" in p.stderr, p.stderr
     refs = json.load(open(str(tmp_path / "refs.json")))["refs"]
     assert "small/.zarray" in refs and "big/.zarray" not in refs
+
+
+def test_under_allow_other_chunk_files_carry_their_source_files_owner_and_read_bits(tmp_path):
+    """root mounts for everyone: a chunk of a file only root may read is refused to another user
+    (the kernel's default_permissions checks the bits the chunk file carries), a chunk of a
+    world-readable file is not."""
+    import tempfile
+    require_fuse()
+    assert os.geteuid() == 0, "this test mounts as root for another user"
+    directory = tmp_path / "archive"
+    directory.mkdir()
+    files = make_wrf_sample(directory, days=2)
+    os.chmod(files[0], 0o600)
+    os.chmod(files[1], 0o644)
+    shared = tempfile.mkdtemp(prefix="zm-modes-")
+    os.chmod(shared, 0o755)
+    mountpoint = os.path.join(shared, "mnt")
+    os.mkdir(mountpoint)
+    try:
+        p = run(["mount", str(directory) + "/*.nc", "--concat-dim", "Time", "--no-cache", "--allow-other", mountpoint])
+        assert p.returncode == 0, p.stderr
+        private, public = os.path.join(mountpoint, "T2", "0.0.0"), os.path.join(mountpoint, "T2", "1.0.0")
+        assert os.stat(private).st_mode & 0o777 == 0o400 and os.stat(private).st_uid == os.stat(files[0]).st_uid
+        assert os.stat(public).st_mode & 0o777 == 0o444
+        reader = "import sys\ntry:\n    open(sys.argv[1], 'rb').read(1)\n    print('read')\nexcept OSError as e:\n    print(e.errno)\n"
+
+        def as_nobody(path):
+            def drop():
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            return subprocess.run(["/usr/bin/python3", "-c", reader, path], capture_output=True, text=True, timeout=60,
+                                  preexec_fn=drop).stdout.strip()
+        assert as_nobody(public) == "read"
+        assert as_nobody(private) == "13", "EACCES for a user who could not read the original"
+        assert open(private, "rb").read(1), "root still reads it"
+    finally:
+        run(["unmount", mountpoint])
+        if os.path.ismount(mountpoint):
+            run(["unmount", "--lazy", mountpoint])
+        os.rmdir(mountpoint)
+        os.rmdir(shared)

@@ -1,5 +1,6 @@
 // swift-tools-version:6.0
-// A libFuzzer harness for the HDF5 parser, kept out of the main package because a
+// libFuzzer harnesses for the HDF5 parser and for imported text (kerchunk references, YAML
+// configs), kept out of the main package because a
 // `--sanitize=fuzzer` executable has no `main` of its own. Run it through tools/fuzz/run.
 import PackageDescription
 
@@ -10,6 +11,12 @@ let package = Package(
         .executableTarget(
             name: "HDF5Fuzz",
             dependencies: [.product(name: "HDF5Metadata", package: "zarrmount")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "ImportFuzz",
+            dependencies: [.product(name: "Scanner", package: "zarrmount"), .product(name: "VirtualZarr", package: "zarrmount"),
+                           .product(name: "ZarrFS", package: "zarrmount")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
     ]

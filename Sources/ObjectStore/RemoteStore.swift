@@ -96,7 +96,10 @@ public final class RemoteStore: Sendable {
                     failure = ObjectStoreError(kind, url: url, status: response.status, s3Code: code, attempts: attempt)
                 }
             } catch let error as TransportError where error.exceededBodyLimit {
-                throw ObjectStoreError(.tooLarge, url: url, attempts: attempt)
+                // A server that ignored Range once (a proxy or a load balancer in front of
+                // servers that differ) may honour it on the next attempt.
+                outcome = .shortBody
+                failure = ObjectStoreError(.tooLarge, url: url, attempts: attempt)
             } catch let error as TransportError {
                 outcome = .transport(retryable: error.isRetryable)
                 // Name the server: a wrong endpoint is what the user has to fix.

@@ -1309,3 +1309,37 @@ def test_https_verifies_certificates_takes_a_ca_bundle_and_multiplexes_over_http
     assert_same_refs(local_refs((1, 2)), from_environment, "CURL_CA_BUNDLE")
     missing = scanner.scan(urls[:1], "--ca-bundle", str(tmp_path / "nothing.pem"))
     assert missing.returncode == 1 and "nothing.pem" in missing.stderr and "cannot be read" in missing.stderr, missing.stderr
+
+
+# ------------------------------------------------------------------ the fault matrix (issue 14; tools/fault-matrix runs every rate)
+
+@pytest.fixture(scope="session")
+def matrix_inputs(scanner, services, world, archive, tmp_path_factory):
+    """Clean references over HTTP (URLs as {{upstream}}), and the expected bytes of the matrix's chunk files."""
+    import fault_matrix
+    refs, _ = scanner.ok(["%s/wrf/%s" % (services.http, n) for n in NAMES])
+    work = str(tmp_path_factory.mktemp("matrix-expected"))
+    raw = json.loads(refs.text)["refs"]
+    expected = {mode: fault_matrix.expected_bytes(scanner.cmd[0], scanner.env(), archive, raw, mode, work)
+                for mode in ("stored", "decoded")}
+    return refs.text.replace(services.http, "{{upstream}}"), expected, refs.refs
+
+
+@pytest.mark.parametrize("kind", ["503", "reset", "truncate", "stall", "whole", "wrong-length"])
+def test_fault_matrix_at_30_percent_scans_are_identical_and_reads_right_or_an_errno(scanner, services, world, matrix_inputs,
+                                                                                     tmp_path, kind):
+    import fault_matrix
+    require_fuse()
+    refs_text, expected, clean = matrix_inputs
+    outcome, faults = fault_matrix.scan_case(scanner.cmd[0], scanner.env(), services.http, NAMES, clean, kind, 0.3, str(tmp_path))
+    assert outcome in ("identical", "failed naming the file"), outcome
+    assert faults > 0, "the proxy injected nothing"
+    for mode in ("stored", "decoded"):
+        work = tmp_path / mode
+        work.mkdir()
+        counts = fault_matrix.read_case(scanner.cmd[0], scanner.env(), services.http, refs_text, expected[mode], kind, 0.3, mode,
+                                        str(work), listing_requests=len(NAMES))
+        assert fault_matrix.acceptable(counts), (mode, counts)
+        assert counts["faults"] > 0 and sum(v for k, v in counts.items() if k != "faults") == len(expected[mode]), counts
+        if kind != "stall":
+            assert counts.get("right", 0) == len(expected[mode]), "retries recover every read from %s: %s" % (kind, counts)

@@ -71,6 +71,15 @@ public struct MountConfig: Sendable {
             return parsed
         }
         let base = (file as NSString).deletingLastPathComponent
+        /// A path or URL; relative paths are relative to the config file.
+        func location(_ key: String, _ value: Node) throws -> String {
+            let text = try string(key, value)
+            return text.hasPrefix("/") || text.contains("://") || base.isEmpty ? text : base + "/" + text
+        }
+        /// One location or a list of them.
+        func locations(_ key: String, _ value: Node) throws -> [String] {
+            try (value.sequence.map(Array.init) ?? [value]).map { try location(key, $0) }
+        }
         var config = MountConfig(sources: [])
         var sawSources = false
         for (keyNode, value) in mapping {
@@ -78,25 +87,13 @@ public struct MountConfig: Sendable {
             switch key {
             case "sources":
                 sawSources = true
-                let items: [Node]
-                if let sequence = value.sequence { items = Array(sequence) } else { items = [value] }
-                config.sources += try items.map { item in
-                    let source = try string(key, item)
-                    if source.hasPrefix("/") || source.contains("://") || base.isEmpty { return source }
-                    return base + "/" + source
-                }
+                let items = try locations(key, value)
+                config.sources += items
                 if items.isEmpty { throw fail(key, value, "needs at least one path, glob or URL") }
             case "references":
-                let location = try string(key, value)
-                config.references = location.hasPrefix("/") || location.contains("://") || base.isEmpty ? location : base + "/" + location
+                config.references = try location(key, value)
             case "allow_sources":
-                let items: [Node]
-                if let sequence = value.sequence { items = Array(sequence) } else { items = [value] }
-                config.allowSources += try items.map { item in
-                    let prefix = try string(key, item)
-                    if prefix.hasPrefix("/") || prefix.contains("://") || base.isEmpty { return prefix }
-                    return base + "/" + prefix
-                }
+                config.allowSources += try locations(key, value)
             case "concat_dim": config.concatDim = try string(key, value)
             case "order": config.order = try choice(key, value, FileOrder.self)
             case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)
@@ -119,9 +116,7 @@ public struct MountConfig: Sendable {
                 config.connections = number
             case "endpoint_url": config.endpointURL = try string(key, value)
             case "region": config.region = try string(key, value)
-            case "ca_bundle":
-                let path = try string(key, value)
-                config.caBundle = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
+            case "ca_bundle": config.caBundle = try location(key, value)
             case "cache_dir": config.cacheDirectory = try string(key, value)
             case "url_template":
                 guard let spec = value.mapping, let template = spec["template"], let range = spec["range"] else {

@@ -31,26 +31,32 @@ def proxy_arguments(kind, rate, after=0):
 
 
 class Proxy:
-    def __init__(self, upstream, args, log):
-        cmd = [sys.executable, os.path.join(TOOLS, "fault-proxy"), "--upstream", upstream, "--port", "0", "--seed", "7",
-               "--log", log, "--max-seconds", "600"] + list(args)
+    """tools/fault-proxy on a free port in front of UPSTREAM, logging each request to LOG."""
+
+    def __init__(self, upstream, args, log, max_seconds=600):
+        self.log = log
+        cmd = [sys.executable, os.path.join(TOOLS, "fault-proxy"), "--upstream", upstream, "--port", "0",
+               "--log", log, "--max-seconds", str(max_seconds)] + [str(a) for a in args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], 20)
         line = self.proc.stdout.readline() if ready else ""
         m = re.match(r"listening on (\d+)", line)
         if not m:
             self.proc.kill()
-            raise RuntimeError("fault-proxy did not start: %r" % line)
-        self.url = "http://127.0.0.1:%s" % m.group(1)
+            raise AssertionError("fault-proxy did not start: %r %s" % (line, self.proc.stderr.read()[-2000:]))
+        self.port = int(m.group(1))
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.stderr = ""
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            _, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err.strip().splitlines()[-1] if err.strip() else ""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                _, self.stderr = self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                _, self.stderr = self.proc.communicate()
+        return self.stderr
 
 
 def injected(log):

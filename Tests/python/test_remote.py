@@ -32,6 +32,7 @@ import urllib.request
 
 import pytest
 
+import fault_matrix
 from conftest import CACHE, CI, REPO, _ensure_generated, require_fuse, vz_command, wrf_originals
 
 TOOLS = os.path.join(REPO, "tools")
@@ -262,31 +263,9 @@ def local_refs(scanner, archive):
     return get
 
 
-class FaultProxy:
+class FaultProxy(fault_matrix.Proxy):
     def __init__(self, upstream, log, args=()):
-        self.log = log
-        cmd = [sys.executable, os.path.join(TOOLS, "fault-proxy"), "--upstream", upstream, "--port", "0",
-               "--log", log, "--max-seconds", "300"] + [str(a) for a in args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
-        line = self.proc.stdout.readline() if ready else ""
-        m = re.match(r"listening on (\d+)", line)
-        if not m:
-            self.proc.kill()
-            raise AssertionError("fault-proxy did not start: %r %s" % (line, self.proc.stderr.read()[-2000:]))
-        self.port = int(m.group(1))
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.stderr = ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                _, self.stderr = self.proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                _, self.stderr = self.proc.communicate()
-        return self.stderr
+        super().__init__(upstream, args, log, max_seconds=300)
 
     def requests(self):
         out = []
@@ -1316,7 +1295,6 @@ def test_https_verifies_certificates_takes_a_ca_bundle_and_multiplexes_over_http
 @pytest.fixture(scope="session")
 def matrix_inputs(scanner, services, world, archive, tmp_path_factory):
     """Clean references over HTTP (URLs as {{upstream}}), and the expected bytes of the matrix's chunk files."""
-    import fault_matrix
     refs, _ = scanner.ok(["%s/wrf/%s" % (services.http, n) for n in NAMES])
     work = str(tmp_path_factory.mktemp("matrix-expected"))
     raw = json.loads(refs.text)["refs"]
@@ -1328,7 +1306,6 @@ def matrix_inputs(scanner, services, world, archive, tmp_path_factory):
 @pytest.mark.parametrize("kind", ["503", "reset", "truncate", "stall", "whole", "wrong-length"])
 def test_fault_matrix_at_30_percent_scans_are_identical_and_reads_right_or_an_errno(scanner, services, world, matrix_inputs,
                                                                                      tmp_path, kind):
-    import fault_matrix
     require_fuse()
     refs_text, expected, clean = matrix_inputs
     outcome, faults = fault_matrix.scan_case(scanner.cmd[0], scanner.env(), services.http, NAMES, clean, kind, 0.3, str(tmp_path))

@@ -223,7 +223,19 @@ public enum NetCDFMapping {
         case .compact(let bytes):
             array.chunkShape = shape.map { max($0, 1) }
             array.manifest = try manifest(shape, array.chunkShape)
-            if array.manifest.count == 1 { array.manifest[0] = .inline(padded(bytes, to: Int(array.chunkShape.reduce(UInt64(dtype.itemSize), *)))) }
+            // Compact data lives in the object header (64 KiB at most): a shape that needs more
+            // than that is a damaged or hostile header, not a reason to allocate.
+            var needed: UInt64? = UInt64(dtype.itemSize)
+            for extent in array.chunkShape {
+                needed = needed.flatMap { total in
+                    let (product, overflow) = total.multipliedReportingOverflow(by: extent)
+                    return overflow ? nil : product
+                }
+            }
+            guard let needed, needed <= max(UInt64(bytes.count), 64 << 10) else {
+                throw MappingError(description: "its compact data holds \(bytes.count) bytes, but its shape \(shape) of \(dtype.itemSize)-byte elements needs more than compact storage can hold")
+            }
+            if array.manifest.count == 1 { array.manifest[0] = .inline(padded(bytes, to: Int(needed))) }
         case .virtual:
             throw MappingError(description: "virtual dataset layout")
         }

@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from conftest import REPO, make_wrf_sample, require_fuse
@@ -240,6 +241,22 @@ def huge_files(tmp_path_factory):
     with h5py.File(d / "beyond.h5", "w") as f:
         f.create_dataset("big", shape=(2 ** 31, 2 ** 31), dtype="f4", chunks=(1, 1))
         f.create_dataset("small", data=[1, 2, 3])
+    # A compact dataset (data inside its header) whose dataspace is then edited to declare 4.3
+    # billion elements: HDF5 never writes this, a damaged or hostile file can. Version-1 object
+    # headers carry no checksum, so the edit stays readable.
+    with h5py.File(d / "compact-source.h5", "w", libver="earliest") as f:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_layout(h5py.h5d.COMPACT)
+        dataset = h5py.h5d.create(f.id, b"big", h5py.h5t.STD_I32LE, h5py.h5s.create_simple((7,)), dcpl=dcpl)
+        dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.arange(7, dtype="<i4"))
+        f.create_dataset("small", data=[1, 2, 3])
+    data = bytearray((d / "compact-source.h5").read_bytes())
+    seven = (7).to_bytes(8, "little")
+    places = [i for i in range(len(data) - 8) if data[i:i + 8] == seven]
+    assert len(places) == 2, "the dataspace's size and maximum size"
+    for i in places:
+        data[i:i + 8] = (4_300_000_000).to_bytes(8, "little")
+    (d / "compact.h5").write_bytes(bytes(data))
     return d
 
 
@@ -286,6 +303,14 @@ def test_huge_declared_shapes_export_as_v3_and_refuse_v2_copies_of_the_fill_chun
     if name == "sparse.h5" or name.endswith("chunks.h5") or name in ("chunked.h5", "contiguous.h5"):
         assert p.returncode == 1, p.stderr
         assert "big" in p.stderr and name in p.stderr and "--zarr-format 3" in p.stderr and "never written" in p.stderr, p.stderr
+
+
+def test_a_compact_dataset_declaring_more_than_its_header_holds_is_left_out_by_name(huge_files, tmp_path):
+    p = run_capped(["scan", str(huge_files / "compact.h5"), "--refs", str(tmp_path / "refs.json"), "--no-cache"])
+    assert p.returncode == 0, p.stderr
+    assert "/big left out" in p.stderr and "compact data holds 28 bytes" in p.stderr, p.stderr
+    refs = json.load(open(str(tmp_path / "refs.json")))["refs"]
+    assert "small/.zarray" in refs and "big/.zarray" not in refs
 
 
 def test_a_grid_beyond_what_a_manifest_indexes_is_left_out_by_name(huge_files, tmp_path):

@@ -294,6 +294,75 @@ def read_year_through_mount(args, urls):
     return {"mount_s": mount_s, "cold": cold, "warm": warm, "daemon_rss": rss, "cached_bytes": s2["reads"]["cached_bytes"]}
 
 
+def access_patterns(args, urls):
+    """Traffic and speed of the read path for a random and a sequential reader, with readahead on
+    (the default) and off, and with --verify-chunks: each row is one fresh mount of the year with
+    a 64 MiB cache. fetched/served is the stored bytes the daemon fetched over what readers got."""
+    import random
+    import threading
+    rows = []
+    variables = ("T2", "Q2", "U10", "PSFC", "TSK", "SLP")
+    for pattern, label, extra in (("random", "readahead 8 (default)", []), ("random", "readahead 0", ["--readahead", "0"]),
+                                  ("sequential", "readahead 8 (default)", []), ("sequential", "readahead 0", ["--readahead", "0"]),
+                                  ("random", "readahead 8, --verify-chunks", ["--verify-chunks"]),
+                                  ("sequential", "readahead 8, --verify-chunks", ["--verify-chunks"])):
+        mountpoint = os.path.join(args.work, "mnt-access")
+        with mounted(args.zarrmount, urls, mountpoint, ["--concat-dim", "Time", "--cache-size", "64MiB"] + extra):
+            files = {v: sorted(os.listdir(os.path.join(mountpoint, v)), key=lambda n: [int(x) for x in n.split(".")])
+                     for v in variables}
+            before = status(args.zarrmount, mountpoint)["reads"]
+            served = [0]
+            lock = threading.Lock()
+            started = time.perf_counter()
+            if pattern == "random":
+                deadline = started + args.access_seconds
+
+                def reader(seed):
+                    rng = random.Random(seed)
+                    while time.perf_counter() < deadline:
+                        v = rng.choice(variables)
+                        with open(os.path.join(mountpoint, v, rng.choice(files[v])), "rb") as f:
+                            n = len(f.read())
+                        with lock:
+                            served[0] += n
+                threads = [threading.Thread(target=reader, args=(i,)) for i in range(32)]
+            else:
+                def reader(variable):
+                    for name in files[variable]:
+                        with open(os.path.join(mountpoint, variable, name), "rb") as f:
+                            n = len(f.read())
+                        with lock:
+                            served[0] += n
+                threads = [threading.Thread(target=reader, args=(v,)) for v in variables]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            took = time.perf_counter() - started
+            after = status(args.zarrmount, mountpoint)["reads"]
+        fetched = after["bytes_fetched"] - before["bytes_fetched"]
+        rows.append({"pattern": pattern, "label": label, "served": served[0], "fetched": fetched, "seconds": took,
+                     "readahead": after["readahead"] - before["readahead"], "errors": after["errors"] - before["errors"],
+                     "verify_failures": after.get("verify_failures", 0)})
+        log("access %s, %s: %.1f MiB served in %.1f s, fetched/served %.2f" % (pattern, label, served[0] / MiB, took,
+                                                                              fetched / max(served[0], 1)))
+    return rows
+
+
+def report_access(rows):
+    print()
+    print("read path by access pattern (one fresh mount each, 64 MiB cache; random: 32 readers for a fixed time over 6 variables;")
+    print("sequential: one reader per variable through all its chunk files in order); ratios against the default row of the same pattern")
+    print("%-10s %-30s %11s %11s %15s %11s %10s %7s" % ("pattern", "mount", "served MiB", "MiB/s", "fetched/served", "readahead",
+                                                       "vs default", "errors"))
+    base = {r["pattern"]: r["served"] / r["seconds"] for r in rows if r["label"] == "readahead 8 (default)"}
+    for r in rows:
+        rate = r["served"] / r["seconds"] if r["seconds"] else 0
+        print("%-10s %-30s %11.1f %11.1f %15.2f %11d %9.2fx %7d" % (
+            r["pattern"], r["label"], r["served"] / MiB, rate / MiB, r["fetched"] / max(r["served"], 1), r["readahead"],
+            rate / base[r["pattern"]] if base.get(r["pattern"]) else float("nan"), r["errors"]))
+
+
 def read_year_through_refs(args, url_file):
     """kerchunk references from `zarrmount scan` (same URLs, same proxy), read by fsspec."""
     refs = os.path.join(args.work, "refs.json")
@@ -474,6 +543,8 @@ def main():
     ap.add_argument("--ceiling-files", type=int, default=30, help="files in the local no-network ceiling run")
     ap.add_argument("--chunk-mib", type=int, default=64, help="size of the single large chunk")
     ap.add_argument("--fsspec-warm", action="store_true", help="also read a second time through fsspec")
+    ap.add_argument("--access-seconds", type=float, default=20, help="how long the random readers of the access-pattern rows read")
+    ap.add_argument("--access-only", action="store_true", help="run only the access-pattern rows")
     args = ap.parse_args()
     args.work = os.path.abspath(args.work)
     os.makedirs(args.work, exist_ok=True)
@@ -505,6 +576,9 @@ def main():
                 log("%s failed: %s" % (what, e))
                 return {"error": str(e), "cold": {"error": str(e)}}
 
+        if args.access_only:
+            report_access(access_patterns(args, urls))
+            return
         year = attempt("mount read", read_year_through_mount, args, urls)
         variables = (year.get("cold") or {}).get("variables")
         refs = attempt("fsspec read", read_year_through_refs, args, url_file)
@@ -513,8 +587,10 @@ def main():
         netcdf = read_year_through_netcdf(args, url_file, variables or [])  # all variables if both zarr paths failed
         log("single large chunk: cat through the mount vs curl")
         chunk = attempt("large chunk", large_chunk, args, www, port)
+        access = access_patterns(args, urls)
     ceiling = attempt("local ceiling", read_local_ceiling, args, names)
     report(args, len(names), stored, year, refs, netcdf, ceiling, chunk)
+    report_access(access)
 
 
 if __name__ == "__main__":

@@ -294,6 +294,11 @@ def read_year_through_mount(args, urls):
     return {"mount_s": mount_s, "cold": cold, "warm": warm, "daemon_rss": rss, "cached_bytes": s2["reads"]["cached_bytes"]}
 
 
+def listing(directory):
+    """The chunk files of an array directory, in grid order."""
+    return sorted((n for n in os.listdir(directory) if not n.startswith(".")), key=lambda n: [int(x) for x in n.split(".")])
+
+
 def access_patterns(args, urls):
     """Traffic and speed of the read path for a random and a sequential reader, with readahead on
     (the default) and off, and with --verify-chunks: each row is one fresh mount of the year with
@@ -308,20 +313,24 @@ def access_patterns(args, urls):
                                   ("sequential", "readahead 8, --verify-chunks", ["--verify-chunks"])):
         mountpoint = os.path.join(args.work, "mnt-access")
         with mounted(args.zarrmount, urls, mountpoint, ["--concat-dim", "Time", "--cache-size", "64MiB"] + extra):
-            files = {v: sorted(os.listdir(os.path.join(mountpoint, v)), key=lambda n: [int(x) for x in n.split(".")])
-                     for v in variables}
+            files = {v: listing(os.path.join(mountpoint, v)) for v in variables}
+            arrays = [a for a in os.listdir(mountpoint) if os.path.exists(os.path.join(mountpoint, a, ".zarray"))]
             before = status(args.zarrmount, mountpoint)["reads"]
             served = [0]
             lock = threading.Lock()
             started = time.perf_counter()
             if pattern == "random":
+                # Every chunk file of every array once, in a random order shared out to 32
+                # readers: no read repeats, so the kernel's page cache cannot hide the traffic.
                 deadline = started + args.access_seconds
+                everything = [os.path.join(array, name) for array in arrays for name in listing(os.path.join(mountpoint, array))]
+                random.Random(7).shuffle(everything)
 
                 def reader(seed):
-                    rng = random.Random(seed)
-                    while time.perf_counter() < deadline:
-                        v = rng.choice(variables)
-                        with open(os.path.join(mountpoint, v, rng.choice(files[v])), "rb") as f:
+                    for path in everything[seed::32]:
+                        if time.perf_counter() >= deadline:
+                            return
+                        with open(os.path.join(mountpoint, path), "rb") as f:
                             n = len(f.read())
                         with lock:
                             served[0] += n
@@ -351,7 +360,8 @@ def access_patterns(args, urls):
 
 def report_access(rows):
     print()
-    print("read path by access pattern (one fresh mount each, 64 MiB cache; random: 32 readers for a fixed time over 6 variables;")
+    print("read path by access pattern (one fresh mount each, 64 MiB cache; random: 32 readers through every chunk file of every array once,")
+    print("in a shared random order, for a fixed time;")
     print("sequential: one reader per variable through all its chunk files in order); ratios against the default row of the same pattern")
     print("%-10s %-30s %11s %11s %15s %11s %10s %7s" % ("pattern", "mount", "served MiB", "MiB/s", "fetched/served", "readahead",
                                                        "vs default", "errors"))

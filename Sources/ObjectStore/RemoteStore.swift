@@ -96,8 +96,11 @@ public final class RemoteStore: Sendable {
                     failure = ObjectStoreError(kind, url: url, status: response.status, s3Code: code, attempts: attempt)
                 }
             } catch let error as TransportError where error.exceededBodyLimit {
-                // A server that ignored Range once (a proxy or a load balancer in front of
-                // servers that differ) may honour it on the next attempt.
+                // A server that ignored the Range of a single-range GET once (a proxy or a load
+                // balancer in front of servers that differ) may honour it on the next attempt.
+                // A multi-range GET answered with the whole object is the caller's to handle: it
+                // asks for fewer ranges (`getGroup`), and a retry would only repeat the refusal.
+                guard expectedLength != nil else { throw ObjectStoreError(.tooLarge, url: url, attempts: attempt) }
                 outcome = .shortBody
                 failure = ObjectStoreError(.tooLarge, url: url, attempts: attempt)
             } catch let error as TransportError {

@@ -30,6 +30,10 @@ public struct MountConfig: Sendable {
     public var requesterPays = false
     /// The manifest cache's directory (`cache_dir`), or none at all (`no_cache: true`).
     public var cacheDirectory: String?
+    /// Mounts: check stored chunks before serving them (`verify_chunks`), and how long a read
+    /// may wait, in seconds (`timeout`); the flags win.
+    public var verifyChunks = false
+    public var readTimeout: Int?
     public var noCache = false
 
     public init(sources: [String]) {
@@ -37,7 +41,7 @@ public struct MountConfig: Sendable {
     }
 
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency", "connections",
-                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources", "ca_bundle"]
+                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources", "ca_bundle", "verify_chunks", "timeout"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -129,13 +133,19 @@ public struct MountConfig: Sendable {
                     throw fail(key, value, error.description)
                 }
                 sawSources = true
-            case "anonymous", "requester_pays", "no_cache":
+            case "timeout":
+                guard let text = value.scalar?.string, let seconds = Int(text), seconds >= 0 else {
+                    throw fail(key, value, "expected a whole number of seconds (0: no bound)")
+                }
+                config.readTimeout = seconds
+            case "anonymous", "requester_pays", "no_cache", "verify_chunks":
                 guard let text = value.scalar?.string, let flag = Bool(text.lowercased()) ?? (text == "yes" ? true : text == "no" ? false : nil) else {
                     throw fail(key, value, "expected true or false")
                 }
                 switch key {
                 case "anonymous": config.anonymous = flag
                 case "requester_pays": config.requesterPays = flag
+                case "verify_chunks": config.verifyChunks = flag
                 default: config.noCache = flag
                 }
             case "stack":

@@ -39,10 +39,10 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "Let other users read the mount (needs user_allow_other in /etc/fuse.conf for non-root).")
     var allowOther = false
 
-    @Option(help: "Seconds a read may wait for a chunk (retries included) before it fails with ETIMEDOUT (0: no bound).")
-    var timeout: Int = 30
+    @Option(help: "Seconds a read may wait for a chunk (retries included) before it fails with ETIMEDOUT (0: no bound; default 30, config key timeout).")
+    var timeout: Int?
 
-    @Flag(help: "Check stored chunks whose encoding carries a check (zlib's Adler-32, Fletcher-32) by decoding them before they are served; a chunk that fails is EIO.")
+    @Flag(help: "Check stored chunks whose encoding carries a check (zlib's Adler-32, Fletcher-32) by decoding them before they are served; a chunk that fails is EIO (config key verify_chunks).")
     var verifyChunks = false
 
     @Flag(help: "Mount over a directory that is not empty (its files are hidden until the unmount).")
@@ -61,7 +61,7 @@ struct Mount: AsyncParsableCommand {
             throw ValidationError("give the sources (paths, globs, URLs, a config, --urls, --url-template or --references), then the mountpoint")
         }
         guard let budget = parseSize(cacheSize) else { throw ValidationError("--cache-size \(cacheSize): use bytes or a KiB/MiB/GiB suffix") }
-        guard timeout >= 0 else { throw ValidationError("--timeout \(timeout): use a number of seconds (0: no bound)") }
+        if let timeout, timeout < 0 { throw ValidationError("--timeout \(timeout): use a number of seconds (0: no bound)") }
         guard let part = parseSize(partSize), part >= 64 << 10 else { throw ValidationError("--part-size \(partSize): use at least 64KiB, in bytes or with a KiB/MiB/GiB suffix") }
         try checkMountpoint(mountpoint)
         if !foreground {
@@ -81,6 +81,8 @@ struct Mount: AsyncParsableCommand {
             let view = decoded ? try DecodedView(summary.dataset) : nil
             let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat)
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
+            let verifyChunks = self.verifyChunks || config.verifyChunks
+            let timeout = self.timeout ?? config.readTimeout ?? 30
             let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:], verify: verifyChunks)
             var verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)?
             if verifyChunks { verification = { [tree] inode in tree.verification(inode) } }
@@ -104,6 +106,7 @@ struct Mount: AsyncParsableCommand {
                     ("zarr_format", .int(Int64(config.zarrFormat.rawValue))),
                     ("decoded", .bool(decoded)),
                     ("verify_chunks", .bool(verifyChunks)),
+                    ("timeout_seconds", .int(Int64(timeout))),
                     ("uptime_seconds", .double(Date().timeIntervalSince(started).rounded())),
                     ("reads", .object([("cache_hits", .int(Int64(reads.hits))), ("cache_misses", .int(Int64(reads.misses))),
                                        ("joined_fetches", .int(Int64(reads.joined))), ("readahead", .int(Int64(reads.readahead))),

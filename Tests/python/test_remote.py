@@ -1320,3 +1320,27 @@ def test_fault_matrix_at_30_percent_scans_are_identical_and_reads_right_or_an_er
         assert counts["faults"] > 0 and sum(v for k, v in counts.items() if k != "faults") == len(expected[mode]), counts
         if kind != "stall":
             assert counts.get("right", 0) == len(expected[mode]), "retries recover every read from %s: %s" % (kind, counts)
+
+
+def test_an_object_deleted_after_the_scan_gives_estale_and_says_to_remount(scanner, services, world, archive, tmp_path):
+    require_fuse()
+    directory = os.path.join(world["www"], "gone")
+    os.makedirs(directory, exist_ok=True)
+    for name in NAMES[:2]:
+        shutil.copy(archive[NAMES.index(name)], directory)
+    config = tmp_path / "gone.yaml"
+    config.write_text("sources:\n%s\nconcat_dim: Time\nno_cache: true\nverify_chunks: true\ntimeout: 7\n"
+                      % "".join("  - %s/wrf/gone/%s\n" % (services.http, n) for n in NAMES[:2]))
+    log = tmp_path / "daemon.log"
+    with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt")) as m:
+        m.mount([str(config), "--log-file", str(log)])
+        status = json.loads(subprocess.run(list(scanner.cmd) + ["status", m.path], capture_output=True, text=True,
+                                           check=True).stdout)
+        assert status["verify_chunks"] is True and status["timeout_seconds"] == 7, "the config's mount keys apply"
+        os.unlink(os.path.join(directory, NAMES[1]))
+        with pytest.raises(OSError) as failure:
+            open(os.path.join(m.path, "T2", "1.0.0"), "rb").read()
+        assert failure.value.errno == 116, failure.value  # ESTALE, not EIO
+        assert len(open(os.path.join(m.path, "T2", "0.0.0"), "rb").read()) > 0, "the other object is still served"
+        text = log.read_text()
+        assert "archive changed since the scan" in text and NAMES[1] in text, text

@@ -40,6 +40,12 @@ public struct MountConfig: Sendable {
         self.sources = sources
     }
 
+    /// The certificates HTTPS servers are verified against: `ca_bundle` (or `--ca-bundle`),
+    /// else `CURL_CA_BUNDLE`, else `SSL_CERT_FILE`, else nil (the system's).
+    public func certificateBundle(environment: [String: String]) -> String? {
+        caBundle ?? environment["CURL_CA_BUNDLE"] ?? environment["SSL_CERT_FILE"]
+    }
+
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency", "connections",
                               "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources", "ca_bundle", "verify_chunks", "timeout"]
 

@@ -188,3 +188,19 @@ public enum ChunkEncoder {
         return output
     }
 }
+
+extension Codec {
+    /// Whether decoding `pipeline` checks the bytes: zlib streams end in an Adler-32 of the
+    /// data, Fletcher-32 is a checksum; a pipeline with a codec zarrmount cannot decode is not.
+    public static func pipelineCarriesACheck(_ pipeline: [Codec]) -> Bool {
+        var check = false
+        for codec in pipeline {
+            switch codec {
+            case .zlib, .fletcher32: check = true
+            case .shuffle: break
+            case .other: return false
+            }
+        }
+        return check
+    }
+}

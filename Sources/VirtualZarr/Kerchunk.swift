@@ -242,12 +242,15 @@ extension KerchunkReferences {
         var bad: [(key: String, problem: ReferenceKeyProblem)] = []
         var seen: [String: String] = [:]
         var arrays: Set<String> = [], groups: Set<String> = []
+        var names: [String] = []
         for (key, _) in refs {
             if let problem = ReferenceKeyProblem.check(key) { bad.append((key, problem)); continue }
+            names.append(key)
             if key == ".zarray" || key.hasSuffix("/.zarray") { arrays.insert(parent(of: key)) }
             if key == ".zgroup" || key.hasSuffix("/.zgroup") { groups.insert(parent(of: key)) }
         }
-        for (key, _) in refs where ReferenceKeyProblem.check(key) == nil {
+        let unnameable = bad.count
+        for key in names {
             let leaf = key.split(separator: "/").last.map(String.init) ?? key
             var canonical = key
             if !leaf.hasPrefix(".z") {
@@ -275,9 +278,9 @@ extension KerchunkReferences {
         guard let first = bad.first else { return refs }
         if policy == .fail { throw ReferenceKeyError(file: name, key: first.key, problem: first.problem) }
         var dropped: Set<String> = []
-        for (key, problem) in bad {
+        for (index, (key, problem)) in bad.enumerated() {
             // A key that cannot be a name at all has no array to name; drop just that key.
-            let path = ReferenceKeyProblem.check(key) == nil ? parent(of: key) : key
+            let path = index < unnameable ? key : parent(of: key)
             dropped.insert(path)
             warnings.append("\(name): key \(ReferenceKeyError.quoted(key)) \(problem); \(path == key ? "left out" : "left out \(path.isEmpty ? "the root array" : path)")")
         }

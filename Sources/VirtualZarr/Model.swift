@@ -129,7 +129,7 @@ public struct ChunkManifest: Sendable, Equatable {
     }
 
     /// Entries set to a reference or inline chunk.
-    private var setCount: Int {
+    public var setCount: Int {
         isDense ? objects.reduce(0) { $0 + ($1 == Self.missingMarker ? 0 : 1) } : sparse.count
     }
 

@@ -218,7 +218,7 @@ public struct ZarrStore: Sendable {
     public func forEachChunk(_ body: (String, ChunkEntry) throws -> Void) throws {
         for array in dataset.arrays {
             guard let fill = array.manifest.fillChunk else { continue }
-            let fillKeys = array.manifest.count - array.manifest.setIndices.count
+            let fillKeys = array.manifest.count - array.manifest.setCount
             guard fillKeys <= Self.maxFillKeys, fillKeys * fill.count <= Self.maxFillBytes else {
                 throw MappingError(description: "\(array.path) (\(array.origin)): \(fillKeys) of its chunks were never written and would each be a copy of its \(fill.count)-byte fill chunk in Zarr v2 (at most \(Self.maxFillKeys) copies, \(Self.maxFillBytes) bytes); use --zarr-format 3, whose fill_value is the HDF5 fill, or mount the archive (a mount serves one shared fill chunk)")
             }

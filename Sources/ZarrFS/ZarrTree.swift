@@ -77,7 +77,7 @@ public final class ZarrTree: Sendable {
             decodedPipelines[array.path].map { Decoding(pipeline: $0, size: UInt64(DecodedView.decodedChunkSize(array))) }
         }
         verifications = store.dataset.arrays.map { array in
-            guard verify, decodedPipelines[array.path] == nil, Self.carriesACheck(array.codecs) else { return nil }
+            guard verify, decodedPipelines[array.path] == nil, Codec.pipelineCarriesACheck(array.codecs) else { return nil }
             return Decoding(pipeline: array.codecs, size: UInt64(DecodedView.decodedChunkSize(array)))
         }
         var nodes: [UInt64: Node] = [Self.rootInode: Node(name: "", parent: Self.rootInode, content: .directory)]
@@ -151,20 +151,6 @@ public final class ZarrTree: Sendable {
         self.arrayByDirectory = arrayByDirectory
         self.chunkInodeBase = bases
         self.firstChunkInode = next
-    }
-
-    /// Whether decoding `codecs` checks the bytes: zlib streams end in an Adler-32 of the
-    /// data, Fletcher-32 is a checksum; codecs this code cannot decode are left alone.
-    public static func carriesACheck(_ codecs: [Codec]) -> Bool {
-        var check = false
-        for codec in codecs {
-            switch codec {
-            case .zlib, .fletcher32: check = true
-            case .shuffle: break
-            case .other: return false
-            }
-        }
-        return check
     }
 
     /// How the stored chunk file `inode` is checked before it is served, under `verify`.

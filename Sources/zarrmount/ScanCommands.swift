@@ -184,8 +184,7 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
             let credentials = config.anonymous ? nil : try Credentials.resolve(environment: ProcessInfo.processInfo.environment)
             var engineConfiguration = CurlEngine.Configuration()
             if let connections = config.connections { engineConfiguration.maxConnectionsPerHost = connections }
-            let environment = ProcessInfo.processInfo.environment
-            engineConfiguration.caBundle = config.caBundle ?? environment["CURL_CA_BUNDLE"] ?? environment["SSL_CERT_FILE"]
+            engineConfiguration.caBundle = config.certificateBundle(environment: ProcessInfo.processInfo.environment)
             if let bundle = engineConfiguration.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {
                 printError("error: \(bundle): the CA bundle (--ca-bundle, ca_bundle, CURL_CA_BUNDLE or SSL_CERT_FILE) cannot be read")
                 throw ExitCode(1)

@@ -10,7 +10,7 @@ import JSONValue
 public struct ManifestCache: Sendable {
     public let directory: String
     /// Raised whenever the mapping output changes, so older cached results are scanned again.
-    static let formatVersion = 3
+    static let formatVersion = 4
 
     public init(directory: String) {
         self.directory = directory
@@ -38,6 +38,7 @@ public struct ManifestCache: Sendable {
     static func key(_ object: ListedObject, options: MappingOptions) -> JSON {
         .object([("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.etag.map(JSON.string) ?? .null),
                  ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),
+                 ("inline_dimension_coordinates", options.inlineDimensionCoordinates ? .uint(UInt64(options.maxDimensionCoordinateBytes)) : .null),
                  ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion)))])
     }
 
@@ -71,6 +72,7 @@ public struct ManifestCache: Sendable {
     static func encode(_ dataset: VirtualDataset) -> JSON {
         .object([
             ("warnings", .array(dataset.warnings.map(JSON.string))),
+            ("unlimited_dimensions", .array(dataset.unlimitedDimensions.map(JSON.string))),
             ("groups", .array(dataset.groups.map { .object([("path", .string($0.path)), ("attributes", .object($0.attributes))]) })),
             ("arrays", .array(dataset.arrays.map(encode))),
         ])
@@ -115,6 +117,7 @@ public struct ManifestCache: Sendable {
         guard let json, let groups = json["groups"]?.arrayValue, let arrays = json["arrays"]?.arrayValue else { throw DecodeError() }
         var dataset = VirtualDataset(groups: [])
         dataset.warnings = json["warnings"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        dataset.unlimitedDimensions = json["unlimited_dimensions"]?.arrayValue?.compactMap(\.stringValue) ?? []
         for group in groups {
             guard let path = group["path"]?.stringValue else { throw DecodeError() }
             dataset.groups.append(VirtualGroup(path: path, attributes: group["attributes"]?.objectValue ?? []))

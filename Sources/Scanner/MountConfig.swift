@@ -18,6 +18,11 @@ public struct MountConfig: Sendable {
     public var zarrFormat: ZarrFormat = .v2
     public var onError: ErrorPolicy = .fail
     public var stack: StackOptions?
+    /// Variables without the concat dimension: the first file's, or compared (`compat`).
+    public var compat: CompatPolicy?
+    /// Only these variables (`variables`), or all but these (`drop_variables`).
+    public var variables: [String]?
+    public var dropVariables: [String] = []
     public var concurrency: Int?
     /// Connections per server (`connections`); nil: the engine's default.
     public var connections: Int?
@@ -47,7 +52,7 @@ public struct MountConfig: Sendable {
     }
 
     public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency", "connections",
-                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources", "ca_bundle", "verify_chunks", "timeout"]
+                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources", "ca_bundle", "verify_chunks", "timeout", "compat", "variables", "drop_variables"]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -90,9 +95,16 @@ public struct MountConfig: Sendable {
         func locations(_ key: String, _ value: Node) throws -> [String] {
             try (value.sequence.map(Array.init) ?? [value]).map { try location(key, $0) }
         }
+        /// One name or a list of them.
+        func names(_ key: String, _ value: Node) throws -> [String] {
+            try (value.sequence.map(Array.init) ?? [value]).map { try string(key, $0) }
+        }
         var config = MountConfig(sources: [])
         var sawSources = false
+        // Every key's problem is reported in one run, not one per attempt.
+        var problems: [ConfigError] = []
         for (keyNode, value) in mapping {
+          do {
             guard let key = keyNode.scalar?.string else { throw fail("?", keyNode, "keys must be strings") }
             switch key {
             case "sources":
@@ -109,6 +121,9 @@ public struct MountConfig: Sendable {
             case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)
             case "layout": config.layout = try choice(key, value, FileLayout.self)
             case "on_error": config.onError = try choice(key, value, ErrorPolicy.self)
+            case "compat": config.compat = try choice(key, value, CompatPolicy.self)
+            case "variables": config.variables = try names(key, value)
+            case "drop_variables": config.dropVariables = try names(key, value)
             case "zarr_format":
                 guard let number = value.scalar?.string, let format = Int(number).flatMap(ZarrFormat.init(rawValue:)) else {
                     throw fail(key, value, "expected 2 or 3")
@@ -162,6 +177,13 @@ public struct MountConfig: Sendable {
             default:
                 throw fail(key, keyNode, "unknown key; the keys are \(keys.joined(separator: ", "))")
             }
+          } catch let error as ConfigError {
+            problems.append(error)
+          }
+        }
+        if var first = problems.first {
+            first.more = Array(problems.dropFirst())
+            throw first
         }
         if config.references != nil {
             if sawSources {
@@ -181,11 +203,13 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var line: Int?
     public var key: String?
     public var message: String
+    /// The other problems found in the same file, each on a line of its own.
+    public var more: [ConfigError] = []
 
     public var description: String {
         var location = file
         if let line { location += ":\(line)" }
-        if let key { return "\(location): \(key): \(message)" }
-        return "\(location): \(message)"
+        let this = key.map { "\(location): \($0): \(message)" } ?? "\(location): \(message)"
+        return ([this] + more.map(\.description)).joined(separator: "\n")
     }
 }

@@ -37,6 +37,8 @@ public struct ScanOptions: Sendable {
     public var order: FileOrder = .key
     public var onError: ErrorPolicy = .fail
     public var stack: StackOptions?
+    /// `--variables` and `--drop-variables`.
+    public var variables = VariableSelection()
     public var mapping = MappingOptions()
     /// Files scanned at once (default: the cores for local files, 128 for remote objects).
     public var concurrency: Int?
@@ -133,6 +135,10 @@ public enum Scanner {
         logger.info("scanning files", metadata: ["count": "\(listed.count)"])
         var mapping = options.mapping
         if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
+        // Without a concat dimension, the files' coordinates are compared to choose one.
+        if options.combine.concatDimension == nil, options.stack == nil, options.combine.layout == .combined, listed.count > 1 {
+            mapping.inlineDimensionCoordinates = true
+        }
         let mappingOptions = mapping
 
         var results: [Int: Result<(VirtualDataset, ReadCounters), ScanError>] = [:]
@@ -219,18 +225,7 @@ public enum Scanner {
             }
         }
         if parts.isEmpty { throw ScanError(description: "no file could be scanned (\(skipped.count) failed)") }
-        if let stack = options.stack {
-            parts = try stackParts(parts, stack: stack)
-        }
-        if options.order == .coordinate, let dimension = options.combine.concatDimension {
-            parts = try sortByCoordinate(parts, dimension: dimension)
-        }
-        var combine = options.combine
-        if let stack = options.stack { combine.concatDimension = stack.dimension }
-        let dataset: VirtualDataset
-        do { dataset = try Combiner.combine(parts, options: combine) } catch let error as CombineError {
-            throw ScanError(description: error.description)
-        }
+        let dataset = try await combineParts(parts, options: options, store: store)
         // Dropping the per-file datasets (a year of files holds a few hundred thousand objects)
         // takes about as long as writing the references; another thread does it meanwhile.
         let fileCount = parts.count
@@ -282,14 +277,24 @@ public enum Scanner {
         }
     }
 
+    /// Orders files by the first value of their concat coordinate, decoded with each file's own
+    /// CF time units where it has them (files counting from their own start share no raw scale).
     static func sortByCoordinate(_ parts: [(name: String, dataset: VirtualDataset)], dimension: String) throws -> [(name: String, dataset: VirtualDataset)] {
+        var calendar: (CFCalendar, String)?
         let keyed = try parts.map { part -> (Double, (name: String, dataset: VirtualDataset)) in
             guard let coordinate = part.dataset.arrays.first(where: { $0.name == dimension && $0.dimensionNames == [dimension] }),
                   coordinate.manifest.count == 1, case .inline(let bytes) = coordinate.manifest[0],
                   let value = firstValue(bytes, dtype: coordinate.dtype) else {
                 throw ScanError(description: "\(part.name): no \(dimension) coordinate values to order by")
             }
-            return (value, part)
+            let unitsText = coordinate.attributes.first { $0.0 == "units" }?.1.stringValue
+            let calendarText = coordinate.attributes.first { $0.0 == "calendar" }?.1.stringValue
+            guard let unitsText, let units = CFTimeUnits(units: unitsText, calendar: calendarText) else { return (value, part) }
+            if let (known, file) = calendar, known != units.calendar {
+                throw ScanError(description: "coordinate \(dimension) uses the \(known.rawValue) calendar in \(file) but the \(units.calendar.rawValue) calendar in \(part.name); instants of different calendars cannot share one axis. Combine the files of each calendar separately")
+            }
+            calendar = (units.calendar, part.name)
+            return (CFTimeConversion.instant(value, units: units), part)
         }
         return keyed.sorted { $0.0 < $1.0 }.map(\.1)
     }

@@ -20,6 +20,11 @@ public struct CombineOptions: Sendable {
     public var concatDimension: String?
     public var attributes: AttributePolicy = .first
     public var layout: FileLayout = .combined
+    /// Variables without the concat dimension in several files: nil keeps the first file's, as
+    /// `.override` does, but only once a concat dimension is known.
+    public var compat: CompatPolicy?
+    /// Files were ordered by the concat coordinate, so it must increase from file to file.
+    public var orderedByCoordinate = false
 
     public init(concatDimension: String? = nil, attributes: AttributePolicy = .first) {
         self.concatDimension = concatDimension
@@ -105,7 +110,17 @@ public enum Combiner {
                     let missing = parts.indices.filter { !present.contains($0) }
                     throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
                 }
-                result.arrays.append(try concatenate(versions, axis: axis, dimension: dimension))
+                var array = try concatenate(versions, axis: axis, dimension: dimension, notes: &result.notes)
+                if array.path == dimension, versions.indices.count > 1 {
+                    try checkIncreasing(array, versions: versions, strictly: options.orderedByCoordinate, notes: &result.notes)
+                }
+                array.attributes = mergeAttributes(versions.indices.map { versions[$0].attributes }, policy: options.attributes)
+                if let units = versions[0].attributes.first(where: { $0.0 == "units" }), array.path == dimension {
+                    // The values are in the first file's units whatever the attribute policy.
+                    array.attributes.removeAll { $0.0 == "units" }
+                    array.attributes.append(units)
+                }
+                result.arrays.append(array)
             } else {
                 for version in versions.indices.dropFirst() {
                     try checkCompatible(versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true)
@@ -190,11 +205,14 @@ public enum Combiner {
 
     /// Joins one variable's versions along `axis`; each version's object ids are shifted by its
     /// file's offset among the combined objects.
-    static func concatenate(_ versions: ArrayVersions, axis: Int, dimension: String) throws -> VirtualArray {
+    static func concatenate(_ versions: ArrayVersions, axis: Int, dimension: String, notes: inout [String]) throws -> VirtualArray {
         for version in versions.indices.dropFirst() {
             try checkCompatible(versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true,
                                 axis: axis)
         }
+        let allInline = versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) })
+        let timeCoordinate = axis == 0 && versions[0].codecs.isEmpty && allInline && versions[0].shape.count == 1
+        try CombineRules.checkSameEncoding(versions, reencodesUnits: timeCoordinate)
         let lengths = versions.indices.map { versions[$0].shape[axis] }
         let total = lengths.reduce(0, +)
         var result = versions[0]
@@ -202,12 +220,28 @@ public enum Combiner {
         let codecsEmpty = result.codecs.isEmpty
 
         // Inline raw arrays (decoded coordinates) concatenate by bytes along the leading axis.
-        if axis == 0, codecsEmpty, versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) }) {
+        if axis == 0, codecsEmpty, allInline {
             var bytes: [UInt8] = []
-            for version in versions.indices {
-                guard case .inline(let chunk) = versions[version].manifest[0] else { continue }
-                let used = Int(versions[version].shape.reduce(UInt64(versions[version].dtype.itemSize), *))
-                bytes += chunk.prefix(used)
+            if timeCoordinate, let reencoded = try CombineRules.reencodedTime(versions) {
+                bytes = reencoded.bytes
+                if reencoded.dtype != result.dtype {
+                    result.dtype = reencoded.dtype
+                    let fill: Double
+                    switch result.fillValue {
+                    case .double(let value): fill = value
+                    case .int(let value): fill = Double(value)
+                    case .uint(let value): fill = Double(value)
+                    default: fill = 0
+                    }
+                    result.fillBytes = NumericValues.encode([fill])
+                }
+                notes.append(reencoded.note)
+            } else {
+                for version in versions.indices {
+                    guard case .inline(let chunk) = versions[version].manifest[0] else { continue }
+                    let used = Int(versions[version].shape.reduce(UInt64(versions[version].dtype.itemSize), *))
+                    bytes += chunk.prefix(used)
+                }
             }
             result.chunkShape[0] = max(total, 1)
             result.manifest = try combinedManifest(result, dimension: dimension, fills: [])
@@ -282,6 +316,30 @@ public enum Combiner {
     static func isInline(_ entry: ChunkEntry) -> Bool {
         if case .inline = entry { return true }
         return false
+    }
+
+    /// The concat coordinate must increase across files: files ordered by it that overlap are
+    /// an error (the axis would repeat instants); files in name order that do not increase get a
+    /// note suggesting `--order coordinate`.
+    static func checkIncreasing(_ array: VirtualArray, versions: ArrayVersions, strictly: Bool, notes: inout [String]) throws {
+        guard array.manifest.count == 1, case .inline(let bytes) = array.manifest[0],
+              let values = NumericValues.doubles(bytes, dtype: array.dtype, count: Int(array.shape[0])) else { return }
+        var end = 0
+        for version in versions.indices {
+            let start = end
+            end += Int(versions[version].shape[0])
+            guard version > 0, start > 0, start < values.count, values[start] <= values[start - 1] else { continue }
+            let previous = versions.file(version - 1), this = versions.file(version)
+            if strictly {
+                throw CombineError(description: "\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))): the files overlap or repeat instants, so the combined axis would repeat them. Leave the duplicate files out, or concatenate them in name order with --concat-dim \(array.path) --order key")
+            }
+            notes.append("\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))); files are combined in name order; use --order coordinate to order them by \(array.path)")
+            return
+        }
+    }
+
+    static func formatValue(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
     }
 }
 

@@ -384,6 +384,10 @@ public struct VirtualDataset: Sendable {
     public var arrays: [VirtualArray]
     /// Variables left out, each with the reason (unsupported filter, unwritable string...).
     public var warnings: [String]
+    /// Names of the root group's unlimited dimensions (netCDF's record dimensions).
+    public var unlimitedDimensions: [String] = []
+    /// What combining the files changed that a user should know (re-encoded time values).
+    public var notes: [String] = []
 
     public init(objects: [ObjectInfo] = [], groups: [VirtualGroup] = [VirtualGroup(path: "", attributes: [])],
                 arrays: [VirtualArray] = [], warnings: [String] = []) {

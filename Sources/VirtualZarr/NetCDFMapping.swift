@@ -14,6 +14,10 @@ public struct MappingOptions: Sendable {
     public var maxInlineBytes = 64 << 20
     /// Largest array kept decoded when its chunks cannot share one Zarr pipeline.
     public var maxDecodedInlineBytes = 16 << 20
+    /// Inline every dimension coordinate up to `maxDimensionCoordinateBytes`, so that files
+    /// can be compared by their coordinate values (to choose the concat dimension).
+    public var inlineDimensionCoordinates = false
+    public var maxDimensionCoordinateBytes = 1 << 20
 
     public init() {}
 }
@@ -47,6 +51,12 @@ public enum NetCDFMapping {
         let scales = DimensionScales(info)
         let lengths = dimensionLengths(info, scales: scales)
         let phony = phonyDimensionNames(info, lengths: lengths, scales: scales)
+        for dataset in info.datasets where dataset.path.lastIndex(of: "/") == dataset.path.startIndex {
+            if let space = dataset.dataspace, space.maxDimensions.count == 1, space.maxDimensions[0] == nil,
+               isDimensionScale(dataset.attributes) {
+                result.unlimitedDimensions.append(String(dataset.path.dropFirst()))
+            }
+        }
         for dataset in info.datasets {
             if let error = dataset.error {
                 // A feature we do not handle leaves the variable out; a damaged file is an error,
@@ -244,6 +254,10 @@ public enum NetCDFMapping {
         }
         if options.inlineVariables.contains(array.name) {
             array = try await inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
+        } else if options.inlineDimensionCoordinates, dimensions.count == 1, dimensions[0] == path,
+                  shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize)).partialValue <= UInt64(options.maxDimensionCoordinateBytes),
+                  [.signed, .unsigned, .float].contains(dtype.kind) {
+            array = try await inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
         }
         try fillMissingChunks(&array, hdf5Fill: hdf5Fill)
         return array

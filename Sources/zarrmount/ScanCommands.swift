@@ -12,6 +12,7 @@ extension FileOrder: ExpressibleByArgument {}
 extension ErrorPolicy: ExpressibleByArgument {}
 extension AttributePolicy: ExpressibleByArgument {}
 extension FileLayout: ExpressibleByArgument {}
+extension CompatPolicy: ExpressibleByArgument {}
 
 /// The sources of a scan and how to combine them: paths and globs, or one YAML mount config,
 /// with the config's main keys as flags (flags win over the config).
@@ -20,8 +21,17 @@ struct SourceOptions: ParsableArguments {
                                  valueName: "source"))
     var sources: [String] = []
 
-    @Option(help: "Dimension to concatenate the files along (e.g. Time). Without it, files must hold disjoint or identical variables.")
+    @Option(help: "Dimension to concatenate the files along (e.g. Time). Without it, the dimension whose coordinate differs between files is chosen (or the unlimited one without a coordinate), and stderr says which.")
     var concatDim: String?
+
+    @Option(help: "Variables without the concat dimension found in several files: override (keep the first file's, default) or equals (compare every file's with the first's and stop on a difference).")
+    var compat: CompatPolicy?
+
+    @Option(help: ArgumentHelp("Only these variables, comma-separated (with the coordinates of their dimensions).", valueName: "names"))
+    var variables: String?
+
+    @Option(help: ArgumentHelp("Leave these variables out, comma-separated (e.g. one whose chunking differs between files).", valueName: "names"))
+    var dropVariables: String?
 
     @Option(help: "File order along the concat dimension: key (sorted path) or coordinate (first value of its coordinate).")
     var order: FileOrder?
@@ -142,6 +152,9 @@ struct SourceOptions: ParsableArguments {
         if let cacheDir { config.cacheDirectory = cacheDir }
         if noCache { config.noCache = true }
         if let concatDim { config.concatDim = concatDim }
+        if let compat { config.compat = compat }
+        if let variables { config.variables = variables.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        if let dropVariables { config.dropVariables += dropVariables.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         if let order { config.order = order }
         if let attrs { config.attrs = attrs }
         if let layout { config.layout = layout }
@@ -165,6 +178,8 @@ extension MountConfig {
         options.order = order
         options.onError = onError
         options.stack = stack
+        options.combine.compat = compat
+        options.variables = VariableSelection(keep: variables, drop: dropVariables)
         if let concurrency { options.concurrency = concurrency }
         return options
     }
@@ -239,6 +254,7 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
         printError("remote: \(stats.requests) HTTP requests (\(stats.retries) retried), \(formatBytes(stats.bytes)) received, at most \(summary.maxRounds) dependent rounds per file")
     }
     for warning in summary.dataset.warnings { printError("warning: \(warning)") }
+    for note in summary.dataset.notes { printError("note: \(note)") }
     for (file, reason) in summary.skipped { printError("skipped: \(file): \(reason)") }
     return summary
 }

@@ -1,0 +1,180 @@
+import ByteSource
+import Foundation
+import ObjectStore
+import VirtualZarr
+
+/// Which variables of the files a dataset holds.
+public struct VariableSelection: Sendable, Equatable {
+    /// Only these (with the coordinates they need); nil keeps every variable.
+    public var keep: [String]?
+    public var drop: [String] = []
+
+    public init(keep: [String]? = nil, drop: [String] = []) {
+        self.keep = keep
+        self.drop = drop
+    }
+
+    public var isEverything: Bool { keep == nil && drop.isEmpty }
+
+    /// A name matches an array by its path (`grp/v`) or, at the top, its name.
+    static func matches(_ name: String, _ array: borrowing VirtualArray) -> Bool {
+        array.path == name || (array.name == name && !array.path.contains("/"))
+    }
+}
+
+/// The part of a scan after every file is read: choosing variables, checking the names the
+/// user gave, inferring the concat dimension, ordering, comparing (`--compat equals`) and
+/// combining.
+extension Scanner {
+    typealias Part = (name: String, dataset: VirtualDataset)
+
+    static func combineParts(_ scanned: [Part], options: ScanOptions, store: RemoteStore?) async throws -> VirtualDataset {
+        var parts = try select(scanned, selection: options.variables)
+        var combine = options.combine
+        var notes: [String] = []
+        do {
+            if let dimension = combine.concatDimension, combine.layout == .combined {
+                try CombineRules.checkConcatDimension(dimension, parts: parts)
+            }
+            if let stack = options.stack {
+                try CombineRules.checkStackDimension(stack.dimension, parts: parts)
+                parts = try stackParts(parts, stack: stack)
+                combine.concatDimension = stack.dimension
+            } else if combine.concatDimension == nil, combine.layout == .combined {
+                if let inference = try CombineRules.inferConcatDimension(parts, compat: combine.compat) {
+                    combine.concatDimension = inference.dimension
+                    notes.append(inference.message(files: parts.count))
+                    if inference.ordersByCoordinate {
+                        parts = try sortByCoordinate(parts, dimension: inference.dimension)
+                        combine.orderedByCoordinate = true
+                    }
+                }
+            } else if options.order == .coordinate, let dimension = combine.concatDimension {
+                parts = try sortByCoordinate(parts, dimension: dimension)
+                combine.orderedByCoordinate = true
+            }
+        } catch let error as CombineError {
+            throw ScanError(description: error.description)
+        }
+        if combine.compat == .equals, combine.layout == .combined {
+            try await compareUnconcatenated(parts, dimension: combine.concatDimension, store: store)
+        }
+        var dataset: VirtualDataset
+        do { dataset = try Combiner.combine(parts, options: combine) } catch let error as CombineError {
+            throw ScanError(description: error.description)
+        }
+        dataset.notes = notes + dataset.notes
+        return dataset
+    }
+
+    /// Applies `--variables` and `--drop-variables`; a name no file has is an error.
+    static func select(_ parts: [Part], selection: VariableSelection) throws -> [Part] {
+        guard !selection.isEverything else { return parts }
+        let names = Set(parts.flatMap { $0.dataset.arrays.flatMap { [$0.path, $0.name] } })
+        for (option, list) in [("--variables", selection.keep ?? []), ("--drop-variables", selection.drop)] {
+            for name in list where !names.contains(name) {
+                var message = "\(option) \(name): no file has a variable \(name)"
+                let all = Array(Set(parts.flatMap { $0.dataset.arrays.map(\.path) })).sorted()
+                if let guess = CombineRules.closest(name, among: all) { message += "; did you mean \(guess)?" }
+                throw ScanError(description: message + " The variables: \(all.prefix(40).joined(separator: ", "))\(all.count > 40 ? ", ..." : "")")
+            }
+        }
+        return parts.map { part in
+            var dataset = part.dataset
+            if let keep = selection.keep {
+                let chosen = dataset.arrays.filter { array in keep.contains { VariableSelection.matches($0, array) } }
+                // What the chosen variables need: their dimensions' coordinates, and the
+                // variables their `coordinates` and `bounds` attributes name.
+                var needed = Set(chosen.map(\.path))
+                for array in chosen {
+                    let prefix = array.path.contains("/") ? String(array.path[..<array.path.lastIndex(of: "/")!]) + "/" : ""
+                    for dimension in array.dimensionNames { needed.insert(prefix + dimension); needed.insert(dimension) }
+                    for key in ["coordinates", "bounds"] {
+                        for word in (array.attributes.first { $0.0 == key }?.1.stringValue ?? "").split(separator: " ") {
+                            needed.insert(prefix + word)
+                        }
+                    }
+                }
+                dataset.arrays = dataset.arrays.filter { needed.contains($0.path) }
+            }
+            dataset.arrays.removeAll { array in selection.drop.contains { VariableSelection.matches($0, array) } }
+            return (part.name, dataset)
+        }
+    }
+
+    /// `--compat equals`: every variable without the concat dimension must hold the same values
+    /// in every file that has it. Arrays up to 16 MiB are compared decoded; larger ones by their
+    /// stored chunks.
+    static func compareUnconcatenated(_ parts: [Part], dimension: String?, store: RemoteStore?) async throws {
+        let reader = ObjectReader(store: store)
+        let maxDecodedBytes = 16 << 20
+        var firstHolder: [String: Int] = [:]
+        var pairs: [(path: String, first: Int, other: Int)] = []
+        for (index, part) in parts.enumerated() {
+            for array in part.dataset.arrays where dimension.map({ !array.dimensionNames.contains($0) }) ?? true {
+                if let holder = firstHolder[array.path] { pairs.append((array.path, holder, index)) } else { firstHolder[array.path] = index }
+            }
+        }
+        @Sendable func values(_ part: Part, _ path: String) async throws -> (VirtualArray, [UInt8]?) {
+            let array = part.dataset.arrays.first { $0.path == path }!
+            let object = part.dataset.objects[0]
+            let size = array.shape.reduce(UInt64(array.dtype.itemSize)) { $0.multipliedReportingOverflow(by: $1).partialValue }
+            guard size <= UInt64(maxDecodedBytes), array.dtype.kind != .variableString else { return (array, nil) }
+            let fetch: ByteFetcher = { offset, length in
+                try await reader.read(object.url, identity: object.etag, range: offset..<(offset + UInt64(length)))
+            }
+            return (array, try await NetCDFMapping.decodedValues(array, fetch: fetch, maxBytes: maxDecodedBytes))
+        }
+        @Sendable func storedChunksEqual(_ a: VirtualArray, _ first: Part, _ b: VirtualArray, _ other: Part) async throws -> Bool {
+            guard a.codecs == b.codecs, a.chunkShape == b.chunkShape, a.manifest.setIndices == b.manifest.setIndices else { return false }
+            for linear in a.manifest.setIndices {
+                if try await stored(a.manifest[linear], first) != stored(b.manifest[linear], other) { return false }
+            }
+            return true
+        }
+        @Sendable func stored(_ entry: ChunkEntry, _ part: Part) async throws -> [UInt8] {
+            switch entry {
+            case .missing: return []
+            case .inline(let bytes): return bytes
+            case .reference(_, let offset, let length):
+                let object = part.dataset.objects[0]
+                return try await reader.read(object.url, identity: object.etag, range: offset..<(offset + length))
+            }
+        }
+        do {
+            try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                var next = 0
+                func launch() {
+                    let pair = pairs[next], index = next
+                    next += 1
+                    let first = parts[pair.first], other = parts[pair.other]
+                    group.addTask {
+                        let (a, left) = try await values(first, pair.path)
+                        let (b, right) = try await values(other, pair.path)
+                        // Shapes or types that differ are the combiner's to report.
+                        guard a.shape == b.shape, a.dtype == b.dtype else { return (index, true) }
+                        if let left, let right { return (index, left == right) }
+                        return (index, try await storedChunksEqual(a, first, b, other))
+                    }
+                }
+                while next < min(32, pairs.count) { launch() }
+                while let (index, equal) = try await group.next() {
+                    if !equal {
+                        let pair = pairs[index]
+                        group.cancelAll()
+                        throw ScanError(description: "--compat equals: variable \(pair.path) differs between \(parts[pair.first].name) and \(parts[pair.other].name); it has no \(dimension ?? "concat") dimension, so one file's version would stand for both. Leave it out with --drop-variables \(pair.path), or keep the first file's with --compat override")
+                    }
+                    if next < pairs.count { launch() }
+                }
+            }
+        } catch let error as ObjectStoreError {
+            throw ScanError(description: "--compat equals: \(error)")
+        } catch let error as MappingError {
+            throw ScanError(description: "--compat equals: \(error)")
+        } catch let error as CodecError {
+            throw ScanError(description: "--compat equals: \(error)")
+        } catch let error as ByteSourceError {
+            throw ScanError(description: "--compat equals: \(error)")
+        }
+    }
+}

@@ -1,0 +1,340 @@
+import JSONValue
+
+/// What to do with variables that lack the concat dimension and appear in several files.
+public enum CompatPolicy: String, Sendable, CaseIterable {
+    /// The first file's version (xarray's `compat="override"`), without reading anything.
+    case override
+    /// Every file's version is compared with the first file's; a difference stops the scan.
+    case equals
+}
+
+/// How the concat dimension was chosen when the user named none, for the message on stderr.
+public struct ConcatInference: Sendable, Equatable {
+    public enum Reason: Sendable, Equatable {
+        /// Its dimension coordinate's values differ between files; files are ordered by it.
+        case coordinateDiffers
+        /// The only unlimited dimension, which has no coordinate variable; files keep their order.
+        case unlimitedWithoutCoordinate
+    }
+
+    public var dimension: String
+    public var reason: Reason
+
+    public var ordersByCoordinate: Bool { reason == .coordinateDiffers }
+
+    public func message(files: Int) -> String {
+        switch reason {
+        case .coordinateDiffers:
+            return "combining \(files) files along \(dimension): its coordinate values differ between files (files ordered by \(dimension); name another dimension with --concat-dim)"
+        case .unlimitedWithoutCoordinate:
+            return "combining \(files) files along \(dimension): the unlimited dimension, which has no coordinate variable (files in name order; name another dimension with --concat-dim)"
+        }
+    }
+}
+
+/// The rules that decide whether files may be combined and how, apart from the copying of
+/// manifests: each either answers or throws an error naming the files, the variable and what
+/// to do.
+public enum CombineRules {
+    public typealias Part = (name: String, dataset: VirtualDataset)
+
+    /// The dimensions of each array, in the order first met.
+    static func dimensions(of parts: [Part]) -> [String] {
+        var seen: Set<String> = []
+        var order: [String] = []
+        for part in parts {
+            for array in part.dataset.arrays {
+                for name in array.dimensionNames where seen.insert(name).inserted { order.append(name) }
+            }
+        }
+        return order
+    }
+
+    /// A 1-D array named like its dimension, at the top of the dataset.
+    static func isDimensionCoordinate(_ array: borrowing VirtualArray) -> Bool {
+        array.dimensionNames.count == 1 && array.path == array.dimensionNames[0]
+    }
+
+    /// Chooses the concat dimension as xarray's `combine_by_coords` does: the one dimension
+    /// whose coordinate differs between files; failing that, the only unlimited dimension that
+    /// has no coordinate variable. Returns nil when the files share no variable (they merge).
+    public static func inferConcatDimension(_ parts: [Part], compat: CompatPolicy?) throws -> ConcatInference? {
+        guard parts.count > 1 else { return nil }
+        let everywhere = parts.dropFirst().reduce(Set(parts[0].dataset.arrays.flatMap(\.dimensionNames))) {
+            $0.intersection($1.dataset.arrays.flatMap(\.dimensionNames))
+        }
+        let candidates = dimensions(of: parts).filter { everywhere.contains($0) }
+        var differing: [(dimension: String, files: (String, String))] = []
+        var identical: [String] = []
+        for dimension in candidates {
+            let versions = parts.map { part in part.dataset.arrays.first { $0.path == dimension && isDimensionCoordinate($0) } }
+            guard let first = versions[0], versions.allSatisfy({ $0 != nil }) else { continue }
+            if let other = versions.indices.dropFirst().first(where: { !sameCoordinate(first, versions[$0]!) }) {
+                differing.append((dimension, (parts[0].name, parts[other].name)))
+            } else if versions.allSatisfy({ $0!.manifest.count == 1 && isInline($0!.manifest[0]) }) {
+                identical.append(dimension)
+            }
+        }
+        if differing.count == 1 {
+            return ConcatInference(dimension: differing[0].dimension, reason: .coordinateDiffers)
+        }
+        if differing.count > 1 {
+            let list = differing.map { "\($0.dimension) (\($0.files.0) and \($0.files.1) differ)" }.joined(separator: ", ")
+            throw CombineError(description: "cannot combine \(parts.count) files along one dimension: the coordinates of \(list) all differ between files; zarrmount concatenates along one dimension, so choose it with --concat-dim (the other coordinates must then agree) or mount each file in its own group with --layout per_file")
+        }
+        let unlimited = parts.dropFirst().reduce(Set(parts[0].dataset.unlimitedDimensions)) {
+            $0.intersection($1.dataset.unlimitedDimensions)
+        }
+        let withoutCoordinate = candidates.filter { dimension in
+            unlimited.contains(dimension) && !parts.contains { $0.dataset.arrays.contains { $0.path == dimension && isDimensionCoordinate($0) } }
+        }
+        if withoutCoordinate.count == 1 {
+            return ConcatInference(dimension: withoutCoordinate[0], reason: .unlimitedWithoutCoordinate)
+        }
+        // Nothing to concatenate along: files merge, which is right only when no variable is in
+        // two of them (or the user said the first file's version is the one to keep).
+        guard let shared = sharedVariable(parts), compat != .override else { return nil }
+        let sameValues = identical.isEmpty ? "" : "; every file has the same \(identical.joined(separator: ", ")) values"
+        let listed = candidates.isEmpty ? "none" : candidates.joined(separator: ", ")
+        throw CombineError(description: "cannot tell how to combine \(parts.count) files: no dimension coordinate differs between them\(sameValues), and variable \(shared.variable) is in both \(shared.files.0) and \(shared.files.1). Dimensions every file has: \(listed). Name the one to concatenate along with --concat-dim DIM, stack the files along a new dimension with --stack-dim and --stack-regex, mount each file in its own group with --layout per_file, or keep the first file's variables with --compat override")
+    }
+
+    /// A variable other than a dimension coordinate that two files both hold, with the files.
+    static func sharedVariable(_ parts: [Part]) -> (variable: String, files: (String, String))? {
+        var firstHolder: [String: Int] = [:]
+        for (index, part) in parts.enumerated() {
+            for array in part.dataset.arrays where !isDimensionCoordinate(array) {
+                if let holder = firstHolder[array.path] { return (array.path, (parts[holder].name, part.name)) }
+                firstHolder[array.path] = index
+            }
+        }
+        return nil
+    }
+
+    /// Whether two files' versions of a coordinate are known to hold the same instants or
+    /// values: inline and equal (decoded with each file's time units where they have them).
+    /// Coordinates too large to inline count as equal (their values were not read).
+    static func sameCoordinate(_ a: borrowing VirtualArray, _ b: borrowing VirtualArray) -> Bool {
+        guard a.manifest.count == 1, b.manifest.count == 1, case .inline(let left) = a.manifest[0], case .inline(let right) = b.manifest[0] else {
+            return a.shape == b.shape
+        }
+        if a.shape != b.shape { return false }
+        let unitsA = timeUnits(a), unitsB = timeUnits(b)
+        if let unitsA, let unitsB, unitsA != unitsB {
+            guard unitsA.calendar == unitsB.calendar, let x = NumericValues.doubles(left, dtype: a.dtype, count: Int(a.shape[0])),
+                  let y = NumericValues.doubles(right, dtype: b.dtype, count: Int(b.shape[0])) else { return false }
+            return zip(x, y).allSatisfy { CFTimeConversion.instant($0, units: unitsA) == CFTimeConversion.instant($1, units: unitsB) }
+        }
+        let used = Int(a.shape.reduce(UInt64(a.dtype.itemSize), *))
+        return a.dtype == b.dtype && left.prefix(used) == right.prefix(used) && stringAttribute(a, "units") == stringAttribute(b, "units")
+    }
+
+    static func isInline(_ entry: ChunkEntry) -> Bool {
+        if case .inline = entry { return true }
+        return false
+    }
+
+    static func stringAttribute(_ array: borrowing VirtualArray, _ key: String) -> String? {
+        array.attributes.first { $0.0 == key }?.1.stringValue
+    }
+
+    static func timeUnits(_ array: borrowing VirtualArray) -> CFTimeUnits? {
+        guard let units = stringAttribute(array, "units") else { return nil }
+        return CFTimeUnits(units: units, calendar: stringAttribute(array, "calendar"))
+    }
+
+    // MARK: the concat dimension named by the user
+
+    /// Stops when no file has the named concat dimension, listing those there are and the
+    /// likely intended one.
+    public static func checkConcatDimension(_ dimension: String, parts: [Part]) throws {
+        let all = dimensions(of: parts)
+        guard !all.contains(dimension) else { return }
+        var message = "--concat-dim \(dimension): no file has a dimension \(dimension)"
+        if let guess = closest(dimension, among: all) { message += "; did you mean \(guess)?" }
+        message += " The files' dimensions: \(all.isEmpty ? "none" : all.joined(separator: ", "))"
+        throw CombineError(description: message)
+    }
+
+    /// Stops when the stacking dimension's name is already a dimension of the files.
+    public static func checkStackDimension(_ dimension: String, parts: [Part]) throws {
+        let all = dimensions(of: parts)
+        if all.contains(dimension) {
+            throw CombineError(description: "--stack-dim \(dimension): the files already have a dimension \(dimension); stacking adds a new one, so choose another name (or concatenate along it with --concat-dim \(dimension))")
+        }
+    }
+
+    /// The name a user probably meant: the same up to case, else at most two edits away.
+    public static func closest(_ word: String, among names: [String]) -> String? {
+        if let same = names.first(where: { $0.lowercased() == word.lowercased() }) { return same }
+        let scored = names.map { ($0, editDistance(Array($0.lowercased()), Array(word.lowercased()))) }
+        guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= min(2, max(1, word.count / 3)) else { return nil }
+        return best.0
+    }
+
+    static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
+    // MARK: per-file CF encoding of concatenated variables
+
+    /// Attributes that change what a variable's stored values mean: files that disagree on them
+    /// cannot share one set, so the combined variable would decode some files' values wrongly.
+    static let encodingAttributes = ["scale_factor", "add_offset", "missing_value", "units", "calendar"]
+
+    /// Stops when concatenated files encode a variable's values differently. `reencodesUnits`
+    /// exempts the concat coordinate's time units and calendar, which are re-encoded instead.
+    static func checkSameEncoding(_ versions: Combiner.ArrayVersions, reencodesUnits: Bool) throws {
+        let first = versions[0]
+        for version in versions.indices.dropFirst() {
+            let other = versions[version]
+            for key in encodingAttributes where !(reencodesUnits && (key == "units" || key == "calendar")) {
+                let a = first.attributes.first { $0.0 == key }?.1
+                let b = other.attributes.first { $0.0 == key }?.1
+                if a != b {
+                    throw CombineError(description: "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): \(key) is \(a.map(render) ?? "absent") in \(versions.file(0)) but \(b.map(render) ?? "absent") in \(versions.file(version)), so one set of attributes would decode some files' values wrongly. Leave the variable out with --drop-variables \(first.path), or mount the files separately (--layout per_file)")
+                }
+            }
+            if first.fillValue != other.fillValue {
+                throw CombineError(description: "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): _FillValue is \(render(first.fillValue)) in \(versions.file(0)) but \(render(other.fillValue)) in \(versions.file(version)), so one fill value would mask some files' values wrongly. Leave the variable out with --drop-variables \(first.path), or mount the files separately (--layout per_file)")
+            }
+        }
+    }
+
+    static func render(_ value: JSON) -> String {
+        value == .null ? "absent" : value.rendered()
+    }
+
+    // MARK: CF time re-encoding
+
+    /// The concatenated values of an inline time coordinate whose files count in different
+    /// units, in the first file's units: the same integer type when every shift is whole,
+    /// float64 otherwise (and a note says so). nil when every file uses the same units.
+    static func reencodedTime(_ versions: Combiner.ArrayVersions) throws -> (bytes: [UInt8], dtype: ZarrDataType, note: String)? {
+        let texts = versions.indices.map { stringAttribute(versions[$0], "units") }
+        let calendars = versions.indices.map { stringAttribute(versions[$0], "calendar") }
+        guard texts.contains(where: { $0 != texts[0] }) || calendars.contains(where: { $0 != calendars[0] }) else { return nil }
+        let path = versions[0].path
+        var parsed: [CFTimeUnits] = []
+        for version in versions.indices {
+            guard let text = texts[version] else {
+                throw CombineError(description: "coordinate \(path) has units \(texts[0] ?? "none") in \(versions.file(0)) but none in \(versions.file(version)); zarrmount cannot put both files' values on one axis. Fix the file or leave it out")
+            }
+            guard let units = CFTimeUnits(units: text, calendar: calendars[version]) else {
+                throw CombineError(description: "coordinate \(path) has units \"\(text)\" (calendar \(calendars[version] ?? "standard")) in \(versions.file(version)) and \"\(texts[0] ?? "")\" in \(versions.file(0)); they differ and are not CF time units zarrmount can convert (months and years have no fixed length), so the values cannot share one axis")
+            }
+            if let first = parsed.first, first.calendar != units.calendar {
+                throw CombineError(description: "coordinate \(path) uses the \(first.calendar.rawValue) calendar in \(versions.file(0)) but the \(units.calendar.rawValue) calendar in \(versions.file(version)); instants of different calendars cannot share one axis. Combine the files of each calendar separately")
+            }
+            parsed.append(units)
+        }
+        let target = parsed[0]
+        let dtype = versions[0].dtype
+        let isInteger = dtype.kind == .signed || dtype.kind == .unsigned
+        let exact = isInteger && parsed.allSatisfy { CFTimeConversion(from: $0, to: target).isExactForIntegers }
+        var integers: [Int64] = []
+        var doubles: [Double] = []
+        for version in versions.indices {
+            let array = versions[version]
+            guard case .inline(let chunk) = array.manifest[0] else { return nil }
+            let count = Int(array.shape[0])
+            let conversion = CFTimeConversion(from: parsed[version], to: target)
+            if exact {
+                guard let values = NumericValues.integers(chunk, dtype: array.dtype, count: count) else { return nil }
+                for value in values {
+                    guard let converted = conversion.convert(value) else {
+                        throw CombineError(description: "coordinate \(path): value \(value) of \(versions.file(version)) overflows when re-encoded in \(target.text)")
+                    }
+                    integers.append(converted)
+                }
+            } else {
+                guard let values = NumericValues.doubles(chunk, dtype: array.dtype, count: count) else { return nil }
+                doubles += values.map(conversion.convert)
+            }
+        }
+        if exact, let encoded = NumericValues.encode(integers, as: dtype) {
+            return (encoded, dtype, "\(path): values of \(versions.indices.count) files re-encoded from their own units into \(target.text)")
+        }
+        let values = exact ? integers.map(Double.init) : doubles
+        let float64 = ZarrDataType(kind: .float, itemSize: 8, bigEndian: false, v2: .string("<f8"), v3: .string("float64"))
+        let stored = dtype == float64 ? "" : " and stored as float64 (the shifts between the files' units are not whole \(target.unit.rawValue) in \(dtype.v2String))"
+        return (NumericValues.encode(values), float64, "\(path): values of \(versions.indices.count) files re-encoded from their own units into \(target.text)\(stored)")
+    }
+}
+
+/// Numbers in a chunk's stored encoding.
+enum NumericValues {
+    static func rawWord(_ bytes: [UInt8], at index: Int, size: Int, bigEndian: Bool) -> UInt64 {
+        var bits: UInt64 = 0
+        for i in 0..<size {
+            let byte = bytes[index * size + (bigEndian ? size - 1 - i : i)]
+            bits |= UInt64(byte) << UInt64(8 * i)
+        }
+        return bits
+    }
+
+    static func integers(_ bytes: [UInt8], dtype: ZarrDataType, count: Int) -> [Int64]? {
+        let size = dtype.itemSize
+        guard dtype.kind == .signed || dtype.kind == .unsigned, [1, 2, 4, 8].contains(size), bytes.count >= count * size else { return nil }
+        return (0..<count).map { index in
+            let bits = rawWord(bytes, at: index, size: size, bigEndian: dtype.bigEndian)
+            if dtype.kind == .unsigned { return Int64(bitPattern: bits) }
+            let shift = UInt64(64 - 8 * size)
+            return Int64(bitPattern: bits << shift) >> Int64(shift)
+        }
+    }
+
+    static func doubles(_ bytes: [UInt8], dtype: ZarrDataType, count: Int) -> [Double]? {
+        if dtype.kind == .float {
+            let size = dtype.itemSize
+            guard size == 4 || size == 8, bytes.count >= count * size else { return nil }
+            return (0..<count).map { index in
+                let bits = rawWord(bytes, at: index, size: size, bigEndian: dtype.bigEndian)
+                return size == 4 ? Double(Float(bitPattern: UInt32(bits))) : Double(bitPattern: bits)
+            }
+        }
+        return integers(bytes, dtype: dtype, count: count)?.map(Double.init)
+    }
+
+    /// Integers in `dtype`'s encoding, or nil when one does not fit.
+    static func encode(_ values: [Int64], as dtype: ZarrDataType) -> [UInt8]? {
+        let size = dtype.itemSize
+        guard dtype.kind == .signed || dtype.kind == .unsigned, [1, 2, 4, 8].contains(size) else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * size)
+        for value in values {
+            if size < 8 {
+                let bits = 8 * size
+                let fits = dtype.kind == .signed ? (value >= -(1 << (bits - 1)) && value < (1 << (bits - 1))) : (value >= 0 && value < (1 << bits))
+                guard fits else { return nil }
+            } else if dtype.kind == .unsigned, value < 0 {
+                return nil
+            }
+            let word = UInt64(bitPattern: value)
+            for i in 0..<size {
+                let shift = dtype.bigEndian ? size - 1 - i : i
+                bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(8 * shift)))
+            }
+        }
+        return bytes
+    }
+
+    /// Little-endian float64.
+    static func encode(_ values: [Double]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 8)
+        for value in values {
+            let word = value.bitPattern
+            for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(8 * i))) }
+        }
+        return bytes
+    }
+}

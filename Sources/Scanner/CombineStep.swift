@@ -75,7 +75,7 @@ extension Scanner {
             for name in list where !names.contains(name) {
                 var message = "\(option) \(name): no file has a variable \(name)"
                 let all = Array(Set(parts.flatMap { $0.dataset.arrays.map(\.path) })).sorted()
-                if let guess = CombineRules.closest(name, among: all) { message += "; did you mean \(guess)?" }
+                message += CombineRules.closest(name, among: all).map { "; did you mean \($0)?" } ?? "."
                 throw ScanError(description: message + " The variables: \(all.prefix(40).joined(separator: ", "))\(all.count > 40 ? ", ..." : "")")
             }
         }

@@ -104,6 +104,12 @@ public enum Scanner {
         // listed: each file's scan then starts as soon as its own listing GET is answered,
         // instead of after the slowest of them (a tenth of a second for a year at 20 ms).
         var unlisted: [(url: String, firstBytes: Bool)] = []
+        for source in sources {
+            // A server answers a glob with 404; say why instead.
+            if case .http(let url)? = try? Location(parsing: source), url.split(separator: "?", maxSplits: 1)[0].contains("*") {
+                throw ScanError(description: "\(source): HTTP has no listing, so a glob cannot be expanded; give the URLs themselves, a file of URLs with --urls FILE, or a pattern with --url-template and --range")
+            }
+        }
         do {
             let httpURLs = try sources.compactMap { source -> String? in
                 if case .http(let url) = try Location(parsing: source) { return url }
@@ -202,7 +208,8 @@ public enum Scanner {
                     bytes += counters.bytesFetched
                 case .failure(let error):
                     errors += 1
-                    logger.warning("file failed", metadata: ["file": "\(listed[index].url)", "reason": "\(error)"])
+                    // The summary reports it once (as `skipped:` or `error:`); the log line is for tracing.
+                    logger.debug("file failed", metadata: ["file": "\(listed[index].url)", "reason": "\(error)"])
                     if options.onError == .fail {
                         group.cancelAll()
                         throw error

@@ -171,17 +171,17 @@ public enum Combiner {
     static func checkCompatible(_ a: borrowing VirtualArray, _ b: borrowing VirtualArray, first: String, other: String, sameShape: Bool,
                                 axis: Int? = nil) throws {
         if a.dtype != b.dtype {
-            throw CombineError(description: "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other)")
+            throw CombineError(description: "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). Leave the variable out with --drop-variables \(a.path)")
         }
         if a.codecs != b.codecs {
-            throw CombineError(description: "variable \(a.path) is encoded differently in \(first) (\(a.codecs)) and \(other) (\(b.codecs))")
+            throw CombineError(description: "variable \(a.path) is encoded differently in \(first) (\(a.codecs)) and \(other) (\(b.codecs)). Leave the variable out with --drop-variables \(a.path)")
         }
         if a.dimensionNames != b.dimensionNames {
-            throw CombineError(description: "variable \(a.path) has dimensions \(a.dimensionNames) in \(first) but \(b.dimensionNames) in \(other)")
+            throw CombineError(description: "variable \(a.path) has dimensions \(a.dimensionNames) in \(first) but \(b.dimensionNames) in \(other). Leave the variable out with --drop-variables \(a.path)")
         }
         for d in a.shape.indices where d != axis {
             if sameShape && a.shape[d] != b.shape[d] || a.chunkShape[d] != b.chunkShape[d] {
-                throw CombineError(description: "variable \(a.path) has shape \(a.shape) in chunks of \(a.chunkShape) in \(first) but \(b.shape) in chunks of \(b.chunkShape) in \(other)")
+                throw CombineError(description: "variable \(a.path) has shape \(a.shape) in chunks of \(a.chunkShape) in \(first) but \(b.shape) in chunks of \(b.chunkShape) in \(other); Zarr has one chunk grid per array. Leave the variable out with --drop-variables \(a.path) (or mount it alone from the files that agree)")
             }
         }
     }
@@ -310,7 +310,7 @@ public enum Combiner {
         let detail = versions.indices.prefix(3).map {
             "\(versions.file($0)): \(lengths[$0]) along \(dimension) in chunks of \(versions[$0].chunkShape)"
         }
-        throw CombineError(description: "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut")")
+        throw CombineError(description: "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut"). Leave the variable out with --drop-variables \(result.path)")
     }
 
     static func isInline(_ entry: ChunkEntry) -> Bool {

@@ -151,7 +151,7 @@ public enum CombineRules {
         let all = dimensions(of: parts)
         guard !all.contains(dimension) else { return }
         var message = "--concat-dim \(dimension): no file has a dimension \(dimension)"
-        if let guess = closest(dimension, among: all) { message += "; did you mean \(guess)?" }
+        message += closest(dimension, among: all).map { "; did you mean \($0)?" } ?? "."
         message += " The files' dimensions: \(all.isEmpty ? "none" : all.joined(separator: ", "))"
         throw CombineError(description: message)
     }
@@ -168,7 +168,7 @@ public enum CombineRules {
     public static func closest(_ word: String, among names: [String]) -> String? {
         if let same = names.first(where: { $0.lowercased() == word.lowercased() }) { return same }
         let scored = names.map { ($0, editDistance(Array($0.lowercased()), Array(word.lowercased()))) }
-        guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= min(2, max(1, word.count / 3)) else { return nil }
+        guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= min(2, max(1, word.count / 2)) else { return nil }
         return best.0
     }
 

@@ -131,7 +131,9 @@ struct Mount: AsyncParsableCommand {
                                 // Daemonised: the parent forwards stderr until now; from here on
                                 // the log goes to --log-file or nowhere, so the parent sees EOF.
                                 redirectStandardError(to: logFile)
-                                if !FileManager.default.createFile(atPath: readyFile, contents: Data("ready\n".utf8)) {
+                                // The parent exits 2 when files were skipped, as `scan` does.
+                                let ready = "ready\nskipped \(summary.skipped.count)\n"
+                                if !FileManager.default.createFile(atPath: readyFile, contents: Data(ready.utf8)) {
                                     logger.warning("cannot write the ready file; the parent finds the mount by asking it", metadata: ["file": "\(readyFile)"])
                                 }
                             }
@@ -145,6 +147,7 @@ struct Mount: AsyncParsableCommand {
                 thread.start()
             }
             printError("unmounted \(mountpoint)")
+            if !summary.skipped.isEmpty { throw ExitCode(2) }
         }
     }
 
@@ -229,12 +232,23 @@ struct Mount: AsyncParsableCommand {
             // The ready file says the kernel mount exists; a live status says the same if the
             // file could not be written.
             if FileManager.default.fileExists(atPath: ready) || FuseMount.readStatus(mountpoint) != nil {
+                var report = (try? String(contentsOfFile: ready, encoding: .utf8)) ?? ""
+                if FileManager.default.fileExists(atPath: ready), !report.contains("skipped ") {
+                    // Seen between its creation and its writing.
+                    Thread.sleep(forTimeInterval: 0.1)
+                    report = (try? String(contentsOfFile: ready, encoding: .utf8)) ?? report
+                }
+                let skipped = report.split(separator: "\n").first { $0.hasPrefix("skipped ") }.flatMap { Int($0.dropFirst(8)) } ?? 0
                 try? FileManager.default.removeItem(atPath: ready)
                 // The kernel mount exists; asking the root for its status proves the daemon
                 // finished the FUSE handshake and answers requests.
                 if FuseMount.readStatus(mountpoint) != nil {
                     _ = forwarded.wait(timeout: .now() + 2)
                     printError("zarrmount: daemon \(child.processIdentifier) serving \(mountpoint)")
+                    if skipped > 0 {
+                        printError("zarrmount: \(skipped) file\(skipped == 1 ? " was" : "s were") skipped (listed above); exit status 2")
+                        throw ExitCode(2)
+                    }
                     return
                 }
                 if child.isRunning { child.terminate() }

@@ -1,0 +1,204 @@
+import JSONValue
+@testable import VirtualZarr
+import XCTest
+
+final class CFTimeTests: XCTestCase {
+    private func units(_ text: String, _ calendar: String? = nil) throws -> CFTimeUnits {
+        try XCTUnwrap(CFTimeUnits(units: text, calendar: calendar), text)
+    }
+
+    func testReferenceInstantsDifferByCalendar() throws {
+        let day = Int64(86_400_000_000)
+        // 2030-02-28 to 2030-03-01: one day in every calendar but 360_day (two) and all_leap (two).
+        for (calendar, days) in [("standard", 1), ("proleptic_gregorian", 1), ("julian", 1), ("noleap", 1), ("all_leap", 2), ("360_day", 3)] {
+            let a = try units("days since 2030-02-28", calendar), b = try units("days since 2030-03-01", calendar)
+            XCTAssertEqual(b.reference - a.reference, Int64(days) * day, calendar)
+        }
+        // 2000 is a leap year in the Gregorian calendars; 2100 only in the Julian one.
+        XCTAssertEqual(try units("days since 2100-03-01", "julian").reference - units("days since 2100-02-28", "julian").reference, 2 * day)
+        XCTAssertEqual(try units("days since 2100-03-01").reference - units("days since 2100-02-28").reference, day)
+        // The standard calendar jumps from Julian 1582-10-04 to Gregorian 1582-10-15.
+        XCTAssertEqual(try units("days since 1582-10-15").reference - units("days since 1582-10-04").reference, day)
+        XCTAssertNil(CFTimeUnits(units: "days since 1582-10-10", calendar: "standard"))
+        XCTAssertEqual(try units("days since 1582-10-15", "proleptic_gregorian").reference - units("days since 1582-10-04", "proleptic_gregorian").reference, 11 * day)
+    }
+
+    func testReferenceSpellings() throws {
+        let plain = try units("hours since 2030-01-02 00:30:00")
+        XCTAssertEqual(try units("hours since 2030-01-02T00:30:00Z").reference, plain.reference)
+        XCTAssertEqual(try units("hours since 2030-1-2 0:30").reference, plain.reference)
+        XCTAssertEqual(try units("hours since 2030-01-02 00:30:00 UTC").reference, plain.reference)
+        XCTAssertEqual(try units("hours since 2030-01-02 05:30:00 +05:00").reference, plain.reference)
+        XCTAssertEqual(try units("hours since 2030-01-02 00:30:00.5").reference, plain.reference + 500_000)
+        XCTAssertEqual(try units("seconds since 2030-01-02").unit, .seconds)
+        XCTAssertEqual(try units("days since 1970-01-01", "365_day").calendar, .noleap)
+        XCTAssertEqual(try units("days since 1970-01-01", "gregorian").calendar, .standard)
+        for bad in ["months since 2030-01-01", "hours after 2030-01-01", "hours since 2030-13-01", "hours since 2030-02-30",
+                    "hours since yesterday", "hours since 2030-01-01 25:61", "hours"] {
+            XCTAssertNil(CFTimeUnits(units: bad, calendar: nil), bad)
+        }
+        XCTAssertNil(CFTimeUnits(units: "hours since 2030-01-01", calendar: "lunar"))
+    }
+
+    func testConversionIsExactWhenShiftsAreWhole() throws {
+        let first = try units("hours since 2030-01-01"), third = try units("hours since 2030-01-03")
+        let conversion = CFTimeConversion(from: third, to: first)
+        XCTAssertTrue(conversion.isExactForIntegers)
+        XCTAssertEqual(conversion.convert(Int64(6)), 54)
+        XCTAssertEqual(CFTimeConversion(from: try units("days since 2030-01-02"), to: first).convert(Int64(1)), 48)
+        let halfHour = CFTimeConversion(from: try units("hours since 2030-01-02 00:30:00"), to: first)
+        XCTAssertFalse(halfHour.isExactForIntegers)
+        XCTAssertNil(halfHour.convert(Int64(0)))
+        XCTAssertEqual(halfHour.convert(0.0), 24.5)
+        XCTAssertFalse(CFTimeConversion(from: try units("minutes since 2030-01-01"), to: first).isExactForIntegers)
+    }
+}
+
+final class CombineRulesTests: XCTestCase {
+    private let int32 = ZarrDataType(kind: .signed, itemSize: 4, bigEndian: false, v2: .string("<i4"), v3: .string("int32"))
+
+    private func coordinate(_ name: String, _ values: [Int32], units: String? = nil, calendar: String? = nil) -> VirtualArray {
+        var manifest = ChunkManifest(gridShape: [1])
+        manifest[0] = .inline(values.flatMap { value in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: value) >> UInt32(8 * $0)) } })
+        var attributes: [(String, JSON)] = []
+        if let units { attributes.append(("units", .string(units))) }
+        if let calendar { attributes.append(("calendar", .string(calendar))) }
+        return VirtualArray(path: name, dtype: int32, shape: [UInt64(values.count)], chunkShape: [UInt64(values.count)], codecs: [],
+                            fillValue: .null, fillBytes: nil, dimensionNames: [name], attributes: attributes, manifest: manifest, origin: name)
+    }
+
+    private func variable(_ name: String, _ dimensions: [String], length: UInt64 = 4, object: UInt32 = 0,
+                          attributes: [(String, JSON)] = []) -> VirtualArray {
+        var manifest = ChunkManifest(gridShape: [1, 1])
+        manifest[0] = .reference(object: object, offset: 100, length: 40)
+        return VirtualArray(path: name, dtype: int32, shape: [length, 3], chunkShape: [length, 3], codecs: [], fillValue: .null,
+                            fillBytes: nil, dimensionNames: dimensions, attributes: attributes, manifest: manifest, origin: name)
+    }
+
+    private func part(_ name: String, _ arrays: [VirtualArray], unlimited: [String] = []) -> (name: String, dataset: VirtualDataset) {
+        var dataset = VirtualDataset(objects: [ObjectInfo(url: name, size: 1)], arrays: arrays)
+        dataset.unlimitedDimensions = unlimited
+        return (name, dataset)
+    }
+
+    private func values(_ array: VirtualArray) -> [Double] {
+        guard case .inline(let bytes) = array.manifest[0] else { return [] }
+        return NumericValues.doubles(bytes, dtype: array.dtype, count: Int(array.shape[0])) ?? []
+    }
+
+    func testTheDifferingCoordinateIsTheConcatDimension() throws {
+        var parts: [(name: String, dataset: VirtualDataset)] = []
+        for day in 0..<3 {
+            let time = coordinate("time", [Int32(day * 4), Int32(day * 4 + 1)])
+            let lat = coordinate("lat", [10, 20, 30])
+            parts.append(part("d\(day).nc", [time, lat, variable("t2", ["time", "lat"], length: 2)]))
+        }
+        XCTAssertEqual(try CombineRules.inferConcatDimension(parts, compat: nil), ConcatInference(dimension: "time", reason: .coordinateDiffers))
+    }
+
+    func testTheSameInstantsInOtherUnitsDoNotDiffer() throws {
+        let parts = [part("a.nc", [coordinate("time", [24], units: "hours since 2030-01-01"), variable("t2", ["time", "x"], length: 1)]),
+                     part("b.nc", [coordinate("time", [0], units: "hours since 2030-01-02"), variable("t2", ["time", "x"], length: 1)])]
+        XCTAssertThrowsError(try CombineRules.inferConcatDimension(parts, compat: nil)) { error in
+            XCTAssertTrue("\(error)".contains("cannot tell how to combine 2 files"), "\(error)")
+            XCTAssertTrue("\(error)".contains("every file has the same time values"), "\(error)")
+        }
+    }
+
+    func testTheUnlimitedDimensionWithoutCoordinateIsChosenWhenNoCoordinateDiffers() throws {
+        let parts = (0..<2).map { part("wrf\($0).nc", [variable("T2", ["Time", "south_north"], length: 1)], unlimited: ["Time"]) }
+        XCTAssertEqual(try CombineRules.inferConcatDimension(parts, compat: nil),
+                       ConcatInference(dimension: "Time", reason: .unlimitedWithoutCoordinate))
+    }
+
+    func testSharedVariablesWithoutAnythingToConcatenateAlongAreAnError() throws {
+        let parts = (0..<2).map { part("m\($0).nc", [coordinate("time", [0, 6]), variable("t2", ["time", "x"], length: 2)]) }
+        XCTAssertThrowsError(try CombineRules.inferConcatDimension(parts, compat: nil)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("variable t2 is in both m0.nc and m1.nc"), text)
+            XCTAssertTrue(text.contains("Dimensions every file has: time, x"), text)
+            XCTAssertTrue(text.contains("--concat-dim"), text)
+        }
+        // The user may ask for the first file's variables, and files holding different variables merge.
+        XCTAssertNil(try CombineRules.inferConcatDimension(parts, compat: .override))
+        let merging = [part("u.nc", [coordinate("time", [0]), variable("u", ["time", "x"], length: 1)]),
+                       part("v.nc", [coordinate("time", [0]), variable("v", ["time", "x"], length: 1)])]
+        XCTAssertNil(try CombineRules.inferConcatDimension(merging, compat: nil))
+    }
+
+    func testTwoDifferingCoordinatesAreAnError() throws {
+        let parts = (0..<2).map { tile in
+            part("tile\(tile).nc", [coordinate("time", [Int32(tile)]), coordinate("lat", [Int32(tile * 10)]), variable("v", ["time", "lat"], length: 1)])
+        }
+        XCTAssertThrowsError(try CombineRules.inferConcatDimension(parts, compat: nil)) { error in
+            XCTAssertTrue("\(error)".contains("the coordinates of time (tile0.nc and tile1.nc differ), lat (tile0.nc and tile1.nc differ) all differ"), "\(error)")
+        }
+    }
+
+    func testAMisspelledConcatDimensionSuggestsTheRealOne() throws {
+        let parts = [part("a.nc", [coordinate("Time", [0]), variable("T2", ["Time", "south_north"], length: 1)])]
+        XCTAssertThrowsError(try CombineRules.checkConcatDimension("time", parts: parts)) { error in
+            XCTAssertEqual("\(error)", "--concat-dim time: no file has a dimension time; did you mean Time? The files' dimensions: Time, south_north")
+        }
+        XCTAssertThrowsError(try CombineRules.checkConcatDimension("Tiem", parts: parts)) { error in
+            XCTAssertTrue("\(error)".contains("did you mean Time?"), "\(error)")
+        }
+        XCTAssertThrowsError(try CombineRules.checkConcatDimension("member", parts: parts)) { error in
+            XCTAssertFalse("\(error)".contains("did you mean"), "\(error)")
+        }
+        XCTAssertNoThrow(try CombineRules.checkConcatDimension("Time", parts: parts))
+        XCTAssertThrowsError(try CombineRules.checkStackDimension("Time", parts: parts))
+        XCTAssertNoThrow(try CombineRules.checkStackDimension("member", parts: parts))
+    }
+
+    func testTimeCoordinatesAreReencodedInTheFirstFilesUnits() throws {
+        let parts = (0..<3).map { day in
+            part("d\(day).nc", [coordinate("time", [0, 6, 12, 18], units: "hours since 2030-01-0\(day + 1)")])
+        }
+        let combined = try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))
+        let time = try XCTUnwrap(combined.array("time"))
+        XCTAssertEqual(time.dtype, int32)
+        XCTAssertEqual(values(time), [0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 60, 66])
+        XCTAssertEqual(time.attributes.first { $0.0 == "units" }?.1, .string("hours since 2030-01-01"))
+        XCTAssertTrue(combined.notes.contains { $0.contains("re-encoded") }, "\(combined.notes)")
+    }
+
+    func testShiftsThatAreNotWholeBecomeFloat64() throws {
+        let parts = [part("a.nc", [coordinate("time", [0, 1], units: "hours since 2030-01-01")]),
+                     part("b.nc", [coordinate("time", [0, 1], units: "hours since 2030-01-01 02:30")])]
+        let combined = try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))
+        let time = try XCTUnwrap(combined.array("time"))
+        XCTAssertEqual(time.dtype.v2String, "<f8")
+        XCTAssertEqual(values(time), [0, 1, 2.5, 3.5])
+        XCTAssertTrue(combined.notes.contains { $0.contains("float64") }, "\(combined.notes)")
+    }
+
+    func testDifferentCalendarsAreAnError() throws {
+        let parts = [part("a.nc", [coordinate("time", [0], units: "days since 2030-01-01")]),
+                     part("b.nc", [coordinate("time", [0], units: "days since 2030-01-02", calendar: "noleap")])]
+        XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertTrue("\(error)".contains("standard calendar in a.nc but the noleap calendar in b.nc"), "\(error)")
+        }
+    }
+
+    func testRepeatedInstantsAreAnErrorWhenOrderedByCoordinate() throws {
+        let parts = [part("a.nc", [coordinate("time", [0, 6])]), part("b.nc", [coordinate("time", [6, 12])])]
+        var options = CombineOptions(concatDimension: "time")
+        options.orderedByCoordinate = true
+        XCTAssertThrowsError(try Combiner.combine(parts, options: options)) { error in
+            XCTAssertTrue("\(error)".contains("time does not increase from a.nc to b.nc (6 then 6)"), "\(error)")
+        }
+        let inNameOrder = try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))
+        XCTAssertTrue(inNameOrder.notes.contains { $0.contains("--order coordinate") }, "\(inNameOrder.notes)")
+    }
+
+    func testFilesPackingAVariableDifferentlyAreAnError() throws {
+        let parts = [part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.01))])]),
+                     part("b.nc", [coordinate("time", [1]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.02))])])]
+        XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("variable t2 is encoded differently in a.nc and b.nc: scale_factor is 0.01 in a.nc but 0.02 in b.nc"), text)
+            XCTAssertTrue(text.contains("--drop-variables t2"), text)
+        }
+    }
+}

@@ -1,0 +1,514 @@
+"""Combining files is never silently wrong (issue 15).
+
+Each case writes a tiny archive (netCDF4-python: 2-5 files of 4 time steps, lat 6 x lon 8) that sets
+one trap for a combine: a concat dimension to infer (a coordinate, or an unlimited dimension without
+one), file names that sort against time, per-file CF time units and calendars, per-file packing,
+chunk shapes that cannot be joined, coordinates that differ, a corrupt file, a config with several
+mistakes. Either the combined dataset equals xarray on the original files (open_mfdataset,
+by_coords or nested), value by value -- read through `zarrmount scan --refs` and, for inference and
+time units, through a real FUSE mount -- or the command fails with exit status 1 and a message that
+names the variable, the files and the way out (--concat-dim, --drop-variables, ...).
+"""
+import contextlib
+import functools
+import os
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import allowances, assert_same_values, compare_datasets, require_fuse, require_ok, run_vz
+
+NT, NY, NX = 4, 6, 8
+LAT = np.linspace(60.0, 65.0, NY, dtype=np.float32)
+LON = np.linspace(-150.0, -143.0, NX, dtype=np.float32)
+HOURS = np.array([0, 6, 12, 18])
+DECODE = [True, False]
+DECODE_IDS = ["cf", "raw"]
+
+
+# ------------------------------------------------------------------ writing the archives
+
+def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_values=None, time_dtype="i4",
+                calendar=None, lat_shift=0.0, t2_scale=0.01, t2_offset=273.15, precip_chunks=(1, NY, NX), seed=None):
+    """Day K: time(time, unlimited) with lat/lon coordinates, t2 packed int16 (float32 scale_factor and
+    add_offset, _FillValue, some values missing) and float32 precip with NaNs, both zlib."""
+    import netCDF4
+    rng = np.random.default_rng(1000 + (k if seed is None else seed))
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.title = "combine test archive"
+        nc.institution = "zarrmount tests"
+        nc.createDimension("time", None)
+        nc.createDimension("lat", NY)
+        nc.createDimension("lon", NX)
+        t = nc.createVariable("time", time_dtype, ("time",))
+        t.units = time_units
+        t.standard_name = "time"
+        if calendar is not None:
+            t.calendar = calendar
+        t[:] = np.asarray(k * 24 + HOURS if time_values is None else time_values)
+        la = nc.createVariable("lat", "f4", ("lat",))
+        la.units = "degrees_north"
+        la[:] = LAT + np.float32(lat_shift)
+        lo = nc.createVariable("lon", "f4", ("lon",))
+        lo.units = "degrees_east"
+        lo[:] = LON
+        t2 = nc.createVariable("t2", "i2", ("time", "lat", "lon"), zlib=True, chunksizes=(1, NY, NX),
+                               fill_value=np.int16(-32767))
+        t2.set_auto_maskandscale(False)
+        t2.scale_factor = np.float32(t2_scale)
+        t2.add_offset = np.float32(t2_offset)
+        t2.units = "K"
+        raw = rng.integers(-3000, 3000, (NT, NY, NX)).astype(np.int16)
+        raw[0, 0, :3] = -32767
+        t2[:] = raw
+        pr = nc.createVariable("precip", "f4", ("time", "lat", "lon"), zlib=True, chunksizes=precip_chunks)
+        pr.units = "mm"
+        values = rng.random((NT, NY, NX)).astype(np.float32)
+        values[1, 2, :] = np.nan
+        values[3, :, 5] = np.nan
+        pr[:] = values
+
+
+def write_wrf(path, k):
+    """A WRF-like day: unlimited Time without a coordinate variable, Times char(Time, DateStrLen=19),
+    T2(Time, south_north, west_east) and a static XLAT."""
+    import netCDF4
+    rng = np.random.default_rng(2000 + k)
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.TITLE = "OUTPUT FROM WRF-like test writer"
+        nc.createDimension("Time", None)
+        nc.createDimension("DateStrLen", 19)
+        nc.createDimension("south_north", NY)
+        nc.createDimension("west_east", NX)
+        times = nc.createVariable("Times", "S1", ("Time", "DateStrLen"))
+        stamps = ["2030-01-%02d_%02d:00:00" % (k + 1, h) for h in HOURS]
+        times[:] = netCDF4.stringtochar(np.array(stamps, dtype="S19"))
+        xlat = nc.createVariable("XLAT", "f4", ("south_north", "west_east"))
+        xlat.units = "degree_north"
+        xlat[:] = np.repeat(LAT[:, None], NX, axis=1)
+        t2 = nc.createVariable("T2", "f4", ("Time", "south_north", "west_east"), zlib=True, chunksizes=(1, NY, NX))
+        t2.units = "K"
+        t2.description = "TEMP at 2 M"
+        t2[:] = (260 + 20 * rng.random((NT, NY, NX))).astype(np.float32)
+
+
+def _dates(calendar_dates):
+    return ["days since %s 00:00:00" % d for d in calendar_dates]
+
+
+NOLEAP_UNITS = _dates(["2032-02-26", "2032-02-27", "2032-02-28", "2032-03-01", "2032-03-02"])
+DAY360_UNITS = _dates(["2032-02-28", "2032-02-29", "2032-02-30", "2032-03-01", "2032-03-02"])
+QUARTER_DAYS = np.array([0.0, 0.25, 0.5, 0.75])
+SHUFFLED_NAMES = ["run_c.nc", "run_a.nc", "run_e.nc", "run_b.nc", "run_d.nc"]  # day k is SHUFFLED_NAMES[k]
+ODD = {"packing-scale_factor": 2, "packing-add_offset": 2, "chunks": 3, "lat-differs": 3, "corrupt": 2}
+
+
+def _set_files(name):
+    """name -> [(file name, writer, kwargs)], day k of the set at index k."""
+    days = range(5)
+    daily = lambda **kw: [("day_%d.nc" % k, write_daily, dict(k=k, **kw)) for k in days]  # noqa: E731
+    if name == "daily":
+        return daily()
+    if name == "shuffled":
+        return [(SHUFFLED_NAMES[k], write_daily, dict(k=k)) for k in days]
+    if name == "wrf":
+        return [("wrfout_2030-01-%02d.nc" % (k + 1), write_wrf, dict(k=k)) for k in range(3)]
+    if name == "same-time":
+        return [("member_%d.nc" % k, write_daily, dict(k=k, time_values=HOURS)) for k in range(3)]
+    if name == "units":
+        return [("day_%d.nc" % k, write_daily, dict(k=k, time_units="hours since 2030-01-%02d 00:00:00" % (k + 1),
+                                                    time_values=HOURS)) for k in days]
+    if name == "noleap":
+        return [("day_%d.nc" % k, write_daily, dict(k=k, time_units=NOLEAP_UNITS[k], calendar="noleap",
+                                                    time_values=QUARTER_DAYS, time_dtype="f8")) for k in days]
+    if name == "360_day":
+        return [("day_%d.nc" % k, write_daily, dict(k=k, time_units=DAY360_UNITS[k], calendar="360_day",
+                                                    time_values=QUARTER_DAYS, time_dtype="f8")) for k in days]
+    if name == "offset":
+        return [("day_%d.nc" % k, write_daily,
+                 dict(k=k, time_units="hours since 2030-01-%02d %s" % (k + 1, "00:30:00" if k == 1 else "00:00:00"),
+                      time_values=HOURS)) for k in days]
+    if name == "calendars":
+        return [("day_%d.nc" % k, write_daily, dict(k=k, calendar=c)) for k, c in enumerate(["standard", "noleap"])]
+    odd = ODD[name]
+    change = {"packing-scale_factor": dict(t2_scale=0.02), "packing-add_offset": dict(t2_offset=263.15),
+              "chunks": dict(precip_chunks=(2, 3, 4)), "lat-differs": dict(lat_shift=0.001), "corrupt": {}}[name]
+    return [("day_%d.nc" % k, write_daily, dict(k=k, **(change if k == odd else {}))) for k in days]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, vz):
+    """archive(name) -> the set's paths, day order (written once per module)."""
+    root = tmp_path_factory.mktemp("combine")
+    made = {}
+
+    def get(name):
+        if name not in made:
+            directory = root / name
+            directory.mkdir()
+            paths = []
+            for fname, writer, kwargs in _set_files(name):
+                writer(str(directory / fname), **kwargs)
+                paths.append(str(directory / fname))
+            if name == "corrupt":
+                with open(paths[ODD[name]], "wb") as fh:
+                    fh.write(np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+            made[name] = paths
+        return made[name]
+    return get
+
+
+# ------------------------------------------------------------------ running zarrmount
+
+def scan(tmp_path, sources, flags=()):
+    """`zarrmount scan SOURCES... FLAGS --refs OUT`: (OUT, completed process)."""
+    out = tmp_path / ("refs-%d.json" % len(list(tmp_path.glob("refs-*.json"))))
+    p = run_vz(["scan", *sources, *flags, "--no-cache", "--refs", out], timeout=120)
+    return str(out), p
+
+
+@contextlib.contextmanager
+def mounted(tmp_path, sources, flags=(), ok=(0,)):
+    """A real FUSE mount (background daemon) of SOURCES; unmounted on the way out."""
+    require_fuse()
+    mountpoint = tmp_path / ("mnt-%d" % len(list(tmp_path.glob("mnt-*"))))
+    mountpoint.mkdir()
+    p = run_vz(["mount", *sources, *flags, "--no-cache", mountpoint], timeout=120)
+    try:
+        require_ok(p, "mount", ok)
+        assert os.path.ismount(str(mountpoint)), "mount exited %d but %s is not mounted:\n%s" % (
+            p.returncode, mountpoint, p.stderr[-2000:])
+        yield str(mountpoint), p
+    finally:
+        if os.path.ismount(str(mountpoint)):
+            u = run_vz(["unmount", mountpoint], timeout=60)
+            assert u.returncode == 0, u.stderr
+        assert not os.path.ismount(str(mountpoint)), "%s is still mounted" % mountpoint
+
+
+def _time_coder(use_cftime):
+    import xarray as xr
+    return xr.coders.CFDatetimeCoder(use_cftime=True) if use_cftime else True
+
+
+def open_refs(refs, decode_cf=True, use_cftime=False):
+    """conftest.open_refs (reference:// through zarr 3), optionally decoding times to cftime."""
+    import xarray as xr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_dataset("reference://", engine="zarr", decode_cf=decode_cf, chunks=None,
+                               decode_times=_time_coder(use_cftime) if decode_cf else False,
+                               decode_timedelta=False if decode_cf else None,
+                               backend_kwargs={"consolidated": False, "zarr_format": 2,
+                                               "storage_options": {"fo": refs}}).load()
+
+
+def open_mount(mountpoint, decode_cf=True, use_cftime=False):
+    import xarray as xr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_zarr(mountpoint, consolidated=True, zarr_format=2, chunks=None, decode_cf=decode_cf,
+                            decode_times=_time_coder(use_cftime) if decode_cf else False,
+                            decode_timedelta=False if decode_cf else None).load()
+
+
+# ------------------------------------------------------------------ the oracle: xarray on the originals
+
+@functools.lru_cache(maxsize=None)
+def expected(files, combine, concat_dim=None, decode_cf=True, use_cftime=False, drop=()):
+    """xarray.open_mfdataset on the original FILES (a tuple, in the order given): combine="by_coords", or
+    "nested" along CONCAT_DIM; variables without the dimension come from the first file."""
+    import xarray as xr
+    kwargs = dict(concat_dim=concat_dim) if combine == "nested" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with xr.open_mfdataset(list(files), engine="netcdf4", combine=combine, decode_cf=decode_cf,
+                               decode_times=_time_coder(use_cftime) if decode_cf else False,
+                               decode_timedelta=False if decode_cf else None, drop_variables=list(drop) or None,
+                               data_vars="minimal", coords="minimal", compat="override", join="override",
+                               combine_attrs="override", **kwargs) as ds:
+            return ds.load()
+
+
+def same(exp, act, where, decode_cf, files):
+    """conftest.compare_datasets: same variables (none left out), dims, coords, attributes, dtypes and
+    bit-identical values; packed float32 t2 decodes to float64 from JSON attributes (Allow.packed_f4)."""
+    compare_datasets(exp, act, where, decode_cf, allowances(files[0]))
+
+
+def lines_with(text, *needles):
+    return [ln for ln in text.splitlines() if all(n in ln for n in needles)]
+
+
+def names(paths):
+    return [os.path.basename(p) for p in paths]
+
+
+def decoded_time_equals(exp, act, where):
+    e, a = exp["time"].values, act["time"].values
+    assert e.shape == a.shape == (20,), "%s: time shape %s != %s" % (where, a.shape, e.shape)
+    assert_same_values(e, a, "%s: time" % where)
+
+
+# ------------------------------------------------------------------ 1. inferring the concat dimension
+
+@pytest.mark.parametrize("decode_cf", DECODE, ids=DECODE_IDS)
+def test_infers_time_from_its_coordinate_and_orders_by_time(archive, tmp_path, decode_cf):
+    """Trap: no --concat-dim and file names that sort against time -- infer `time` from its coordinate, order by time."""
+    files = archive("shuffled")
+    by_name = sorted(files)
+    assert by_name != files, "the fixture's names must sort against time"
+    out, p = scan(tmp_path, by_name)
+    require_ok(p, "scan without --concat-dim")
+    said = lines_with(p.stderr, "combining 5 files along time")
+    assert said and any("coordinate" in ln for ln in said), \
+        "stderr must say it combines along time because of its coordinate:\n" + p.stderr
+    assert "ordered by time" in p.stderr, "stderr must say the files are ordered by time:\n" + p.stderr
+    exp = expected(tuple(files), "by_coords", decode_cf=decode_cf)
+    act = open_refs(out, decode_cf)
+    assert act.sizes["time"] == 20
+    same(exp, act, "inferred time (refs)", decode_cf, files)
+
+
+def test_infers_time_through_a_mount(archive, tmp_path):
+    """Trap: no --concat-dim on `zarrmount mount` -- the mounted store equals open_mfdataset(by_coords)."""
+    files = archive("shuffled")
+    with mounted(tmp_path, sorted(files)) as (mountpoint, p):
+        for decode_cf in DECODE:
+            exp = expected(tuple(files), "by_coords", decode_cf=decode_cf)
+            same(exp, open_mount(mountpoint, decode_cf), "inferred time (mount, decode_cf=%s)" % decode_cf,
+                 decode_cf, files)
+
+
+@pytest.mark.parametrize("decode_cf", DECODE, ids=DECODE_IDS)
+def test_infers_an_unlimited_dimension_without_a_coordinate(archive, tmp_path, decode_cf):
+    """Trap: WRF-like files (unlimited Time, no coordinate variable, Times chars) -- infer Time as the unlimited dimension."""
+    files = archive("wrf")
+    out, p = scan(tmp_path, files)
+    require_ok(p, "scan WRF-like files without --concat-dim")
+    assert lines_with(p.stderr, "along Time", "unlimited"), \
+        "stderr must say it combines along Time because it is unlimited:\n" + p.stderr
+    exp = expected(tuple(files), "nested", "Time", decode_cf)
+    act = open_refs(out, decode_cf)
+    assert act.sizes["Time"] == 12
+    same(exp, act, "inferred Time (refs)", decode_cf, files)
+
+
+def test_nothing_to_infer_is_an_error(archive, tmp_path):
+    """Trap: files with identical time values and different data -- no dimension to infer, so refuse instead of keeping one file."""
+    files = archive("same-time")
+    out, p = scan(tmp_path, files)
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    assert "cannot tell how to combine" in p.stderr, p.stderr[-2000:]
+    assert re.search(r"\btime\b", p.stderr), "the candidate dimension `time` must be named:\n" + p.stderr[-2000:]
+    assert "--concat-dim" in p.stderr, p.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ 2. naming the dimension
+
+@pytest.mark.parametrize("given,real,dims", [("Time", "time", ["time", "lat", "lon"]),
+                                             ("time", "Time", ["Time", "DateStrLen", "south_north", "west_east"])],
+                         ids=["Time-for-time", "time-for-Time"])
+def test_misspelled_concat_dim_suggests_the_real_name(archive, tmp_path, given, real, dims):
+    """Trap: --concat-dim in the wrong case -- refuse and suggest the dimension that exists, instead of stacking nothing."""
+    files = archive("daily" if real == "time" else "wrf")
+    out, p = scan(tmp_path, files, ["--concat-dim", given])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    assert "did you mean %s" % real in p.stderr, p.stderr[-2000:]
+    for d in dims:
+        assert re.search(r"\b%s\b" % d, p.stderr), "the dimensions must be listed (%s missing):\n%s" % (d, p.stderr)
+
+
+def test_unknown_concat_dim_lists_the_dimensions(archive, tmp_path):
+    """Trap: --concat-dim naming no dimension of the files -- refuse, name it and list the dimensions there are."""
+    out, p = scan(tmp_path, archive("daily"), ["--concat-dim", "nosuchdim"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    assert "nosuchdim" in p.stderr, p.stderr[-2000:]
+    for d in ("time", "lat", "lon"):
+        assert re.search(r"\b%s\b" % d, p.stderr), "the dimensions must be listed (%s missing):\n%s" % (d, p.stderr)
+
+
+# ------------------------------------------------------------------ 3. per-file time units and calendars
+
+def _raw_time(refs_or_mount, mount=False):
+    act = open_mount(refs_or_mount, decode_cf=False) if mount else open_refs(refs_or_mount, decode_cf=False)
+    return act["time"]
+
+
+@pytest.mark.parametrize("flags", [["--concat-dim", "time"], []], ids=["concat-dim", "inferred"])
+def test_per_file_time_units_are_reencoded_in_the_first_files_units(archive, tmp_path, flags):
+    """Trap: each file's time restarts at 0 in its own `hours since <day>` units -- decode per file, re-encode in the first file's units."""
+    files = archive("units")
+    out, p = scan(tmp_path, files, flags)
+    require_ok(p, "scan per-file time units")
+    exp = expected(tuple(files), "nested", "time")
+    act = open_refs(out)
+    decoded_time_equals(exp, act, "per-file units")
+    assert (np.diff(act["time"].values) > np.timedelta64(0, "s")).all(), "20 distinct increasing instants"
+    same(exp, act, "per-file units (refs)", True, files)
+    raw = _raw_time(out)
+    assert raw.dtype.kind == "i", "integer hours stay integers: %s" % raw.dtype
+    assert raw.values.tolist() == list(range(0, 120, 6))
+    assert raw.attrs["units"] == "hours since 2030-01-01 00:00:00"
+    exp_raw = expected(tuple(files), "nested", "time", decode_cf=False).drop_vars("time")
+    same(exp_raw, open_refs(out, decode_cf=False).drop_vars("time"), "per-file units (refs, raw)", False, files)
+
+
+def test_per_file_time_units_through_a_mount(archive, tmp_path):
+    """Trap: per-file time units read through a real mount -- the same 20 instants, raw values in the first file's units."""
+    files = archive("units")
+    with mounted(tmp_path, files, ["--concat-dim", "time"]) as (mountpoint, p):
+        exp = expected(tuple(files), "nested", "time")
+        act = open_mount(mountpoint)
+        decoded_time_equals(exp, act, "per-file units (mount)")
+        same(exp, act, "per-file units (mount)", True, files)
+        assert _raw_time(mountpoint, mount=True).values.tolist() == list(range(0, 120, 6))
+
+
+@pytest.mark.parametrize("name", ["noleap", "360_day"])
+def test_per_file_units_in_non_standard_calendars(archive, tmp_path, name):
+    """Trap: `days since` units across Feb 28 (noleap) or Feb 30 (360_day) -- the offsets between files follow the file's calendar."""
+    files = archive(name)
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    require_ok(p, "scan %s" % name)
+    exp = expected(tuple(files), "nested", "time", use_cftime=True)
+    act = open_refs(out, use_cftime=True)
+    decoded_time_equals(exp, act, name)
+    same(exp, act, "%s (refs)" % name, True, files)
+    raw = _raw_time(out)
+    # the files start on consecutive days of their calendar (in the standard one 2032-02-29 and -30 differ)
+    want = [k + q for k in range(5) for q in QUARTER_DAYS]
+    assert raw.values.tolist() == want, "raw days in the first file's units"
+    assert raw.attrs["units"] == (NOLEAP_UNITS if name == "noleap" else DAY360_UNITS)[0]
+    assert raw.attrs["calendar"] == name
+
+
+def test_unit_offsets_that_do_not_divide_make_time_float64(archive, tmp_path):
+    """Trap: a file's units start at 00:30 while the values are integer hours -- the combined time must become float64, not be truncated."""
+    files = archive("offset")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    require_ok(p, "scan offset units")
+    assert "float64" in p.stderr, "stderr must say time becomes float64:\n" + p.stderr
+    exp = expected(tuple(files), "nested", "time")
+    act = open_refs(out)
+    decoded_time_equals(exp, act, "offset units")
+    same(exp, act, "offset units (refs)", True, files)
+    raw = _raw_time(out)
+    assert raw.dtype == np.float64, raw.dtype
+    want = [24 * k + (0.5 if k == 1 else 0) + h for k in range(5) for h in HOURS]
+    assert raw.values.tolist() == want
+
+
+def test_different_calendars_are_an_error(archive, tmp_path):
+    """Trap: one file in the standard calendar, one in noleap -- refuse, naming the calendar and both files."""
+    files = archive("calendars")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    assert lines_with(p.stderr, "calendar", *names(files)), \
+        "one line must name the calendar and both files %s:\n%s" % (names(files), p.stderr[-2000:])
+
+
+# ------------------------------------------------------------------ 4. per-file packing, chunk shapes, variables
+
+@pytest.mark.parametrize("attribute", ["scale_factor", "add_offset"])
+def test_per_file_packing_is_an_error_with_a_way_out(archive, tmp_path, attribute):
+    """Trap: one file packs t2 with another scale_factor/add_offset -- refuse (the first file's would be wrong), point to --drop-variables."""
+    files = archive("packing-" + attribute)
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    said = [ln for ln in lines_with(p.stderr, "t2", attribute) if sum(n in ln for n in names(files)) >= 2]
+    assert said, "one line must name t2, %s and two of the files:\n%s" % (attribute, p.stderr[-2000:])
+    assert names(files)[ODD["packing-" + attribute]] in "\n".join(said), "the odd file must be named"
+    assert "--drop-variables" in p.stderr, p.stderr[-2000:]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--drop-variables", "t2"])
+    require_ok(p, "scan --drop-variables t2")
+    act = open_refs(out)
+    assert "t2" not in act.variables
+    same(expected(tuple(files), "nested", "time", drop=("t2",)), act, "packing, t2 dropped", True, files)
+
+
+def test_mixed_chunk_shapes_are_an_error_with_a_way_out(archive, tmp_path):
+    """Trap: precip chunked (2,3,4) and zlib in one file, (1,6,8) elsewhere -- refuse naming precip and the file, point to --drop-variables."""
+    files = archive("chunks")
+    odd = names(files)[ODD["chunks"]]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    assert lines_with(p.stderr, "precip", odd), "one line must name precip and %s:\n%s" % (odd, p.stderr[-2000:])
+    assert "--drop-variables" in p.stderr, p.stderr[-2000:]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--drop-variables", "precip"])
+    require_ok(p, "scan --drop-variables precip")
+    for decode_cf in DECODE:
+        act = open_refs(out, decode_cf)
+        assert "precip" not in act.variables
+        same(expected(tuple(files), "nested", "time", decode_cf, drop=("precip",)), act,
+             "chunks, precip dropped (decode_cf=%s)" % decode_cf, decode_cf, files)
+
+
+def test_variables_keeps_one_variable_and_its_coordinates(archive, tmp_path):
+    """Trap: --variables t2 over files whose precip cannot be combined -- only t2 and the coordinates of its dimensions."""
+    files = archive("chunks")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--variables", "t2"])
+    require_ok(p, "scan --variables t2")
+    act = open_refs(out)
+    assert sorted(act.variables) == ["lat", "lon", "t2", "time"], sorted(act.variables)
+    exp = expected(tuple(files), "nested", "time", drop=("precip",))
+    same(exp[["t2"]], act, "--variables t2", True, files)
+
+
+# ------------------------------------------------------------------ 5. variables without the dimension: --compat
+
+def test_compat_equals_refuses_coordinates_that_differ(archive, tmp_path):
+    """Trap: lat differs slightly in one file -- --compat equals refuses naming lat and both files; the default (override) keeps the first file's lat."""
+    files = archive("lat-differs")
+    first, odd = names(files)[0], names(files)[ODD["lat-differs"]]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "equals"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    assert lines_with(p.stderr, "lat", first, odd), \
+        "one line must name lat, %s and %s:\n%s" % (first, odd, p.stderr[-2000:])
+    assert "differ" in p.stderr, p.stderr[-2000:]
+    exp = expected(tuple(files), "nested", "time")
+    np.testing.assert_array_equal(exp["lat"].values, LAT, err_msg="the oracle keeps the first file's lat")
+    for flags in ([], ["--compat", "override"]):
+        out, p = scan(tmp_path, files, ["--concat-dim", "time", *flags])
+        require_ok(p, "scan %s" % (flags or "default compat"))
+        same(exp, open_refs(out), "lat-differs %s" % flags, True, files)
+
+
+def test_compat_equals_accepts_identical_coordinates(archive, tmp_path):
+    """Trap: --compat equals must not refuse files whose lat/lon are identical."""
+    files = archive("daily")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "equals"])
+    require_ok(p, "scan --compat equals")
+    same(expected(tuple(files), "nested", "time"), open_refs(out), "--compat equals", True, files)
+
+
+# ------------------------------------------------------------------ 6. a corrupt file, a config with mistakes
+
+def test_mount_skipping_a_corrupt_file_exits_2_and_names_it_once(archive, tmp_path):
+    """Trap: `mount --on-error skip` with a corrupt file -- exit status 2 (mounted, with the other files), the file named once on a `skipped:` line."""
+    files = archive("corrupt")
+    bad = files[ODD["corrupt"]]
+    good = [f for f in files if f != bad]
+    with mounted(tmp_path, files, ["--concat-dim", "time", "--on-error", "skip"], ok=(2,)) as (mountpoint, p):
+        base = os.path.basename(bad)
+        assert p.stderr.count(base) == 1, "%s must appear exactly once in stderr:\n%s" % (base, p.stderr)
+        line = lines_with(p.stderr, base)[0]
+        assert "skipped:" in line and "error:" not in line, line
+        act = open_mount(mountpoint)
+        assert act.sizes["time"] == 16
+        same(expected(tuple(good), "nested", "time"), act, "corrupt file skipped (mount)", True, good)
+
+
+def test_config_with_three_mistakes_names_all_three(archive, tmp_path):
+    """Trap: a YAML config with two unknown keys and a bad value -- one run names all three (with their lines), not only the first."""
+    files = archive("daily")
+    config = tmp_path / "mistakes.yaml"
+    config.write_text("sources:\n  - %s\nconcat_dimm: time\noder: key\nattrs: everything\n"
+                      % os.path.join(os.path.dirname(files[0]), "*.nc"))
+    out, p = scan(tmp_path, [config])
+    assert p.returncode != 0, "a config with mistakes must fail:\n" + p.stderr
+    for key, line in (("concat_dimm", 3), ("oder", 4), ("attrs", 5)):
+        assert [ln for ln in lines_with(p.stderr, key) if re.search(r"\b%d\b" % line, ln)], \
+            "stderr must name %s and its line %d:\n%s" % (key, line, p.stderr)

@@ -23,6 +23,8 @@ public struct MountConfig: Sendable {
     /// Only these variables (`variables`), or all but these (`drop_variables`).
     public var variables: [String]?
     public var dropVariables: [String] = []
+    /// Mounts with `--decoded --unpack`: variables packed differently per file are unpacked.
+    public var unpack = false
     public var concurrency: Int?
     /// Connections per server (`connections`); nil: the engine's default.
     public var connections: Int?

@@ -25,6 +25,9 @@ public struct CombineOptions: Sendable {
     public var compat: CompatPolicy?
     /// Files were ordered by the concat coordinate, so it must increase from file to file.
     public var orderedByCoordinate = false
+    /// Variables whose files pack them differently are unpacked per file instead of refused
+    /// (only for a decoded view, which can serve them; `--decoded --unpack`).
+    public var unpack = false
 
     public init(concatDimension: String? = nil, attributes: AttributePolicy = .first) {
         self.concatDimension = concatDimension
@@ -110,6 +113,7 @@ public enum Combiner {
                     let missing = parts.indices.filter { !present.contains($0) }
                     throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
                 }
+                let unpacking = try checkEncoding(versions, axis: axis, unpack: options.unpack)
                 var array = try concatenate(versions, axis: axis, dimension: dimension, notes: &result.notes)
                 if array.path == dimension, versions.indices.count > 1 {
                     try checkIncreasing(array, versions: versions, strictly: options.orderedByCoordinate, notes: &result.notes)
@@ -119,6 +123,11 @@ public enum Combiner {
                     // The values are in the first file's units whatever the attribute policy.
                     array.attributes.removeAll { $0.0 == "units" }
                     array.attributes.append(units)
+                }
+                if let unpacking {
+                    array.unpacking = unpacking
+                    array.attributes.removeAll { Unpacking.attributesRemoved.contains($0.0) }
+                    array.attributes.append(("zarrmount_unpacked", .string("the files pack \(path) differently; each file's values are unpacked with its own scale_factor, add_offset and fill values into float64, missing values as NaN")))
                 }
                 result.arrays.append(array)
             } else {
@@ -201,6 +210,7 @@ public enum Combiner {
 
         func file(_ version: Int) -> String { parts[positions[version].part].name }
         func objectOffset(_ version: Int) -> UInt32 { objectOffsets[positions[version].part] }
+        func objectCount(_ version: Int) -> Int { parts[positions[version].part].dataset.objects.count }
     }
 
     /// Joins one variable's versions along `axis`; each version's object ids are shifted by its
@@ -211,8 +221,7 @@ public enum Combiner {
                                 axis: axis)
         }
         let allInline = versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) })
-        let timeCoordinate = axis == 0 && versions[0].codecs.isEmpty && allInline && versions[0].shape.count == 1
-        try CombineRules.checkSameEncoding(versions, reencodesUnits: timeCoordinate)
+        let timeCoordinate = isTimeCoordinate(versions, axis: axis)
         let lengths = versions.indices.map { versions[$0].shape[axis] }
         let total = lengths.reduce(0, +)
         var result = versions[0]
@@ -311,6 +320,25 @@ public enum Combiner {
             "\(versions.file($0)): \(lengths[$0]) along \(dimension) in chunks of \(versions[$0].chunkShape)"
         }
         throw CombineError(description: "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut"). Leave the variable out with --drop-variables \(result.path)")
+    }
+
+    /// An inline 1-D coordinate concatenated along its own axis: its CF time units may differ
+    /// between files, as it is re-encoded.
+    static func isTimeCoordinate(_ versions: ArrayVersions, axis: Int) -> Bool {
+        axis == 0 && versions[0].codecs.isEmpty && versions[0].shape.count == 1
+            && versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) })
+    }
+
+    /// Refuses versions of a variable that encode their values differently, unless `unpack`
+    /// asks for them to be unpacked per file: then returns each object's packing.
+    static func checkEncoding(_ versions: ArrayVersions, axis: Int, unpack: Bool) throws -> Unpacking? {
+        do {
+            try CombineRules.checkSameEncoding(versions, reencodesUnits: isTimeCoordinate(versions, axis: axis))
+            return nil
+        } catch let error as CombineError {
+            guard unpack, let unpacking = try CombineRules.perFileUnpacking(versions) else { throw error }
+            return unpacking
+        }
     }
 
     static func isInline(_ entry: ChunkEntry) -> Bool {

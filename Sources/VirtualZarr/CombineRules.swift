@@ -200,13 +200,29 @@ public enum CombineRules {
                 let a = first.attributes.first { $0.0 == key }?.1
                 let b = other.attributes.first { $0.0 == key }?.1
                 if a != b {
-                    throw CombineError(description: "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): \(key) is \(a.map(render) ?? "absent") in \(versions.file(0)) but \(b.map(render) ?? "absent") in \(versions.file(version)), so one set of attributes would decode some files' values wrongly. Leave the variable out with --drop-variables \(first.path), or mount the files separately (--layout per_file)")
+                    throw CombineError(description: "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): \(key) is \(a.map(render) ?? "absent") in \(versions.file(0)) but \(b.map(render) ?? "absent") in \(versions.file(version)), so one set of attributes would decode some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)")
                 }
             }
             if first.fillValue != other.fillValue {
-                throw CombineError(description: "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): _FillValue is \(render(first.fillValue)) in \(versions.file(0)) but \(render(other.fillValue)) in \(versions.file(version)), so one fill value would mask some files' values wrongly. Leave the variable out with --drop-variables \(first.path), or mount the files separately (--layout per_file)")
+                throw CombineError(description: "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): _FillValue is \(render(first.fillValue)) in \(versions.file(0)) but \(render(other.fillValue)) in \(versions.file(version)), so one fill value would mask some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)")
             }
         }
+    }
+
+    /// Each file's packing of a variable whose files differ only in it, or nil when they differ
+    /// in more (units, calendar) or the values cannot be unpacked.
+    static func perFileUnpacking(_ versions: Combiner.ArrayVersions) throws -> Unpacking? {
+        let first = versions[0]
+        guard Unpacking.supports(first.dtype) else { return nil }
+        var byObject: [UInt32: Packing] = [:]
+        for version in versions.indices {
+            let array = versions[version]
+            for key in ["units", "calendar"] where stringAttribute(array, key) != stringAttribute(first, key) { return nil }
+            guard let packing = Packing(attributes: array.attributes, fillValue: array.fillValue) else { return nil }
+            let offset = versions.objectOffset(version)
+            for object in 0..<UInt32(versions.objectCount(version)) { byObject[offset + object] = packing }
+        }
+        return Unpacking(packed: first.dtype, byObject: byObject)
     }
 
     static func render(_ value: JSON) -> String {

@@ -12,13 +12,41 @@ public struct DecodedView: Sendable {
     public let pipelines: [String: [Codec]]
     /// Arrays kept in their stored encoding, with the reason.
     public let warnings: [String]
+    /// For each array path served unpacked: each file's packing (see `Unpacking`).
+    public let unpackings: [String: Unpacking]
 
     public init(_ stored: VirtualDataset) throws {
         var dataset = stored
         var pipelines: [String: [Codec]] = [:]
         var warnings: [String] = []
+        var unpackings: [String: Unpacking] = [:]
         for index in dataset.arrays.indices {
             let array = dataset.arrays[index]
+            if let unpacking = array.unpacking {
+                if case .other(let foreign) = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+                    throw CodecError(description: "\(array.path): its files pack it differently, and zarrmount cannot decode its codec \(foreign) to unpack it; leave it out with --drop-variables \(array.path)")
+                }
+                var unpacked = array
+                // Chunks a file never wrote hold its fill value, which unpacks to NaN, the
+                // unpacked array's fill value. Other inline chunks have no file to unpack with.
+                unpacked.manifest.dropFillChunk()
+                for linear in array.manifest.setIndices {
+                    guard case .inline(let bytes) = array.manifest[linear] else { continue }
+                    guard Self.allMasked(bytes, array: array, unpacking: unpacking) else {
+                        throw CodecError(description: "\(array.path): its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(array.path)")
+                    }
+                    unpacked.manifest[linear] = .missing
+                }
+                unpacked.dtype = Unpacking.unpackedType
+                unpacked.codecs = []
+                unpacked.fillValue = .string("NaN")
+                unpacked.fillBytes = NumericValues.encode([Double.nan])
+                unpacked.unpacking = nil
+                dataset.arrays[index] = unpacked
+                pipelines[array.path] = array.codecs
+                unpackings[array.path] = unpacking
+                continue
+            }
             guard !array.codecs.isEmpty, array.dtype.kind != .variableString else { continue }
             if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
                 warnings.append("\(array.path) stays encoded in the decoded view: zarrmount cannot decode \(foreign.numcodecsJSON.rendered())")
@@ -38,6 +66,16 @@ public struct DecodedView: Sendable {
         self.dataset = dataset
         self.pipelines = pipelines
         self.warnings = warnings
+        self.unpackings = unpackings
+    }
+
+    /// Whether an inline chunk holds only values every file's packing masks (a fill chunk).
+    static func allMasked(_ stored: [UInt8], array: VirtualArray, unpacking: Unpacking) -> Bool {
+        guard let decoded = try? ChunkDecoder.decode(stored, pipeline: array.codecs, decodedSize: decodedChunkSize(array)),
+              let values = NumericValues.doubles(decoded, dtype: unpacking.packed, count: decoded.count / unpacking.packed.itemSize) else {
+            return false
+        }
+        return unpacking.byObject.values.allSatisfy { packing in values.allSatisfy { packing.unpack($0).isNaN } }
     }
 
     /// Bytes of one decoded chunk: every chunk of an HDF5 dataset is stored full size, edge

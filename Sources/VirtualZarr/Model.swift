@@ -347,6 +347,8 @@ public struct VirtualArray: Sendable {
     public var manifest: ChunkManifest
     /// The object whose layout this array came from, for error messages.
     public var origin: String
+    /// Files that pack this variable differently, to be unpacked per file when served decoded.
+    public var unpacking: Unpacking?
 
     public init(path: String, dtype: ZarrDataType, shape: [UInt64], chunkShape: [UInt64], codecs: [Codec], fillValue: JSON,
                 fillBytes: [UInt8]?, dimensionNames: [String], attributes: [(String, JSON)], manifest: ChunkManifest, origin: String) {

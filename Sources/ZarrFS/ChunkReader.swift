@@ -162,7 +162,7 @@ public final class ChunkReader: Sendable {
         case .bytes(let bytes):
             return Self.slice(bytes, offset: offset, size: size)
         case .chunk(let object, let chunkOffset, let length, let decoding):
-            let fileSize = decoding?.size ?? length
+            let fileSize = decoding?.servedSize ?? length
             guard offset < fileSize, size > 0 else { return [] }
             let end = min(fileSize, offset + UInt64(size))
             let check = decoding == nil ? verification?(entry.inode) : nil
@@ -196,7 +196,7 @@ public final class ChunkReader: Sendable {
             return Self.slice(bytes, offset: offset, size: size)
         case .chunk(_, _, let length, let decoding):
             guard partCount(length: length, decoding: decoding) == nil || verification?(entry.inode) != nil else { return nil }
-            let fileSize = decoding?.size ?? length
+            let fileSize = decoding?.servedSize ?? length
             guard offset < fileSize, size > 0 else { return [] }
             let key = Key(inode: entry.inode, part: 0)
             let whole: [UInt8]? = state.withLock { state in
@@ -301,8 +301,8 @@ public final class ChunkReader: Sendable {
         let fetcher = self.fetcher
         let task = Task {
             do {
-                let bytes = try await Self.fetchAndDecode(fetcher, info, offset: unit.offset, length: unit.length, decoding: unit.decoding,
-                                                          verification: unit.verification)
+                let bytes = try await Self.fetchAndDecode(fetcher, info, object: unit.object, offset: unit.offset, length: unit.length,
+                                                          decoding: unit.decoding, verification: unit.verification)
                 self.finish(unit.key, bytes: bytes, storedLength: unit.length)
                 return bytes
             } catch {
@@ -314,7 +314,7 @@ public final class ChunkReader: Sendable {
         return task
     }
 
-    private static func fetchAndDecode(_ fetcher: any ChunkFetching, _ info: ObjectInfo, offset: UInt64, length: UInt64,
+    private static func fetchAndDecode(_ fetcher: any ChunkFetching, _ info: ObjectInfo, object: UInt32, offset: UInt64, length: UInt64,
                                        decoding: ZarrTree.Decoding?, verification: ZarrTree.Decoding? = nil) async throws -> [UInt8] {
         let stored = try await fetcher.fetch(info, offset: offset, length: length)
         guard stored.count == Int(length) else {
@@ -344,6 +344,11 @@ public final class ChunkReader: Sendable {
         }
         guard decoded.count == Int(decoding.size) else {
             throw ChunkReadError(description: "\(info.url): chunk at \(offset) decodes to \(decoded.count) bytes, expected \(decoding.size)")
+        }
+        if let unpacking = decoding.unpacking {
+            do { return try unpacking.unpack(decoded, object: object) } catch {
+                throw ChunkReadError(description: "\(info.url): chunk at \(offset) cannot be unpacked: \(error)")
+            }
         }
         return decoded
     }

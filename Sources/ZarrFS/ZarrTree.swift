@@ -18,12 +18,19 @@ public final class ZarrTree: Sendable {
     /// How a chunk file shown decoded is produced from its stored bytes.
     public struct Decoding: Sendable, Equatable {
         public var pipeline: [Codec]
+        /// Bytes of the decoded chunk.
         public var size: UInt64
+        /// Each file's packing, for variables served unpacked (`--decoded --unpack`).
+        public var unpacking: Unpacking?
 
-        public init(pipeline: [Codec], size: UInt64) {
+        public init(pipeline: [Codec], size: UInt64, unpacking: Unpacking? = nil) {
             self.pipeline = pipeline
             self.size = size
+            self.unpacking = unpacking
         }
+
+        /// Bytes of the chunk file: the decoded chunk, or its values unpacked to float64.
+        public var servedSize: UInt64 { unpacking?.unpackedSize(size) ?? size }
     }
 
     public struct Entry: Sendable, Equatable {
@@ -35,7 +42,7 @@ public final class ZarrTree: Sendable {
             switch content {
             case .directory: return 0
             case .bytes(let bytes): return UInt64(bytes.count)
-            case .chunk(_, _, let length, let decoding): return decoding?.size ?? length
+            case .chunk(_, _, let length, let decoding): return decoding?.servedSize ?? length
             }
         }
     }
@@ -71,10 +78,17 @@ public final class ZarrTree: Sendable {
 
     /// `decodedPipelines` names the arrays shown decoded (see `DecodedView`) and how their
     /// stored chunks are decoded.
-    public init(_ store: ZarrStore, decodedPipelines: [String: [Codec]] = [:], verify: Bool = false) throws {
+    /// `unpackings` names the arrays served unpacked, with each file's packing.
+    public init(_ store: ZarrStore, decodedPipelines: [String: [Codec]] = [:], unpackings: [String: Unpacking] = [:],
+                verify: Bool = false) throws {
         self.store = store
         decodings = store.dataset.arrays.map { array in
-            decodedPipelines[array.path].map { Decoding(pipeline: $0, size: UInt64(DecodedView.decodedChunkSize(array))) }
+            decodedPipelines[array.path].map { pipeline in
+                let unpacking = unpackings[array.path]
+                let elements = array.chunkShape.reduce(UInt64(1), *)
+                return Decoding(pipeline: pipeline, size: elements * UInt64(unpacking?.packed.itemSize ?? array.dtype.itemSize),
+                                unpacking: unpacking)
+            }
         }
         verifications = store.dataset.arrays.map { array in
             guard verify, decodedPipelines[array.path] == nil, Codec.pipelineCarriesACheck(array.codecs) else { return nil }

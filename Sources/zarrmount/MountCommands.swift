@@ -27,6 +27,9 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "Show chunks decoded (no compressor, no filters): for readers without zlib/shuffle support (GDAL, netCDF-C, tensorstore).")
     var decoded = false
 
+    @Flag(help: "With --decoded: a variable whose files pack it differently (scale_factor, add_offset, _FillValue, missing_value) is served unpacked, each file's chunks with its own packing, as float64 with NaN for missing values, instead of stopping the mount.")
+    var unpack = false
+
     @Option(help: "Memory for cached chunks, in bytes or with a suffix (512MiB, 1GiB).")
     var cacheSize: String = "1GiB"
 
@@ -75,7 +78,10 @@ struct Mount: AsyncParsableCommand {
         } else if let logFile {
             redirectStandardError(to: logFile)
         }
-        let config = try sources.resolve()
+        var resolved = try sources.resolve()
+        if unpack && !decoded { throw ValidationError("--unpack serves unpacked values, which only the decoded view shows: add --decoded") }
+        resolved.unpack = unpack
+        let config = resolved
         let logger = makeLogger(level: source.logLevel)
         try await runScan(config, logger: logger) { summary in
             let view = decoded ? try DecodedView(summary.dataset) : nil
@@ -83,7 +89,7 @@ struct Mount: AsyncParsableCommand {
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
             let verifyChunks = self.verifyChunks || config.verifyChunks
             let timeout = self.timeout ?? config.readTimeout ?? 30
-            let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:], verify: verifyChunks)
+            let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:], unpackings: view?.unpackings ?? [:], verify: verifyChunks)
             var verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)?
             if verifyChunks { verification = { [tree] inode in tree.verification(inode) } }
             let readTimeout: Duration? = timeout > 0 ? Duration.seconds(timeout) : nil

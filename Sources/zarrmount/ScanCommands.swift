@@ -179,6 +179,7 @@ extension MountConfig {
         options.onError = onError
         options.stack = stack
         options.combine.compat = compat
+        options.combine.unpack = unpack
         options.variables = VariableSelection(keep: variables, drop: dropVariables)
         if let concurrency { options.concurrency = concurrency }
         return options

@@ -201,4 +201,30 @@ final class CombineRulesTests: XCTestCase {
             XCTAssertTrue(text.contains("--drop-variables t2"), text)
         }
     }
+
+    func testUnpackKeepsEachFilesPackingByObject() throws {
+        let parts = [part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.5))])]),
+                     part("b.nc", [coordinate("time", [1]), variable("t2", ["time", "x"], length: 1,
+                                                                      attributes: [("scale_factor", .double(2)), ("add_offset", .int(10)), ("missing_value", .int(-1))])])]
+        var options = CombineOptions(concatDimension: "time")
+        options.unpack = true
+        let combined = try Combiner.combine(parts, options: options)
+        let t2 = try XCTUnwrap(combined.array("t2"))
+        let unpacking = try XCTUnwrap(t2.unpacking)
+        XCTAssertEqual(unpacking.byObject[0], Packing(scale: 0.5, offset: 0, masked: []))
+        XCTAssertEqual(unpacking.byObject[1], Packing(scale: 2, offset: 10, masked: [-1]))
+        XCTAssertFalse(t2.attributes.contains { $0.0 == "scale_factor" }, "\(t2.attributes)")
+        // int32 little-endian 4, -1, 7 from object 1: 18, NaN, 24.
+        let stored: [UInt8] = [4, 0, 0, 0, 255, 255, 255, 255, 7, 0, 0, 0]
+        let values = NumericValues.doubles(try unpacking.unpack(stored, object: 1), dtype: Unpacking.unpackedType, count: 3) ?? []
+        XCTAssertEqual(values[0], 18)
+        XCTAssertTrue(values[1].isNaN)
+        XCTAssertEqual(values[2], 24)
+        XCTAssertEqual(NumericValues.doubles(try unpacking.unpack(stored, object: 0), dtype: Unpacking.unpackedType, count: 3), [2, -0.5, 3.5])
+        XCTAssertThrowsError(try unpacking.unpack(stored, object: 7))
+        // Units that differ are not packing: still an error.
+        let units = [part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("units", .string("K"))])]),
+                     part("b.nc", [coordinate("time", [1]), variable("t2", ["time", "x"], length: 1, attributes: [("units", .string("degC"))])])]
+        XCTAssertThrowsError(try Combiner.combine(units, options: options))
+    }
 }

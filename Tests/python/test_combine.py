@@ -512,3 +512,32 @@ def test_config_with_three_mistakes_names_all_three(archive, tmp_path):
     for key, line in (("concat_dimm", 3), ("oder", 4), ("attrs", 5)):
         assert [ln for ln in lines_with(p.stderr, key) if re.search(r"\b%d\b" % line, ln)], \
             "stderr must name %s and its line %d:\n%s" % (key, line, p.stderr)
+
+
+@pytest.mark.parametrize("attribute", ["scale_factor", "add_offset"])
+def test_per_file_packing_is_served_unpacked_with_decoded_unpack(archive, tmp_path, attribute):
+    """Way out: --decoded --unpack serves t2 unpacked, each file's chunks with its own packing, as xarray decodes each file."""
+    files = archive("packing-" + attribute)
+    with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded", "--unpack"]) as (mountpoint, p):
+        act = open_mount(mountpoint)
+    exp = expected(tuple(files), "nested", "time")
+    t2 = act["t2"]
+    assert t2.dtype == np.float64, t2.dtype
+    assert "zarrmount_unpacked" in t2.attrs and "scale_factor" not in t2.attrs, t2.attrs
+    assert t2.shape == exp["t2"].shape == (5 * NT, NY, NX), (t2.shape, exp["t2"].shape)
+    e, a = exp["t2"].values.astype(np.float64), t2.values
+    assert np.array_equal(np.isnan(e), np.isnan(a)), "missing values differ"
+    assert np.isnan(a).any(), "the archive has missing t2 values; none came back as NaN"
+    # netCDF4 unpacks in float32; the daemon in float64 from the same float32 scale and offset.
+    np.testing.assert_allclose(a[~np.isnan(a)], e[~np.isnan(e)], rtol=2e-7, atol=0)
+    same(exp.drop_vars("t2"), act.drop_vars("t2"), "unpacked, the other variables", True, files)
+
+
+def test_unpack_needs_decoded(archive, tmp_path):
+    """--unpack alone is refused: only the decoded view can show unpacked values."""
+    require_fuse()
+    mountpoint = tmp_path / "mnt-unpack"
+    mountpoint.mkdir()
+    p = run_vz(["mount", *archive("daily"), "--concat-dim", "time", "--unpack", "--no-cache", mountpoint], timeout=60)
+    assert p.returncode != 0 and "--decoded" in p.stderr, (p.returncode, p.stderr[-2000:])
+    assert not os.path.ismount(str(mountpoint))

@@ -309,3 +309,19 @@ final class ExportTests: XCTestCase {
         }
     }
 }
+
+final class CombineConfigTests: XCTestCase {
+    func testCombineKeysAndEveryProblemAtOnce() throws {
+        let config = try MountConfig.parse("sources: [a.nc]\ncompat: equals\nvariables: [T2, PSFC]\ndrop_variables: QVAPOR\n", file: "m.yaml")
+        XCTAssertEqual(config.compat, .equals)
+        XCTAssertEqual(config.variables, ["T2", "PSFC"])
+        XCTAssertEqual(config.dropVariables, ["QVAPOR"])
+        XCTAssertThrowsError(try MountConfig.parse("sources: [a.nc]\ncompat: same\nconcat_dimm: Time\norder: random\n", file: "m.yaml")) { error in
+            XCTAssertEqual("\(error)", """
+                m.yaml:2: compat: same is not one of override, equals
+                m.yaml:3: concat_dimm: unknown key; the keys are \(MountConfig.keys.joined(separator: ", "))
+                m.yaml:4: order: random is not one of key, coordinate
+                """)
+        }
+    }
+}

@@ -21,6 +21,8 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
     public var status: Int?
     public var s3Code: String?
     public var attempts: Int
+    /// What probably caused it, when the store knows more than the response says.
+    public var hint: String?
 
     public init(_ kind: Kind, url: String, status: Int? = nil, s3Code: String? = nil, attempts: Int = 1) {
         self.kind = kind
@@ -48,6 +50,7 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
         }
         if let s3Code { text += " [S3 \(s3Code)]" }
         if attempts > 1 { text += " after \(attempts) attempts" }
+        if let hint { text += "; \(hint)" }
         return text
     }
 }

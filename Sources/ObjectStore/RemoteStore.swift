@@ -110,7 +110,7 @@ public final class RemoteStore: Sendable {
             }
             let spread = jitter.withLock { $0.next() }
             switch retry.decide(attempt: attempt, outcome: outcome, jitter: spread) {
-            case .done, .fail: throw failure
+            case .done, .fail: throw explained(failure)
             case .retry(let delay):
                 counters.withLock { $0.retries += 1 }
                 logger.debug("retrying", metadata: ["url": "\(url)", "attempt": "\(attempt)", "reason": "\(failure)"])
@@ -120,6 +120,17 @@ public final class RemoteStore: Sendable {
     }
 
     static let maxRedirects = 5
+
+    /// An S3 refusal of an unsigned request says that no credentials were found: servers answer
+    /// those with 403, 400 or even 500 and never say why.
+    func explained(_ failure: ObjectStoreError) -> ObjectStoreError {
+        guard failure.url.hasPrefix("s3://"), credentials == nil, !s3.anonymous, let status = failure.status, status == 401 || status >= 400 && status != 404 && status != 412 else {
+            return failure
+        }
+        var explained = failure
+        explained.hint = "no AWS credentials were found, so the request went unsigned: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE), or use --anonymous for a public bucket"
+        return explained
+    }
 
     /// A `Location` header's target as an absolute URL: absolute, scheme-relative (`//host/p`),
     /// absolute-path (`/p`) or relative to the current URL's directory.

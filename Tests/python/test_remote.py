@@ -1344,3 +1344,17 @@ def test_an_object_deleted_after_the_scan_gives_estale_and_says_to_remount(scann
         assert len(open(os.path.join(m.path, "T2", "0.0.0"), "rb").read()) > 0, "the other object is still served"
         text = log.read_text()
         assert "archive changed since the scan" in text and NAMES[1] in text, text
+
+
+def test_unsigned_refusal_says_no_credentials_were_found(scanner, services, world):
+    """Issue 15: a scan without credentials (and without --anonymous) that the server refuses says that
+    no credentials were found, and what to set, whatever status the server chose."""
+    p = scanner.scan(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", services.s3, env=scanner.env(credentials=False))
+    if p.returncode == 0:
+        pytest.fail("moto served a private bucket to an unsigned request; the test needs a refusal:\n" + p.stderr[-2000:])
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert "no AWS credentials were found" in p.stderr, p.stderr[-2000:]
+    assert "AWS_ACCESS_KEY_ID" in p.stderr and "--anonymous" in p.stderr, p.stderr[-2000:]
+    # With credentials, the same scan has no such hint.
+    ok = scanner.scan(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", services.s3)
+    assert ok.returncode == 0 and "no AWS credentials" not in ok.stderr, ok.stderr[-2000:]

@@ -25,6 +25,10 @@ public struct MountConfig: Sendable {
     public var dropVariables: [String] = []
     /// Mounts with `--decoded --unpack`: variables packed differently per file are unpacked.
     public var unpack = false
+    /// Mounts with `--decoded`: variables chunked differently per file are served on one grid,
+    /// and `chunks` (`--chunks VAR=...`) re-chunks the named ones.
+    public var regrid = false
+    public var chunks: [String: [UInt64]] = [:]
     public var concurrency: Int?
     /// Connections per server (`connections`); nil: the engine's default.
     public var connections: Int?

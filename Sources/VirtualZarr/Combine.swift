@@ -28,6 +28,11 @@ public struct CombineOptions: Sendable {
     /// Variables whose files pack them differently are unpacked per file instead of refused
     /// (only for a decoded view, which can serve them; `--decoded --unpack`).
     public var unpack = false
+    /// Variables whose chunk shapes differ between files are served on one grid, assembled from
+    /// decoded source chunks (only a decoded view can serve them).
+    public var regrid = false
+    /// Served chunk shapes by variable path (`--chunks VAR=1,250,320`); decoded views only.
+    public var chunks: [String: [UInt64]] = [:]
 
     public init(concatDimension: String? = nil, attributes: AttributePolicy = .first) {
         self.concatDimension = concatDimension
@@ -81,6 +86,12 @@ public enum Combiner {
     }
 
     public static func combine(_ parts: [(name: String, dataset: VirtualDataset)], options: CombineOptions) throws -> VirtualDataset {
+        var result = try combineFiles(parts, options: options)
+        if !options.chunks.isEmpty { try rechunk(&result, chunks: options.chunks) }
+        return result
+    }
+
+    static func combineFiles(_ parts: [(name: String, dataset: VirtualDataset)], options: CombineOptions) throws -> VirtualDataset {
         guard let first = parts.first else { throw CombineError(description: "nothing to combine: no files") }
         if options.layout == .perFile { return nest(parts) }
         if parts.count == 1 { return first.dataset }
@@ -114,7 +125,17 @@ public enum Combiner {
                     throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
                 }
                 let unpacking = try checkEncoding(versions, axis: axis, unpack: options.unpack)
-                var array = try concatenate(versions, axis: axis, dimension: dimension, notes: &result.notes)
+                var array: VirtualArray
+                if options.regrid, let regridded = try regriddedIfMismatched(versions, axis: axis, dimension: dimension,
+                                                                             chunks: options.chunks[path]) {
+                    if unpacking != nil {
+                        throw CombineError(description: "variable \(path): its files pack it differently and chunk it differently; zarrmount cannot both unpack and re-chunk one variable. Leave it out with --drop-variables \(path)")
+                    }
+                    array = regridded
+                    result.notes.append("\(path): chunked differently by the files; served decoded in chunks of \(regridded.chunkShape), each assembled from the source chunks it overlaps")
+                } else {
+                    array = try concatenate(versions, axis: axis, dimension: dimension, notes: &result.notes)
+                }
                 if array.path == dimension, versions.indices.count > 1 {
                     try checkIncreasing(array, versions: versions, strictly: options.orderedByCoordinate, notes: &result.notes)
                 }
@@ -339,6 +360,97 @@ public enum Combiner {
             guard unpack, let unpacking = try CombineRules.perFileUnpacking(versions) else { throw error }
             return unpacking
         }
+    }
+
+    /// The versions as one array on one chunk grid, assembled when served, when their chunks
+    /// cannot be joined as they are (shapes differ, or lengths along the axis do not line up);
+    /// nil when they can.
+    static func regriddedIfMismatched(_ versions: ArrayVersions, axis: Int, dimension: String, chunks: [UInt64]?) throws -> VirtualArray? {
+        let first = versions[0]
+        // Inline arrays (decoded coordinates) join by their bytes whatever their lengths.
+        if axis == 0, first.codecs.isEmpty, versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) }) {
+            return nil
+        }
+        let lengths = versions.indices.map { versions[$0].shape[axis] }
+        let sameChunks = versions.indices.allSatisfy { versions[$0].chunkShape == first.chunkShape }
+        let aligned = lengths.dropLast().allSatisfy { first.chunkShape[axis] > 0 && $0 % first.chunkShape[axis] == 0 }
+        if sameChunks && aligned { return nil }
+        for version in versions.indices.dropFirst() {
+            let other = versions[version]
+            guard other.dtype == first.dtype, other.dimensionNames == first.dimensionNames,
+                  zip(other.shape, first.shape).enumerated().allSatisfy({ $0.offset == axis || $0.element.0 == $0.element.1 }) else {
+                // The usual error says what differs.
+                try checkCompatible(first, other, first: versions.file(0), other: versions.file(version), sameShape: true, axis: axis)
+                return nil
+            }
+        }
+        var sources: [Regridding.Source] = []
+        var start: UInt64 = 0
+        var shapes: [[UInt64]: Int] = [:]
+        for version in versions.indices {
+            let array = versions[version]
+            if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+                throw CombineError(description: "variable \(array.path) is chunked differently in \(versions.file(0)) and \(versions.file(version)), and zarrmount cannot decode its codec \(foreign) to serve it on one grid. Leave it out with --drop-variables \(array.path)")
+            }
+            var origin = [UInt64](repeating: 0, count: array.shape.count)
+            origin[axis] = start
+            let offset = versions.objectOffset(version)
+            sources.append(Regridding.Source(origin: origin, shape: array.shape, chunkShape: array.chunkShape, codecs: array.codecs,
+                                             manifest: array.manifest.remappingObjects { $0 + offset },
+                                             fillBytes: array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)))
+            shapes[array.chunkShape, default: 0] += 1
+            start += lengths[version]
+        }
+        // The most common chunk shape (the first file's among equals), unless one was asked for.
+        let common = versions.indices.map { versions[$0].chunkShape }.max { shapes[$0]! < shapes[$1]! } ?? first.chunkShape
+        var result = first
+        result.shape[axis] = start
+        result.chunkShape = try checkedChunks(chunks ?? common, for: result)
+        result.codecs = []
+        result.manifest = try combinedManifest(result, dimension: dimension, fills: [])
+        result.regridding = Regridding(sources: sources, itemSize: first.dtype.itemSize)
+        return result
+    }
+
+    /// `--chunks`: arrays served on the asked grid, assembled from their stored chunks.
+    static func rechunk(_ dataset: inout VirtualDataset, chunks: [String: [UInt64]]) throws {
+        for (path, shape) in chunks.sorted(by: { $0.key < $1.key }) {
+            guard let index = dataset.arrays.firstIndex(where: { $0.path == path }) else {
+                let all = dataset.arrays.map(\.path)
+                throw CombineError(description: "--chunks \(path): no variable \(path)\(CombineRules.closest(path, among: all).map { "; did you mean \($0)?" } ?? "")")
+            }
+            let array = dataset.arrays[index]
+            guard array.regridding == nil else { continue }
+            if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+                throw CombineError(description: "--chunks \(path): zarrmount cannot decode its codec \(foreign) to serve it on another grid")
+            }
+            if array.dtype.kind == .variableString { throw CombineError(description: "--chunks \(path): variable-length strings cannot be re-chunked") }
+            if array.unpacking != nil {
+                throw CombineError(description: "--chunks \(path): its files pack it differently; zarrmount cannot both unpack and re-chunk one variable")
+            }
+            var served = array
+            served.chunkShape = try checkedChunks(shape, for: array)
+            served.codecs = []
+            served.manifest = try combinedManifest(served, dimension: "--chunks", fills: [])
+            served.regridding = Regridding(sources: [Regridding.Source(origin: array.shape.map { _ in 0 }, shape: array.shape, chunkShape: array.chunkShape,
+                                                                       codecs: array.codecs, manifest: array.manifest,
+                                                                       fillBytes: array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize))],
+                                           itemSize: array.dtype.itemSize)
+            dataset.arrays[index] = served
+        }
+    }
+
+    /// A served chunk shape: one positive extent per axis, and at most 256 MiB a chunk.
+    static func checkedChunks(_ shape: [UInt64], for array: VirtualArray) throws -> [UInt64] {
+        guard shape.count == array.shape.count, shape.allSatisfy({ $0 > 0 }) else {
+            throw CombineError(description: "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): give one positive extent for each of its \(array.shape.count) dimensions (\(array.dimensionNames.joined(separator: ", ")))")
+        }
+        var bytes: UInt64? = UInt64(array.dtype.itemSize)
+        for extent in shape { bytes = bytes.flatMap { total in total.multipliedReportingOverflow(by: extent).overflow ? nil : total * extent } }
+        guard let bytes, bytes <= 256 << 20 else {
+            throw CombineError(description: "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): a chunk would hold more than 256 MiB; choose a smaller shape")
+        }
+        return shape
     }
 
     static func isInline(_ entry: ChunkEntry) -> Bool {

@@ -349,6 +349,8 @@ public struct VirtualArray: Sendable {
     public var origin: String
     /// Files that pack this variable differently, to be unpacked per file when served decoded.
     public var unpacking: Unpacking?
+    /// Served on a chunk grid of its own, assembled from these sources' decoded chunks.
+    public var regridding: Regridding?
 
     public init(path: String, dtype: ZarrDataType, shape: [UInt64], chunkShape: [UInt64], codecs: [Codec], fillValue: JSON,
                 fillBytes: [UInt8]?, dimensionNames: [String], attributes: [(String, JSON)], manifest: ChunkManifest, origin: String) {

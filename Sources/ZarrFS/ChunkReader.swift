@@ -39,16 +39,23 @@ public final class ChunkReader: Sendable {
     private let partSize: UInt64
     /// The check of a stored chunk file before it is served, by inode (nil: none).
     private let verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)?
+    /// How an assembled chunk file (array, linear index) is put together (`ZarrTree.assembly`).
+    private let assembly: (@Sendable (Int, Int) -> ZarrTree.Assembly?)?
     static let maxInFlight = 256
+    /// Source chunks fetched at once for one assembled chunk.
+    static let assemblyWidth = 32
 
     /// Readahead stops while this many bytes are on their way, so what it brings in cannot
     /// push out of the cache what readers are still using (LRU evicts what they are done with).
     private var readaheadBytes: UInt64 { UInt64(budget / 4) }
 
     /// One cached unit: a whole chunk (part 0 of a small chunk) or one part of a large one.
+    /// Source chunks of assembled chunk files (which have no inode of their own) are cached
+    /// under inode 0, by object (`part`) and offset.
     struct Key: Hashable {
         var inode: UInt64
         var part: UInt32
+        var sourceOffset: UInt64 = 0
     }
 
     /// Where a unit's bytes are and how they are turned into file bytes.
@@ -141,8 +148,10 @@ public final class ChunkReader: Sendable {
     /// inodes in row-major order), for readahead.
     public init(objects: [ObjectInfo], fetcher: any ChunkFetching, cacheBytes: Int, readahead: Int = 0,
                 neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil, partSize: UInt64 = 8 << 20,
-                verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)? = nil) {
+                verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)? = nil,
+                assembly: (@Sendable (Int, Int) -> ZarrTree.Assembly?)? = nil) {
         self.verification = verification
+        self.assembly = assembly
         self.objects = objects
         self.readahead = max(0, readahead)
         self.neighbour = neighbour
@@ -182,6 +191,10 @@ public final class ChunkReader: Sendable {
                 if result.isEmpty { result = slice } else { result.append(contentsOf: slice) }
             }
             return result
+        case .assembled(let array, let linear, let fileSize):
+            guard offset < fileSize, size > 0 else { return [] }
+            let whole = try await assembledBytes(entry.inode, array: array, linear: linear, size: fileSize)
+            return whole[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))]
         }
     }
 
@@ -206,7 +219,97 @@ public final class ChunkReader: Sendable {
                 return cached
             }
             return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
+        case .assembled(_, _, let fileSize):
+            guard offset < fileSize, size > 0 else { return [] }
+            let whole: [UInt8]? = state.withLock { state in
+                guard let cached = state.hit(Key(inode: entry.inode, part: 0)) else { return nil }
+                state.noteRead(entry.inode)
+                return cached
+            }
+            return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
         }
+    }
+
+    /// An assembled chunk file: cached whole once put together; concurrent readers share the work.
+    private func assembledBytes(_ inode: UInt64, array: Int, linear: Int, size: UInt64) async throws -> [UInt8] {
+        enum Plan { case hit([UInt8]), wait(Task<[UInt8], any Error>) }
+        let key = Key(inode: inode, part: 0)
+        let plan: Plan = state.withLock { state in
+            defer { state.noteRead(inode) }
+            if let cached = state.hit(key) { return .hit(cached) }
+            if let running = state.inFlight[key] {
+                state.statistics.joined += 1
+                return .wait(running)
+            }
+            state.statistics.misses += 1
+            state.statistics.inFlight += 1
+            let task = Task {
+                do {
+                    guard let plan = self.assembly?(array, linear) else {
+                        throw ChunkReadError(description: "chunk file \(inode) has no assembly plan")
+                    }
+                    let bytes = try await self.assemble(plan, size: size)
+                    self.finish(key, bytes: bytes, storedLength: 0)
+                    return bytes
+                } catch {
+                    self.finish(key, bytes: nil, storedLength: 0)
+                    throw error
+                }
+            }
+            state.inFlight[key] = task
+            return .wait(task)
+        }
+        switch plan {
+        case .hit(let bytes): return bytes
+        case .wait(let task): return try await task.value
+        }
+    }
+
+    /// Puts a served chunk together: its fill, then every source chunk's region, each source
+    /// chunk fetched and decoded once through the cache (it may serve several chunk files).
+    private func assemble(_ plan: ZarrTree.Assembly, size: UInt64) async throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(size))
+        for _ in 0..<(Int(size) / max(plan.itemSize, 1)) { out += plan.fill }
+        let pieces = plan.pieces
+        var next = 0
+        try await withThrowingTaskGroup(of: (Int, [UInt8]?).self) { group in
+            func launch() {
+                let index = next
+                next += 1
+                let piece = pieces[index]
+                let decodedSize = piece.chunkShape.reduce(plan.itemSize) { $0 * Int($1) }
+                switch piece.content {
+                case .stored(let object, let offset, let length):
+                    let unit = Unit(key: Key(inode: 0, part: object, sourceOffset: offset), object: object, offset: offset, length: length,
+                                    decoding: ZarrTree.Decoding(pipeline: piece.codecs, size: UInt64(decodedSize)), chunkLength: length)
+                    group.addTask { (index, try await self.bytes(of: unit, parts: 1)) }
+                case .inline(let bytes):
+                    group.addTask {
+                        do { return (index, try ChunkDecoder.decode(bytes, pipeline: piece.codecs, decodedSize: decodedSize)) } catch {
+                            throw ChunkReadError(description: "an inline source chunk does not decode: \(error)")
+                        }
+                    }
+                case .fill:
+                    group.addTask { (index, nil) }
+                }
+            }
+            while next < min(Self.assemblyWidth, pieces.count) { launch() }
+            while let (index, decoded) = try await group.next() {
+                let piece = pieces[index]
+                if let decoded {
+                    let needed = piece.chunkShape.reduce(plan.itemSize) { $0 * Int($1) }
+                    guard decoded.count >= needed else {
+                        throw ChunkReadError(description: "a source chunk decodes to \(decoded.count) bytes, expected \(needed)")
+                    }
+                    Regridding.copy(piece, from: decoded, into: &out, servedChunkShape: plan.chunkShape, itemSize: plan.itemSize)
+                } else if case .fill(let element) = piece.content, element != plan.fill {
+                    Regridding.fill(piece, element: element, into: &out, servedChunkShape: plan.chunkShape)
+                }
+                if next < pieces.count { launch() }
+            }
+        }
+        return out
     }
 
     /// Bytes `offset..<offset+size` of an in-memory file, clipped at its end.
@@ -235,6 +338,8 @@ public final class ChunkReader: Sendable {
                 state.statistics.misses += 1
                 plan = .wait(startFetch(&state, unit))
             }
+            // Source chunks of assembled files (inode 0) are neither read by readers nor neighbours.
+            guard unit.key.inode != 0 else { return plan }
             if parts > 1 { readAheadParts(&state, after: unit, parts: parts) } else { readAheadChunks(&state, after: unit.key.inode) }
             state.noteRead(unit.key.inode)
             return plan

@@ -27,6 +27,9 @@ public final class FuseMount: Sendable {
     /// directories take the newest.
     private let objectTimes: [Int]
     private let objectAccess: [FileAccess?]
+    /// Per regridded array: the access its assembled chunk files carry under `--allow-other`
+    /// when every file it is made of has the same; others are the mount owner's alone.
+    private let assembledAccess: [Int: (Int32, UInt32, UInt32)]
     private let newest: Int
     /// What `statfs` reports: the archive's size and every inode the tree can hand out.
     private let archiveBytes: UInt64
@@ -41,7 +44,17 @@ public final class FuseMount: Sendable {
         self.status = status
         let now = Int(Date().timeIntervalSince1970)
         objectTimes = tree.store.dataset.objects.map { $0.lastModified.map(Int.init) ?? now }
-        objectAccess = tree.store.dataset.objects.map(\.access)
+        let objectAccess = tree.store.dataset.objects.map(\.access)
+        self.objectAccess = objectAccess
+        var assembledAccess: [Int: (Int32, UInt32, UInt32)] = [:]
+        for (index, array) in tree.store.dataset.arrays.enumerated() {
+            guard let regridding = array.regridding else { continue }
+            let accesses = regridding.objects.map { Int($0) < objectAccess.count ? objectAccess[Int($0)] : nil }
+            if let first = accesses.first, let access = first, accesses.allSatisfy({ $0 == access }) {
+                assembledAccess[index] = (Int32(access.mode & 0o444), access.uid, access.gid)
+            }
+        }
+        self.assembledAccess = assembledAccess
         newest = objectTimes.max() ?? now
         archiveBytes = tree.store.dataset.objects.reduce(0) { $0 + $1.size }
         inodeCount = tree.inodeCount
@@ -58,7 +71,12 @@ public final class FuseMount: Sendable {
 
     /// (permission bits or -1 for the defaults, uid, gid) of `entry`'s attributes.
     func access(_ entry: ZarrTree.Entry) -> (Int32, UInt32, UInt32) {
-        guard sourceAccess.withLock({ $0 }), case .chunk(let object, _, _, _) = entry.content, Int(object) < objectAccess.count,
+        guard sourceAccess.withLock({ $0 }) else { return (-1, 0, 0) }
+        if case .assembled(let array, _, _) = entry.content {
+            // Made of several files' chunks: readable as all of them are, or by the owner alone.
+            return assembledAccess[array] ?? (0o400, getuid(), getgid())
+        }
+        guard case .chunk(let object, _, _, _) = entry.content, Int(object) < objectAccess.count,
               let access = objectAccess[Int(object)] else { return (-1, 0, 0) }
         return (Int32(access.mode & 0o444), access.uid, access.gid)
     }

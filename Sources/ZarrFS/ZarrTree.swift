@@ -13,6 +13,9 @@ public final class ZarrTree: Sendable {
         /// A stored chunk: `length` bytes at `offset` of object `object`, shown as stored or,
         /// with `decoding`, as the decoded bytes.
         case chunk(object: UInt32, offset: UInt64, length: UInt64, decoding: Decoding? = nil)
+        /// A chunk of an array served on a grid of its own (`Regridding`): `size` bytes put
+        /// together from the decoded source chunks it overlaps (see `assembly`).
+        case assembled(array: Int, linear: Int, size: UInt64)
     }
 
     /// How a chunk file shown decoded is produced from its stored bytes.
@@ -43,6 +46,7 @@ public final class ZarrTree: Sendable {
             case .directory: return 0
             case .bytes(let bytes): return UInt64(bytes.count)
             case .chunk(_, _, let length, let decoding): return decoding?.servedSize ?? length
+            case .assembled(_, _, let size): return size
             }
         }
     }
@@ -118,7 +122,7 @@ public final class ZarrTree: Sendable {
             children[parent, default: [:]][String(parts.last!)] = inode
         }
         sparseIndices = store.dataset.arrays.map { array in
-            array.manifest.isSparse && array.manifest.fillChunk == nil ? array.manifest.setIndices : nil
+            array.regridding == nil && array.manifest.isSparse && array.manifest.fillChunk == nil ? array.manifest.setIndices : nil
         }
         var arrayByDirectory: [UInt64: Int] = [:]
         for (index, array) in store.dataset.arrays.enumerated() {
@@ -229,7 +233,8 @@ public final class ZarrTree: Sendable {
                 coordinates = prefix + [value]
             }
         }
-        guard let linear = manifest.linearIndex(coordinates), manifest[linear] != .missing else { return nil }
+        guard let linear = manifest.linearIndex(coordinates),
+              store.dataset.arrays[array].regridding != nil || manifest[linear] != .missing else { return nil }
         return chunkEntry(array: array, linear: linear)
     }
 
@@ -248,6 +253,14 @@ public final class ZarrTree: Sendable {
         // Chunk files: walk the linear indexes under this prefix, skipping missing chunks.
         let (start, end) = linearRange(manifest, prefix: prefix)
         var linear = start + max(0, position - named.count)
+        if store.dataset.arrays[array].regridding != nil {
+            // Every chunk of a served grid exists: it is assembled when read.
+            while result.count < limit, linear < end {
+                if let entry = chunkEntry(array: array, linear: linear) { result.append((named.count + (linear - start) + 1, entry)) }
+                linear += 1
+            }
+            return result
+        }
         if let sorted = sparseIndices[array] {
             var index = lowerBound(sorted, linear)
             while index < sorted.count, sorted[index] < end, result.count < limit {
@@ -317,11 +330,32 @@ public final class ZarrTree: Sendable {
         case .v2: name = coordinates.isEmpty ? "0" : coordinates.map(String.init).joined(separator: ".")
         case .v3: name = coordinates.isEmpty ? "c" : String(coordinates.last!)
         }
+        if value.regridding != nil {
+            let size = value.chunkShape.reduce(UInt64(value.dtype.itemSize), *)
+            return Entry(inode: inode, name: name, content: .assembled(array: array, linear: linear, size: size))
+        }
         switch value.manifest[linear] {
         case .missing: return nil
         case .inline(let bytes): return Entry(inode: inode, name: name, content: .bytes(bytes))
         case .reference(let object, let offset, let length): return Entry(inode: inode, name: name, content: .chunk(object: object, offset: offset, length: length, decoding: decodings[array]))
         }
+    }
+
+    /// How the served chunk `linear` of a regridded array is put together: the pieces of source
+    /// chunks it overlaps, its shape, element size and fill element.
+    public func assembly(array: Int, linear: Int) -> Assembly? {
+        let value = store.dataset.arrays[array]
+        guard let regridding = value.regridding else { return nil }
+        let pieces = regridding.pieces(coordinates: value.manifest.coordinates(linear), servedChunkShape: value.chunkShape, shape: value.shape)
+        return Assembly(pieces: pieces, chunkShape: value.chunkShape, itemSize: value.dtype.itemSize,
+                        fill: value.fillBytes ?? [UInt8](repeating: 0, count: value.dtype.itemSize))
+    }
+
+    public struct Assembly: Sendable {
+        public var pieces: [Regridding.Piece]
+        public var chunkShape: [UInt64]
+        public var itemSize: Int
+        public var fill: [UInt8]
     }
 
     private func chunkParent(array: Int, linear: Int) -> UInt64? {

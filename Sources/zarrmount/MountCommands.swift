@@ -30,6 +30,10 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "With --decoded: a variable whose files pack it differently (scale_factor, add_offset, _FillValue, missing_value) is served unpacked, each file's chunks with its own packing, as float64 with NaN for missing values, instead of stopping the mount.")
     var unpack = false
 
+    @Option(help: ArgumentHelp("With --decoded: serve VAR in chunks of this shape, each assembled from the source chunks it overlaps (repeatable; e.g. T2=1,250,320). Without it, a variable the files chunk differently is served in the most common shape.",
+                               valueName: "VAR=N,N,..."))
+    var chunks: [String] = []
+
     @Option(help: "Memory for cached chunks, in bytes or with a suffix (512MiB, 1GiB).")
     var cacheSize: String = "1GiB"
 
@@ -81,6 +85,16 @@ struct Mount: AsyncParsableCommand {
         var resolved = try sources.resolve()
         if unpack && !decoded { throw ValidationError("--unpack serves unpacked values, which only the decoded view shows: add --decoded") }
         resolved.unpack = unpack
+        if !chunks.isEmpty && !decoded { throw ValidationError("--chunks serves chunks assembled from decoded ones, which only the decoded view shows: add --decoded") }
+        for spec in chunks {
+            let parts = spec.split(separator: "=", maxSplits: 1)
+            let extents = parts.count == 2 ? parts[1].split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) } : []
+            guard parts.count == 2, !parts[0].isEmpty, !extents.isEmpty, extents.allSatisfy({ $0 != nil && $0! > 0 }) else {
+                throw ValidationError("--chunks \(spec): write VAR=N,N,... with one positive extent per dimension (e.g. T2=1,250,320)")
+            }
+            resolved.chunks[String(parts[0])] = extents.map { $0! }
+        }
+        resolved.regrid = decoded
         let config = resolved
         let logger = makeLogger(level: source.logLevel)
         try await runScan(config, logger: logger) { summary in
@@ -96,7 +110,7 @@ struct Mount: AsyncParsableCommand {
             let fetcher = StoreChunkFetcher(store: summary.store, partSize: UInt64(part), timeout: readTimeout)
             let reader = ChunkReader(objects: summary.dataset.objects, fetcher: fetcher, cacheBytes: budget,
                                      readahead: readahead, neighbour: { [tree] in tree.entry($0) }, partSize: UInt64(part),
-                                     verification: verification)
+                                     verification: verification, assembly: { [tree] in tree.assembly(array: $0, linear: $1) })
             let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()
             let remote = summary.store

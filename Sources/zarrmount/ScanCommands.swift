@@ -180,6 +180,8 @@ extension MountConfig {
         options.stack = stack
         options.combine.compat = compat
         options.combine.unpack = unpack
+        options.combine.regrid = regrid
+        options.combine.chunks = chunks
         options.variables = VariableSelection(keep: variables, drop: dropVariables)
         if let concurrency { options.concurrency = concurrency }
         return options

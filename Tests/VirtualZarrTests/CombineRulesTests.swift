@@ -228,3 +228,56 @@ final class CombineRulesTests: XCTestCase {
         XCTAssertThrowsError(try Combiner.combine(units, options: options))
     }
 }
+
+final class RegriddingTests: XCTestCase {
+    /// A source whose chunk at grid position c holds, for each element, its index in the
+    /// served array (so any misplaced copy shows).
+    private func source(origin: [UInt64], shape: [UInt64], chunks: [UInt64], total: [UInt64], object: UInt32) -> (Regridding.Source, [Int: [UInt8]]) {
+        var manifest = ChunkManifest(gridShape: zip(shape, chunks).map { Int(($0 + $1 - 1) / $1) })
+        var decoded: [Int: [UInt8]] = [:]
+        for linear in 0..<manifest.count {
+            let c = manifest.coordinates(linear)
+            var bytes: [UInt8] = []
+            for i in 0..<chunks[0] {
+                for j in 0..<chunks[1] {
+                    let row = origin[0] + UInt64(c[0]) * chunks[0] + i, column = origin[1] + UInt64(c[1]) * chunks[1] + j
+                    let value = row < origin[0] + shape[0] && column < shape[1] ? UInt16(row * total[1] + column) : 0xFFFF
+                    bytes += [UInt8(value & 0xFF), UInt8(value >> 8)]
+                }
+            }
+            let offset = UInt64(1000 * Int(object) + linear)
+            manifest[linear] = .reference(object: object, offset: offset, length: UInt64(bytes.count))
+            decoded[Int(offset)] = bytes
+        }
+        return (Regridding.Source(origin: origin, shape: shape, chunkShape: chunks, codecs: [], manifest: manifest, fillBytes: [0, 0]), decoded)
+    }
+
+    func testServedChunksAreAssembledFromTheSourceChunksTheyOverlap() throws {
+        let total: [UInt64] = [7, 5]
+        let (a, decodedA) = source(origin: [0, 0], shape: [3, 5], chunks: [1, 5], total: total, object: 0)
+        let (b, decodedB) = source(origin: [3, 0], shape: [4, 5], chunks: [3, 2], total: total, object: 1)
+        let decoded = decodedA.merging(decodedB) { x, _ in x }
+        let regridding = Regridding(sources: [a, b], itemSize: 2)
+        let served: [UInt64] = [4, 3]
+        for c0 in 0..<2 {
+            for c1 in 0..<2 {
+                var out = [UInt8](repeating: 0xEE, count: 4 * 3 * 2)
+                for piece in regridding.pieces(coordinates: [c0, c1], servedChunkShape: served, shape: total) {
+                    guard case .stored(_, let offset, _) = piece.content else { return XCTFail("\(piece)") }
+                    Regridding.copy(piece, from: decoded[Int(offset)]!, into: &out, servedChunkShape: served, itemSize: 2)
+                }
+                for i in 0..<4 {
+                    for j in 0..<3 {
+                        let row = c0 * 4 + i, column = c1 * 3 + j
+                        guard row < 7, column < 5 else { continue }
+                        let value = UInt16(out[(i * 3 + j) * 2]) | UInt16(out[(i * 3 + j) * 2 + 1]) << 8
+                        XCTAssertEqual(Int(value), row * 5 + column, "served chunk \(c0).\(c1) element (\(i), \(j))")
+                    }
+                }
+            }
+        }
+        // Served chunk 0.0 (rows 0-3, columns 0-2) overlaps rows 0, 1, 2 of a and rows 3-5 in b's
+        // column chunks 0 and 1.
+        XCTAssertEqual(regridding.pieces(coordinates: [0, 0], servedChunkShape: served, shape: total).count, 5)
+    }
+}

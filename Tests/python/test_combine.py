@@ -541,3 +541,55 @@ def test_unpack_needs_decoded(archive, tmp_path):
     p = run_vz(["mount", *archive("daily"), "--concat-dim", "time", "--unpack", "--no-cache", mountpoint], timeout=60)
     assert p.returncode != 0 and "--decoded" in p.stderr, (p.returncode, p.stderr[-2000:])
     assert not os.path.ismount(str(mountpoint))
+
+
+def _zarray(mountpoint, name):
+    import json
+    with open(os.path.join(mountpoint, name, ".zarray")) as fh:
+        return json.load(fh)
+
+
+@pytest.mark.parametrize("decode_cf", DECODE, ids=DECODE_IDS)
+def test_mixed_chunk_shapes_are_served_on_one_grid_when_decoded(archive, tmp_path, decode_cf):
+    """Way out: in --decoded mode, precip (chunked (2,3,4) in one file, (1,6,8) elsewhere) is served in the most
+    common shape, each chunk assembled from the decoded source chunks it overlaps -- equal to xarray."""
+    files = archive("chunks")
+    with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded"]) as (mountpoint, p):
+        assert lines_with(p.stderr, "precip", "(1,6,8)".replace(",", ", ").replace("(", "[").replace(")", "]")), p.stderr[-2000:]
+        zarray = _zarray(mountpoint, "precip")
+        act = open_mount(mountpoint, decode_cf)
+    assert zarray["chunks"] == [1, NY, NX] and zarray["compressor"] is None and not zarray.get("filters"), zarray
+    same(expected(tuple(files), "nested", "time", decode_cf), act, "mixed chunks, decoded (decode_cf=%s)" % decode_cf,
+         decode_cf, files)
+
+
+def test_chunks_option_serves_a_variable_on_another_grid(archive, tmp_path):
+    """--decoded --chunks VAR=...: chunks that cut across the files' chunks and the array's edges (partial last
+    chunks) -- every value equal to xarray, the grid as asked."""
+    files = archive("chunks")
+    flags = ["--concat-dim", "time", "--decoded", "--chunks", "precip=3,4,5", "--chunks", "t2=7,6,3"]
+    with mounted(tmp_path, files, flags) as (mountpoint, p):
+        assert _zarray(mountpoint, "precip")["chunks"] == [3, 4, 5]
+        assert _zarray(mountpoint, "t2")["chunks"] == [7, 6, 3]
+        names_listed = sorted(os.listdir(os.path.join(mountpoint, "precip")))
+        act_raw = open_mount(mountpoint, False)
+        act = open_mount(mountpoint, True)
+    # 20 x 6 x 8 in chunks of 3 x 4 x 5: 7 x 2 x 2 chunk files, the last ones partial.
+    assert len([n for n in names_listed if not n.startswith(".")]) == 7 * 2 * 2, names_listed
+    same(expected(tuple(files), "nested", "time", False), act_raw, "re-chunked, raw", False, files)
+    same(expected(tuple(files), "nested", "time", True), act, "re-chunked, decoded", True, files)
+
+
+def test_chunks_option_is_checked(archive, tmp_path):
+    """--chunks needs --decoded, a variable that exists (did you mean) and one extent per dimension."""
+    require_fuse()
+    files = archive("daily")
+    for flags, needle in [(["--chunks", "precip=1,2,2"], "--decoded"),
+                          (["--decoded", "--chunks", "precipp=1,2,2"], "did you mean precip"),
+                          (["--decoded", "--chunks", "precip=1,2"], "3 dimensions"),
+                          (["--decoded", "--chunks", "precip=1,0,2"], "VAR=N,N")]:
+        mountpoint = tmp_path / ("mnt-check-%d" % len(list(tmp_path.glob("mnt-check-*"))))
+        mountpoint.mkdir()
+        p = run_vz(["mount", *files, "--concat-dim", "time", *flags, "--no-cache", mountpoint], timeout=60)
+        assert p.returncode != 0 and needle in p.stderr, (flags, p.returncode, p.stderr[-2000:])
+        assert not os.path.ismount(str(mountpoint))

@@ -1358,3 +1358,13 @@ def test_unsigned_refusal_says_no_credentials_were_found(scanner, services, worl
     # With credentials, the same scan has no such hint.
     ok = scanner.scan(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", services.s3)
     assert ok.returncode == 0 and "no AWS credentials" not in ok.stderr, ok.stderr[-2000:]
+
+
+def test_http_glob_says_http_has_no_listing(scanner, services, world):
+    """Issue 15: an HTTP glob is not answered with the server's 404 but with what to do instead."""
+    url = "%s/wrf/*.nc" % services.http
+    p = scanner.scan([url])
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert url in p.stderr and "HTTP has no listing" in p.stderr, p.stderr[-2000:]
+    assert "--urls" in p.stderr and "--url-template" in p.stderr, p.stderr[-2000:]
+    assert "404" not in p.stderr, p.stderr[-2000:]

@@ -33,9 +33,13 @@ public struct MappingError: Error, CustomStringConvertible, Sendable {
 /// HDF5 → Zarr with netCDF-4 semantics: dimension names from dimension scales, netCDF's
 /// bookkeeping attributes hidden, `_FillValue` as Zarr's fill value.
 public enum NetCDFMapping {
+    /// netCDF's bookkeeping attributes and the names netCDF-C reserves and hides from readers
+    /// (case-sensitive: the old upper-case `_NCPROPERTIES` is not reserved, and netCDF-C shows it).
+    /// A file's own `_ARRAY_DIMENSIONS` would also clobber Zarr v2's dimension names.
     static let hiddenAttributes: Set<String> = [
         "DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
         "_NCProperties", "_nc3_strict", "_FillValue",
+        "_Format", "_IsNetcdf4", "_SuperblockVersion", "_Codecs", "_ARRAY_DIMENSIONS", "_nczarr_attr",
     ]
     static let dimensionOnlyPrefix = "This is a netCDF dimension but not a netCDF variable"
 

@@ -469,10 +469,32 @@ public enum NetCDFMapping {
                 result.append((name, .string("")))
                 continue
             }
+            if case .string(let size, _, _) = list[index].datatype {
+                let texts = fixedStringAttribute(list[index].raw, size: size, scalar: list[index].dataspace.kind == .scalar)
+                result.append((name, texts.count == 1 ? .string(texts[0]) : .array(texts.map { .string($0) })))
+                continue
+            }
             let values = list[index].values.map { attributeJSON($0) }
             result.append((name, values.count == 1 ? values[0] : .array(values)))
         }
         return result
+    }
+
+    /// A fixed-length string attribute as netCDF-C reads it, whatever padding the file declares:
+    /// a scalar is text (`NC_CHAR`) of the whole element, whose NULs netCDF4-python drops; an array
+    /// is strings (`NC_STRING`), each ending at its first NUL. Spaces are kept either way.
+    static func fixedStringAttribute(_ raw: [UInt8], size: Int, scalar: Bool) -> [String] {
+        guard size > 0 else { return raw.isEmpty ? [] : [""] }
+        var texts: [String] = []
+        texts.reserveCapacity(raw.count / size)
+        var start = 0
+        while start + size <= raw.count {
+            let element = raw[start..<(start + size)]
+            let kept = scalar ? Array(element.filter { $0 != 0 }) : Array(element.prefix { $0 != 0 })
+            texts.append(String(decoding: kept, as: UTF8.self))
+            start += size
+        }
+        return texts
     }
 
     static func holdsReferences(_ type: Datatype) -> Bool {

@@ -83,3 +83,41 @@ def test_reserved_attribute_names_hidden_as_netcdf_c_hides_them(tmp_path):
         assert "_NCPROPERTIES" in attrs, key
         assert not [n for n in RESERVED if n in attrs and n != "_ARRAY_DIMENSIONS"], (key, attrs)
     assert attrs_of(out, "g/w/.zattrs")["_ARRAY_DIMENSIONS"] == ["y"]
+
+
+# ------------------------------------------------------------------ fixed-length string attributes
+
+def write_fixed_string_attributes(path):
+    """Fixed-length string attributes of each padding (null-terminated, null-padded, space-padded),
+    scalar and as arrays, with embedded NULs and trailing spaces, and a space-padded dataset."""
+    import h5py
+    values = [b"a\0b ", b"ab \0 ", b" \0\0", b"xy  ", b"title"]
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("x", data=np.arange(3, dtype="i4"))
+        for pad, name in ((h5py.h5t.STR_NULLTERM, "nullterm"), (h5py.h5t.STR_NULLPAD, "nullpad"),
+                          (h5py.h5t.STR_SPACEPAD, "spacepad")):
+            tid = h5py.h5t.C_S1.copy()
+            tid.set_size(6)
+            tid.set_strpad(pad)
+            filler = b" " if pad == h5py.h5t.STR_SPACEPAD else b"\0"
+            raw = np.array([(v + filler * 6)[:6] for v in values], dtype="S6")
+            for shape, suffix in (((), "_scalar"), ((1,), "_one"), ((5,), "_five"), ((2, 2), "_2d")):
+                space = h5py.h5s.create_simple(shape) if shape else h5py.h5s.create(h5py.h5s.SCALAR)
+                for target in (d.id, f.id):
+                    attr = h5py.h5a.create(target, (name + suffix).encode(), tid, space)
+                    count = int(np.prod(shape)) if shape else 1
+                    attr.write(raw[:count].reshape(shape) if shape else raw[1:2].reshape(()), mtype=tid)
+            if pad == h5py.h5t.STR_SPACEPAD:
+                clean = np.array([v.replace(b"\0", b"") for v in values], dtype="S6")
+                data = np.array([(v + b" " * 6)[:6] for v in clean], dtype="S6")
+                ds = h5py.h5d.create(f.id, b"spacepadded", tid, h5py.h5s.create_simple((5,)))
+                ds.write(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=tid)
+
+
+def test_fixed_string_attributes_keep_padding_as_netcdf_c_reads_them(tmp_path):
+    """netCDF-C reads a scalar fixed-length string attribute as text (netCDF4-python drops its
+    NULs, keeps its spaces), and an array of them as strings each ending at its first NUL, spaces
+    kept, whatever the padding the file declares."""
+    path = tmp_path / "fixed_strings.h5"
+    write_fixed_string_attributes(path)
+    assert_like_xarray(path, tmp_path, allow=Allow(fixed_strings={"spacepadded"}))

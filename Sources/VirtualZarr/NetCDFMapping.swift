@@ -46,8 +46,10 @@ public enum NetCDFMapping {
     public static func dataset(from info: HDF5FileInfo, objectID: UInt32, options: MappingOptions = MappingOptions(),
                                fetch: @escaping ByteFetcher) async throws -> VirtualDataset {
         var result = VirtualDataset()
+        let namedTypes = namedTypeSignatures(info)
         result.groups = info.groups.map { group in
-            VirtualGroup(path: zarrPath(group.path), attributes: attributes(group.attributes, resolve: info.pathsByAddress))
+            VirtualGroup(path: zarrPath(group.path), attributes: attributes(group.attributes, resolve: info.pathsByAddress,
+                                                                            namedTypes: namedTypes))
         }
         if result.groups.first(where: { $0.path.isEmpty }) == nil {
             result.groups.insert(VirtualGroup(path: "", attributes: []), at: 0)
@@ -180,7 +182,7 @@ public enum NetCDFMapping {
         let dimensions = try dimensionNames(dataset, shape: shape, info: info, phony: phony, scales: scales)
         let codecs = try pipeline(dataset.filters, datatype: datatype)
 
-        var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress)
+        var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress, namedTypes: namedTypeSignatures(info))
         if case .enumeration(_, let base, let names, let values) = datatype, !isBoolEnum(datatype) {
             // The enum's names and values, kept the CF way.
             attributeList.append(("flag_values", .array(values.map { scalarJSON(try? InspectionReport.simpleValue($0, type: base)) })))
@@ -458,12 +460,13 @@ public enum NetCDFMapping {
 
     /// Values of attributes as netCDF4-python presents them: one-element arrays as scalars,
     /// strings decoded, non-finite floats as the bare literals Python's json reads.
-    static func attributes(_ list: [Attribute], resolve: [UInt64: String]) -> [(String, JSON)] {
+    static func attributes(_ list: [Attribute], resolve: [UInt64: String], namedTypes: Set<String>) -> [(String, JSON)] {
         // Object and region references have no netCDF attribute type: netCDF-C leaves such
         // attributes out, and so do we (their addresses mean nothing outside the file).
         var result: [(String, JSON)] = []
         result.reserveCapacity(list.count)
-        for index in list.indices where !hiddenAttributes.contains(list[index].name) && !holdsReferences(list[index].datatype) {
+        for index in list.indices where !hiddenAttributes.contains(list[index].name) && !holdsReferences(list[index].datatype)
+            && !(isUserDefined(list[index].datatype) && !namedTypes.contains(nativeSignature(list[index].datatype))) {
             let name = list[index].name
             if list[index].dataspace.kind == .null {
                 result.append((name, .string("")))
@@ -495,6 +498,47 @@ public enum NetCDFMapping {
             start += size
         }
         return texts
+    }
+
+    /// Compound, enum, opaque, variable-length sequence and array types: netCDF-C shows an
+    /// attribute of these types only when its native type equals that of a datatype committed in
+    /// the file (its user-defined types), and leaves the others out: h5py's booleans, complex
+    /// numbers, structured values and array-typed (multi-dimensional) values among them.
+    static func isUserDefined(_ type: Datatype) -> Bool {
+        switch type {
+        case .compound, .enumeration, .opaque, .variableLengthSequence, .array: return true
+        default: return false
+        }
+    }
+
+    /// The native signatures of the file's committed datatypes.
+    static func namedTypeSignatures(_ info: HDF5FileInfo) -> Set<String> {
+        Set(info.datatypes.compactMap { $0.datatype.map(nativeSignature) })
+    }
+
+    /// A type as `H5Tget_native_type` and `H5Tequal` see it: byte order and member offsets
+    /// (padding) do not count; member names, sizes, signs and enum names and values do.
+    static func nativeSignature(_ type: Datatype) -> String {
+        switch type {
+        case .integer(let size, _, let signed, _, _): return (signed ? "i" : "u") + "\(size)"
+        case .float(let size, _, _, _, _): return "f\(size)"
+        case .time(let size, _, _): return "t\(size)"
+        case .bitfield(let size, _, _, _): return "b\(size)"
+        case .string(let size, let padding, let charset): return "s\(size)\(padding.rawValue)\(charset)"
+        case .opaque(let size, let tag): return "o\(size)\(tag.debugDescription)"
+        case .reference(_, let kind): return "r\(kind)"
+        case .variableLengthString(_, _, let charset): return "vs\(charset)"
+        case .variableLengthSequence(_, let base): return "v(\(nativeSignature(base)))"
+        case .array(_, let dimensions, let base): return "a\(dimensions)(\(nativeSignature(base)))"
+        case .compound(_, let members):
+            return "c{" + members.map { "\($0.name.debugDescription):\(nativeSignature($0.type))" }.joined(separator: ",") + "}"
+        case .enumeration(_, let base, let names, let values):
+            let value: ([UInt8]) -> String = { bytes in
+                (try? InspectionReport.simpleValue(bytes, type: base)).map { "\($0)" } ?? "\(bytes)"
+            }
+            let members = zip(names, values).map { "\($0.debugDescription)=\(value($1))" }.sorted()
+            return "e(\(nativeSignature(base))){" + members.joined(separator: ",") + "}"
+        }
     }
 
     static func holdsReferences(_ type: Datatype) -> Bool {

@@ -41,6 +41,8 @@ public enum NetCDFMapping {
         "_NCProperties", "_nc3_strict", "_FillValue",
         "_Format", "_IsNetcdf4", "_SuperblockVersion", "_Codecs", "_ARRAY_DIMENSIONS", "_nczarr_attr",
     ]
+    /// The attribute that keeps an enum variable's names and values.
+    public static let enumAttribute = "_nc_enum"
     static let dimensionOnlyPrefix = "This is a netCDF dimension but not a netCDF variable"
 
     public static func dataset(from info: HDF5FileInfo, objectID: UInt32, options: MappingOptions = MappingOptions(),
@@ -184,9 +186,11 @@ public enum NetCDFMapping {
 
         var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress, namedTypes: namedTypeSignatures(info))
         if case .enumeration(_, let base, let names, let values) = datatype, !isBoolEnum(datatype) {
-            // The enum's names and values, kept the CF way.
-            attributeList.append(("flag_values", .array(values.map { scalarJSON(try? InspectionReport.simpleValue($0, type: base)) })))
-            attributeList.append(("flag_meanings", .string(names.joined(separator: " "))))
+            // The enum's names and values, in an attribute xarray's Zarr backend hides (`_nc*`),
+            // as netCDF-C's reader keeps them out of the attributes: {"name": value, ...}.
+            let members = zip(names, values).map { ($0, scalarJSON(try? InspectionReport.simpleValue($1, type: base))) }
+            attributeList.removeAll { $0.0 == enumAttribute }
+            attributeList.append((enumAttribute, .object(members)))
         }
         let cfFill = dataset.attributes.first { $0.name == "_FillValue" }
         let hdf5Fill = dataset.fillValue.bytes ?? [UInt8](repeating: 0, count: dtype.itemSize)

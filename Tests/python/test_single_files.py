@@ -158,3 +158,25 @@ def test_attributes_of_uncommitted_user_defined_types_left_out_as_netcdf_c_does(
         # (uncommitted pair, pair_be and state match point_t and state_t natively, so netCDF-C shows them)
         assert sorted(k for k in attrs_of(out, key) if k != "_ARRAY_DIMENSIONS") == [
             "named_pair", "named_state", "pair", "pair_be", "plain", "state"]
+
+
+# ------------------------------------------------------------------ enum variables
+
+def test_enum_variables_carry_no_cf_flags_and_keep_their_names_in_nc_enum(tmp_path):
+    """xarray shows an enum variable as its integers with no flag_values/flag_meanings; the enum's
+    names and values are kept in `_nc_enum`, which xarray's Zarr backend hides (`_nc*`)."""
+    import h5py
+    import netCDF4
+    path = tmp_path / "enums.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        cloud = nc.createEnumType("u1", "cloud_t", {"clear": 0, "cumulus": 1, "missing": 255})
+        nc.createDimension("t", 4)
+        v = nc.createVariable("cloud", cloud, ("t",), fill_value=255)
+        v.long_name = "cloud type"
+        v[:] = np.array([0, 1, 255, 1], "u1")
+    with h5py.File(path, "a") as f:
+        f.create_dataset("phase", data=np.array([2, 0, 1], "i2"),
+                         dtype=h5py.enum_dtype({"SOLID": 0, "LIQUID": 1, "GAS": 2}, basetype="i2"))
+    out, _ = assert_like_xarray(path, tmp_path)
+    assert attrs_of(out, "cloud/.zattrs")["_nc_enum"] == {"clear": 0, "cumulus": 1, "missing": 255}
+    assert attrs_of(out, "phase/.zattrs")["_nc_enum"] == {"SOLID": 0, "LIQUID": 1, "GAS": 2}

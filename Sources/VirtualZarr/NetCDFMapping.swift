@@ -49,16 +49,24 @@ public enum NetCDFMapping {
                                fetch: @escaping ByteFetcher) async throws -> VirtualDataset {
         var result = VirtualDataset()
         let namedTypes = namedTypeSignatures(info)
-        result.groups = info.groups.map { group in
-            VirtualGroup(path: zarrPath(group.path), attributes: attributes(group.attributes, resolve: info.pathsByAddress,
-                                                                            namedTypes: namedTypes))
+        let scales = DimensionScales(info)
+        let lengths = dimensionLengths(info, scales: scales)
+        let (phony, datasetPaths, groupPaths) = phonyDimensionNames(info, lengths: lengths, scales: scales)
+        // Every name that reaches a group or dataset (soft links, second hard links) is one of
+        // its own, as netCDF-C lists them; the name the parser found first leads.
+        func names(_ canonical: String, _ found: [String]?) -> [String] {
+            var seen: Set<String> = [canonical]
+            return [canonical] + (found ?? []).filter { seen.insert($0).inserted }
+        }
+        for group in info.groups {
+            let groupAttributes = attributes(group.attributes, resolve: info.pathsByAddress, namedTypes: namedTypes)
+            for path in names(group.path, groupPaths[group.address]) {
+                result.groups.append(VirtualGroup(path: zarrPath(path), attributes: groupAttributes))
+            }
         }
         if result.groups.first(where: { $0.path.isEmpty }) == nil {
             result.groups.insert(VirtualGroup(path: "", attributes: []), at: 0)
         }
-        let scales = DimensionScales(info)
-        let lengths = dimensionLengths(info, scales: scales)
-        let phony = phonyDimensionNames(info, lengths: lengths, scales: scales)
         for dataset in info.datasets where dataset.path.lastIndex(of: "/") == dataset.path.startIndex {
             if let space = dataset.dataspace, space.maxDimensions.count == 1, space.maxDimensions[0] == nil,
                isDimensionScale(dataset.attributes) {
@@ -76,15 +84,19 @@ public enum NetCDFMapping {
                 continue
             }
             if isDimensionOnly(dataset) { continue }
-            do {
-                if let array = try await array(dataset, info: info, objectID: objectID, options: options, lengths: lengths,
-                                               phony: phony, scales: scales, fetch: fetch) {
-                    result.arrays.append(array)
+            for path in names(dataset.path, datasetPaths[dataset.address]) {
+                var named = dataset
+                named.path = path
+                do {
+                    if let array = try await array(named, info: info, objectID: objectID, options: options, lengths: lengths,
+                                                   phony: phony, scales: scales, fetch: fetch) {
+                        result.arrays.append(array)
+                    }
+                } catch let error as MappingError {
+                    result.warnings.append("\(info.name): \(path) left out: \(error)")
+                } catch let error as CodecError {
+                    result.warnings.append("\(info.name): \(path) left out: \(error)")
                 }
-            } catch let error as MappingError {
-                result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
-            } catch let error as CodecError {
-                result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
             }
         }
         return result
@@ -106,16 +118,22 @@ public enum NetCDFMapping {
     /// (links in creation order when tracked, else by name), and gives each such dataset's axes the first dimension of the same
     /// group with the same length and unlimitedness not yet used by that dataset, or a new
     /// `phony_dim_<next id>`.
-    static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64], scales: DimensionScales) -> [UInt64: [String]] {
+    static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64], scales: DimensionScales)
+        -> (names: [String: [String]], paths: [UInt64: [String]], groupPaths: [UInt64: [String]]) {
         // Positions, not copies: a dataset's description holds a dozen references, and this runs
         // for every file of an archive.
         let datasetIndex = Dictionary(info.datasets.indices.map { (info.datasets[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
         let groupIndex = Dictionary(info.groups.indices.map { (info.groups[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
+        var addressByPath: [String: UInt64] = [:]
+        for (address, path) in info.pathsByAddress { addressByPath[path] = address }
+        for group in info.groups { for alias in group.aliases { addressByPath[alias] = group.address } }
+        for dataset in info.datasets { for alias in dataset.aliases { addressByPath[alias] = dataset.address } }
         let scaleCount = scales.dimensionScaleCount
         var nextID = scaleCount
-        var result: [UInt64: [String]] = [:]
-        var visitedGroups: Set<UInt64> = []
-        var assigned: Set<UInt64> = []
+        var result: [String: [String]] = [:]
+        var paths: [UInt64: [String]] = [:]
+        var groupPaths: [UInt64: [String]] = [:]
+        var visits = 0
 
         func ordered(_ links: [Link]) -> [Link] {
             if !links.isEmpty, links.allSatisfy({ $0.creationOrder != nil }) {
@@ -123,13 +141,52 @@ public enum NetCDFMapping {
             }
             return links.sorted { $0.name < $1.name }
         }
+        /// The object a link names: hard links directly, soft links by following the path they
+        /// hold link by link (from the root, or from the group holding the link).
+        func target(_ link: Link, in group: GroupInfo, path groupPath: String, depth: Int = 0) -> UInt64? {
+            switch link.target {
+            case .hard(let address): return address
+            case .soft(let path):
+                guard depth < 16 else { return nil }
+                if path.split(separator: "/").contains("..") {
+                    var parts: [Substring] = path.hasPrefix("/") ? [] : groupPath.split(separator: "/")
+                    for part in path.split(separator: "/") where part != "." {
+                        if part == ".." { if !parts.isEmpty { parts.removeLast() } } else { parts.append(part) }
+                    }
+                    return addressByPath["/" + parts.joined(separator: "/")]
+                }
+                guard var current: GroupInfo = path.hasPrefix("/") ? info.groups.first(where: { $0.path == "/" }) : group else { return nil }
+                var currentPath = path.hasPrefix("/") ? "/" : groupPath
+                var address = current.address
+                let parts = path.split(separator: "/").filter { $0 != "." }
+                for (i, part) in parts.enumerated() {
+                    guard let next = current.links.first(where: { $0.name == part }),
+                          let found = target(next, in: current, path: currentPath, depth: depth + 1) else { return nil }
+                    address = found
+                    if i < parts.count - 1 {
+                        guard let index = groupIndex[found] else { return nil }
+                        current = info.groups[index]
+                        currentPath = currentPath == "/" ? "/" + part : currentPath + "/" + part
+                    }
+                }
+                return address
+            default: return nil
+            }
+        }
 
-        func visit(_ group: GroupInfo) {
-            guard visitedGroups.insert(group.address).inserted else { return }
+        // netCDF-C walks every name that reaches a group or dataset (soft links and second hard
+        // links too): each is a variable or group of its own, and each group has its own dimensions.
+        func visit(_ group: GroupInfo, path: String, ancestors: Set<UInt64>) {
+            visits += 1
+            guard visits <= 100_000 else { return }
+            groupPaths[group.address, default: []].append(path)
             let links = ordered(group.links)
+            let prefix = path == "/" ? "/" : path + "/"
             // netCDF-C matches child groups first (post-order).
             for link in links {
-                if case .hard(let address) = link.target, let child = groupIndex[address] { visit(info.groups[child]) }
+                if let address = target(link, in: group, path: path), let child = groupIndex[address], !ancestors.contains(address), ancestors.count < 64 {
+                    visit(info.groups[child], path: prefix + link.name, ancestors: ancestors.union([address]))
+                }
             }
             // (length, unlimited, name) of this group's dimensions, real ones first.
             var dims: [(UInt64, Bool, String)] = []
@@ -139,10 +196,11 @@ public enum NetCDFMapping {
                 dims.append((lengths[address] ?? space.dimensions[0], space.maxDimensions.first == .some(nil), link.name))
             }
             for link in links {
-                guard case .hard(let address) = link.target, let index = datasetIndex[address], !assigned.contains(address),
-                      let space = info.datasets[index].dataspace, space.kind == .simple, !space.dimensions.isEmpty,
+                guard let address = target(link, in: group, path: path), let index = datasetIndex[address] else { continue }
+                let datasetPath = prefix + link.name
+                paths[address, default: []].append(datasetPath)
+                guard let space = info.datasets[index].dataspace, space.kind == .simple, !space.dimensions.isEmpty,
                       scales[address] == nil else { continue }
-                assigned.insert(address)
                 var names: [String] = []
                 for (length, max) in zip(space.dimensions, space.maxDimensions) {
                     let unlimited = max == nil
@@ -155,11 +213,11 @@ public enum NetCDFMapping {
                         names.append(name)
                     }
                 }
-                result[address] = names
+                result[datasetPath] = names
             }
         }
-        if let root = info.groups.first(where: { $0.path == "/" }) { visit(root) }
-        return result
+        if let root = info.groups.first(where: { $0.path == "/" }) { visit(root, path: "/", ancestors: [root.address]) }
+        return (result, paths, groupPaths)
     }
 
     static func isDimensionScale(_ attributes: [Attribute]) -> Bool {
@@ -167,7 +225,7 @@ public enum NetCDFMapping {
     }
 
     static func array(_ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
-                      lengths: [UInt64: UInt64], phony: [UInt64: [String]], scales: DimensionScales,
+                      lengths: [UInt64: UInt64], phony: [String: [String]], scales: DimensionScales,
                       fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
             throw MappingError(description: "incomplete metadata")
@@ -311,7 +369,7 @@ public enum NetCDFMapping {
     }
 
     /// netCDF-4's dimension scales, resolved through `DIMENSION_LIST` object references.
-    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [UInt64: [String]],
+    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [String: [String]],
                                scales: DimensionScales) throws -> [String] {
         if shape.isEmpty { return [] }
         if let axes = scales[dataset.address] {
@@ -322,7 +380,7 @@ public enum NetCDFMapping {
                 return String(path[(path.lastIndex(of: "/").map(path.index(after:)) ?? path.startIndex)...])
             }
         }
-        guard let names = phony[dataset.address], names.count == shape.count else {
+        guard let names = phony[dataset.path], names.count == shape.count else {
             throw MappingError(description: "no dimension names")
         }
         return names

@@ -180,3 +180,21 @@ def test_enum_variables_carry_no_cf_flags_and_keep_their_names_in_nc_enum(tmp_pa
     out, _ = assert_like_xarray(path, tmp_path)
     assert attrs_of(out, "cloud/.zattrs")["_nc_enum"] == {"clear": 0, "cumulus": 1, "missing": 255}
     assert attrs_of(out, "phase/.zattrs")["_nc_enum"] == {"SOLID": 0, "LIQUID": 1, "GAS": 2}
+
+
+# ------------------------------------------------------------------ soft links and hard-link aliases
+
+def test_datasets_and_groups_reached_through_soft_links_and_second_hard_links(tmp_path):
+    """netCDF-C lists a dataset or group under every name that reaches it: soft links (absolute and
+    relative) and second hard links, with everything inside a linked group."""
+    import h5py
+    path = tmp_path / "links.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("arr", data=np.arange(6, dtype="i4"))
+        f["arr_soft"] = h5py.SoftLink("/arr")
+        pep = f.create_group("pep")
+        pep.create_dataset("pep3", data=np.arange(4, dtype="f4") + 0.5)
+        pep["near"] = h5py.SoftLink("pep3")
+        f["pep_soft"] = h5py.SoftLink("/pep")
+        f["pep_hard"] = pep
+    assert_like_xarray(path, tmp_path)

@@ -33,24 +33,40 @@ public struct MappingError: Error, CustomStringConvertible, Sendable {
 /// HDF5 → Zarr with netCDF-4 semantics: dimension names from dimension scales, netCDF's
 /// bookkeeping attributes hidden, `_FillValue` as Zarr's fill value.
 public enum NetCDFMapping {
+    /// netCDF's bookkeeping attributes and the names netCDF-C reserves and hides from readers
+    /// (case-sensitive: the old upper-case `_NCPROPERTIES` is not reserved, and netCDF-C shows it).
+    /// A file's own `_ARRAY_DIMENSIONS` would also clobber Zarr v2's dimension names.
     static let hiddenAttributes: Set<String> = [
         "DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
         "_NCProperties", "_nc3_strict", "_FillValue",
+        "_Format", "_IsNetcdf4", "_SuperblockVersion", "_Codecs", "_ARRAY_DIMENSIONS", "_nczarr_attr",
     ]
+    /// The attribute that keeps an enum variable's names and values.
+    public static let enumAttribute = "_nc_enum"
     static let dimensionOnlyPrefix = "This is a netCDF dimension but not a netCDF variable"
 
     public static func dataset(from info: HDF5FileInfo, objectID: UInt32, options: MappingOptions = MappingOptions(),
                                fetch: @escaping ByteFetcher) async throws -> VirtualDataset {
         var result = VirtualDataset()
-        result.groups = info.groups.map { group in
-            VirtualGroup(path: zarrPath(group.path), attributes: attributes(group.attributes, resolve: info.pathsByAddress))
+        let namedTypes = namedTypeSignatures(info)
+        let scales = DimensionScales(info)
+        let lengths = dimensionLengths(info, scales: scales)
+        let (phony, datasetPaths, groupPaths) = phonyDimensionNames(info, lengths: lengths, scales: scales)
+        // Every name that reaches a group or dataset (soft links, second hard links) is one of
+        // its own, as netCDF-C lists them; the name the parser found first leads.
+        func names(_ canonical: String, _ found: [String]?) -> [String] {
+            var seen: Set<String> = [canonical]
+            return [canonical] + (found ?? []).filter { seen.insert($0).inserted }
+        }
+        for group in info.groups {
+            let groupAttributes = attributes(group.attributes, resolve: info.pathsByAddress, namedTypes: namedTypes)
+            for path in names(group.path, groupPaths[group.address]) {
+                result.groups.append(VirtualGroup(path: zarrPath(path), attributes: groupAttributes))
+            }
         }
         if result.groups.first(where: { $0.path.isEmpty }) == nil {
             result.groups.insert(VirtualGroup(path: "", attributes: []), at: 0)
         }
-        let scales = DimensionScales(info)
-        let lengths = dimensionLengths(info, scales: scales)
-        let phony = phonyDimensionNames(info, lengths: lengths, scales: scales)
         for dataset in info.datasets where dataset.path.lastIndex(of: "/") == dataset.path.startIndex {
             if let space = dataset.dataspace, space.maxDimensions.count == 1, space.maxDimensions[0] == nil,
                isDimensionScale(dataset.attributes) {
@@ -68,15 +84,19 @@ public enum NetCDFMapping {
                 continue
             }
             if isDimensionOnly(dataset) { continue }
-            do {
-                if let array = try await array(dataset, info: info, objectID: objectID, options: options, lengths: lengths,
-                                               phony: phony, scales: scales, fetch: fetch) {
-                    result.arrays.append(array)
+            for path in names(dataset.path, datasetPaths[dataset.address]) {
+                var named = dataset
+                named.path = path
+                do {
+                    if let array = try await array(named, info: info, objectID: objectID, options: options, lengths: lengths,
+                                                   phony: phony, scales: scales, fetch: fetch) {
+                        result.arrays.append(array)
+                    }
+                } catch let error as MappingError {
+                    result.warnings.append("\(info.name): \(path) left out: \(error)")
+                } catch let error as CodecError {
+                    result.warnings.append("\(info.name): \(path) left out: \(error)")
                 }
-            } catch let error as MappingError {
-                result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
-            } catch let error as CodecError {
-                result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
             }
         }
         return result
@@ -98,16 +118,22 @@ public enum NetCDFMapping {
     /// (links in creation order when tracked, else by name), and gives each such dataset's axes the first dimension of the same
     /// group with the same length and unlimitedness not yet used by that dataset, or a new
     /// `phony_dim_<next id>`.
-    static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64], scales: DimensionScales) -> [UInt64: [String]] {
+    static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64], scales: DimensionScales)
+        -> (names: [String: [String]], paths: [UInt64: [String]], groupPaths: [UInt64: [String]]) {
         // Positions, not copies: a dataset's description holds a dozen references, and this runs
         // for every file of an archive.
         let datasetIndex = Dictionary(info.datasets.indices.map { (info.datasets[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
         let groupIndex = Dictionary(info.groups.indices.map { (info.groups[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
+        var addressByPath: [String: UInt64] = [:]
+        for (address, path) in info.pathsByAddress { addressByPath[path] = address }
+        for group in info.groups { for alias in group.aliases { addressByPath[alias] = group.address } }
+        for dataset in info.datasets { for alias in dataset.aliases { addressByPath[alias] = dataset.address } }
         let scaleCount = scales.dimensionScaleCount
         var nextID = scaleCount
-        var result: [UInt64: [String]] = [:]
-        var visitedGroups: Set<UInt64> = []
-        var assigned: Set<UInt64> = []
+        var result: [String: [String]] = [:]
+        var paths: [UInt64: [String]] = [:]
+        var groupPaths: [UInt64: [String]] = [:]
+        var visits = 0
 
         func ordered(_ links: [Link]) -> [Link] {
             if !links.isEmpty, links.allSatisfy({ $0.creationOrder != nil }) {
@@ -115,13 +141,52 @@ public enum NetCDFMapping {
             }
             return links.sorted { $0.name < $1.name }
         }
+        /// The object a link names: hard links directly, soft links by following the path they
+        /// hold link by link (from the root, or from the group holding the link).
+        func target(_ link: Link, in group: GroupInfo, path groupPath: String, depth: Int = 0) -> UInt64? {
+            switch link.target {
+            case .hard(let address): return address
+            case .soft(let path):
+                guard depth < 16 else { return nil }
+                if path.split(separator: "/").contains("..") {
+                    var parts: [Substring] = path.hasPrefix("/") ? [] : groupPath.split(separator: "/")
+                    for part in path.split(separator: "/") where part != "." {
+                        if part == ".." { if !parts.isEmpty { parts.removeLast() } } else { parts.append(part) }
+                    }
+                    return addressByPath["/" + parts.joined(separator: "/")]
+                }
+                guard var current: GroupInfo = path.hasPrefix("/") ? info.groups.first(where: { $0.path == "/" }) : group else { return nil }
+                var currentPath = path.hasPrefix("/") ? "/" : groupPath
+                var address = current.address
+                let parts = path.split(separator: "/").filter { $0 != "." }
+                for (i, part) in parts.enumerated() {
+                    guard let next = current.links.first(where: { $0.name == part }),
+                          let found = target(next, in: current, path: currentPath, depth: depth + 1) else { return nil }
+                    address = found
+                    if i < parts.count - 1 {
+                        guard let index = groupIndex[found] else { return nil }
+                        current = info.groups[index]
+                        currentPath = currentPath == "/" ? "/" + part : currentPath + "/" + part
+                    }
+                }
+                return address
+            default: return nil
+            }
+        }
 
-        func visit(_ group: GroupInfo) {
-            guard visitedGroups.insert(group.address).inserted else { return }
+        // netCDF-C walks every name that reaches a group or dataset (soft links and second hard
+        // links too): each is a variable or group of its own, and each group has its own dimensions.
+        func visit(_ group: GroupInfo, path: String, ancestors: Set<UInt64>) {
+            visits += 1
+            guard visits <= 100_000 else { return }
+            groupPaths[group.address, default: []].append(path)
             let links = ordered(group.links)
+            let prefix = path == "/" ? "/" : path + "/"
             // netCDF-C matches child groups first (post-order).
             for link in links {
-                if case .hard(let address) = link.target, let child = groupIndex[address] { visit(info.groups[child]) }
+                if let address = target(link, in: group, path: path), let child = groupIndex[address], !ancestors.contains(address), ancestors.count < 64 {
+                    visit(info.groups[child], path: prefix + link.name, ancestors: ancestors.union([address]))
+                }
             }
             // (length, unlimited, name) of this group's dimensions, real ones first.
             var dims: [(UInt64, Bool, String)] = []
@@ -131,10 +196,11 @@ public enum NetCDFMapping {
                 dims.append((lengths[address] ?? space.dimensions[0], space.maxDimensions.first == .some(nil), link.name))
             }
             for link in links {
-                guard case .hard(let address) = link.target, let index = datasetIndex[address], !assigned.contains(address),
-                      let space = info.datasets[index].dataspace, space.kind == .simple, !space.dimensions.isEmpty,
+                guard let address = target(link, in: group, path: path), let index = datasetIndex[address] else { continue }
+                let datasetPath = prefix + link.name
+                paths[address, default: []].append(datasetPath)
+                guard let space = info.datasets[index].dataspace, space.kind == .simple, !space.dimensions.isEmpty,
                       scales[address] == nil else { continue }
-                assigned.insert(address)
                 var names: [String] = []
                 for (length, max) in zip(space.dimensions, space.maxDimensions) {
                     let unlimited = max == nil
@@ -147,11 +213,11 @@ public enum NetCDFMapping {
                         names.append(name)
                     }
                 }
-                result[address] = names
+                result[datasetPath] = names
             }
         }
-        if let root = info.groups.first(where: { $0.path == "/" }) { visit(root) }
-        return result
+        if let root = info.groups.first(where: { $0.path == "/" }) { visit(root, path: "/", ancestors: [root.address]) }
+        return (result, paths, groupPaths)
     }
 
     static func isDimensionScale(_ attributes: [Attribute]) -> Bool {
@@ -159,7 +225,7 @@ public enum NetCDFMapping {
     }
 
     static func array(_ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
-                      lengths: [UInt64: UInt64], phony: [UInt64: [String]], scales: DimensionScales,
+                      lengths: [UInt64: UInt64], phony: [String: [String]], scales: DimensionScales,
                       fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
             throw MappingError(description: "incomplete metadata")
@@ -176,11 +242,13 @@ public enum NetCDFMapping {
         let dimensions = try dimensionNames(dataset, shape: shape, info: info, phony: phony, scales: scales)
         let codecs = try pipeline(dataset.filters, datatype: datatype)
 
-        var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress)
+        var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress, namedTypes: namedTypeSignatures(info))
         if case .enumeration(_, let base, let names, let values) = datatype, !isBoolEnum(datatype) {
-            // The enum's names and values, kept the CF way.
-            attributeList.append(("flag_values", .array(values.map { scalarJSON(try? InspectionReport.simpleValue($0, type: base)) })))
-            attributeList.append(("flag_meanings", .string(names.joined(separator: " "))))
+            // The enum's names and values, in an attribute xarray's Zarr backend hides (`_nc*`),
+            // as netCDF-C's reader keeps them out of the attributes: {"name": value, ...}.
+            let members = zip(names, values).map { ($0, scalarJSON(try? InspectionReport.simpleValue($1, type: base))) }
+            attributeList.removeAll { $0.0 == enumAttribute }
+            attributeList.append((enumAttribute, .object(members)))
         }
         let cfFill = dataset.attributes.first { $0.name == "_FillValue" }
         let hdf5Fill = dataset.fillValue.bytes ?? [UInt8](repeating: 0, count: dtype.itemSize)
@@ -301,7 +369,7 @@ public enum NetCDFMapping {
     }
 
     /// netCDF-4's dimension scales, resolved through `DIMENSION_LIST` object references.
-    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [UInt64: [String]],
+    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [String: [String]],
                                scales: DimensionScales) throws -> [String] {
         if shape.isEmpty { return [] }
         if let axes = scales[dataset.address] {
@@ -312,7 +380,7 @@ public enum NetCDFMapping {
                 return String(path[(path.lastIndex(of: "/").map(path.index(after:)) ?? path.startIndex)...])
             }
         }
-        guard let names = phony[dataset.address], names.count == shape.count else {
+        guard let names = phony[dataset.path], names.count == shape.count else {
             throw MappingError(description: "no dimension names")
         }
         return names
@@ -454,21 +522,85 @@ public enum NetCDFMapping {
 
     /// Values of attributes as netCDF4-python presents them: one-element arrays as scalars,
     /// strings decoded, non-finite floats as the bare literals Python's json reads.
-    static func attributes(_ list: [Attribute], resolve: [UInt64: String]) -> [(String, JSON)] {
+    static func attributes(_ list: [Attribute], resolve: [UInt64: String], namedTypes: Set<String>) -> [(String, JSON)] {
         // Object and region references have no netCDF attribute type: netCDF-C leaves such
         // attributes out, and so do we (their addresses mean nothing outside the file).
         var result: [(String, JSON)] = []
         result.reserveCapacity(list.count)
-        for index in list.indices where !hiddenAttributes.contains(list[index].name) && !holdsReferences(list[index].datatype) {
+        for index in list.indices where !hiddenAttributes.contains(list[index].name) && !holdsReferences(list[index].datatype)
+            && !(isUserDefined(list[index].datatype) && !namedTypes.contains(nativeSignature(list[index].datatype))) {
             let name = list[index].name
             if list[index].dataspace.kind == .null {
                 result.append((name, .string("")))
+                continue
+            }
+            if case .string(let size, _, _) = list[index].datatype {
+                let texts = fixedStringAttribute(list[index].raw, size: size, scalar: list[index].dataspace.kind == .scalar)
+                result.append((name, texts.count == 1 ? .string(texts[0]) : .array(texts.map { .string($0) })))
                 continue
             }
             let values = list[index].values.map { attributeJSON($0) }
             result.append((name, values.count == 1 ? values[0] : .array(values)))
         }
         return result
+    }
+
+    /// A fixed-length string attribute as netCDF-C reads it, whatever padding the file declares:
+    /// a scalar is text (`NC_CHAR`) of the whole element, whose NULs netCDF4-python drops; an array
+    /// is strings (`NC_STRING`), each ending at its first NUL. Spaces are kept either way.
+    static func fixedStringAttribute(_ raw: [UInt8], size: Int, scalar: Bool) -> [String] {
+        guard size > 0 else { return raw.isEmpty ? [] : [""] }
+        var texts: [String] = []
+        texts.reserveCapacity(raw.count / size)
+        var start = 0
+        while start + size <= raw.count {
+            let element = raw[start..<(start + size)]
+            let kept = scalar ? Array(element.filter { $0 != 0 }) : Array(element.prefix { $0 != 0 })
+            texts.append(String(decoding: kept, as: UTF8.self))
+            start += size
+        }
+        return texts
+    }
+
+    /// Compound, enum, opaque, variable-length sequence and array types: netCDF-C shows an
+    /// attribute of these types only when its native type equals that of a datatype committed in
+    /// the file (its user-defined types), and leaves the others out: h5py's booleans, complex
+    /// numbers, structured values and array-typed (multi-dimensional) values among them.
+    static func isUserDefined(_ type: Datatype) -> Bool {
+        switch type {
+        case .compound, .enumeration, .opaque, .variableLengthSequence, .array: return true
+        default: return false
+        }
+    }
+
+    /// The native signatures of the file's committed datatypes.
+    static func namedTypeSignatures(_ info: HDF5FileInfo) -> Set<String> {
+        Set(info.datatypes.compactMap { $0.datatype.map(nativeSignature) })
+    }
+
+    /// A type as `H5Tget_native_type` and `H5Tequal` see it: byte order and member offsets
+    /// (padding) do not count; member names, sizes, signs and enum names and values do.
+    static func nativeSignature(_ type: Datatype) -> String {
+        switch type {
+        case .integer(let size, _, let signed, _, _): return (signed ? "i" : "u") + "\(size)"
+        case .float(let size, _, _, _, _): return "f\(size)"
+        case .time(let size, _, _): return "t\(size)"
+        case .bitfield(let size, _, _, _): return "b\(size)"
+        case .string(let size, let padding, let charset): return "s\(size)\(padding.rawValue)\(charset)"
+        case .opaque(let size, let tag): return "o\(size)\(tag.debugDescription)"
+        case .reference(_, let kind): return "r\(kind)"
+        case .variableLengthString(_, _, let charset): return "vs\(charset)"
+        case .variableLengthSequence(_, let base): return "v(\(nativeSignature(base)))"
+        case .array(_, let dimensions, let base): return "a\(dimensions)(\(nativeSignature(base)))"
+        case .compound(_, let members):
+            return "c{" + members.map { "\($0.name.debugDescription):\(nativeSignature($0.type))" }.joined(separator: ",") + "}"
+        case .enumeration(_, let base, let names, let values):
+            let value: ([UInt8]) -> String = { bytes in
+                (try? InspectionReport.simpleValue(bytes, type: base)).map { "\($0)" } ?? "\(bytes)"
+            }
+            let members = zip(names, values).map { "\($0.debugDescription)=\(value($1))" }.sorted()
+            return "e(\(nativeSignature(base))){" + members.joined(separator: ",") + "}"
+        }
     }
 
     static func holdsReferences(_ type: Datatype) -> Bool {

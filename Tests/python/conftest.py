@@ -265,6 +265,8 @@ def norm_attr(v):
         return [norm_attr(x) for x in v]
     if isinstance(v, np.generic):
         v = v.item()
+        if isinstance(v, tuple):  # a structured scalar (np.void)
+            return [norm_attr(x) for x in v]
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     if isinstance(v, bool):

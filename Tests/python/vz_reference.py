@@ -466,9 +466,7 @@ def _v2_meta(a):
               "zarr_format": 2}
     zattrs = {k: v for k, v in a.attrs.items() if k != "_FillValue"}
     if a.enum is not None:
-        items = sorted(a.enum.items(), key=lambda kv: kv[1])
-        zattrs["flag_values"] = [v for _, v in items]
-        zattrs["flag_meanings"] = " ".join(k for k, _ in items)
+        zattrs["_nc_enum"] = dict(a.enum.items())
     zattrs["_ARRAY_DIMENSIONS"] = list(a.dims)
     return zarray, zattrs
 
@@ -529,9 +527,7 @@ def _v3_meta(a):
         if enc is not None:
             attrs["_FillValue"] = enc
     if a.enum is not None:
-        items = sorted(a.enum.items(), key=lambda kv: kv[1])
-        attrs["flag_values"] = [v for _, v in items]
-        attrs["flag_meanings"] = " ".join(k for k, _ in items)
+        attrs["_nc_enum"] = dict(a.enum.items())
     meta = {"zarr_format": 3, "node_type": "array", "shape": list(a.shape), "data_type": _v3_dtype(a.dtype),
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(a.chunks) if a.chunks else []}},
             "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},

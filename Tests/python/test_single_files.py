@@ -1,0 +1,200 @@
+"""Single files: what xarray reads from the original (issue 15, "Single files").
+
+Each case writes one small HDF5/netCDF-4 file (h5py or netCDF4-python) in tmp_path with one trait
+that third-party archives have, scans it with `zarrmount scan FILE --refs OUT.json`, and holds the
+reference dataset against `xr.open_dataset(original)` (the netcdf4 engine, as xarray picks by
+default): variables, dimensions, attributes, dtypes and values bit for bit, decoded and raw.
+"""
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import Allow, compare_datasets, groups_of, left_out, open_original, open_refs, require_ok, run_vz
+
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+
+def scan(path, tmp_path, ok=(0,)):
+    out = str(tmp_path / (os.path.basename(str(path)) + ".refs.json"))
+    p = run_vz(["scan", str(path), "--refs", out])
+    require_ok(p, "scan %s" % path, ok)
+    return out, p
+
+
+def assert_like_xarray(path, tmp_path, allow=None, groups=None):
+    """The scanned refs open in xarray as the original does, for every group, decoded and raw."""
+    out, p = scan(path, tmp_path)
+    allow = allow or Allow(left_out_text=left_out(p))
+    for group in groups or groups_of(str(path)):
+        for decode_cf in (True, False):
+            with open_original(str(path), decode_cf=decode_cf, group=group) as exp, \
+                    open_refs(out, decode_cf=decode_cf, group=group) as act:
+                without_nc_attributes(exp)
+                compare_datasets(exp, act, "%s %s" % (group, "cf" if decode_cf else "raw"), decode_cf, allow)
+    return out, p
+
+
+def without_nc_attributes(ds):
+    """xarray's Zarr backend hides every attribute whose name starts with `_nc` in any case
+    (`_NCPROPERTIES`, `_NCZARR_ATTR`) that netCDF-C shows; the refs keep them (see attrs_of)."""
+    for attrs in [ds.attrs] + [ds[v].attrs for v in ds.variables]:
+        for k in [k for k in attrs if k.lower().startswith("_nc")]:
+            del attrs[k]
+
+
+def attrs_of(refs, key):
+    import json
+    with open(refs) as fh:
+        return json.loads(json.load(fh)["refs"][key])
+
+
+# ------------------------------------------------------------------ reserved attribute names
+
+RESERVED = ("_Format", "_IsNetcdf4", "_SuperblockVersion", "_Codecs", "_ARRAY_DIMENSIONS", "_nczarr_attr",
+            "_NCProperties", "_nc3_strict")
+
+
+def test_reserved_attribute_names_hidden_as_netcdf_c_hides_them(tmp_path):
+    """netCDF-C hides its reserved attribute names (case-sensitive) on groups and variables; the
+    old upper-case `_NCPROPERTIES` is not one of them and netCDF-C (and h5netcdf) show it."""
+    import h5py
+    import netCDF4
+    path = tmp_path / "reserved.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.title = "reserved"
+        nc.createDimension("x", 3)
+        v = nc.createVariable("v", "i4", ("x",))
+        v[:] = [1, 2, 3]
+        g = nc.createGroup("g")
+        g.createDimension("y", 2)
+        w = g.createVariable("w", "f4", ("y",))
+        w[:] = [0.5, 1.5]
+    with h5py.File(path, "a") as f:
+        for obj in (f, f["v"], f["g"], f["g/w"]):
+            for name in RESERVED:
+                obj.attrs[name] = np.int32(1)
+            obj.attrs["_NCPROPERTIES"] = np.bytes_("version=1|netcdflibversion=4.4.0|hdf5libversion=1.8.12")
+    out, _ = assert_like_xarray(path, tmp_path, groups=["/"])
+    # (netCDF-C cannot open group g with all of them at once; check its attributes in the refs.)
+    for key in (".zattrs", "v/.zattrs", "g/.zattrs", "g/w/.zattrs"):
+        attrs = attrs_of(out, key)
+        assert "_NCPROPERTIES" in attrs, key
+        assert not [n for n in RESERVED if n in attrs and n != "_ARRAY_DIMENSIONS"], (key, attrs)
+    assert attrs_of(out, "g/w/.zattrs")["_ARRAY_DIMENSIONS"] == ["y"]
+
+
+# ------------------------------------------------------------------ fixed-length string attributes
+
+def write_fixed_string_attributes(path):
+    """Fixed-length string attributes of each padding (null-terminated, null-padded, space-padded),
+    scalar and as arrays, with embedded NULs and trailing spaces, and a space-padded dataset."""
+    import h5py
+    values = [b"a\0b ", b"ab \0 ", b" \0\0", b"xy  ", b"title"]
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("x", data=np.arange(3, dtype="i4"))
+        for pad, name in ((h5py.h5t.STR_NULLTERM, "nullterm"), (h5py.h5t.STR_NULLPAD, "nullpad"),
+                          (h5py.h5t.STR_SPACEPAD, "spacepad")):
+            tid = h5py.h5t.C_S1.copy()
+            tid.set_size(6)
+            tid.set_strpad(pad)
+            filler = b" " if pad == h5py.h5t.STR_SPACEPAD else b"\0"
+            raw = np.array([(v + filler * 6)[:6] for v in values], dtype="S6")
+            for shape, suffix in (((), "_scalar"), ((1,), "_one"), ((5,), "_five"), ((2, 2), "_2d")):
+                space = h5py.h5s.create_simple(shape) if shape else h5py.h5s.create(h5py.h5s.SCALAR)
+                for target in (d.id, f.id):
+                    attr = h5py.h5a.create(target, (name + suffix).encode(), tid, space)
+                    count = int(np.prod(shape)) if shape else 1
+                    attr.write(raw[:count].reshape(shape) if shape else raw[1:2].reshape(()), mtype=tid)
+            if pad == h5py.h5t.STR_SPACEPAD:
+                clean = np.array([v.replace(b"\0", b"") for v in values], dtype="S6")
+                data = np.array([(v + b" " * 6)[:6] for v in clean], dtype="S6")
+                ds = h5py.h5d.create(f.id, b"spacepadded", tid, h5py.h5s.create_simple((5,)))
+                ds.write(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=tid)
+
+
+def test_fixed_string_attributes_keep_padding_as_netcdf_c_reads_them(tmp_path):
+    """netCDF-C reads a scalar fixed-length string attribute as text (netCDF4-python drops its
+    NULs, keeps its spaces), and an array of them as strings each ending at its first NUL, spaces
+    kept, whatever the padding the file declares."""
+    path = tmp_path / "fixed_strings.h5"
+    write_fixed_string_attributes(path)
+    assert_like_xarray(path, tmp_path, allow=Allow(fixed_strings={"spacepadded"}))
+
+
+# ------------------------------------------------------------------ attributes of user-defined types
+
+def test_attributes_of_uncommitted_user_defined_types_left_out_as_netcdf_c_does(tmp_path):
+    """netCDF-C shows compound, enum, opaque, variable-length and array-typed attributes only when
+    their native type equals a type committed in the file: h5py's multi-dimensional array-typed
+    attributes (which were served nested), structured values, complex numbers and booleans are left
+    out; committed compound and enum attributes, and those whose type matches one (big-endian
+    compounds too), are shown as xarray shows them."""
+    import h5py
+    path = tmp_path / "user_types.h5"
+    point = np.dtype([("a", "<i4"), ("b", "<f8")])
+    big = np.dtype([("a", ">i4"), ("b", ">f8")])
+    with h5py.File(path, "w") as f:
+        f["point_t"] = point
+        f["state_t"] = h5py.enum_dtype({"SOLID": 0, "LIQUID": 1}, basetype="i1")
+        d = f.create_dataset("x", data=np.arange(3, dtype="i4"))
+        for obj in (f, d):
+            obj.attrs.create("grid", np.arange(12, dtype="i4").reshape(2, 2, 3), dtype=np.dtype(("i4", (2, 3))))
+            obj.attrs.create("grid1", np.arange(6, dtype="i4").reshape(1, 2, 3), dtype=np.dtype(("i4", (2, 3))))
+            obj.attrs.create("pair", np.array([(1, 2.5), (3, 4.5)], dtype=point))
+            obj.attrs.create("pair_be", np.array([(1, 2.5)], dtype=big))
+            obj.attrs.create("flag", np.array([True, False]))
+            obj.attrs.create("z", np.array([1 + 2j]))
+            obj.attrs.create("ragged", np.array([np.arange(2), np.arange(3)], dtype=object), dtype=h5py.vlen_dtype("i4"))
+            obj.attrs.create("state", np.array([0, 1], "i1"), dtype=h5py.enum_dtype({"SOLID": 0, "LIQUID": 1}, basetype="i1"))
+            obj.attrs.create("blob", np.array([b"abcd"], dtype="V4"))
+            obj.attrs.create("named_pair", np.array([(5, 6.5), (7, 8.5)], dtype=point), dtype=f["point_t"])
+            obj.attrs.create("named_state", np.array([1, 0], "i1"), dtype=f["state_t"])
+            obj.attrs.create("triple", np.array([(1, 2, 3.0)], dtype=[("p", "i2"), ("q", "i2"), ("r", "f4")]))
+            obj.attrs["plain"] = np.float32(1.5)
+    out, _ = assert_like_xarray(path, tmp_path)
+    for key in (".zattrs", "x/.zattrs"):
+        # (uncommitted pair, pair_be and state match point_t and state_t natively, so netCDF-C shows them)
+        assert sorted(k for k in attrs_of(out, key) if k != "_ARRAY_DIMENSIONS") == [
+            "named_pair", "named_state", "pair", "pair_be", "plain", "state"]
+
+
+# ------------------------------------------------------------------ enum variables
+
+def test_enum_variables_carry_no_cf_flags_and_keep_their_names_in_nc_enum(tmp_path):
+    """xarray shows an enum variable as its integers with no flag_values/flag_meanings; the enum's
+    names and values are kept in `_nc_enum`, which xarray's Zarr backend hides (`_nc*`)."""
+    import h5py
+    import netCDF4
+    path = tmp_path / "enums.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        cloud = nc.createEnumType("u1", "cloud_t", {"clear": 0, "cumulus": 1, "missing": 255})
+        nc.createDimension("t", 4)
+        v = nc.createVariable("cloud", cloud, ("t",), fill_value=255)
+        v.long_name = "cloud type"
+        v[:] = np.array([0, 1, 255, 1], "u1")
+    with h5py.File(path, "a") as f:
+        f.create_dataset("phase", data=np.array([2, 0, 1], "i2"),
+                         dtype=h5py.enum_dtype({"SOLID": 0, "LIQUID": 1, "GAS": 2}, basetype="i2"))
+    out, _ = assert_like_xarray(path, tmp_path)
+    assert attrs_of(out, "cloud/.zattrs")["_nc_enum"] == {"clear": 0, "cumulus": 1, "missing": 255}
+    assert attrs_of(out, "phase/.zattrs")["_nc_enum"] == {"SOLID": 0, "LIQUID": 1, "GAS": 2}
+
+
+# ------------------------------------------------------------------ soft links and hard-link aliases
+
+def test_datasets_and_groups_reached_through_soft_links_and_second_hard_links(tmp_path):
+    """netCDF-C lists a dataset or group under every name that reaches it: soft links (absolute and
+    relative) and second hard links, with everything inside a linked group."""
+    import h5py
+    path = tmp_path / "links.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("arr", data=np.arange(6, dtype="i4"))
+        f["arr_soft"] = h5py.SoftLink("/arr")
+        pep = f.create_group("pep")
+        pep.create_dataset("pep3", data=np.arange(4, dtype="f4") + 0.5)
+        pep["near"] = h5py.SoftLink("pep3")
+        f["pep_soft"] = h5py.SoftLink("/pep")
+        f["pep_hard"] = pep
+    assert_like_xarray(path, tmp_path)

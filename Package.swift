@@ -57,7 +57,13 @@ let package = Package(
         ),
         .target(
             name: "ZarrFS",
-            dependencies: ["VirtualZarr", "JSONValue", "ObjectStore", "ByteSource", "CFuse", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VirtualZarr", "JSONValue", "CFuse", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictness
+        ),
+        // The object store behind the filesystem's chunk fetcher: the filesystem knows no transport.
+        .target(
+            name: "StoreAdapter",
+            dependencies: ["ZarrFS", "ObjectStore", "VirtualZarr"],
             swiftSettings: strictness
         ),
         .target(
@@ -69,7 +75,7 @@ let package = Package(
             name: "zarrmount",
             dependencies: [
                 "ByteSource", "HDF5Metadata", "HDF5Oracle", "JSONValue", "VirtualZarr", "Scanner", "ObjectStore", "ZarrFS",
-                "CJemalloc",
+                "StoreAdapter", "CJemalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -97,7 +103,8 @@ let package = Package(
             dependencies: ["ObjectStore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
-        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "VirtualZarr", "JSONValue", "ObjectStore"], swiftSettings: strictness),
+        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "StoreAdapter", "VirtualZarr", "JSONValue", "ObjectStore",
+                                                     .product(name: "Logging", package: "swift-log")], swiftSettings: strictness),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
         .testTarget(
             name: "HDF5MetadataTests",

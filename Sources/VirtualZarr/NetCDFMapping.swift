@@ -58,6 +58,8 @@ public enum NetCDFMapping {
             var seen: Set<String> = [canonical]
             return [canonical] + (found ?? []).filter { seen.insert($0).inserted }
         }
+        // VirtualDataset() starts with an empty root group, which the file's own replaces.
+        result.groups = []
         for group in info.groups {
             let groupAttributes = attributes(group.attributes, resolve: info.pathsByAddress, namedTypes: namedTypes)
             for path in names(group.path, groupPaths[group.address]) {
@@ -509,7 +511,13 @@ public enum NetCDFMapping {
     }
 
     static func pipeline(_ filters: [Filter], datatype: Datatype) throws -> [Codec] {
-        try filters.map { filter in
+        // HDF5's shuffle leaves a buffer's trailing partial element in place; numcodecs'
+        // refuses the buffer. After Fletcher-32, the buffer is the data and a 4-byte checksum,
+        // so a Zarr reader could not decode one chunk.
+        if let checksum = filters.firstIndex(where: { $0.id == 3 }), filters[checksum...].contains(where: { $0.id == 2 }) {
+            throw MappingError(description: "its filters shuffle the data together with its Fletcher-32 checksum (fletcher32 before shuffle), which Zarr's shuffle codec cannot undo (the buffer is not a whole number of elements)")
+        }
+        return try filters.map { filter in
             switch filter.id {
             case 1: return .zlib(level: Int(filter.clientData.first ?? 4))
             case 2: return .shuffle(elementSize: Int(filter.clientData.first ?? UInt32(datatype.size)))

@@ -483,6 +483,10 @@ public final class ChunkReader: Sendable {
 
 public struct ChunkReadError: Error, CustomStringConvertible, Sendable {
     public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
 }
 
 /// A stored chunk that failed its check under `--verify-chunks` (EIO, never served).

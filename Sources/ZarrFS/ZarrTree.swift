@@ -316,9 +316,10 @@ public final class ZarrTree: Sendable {
             let middle = (low + high + 1) / 2
             if chunkInodeBase[middle] <= index { low = middle } else { high = middle - 1 }
         }
-        let linear = Int(index - chunkInodeBase[low])
-        guard linear < store.dataset.arrays[low].manifest.count else { return nil }
-        return (low, linear)
+        // Compared as UInt64: an inode far past the last chunk file must be "no entry", not a trap.
+        let offset = index - chunkInodeBase[low]
+        guard offset < UInt64(store.dataset.arrays[low].manifest.count) else { return nil }
+        return (low, Int(offset))
     }
 
     private func chunkEntry(array: Int, linear: Int) -> Entry? {

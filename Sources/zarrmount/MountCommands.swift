@@ -4,6 +4,7 @@ import HDF5Metadata
 import Logging
 import ObjectStore
 import Scanner
+import StoreAdapter
 import VirtualZarr
 import ZarrFS
 import JSONValue
@@ -114,7 +115,7 @@ struct Mount: AsyncParsableCommand {
             let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()
             let remote = summary.store
-            let mount = FuseMount(tree: tree, reader: reader, logger: logger) {
+            let filesystem = ZarrFilesystem(tree: tree, reader: reader, logger: logger, sourceAccess: allowOther) {
                 let reads = reader.statistics
                 var document: [(String, JSON)] = [
                     ("mountpoint", .string(mountpoint)),
@@ -141,6 +142,7 @@ struct Mount: AsyncParsableCommand {
                 }
                 return Array(JSON.object(document).rendered(pretty: true).utf8)
             }
+            let mount = FuseMount(filesystem: filesystem)
             let readyFile = self.readyFile
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let thread = Thread {

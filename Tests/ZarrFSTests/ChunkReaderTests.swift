@@ -1,4 +1,5 @@
 import ObjectStore
+import StoreAdapter
 import Synchronization
 import VirtualZarr
 import XCTest
@@ -84,8 +85,9 @@ final class StoreChunkFetcherTests: XCTestCase {
         do {
             _ = try await fetcher.fetch(object, offset: 10, length: 5)
             XCTFail("an overwritten file must not serve its new bytes")
-        } catch let error as ObjectStoreError {
+        } catch let error as ChunkFetchError {
             XCTAssertEqual(error.kind, .changed)
+            XCTAssertEqual(FilesystemError(reading: error), .stale)
         }
     }
 }
@@ -129,7 +131,7 @@ final class DecodedChunkTests: XCTestCase {
             XCTFail("a corrupt chunk decoded")
         } catch {
             XCTAssertTrue("\(error)".contains("s3://b/k.nc"), "\(error)")
-            XCTAssertEqual(ChunkErrno.code(for: error), EIO)
+            XCTAssertEqual(FilesystemError(reading: error).errno, EIO)
         }
         XCTAssertEqual(reader.statistics.errors, 1)
     }

@@ -498,6 +498,9 @@ def probe_originals(paths):
         p = subprocess.run([sys.executable, "-c", _PROBE] + todo, capture_output=True, text=True, timeout=900)
         started = None
         for line in p.stdout.splitlines():
+            # libnetcdf writes diagnostics to stdout ("There are 353 HDF5 objects open!"): not a record.
+            if not line.startswith("{"):
+                continue
             rec = json.loads(line)
             if "start" in rec:
                 started = rec["start"]

@@ -198,3 +198,31 @@ def test_datasets_and_groups_reached_through_soft_links_and_second_hard_links(tm
         f["pep_soft"] = h5py.SoftLink("/pep")
         f["pep_hard"] = pep
     assert_like_xarray(path, tmp_path)
+
+
+def test_a_pipeline_zarr_cannot_decode_is_left_out_with_a_warning(tmp_path):
+    """Issue 15: Fletcher-32 applied before shuffle (as hdf5-json's dset_gzip.h5 writes it) leaves a buffer of the
+    data and a 4-byte checksum, which numcodecs' shuffle refuses: the variable is left out with a warning that says
+    why, never served as chunks no reader can decode; the variables beside it are served."""
+    import h5py
+    path = str(tmp_path / "fletcher_then_shuffle.h5")
+    data = np.arange(200, dtype="<f8").reshape(20, 10)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("good", data=data, chunks=(10, 10), shuffle=True, compression="gzip", fletcher32=True)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((10, 10))
+        dcpl.set_fletcher32()
+        dcpl.set_shuffle()
+        dcpl.set_deflate(4)
+        space = h5py.h5s.create_simple((20, 10))
+        dset = h5py.h5d.create(f.id, b"odd", h5py.h5t.IEEE_F64LE, space, dcpl=dcpl)
+        dset.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
+    with h5py.File(path) as f:
+        assert list(f["odd"]._filters) == ["fletcher32", "shuffle", "gzip"], list(f["odd"]._filters)
+    out = str(tmp_path / "refs.json")
+    p = run_vz(["scan", path, "--refs", out, "--no-cache"])
+    require_ok(p, "scan")
+    assert "odd" in p.stderr and "shuffle" in p.stderr and "left out" in p.stderr, p.stderr[-2000:]
+    ds = open_refs(out)
+    assert "odd" not in ds.variables
+    np.testing.assert_array_equal(ds["good"].values, data)

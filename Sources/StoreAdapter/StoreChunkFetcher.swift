@@ -1,6 +1,7 @@
 import Synchronization
 import ObjectStore
 import VirtualZarr
+import ZarrFS
 
 /// Chunk bytes from where the scan found them, through `ObjectReader` (identity-checked).
 /// Large chunks are fetched as parallel parts: one TCP stream behind a long round trip cannot
@@ -22,6 +23,17 @@ public final class StoreChunkFetcher: ChunkFetching {
     /// The chunk's bytes, or `ChunkReadError.timedOut` once `timeout` has passed: a stalled
     /// server makes a reader wait that long at most, and the transfer is cancelled.
     public func fetch(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
+        do {
+            return try await fetchWithinTimeout(object, offset: offset, length: length)
+        } catch let error as ObjectStoreError {
+            // An object rewritten or gone is never served: the filesystem answers ESTALE.
+            throw ChunkFetchError(error.kind == .changed || error.kind == .notFound ? .changed : .failed, error.description)
+        } catch let error as ChunkTimeout {
+            throw ChunkFetchError(.timedOut, error.description)
+        }
+    }
+
+    private func fetchWithinTimeout(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
         guard let timeout else { return try await fetchParts(object, offset: offset, length: length) }
         // A race of two unstructured tasks: a task group would wait for the fetch to end even
         // after the deadline, and a transfer stuck in libcurl ends only at its own timeouts.
@@ -72,7 +84,7 @@ public final class StoreChunkFetcher: ChunkFetching {
     }
 
     /// The byte ranges a chunk is fetched as: one range, or equal parts when it is large.
-    static func parts(offset: UInt64, length: UInt64, partSize: UInt64) -> [Range<UInt64>] {
+    public static func parts(offset: UInt64, length: UInt64, partSize: UInt64) -> [Range<UInt64>] {
         guard length > 2 * partSize else { return [offset..<(offset + length)] }
         return stride(from: offset, to: offset + length, by: Int(partSize)).map { $0..<min($0 + partSize, offset + length) }
     }

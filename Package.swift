@@ -11,9 +11,11 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "zarrmount", targets: ["zarrmount"]),
+        .executable(name: "zarrmount-verify", targets: ["zarrmount-verify"]),
         .library(name: "HDF5Metadata", targets: ["HDF5Metadata"]),
         // For tools/fuzz's harnesses.
         .library(name: "VirtualZarr", targets: ["VirtualZarr"]),
+        .library(name: "HDF5Mapping", targets: ["HDF5Mapping"]),
         .library(name: "Scanner", targets: ["Scanner"]),
         .library(name: "ZarrFS", targets: ["ZarrFS"]),
     ],
@@ -40,7 +42,10 @@ let package = Package(
         .target(name: "JSONValue", swiftSettings: strictness),
         .target(name: "HDF5Metadata", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "VirtualZarr", dependencies: ["HDF5Metadata", "JSONValue", "CZlib"], swiftSettings: strictness),
+        // The Zarr model: arrays, codecs, manifests, combine, Zarr v2/v3 and kerchunk; no parser.
+        .target(name: "VirtualZarr", dependencies: ["JSONValue", "CZlib"], swiftSettings: strictness),
+        // HDF5 (netCDF-4) files as virtual datasets: the parser's results in the model's terms.
+        .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
         .target(
             name: "ObjectStore",
             dependencies: ["ByteSource", "CCurl", .product(name: "Logging", package: "swift-log"),
@@ -50,7 +55,7 @@ let package = Package(
         .target(
             name: "Scanner",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "JSONValue", "ObjectStore", "VirtualZarr",
+                "ByteSource", "HDF5Metadata", "HDF5Mapping", "JSONValue", "ObjectStore", "VirtualZarr",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictness
@@ -74,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "zarrmount",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "HDF5Oracle", "JSONValue", "VirtualZarr", "Scanner", "ObjectStore", "ZarrFS",
+                "ByteSource", "HDF5Metadata", "JSONValue", "VirtualZarr", "Scanner", "ObjectStore", "ZarrFS",
                 "StoreAdapter", "CJemalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -82,6 +87,12 @@ let package = Package(
             swiftSettings: strictness
         ),
 
+        // The parser's oracle (libhdf5) in a tool of its own: the mount daemon does not link it.
+        .executableTarget(
+            name: "zarrmount-verify",
+            dependencies: ["ByteSource", "HDF5Metadata", "HDF5Oracle", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strictness
+        ),
         .executableTarget(
             name: "zarrmount-bench",
             dependencies: [
@@ -94,7 +105,7 @@ let package = Package(
 
         .testTarget(
             name: "VirtualZarrTests",
-            dependencies: ["VirtualZarr", "Scanner", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
+            dependencies: ["VirtualZarr", "HDF5Mapping", "Scanner", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),

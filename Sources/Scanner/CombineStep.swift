@@ -1,3 +1,4 @@
+import HDF5Mapping
 import ByteSource
 import Foundation
 import ObjectStore
@@ -123,7 +124,7 @@ extension Scanner {
             let fetch: ByteFetcher = { offset, length in
                 try await reader.read(object.url, identity: object.etag, range: offset..<(offset + UInt64(length)))
             }
-            return (array, try await NetCDFMapping.decodedValues(array, fetch: fetch, maxBytes: maxDecodedBytes))
+            return (array, try await ArrayValues.decoded(array, fetch: fetch, maxBytes: maxDecodedBytes))
         }
         @Sendable func storedChunksEqual(_ a: VirtualArray, _ first: Part, _ b: VirtualArray, _ other: Part) async throws -> Bool {
             guard a.codecs == b.codecs, a.chunkShape == b.chunkShape, a.manifest.setIndices == b.manifest.setIndices else { return false }

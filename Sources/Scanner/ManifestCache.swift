@@ -1,3 +1,4 @@
+import HDF5Mapping
 import Crypto
 import Foundation
 import HDF5Metadata
@@ -11,6 +12,13 @@ public struct ManifestCache: Sendable {
     public let directory: String
     /// Raised whenever the mapping output changes, so older cached results are scanned again.
     static let formatVersion = 4
+    /// The executable that maps files (its size and modification time): a new build may map
+    /// the same file differently, and a result from another build is never reused.
+    static let buildIdentity: String = {
+        var info = stat()
+        guard stat("/proc/self/exe", &info) == 0 else { return "unknown" }
+        return "\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+    }()
 
     public init(directory: String) {
         self.directory = directory
@@ -39,7 +47,8 @@ public struct ManifestCache: Sendable {
         .object([("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.etag.map(JSON.string) ?? .null),
                  ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),
                  ("inline_dimension_coordinates", options.inlineDimensionCoordinates ? .uint(UInt64(options.maxDimensionCoordinateBytes)) : .null),
-                 ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion)))])
+                 ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion))),
+                 ("build", .string(buildIdentity))])
     }
 
     /// The cached dataset for this exact object version, or nil. Objects without an identity

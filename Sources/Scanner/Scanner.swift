@@ -1,3 +1,4 @@
+import HDF5Mapping
 import ByteSource
 import Foundation
 import HDF5Metadata

@@ -1,5 +1,4 @@
 import CZlib
-import HDF5Metadata
 import JSONValue
 
 /// A step of a chunk's encoding pipeline, in the order the writer applied it.

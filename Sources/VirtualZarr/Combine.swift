@@ -1,4 +1,3 @@
-import HDF5Metadata
 import JSONValue
 
 public enum AttributePolicy: String, Sendable, CaseIterable {
@@ -487,7 +486,7 @@ public enum Combiner {
 /// every file fills its unwritten chunks with the same chunk, so does the result; files that
 /// fill them differently are materialised per chunk by `copyEntries`.
 func combinedManifest(_ array: VirtualArray, dimension: String, fills: [[UInt8]?]) throws -> ChunkManifest {
-    let gridShape = NetCDFMapping.grid(array.shape, array.chunkShape)
+    let gridShape = ChunkManifest.grid(array.shape, array.chunkShape)
     guard ChunkManifest.chunkCount(gridShape) != nil else {
         throw CombineError(description: "cannot concatenate variable \(array.path) along \(dimension): the combined chunk grid \(gridShape) has more than \(ChunkManifest.maxChunks) chunks")
     }

@@ -1,5 +1,4 @@
 import Foundation
-import HDF5Metadata
 import JSONValue
 
 /// kerchunk reference files (version 1): Zarr v2 metadata as JSON strings and, per chunk,
@@ -358,8 +357,8 @@ extension KerchunkReferences {
         let shape = shapeList.compactMap(\.uint64Value)
         let chunks = chunkList.compactMap(\.uint64Value)
         guard shape.count == shapeList.count, chunks.count == shape.count, chunks.allSatisfy({ $0 > 0 }) else { throw fail("invalid shape or chunks") }
-        guard ChunkManifest.chunkCount(NetCDFMapping.grid(shape, chunks)) != nil else {
-            throw fail("its chunk grid \(NetCDFMapping.grid(shape, chunks)) has more than \(ChunkManifest.maxChunks) chunks")
+        guard ChunkManifest.chunkCount(ChunkManifest.grid(shape, chunks)) != nil else {
+            throw fail("its chunk grid \(ChunkManifest.grid(shape, chunks)) has more than \(ChunkManifest.maxChunks) chunks")
         }
         let dtype = try dataType(v2: dtypeJSON, fail: fail)
         var codecs: [Codec] = []
@@ -371,7 +370,7 @@ extension KerchunkReferences {
                             codecs: codecs.filter { if case .other(let c) = $0, c["id"]?.stringValue == "vlen-utf8" { return false }; return true },
                             fillValue: meta["fill_value"] ?? .null, fillBytes: nil, dimensionNames: dimensions,
                             attributes: attributes.filter { $0.0 != "_ARRAY_DIMENSIONS" },
-                            manifest: ChunkManifest(gridShape: NetCDFMapping.grid(shape, chunks)), origin: "\(name):\(path)")
+                            manifest: ChunkManifest(gridShape: ChunkManifest.grid(shape, chunks)), origin: "\(name):\(path)")
     }
 
     static func dataType(v2 json: JSON, fail: (String) -> ReferenceError) throws -> ZarrDataType {

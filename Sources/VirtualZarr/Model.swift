@@ -1,4 +1,3 @@
-import HDF5Metadata
 import JSONValue
 
 /// One source object (a file, an S3 object, a URL) that chunks point into.
@@ -368,6 +367,10 @@ public struct VirtualArray: Sendable {
     }
 
     public var name: String { String(path.split(separator: "/").last ?? "") }
+
+    /// The attribute that keeps an enum variable's names and values (`{name: value}`); xarray's
+    /// Zarr v2 reader hides it, as it hides every `_nc` attribute.
+    public static let enumNamesAttribute = "_nc_enum"
 }
 
 public struct VirtualGroup: Sendable {
@@ -449,5 +452,32 @@ extension VirtualArray {
                             shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
                             fillBytes: [UInt8](repeating: 0, count: width), dimensionNames: [name], attributes: [], manifest: manifest,
                             origin: "file names")
+    }
+}
+
+/// A dataset (or one of its arrays) that cannot be expressed as asked: a grid beyond what a
+/// manifest indexes, a format that cannot hold a value, a variable left out with its reason.
+public struct MappingError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
+}
+
+extension ChunkManifest {
+    /// Chunks along each axis of `shape` in chunks of `chunks` (a zero chunk extent gives none).
+    public static func grid(_ shape: [UInt64], _ chunks: [UInt64]) -> [Int] {
+        zip(shape, chunks).map { dim, chunk in chunk == 0 ? 0 : Int(clamping: dim / chunk + (dim % chunk == 0 ? 0 : 1)) }
+    }
+
+    /// An empty manifest for `shape` in chunks of `chunks`, or an error when the grid is beyond
+    /// what a manifest indexes (a declared shape is not proof that anything was stored).
+    public static func empty(shape: [UInt64], chunks: [UInt64]) throws -> ChunkManifest {
+        let gridShape = grid(shape, chunks)
+        guard chunkCount(gridShape) != nil else {
+            throw MappingError(description: "its chunk grid \(gridShape) (shape \(shape) in chunks of \(chunks)) has more than \(maxChunks) chunks")
+        }
+        return ChunkManifest(gridShape: gridShape)
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import HDF5Metadata
 import JSONValue
 
 public enum ZarrFormat: Int, Sendable, CaseIterable {
@@ -187,18 +186,21 @@ public struct ZarrStore: Sendable {
 
     /// xarray keeps a Zarr v3 variable's CF `_FillValue` in the attributes, floats as the
     /// base64 of a little-endian double (its `FillValueCoder`), integers and booleans as numbers.
+    /// An enum's names (`VirtualArray.enumNamesAttribute`) are kept in v2, whose readers hide
+    /// `_nc` attributes; v3 readers hide none, so there they are left out.
     func v3Attributes(_ array: VirtualArray) -> [(String, JSON)] {
+        let attributes = array.attributes.filter { $0.0 != VirtualArray.enumNamesAttribute }
         let encoded: JSON
         switch (array.dtype.kind, array.fillValue) {
-        case (_, .null): return array.attributes
+        case (_, .null): return attributes
         case (.float, .double(let value)): encoded = .string(Self.base64Double(value))
         case (.float, .int(let value)): encoded = .string(Self.base64Double(Double(value)))
         case (.float, .string(let text)):
             encoded = .string(Self.base64Double(text == "NaN" ? .nan : text == "Infinity" ? .infinity : -.infinity))
         case (.signed, _), (.unsigned, _), (.bool, _): encoded = array.fillValue
-        default: return array.attributes
+        default: return attributes
         }
-        return [("_FillValue", encoded)] + array.attributes
+        return [("_FillValue", encoded)] + attributes
     }
 
     static func base64Double(_ value: Double) -> String {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ByteSource
+import Foundation
 import HDF5Metadata
-import HDF5Oracle
 import Logging
 import JSONValue
 
@@ -63,44 +63,36 @@ struct Inspect: AsyncParsableCommand {
     }
 }
 
-struct Verify: AsyncParsableCommand {
+/// `zarrmount verify` runs `zarrmount-verify` (installed beside it): the oracle links libhdf5,
+/// and the mount daemon does not.
+struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check the native parser against libhdf5 on a local file.",
+        abstract: "Check the native parser against libhdf5 on a local file (runs zarrmount-verify).",
         discussion: """
             Parses the file twice, with zarrmount's own parser and with the system libhdf5, and \
             compares every dataset: shape, type size, layout, chunk shape, filters, fill value, \
             attribute bytes and every chunk's coordinates, offset, size and filter mask. Exit \
-            status 0 when they agree, 1 when they differ (the differences are listed).
+            status 0 when they agree, 1 when they differ (the differences are listed). The \
+            comparison is the separate executable zarrmount-verify, so that zarrmount itself does \
+            not load libhdf5.
             """
     )
 
-    @Argument(help: "Local HDF5 or NetCDF4 files to verify.")
-    var paths: [String]
+    @Argument(parsing: .captureForPassthrough, help: "Local HDF5 or NetCDF4 files to verify.")
+    var paths: [String] = []
 
-    func run() async throws {
-        var failed = 0
-        for path in paths {
-            let (info, _) = try await parseLocalFile(path)
-            let oracle: [OracleDataset]
-            do {
-                oracle = try LibHDF5Oracle.describe(path: path)
-            } catch {
-                print("\(path): SKIPPED — \(error)")
-                continue
-            }
-            let differences = OracleComparison.differences(native: info, oracle: oracle)
-            let chunkCount = info.datasets.reduce(0) { $0 + ($1.chunks?.count ?? 0) }
-            let unreadable = oracle.filter { !$0.isReadable }.map(\.path)
-            let skipped = unreadable.isEmpty ? "" : "; libhdf5 \(LibHDF5Oracle.version) could not open \(unreadable.count) (\(unreadable.prefix(3).joined(separator: ", "))\(unreadable.count > 3 ? ", …" : ""))"
-            if differences.isEmpty {
-                print("\(path): OK — \(oracle.count - unreadable.count) datasets, \(chunkCount) chunks agree with libhdf5\(skipped)")
-            } else {
-                failed += 1
-                print("\(path): DIFFERENT")
-                for difference in differences { print("  \(difference)") }
-            }
+    func run() throws {
+        let own = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let tool = (own as NSString).deletingLastPathComponent + "/zarrmount-verify"
+        guard FileManager.default.isExecutableFile(atPath: tool) else {
+            printError("error: \(tool) is missing: `zarrmount verify` runs zarrmount-verify, built beside zarrmount by `swift build` (or installed with it)")
+            throw ExitCode(1)
         }
-        if failed > 0 { throw ExitCode(1) }
+        let arguments = [tool] + paths
+        var cArguments = arguments.map { strdup($0) } + [nil]
+        execv(tool, &cArguments)
+        printError("error: cannot run \(tool): \(String(cString: strerror(errno)))")
+        throw ExitCode(1)
     }
 }
 

@@ -1,3 +1,4 @@
+@testable import HDF5Mapping
 import JSONValue
 @testable import VirtualZarr
 import XCTest

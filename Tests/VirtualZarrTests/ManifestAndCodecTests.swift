@@ -1,3 +1,4 @@
+@testable import HDF5Mapping
 import HDF5Metadata
 import JSONValue
 @testable import VirtualZarr

@@ -1,3 +1,4 @@
+@testable import HDF5Mapping
 import ByteSource
 import Foundation
 import HDF5Metadata
@@ -35,7 +36,7 @@ final class ScanTests: XCTestCase {
         var decoded: [String: [UInt8]] = [:]
         for name in ["deflate_1", "deflate_9", "fletcher32", "shuffle_deflate", "shuffle_deflate_fletcher32"] {
             let array = try XCTUnwrap(summary.dataset.array(name), name)
-            decoded[name] = try await NetCDFMapping.decodedValues(array, fetch: fetch, maxBytes: 1 << 20)
+            decoded[name] = try await ArrayValues.decoded(array, fetch: fetch, maxBytes: 1 << 20)
         }
         XCTAssertEqual(decoded["deflate_1"]?.count, 64 * 64 * 4)
         for (name, bytes) in decoded { XCTAssertEqual(bytes, decoded["deflate_1"], "\(name) decodes to the same values") }

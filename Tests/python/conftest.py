@@ -151,7 +151,8 @@ class Outputs:
         dt = time.monotonic() - t0
         Outputs.seconds += dt
         Outputs.slowest = sorted(Outputs.slowest + [(dt, "%s %s %s" % (args[0], name, fmt))], reverse=True)[:5]
-        if kind in MOUNT_KINDS and p.returncode == 0:
+        # A mount that skipped files exits 2 and is live all the same.
+        if kind in MOUNT_KINDS and os.path.ismount(out):
             self.mounted.append((key, out))
         self.cache[key] = (out, p)
         return out, p

@@ -593,3 +593,26 @@ def test_chunks_option_is_checked(archive, tmp_path):
         p = run_vz(["mount", *files, "--concat-dim", "time", *flags, "--no-cache", mountpoint], timeout=60)
         assert p.returncode != 0 and needle in p.stderr, (flags, p.returncode, p.stderr[-2000:])
         assert not os.path.ismount(str(mountpoint))
+
+
+def test_results_cached_by_another_build_are_not_reused(archive, tmp_path, vz):
+    """A new build may map files differently (this session's root-attribute and enum fixes did): the manifest
+    cache reuses results only from the executable that wrote them."""
+    import shutil
+    files = archive("daily")
+    cache = tmp_path / "cache"
+    other = tmp_path / "zarrmount-other-build"
+    shutil.copy2(vz[0], other)
+    os.utime(other, (1_600_000_000, 1_600_000_000))
+
+    def scan_with(binary):
+        out = tmp_path / ("cached-%d.json" % len(list(tmp_path.glob("cached-*.json"))))
+        import subprocess
+        p = subprocess.run([str(binary), "scan", *files, "--concat-dim", "time", "--cache-dir", str(cache), "--refs", str(out)],
+                           capture_output=True, text=True, timeout=120)
+        require_ok(p, "scan")
+        return p.stderr
+
+    assert "(0 from the manifest cache)" in scan_with(vz[0])
+    assert "(5 from the manifest cache)" in scan_with(vz[0]), "the same build reuses its results"
+    assert "(0 from the manifest cache)" in scan_with(other), "another build must scan again"

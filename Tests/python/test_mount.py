@@ -98,7 +98,6 @@ def test_parallel_readers_agree(archive, mounted):
 
 
 def test_overwritten_object_fails_instead_of_serving_new_bytes(archive, mounted, tmp_path):
-    import shutil
     copy = tmp_path / "copy"
     copy.mkdir()
     for f in archive:
@@ -313,3 +312,24 @@ def test_the_daemon_allocates_with_jemalloc(archive, tmp_path):
     finally:
         subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)
     assert not os.path.ismount(str(mountpoint))
+
+
+def test_the_daemon_does_not_link_libhdf5_and_verify_still_works(vz):
+    """Issue 18: the mount daemon's link line has no libhdf5 (the oracle is zarrmount-verify, beside it);
+    `zarrmount verify` runs that tool and gives its answer."""
+    binary = vz[0]
+    p = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "libfuse3" in p.stdout and "libcurl" in p.stdout, p.stdout
+    assert "hdf5" not in p.stdout, "zarrmount links libhdf5:\n" + p.stdout
+    verify = os.path.join(os.path.dirname(binary), "zarrmount-verify")
+    assert os.access(verify, os.X_OK), "zarrmount-verify is not built beside " + binary
+    assert "hdf5" in subprocess.run(["ldd", verify], capture_output=True, text=True, timeout=60).stdout
+    sample = sorted(glob.glob(os.path.join(os.environ.get("ZARRMOUNT_SAMPLE_ARCHIVE") or "", "*.nc")))
+    if not sample:
+        sample = [f for f in sorted(glob.glob(os.path.join(REPO, ".cache", "sample-archive", "*.nc")))]
+    assert sample, "no sample archive to verify"
+    ok = subprocess.run([binary, "verify", sample[0]], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and "OK" in ok.stdout and "agree with libhdf5" in ok.stdout, (ok.returncode, ok.stdout, ok.stderr)
+    bad = subprocess.run([binary, "verify", "/nonexistent.nc"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1, (bad.returncode, bad.stdout, bad.stderr)

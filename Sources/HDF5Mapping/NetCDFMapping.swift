@@ -1,8 +1,6 @@
 import HDF5Metadata
 import JSONValue
-
-/// Reads raw bytes of the source object at absolute offsets (for values that must be inlined).
-public typealias ByteFetcher = @Sendable (_ offset: UInt64, _ length: Int) async throws -> [UInt8]
+import VirtualZarr
 
 public struct MappingOptions: Sendable {
     /// Uncompressed contiguous arrays larger than this are split into a regular chunk grid.
@@ -22,13 +20,6 @@ public struct MappingOptions: Sendable {
     public init() {}
 }
 
-public struct MappingError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-
-    public init(description: String) {
-        self.description = description
-    }
-}
 
 /// HDF5 → Zarr with netCDF-4 semantics: dimension names from dimension scales, netCDF's
 /// bookkeeping attributes hidden, `_FillValue` as Zarr's fill value.
@@ -42,7 +33,7 @@ public enum NetCDFMapping {
         "_Format", "_IsNetcdf4", "_SuperblockVersion", "_Codecs", "_ARRAY_DIMENSIONS", "_nczarr_attr",
     ]
     /// The attribute that keeps an enum variable's names and values.
-    public static let enumAttribute = "_nc_enum"
+    public static let enumAttribute = VirtualArray.enumNamesAttribute
     static let dimensionOnlyPrefix = "This is a netCDF dimension but not a netCDF variable"
 
     public static func dataset(from info: HDF5FileInfo, objectID: UInt32, options: MappingOptions = MappingOptions(),
@@ -333,19 +324,9 @@ public enum NetCDFMapping {
         return array
     }
 
-    static func grid(_ shape: [UInt64], _ chunks: [UInt64]) -> [Int] {
-        zip(shape, chunks).map { dim, chunk in chunk == 0 ? 0 : Int(clamping: dim / chunk + (dim % chunk == 0 ? 0 : 1)) }
-    }
+    static func grid(_ shape: [UInt64], _ chunks: [UInt64]) -> [Int] { ChunkManifest.grid(shape, chunks) }
 
-    /// An empty manifest for `shape` in chunks of `chunks`, or an error when the grid is beyond
-    /// what a manifest indexes (a declared shape is not proof that anything was stored).
-    static func manifest(_ shape: [UInt64], _ chunks: [UInt64]) throws -> ChunkManifest {
-        let gridShape = grid(shape, chunks)
-        guard ChunkManifest.chunkCount(gridShape) != nil else {
-            throw MappingError(description: "its chunk grid \(gridShape) (shape \(shape) in chunks of \(chunks)) has more than \(ChunkManifest.maxChunks) chunks")
-        }
-        return ChunkManifest(gridShape: gridShape)
-    }
+    static func manifest(_ shape: [UInt64], _ chunks: [UInt64]) throws -> ChunkManifest { try ChunkManifest.empty(shape: shape, chunks: chunks) }
 
     static func padded(_ bytes: [UInt8], to count: Int) -> [UInt8] {
         bytes.count >= count ? bytes : bytes + [UInt8](repeating: 0, count: count - bytes.count)
@@ -582,8 +563,15 @@ public enum NetCDFMapping {
     }
 
     /// The native signatures of the file's committed datatypes.
+    /// The user-defined types netCDF-C knows in a file: committed ones, and the anonymous types
+    /// of variables, which it adds to its type list as it reads them (an attribute of such a type
+    /// is then shown, as `shared-messages.h5`'s compound attribute beside a compound variable).
     static func namedTypeSignatures(_ info: HDF5FileInfo) -> Set<String> {
-        Set(info.datatypes.compactMap { $0.datatype.map(nativeSignature) })
+        var signatures = Set(info.datatypes.compactMap { $0.datatype.map(nativeSignature) })
+        for dataset in info.datasets {
+            if let type = dataset.datatype, isUserDefined(type) { signatures.insert(nativeSignature(type)) }
+        }
+        return signatures
     }
 
     /// A type as `H5Tget_native_type` and `H5Tequal` see it: byte order and member offsets

@@ -40,7 +40,8 @@ public final class CurlEngine: HTTPTransport, Sendable {
     private let sockets: SocketEvents
     private let configuration: Configuration
     private let logger: Logger?
-    private let finished = Mutex<Bool>(false)
+    /// Signalled once by the engine thread when it has released everything (`shutdown` waits).
+    private let finished = DispatchSemaphore(value: 0)
 
     /// The state of one transfer, reached from libcurl callbacks through a raw pointer.
     final class Transfer: @unchecked Sendable {
@@ -92,7 +93,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
     public func shutdown() {
         queue.withLock { $0.stopping = true }
         sockets.wake()
-        while !finished.withLock({ $0 }) { usleep(1000) }
+        finished.wait()
     }
 
     public func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
@@ -156,7 +157,7 @@ public final class CurlEngine: HTTPTransport, Sendable {
                 for handle in spareHandles { curl_easy_cleanup(handle) }
                 curl_multi_cleanup(multi)
                 sockets.close()
-                finished.withLock { $0 = true }
+                finished.signal()
                 return
             }
             while waitingStart < waiting.count, active.count < limit {

@@ -20,7 +20,7 @@ public final class FuseMount: Sendable {
     /// Largest read the kernel may send, and its readahead (the 1 MiB).
     static let maxRead: UInt32 = 1 << 20
     /// Reads handed to Swift tasks and not yet replied to; the session outlives them.
-    private let pendingReplies = Mutex(0)
+    private let pendingReplies = DispatchGroup()
 
     public init(filesystem: ZarrFilesystem) {
         self.filesystem = filesystem
@@ -98,9 +98,9 @@ public final class FuseMount: Sendable {
                 return
             }
             let request = RequestHandle(req)
-            mount.pendingReplies.withLock { $0 += 1 }
+            mount.pendingReplies.enter()
             Task {
-                defer { mount.pendingReplies.withLock { $0 -= 1 } }
+                defer { mount.pendingReplies.leave() }
                 FuseMount.replyBytes(request.req, await mount.filesystem.read(UInt64(inode), offset: UInt64(offset), size: size))
             }
         }
@@ -150,11 +150,8 @@ public final class FuseMount: Sendable {
 
     /// Waits until every read handed to a task has replied, or the deadline passes.
     private func drainPendingReplies(deadline: ContinuousClock.Instant) -> Bool {
-        while pendingReplies.withLock({ $0 }) > 0 {
-            if ContinuousClock.now >= deadline { return false }
-            usleep(10_000)
-        }
-        return true
+        let seconds = Double((deadline - .now).components.seconds)
+        return pendingReplies.wait(timeout: .now() + max(0, seconds)) == .success
     }
 
     /// One page of a directory listing, as many entries as fit in `size` bytes; with `plus`,

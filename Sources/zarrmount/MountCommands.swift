@@ -150,14 +150,14 @@ struct Mount: AsyncParsableCommand {
                         try mount.run(at: mountpoint, allowOther: allowOther) {
                             printError("mounted \(summary.files) files at \(mountpoint) (Zarr v\(config.zarrFormat.rawValue)\(decoded ? ", decoded" : ""))")
                             if let readyFile {
-                                // Daemonised: the parent forwards stderr until now; from here on
-                                // the log goes to --log-file or nowhere, so the parent sees EOF.
-                                redirectStandardError(to: logFile)
-                                // The parent exits 2 when files were skipped, as `scan` does.
+                                // Daemonised: the ready file first (the parent exits 2 when files
+                                // were skipped, as `scan` does), then the log goes to --log-file
+                                // or nowhere, so the parent sees EOF and finds the file complete.
                                 let ready = "ready\nskipped \(summary.skipped.count)\n"
                                 if !FileManager.default.createFile(atPath: readyFile, contents: Data(ready.utf8)) {
                                     logger.warning("cannot write the ready file; the parent finds the mount by asking it", metadata: ["file": "\(readyFile)"])
                                 }
+                                redirectStandardError(to: logFile)
                             }
                         }
                         continuation.resume()
@@ -250,36 +250,27 @@ struct Mount: AsyncParsableCommand {
                 _ = signal(number, SIG_DFL)
             }
         }
-        while child.isRunning {
-            // The ready file says the kernel mount exists; a live status says the same if the
-            // file could not be written.
-            if FileManager.default.fileExists(atPath: ready) || FuseMount.readStatus(mountpoint) != nil {
-                var report = (try? String(contentsOfFile: ready, encoding: .utf8)) ?? ""
-                if FileManager.default.fileExists(atPath: ready), !report.contains("skipped ") {
-                    // Seen between its creation and its writing.
-                    Thread.sleep(forTimeInterval: 0.1)
-                    report = (try? String(contentsOfFile: ready, encoding: .utf8)) ?? report
-                }
+        // The daemon's stderr ends (EOF) when it is ready, having written the ready file, or
+        // when it exits: no polling.
+        forwarded.wait()
+        let report = (try? String(contentsOfFile: ready, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: ready)
+        // The kernel mount exists; asking the root for its status proves the daemon finished
+        // the FUSE handshake and answers requests (and finds the mount when the ready file
+        // could not be written).
+        if child.isRunning, report.hasPrefix("ready") || FuseMount.readStatus(mountpoint) != nil {
+            if FuseMount.readStatus(mountpoint) != nil {
+                printError("zarrmount: daemon \(child.processIdentifier) serving \(mountpoint)")
                 let skipped = report.split(separator: "\n").first { $0.hasPrefix("skipped ") }.flatMap { Int($0.dropFirst(8)) } ?? 0
-                try? FileManager.default.removeItem(atPath: ready)
-                // The kernel mount exists; asking the root for its status proves the daemon
-                // finished the FUSE handshake and answers requests.
-                if FuseMount.readStatus(mountpoint) != nil {
-                    _ = forwarded.wait(timeout: .now() + 2)
-                    printError("zarrmount: daemon \(child.processIdentifier) serving \(mountpoint)")
-                    if skipped > 0 {
-                        printError("zarrmount: \(skipped) file\(skipped == 1 ? " was" : "s were") skipped (listed above); exit status 2")
-                        throw ExitCode(2)
-                    }
-                    return
+                if skipped > 0 {
+                    printError("zarrmount: \(skipped) file\(skipped == 1 ? " was" : "s were") skipped (listed above); exit status 2")
+                    throw ExitCode(2)
                 }
-                if child.isRunning { child.terminate() }
-                child.waitUntilExit()
-                break
+                return
             }
-            usleep(50_000)
+            child.terminate()
         }
-        _ = forwarded.wait(timeout: .now() + 5)
+        child.waitUntilExit()
         throw ExitCode(child.terminationStatus == 0 ? 1 : child.terminationStatus)
     }
 }

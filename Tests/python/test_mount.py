@@ -1,6 +1,7 @@
 """Real FUSE mounts of a WRF-like archive: what any Zarr reader sees through the mount equals
 xarray on the original files; chunk files are the stored bytes; the mount is read-only."""
 import glob
+import shutil
 import os
 import subprocess
 import time

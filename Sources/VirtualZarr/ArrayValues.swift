@@ -60,7 +60,8 @@ public enum ArrayValues {
         return out
     }
 
-    private static func advance(_ index: inout [UInt64], within shape: [UInt64]) -> Bool {
+    /// Steps a row-major index within `shape`; false after the last.
+    static func advance(_ index: inout [UInt64], within shape: [UInt64]) -> Bool {
         var axis = index.count - 1
         while axis >= 0 {
             index[axis] += 1
@@ -70,7 +71,4 @@ public enum ArrayValues {
         }
         return false
     }
-
-    /// Variable-length strings are read now (descriptors from the chunks, bytes from the global
-    /// heap) and kept as one inline chunk in numcodecs' VLenUTF8 encoding.
 }

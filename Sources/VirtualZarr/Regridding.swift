@@ -123,7 +123,7 @@ public struct Regridding: Sendable {
             source = (source * Int(piece.chunkShape[rank - 1]) + Int(piece.sourceStart[rank - 1])) * itemSize
             destination = (destination * Int(servedChunkShape[rank - 1]) + Int(piece.targetStart[rank - 1])) * itemSize
             target.replaceSubrange(destination..<(destination + rowLength), with: decoded[source..<(source + rowLength)])
-        } while advance(&inner, within: Array(piece.extent.dropLast()))
+        } while ArrayValues.advance(&inner, within: Array(piece.extent.dropLast()))
     }
 
     /// A piece's region filled with one element's bytes.
@@ -133,17 +133,6 @@ public struct Regridding: Sendable {
         decoded.reserveCapacity(count * element.count)
         for _ in 0..<count { decoded += element }
         copy(piece, from: decoded, into: &target, servedChunkShape: servedChunkShape, itemSize: element.count)
-    }
-
-    private static func advance(_ index: inout [UInt64], within shape: [UInt64]) -> Bool {
-        var axis = index.count - 1
-        while axis >= 0 {
-            index[axis] += 1
-            if index[axis] < shape[axis] { return true }
-            index[axis] = 0
-            axis -= 1
-        }
-        return false
     }
 
     /// The objects whose chunks this array's served chunks are made of.

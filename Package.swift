@@ -8,7 +8,8 @@ let strictness: [SwiftSetting] = [
 
 let package = Package(
     name: "zarrmount",
-    platforms: [.macOS(.v15)],
+    // Linux only: the code uses Glibc, epoll (libcurl's socket loop) and libfuse3; no
+    // platforms are declared because SwiftPM has no way to say "Linux".
     products: [
         .executable(name: "zarrmount", targets: ["zarrmount"]),
         .executable(name: "zarrmount-verify", targets: ["zarrmount-verify"]),
@@ -103,6 +104,12 @@ let package = Package(
             swiftSettings: strictness
         ),
 
+        .testTarget(
+            name: "ScannerTests",
+            dependencies: ["Scanner", "VirtualZarr", "HDF5Mapping", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictness
+        ),
         .testTarget(
             name: "VirtualZarrTests",
             dependencies: ["VirtualZarr", "HDF5Mapping", "Scanner", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",

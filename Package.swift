@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "HDF5Metadata", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The Zarr model: arrays, codecs, manifests, combine, Zarr v2/v3 and kerchunk; no parser.
-        .target(name: "VirtualZarr", dependencies: ["JSONValue", "CZlib"], swiftSettings: strictness),
+        .target(name: "VirtualZarr", dependencies: ["ByteSource", "JSONValue", "CZlib"], swiftSettings: strictness),
         // HDF5 (netCDF-4) files as virtual datasets: the parser's results in the model's terms.
         .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
         .target(
@@ -118,7 +118,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ObjectStoreTests",
-            dependencies: ["ObjectStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ObjectStore", "ByteSource", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
         .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "StoreAdapter", "VirtualZarr", "JSONValue", "ObjectStore",

@@ -1,3 +1,4 @@
+import ByteSource
 import Foundation
 
 /// An object found by listing: where it is, how big, and its identity for change detection.
@@ -5,7 +6,7 @@ public struct ListedObject: Sendable, Equatable {
     public var url: String
     public var size: UInt64
     /// ETag for remote objects; `size-mtime` for local files.
-    public var etag: String?
+    public var identity: ObjectIdentity?
     /// Last modification, in seconds since 1970 (shown as the chunk files' `st_mtime`).
     public var lastModified: Int64?
     /// The object's first bytes, when the listing fetched them along with its size and identity
@@ -16,10 +17,10 @@ public struct ListedObject: Sendable, Equatable {
     public var group: UInt32?
     public var permissions: UInt32?
 
-    public init(url: String, size: UInt64, etag: String?, lastModified: Int64? = nil) {
+    public init(url: String, size: UInt64, identity: ObjectIdentity?, lastModified: Int64? = nil) {
         self.url = url
         self.size = size
-        self.etag = etag
+        self.identity = identity
         self.lastModified = lastModified
     }
 }
@@ -75,18 +76,18 @@ public enum LocalStore {
             if code == ENOENT || code == ENOTDIR { throw ObjectStoreError(.notFound, url: path) }
             throw ObjectStoreError(.transport("cannot stat: \(String(cString: strerror(code)))"), url: path)
         }
-        var object = ListedObject(url: path, size: UInt64(info.st_size), etag: identity(of: info), lastModified: Int64(info.st_mtim.tv_sec))
+        var object = ListedObject(url: path, size: UInt64(info.st_size), identity: identity(of: info), lastModified: Int64(info.st_mtim.tv_sec))
         object.owner = info.st_uid
         object.group = info.st_gid
         object.permissions = info.st_mode & 0o7777
         return object
     }
 
-    /// The identity string of a file's `stat`; see `describe`.
-    static func identity(of info: stat) -> String {
+    /// The identity of a file's `stat`; see `describe`.
+    static func identity(of info: stat) -> ObjectIdentity {
         let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
         let ctime = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
-        return "file:\(info.st_dev):\(info.st_ino):\(info.st_size):\(mtime):\(ctime)"
+        return .file(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size), modified: mtime, changed: ctime)
     }
 
     static func isRegularFile(_ path: String) -> Bool {

@@ -12,10 +12,10 @@ public final class ObjectReader: Sendable {
         self.store = store
     }
 
-    public func read(_ url: String, identity: String?, range: Range<UInt64>) async throws -> [UInt8] {
+    public func read(_ url: String, identity: ObjectIdentity?, range: Range<UInt64>) async throws -> [UInt8] {
         switch try Location(parsing: url) {
         case .local(let path):
-            if let identity, try LocalStore.describe(path).etag != identity { throw ObjectStoreError(.changed, url: url) }
+            if let identity, try LocalStore.describe(path).identity != identity { throw ObjectStoreError(.changed, url: url) }
             let source = try files.withLock { open -> FileSource in
                 if let existing = open[path] { return existing }
                 let source = try FileSource(path: path)

@@ -258,7 +258,7 @@ public final class RemoteStore: Sendable {
                     continue
                 }
                 if glob.matches(key), !key.hasSuffix("/") {
-                    found.append(ListedObject(url: "s3://\(bucket)/\(key)", size: size, etag: XMLFields.first("ETag", in: entry),
+                    found.append(ListedObject(url: "s3://\(bucket)/\(key)", size: size, identity: XMLFields.first("ETag", in: entry).map(ObjectIdentity.etag),
                                               lastModified: XMLFields.first("LastModified", in: entry).flatMap(HTTPDate.seconds)))
                 }
             }
@@ -274,7 +274,7 @@ public final class RemoteStore: Sendable {
         let url = "s3://\(bucket)/\(key)"
         let response = try await send({ s3Request(method: .head, bucket: bucket, key: key, maxBody: 0) }, url: url)
         guard let length = response.contentLength else { throw ObjectStoreError(.invalidResponse("HEAD without Content-Length"), url: url) }
-        return ListedObject(url: url, size: UInt64(length), etag: response.header("etag"),
+        return ListedObject(url: url, size: UInt64(length), identity: response.header("etag").map(ObjectIdentity.etag),
                             lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
     }
 
@@ -284,7 +284,7 @@ public final class RemoteStore: Sendable {
         guard let length = response.contentLength else {
             throw ObjectStoreError(.invalidResponse("HEAD without Content-Length; the server must report sizes"), url: url)
         }
-        return ListedObject(url: url, size: UInt64(length), etag: Self.identity(of: response),
+        return ListedObject(url: url, size: UInt64(length), identity: Self.identity(of: response),
                             lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
     }
 
@@ -317,16 +317,16 @@ public final class RemoteStore: Sendable {
         default:
             return nil
         }
-        var object = ListedObject(url: url, size: size, etag: Self.identity(of: response),
+        var object = ListedObject(url: url, size: size, identity: Self.identity(of: response),
                                   lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
         object.firstBytes = response.body
         return object
     }
 
-    /// A strong ETag, else Last-Modified (as `last-modified:DATE`).
-    private static func identity(of response: HTTPResponse) -> String? {
-        if let etag = response.header("etag"), !etag.hasPrefix("W/") { return etag }
-        if let modified = response.header("last-modified") { return "last-modified:" + modified }
+    /// A strong ETag, else Last-Modified.
+    private static func identity(of response: HTTPResponse) -> ObjectIdentity? {
+        if let etag = response.header("etag"), !etag.hasPrefix("W/") { return .etag(etag) }
+        if let modified = response.header("last-modified") { return .lastModified(modified) }
         return nil
     }
 
@@ -334,7 +334,7 @@ public final class RemoteStore: Sendable {
 
     /// Bytes `range` of the object, failing (never returning other bytes) when the object no
     /// longer has `identity`.
-    public func get(_ url: String, range: Range<UInt64>, identity: String?) async throws -> [UInt8] {
+    public func get(_ url: String, range: Range<UInt64>, identity: ObjectIdentity?) async throws -> [UInt8] {
         guard !range.isEmpty else { return [] }
         let headers = Self.rangeHeaders([range], identity: identity)
         let expected = Int(range.count)
@@ -368,7 +368,7 @@ extension RemoteStore {
     /// small structures scattered between data. S3 has no multi-range GET, so S3 objects, and
     /// servers that answer a multi-range request in any other way (remembered per origin), get
     /// one ranged GET per range, concurrently.
-    public func get(_ url: String, ranges: [Range<UInt64>], identity: String?) async throws -> [[UInt8]] {
+    public func get(_ url: String, ranges: [Range<UInt64>], identity: ObjectIdentity?) async throws -> [[UInt8]] {
         guard ranges.count > 1, case .http = try Location(parsing: url) else { return try await getEach(url, ranges: ranges, identity: identity) }
         let origin = Self.origin(of: url)
         let plan = rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].plan(rangeCount: ranges.count) }
@@ -390,7 +390,7 @@ extension RemoteStore {
         rangeLimits.withLock { $0[origin]?.perRequest ?? MultiRangeLimit.initial }
     }
 
-    private func getEach(_ url: String, ranges: [Range<UInt64>], identity: String?) async throws -> [[UInt8]] {
+    private func getEach(_ url: String, ranges: [Range<UInt64>], identity: ObjectIdentity?) async throws -> [[UInt8]] {
         try await Self.inOrder(ranges) { range in try await self.get(url, range: range, identity: identity) }
     }
 
@@ -409,18 +409,19 @@ extension RemoteStore {
 
     /// `Range` for `ranges` (non-empty) and the identity check: `If-Match` for an ETag,
     /// `If-Unmodified-Since` for a Last-Modified identity.
-    static func rangeHeaders(_ ranges: [Range<UInt64>], identity: String?) -> [(String, String)] {
+    static func rangeHeaders(_ ranges: [Range<UInt64>], identity: ObjectIdentity?) -> [(String, String)] {
         var headers = [("Range", "bytes=" + ranges.map { "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ","))]
-        if let identity {
-            if identity.hasPrefix("last-modified:") { headers.append(("If-Unmodified-Since", String(identity.dropFirst(14)))) }
-            else { headers.append(("If-Match", identity)) }
+        switch identity {
+        case .etag(let tag)?: headers.append(("If-Match", tag))
+        case .lastModified(let date)?: headers.append(("If-Unmodified-Since", date))
+        case .file?, nil: break
         }
         return headers
     }
 
     /// One multi-range request for `ranges`; `probe`: it asks for more ranges than the origin's
     /// current limit (see `MultiRangeLimit`).
-    private func getGroup(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, probe: Bool) async throws -> [[UInt8]] {
+    private func getGroup(_ url: String, ranges: [Range<UInt64>], identity: ObjectIdentity?, origin: String, probe: Bool) async throws -> [[UInt8]] {
         let wanted = ranges.filter { !$0.isEmpty }
         guard wanted.count > 1 else {
             if probe { abandonProbe(origin: origin) }
@@ -497,7 +498,7 @@ extension RemoteStore {
     /// Tells the origin's limit that a request for `count` ranges was refused, and reads
     /// `ranges` again under the (possibly lowered) limit. A refused request is never asked again
     /// at its size, so every retry asks for fewer, ending at one range per request.
-    private func fallBack(_ url: String, ranges: [Range<UInt64>], identity: String?, origin: String, count: Int,
+    private func fallBack(_ url: String, ranges: [Range<UInt64>], identity: ObjectIdentity?, origin: String, count: Int,
                           wholeObject: Bool, probe: Bool, reason: String) async throws -> [[UInt8]] {
         let lowered = rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].refused(count, wholeObject: wholeObject, probe: probe) }
         if let lowered {
@@ -557,7 +558,7 @@ public struct RemoteObjectSource: RandomAccessSource {
     public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
         guard offset < object.size, length > 0 else { return [] }
         let end = min(object.size, offset + UInt64(length))
-        return try await store.get(object.url, range: offset..<end, identity: object.etag)
+        return try await store.get(object.url, range: offset..<end, identity: object.identity)
     }
 
     public func read(ranges: [ByteRange]) async throws -> [[UInt8]] {
@@ -565,7 +566,7 @@ public struct RemoteObjectSource: RandomAccessSource {
             guard range.offset < object.size, range.length > 0 else { return 0..<0 }
             return range.offset..<min(object.size, range.offset + UInt64(range.length))
         }
-        return try await store.get(object.url, ranges: clipped, identity: object.etag)
+        return try await store.get(object.url, ranges: clipped, identity: object.identity)
     }
 }
 

@@ -122,7 +122,7 @@ extension Scanner {
             let size = array.shape.reduce(UInt64(array.dtype.itemSize)) { $0.multipliedReportingOverflow(by: $1).partialValue }
             guard size <= UInt64(maxDecodedBytes), array.dtype.kind != .variableString else { return (array, nil) }
             let fetch: ByteFetcher = { offset, length in
-                try await reader.read(object.url, identity: object.etag, range: offset..<(offset + UInt64(length)))
+                try await reader.read(object.url, identity: object.identity, range: offset..<(offset + UInt64(length)))
             }
             return (array, try await ArrayValues.decoded(array, fetch: fetch, maxBytes: maxDecodedBytes))
         }
@@ -139,7 +139,7 @@ extension Scanner {
             case .inline(let bytes): return bytes
             case .reference(_, let offset, let length):
                 let object = part.dataset.objects[0]
-                return try await reader.read(object.url, identity: object.etag, range: offset..<(offset + length))
+                return try await reader.read(object.url, identity: object.identity, range: offset..<(offset + length))
             }
         }
         do {

@@ -44,7 +44,7 @@ public struct ManifestCache: Sendable {
     }
 
     static func key(_ object: ListedObject, options: MappingOptions) -> JSON {
-        .object([("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.etag.map(JSON.string) ?? .null),
+        .object([("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.identity.map { JSON.string($0.encoded) } ?? .null),
                  ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),
                  ("inline_dimension_coordinates", options.inlineDimensionCoordinates ? .uint(UInt64(options.maxDimensionCoordinateBytes)) : .null),
                  ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion))),
@@ -54,7 +54,7 @@ public struct ManifestCache: Sendable {
     /// The cached dataset for this exact object version, or nil. Objects without an identity
     /// are never cached (a change could not be detected).
     public func load(_ object: ListedObject, options: MappingOptions) -> VirtualDataset? {
-        guard object.etag != nil, let text = try? String(contentsOfFile: path(for: object), encoding: .utf8),
+        guard object.identity != nil, let text = try? String(contentsOfFile: path(for: object), encoding: .utf8),
               let document = try? JSON.parse(text), document["key"] == Self.key(object, options: options),
               let dataset = try? Self.decode(document["dataset"]) else { return nil }
         var copy = dataset
@@ -63,7 +63,7 @@ public struct ManifestCache: Sendable {
     }
 
     public func store(_ dataset: VirtualDataset, for object: ListedObject, options: MappingOptions) {
-        guard object.etag != nil else { return }
+        guard object.identity != nil else { return }
         let document = JSON.object([("key", Self.key(object, options: options)), ("dataset", Self.encode(dataset))])
         let target = path(for: object)
         let temporary = target + ".tmp-\(getpid())"

@@ -78,7 +78,7 @@ public enum ReferenceLoader {
                 guard object.size <= maxReferenceBytes else {
                     throw ScanError(description: "\(location): \(object.size) bytes is more than the \(maxReferenceBytes) a reference file may have")
                 }
-                bytes = try await store.get(object.url, range: 0..<object.size, identity: object.etag)
+                bytes = try await store.get(object.url, range: 0..<object.size, identity: object.identity)
             } else {
                 let path = location.hasPrefix("file://") ? String(location.dropFirst(7)) : location
                 let object = try LocalStore.describe(path)

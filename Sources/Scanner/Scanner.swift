@@ -122,7 +122,7 @@ public enum Scanner {
                 if options.order == .key { urls.sort() }
                 var budget = description.budget
                 unlisted = Array(zip(urls, description.firstBytesPlan(urls, budget: &budget)))
-                listed = urls.map { ListedObject(url: $0, size: 0, etag: nil) }
+                listed = urls.map { ListedObject(url: $0, size: 0, identity: nil) }
             } else if let store = options.store {
                 listed = try await store.list(sources, http: description)
             } else {
@@ -383,6 +383,6 @@ extension ObjectInfo {
         if let owner = object.owner, let group = object.group, let permissions = object.permissions {
             access = FileAccess(uid: owner, gid: group, mode: permissions)
         }
-        self.init(url: object.url, size: object.size, etag: object.etag, lastModified: object.lastModified, access: access)
+        self.init(url: object.url, size: object.size, identity: object.identity, lastModified: object.lastModified, access: access)
     }
 }

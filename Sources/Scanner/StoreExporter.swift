@@ -40,7 +40,7 @@ public enum StoreExporter {
                     let object = dataset.objects[Int(reference.object)]
                     let bytes: [UInt8]
                     do {
-                        bytes = try await reader.read(object.url, identity: object.etag, range: reference.offset..<(reference.offset + reference.length))
+                        bytes = try await reader.read(object.url, identity: object.identity, range: reference.offset..<(reference.offset + reference.length))
                     } catch let error as ObjectStoreError {
                         throw ExportError(description: error.description)
                     } catch let error as ByteSourceError {

@@ -1,3 +1,4 @@
+import ByteSource
 import JSONValue
 
 /// One source object (a file, an S3 object, a URL) that chunks point into.
@@ -5,17 +6,17 @@ public struct ObjectInfo: Sendable, Equatable {
     public var url: String
     public var size: UInt64
     /// The identity checked before every ranged read: ETag, or size + mtime for local files.
-    public var etag: String?
+    public var identity: ObjectIdentity?
     /// Last modification in seconds since 1970, when the listing said.
     public var lastModified: Int64?
     /// A local file's owner and permission bits, which its chunk files carry under
     /// `--allow-other` (nil for remote objects).
     public var access: FileAccess?
 
-    public init(url: String, size: UInt64, etag: String? = nil, lastModified: Int64? = nil, access: FileAccess? = nil) {
+    public init(url: String, size: UInt64, identity: ObjectIdentity? = nil, lastModified: Int64? = nil, access: FileAccess? = nil) {
         self.url = url
         self.size = size
-        self.etag = etag
+        self.identity = identity
         self.lastModified = lastModified
         self.access = access
     }

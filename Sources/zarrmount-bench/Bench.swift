@@ -252,7 +252,7 @@ struct Transport: AsyncParsableCommand {
                 let offset = UInt64(issued * 4096) % max(object.size - UInt64(length), 1)
                 issued += 1
                 group.addTask {
-                    let bytes = try await store.get(object.url, range: offset..<(offset + UInt64(length)), identity: object.etag)
+                    let bytes = try await store.get(object.url, range: offset..<(offset + UInt64(length)), identity: object.identity)
                     precondition(bytes.count == length)
                 }
             }

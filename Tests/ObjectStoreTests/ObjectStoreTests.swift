@@ -1,3 +1,4 @@
+import ByteSource
 import Foundation
 import Logging
 @testable import ObjectStore
@@ -87,7 +88,7 @@ final class RemoteStoreTests: XCTestCase {
         let short = HTTPResponse(status: 206, headers: [("Content-Range", "bytes 10-19/100"), ("Content-Length", "10")], body: [1, 2, 3])
         let transport = ScriptedTransport([.success(HTTPResponse(status: 503, headers: [], body: Array("<Error><Code>SlowDown</Code></Error>".utf8))),
                                            .success(short), .success(partial(Array(0..<10), first: 10, total: 100))])
-        let bytes = try await store(transport).get("s3://bucket/dir/a b.nc", range: 10..<20, identity: "\"abc\"")
+        let bytes = try await store(transport).get("s3://bucket/dir/a b.nc", range: 10..<20, identity: .etag("\"abc\""))
         XCTAssertEqual(bytes, Array(0..<10))
         let sent = transport.requests.withLock { $0 }
         XCTAssertEqual(sent.count, 3)
@@ -104,7 +105,7 @@ final class RemoteStoreTests: XCTestCase {
         for (status, phrase) in cases {
             let transport = ScriptedTransport([.success(HTTPResponse(status: status, headers: [], body: []))])
             do {
-                _ = try await store(transport).get("s3://bucket/key.nc", range: 0..<8, identity: "\"e\"")
+                _ = try await store(transport).get("s3://bucket/key.nc", range: 0..<8, identity: .etag("\"e\""))
                 XCTFail("HTTP \(status) must fail")
             } catch let error as ObjectStoreError {
                 XCTAssertTrue(error.description.contains("s3://bucket/key.nc") && error.description.contains(phrase), error.description)
@@ -132,7 +133,7 @@ final class RemoteStoreTests: XCTestCase {
         let transport = ScriptedTransport([.success(page(["d/2060/a.nc", "d/2060/a.txt"], next: "t1/=+")), .success(page(["d/2061/b.nc"], next: nil))])
         let objects = try await store(transport, anonymous: true).list(["s3://bkt/d/**/*.nc"])
         XCTAssertEqual(objects.map(\.url), ["s3://bkt/d/2060/a.nc", "s3://bkt/d/2061/b.nc"])
-        XCTAssertEqual(objects.first?.etag, "\"e-d/2060/a.nc\"")
+        XCTAssertEqual(objects.first?.identity, .etag("\"e-d/2060/a.nc\""))
         let sent = transport.requests.withLock { $0 }
         XCTAssertTrue(sent[0].url.contains("list-type=2") && sent[0].url.contains("prefix=d%2F"), sent[0].url)
         XCTAssertTrue(sent[1].url.contains("continuation-token=t1%2F%3D%2B"), sent[1].url)
@@ -301,7 +302,7 @@ final class MultiRangeTests: XCTestCase {
 
     func testSeveralRangesTravelAsOneRequestWithTheIdentityCheck() async throws {
         let server = RangeServingTransport(size: 200_000)
-        let got = try await store(server).get("http://h/a.nc", ranges: ranges, identity: "\"e1\"")
+        let got = try await store(server).get("http://h/a.nc", ranges: ranges, identity: .etag("\"e1\""))
         XCTAssertEqual(got, ranges.map { Array(server.object[Int($0.lowerBound)..<Int($0.upperBound)]) })
         let sent = server.requests.withLock { $0 }
         XCTAssertEqual(sent.count, 1)
@@ -409,7 +410,7 @@ final class MultiRangeTests: XCTestCase {
 
         // S3 has no multi-range GET: one request per range.
         let s3 = RangeServingTransport(size: 200_000)
-        let fromS3 = try await store(s3).get("s3://bucket/a.nc", ranges: ranges, identity: "\"e\"")
+        let fromS3 = try await store(s3).get("s3://bucket/a.nc", ranges: ranges, identity: .etag("\"e\""))
         XCTAssertEqual(fromS3, expected)
         let sent = s3.requests.withLock { $0 }
         XCTAssertEqual(sent.count, 10)
@@ -465,7 +466,7 @@ final class HTTPListingTests: XCTestCase {
         XCTAssertEqual(described.map(\.url), urls)
         XCTAssertEqual(described.map(\.size), [100_000, 700, 0])
         XCTAssertEqual(described.map(\.size), headed.map(\.size))
-        XCTAssertEqual(described.map(\.etag), headed.map(\.etag))
+        XCTAssertEqual(described.map(\.identity), headed.map(\.identity))
         XCTAssertEqual(described.map(\.lastModified), headed.map(\.lastModified))
         XCTAssertEqual(described[0].firstBytes, Array(server.objects["http://h/big.nc"]![0..<4096]))
         XCTAssertEqual(described[1].firstBytes, server.objects["http://h/small.nc"])
@@ -558,5 +559,21 @@ final class MultiRangeLimitTests: XCTestCase {
         XCTAssertTrue(limit.plan(rangeCount: 40).firstIsProbe)
         limit.abandoned(probe: true)
         XCTAssertTrue(limit.plan(rangeCount: 40).firstIsProbe)
+    }
+}
+
+final class ObjectIdentityTests: XCTestCase {
+    func testEachKindIsKeptAndCheckedItsOwnWay() {
+        let identities: [ObjectIdentity] = [.etag("\"abc-1\""), .lastModified("Sun, 06 Nov 1994 08:49:37 GMT"),
+                                            .file(device: 2049, inode: 77, size: 1000, modified: 1_700_000_000_123_456_789, changed: 1_700_000_001_000_000_000)]
+        for identity in identities {
+            XCTAssertEqual(ObjectIdentity(encoded: identity.encoded), identity, identity.encoded)
+        }
+        // An ETag that looks like neither other spelling stays an ETag.
+        XCTAssertEqual(ObjectIdentity(encoded: "file:not:a:stat"), .etag("file:not:a:stat"))
+        XCTAssertEqual(RemoteStore.rangeHeaders([0..<8], identity: identities[0]).last?.0, "If-Match")
+        XCTAssertEqual(RemoteStore.rangeHeaders([0..<8], identity: identities[1]).last?.0, "If-Unmodified-Since")
+        XCTAssertEqual(RemoteStore.rangeHeaders([0..<8], identity: identities[1]).last?.1, "Sun, 06 Nov 1994 08:49:37 GMT")
+        XCTAssertEqual(RemoteStore.rangeHeaders([0..<8], identity: nil).count, 1)
     }
 }

@@ -75,7 +75,7 @@ final class SourceConfinementTests: XCTestCase {
         let after = try LocalStore.describe(path)
         XCTAssertEqual(before.size, after.size)
         XCTAssertEqual(before.lastModified, after.lastModified)
-        XCTAssertNotEqual(before.etag, after.etag, "same size and mtime, but the ctime moved")
+        XCTAssertNotEqual(before.identity, after.identity, "same size and mtime, but the ctime moved")
         try FileManager.default.removeItem(atPath: path)
         XCTAssertThrowsError(try LocalStore.describe(path)) { XCTAssertEqual(($0 as? ObjectStoreError)?.kind, .notFound) }
     }

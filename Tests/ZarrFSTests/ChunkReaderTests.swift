@@ -76,7 +76,7 @@ final class StoreChunkFetcherTests: XCTestCase {
         try Data((0..<1000).map { UInt8($0 % 251) }).write(to: URL(fileURLWithPath: path))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let listed = try LocalStore.describe(path)
-        let object = ObjectInfo(url: path, size: listed.size, etag: listed.etag)
+        let object = ObjectInfo(url: path, size: listed.size, identity: listed.identity)
         let fetcher = StoreChunkFetcher(store: nil)
         let bytes = try await fetcher.fetch(object, offset: 10, length: 5)
         XCTAssertEqual(bytes, [10, 11, 12, 13, 14])

@@ -194,6 +194,9 @@ public enum NetCDFMapping {
                 paths[address, default: []].append(datasetPath)
                 guard let space = info.datasets[index].dataspace, space.kind == .simple, !space.dimensions.isEmpty,
                       scales[address] == nil else { continue }
+                // netCDF-C skips datasets of types it cannot read (array types outside a compound,
+                // references) before it names their dimensions, so they take no number.
+                if let type = info.datasets[index].datatype, !netCDFReads(type) { continue }
                 var names: [String] = []
                 for (length, max) in zip(space.dimensions, space.maxDimensions) {
                     let unlimited = max == nil
@@ -211,6 +214,14 @@ public enum NetCDFMapping {
         }
         if let root = info.groups.first(where: { $0.path == "/" }) { visit(root, path: "/", ancestors: [root.address]) }
         return (result, paths, groupPaths)
+    }
+
+    /// Whether netCDF-C reads a dataset of this type (and so numbers its phony dimensions).
+    static func netCDFReads(_ type: Datatype) -> Bool {
+        switch type {
+        case .array, .reference, .time, .bitfield: return false
+        default: return true
+        }
     }
 
     static func isDimensionScale(_ attributes: [Attribute]) -> Bool {

@@ -226,3 +226,33 @@ def test_a_pipeline_zarr_cannot_decode_is_left_out_with_a_warning(tmp_path):
     ds = open_refs(out)
     assert "odd" not in ds.variables
     np.testing.assert_array_equal(ds["good"].values, data)
+
+
+def test_phony_dimensions_skip_datasets_netcdf_cannot_read(tmp_path):
+    """Issue 15: netCDF-C skips datasets of array and reference types before it numbers phony dimensions (as
+    PyTables' ex-noattr.h5 shows); an opaque one it numbers. The names match netCDF4's on the same file."""
+    import h5py
+    import netCDF4
+    path = str(tmp_path / "phony.h5")
+    with h5py.File(path, "w") as f:
+        g = f.create_group("columns")
+        g.create_dataset("pressure", (4,), dtype=np.dtype(("f8", (2,))))
+        g.create_dataset("name", data=np.array([b"ab"] * 5, dtype="V2"))
+        g.create_dataset("refs", (6,), dtype=h5py.ref_dtype)
+        g.create_dataset("ok", data=np.arange(7.0))
+        f.create_dataset("table", data=np.arange(4.0))
+        f.create_dataset("t3", data=np.zeros((3, 7)))
+    expected = {}
+    with netCDF4.Dataset(path) as nc:
+        for name, var in nc.variables.items():
+            expected[name] = list(var.dimensions)
+        for name, var in nc.groups["columns"].variables.items():
+            expected["columns/" + name] = list(var.dimensions)
+    out = str(tmp_path / "refs.json")
+    require_ok(run_vz(["scan", path, "--refs", out, "--no-cache"]), "scan")
+    import json
+    with open(out) as fh:
+        refs = json.load(fh)["refs"]
+    for name, dims in expected.items():
+        assert json.loads(refs[name + "/.zattrs"])["_ARRAY_DIMENSIONS"] == dims, (name, refs[name + "/.zattrs"], dims)
+    assert expected["table"] == ["phony_dim_4"], expected

@@ -104,6 +104,8 @@ let package = Package(
             swiftSettings: strictness
         ),
 
+        // What several test targets share (a seeded random generator).
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strictness),
         .testTarget(
             name: "ScannerTests",
             dependencies: ["Scanner", "VirtualZarr", "HDF5Mapping", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
@@ -121,12 +123,12 @@ let package = Package(
             dependencies: ["ObjectStore", "ByteSource", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
-        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "StoreAdapter", "VirtualZarr", "JSONValue", "ObjectStore",
+        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "StoreAdapter", "TestSupport", "VirtualZarr", "JSONValue", "ObjectStore",
                                                      .product(name: "Logging", package: "swift-log")], swiftSettings: strictness),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
         .testTarget(
             name: "HDF5MetadataTests",
-            dependencies: ["HDF5Metadata", "HDF5Oracle", "JSONValue", "ByteSource"],
+            dependencies: ["HDF5Metadata", "HDF5Oracle", "JSONValue", "ByteSource", "TestSupport"],
             swiftSettings: strictness
         ),
     ]

@@ -1,3 +1,4 @@
+import TestSupport
 import ByteSource
 import HDF5Metadata
 import XCTest

@@ -1,3 +1,4 @@
+import TestSupport
 import ObjectStore
 import StoreAdapter
 import Synchronization
@@ -261,7 +262,7 @@ final class ReadaheadBudgetTests: XCTestCase {
         let served = try await withThrowingTaskGroup(of: UInt64.self) { group in
             for readerIndex in 0..<32 {
                 group.addTask {
-                    var generator = SplitMix(seed: UInt64(readerIndex) + 1)
+                    var generator = SplitMix64(seed: UInt64(readerIndex) + 1)
                     var bytes: UInt64 = 0
                     for _ in 0..<100 {
                         let chunk = chunks[Int(generator.next() % UInt64(chunks.count))]
@@ -285,14 +286,4 @@ final class SyntheticFetcher: ChunkFetching {
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import JSONValue
 import Logging
@@ -17,17 +18,6 @@ private final class ObjectsInMemory: ChunkFetching {
     }
 }
 
-/// A deterministic generator (SplitMix64), so a failing sequence can be replayed from its seed.
-private struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476C_E5B9_D94D
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random operation sequences against the filesystem core and a plain model of the tree (a
 /// dictionary of paths to directories and file bytes, built from the store's documents and
@@ -158,7 +148,7 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
             let model = try model(store, objects: objects, decoded: decoded)
             let paths = model.keys.sorted()
             var inodes: [String: UInt64] = ["": ZarrTree.rootInode]
-            var random = SeededGenerator(state: 42 + UInt64(format.rawValue))
+            var random = SplitMix64(state: 42 + UInt64(format.rawValue))
 
             /// The path's inode, found by lookups from the root as the kernel does.
             func resolve(_ path: String) throws -> UInt64 {

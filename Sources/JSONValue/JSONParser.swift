@@ -20,6 +20,20 @@ extension JSON {
     public var arrayValue: [JSON]? { if case .array(let a) = self { return a }; return nil }
     public var objectValue: [(String, JSON)]? { if case .object(let o) = self { return o }; return nil }
 
+    /// A number as a Double; also NaN and ±Infinity as Zarr (`"NaN"`) and Python's json
+    /// (`NaN`) spell them.
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let v): return Double(v)
+        case .uint(let v): return Double(v)
+        case .double(let v): return v
+        case .string("NaN"), .literal("NaN"): return .nan
+        case .string("Infinity"), .literal("Infinity"): return .infinity
+        case .string("-Infinity"), .literal("-Infinity"): return -.infinity
+        default: return nil
+        }
+    }
+
     public var int64Value: Int64? {
         switch self {
         case .int(let v): return v

@@ -143,14 +143,25 @@ extension Scanner {
             }
         }
         do {
+            // The first file's version of each variable is read once, not once per other file.
+            let firstPaths = Array(Set(pairs.map(\.path)))
+            let firstValues = try await withThrowingTaskGroup(of: (String, VirtualArray, [UInt8]?).self) { group in
+                for path in firstPaths {
+                    let first = parts[firstHolder[path]!]
+                    group.addTask { let (array, bytes) = try await values(first, path); return (path, array, bytes) }
+                }
+                var read: [String: (VirtualArray, [UInt8]?)] = [:]
+                for try await (path, array, bytes) in group { read[path] = (array, bytes) }
+                return read
+            }
             try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
                 var next = 0
                 func launch() {
                     let pair = pairs[next], index = next
                     next += 1
                     let first = parts[pair.first], other = parts[pair.other]
+                    let (a, left) = firstValues[pair.path]!
                     group.addTask {
-                        let (a, left) = try await values(first, pair.path)
                         let (b, right) = try await values(other, pair.path)
                         // Shapes or types that differ are the combiner's to report.
                         guard a.shape == b.shape, a.dtype == b.dtype else { return (index, true) }

@@ -51,6 +51,15 @@ public struct MountConfig: Sendable {
         self.sources = sources
     }
 
+    /// `VAR=N,N,...` (`--chunks`): the variable and one positive extent per dimension, or nil.
+    public static func chunkSpec(_ text: String) -> (variable: String, extents: [UInt64])? {
+        let parts = text.split(separator: "=", maxSplits: 1)
+        guard parts.count == 2, !parts[0].isEmpty else { return nil }
+        let extents = parts[1].split(separator: ",", omittingEmptySubsequences: false).map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        guard !extents.isEmpty, extents.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        return (String(parts[0]), extents.map { $0! })
+    }
+
     /// The certificates HTTPS servers are verified against: `ca_bundle` (or `--ca-bundle`),
     /// else `CURL_CA_BUNDLE`, else `SSL_CERT_FILE`, else nil (the system's).
     public func certificateBundle(environment: [String: String]) -> String? {

@@ -292,12 +292,10 @@ public enum Scanner {
         let keyed = try parts.map { part -> (Double, (name: String, dataset: VirtualDataset)) in
             guard let coordinate = part.dataset.arrays.first(where: { $0.name == dimension && $0.dimensionNames == [dimension] }),
                   coordinate.manifest.count == 1, case .inline(let bytes) = coordinate.manifest[0],
-                  let value = firstValue(bytes, dtype: coordinate.dtype) else {
+                  let value = NumericValues.doubles(bytes, dtype: coordinate.dtype, count: 1)?.first else {
                 throw ScanError(description: "\(part.name): no \(dimension) coordinate values to order by")
             }
-            let unitsText = coordinate.attributes.first { $0.0 == "units" }?.1.stringValue
-            let calendarText = coordinate.attributes.first { $0.0 == "calendar" }?.1.stringValue
-            guard let unitsText, let units = CFTimeUnits(units: unitsText, calendar: calendarText) else { return (value, part) }
+            guard let units = CombineRules.timeUnits(coordinate) else { return (value, part) }
             if let (known, file) = calendar, known != units.calendar {
                 throw ScanError(description: "coordinate \(dimension) uses the \(known.rawValue) calendar in \(file) but the \(units.calendar.rawValue) calendar in \(part.name); instants of different calendars cannot share one axis. Combine the files of each calendar separately")
             }
@@ -305,22 +303,6 @@ public enum Scanner {
             return (CFTimeConversion.instant(value, units: units), part)
         }
         return keyed.sorted { $0.0 < $1.0 }.map(\.1)
-    }
-
-    static func firstValue(_ bytes: [UInt8], dtype: ZarrDataType) -> Double? {
-        let size = dtype.itemSize
-        guard bytes.count >= size, size <= 8 else { return nil }
-        var bits: UInt64 = 0
-        let ordered = dtype.bigEndian ? Array(bytes[0..<size].reversed()) : Array(bytes[0..<size])
-        for (i, byte) in ordered.enumerated() { bits |= UInt64(byte) << UInt64(8 * i) }
-        switch dtype.kind {
-        case .float: return size == 4 ? Double(Float(bitPattern: UInt32(bits))) : size == 8 ? Double(bitPattern: bits) : nil
-        case .signed:
-            let shift = UInt64(64 - 8 * size)
-            return Double(Int64(bitPattern: bits << shift) >> Int64(shift))
-        case .unsigned, .bool: return Double(bits)
-        default: return nil
-        }
     }
 
     /// Gives every non-coordinate array a new leading dimension of length one, and each file a

@@ -255,14 +255,7 @@ public enum Combiner {
                 bytes = reencoded.bytes
                 if reencoded.dtype != result.dtype {
                     result.dtype = reencoded.dtype
-                    let fill: Double
-                    switch result.fillValue {
-                    case .double(let value): fill = value
-                    case .int(let value): fill = Double(value)
-                    case .uint(let value): fill = Double(value)
-                    default: fill = 0
-                    }
-                    result.fillBytes = NumericValues.encode([fill])
+                    result.fillBytes = NumericValues.encode([result.fillValue.doubleValue ?? 0])
                 }
                 notes.append(reencoded.note)
             } else {

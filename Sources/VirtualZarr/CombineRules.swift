@@ -138,7 +138,8 @@ public enum CombineRules {
         array.attributes.first { $0.0 == key }?.1.stringValue
     }
 
-    static func timeUnits(_ array: borrowing VirtualArray) -> CFTimeUnits? {
+    /// The array's CF time units (with its calendar), if its `units` are CF time units.
+    public static func timeUnits(_ array: borrowing VirtualArray) -> CFTimeUnits? {
         guard let units = stringAttribute(array, "units") else { return nil }
         return CFTimeUnits(units: units, calendar: stringAttribute(array, "calendar"))
     }
@@ -287,7 +288,7 @@ public enum CombineRules {
 }
 
 /// Numbers in a chunk's stored encoding.
-enum NumericValues {
+public enum NumericValues {
     static func rawWord(_ bytes: [UInt8], at index: Int, size: Int, bigEndian: Bool) -> UInt64 {
         var bits: UInt64 = 0
         for i in 0..<size {
@@ -308,7 +309,7 @@ enum NumericValues {
         }
     }
 
-    static func doubles(_ bytes: [UInt8], dtype: ZarrDataType, count: Int) -> [Double]? {
+    public static func doubles(_ bytes: [UInt8], dtype: ZarrDataType, count: Int) -> [Double]? {
         if dtype.kind == .float {
             let size = dtype.itemSize
             guard size == 4 || size == 8, bytes.count >= count * size else { return nil }

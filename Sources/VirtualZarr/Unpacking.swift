@@ -18,16 +18,8 @@ public struct Packing: Sendable, Equatable {
     /// is not a number.
     public init?(attributes: [(String, JSON)], fillValue: JSON) {
         func number(_ value: JSON) -> Double? {
-            switch value {
-            case .int(let v): return Double(v)
-            case .uint(let v): return Double(v)
-            case .double(let v): return v
-            case .string("NaN"), .literal("NaN"): return .nan
-            case .string("Infinity"), .literal("Infinity"): return .infinity
-            case .string("-Infinity"), .literal("-Infinity"): return -.infinity
-            case .array(let items) where items.count == 1: return number(items[0])
-            default: return nil
-            }
+            if case .array(let items) = value, items.count == 1 { return items[0].doubleValue }
+            return value.doubleValue
         }
         func attribute(_ key: String) -> JSON? { attributes.first { $0.0 == key }?.1 }
         var scale = 1.0, offset = 0.0
@@ -43,7 +35,7 @@ public struct Packing: Sendable, Equatable {
     }
 
     func unpack(_ stored: Double) -> Double {
-        if stored.isNaN || masked.contains(where: { $0 == stored || ($0.isNaN && stored.isNaN) }) { return .nan }
+        if stored.isNaN || masked.contains(stored) { return .nan }
         return stored * scale + offset
     }
 }

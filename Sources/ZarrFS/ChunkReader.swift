@@ -56,6 +56,9 @@ public final class ChunkReader: Sendable {
         var inode: UInt64
         var part: UInt32
         var sourceOffset: UInt64 = 0
+
+        /// The key of a source chunk of an assembled file: `object`'s chunk at `offset`.
+        static func source(object: UInt32, offset: UInt64) -> Key { Key(inode: 0, part: object, sourceOffset: offset) }
     }
 
     /// Where a unit's bytes are and how they are turned into file bytes.
@@ -281,7 +284,7 @@ public final class ChunkReader: Sendable {
                 let decodedSize = piece.chunkShape.reduce(plan.itemSize) { $0 * Int($1) }
                 switch piece.content {
                 case .stored(let object, let offset, let length):
-                    let unit = Unit(key: Key(inode: 0, part: object, sourceOffset: offset), object: object, offset: offset, length: length,
+                    let unit = Unit(key: .source(object: object, offset: offset), object: object, offset: offset, length: length,
                                     decoding: ZarrTree.Decoding(pipeline: piece.codecs, size: UInt64(decodedSize)), chunkLength: length)
                     group.addTask { (index, try await self.bytes(of: unit, parts: 1)) }
                 case .inline(let bytes):

@@ -124,7 +124,8 @@ public final class ZarrFilesystem: Sendable {
         let objectAccess = objects.map(\.access)
         self.objectAccess = objectAccess
         var assembledAccess: [Int: FileAccess] = [:]
-        for (index, array) in tree.store.dataset.arrays.enumerated() {
+        // Only `--allow-other` needs it, and it walks every source chunk of the regridded arrays.
+        for (index, array) in tree.store.dataset.arrays.enumerated() where sourceAccess {
             guard let regridding = array.regridding else { continue }
             let accesses = regridding.objects.map { Int($0) < objectAccess.count ? objectAccess[Int($0)] : nil }
             if let first = accesses.first, let access = first, accesses.allSatisfy({ $0 == access }) { assembledAccess[index] = access }

@@ -88,12 +88,10 @@ struct Mount: AsyncParsableCommand {
         resolved.unpack = unpack
         if !chunks.isEmpty && !decoded { throw ValidationError("--chunks serves chunks assembled from decoded ones, which only the decoded view shows: add --decoded") }
         for spec in chunks {
-            let parts = spec.split(separator: "=", maxSplits: 1)
-            let extents = parts.count == 2 ? parts[1].split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) } : []
-            guard parts.count == 2, !parts[0].isEmpty, !extents.isEmpty, extents.allSatisfy({ $0 != nil && $0! > 0 }) else {
+            guard let (variable, extents) = MountConfig.chunkSpec(spec) else {
                 throw ValidationError("--chunks \(spec): write VAR=N,N,... with one positive extent per dimension (e.g. T2=1,250,320)")
             }
-            resolved.chunks[String(parts[0])] = extents.map { $0! }
+            resolved.chunks[variable] = extents
         }
         resolved.regrid = decoded
         let config = resolved

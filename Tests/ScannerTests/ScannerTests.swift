@@ -216,4 +216,10 @@ final class CombineConfigTests: XCTestCase {
                 """)
         }
     }
+
+    func testChunkSpecs() {
+        XCTAssertEqual(MountConfig.chunkSpec("T2=1,250,320")?.variable, "T2")
+        XCTAssertEqual(MountConfig.chunkSpec("grp/T2=1, 250,320")?.extents, [1, 250, 320])
+        for bad in ["T2", "=1,2", "T2=", "T2=1,0", "T2=1,,2", "T2=a,2", "T2=-1"] { XCTAssertNil(MountConfig.chunkSpec(bad), bad) }
+    }
 }

@@ -233,7 +233,12 @@ public enum Scanner {
             }
         }
         if parts.isEmpty { throw ScanError(description: "no file could be scanned (\(skipped.count) failed)") }
-        let dataset = try await combineParts(parts, options: options, store: store)
+        var dataset = try await combineParts(parts, options: options, store: store)
+        do { try await CodecProof.prove(&dataset, store: store) } catch let error as ObjectStoreError {
+            throw ScanError(description: "proving the variables' filters: \(error)")
+        } catch let error as ByteSourceError {
+            throw ScanError(description: "proving the variables' filters: \(error)")
+        }
         // Dropping the per-file datasets (a year of files holds a few hundred thousand objects)
         // takes about as long as writing the references; another thread does it meanwhile.
         let fileCount = parts.count

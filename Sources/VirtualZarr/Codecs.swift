@@ -69,7 +69,10 @@ public enum ChunkDecoder {
         var stream = z_stream()
         guard czlib_inflate_init(&stream) == Z_OK else { throw CodecError(description: "zlib: cannot initialise") }
         defer { inflateEnd(&stream) }
-        var output = [UInt8](repeating: 0, count: max(expectedSize, 64))
+        // A chunk decodes to its own size (plus a Fletcher-32 checksum when that filter ran
+        // first): more is a corrupt or hostile stream, refused before it is allocated.
+        let limit = expectedSize + 4
+        var output = [UInt8](repeating: 0, count: max(limit + 1, 64))
         var input = input
         var produced = 0
         var status: Int32 = Z_OK
@@ -77,7 +80,9 @@ public enum ChunkDecoder {
             stream.next_in = inBuffer.baseAddress
             stream.avail_in = UInt32(inBuffer.count)
             while status != Z_STREAM_END {
-                if produced == output.count { output.append(contentsOf: [UInt8](repeating: 0, count: output.count)) }
+                if produced == output.count {
+                    throw CodecError(description: "zlib: the stream decodes to more than the chunk's \(expectedSize) bytes")
+                }
                 status = output.withUnsafeMutableBufferPointer { outBuffer -> Int32 in
                     stream.next_out = outBuffer.baseAddress! + produced
                     stream.avail_out = UInt32(outBuffer.count - produced)
@@ -87,9 +92,9 @@ public enum ChunkDecoder {
                 }
                 if status == Z_BUF_ERROR && stream.avail_in == 0 { throw CodecError(description: "zlib: truncated stream") }
                 if status != Z_OK && status != Z_STREAM_END && status != Z_BUF_ERROR {
-                    throw CodecError(description: "zlib: corrupt stream (status \(status))")
+                    let reason = stream.msg.map { String(cString: $0) } ?? "status \(status)"
+                    throw CodecError(description: "zlib: corrupt stream (\(reason))")
                 }
-                if output.count > (1 << 31) { throw CodecError(description: "zlib: output exceeds 2 GiB") }
             }
         }
         output.removeSubrange(produced...)

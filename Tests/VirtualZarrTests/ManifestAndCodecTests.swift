@@ -50,6 +50,25 @@ final class CodecTests: XCTestCase {
         XCTAssertThrowsError(try ChunkDecoder.decode([1, 2, 3, 4], pipeline: [.zlib(level: 4)], decodedSize: 100))
     }
 
+    func testAZlibStreamLargerThanItsChunkIsRefusedBeforeItIsHeld() throws {
+        // 64 MiB of zeros deflate to about 64 KiB: a chunk declared as 4096 bytes must not
+        // make the decoder allocate the rest.
+        let bomb = try ChunkEncoder.encode([UInt8](repeating: 0, count: 64 << 20), pipeline: [.zlib(level: 9)])
+        XCTAssertLessThan(bomb.count, 1 << 20)
+        XCTAssertThrowsError(try ChunkDecoder.decode(bomb, pipeline: [.zlib(level: 9)], decodedSize: 4096)) { error in
+            XCTAssertEqual("\(error)", "zlib: the stream decodes to more than the chunk's 4096 bytes")
+        }
+        // Exactly the chunk's size, and the size with a Fletcher-32 checksum after it, decode.
+        let exact = try ChunkEncoder.encode([UInt8](repeating: 7, count: 4096), pipeline: [.zlib(level: 1)])
+        XCTAssertEqual(try ChunkDecoder.decode(exact, pipeline: [.zlib(level: 1)], decodedSize: 4096).count, 4096)
+        let checked = try ChunkEncoder.encode([UInt8](repeating: 7, count: 4096), pipeline: [.fletcher32, .zlib(level: 1)])
+        XCTAssertEqual(try ChunkDecoder.decode(checked, pipeline: [.fletcher32, .zlib(level: 1)], decodedSize: 4096).count, 4096)
+        // zlib's own reason is kept: a header naming compression method 7.
+        XCTAssertThrowsError(try ChunkDecoder.decode([0x77, 0x01] + exact.dropFirst(2), pipeline: [.zlib(level: 1)], decodedSize: 4096)) { error in
+            XCTAssertTrue("\(error)".contains("incorrect header check") || "\(error)".contains("unknown compression method"), "\(error)")
+        }
+    }
+
     func testContiguousSplitTilesTheBytesExactly() {
         let chunk = NetCDFMapping.splitContiguous(shape: [1000, 500, 20], itemSize: 4, threshold: 16 << 20, filtered: false)
         XCTAssertEqual(chunk, [250, 500, 20], "the largest divisor of 1000 rows whose chunk fits 16 MiB")

@@ -256,3 +256,32 @@ def test_phony_dimensions_skip_datasets_netcdf_cannot_read(tmp_path):
     for name, dims in expected.items():
         assert json.loads(refs[name + "/.zattrs"])["_ARRAY_DIMENSIONS"] == dims, (name, refs[name + "/.zattrs"], dims)
     assert expected["table"] == ["phony_dim_4"], expected
+
+
+# ------------------------------------------------------------------ a codec chain is proven by decoding a chunk
+
+def test_filters_that_do_not_decode_leave_the_variable_out_with_a_warning(tmp_path):
+    """A variable whose filter pipeline says zlib while its chunks are not zlib streams (a
+    corrupted or mislabelled file) would fail every read with "unknown compression method". The
+    scan decodes one chunk per variable: such a variable is left out with a warning naming the
+    file, the variable and the error; the others are served and read right."""
+    import h5py
+    import json
+    path = tmp_path / "mislabelled.h5"
+    good = np.arange(200, dtype="<i4").reshape(10, 20)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("good", data=good, chunks=(5, 20), compression="gzip")
+        f.create_dataset("bad", data=good * 3, chunks=(5, 20), compression="gzip")
+    with h5py.File(path, "r") as f:
+        info = [f["bad"].id.get_chunk_info(i) for i in range(f["bad"].id.get_num_chunks())]
+    with open(path, "r+b") as fh:
+        for chunk in info:  # a zlib header whose compression method is 7: "unknown compression method"
+            fh.seek(chunk.byte_offset)
+            fh.write(bytes([0x77, 0x01]))
+    out, p = scan(path, tmp_path)
+    assert "bad left out" in p.stderr and "does not decode" in p.stderr and "mislabelled.h5" in p.stderr, p.stderr
+    assert "incorrect header check" in p.stderr or "unknown compression method" in p.stderr, p.stderr
+    keys = json.load(open(out))["refs"]
+    assert "bad/.zarray" not in keys and "good/.zarray" in keys
+    with open_refs(out, decode_cf=False) as act:
+        np.testing.assert_array_equal(act["good"].values, good)

@@ -60,6 +60,16 @@ public enum NetCDFMapping {
         if result.groups.first(where: { $0.path.isEmpty }) == nil {
             result.groups.insert(VirtualGroup(path: "", attributes: []), at: 0)
         }
+        // netCDF-C follows an external link into the other file; a mount serves the files it
+        // was given and nothing they point to (a link may name any path on the machine), so
+        // what the link reaches is left out, and said.
+        for group in info.groups {
+            for link in group.links {
+                guard case .external(let file, let target) = link.target else { continue }
+                let path = group.path == "/" ? "/" + link.name : group.path + "/" + link.name
+                result.warnings.append("\(info.name): \(path) left out: an external link to \(target) in \(file), which zarrmount does not follow; scan \(file) itself to serve it (netCDF-C numbers the phony_dim_N of what it reaches, so later phony dimension numbers can differ from netCDF-C's)")
+            }
+        }
         for dataset in info.datasets where dataset.path.lastIndex(of: "/") == dataset.path.startIndex {
             if let space = dataset.dataspace, space.maxDimensions.count == 1, space.maxDimensions[0] == nil,
                isDimensionScale(dataset.attributes) {

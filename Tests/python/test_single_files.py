@@ -285,3 +285,29 @@ def test_filters_that_do_not_decode_leave_the_variable_out_with_a_warning(tmp_pa
     assert "bad/.zarray" not in keys and "good/.zarray" in keys
     with open_refs(out, decode_cf=False) as act:
         np.testing.assert_array_equal(act["good"].values, good)
+
+
+# ------------------------------------------------------------------ external links
+
+def test_external_links_are_not_followed_and_say_so(tmp_path):
+    """netCDF-C follows an external link into another file. A scan serves only the files it was
+    given (a link can name any path on the machine), so what the link reaches is left out with a
+    warning naming the link, its target and the other file; the rest is served as xarray reads it.
+    Before: the linked variable vanished without a word."""
+    import h5py
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("far", data=np.arange(6, dtype="<f8"))
+    path = tmp_path / "linking.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("near", data=np.arange(4, dtype="<i2"))
+        # named after "near": netCDF-C numbers the phony dimensions of what the link reaches,
+        # which a scan that does not open the other file cannot (the warning says so)
+        f["zfar"] = h5py.ExternalLink("other.h5", "/far")
+    import netCDF4
+    with netCDF4.Dataset(str(path)) as nc:
+        assert "zfar" in nc.variables, "netCDF-C follows the link (the premise of this test)"
+    out, p = assert_like_xarray(path, tmp_path)
+    assert "/zfar left out: an external link to /far in other.h5" in p.stderr, p.stderr
+    with open_refs(out, decode_cf=False) as act:
+        assert list(act.variables) == ["near"]

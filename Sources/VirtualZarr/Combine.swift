@@ -127,10 +127,11 @@ public enum Combiner {
                 var array: VirtualArray
                 if options.regrid, let regridded = try regriddedIfMismatched(versions, axis: axis, dimension: dimension,
                                                                              chunks: options.chunks[path]) {
-                    if unpacking != nil {
-                        throw CombineError(description: "variable \(path): its files pack it differently and chunk it differently; zarrmount cannot both unpack and re-chunk one variable. Leave it out with --drop-variables \(path)")
-                    }
                     array = regridded
+                    if let unpacking {
+                        array.regridding = try unpackedRegridding(regridded.regridding!, unpacking, path: path)
+                        array.setUnpackedType()
+                    }
                     result.notes.append("\(path): chunked differently by the files; served decoded in chunks of \(regridded.chunkShape), each assembled from the source chunks it overlaps")
                 } else {
                     array = try concatenate(versions, axis: axis, dimension: dimension, notes: &result.notes)
@@ -145,7 +146,8 @@ public enum Combiner {
                     array.attributes.append(units)
                 }
                 if let unpacking {
-                    array.unpacking = unpacking
+                    // A regridded array unpacks as it assembles; others when their chunks are read.
+                    if array.regridding == nil { array.unpacking = unpacking }
                     array.attributes.removeAll { Unpacking.attributesRemoved.contains($0.0) }
                     array.attributes.append(("zarrmount_unpacked", .string("the files pack \(path) differently; each file's values are unpacked with its own scale_factor, add_offset and fill values into float64, missing values as NaN")))
                 }
@@ -417,9 +419,6 @@ public enum Combiner {
                 throw CombineError(description: "--chunks \(path): zarrmount cannot decode its codec \(foreign) to serve it on another grid")
             }
             if array.dtype.kind == .variableString { throw CombineError(description: "--chunks \(path): variable-length strings cannot be re-chunked") }
-            if array.unpacking != nil {
-                throw CombineError(description: "--chunks \(path): its files pack it differently; zarrmount cannot both unpack and re-chunk one variable")
-            }
             var served = array
             served.chunkShape = try checkedChunks(shape, for: array)
             served.codecs = []
@@ -428,7 +427,18 @@ public enum Combiner {
                                                                        codecs: array.codecs, manifest: array.manifest,
                                                                        fillBytes: array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize))],
                                            itemSize: array.dtype.itemSize)
+            if let unpacking = array.unpacking {
+                served.regridding = try unpackedRegridding(served.regridding!, unpacking, path: path)
+                served.unpacking = nil
+                served.setUnpackedType()
+            }
             dataset.arrays[index] = served
+        }
+    }
+
+    static func unpackedRegridding(_ regridding: Regridding, _ unpacking: Unpacking, path: String) throws -> Regridding {
+        do { return try regridding.unpacked(unpacking, path: path) } catch let error as CodecError {
+            throw CombineError(description: error.description)
         }
     }
 

@@ -32,15 +32,12 @@ public struct DecodedView: Sendable {
                 unpacked.manifest.dropFillChunk()
                 for linear in array.manifest.setIndices {
                     guard case .inline(let bytes) = array.manifest[linear] else { continue }
-                    guard Self.allMasked(bytes, array: array, unpacking: unpacking) else {
+                    guard unpacking.allMasked(bytes, codecs: array.codecs, decodedSize: Self.decodedChunkSize(array)) else {
                         throw CodecError(description: "\(array.path): its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(array.path)")
                     }
                     unpacked.manifest[linear] = .missing
                 }
-                unpacked.dtype = Unpacking.unpackedType
-                unpacked.codecs = []
-                unpacked.fillValue = .string("NaN")
-                unpacked.fillBytes = NumericValues.encode([Double.nan])
+                unpacked.setUnpackedType()
                 unpacked.unpacking = nil
                 dataset.arrays[index] = unpacked
                 pipelines[array.path] = array.codecs
@@ -67,15 +64,6 @@ public struct DecodedView: Sendable {
         self.pipelines = pipelines
         self.warnings = warnings
         self.unpackings = unpackings
-    }
-
-    /// Whether an inline chunk holds only values every file's packing masks (a fill chunk).
-    static func allMasked(_ stored: [UInt8], array: VirtualArray, unpacking: Unpacking) -> Bool {
-        guard let decoded = try? ChunkDecoder.decode(stored, pipeline: array.codecs, decodedSize: decodedChunkSize(array)),
-              let values = NumericValues.doubles(decoded, dtype: unpacking.packed, count: decoded.count / unpacking.packed.itemSize) else {
-            return false
-        }
-        return unpacking.byObject.values.allSatisfy { packing in values.allSatisfy { packing.unpack($0).isNaN } }
     }
 
     /// Bytes of one decoded chunk: every chunk of an HDF5 dataset is stored full size, edge

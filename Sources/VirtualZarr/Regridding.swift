@@ -25,11 +25,43 @@ public struct Regridding: Sendable {
     }
 
     public var sources: [Source]
+    /// The served element's size (8 when unpacked).
     public var itemSize: Int
+    /// Files that pack the variable differently: each stored source chunk is unpacked with its
+    /// object's packing before it is placed (`--decoded --unpack`).
+    public var unpacking: Unpacking?
 
     public init(sources: [Source], itemSize: Int) {
         self.sources = sources
         self.itemSize = itemSize
+    }
+
+    /// The size of a decoded source element: the packed type's when unpacking.
+    public var sourceItemSize: Int { unpacking?.packed.itemSize ?? itemSize }
+
+    /// The same grid serving float64 values unpacked per file. Chunks a file never wrote hold
+    /// its fill value, which its packing masks: they become NaN, the served fill. An inline
+    /// source chunk has no file to unpack with, so it must hold masked values only.
+    public func unpacked(_ unpacking: Unpacking, path: String) throws -> Regridding {
+        var result = self
+        let nan = NumericValues.encode([Double.nan])
+        for index in result.sources.indices {
+            var source = result.sources[index]
+            let decodedSize = source.chunkShape.reduce(unpacking.packed.itemSize) { $0 * Int($1) }
+            source.manifest.dropFillChunk()
+            for linear in source.manifest.setIndices {
+                guard case .inline(let bytes) = source.manifest[linear] else { continue }
+                guard unpacking.allMasked(bytes, codecs: source.codecs, decodedSize: decodedSize) else {
+                    throw CodecError(description: "\(path): its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(path)")
+                }
+                source.manifest[linear] = .missing
+            }
+            source.fillBytes = nan
+            result.sources[index] = source
+        }
+        result.unpacking = unpacking
+        result.itemSize = Unpacking.unpackedType.itemSize
+        return result
     }
 
     /// Where one source chunk's values go in a served chunk.

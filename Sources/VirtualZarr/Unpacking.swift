@@ -74,8 +74,27 @@ public struct Unpacking: Sendable, Equatable {
         return NumericValues.encode(values.map(packing.unpack))
     }
 
+    /// Whether a stored chunk holds only values every file's packing masks (a fill chunk).
+    public func allMasked(_ stored: [UInt8], codecs: [Codec], decodedSize: Int) -> Bool {
+        guard let decoded = try? ChunkDecoder.decode(stored, pipeline: codecs, decodedSize: decodedSize),
+              let values = NumericValues.doubles(decoded, dtype: packed, count: decoded.count / packed.itemSize) else {
+            return false
+        }
+        return byObject.values.allSatisfy { packing in values.allSatisfy { packing.unpack($0).isNaN } }
+    }
+
     /// Whether values of this type can be unpacked.
     public static func supports(_ dtype: ZarrDataType) -> Bool {
         [.signed, .unsigned, .float].contains(dtype.kind) && [1, 2, 4, 8].contains(dtype.itemSize) && !(dtype.kind == .float && dtype.itemSize < 4)
+    }
+}
+
+extension VirtualArray {
+    /// The array's element as served unpacked: float64, NaN for missing values.
+    public mutating func setUnpackedType() {
+        dtype = Unpacking.unpackedType
+        codecs = []
+        fillValue = .string("NaN")
+        fillBytes = NumericValues.encode([Double.nan])
     }
 }

@@ -281,14 +281,23 @@ public final class ChunkReader: Sendable {
                 let index = next
                 next += 1
                 let piece = pieces[index]
-                let decodedSize = piece.chunkShape.reduce(plan.itemSize) { $0 * Int($1) }
+                let decodedSize = piece.chunkShape.reduce(plan.sourceItemSize) { $0 * Int($1) }
                 switch piece.content {
                 case .stored(let object, let offset, let length):
                     let unit = Unit(key: .source(object: object, offset: offset), object: object, offset: offset, length: length,
                                     decoding: ZarrTree.Decoding(pipeline: piece.codecs, size: UInt64(decodedSize)), chunkLength: length)
-                    group.addTask { (index, try await self.bytes(of: unit, parts: 1)) }
+                    let unpacking = plan.unpacking
+                    group.addTask {
+                        let decoded = try await self.bytes(of: unit, parts: 1)
+                        guard let unpacking else { return (index, decoded) }
+                        do { return (index, try unpacking.unpack(decoded, object: object)) } catch {
+                            throw ChunkReadError(description: "a source chunk cannot be unpacked: \(error)")
+                        }
+                    }
                 case .inline(let bytes):
                     group.addTask {
+                        // Unpacked grids hold no inline source chunks (Regridding.unpacked).
+                        guard plan.unpacking == nil else { throw ChunkReadError(description: "an inline source chunk of an unpacked variable") }
                         do { return (index, try ChunkDecoder.decode(bytes, pipeline: piece.codecs, decodedSize: decodedSize)) } catch {
                             throw ChunkReadError(description: "an inline source chunk does not decode: \(error)")
                         }

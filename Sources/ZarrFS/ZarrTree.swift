@@ -349,14 +349,20 @@ public final class ZarrTree: Sendable {
         guard let regridding = value.regridding else { return nil }
         let pieces = regridding.pieces(coordinates: value.manifest.coordinates(linear), servedChunkShape: value.chunkShape, shape: value.shape)
         return Assembly(pieces: pieces, chunkShape: value.chunkShape, itemSize: value.dtype.itemSize,
-                        fill: value.fillBytes ?? [UInt8](repeating: 0, count: value.dtype.itemSize))
+                        fill: value.fillBytes ?? [UInt8](repeating: 0, count: value.dtype.itemSize),
+                        sourceItemSize: regridding.sourceItemSize, unpacking: regridding.unpacking)
     }
 
     public struct Assembly: Sendable {
         public var pieces: [Regridding.Piece]
         public var chunkShape: [UInt64]
+        /// The served element's size.
         public var itemSize: Int
         public var fill: [UInt8]
+        /// A decoded source element's size (the packed type's when unpacking).
+        public var sourceItemSize: Int
+        /// Each file's packing, applied to its stored chunks after they are decoded.
+        public var unpacking: Unpacking?
     }
 
     private func chunkParent(array: Int, linear: Int) -> UInt64? {

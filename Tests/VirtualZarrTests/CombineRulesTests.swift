@@ -281,4 +281,26 @@ final class RegriddingTests: XCTestCase {
         // column chunks 0 and 1.
         XCTAssertEqual(regridding.pieces(coordinates: [0, 0], servedChunkShape: served, shape: total).count, 5)
     }
+
+    func testUnpackedGridsServeNaNForUnwrittenAndMaskedInlineChunksAndRefuseOthers() throws {
+        let int16 = ZarrDataType(kind: .signed, itemSize: 2, bigEndian: false, v2: .string("<i2"), v3: .string("int16"))
+        let unpacking = Unpacking(packed: int16, byObject: [0: Packing(scale: 0.5, offset: 0, masked: [-1]),
+                                                            1: Packing(scale: 2, offset: 10, masked: [-1])])
+        var manifest = ChunkManifest(gridShape: [3])
+        manifest[0] = .reference(object: 0, offset: 0, length: 4)
+        manifest[1] = .inline([0xFF, 0xFF, 0xFF, 0xFF])  // -1, -1: masked in every file
+        let masked = Regridding.Source(origin: [0], shape: [6], chunkShape: [2], codecs: [], manifest: manifest, fillBytes: [0xFF, 0xFF])
+        let unpacked = try Regridding(sources: [masked], itemSize: 2).unpacked(unpacking, path: "t2")
+        XCTAssertEqual(unpacked.itemSize, 8)
+        XCTAssertEqual(unpacked.sourceItemSize, 2)
+        XCTAssertEqual(unpacked.sources[0].manifest[1], .missing)
+        XCTAssertEqual(unpacked.sources[0].manifest[0], .reference(object: 0, offset: 0, length: 4))
+        XCTAssertTrue(NumericValues.doubles(unpacked.sources[0].fillBytes, dtype: Unpacking.unpackedType, count: 1)![0].isNaN)
+        // An inline chunk with a real value has no file to unpack it with.
+        manifest[1] = .inline([0x02, 0x00, 0xFF, 0xFF])
+        let real = Regridding.Source(origin: [0], shape: [6], chunkShape: [2], codecs: [], manifest: manifest, fillBytes: [0xFF, 0xFF])
+        XCTAssertThrowsError(try Regridding(sources: [real], itemSize: 2).unpacked(unpacking, path: "t2")) { error in
+            XCTAssertTrue("\(error)".contains("--drop-variables t2"), "\(error)")
+        }
+    }
 }

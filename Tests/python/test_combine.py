@@ -31,7 +31,8 @@ DECODE_IDS = ["cf", "raw"]
 # ------------------------------------------------------------------ writing the archives
 
 def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_values=None, time_dtype="i4",
-                calendar=None, lat_shift=0.0, t2_scale=0.01, t2_offset=273.15, precip_chunks=(1, NY, NX), seed=None):
+                calendar=None, lat_shift=0.0, t2_scale=0.01, t2_offset=273.15, precip_chunks=(1, NY, NX), seed=None,
+                t2_chunks=(1, NY, NX)):
     """Day K: time(time, unlimited) with lat/lon coordinates, t2 packed int16 (float32 scale_factor and
     add_offset, _FillValue, some values missing) and float32 precip with NaNs, both zlib."""
     import netCDF4
@@ -54,7 +55,7 @@ def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_valu
         lo = nc.createVariable("lon", "f4", ("lon",))
         lo.units = "degrees_east"
         lo[:] = LON
-        t2 = nc.createVariable("t2", "i2", ("time", "lat", "lon"), zlib=True, chunksizes=(1, NY, NX),
+        t2 = nc.createVariable("t2", "i2", ("time", "lat", "lon"), zlib=True, chunksizes=t2_chunks,
                                fill_value=np.int16(-32767))
         t2.set_auto_maskandscale(False)
         t2.scale_factor = np.float32(t2_scale)
@@ -102,7 +103,8 @@ NOLEAP_UNITS = _dates(["2032-02-26", "2032-02-27", "2032-02-28", "2032-03-01", "
 DAY360_UNITS = _dates(["2032-02-28", "2032-02-29", "2032-02-30", "2032-03-01", "2032-03-02"])
 QUARTER_DAYS = np.array([0.0, 0.25, 0.5, 0.75])
 SHUFFLED_NAMES = ["run_c.nc", "run_a.nc", "run_e.nc", "run_b.nc", "run_d.nc"]  # day k is SHUFFLED_NAMES[k]
-ODD = {"packing-scale_factor": 2, "packing-add_offset": 2, "chunks": 3, "lat-differs": 3, "corrupt": 2}
+ODD = {"packing-scale_factor": 2, "packing-add_offset": 2, "chunks": 3, "lat-differs": 3, "corrupt": 2,
+       "packing-and-chunks": 1}
 
 
 def _set_files(name):
@@ -134,7 +136,8 @@ def _set_files(name):
         return [("day_%d.nc" % k, write_daily, dict(k=k, calendar=c)) for k, c in enumerate(["standard", "noleap"])]
     odd = ODD[name]
     change = {"packing-scale_factor": dict(t2_scale=0.02), "packing-add_offset": dict(t2_offset=263.15),
-              "chunks": dict(precip_chunks=(2, 3, 4)), "lat-differs": dict(lat_shift=0.001), "corrupt": {}}[name]
+              "chunks": dict(precip_chunks=(2, 3, 4)), "packing-and-chunks": dict(t2_scale=0.02, t2_chunks=(2, 4, 3)),
+              "lat-differs": dict(lat_shift=0.001), "corrupt": {}}[name]
     return [("day_%d.nc" % k, write_daily, dict(k=k, **(change if k == odd else {}))) for k in days]
 
 
@@ -578,6 +581,36 @@ def test_chunks_option_serves_a_variable_on_another_grid(archive, tmp_path):
     assert len([n for n in names_listed if not n.startswith(".")]) == 7 * 2 * 2, names_listed
     same(expected(tuple(files), "nested", "time", False), act_raw, "re-chunked, raw", False, files)
     same(expected(tuple(files), "nested", "time", True), act, "re-chunked, decoded", True, files)
+
+
+def _assert_unpacked_like_xarray(act, exp, where):
+    t2 = act["t2"]
+    assert t2.dtype == np.float64 and "zarrmount_unpacked" in t2.attrs and "scale_factor" not in t2.attrs, (t2.dtype, t2.attrs)
+    e, a = exp["t2"].values.astype(np.float64), t2.values
+    assert e.shape == a.shape, (where, e.shape, a.shape)
+    assert np.array_equal(np.isnan(e), np.isnan(a)) and np.isnan(a).any(), "%s: missing values differ" % where
+    np.testing.assert_allclose(a[~np.isnan(a)], e[~np.isnan(e)], rtol=2e-7, atol=0, err_msg=where)
+
+
+def test_unpack_and_regrid_one_variable(archive, tmp_path):
+    """t2 packed differently (scale 0.02) and chunked differently ((2,4,3)) in day 1: --decoded --unpack serves it
+    on one grid, each source chunk unpacked with its own file's packing as it is placed (was: refused). Also with
+    --chunks cutting across every file's chunks and the array's edges."""
+    files = archive("packing-and-chunks")
+    exp = expected(tuple(files), "nested", "time")
+    with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded", "--unpack"]) as (mountpoint, p):
+        assert _zarray(mountpoint, "t2")["chunks"] == [1, NY, NX] and _zarray(mountpoint, "t2")["dtype"] == "<f8"
+        act = open_mount(mountpoint)
+        _assert_unpacked_like_xarray(act, exp, "one grid")
+        same(exp.drop_vars("t2"), act.drop_vars("t2"), "unpacked and regridded, the other variables", True, files)
+    with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded", "--unpack", "--chunks", "t2=3,5,7"]) as (mountpoint, p):
+        assert _zarray(mountpoint, "t2")["chunks"] == [3, 5, 7]
+        _assert_unpacked_like_xarray(open_mount(mountpoint), exp, "--chunks t2=3,5,7")
+    unpacked_only = archive("packing-scale_factor")
+    with mounted(tmp_path, unpacked_only, ["--concat-dim", "time", "--decoded", "--unpack", "--chunks", "t2=3,5,7"]) as (mountpoint, p):
+        assert _zarray(mountpoint, "t2")["chunks"] == [3, 5, 7]
+        _assert_unpacked_like_xarray(open_mount(mountpoint), expected(tuple(unpacked_only), "nested", "time"),
+                                     "same chunks, --chunks t2=3,5,7")
 
 
 def test_chunks_option_is_checked(archive, tmp_path):

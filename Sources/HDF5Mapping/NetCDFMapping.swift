@@ -257,7 +257,7 @@ public enum NetCDFMapping {
         let codecs = try pipeline(dataset.filters, datatype: datatype)
 
         var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress, namedTypes: namedTypeSignatures(info))
-        if case .enumeration(_, let base, let names, let values) = datatype, !isBoolEnum(datatype) {
+        if case .enumeration(_, let base, let names, let values) = datatype {
             // The enum's names and values, in an attribute xarray's Zarr backend hides (`_nc*`),
             // as netCDF-C's reader keeps them out of the attributes: {"name": value, ...}.
             let members = zip(names, values).map { ($0, scalarJSON(try? InspectionReport.simpleValue($1, type: base))) }
@@ -446,11 +446,6 @@ public enum NetCDFMapping {
         var dimensionScaleCount: Int { scaleAddresses.count }
     }
 
-    static func isBoolEnum(_ type: Datatype) -> Bool {
-        guard case .enumeration(let size, _, let names, let values) = type, size == 1, names.count == 2 else { return false }
-        return Set(zip(names, values).map { "\($0)=\($1.first ?? 9)" }) == ["FALSE=0", "TRUE=1"]
-    }
-
     static func zarrType(_ type: Datatype) throws -> ZarrDataType {
         switch type {
         case .integer(let size, let order, let signed, _, _):
@@ -463,7 +458,6 @@ public enum NetCDFMapping {
             return ZarrDataType(kind: .float, itemSize: size, bigEndian: order == .bigEndian, v2: .string(order.prefix + "f\(size)"),
                                 v3: .string("float\(size * 8)"))
         case .enumeration(_, let base, _, _):
-            if isBoolEnum(type) { return ZarrDataType(kind: .bool, itemSize: 1, bigEndian: false, v2: .string("|b1"), v3: .string("bool")) }
             return try zarrType(base)
         case .string(let size, _, _):
             return ZarrDataType(kind: .fixedBytes, itemSize: size, bigEndian: false, v2: .string("|S\(size)"),
@@ -541,7 +535,8 @@ public enum NetCDFMapping {
             && !(isUserDefined(list[index].datatype) && !namedTypes.contains(nativeSignature(list[index].datatype))) {
             let name = list[index].name
             if list[index].dataspace.kind == .null {
-                result.append((name, .string("")))
+                // netCDF-C reads a null dataspace as no values: text is empty, numbers an empty array.
+                if case .string = list[index].datatype { result.append((name, .string(""))) } else { result.append((name, .array([]))) }
                 continue
             }
             if case .string(let size, _, _) = list[index].datatype {
@@ -653,7 +648,7 @@ public enum NetCDFMapping {
 
     /// Zarr's spelling of a fill value: numbers, or "NaN"/"Infinity"/"-Infinity" strings.
     static func fillJSON(_ raw: [UInt8], datatype: Datatype) -> JSON {
-        if case .enumeration(_, let base, _, _) = datatype, !isBoolEnum(datatype) { return fillJSON(raw, datatype: base) }
+        if case .enumeration(_, let base, _, _) = datatype { return fillJSON(raw, datatype: base) }
         guard let value = try? InspectionReport.simpleValue(raw, type: datatype) else { return .null }
         switch value {
         case .integer(let v): return .int(v)

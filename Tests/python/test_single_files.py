@@ -311,3 +311,32 @@ def test_external_links_are_not_followed_and_say_so(tmp_path):
     assert "/zfar left out: an external link to /far in other.h5" in p.stderr, p.stderr
     with open_refs(out, decode_cf=False) as act:
         assert list(act.variables) == ["near"]
+
+
+# ------------------------------------------------------------------ booleans and empty attributes
+
+def test_h5py_booleans_are_int8_as_xarray_shows_them(tmp_path):
+    """h5py stores numpy booleans as an enum FALSE=0/TRUE=1 of int8; netCDF-C reads an enum, and xarray
+    shows int8. The mount serves int8 with the names in `_nc_enum` (was: bool, a dtype xarray never shows)."""
+    import h5py
+    import json
+    path = tmp_path / "booleans.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("flags", data=np.array([True, False, True, True]))
+    out, _ = assert_like_xarray(path, tmp_path)
+    assert json.loads(json.load(open(out))["refs"]["flags/.zarray"])["dtype"] == "|i1"
+    assert attrs_of(out, "flags/.zattrs")["_nc_enum"] == {"FALSE": 0, "TRUE": 1}
+
+
+def test_attributes_with_a_null_dataspace_read_as_netcdf_c_reads_them(tmp_path):
+    """An attribute with a null dataspace (h5py.Empty) holds no values: netCDF-C gives an empty array of its
+    type, and an empty text for strings (was: an empty text for every type)."""
+    import h5py
+    path = tmp_path / "empty_attributes.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["nothing_f8"] = h5py.Empty("<f8")
+        f.attrs["nothing_i4"] = h5py.Empty("<i4")
+        f.attrs["nothing_text"] = h5py.Empty("S4")
+        f.create_dataset("x", data=np.arange(3, dtype="<i2")).attrs["nothing"] = h5py.Empty("<f4")
+    out, _ = assert_like_xarray(path, tmp_path)
+    assert attrs_of(out, ".zattrs")["nothing_f8"] == [] and attrs_of(out, "x/.zattrs")["nothing"] == []

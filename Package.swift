@@ -108,7 +108,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strictness),
         .testTarget(
             name: "ScannerTests",
-            dependencies: ["Scanner", "VirtualZarr", "HDF5Mapping", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
+            dependencies: ["Scanner", "TestSupport", "VirtualZarr", "HDF5Mapping", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),

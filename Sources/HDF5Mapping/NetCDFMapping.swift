@@ -1,3 +1,4 @@
+import Foundation
 import HDF5Metadata
 import JSONValue
 import VirtualZarr
@@ -107,6 +108,19 @@ public enum NetCDFMapping {
 
     static func zarrPath(_ hdf5Path: String) -> String {
         String(hdf5Path.drop { $0 == "/" })
+    }
+
+    /// netCDF-C's prefix for a variable that shares its name with a dimension it does not
+    /// stand for (`y(x, y)` beside the dimension `y`): the dataset is `_nc4_non_coord_y`, the
+    /// variable `y`.
+    static let nonCoordinatePrefix = "_nc4_non_coord_"
+
+    /// A dataset's variable path as netCDF-C names it.
+    static func variablePath(_ hdf5Path: String) -> String {
+        let path = zarrPath(hdf5Path)
+        let nameStart = path.lastIndex(of: "/").map(path.index(after:)) ?? path.startIndex
+        guard path[nameStart...].hasPrefix(nonCoordinatePrefix), path[nameStart...].count > nonCoordinatePrefix.count else { return path }
+        return String(path[..<nameStart]) + String(path[nameStart...].dropFirst(nonCoordinatePrefix.count))
     }
 
     static func isDimensionOnly(_ dataset: DatasetInfo) -> Bool {
@@ -252,7 +266,7 @@ public enum NetCDFMapping {
         if let axes = scales[dataset.address] {
             for (axis, scale) in axes.enumerated() { shape[axis] = max(shape[axis], lengths[scale] ?? 0) }
         }
-        let path = zarrPath(dataset.path)
+        let path = variablePath(dataset.path)
         let dimensions = try dimensionNames(dataset, shape: shape, info: info, phony: phony, scales: scales)
         let codecs = try pipeline(dataset.filters, datatype: datatype)
 
@@ -390,6 +404,20 @@ public enum NetCDFMapping {
         return names
     }
 
+    /// An integer attribute's values (`_Netcdf4Dimid`, `_Netcdf4Coordinates`).
+    static func integers(_ attributes: [Attribute], _ name: String) -> [Int64]? {
+        guard let index = attributes.firstIndex(where: { $0.name == name }) else { return nil }
+        var result: [Int64] = []
+        for value in attributes[index].values {
+            switch value {
+            case .integer(let v): result.append(v)
+            case .unsigned(let v) where v <= UInt64(Int64.max): result.append(Int64(v))
+            default: return nil
+            }
+        }
+        return result
+    }
+
     /// The dimension scale (by address) of each axis, from `DIMENSION_LIST`, or the dataset
     /// itself for a 1-D coordinate variable.
     static func dimensionScales(attributes: [Attribute], address: UInt64, rank: Int) -> [UInt64]? {
@@ -399,7 +427,9 @@ public enum NetCDFMapping {
             var scales: [UInt64] = []
             scales.reserveCapacity(values.count)
             for entry in values {
-                guard case .list(let refs) = entry, case .objectReference(let address)? = refs.first else { return nil }
+                // With several scales attached to one axis, netCDF-C's H5DSiterate_scales
+                // visitor keeps the last.
+                guard case .list(let refs) = entry, case .objectReference(let address)? = refs.last else { return nil }
                 scales.append(address)
             }
             return scales.count == rank ? scales : nil
@@ -428,13 +458,29 @@ public enum NetCDFMapping {
         init(_ info: HDF5FileInfo) {
             // Field by field: handing a dataset's description to a function copies it, retaining
             // every field.
+            var scaleByDimensionID: [Int64: UInt64] = [:]
             for index in info.datasets.indices {
                 let attributes = info.datasets[index].attributes
                 let address = info.datasets[index].address
-                if NetCDFMapping.isDimensionScale(attributes) { scaleAddresses.insert(address) }
+                if NetCDFMapping.isDimensionScale(attributes) {
+                    scaleAddresses.insert(address)
+                    if let id = NetCDFMapping.integers(attributes, "_Netcdf4Dimid")?.first { scaleByDimensionID[id] = address }
+                }
                 guard let space = info.datasets[index].dataspace, space.kind != .null else { continue }
                 let rank = space.kind == .scalar ? 0 : space.dimensions.count
                 if let axes = NetCDFMapping.dimensionScales(attributes: attributes, address: address, rank: rank) { axesByAddress[address] = axes }
+            }
+            // A coordinate variable of several dimensions (a char coordinate `z(z, string3)`) is
+            // a dimension scale, which HDF5 lets carry no DIMENSION_LIST: netCDF-C names its
+            // axes by the dimension ids in `_Netcdf4Coordinates`.
+            for index in info.datasets.indices where scaleAddresses.contains(info.datasets[index].address) {
+                let address = info.datasets[index].address
+                guard axesByAddress[address] == nil, let space = info.datasets[index].dataspace, space.kind == .simple,
+                      space.dimensions.count > 1,
+                      let ids = NetCDFMapping.integers(info.datasets[index].attributes, "_Netcdf4Coordinates"),
+                      ids.count == space.dimensions.count else { continue }
+                let axes = ids.enumerated().map { axis, id in axis == 0 ? address : scaleByDimensionID[id] }
+                if axes.allSatisfy({ $0 != nil }) { axesByAddress[address] = axes.map { $0! } }
             }
         }
 
@@ -649,6 +695,8 @@ public enum NetCDFMapping {
     /// Zarr's spelling of a fill value: numbers, or "NaN"/"Infinity"/"-Infinity" strings.
     static func fillJSON(_ raw: [UInt8], datatype: Datatype) -> JSON {
         if case .enumeration(_, let base, _, _) = datatype { return fillJSON(raw, datatype: base) }
+        // Zarr v2 spells a fixed-length bytes fill value in base64 (xarray reads it back as bytes).
+        if case .string(let size, _, _) = datatype, raw.count >= size { return .string(Data(raw.prefix(size)).base64EncodedString()) }
         guard let value = try? InspectionReport.simpleValue(raw, type: datatype) else { return .null }
         switch value {
         case .integer(let v): return .int(v)

@@ -28,4 +28,16 @@ public final class ObjectReader: Sendable {
             return try await store.get(url, range: range, identity: identity)
         }
     }
+
+    /// Several ranges of one object, in the order asked: one multi-range request over HTTP
+    /// where the server takes them (see `RemoteStore.get(_:ranges:identity:)`).
+    public func read(_ url: String, identity: ObjectIdentity?, ranges: [Range<UInt64>]) async throws -> [[UInt8]] {
+        if case .local = try Location(parsing: url) {
+            var result: [[UInt8]] = []
+            for range in ranges { result.append(try await read(url, identity: identity, range: range)) }
+            return result
+        }
+        guard let store else { throw ObjectStoreError(.invalidLocation("no object store for remote objects"), url: url) }
+        return try await store.get(url, ranges: ranges, identity: identity)
+    }
 }

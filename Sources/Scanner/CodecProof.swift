@@ -8,9 +8,9 @@ import VirtualZarr
 /// fail on every chunk with a codec error, far from the mount that caused it. A variable whose
 /// chunk does not decode is left out with a warning that names it, the file and the error.
 ///
-/// One chunk per variable (the first stored one, usually the first file's): the combiner has
-/// already checked that every file shares the variable's pipeline, and a request per variable
-/// per file would double a remote scan.
+/// One chunk per variable (the first stored one, usually the first file's, so most proofs share
+/// one multi-range request): the combiner has already checked that every file shares the
+/// variable's pipeline, and a request per variable per file would double a remote scan.
 public enum CodecProof {
     /// A stored chunk above this is not read to prove its chain (the variable is kept): the
     /// proof must not cost more than a scan.
@@ -66,28 +66,45 @@ public enum CodecProof {
         }
     }
 
-    /// Reads one chunk per variable (up to 32 at once) and leaves out every variable whose
-    /// chunk does not decode. Errors reading a chunk are the store's and stop the scan.
-    public static func prove(_ dataset: inout VirtualDataset, store: RemoteStore?) async throws {
-        let trials = trials(dataset)
+    /// Reads one chunk per variable, an object's chunks together (one multi-range request over
+    /// HTTP; up to 32 objects at once), and leaves out every variable whose chunk does not
+    /// decode. Errors reading a chunk are the store's and stop the scan.
+    public static func prove(_ dataset: inout VirtualDataset, store: RemoteStore?, cache: ManifestCache? = nil) async throws {
+        // Chains proven by an earlier scan of the same object versions are not read again.
+        func proven(_ trial: Trial) -> Bool {
+            guard let cache, let identity = trial.object.identity else { return false }
+            return cache.isProven(url: trial.object.url, identity: identity, offset: trial.offset, length: trial.length, codecs: trial.codecs)
+        }
+        let trials = trials(dataset).filter { !proven($0) }
         guard !trials.isEmpty else { return }
         let reader = ObjectReader(store: store)
+        var byObject: [String: [Int]] = [:]
+        for (position, trial) in trials.enumerated() { byObject[trial.object.url, default: []].append(position) }
+        let groups = byObject.values.map { $0.sorted { trials[$0].offset < trials[$1].offset } }
         var failures: [(Int, String)] = []
-        try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+        try await withThrowingTaskGroup(of: [(Int, String?)].self) { group in
             var next = 0
             func launch() {
-                let trial = trials[next], position = next
+                let positions = groups[next]
                 next += 1
                 group.addTask {
-                    let stored = try await reader.read(trial.object.url, identity: trial.object.identity,
-                                                       range: trial.offset..<(trial.offset + trial.length))
-                    return (position, failure(of: trial, stored: stored))
+                    let object = trials[positions[0]].object
+                    let chunks = try await reader.read(object.url, identity: object.identity,
+                                                       ranges: positions.map { trials[$0].offset..<(trials[$0].offset + trials[$0].length) })
+                    return zip(positions, chunks).map { position, stored in
+                        let trial = trials[position]
+                        let failure = failure(of: trial, stored: stored)
+                        if failure == nil, let cache, let identity = trial.object.identity {
+                            cache.markProven(url: trial.object.url, identity: identity, offset: trial.offset, length: trial.length, codecs: trial.codecs)
+                        }
+                        return (position, failure)
+                    }
                 }
             }
-            while next < min(32, trials.count) { launch() }
-            while let (position, failure) = try await group.next() {
-                if let failure { failures.append((position, failure)) }
-                if next < trials.count { launch() }
+            while next < min(32, groups.count) { launch() }
+            while let results = try await group.next() {
+                for case let (position, failure?) in results { failures.append((position, failure)) }
+                if next < groups.count { launch() }
             }
         }
         guard !failures.isEmpty else { return }

@@ -1,4 +1,5 @@
 import HDF5Mapping
+import ByteSource
 import Crypto
 import Foundation
 import HDF5Metadata
@@ -74,6 +75,27 @@ public struct ManifestCache: Sendable {
         } catch {
             // A cache that cannot be written costs a rescan next time, nothing more.
         }
+    }
+
+    // MARK: Proven codec chains
+
+    /// A chunk whose decoding proved its variable's codec chain (`CodecProof`): proven once
+    /// per object version, chunk and build, so scanning an unchanged archive again reads nothing.
+    func proofPath(url: String, identity: ObjectIdentity, offset: UInt64, length: UInt64, codecs: [Codec]) -> String {
+        let key = [url, identity.encoded, "\(offset)", "\(length)", JSON.array(codecs.map(\.numcodecsJSON)).rendered(),
+                   Self.buildIdentity].joined(separator: "\n")
+        let digest = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        return directory + "/proofs/" + digest.prefix(2) + "/" + digest
+    }
+
+    func isProven(url: String, identity: ObjectIdentity, offset: UInt64, length: UInt64, codecs: [Codec]) -> Bool {
+        FileManager.default.fileExists(atPath: proofPath(url: url, identity: identity, offset: offset, length: length, codecs: codecs))
+    }
+
+    func markProven(url: String, identity: ObjectIdentity, offset: UInt64, length: UInt64, codecs: [Codec]) {
+        let target = proofPath(url: url, identity: identity, offset: offset, length: length, codecs: codecs)
+        try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: target, contents: Data())
     }
 
     // MARK: Encoding

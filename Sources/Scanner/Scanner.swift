@@ -148,33 +148,28 @@ public enum Scanner {
         }
         let mappingOptions = mapping
 
-        var results: [Int: Result<(VirtualDataset, ReadCounters), ScanError>] = [:]
-        var done = 0, errors = 0, requests = 0, hits = 0, maxRounds = 0
-        var bytes: UInt64 = 0
+        var outcomes: [Int: FileOutcome] = [:]
+        var tally = ScanTally()
+        var schedule = ScanSchedule(fileCount: listed.count, concurrency: concurrency, policy: options.onError, listed: unlisted.isEmpty)
         try await withThrowingTaskGroup(of: ScanStep.self) { group in
-            // Listed files wait here for one of the `concurrency` places.
-            var ready: [Int] = unlisted.isEmpty ? Array(listed.indices) : []
-            var nextReady = 0
-            var scanning = 0
-            func fillPlaces() {
-                while scanning < concurrency, nextReady < ready.count {
-                    launch(ready[nextReady])
-                    nextReady += 1
+            func launch(_ files: [Int]) {
+                for index in files {
+                    let object = listed[index]
+                    listed[index].firstBytes = []
+                    group.addTask {
+                        if let cached = cache?.load(object, options: mappingOptions) { return .scanned(index, .cached(cached)) }
+                        let outcome = await scanFile(object, mapping: mappingOptions, store: store)
+                        if case .scanned(let dataset, _) = outcome { cache?.store(dataset, for: object, options: mappingOptions) }
+                        return .scanned(index, outcome)
+                    }
                 }
             }
-            func launch(_ index: Int) {
-                let object = listed[index]
-                listed[index].firstBytes = []
-                scanning += 1
-                group.addTask {
-                    if let cached = cache?.load(object, options: mappingOptions) {
-                        var counters = ReadCounters()
-                        counters.rounds = -1
-                        return .scanned(index, .success((cached, counters)))
-                    }
-                    let result = await scanFile(object, mapping: mappingOptions, store: store)
-                    if case .success(let (dataset, _)) = result { cache?.store(dataset, for: object, options: mappingOptions) }
-                    return .scanned(index, result)
+            func perform(_ action: ScanSchedule.Action) throws {
+                switch action {
+                case .start(let files): launch(files)
+                case .stop(let failed):
+                    group.cancelAll()
+                    if case .failed(let error)? = outcomes[failed] { throw error }
                 }
             }
             if let store {
@@ -188,53 +183,44 @@ public enum Scanner {
                     }
                 }
             }
-            fillPlaces()
-            while let step = try await group.next() {
-                let index: Int, result: Result<(VirtualDataset, ReadCounters), ScanError>
+            try perform(schedule.start())
+            while !schedule.isDone, let step = try await group.next() {
                 switch step {
-                case .listed(let listedIndex, let object):
-                    listed[listedIndex] = object
-                    ready.append(listedIndex)
-                    fillPlaces()
-                    continue
-                case .scanned(let scannedIndex, let scanned):
-                    scanning -= 1
-                    (index, result) = (scannedIndex, scanned)
-                }
-                done += 1
-                switch result {
-                case .success(let (_, counters)):
-                    if counters.rounds < 0 { hits += 1 } else { maxRounds = max(maxRounds, counters.rounds) }
-                    requests += counters.requests
-                    bytes += counters.bytesFetched
-                case .failure(let error):
-                    errors += 1
-                    // The summary reports it once (as `skipped:` or `error:`); the log line is for tracing.
-                    logger.debug("file failed", metadata: ["file": "\(listed[index].url)", "reason": "\(error)"])
-                    if options.onError == .fail {
-                        group.cancelAll()
-                        throw error
+                case .listed(let index, let object):
+                    listed[index] = object
+                    try perform(schedule.listed(index))
+                case .scanned(let index, let outcome):
+                    outcomes[index] = outcome
+                    tally.record(outcome)
+                    if case .failed(let error) = outcome {
+                        // The summary reports it once (as `skipped:` or `error:`); the log line is for tracing.
+                        logger.debug("file failed", metadata: ["file": "\(listed[index].url)", "reason": "\(error)"])
                     }
+                    progress(ScanProgress(filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
+                                          httpRequests: remote ? options.store?.statistics.requests : nil,
+                                          errors: tally.errors, elapsed: ContinuousClock.now - start))
+                    try perform(schedule.finished(index, failed: outcome.dataset == nil))
                 }
-                results[index] = result
-                progress(ScanProgress(filesDone: done, filesTotal: listed.count, bytesRead: bytes, requests: requests,
-                                      httpRequests: remote ? options.store?.statistics.requests : nil,
-                                      errors: errors, elapsed: ContinuousClock.now - start))
-                fillPlaces()
             }
         }
 
         var parts: [(name: String, dataset: VirtualDataset)] = []
         var skipped: [(String, String)] = []
         for index in listed.indices {
-            switch results[index]! {
-            case .success(let (dataset, _)): parts.append((listed[index].url, dataset))
-            case .failure(let error): skipped.append((listed[index].url, error.description))
+            switch outcomes[index]! {
+            case .cached(let dataset), .scanned(let dataset, _): parts.append((listed[index].url, dataset))
+            case .failed(let error): skipped.append((listed[index].url, error.description))
             }
         }
         if parts.isEmpty { throw ScanError(description: "no file could be scanned (\(skipped.count) failed)") }
         var dataset = try await combineParts(parts, options: options, store: store)
-        do { try await CodecProof.prove(&dataset, store: store) } catch let error as ObjectStoreError {
+        do {
+            try await CodecProof.prove(&dataset, store: store, cache: cache)
+            // The proof's requests belong in the last progress line, as in the summary.
+            progress(ScanProgress(filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
+                                  httpRequests: remote ? options.store?.statistics.requests : nil,
+                                  errors: tally.errors, elapsed: ContinuousClock.now - start))
+        } catch let error as ObjectStoreError {
             throw ScanError(description: "proving the variables' filters: \(error)")
         } catch let error as ByteSourceError {
             throw ScanError(description: "proving the variables' filters: \(error)")
@@ -242,15 +228,15 @@ public enum Scanner {
         // Dropping the per-file datasets (a year of files holds a few hundred thousand objects)
         // takes about as long as writing the references; another thread does it meanwhile.
         let fileCount = parts.count
-        let leftovers = Leftovers((parts, results))
+        let leftovers = Leftovers((parts, outcomes))
         parts = []
-        results = [:]
+        outcomes = [:]
         DispatchQueue.global().async { leftovers.drop() }
-        return ScanSummary(dataset: dataset, files: fileCount, skipped: skipped, requests: requests, bytesRead: bytes,
-                           elapsed: ContinuousClock.now - start, cacheHits: hits, store: store, maxRounds: maxRounds)
+        return ScanSummary(dataset: dataset, files: fileCount, skipped: skipped, requests: tally.requests, bytesRead: tally.bytes,
+                           elapsed: ContinuousClock.now - start, cacheHits: tally.cacheHits, store: store, maxRounds: tally.maxRounds)
     }
 
-    static func scanFile(_ object: ListedObject, mapping: MappingOptions, store: RemoteStore?) async -> Result<(VirtualDataset, ReadCounters), ScanError> {
+    static func scanFile(_ object: ListedObject, mapping: MappingOptions, store: RemoteStore?) async -> FileOutcome {
         do {
             let statistics = ReadStatistics()
             let info: HDF5FileInfo
@@ -278,15 +264,15 @@ public enum Scanner {
             }
             var dataset = try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping, fetch: fetch)
             dataset.objects = [ObjectInfo(listed: object)]
-            return .success((dataset, statistics.snapshot))
+            return .scanned(dataset, statistics.snapshot)
         } catch let error as HDF5FileError {
-            return .failure(ScanError(description: "\(error)"))
+            return .failed(ScanError(description: "\(error)"))
         } catch let error as MappingError {
-            return .failure(ScanError(description: "\(error)"))
+            return .failed(ScanError(description: "\(error)"))
         } catch let error as ObjectStoreError {
-            return .failure(ScanError(description: "\(error)"))
+            return .failed(ScanError(description: "\(error)"))
         } catch {
-            return .failure(ScanError(description: "\(object.url): \(error)"))
+            return .failed(ScanError(description: "\(object.url): \(error)"))
         }
     }
 
@@ -349,7 +335,7 @@ public enum Scanner {
 /// What a child of the scan's task group finished: a file's listing, or its scan.
 private enum ScanStep: Sendable {
     case listed(Int, ListedObject)
-    case scanned(Int, Result<(VirtualDataset, ReadCounters), ScanError>)
+    case scanned(Int, FileOutcome)
 }
 
 /// Values to free on another thread: the last reference to them is dropped by `drop()`, so their

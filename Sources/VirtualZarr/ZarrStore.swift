@@ -185,7 +185,8 @@ public struct ZarrStore: Sendable {
     }
 
     /// xarray keeps a Zarr v3 variable's CF `_FillValue` in the attributes, floats as the
-    /// base64 of a little-endian double (its `FillValueCoder`), integers and booleans as numbers.
+    /// base64 of a little-endian double (its `FillValueCoder`), integers and booleans as numbers,
+    /// fixed-length bytes as base64.
     /// An enum's names (`VirtualArray.enumNamesAttribute`) are kept in v2, whose readers hide
     /// `_nc` attributes; v3 readers hide none, so there they are left out.
     func v3Attributes(_ array: VirtualArray) -> [(String, JSON)] {
@@ -198,6 +199,7 @@ public struct ZarrStore: Sendable {
         case (.float, .string(let text)):
             encoded = .string(Self.base64Double(text == "NaN" ? .nan : text == "Infinity" ? .infinity : -.infinity))
         case (.signed, _), (.unsigned, _), (.bool, _): encoded = array.fillValue
+        case (.fixedBytes, .string(let base64)): encoded = .string(base64)  // xarray's FillValueCoder: base64 for bytes
         default: return attributes
         }
         return [("_FillValue", encoded)] + attributes

@@ -340,3 +340,47 @@ def test_attributes_with_a_null_dataspace_read_as_netcdf_c_reads_them(tmp_path):
         f.create_dataset("x", data=np.arange(3, dtype="<i2")).attrs["nothing"] = h5py.Empty("<f4")
     out, _ = assert_like_xarray(path, tmp_path)
     assert attrs_of(out, ".zattrs")["nothing_f8"] == [] and attrs_of(out, "x/.zattrs")["nothing"] == []
+
+
+# ------------------------------------------------------------------ dimension naming as netCDF-C does it
+
+def test_several_scales_on_one_axis_name_it_by_the_last(tmp_path):
+    """An axis with two dimension scales attached (pyfive's dim_scales.hdf5): netCDF-C's
+    H5DSiterate_scales visitor keeps the last, so the axis is x2 (was: x1)."""
+    import h5py
+    path = tmp_path / "two_scales.h5"
+    with h5py.File(path, "w") as f:
+        for name, n in (("z1", 4), ("y1", 3), ("x1", 2), ("x2", 2)):
+            f.create_dataset(name, data=np.arange(n, dtype="<f4")).make_scale(name)
+        d = f.create_dataset("data", data=np.arange(24, dtype="<i4").reshape(4, 3, 2))
+        d.dims[0].attach_scale(f["z1"])
+        d.dims[1].attach_scale(f["y1"])
+        d.dims[2].attach_scale(f["x1"])
+        d.dims[2].attach_scale(f["x2"])
+    out, _ = assert_like_xarray(path, tmp_path)
+    assert attrs_of(out, "data/.zattrs")["_ARRAY_DIMENSIONS"] == ["z1", "y1", "x2"]
+
+
+def test_netcdf_c_names_for_non_coordinate_and_multi_dimensional_coordinate_variables(tmp_path):
+    """netCDF-C writes a variable that shares a dimension's name without standing for it as
+    `_nc4_non_coord_<name>` (served as <name>; was: under the prefixed name), and a coordinate
+    variable of two dimensions (a char coordinate z(z, string3)) as a dimension scale whose axes
+    are named by `_Netcdf4Coordinates` (was: phony_dim_N); a fixed-string fill value is kept."""
+    import netCDF4
+    path = tmp_path / "netcdf_names.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("x", 2)
+        nc.createDimension("y", 5)
+        nc.createDimension("z", 3)
+        nc.createDimension("string3", 3)
+        y = nc.createVariable("y", "f8", ("x", "y"))
+        y[:] = np.arange(10.0).reshape(2, 5)
+        z = nc.createVariable("z", "S1", ("z", "string3"), fill_value=b"X")
+        z[:] = netCDF4.stringtochar(np.array([b"ab", b"cde", b"f"], dtype="S3"))
+        nc.createVariable("v", "i2", ("z",))[:] = [1, 2, 3]
+    import h5py
+    with h5py.File(path, "r") as f:
+        assert "_nc4_non_coord_y" in f, "netCDF-C's spelling (the premise of this test)"
+    out, _ = assert_like_xarray(path, tmp_path)
+    assert attrs_of(out, "y/.zattrs")["_ARRAY_DIMENSIONS"] == ["x", "y"]
+    assert attrs_of(out, "z/.zattrs")["_ARRAY_DIMENSIONS"] == ["z", "string3"]

@@ -384,3 +384,4 @@ def test_netcdf_c_names_for_non_coordinate_and_multi_dimensional_coordinate_vari
     out, _ = assert_like_xarray(path, tmp_path)
     assert attrs_of(out, "y/.zattrs")["_ARRAY_DIMENSIONS"] == ["x", "y"]
     assert attrs_of(out, "z/.zattrs")["_ARRAY_DIMENSIONS"] == ["z", "string3"]
+

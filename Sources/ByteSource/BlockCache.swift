@@ -181,6 +181,13 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
     /// waiting; later reads of these bytes join the fetch. Callers that know several addresses
     /// at once (all children of a group) use it so coalescing does not depend on scheduling.
     public func prefetch(_ ranges: [ByteRange]) {
+        prefetchTask(ranges)
+    }
+
+    /// `prefetch`, returning the task that fetches the pages nobody had asked for yet (nil when
+    /// every page is cached or on its way), so a caller can wait for them to land.
+    @discardableResult
+    func prefetchTask(_ ranges: [ByteRange]) -> Task<Void, Never>? {
         let issueRound = ReadRounds.clock?.current ?? 0
         let pageSize = UInt64(policy.pageSize)
         var ignoredHits = [UInt64: ArraySlice<UInt8>]()
@@ -195,7 +202,8 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             }
             return opened
         }
-        if let opened { Task(executorPreference: SerialTaskExecutor.current) { await self.run(opened) } }
+        guard let opened else { return nil }
+        return Task(executorPreference: SerialTaskExecutor.current) { await self.run(opened) }
     }
 
     /// For each page: a cached copy, a fetch in flight to join, or a place in the open batch.

@@ -27,13 +27,14 @@ public struct ChunkReaderStatistics: Sendable, Equatable {
 /// A large chunk served as stored is fetched and cached in parts, so a reader gets its first
 /// bytes after one part arrives and the rest streams in parallel behind it.
 public final class ChunkReader: Sendable {
+    typealias Key = ChunkCachePlan.Key
+    typealias Unit = ChunkCachePlan.Unit
+
     private let objects: [ObjectInfo]
     private let fetcher: any ChunkFetching
-    private let budget: Int
-    private let state = Mutex(State())
-    /// Chunks (or parts of a large chunk) fetched ahead of a sequential reader (0: none), and
-    /// where the next chunk files are.
-    private let readahead: Int
+    /// The plan's decisions and, for each key in flight, the result its readers wait for.
+    private let state: Mutex<State>
+    /// Where the next chunk files are (for readahead).
     private let neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)?
     /// Stored chunks longer than twice this are handled in parts of this size.
     private let partSize: UInt64
@@ -41,110 +42,12 @@ public final class ChunkReader: Sendable {
     private let verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)?
     /// How an assembled chunk file (array, linear index) is put together (`ZarrTree.assembly`).
     private let assembly: (@Sendable (Int, Int) -> ZarrTree.Assembly?)?
-    static let maxInFlight = 256
     /// Source chunks fetched at once for one assembled chunk.
     static let assemblyWidth = 32
 
-    /// Readahead stops while this many bytes are on their way, so what it brings in cannot
-    /// push out of the cache what readers are still using (LRU evicts what they are done with).
-    private var readaheadBytes: UInt64 { UInt64(budget / 4) }
-
-    /// One cached unit: a whole chunk (part 0 of a small chunk) or one part of a large one.
-    /// Source chunks of assembled chunk files (which have no inode of their own) are cached
-    /// under inode 0, by object (`part`) and offset.
-    struct Key: Hashable {
-        var inode: UInt64
-        var part: UInt32
-        var sourceOffset: UInt64 = 0
-
-        /// The key of a source chunk of an assembled file: `object`'s chunk at `offset`.
-        static func source(object: UInt32, offset: UInt64) -> Key { Key(inode: 0, part: object, sourceOffset: offset) }
-    }
-
-    /// Where a unit's bytes are and how they are turned into file bytes.
-    struct Unit {
-        var key: Key
-        var object: UInt32
-        var offset: UInt64
-        var length: UInt64
-        var decoding: ZarrTree.Decoding?
-        /// The whole stored chunk's length (equal to `length` unless this is a part).
-        var chunkLength: UInt64
-        /// Decoded to check the stored bytes, which are then served (`--verify-chunks`).
-        var verification: ZarrTree.Decoding? = nil
-    }
-
     private struct State {
-        var cache: [Key: (bytes: [UInt8], lastUse: UInt64)] = [:]
-        var inFlight: [Key: Task<[UInt8], any Error>] = [:]
-        var clock: UInt64 = 0
-        /// Uses in order, oldest first: (key, clock at that use). An entry is current when the
-        /// cache still holds the key with that clock; stale ones are skipped on eviction, so
-        /// evicting the least recently used unit is amortised O(1).
-        var uses: [(key: Key, clock: UInt64)] = []
-        var usesStart = 0
-        var statistics = ChunkReaderStatistics()
-        /// Stored bytes of the fetches under way.
-        var inFlightBytes: UInt64 = 0
-        /// The chunk files readers (not readahead) asked for last, oldest first, and how often
-        /// each is in that window: what tells a sequential reader from random ones.
-        var recentReads: [UInt64] = []
-        var recentStart = 0
-        var recentCounts: [UInt64: Int] = [:]
-        static let recentWindow = 512
-
-        mutating func noteRead(_ inode: UInt64) {
-            recentReads.append(inode)
-            recentCounts[inode, default: 0] += 1
-            if recentReads.count - recentStart > Self.recentWindow {
-                let oldest = recentReads[recentStart]
-                recentStart += 1
-                if recentCounts[oldest] == 1 { recentCounts.removeValue(forKey: oldest) } else { recentCounts[oldest]! -= 1 }
-                if recentStart > 4096 {
-                    recentReads.removeFirst(recentStart)
-                    recentStart = 0
-                }
-            }
-        }
-
-        func readRecently(_ inode: UInt64) -> Bool { recentCounts[inode] != nil }
-
-        func present(_ key: Key) -> Bool { cache[key] != nil || inFlight[key] != nil }
-
-        /// The cached bytes of `key`, counted as a hit and made the most recently used.
-        mutating func hit(_ key: Key) -> [UInt8]? {
-            guard let cached = cache[key] else { return nil }
-            clock += 1
-            cache[key]?.lastUse = clock
-            touch(key)
-            statistics.hits += 1
-            return cached.bytes
-        }
-
-        mutating func touch(_ key: Key) {
-            uses.append((key, clock))
-            if uses.count - usesStart > 4 * cache.count + 4096 {
-                // Mostly stale entries (hits re-append): keep only the current ones, in order.
-                uses = cache.map { ($0.key, $0.value.lastUse) }.sorted { $0.1 < $1.1 }
-                usesStart = 0
-            } else if usesStart > 4096 && usesStart * 2 > uses.count {
-                uses.removeFirst(usesStart)
-                usesStart = 0
-            }
-        }
-
-        mutating func evictOldest() -> Bool {
-            while usesStart < uses.count {
-                let (key, stamp) = uses[usesStart]
-                usesStart += 1
-                if let entry = cache[key], entry.lastUse == stamp {
-                    cache.removeValue(forKey: key)
-                    statistics.cachedBytes -= entry.bytes.count
-                    return true
-                }
-            }
-            return false
-        }
+        var plan: ChunkCachePlan
+        var results: [Key: PendingResult] = [:]
     }
 
     /// `neighbour` finds the file of an inode (the chunk files of an array have consecutive
@@ -156,14 +59,13 @@ public final class ChunkReader: Sendable {
         self.verification = verification
         self.assembly = assembly
         self.objects = objects
-        self.readahead = max(0, readahead)
         self.neighbour = neighbour
         self.fetcher = fetcher
-        self.budget = max(0, cacheBytes)
         self.partSize = max(1, partSize)
+        state = Mutex(State(plan: ChunkCachePlan(budget: cacheBytes, readahead: readahead, partSize: partSize)))
     }
 
-    public var statistics: ChunkReaderStatistics { state.withLock { $0.statistics } }
+    public var statistics: ChunkReaderStatistics { state.withLock { $0.plan.statistics } }
 
     /// Bytes `offset..<offset+size` of the file `entry` (clipped at its end); within one unit
     /// they share the cached unit's storage (no copy).
@@ -205,6 +107,8 @@ public final class ChunkReader: Sendable {
     /// cached chunks), or nil. Most reads of a sequential reader hit chunks readahead brought
     /// in, and the FUSE thread answers those itself instead of starting a task.
     public func cachedRead(_ entry: ZarrTree.Entry, offset: UInt64, size: Int) -> ArraySlice<UInt8>? {
+        let fileSize: UInt64
+        let readAhead: Bool
         switch entry.content {
         case .directory:
             return []
@@ -212,59 +116,47 @@ public final class ChunkReader: Sendable {
             return Self.slice(bytes, offset: offset, size: size)
         case .chunk(_, _, let length, let decoding):
             guard partCount(length: length, decoding: decoding) == nil || verification?(entry.inode) != nil else { return nil }
-            let fileSize = decoding?.servedSize ?? length
-            guard offset < fileSize, size > 0 else { return [] }
-            let key = Key(inode: entry.inode, part: 0)
-            let whole: [UInt8]? = state.withLock { state in
-                guard let cached = state.hit(key) else { return nil }
-                readAheadChunks(&state, after: entry.inode)
-                state.noteRead(entry.inode)
-                return cached
-            }
-            return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
-        case .assembled(_, _, let fileSize):
-            guard offset < fileSize, size > 0 else { return [] }
-            let whole: [UInt8]? = state.withLock { state in
-                guard let cached = state.hit(Key(inode: entry.inode, part: 0)) else { return nil }
-                state.noteRead(entry.inode)
-                return cached
-            }
-            return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
+            fileSize = decoding?.servedSize ?? length
+            readAhead = true
+        case .assembled(_, _, let size):
+            fileSize = size
+            readAhead = false
         }
+        guard offset < fileSize, size > 0 else { return [] }
+        let (whole, starts) = state.withLock { state in
+            let (whole, units) = state.plan.cachedRequest(Key(inode: entry.inode, part: 0), readAhead: readAhead, firstUnit: firstUnit)
+            return (whole, expect(units, in: &state))
+        }
+        launch(starts)
+        return whole.map { $0[Int(offset)..<Int(min(fileSize, offset + UInt64(size)))] }
     }
 
     /// An assembled chunk file: cached whole once put together; concurrent readers share the work.
     private func assembledBytes(_ inode: UInt64, array: Int, linear: Int, size: UInt64) async throws -> [UInt8] {
-        enum Plan { case hit([UInt8]), wait(Task<[UInt8], any Error>) }
         let key = Key(inode: inode, part: 0)
-        let plan: Plan = state.withLock { state in
-            defer { state.noteRead(inode) }
-            if let cached = state.hit(key) { return .hit(cached) }
-            if let running = state.inFlight[key] {
-                state.statistics.joined += 1
-                return .wait(running)
-            }
-            state.statistics.misses += 1
-            state.statistics.inFlight += 1
-            let task = Task {
+        let (answer, pending, start) = state.withLock { state in
+            let (answer, start) = state.plan.requestAssembled(key)
+            if start { state.results[key] = PendingResult() }
+            return (answer, state.results[key], start)
+        }
+        if start, let pending {
+            Task {
                 do {
                     guard let plan = self.assembly?(array, linear) else {
                         throw ChunkReadError(description: "chunk file \(inode) has no assembly plan")
                     }
                     let bytes = try await self.assemble(plan, size: size)
-                    self.finish(key, bytes: bytes, storedLength: 0)
-                    return bytes
+                    self.finish(key, bytes: bytes)
+                    pending.resolve(.success(bytes))
                 } catch {
-                    self.finish(key, bytes: nil, storedLength: 0)
-                    throw error
+                    self.finish(key, bytes: nil)
+                    pending.resolve(.failure(error))
                 }
             }
-            state.inFlight[key] = task
-            return .wait(task)
         }
-        switch plan {
-        case .hit(let bytes): return bytes
-        case .wait(let task): return try await task.value
+        switch answer {
+        case .cached(let bytes): return bytes
+        case .wait: return try await pending!.value
         }
     }
 
@@ -338,97 +230,56 @@ public final class ChunkReader: Sendable {
     }
 
     private func bytes(of unit: Unit, parts: UInt32) async throws -> [UInt8] {
-        enum Plan { case hit([UInt8]), wait(Task<[UInt8], any Error>) }
-        let plan: Plan = state.withLock { state in
-            let plan: Plan
-            if let cached = state.hit(unit.key) {
-                plan = .hit(cached)
-            } else if let running = state.inFlight[unit.key] {
-                state.statistics.joined += 1
-                plan = .wait(running)
-            } else {
-                state.statistics.misses += 1
-                plan = .wait(startFetch(&state, unit))
-            }
-            // Source chunks of assembled files (inode 0) are neither read by readers nor neighbours.
-            guard unit.key.inode != 0 else { return plan }
-            if parts > 1 { readAheadParts(&state, after: unit, parts: parts) } else { readAheadChunks(&state, after: unit.key.inode) }
-            state.noteRead(unit.key.inode)
-            return plan
+        let (answer, pending, starts) = state.withLock { state in
+            let (answer, units) = state.plan.request(unit, parts: parts, firstUnit: firstUnit)
+            let starts = expect(units, in: &state)
+            if case .wait(let key) = answer { return (answer, state.results[key], starts) }
+            return (answer, nil, starts)
         }
-        switch plan {
-        case .hit(let bytes): return bytes
-        case .wait(let task): return try await task.value
+        launch(starts)
+        switch answer {
+        case .cached(let bytes): return bytes
+        case .wait: return try await pending!.value
         }
     }
 
-    /// A read of the chunk file right after one a reader read recently looks like a sequential
-    /// reader: keep the next `readahead` chunk files fetched or on their way. Right before one,
-    /// it looks like a reader going backwards (dask often schedules the last chunk first):
-    /// fetch the previous ones. Only readers' own reads count, not what is cached or was
-    /// fetched ahead: random readers over a large cache would otherwise find a cached
-    /// neighbour most of the time and multiply the traffic.
-    private func readAheadChunks(_ state: inout State, after inode: UInt64) {
-        guard readahead > 0, let neighbour, inode > 0 else { return }
-        let step: Int64
-        if state.readRecently(inode - 1) { step = 1 }
-        else if state.readRecently(inode + 1) { step = -1 }
-        else { return }
-        for distance in 1...Int64(readahead) {
-            let signed = Int64(inode) + step * distance
-            guard signed > 0 else { return }
-            let next = UInt64(signed)
-            if state.present(Key(inode: next, part: 0)) { continue }
-            guard state.inFlight.count < Self.maxInFlight, state.inFlightBytes < readaheadBytes,
-                  let entry = neighbour(next), case .chunk(let object, let offset, let length, let decoding) = entry.content
-            else { return }
-            state.statistics.readahead += 1
-            let check = decoding == nil ? verification?(next) : nil
-            let firstLength = partCount(length: length, decoding: decoding) == nil || check != nil ? length : partSize
-            _ = startFetch(&state, Unit(key: Key(inode: next, part: 0), object: object, offset: offset, length: firstLength,
-                                        decoding: decoding, chunkLength: length, verification: check))
+    /// The first unit of the chunk file `inode`, for readahead: nil unless it is a stored chunk.
+    private func firstUnit(_ inode: UInt64) -> Unit? {
+        guard let entry = neighbour?(inode), case .chunk(let object, let offset, let length, let decoding) = entry.content else { return nil }
+        let check = decoding == nil ? verification?(inode) : nil
+        let firstLength = partCount(length: length, decoding: decoding) == nil || check != nil ? length : partSize
+        return Unit(key: Key(inode: inode, part: 0), object: object, offset: offset, length: firstLength, decoding: decoding,
+                    chunkLength: length, verification: check)
+    }
+
+    /// A result for each fetch the plan starts, made under the lock so a reader that joins the
+    /// fetch before its task runs finds something to wait for.
+    private func expect(_ units: [Unit], in state: inout State) -> [(Unit, PendingResult)] {
+        units.map { unit in
+            let pending = PendingResult()
+            state.results[unit.key] = pending
+            return (unit, pending)
         }
     }
 
-    /// Whoever reads one part of a large chunk file nearly always reads the rest: keep the next
-    /// `readahead` parts (at least 4) fetched or on their way.
-    private func readAheadParts(_ state: inout State, after unit: Unit, parts: UInt32) {
-        let window = UInt32(max(4, readahead))
-        let base = unit.offset - UInt64(unit.key.part) * partSize
-        var part = unit.key.part + 1
-        while part < parts, part <= unit.key.part + window {
-            let key = Key(inode: unit.key.inode, part: part)
-            if !state.present(key) {
-                guard state.inFlight.count < Self.maxInFlight, state.inFlightBytes < readaheadBytes else { return }
-                state.statistics.readahead += 1
-                let start = UInt64(part) * partSize
-                _ = startFetch(&state, Unit(key: key, object: unit.object, offset: base + start,
-                                            length: min(partSize, unit.chunkLength - start), decoding: nil, chunkLength: unit.chunkLength))
-            }
-            part += 1
-        }
-    }
-
-    /// Starts fetching (and decoding) one unit; the task itself files the result in the cache,
-    /// so fetches nobody waits for (readahead) finish the same way.
-    private func startFetch(_ state: inout State, _ unit: Unit) -> Task<[UInt8], any Error> {
-        state.statistics.inFlight += 1
-        state.inFlightBytes += unit.length
-        let info = objects[Int(unit.object)]
-        let fetcher = self.fetcher
-        let task = Task {
-            do {
-                let bytes = try await Self.fetchAndDecode(fetcher, info, object: unit.object, offset: unit.offset, length: unit.length,
-                                                          decoding: unit.decoding, verification: unit.verification)
-                self.finish(unit.key, bytes: bytes, storedLength: unit.length)
-                return bytes
-            } catch {
-                self.finish(unit.key, bytes: nil, storedLength: unit.length, failedCheck: error is ChunkCheckError)
-                throw error
+    /// Starts the fetches (outside the lock); each files its result in the cache, so fetches
+    /// nobody waits for (readahead) finish the same way.
+    private func launch(_ starts: [(Unit, PendingResult)]) {
+        for (unit, pending) in starts {
+            let info = objects[Int(unit.object)]
+            let fetcher = self.fetcher
+            Task {
+                do {
+                    let bytes = try await Self.fetchAndDecode(fetcher, info, object: unit.object, offset: unit.offset, length: unit.length,
+                                                              decoding: unit.decoding, verification: unit.verification)
+                    self.finish(unit.key, bytes: bytes)
+                    pending.resolve(.success(bytes))
+                } catch {
+                    self.finish(unit.key, bytes: nil, failedCheck: error is ChunkCheckError)
+                    pending.resolve(.failure(error))
+                }
             }
         }
-        state.inFlight[unit.key] = task
-        return task
     }
 
     private static func fetchAndDecode(_ fetcher: any ChunkFetching, _ info: ObjectInfo, object: UInt32, offset: UInt64, length: UInt64,
@@ -470,26 +321,42 @@ public final class ChunkReader: Sendable {
         return decoded
     }
 
-    /// Files a finished fetch: `storedLength` bytes were asked for, `bytes` came (nil: failed,
-    /// with `failedCheck` when the bytes came but failed `--verify-chunks`).
-    private func finish(_ key: Key, bytes: [UInt8]?, storedLength: UInt64, failedCheck: Bool = false) {
+    /// Files a finished fetch in the plan (nil: it failed, with `failedCheck` when the bytes
+    /// came but failed `--verify-chunks`); its readers are answered by its `PendingResult`.
+    private func finish(_ key: Key, bytes: [UInt8]?, failedCheck: Bool = false) {
         state.withLock { state in
-            guard state.inFlight.removeValue(forKey: key) != nil else { return }
-            state.statistics.inFlight -= 1
-            state.inFlightBytes -= storedLength
-            guard let bytes else {
-                state.statistics.errors += 1
-                if failedCheck { state.statistics.verifyFailures += 1 }
-                return
-            }
-            state.statistics.bytesFetched += storedLength
-            guard bytes.count <= budget else { return }
-            state.clock += 1
-            state.cache[key] = (bytes, state.clock)
-            state.touch(key)
-            state.statistics.cachedBytes += bytes.count
-            while state.statistics.cachedBytes > budget, state.evictOldest() {}
+            state.plan.finished(key, bytes: bytes, failedCheck: failedCheck)
+            state.results.removeValue(forKey: key)
         }
+    }
+}
+
+/// The result of one fetch, for every reader waiting on it: made under the reader's lock when
+/// the plan starts the fetch, resolved once by the task that runs it.
+final class PendingResult: Sendable {
+    private let slot = Mutex<(result: Result<[UInt8], any Error>?, waiters: [CheckedContinuation<[UInt8], any Error>])>((nil, []))
+
+    var value: [UInt8] {
+        get async throws {
+            try await withCheckedThrowingContinuation { continuation in
+                let ready: Result<[UInt8], any Error>? = slot.withLock { slot in
+                    if let result = slot.result { return result }
+                    slot.waiters.append(continuation)
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        }
+    }
+
+    func resolve(_ result: Result<[UInt8], any Error>) {
+        let waiters = slot.withLock { slot -> [CheckedContinuation<[UInt8], any Error>] in
+            guard slot.result == nil else { return [] }
+            slot.result = result
+            defer { slot.waiters = [] }
+            return slot.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result) }
     }
 }
 

@@ -52,11 +52,7 @@ struct Verify: AsyncParsableCommand {
 
 func parseLocalFile(_ path: String) async throws -> (HDF5FileInfo, ReadCounters) {
     do {
-        let file = try FileSource(path: path)
-        let cache = try await BlockCache.open(file, logger: nil)
-        let (info, rounds) = try await ReadRounds.measure { try await HDF5File.parse(cache) }
-        cache.noteRounds(rounds)
-        return (info, cache.statistics.snapshot)
+        return try await HDF5File.parseLocal(path: path)
     } catch let error as HDF5FileError {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)

@@ -98,11 +98,7 @@ struct Verify: ParsableCommand {
 
 func parseLocalFile(_ path: String, logger: Logger? = nil) async throws -> (HDF5FileInfo, ReadCounters) {
     do {
-        let file = try FileSource(path: path)
-        let cache = try await BlockCache.open(file, logger: logger)
-        let (info, rounds) = try await ReadRounds.measure { try await HDF5File.parse(cache) }
-        cache.noteRounds(rounds)
-        return (info, cache.statistics.snapshot)
+        return try await HDF5File.parseLocal(path: path, logger: logger)
     } catch let error as HDF5FileError {
         printError("error: \(error)")
         throw ExitCode(1)

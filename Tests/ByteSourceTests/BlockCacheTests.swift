@@ -1,4 +1,4 @@
-import ByteSource
+@testable import ByteSource
 import Synchronization
 import XCTest
 
@@ -124,9 +124,8 @@ final class BlockCacheTests: XCTestCase {
         let source = RecordingSource(size: 64 * 1024)
         let cache = try await BlockCache.open(source, policy: policy())
         _ = try await cache.read(offset: 0, length: 10)
-        cache.prefetch([ByteRange(offset: 20_000, length: 100)])
-        for _ in 0..<200 where source.reads.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(5)) }
-        try await Task.sleep(for: .milliseconds(20))
+        let landing = try XCTUnwrap(cache.prefetchTask([ByteRange(offset: 20_000, length: 100)]), "the page was neither cached nor asked for")
+        await landing.value
         let bytes = try await cache.read(offset: 20_010, length: 50)
         XCTAssertEqual(bytes, Array(source.bytes[20_010..<20_060]))
         XCTAssertEqual(source.reads.withLock { $0.count }, 2, "the read is served from the prefetched page")

@@ -67,7 +67,7 @@ final class SourceConfinementTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let before = try LocalStore.describe(path)
         let mtime = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)
-        usleep(20_000)
+        usleep(20_000)  // the clock moves on, so the rewrite's ctime differs (the point of the test)
         let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
         handle.write(Data(repeating: 2, count: 64))
         try handle.close()

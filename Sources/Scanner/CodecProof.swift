@@ -56,7 +56,7 @@ public enum CodecProof {
     /// Why `stored` is not a chunk of `trial`'s chain, or nil when it decodes to the chunk's size.
     static func failure(of trial: Trial, stored: [UInt8]) -> String? {
         do {
-            let decoded = try ChunkDecoder.decode(stored, pipeline: trial.codecs, decodedSize: trial.decodedSize)
+            let decoded = try ChunkDecoder.decode(stored, pipeline: trial.codecs, decodedSize: trial.decodedSize, asZarrReaders: true)
             guard decoded.count == trial.decodedSize else {
                 return "it decodes to \(decoded.count) bytes where a chunk holds \(trial.decodedSize)"
             }

@@ -52,12 +52,18 @@ public struct CodecError: Error, CustomStringConvertible, Sendable {
 
 /// Decodes stored chunk bytes: the reverse of `pipeline`, last step first.
 public enum ChunkDecoder {
-    public static func decode(_ stored: [UInt8], pipeline: [Codec], decodedSize: Int) throws -> [UInt8] {
+    /// `asZarrReaders`: decode as numcodecs does, which refuses a shuffled buffer that is not a
+    /// whole number of elements (HDF5, and zarrmount's own decoding, leave the trailing bytes).
+    public static func decode(_ stored: [UInt8], pipeline: [Codec], decodedSize: Int, asZarrReaders: Bool = false) throws -> [UInt8] {
         var bytes = stored
         for codec in pipeline.reversed() {
             switch codec {
             case .zlib: bytes = try inflate(bytes, expectedSize: decodedSize)
-            case .shuffle(let size): bytes = unshuffle(bytes, elementSize: size)
+            case .shuffle(let size):
+                if asZarrReaders, size > 1, bytes.count % size != 0 {
+                    throw CodecError(description: "shuffle: the buffer (\(bytes.count) bytes) is not a whole number of \(size)-byte elements, which Zarr readers' shuffle (numcodecs) refuses")
+                }
+                bytes = unshuffle(bytes, elementSize: size)
             case .fletcher32: bytes = try stripFletcher32(bytes)
             case .other(let configuration): throw CodecError(description: "codec \(configuration.rendered()) is not decoded by zarrmount")
             }

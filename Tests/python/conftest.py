@@ -431,7 +431,7 @@ try:
                     fixed.add(base)
                 if h5py.check_enum_dtype(obj.dtype) is not None:
                     enums.add(base)
-                if obj.dtype.kind == "V" and obj.dtype.names is None and obj.dtype.subdtype is None:
+                if obj.id.get_type().get_class() == h5py.h5t.OPAQUE:  # h5py shows tagged ones as S or M
                     opaque.add(base)
         h5.visititems(visit)
     with netCDF4.Dataset(path) as nc:

@@ -385,3 +385,34 @@ def test_netcdf_c_names_for_non_coordinate_and_multi_dimensional_coordinate_vari
     assert attrs_of(out, "y/.zattrs")["_ARRAY_DIMENSIONS"] == ["x", "y"]
     assert attrs_of(out, "z/.zattrs")["_ARRAY_DIMENSIONS"] == ["z", "string3"]
 
+
+
+def test_shuffle_after_compression_is_left_out_as_zarr_readers_cannot_undo_it(tmp_path):
+    """jhdf's issue318_example.hdf5 deflates, then shuffles the compressed bytes: HDF5 leaves the
+    trailing bytes of a buffer that is not a whole number of elements, numcodecs' Shuffle refuses
+    it, so every Zarr read failed. The scan's proof decodes as Zarr readers do and leaves the
+    variable out with a warning; a variable filtered the usual way (shuffle, then deflate) is
+    served and read right."""
+    import h5py
+    import json
+    path = tmp_path / "deflate_then_shuffle.h5"
+    values = np.arange(1000, dtype="<i8") * 7919
+    with h5py.File(path, "w") as f:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((1000,))
+        dcpl.set_deflate(1)
+        dcpl.set_shuffle()  # after deflate: the pipeline's second filter
+        space = h5py.h5s.create_simple((1000,))
+        h5py.h5d.create(f.id, b"odd", h5py.h5t.STD_I64LE, space, dcpl=dcpl).write(h5py.h5s.ALL, h5py.h5s.ALL, values)
+        f.create_dataset("usual", data=values, chunks=(1000,), shuffle=True, compression="gzip")
+    with h5py.File(path, "r") as f:
+        assert [name for name, _ in f["odd"]._filters.items()] == ["gzip", "shuffle"], dict(f["odd"]._filters)
+        np.testing.assert_array_equal(f["odd"][:], values)
+        stored = f["odd"].id.get_chunk_info(0).size
+    assert stored % 8 != 0, "the premise: a compressed chunk that is not a whole number of 8-byte elements"
+    out, p = scan(path, tmp_path)
+    assert "odd left out" in p.stderr and "whole number of 8-byte elements" in p.stderr, p.stderr
+    keys = json.load(open(out))["refs"]
+    assert "odd/.zarray" not in keys
+    with open_refs(out, decode_cf=False) as act:
+        np.testing.assert_array_equal(act["usual"].values, values)

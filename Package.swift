@@ -41,8 +41,9 @@ let package = Package(
         ),
         // The JSON value type shared by reports, Zarr metadata, references and caches.
         .target(name: "JSONValue", swiftSettings: strictness),
-        .target(name: "HDF5Metadata", dependencies: ["ByteSource", "JSONValue", .product(name: "Logging", package: "swift-log")],
-                swiftSettings: strictness),
+        .target(
+            name: "HDF5Metadata", dependencies: ["ByteSource", "JSONValue", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictness),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The Zarr model: arrays, codecs, manifests, combine, Zarr v2/v3 and kerchunk; no parser.
         .target(name: "VirtualZarr", dependencies: ["ByteSource", "JSONValue", "CZlib"], swiftSettings: strictness),
@@ -50,8 +51,10 @@ let package = Package(
         .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
         .target(
             name: "ObjectStore",
-            dependencies: ["ByteSource", "CCurl", .product(name: "Logging", package: "swift-log"),
-                           .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "ByteSource", "CCurl", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strictness
         ),
         .target(
@@ -109,14 +112,18 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strictness),
         .testTarget(
             name: "ScannerTests",
-            dependencies: ["Scanner", "TestSupport", "VirtualZarr", "HDF5Mapping", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Scanner", "TestSupport", "VirtualZarr", "HDF5Mapping", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictness
         ),
         .testTarget(
             name: "VirtualZarrTests",
-            dependencies: ["VirtualZarr", "HDF5Mapping", "Scanner", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "VirtualZarr", "HDF5Mapping", "Scanner", "ObjectStore", "HDF5Metadata", "JSONValue", "ByteSource",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictness
         ),
         .testTarget(
@@ -124,8 +131,12 @@ let package = Package(
             dependencies: ["ObjectStore", "ByteSource", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
-        .testTarget(name: "ZarrFSTests", dependencies: ["ZarrFS", "StoreAdapter", "TestSupport", "VirtualZarr", "JSONValue", "ObjectStore",
-                                                     .product(name: "Logging", package: "swift-log")], swiftSettings: strictness),
+        .testTarget(
+            name: "ZarrFSTests",
+            dependencies: [
+                "ZarrFS", "StoreAdapter", "TestSupport", "VirtualZarr", "JSONValue", "ObjectStore",
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strictness),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
         .testTarget(
             name: "HDF5MetadataTests",

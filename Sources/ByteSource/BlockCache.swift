@@ -22,8 +22,10 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         /// Scheduler turns a batch waits for concurrent readers to join before it is sent.
         public var batchingTurns: Int
 
-        public init(pageSize: Int = 512, firstFetchSize: Int = 16 * 1024, mergeGapPages: Int = 8,
-                    maxCachedBytes: Int = 64 * 1024 * 1024, batchingTurns: Int = 3) {
+        public init(
+            pageSize: Int = 512, firstFetchSize: Int = 16 * 1024, mergeGapPages: Int = 8,
+            maxCachedBytes: Int = 64 * 1024 * 1024, batchingTurns: Int = 3
+        ) {
             precondition(pageSize > 0 && pageSize & (pageSize - 1) == 0, "page size must be a power of two")
             self.pageSize = pageSize
             self.firstFetchSize = max(firstFetchSize, pageSize)
@@ -43,8 +45,10 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
 
     private let logger: Logger?
 
-    public init(_ base: Base, size: UInt64, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics(),
-                logger: Logger? = nil) {
+    public init(
+        _ base: Base, size: UInt64, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics(),
+        logger: Logger? = nil
+    ) {
         self.base = base
         self.sourceSize = size
         self.policy = policy
@@ -52,8 +56,10 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         self.logger = logger
     }
 
-    public static func open(_ base: Base, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics(),
-                            logger: Logger? = nil) async throws -> BlockCache {
+    public static func open(
+        _ base: Base, policy: Policy = Policy(), statistics: ReadStatistics = ReadStatistics(),
+        logger: Logger? = nil
+    ) async throws -> BlockCache {
         BlockCache(base, size: try await base.size(), policy: policy, statistics: statistics, logger: logger)
     }
 
@@ -66,8 +72,11 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             return []
         }
         let clock = ReadRounds.clock
-        guard let hit = loadedCopy(offset: offset, end: offset + min(UInt64(length), sourceSize - offset),
-                                   issueRound: clock?.current ?? 0) else { return nil }
+        guard
+            let hit = loadedCopy(
+                offset: offset, end: offset + min(UInt64(length), sourceSize - offset),
+                issueRound: clock?.current ?? 0)
+        else { return nil }
         statistics.record { $0.requests += 1 }
         clock?.advance(to: hit.readyRound)
         return hit.bytes
@@ -91,8 +100,9 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
         var readyRound = issueRound
         let opened = state.withLock { state -> BlockCacheBatch? in
             var opened: BlockCacheBatch?
-            claim(firstPage...lastPage, issueRound: issueRound, state: &state, hits: &pageBytes, waits: &waits, readyRound: &readyRound,
-                  opened: &opened)
+            claim(
+                firstPage...lastPage, issueRound: issueRound, state: &state, hits: &pageBytes, waits: &waits, readyRound: &readyRound,
+                opened: &opened)
             return opened
         }
         // Fetching here rather than in a task of its own saves two thread hops per miss.
@@ -197,8 +207,9 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             var opened: BlockCacheBatch?
             for range in ranges where range.length > 0 && range.offset < sourceSize {
                 let end = range.offset + min(UInt64(range.length), sourceSize - range.offset)
-                claim((range.offset / pageSize)...((end - 1) / pageSize), issueRound: issueRound, state: &state,
-                      hits: &ignoredHits, waits: &ignoredWaits, readyRound: &ignoredRound, opened: &opened, collectHits: false)
+                claim(
+                    (range.offset / pageSize)...((end - 1) / pageSize), issueRound: issueRound, state: &state,
+                    hits: &ignoredHits, waits: &ignoredWaits, readyRound: &ignoredRound, opened: &opened, collectHits: false)
             }
             return opened
         }
@@ -208,8 +219,10 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
 
     /// For each page: a cached copy, a fetch in flight to join, or a place in the open batch.
     /// `opened` receives a batch this call created; the caller must `run` it.
-    private func claim(_ pages: ClosedRange<UInt64>, issueRound: Int, state: inout BlockCacheState, hits: inout [UInt64: ArraySlice<UInt8>],
-                       waits: inout [BlockCacheBatch], readyRound: inout Int, opened: inout BlockCacheBatch?, collectHits: Bool = true) {
+    private func claim(
+        _ pages: ClosedRange<UInt64>, issueRound: Int, state: inout BlockCacheState, hits: inout [UInt64: ArraySlice<UInt8>],
+        waits: inout [BlockCacheBatch], readyRound: inout Int, opened: inout BlockCacheBatch?, collectHits: Bool = true
+    ) {
         let pageSize = UInt64(policy.pageSize)
         var joined: [BlockCacheBatch] = []
         var added: [UInt64] = []
@@ -263,8 +276,12 @@ public final class BlockCache<Base: RandomAccessSource>: RandomAccessSource {
             return batch.content.withLock { ($0.pages, $0.latestIssueRound) }
         }
         let readyRound = issueRound + 1
-        logger?.trace("fetching pages", metadata: ["source": "\(name)", "round": "\(readyRound)",
-                                                  "pages": "\(pages.sorted().map { $0 * UInt64(policy.pageSize) })"])
+        logger?.trace(
+            "fetching pages",
+            metadata: [
+                "source": "\(name)", "round": "\(readyRound)",
+                "pages": "\(pages.sorted().map { $0 * UInt64(policy.pageSize) })",
+            ])
         do {
             let fetched = try await fetch(pages: pages.sorted())
             state.withLock { state in
@@ -379,4 +396,3 @@ fileprivate final class BlockCacheBatch: Sendable {
         for waiter in waiters { waiter.resume(with: outcome) }
     }
 }
-

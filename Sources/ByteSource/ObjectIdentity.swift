@@ -28,7 +28,8 @@ public enum ObjectIdentity: Sendable, Hashable, CustomStringConvertible {
         }
         let fields = text.split(separator: ":", omittingEmptySubsequences: false)
         if fields.count == 6, fields[0] == "file", let device = UInt64(fields[1]), let inode = UInt64(fields[2]), let size = Int64(fields[3]),
-           let modified = Int64(fields[4]), let changed = Int64(fields[5]) {
+            let modified = Int64(fields[4]), let changed = Int64(fields[5])
+        {
             self = .file(device: device, inode: inode, size: size, modified: modified, changed: changed)
             return
         }

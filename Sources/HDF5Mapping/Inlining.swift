@@ -15,8 +15,10 @@ extension NetCDFMapping {
 
     /// Variable-length strings are read now (descriptors from the chunks, bytes from the global
     /// heap) and kept as one inline chunk in numcodecs' VLenUTF8 encoding.
-    static func inlineStrings(_ array: VirtualArray, dataset: DatasetInfo, info: HDF5FileInfo, fetch: @escaping ByteFetcher,
-                              options: MappingOptions) async throws -> VirtualArray? {
+    static func inlineStrings(
+        _ array: VirtualArray, dataset: DatasetInfo, info: HDF5FileInfo, fetch: @escaping ByteFetcher,
+        options: MappingOptions
+    ) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype else { return nil }
         var descriptorView = array
         descriptorView.dtype.itemSize = datatype.size

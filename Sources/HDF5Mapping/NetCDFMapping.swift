@@ -21,7 +21,6 @@ public struct MappingOptions: Sendable {
     public init() {}
 }
 
-
 /// HDF5 → Zarr with netCDF-4 semantics: dimension names from dimension scales, netCDF's
 /// bookkeeping attributes hidden, `_FillValue` as Zarr's fill value.
 public enum NetCDFMapping {
@@ -37,8 +36,10 @@ public enum NetCDFMapping {
     public static let enumAttribute = VirtualArray.enumNamesAttribute
     static let dimensionOnlyPrefix = "This is a netCDF dimension but not a netCDF variable"
 
-    public static func dataset(from info: HDF5FileInfo, objectID: UInt32, options: MappingOptions = MappingOptions(),
-                               fetch: @escaping ByteFetcher) async throws -> VirtualDataset {
+    public static func dataset(
+        from info: HDF5FileInfo, objectID: UInt32, options: MappingOptions = MappingOptions(),
+        fetch: @escaping ByteFetcher
+    ) async throws -> VirtualDataset {
         var result = VirtualDataset()
         let namedTypes = namedTypeSignatures(info)
         let scales = DimensionScales(info)
@@ -68,12 +69,15 @@ public enum NetCDFMapping {
             for link in group.links {
                 guard case .external(let file, let target) = link.target else { continue }
                 let path = group.path == "/" ? "/" + link.name : group.path + "/" + link.name
-                result.warnings.append("\(info.name): \(path) left out: an external link to \(target) in \(file), which zarrmount does not follow; scan \(file) itself to serve it (netCDF-C numbers the phony_dim_N of what it reaches, so later phony dimension numbers can differ from netCDF-C's)")
+                result.warnings.append(
+                    "\(info.name): \(path) left out: an external link to \(target) in \(file), which zarrmount does not follow; scan \(file) itself to serve it (netCDF-C numbers the phony_dim_N of what it reaches, so later phony dimension numbers can differ from netCDF-C's)"
+                )
             }
         }
         for dataset in info.datasets where dataset.path.lastIndex(of: "/") == dataset.path.startIndex {
             if let space = dataset.dataspace, space.maxDimensions.count == 1, space.maxDimensions[0] == nil,
-               isDimensionScale(dataset.attributes) {
+                isDimensionScale(dataset.attributes)
+            {
                 result.unlimitedDimensions.append(String(dataset.path.dropFirst()))
             }
         }
@@ -92,8 +96,10 @@ public enum NetCDFMapping {
                 var named = dataset
                 named.path = path
                 do {
-                    if let array = try await array(named, info: info, objectID: objectID, options: options, lengths: lengths,
-                                                   phony: phony, scales: scales, fetch: fetch) {
+                    if let array = try await array(
+                        named, info: info, objectID: objectID, options: options, lengths: lengths,
+                        phony: phony, scales: scales, fetch: fetch)
+                    {
                         result.arrays.append(array)
                     }
                 } catch let error as MappingError {
@@ -135,8 +141,11 @@ public enum NetCDFMapping {
     /// (links in creation order when tracked, else by name), and gives each such dataset's axes the first dimension of the same
     /// group with the same length and unlimitedness not yet used by that dataset, or a new
     /// `phony_dim_<next id>`.
-    static func phonyDimensionNames(_ info: HDF5FileInfo, lengths: [UInt64: UInt64], scales: DimensionScales)
-        -> (names: [String: [String]], paths: [UInt64: [String]], groupPaths: [UInt64: [String]]) {
+    static func phonyDimensionNames(
+        _ info: HDF5FileInfo, lengths: [UInt64: UInt64], scales: DimensionScales
+    )
+        -> (names: [String: [String]], paths: [UInt64: [String]], groupPaths: [UInt64: [String]])
+    {
         // Positions, not copies: a dataset's description holds a dozen references, and this runs
         // for every file of an archive.
         let datasetIndex = Dictionary(info.datasets.indices.map { (info.datasets[$0].address, $0) }, uniquingKeysWith: { a, _ in a })
@@ -178,7 +187,8 @@ public enum NetCDFMapping {
                 let parts = path.split(separator: "/").filter { $0 != "." }
                 for (i, part) in parts.enumerated() {
                     guard let next = current.links.first(where: { $0.name == part }),
-                          let found = target(next, in: current, path: currentPath, depth: depth + 1) else { return nil }
+                        let found = target(next, in: current, path: currentPath, depth: depth + 1)
+                    else { return nil }
                     address = found
                     if i < parts.count - 1 {
                         guard let index = groupIndex[found] else { return nil }
@@ -209,7 +219,8 @@ public enum NetCDFMapping {
             var dims: [(UInt64, Bool, String)] = []
             for link in links {
                 guard case .hard(let address) = link.target, scales.isDimensionScale(address), let index = datasetIndex[address],
-                      let space = info.datasets[index].dataspace, space.dimensions.count == 1 else { continue }
+                    let space = info.datasets[index].dataspace, space.dimensions.count == 1
+                else { continue }
                 dims.append((lengths[address] ?? space.dimensions[0], space.maxDimensions.first == .some(nil), link.name))
             }
             for link in links {
@@ -217,7 +228,8 @@ public enum NetCDFMapping {
                 let datasetPath = prefix + link.name
                 paths[address, default: []].append(datasetPath)
                 guard let space = info.datasets[index].dataspace, space.kind == .simple, !space.dimensions.isEmpty,
-                      scales[address] == nil else { continue }
+                    scales[address] == nil
+                else { continue }
                 // netCDF-C skips datasets of types it cannot read (array types outside a compound,
                 // references) before it names their dimensions, so they take no number.
                 if let type = info.datasets[index].datatype, !netCDFReads(type) { continue }
@@ -252,9 +264,11 @@ public enum NetCDFMapping {
         attributes.contains { $0.name == "CLASS" && $0.values.first == .string("DIMENSION_SCALE") }
     }
 
-    static func array(_ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
-                      lengths: [UInt64: UInt64], phony: [String: [String]], scales: DimensionScales,
-                      fetch: @escaping ByteFetcher) async throws -> VirtualArray? {
+    static func array(
+        _ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
+        lengths: [UInt64: UInt64], phony: [String: [String]], scales: DimensionScales,
+        fetch: @escaping ByteFetcher
+    ) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
             throw MappingError(description: "incomplete metadata")
         }
@@ -303,14 +317,18 @@ public enum NetCDFMapping {
                 // by one and the (small) array is kept decoded and inline.
                 let decodedSize = shape.reduce(UInt64(dtype.itemSize), *)
                 guard decodedSize <= UInt64(options.maxDecodedInlineBytes) else {
-                    throw MappingError(description: "\(masks.count) chunks skipped filters (filter mask \(masks.values.first!)); Zarr has one pipeline per array and the array (\(decodedSize) bytes) is too large to keep decoded")
+                    throw MappingError(
+                        description:
+                            "\(masks.count) chunks skipped filters (filter mask \(masks.values.first!)); Zarr has one pipeline per array and the array (\(decodedSize) bytes) is too large to keep decoded"
+                    )
                 }
                 array = try await inlined(array, fetch: fetch, maxBytes: options.maxDecodedInlineBytes, masks: masks)
             }
         case .contiguous(_, let size):
             let stored = dataset.chunks.flatMap { $0.count > 0 ? ($0.offsets[0], $0.sizes[0]) : nil }
-            let chunkShape = splitContiguous(shape: shape, itemSize: UInt64(dtype.itemSize), threshold: options.contiguousSplitThreshold,
-                                             filtered: !codecs.isEmpty)
+            let chunkShape = splitContiguous(
+                shape: shape, itemSize: UInt64(dtype.itemSize), threshold: options.contiguousSplitThreshold,
+                filtered: !codecs.isEmpty)
             array.chunkShape = chunkShape
             array.manifest = try manifest(shape, chunkShape)
             if let (offset, _) = stored {
@@ -321,8 +339,9 @@ public enum NetCDFMapping {
                     // Chunks of a split contiguous array are consecutive byte ranges because the
                     // grid only divides leading axes.
                     for linear in 0..<array.manifest.count {
-                        array.manifest[linear] = .reference(object: objectID, offset: offset + UInt64(linear) * rowMajorChunkBytes,
-                                                            length: rowMajorChunkBytes)
+                        array.manifest[linear] = .reference(
+                            object: objectID, offset: offset + UInt64(linear) * rowMajorChunkBytes,
+                            length: rowMajorChunkBytes)
                     }
                 }
             }
@@ -339,7 +358,10 @@ public enum NetCDFMapping {
                 }
             }
             guard let needed, needed <= max(UInt64(bytes.count), 64 << 10) else {
-                throw MappingError(description: "its compact data holds \(bytes.count) bytes, but its shape \(shape) of \(dtype.itemSize)-byte elements needs more than compact storage can hold")
+                throw MappingError(
+                    description:
+                        "its compact data holds \(bytes.count) bytes, but its shape \(shape) of \(dtype.itemSize)-byte elements needs more than compact storage can hold"
+                )
             }
             if array.manifest.count == 1 { array.manifest[0] = .inline(padded(bytes, to: Int(needed))) }
         case .virtual:
@@ -351,8 +373,9 @@ public enum NetCDFMapping {
         if options.inlineVariables.contains(array.name) {
             array = try await inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
         } else if options.inlineDimensionCoordinates, dimensions.count == 1, dimensions[0] == path,
-                  shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize)).partialValue <= UInt64(options.maxDimensionCoordinateBytes),
-                  [.signed, .unsigned, .float].contains(dtype.kind) {
+            shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize)).partialValue <= UInt64(options.maxDimensionCoordinateBytes),
+            [.signed, .unsigned, .float].contains(dtype.kind)
+        {
             array = try await inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
         }
         try fillMissingChunks(&array, hdf5Fill: hdf5Fill)
@@ -387,8 +410,10 @@ public enum NetCDFMapping {
     }
 
     /// netCDF-4's dimension scales, resolved through `DIMENSION_LIST` object references.
-    static func dimensionNames(_ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [String: [String]],
-                               scales: DimensionScales) throws -> [String] {
+    static func dimensionNames(
+        _ dataset: DatasetInfo, shape: [UInt64], info: HDF5FileInfo, phony: [String: [String]],
+        scales: DimensionScales
+    ) throws -> [String] {
         if shape.isEmpty { return [] }
         if let axes = scales[dataset.address] {
             return try axes.map { address in
@@ -443,7 +468,8 @@ public enum NetCDFMapping {
         var lengths: [UInt64: UInt64] = [:]
         for index in info.datasets.indices {
             guard let space = info.datasets[index].dataspace, space.kind == .simple,
-                  let axes = scales[info.datasets[index].address] else { continue }
+                let axes = scales[info.datasets[index].address]
+            else { continue }
             for (axis, scale) in axes.enumerated() { lengths[scale] = max(lengths[scale] ?? 0, space.dimensions[axis]) }
         }
         return lengths
@@ -476,9 +502,10 @@ public enum NetCDFMapping {
             for index in info.datasets.indices where scaleAddresses.contains(info.datasets[index].address) {
                 let address = info.datasets[index].address
                 guard axesByAddress[address] == nil, let space = info.datasets[index].dataspace, space.kind == .simple,
-                      space.dimensions.count > 1,
-                      let ids = NetCDFMapping.integers(info.datasets[index].attributes, "_Netcdf4Coordinates"),
-                      ids.count == space.dimensions.count else { continue }
+                    space.dimensions.count > 1,
+                    let ids = NetCDFMapping.integers(info.datasets[index].attributes, "_Netcdf4Coordinates"),
+                    ids.count == space.dimensions.count
+                else { continue }
                 let axes = ids.enumerated().map { axis, id in axis == 0 ? address : scaleByDimensionID[id] }
                 if axes.allSatisfy({ $0 != nil }) { axesByAddress[address] = axes.map { $0! } }
             }
@@ -497,23 +524,29 @@ public enum NetCDFMapping {
         case .integer(let size, let order, let signed, _, _):
             guard [1, 2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte integers") }
             let prefix = size == 1 ? "|" : order.prefix
-            return ZarrDataType(kind: signed ? .signed : .unsigned, itemSize: size, bigEndian: order == .bigEndian && size > 1,
-                                v2: .string(prefix + (signed ? "i" : "u") + "\(size)"), v3: .string((signed ? "int" : "uint") + "\(size * 8)"))
+            return ZarrDataType(
+                kind: signed ? .signed : .unsigned, itemSize: size, bigEndian: order == .bigEndian && size > 1,
+                v2: .string(prefix + (signed ? "i" : "u") + "\(size)"), v3: .string((signed ? "int" : "uint") + "\(size * 8)"))
         case .float(let size, let order, _, _, _):
             guard [2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte floats") }
-            return ZarrDataType(kind: .float, itemSize: size, bigEndian: order == .bigEndian, v2: .string(order.prefix + "f\(size)"),
-                                v3: .string("float\(size * 8)"))
+            return ZarrDataType(
+                kind: .float, itemSize: size, bigEndian: order == .bigEndian, v2: .string(order.prefix + "f\(size)"),
+                v3: .string("float\(size * 8)"))
         case .enumeration(_, let base, _, _):
             return try zarrType(base)
         case .string(let size, _, _):
-            return ZarrDataType(kind: .fixedBytes, itemSize: size, bigEndian: false, v2: .string("|S\(size)"),
-                                v3: .object([("name", .string("null_terminated_bytes")),
-                                             ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
+            return ZarrDataType(
+                kind: .fixedBytes, itemSize: size, bigEndian: false, v2: .string("|S\(size)"),
+                v3: .object([
+                    ("name", .string("null_terminated_bytes")),
+                    ("configuration", .object([("length_bytes", .int(Int64(size)))])),
+                ]))
         case .variableLengthString:
             return ZarrDataType(kind: .variableString, itemSize: 0, bigEndian: false, v2: .string("|O"), v3: .string("string"))
         case .opaque(let size, _):
-            return ZarrDataType(kind: .opaque, itemSize: size, bigEndian: false, v2: .string("|V\(size)"),
-                                v3: .object([("name", .string("raw_bytes")), ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
+            return ZarrDataType(
+                kind: .opaque, itemSize: size, bigEndian: false, v2: .string("|V\(size)"),
+                v3: .object([("name", .string("raw_bytes")), ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
         case .compound(let size, let members):
             var fields: [JSON] = []
             var expected = 0
@@ -557,7 +590,10 @@ public enum NetCDFMapping {
         // refuses the buffer. After Fletcher-32, the buffer is the data and a 4-byte checksum,
         // so a Zarr reader could not decode one chunk.
         if let checksum = filters.firstIndex(where: { $0.id == 3 }), filters[checksum...].contains(where: { $0.id == 2 }) {
-            throw MappingError(description: "its filters shuffle the data together with its Fletcher-32 checksum (fletcher32 before shuffle), which Zarr's shuffle codec cannot undo (the buffer is not a whole number of elements)")
+            throw MappingError(
+                description:
+                    "its filters shuffle the data together with its Fletcher-32 checksum (fletcher32 before shuffle), which Zarr's shuffle codec cannot undo (the buffer is not a whole number of elements)"
+            )
         }
         return try filters.map { filter in
             switch filter.id {
@@ -577,8 +613,10 @@ public enum NetCDFMapping {
         // attributes out, and so do we (their addresses mean nothing outside the file).
         var result: [(String, JSON)] = []
         result.reserveCapacity(list.count)
-        for index in list.indices where !hiddenAttributes.contains(list[index].name) && !holdsReferences(list[index].datatype)
-            && !(isUserDefined(list[index].datatype) && !namedTypes.contains(nativeSignature(list[index].datatype))) {
+        for index in list.indices
+        where !hiddenAttributes.contains(list[index].name) && !holdsReferences(list[index].datatype)
+            && !(isUserDefined(list[index].datatype) && !namedTypes.contains(nativeSignature(list[index].datatype)))
+        {
             let name = list[index].name
             if list[index].dataspace.kind == .null {
                 // netCDF-C reads a null dataspace as no values: text is empty, numbers an empty array.
@@ -723,7 +761,10 @@ public enum NetCDFMapping {
             }
         }
         guard let bytes, bytes <= UInt64(maxFillChunkBytes) else {
-            throw MappingError(description: "chunks it never wrote read as its HDF5 fill value, which Zarr v2 can only show as a fill chunk, and its chunk (\(array.chunkShape)) is over \(maxFillChunkBytes) bytes")
+            throw MappingError(
+                description:
+                    "chunks it never wrote read as its HDF5 fill value, which Zarr v2 can only show as a fill chunk, and its chunk (\(array.chunkShape)) is over \(maxFillChunkBytes) bytes"
+            )
         }
         var raw: [UInt8] = []
         raw.reserveCapacity(Int(bytes))
@@ -758,4 +799,3 @@ public enum NetCDFMapping {
 extension ByteOrder {
     var prefix: String { self == .littleEndian ? "<" : ">" }
 }
-

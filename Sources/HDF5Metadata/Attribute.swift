@@ -70,16 +70,20 @@ public struct Attribute: Sendable, Equatable {
 
         var typeCursor: ByteCursor
         if flags & 0x01 != 0 {
-            typeCursor = try await context.resolve(HeaderMessage(type: MessageType.datatype.rawValue, flags: 0x02,
-                                                                 body: typeField.bytes, origin: typeField.origin))
+            typeCursor = try await context.resolve(
+                HeaderMessage(
+                    type: MessageType.datatype.rawValue, flags: 0x02,
+                    body: typeField.bytes, origin: typeField.origin))
         } else {
             typeCursor = context.cursor(typeField.bytes, at: typeField.origin, "attribute datatype")
         }
         let datatype = try Datatype.parse(&typeCursor)
         var spaceCursor: ByteCursor
         if flags & 0x02 != 0 {
-            spaceCursor = try await context.resolve(HeaderMessage(type: MessageType.dataspace.rawValue, flags: 0x02,
-                                                                  body: spaceField.bytes, origin: spaceField.origin))
+            spaceCursor = try await context.resolve(
+                HeaderMessage(
+                    type: MessageType.dataspace.rawValue, flags: 0x02,
+                    body: spaceField.bytes, origin: spaceField.origin))
         } else {
             spaceCursor = context.cursor(spaceField.bytes, at: spaceField.origin, "attribute dataspace")
         }

@@ -14,8 +14,10 @@ enum BTreeV1 {
 
     /// Walks a group B-tree and returns the addresses of its symbol-table nodes, in key order.
     static func groupNodes(at address: UInt64, in context: FileContext) async throws -> [UInt64] {
-        let leaves: [Leaf<Int>] = try await walk(at: address, type: 0, keySize: context.lengthSize, expectedLevel: nil, depth: 0,
-                                                 visited: VisitedNodes("v1 B-tree"), in: context) { _, _ in nil }
+        let leaves: [Leaf<Int>] = try await walk(
+            at: address, type: 0, keySize: context.lengthSize, expectedLevel: nil, depth: 0,
+            visited: VisitedNodes("v1 B-tree"), in: context
+        ) { _, _ in nil }
         return leaves.map(\.address)
     }
 
@@ -25,8 +27,10 @@ enum BTreeV1 {
     static func chunks(at address: UInt64, rank: Int, expectedChunks: UInt64, in context: FileContext) async throws -> [ChunkRecord] {
         let keySize = 8 + 8 * (rank + 1)
         let firstRead = chunkRootFirstRead(rank: rank, expectedChunks: expectedChunks, offsetSize: context.offsetSize)
-        return try await walk(at: address, type: 1, keySize: keySize, expectedLevel: nil, depth: 0, firstRead: firstRead,
-                              visited: VisitedNodes("v1 B-tree"), in: context) { key, childAddress in
+        return try await walk(
+            at: address, type: 1, keySize: keySize, expectedLevel: nil, depth: 0, firstRead: firstRead,
+            visited: VisitedNodes("v1 B-tree"), in: context
+        ) { key, childAddress in
             var cursor = key
             let size = try cursor.u32()
             let mask = try cursor.u32()
@@ -90,8 +94,9 @@ enum BTreeV1 {
         }
         context.prefetch(children.map(\.address), length: min(speculativeNodeSize, needed))
         let nested = try await context.map(children.map(\.address)) { child in
-            try await walk(at: child, type: type, keySize: keySize, expectedLevel: level - 1, depth: depth + 1, visited: visited,
-                           in: context, leaf: leaf)
+            try await walk(
+                at: child, type: type, keySize: keySize, expectedLevel: level - 1, depth: depth + 1, visited: visited,
+                in: context, leaf: leaf)
         }
         return nested.flatMap { $0 }
     }
@@ -189,14 +194,17 @@ enum BTreeV2 {
                 cumulativeSizes.append(encodedSize(of: cumulative[level]))
             }
         }
-        let shape = Shape(type: type, nodeSize: nodeSize, recordSize: recordSize, maxRecordCountSize: maxCountSize,
-                          cumulativeCountSize: cumulativeSizes)
+        let shape = Shape(
+            type: type, nodeSize: nodeSize, recordSize: recordSize, maxRecordCountSize: maxCountSize,
+            cumulativeCountSize: cumulativeSizes)
         let records = try await node(at: root, depth: depth, count: rootCount, shape: shape, visited: VisitedNodes("v2 B-tree"), in: context)
         return Contents(type: type, recordSize: recordSize, records: records)
     }
 
-    private static func node(at address: UInt64, depth: Int, count: Int, shape: Shape, visited: VisitedNodes,
-                             in context: FileContext) async throws -> [[UInt8]] {
+    private static func node(
+        at address: UInt64, depth: Int, count: Int, shape: Shape, visited: VisitedNodes,
+        in context: FileContext
+    ) async throws -> [[UInt8]] {
         try visited.claim(address, in: context)
         let isLeaf = depth == 0
         var cursor = try await context.read(address, shape.nodeSize, isLeaf ? "v2 B-tree leaf node" : "v2 B-tree internal node")

@@ -119,8 +119,9 @@ struct ByteCursor {
         let at = absolutePosition
         let stored = try u32()
         guard stored == computed else {
-            throw HDF5Error(.checksumMismatch, structure, at: at,
-                            "stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))")
+            throw HDF5Error(
+                .checksumMismatch, structure, at: at,
+                "stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))")
         }
     }
 

@@ -83,9 +83,13 @@ struct ChunkEnumerator {
     var firstRead: ByteRange? {
         guard case .btreeV1(let address?) = layout.index, rank > 0 else { return nil }
         let expected = checkedProduct(gridShape) ?? UInt64.max
-        return ByteRange(offset: address, length: max(BTreeV1.chunkRootFirstRead(rank: rank, expectedChunks: expected,
-                                                                                  offsetSize: context.offsetSize),
-                                                      8 + 2 * context.offsetSize))
+        return ByteRange(
+            offset: address,
+            length: max(
+                BTreeV1.chunkRootFirstRead(
+                    rank: rank, expectedChunks: expected,
+                    offsetSize: context.offsetSize),
+                8 + 2 * context.offsetSize))
     }
 
     func enumerate() async throws -> ChunkTable {
@@ -93,23 +97,26 @@ struct ChunkEnumerator {
             throw HDF5Error(.corrupt, "data layout message", at: 0, "zero chunk dimension")
         }
         guard dataspace.kind == .simple, dataspace.dimensions.count == rank else {
-            throw HDF5Error(.corrupt, "data layout message", at: 0,
-                            "chunk rank \(rank) does not match dataspace rank \(dataspace.dimensions.count)")
+            throw HDF5Error(
+                .corrupt, "data layout message", at: 0,
+                "chunk rank \(rank) does not match dataspace rank \(dataspace.dimensions.count)")
         }
         var table = ChunkTable(rank: rank)
         switch layout.index {
         case .btreeV1(let address):
             guard let address else { return table }
-            let records = try await BTreeV1.chunks(at: address, rank: rank, expectedChunks: checkedProduct(gridShape) ?? UInt64.max,
-                                                   in: context)
+            let records = try await BTreeV1.chunks(
+                at: address, rank: rank, expectedChunks: checkedProduct(gridShape) ?? UInt64.max,
+                in: context)
             try checkCount(records.count)
             table.reserve(records.count)
             for record in records {
                 var coords: [UInt64] = []
                 for (offset, chunk) in zip(record.elementOffsets, layout.chunkShape) {
                     guard offset % chunk == 0 else {
-                        throw HDF5Error(.corrupt, "v1 B-tree chunk key", at: context.absolute(record.address),
-                                        "element offset \(offset) is not a multiple of chunk size \(chunk)")
+                        throw HDF5Error(
+                            .corrupt, "v1 B-tree chunk key", at: context.absolute(record.address),
+                            "element offset \(offset) is not a multiple of chunk size \(chunk)")
                     }
                     coords.append(offset / chunk)
                 }
@@ -117,17 +124,21 @@ struct ChunkEnumerator {
             }
         case .singleChunk(let address, let filteredSize, let mask):
             guard let address else { return table }
-            table.append(coordinates: [UInt64](repeating: 0, count: rank), offset: context.absolute(address),
-                         size: filteredSize ?? layout.chunkBytes, filterMask: mask)
+            table.append(
+                coordinates: [UInt64](repeating: 0, count: rank), offset: context.absolute(address),
+                size: filteredSize ?? layout.chunkBytes, filterMask: mask)
         case .implicit(let address):
             guard let address else { return table }
             let grid = gridShape
             let down = downProducts(maxGridShape)
             // Every chunk of an implicit index is allocated, back to back: all must lie in the file.
             guard let total = checkedProduct(grid), let maxTotal = checkedProduct(maxGridShape),
-                  let span = maxTotal.multipliedReportingOverflow(by: layout.chunkBytes).overflow ? nil : maxTotal * layout.chunkBytes,
-                  context.absolute(address) <= context.fileSize, span <= context.fileSize - context.absolute(address) else {
-                throw HDF5Error(.corrupt, "implicit chunk index", at: context.absolute(address), "chunks of \(maxGridShape) × \(layout.chunkBytes) bytes do not fit in the file")
+                let span = maxTotal.multipliedReportingOverflow(by: layout.chunkBytes).overflow ? nil : maxTotal * layout.chunkBytes,
+                context.absolute(address) <= context.fileSize, span <= context.fileSize - context.absolute(address)
+            else {
+                throw HDF5Error(
+                    .corrupt, "implicit chunk index", at: context.absolute(address),
+                    "chunks of \(maxGridShape) × \(layout.chunkBytes) bytes do not fit in the file")
             }
             try checkCount(Int(clamping: total))
             table.reserve(Int(total))
@@ -135,8 +146,9 @@ struct ChunkEnumerator {
             for _ in 0..<total {
                 var linear: UInt64 = 0
                 for d in 0..<rank { linear &+= coords[d] &* down[d] }
-                table.append(coordinates: coords, offset: context.absolute(address) + linear * layout.chunkBytes,
-                             size: layout.chunkBytes, filterMask: 0)
+                table.append(
+                    coordinates: coords, offset: context.absolute(address) + linear * layout.chunkBytes,
+                    size: layout.chunkBytes, filterMask: 0)
                 increment(&coords, within: grid)
             }
         case .fixedArray(let address, _):
@@ -145,8 +157,9 @@ struct ChunkEnumerator {
             try checkCount(elements.count)
             let down = downProducts(maxGridShape)
             for (linear, element) in elements {
-                table.append(coordinates: split(linear, down), offset: context.absolute(element.address),
-                             size: element.size ?? layout.chunkBytes, filterMask: element.filterMask)
+                table.append(
+                    coordinates: split(linear, down), offset: context.absolute(element.address),
+                    size: element.size ?? layout.chunkBytes, filterMask: element.filterMask)
             }
         case .extensibleArray(let address, _, _, _, _, _):
             guard let address else { return table }
@@ -161,8 +174,9 @@ struct ChunkEnumerator {
             for (linear, element) in elements {
                 var coords = split(linear, down)
                 coords.insert(coords.remove(at: 0), at: unlimited)
-                table.append(coordinates: coords, offset: context.absolute(element.address),
-                             size: element.size ?? layout.chunkBytes, filterMask: element.filterMask)
+                table.append(
+                    coordinates: coords, offset: context.absolute(element.address),
+                    size: element.size ?? layout.chunkBytes, filterMask: element.filterMask)
             }
         case .btreeV2(let address, _, _, _):
             guard let address else { return table }
@@ -171,7 +185,8 @@ struct ChunkEnumerator {
             let o = context.offsetSize
             let sizeField = contents.recordSize - o - 4 - 8 * rank
             guard contents.type == 10 || contents.type == 11, contents.type == 10 || (sizeField >= 1 && sizeField <= 8) else {
-                throw HDF5Error(.corrupt, "v2 B-tree chunk index", at: context.absolute(address), "record type \(contents.type) of \(contents.recordSize) bytes")
+                throw HDF5Error(
+                    .corrupt, "v2 B-tree chunk index", at: context.absolute(address), "record type \(contents.type) of \(contents.recordSize) bytes")
             }
             table.reserve(contents.records.count)
             for record in contents.records {
@@ -267,7 +282,9 @@ enum FixedArrayIndex {
         try header.verifyChecksum(from: 0)
         guard clientID <= 1, elementSize >= o, pageBits < 32 else { throw header.error(.corrupt, "client \(clientID), element size \(elementSize)") }
         guard count <= UInt64(context.limits.maxChunksPerDataset), count <= context.fileSize / UInt64(elementSize) else {
-            throw HDF5Error(.limitExceeded, "fixed array header", at: context.absolute(address), "\(count) elements of \(elementSize) bytes cannot be in a \(context.fileSize)-byte file")
+            throw HDF5Error(
+                .limitExceeded, "fixed array header", at: context.absolute(address),
+                "\(count) elements of \(elementSize) bytes cannot be in a \(context.fileSize)-byte file")
         }
         guard let dataBlock, count > 0 else { return [] }
         let pageElements = UInt64(1) << UInt64(pageBits)
@@ -346,8 +363,9 @@ enum ExtensibleArrayIndex {
         let indexBlock = try header.address()
         try header.verifyChecksum(from: 0)
         guard clientID <= 1, elementSize >= o, maxBits > 0, maxBits <= 64, minDataElements > 0,
-              minDataElements & (minDataElements - 1) == 0, minPointers > 0, minPointers & (minPointers - 1) == 0, pageBits < 32,
-              log2Floor(minDataElements) <= maxBits else {
+            minDataElements & (minDataElements - 1) == 0, minPointers > 0, minPointers & (minPointers - 1) == 0, pageBits < 32,
+            log2Floor(minDataElements) <= maxBits
+        else {
             throw HDF5Error(.corrupt, "extensible array header", at: context.absolute(address), "inconsistent creation parameters")
         }
         guard maxIndexSet <= UInt64(context.limits.maxChunksPerDataset), maxIndexSet <= context.fileSize / UInt64(elementSize) + UInt64(indexElements) else {
@@ -369,8 +387,9 @@ enum ExtensibleArrayIndex {
         let indexSuperBlocks = 2 * log2Floor(UInt64(minPointers))
         let indexDataBlockAddresses = 2 * (minPointers - 1)
         let superBlockAddresses = max(0, superBlockCount - indexSuperBlocks)
-        let parameters = Parameters(clientID: clientID, elementSize: elementSize, arrayOffsetSize: (maxBits + 7) / 8,
-                                    pageElements: UInt64(1) << UInt64(pageBits), headerAddress: address)
+        let parameters = Parameters(
+            clientID: clientID, elementSize: elementSize, arrayOffsetSize: (maxBits + 7) / 8,
+            pageElements: UInt64(1) << UInt64(pageBits), headerAddress: address)
 
         let indexSize = 4 + 1 + 1 + o + indexElements * elementSize + (indexDataBlockAddresses + superBlockAddresses) * o + 4
         var index = try await context.read(indexBlock, indexSize, "extensible array index block")
@@ -410,7 +429,8 @@ enum ExtensibleArrayIndex {
         }
         for part in fromSuperBlocks { dataBlocks += part.filter { $0.firstIndex < maxIndexSet } }
 
-        let blockResults = try await context.map(dataBlocks.map { DataBlockRequest(address: $0.address, firstIndex: $0.firstIndex, elements: $0.elements) }) { request in
+        let blockResults = try await context.map(dataBlocks.map { DataBlockRequest(address: $0.address, firstIndex: $0.firstIndex, elements: $0.elements) }) {
+            request in
             try await dataBlockElements(request, parameters: parameters, limit: maxIndexSet, in: context)
         }
         for part in blockResults { results += part }
@@ -428,8 +448,10 @@ enum ExtensibleArrayIndex {
         var elements: UInt64
     }
 
-    private static func superBlockDataBlocks(_ request: SuperBlockRequest, indexElements: UInt64, parameters: Parameters,
-                                             in context: FileContext) async throws -> [(address: UInt64, firstIndex: UInt64, elements: UInt64)] {
+    private static func superBlockDataBlocks(
+        _ request: SuperBlockRequest, indexElements: UInt64, parameters: Parameters,
+        in context: FileContext
+    ) async throws -> [(address: UInt64, firstIndex: UInt64, elements: UInt64)] {
         let o = context.offsetSize
         let info = request.info
         let paged = info.elementsPerDataBlock > parameters.pageElements
@@ -451,8 +473,10 @@ enum ExtensibleArrayIndex {
         return blocks
     }
 
-    private static func dataBlockElements(_ request: DataBlockRequest, parameters: Parameters, limit: UInt64,
-                                          in context: FileContext) async throws -> [(UInt64, ArrayIndexElement)] {
+    private static func dataBlockElements(
+        _ request: DataBlockRequest, parameters: Parameters, limit: UInt64,
+        in context: FileContext
+    ) async throws -> [(UInt64, ArrayIndexElement)] {
         let o = context.offsetSize
         let prefix = 4 + 1 + 1 + o + parameters.arrayOffsetSize
         let paged = request.elements > parameters.pageElements

@@ -57,9 +57,9 @@ public indirect enum Datatype: Sendable, Equatable {
     public var size: Int {
         switch self {
         case .integer(let size, _, _, _, _), .float(let size, _, _, _, _), .time(let size, _, _),
-             .string(let size, _, _), .bitfield(let size, _, _, _), .opaque(let size, _),
-             .compound(let size, _), .reference(let size, _), .enumeration(let size, _, _, _),
-             .variableLengthString(let size, _, _), .variableLengthSequence(let size, _), .array(let size, _, _):
+            .string(let size, _, _), .bitfield(let size, _, _, _), .opaque(let size, _),
+            .compound(let size, _), .reference(let size, _), .enumeration(let size, _, _, _),
+            .variableLengthString(let size, _, _), .variableLengthSequence(let size, _), .array(let size, _, _):
             return size
         }
     }
@@ -133,16 +133,18 @@ extension Datatype {
             let exponentPosition = Int(try cursor.u8()), exponentSize = Int(try cursor.u8())
             let mantissaPosition = Int(try cursor.u8()), mantissaSize = Int(try cursor.u8())
             let bias = try cursor.u32()
-            let layout = FloatLayout(signPosition: Int((bits >> 8) & 0xff), exponentPosition: exponentPosition,
-                                     exponentSize: exponentSize, mantissaPosition: mantissaPosition,
-                                     mantissaSize: mantissaSize, exponentBias: bias)
+            let layout = FloatLayout(
+                signPosition: Int((bits >> 8) & 0xff), exponentPosition: exponentPosition,
+                exponentSize: exponentSize, mantissaPosition: mantissaPosition,
+                mantissaSize: mantissaSize, exponentBias: bias)
             return .float(size: size, order: order, bitOffset: bitOffset, precision: precision, layout: layout)
         case 2:
             let precision = Int(try cursor.u16())
             return .time(size: size, order: order, precision: precision)
         case 3:
-            return .string(size: size, padding: try padding(bits & 0x0f, cursor),
-                           charset: try charset((bits >> 4) & 0x0f, cursor))
+            return .string(
+                size: size, padding: try padding(bits & 0x0f, cursor),
+                charset: try charset((bits >> 4) & 0x0f, cursor))
         case 4:
             let bitOffset = Int(try cursor.u16()), precision = Int(try cursor.u16())
             return .bitfield(size: size, order: order, bitOffset: bitOffset, precision: precision)
@@ -231,7 +233,8 @@ extension Datatype {
             if version < 3 { try cursor.skip(4 * rank) }
             let base = try parse(&cursor, depth: depth + 1)
             guard let count = checkedProduct(dims.map { UInt64($0) }), count.multipliedReportingOverflow(by: UInt64(base.size)).partialValue == UInt64(size),
-                  !count.multipliedReportingOverflow(by: UInt64(base.size)).overflow else {
+                !count.multipliedReportingOverflow(by: UInt64(base.size)).overflow
+            else {
                 throw HDF5Error(.corrupt, "array datatype", at: start, "dimensions \(dims) of \(base.size)-byte elements do not make \(size) bytes")
             }
             return .array(size: size, dimensions: dims, base: base)

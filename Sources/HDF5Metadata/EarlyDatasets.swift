@@ -130,11 +130,13 @@ extension Traversal {
         /// readable dataset (the traversal then finds out for itself what is there).
         private static func parseDataset(at address: UInt64, in context: FileContext) async -> Discovered? {
             guard let firstChunk = try? await ObjectHeader.readFirstChunk(at: address, in: context),
-                  !firstChunk.has(.symbolTable), !firstChunk.has(.linkInfo), !firstChunk.has(.link),
-                  let completed = try? await Traversal.complete(firstChunk, in: context),
-                  completed.header.has(.layout) else { return nil }
-            let details = await Traversal.datasetDetails(completed.header, address: address, earlyChunks: completed.earlyChunks,
-                                                         in: context)
+                !firstChunk.has(.symbolTable), !firstChunk.has(.linkInfo), !firstChunk.has(.link),
+                let completed = try? await Traversal.complete(firstChunk, in: context),
+                completed.header.has(.layout)
+            else { return nil }
+            let details = await Traversal.datasetDetails(
+                completed.header, address: address, earlyChunks: completed.earlyChunks,
+                in: context)
             return Discovered(address: address, kind: .dataset, details: details)
         }
 

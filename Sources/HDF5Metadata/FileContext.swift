@@ -59,8 +59,10 @@ final class FileContext: Sendable {
     let sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)]
     private let globalHeapCollections = Mutex<[UInt64: GlobalHeapCollectionEntry]>([:])
 
-    init(source: any RandomAccessSource, fileSize: UInt64, base: UInt64, offsetSize: Int, lengthSize: Int,
-         limits: ParseLimits, sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)] = []) {
+    init(
+        source: any RandomAccessSource, fileSize: UInt64, base: UInt64, offsetSize: Int, lengthSize: Int,
+        limits: ParseLimits, sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)] = []
+    ) {
         self.source = source
         self.name = source.name
         self.fileSize = fileSize
@@ -72,8 +74,9 @@ final class FileContext: Sendable {
     }
 
     func with(sharedMessageHeaps heaps: [(typeMask: UInt16, heapAddress: UInt64)]) -> FileContext {
-        FileContext(source: source, fileSize: fileSize, base: base, offsetSize: offsetSize, lengthSize: lengthSize,
-                    limits: limits, sharedMessageHeaps: heaps)
+        FileContext(
+            source: source, fileSize: fileSize, base: base, offsetSize: offsetSize, lengthSize: lengthSize,
+            limits: limits, sharedMessageHeaps: heaps)
     }
 
     func absolute(_ address: UInt64) -> UInt64 { base &+ address }
@@ -120,8 +123,10 @@ final class FileContext: Sendable {
     }
 
     /// `ReadRounds.concurrently`, or one after the other when concurrent reads are off.
-    func both<A: Sendable, B: Sendable>(_ first: @escaping @Sendable () async throws -> A,
-                                        _ second: @escaping @Sendable () async throws -> B) async throws -> (A, B) {
+    func both<A: Sendable, B: Sendable>(
+        _ first: @escaping @Sendable () async throws -> A,
+        _ second: @escaping @Sendable () async throws -> B
+    ) async throws -> (A, B) {
         if limits.concurrentReads { return try await ReadRounds.concurrently(first, second) }
         let a = try await first()
         return (a, try await second())
@@ -137,11 +142,12 @@ final class FileContext: Sendable {
     /// reads are fetched in the round of the first.
     func prefetch(_ ranges: [ByteRange]) {
         guard limits.concurrentReads, !ranges.isEmpty else { return }
-        source.prefetch(ranges.compactMap { range in
-            let position = absolute(range.offset)
-            guard range.offset != undefinedAddress, position < fileSize, range.length > 0 else { return nil }
-            return ByteRange(offset: position, length: Int(min(UInt64(range.length), fileSize - position)))
-        })
+        source.prefetch(
+            ranges.compactMap { range in
+                let position = absolute(range.offset)
+                guard range.offset != undefinedAddress, position < fileSize, range.length > 0 else { return nil }
+                return ByteRange(offset: position, length: Int(min(UInt64(range.length), fileSize - position)))
+            })
     }
 
     /// A global heap collection, read once per file. One that is already read is returned

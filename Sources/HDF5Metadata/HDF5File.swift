@@ -66,8 +66,9 @@ public enum HDF5File {
         let fileSize: UInt64
         do { fileSize = try await source.size() } catch { throw HDF5Error(.io, "file", at: 0, "\(error)") }
         let superblock = try await Superblock.locate(source: source, fileSize: fileSize)
-        var context = FileContext(source: source, fileSize: fileSize, base: superblock.position,
-                                  offsetSize: superblock.offsetSize, lengthSize: superblock.lengthSize, limits: limits)
+        var context = FileContext(
+            source: source, fileSize: fileSize, base: superblock.position,
+            offsetSize: superblock.offsetSize, lengthSize: superblock.lengthSize, limits: limits)
         if let extensionAddress = superblock.extensionAddress {
             context = context.with(sharedMessageHeaps: try await sharedMessageHeaps(extension: extensionAddress, in: context))
         }
@@ -184,8 +185,9 @@ struct Traversal {
                 datasets.append(DatasetInfo(path: path, aliases: objectAliases, address: address, error: object.error))
             }
         }
-        return HDF5FileInfo(name: context.name, size: context.fileSize, superblock: superblock, groups: groups,
-                            datasets: datasets, datatypes: datatypes, pathsByAddress: paths)
+        return HDF5FileInfo(
+            name: context.name, size: context.fileSize, superblock: superblock, groups: groups,
+            datasets: datasets, datatypes: datatypes, pathsByAddress: paths)
     }
 
     /// What visiting an address comes to once it is claimed: nothing more (seen before, or too
@@ -203,15 +205,22 @@ struct Traversal {
             throw HDF5Error(.limitExceeded, "group tree", at: context.absolute(address), "more than \(context.limits.maxObjects) objects")
         }
         guard depth <= context.limits.maxDepth else {
-            return .done([Discovered(address: address, error: HDF5Error(.limitExceeded, "group tree", at: context.absolute(address),
-                                                                         "groups nested deeper than \(context.limits.maxDepth)"))])
+            return .done([
+                Discovered(
+                    address: address,
+                    error: HDF5Error(
+                        .limitExceeded, "group tree", at: context.absolute(address),
+                        "groups nested deeper than \(context.limits.maxDepth)"))
+            ])
         }
         if let task = early.claim(address) { return .early(task) }
         return .parse
     }
 
-    private static func visit(_ address: UInt64, depth: Int, claims: Claims, early: EarlyDatasets,
-                              in context: FileContext) async throws -> [Discovered] {
+    private static func visit(
+        _ address: UInt64, depth: Int, claims: Claims, early: EarlyDatasets,
+        in context: FileContext
+    ) async throws -> [Discovered] {
         switch try claim(address, depth: depth, claims: claims, early: early, in: context) {
         case .done(let discovered):
             return discovered
@@ -225,8 +234,10 @@ struct Traversal {
 
     /// Visits a group's children: those parsed early are only waited for, without a task each;
     /// the others are parsed concurrently meanwhile.
-    private static func visitChildren(_ addresses: [UInt64], depth: Int, claims: Claims, early: EarlyDatasets,
-                                      in context: FileContext) async throws -> [Discovered] {
+    private static func visitChildren(
+        _ addresses: [UInt64], depth: Int, claims: Claims, early: EarlyDatasets,
+        in context: FileContext
+    ) async throws -> [Discovered] {
         var settled: [[Discovered]] = []
         var waiting: [(address: UInt64, task: Task<EarlyDatasets.Parsed?, Never>)] = []
         var own: [UInt64] = []
@@ -244,24 +255,29 @@ struct Traversal {
         if waiting.isEmpty { return settled.flatMap { $0 } + (try await context.map(own, parseOne)).flatMap { $0 } }
         let pending = waiting
         let ownAddresses = own
-        let (parsedEarly, parsedHere) = try await context.both({
-            var results: [Discovered] = []
-            var unparsed: [UInt64] = []
-            for (address, task) in pending {
-                if let parsed = await EarlyDatasets.result(of: task) { results.append(parsed) } else { unparsed.append(address) }
-            }
-            return results + (try await context.map(unparsed, parseOne)).flatMap { $0 }
-        }, {
-            try await context.map(ownAddresses, parseOne)
-        })
+        let (parsedEarly, parsedHere) = try await context.both(
+            {
+                var results: [Discovered] = []
+                var unparsed: [UInt64] = []
+                for (address, task) in pending {
+                    if let parsed = await EarlyDatasets.result(of: task) { results.append(parsed) } else { unparsed.append(address) }
+                }
+                return results + (try await context.map(unparsed, parseOne)).flatMap { $0 }
+            },
+            {
+                try await context.map(ownAddresses, parseOne)
+            })
         return settled.flatMap { $0 } + parsedEarly + parsedHere.flatMap { $0 }
     }
 
-    private static func parse(_ address: UInt64, depth: Int, claims: Claims, early: EarlyDatasets,
-                              in context: FileContext) async throws -> [Discovered] {
+    private static func parse(
+        _ address: UInt64, depth: Int, claims: Claims, early: EarlyDatasets,
+        in context: FileContext
+    ) async throws -> [Discovered] {
         do {
-            let (header, earlyChunks, earlyLinks) = try await complete(try await ObjectHeader.readFirstChunk(at: address, in: context),
-                                                                       in: context)
+            let (header, earlyChunks, earlyLinks) = try await complete(
+                try await ObjectHeader.readFirstChunk(at: address, in: context),
+                in: context)
             let kind = try await classify(header, indexedLinks: earlyLinks, in: context)
             switch kind {
             case .group(let links):
@@ -271,11 +287,13 @@ struct Traversal {
                 }
                 let finalHeader = header
                 let childAddresses = children
-                let (details, descendants) = try await context.both({
-                    await Self.groupDetails(finalHeader, links: links, address: address, in: context)
-                }, {
-                    try await Self.visitChildren(childAddresses, depth: depth + 1, claims: claims, early: early, in: context)
-                })
+                let (details, descendants) = try await context.both(
+                    {
+                        await Self.groupDetails(finalHeader, links: links, address: address, in: context)
+                    },
+                    {
+                        try await Self.visitChildren(childAddresses, depth: depth + 1, claims: claims, early: early, in: context)
+                    })
                 return [Discovered(address: address, kind: kind, details: details)] + descendants
             case .dataset:
                 let details = await Self.datasetDetails(header, address: address, earlyChunks: earlyChunks, in: context)
@@ -297,8 +315,11 @@ struct Traversal {
 
     /// The rest of an object header after its first chunk: continuation blocks, and what can be
     /// fetched beside them (a dataset's chunk table, a group's indexed links).
-    static func complete(_ firstChunk: ObjectHeader, in context: FileContext) async throws
-        -> (header: ObjectHeader, earlyChunks: Result<ChunkTable?, HDF5Error>?, earlyLinks: [Link]?) {
+    static func complete(
+        _ firstChunk: ObjectHeader, in context: FileContext
+    ) async throws
+        -> (header: ObjectHeader, earlyChunks: Result<ChunkTable?, HDF5Error>?, earlyLinks: [Link]?)
+    {
         var header = firstChunk
         var earlyChunks: Result<ChunkTable?, HDF5Error>?
         var earlyLinks: [Link]?
@@ -318,15 +339,18 @@ struct Traversal {
                 earlyChunks = await Self.chunkTable(of: header, in: context)
             }
         } else if !header.pendingContinuations.isEmpty, !header.has(.layout),
-                  header.has(.symbolTable) || header.has(.linkInfo) {
+            header.has(.symbolTable) || header.has(.linkInfo)
+        {
             let firstChunk = header
-            let (links, completed) = try await context.both({
-                try await Self.indexedLinks(firstChunk, in: context)
-            }, {
-                var rest = firstChunk
-                try await rest.readContinuations(in: context)
-                return rest
-            })
+            let (links, completed) = try await context.both(
+                {
+                    try await Self.indexedLinks(firstChunk, in: context)
+                },
+                {
+                    var rest = firstChunk
+                    try await rest.readContinuations(in: context)
+                    return rest
+                })
             earlyLinks = links
             header = completed
         } else {
@@ -337,7 +361,8 @@ struct Traversal {
 
     private static func classify(_ header: ObjectHeader, indexedLinks: [Link]? = nil, in context: FileContext) async throws -> Kind {
         if header.has(.layout) { return .dataset }
-        let isGroup = header.has(.symbolTable) || header.has(.linkInfo) || header.has(.link)
+        let isGroup =
+            header.has(.symbolTable) || header.has(.linkInfo) || header.has(.link)
             || header.has(.groupInfo)
         if !isGroup {
             return header.has(.datatype) ? .datatype : .group(links: [])
@@ -368,13 +393,15 @@ struct Traversal {
     }
 
     private static func oldStyleLinks(_ table: SymbolTableMessage, in context: FileContext) async throws -> [Link] {
-        let (heap, entries) = try await context.both({
-            try await LocalHeap.read(at: table.localHeapAddress, in: context)
-        }, {
-            let nodes = try await BTreeV1.groupNodes(at: table.btreeAddress, in: context)
-            context.prefetch(nodes, length: 8 + 64 * (2 * context.offsetSize + 24))
-            return try await context.map(nodes) { node in try await SymbolTableNode.entries(at: node, in: context) }
-        })
+        let (heap, entries) = try await context.both(
+            {
+                try await LocalHeap.read(at: table.localHeapAddress, in: context)
+            },
+            {
+                let nodes = try await BTreeV1.groupNodes(at: table.btreeAddress, in: context)
+                context.prefetch(nodes, length: 8 + 64 * (2 * context.offsetSize + 24))
+                return try await context.map(nodes) { node in try await SymbolTableNode.entries(at: node, in: context) }
+            })
         var links: [Link] = []
         for entry in entries.flatMap({ $0 }) {
             let name = try heap.string(at: entry.nameOffset)
@@ -391,11 +418,13 @@ struct Traversal {
 
     private static func denseLinks(_ info: LinkInfo, in context: FileContext) async throws -> [Link] {
         guard let heapAddress = info.fractalHeapAddress, let indexAddress = info.nameIndexAddress else { return [] }
-        let (heap, index) = try await context.both({
-            try await FractalHeap.open(at: heapAddress, in: context)
-        }, {
-            try await BTreeV2.records(at: indexAddress, in: context)
-        })
+        let (heap, index) = try await context.both(
+            {
+                try await FractalHeap.open(at: heapAddress, in: context)
+            },
+            {
+                try await BTreeV2.records(at: indexAddress, in: context)
+            })
         guard index.type == 5 else {
             throw HDF5Error(.corrupt, "link name index", at: context.absolute(indexAddress), "record type \(index.type), expected 5")
         }
@@ -418,8 +447,10 @@ struct Traversal {
         return .group(group)
     }
 
-    static func datasetDetails(_ header: ObjectHeader, address: UInt64, earlyChunks: Result<ChunkTable?, HDF5Error>?,
-                                       in context: FileContext) async -> ObjectDetails {
+    static func datasetDetails(
+        _ header: ObjectHeader, address: UInt64, earlyChunks: Result<ChunkTable?, HDF5Error>?,
+        in context: FileContext
+    ) async -> ObjectDetails {
         var dataset = DatasetInfo(path: "", address: address)
         do {
             try await fillDataset(&dataset, header: header, earlyChunks: earlyChunks, in: context)
@@ -466,8 +497,10 @@ struct Traversal {
     }
 
     /// The chunk table for a dataset's parsed layout and dataspace (`header` names it in errors).
-    private static func chunkTable(layout: Layout, dataspace: Dataspace, header: ObjectHeader,
-                                   in context: FileContext) async -> Result<ChunkTable?, HDF5Error> {
+    private static func chunkTable(
+        layout: Layout, dataspace: Dataspace, header: ObjectHeader,
+        in context: FileContext
+    ) async -> Result<ChunkTable?, HDF5Error> {
         do {
             switch layout {
             case .compact, .virtual:
@@ -475,8 +508,9 @@ struct Traversal {
             case .contiguous(let address, let size):
                 var table = ChunkTable(rank: dataspace.dimensions.count)
                 if let address, size > 0 {
-                    table.append(coordinates: [UInt64](repeating: 0, count: dataspace.dimensions.count),
-                                 offset: context.absolute(address), size: size, filterMask: 0)
+                    table.append(
+                        coordinates: [UInt64](repeating: 0, count: dataspace.dimensions.count),
+                        offset: context.absolute(address), size: size, filterMask: 0)
                 }
                 return .success(table)
             case .chunked(let chunked):
@@ -491,11 +525,14 @@ struct Traversal {
         }
     }
 
-    private static func fillDataset(_ dataset: inout DatasetInfo, header: ObjectHeader, earlyChunks: Result<ChunkTable?, HDF5Error>?,
-                                    in context: FileContext) async throws {
+    private static func fillDataset(
+        _ dataset: inout DatasetInfo, header: ObjectHeader, earlyChunks: Result<ChunkTable?, HDF5Error>?,
+        in context: FileContext
+    ) async throws {
         let position = context.absolute(header.address)
         guard let typeMessage = header.first(.datatype), let spaceMessage = header.first(.dataspace),
-              let layoutMessage = header.first(.layout) else {
+            let layoutMessage = header.first(.layout)
+        else {
             throw HDF5Error(.corrupt, "dataset object header", at: position, "missing datatype, dataspace or layout message")
         }
         var typeCursor = try await context.resolve(typeMessage)
@@ -518,8 +555,9 @@ struct Traversal {
             // Headers written before HDF5 1.6 carry no (new) fill value message: libhdf5 then
             // reports the fill as undefined, or as the old message's value, and derives the
             // allocation time from the layout.
-            dataset.fillValue = FillValue(status: .undefined, allocationTime: FillValue.defaultAllocationTime(for: layout),
-                                          writeTime: .ifset, bytes: nil)
+            dataset.fillValue = FillValue(
+                status: .undefined, allocationTime: FillValue.defaultAllocationTime(for: layout),
+                writeTime: .ifset, bytes: nil)
             if let fill = header.first(.fillValueOld) {
                 var cursor = try await context.resolve(fill)
                 let old = try FillValue.parseOld(&cursor)
@@ -546,11 +584,13 @@ struct Traversal {
             dataset.attributes = try await attributes(of: finalHeader, in: context)
             dataset.chunks = try await chunkTable(layout: layout, dataspace: dataspace, header: finalHeader, in: context).get()
         } else {
-            let (attributeList, chunks) = try await context.both({
-                try await attributes(of: finalHeader, in: context)
-            }, {
-                await chunkTable(layout: layout, dataspace: dataspace, header: finalHeader, in: context)
-            })
+            let (attributeList, chunks) = try await context.both(
+                {
+                    try await attributes(of: finalHeader, in: context)
+                },
+                {
+                    await chunkTable(layout: layout, dataspace: dataspace, header: finalHeader, in: context)
+                })
             dataset.attributes = attributeList
             dataset.chunks = try chunks.get()
         }
@@ -565,18 +605,21 @@ struct Traversal {
             var cursor = context.cursor(infoMessage.body, at: infoMessage.origin, "attribute info message")
             let info = try AttributeInfo.parse(&cursor)
             if let heapAddress = info.fractalHeapAddress, let indexAddress = info.nameIndexAddress {
-                let (heap, index) = try await context.both({
-                    try await FractalHeap.open(at: heapAddress, in: context)
-                }, {
-                    try await BTreeV2.records(at: indexAddress, in: context)
-                })
+                let (heap, index) = try await context.both(
+                    {
+                        try await FractalHeap.open(at: heapAddress, in: context)
+                    },
+                    {
+                        try await BTreeV2.records(at: indexAddress, in: context)
+                    })
                 guard index.type == 8 else {
                     throw HDF5Error(.corrupt, "attribute name index", at: context.absolute(indexAddress), "record type \(index.type), expected 8")
                 }
                 let objects = try await heap.objects(ids: index.records.map { Array($0.prefix(8)) })
                 let messages = zip(index.records, objects).map { record, object in
-                    HeaderMessage(type: MessageType.attribute.rawValue, flags: record.count > 8 ? record[8] : 0,
-                                  body: object, origin: context.absolute(heapAddress))
+                    HeaderMessage(
+                        type: MessageType.attribute.rawValue, flags: record.count > 8 ? record[8] : 0,
+                        body: object, origin: context.absolute(heapAddress))
                 }
                 // Only shared attribute messages need reads of their own.
                 if messages.contains(where: \.isShared) {
@@ -591,8 +634,9 @@ struct Traversal {
         result.reserveCapacity(bodies.count)
         for var body in bodies {
             var attribute = try await Attribute.parse(&body, context: context)
-            attribute.values = try await decoder.decodeAll(attribute.raw, type: attribute.datatype,
-                                                           count: Int(clamping: attribute.dataspace.elementCount), origin: body.origin)
+            attribute.values = try await decoder.decodeAll(
+                attribute.raw, type: attribute.datatype,
+                count: Int(clamping: attribute.dataspace.elementCount), origin: body.origin)
             result.append(attribute)
         }
         // In place: `sorted` would copy every attribute (a dozen retains each) into a new array.

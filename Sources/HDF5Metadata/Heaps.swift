@@ -130,18 +130,20 @@ struct FractalHeap: Sendable {
         }
         try cursor.verifyChecksum(from: 0)
         guard width > 0, width & (width - 1) == 0, width <= 65536,
-              startSize > 0, startSize & (startSize - 1) == 0,
-              maxDirect >= startSize, maxDirect & (maxDirect - 1) == 0, maxDirect <= UInt64(context.limits.maxStructureBytes),
-              maxHeapBits > 0, maxHeapBits <= 64, rows <= 64 else {
+            startSize > 0, startSize & (startSize - 1) == 0,
+            maxDirect >= startSize, maxDirect & (maxDirect - 1) == 0, maxDirect <= UInt64(context.limits.maxStructureBytes),
+            maxHeapBits > 0, maxHeapBits <= 64, rows <= 64
+        else {
             throw HDF5Error(.corrupt, "fractal heap header", at: context.absolute(address), "inconsistent doubling table")
         }
         if filterLength > 0 {
             throw HDF5Error(.unsupported, "fractal heap header", at: context.absolute(address), "filtered fractal heap blocks")
         }
-        return FractalHeap(context: context, address: address, heapIDLength: idLength, filterInfoLength: filterLength,
-                           checksumsDirectBlocks: flags & 0x02 != 0, maxManagedObjectSize: maxManaged,
-                           hugeObjectsBTree: hugeTree, tableWidth: width, startingBlockSize: startSize,
-                           maxDirectBlockSize: maxDirect, maxHeapSizeBits: maxHeapBits, rootAddress: root, currentRows: rows)
+        return FractalHeap(
+            context: context, address: address, heapIDLength: idLength, filterInfoLength: filterLength,
+            checksumsDirectBlocks: flags & 0x02 != 0, maxManagedObjectSize: maxManaged,
+            hugeObjectsBTree: hugeTree, tableWidth: width, startingBlockSize: startSize,
+            maxDirectBlockSize: maxDirect, maxHeapSizeBits: maxHeapBits, rootAddress: root, currentRows: rows)
     }
 
     func object(id: [UInt8]) async throws -> [UInt8] {
@@ -314,7 +316,9 @@ struct FractalHeap: Sendable {
             let computed = Lookup3.hash(zeroed)
             let stored = try cursor.u32()
             guard stored == computed else {
-                throw HDF5Error(.checksumMismatch, "fractal heap direct block", at: context.absolute(block.address), "stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))")
+                throw HDF5Error(
+                    .checksumMismatch, "fractal heap direct block", at: context.absolute(block.address),
+                    "stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))")
             }
         }
         return CheckedBlock(bytes: cursor.bytes, headerSize: cursor.position)
@@ -323,8 +327,11 @@ struct FractalHeap: Sendable {
     private func object(at offset: UInt64, length: UInt64, in checked: CheckedBlock, block: DirectBlock) throws -> [UInt8] {
         let within = offset &- block.heapOffset
         guard offset >= block.heapOffset, within + length <= block.size, Int(within) >= checked.headerSize,
-              Int(within + length) <= checked.bytes.count else {
-            throw HDF5Error(.corrupt, "fractal heap direct block", at: context.absolute(block.address), "object at heap offset \(offset) (\(length) bytes) outside the block")
+            Int(within + length) <= checked.bytes.count
+        else {
+            throw HDF5Error(
+                .corrupt, "fractal heap direct block", at: context.absolute(block.address),
+                "object at heap offset \(offset) (\(length) bytes) outside the block")
         }
         return Array(checked.bytes[Int(within)..<Int(within + length)])
     }

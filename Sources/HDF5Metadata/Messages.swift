@@ -119,8 +119,9 @@ public struct FillValue: Sendable, Equatable {
     static func parseOld(_ cursor: inout ByteCursor) throws -> FillValue {
         let size = Int(try cursor.u32())
         let bytes = try cursor.take(size)
-        return FillValue(status: size > 0 ? .userDefined : .default, allocationTime: .late, writeTime: .ifset,
-                         bytes: size > 0 ? bytes : nil)
+        return FillValue(
+            status: size > 0 ? .userDefined : .default, allocationTime: .late, writeTime: .ifset,
+            bytes: size > 0 ? bytes : nil)
     }
 
     static func parse(_ cursor: inout ByteCursor) throws -> FillValue {
@@ -157,8 +158,9 @@ public struct FillValue: Sendable, Equatable {
                 if defined == 0 && version == 1 {
                     return FillValue(status: .undefined, allocationTime: alloc, writeTime: time, bytes: nil)
                 }
-                return FillValue(status: size > 0 ? .userDefined : .default, allocationTime: alloc, writeTime: time,
-                                 bytes: size > 0 ? bytes : nil)
+                return FillValue(
+                    status: size > 0 ? .userDefined : .default, allocationTime: alloc, writeTime: time,
+                    bytes: size > 0 ? bytes : nil)
             }
             return FillValue(status: .undefined, allocationTime: alloc, writeTime: time, bytes: nil)
         case 3:
@@ -171,8 +173,9 @@ public struct FillValue: Sendable, Equatable {
             if flags & 0x20 != 0 {
                 let size = Int(try cursor.u32())
                 let bytes = try cursor.take(size)
-                return FillValue(status: size > 0 ? .userDefined : .default, allocationTime: alloc, writeTime: time,
-                                 bytes: size > 0 ? bytes : nil)
+                return FillValue(
+                    status: size > 0 ? .userDefined : .default, allocationTime: alloc, writeTime: time,
+                    bytes: size > 0 ? bytes : nil)
             }
             return FillValue(status: .default, allocationTime: alloc, writeTime: time, bytes: nil)
         default:
@@ -241,8 +244,9 @@ public enum Layout: Sendable, Equatable {
         case singleChunk(address: UInt64?, filteredSize: UInt64?, filterMask: UInt32)
         case implicit(address: UInt64?)
         case fixedArray(address: UInt64?, pageBits: UInt8)
-        case extensibleArray(address: UInt64?, maxBits: UInt8, indexElements: UInt8, minPointers: UInt8,
-                             minElements: UInt8, pageBits: UInt8)
+        case extensibleArray(
+            address: UInt64?, maxBits: UInt8, indexElements: UInt8, minPointers: UInt8,
+            minElements: UInt8, pageBits: UInt8)
         case btreeV2(address: UInt64?, nodeSize: UInt32, splitPercent: UInt8, mergePercent: UInt8)
 
         public var name: String {
@@ -303,9 +307,11 @@ public enum Layout: Sendable, Equatable {
             case 1:
                 return .contiguous(address: address, size: dims.reduce(1) { $0 &* $1 })
             case 2:
-                return .chunked(Chunked(chunkShape: Array(dims.dropLast()), elementSize: dims.last!,
-                                        index: .btreeV1(address: address), messageVersion: version,
-                                        dontFilterPartialChunks: false))
+                return .chunked(
+                    Chunked(
+                        chunkShape: Array(dims.dropLast()), elementSize: dims.last!,
+                        index: .btreeV1(address: address), messageVersion: version,
+                        dontFilterPartialChunks: false))
             default:
                 throw bad("layout class \(layoutClass)")
             }
@@ -328,9 +334,11 @@ public enum Layout: Sendable, Equatable {
                 var dims: [UInt64] = []
                 dims.reserveCapacity(rank)
                 for _ in 0..<rank { dims.append(UInt64(try cursor.u32())) }
-                return .chunked(Chunked(chunkShape: Array(dims.dropLast()), elementSize: dims.last!,
-                                        index: .btreeV1(address: address), messageVersion: 3,
-                                        dontFilterPartialChunks: false))
+                return .chunked(
+                    Chunked(
+                        chunkShape: Array(dims.dropLast()), elementSize: dims.last!,
+                        index: .btreeV1(address: address), messageVersion: 3,
+                        dontFilterPartialChunks: false))
             }
             let flags = try cursor.u8()
             let rank = Int(try cursor.u8())
@@ -359,16 +367,19 @@ public enum Layout: Sendable, Equatable {
             case 4:
                 let maxBits = try cursor.u8(), indexElements = try cursor.u8(), minPointers = try cursor.u8()
                 let minElements = try cursor.u8(), pageBits = try cursor.u8()
-                index = .extensibleArray(address: try cursor.address(), maxBits: maxBits, indexElements: indexElements,
-                                         minPointers: minPointers, minElements: minElements, pageBits: pageBits)
+                index = .extensibleArray(
+                    address: try cursor.address(), maxBits: maxBits, indexElements: indexElements,
+                    minPointers: minPointers, minElements: minElements, pageBits: pageBits)
             case 5:
                 let nodeSize = try cursor.u32(), split = try cursor.u8(), merge = try cursor.u8()
                 index = .btreeV2(address: try cursor.address(), nodeSize: nodeSize, splitPercent: split, mergePercent: merge)
             default:
                 throw bad("chunk index type \(indexType)")
             }
-            return .chunked(Chunked(chunkShape: Array(dims.dropLast()), elementSize: dims.last!, index: index,
-                                    messageVersion: version, dontFilterPartialChunks: flags & 0x01 != 0))
+            return .chunked(
+                Chunked(
+                    chunkShape: Array(dims.dropLast()), elementSize: dims.last!, index: index,
+                    messageVersion: version, dontFilterPartialChunks: flags & 0x01 != 0))
         case 3:
             return .virtual
         default:
@@ -417,8 +428,9 @@ public struct Link: Sendable, Equatable {
             target = .soft(path: String(decoding: try cursor.take(length), as: UTF8.self))
         case 64:
             let length = Int(try cursor.u16())
-            var info = ByteCursor(try cursor.take(length), origin: cursor.absolutePosition - UInt64(length),
-                                  structure: "external link", offsetSize: cursor.offsetSize, lengthSize: cursor.lengthSize)
+            var info = ByteCursor(
+                try cursor.take(length), origin: cursor.absolutePosition - UInt64(length),
+                structure: "external link", offsetSize: cursor.offsetSize, lengthSize: cursor.lengthSize)
             _ = try info.u8()
             let file = try info.cString()
             let path = try info.cString()

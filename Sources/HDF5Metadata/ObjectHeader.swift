@@ -70,8 +70,9 @@ struct ObjectHeader: Sendable {
             let tracksOrder = tracksCreationOrder
             var parsed: [([HeaderMessage], [Continuation])] = []
             for block in batch {
-                let (messages, continuations) = try await Self.readContinuationBlock(block, version: version, tracksOrder: tracksOrder,
-                                                                                     context: context)
+                let (messages, continuations) = try await Self.readContinuationBlock(
+                    block, version: version, tracksOrder: tracksOrder,
+                    context: context)
                 // A block that arrived early may chain on: its successors are fetched while
                 // the rest of the batch is still awaited.
                 context.prefetch(continuations.map { ByteRange(offset: $0.address, length: $0.length) })
@@ -87,8 +88,10 @@ struct ObjectHeader: Sendable {
         }
     }
 
-    private static func readContinuationBlock(_ block: Continuation, version: Int, tracksOrder: Bool,
-                                              context: FileContext) async throws -> ([HeaderMessage], [Continuation]) {
+    private static func readContinuationBlock(
+        _ block: Continuation, version: Int, tracksOrder: Bool,
+        context: FileContext
+    ) async throws -> ([HeaderMessage], [Continuation]) {
         var cursor = try await context.read(block.address, block.length, "object header continuation")
         guard cursor.bytes.count == block.length else { throw cursor.error(.truncated, "continuation block of \(block.length) bytes") }
         var messages: [HeaderMessage] = []
@@ -101,8 +104,9 @@ struct ObjectHeader: Sendable {
         try cursor.signature("OCHK")
         try cursor.seek(to: block.length - 4)
         try cursor.verifyChecksum(from: 0)
-        var inner = context.cursor(Array(cursor.bytes[4..<(block.length - 4)]), at: context.absolute(block.address) + 4,
-                                   "object header continuation")
+        var inner = context.cursor(
+            Array(cursor.bytes[4..<(block.length - 4)]), at: context.absolute(block.address) + 4,
+            "object header continuation")
         let continuations = try parseVersion2Messages(&inner, tracksOrder: tracksOrder, into: &messages, context: context)
         return (messages, continuations)
     }
@@ -125,15 +129,18 @@ struct ObjectHeader: Sendable {
         }
         var messages: [HeaderMessage] = []
         messages.reserveCapacity(16)
-        var block = context.cursor(Array(cursor.bytes[min(prefix, cursor.bytes.count)..<min(prefix + headerSize, cursor.bytes.count)]),
-                                   at: context.absolute(address) + UInt64(prefix), "object header")
+        var block = context.cursor(
+            Array(cursor.bytes[min(prefix, cursor.bytes.count)..<min(prefix + headerSize, cursor.bytes.count)]),
+            at: context.absolute(address) + UInt64(prefix), "object header")
         guard block.bytes.count == headerSize else { throw block.error(.truncated, "object header of \(headerSize) bytes") }
         let pending = try parseVersion1Messages(&block, into: &messages, context: context)
         return ObjectHeader(address: address, version: 1, messages: messages, pendingContinuations: pending)
     }
 
-    private static func parseVersion1Messages(_ cursor: inout ByteCursor, into messages: inout [HeaderMessage],
-                                              context: FileContext) throws -> [Continuation] {
+    private static func parseVersion1Messages(
+        _ cursor: inout ByteCursor, into messages: inout [HeaderMessage],
+        context: FileContext
+    ) throws -> [Continuation] {
         var continuations: [Continuation] = []
         while cursor.remaining >= 8 {
             let type = try cursor.u16()
@@ -181,16 +188,20 @@ struct ObjectHeader: Sendable {
         try whole.verifyChecksum(from: 0)
         var messages: [HeaderMessage] = []
         messages.reserveCapacity(16)
-        var block = context.cursor(Array(cursor.bytes[messagesStart..<(messagesStart + chunkSize)]),
-                                   at: context.absolute(address) + UInt64(messagesStart), "object header")
+        var block = context.cursor(
+            Array(cursor.bytes[messagesStart..<(messagesStart + chunkSize)]),
+            at: context.absolute(address) + UInt64(messagesStart), "object header")
         let tracksOrder = flags & 0x04 != 0
         let pending = try parseVersion2Messages(&block, tracksOrder: tracksOrder, into: &messages, context: context)
-        return ObjectHeader(address: address, version: 2, messages: messages, pendingContinuations: pending,
-                            tracksCreationOrder: tracksOrder)
+        return ObjectHeader(
+            address: address, version: 2, messages: messages, pendingContinuations: pending,
+            tracksCreationOrder: tracksOrder)
     }
 
-    private static func parseVersion2Messages(_ cursor: inout ByteCursor, tracksOrder: Bool, into messages: inout [HeaderMessage],
-                                              context: FileContext) throws -> [Continuation] {
+    private static func parseVersion2Messages(
+        _ cursor: inout ByteCursor, tracksOrder: Bool, into messages: inout [HeaderMessage],
+        context: FileContext
+    ) throws -> [Continuation] {
         var continuations: [Continuation] = []
         let headerSize = tracksOrder ? 6 : 4
         while cursor.remaining >= headerSize {
@@ -221,15 +232,18 @@ extension FileContext {
         case .objectHeader(let address):
             let header = try await ObjectHeader.read(at: address, in: self)
             guard let target = header.messages.first(where: { $0.type == message.type }) else {
-                throw HDF5Error(.corrupt, "shared message", at: message.origin,
-                                "object header at \(absolute(address)) has no message of type \(message.type)")
+                throw HDF5Error(
+                    .corrupt, "shared message", at: message.origin,
+                    "object header at \(absolute(address)) has no message of type \(message.type)")
             }
             return try await resolve(target, depth: depth + 1)
         case .sharedHeap(let heapID):
             // An index's type flags have bit N set for message type N (libhdf5's H5O_SHMESG_*_FLAG).
             let mask: UInt16 = message.type < 16 ? UInt16(1) << message.type : 0
             guard let heap = sharedMessageHeaps.first(where: { $0.typeMask & mask != 0 }) else {
-                throw HDF5Error(.corrupt, "shared message", at: message.origin, "message type \(message.type) is in the shared-message heap but the file has no index for it")
+                throw HDF5Error(
+                    .corrupt, "shared message", at: message.origin,
+                    "message type \(message.type) is in the shared-message heap but the file has no index for it")
             }
             let fractal = try await FractalHeap.open(at: heap.heapAddress, in: self)
             let bytes = try await fractal.object(id: heapID)

@@ -11,24 +11,38 @@ public enum InspectionReport {
             ("length_size", .int(Int64(info.superblock.lengthSize))),
             ("base_address", .uint(info.superblock.position)),
         ]
-        top.append(("groups", .array(info.groups.map { group in
-            var pairs: [(String, JSON)] = [
-                ("path", .string(group.path)),
-                ("attributes", attributes(group.attributes, resolve: resolve)),
-                ("links", .array(group.links.sorted { $0.name < $1.name }.map { link in
-                    link_(link, parent: group.path, resolve: resolve)
-                })),
-            ]
-            if let error = group.error { pairs.append(("error", .string(error.description))) }
-            return .object(pairs)
-        })))
+        top.append(
+            (
+                "groups",
+                .array(
+                    info.groups.map { group in
+                        var pairs: [(String, JSON)] = [
+                            ("path", .string(group.path)),
+                            ("attributes", attributes(group.attributes, resolve: resolve)),
+                            (
+                                "links",
+                                .array(
+                                    group.links.sorted { $0.name < $1.name }.map { link in
+                                        link_(link, parent: group.path, resolve: resolve)
+                                    })
+                            ),
+                        ]
+                        if let error = group.error { pairs.append(("error", .string(error.description))) }
+                        return .object(pairs)
+                    })
+            ))
         top.append(("datasets", .array(info.datasets.map { dataset($0, includeChunks: includeChunks, resolve: resolve) })))
-        top.append(("datatypes", .array(info.datatypes.map { type in
-            var pairs: [(String, JSON)] = [("path", .string(type.path))]
-            if let datatype = type.datatype { pairs.append(("type", describe(datatype))) }
-            if let error = type.error { pairs.append(("error", .string(error.description))) }
-            return .object(pairs)
-        })))
+        top.append(
+            (
+                "datatypes",
+                .array(
+                    info.datatypes.map { type in
+                        var pairs: [(String, JSON)] = [("path", .string(type.path))]
+                        if let datatype = type.datatype { pairs.append(("type", describe(datatype))) }
+                        if let error = type.error { pairs.append(("error", .string(error.description))) }
+                        return .object(pairs)
+                    })
+            ))
         return .object(top)
     }
 
@@ -80,10 +94,17 @@ public enum InspectionReport {
                 pairs.append(("chunk_index", .null))
             }
         }
-        pairs.append(("filters", .array(dataset.filters.map { filter in
-            .object([("id", .int(Int64(filter.id))), ("name", .string(filter.name)), ("flags", .int(Int64(filter.flags))),
-                     ("client_data", .array(filter.clientData.map { .uint(UInt64($0)) }))])
-        })))
+        pairs.append(
+            (
+                "filters",
+                .array(
+                    dataset.filters.map { filter in
+                        .object([
+                            ("id", .int(Int64(filter.id))), ("name", .string(filter.name)), ("flags", .int(Int64(filter.flags))),
+                            ("client_data", .array(filter.clientData.map { .uint(UInt64($0)) })),
+                        ])
+                    })
+            ))
         var fill: [(String, JSON)] = [
             ("status", .string(dataset.fillValue.status.rawValue)),
             ("alloc_time", .string(dataset.fillValue.allocationTime.rawValue)),
@@ -91,7 +112,8 @@ public enum InspectionReport {
             ("hex", dataset.fillValue.bytes.map { .string(hex($0)) } ?? .null),
         ]
         if let bytes = dataset.fillValue.bytes, let type = dataset.datatype, !type.isVariableLength,
-           let value = try? simpleValue(bytes, type: type) {
+            let value = try? simpleValue(bytes, type: type)
+        {
             fill.append(("value", json(value, resolve: resolve)))
         }
         pairs.append(("fill_value", .object(fill)))
@@ -102,10 +124,16 @@ public enum InspectionReport {
                 pairs.append(("num_chunks", .int(1)))
                 if includeChunks {
                     let rank = dataset.dataspace?.dimensions.count ?? 0
-                    pairs.append(("chunks", .array([.object([
-                        ("coords", .array([JSON](repeating: .uint(0), count: rank))),
-                        ("size", .int(Int64(bytes.count))), ("inline", .bool(true)),
-                    ])])))
+                    pairs.append(
+                        (
+                            "chunks",
+                            .array([
+                                .object([
+                                    ("coords", .array([JSON](repeating: .uint(0), count: rank))),
+                                    ("size", .int(Int64(bytes.count))), ("inline", .bool(true)),
+                                ])
+                            ])
+                        ))
                 }
             default:
                 if let table = dataset.chunks {
@@ -114,12 +142,13 @@ public enum InspectionReport {
                         var chunks: [JSON] = []
                         chunks.reserveCapacity(table.count)
                         for i in 0..<table.count {
-                            chunks.append(.object([
-                                ("coords", .array(table.coordinates(of: i).map(JSON.uint))),
-                                ("offset", .uint(table.offsets[i])),
-                                ("size", .uint(table.sizes[i])),
-                                ("filter_mask", .uint(UInt64(table.filterMasks[i]))),
-                            ]))
+                            chunks.append(
+                                .object([
+                                    ("coords", .array(table.coordinates(of: i).map(JSON.uint))),
+                                    ("offset", .uint(table.offsets[i])),
+                                    ("size", .uint(table.sizes[i])),
+                                    ("filter_mask", .uint(UInt64(table.filterMasks[i]))),
+                                ]))
                         }
                         pairs.append(("chunks", .array(chunks)))
                     }
@@ -131,24 +160,28 @@ public enum InspectionReport {
     }
 
     static func attributes(_ list: [Attribute], resolve: (UInt64) -> String?) -> JSON {
-        .object(list.map { attribute in
-            let scalar = attribute.dataspace.kind != .simple
-            let value: JSON
-            if attribute.dataspace.kind == .null {
-                value = .null
-            } else if scalar {
-                value = attribute.values.first.map { json($0, resolve: resolve) } ?? .null
-            } else {
-                value = nested(attribute.values.map { json($0, resolve: resolve) }, shape: attribute.dataspace.dimensions)
-            }
-            return (attribute.name, .object([
-                ("dtype", .string(attribute.datatype.numpyDtype)),
-                ("type", describe(attribute.datatype)),
-                ("shape", scalar ? .null : .array(attribute.dataspace.dimensions.map(JSON.uint))),
-                ("value", value),
-                ("hex", attribute.datatype.isVariableLength ? .null : .string(hex(attribute.raw))),
-            ]))
-        })
+        .object(
+            list.map { attribute in
+                let scalar = attribute.dataspace.kind != .simple
+                let value: JSON
+                if attribute.dataspace.kind == .null {
+                    value = .null
+                } else if scalar {
+                    value = attribute.values.first.map { json($0, resolve: resolve) } ?? .null
+                } else {
+                    value = nested(attribute.values.map { json($0, resolve: resolve) }, shape: attribute.dataspace.dimensions)
+                }
+                return (
+                    attribute.name,
+                    .object([
+                        ("dtype", .string(attribute.datatype.numpyDtype)),
+                        ("type", describe(attribute.datatype)),
+                        ("shape", scalar ? .null : .array(attribute.dataspace.dimensions.map(JSON.uint))),
+                        ("value", value),
+                        ("hex", attribute.datatype.isVariableLength ? .null : .string(hex(attribute.raw))),
+                    ])
+                )
+            })
     }
 
     private static func nested(_ flat: [JSON], shape: [UInt64]) -> JSON {
@@ -210,33 +243,50 @@ public enum InspectionReport {
         func order(_ o: ByteOrder) -> JSON { .string(o.rawValue) }
         switch type {
         case .integer(let size, let o, let signed, let offset, let precision):
-            return .object([("class", .string("integer")), ("size", .int(Int64(size))), ("order", order(o)),
-                            ("signed", .bool(signed)), ("precision", .int(Int64(precision))), ("offset", .int(Int64(offset)))])
+            return .object([
+                ("class", .string("integer")), ("size", .int(Int64(size))), ("order", order(o)),
+                ("signed", .bool(signed)), ("precision", .int(Int64(precision))), ("offset", .int(Int64(offset))),
+            ])
         case .float(let size, let o, let offset, let precision, let layout):
-            return .object([("class", .string("float")), ("size", .int(Int64(size))), ("order", order(o)),
-                            ("precision", .int(Int64(precision))), ("offset", .int(Int64(offset))),
-                            ("fields", .object([("sign_pos", .int(Int64(layout.signPosition))),
-                                                ("exp_pos", .int(Int64(layout.exponentPosition))),
-                                                ("exp_size", .int(Int64(layout.exponentSize))),
-                                                ("mant_pos", .int(Int64(layout.mantissaPosition))),
-                                                ("mant_size", .int(Int64(layout.mantissaSize)))])),
-                            ("ebias", .uint(UInt64(layout.exponentBias)))])
+            return .object([
+                ("class", .string("float")), ("size", .int(Int64(size))), ("order", order(o)),
+                ("precision", .int(Int64(precision))), ("offset", .int(Int64(offset))),
+                (
+                    "fields",
+                    .object([
+                        ("sign_pos", .int(Int64(layout.signPosition))),
+                        ("exp_pos", .int(Int64(layout.exponentPosition))),
+                        ("exp_size", .int(Int64(layout.exponentSize))),
+                        ("mant_pos", .int(Int64(layout.mantissaPosition))),
+                        ("mant_size", .int(Int64(layout.mantissaSize))),
+                    ])
+                ),
+                ("ebias", .uint(UInt64(layout.exponentBias))),
+            ])
         case .time(let size, let o, let precision):
             return .object([("class", .string("time")), ("size", .int(Int64(size))), ("order", order(o)), ("precision", .int(Int64(precision)))])
         case .string(let size, let padding, let charset):
-            return .object([("class", .string("string")), ("size", .int(Int64(size))), ("variable", .bool(false)),
-                            ("cset", .string(charset.rawValue)), ("strpad", .string(padding.rawValue))])
+            return .object([
+                ("class", .string("string")), ("size", .int(Int64(size))), ("variable", .bool(false)),
+                ("cset", .string(charset.rawValue)), ("strpad", .string(padding.rawValue)),
+            ])
         case .variableLengthString(let size, let padding, let charset):
-            return .object([("class", .string("string")), ("size", .int(Int64(size))), ("variable", .bool(true)),
-                            ("cset", .string(charset.rawValue)), ("strpad", .string(padding.rawValue))])
+            return .object([
+                ("class", .string("string")), ("size", .int(Int64(size))), ("variable", .bool(true)),
+                ("cset", .string(charset.rawValue)), ("strpad", .string(padding.rawValue)),
+            ])
         case .bitfield(let size, let o, let offset, let precision):
-            return .object([("class", .string("bitfield")), ("size", .int(Int64(size))), ("order", order(o)),
-                            ("precision", .int(Int64(precision))), ("offset", .int(Int64(offset)))])
+            return .object([
+                ("class", .string("bitfield")), ("size", .int(Int64(size))), ("order", order(o)),
+                ("precision", .int(Int64(precision))), ("offset", .int(Int64(offset))),
+            ])
         case .opaque(let size, let tag):
             return .object([("class", .string("opaque")), ("size", .int(Int64(size))), ("tag", .string(tag))])
         case .compound(let size, let members):
-            return .object([("class", .string("compound")), ("size", .int(Int64(size))),
-                            ("members", .array(members.map { .object([("name", .string($0.name)), ("offset", .int(Int64($0.offset))), ("type", describe($0.type))]) }))])
+            return .object([
+                ("class", .string("compound")), ("size", .int(Int64(size))),
+                ("members", .array(members.map { .object([("name", .string($0.name)), ("offset", .int(Int64($0.offset))), ("type", describe($0.type))]) })),
+            ])
         case .reference(let size, let kind):
             return .object([("class", .string("reference")), ("size", .int(Int64(size))), ("ref_kind", .string(kind.rawValue))])
         case .enumeration(let size, let base, let names, let values):
@@ -247,8 +297,10 @@ public enum InspectionReport {
         case .variableLengthSequence(let size, let base):
             return .object([("class", .string("vlen")), ("size", .int(Int64(size))), ("base", describe(base))])
         case .array(let size, let dims, let base):
-            return .object([("class", .string("array")), ("size", .int(Int64(size))), ("dims", .array(dims.map { .int(Int64($0)) })),
-                            ("base", describe(base))])
+            return .object([
+                ("class", .string("array")), ("size", .int(Int64(size))), ("dims", .array(dims.map { .int(Int64($0)) })),
+                ("base", describe(base)),
+            ])
         }
     }
 }

@@ -51,8 +51,9 @@ public struct Superblock: Sendable, Equatable {
             _ = try cursor.address()
             _ = try cursor.uint(size: offsetSize)
             guard let root = try cursor.address() else { throw cursor.error(.corrupt, "undefined root group address") }
-            return Superblock(version: version, position: position, offsetSize: offsetSize, lengthSize: lengthSize,
-                              rootObjectHeader: root, extensionAddress: nil, endOfFile: eof)
+            return Superblock(
+                version: version, position: position, offsetSize: offsetSize, lengthSize: lengthSize,
+                rootObjectHeader: root, extensionAddress: nil, endOfFile: eof)
         case 2, 3:
             let offsetSize = Int(try cursor.u8())
             let lengthSize = Int(try cursor.u8())
@@ -64,8 +65,9 @@ public struct Superblock: Sendable, Equatable {
             let eof = try cursor.address()
             guard let root = try cursor.address() else { throw cursor.error(.corrupt, "undefined root group address") }
             try cursor.verifyChecksum(from: 0)
-            return Superblock(version: version, position: position, offsetSize: offsetSize, lengthSize: lengthSize,
-                              rootObjectHeader: root, extensionAddress: extensionAddress, endOfFile: eof)
+            return Superblock(
+                version: version, position: position, offsetSize: offsetSize, lengthSize: lengthSize,
+                rootObjectHeader: root, extensionAddress: extensionAddress, endOfFile: eof)
         default:
             throw HDF5Error(.unsupported, "superblock", at: position, "superblock version \(version)")
         }

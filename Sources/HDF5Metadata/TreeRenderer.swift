@@ -22,16 +22,21 @@ public enum TreeRenderer {
         for dataset in info.datasets {
             var text = "\(dataset.path)"
             if let type = dataset.datatype, let space = dataset.dataspace {
-                let shape = space.kind == .null ? "null" : "(" + zip(space.dimensions, space.maxDimensions).map { dim, max in
-                    max == nil ? "\(dim)/∞" : (max == dim ? "\(dim)" : "\(dim)/\(max!)")
-                }.joined(separator: ", ") + ")"
+                let shape =
+                    space.kind == .null
+                    ? "null"
+                    : "("
+                        + zip(space.dimensions, space.maxDimensions).map { dim, max in
+                            max == nil ? "\(dim)/∞" : (max == dim ? "\(dim)" : "\(dim)/\(max!)")
+                        }.joined(separator: ", ") + ")"
                 text += " \(type.numpyDtype) \(shape)"
             }
             text += "\n"
             if let layout = dataset.layout {
                 switch layout {
                 case .chunked(let chunked):
-                    text += "    chunked \(chunked.chunkShape.map(String.init).joined(separator: "×")) via \(chunked.index.name), \(dataset.chunks?.count ?? 0) chunks stored\n"
+                    text +=
+                        "    chunked \(chunked.chunkShape.map(String.init).joined(separator: "×")) via \(chunked.index.name), \(dataset.chunks?.count ?? 0) chunks stored\n"
                 case .contiguous(_, let size):
                     text += "    contiguous, \(size) bytes\(dataset.chunks?.count == 0 ? " (never written)" : "")\n"
                 case .compact(let bytes):
@@ -41,10 +46,13 @@ public enum TreeRenderer {
                 }
             }
             if !dataset.filters.isEmpty {
-                text += "    filters: " + dataset.filters.map { "\($0.name)(\($0.clientData.map(String.init).joined(separator: ",")))" }.joined(separator: " → ") + "\n"
+                text +=
+                    "    filters: " + dataset.filters.map { "\($0.name)(\($0.clientData.map(String.init).joined(separator: ",")))" }.joined(separator: " → ")
+                    + "\n"
             }
             if dataset.fillValue.status == .userDefined, let bytes = dataset.fillValue.bytes, let type = dataset.datatype,
-               let value = try? InspectionReport.simpleValue(bytes, type: type) {
+                let value = try? InspectionReport.simpleValue(bytes, type: type)
+            {
                 text += "    fill value: \(InspectionReport.json(value, resolve: resolve).rendered())\n"
             }
             text += attributeLines(dataset.attributes, indent: "    ", resolve: resolve)
@@ -68,7 +76,9 @@ public enum TreeRenderer {
         var out = ""
         for attribute in attributes {
             let values = attribute.values.map { InspectionReport.json($0, resolve: resolve).rendered() }
-            var shown = values.count == 1 && attribute.dataspace.kind != .simple ? values[0] : "[" + values.prefix(8).joined(separator: ", ") + (values.count > 8 ? ", …" : "") + "]"
+            var shown =
+                values.count == 1 && attribute.dataspace.kind != .simple
+                ? values[0] : "[" + values.prefix(8).joined(separator: ", ") + (values.count > 8 ? ", …" : "") + "]"
             if shown.count > 120 { shown = String(shown.prefix(117)) + "…" }
             out += "\(indent)@\(attribute.name) = \(shown)\n"
         }

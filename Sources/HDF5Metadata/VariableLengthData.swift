@@ -6,22 +6,29 @@ import ByteSource
 public enum VariableLengthData {
     /// Decodes `count` variable-length strings from their stored descriptors (the dataset's
     /// decoded raw bytes, in file order). `fetch` reads the file at absolute offsets.
-    public static func strings(descriptors: [UInt8], count: Int, file info: HDF5FileInfo,
-                               fetch: @escaping @Sendable (UInt64, Int) async throws -> [UInt8]) async throws -> [String] {
+    public static func strings(
+        descriptors: [UInt8], count: Int, file info: HDF5FileInfo,
+        fetch: @escaping @Sendable (UInt64, Int) async throws -> [UInt8]
+    ) async throws -> [String] {
         let source = FetchingSource(name: info.name, fileSize: info.size, fetch: fetch)
-        let context = FileContext(source: source, fileSize: info.size, base: info.superblock.position,
-                                  offsetSize: info.superblock.offsetSize, lengthSize: info.superblock.lengthSize, limits: ParseLimits())
+        let context = FileContext(
+            source: source, fileSize: info.size, base: info.superblock.position,
+            offsetSize: info.superblock.offsetSize, lengthSize: info.superblock.lengthSize, limits: ParseLimits())
         let descriptorSize = 4 + context.offsetSize + 4
         guard descriptors.count >= count * descriptorSize else {
-            throw HDF5FileError(file: info.name, HDF5Error(.truncated, "variable-length descriptors", at: 0,
-                                                             "\(descriptors.count) bytes for \(count) strings"))
+            throw HDF5FileError(
+                file: info.name,
+                HDF5Error(
+                    .truncated, "variable-length descriptors", at: 0,
+                    "\(descriptors.count) bytes for \(count) strings"))
         }
         var strings: [String] = []
         strings.reserveCapacity(count)
         do {
             for index in 0..<count {
-                var cursor = context.cursor(Array(descriptors[(index * descriptorSize)..<((index + 1) * descriptorSize)]), at: 0,
-                                            "variable-length descriptor")
+                var cursor = context.cursor(
+                    Array(descriptors[(index * descriptorSize)..<((index + 1) * descriptorSize)]), at: 0,
+                    "variable-length descriptor")
                 let length = try cursor.u32()
                 let collection = try cursor.address()
                 let objectIndex = try cursor.u32()

@@ -33,9 +33,10 @@ extension OracleDataset {
     /// A dataset libhdf5 lists but cannot open (a newer format version than the system
     /// library knows, or a missing filter); comparisons skip it.
     static func unreadable(_ path: String) -> OracleDataset {
-        OracleDataset(path: path, typeClass: -1, typeSize: 0, shape: [], maxShape: [], layout: "unreadable", chunkShape: nil,
-                      filters: [], fillStatus: "", fillBytes: nil, chunks: [], chunksListed: false, contiguousOffset: nil,
-                      storageSize: 0, attributes: [:])
+        OracleDataset(
+            path: path, typeClass: -1, typeSize: 0, shape: [], maxShape: [], layout: "unreadable", chunkShape: nil,
+            filters: [], fillStatus: "", fillBytes: nil, chunks: [], chunksListed: false, contiguousOffset: nil,
+            storageSize: 0, attributes: [:])
     }
 
     public var isReadable: Bool { layout != "unreadable" }
@@ -67,14 +68,16 @@ public enum LibHDF5Oracle {
             var paths: [String] = []
         }
         let collector = Collector()
-        let status = chdf5_visit(file, { _, name, info, context in
-            guard let name, let info, let context else { return 0 }
-            if info.pointee.type == H5O_TYPE_DATASET {
-                let box = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
-                box.paths.append("/" + String(cString: name))
-            }
-            return 0
-        }, Unmanaged.passUnretained(collector).toOpaque())
+        let status = chdf5_visit(
+            file,
+            { _, name, info, context in
+                guard let name, let info, let context else { return 0 }
+                if info.pointee.type == H5O_TYPE_DATASET {
+                    let box = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
+                    box.paths.append("/" + String(cString: name))
+                }
+                return 0
+            }, Unmanaged.passUnretained(collector).toOpaque())
         guard status >= 0 else { throw OracleError(file: path, detail: "visit the objects") }
         return collector.paths.map { datasetPath in
             (try? dataset(file: file, path: datasetPath, fileName: path)) ?? OracleDataset.unreadable(datasetPath)
@@ -152,8 +155,10 @@ public enum LibHDF5Oracle {
                     if H5Dget_chunk_info(dset, space, index, &offsets, &mask, &address, &size) < 0 {
                         chunksListed = false
                     } else {
-                        chunks.append(.init(elementOffsets: offsets.prefix(rank).map { UInt64($0) }, filterMask: mask,
-                                            address: UInt64(address), size: UInt64(size)))
+                        chunks.append(
+                            .init(
+                                elementOffsets: offsets.prefix(rank).map { UInt64($0) }, filterMask: mask,
+                                address: UInt64(address), size: UInt64(size)))
                     }
                 }
             }
@@ -207,7 +212,7 @@ public enum OracleComparison {
             var current = path
             for _ in 0..<16 {
                 guard byPath[current] == nil,
-                      let match = groupAliases.filter({ current.hasPrefix($0.alias + "/") }).max(by: { $0.alias.count < $1.alias.count })
+                    let match = groupAliases.filter({ current.hasPrefix($0.alias + "/") }).max(by: { $0.alias.count < $1.alias.count })
                 else { break }
                 current = match.primary + current.dropFirst(match.alias.count)
             }
@@ -248,8 +253,9 @@ public enum OracleComparison {
         }
         if !type.isVariableLength { check("element size", expected.typeSize, type.size) }
         check("shape", expected.shape, space.dimensions)
-        check("max shape", expected.maxShape.map { $0.map(String.init) ?? "unlimited" },
-              space.maxDimensions.map { $0.map(String.init) ?? "unlimited" })
+        check(
+            "max shape", expected.maxShape.map { $0.map(String.init) ?? "unlimited" },
+            space.maxDimensions.map { $0.map(String.init) ?? "unlimited" })
         check("layout", expected.layout, layout.className)
         if case .chunked(let chunked) = layout { check("chunk shape", expected.chunkShape ?? [], chunked.chunkShape) }
         check("filter ids", expected.filters.map { Int($0.id) }, got.filters.map { Int($0.id) })
@@ -267,7 +273,10 @@ public enum OracleComparison {
             }
             // libhdf5 1.10's H5Dget_chunk_info counts addresses from the base (after a user
             // block); the native parser reports absolute file offsets.
-            var want = Set(expected.chunks.map { OracleDataset.Chunk(elementOffsets: $0.elementOffsets, filterMask: $0.filterMask, address: $0.address + base, size: $0.size) })
+            var want = Set(
+                expected.chunks.map {
+                    OracleDataset.Chunk(elementOffsets: $0.elementOffsets, filterMask: $0.filterMask, address: $0.address + base, size: $0.size)
+                })
             if case .extensibleArray = chunked.index, (space.maxDimensions.firstIndex(where: { $0 == nil }) ?? 0) != 0 {
                 // libhdf5 reports wrong coordinates for these (see the corpus README): compare the rest.
                 want = Set(want.map { .init(elementOffsets: [], filterMask: $0.filterMask, address: $0.address, size: $0.size) })

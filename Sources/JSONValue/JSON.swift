@@ -47,15 +47,22 @@ public indirect enum JSON: Sendable, Equatable {
         case .int(let value): out += String(value)
         case .uint(let value): out += String(value)
         case .double(let value):
-            if value.isNaN { out += "\"NaN\"" }
-            else if value.isInfinite { out += value > 0 ? "\"Infinity\"" : "\"-Infinity\"" }
-            else if value == value.rounded(), abs(value) < 1e15 { out += String(Int64(value)) + ".0" }
-            else { out += "\(value)" }
+            if value.isNaN {
+                out += "\"NaN\""
+            } else if value.isInfinite {
+                out += value > 0 ? "\"Infinity\"" : "\"-Infinity\""
+            } else if value == value.rounded(), abs(value) < 1e15 {
+                out += String(Int64(value)) + ".0"
+            } else {
+                out += "\(value)"
+            }
         case .string(let value): JSON.escape(value, into: &out)
         case .literal(let token): out += token
         case .array(let items):
             if items.isEmpty { out += "[]"; return }
-            let scalarOnly = items.allSatisfy { if case .array = $0 { return false }; if case .object = $0 { return false }; return true }
+            let scalarOnly = items.allSatisfy {
+                if case .array = $0 { return false }; if case .object = $0 { return false }; return true
+            }
             out += "["
             for (index, item) in items.enumerated() {
                 if index > 0 { out += pretty && scalarOnly ? ", " : "," }

@@ -131,7 +131,8 @@ public final class CurlEngine: HTTPTransport, Sendable {
             var remaining: Int32 = 0
             while let message = curl_multi_info_read(multi, &remaining) {
                 guard ccurl_message_is_done(message) != 0, let easy = message.pointee.easy_handle,
-                      let transfer = active.removeValue(forKey: easy) else { continue }
+                    let transfer = active.removeValue(forKey: easy)
+                else { continue }
                 let result = ccurl_message_result(message)
                 curl_multi_remove_handle(multi, easy)
                 complete(transfer, easy: easy, result: result)
@@ -265,7 +266,8 @@ public final class CurlEngine: HTTPTransport, Sendable {
         while end > start, isSpace(line[end - 1]) { end -= 1 }
         guard end > start else { return }
         if end - start >= 5, line[start] == UInt8(ascii: "H"), line[start + 1] == UInt8(ascii: "T"), line[start + 2] == UInt8(ascii: "T"),
-           line[start + 3] == UInt8(ascii: "P"), line[start + 4] == UInt8(ascii: "/") {
+            line[start + 3] == UInt8(ascii: "P"), line[start + 4] == UInt8(ascii: "/")
+        {
             // A new response (after a redirect or 100-continue): start over.
             transfer.headers = []
             var index = start
@@ -284,16 +286,20 @@ public final class CurlEngine: HTTPTransport, Sendable {
         while nameEnd > start, isSpace(line[nameEnd - 1]) { nameEnd -= 1 }
         var valueStart = colon + 1
         while valueStart < end, isSpace(line[valueStart]) { valueStart += 1 }
-        transfer.headers.append((String(decoding: UnsafeBufferPointer(rebasing: line[start..<nameEnd]), as: UTF8.self),
-                                 String(decoding: UnsafeBufferPointer(rebasing: line[valueStart..<end]), as: UTF8.self)))
+        transfer.headers.append(
+            (
+                String(decoding: UnsafeBufferPointer(rebasing: line[start..<nameEnd]), as: UTF8.self),
+                String(decoding: UnsafeBufferPointer(rebasing: line[valueStart..<end]), as: UTF8.self)
+            ))
     }
 
     private func complete(_ transfer: Transfer, easy: UnsafeMutableRawPointer, result: CURLcode) {
         defer { release(transfer) }
         if transfer.overflow {
-            transfer.continuation.resume(throwing: TransportError(
-                code: Int(CURLE_WRITE_ERROR.rawValue),
-                message: "response larger than the \(transfer.request.maxBodyBytes) bytes expected", url: transfer.request.url))
+            transfer.continuation.resume(
+                throwing: TransportError(
+                    code: Int(CURLE_WRITE_ERROR.rawValue),
+                    message: "response larger than the \(transfer.request.maxBodyBytes) bytes expected", url: transfer.request.url))
             return
         }
         guard result == CURLE_OK else {
@@ -308,8 +314,10 @@ public final class CurlEngine: HTTPTransport, Sendable {
         }
         var status = 0
         _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
-        transfer.continuation.resume(returning: HTTPResponse(status: status == 0 ? transfer.status : status,
-                                                             headers: transfer.headers, body: transfer.body))
+        transfer.continuation.resume(
+            returning: HTTPResponse(
+                status: status == 0 ? transfer.status : status,
+                headers: transfer.headers, body: transfer.body))
     }
 
     private func cleanup(_ easy: UnsafeMutableRawPointer, _ transfer: Transfer) {

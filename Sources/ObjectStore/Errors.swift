@@ -37,7 +37,8 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
         switch kind {
         case .notFound: text = url.hasPrefix("/") ? "\(url): no such file" : "\(url): not found (HTTP 404): check the bucket, key or URL"
         case .forbidden:
-            text = "\(url): access denied (HTTP 403): check credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), or use --anonymous for a public bucket"
+            text =
+                "\(url): access denied (HTTP 403): check credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), or use --anonymous for a public bucket"
         case .changed: text = "\(url): the object changed since it was scanned (ETag no longer matches); unmount and scan again"
         case .http(let status): text = "\(url): HTTP \(status)"
         case .transport(let message): text = "\(url): \(message)"
@@ -46,7 +47,8 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
         case .invalidResponse(let detail): text = "\(url): unexpected response: \(detail)"
         case .invalidLocation(let detail): text = "\(url): \(detail)"
         case .redirected(let target):
-            text = "\(url): redirected to \(target), another origin; zarrmount follows redirects within one server only: use the final URL (or the right S3 region or endpoint) as the source"
+            text =
+                "\(url): redirected to \(target), another origin; zarrmount follows redirects within one server only: use the final URL (or the right S3 region or endpoint) as the source"
         }
         if let s3Code { text += " [S3 \(s3Code)]" }
         if attempts > 1 { text += " after \(attempts) attempts" }

@@ -24,7 +24,8 @@ public enum MultipartByteRanges {
         guard let type = fields.first, asciiCaseInsensitiveEqual(type, "multipart/byteranges") else { return nil }
         for field in fields.dropFirst() {
             guard let equals = field.firstIndex(of: UInt8(ascii: "=")),
-                  asciiCaseInsensitiveEqual(trimmed(field[field.startIndex..<equals]), "boundary") else { continue }
+                asciiCaseInsensitiveEqual(trimmed(field[field.startIndex..<equals]), "boundary")
+            else { continue }
             var value = trimmed(field[(equals + 1)...])
             if value.count >= 2, value.first == UInt8(ascii: "\""), value.last == UInt8(ascii: "\"") { value = value.dropFirst().dropLast() }
             return value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
@@ -55,7 +56,8 @@ public enum MultipartByteRanges {
                 throw ParseError(detail: "part \(parts.count + 1) has no end of headers")
             }
             guard let range = contentRange(inHeaders: body[position..<headersEnd]), range.last >= range.first,
-                  range.last - range.first < UInt64(body.count) else {
+                range.last - range.first < UInt64(body.count)
+            else {
                 throw ParseError(detail: "part \(parts.count + 1) has no valid Content-Range")
             }
             let dataStart = headersEnd + headerEnd.count
@@ -96,7 +98,8 @@ public enum MultipartByteRanges {
             var lineEnd = lineStart
             while lineEnd < headers.endIndex, headers[lineEnd] != 0x0A, headers[lineEnd] != 0x0D { lineEnd += 1 }
             if lineEnd - lineStart > name.count,
-               zip(headers[lineStart..<(lineStart + name.count)], name).allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }) {
+                zip(headers[lineStart..<(lineStart + name.count)], name).allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 })
+            {
                 return byteRange(headers[(lineStart + name.count)..<lineEnd]).map { ($0.first, $0.last) }
             }
             lineStart = lineEnd + 1

@@ -77,7 +77,8 @@ public final class RemoteStore: Sendable {
                         throw ObjectStoreError(.redirected(to: resolved), url: url, status: response.status, attempts: attempt)
                     }
                     guard redirects.count < Self.maxRedirects else {
-                        throw ObjectStoreError(.invalidResponse("more than \(Self.maxRedirects) redirects"), url: url, status: response.status, attempts: attempt)
+                        throw ObjectStoreError(
+                            .invalidResponse("more than \(Self.maxRedirects) redirects"), url: url, status: response.status, attempts: attempt)
                     }
                     redirects.append(resolved)
                     attempt -= 1
@@ -124,11 +125,14 @@ public final class RemoteStore: Sendable {
     /// An S3 refusal of an unsigned request says that no credentials were found: servers answer
     /// those with 403, 400 or even 500 and never say why.
     func explained(_ failure: ObjectStoreError) -> ObjectStoreError {
-        guard failure.url.hasPrefix("s3://"), credentials == nil, !s3.anonymous, let status = failure.status, status == 401 || status >= 400 && status != 404 && status != 412 else {
+        guard failure.url.hasPrefix("s3://"), credentials == nil, !s3.anonymous, let status = failure.status,
+            status == 401 || status >= 400 && status != 404 && status != 412
+        else {
             return failure
         }
         var explained = failure
-        explained.hint = "no AWS credentials were found, so the request went unsigned: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE), or use --anonymous for a public bucket"
+        explained.hint =
+            "no AWS credentials were found, so the request went unsigned: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE), or use --anonymous for a public bucket"
         return explained
     }
 
@@ -160,8 +164,10 @@ public final class RemoteStore: Sendable {
     // MARK: S3 addressing and signing
 
     /// The HTTP request for an S3 object or bucket operation.
-    func s3Request(method: HTTPRequest.Method, bucket: String, key: String, query: [(String, String)] = [],
-                   headers: [(String, String)] = [], maxBody: Int) -> HTTPRequest {
+    func s3Request(
+        method: HTTPRequest.Method, bucket: String, key: String, query: [(String, String)] = [],
+        headers: [(String, String)] = [], maxBody: Int
+    ) -> HTTPRequest {
         let host: String
         let scheme: String
         var path: String
@@ -179,8 +185,9 @@ public final class RemoteStore: Sendable {
         var all = headers
         if s3.requesterPays { all.append(("x-amz-request-payer", "requester")) }
         if let credentials {
-            all += SigV4.sign(method: method.rawValue, host: host, path: path, query: query, headers: all,
-                              credentials: credentials, region: s3.region, date: Date())
+            all += SigV4.sign(
+                method: method.rawValue, host: host, path: path, query: query, headers: all,
+                credentials: credentials, region: s3.region, date: Date())
         }
         let queryString = query.map { uriEncode($0.0, keepSlash: false) + "=" + uriEncode($0.1, keepSlash: false) }.joined(separator: "&")
         let url = "\(scheme)://\(host)\(path)" + (queryString.isEmpty ? "" : "?" + queryString)
@@ -258,8 +265,10 @@ public final class RemoteStore: Sendable {
                     continue
                 }
                 if glob.matches(key), !key.hasSuffix("/") {
-                    found.append(ListedObject(url: "s3://\(bucket)/\(key)", size: size, identity: XMLFields.first("ETag", in: entry).map(ObjectIdentity.etag),
-                                              lastModified: XMLFields.first("LastModified", in: entry).flatMap(HTTPDate.seconds)))
+                    found.append(
+                        ListedObject(
+                            url: "s3://\(bucket)/\(key)", size: size, identity: XMLFields.first("ETag", in: entry).map(ObjectIdentity.etag),
+                            lastModified: XMLFields.first("LastModified", in: entry).flatMap(HTTPDate.seconds)))
                 }
             }
             token = XMLFields.first("IsTruncated", in: text) == "true" ? XMLFields.first("NextContinuationToken", in: text) : nil
@@ -274,8 +283,9 @@ public final class RemoteStore: Sendable {
         let url = "s3://\(bucket)/\(key)"
         let response = try await send({ s3Request(method: .head, bucket: bucket, key: key, maxBody: 0) }, url: url)
         guard let length = response.contentLength else { throw ObjectStoreError(.invalidResponse("HEAD without Content-Length"), url: url) }
-        return ListedObject(url: url, size: UInt64(length), identity: response.header("etag").map(ObjectIdentity.etag),
-                            lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
+        return ListedObject(
+            url: url, size: UInt64(length), identity: response.header("etag").map(ObjectIdentity.etag),
+            lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
     }
 
     /// Size and identity of an HTTP object: a strong ETag, else Last-Modified.
@@ -284,8 +294,9 @@ public final class RemoteStore: Sendable {
         guard let length = response.contentLength else {
             throw ObjectStoreError(.invalidResponse("HEAD without Content-Length; the server must report sizes"), url: url)
         }
-        return ListedObject(url: url, size: UInt64(length), identity: Self.identity(of: response),
-                            lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
+        return ListedObject(
+            url: url, size: UInt64(length), identity: Self.identity(of: response),
+            lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
     }
 
     /// Size, identity and first bytes of an HTTP object from one ranged GET of its start, which
@@ -309,7 +320,8 @@ public final class RemoteStore: Sendable {
         switch response.status {
         case 206:
             guard let served = response.contentRange, served.first == 0, let total = served.total,
-                  response.body.count == Int(served.last - served.first + 1) else { return nil }
+                response.body.count == Int(served.last - served.first + 1)
+            else { return nil }
             size = total
         case 200:
             guard response.contentLength == nil || response.contentLength == response.body.count else { return nil }
@@ -317,8 +329,9 @@ public final class RemoteStore: Sendable {
         default:
             return nil
         }
-        var object = ListedObject(url: url, size: size, identity: Self.identity(of: response),
-                                  lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
+        var object = ListedObject(
+            url: url, size: size, identity: Self.identity(of: response),
+            lastModified: response.header("last-modified").flatMap(HTTPDate.seconds))
         object.firstBytes = response.body
         return object
     }
@@ -341,11 +354,13 @@ public final class RemoteStore: Sendable {
         let response: HTTPResponse
         switch try Location(parsing: url) {
         case .s3(let bucket, let key):
-            response = try await send({ s3Request(method: .get, bucket: bucket, key: key, headers: headers, maxBody: expected + 1024) },
-                                      url: url, expectedLength: expected)
+            response = try await send(
+                { s3Request(method: .get, bucket: bucket, key: key, headers: headers, maxBody: expected + 1024) },
+                url: url, expectedLength: expected)
         case .http:
-            response = try await send({ HTTPRequest(method: .get, url: url, headers: headers, maxBodyBytes: expected + 1024) },
-                                      url: url, expectedLength: expected)
+            response = try await send(
+                { HTTPRequest(method: .get, url: url, headers: headers, maxBodyBytes: expected + 1024) },
+                url: url, expectedLength: expected)
         case .local(let path):
             return try FileSource(path: path).readSynchronously(offset: range.lowerBound, length: expected)
         }
@@ -436,13 +451,15 @@ extension RemoteStore {
         do {
             response = try await send({ HTTPRequest(method: .get, url: url, headers: headers, maxBodyBytes: limit) }, url: url)
         } catch let error as ObjectStoreError where error.kind == .tooLarge {
-            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: true,
-                                      probe: probe, reason: "the whole object came back for \(wanted.count) ranges")
+            return try await fallBack(
+                url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: true,
+                probe: probe, reason: "the whole object came back for \(wanted.count) ranges")
         } catch let error as ObjectStoreError where Self.refusesRangeHeader(error.kind) {
             // A server or proxy may refuse a long Range header outright; fewer ranges per
             // request get through (one range per request, if need be, fails the same way).
-            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
-                                      probe: probe, reason: "status \(error.status.map(String.init) ?? "?") for \(wanted.count) ranges")
+            return try await fallBack(
+                url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
+                probe: probe, reason: "status \(error.status.map(String.init) ?? "?") for \(wanted.count) ranges")
         } catch {
             if probe { abandonProbe(origin: origin) }
             throw error
@@ -461,12 +478,14 @@ extension RemoteStore {
         } else if response.status == 200 {
             parts = [MultipartByteRanges.Part(first: 0, bytes: response.body[...])]
         } else {
-            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
-                                      probe: probe, reason: "status \(response.status)")
+            return try await fallBack(
+                url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
+                probe: probe, reason: "status \(response.status)")
         }
         guard let slices = MultipartByteRanges.slices(of: parts, for: wanted) else {
-            return try await fallBack(url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
-                                      probe: probe, reason: "ranges missing from the answer")
+            return try await fallBack(
+                url, ranges: ranges, identity: identity, origin: origin, count: wanted.count, wholeObject: false,
+                probe: probe, reason: "ranges missing from the answer")
         }
         if parts.count == wanted.count {
             let raised = rangeLimits.withLock { limits -> Int? in
@@ -498,16 +517,21 @@ extension RemoteStore {
     /// Tells the origin's limit that a request for `count` ranges was refused, and reads
     /// `ranges` again under the (possibly lowered) limit. A refused request is never asked again
     /// at its size, so every retry asks for fewer, ending at one range per request.
-    private func fallBack(_ url: String, ranges: [Range<UInt64>], identity: ObjectIdentity?, origin: String, count: Int,
-                          wholeObject: Bool, probe: Bool, reason: String) async throws -> [[UInt8]] {
+    private func fallBack(
+        _ url: String, ranges: [Range<UInt64>], identity: ObjectIdentity?, origin: String, count: Int,
+        wholeObject: Bool, probe: Bool, reason: String
+    ) async throws -> [[UInt8]] {
         let lowered = rangeLimits.withLock { $0[origin, default: MultiRangeLimit()].refused(count, wholeObject: wholeObject, probe: probe) }
         if let lowered {
-            logger.info(lowered == 1 ? "server does not answer multi-range requests; reading one range per request"
-                                     : "server answers fewer ranges per request; asking for fewer",
-                        metadata: ["origin": "\(origin)", "ranges per request": "\(lowered)", "reason": "\(reason)"])
+            logger.info(
+                lowered == 1
+                    ? "server does not answer multi-range requests; reading one range per request"
+                    : "server answers fewer ranges per request; asking for fewer",
+                metadata: ["origin": "\(origin)", "ranges per request": "\(lowered)", "reason": "\(reason)"])
         } else if probe {
-            logger.debug("server refused more ranges per request; keeping the limit",
-                         metadata: ["origin": "\(origin)", "refused": "\(count)", "reason": "\(reason)"])
+            logger.debug(
+                "server refused more ranges per request; keeping the limit",
+                metadata: ["origin": "\(origin)", "refused": "\(count)", "reason": "\(reason)"])
         }
         return try await get(url, ranges: ranges, identity: identity)
     }
@@ -583,7 +607,8 @@ enum XMLFields {
         var out: [String] = []
         var searchFrom = text.startIndex
         while let open = text.range(of: "<\(tag)>", range: searchFrom..<text.endIndex),
-              let close = text.range(of: "</\(tag)>", range: open.upperBound..<text.endIndex) {
+            let close = text.range(of: "</\(tag)>", range: open.upperBound..<text.endIndex)
+        {
             out.append(String(text[open.upperBound..<close.lowerBound]))
             searchFrom = close.upperBound
         }

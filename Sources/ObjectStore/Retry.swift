@@ -35,7 +35,8 @@ public struct RetryPolicy: Sendable, Equatable {
         case .success:
             return .done
         case .status(let status, let retryAfter, let code):
-            retryable = [429, 500, 502, 503, 504].contains(status) || code == "SlowDown" || code == "RequestTimeout"
+            retryable =
+                [429, 500, 502, 503, 504].contains(status) || code == "SlowDown" || code == "RequestTimeout"
                 || code == "InternalError"
             floor = retryAfter.map { min($0, maxDelay) } ?? .zero
         case .shortBody:

@@ -58,8 +58,10 @@ public enum SigV4 {
     /// The headers to add to a request: `x-amz-date`, `x-amz-content-sha256`, the session token,
     /// and `Authorization`.
     /// `alsoSign` names further headers of `headers` to sign (lower case); `x-amz-*` always are.
-    public static func sign(method: String, host: String, path: String, query: [(String, String)], headers: [(String, String)],
-                            credentials: Credentials, region: String, date: Date, alsoSign: Set<String> = []) -> [(String, String)] {
+    public static func sign(
+        method: String, host: String, path: String, query: [(String, String)], headers: [(String, String)],
+        credentials: Credentials, region: String, date: Date, alsoSign: Set<String> = []
+    ) -> [(String, String)] {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")

@@ -33,7 +33,7 @@ public enum CodecProof {
             // Arrays from imported references may carry codecs zarrmount does not decode;
             // regridded arrays are proven chunk by chunk as they are assembled.
             guard !array.codecs.isEmpty, array.regridding == nil,
-                  !array.codecs.contains(where: { if case .other = $0 { return true } else { return false } })
+                !array.codecs.contains(where: { if case .other = $0 { return true } else { return false } })
             else { continue }
             let elements = array.chunkShape.reduce(UInt64(1)) { $0.multipliedReportingOverflow(by: $1).partialValue }
             let (decoded, overflow) = elements.multipliedReportingOverflow(by: UInt64(array.dtype.itemSize))
@@ -42,8 +42,10 @@ public enum CodecProof {
             while let current = linear {
                 if case .reference(let object, let offset, let length) = array.manifest[current] {
                     if length <= maxProofBytes, Int(object) < dataset.objects.count {
-                        trials.append(Trial(arrayIndex: index, object: dataset.objects[Int(object)], offset: offset, length: length,
-                                            decodedSize: Int(decoded), codecs: array.codecs))
+                        trials.append(
+                            Trial(
+                                arrayIndex: index, object: dataset.objects[Int(object)], offset: offset, length: length,
+                                decodedSize: Int(decoded), codecs: array.codecs))
                     }
                     break
                 }
@@ -89,8 +91,9 @@ public enum CodecProof {
                 next += 1
                 group.addTask {
                     let object = trials[positions[0]].object
-                    let chunks = try await reader.read(object.url, identity: object.identity,
-                                                       ranges: positions.map { trials[$0].offset..<(trials[$0].offset + trials[$0].length) })
+                    let chunks = try await reader.read(
+                        object.url, identity: object.identity,
+                        ranges: positions.map { trials[$0].offset..<(trials[$0].offset + trials[$0].length) })
                     return zip(positions, chunks).map { position, stored in
                         let trial = trials[position]
                         let failure = failure(of: trial, stored: stored)
@@ -113,7 +116,9 @@ public enum CodecProof {
             let trial = trials[position]
             let array = dataset.arrays[trial.arrayIndex]
             let chain = array.codecs.map { $0.numcodecsJSON["id"]?.stringValue ?? "?" }.joined(separator: ", ")
-            dataset.warnings.append("\(trial.object.url): \(array.path) left out: its chunk at byte \(trial.offset) (\(trial.length) bytes) does not decode with its filters (\(chain)): \(failure). Every read of it would fail; check the file with `zarrmount verify`, or leave it out with --drop-variables \(array.path)")
+            dataset.warnings.append(
+                "\(trial.object.url): \(array.path) left out: its chunk at byte \(trial.offset) (\(trial.length) bytes) does not decode with its filters (\(chain)): \(failure). Every read of it would fail; check the file with `zarrmount verify`, or leave it out with --drop-variables \(array.path)"
+            )
             leftOut.insert(trial.arrayIndex)
         }
         dataset.arrays = dataset.arrays.enumerated().filter { !leftOut.contains($0.offset) }.map(\.element)

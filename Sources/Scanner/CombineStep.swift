@@ -148,7 +148,9 @@ extension Scanner {
             let firstValues = try await withThrowingTaskGroup(of: (String, VirtualArray, [UInt8]?).self) { group in
                 for path in firstPaths {
                     let first = parts[firstHolder[path]!]
-                    group.addTask { let (array, bytes) = try await values(first, path); return (path, array, bytes) }
+                    group.addTask {
+                        let (array, bytes) = try await values(first, path); return (path, array, bytes)
+                    }
                 }
                 var read: [String: (VirtualArray, [UInt8]?)] = [:]
                 for try await (path, array, bytes) in group { read[path] = (array, bytes) }
@@ -174,7 +176,10 @@ extension Scanner {
                     if !equal {
                         let pair = pairs[index]
                         group.cancelAll()
-                        throw ScanError(description: "--compat equals: variable \(pair.path) differs between \(parts[pair.first].name) and \(parts[pair.other].name); it has no \(dimension ?? "concat") dimension, so one file's version would stand for both. Leave it out with --drop-variables \(pair.path), or keep the first file's with --compat override")
+                        throw ScanError(
+                            description:
+                                "--compat equals: variable \(pair.path) differs between \(parts[pair.first].name) and \(parts[pair.other].name); it has no \(dimension ?? "concat") dimension, so one file's version would stand for both. Leave it out with --drop-variables \(pair.path), or keep the first file's with --compat override"
+                        )
                     }
                     if next < pairs.count { launch() }
                 }

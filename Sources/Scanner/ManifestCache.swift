@@ -45,19 +45,22 @@ public struct ManifestCache: Sendable {
     }
 
     static func key(_ object: ListedObject, options: MappingOptions) -> JSON {
-        .object([("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.identity.map { JSON.string($0.encoded) } ?? .null),
-                 ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),
-                 ("inline_dimension_coordinates", options.inlineDimensionCoordinates ? .uint(UInt64(options.maxDimensionCoordinateBytes)) : .null),
-                 ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion))),
-                 ("build", .string(buildIdentity))])
+        .object([
+            ("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.identity.map { JSON.string($0.encoded) } ?? .null),
+            ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),
+            ("inline_dimension_coordinates", options.inlineDimensionCoordinates ? .uint(UInt64(options.maxDimensionCoordinateBytes)) : .null),
+            ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion))),
+            ("build", .string(buildIdentity)),
+        ])
     }
 
     /// The cached dataset for this exact object version, or nil. Objects without an identity
     /// are never cached (a change could not be detected).
     public func load(_ object: ListedObject, options: MappingOptions) -> VirtualDataset? {
         guard object.identity != nil, let text = try? String(contentsOfFile: path(for: object), encoding: .utf8),
-              let document = try? JSON.parse(text), document["key"] == Self.key(object, options: options),
-              let dataset = try? Self.decode(document["dataset"]) else { return nil }
+            let document = try? JSON.parse(text), document["key"] == Self.key(object, options: options),
+            let dataset = try? Self.decode(document["dataset"])
+        else { return nil }
         var copy = dataset
         copy.objects = [ObjectInfo(listed: object)]
         return copy
@@ -82,8 +85,10 @@ public struct ManifestCache: Sendable {
     /// A chunk whose decoding proved its variable's codec chain (`CodecProof`): proven once
     /// per object version, chunk and build, so scanning an unchanged archive again reads nothing.
     func proofPath(url: String, identity: ObjectIdentity, offset: UInt64, length: UInt64, codecs: [Codec]) -> String {
-        let key = [url, identity.encoded, "\(offset)", "\(length)", JSON.array(codecs.map(\.numcodecsJSON)).rendered(),
-                   Self.buildIdentity].joined(separator: "\n")
+        let key = [
+            url, identity.encoded, "\(offset)", "\(length)", JSON.array(codecs.map(\.numcodecsJSON)).rendered(),
+            Self.buildIdentity,
+        ].joined(separator: "\n")
         let digest = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
         return directory + "/proofs/" + digest.prefix(2) + "/" + digest
     }
@@ -126,8 +131,13 @@ public struct ManifestCache: Sendable {
         if let fill = array.manifest.fillChunk { fillChunk = .string(Data(fill).base64EncodedString()) }
         return .object([
             ("path", .string(array.path)),
-            ("dtype", .object([("kind", .string("\(array.dtype.kind)")), ("size", .int(Int64(array.dtype.itemSize))),
-                               ("big", .bool(array.dtype.bigEndian)), ("v2", array.dtype.v2), ("v3", array.dtype.v3 ?? .null)])),
+            (
+                "dtype",
+                .object([
+                    ("kind", .string("\(array.dtype.kind)")), ("size", .int(Int64(array.dtype.itemSize))),
+                    ("big", .bool(array.dtype.bigEndian)), ("v2", array.dtype.v2), ("v3", array.dtype.v3 ?? .null),
+                ])
+            ),
             ("shape", .array(array.shape.map(JSON.uint))),
             ("chunks", .array(array.chunkShape.map(JSON.uint))),
             ("codecs", .array(array.codecs.map(\.numcodecsJSON))),
@@ -159,9 +169,10 @@ public struct ManifestCache: Sendable {
 
     static func decodeArray(_ json: JSON) throws -> VirtualArray {
         guard let path = json["path"]?.stringValue, let dtype = json["dtype"], let kindName = dtype["kind"]?.stringValue,
-              let kind = ZarrDataType.Kind.named(kindName), let size = dtype["size"]?.int64Value,
-              let shape = json["shape"]?.arrayValue?.compactMap(\.uint64Value), let chunks = json["chunks"]?.arrayValue?.compactMap(\.uint64Value),
-              let grid = json["grid"]?.arrayValue?.compactMap(\.int64Value), let entries = json["entries"]?.arrayValue else { throw DecodeError() }
+            let kind = ZarrDataType.Kind.named(kindName), let size = dtype["size"]?.int64Value,
+            let shape = json["shape"]?.arrayValue?.compactMap(\.uint64Value), let chunks = json["chunks"]?.arrayValue?.compactMap(\.uint64Value),
+            let grid = json["grid"]?.arrayValue?.compactMap(\.int64Value), let entries = json["entries"]?.arrayValue
+        else { throw DecodeError() }
         guard ChunkManifest.chunkCount(grid.map { Int(clamping: $0) }) != nil else { throw DecodeError() }
         var manifest = ChunkManifest(gridShape: grid.map(Int.init))
         if let fill = json["fill_chunk"]?.stringValue {
@@ -178,18 +189,20 @@ public struct ManifestCache: Sendable {
                 manifest[Int(linear)] = .inline([UInt8](data))
             default:
                 guard let reference = parts[1].arrayValue, reference.count == 3, let object = reference[0].uint64Value,
-                      let offset = reference[1].uint64Value, let length = reference[2].uint64Value,
-                      object < UInt64(ChunkManifest.maxObjects) else { throw DecodeError() }
+                    let offset = reference[1].uint64Value, let length = reference[2].uint64Value,
+                    object < UInt64(ChunkManifest.maxObjects)
+                else { throw DecodeError() }
                 manifest[Int(linear)] = .reference(object: UInt32(object), offset: offset, length: length)
             }
         }
         let v3 = dtype["v3"].flatMap { $0 == .null ? nil : $0 }
         let fillBytes = json["fill_bytes"]?.stringValue.flatMap { Data(base64Encoded: $0) }.map { [UInt8]($0) }
-        return VirtualArray(path: path,
-                            dtype: ZarrDataType(kind: kind, itemSize: Int(size), bigEndian: dtype["big"] == .bool(true), v2: dtype["v2"] ?? .null, v3: v3),
-                            shape: shape, chunkShape: chunks, codecs: (json["codecs"]?.arrayValue ?? []).map(Codec.init(numcodecs:)),
-                            fillValue: json["fill_value"] ?? .null, fillBytes: fillBytes,
-                            dimensionNames: json["dims"]?.arrayValue?.compactMap(\.stringValue) ?? [],
-                            attributes: json["attributes"]?.objectValue ?? [], manifest: manifest, origin: json["origin"]?.stringValue ?? path)
+        return VirtualArray(
+            path: path,
+            dtype: ZarrDataType(kind: kind, itemSize: Int(size), bigEndian: dtype["big"] == .bool(true), v2: dtype["v2"] ?? .null, v3: v3),
+            shape: shape, chunkShape: chunks, codecs: (json["codecs"]?.arrayValue ?? []).map(Codec.init(numcodecs:)),
+            fillValue: json["fill_value"] ?? .null, fillBytes: fillBytes,
+            dimensionNames: json["dims"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+            attributes: json["attributes"]?.objectValue ?? [], manifest: manifest, origin: json["origin"]?.stringValue ?? path)
     }
 }

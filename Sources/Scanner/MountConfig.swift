@@ -66,8 +66,11 @@ public struct MountConfig: Sendable {
         caBundle ?? environment["CURL_CA_BUNDLE"] ?? environment["SSL_CERT_FILE"]
     }
 
-    public static let keys = ["sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency", "connections",
-                              "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources", "ca_bundle", "verify_chunks", "timeout", "compat", "variables", "drop_variables"]
+    public static let keys = [
+        "sources", "concat_dim", "order", "attrs", "zarr_format", "on_error", "stack", "concurrency", "connections",
+        "endpoint_url", "region", "anonymous", "requester_pays", "cache_dir", "no_cache", "url_template", "references", "layout", "allow_sources", "ca_bundle",
+        "verify_chunks", "timeout", "compat", "variables", "drop_variables",
+    ]
 
     public static func load(path: String) throws -> MountConfig {
         let text: String
@@ -119,82 +122,84 @@ public struct MountConfig: Sendable {
         // Every key's problem is reported in one run, not one per attempt.
         var problems: [ConfigError] = []
         for (keyNode, value) in mapping {
-          do {
-            guard let key = keyNode.scalar?.string else { throw fail("?", keyNode, "keys must be strings") }
-            switch key {
-            case "sources":
-                sawSources = true
-                let items = try locations(key, value)
-                config.sources += items
-                if items.isEmpty { throw fail(key, value, "needs at least one path, glob or URL") }
-            case "references":
-                config.references = try location(key, value)
-            case "allow_sources":
-                config.allowSources += try locations(key, value)
-            case "concat_dim": config.concatDim = try string(key, value)
-            case "order": config.order = try choice(key, value, FileOrder.self)
-            case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)
-            case "layout": config.layout = try choice(key, value, FileLayout.self)
-            case "on_error": config.onError = try choice(key, value, ErrorPolicy.self)
-            case "compat": config.compat = try choice(key, value, CompatPolicy.self)
-            case "variables": config.variables = try names(key, value)
-            case "drop_variables": config.dropVariables = try names(key, value)
-            case "zarr_format":
-                guard let number = value.scalar?.string, let format = Int(number).flatMap(ZarrFormat.init(rawValue:)) else {
-                    throw fail(key, value, "expected 2 or 3")
-                }
-                config.zarrFormat = format
-            case "concurrency":
-                guard let text = value.scalar?.string, let number = Int(text), number >= 1 else {
-                    throw fail(key, value, "expected a whole number of at least 1")
-                }
-                config.concurrency = number
-            case "connections":
-                guard let text = value.scalar?.string, let number = Int(text), number >= 1 else {
-                    throw fail(key, value, "expected a whole number of at least 1")
-                }
-                config.connections = number
-            case "endpoint_url": config.endpointURL = try string(key, value)
-            case "region": config.region = try string(key, value)
-            case "ca_bundle": config.caBundle = try location(key, value)
-            case "cache_dir": config.cacheDirectory = try string(key, value)
-            case "url_template":
-                guard let spec = value.mapping, let template = spec["template"], let range = spec["range"] else {
-                    throw fail(key, value, "expected a mapping with template and range (A..B)")
-                }
-                do {
-                    config.sources += try URLTemplate(template: try string("url_template.template", template),
-                                                      range: URLTemplate.parseRange(try string("url_template.range", range))).expand()
-                } catch let error as ObjectStoreError {
-                    throw fail(key, value, error.description)
-                }
-                sawSources = true
-            case "timeout":
-                guard let text = value.scalar?.string, let seconds = Int(text), seconds >= 0 else {
-                    throw fail(key, value, "expected a whole number of seconds (0: no bound)")
-                }
-                config.readTimeout = seconds
-            case "anonymous", "requester_pays", "no_cache", "verify_chunks":
-                guard let text = value.scalar?.string, let flag = Bool(text.lowercased()) ?? (text == "yes" ? true : text == "no" ? false : nil) else {
-                    throw fail(key, value, "expected true or false")
-                }
+            do {
+                guard let key = keyNode.scalar?.string else { throw fail("?", keyNode, "keys must be strings") }
                 switch key {
-                case "anonymous": config.anonymous = flag
-                case "requester_pays": config.requesterPays = flag
-                case "verify_chunks": config.verifyChunks = flag
-                default: config.noCache = flag
+                case "sources":
+                    sawSources = true
+                    let items = try locations(key, value)
+                    config.sources += items
+                    if items.isEmpty { throw fail(key, value, "needs at least one path, glob or URL") }
+                case "references":
+                    config.references = try location(key, value)
+                case "allow_sources":
+                    config.allowSources += try locations(key, value)
+                case "concat_dim": config.concatDim = try string(key, value)
+                case "order": config.order = try choice(key, value, FileOrder.self)
+                case "attrs": config.attrs = try choice(key, value, AttributePolicy.self)
+                case "layout": config.layout = try choice(key, value, FileLayout.self)
+                case "on_error": config.onError = try choice(key, value, ErrorPolicy.self)
+                case "compat": config.compat = try choice(key, value, CompatPolicy.self)
+                case "variables": config.variables = try names(key, value)
+                case "drop_variables": config.dropVariables = try names(key, value)
+                case "zarr_format":
+                    guard let number = value.scalar?.string, let format = Int(number).flatMap(ZarrFormat.init(rawValue:)) else {
+                        throw fail(key, value, "expected 2 or 3")
+                    }
+                    config.zarrFormat = format
+                case "concurrency":
+                    guard let text = value.scalar?.string, let number = Int(text), number >= 1 else {
+                        throw fail(key, value, "expected a whole number of at least 1")
+                    }
+                    config.concurrency = number
+                case "connections":
+                    guard let text = value.scalar?.string, let number = Int(text), number >= 1 else {
+                        throw fail(key, value, "expected a whole number of at least 1")
+                    }
+                    config.connections = number
+                case "endpoint_url": config.endpointURL = try string(key, value)
+                case "region": config.region = try string(key, value)
+                case "ca_bundle": config.caBundle = try location(key, value)
+                case "cache_dir": config.cacheDirectory = try string(key, value)
+                case "url_template":
+                    guard let spec = value.mapping, let template = spec["template"], let range = spec["range"] else {
+                        throw fail(key, value, "expected a mapping with template and range (A..B)")
+                    }
+                    do {
+                        config.sources += try URLTemplate(
+                            template: try string("url_template.template", template),
+                            range: URLTemplate.parseRange(try string("url_template.range", range))
+                        ).expand()
+                    } catch let error as ObjectStoreError {
+                        throw fail(key, value, error.description)
+                    }
+                    sawSources = true
+                case "timeout":
+                    guard let text = value.scalar?.string, let seconds = Int(text), seconds >= 0 else {
+                        throw fail(key, value, "expected a whole number of seconds (0: no bound)")
+                    }
+                    config.readTimeout = seconds
+                case "anonymous", "requester_pays", "no_cache", "verify_chunks":
+                    guard let text = value.scalar?.string, let flag = Bool(text.lowercased()) ?? (text == "yes" ? true : text == "no" ? false : nil) else {
+                        throw fail(key, value, "expected true or false")
+                    }
+                    switch key {
+                    case "anonymous": config.anonymous = flag
+                    case "requester_pays": config.requesterPays = flag
+                    case "verify_chunks": config.verifyChunks = flag
+                    default: config.noCache = flag
+                    }
+                case "stack":
+                    guard let stack = value.mapping, let dimension = stack["dimension"], let regex = stack["regex"] else {
+                        throw fail(key, value, "expected a mapping with dimension and regex")
+                    }
+                    config.stack = StackOptions(dimension: try string("stack.dimension", dimension), pattern: try string("stack.regex", regex))
+                default:
+                    throw fail(key, keyNode, "unknown key; the keys are \(keys.joined(separator: ", "))")
                 }
-            case "stack":
-                guard let stack = value.mapping, let dimension = stack["dimension"], let regex = stack["regex"] else {
-                    throw fail(key, value, "expected a mapping with dimension and regex")
-                }
-                config.stack = StackOptions(dimension: try string("stack.dimension", dimension), pattern: try string("stack.regex", regex))
-            default:
-                throw fail(key, keyNode, "unknown key; the keys are \(keys.joined(separator: ", "))")
+            } catch let error as ConfigError {
+                problems.append(error)
             }
-          } catch let error as ConfigError {
-            problems.append(error)
-          }
         }
         if var first = problems.first {
             first.more = Array(problems.dropFirst())
@@ -202,11 +207,13 @@ public struct MountConfig: Sendable {
         }
         if config.references != nil {
             if sawSources {
-                throw ConfigError(file: file, line: mapping["references"]?.mark?.line, key: "references",
-                                  message: "give either sources (to scan) or references (an existing kerchunk file), not both")
+                throw ConfigError(
+                    file: file, line: mapping["references"]?.mark?.line, key: "references",
+                    message: "give either sources (to scan) or references (an existing kerchunk file), not both")
             }
         } else if !sawSources {
-            throw ConfigError(file: file, line: nil, key: "sources", message: "missing; list the files, globs or URLs to mount (or name a kerchunk file with references)")
+            throw ConfigError(
+                file: file, line: nil, key: "sources", message: "missing; list the files, globs or URLs to mount (or name a kerchunk file with references)")
         }
         return config
     }

@@ -16,8 +16,10 @@ public enum ReferenceLoader {
     /// file's own origin or directory) before any of them is asked for, and lists the rest.
     /// Keys that cannot be file names fail the load, or under `onError: .skip` leave their
     /// array out with a warning.
-    public static func load(_ location: String, store: RemoteStore?, allowSources: [String] = [], onError: ErrorPolicy = .fail,
-                            logger: Logger) async throws -> ScanSummary {
+    public static func load(
+        _ location: String, store: RemoteStore?, allowSources: [String] = [], onError: ErrorPolicy = .fail,
+        logger: Logger
+    ) async throws -> ScanSummary {
         let start = ContinuousClock.now
         let workingDirectory = FileManager.default.currentDirectoryPath
         let confinement: SourceConfinement
@@ -40,8 +42,9 @@ public enum ReferenceLoader {
         }
         for (object, key) in zip(dataset.objects, firstKeys) {
             if let reason = confinement.refusal(of: object.url, workingDirectory: workingDirectory) {
-                throw ScanError(description: "\(location): key \(ReferenceKeyError.quoted(key)) names \(object.url), which is not allowed: \(reason); "
-                                + "if you trust this reference file, add --allow-source PREFIX (config key allow_sources)")
+                throw ScanError(
+                    description: "\(location): key \(ReferenceKeyError.quoted(key)) names \(object.url), which is not allowed: \(reason); "
+                        + "if you trust this reference file, add --allow-source PREFIX (config key allow_sources)")
             }
         }
         logger.info("references read", metadata: ["location": "\(location)", "objects": "\(dataset.objects.count)"])
@@ -64,8 +67,9 @@ public enum ReferenceLoader {
             dataset.objects[index] = ObjectInfo(listed: object)
         }
         try checkRanges(dataset, location: location)
-        return ScanSummary(dataset: dataset, files: dataset.objects.count, skipped: [], requests: listed.count, bytesRead: UInt64(text.utf8.count),
-                           elapsed: ContinuousClock.now - start, cacheHits: 0, store: store, maxRounds: 0)
+        return ScanSummary(
+            dataset: dataset, files: dataset.objects.count, skipped: [], requests: listed.count, bytesRead: UInt64(text.utf8.count),
+            elapsed: ContinuousClock.now - start, cacheHits: 0, store: store, maxRounds: 0)
     }
 
     static func fetchText(_ location: String, store: RemoteStore?) async throws -> String {
@@ -103,7 +107,10 @@ public enum ReferenceLoader {
                 guard case .reference(let object, let offset, let length) = array.manifest[linear] else { continue }
                 let info = dataset.objects[Int(object)]
                 guard length <= info.size, offset <= info.size - length else {
-                    throw ScanError(description: "\(location): chunk \(array.manifest.coordinates(linear)) of \(array.path) is bytes \(offset)..<\(offset + length) of \(info.url), which has \(info.size) bytes; the references were made from another version of it, regenerate them")
+                    throw ScanError(
+                        description:
+                            "\(location): chunk \(array.manifest.coordinates(linear)) of \(array.path) is bytes \(offset)..<\(offset + length) of \(info.url), which has \(info.size) bytes; the references were made from another version of it, regenerate them"
+                    )
                 }
             }
         }

@@ -88,8 +88,10 @@ public struct ScanError: Error, CustomStringConvertible, Sendable {
 /// Lists the sources, scans every file concurrently (bounded), and combines the per-file
 /// virtual datasets in a deterministic order, whatever order the files finished in.
 public enum Scanner {
-    public static func scan(sources: [String], options: ScanOptions, logger: Logger,
-                            progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }) async throws -> ScanSummary {
+    public static func scan(
+        sources: [String], options: ScanOptions, logger: Logger,
+        progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }
+    ) async throws -> ScanSummary {
         let start = ContinuousClock.now
         var listed: [ListedObject]
         let remote = try sources.contains { try Location(parsing: $0).isRemote }
@@ -99,8 +101,9 @@ public enum Scanner {
         // An HTTP URL is listed with a GET of the bytes the scan would read first, unless its
         // result is probably cached: then a HEAD tells whether it still is.
         let cache = options.cache
-        let description = HTTPDescription(firstBytes: BlockCache<RemoteObjectSource>.Policy().firstFetchSize,
-                                          headOnly: { url in cache?.hasEntry(for: url) ?? false })
+        let description = HTTPDescription(
+            firstBytes: BlockCache<RemoteObjectSource>.Policy().firstFetchSize,
+            headOnly: { url in cache?.hasEntry(for: url) ?? false })
         // When every source is an HTTP URL, the files and their order are known before any is
         // listed: each file's scan then starts as soon as its own listing GET is answered,
         // instead of after the slowest of them (a tenth of a second for a year at 20 ms).
@@ -108,7 +111,10 @@ public enum Scanner {
         for source in sources {
             // A server answers a glob with 404; say why instead.
             if case .http(let url)? = try? Location(parsing: source), url.split(separator: "?", maxSplits: 1)[0].contains("*") {
-                throw ScanError(description: "\(source): HTTP has no listing, so a glob cannot be expanded; give the URLs themselves, a file of URLs with --urls FILE, or a pattern with --url-template and --range")
+                throw ScanError(
+                    description:
+                        "\(source): HTTP has no listing, so a glob cannot be expanded; give the URLs themselves, a file of URLs with --urls FILE, or a pattern with --url-template and --range"
+                )
             }
         }
         do {
@@ -196,9 +202,11 @@ public enum Scanner {
                         // The summary reports it once (as `skipped:` or `error:`); the log line is for tracing.
                         logger.debug("file failed", metadata: ["file": "\(listed[index].url)", "reason": "\(error)"])
                     }
-                    progress(ScanProgress(filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
-                                          httpRequests: remote ? options.store?.statistics.requests : nil,
-                                          errors: tally.errors, elapsed: ContinuousClock.now - start))
+                    progress(
+                        ScanProgress(
+                            filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
+                            httpRequests: remote ? options.store?.statistics.requests : nil,
+                            errors: tally.errors, elapsed: ContinuousClock.now - start))
                     try perform(schedule.finished(index, failed: outcome.dataset == nil))
                 }
             }
@@ -217,9 +225,11 @@ public enum Scanner {
         do {
             try await CodecProof.prove(&dataset, store: store, cache: cache)
             // The proof's requests belong in the last progress line, as in the summary.
-            progress(ScanProgress(filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
-                                  httpRequests: remote ? options.store?.statistics.requests : nil,
-                                  errors: tally.errors, elapsed: ContinuousClock.now - start))
+            progress(
+                ScanProgress(
+                    filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
+                    httpRequests: remote ? options.store?.statistics.requests : nil,
+                    errors: tally.errors, elapsed: ContinuousClock.now - start))
         } catch let error as ObjectStoreError {
             throw ScanError(description: "proving the variables' filters: \(error)")
         } catch let error as ByteSourceError {
@@ -232,8 +242,9 @@ public enum Scanner {
         parts = []
         outcomes = [:]
         DispatchQueue.global().async { leftovers.drop() }
-        return ScanSummary(dataset: dataset, files: fileCount, skipped: skipped, requests: tally.requests, bytesRead: tally.bytes,
-                           elapsed: ContinuousClock.now - start, cacheHits: tally.cacheHits, store: store, maxRounds: tally.maxRounds)
+        return ScanSummary(
+            dataset: dataset, files: fileCount, skipped: skipped, requests: tally.requests, bytesRead: tally.bytes,
+            elapsed: ContinuousClock.now - start, cacheHits: tally.cacheHits, store: store, maxRounds: tally.maxRounds)
     }
 
     static func scanFile(_ object: ListedObject, mapping: MappingOptions, store: RemoteStore?) async -> FileOutcome {
@@ -255,8 +266,9 @@ public enum Scanner {
                 fetch = { offset, length in try await cache.read(offset: offset, length: length) }
             } else {
                 let file = try FileSource(path: object.url)
-                let cache = BlockCache(file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0),
-                                       statistics: statistics)
+                let cache = BlockCache(
+                    file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0),
+                    statistics: statistics)
                 var limits = ParseLimits()
                 limits.concurrentReads = false
                 info = try await HDF5File.parse(cache, limits: limits)
@@ -282,13 +294,17 @@ public enum Scanner {
         var calendar: (CFCalendar, String)?
         let keyed = try parts.map { part -> (Double, (name: String, dataset: VirtualDataset)) in
             guard let coordinate = part.dataset.arrays.first(where: { $0.name == dimension && $0.dimensionNames == [dimension] }),
-                  coordinate.manifest.count == 1, case .inline(let bytes) = coordinate.manifest[0],
-                  let value = NumericValues.doubles(bytes, dtype: coordinate.dtype, count: 1)?.first else {
+                coordinate.manifest.count == 1, case .inline(let bytes) = coordinate.manifest[0],
+                let value = NumericValues.doubles(bytes, dtype: coordinate.dtype, count: 1)?.first
+            else {
                 throw ScanError(description: "\(part.name): no \(dimension) coordinate values to order by")
             }
             guard let units = CombineRules.timeUnits(coordinate) else { return (value, part) }
             if let (known, file) = calendar, known != units.calendar {
-                throw ScanError(description: "coordinate \(dimension) uses the \(known.rawValue) calendar in \(file) but the \(units.calendar.rawValue) calendar in \(part.name); instants of different calendars cannot share one axis. Combine the files of each calendar separately")
+                throw ScanError(
+                    description:
+                        "coordinate \(dimension) uses the \(known.rawValue) calendar in \(file) but the \(units.calendar.rawValue) calendar in \(part.name); instants of different calendars cannot share one axis. Combine the files of each calendar separately"
+                )
             }
             calendar = (units.calendar, part.name)
             return (CFTimeConversion.instant(value, units: units), part)
@@ -307,7 +323,8 @@ public enum Scanner {
         for part in parts {
             let fileName = (part.name as NSString).lastPathComponent
             guard let match = try? regex.firstMatch(in: fileName), match.output.count > 1,
-                  let captured = match.output[1].substring else {
+                let captured = match.output[1].substring
+            else {
                 throw ScanError(description: "\(part.name): --stack-regex \(stack.pattern) has no capture group matching this file name")
             }
             values.append(String(captured))
@@ -323,8 +340,9 @@ public enum Scanner {
             if integers.count == values.count {
                 coordinate = VirtualArray.inlineCoordinate(name: stack.dimension, int64: [integers[index]])
             } else {
-                coordinate = VirtualArray.inlineCoordinate(name: stack.dimension, strings: [values[index]],
-                                                           width: values.map(\.utf8.count).max() ?? 1)
+                coordinate = VirtualArray.inlineCoordinate(
+                    name: stack.dimension, strings: [values[index]],
+                    width: values.map(\.utf8.count).max() ?? 1)
             }
             dataset.arrays.append(coordinate)
             return (part.name, dataset)

@@ -48,14 +48,15 @@ public final class StoreChunkFetcher: ChunkFetching {
                 }
                 answer.cancelTimer()
             }
-            answer.setTimer(Task {
-                try? await Task.sleep(for: timeout)
-                guard !Task.isCancelled, answer.claim() else { return }
-                // Cancelling ends the fetch's retries; a transfer under way ends at libcurl's
-                // low-speed limit.
-                fetch.cancel()
-                continuation.resume(throwing: ChunkTimeout(url: object.url, offset: offset, length: length, timeout: timeout))
-            })
+            answer.setTimer(
+                Task {
+                    try? await Task.sleep(for: timeout)
+                    guard !Task.isCancelled, answer.claim() else { return }
+                    // Cancelling ends the fetch's retries; a transfer under way ends at libcurl's
+                    // low-speed limit.
+                    fetch.cancel()
+                    continuation.resume(throwing: ChunkTimeout(url: object.url, offset: offset, length: length, timeout: timeout))
+                })
         }
     }
 

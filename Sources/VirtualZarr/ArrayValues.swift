@@ -7,8 +7,10 @@ public enum ArrayValues {
     /// The array's values, row-major, in the stored byte order.
     /// `masks` gives, per chunk (linear index), HDF5's filter mask: bit i set means pipeline
     /// step i was skipped when that chunk was written.
-    public static func decoded(_ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int,
-                                     masks: [Int: UInt32] = [:]) async throws -> [UInt8] {
+    public static func decoded(
+        _ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int,
+        masks: [Int: UInt32] = [:]
+    ) async throws -> [UInt8] {
         let itemSize = array.dtype.itemSize
         let totalElements = array.shape.reduce(1, *)
         guard totalElements.multipliedReportingOverflow(by: UInt64(itemSize)).partialValue <= UInt64(maxBytes) else {
@@ -33,7 +35,9 @@ public enum ArrayValues {
             }
             let chunk = try ChunkDecoder.decode(stored, pipeline: pipeline, decodedSize: chunkElements * itemSize)
             guard chunk.count >= chunkElements * itemSize else {
-                throw MappingError(description: "\(array.path): chunk \(array.manifest.coordinates(linear)) decodes to \(chunk.count) bytes, expected \(chunkElements * itemSize)")
+                throw MappingError(
+                    description:
+                        "\(array.path): chunk \(array.manifest.coordinates(linear)) decodes to \(chunk.count) bytes, expected \(chunkElements * itemSize)")
             }
             let origin = zip(array.manifest.coordinates(linear), array.chunkShape).map { UInt64($0) * $1 }
             // Copy row by row (the last axis is contiguous in both buffers).
@@ -53,8 +57,9 @@ public enum ArrayValues {
                 }
                 sourceIndex = sourceIndex * Int(array.chunkShape[rank - 1])
                 targetIndex = targetIndex * Int(array.shape[rank - 1]) + Int(origin[rank - 1])
-                out.replaceSubrange((targetIndex * itemSize)..<((targetIndex + rowLength) * itemSize),
-                                    with: chunk[(sourceIndex * itemSize)..<((sourceIndex + rowLength) * itemSize)])
+                out.replaceSubrange(
+                    (targetIndex * itemSize)..<((targetIndex + rowLength) * itemSize),
+                    with: chunk[(sourceIndex * itemSize)..<((sourceIndex + rowLength) * itemSize)])
             } while advance(&inner, within: outerShape)
         }
         return out

@@ -88,7 +88,8 @@ public struct CFTimeUnits: Equatable, Sendable, CustomStringConvertible {
             }
             let fields = time.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             guard (2...3).contains(fields.count), let hour = Int64(fields[0]), let minute = Int64(fields[1]),
-                  (0...24).contains(hour), (0...59).contains(minute) else { return nil }
+                (0...24).contains(hour), (0...59).contains(minute)
+            else { return nil }
             var secondMicros: Int64 = 0
             if fields.count == 3 {
                 guard let seconds = parseSeconds(fields[2]) else { return nil }

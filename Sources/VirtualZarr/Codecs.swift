@@ -40,8 +40,10 @@ public enum Codec: Sendable, Equatable {
             return .object([("name", .string("numcodecs.fletcher32")), ("configuration", .object([]))])
         case .other(let configuration):
             let id = configuration["id"]?.stringValue ?? "unknown"
-            return .object([("name", .string("numcodecs." + id)),
-                            ("configuration", .object((configuration.objectValue ?? []).filter { $0.0 != "id" }))])
+            return .object([
+                ("name", .string("numcodecs." + id)),
+                ("configuration", .object((configuration.objectValue ?? []).filter { $0.0 != "id" })),
+            ])
         }
     }
 }
@@ -61,7 +63,10 @@ public enum ChunkDecoder {
             case .zlib: bytes = try inflate(bytes, expectedSize: decodedSize)
             case .shuffle(let size):
                 if asZarrReaders, size > 1, bytes.count % size != 0 {
-                    throw CodecError(description: "shuffle: the buffer (\(bytes.count) bytes) is not a whole number of \(size)-byte elements, which Zarr readers' shuffle (numcodecs) refuses")
+                    throw CodecError(
+                        description:
+                            "shuffle: the buffer (\(bytes.count) bytes) is not a whole number of \(size)-byte elements, which Zarr readers' shuffle (numcodecs) refuses"
+                    )
                 }
                 bytes = unshuffle(bytes, elementSize: size)
             case .fletcher32: bytes = try stripFletcher32(bytes)
@@ -124,7 +129,8 @@ public enum ChunkDecoder {
         let data = Array(input.dropLast(4))
         let stored = input.suffix(4)
         let computed = fletcher32(data)
-        let storedValue = UInt32(stored[stored.startIndex]) | UInt32(stored[stored.startIndex + 1]) << 8
+        let storedValue =
+            UInt32(stored[stored.startIndex]) | UInt32(stored[stored.startIndex + 1]) << 8
             | UInt32(stored[stored.startIndex + 2]) << 16 | UInt32(stored[stored.startIndex + 3]) << 24
         guard computed == storedValue else { throw CodecError(description: "fletcher32: checksum mismatch, chunk is corrupt") }
         return data

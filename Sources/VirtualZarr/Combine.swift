@@ -121,18 +121,26 @@ public enum Combiner {
                 if versions.positions.count < parts.count {
                     let present = Set(versions.positions.map(\.part))
                     let missing = parts.indices.filter { !present.contains($0) }
-                    throw CombineError(description: "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))")
+                    throw CombineError(
+                        description:
+                            "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))"
+                    )
                 }
                 let unpacking = try checkEncoding(versions, axis: axis, unpack: options.unpack)
                 var array: VirtualArray
-                if options.regrid, let regridded = try regriddedIfMismatched(versions, axis: axis, dimension: dimension,
-                                                                             chunks: options.chunks[path]) {
+                if options.regrid,
+                    let regridded = try regriddedIfMismatched(
+                        versions, axis: axis, dimension: dimension,
+                        chunks: options.chunks[path])
+                {
                     array = regridded
                     if let unpacking {
                         array.regridding = try unpackedRegridding(regridded.regridding!, unpacking, path: path)
                         array.setUnpackedType()
                     }
-                    result.notes.append("\(path): chunked differently by the files; served decoded in chunks of \(regridded.chunkShape), each assembled from the source chunks it overlaps")
+                    result.notes.append(
+                        "\(path): chunked differently by the files; served decoded in chunks of \(regridded.chunkShape), each assembled from the source chunks it overlaps"
+                    )
                 } else {
                     array = try concatenate(versions, axis: axis, dimension: dimension, notes: &result.notes)
                 }
@@ -149,7 +157,13 @@ public enum Combiner {
                     // A regridded array unpacks as it assembles; others when their chunks are read.
                     if array.regridding == nil { array.unpacking = unpacking }
                     array.attributes.removeAll { Unpacking.attributesRemoved.contains($0.0) }
-                    array.attributes.append(("zarrmount_unpacked", .string("the files pack \(path) differently; each file's values are unpacked with its own scale_factor, add_offset and fill values into float64, missing values as NaN")))
+                    array.attributes.append(
+                        (
+                            "zarrmount_unpacked",
+                            .string(
+                                "the files pack \(path) differently; each file's values are unpacked with its own scale_factor, add_offset and fill values into float64, missing values as NaN"
+                            )
+                        ))
                 }
                 result.arrays.append(array)
             } else {
@@ -199,20 +213,34 @@ public enum Combiner {
         }
     }
 
-    static func checkCompatible(_ a: borrowing VirtualArray, _ b: borrowing VirtualArray, first: String, other: String, sameShape: Bool,
-                                axis: Int? = nil) throws {
+    static func checkCompatible(
+        _ a: borrowing VirtualArray, _ b: borrowing VirtualArray, first: String, other: String, sameShape: Bool,
+        axis: Int? = nil
+    ) throws {
         if a.dtype != b.dtype {
-            throw CombineError(description: "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). Leave the variable out with --drop-variables \(a.path)")
+            throw CombineError(
+                description:
+                    "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). Leave the variable out with --drop-variables \(a.path)"
+            )
         }
         if a.codecs != b.codecs {
-            throw CombineError(description: "variable \(a.path) is encoded differently in \(first) (\(a.codecs)) and \(other) (\(b.codecs)). Leave the variable out with --drop-variables \(a.path)")
+            throw CombineError(
+                description:
+                    "variable \(a.path) is encoded differently in \(first) (\(a.codecs)) and \(other) (\(b.codecs)). Leave the variable out with --drop-variables \(a.path)"
+            )
         }
         if a.dimensionNames != b.dimensionNames {
-            throw CombineError(description: "variable \(a.path) has dimensions \(a.dimensionNames) in \(first) but \(b.dimensionNames) in \(other). Leave the variable out with --drop-variables \(a.path)")
+            throw CombineError(
+                description:
+                    "variable \(a.path) has dimensions \(a.dimensionNames) in \(first) but \(b.dimensionNames) in \(other). Leave the variable out with --drop-variables \(a.path)"
+            )
         }
         for d in a.shape.indices where d != axis {
             if sameShape && a.shape[d] != b.shape[d] || a.chunkShape[d] != b.chunkShape[d] {
-                throw CombineError(description: "variable \(a.path) has shape \(a.shape) in chunks of \(a.chunkShape) in \(first) but \(b.shape) in chunks of \(b.chunkShape) in \(other); Zarr has one chunk grid per array. Leave the variable out with --drop-variables \(a.path) (or mount it alone from the files that agree)")
+                throw CombineError(
+                    description:
+                        "variable \(a.path) has shape \(a.shape) in chunks of \(a.chunkShape) in \(first) but \(b.shape) in chunks of \(b.chunkShape) in \(other); Zarr has one chunk grid per array. Leave the variable out with --drop-variables \(a.path) (or mount it alone from the files that agree)"
+                )
             }
         }
     }
@@ -239,8 +267,9 @@ public enum Combiner {
     /// file's offset among the combined objects.
     static func concatenate(_ versions: ArrayVersions, axis: Int, dimension: String, notes: inout [String]) throws -> VirtualArray {
         for version in versions.indices.dropFirst() {
-            try checkCompatible(versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true,
-                                axis: axis)
+            try checkCompatible(
+                versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true,
+                axis: axis)
         }
         let allInline = versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) })
         let timeCoordinate = isTimeCoordinate(versions, axis: axis)
@@ -288,7 +317,10 @@ public enum Combiner {
                 } else {
                     let manifest = versions[version].manifest
                     if let fill = manifest.fillChunk, fill != result.manifest.fillChunk {
-                        throw CombineError(description: "cannot concatenate variable \(result.path) along \(dimension): \(versions.file(version)) fills its unwritten chunks differently from \(versions.file(0))")
+                        throw CombineError(
+                            description:
+                                "cannot concatenate variable \(result.path) along \(dimension): \(versions.file(version)) fills its unwritten chunks differently from \(versions.file(0))"
+                        )
                     }
                     for linear in manifest.setIndices {
                         var coordinates = manifest.coordinates(linear)
@@ -310,8 +342,9 @@ public enum Combiner {
         if axis == 0, codecsEmpty, lengths.allSatisfy({ $0 == perFile }), perFile > 0, chunk > perFile, oneChunkAlongAxis {
             result.chunkShape[0] = perFile
             let rowBytes = result.chunkShape.dropFirst().reduce(UInt64(result.dtype.itemSize), *)
-            result.manifest = try combinedManifest(result, dimension: dimension,
-                                                   fills: versions.indices.map { versions[$0].manifest.fillChunk.map { Array($0.prefix(Int(perFile * rowBytes))) } })
+            result.manifest = try combinedManifest(
+                result, dimension: dimension,
+                fills: versions.indices.map { versions[$0].manifest.fillChunk.map { Array($0.prefix(Int(perFile * rowBytes))) } })
             for version in versions.indices {
                 let manifest = versions[version].manifest
                 let objectOffset = versions.objectOffset(version)
@@ -334,7 +367,10 @@ public enum Combiner {
         let detail = versions.indices.prefix(3).map {
             "\(versions.file($0)): \(lengths[$0]) along \(dimension) in chunks of \(versions[$0].chunkShape)"
         }
-        throw CombineError(description: "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut"). Leave the variable out with --drop-variables \(result.path)")
+        throw CombineError(
+            description:
+                "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut"). Leave the variable out with --drop-variables \(result.path)"
+        )
     }
 
     /// An inline 1-D coordinate concatenated along its own axis: its CF time units may differ
@@ -372,7 +408,8 @@ public enum Combiner {
         for version in versions.indices.dropFirst() {
             let other = versions[version]
             guard other.dtype == first.dtype, other.dimensionNames == first.dimensionNames,
-                  zip(other.shape, first.shape).enumerated().allSatisfy({ $0.offset == axis || $0.element.0 == $0.element.1 }) else {
+                zip(other.shape, first.shape).enumerated().allSatisfy({ $0.offset == axis || $0.element.0 == $0.element.1 })
+            else {
                 // The usual error says what differs.
                 try checkCompatible(first, other, first: versions.file(0), other: versions.file(version), sameShape: true, axis: axis)
                 return nil
@@ -384,14 +421,19 @@ public enum Combiner {
         for version in versions.indices {
             let array = versions[version]
             if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
-                throw CombineError(description: "variable \(array.path) is chunked differently in \(versions.file(0)) and \(versions.file(version)), and zarrmount cannot decode its codec \(foreign) to serve it on one grid. Leave it out with --drop-variables \(array.path)")
+                throw CombineError(
+                    description:
+                        "variable \(array.path) is chunked differently in \(versions.file(0)) and \(versions.file(version)), and zarrmount cannot decode its codec \(foreign) to serve it on one grid. Leave it out with --drop-variables \(array.path)"
+                )
             }
             var origin = [UInt64](repeating: 0, count: array.shape.count)
             origin[axis] = start
             let offset = versions.objectOffset(version)
-            sources.append(Regridding.Source(origin: origin, shape: array.shape, chunkShape: array.chunkShape, codecs: array.codecs,
-                                             manifest: array.manifest.remappingObjects { $0 + offset },
-                                             fillBytes: array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)))
+            sources.append(
+                Regridding.Source(
+                    origin: origin, shape: array.shape, chunkShape: array.chunkShape, codecs: array.codecs,
+                    manifest: array.manifest.remappingObjects { $0 + offset },
+                    fillBytes: array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)))
             shapes[array.chunkShape, default: 0] += 1
             start += lengths[version]
         }
@@ -411,7 +453,8 @@ public enum Combiner {
         for (path, shape) in chunks.sorted(by: { $0.key < $1.key }) {
             guard let index = dataset.arrays.firstIndex(where: { $0.path == path }) else {
                 let all = dataset.arrays.map(\.path)
-                throw CombineError(description: "--chunks \(path): no variable \(path)\(CombineRules.closest(path, among: all).map { "; did you mean \($0)?" } ?? "")")
+                throw CombineError(
+                    description: "--chunks \(path): no variable \(path)\(CombineRules.closest(path, among: all).map { "; did you mean \($0)?" } ?? "")")
             }
             let array = dataset.arrays[index]
             guard array.regridding == nil else { continue }
@@ -423,10 +466,14 @@ public enum Combiner {
             served.chunkShape = try checkedChunks(shape, for: array)
             served.codecs = []
             served.manifest = try combinedManifest(served, dimension: "--chunks", fills: [])
-            served.regridding = Regridding(sources: [Regridding.Source(origin: array.shape.map { _ in 0 }, shape: array.shape, chunkShape: array.chunkShape,
-                                                                       codecs: array.codecs, manifest: array.manifest,
-                                                                       fillBytes: array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize))],
-                                           itemSize: array.dtype.itemSize)
+            served.regridding = Regridding(
+                sources: [
+                    Regridding.Source(
+                        origin: array.shape.map { _ in 0 }, shape: array.shape, chunkShape: array.chunkShape,
+                        codecs: array.codecs, manifest: array.manifest,
+                        fillBytes: array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize))
+                ],
+                itemSize: array.dtype.itemSize)
             if let unpacking = array.unpacking {
                 served.regridding = try unpackedRegridding(served.regridding!, unpacking, path: path)
                 served.unpacking = nil
@@ -445,12 +492,17 @@ public enum Combiner {
     /// A served chunk shape: one positive extent per axis, and at most 256 MiB a chunk.
     static func checkedChunks(_ shape: [UInt64], for array: VirtualArray) throws -> [UInt64] {
         guard shape.count == array.shape.count, shape.allSatisfy({ $0 > 0 }) else {
-            throw CombineError(description: "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): give one positive extent for each of its \(array.shape.count) dimensions (\(array.dimensionNames.joined(separator: ", ")))")
+            throw CombineError(
+                description:
+                    "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): give one positive extent for each of its \(array.shape.count) dimensions (\(array.dimensionNames.joined(separator: ", ")))"
+            )
         }
         var bytes: UInt64? = UInt64(array.dtype.itemSize)
         for extent in shape { bytes = bytes.flatMap { total in total.multipliedReportingOverflow(by: extent).overflow ? nil : total * extent } }
         guard let bytes, bytes <= 256 << 20 else {
-            throw CombineError(description: "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): a chunk would hold more than 256 MiB; choose a smaller shape")
+            throw CombineError(
+                description:
+                    "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): a chunk would hold more than 256 MiB; choose a smaller shape")
         }
         return shape
     }
@@ -465,7 +517,8 @@ public enum Combiner {
     /// note suggesting `--order coordinate`.
     static func checkIncreasing(_ array: VirtualArray, versions: ArrayVersions, strictly: Bool, notes: inout [String]) throws {
         guard array.manifest.count == 1, case .inline(let bytes) = array.manifest[0],
-              let values = NumericValues.doubles(bytes, dtype: array.dtype, count: Int(array.shape[0])) else { return }
+            let values = NumericValues.doubles(bytes, dtype: array.dtype, count: Int(array.shape[0]))
+        else { return }
         var end = 0
         for version in versions.indices {
             let start = end
@@ -473,9 +526,14 @@ public enum Combiner {
             guard version > 0, start > 0, start < values.count, values[start] <= values[start - 1] else { continue }
             let previous = versions.file(version - 1), this = versions.file(version)
             if strictly {
-                throw CombineError(description: "\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))): the files overlap or repeat instants, so the combined axis would repeat them. Leave the duplicate files out, or concatenate them in name order with --concat-dim \(array.path) --order key")
+                throw CombineError(
+                    description:
+                        "\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))): the files overlap or repeat instants, so the combined axis would repeat them. Leave the duplicate files out, or concatenate them in name order with --concat-dim \(array.path) --order key"
+                )
             }
-            notes.append("\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))); files are combined in name order; use --order coordinate to order them by \(array.path)")
+            notes.append(
+                "\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))); files are combined in name order; use --order coordinate to order them by \(array.path)"
+            )
             return
         }
     }
@@ -491,7 +549,10 @@ public enum Combiner {
 func combinedManifest(_ array: VirtualArray, dimension: String, fills: [[UInt8]?]) throws -> ChunkManifest {
     let gridShape = ChunkManifest.grid(array.shape, array.chunkShape)
     guard ChunkManifest.chunkCount(gridShape) != nil else {
-        throw CombineError(description: "cannot concatenate variable \(array.path) along \(dimension): the combined chunk grid \(gridShape) has more than \(ChunkManifest.maxChunks) chunks")
+        throw CombineError(
+            description:
+                "cannot concatenate variable \(array.path) along \(dimension): the combined chunk grid \(gridShape) has more than \(ChunkManifest.maxChunks) chunks"
+        )
     }
     var manifest = ChunkManifest(gridShape: gridShape)
     if let first = fills.first, let fill = first, fills.allSatisfy({ $0 == fill }) { manifest.fillMissing(with: fill) }

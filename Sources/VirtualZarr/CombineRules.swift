@@ -25,9 +25,11 @@ public struct ConcatInference: Sendable, Equatable {
     public func message(files: Int) -> String {
         switch reason {
         case .coordinateDiffers:
-            return "combining \(files) files along \(dimension): its coordinate values differ between files (files ordered by \(dimension); name another dimension with --concat-dim)"
+            return
+                "combining \(files) files along \(dimension): its coordinate values differ between files (files ordered by \(dimension); name another dimension with --concat-dim)"
         case .unlimitedWithoutCoordinate:
-            return "combining \(files) files along \(dimension): the unlimited dimension, which has no coordinate variable (files in name order; name another dimension with --concat-dim)"
+            return
+                "combining \(files) files along \(dimension): the unlimited dimension, which has no coordinate variable (files in name order; name another dimension with --concat-dim)"
         }
     }
 }
@@ -80,7 +82,10 @@ public enum CombineRules {
         }
         if differing.count > 1 {
             let list = differing.map { "\($0.dimension) (\($0.files.0) and \($0.files.1) differ)" }.joined(separator: ", ")
-            throw CombineError(description: "cannot combine \(parts.count) files along one dimension: the coordinates of \(list) all differ between files; zarrmount concatenates along one dimension, so choose it with --concat-dim (the other coordinates must then agree) or mount each file in its own group with --layout per_file")
+            throw CombineError(
+                description:
+                    "cannot combine \(parts.count) files along one dimension: the coordinates of \(list) all differ between files; zarrmount concatenates along one dimension, so choose it with --concat-dim (the other coordinates must then agree) or mount each file in its own group with --layout per_file"
+            )
         }
         let unlimited = parts.dropFirst().reduce(Set(parts[0].dataset.unlimitedDimensions)) {
             $0.intersection($1.dataset.unlimitedDimensions)
@@ -96,7 +101,10 @@ public enum CombineRules {
         guard let shared = sharedVariable(parts), compat != .override else { return nil }
         let sameValues = identical.isEmpty ? "" : "; every file has the same \(identical.joined(separator: ", ")) values"
         let listed = candidates.isEmpty ? "none" : candidates.joined(separator: ", ")
-        throw CombineError(description: "cannot tell how to combine \(parts.count) files: no dimension coordinate differs between them\(sameValues), and variable \(shared.variable) is in both \(shared.files.0) and \(shared.files.1). Dimensions every file has: \(listed). Name the one to concatenate along with --concat-dim DIM, stack the files along a new dimension with --stack-dim and --stack-regex, mount each file in its own group with --layout per_file, or keep the first file's variables with --compat override")
+        throw CombineError(
+            description:
+                "cannot tell how to combine \(parts.count) files: no dimension coordinate differs between them\(sameValues), and variable \(shared.variable) is in both \(shared.files.0) and \(shared.files.1). Dimensions every file has: \(listed). Name the one to concatenate along with --concat-dim DIM, stack the files along a new dimension with --stack-dim and --stack-regex, mount each file in its own group with --layout per_file, or keep the first file's variables with --compat override"
+        )
     }
 
     /// A variable other than a dimension coordinate that two files both hold, with the files.
@@ -122,7 +130,8 @@ public enum CombineRules {
         let unitsA = timeUnits(a), unitsB = timeUnits(b)
         if let unitsA, let unitsB, unitsA != unitsB {
             guard unitsA.calendar == unitsB.calendar, let x = NumericValues.doubles(left, dtype: a.dtype, count: Int(a.shape[0])),
-                  let y = NumericValues.doubles(right, dtype: b.dtype, count: Int(b.shape[0])) else { return false }
+                let y = NumericValues.doubles(right, dtype: b.dtype, count: Int(b.shape[0]))
+            else { return false }
             return zip(x, y).allSatisfy { CFTimeConversion.instant($0, units: unitsA) == CFTimeConversion.instant($1, units: unitsB) }
         }
         let used = Int(a.shape.reduce(UInt64(a.dtype.itemSize), *))
@@ -161,7 +170,10 @@ public enum CombineRules {
     public static func checkStackDimension(_ dimension: String, parts: [Part]) throws {
         let all = dimensions(of: parts)
         if all.contains(dimension) {
-            throw CombineError(description: "--stack-dim \(dimension): the files already have a dimension \(dimension); stacking adds a new one, so choose another name (or concatenate along it with --concat-dim \(dimension))")
+            throw CombineError(
+                description:
+                    "--stack-dim \(dimension): the files already have a dimension \(dimension); stacking adds a new one, so choose another name (or concatenate along it with --concat-dim \(dimension))"
+            )
         }
     }
 
@@ -201,11 +213,17 @@ public enum CombineRules {
                 let a = first.attributes.first { $0.0 == key }?.1
                 let b = other.attributes.first { $0.0 == key }?.1
                 if a != b {
-                    throw CombineError(description: "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): \(key) is \(a.map(render) ?? "absent") in \(versions.file(0)) but \(b.map(render) ?? "absent") in \(versions.file(version)), so one set of attributes would decode some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)")
+                    throw CombineError(
+                        description:
+                            "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): \(key) is \(a.map(render) ?? "absent") in \(versions.file(0)) but \(b.map(render) ?? "absent") in \(versions.file(version)), so one set of attributes would decode some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)"
+                    )
                 }
             }
             if first.fillValue != other.fillValue {
-                throw CombineError(description: "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): _FillValue is \(render(first.fillValue)) in \(versions.file(0)) but \(render(other.fillValue)) in \(versions.file(version)), so one fill value would mask some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)")
+                throw CombineError(
+                    description:
+                        "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): _FillValue is \(render(first.fillValue)) in \(versions.file(0)) but \(render(other.fillValue)) in \(versions.file(version)), so one fill value would mask some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)"
+                )
             }
         }
     }
@@ -243,13 +261,22 @@ public enum CombineRules {
         var parsed: [CFTimeUnits] = []
         for version in versions.indices {
             guard let text = texts[version] else {
-                throw CombineError(description: "coordinate \(path) has units \(texts[0] ?? "none") in \(versions.file(0)) but none in \(versions.file(version)); zarrmount cannot put both files' values on one axis. Fix the file or leave it out")
+                throw CombineError(
+                    description:
+                        "coordinate \(path) has units \(texts[0] ?? "none") in \(versions.file(0)) but none in \(versions.file(version)); zarrmount cannot put both files' values on one axis. Fix the file or leave it out"
+                )
             }
             guard let units = CFTimeUnits(units: text, calendar: calendars[version]) else {
-                throw CombineError(description: "coordinate \(path) has units \"\(text)\" (calendar \(calendars[version] ?? "standard")) in \(versions.file(version)) and \"\(texts[0] ?? "")\" in \(versions.file(0)); they differ and are not CF time units zarrmount can convert (months and years have no fixed length), so the values cannot share one axis")
+                throw CombineError(
+                    description:
+                        "coordinate \(path) has units \"\(text)\" (calendar \(calendars[version] ?? "standard")) in \(versions.file(version)) and \"\(texts[0] ?? "")\" in \(versions.file(0)); they differ and are not CF time units zarrmount can convert (months and years have no fixed length), so the values cannot share one axis"
+                )
             }
             if let first = parsed.first, first.calendar != units.calendar {
-                throw CombineError(description: "coordinate \(path) uses the \(first.calendar.rawValue) calendar in \(versions.file(0)) but the \(units.calendar.rawValue) calendar in \(versions.file(version)); instants of different calendars cannot share one axis. Combine the files of each calendar separately")
+                throw CombineError(
+                    description:
+                        "coordinate \(path) uses the \(first.calendar.rawValue) calendar in \(versions.file(0)) but the \(units.calendar.rawValue) calendar in \(versions.file(version)); instants of different calendars cannot share one axis. Combine the files of each calendar separately"
+                )
             }
             parsed.append(units)
         }
@@ -268,7 +295,8 @@ public enum CombineRules {
                 guard let values = NumericValues.integers(chunk, dtype: array.dtype, count: count) else { return nil }
                 for value in values {
                     guard let converted = conversion.convert(value) else {
-                        throw CombineError(description: "coordinate \(path): value \(value) of \(versions.file(version)) overflows when re-encoded in \(target.text)")
+                        throw CombineError(
+                            description: "coordinate \(path): value \(value) of \(versions.file(version)) overflows when re-encoded in \(target.text)")
                     }
                     integers.append(converted)
                 }
@@ -282,8 +310,12 @@ public enum CombineRules {
         }
         let values = exact ? integers.map(Double.init) : doubles
         let float64 = ZarrDataType(kind: .float, itemSize: 8, bigEndian: false, v2: .string("<f8"), v3: .string("float64"))
-        let stored = dtype == float64 ? "" : " and stored as float64 (the shifts between the files' units are not whole \(target.unit.rawValue) in \(dtype.v2String))"
-        return (NumericValues.encode(values), float64, "\(path): values of \(versions.indices.count) files re-encoded from their own units into \(target.text)\(stored)")
+        let stored =
+            dtype == float64 ? "" : " and stored as float64 (the shifts between the files' units are not whole \(target.unit.rawValue) in \(dtype.v2String))"
+        return (
+            NumericValues.encode(values), float64,
+            "\(path): values of \(versions.indices.count) files re-encoded from their own units into \(target.text)\(stored)"
+        )
     }
 }
 

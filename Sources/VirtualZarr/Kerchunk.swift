@@ -179,7 +179,8 @@ extension KerchunkReferences {
                 continue
             }
             let array = dataset.arrays[arrayIndex]
-            let coordinates = chunkName == "0" && array.shape.isEmpty ? [] : chunkName.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) ?? -1 }
+            let coordinates =
+                chunkName == "0" && array.shape.isEmpty ? [] : chunkName.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) ?? -1 }
             guard let linear = array.manifest.linearIndex(coordinates) else {
                 throw ReferenceError(description: "\(name): \(key) is outside the chunk grid \(array.manifest.gridShape)")
             }
@@ -203,7 +204,11 @@ extension KerchunkReferences {
                 }
                 for (field, part) in [("offset", parts[1]), ("length", parts[2])] where part.uint64Value == nil {
                     let negative: Bool
-                    switch part { case .int(let value): negative = value < 0; case .double(let value): negative = value < 0; default: negative = false }
+                    switch part {
+                    case .int(let value): negative = value < 0;
+                    case .double(let value): negative = value < 0;
+                    default: negative = false
+                    }
                     let what = negative ? "is negative (\(part.rendered()))" : "is not a whole number of bytes (\(part.rendered()))"
                     throw ReferenceError(description: "\(name): \(key): the \(field) \(what)")
                 }
@@ -212,7 +217,9 @@ extension KerchunkReferences {
                     throw ReferenceError(description: "\(name): \(key): offset \(offset) plus length \(length) is beyond any object")
                 }
                 let object: UInt32
-                if let existing = objectIndex[url] { object = existing } else {
+                if let existing = objectIndex[url] {
+                    object = existing
+                } else {
                     guard dataset.objects.count < Int(ChunkManifest.maxObjects) else {
                         throw ReferenceError(description: "\(name): more than \(ChunkManifest.maxObjects) objects")
                     }
@@ -228,7 +235,8 @@ extension KerchunkReferences {
             dataset.arrays[arrayIndex].manifest[linear] = entry
         }
         if let first = orphans.first {
-            warnings.append("\(name): \(orphans.count) key\(orphans.count == 1 ? "" : "s") name no array and are left out (first: \(ReferenceKeyError.quoted(first)))")
+            warnings.append(
+                "\(name): \(orphans.count) key\(orphans.count == 1 ? "" : "s") name no array and are left out (first: \(ReferenceKeyError.quoted(first)))")
         }
         dataset.warnings += warnings
         return ReferenceContents(dataset: dataset, firstKeys: firstKeys)
@@ -281,7 +289,8 @@ extension KerchunkReferences {
             // A key that cannot be a name at all has no array to name; drop just that key.
             let path = index < unnameable ? key : parent(of: key)
             dropped.insert(path)
-            warnings.append("\(name): key \(ReferenceKeyError.quoted(key)) \(problem); \(path == key ? "left out" : "left out \(path.isEmpty ? "the root array" : path)")")
+            warnings.append(
+                "\(name): key \(ReferenceKeyError.quoted(key)) \(problem); \(path == key ? "left out" : "left out \(path.isEmpty ? "the root array" : path)")")
         }
         return refs.filter { key, _ in
             !dropped.contains(key) && !dropped.contains(parent(of: key)) && !dropped.contains { !$0.isEmpty && key.hasPrefix($0 + "/") }
@@ -301,7 +310,8 @@ extension KerchunkReferences {
     /// Expands one `gen` entry: every combination of its dimensions, `{{name}}` substituted.
     static func expand(_ generator: JSON, templates: [String: String], name: String) throws -> [(String, JSON)] {
         guard let key = generator["key"]?.stringValue, let url = generator["url"]?.stringValue,
-              let dimensions = generator["dimensions"]?.objectValue else {
+            let dimensions = generator["dimensions"]?.objectValue
+        else {
             throw ReferenceError(description: "\(name): a gen entry needs key, url and dimensions")
         }
         var axes: [(String, [Int64])] = []
@@ -364,13 +374,17 @@ extension KerchunkReferences {
         var codecs: [Codec] = []
         for filter in meta["filters"]?.arrayValue ?? [] { codecs.append(Codec(numcodecs: filter)) }
         if let compressor = meta["compressor"], compressor != .null { codecs.append(Codec(numcodecs: compressor)) }
-        let dimensions = attributes.first { $0.0 == "_ARRAY_DIMENSIONS" }?.1.arrayValue?.compactMap(\.stringValue)
+        let dimensions =
+            attributes.first { $0.0 == "_ARRAY_DIMENSIONS" }?.1.arrayValue?.compactMap(\.stringValue)
             ?? shape.indices.map { "dim_\($0)" }
-        return VirtualArray(path: path, dtype: dtype, shape: shape, chunkShape: chunks,
-                            codecs: codecs.filter { if case .other(let c) = $0, c["id"]?.stringValue == "vlen-utf8" { return false }; return true },
-                            fillValue: meta["fill_value"] ?? .null, fillBytes: nil, dimensionNames: dimensions,
-                            attributes: attributes.filter { $0.0 != "_ARRAY_DIMENSIONS" },
-                            manifest: ChunkManifest(gridShape: ChunkManifest.grid(shape, chunks)), origin: "\(name):\(path)")
+        return VirtualArray(
+            path: path, dtype: dtype, shape: shape, chunkShape: chunks,
+            codecs: codecs.filter {
+                if case .other(let c) = $0, c["id"]?.stringValue == "vlen-utf8" { return false }; return true
+            },
+            fillValue: meta["fill_value"] ?? .null, fillBytes: nil, dimensionNames: dimensions,
+            attributes: attributes.filter { $0.0 != "_ARRAY_DIMENSIONS" },
+            manifest: ChunkManifest(gridShape: ChunkManifest.grid(shape, chunks)), origin: "\(name):\(path)")
     }
 
     static func dataType(v2 json: JSON, fail: (String) -> ReferenceError) throws -> ZarrDataType {
@@ -386,8 +400,10 @@ extension KerchunkReferences {
         case "i": return ZarrDataType(kind: .signed, itemSize: size, bigEndian: big, v2: json, v3: .string("int\(size * 8)"))
         case "u": return ZarrDataType(kind: .unsigned, itemSize: size, bigEndian: big, v2: json, v3: .string("uint\(size * 8)"))
         case "b": return ZarrDataType(kind: .bool, itemSize: 1, bigEndian: false, v2: json, v3: .string("bool"))
-        case "S": return ZarrDataType(kind: .fixedBytes, itemSize: size, bigEndian: false, v2: json,
-                                      v3: .object([("name", .string("null_terminated_bytes")), ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
+        case "S":
+            return ZarrDataType(
+                kind: .fixedBytes, itemSize: size, bigEndian: false, v2: json,
+                v3: .object([("name", .string("null_terminated_bytes")), ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
         case "O": return ZarrDataType(kind: .variableString, itemSize: 0, bigEndian: false, v2: json, v3: .string("string"))
         case "V": return ZarrDataType(kind: .opaque, itemSize: size, bigEndian: false, v2: json, v3: nil)
         default: throw fail("dtype \(text) is not supported")

@@ -352,8 +352,10 @@ public struct VirtualArray: Sendable {
     /// Served on a chunk grid of its own, assembled from these sources' decoded chunks.
     public var regridding: Regridding?
 
-    public init(path: String, dtype: ZarrDataType, shape: [UInt64], chunkShape: [UInt64], codecs: [Codec], fillValue: JSON,
-                fillBytes: [UInt8]?, dimensionNames: [String], attributes: [(String, JSON)], manifest: ChunkManifest, origin: String) {
+    public init(
+        path: String, dtype: ZarrDataType, shape: [UInt64], chunkShape: [UInt64], codecs: [Codec], fillValue: JSON,
+        fillBytes: [UInt8]?, dimensionNames: [String], attributes: [(String, JSON)], manifest: ChunkManifest, origin: String
+    ) {
         self.path = path
         self.dtype = dtype
         self.shape = shape
@@ -397,8 +399,10 @@ public struct VirtualDataset: Sendable {
     /// What combining the files changed that a user should know (re-encoded time values).
     public var notes: [String] = []
 
-    public init(objects: [ObjectInfo] = [], groups: [VirtualGroup] = [VirtualGroup(path: "", attributes: [])],
-                arrays: [VirtualArray] = [], warnings: [String] = []) {
+    public init(
+        objects: [ObjectInfo] = [], groups: [VirtualGroup] = [VirtualGroup(path: "", attributes: [])],
+        arrays: [VirtualArray] = [], warnings: [String] = []
+    ) {
         self.objects = objects
         self.groups = groups
         self.arrays = arrays
@@ -434,10 +438,11 @@ extension VirtualArray {
         for value in values { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: value) >> UInt64(8 * i))) } }
         var manifest = ChunkManifest(gridShape: [1])
         manifest[0] = .inline(bytes)
-        return VirtualArray(path: name, dtype: ZarrDataType(kind: .signed, itemSize: 8, bigEndian: false, v2: .string("<i8"), v3: .string("int64")),
-                            shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
-                            fillBytes: [UInt8](repeating: 0, count: 8), dimensionNames: [name], attributes: [], manifest: manifest,
-                            origin: "file names")
+        return VirtualArray(
+            path: name, dtype: ZarrDataType(kind: .signed, itemSize: 8, bigEndian: false, v2: .string("<i8"), v3: .string("int64")),
+            shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
+            fillBytes: [UInt8](repeating: 0, count: 8), dimensionNames: [name], attributes: [], manifest: manifest,
+            origin: "file names")
     }
 
     /// A one-chunk inline coordinate of fixed-width byte strings.
@@ -449,10 +454,14 @@ extension VirtualArray {
         }
         var manifest = ChunkManifest(gridShape: [1])
         manifest[0] = .inline(bytes)
-        return VirtualArray(path: name, dtype: ZarrDataType(kind: .fixedBytes, itemSize: width, bigEndian: false, v2: .string("|S\(width)"), v3: .object([("name", .string("null_terminated_bytes")), ("configuration", .object([("length_bytes", .int(Int64(width)))]))])),
-                            shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
-                            fillBytes: [UInt8](repeating: 0, count: width), dimensionNames: [name], attributes: [], manifest: manifest,
-                            origin: "file names")
+        return VirtualArray(
+            path: name,
+            dtype: ZarrDataType(
+                kind: .fixedBytes, itemSize: width, bigEndian: false, v2: .string("|S\(width)"),
+                v3: .object([("name", .string("null_terminated_bytes")), ("configuration", .object([("length_bytes", .int(Int64(width)))]))])),
+            shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
+            fillBytes: [UInt8](repeating: 0, count: width), dimensionNames: [name], attributes: [], manifest: manifest,
+            origin: "file names")
     }
 }
 

@@ -52,7 +52,10 @@ public struct Regridding: Sendable {
             for linear in source.manifest.setIndices {
                 guard case .inline(let bytes) = source.manifest[linear] else { continue }
                 guard unpacking.allMasked(bytes, codecs: source.codecs, decodedSize: decodedSize) else {
-                    throw CodecError(description: "\(path): its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(path)")
+                    throw CodecError(
+                        description:
+                            "\(path): its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(path)"
+                    )
                 }
                 source.manifest[linear] = .missing
             }
@@ -120,8 +123,10 @@ public struct Regridding: Sendable {
                 case .inline(let bytes): content = .inline(bytes)
                 case .missing: content = .fill(source.fillBytes)
                 }
-                result.append(Piece(content: content, codecs: source.codecs, chunkShape: source.chunkShape, sourceStart: sourceStart,
-                                    targetStart: targetStart, extent: extent))
+                result.append(
+                    Piece(
+                        content: content, codecs: source.codecs, chunkShape: source.chunkShape, sourceStart: sourceStart,
+                        targetStart: targetStart, extent: extent))
                 // Next chunk in row-major order within [firstChunk, lastChunk].
                 var axis = rank - 1
                 while axis >= 0 {

@@ -77,7 +77,8 @@ public struct Unpacking: Sendable, Equatable {
     /// Whether a stored chunk holds only values every file's packing masks (a fill chunk).
     public func allMasked(_ stored: [UInt8], codecs: [Codec], decodedSize: Int) -> Bool {
         guard let decoded = try? ChunkDecoder.decode(stored, pipeline: codecs, decodedSize: decodedSize),
-              let values = NumericValues.doubles(decoded, dtype: packed, count: decoded.count / packed.itemSize) else {
+            let values = NumericValues.doubles(decoded, dtype: packed, count: decoded.count / packed.itemSize)
+        else {
             return false
         }
         return byObject.values.allSatisfy { packing in values.allSatisfy { packing.unpack($0).isNaN } }

@@ -63,15 +63,22 @@ public struct ZarrStore: Sendable {
         }
         for array in dataset.arrays {
             documents.append((Self.join(array.path, ".zarray"), try v2ArrayDocument(array)))
-            documents.append((Self.join(array.path, ".zattrs"),
-                              .object([("_ARRAY_DIMENSIONS", .array(array.dimensionNames.map(JSON.string)))] + array.attributes)))
+            documents.append(
+                (
+                    Self.join(array.path, ".zattrs"),
+                    .object([("_ARRAY_DIMENSIONS", .array(array.dimensionNames.map(JSON.string)))] + array.attributes)
+                ))
         }
         var consolidated = documents
         consolidated.sort { $0.0 < $1.0 }
-        documents.append((".zmetadata", .object([
-            ("metadata", .object(consolidated)),
-            ("zarr_consolidated_format", .int(1)),
-        ])))
+        documents.append(
+            (
+                ".zmetadata",
+                .object([
+                    ("metadata", .object(consolidated)),
+                    ("zarr_consolidated_format", .int(1)),
+                ])
+            ))
         return documents
     }
 
@@ -105,23 +112,37 @@ public struct ZarrStore: Sendable {
     private func v3Documents() throws -> [(key: String, document: JSON)] {
         var nodes: [(String, JSON)] = []
         for group in dataset.groups where !group.path.isEmpty {
-            nodes.append((group.path, .object([("zarr_format", .int(3)), ("node_type", .string("group")),
-                                               ("attributes", .object(group.attributes))])))
+            nodes.append(
+                (
+                    group.path,
+                    .object([
+                        ("zarr_format", .int(3)), ("node_type", .string("group")),
+                        ("attributes", .object(group.attributes)),
+                    ])
+                ))
         }
         for array in dataset.arrays {
             nodes.append((array.path, try v3ArrayDocument(array)))
         }
         let rootAttributes = dataset.groups.first { $0.path.isEmpty }?.attributes ?? []
-        var documents: [(String, JSON)] = [("zarr.json", .object([
-            ("zarr_format", .int(3)),
-            ("node_type", .string("group")),
-            ("attributes", .object(rootAttributes)),
-            ("consolidated_metadata", .object([
-                ("kind", .string("inline")),
-                ("must_understand", .bool(false)),
-                ("metadata", .object(nodes.sorted { $0.0 < $1.0 })),
-            ])),
-        ]))]
+        var documents: [(String, JSON)] = [
+            (
+                "zarr.json",
+                .object([
+                    ("zarr_format", .int(3)),
+                    ("node_type", .string("group")),
+                    ("attributes", .object(rootAttributes)),
+                    (
+                        "consolidated_metadata",
+                        .object([
+                            ("kind", .string("inline")),
+                            ("must_understand", .bool(false)),
+                            ("metadata", .object(nodes.sorted { $0.0 < $1.0 })),
+                        ])
+                    ),
+                ])
+            )
+        ]
         for (path, document) in nodes { documents.append((Self.join(path, "zarr.json"), document)) }
         return documents
     }
@@ -134,8 +155,11 @@ public struct ZarrStore: Sendable {
         if array.dtype.kind == .variableString {
             codecs.append(.object([("name", .string("vlen-utf8")), ("configuration", .object([]))]))
         } else if array.dtype.itemSize > 1 {
-            codecs.append(.object([("name", .string("bytes")),
-                                   ("configuration", .object([("endian", .string(array.dtype.bigEndian ? "big" : "little"))]))]))
+            codecs.append(
+                .object([
+                    ("name", .string("bytes")),
+                    ("configuration", .object([("endian", .string(array.dtype.bigEndian ? "big" : "little"))])),
+                ]))
         } else {
             codecs.append(.object([("name", .string("bytes"))]))
         }
@@ -145,10 +169,20 @@ public struct ZarrStore: Sendable {
             ("node_type", .string("array")),
             ("shape", .array(array.shape.map(JSON.uint))),
             ("data_type", dataType),
-            ("chunk_grid", .object([("name", .string("regular")),
-                                    ("configuration", .object([("chunk_shape", .array(array.chunkShape.map(JSON.uint)))]))])),
-            ("chunk_key_encoding", .object([("name", .string("default")),
-                                            ("configuration", .object([("separator", .string("/"))]))])),
+            (
+                "chunk_grid",
+                .object([
+                    ("name", .string("regular")),
+                    ("configuration", .object([("chunk_shape", .array(array.chunkShape.map(JSON.uint)))])),
+                ])
+            ),
+            (
+                "chunk_key_encoding",
+                .object([
+                    ("name", .string("default")),
+                    ("configuration", .object([("separator", .string("/"))])),
+                ])
+            ),
             ("fill_value", v3FillValue(array)),
             ("codecs", .array(codecs)),
             ("attributes", .object(v3Attributes(array))),
@@ -175,7 +209,9 @@ public struct ZarrStore: Sendable {
             return .int(Int64(bitPattern: bits << shift) >> Int64(shift))
         case .unsigned: return .uint(bits)
         case .float:
-            let value: Double = array.dtype.itemSize == 4 ? Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits)))
+            let value: Double =
+                array.dtype.itemSize == 4
+                ? Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits)))
                 : array.dtype.itemSize == 2 ? Double(Float16(bitPattern: UInt16(truncatingIfNeeded: bits))) : Double(bitPattern: bits)
             if value.isNaN { return .string("NaN") }
             if value.isInfinite { return .string(value > 0 ? "Infinity" : "-Infinity") }
@@ -224,7 +260,10 @@ public struct ZarrStore: Sendable {
             guard let fill = array.manifest.fillChunk else { continue }
             let fillKeys = array.manifest.count - array.manifest.setCount
             guard fillKeys <= Self.maxFillKeys, fillKeys * fill.count <= Self.maxFillBytes else {
-                throw MappingError(description: "\(array.path) (\(array.origin)): \(fillKeys) of its chunks were never written and would each be a copy of its \(fill.count)-byte fill chunk in Zarr v2 (at most \(Self.maxFillKeys) copies, \(Self.maxFillBytes) bytes); use --zarr-format 3, whose fill_value is the HDF5 fill, or mount the archive (a mount serves one shared fill chunk)")
+                throw MappingError(
+                    description:
+                        "\(array.path) (\(array.origin)): \(fillKeys) of its chunks were never written and would each be a copy of its \(fill.count)-byte fill chunk in Zarr v2 (at most \(Self.maxFillKeys) copies, \(Self.maxFillBytes) bytes); use --zarr-format 3, whose fill_value is the HDF5 fill, or mount the archive (a mount serves one shared fill chunk)"
+                )
             }
         }
         for array in dataset.arrays {

@@ -165,9 +165,7 @@ struct ChunkCachePlan {
     private mutating func readAheadChunks(after inode: UInt64, firstUnit: (UInt64) -> Unit?) -> [Unit] {
         guard readahead > 0, inode > 0 else { return [] }
         let step: Int64
-        if readRecently(inode - 1) { step = 1 }
-        else if readRecently(inode + 1) { step = -1 }
-        else { return [] }
+        if readRecently(inode - 1) { step = 1 } else if readRecently(inode + 1) { step = -1 } else { return [] }
         var starts: [Unit] = []
         for distance in 1...Int64(readahead) {
             let signed = Int64(inode) + step * distance
@@ -195,8 +193,9 @@ struct ChunkCachePlan {
                 guard inFlight.count < Self.maxInFlight, inFlightBytes < readaheadBytes else { break }
                 statistics.readahead += 1
                 let start = UInt64(part) * partSize
-                let next = Unit(key: key, object: unit.object, offset: base + start, length: min(partSize, unit.chunkLength - start),
-                                decoding: nil, chunkLength: unit.chunkLength)
+                let next = Unit(
+                    key: key, object: unit.object, offset: base + start, length: min(partSize, unit.chunkLength - start),
+                    decoding: nil, chunkLength: unit.chunkLength)
                 self.start(next)
                 starts.append(next)
             }

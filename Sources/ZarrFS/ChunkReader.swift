@@ -52,10 +52,12 @@ public final class ChunkReader: Sendable {
 
     /// `neighbour` finds the file of an inode (the chunk files of an array have consecutive
     /// inodes in row-major order), for readahead.
-    public init(objects: [ObjectInfo], fetcher: any ChunkFetching, cacheBytes: Int, readahead: Int = 0,
-                neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil, partSize: UInt64 = 8 << 20,
-                verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)? = nil,
-                assembly: (@Sendable (Int, Int) -> ZarrTree.Assembly?)? = nil) {
+    public init(
+        objects: [ObjectInfo], fetcher: any ChunkFetching, cacheBytes: Int, readahead: Int = 0,
+        neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil, partSize: UInt64 = 8 << 20,
+        verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)? = nil,
+        assembly: (@Sendable (Int, Int) -> ZarrTree.Assembly?)? = nil
+    ) {
         self.verification = verification
         self.assembly = assembly
         self.objects = objects
@@ -81,16 +83,18 @@ public final class ChunkReader: Sendable {
             let end = min(fileSize, offset + UInt64(size))
             let check = decoding == nil ? verification?(entry.inode) : nil
             guard check == nil, let parts = partCount(length: length, decoding: decoding) else {
-                let unit = Unit(key: Key(inode: entry.inode, part: 0), object: object, offset: chunkOffset, length: length, decoding: decoding,
-                                chunkLength: length, verification: check)
+                let unit = Unit(
+                    key: Key(inode: entry.inode, part: 0), object: object, offset: chunkOffset, length: length, decoding: decoding,
+                    chunkLength: length, verification: check)
                 let whole = try await bytes(of: unit, parts: 1)
                 return whole[Int(offset)..<Int(end)]
             }
             var result: ArraySlice<UInt8> = []
             for part in (offset / partSize)...((end - 1) / partSize) {
                 let start = part * partSize
-                let unit = Unit(key: Key(inode: entry.inode, part: UInt32(part)), object: object, offset: chunkOffset + start,
-                                length: min(partSize, length - start), decoding: nil, chunkLength: length)
+                let unit = Unit(
+                    key: Key(inode: entry.inode, part: UInt32(part)), object: object, offset: chunkOffset + start,
+                    length: min(partSize, length - start), decoding: nil, chunkLength: length)
                 let bytes = try await self.bytes(of: unit, parts: parts)
                 let slice = bytes[Int(max(offset, start) - start)..<Int(min(end, start + unit.length) - start)]
                 if result.isEmpty { result = slice } else { result.append(contentsOf: slice) }
@@ -176,8 +180,9 @@ public final class ChunkReader: Sendable {
                 let decodedSize = piece.chunkShape.reduce(plan.sourceItemSize) { $0 * Int($1) }
                 switch piece.content {
                 case .stored(let object, let offset, let length):
-                    let unit = Unit(key: .source(object: object, offset: offset), object: object, offset: offset, length: length,
-                                    decoding: ZarrTree.Decoding(pipeline: piece.codecs, size: UInt64(decodedSize)), chunkLength: length)
+                    let unit = Unit(
+                        key: .source(object: object, offset: offset), object: object, offset: offset, length: length,
+                        decoding: ZarrTree.Decoding(pipeline: piece.codecs, size: UInt64(decodedSize)), chunkLength: length)
                     let unpacking = plan.unpacking
                     group.addTask {
                         let decoded = try await self.bytes(of: unit, parts: 1)
@@ -248,8 +253,9 @@ public final class ChunkReader: Sendable {
         guard let entry = neighbour?(inode), case .chunk(let object, let offset, let length, let decoding) = entry.content else { return nil }
         let check = decoding == nil ? verification?(inode) : nil
         let firstLength = partCount(length: length, decoding: decoding) == nil || check != nil ? length : partSize
-        return Unit(key: Key(inode: inode, part: 0), object: object, offset: offset, length: firstLength, decoding: decoding,
-                    chunkLength: length, verification: check)
+        return Unit(
+            key: Key(inode: inode, part: 0), object: object, offset: offset, length: firstLength, decoding: decoding,
+            chunkLength: length, verification: check)
     }
 
     /// A result for each fetch the plan starts, made under the lock so a reader that joins the
@@ -270,8 +276,9 @@ public final class ChunkReader: Sendable {
             let fetcher = self.fetcher
             Task {
                 do {
-                    let bytes = try await Self.fetchAndDecode(fetcher, info, object: unit.object, offset: unit.offset, length: unit.length,
-                                                              decoding: unit.decoding, verification: unit.verification)
+                    let bytes = try await Self.fetchAndDecode(
+                        fetcher, info, object: unit.object, offset: unit.offset, length: unit.length,
+                        decoding: unit.decoding, verification: unit.verification)
                     self.finish(unit.key, bytes: bytes)
                     pending.resolve(.success(bytes))
                 } catch {
@@ -282,8 +289,10 @@ public final class ChunkReader: Sendable {
         }
     }
 
-    private static func fetchAndDecode(_ fetcher: any ChunkFetching, _ info: ObjectInfo, object: UInt32, offset: UInt64, length: UInt64,
-                                       decoding: ZarrTree.Decoding?, verification: ZarrTree.Decoding? = nil) async throws -> [UInt8] {
+    private static func fetchAndDecode(
+        _ fetcher: any ChunkFetching, _ info: ObjectInfo, object: UInt32, offset: UInt64, length: UInt64,
+        decoding: ZarrTree.Decoding?, verification: ZarrTree.Decoding? = nil
+    ) async throws -> [UInt8] {
         let stored = try await fetcher.fetch(info, offset: offset, length: length)
         guard stored.count == Int(length) else {
             throw ChunkReadError(description: "\(info.url): chunk at \(offset) came back with \(stored.count) of \(length) bytes")

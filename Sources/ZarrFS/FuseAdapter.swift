@@ -53,8 +53,9 @@ public final class FuseMount: Sendable {
             let mount = FuseMount.from(req)
             switch mount.filesystem.getattr(UInt64(inode)) {
             case .success(let attributes):
-                _ = cfuse_reply_attr(req, inode, attributes.isDirectory ? 1 : 0, attributes.size, attributes.modified, mount.timeout,
-                                     attributes.mode ?? -1, attributes.uid, attributes.gid)
+                _ = cfuse_reply_attr(
+                    req, inode, attributes.isDirectory ? 1 : 0, attributes.size, attributes.modified, mount.timeout,
+                    attributes.mode ?? -1, attributes.uid, attributes.gid)
             case .failure(let error): _ = fuse_reply_err(req, error.errno)
             }
         }
@@ -122,9 +123,11 @@ public final class FuseMount: Sendable {
         var cArguments = arguments.map { strdup($0) }
         defer { cArguments.forEach { free($0) } }
         let userdata = Unmanaged.passUnretained(self).toOpaque()
-        guard let created = cArguments.withUnsafeMutableBufferPointer({ pointer in
-            cfuse_session_new(Int32(pointer.count), pointer.baseAddress, &ops, userdata)
-        }) else { throw MountError(description: "libfuse could not create a session") }
+        guard
+            let created = cArguments.withUnsafeMutableBufferPointer({ pointer in
+                cfuse_session_new(Int32(pointer.count), pointer.baseAddress, &ops, userdata)
+            })
+        else { throw MountError(description: "libfuse could not create a session") }
         guard cfuse_install_exit_handlers(created) == 0 else {
             fuse_session_destroy(created)
             throw MountError(description: "cannot install signal handlers")
@@ -132,7 +135,10 @@ public final class FuseMount: Sendable {
         defer { cfuse_remove_exit_handlers() }
         guard fuse_session_mount(created, mountpoint) == 0 else {
             fuse_session_destroy(created)
-            throw MountError(description: "\(mountpoint): mount failed (is it an empty directory, is /dev/fuse available, is a stale mount there? try `zarrmount unmount \(mountpoint)`)")
+            throw MountError(
+                description:
+                    "\(mountpoint): mount failed (is it an empty directory, is /dev/fuse available, is a stale mount there? try `zarrmount unmount \(mountpoint)`)"
+            )
         }
         ready()
         _ = fuse_session_loop(created)
@@ -168,11 +174,13 @@ public final class FuseMount: Sendable {
             let attributes = entry.attributes
             let need = buffer.withUnsafeMutableBufferPointer { pointer in
                 plus
-                    ? cfuse_add_direntry_plus(req, pointer.baseAddress! + used, size - used, entry.name, fuse_ino_t(attributes.inode),
-                                              attributes.isDirectory ? 1 : 0, attributes.size, attributes.modified, timeout, off_t(entry.next),
-                                              attributes.mode ?? -1, attributes.uid, attributes.gid)
-                    : cfuse_add_direntry(req, pointer.baseAddress! + used, size - used, entry.name, fuse_ino_t(attributes.inode),
-                                         attributes.isDirectory ? 1 : 0, off_t(entry.next))
+                    ? cfuse_add_direntry_plus(
+                        req, pointer.baseAddress! + used, size - used, entry.name, fuse_ino_t(attributes.inode),
+                        attributes.isDirectory ? 1 : 0, attributes.size, attributes.modified, timeout, off_t(entry.next),
+                        attributes.mode ?? -1, attributes.uid, attributes.gid)
+                    : cfuse_add_direntry(
+                        req, pointer.baseAddress! + used, size - used, entry.name, fuse_ino_t(attributes.inode),
+                        attributes.isDirectory ? 1 : 0, off_t(entry.next))
             }
             guard used + need <= size else { break }
             used += need
@@ -183,8 +191,9 @@ public final class FuseMount: Sendable {
     private static func replyEntry(_ req: fuse_req_t, _ answer: Result<ZarrFilesystem.Attributes, FilesystemError>) {
         switch answer {
         case .success(let attributes):
-            _ = cfuse_reply_entry(req, fuse_ino_t(attributes.inode), attributes.isDirectory ? 1 : 0, attributes.size, attributes.modified,
-                                  from(req).timeout, attributes.mode ?? -1, attributes.uid, attributes.gid)
+            _ = cfuse_reply_entry(
+                req, fuse_ino_t(attributes.inode), attributes.isDirectory ? 1 : 0, attributes.size, attributes.modified,
+                from(req).timeout, attributes.mode ?? -1, attributes.uid, attributes.gid)
         case .failure(let error): _ = fuse_reply_err(req, error.errno)
         }
     }

@@ -111,8 +111,10 @@ public final class ZarrFilesystem: Sendable {
     public let archiveBytes: UInt64
     public let inodeCount: UInt64
 
-    public init(tree: ZarrTree, reader: ChunkReader, logger: Logger, sourceAccess: Bool = false,
-                status: @escaping @Sendable () -> [UInt8] = { [] }) {
+    public init(
+        tree: ZarrTree, reader: ChunkReader, logger: Logger, sourceAccess: Bool = false,
+        status: @escaping @Sendable () -> [UInt8] = { [] }
+    ) {
         self.tree = tree
         self.reader = reader
         self.logger = logger
@@ -139,8 +141,9 @@ public final class ZarrFilesystem: Sendable {
     // MARK: Attributes
 
     public func attributes(_ entry: ZarrTree.Entry) -> Attributes {
-        var attributes = Attributes(inode: entry.inode, isDirectory: entry.content == .directory, size: entry.size,
-                                    modified: newest, mode: nil, uid: 0, gid: 0)
+        var attributes = Attributes(
+            inode: entry.inode, isDirectory: entry.content == .directory, size: entry.size,
+            modified: newest, mode: nil, uid: 0, gid: 0)
         switch entry.content {
         case .chunk(let object, _, _, _):
             if Int(object) < objectTimes.count { attributes.modified = objectTimes[Int(object)] }
@@ -228,8 +231,9 @@ public final class ZarrFilesystem: Sendable {
             let answer = FilesystemError(reading: error)
             let file = tree.path(inode) ?? "inode \(inode)"
             if answer == .stale {
-                logger.error("the archive changed since the scan: unmount and mount again to see it as it is now",
-                             metadata: ["file": "\(file)", "error": "\(error)"])
+                logger.error(
+                    "the archive changed since the scan: unmount and mount again to see it as it is now",
+                    metadata: ["file": "\(file)", "error": "\(error)"])
             } else {
                 logger.error("read failed", metadata: ["file": "\(file)", "error": "\(error)"])
             }

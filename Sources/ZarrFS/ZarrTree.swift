@@ -83,15 +83,18 @@ public final class ZarrTree: Sendable {
     /// `decodedPipelines` names the arrays shown decoded (see `DecodedView`) and how their
     /// stored chunks are decoded.
     /// `unpackings` names the arrays served unpacked, with each file's packing.
-    public init(_ store: ZarrStore, decodedPipelines: [String: [Codec]] = [:], unpackings: [String: Unpacking] = [:],
-                verify: Bool = false) throws {
+    public init(
+        _ store: ZarrStore, decodedPipelines: [String: [Codec]] = [:], unpackings: [String: Unpacking] = [:],
+        verify: Bool = false
+    ) throws {
         self.store = store
         decodings = store.dataset.arrays.map { array in
             decodedPipelines[array.path].map { pipeline in
                 let unpacking = unpackings[array.path]
                 let elements = array.chunkShape.reduce(UInt64(1), *)
-                return Decoding(pipeline: pipeline, size: elements * UInt64(unpacking?.packed.itemSize ?? array.dtype.itemSize),
-                                unpacking: unpacking)
+                return Decoding(
+                    pipeline: pipeline, size: elements * UInt64(unpacking?.packed.itemSize ?? array.dtype.itemSize),
+                    unpacking: unpacking)
             }
         }
         verifications = store.dataset.arrays.map { array in
@@ -137,7 +140,10 @@ public final class ZarrTree: Sendable {
                     prefixDirectories = prefixDirectories.addingReportingOverflow(levelSize).overflow ? Int.max : prefixDirectories + levelSize
                 }
                 guard prefixDirectories <= Self.maxPrefixDirectories else {
-                    throw MappingError(description: "\(array.path): its chunk grid \(array.manifest.gridShape) needs \(prefixDirectories) chunk-prefix directories in Zarr v3 (at most \(Self.maxPrefixDirectories)); mount it as Zarr v2")
+                    throw MappingError(
+                        description:
+                            "\(array.path): its chunk grid \(array.manifest.gridShape) needs \(prefixDirectories) chunk-prefix directories in Zarr v3 (at most \(Self.maxPrefixDirectories)); mount it as Zarr v2"
+                    )
                 }
                 let c = directory(array.path.split(separator: "/") + ["c"])
                 nodes[c]?.chunkPrefix = (index, [])
@@ -148,8 +154,9 @@ public final class ZarrTree: Sendable {
                         for coordinate in 0..<array.manifest.gridShape[axis] {
                             let inode = next
                             next += 1
-                            nodes[inode] = Node(name: String(coordinate), parent: parent, content: .directory,
-                                                chunkPrefix: (index, prefix + [coordinate]))
+                            nodes[inode] = Node(
+                                name: String(coordinate), parent: parent, content: .directory,
+                                chunkPrefix: (index, prefix + [coordinate]))
                             children[parent, default: [:]][String(coordinate)] = inode
                             nextLevel.append((inode, prefix + [coordinate]))
                         }
@@ -215,8 +222,9 @@ public final class ZarrTree: Sendable {
         let coordinates: [Int]
         switch store.format {
         case .v2:
-            if manifest.gridShape.isEmpty { guard name == "0" else { return nil }; coordinates = [] }
-            else {
+            if manifest.gridShape.isEmpty {
+                guard name == "0" else { return nil }; coordinates = []
+            } else {
                 let parts = name.split(separator: ".", omittingEmptySubsequences: false)
                 guard parts.count == manifest.gridShape.count else { return nil }
                 var values: [Int] = []
@@ -227,14 +235,16 @@ public final class ZarrTree: Sendable {
                 coordinates = values
             }
         case .v3:
-            if manifest.gridShape.isEmpty { guard name == "c" else { return nil }; coordinates = [] }
-            else {
+            if manifest.gridShape.isEmpty {
+                guard name == "c" else { return nil }; coordinates = []
+            } else {
                 guard let value = Int(name), String(value) == name else { return nil }
                 coordinates = prefix + [value]
             }
         }
         guard let linear = manifest.linearIndex(coordinates),
-              store.dataset.arrays[array].regridding != nil || manifest[linear] != .missing else { return nil }
+            store.dataset.arrays[array].regridding != nil || manifest[linear] != .missing
+        else { return nil }
         return chunkEntry(array: array, linear: linear)
     }
 
@@ -338,7 +348,8 @@ public final class ZarrTree: Sendable {
         switch value.manifest[linear] {
         case .missing: return nil
         case .inline(let bytes): return Entry(inode: inode, name: name, content: .bytes(bytes))
-        case .reference(let object, let offset, let length): return Entry(inode: inode, name: name, content: .chunk(object: object, offset: offset, length: length, decoding: decodings[array]))
+        case .reference(let object, let offset, let length):
+            return Entry(inode: inode, name: name, content: .chunk(object: object, offset: offset, length: length, decoding: decodings[array]))
         }
     }
 
@@ -348,9 +359,10 @@ public final class ZarrTree: Sendable {
         let value = store.dataset.arrays[array]
         guard let regridding = value.regridding else { return nil }
         let pieces = regridding.pieces(coordinates: value.manifest.coordinates(linear), servedChunkShape: value.chunkShape, shape: value.shape)
-        return Assembly(pieces: pieces, chunkShape: value.chunkShape, itemSize: value.dtype.itemSize,
-                        fill: value.fillBytes ?? [UInt8](repeating: 0, count: value.dtype.itemSize),
-                        sourceItemSize: regridding.sourceItemSize, unpacking: regridding.unpacking)
+        return Assembly(
+            pieces: pieces, chunkShape: value.chunkShape, itemSize: value.dtype.itemSize,
+            fill: value.fillBytes ?? [UInt8](repeating: 0, count: value.dtype.itemSize),
+            sourceItemSize: regridding.sourceItemSize, unpacking: regridding.unpacking)
     }
 
     public struct Assembly: Sendable {

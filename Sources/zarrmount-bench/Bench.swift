@@ -50,7 +50,8 @@ struct ParseLatency: AsyncParsableCommand {
                 bytes += counting.bytes
             }
             baselineWall = seconds(ContinuousClock.now - start) / Double(sources.count)
-            row("no cache (baseline)", baselineWall, rounds, requests / sources.count, requests / sources.count,
+            row(
+                "no cache (baseline)", baselineWall, rounds, requests / sources.count, requests / sources.count,
                 bytes / sources.count, totalBytes / sources.count)
         }
         let policies: [(String, BlockCache<LatencySource<InMemorySource>>.Policy)] = [
@@ -78,17 +79,21 @@ struct ParseLatency: AsyncParsableCommand {
                 counters = counters + cache.statistics.snapshot
             }
             let wall = seconds(ContinuousClock.now - start) / Double(sources.count)
-            row(label, wall, rounds, counters.sourceReads / sources.count, counters.requests / sources.count,
+            row(
+                label, wall, rounds, counters.sourceReads / sources.count, counters.requests / sources.count,
                 Int(counters.bytesFetched) / sources.count, totalBytes / sources.count, baseline: baselineWall)
         }
     }
 
-    private func row(_ label: String, _ wall: Double, _ rounds: Int, _ reads: Int, _ requests: Int, _ bytes: Int, _ fileBytes: Int,
-                     baseline: Double? = nil) {
+    private func row(
+        _ label: String, _ wall: Double, _ rounds: Int, _ reads: Int, _ requests: Int, _ bytes: Int, _ fileBytes: Int,
+        baseline: Double? = nil
+    ) {
         let ratio = baseline.map { String(format: "  (%.1fx faster than baseline)", $0 / wall) } ?? ""
-        print(pad(label, 30) + "  " + lpad(String(format: "%.0f ms", wall * 1000), 9) + "  " + lpad("\(rounds)", 6) + "  "
-              + lpad("\(reads)", 10) + "  " + lpad("\(requests)", 13) + "  " + lpad("\(bytes / 1024)", 8) + "  "
-              + lpad(String(format: "%.1f %%", Double(bytes) * 100 / Double(max(fileBytes, 1))), 9) + ratio)
+        print(
+            pad(label, 30) + "  " + lpad(String(format: "%.0f ms", wall * 1000), 9) + "  " + lpad("\(rounds)", 6) + "  "
+                + lpad("\(reads)", 10) + "  " + lpad("\(requests)", 13) + "  " + lpad("\(bytes / 1024)", 8) + "  "
+                + lpad(String(format: "%.1f %%", Double(bytes) * 100 / Double(max(fileBytes, 1))), 9) + ratio)
     }
 }
 
@@ -120,8 +125,9 @@ struct ParseCPU: AsyncParsableCommand {
             for _ in 0..<iterations { _ = try await HDF5File.parse(source, limits: limits) }
             let cpu = (processCPUSeconds() - cpuStart) / Double(iterations)
             let wall = seconds(ContinuousClock.now - start) / Double(iterations)
-            print(pad(concurrent ? "concurrent" : "sequential", 40)
-                  + lpad(String(format: "%.3f ms", cpu * 1000), 12) + lpad(String(format: "%.3f ms", wall * 1000), 16))
+            print(
+                pad(concurrent ? "concurrent" : "sequential", 40)
+                    + lpad(String(format: "%.3f ms", cpu * 1000), 12) + lpad(String(format: "%.3f ms", wall * 1000), 16))
         }
         // The same parses through the block cache as the scanner configures it, with the bytes
         // still in memory: the cache's own cost.
@@ -174,8 +180,9 @@ struct Enumerate: AsyncParsableCommand {
             let info = try await HDF5File.parse(source)
             let elapsed = seconds(ContinuousClock.now - start)
             let chunks = info.datasets.reduce(0) { $0 + ($1.chunks?.count ?? 0) }
-            print(pad((file as NSString).lastPathComponent, 40) + "  " + lpad("\(chunks)", 8) + "  "
-                  + lpad(String(format: "%.3f", elapsed), 10) + "  " + lpad(String(format: "%.2fM", Double(chunks) / elapsed / 1e6), 9))
+            print(
+                pad((file as NSString).lastPathComponent, 40) + "  " + lpad("\(chunks)", 8) + "  "
+                    + lpad(String(format: "%.3f", elapsed), 10) + "  " + lpad(String(format: "%.2fM", Double(chunks) / elapsed / 1e6), 9))
         }
     }
 }
@@ -261,7 +268,8 @@ struct Transport: AsyncParsableCommand {
         }
         let wall = seconds(ContinuousClock.now - start)
         let cpu = processCPUSeconds() - cpuStart
-        print(pad(String(format: "%.2f s", wall), 12) + lpad(String(format: "%.0f", Double(requests) / wall), 10)
-              + lpad(String(format: "%.1f µs", cpu / Double(requests) * 1e6), 18))
+        print(
+            pad(String(format: "%.2f s", wall), 12) + lpad(String(format: "%.0f", Double(requests) / wall), 10)
+                + lpad(String(format: "%.1f µs", cpu / Double(requests) * 1e6), 18))
     }
 }

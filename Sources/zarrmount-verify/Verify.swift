@@ -36,7 +36,10 @@ struct Verify: AsyncParsableCommand {
             let differences = OracleComparison.differences(native: info, oracle: oracle)
             let chunkCount = info.datasets.reduce(0) { $0 + ($1.chunks?.count ?? 0) }
             let unreadable = oracle.filter { !$0.isReadable }.map(\.path)
-            let skipped = unreadable.isEmpty ? "" : "; libhdf5 \(LibHDF5Oracle.version) could not open \(unreadable.count) (\(unreadable.prefix(3).joined(separator: ", "))\(unreadable.count > 3 ? ", …" : ""))"
+            let skipped =
+                unreadable.isEmpty
+                ? ""
+                : "; libhdf5 \(LibHDF5Oracle.version) could not open \(unreadable.count) (\(unreadable.prefix(3).joined(separator: ", "))\(unreadable.count > 3 ? ", …" : ""))"
             if differences.isEmpty {
                 print("\(path): OK — \(oracle.count - unreadable.count) datasets, \(chunkCount) chunks agree with libhdf5\(skipped)")
             } else {
@@ -48,7 +51,6 @@ struct Verify: AsyncParsableCommand {
         if failed > 0 { throw ExitCode(1) }
     }
 }
-
 
 func parseLocalFile(_ path: String) async throws -> (HDF5FileInfo, ReadCounters) {
     do {

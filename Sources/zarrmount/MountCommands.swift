@@ -28,17 +28,25 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "Show chunks decoded (no compressor, no filters): for readers without zlib/shuffle support (GDAL, netCDF-C, tensorstore).")
     var decoded = false
 
-    @Flag(help: "With --decoded: a variable whose files pack it differently (scale_factor, add_offset, _FillValue, missing_value) is served unpacked, each file's chunks with its own packing, as float64 with NaN for missing values, instead of stopping the mount.")
+    @Flag(
+        help:
+            "With --decoded: a variable whose files pack it differently (scale_factor, add_offset, _FillValue, missing_value) is served unpacked, each file's chunks with its own packing, as float64 with NaN for missing values, instead of stopping the mount."
+    )
     var unpack = false
 
-    @Option(help: ArgumentHelp("With --decoded: serve VAR in chunks of this shape, each assembled from the source chunks it overlaps (repeatable; e.g. T2=1,250,320). Without it, a variable the files chunk differently is served in the most common shape.",
-                               valueName: "VAR=N,N,..."))
+    @Option(
+        help: ArgumentHelp(
+            "With --decoded: serve VAR in chunks of this shape, each assembled from the source chunks it overlaps (repeatable; e.g. T2=1,250,320). Without it, a variable the files chunk differently is served in the most common shape.",
+            valueName: "VAR=N,N,..."))
     var chunks: [String] = []
 
     @Option(help: "Memory for cached chunks, in bytes or with a suffix (512MiB, 1GiB).")
     var cacheSize: String = "1GiB"
 
-    @Option(help: "Chunks larger than twice this are fetched and cached in parts of this size, in parallel, and a read waits only for its parts (bytes or KiB/MiB suffix).")
+    @Option(
+        help:
+            "Chunks larger than twice this are fetched and cached in parts of this size, in parallel, and a read waits only for its parts (bytes or KiB/MiB suffix)."
+    )
     var partSize: String = "8MiB"
 
     @Option(help: "Chunks fetched ahead when a reader goes through an array's chunks in order (0: off).")
@@ -50,7 +58,10 @@ struct Mount: AsyncParsableCommand {
     @Option(help: "Seconds a read may wait for a chunk (retries included) before it fails with ETIMEDOUT (0: no bound; default 30, config key timeout).")
     var timeout: Int?
 
-    @Flag(help: "Check stored chunks whose encoding carries a check (zlib's Adler-32, Fletcher-32) by decoding them before they are served; a chunk that fails is EIO (config key verify_chunks).")
+    @Flag(
+        help:
+            "Check stored chunks whose encoding carries a check (zlib's Adler-32, Fletcher-32) by decoding them before they are served; a chunk that fails is EIO (config key verify_chunks)."
+    )
     var verifyChunks = false
 
     @Flag(help: "Mount over a directory that is not empty (its files are hidden until the unmount).")
@@ -70,7 +81,9 @@ struct Mount: AsyncParsableCommand {
         }
         guard let budget = parseSize(cacheSize) else { throw ValidationError("--cache-size \(cacheSize): use bytes or a KiB/MiB/GiB suffix") }
         if let timeout, timeout < 0 { throw ValidationError("--timeout \(timeout): use a number of seconds (0: no bound)") }
-        guard let part = parseSize(partSize), part >= 64 << 10 else { throw ValidationError("--part-size \(partSize): use at least 64KiB, in bytes or with a KiB/MiB/GiB suffix") }
+        guard let part = parseSize(partSize), part >= 64 << 10 else {
+            throw ValidationError("--part-size \(partSize): use at least 64KiB, in bytes or with a KiB/MiB/GiB suffix")
+        }
         try checkMountpoint(mountpoint)
         if !foreground {
             try launchDaemon(mountpoint: mountpoint)
@@ -86,7 +99,9 @@ struct Mount: AsyncParsableCommand {
         var resolved = try sources.resolve()
         if unpack && !decoded { throw ValidationError("--unpack serves unpacked values, which only the decoded view shows: add --decoded") }
         resolved.unpack = unpack
-        if !chunks.isEmpty && !decoded { throw ValidationError("--chunks serves chunks assembled from decoded ones, which only the decoded view shows: add --decoded") }
+        if !chunks.isEmpty && !decoded {
+            throw ValidationError("--chunks serves chunks assembled from decoded ones, which only the decoded view shows: add --decoded")
+        }
         for spec in chunks {
             guard let (variable, extents) = MountConfig.chunkSpec(spec) else {
                 throw ValidationError("--chunks \(spec): write VAR=N,N,... with one positive extent per dimension (e.g. T2=1,250,320)")
@@ -107,9 +122,10 @@ struct Mount: AsyncParsableCommand {
             if verifyChunks { verification = { [tree] inode in tree.verification(inode) } }
             let readTimeout: Duration? = timeout > 0 ? Duration.seconds(timeout) : nil
             let fetcher = StoreChunkFetcher(store: summary.store, partSize: UInt64(part), timeout: readTimeout)
-            let reader = ChunkReader(objects: summary.dataset.objects, fetcher: fetcher, cacheBytes: budget,
-                                     readahead: readahead, neighbour: { [tree] in tree.entry($0) }, partSize: UInt64(part),
-                                     verification: verification, assembly: { [tree] in tree.assembly(array: $0, linear: $1) })
+            let reader = ChunkReader(
+                objects: summary.dataset.objects, fetcher: fetcher, cacheBytes: budget,
+                readahead: readahead, neighbour: { [tree] in tree.entry($0) }, partSize: UInt64(part),
+                verification: verification, assembly: { [tree] in tree.assembly(array: $0, linear: $1) })
             let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()
             let remote = summary.store
@@ -127,16 +143,27 @@ struct Mount: AsyncParsableCommand {
                     ("verify_chunks", .bool(verifyChunks)),
                     ("timeout_seconds", .int(Int64(timeout))),
                     ("uptime_seconds", .double(Date().timeIntervalSince(started).rounded())),
-                    ("reads", .object([("cache_hits", .int(Int64(reads.hits))), ("cache_misses", .int(Int64(reads.misses))),
-                                       ("joined_fetches", .int(Int64(reads.joined))), ("readahead", .int(Int64(reads.readahead))),
-                                       ("in_flight", .int(Int64(reads.inFlight))),
-                                       ("bytes_fetched", .uint(reads.bytesFetched)), ("cached_bytes", .int(Int64(reads.cachedBytes))),
-                                       ("errors", .int(Int64(reads.errors))), ("verify_failures", .int(Int64(reads.verifyFailures)))])),
+                    (
+                        "reads",
+                        .object([
+                            ("cache_hits", .int(Int64(reads.hits))), ("cache_misses", .int(Int64(reads.misses))),
+                            ("joined_fetches", .int(Int64(reads.joined))), ("readahead", .int(Int64(reads.readahead))),
+                            ("in_flight", .int(Int64(reads.inFlight))),
+                            ("bytes_fetched", .uint(reads.bytesFetched)), ("cached_bytes", .int(Int64(reads.cachedBytes))),
+                            ("errors", .int(Int64(reads.errors))), ("verify_failures", .int(Int64(reads.verifyFailures))),
+                        ])
+                    ),
                 ]
                 if let remote {
                     let stats = remote.statistics
-                    document.append(("http", .object([("requests", .int(Int64(stats.requests))), ("retries", .int(Int64(stats.retries))),
-                                                      ("bytes", .uint(stats.bytes))])))
+                    document.append(
+                        (
+                            "http",
+                            .object([
+                                ("requests", .int(Int64(stats.requests))), ("retries", .int(Int64(stats.retries))),
+                                ("bytes", .uint(stats.bytes)),
+                            ])
+                        ))
                 }
                 return Array(JSON.object(document).rendered(pretty: true).utf8)
             }
@@ -179,7 +206,9 @@ struct Mount: AsyncParsableCommand {
         if probe == .stale || stat(mountpoint, &info) != 0 {
             let code = probe == .stale ? ENOTCONN : errno
             if code == ENOTCONN {
-                printError("error: \(mountpoint): a stale mount left by a daemon that is gone (Transport endpoint is not connected); run `zarrmount unmount \(mountpoint)` and mount again")
+                printError(
+                    "error: \(mountpoint): a stale mount left by a daemon that is gone (Transport endpoint is not connected); run `zarrmount unmount \(mountpoint)` and mount again"
+                )
             } else {
                 printError("error: \(mountpoint): \(String(cString: strerror(code))) (create an empty directory first)")
             }
@@ -195,7 +224,9 @@ struct Mount: AsyncParsableCommand {
             throw ExitCode(1)
         }
         if !nonempty, let entries = try? FileManager.default.contentsOfDirectory(atPath: mountpoint), !entries.isEmpty {
-            printError("error: \(mountpoint): not empty (\(entries.count) entr\(entries.count == 1 ? "y" : "ies"), e.g. \(entries.sorted()[0])); the mount would hide them: use an empty directory, or --nonempty to mount over them anyway")
+            printError(
+                "error: \(mountpoint): not empty (\(entries.count) entr\(entries.count == 1 ? "y" : "ies"), e.g. \(entries.sorted()[0])); the mount would hide them: use an empty directory, or --nonempty to mount over them anyway"
+            )
             throw ExitCode(1)
         }
     }
@@ -208,8 +239,10 @@ struct Mount: AsyncParsableCommand {
         var arguments = Array(CommandLine.arguments.dropFirst())
         arguments.append(contentsOf: ["--foreground", "--ready-file", ready])
         let child = Process()
-        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0]
-                                  : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
+        child.executableURL = URL(
+            fileURLWithPath: CommandLine.arguments[0].hasPrefix("/")
+                ? CommandLine.arguments[0]
+                : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
         child.arguments = arguments
         if isatty(STDERR_FILENO) != 0 {
             child.environment = ProcessInfo.processInfo.environment.merging([progressTerminalVariable: "1"]) { _, new in new }

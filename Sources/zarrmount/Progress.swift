@@ -40,7 +40,8 @@ final class ProgressReporter: Sendable {
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         // Remote scans count what costs: HTTP requests; local ones their reads.
         let io = progress.httpRequests.map { "\($0) requests" } ?? "\(progress.requests) reads"
-        return String(format: "[%@] %d/%d files  %.0f files/s  %@  %@  %d errors  ETA %.0f s", bar, progress.filesDone,
-                      progress.filesTotal, rate, formatBytes(progress.bytesRead), io, progress.errors, remaining)
+        return String(
+            format: "[%@] %d/%d files  %.0f files/s  %@  %@  %d errors  ETA %.0f s", bar, progress.filesDone,
+            progress.filesTotal, rate, formatBytes(progress.bytesRead), io, progress.errors, remaining)
     }
 }

@@ -17,14 +17,22 @@ extension CompatPolicy: ExpressibleByArgument {}
 /// The sources of a scan and how to combine them: paths and globs, or one YAML mount config,
 /// with the config's main keys as flags (flags win over the config).
 struct SourceOptions: ParsableArguments {
-    @Argument(help: ArgumentHelp("Files or quoted globs (`'data/*.nc'`, `'**/*.h5'`), s3://bucket/prefix/*.nc, http(s) URLs, or one YAML mount config.",
-                                 valueName: "source"))
+    @Argument(
+        help: ArgumentHelp(
+            "Files or quoted globs (`'data/*.nc'`, `'**/*.h5'`), s3://bucket/prefix/*.nc, http(s) URLs, or one YAML mount config.",
+            valueName: "source"))
     var sources: [String] = []
 
-    @Option(help: "Dimension to concatenate the files along (e.g. Time). Without it, the dimension whose coordinate differs between files is chosen (or the unlimited one without a coordinate), and stderr says which.")
+    @Option(
+        help:
+            "Dimension to concatenate the files along (e.g. Time). Without it, the dimension whose coordinate differs between files is chosen (or the unlimited one without a coordinate), and stderr says which."
+    )
     var concatDim: String?
 
-    @Option(help: "Variables without the concat dimension found in several files: override (keep the first file's, default) or equals (compare every file's with the first's and stop on a difference).")
+    @Option(
+        help:
+            "Variables without the concat dimension found in several files: override (keep the first file's, default) or equals (compare every file's with the first's and stop on a difference)."
+    )
     var compat: CompatPolicy?
 
     @Option(help: ArgumentHelp("Only these variables, comma-separated (with the coordinates of their dimensions).", valueName: "names"))
@@ -57,19 +65,25 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "Files scanned at once (default: the number of cores for local files, 128 for remote objects).")
     var concurrency: Int?
 
-    @Option(help: ArgumentHelp("Connections per server at most (default \(CurlEngine.Configuration().maxConnectionsPerHost)); lower it for a small server (MinIO or moto on a laptop) that times out under load.",
-                               valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "Connections per server at most (default \(CurlEngine.Configuration().maxConnectionsPerHost)); lower it for a small server (MinIO or moto on a laptop) that times out under load.",
+            valueName: "N"))
     var connections: Int?
 
-    @Option(help: ArgumentHelp("A file listing one URL or path per line (blank lines and # comments ignored), added to the sources.",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "A file listing one URL or path per line (blank lines and # comments ignored), added to the sources.",
+            valueName: "file"))
     var urls: String?
 
     @Option(help: "Serve an existing kerchunk reference file (path, http(s):// or s3:// URL) instead of scanning sources.")
     var references: String?
 
-    @Option(help: ArgumentHelp("With --references: also allow objects under this path or URL prefix (repeatable). By default a reference file may only name objects under its own directory (local) or at its own origin (URL).",
-                               valueName: "prefix"))
+    @Option(
+        help: ArgumentHelp(
+            "With --references: also allow objects under this path or URL prefix (repeatable). By default a reference file may only name objects under its own directory (local) or at its own origin (URL).",
+            valueName: "prefix"))
     var allowSource: [String] = []
 
     @Option(help: ArgumentHelp("A URL template over --range: {date} or {date:%Y%m%d} (%Y %m %d %j), {i} or {i:03}.", valueName: "template"))
@@ -81,8 +95,10 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "S3-compatible endpoint (MinIO, Ceph, moto), addressed path-style; default: AWS.")
     var endpointUrl: String?
 
-    @Option(help: ArgumentHelp("PEM certificates to verify HTTPS servers against (default: CURL_CA_BUNDLE, SSL_CERT_FILE, or the system's).",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "PEM certificates to verify HTTPS servers against (default: CURL_CA_BUNDLE, SSL_CERT_FILE, or the system's).",
+            valueName: "file"))
     var caBundle: String?
 
     @Option(help: "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1).")
@@ -94,8 +110,10 @@ struct SourceOptions: ParsableArguments {
     @Flag(help: "Accept the requester-pays charges of the bucket.")
     var requesterPays = false
 
-    @Option(help: ArgumentHelp("Where per-file scan results are kept (default: $XDG_CACHE_HOME/zarrmount/manifests or ~/.cache/zarrmount/manifests).",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Where per-file scan results are kept (default: $XDG_CACHE_HOME/zarrmount/manifests or ~/.cache/zarrmount/manifests).",
+            valueName: "dir"))
     var cacheDir: String?
 
     @Flag(help: "Scan every file again instead of reusing results for unchanged objects.")
@@ -219,8 +237,9 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
     if let references = config.references {
         let summary: ScanSummary
         do {
-            summary = try await ReferenceLoader.load(references, store: options.store, allowSources: config.allowSources,
-                                                     onError: config.onError, logger: logger)
+            summary = try await ReferenceLoader.load(
+                references, store: options.store, allowSources: config.allowSources,
+                onError: config.onError, logger: logger)
         } catch let error as ScanError {
             printError("error: \(error)")
             throw ExitCode(1)
@@ -249,12 +268,16 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
     }
     reporter.finish()
     let seconds = Double(summary.elapsed.components.seconds) + Double(summary.elapsed.components.attoseconds) / 1e18
-    printError(String(format: "scanned %d files in %.2f s (%d from the manifest cache): %d arrays, %d chunks, %d reads, %@ read",
-                      summary.files, seconds, summary.cacheHits, summary.arrayCount, summary.chunkCount, summary.requests,
-                      formatBytes(summary.bytesRead)))
+    printError(
+        String(
+            format: "scanned %d files in %.2f s (%d from the manifest cache): %d arrays, %d chunks, %d reads, %@ read",
+            summary.files, seconds, summary.cacheHits, summary.arrayCount, summary.chunkCount, summary.requests,
+            formatBytes(summary.bytesRead)))
     if summary.maxRounds > 0, let store = summary.store {
         let stats = store.statistics
-        printError("remote: \(stats.requests) HTTP requests (\(stats.retries) retried), \(formatBytes(stats.bytes)) received, at most \(summary.maxRounds) dependent rounds per file")
+        printError(
+            "remote: \(stats.requests) HTTP requests (\(stats.retries) retried), \(formatBytes(stats.bytes)) received, at most \(summary.maxRounds) dependent rounds per file"
+        )
     }
     for warning in summary.dataset.warnings { printError("warning: \(warning)") }
     for note in summary.dataset.notes { printError("note: \(note)") }

@@ -58,7 +58,9 @@ struct Inspect: AsyncParsableCommand {
             print(TreeRenderer.render(info, file: path, includeChunks: chunks), terminator: "")
         }
         if stats {
-            printError("reads: \(counters.requests) requests, \(counters.sourceReads) source reads, \(counters.bytesFetched) bytes, \(counters.rounds) dependent rounds")
+            printError(
+                "reads: \(counters.requests) requests, \(counters.sourceReads) source reads, \(counters.bytesFetched) bytes, \(counters.rounds) dependent rounds"
+            )
         }
     }
 }

@@ -14,8 +14,10 @@ final class ReadPatternTests: XCTestCase {
 
     private func archiveFiles() throws -> [URL] {
         let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.cache/sample-archive").standardized.path
-        guard let path = ProcessInfo.processInfo.environment["ZARRMOUNT_SAMPLE_ARCHIVE"]
-                ?? (FileManager.default.fileExists(atPath: fallback) ? fallback : nil) else {
+        guard
+            let path = ProcessInfo.processInfo.environment["ZARRMOUNT_SAMPLE_ARCHIVE"]
+                ?? (FileManager.default.fileExists(atPath: fallback) ? fallback : nil)
+        else {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 XCTFail("ZARRMOUNT_SAMPLE_ARCHIVE is not set: run tools/test (CI must not skip)")
             }
@@ -31,22 +33,22 @@ final class ReadPatternTests: XCTestCase {
     /// remote file: one file's tasks one at a time must not cost rounds.
     func testWRFFileParsesInFourRoundsReadingUnderFivePercent() async throws {
         for file in try archiveFiles() {
-          for serial in [false, true] {
-            let bytes = try TestData.bytes(file)
-            let cache = try await BlockCache.open(try remoteLike(file))
-            let (info, rounds) = try await Self.onExecutor(serial: serial) {
-                try await ReadRounds.measure { try await HDF5File.parse(cache) }
+            for serial in [false, true] {
+                let bytes = try TestData.bytes(file)
+                let cache = try await BlockCache.open(try remoteLike(file))
+                let (info, rounds) = try await Self.onExecutor(serial: serial) {
+                    try await ReadRounds.measure { try await HDF5File.parse(cache) }
+                }
+                let counters = cache.statistics.snapshot
+                XCTAssertEqual(info.datasets.count, 44, "39 variables, 2 coordinates, 3 dimension-only scales")
+                XCTAssertEqual(info.datasets.reduce(0) { $0 + ($1.chunks?.count ?? 0) }, 41)
+                // The links are six dependent levels deep (superblock → dense-link heap → its
+                // indirect block → its direct blocks → object headers → chunk B-trees); the early
+                // parse of the variables the dimension scales reference takes two off.
+                XCTAssertLessThanOrEqual(rounds, 4, file.lastPathComponent)
+                XCTAssertLessThan(Double(counters.bytesFetched), 0.05 * Double(bytes.count), "bytes fetched for \(file.lastPathComponent)")
+                XCTAssertLessThan(counters.sourceReads, 90)
             }
-            let counters = cache.statistics.snapshot
-            XCTAssertEqual(info.datasets.count, 44, "39 variables, 2 coordinates, 3 dimension-only scales")
-            XCTAssertEqual(info.datasets.reduce(0) { $0 + ($1.chunks?.count ?? 0) }, 41)
-            // The links are six dependent levels deep (superblock → dense-link heap → its
-            // indirect block → its direct blocks → object headers → chunk B-trees); the early
-            // parse of the variables the dimension scales reference takes two off.
-            XCTAssertLessThanOrEqual(rounds, 4, file.lastPathComponent)
-            XCTAssertLessThan(Double(counters.bytesFetched), 0.05 * Double(bytes.count), "bytes fetched for \(file.lastPathComponent)")
-            XCTAssertLessThan(counters.sourceReads, 90)
-          }
         }
     }
 
@@ -67,8 +69,9 @@ final class ReadPatternTests: XCTestCase {
         }
         XCTAssertEqual(earlyRounds, 4)
         XCTAssertEqual(lateRounds, 6)
-        XCTAssertEqual(InspectionReport.json(early, file: "f", includeChunks: true).rendered(),
-                       InspectionReport.json(late, file: "f", includeChunks: true).rendered())
+        XCTAssertEqual(
+            InspectionReport.json(early, file: "f", includeChunks: true).rendered(),
+            InspectionReport.json(late, file: "f", includeChunks: true).rendered())
     }
 
     /// A file whose first bytes hold a valid dataset header no link leads to (a copy of
@@ -92,8 +95,9 @@ final class ReadPatternTests: XCTestCase {
             let cache = try await BlockCache.open(source, policy: .init(firstFetchSize: firstFetch))
             let guessed = try await HDF5File.parse(cache)
             XCTAssertFalse(guessed.datasets.contains { $0.address == UInt64(unreachable[0]) })
-            XCTAssertEqual(InspectionReport.json(guessed, file: "f", includeChunks: true).rendered(),
-                           InspectionReport.json(direct, file: "f", includeChunks: true).rendered(), "first fetch \(firstFetch)")
+            XCTAssertEqual(
+                InspectionReport.json(guessed, file: "f", includeChunks: true).rendered(),
+                InspectionReport.json(direct, file: "f", includeChunks: true).rendered(), "first fetch \(firstFetch)")
         }
     }
 
@@ -122,8 +126,9 @@ final class ReadPatternTests: XCTestCase {
             for serial in [false, true] {
                 let cache = try await BlockCache.open(source)
                 let info = try await Self.onExecutor(serial: serial) { try await HDF5File.parse(cache) }
-                XCTAssertEqual(InspectionReport.json(info, file: "f", includeChunks: true).rendered(), direct,
-                               "\(file.lastPathComponent), serial executor: \(serial)")
+                XCTAssertEqual(
+                    InspectionReport.json(info, file: "f", includeChunks: true).rendered(), direct,
+                    "\(file.lastPathComponent), serial executor: \(serial)")
             }
             compared += 1
         }

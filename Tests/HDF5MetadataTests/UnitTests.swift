@@ -35,8 +35,9 @@ final class CursorTests: XCTestCase {
 
 final class DatatypeTests: XCTestCase {
     func testNumpySpellings() {
-        let layout = Datatype.FloatLayout(signPosition: 31, exponentPosition: 23, exponentSize: 8, mantissaPosition: 0,
-                                          mantissaSize: 23, exponentBias: 127)
+        let layout = Datatype.FloatLayout(
+            signPosition: 31, exponentPosition: 23, exponentSize: 8, mantissaPosition: 0,
+            mantissaSize: 23, exponentBias: 127)
         XCTAssertEqual(Datatype.float(size: 4, order: .littleEndian, bitOffset: 0, precision: 32, layout: layout).numpyDtype, "<f4")
         XCTAssertEqual(Datatype.integer(size: 2, order: .bigEndian, signed: true, bitOffset: 0, precision: 16).numpyDtype, ">i2")
         XCTAssertEqual(Datatype.integer(size: 1, order: .littleEndian, signed: false, bitOffset: 0, precision: 8).numpyDtype, "|u1")

@@ -10,18 +10,22 @@ final class SigV4Tests: XCTestCase {
     func testDocumentedExampleSignature() {
         let credentials = Credentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
         let date = Date(timeIntervalSince1970: 1_369_353_600)  // 2013-05-24T00:00:00Z
-        let headers = SigV4.sign(method: "GET", host: "examplebucket.s3.amazonaws.com", path: "/test.txt", query: [],
-                                 headers: [("Range", "bytes=0-9")], credentials: credentials, region: "us-east-1", date: date,
-                                 alsoSign: ["range"])
+        let headers = SigV4.sign(
+            method: "GET", host: "examplebucket.s3.amazonaws.com", path: "/test.txt", query: [],
+            headers: [("Range", "bytes=0-9")], credentials: credentials, region: "us-east-1", date: date,
+            alsoSign: ["range"])
         let authorization = headers.first { $0.0 == "Authorization" }?.1
-        XCTAssertEqual(authorization, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
-                       + "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-                       + "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        XCTAssertEqual(
+            authorization,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+                + "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+                + "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
     }
 
     func testCredentialsFromEnvironmentAndProfile() throws {
-        XCTAssertEqual(try Credentials.resolve(environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_SESSION_TOKEN": "t"]),
-                       Credentials(accessKeyID: "a", secretAccessKey: "b", sessionToken: "t"))
+        XCTAssertEqual(
+            try Credentials.resolve(environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_SESSION_TOKEN": "t"]),
+            Credentials(accessKeyID: "a", secretAccessKey: "b", sessionToken: "t"))
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-credentials-\(getpid())").path
         try "[default]\naws_access_key_id = d1\naws_secret_access_key = d2\n\n[science]\naws_access_key_id=s1\naws_secret_access_key = s2\n"
             .write(toFile: file, atomically: true, encoding: .utf8)
@@ -41,8 +45,9 @@ final class RetryPolicyTests: XCTestCase {
         XCTAssertEqual(policy.decide(attempt: 3, outcome: .status(500, retryAfter: nil, s3Code: nil), jitter: 1), .retry(after: .milliseconds(400)))
         XCTAssertEqual(policy.decide(attempt: 3, outcome: .shortBody, jitter: 0.25), .retry(after: .milliseconds(100)))
         XCTAssertEqual(policy.decide(attempt: 1, outcome: .status(400, retryAfter: nil, s3Code: "SlowDown"), jitter: 0), .retry(after: .zero))
-        XCTAssertEqual(policy.decide(attempt: 2, outcome: .status(429, retryAfter: .seconds(30), s3Code: nil), jitter: 0), .retry(after: .seconds(1)),
-                       "Retry-After is honoured up to the maximum delay")
+        XCTAssertEqual(
+            policy.decide(attempt: 2, outcome: .status(429, retryAfter: .seconds(30), s3Code: nil), jitter: 0), .retry(after: .seconds(1)),
+            "Retry-After is honoured up to the maximum delay")
         XCTAssertEqual(policy.decide(attempt: 4, outcome: .status(503, retryAfter: nil, s3Code: nil), jitter: 0), .fail)
         XCTAssertEqual(policy.decide(attempt: 1, outcome: .transport(retryable: true), jitter: 0), .retry(after: .zero))
     }
@@ -75,19 +80,26 @@ final class RemoteStoreTests: XCTestCase {
     private func store(_ transport: ScriptedTransport, anonymous: Bool = false) -> RemoteStore {
         var s3 = S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:])
         s3.anonymous = anonymous
-        return RemoteStore(transport: transport, s3: s3, retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1)),
-                           credentials: Credentials(accessKeyID: "k", secretAccessKey: "SECRET-never-sent"), logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+        return RemoteStore(
+            transport: transport, s3: s3, retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1)),
+            credentials: Credentials(accessKeyID: "k", secretAccessKey: "SECRET-never-sent"), logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
     }
 
     private func partial(_ bytes: [UInt8], first: Int, total: Int) -> HTTPResponse {
-        HTTPResponse(status: 206, headers: [("Content-Range", "bytes \(first)-\(first + bytes.count - 1)/\(total)"),
-                                           ("Content-Length", "\(bytes.count)")], body: bytes)
+        HTTPResponse(
+            status: 206,
+            headers: [
+                ("Content-Range", "bytes \(first)-\(first + bytes.count - 1)/\(total)"),
+                ("Content-Length", "\(bytes.count)"),
+            ], body: bytes)
     }
 
     func testRangedGetCarriesRangeIfMatchAndSignatureAndRetriesShortBodies() async throws {
         let short = HTTPResponse(status: 206, headers: [("Content-Range", "bytes 10-19/100"), ("Content-Length", "10")], body: [1, 2, 3])
-        let transport = ScriptedTransport([.success(HTTPResponse(status: 503, headers: [], body: Array("<Error><Code>SlowDown</Code></Error>".utf8))),
-                                           .success(short), .success(partial(Array(0..<10), first: 10, total: 100))])
+        let transport = ScriptedTransport([
+            .success(HTTPResponse(status: 503, headers: [], body: Array("<Error><Code>SlowDown</Code></Error>".utf8))),
+            .success(short), .success(partial(Array(0..<10), first: 10, total: 100)),
+        ])
         let bytes = try await store(transport).get("s3://bucket/dir/a b.nc", range: 10..<20, identity: .etag("\"abc\""))
         XCTAssertEqual(bytes, Array(0..<10))
         let sent = transport.requests.withLock { $0 }
@@ -96,8 +108,9 @@ final class RemoteStoreTests: XCTestCase {
         XCTAssertEqual(sent[0].header("Range"), "bytes=10-19")
         XCTAssertEqual(sent[0].header("If-Match"), "\"abc\"")
         XCTAssertTrue(sent[0].header("Authorization")?.hasPrefix("AWS4-HMAC-SHA256 Credential=k/") ?? false)
-        XCTAssertFalse(sent.contains { $0.headers.contains { $0.1.contains("SECRET-never-sent") } || $0.url.contains("SECRET") },
-                       "the secret key never leaves the process")
+        XCTAssertFalse(
+            sent.contains { $0.headers.contains { $0.1.contains("SECRET-never-sent") } || $0.url.contains("SECRET") },
+            "the secret key never leaves the process")
     }
 
     func testErrorsNameTheObjectAndSayWhatToDo() async {
@@ -112,9 +125,11 @@ final class RemoteStoreTests: XCTestCase {
             } catch { XCTFail("untyped error \(error)") }
             XCTAssertEqual(transport.requests.withLock { $0.count }, 1, "HTTP \(status) is not retried")
         }
-        let failing = ScriptedTransport([.failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u")),
-                                         .failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u")),
-                                         .failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u"))])
+        let failing = ScriptedTransport([
+            .failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u")),
+            .failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u")),
+            .failure(TransportError(code: 7, message: "Couldn't connect to server", url: "u")),
+        ])
         do {
             _ = try await store(failing).get("http://127.0.0.1:9/x.nc", range: 0..<8, identity: nil)
             XCTFail("an unreachable server must fail")
@@ -153,8 +168,12 @@ final class RemoteStoreTests: XCTestCase {
 final class URLTemplateTests: XCTestCase {
     func testDatesAndIntegers() throws {
         let daily = URLTemplate(template: "http://h/WRFDS_{date}.nc", range: try URLTemplate.parseRange("2060-02-27..2060-03-02"))
-        XCTAssertEqual(try daily.expand(), ["http://h/WRFDS_2060-02-27.nc", "http://h/WRFDS_2060-02-28.nc", "http://h/WRFDS_2060-02-29.nc",
-                                            "http://h/WRFDS_2060-03-01.nc", "http://h/WRFDS_2060-03-02.nc"], "2060 is a leap year")
+        XCTAssertEqual(
+            try daily.expand(),
+            [
+                "http://h/WRFDS_2060-02-27.nc", "http://h/WRFDS_2060-02-28.nc", "http://h/WRFDS_2060-02-29.nc",
+                "http://h/WRFDS_2060-03-01.nc", "http://h/WRFDS_2060-03-02.nc",
+            ], "2060 is a leap year")
         let compact = URLTemplate(template: "s3://b/{date:%Y}/{date:%j}.nc", range: .dates(from: "2060-12-31", to: "2060-12-31"))
         XCTAssertEqual(try compact.expand(), ["s3://b/2060/366.nc"])
         let numbered = URLTemplate(template: "http://h/member_{i:03}.nc", range: try URLTemplate.parseRange("8..10"))
@@ -180,7 +199,8 @@ final class MultipartByteRangesTests: XCTestCase {
     private func body(_ parts: [(Int, [UInt8])], boundary: String, total: Int) -> [UInt8] {
         var out = Array("preamble".utf8)
         for (first, bytes) in parts {
-            out += Array("\r\n--\(boundary)\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes \(first)-\(first + bytes.count - 1)/\(total)\r\n\r\n".utf8)
+            out += Array(
+                "\r\n--\(boundary)\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes \(first)-\(first + bytes.count - 1)/\(total)\r\n\r\n".utf8)
             out += bytes
         }
         out += Array("\r\n--\(boundary)--\r\n".utf8)
@@ -191,8 +211,9 @@ final class MultipartByteRangesTests: XCTestCase {
         let boundary = "00000000000000000776"
         // The second part's data contains the boundary itself.
         let tricky = Array("\r\n--\(boundary)\r\n".utf8)
-        let parsed = try MultipartByteRanges.parse(body([(1000, [1, 2, 3]), (40, tricky), (7, [9])], boundary: boundary, total: 5000),
-                                                   boundary: boundary)
+        let parsed = try MultipartByteRanges.parse(
+            body([(1000, [1, 2, 3]), (40, tricky), (7, [9])], boundary: boundary, total: 5000),
+            boundary: boundary)
         XCTAssertEqual(parsed.map(\.first), [1000, 40, 7])
         XCTAssertEqual(parsed.map { Array($0.bytes) }, [[1, 2, 3], tricky, [9]])
         // Slices come back in the order asked, from whichever part holds them.
@@ -221,9 +242,10 @@ final class MultipartByteRangesTests: XCTestCase {
 
 /// A store without credentials over `transport`, retrying once, quietly.
 func anonymousStore(_ transport: any HTTPTransport) -> RemoteStore {
-    RemoteStore(transport: transport, s3: S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:]),
-                retry: RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1)), credentials: nil,
-                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+    RemoteStore(
+        transport: transport, s3: S3Options(endpoint: "http://127.0.0.1:9", region: "us-east-1", environment: [:]),
+        retry: RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1)), credentials: nil,
+        logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
 }
 
 extension HTTPResponse {
@@ -271,8 +293,12 @@ final class RangeServingTransport: HTTPTransport {
             response = HTTPResponse(status: 200, headers: [("Content-Length", "\(object.count)")], body: object)
         } else if ranges.count == 1 || style == .mergedIntoOne {
             let merged = ranges.map(\.lowerBound).min()!...ranges.map(\.upperBound).max()!
-            response = HTTPResponse(status: 206, headers: [("Content-Range", "bytes \(merged.lowerBound)-\(merged.upperBound)/\(object.count)"),
-                                                           ("Content-Length", "\(merged.count)")], body: Array(object[merged]))
+            response = HTTPResponse(
+                status: 206,
+                headers: [
+                    ("Content-Range", "bytes \(merged.lowerBound)-\(merged.upperBound)/\(object.count)"),
+                    ("Content-Length", "\(merged.count)"),
+                ], body: Array(object[merged]))
         } else {
             var body: [UInt8] = []
             for range in ranges.reversed() {  // order is the server's choice
@@ -280,8 +306,12 @@ final class RangeServingTransport: HTTPTransport {
                 body += object[range]
             }
             body += Array("\r\n--XYZ--\r\n".utf8)
-            response = HTTPResponse(status: 206, headers: [("Content-Type", "multipart/byteranges; boundary=XYZ"),
-                                                           ("Content-Length", "\(body.count)")], body: body)
+            response = HTTPResponse(
+                status: 206,
+                headers: [
+                    ("Content-Type", "multipart/byteranges; boundary=XYZ"),
+                    ("Content-Length", "\(body.count)"),
+                ], body: body)
         }
         return try response.withinBodyLimit(of: request)
     }
@@ -315,7 +345,9 @@ final class MultiRangeTests: XCTestCase {
         let remote = store(server)
         let got = try await remote.get("http://h/a.nc", ranges: ranges, identity: nil)
         XCTAssertEqual(got, ranges.map { Array(server.object[Int($0.lowerBound)..<Int($0.upperBound)]) })
-        let first = server.requests.withLock { sent -> [HTTPRequest] in defer { sent = [] }; return sent }
+        let first = server.requests.withLock { sent -> [HTTPRequest] in
+            defer { sent = [] }; return sent
+        }
         XCTAssertGreaterThan(first.count, 4, "the whole-object answers were cut off and the ranges asked again")
         // The same origin is now asked for at most as many ranges as it answers (10/2 → 5 → 2).
         _ = try await remote.get("http://h/b.nc", ranges: ranges, identity: nil)
@@ -444,8 +476,12 @@ final class ObjectServingTransport: HTTPTransport {
                 return HTTPResponse(status: 416, headers: [("Content-Range", "bytes */\(object.count)")], body: [])
             }
             let range = ends[0]...min(ends[1], object.count - 1)
-            response = HTTPResponse(status: 206, headers: validators + [("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound)/\(object.count)"),
-                                                                        ("Content-Length", "\(range.count)")], body: Array(object[range]))
+            response = HTTPResponse(
+                status: 206,
+                headers: validators + [
+                    ("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound)/\(object.count)"),
+                    ("Content-Length", "\(range.count)"),
+                ], body: Array(object[range]))
         } else {
             response = HTTPResponse(status: 200, headers: validators + [("Content-Length", "\(object.count)")], body: object)
         }
@@ -461,8 +497,12 @@ final class HTTPListingTests: XCTestCase {
         let server = ObjectServingTransport(sizes: ["http://h/big.nc": 100_000, "http://h/small.nc": 700, "http://h/empty.nc": 0])
         let urls = ["http://h/big.nc", "http://h/small.nc", "http://h/empty.nc"]
         let described = try await store(server).list(urls, http: HTTPDescription(firstBytes: 4096))
-        let headed = try await store(ObjectServingTransport(sizes: ["http://h/big.nc": 100_000, "http://h/small.nc": 700,
-                                                                    "http://h/empty.nc": 0])).list(urls)
+        let headed = try await store(
+            ObjectServingTransport(sizes: [
+                "http://h/big.nc": 100_000, "http://h/small.nc": 700,
+                "http://h/empty.nc": 0,
+            ])
+        ).list(urls)
         XCTAssertEqual(described.map(\.url), urls)
         XCTAssertEqual(described.map(\.size), [100_000, 700, 0])
         XCTAssertEqual(described.map(\.size), headed.map(\.size))
@@ -474,8 +514,9 @@ final class HTTPListingTests: XCTestCase {
         XCTAssertTrue(headed.allSatisfy(\.firstBytes.isEmpty))
         let sent = server.requests.withLock { $0 }
         XCTAssertEqual(sent.filter { $0.method == .head }.map(\.url), ["http://h/empty.nc"])
-        XCTAssertTrue(sent.filter { $0.method == .get }.allSatisfy { $0.header("Range") == "bytes=0-4095" && $0.header("If-Match") == nil },
-                      "\(sent.map { "\($0.method) \($0.url) \($0.headers)" })")
+        XCTAssertTrue(
+            sent.filter { $0.method == .get }.allSatisfy { $0.header("Range") == "bytes=0-4095" && $0.header("If-Match") == nil },
+            "\(sent.map { "\($0.method) \($0.url) \($0.headers)" })")
     }
 
     /// A server that ignores Range sends a small object whole (kept) and a large one is cut off
@@ -491,8 +532,11 @@ final class HTTPListingTests: XCTestCase {
         let sizes = Dictionary(uniqueKeysWithValues: (0..<5).map { ("http://h/\($0).nc", 10_000) })
         let server = ObjectServingTransport(sizes: sizes)
         let urls = (0..<5).map { "http://h/\($0).nc" }
-        let budgeted = try await store(server).list(urls, http: HTTPDescription(firstBytes: 4096, budget: 2 * 4096,
-                                                                                headOnly: { $0 == "http://h/0.nc" }))
+        let budgeted = try await store(server).list(
+            urls,
+            http: HTTPDescription(
+                firstBytes: 4096, budget: 2 * 4096,
+                headOnly: { $0 == "http://h/0.nc" }))
         XCTAssertEqual(budgeted.map(\.size), [UInt64](repeating: 10_000, count: 5))
         XCTAssertEqual(budgeted.map { $0.firstBytes.count }, [0, 4096, 4096, 0, 0])
         XCTAssertEqual(server.requests.withLock { $0.filter { $0.method == .head }.map(\.url) }.sorted(), ["http://h/0.nc", "http://h/3.nc", "http://h/4.nc"])
@@ -564,8 +608,10 @@ final class MultiRangeLimitTests: XCTestCase {
 
 final class ObjectIdentityTests: XCTestCase {
     func testEachKindIsKeptAndCheckedItsOwnWay() {
-        let identities: [ObjectIdentity] = [.etag("\"abc-1\""), .lastModified("Sun, 06 Nov 1994 08:49:37 GMT"),
-                                            .file(device: 2049, inode: 77, size: 1000, modified: 1_700_000_000_123_456_789, changed: 1_700_000_001_000_000_000)]
+        let identities: [ObjectIdentity] = [
+            .etag("\"abc-1\""), .lastModified("Sun, 06 Nov 1994 08:49:37 GMT"),
+            .file(device: 2049, inode: 77, size: 1000, modified: 1_700_000_000_123_456_789, changed: 1_700_000_001_000_000_000),
+        ]
         for identity in identities {
             XCTAssertEqual(ObjectIdentity(encoded: identity.encoded), identity, identity.encoded)
         }

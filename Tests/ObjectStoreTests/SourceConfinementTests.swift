@@ -17,8 +17,10 @@ final class SourceConfinementTests: XCTestCase {
         XCTAssertNil(confinement.refusal(of: root + "/refs/data/a.nc", workingDirectory: "/"))
         XCTAssertNil(confinement.refusal(of: "file://" + root + "/refs/data/a.nc", workingDirectory: "/"))
         XCTAssertNil(confinement.refusal(of: "data/a.nc", workingDirectory: root + "/refs"))
-        for outside in ["/etc/shadow", root + "/refs/../elsewhere/b.nc", root + "/refs/data/link.nc", root + "/refs-other/x.nc",
-                        "data/../../elsewhere/b.nc", "http://127.0.0.1:8080/admin", "s3://bucket/key"] {
+        for outside in [
+            "/etc/shadow", root + "/refs/../elsewhere/b.nc", root + "/refs/data/link.nc", root + "/refs-other/x.nc",
+            "data/../../elsewhere/b.nc", "http://127.0.0.1:8080/admin", "s3://bucket/key",
+        ] {
             let reason = confinement.refusal(of: outside, workingDirectory: root + "/refs")
             XCTAssertNotNil(reason, outside)
             XCTAssertTrue(reason?.contains(root + "/refs/") ?? false, "the reason names what is allowed: \(reason ?? "")")
@@ -26,8 +28,9 @@ final class SourceConfinementTests: XCTestCase {
         XCTAssertNotNil(confinement.refusal(of: "ftp://host/x", workingDirectory: "/"))
         XCTAssertNotNil(confinement.refusal(of: "/tmp/a\0b", workingDirectory: "/"))
 
-        let widened = try SourceConfinement(referencesAt: root + "/refs/r.json", allowSources: [root + "/elsewhere", "https://data.example.org/archive/"],
-                                            workingDirectory: "/")
+        let widened = try SourceConfinement(
+            referencesAt: root + "/refs/r.json", allowSources: [root + "/elsewhere", "https://data.example.org/archive/"],
+            workingDirectory: "/")
         XCTAssertNil(widened.refusal(of: root + "/refs/data/link.nc", workingDirectory: "/"))
         XCTAssertNil(widened.refusal(of: "https://data.example.org/archive/2020/x.nc", workingDirectory: "/"))
         XCTAssertNil(widened.refusal(of: "https://DATA.example.org:443/archive/x.nc", workingDirectory: "/"))
@@ -41,8 +44,10 @@ final class SourceConfinementTests: XCTestCase {
         let http = try SourceConfinement(referencesAt: "http://127.0.0.1:8000/refs/r.json", allowSources: [], workingDirectory: "/")
         XCTAssertNil(http.refusal(of: "http://127.0.0.1:8000/data/x.nc", workingDirectory: "/"))
         XCTAssertNil(http.refusal(of: "http://127.0.0.1:8000/data/x.nc?v=1", workingDirectory: "/"))
-        for outside in ["http://127.0.0.1:8001/data/x.nc", "http://127.0.0.1/data/x.nc", "https://127.0.0.1:8000/x.nc",
-                        "http://127.0.0.1:8000@evil.example/x.nc", "http://localhost:8000/x.nc", "/etc/passwd", "data/x.nc"] {
+        for outside in [
+            "http://127.0.0.1:8001/data/x.nc", "http://127.0.0.1/data/x.nc", "https://127.0.0.1:8000/x.nc",
+            "http://127.0.0.1:8000@evil.example/x.nc", "http://localhost:8000/x.nc", "/etc/passwd", "data/x.nc",
+        ] {
             XCTAssertNotNil(http.refusal(of: outside, workingDirectory: "/"), outside)
         }
         let s3 = try SourceConfinement(referencesAt: "s3://bucket/refs/r.json", allowSources: [], workingDirectory: "/")

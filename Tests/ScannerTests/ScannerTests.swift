@@ -46,8 +46,11 @@ final class ScanTests: XCTestCase {
         let masked = try XCTUnwrap(summary.dataset.array("filter_mask"))
         XCTAssertEqual(masked.codecs, [])
         guard case .inline(let raw) = masked.manifest[0] else { return XCTFail("filter_mask is not inlined") }
-        let values = stride(from: 0, to: raw.count, by: 4).map { Int32(bitPattern: UInt32(raw[$0]) | UInt32(raw[$0 + 1]) << 8 | UInt32(raw[$0 + 2]) << 16 | UInt32(raw[$0 + 3]) << 24) }
-        XCTAssertEqual(values, [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31], "what h5py reads")
+        let values = stride(from: 0, to: raw.count, by: 4).map {
+            Int32(bitPattern: UInt32(raw[$0]) | UInt32(raw[$0 + 1]) << 8 | UInt32(raw[$0 + 2]) << 16 | UInt32(raw[$0 + 3]) << 24)
+        }
+        XCTAssertEqual(
+            values, [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31], "what h5py reads")
     }
 
     func testWRFArchiveCombinesAlongTime() async throws {
@@ -70,7 +73,9 @@ final class ScanTests: XCTestCase {
         XCTAssertEqual(lat.shape, [250, 320], "arrays without the concat dimension are taken from the first file")
         let time = try XCTUnwrap(summary.dataset.array("Time"))
         guard case .inline(let bytes) = time.manifest[0] else { return XCTFail("Time is not inlined") }
-        let hours = stride(from: 0, to: bytes.count, by: 4).map { Int32(bitPattern: UInt32(bytes[$0]) | UInt32(bytes[$0 + 1]) << 8 | UInt32(bytes[$0 + 2]) << 16 | UInt32(bytes[$0 + 3]) << 24) }
+        let hours = stride(from: 0, to: bytes.count, by: 4).map {
+            Int32(bitPattern: UInt32(bytes[$0]) | UInt32(bytes[$0 + 1]) << 8 | UInt32(bytes[$0 + 2]) << 16 | UInt32(bytes[$0 + 3]) << 24)
+        }
         XCTAssertEqual(hours, (0..<days).map { Int32($0 * 24) })
     }
 
@@ -100,12 +105,13 @@ final class ScanTests: XCTestCase {
         options.order = .coordinate
         let summary = try await Scanner.scan(sources: [scratch.path + "/*.nc"], options: options, logger: VZTestData.logger)
         XCTAssertEqual(summary.skipped.map { ($0.file as NSString).lastPathComponent }, ["broken.nc"])
-        let urls = summary.dataset.arrays.first { $0.path == "T2" }.map { array in
-            (0..<array.manifest.count).compactMap { linear -> String? in
-                if case .reference(let object, _, _) = array.manifest[linear] { return summary.dataset.objects[Int(object)].url }
-                return nil
-            }
-        } ?? []
+        let urls =
+            summary.dataset.arrays.first { $0.path == "T2" }.map { array in
+                (0..<array.manifest.count).compactMap { linear -> String? in
+                    if case .reference(let object, _, _) = array.manifest[linear] { return summary.dataset.objects[Int(object)].url }
+                    return nil
+                }
+            } ?? []
         XCTAssertEqual(urls.map { ($0 as NSString).lastPathComponent }, (1...files.count).reversed().map { "z\($0).nc" })
     }
 }
@@ -122,14 +128,14 @@ final class ReferenceTests: XCTestCase {
         XCTAssertEqual(reread.arrays.count, summary.dataset.arrays.count)
 
         let templated = """
-        {"version": 1, "templates": {"u": "s3://bucket/data"},
-         "refs": {".zgroup": "{\\"zarr_format\\": 2}", ".zattrs": "{}",
-                  "x/.zarray": "{\\"chunks\\":[2],\\"compressor\\":null,\\"dtype\\":\\"<i4\\",\\"fill_value\\":NaN,\\"filters\\":null,\\"order\\":\\"C\\",\\"shape\\":[6],\\"zarr_format\\":2}",
-                  "x/.zattrs": "{\\"_ARRAY_DIMENSIONS\\": [\\"x\\"]}",
-                  "x/0": "base64:AQAAAAIAAAA="},
-         "gen": [{"key": "x/{{i}}", "url": "{{u}}/f{{i}}.bin", "offset": "{{i}}00", "length": "8",
-                  "dimensions": {"i": {"start": 1, "stop": 3}}}]}
-        """
+            {"version": 1, "templates": {"u": "s3://bucket/data"},
+             "refs": {".zgroup": "{\\"zarr_format\\": 2}", ".zattrs": "{}",
+                      "x/.zarray": "{\\"chunks\\":[2],\\"compressor\\":null,\\"dtype\\":\\"<i4\\",\\"fill_value\\":NaN,\\"filters\\":null,\\"order\\":\\"C\\",\\"shape\\":[6],\\"zarr_format\\":2}",
+                      "x/.zattrs": "{\\"_ARRAY_DIMENSIONS\\": [\\"x\\"]}",
+                      "x/0": "base64:AQAAAAIAAAA="},
+             "gen": [{"key": "x/{{i}}", "url": "{{u}}/f{{i}}.bin", "offset": "{{i}}00", "length": "8",
+                      "dimensions": {"i": {"start": 1, "stop": 3}}}]}
+            """
         let dataset = try KerchunkReferences.read(templated)
         let x = try XCTUnwrap(dataset.array("x"))
         XCTAssertEqual(x.manifest[0], .inline([1, 0, 0, 0, 2, 0, 0, 0]))
@@ -160,8 +166,9 @@ final class ConfigAndGlobTests: XCTestCase {
         XCTAssertThrowsError(try MountConfig.parse("concat_dim: Time\n", file: "m.yaml")) { error in
             XCTAssertTrue("\(error)".contains("sources: missing"), "\(error)")
         }
-        let config = try? MountConfig.parse("sources:\n  - data/*.nc\nconcat_dim: Time\nzarr_format: 3\nstack: {dimension: m, regex: 'm(\\d+)'}\n",
-                                            file: "/etc/zarrmount/wrf.yaml")
+        let config = try? MountConfig.parse(
+            "sources:\n  - data/*.nc\nconcat_dim: Time\nzarr_format: 3\nstack: {dimension: m, regex: 'm(\\d+)'}\n",
+            file: "/etc/zarrmount/wrf.yaml")
         XCTAssertEqual(config?.sources, ["/etc/zarrmount/data/*.nc"])
         XCTAssertEqual(config?.zarrFormat, .v3)
         XCTAssertEqual(config?.stack?.pattern, "m(\\d+)")
@@ -209,7 +216,9 @@ final class CombineConfigTests: XCTestCase {
         XCTAssertEqual(config.variables, ["T2", "PSFC"])
         XCTAssertEqual(config.dropVariables, ["QVAPOR"])
         XCTAssertThrowsError(try MountConfig.parse("sources: [a.nc]\ncompat: same\nconcat_dimm: Time\norder: random\n", file: "m.yaml")) { error in
-            XCTAssertEqual("\(error)", """
+            XCTAssertEqual(
+                "\(error)",
+                """
                 m.yaml:2: compat: same is not one of override, equals
                 m.yaml:3: concat_dimm: unknown key; the keys are \(MountConfig.keys.joined(separator: ", "))
                 m.yaml:4: order: random is not one of key, coordinate

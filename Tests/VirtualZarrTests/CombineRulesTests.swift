@@ -21,7 +21,8 @@ final class CFTimeTests: XCTestCase {
         // The standard calendar jumps from Julian 1582-10-04 to Gregorian 1582-10-15.
         XCTAssertEqual(try units("days since 1582-10-15").reference - units("days since 1582-10-04").reference, day)
         XCTAssertNil(CFTimeUnits(units: "days since 1582-10-10", calendar: "standard"))
-        XCTAssertEqual(try units("days since 1582-10-15", "proleptic_gregorian").reference - units("days since 1582-10-04", "proleptic_gregorian").reference, 11 * day)
+        XCTAssertEqual(
+            try units("days since 1582-10-15", "proleptic_gregorian").reference - units("days since 1582-10-04", "proleptic_gregorian").reference, 11 * day)
     }
 
     func testReferenceSpellings() throws {
@@ -34,8 +35,10 @@ final class CFTimeTests: XCTestCase {
         XCTAssertEqual(try units("seconds since 2030-01-02").unit, .seconds)
         XCTAssertEqual(try units("days since 1970-01-01", "365_day").calendar, .noleap)
         XCTAssertEqual(try units("days since 1970-01-01", "gregorian").calendar, .standard)
-        for bad in ["months since 2030-01-01", "hours after 2030-01-01", "hours since 2030-13-01", "hours since 2030-02-30",
-                    "hours since yesterday", "hours since 2030-01-01 25:61", "hours"] {
+        for bad in [
+            "months since 2030-01-01", "hours after 2030-01-01", "hours since 2030-13-01", "hours since 2030-02-30",
+            "hours since yesterday", "hours since 2030-01-01 25:61", "hours",
+        ] {
             XCTAssertNil(CFTimeUnits(units: bad, calendar: nil), bad)
         }
         XCTAssertNil(CFTimeUnits(units: "hours since 2030-01-01", calendar: "lunar"))
@@ -64,16 +67,20 @@ final class CombineRulesTests: XCTestCase {
         var attributes: [(String, JSON)] = []
         if let units { attributes.append(("units", .string(units))) }
         if let calendar { attributes.append(("calendar", .string(calendar))) }
-        return VirtualArray(path: name, dtype: int32, shape: [UInt64(values.count)], chunkShape: [UInt64(values.count)], codecs: [],
-                            fillValue: .null, fillBytes: nil, dimensionNames: [name], attributes: attributes, manifest: manifest, origin: name)
+        return VirtualArray(
+            path: name, dtype: int32, shape: [UInt64(values.count)], chunkShape: [UInt64(values.count)], codecs: [],
+            fillValue: .null, fillBytes: nil, dimensionNames: [name], attributes: attributes, manifest: manifest, origin: name)
     }
 
-    private func variable(_ name: String, _ dimensions: [String], length: UInt64 = 4, object: UInt32 = 0,
-                          attributes: [(String, JSON)] = []) -> VirtualArray {
+    private func variable(
+        _ name: String, _ dimensions: [String], length: UInt64 = 4, object: UInt32 = 0,
+        attributes: [(String, JSON)] = []
+    ) -> VirtualArray {
         var manifest = ChunkManifest(gridShape: [1, 1])
         manifest[0] = .reference(object: object, offset: 100, length: 40)
-        return VirtualArray(path: name, dtype: int32, shape: [length, 3], chunkShape: [length, 3], codecs: [], fillValue: .null,
-                            fillBytes: nil, dimensionNames: dimensions, attributes: attributes, manifest: manifest, origin: name)
+        return VirtualArray(
+            path: name, dtype: int32, shape: [length, 3], chunkShape: [length, 3], codecs: [], fillValue: .null,
+            fillBytes: nil, dimensionNames: dimensions, attributes: attributes, manifest: manifest, origin: name)
     }
 
     private func part(_ name: String, _ arrays: [VirtualArray], unlimited: [String] = []) -> (name: String, dataset: VirtualDataset) {
@@ -98,8 +105,10 @@ final class CombineRulesTests: XCTestCase {
     }
 
     func testTheSameInstantsInOtherUnitsDoNotDiffer() throws {
-        let parts = [part("a.nc", [coordinate("time", [24], units: "hours since 2030-01-01"), variable("t2", ["time", "x"], length: 1)]),
-                     part("b.nc", [coordinate("time", [0], units: "hours since 2030-01-02"), variable("t2", ["time", "x"], length: 1)])]
+        let parts = [
+            part("a.nc", [coordinate("time", [24], units: "hours since 2030-01-01"), variable("t2", ["time", "x"], length: 1)]),
+            part("b.nc", [coordinate("time", [0], units: "hours since 2030-01-02"), variable("t2", ["time", "x"], length: 1)]),
+        ]
         XCTAssertThrowsError(try CombineRules.inferConcatDimension(parts, compat: nil)) { error in
             XCTAssertTrue("\(error)".contains("cannot tell how to combine 2 files"), "\(error)")
             XCTAssertTrue("\(error)".contains("every file has the same time values"), "\(error)")
@@ -108,8 +117,9 @@ final class CombineRulesTests: XCTestCase {
 
     func testTheUnlimitedDimensionWithoutCoordinateIsChosenWhenNoCoordinateDiffers() throws {
         let parts = (0..<2).map { part("wrf\($0).nc", [variable("T2", ["Time", "south_north"], length: 1)], unlimited: ["Time"]) }
-        XCTAssertEqual(try CombineRules.inferConcatDimension(parts, compat: nil),
-                       ConcatInference(dimension: "Time", reason: .unlimitedWithoutCoordinate))
+        XCTAssertEqual(
+            try CombineRules.inferConcatDimension(parts, compat: nil),
+            ConcatInference(dimension: "Time", reason: .unlimitedWithoutCoordinate))
     }
 
     func testSharedVariablesWithoutAnythingToConcatenateAlongAreAnError() throws {
@@ -122,8 +132,10 @@ final class CombineRulesTests: XCTestCase {
         }
         // The user may ask for the first file's variables, and files holding different variables merge.
         XCTAssertNil(try CombineRules.inferConcatDimension(parts, compat: .override))
-        let merging = [part("u.nc", [coordinate("time", [0]), variable("u", ["time", "x"], length: 1)]),
-                       part("v.nc", [coordinate("time", [0]), variable("v", ["time", "x"], length: 1)])]
+        let merging = [
+            part("u.nc", [coordinate("time", [0]), variable("u", ["time", "x"], length: 1)]),
+            part("v.nc", [coordinate("time", [0]), variable("v", ["time", "x"], length: 1)]),
+        ]
         XCTAssertNil(try CombineRules.inferConcatDimension(merging, compat: nil))
     }
 
@@ -132,7 +144,8 @@ final class CombineRulesTests: XCTestCase {
             part("tile\(tile).nc", [coordinate("time", [Int32(tile)]), coordinate("lat", [Int32(tile * 10)]), variable("v", ["time", "lat"], length: 1)])
         }
         XCTAssertThrowsError(try CombineRules.inferConcatDimension(parts, compat: nil)) { error in
-            XCTAssertTrue("\(error)".contains("the coordinates of time (tile0.nc and tile1.nc differ), lat (tile0.nc and tile1.nc differ) all differ"), "\(error)")
+            XCTAssertTrue(
+                "\(error)".contains("the coordinates of time (tile0.nc and tile1.nc differ), lat (tile0.nc and tile1.nc differ) all differ"), "\(error)")
         }
     }
 
@@ -165,8 +178,10 @@ final class CombineRulesTests: XCTestCase {
     }
 
     func testShiftsThatAreNotWholeBecomeFloat64() throws {
-        let parts = [part("a.nc", [coordinate("time", [0, 1], units: "hours since 2030-01-01")]),
-                     part("b.nc", [coordinate("time", [0, 1], units: "hours since 2030-01-01 02:30")])]
+        let parts = [
+            part("a.nc", [coordinate("time", [0, 1], units: "hours since 2030-01-01")]),
+            part("b.nc", [coordinate("time", [0, 1], units: "hours since 2030-01-01 02:30")]),
+        ]
         let combined = try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))
         let time = try XCTUnwrap(combined.array("time"))
         XCTAssertEqual(time.dtype.v2String, "<f8")
@@ -175,8 +190,10 @@ final class CombineRulesTests: XCTestCase {
     }
 
     func testDifferentCalendarsAreAnError() throws {
-        let parts = [part("a.nc", [coordinate("time", [0], units: "days since 2030-01-01")]),
-                     part("b.nc", [coordinate("time", [0], units: "days since 2030-01-02", calendar: "noleap")])]
+        let parts = [
+            part("a.nc", [coordinate("time", [0], units: "days since 2030-01-01")]),
+            part("b.nc", [coordinate("time", [0], units: "days since 2030-01-02", calendar: "noleap")]),
+        ]
         XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
             XCTAssertTrue("\(error)".contains("standard calendar in a.nc but the noleap calendar in b.nc"), "\(error)")
         }
@@ -194,8 +211,10 @@ final class CombineRulesTests: XCTestCase {
     }
 
     func testFilesPackingAVariableDifferentlyAreAnError() throws {
-        let parts = [part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.01))])]),
-                     part("b.nc", [coordinate("time", [1]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.02))])])]
+        let parts = [
+            part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.01))])]),
+            part("b.nc", [coordinate("time", [1]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.02))])]),
+        ]
         XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("variable t2 is encoded differently in a.nc and b.nc: scale_factor is 0.01 in a.nc but 0.02 in b.nc"), text)
@@ -204,9 +223,17 @@ final class CombineRulesTests: XCTestCase {
     }
 
     func testUnpackKeepsEachFilesPackingByObject() throws {
-        let parts = [part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.5))])]),
-                     part("b.nc", [coordinate("time", [1]), variable("t2", ["time", "x"], length: 1,
-                                                                      attributes: [("scale_factor", .double(2)), ("add_offset", .int(10)), ("missing_value", .int(-1))])])]
+        let parts = [
+            part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.5))])]),
+            part(
+                "b.nc",
+                [
+                    coordinate("time", [1]),
+                    variable(
+                        "t2", ["time", "x"], length: 1,
+                        attributes: [("scale_factor", .double(2)), ("add_offset", .int(10)), ("missing_value", .int(-1))]),
+                ]),
+        ]
         var options = CombineOptions(concatDimension: "time")
         options.unpack = true
         let combined = try Combiner.combine(parts, options: options)
@@ -224,8 +251,10 @@ final class CombineRulesTests: XCTestCase {
         XCTAssertEqual(NumericValues.doubles(try unpacking.unpack(stored, object: 0), dtype: Unpacking.unpackedType, count: 3), [2, -0.5, 3.5])
         XCTAssertThrowsError(try unpacking.unpack(stored, object: 7))
         // Units that differ are not packing: still an error.
-        let units = [part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("units", .string("K"))])]),
-                     part("b.nc", [coordinate("time", [1]), variable("t2", ["time", "x"], length: 1, attributes: [("units", .string("degC"))])])]
+        let units = [
+            part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("units", .string("K"))])]),
+            part("b.nc", [coordinate("time", [1]), variable("t2", ["time", "x"], length: 1, attributes: [("units", .string("degC"))])]),
+        ]
         XCTAssertThrowsError(try Combiner.combine(units, options: options))
     }
 }
@@ -284,8 +313,12 @@ final class RegriddingTests: XCTestCase {
 
     func testUnpackedGridsServeNaNForUnwrittenAndMaskedInlineChunksAndRefuseOthers() throws {
         let int16 = ZarrDataType(kind: .signed, itemSize: 2, bigEndian: false, v2: .string("<i2"), v3: .string("int16"))
-        let unpacking = Unpacking(packed: int16, byObject: [0: Packing(scale: 0.5, offset: 0, masked: [-1]),
-                                                            1: Packing(scale: 2, offset: 10, masked: [-1])])
+        let unpacking = Unpacking(
+            packed: int16,
+            byObject: [
+                0: Packing(scale: 0.5, offset: 0, masked: [-1]),
+                1: Packing(scale: 2, offset: 10, masked: [-1]),
+            ])
         var manifest = ChunkManifest(gridShape: [3])
         manifest[0] = .reference(object: 0, offset: 0, length: 4)
         manifest[1] = .inline([0xFF, 0xFF, 0xFF, 0xFF])  // -1, -1: masked in every file

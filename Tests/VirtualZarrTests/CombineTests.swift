@@ -6,9 +6,10 @@ final class CombineTests: XCTestCase {
     private func array(_ name: String, length: UInt64, chunk: UInt64, codecs: [Codec] = [], object: UInt32 = 0) -> VirtualArray {
         var manifest = ChunkManifest(gridShape: [Int((length + chunk - 1) / chunk), 1])
         for i in 0..<manifest.count { manifest[i] = .reference(object: object, offset: 1000 + UInt64(i) * 100, length: 100) }
-        return VirtualArray(path: name, dtype: ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32")),
-                            shape: [length, 10], chunkShape: [chunk, 10], codecs: codecs, fillValue: .null, fillBytes: [0, 0, 0, 0],
-                            dimensionNames: ["time", "x"], attributes: [], manifest: manifest, origin: name)
+        return VirtualArray(
+            path: name, dtype: ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32")),
+            shape: [length, 10], chunkShape: [chunk, 10], codecs: codecs, fillValue: .null, fillBytes: [0, 0, 0, 0],
+            dimensionNames: ["time", "x"], attributes: [], manifest: manifest, origin: name)
     }
 
     private func part(_ name: String, _ arrays: [VirtualArray], attributes: [(String, JSON)] = []) -> (name: String, dataset: VirtualDataset) {
@@ -16,8 +17,9 @@ final class CombineTests: XCTestCase {
     }
 
     func testAlignedChunksAreOffsetAndObjectsRemapped() throws {
-        let combined = try Combiner.combine([part("a.nc", [array("v", length: 6, chunk: 3)]), part("b.nc", [array("v", length: 4, chunk: 3)])],
-                                            options: CombineOptions(concatDimension: "time"))
+        let combined = try Combiner.combine(
+            [part("a.nc", [array("v", length: 6, chunk: 3)]), part("b.nc", [array("v", length: 4, chunk: 3)])],
+            options: CombineOptions(concatDimension: "time"))
         let v = try XCTUnwrap(combined.array("v"))
         XCTAssertEqual(v.shape, [10, 10])
         XCTAssertEqual(v.manifest.gridShape, [4, 1])
@@ -28,9 +30,12 @@ final class CombineTests: XCTestCase {
     func testPerFileLayoutPutsEachFileInAGroupNamedAfterIt() throws {
         var options = CombineOptions()
         options.layout = .perFile
-        let nested = try Combiner.combine([part("/x/day.nc", [array("v", length: 6, chunk: 3)], attributes: [("title", .string("x"))]),
-                                           part("s3://b/y/day.nc", [array("v", length: 4, chunk: 3)]),
-                                           part("http://h/z.h5", [array("w", length: 3, chunk: 3)])], options: options)
+        let nested = try Combiner.combine(
+            [
+                part("/x/day.nc", [array("v", length: 6, chunk: 3)], attributes: [("title", .string("x"))]),
+                part("s3://b/y/day.nc", [array("v", length: 4, chunk: 3)]),
+                part("http://h/z.h5", [array("w", length: 3, chunk: 3)]),
+            ], options: options)
         XCTAssertEqual(nested.groups.map(\.path), ["", "day", "day_2", "z"])
         XCTAssertEqual(nested.groups[1].attributes.map(\.0), ["title"])
         XCTAssertEqual(nested.arrays.map(\.path), ["day/v", "day_2/v", "z/w"])
@@ -41,27 +46,41 @@ final class CombineTests: XCTestCase {
     }
 
     func testOversizedUnfilteredChunksUseTheLeadingBytes() throws {
-        let combined = try Combiner.combine([part("a.nc", [array("v", length: 1, chunk: 1024)]), part("b.nc", [array("v", length: 1, chunk: 1024)])],
-                                            options: CombineOptions(concatDimension: "time"))
+        let combined = try Combiner.combine(
+            [part("a.nc", [array("v", length: 1, chunk: 1024)]), part("b.nc", [array("v", length: 1, chunk: 1024)])],
+            options: CombineOptions(concatDimension: "time"))
         let v = try XCTUnwrap(combined.array("v"))
         XCTAssertEqual(v.chunkShape, [1, 10])
         XCTAssertEqual(v.manifest[1], .reference(object: 1, offset: 1000, length: 40), "one row of 10 float32 values")
     }
 
     func testMisalignedOrCompressedChunksAreErrorsNamingVariableAndFiles() {
-        XCTAssertThrowsError(try Combiner.combine([part("a.nc", [array("v", length: 4, chunk: 3)]), part("b.nc", [array("v", length: 4, chunk: 3)])],
-                                                  options: CombineOptions(concatDimension: "time"))) { error in
+        XCTAssertThrowsError(
+            try Combiner.combine(
+                [part("a.nc", [array("v", length: 4, chunk: 3)]), part("b.nc", [array("v", length: 4, chunk: 3)])],
+                options: CombineOptions(concatDimension: "time"))
+        ) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("variable v") && text.contains("a.nc") && text.contains("[3, 10]"), text)
         }
-        XCTAssertThrowsError(try Combiner.combine([part("a.nc", [array("v", length: 1, chunk: 8, codecs: [.zlib(level: 4)])]),
-                                                   part("b.nc", [array("v", length: 1, chunk: 8, codecs: [.zlib(level: 4)])])],
-                                                  options: CombineOptions(concatDimension: "time"))) { error in
+        XCTAssertThrowsError(
+            try Combiner.combine(
+                [
+                    part("a.nc", [array("v", length: 1, chunk: 8, codecs: [.zlib(level: 4)])]),
+                    part("b.nc", [array("v", length: 1, chunk: 8, codecs: [.zlib(level: 4)])]),
+                ],
+                options: CombineOptions(concatDimension: "time"))
+        ) { error in
             XCTAssertTrue("\(error)".contains("compressed chunks cannot be cut"), "\(error)")
         }
-        XCTAssertThrowsError(try Combiner.combine([part("a.nc", [array("v", length: 3, chunk: 3, codecs: [.zlib(level: 4)])]),
-                                                   part("b.nc", [array("v", length: 3, chunk: 3)])],
-                                                  options: CombineOptions(concatDimension: "time"))) { error in
+        XCTAssertThrowsError(
+            try Combiner.combine(
+                [
+                    part("a.nc", [array("v", length: 3, chunk: 3, codecs: [.zlib(level: 4)])]),
+                    part("b.nc", [array("v", length: 3, chunk: 3)]),
+                ],
+                options: CombineOptions(concatDimension: "time"))
+        ) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("variable v is encoded differently in a.nc") && text.contains("b.nc"), text)
         }
@@ -71,39 +90,47 @@ final class CombineTests: XCTestCase {
         func trailing(_ length: UInt64) -> VirtualArray {
             var manifest = ChunkManifest(gridShape: [2, Int(length / 2)])
             for i in 0..<manifest.count { manifest[i] = .reference(object: 0, offset: UInt64(i) * 100, length: 100) }
-            return VirtualArray(path: "v", dtype: ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32")),
-                                shape: [4, length], chunkShape: [2, 2], codecs: [], fillValue: .null, fillBytes: [0, 0, 0, 0],
-                                dimensionNames: ["x", "time"], attributes: [], manifest: manifest, origin: "v")
+            return VirtualArray(
+                path: "v", dtype: ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32")),
+                shape: [4, length], chunkShape: [2, 2], codecs: [], fillValue: .null, fillBytes: [0, 0, 0, 0],
+                dimensionNames: ["x", "time"], attributes: [], manifest: manifest, origin: "v")
         }
-        let combined = try Combiner.combine([part("a.nc", [trailing(4)]), part("b.nc", [trailing(2)]), part("c.nc", [trailing(4)])],
-                                            options: CombineOptions(concatDimension: "time"))
+        let combined = try Combiner.combine(
+            [part("a.nc", [trailing(4)]), part("b.nc", [trailing(2)]), part("c.nc", [trailing(4)])],
+            options: CombineOptions(concatDimension: "time"))
         let v = try XCTUnwrap(combined.array("v"))
         XCTAssertEqual(v.shape, [4, 10])
         XCTAssertEqual(v.manifest.gridShape, [2, 5])
         // Row 0 of the grid: a's two chunks, b's one, c's two; row 1 likewise, each file's second row.
-        XCTAssertEqual((0..<10).map { v.manifest[$0] }, [
-            .reference(object: 0, offset: 0, length: 100), .reference(object: 0, offset: 100, length: 100),
-            .reference(object: 1, offset: 0, length: 100),
-            .reference(object: 2, offset: 0, length: 100), .reference(object: 2, offset: 100, length: 100),
-            .reference(object: 0, offset: 200, length: 100), .reference(object: 0, offset: 300, length: 100),
-            .reference(object: 1, offset: 100, length: 100),
-            .reference(object: 2, offset: 200, length: 100), .reference(object: 2, offset: 300, length: 100),
-        ])
+        XCTAssertEqual(
+            (0..<10).map { v.manifest[$0] },
+            [
+                .reference(object: 0, offset: 0, length: 100), .reference(object: 0, offset: 100, length: 100),
+                .reference(object: 1, offset: 0, length: 100),
+                .reference(object: 2, offset: 0, length: 100), .reference(object: 2, offset: 100, length: 100),
+                .reference(object: 0, offset: 200, length: 100), .reference(object: 0, offset: 300, length: 100),
+                .reference(object: 1, offset: 100, length: 100),
+                .reference(object: 2, offset: 200, length: 100), .reference(object: 2, offset: 300, length: 100),
+            ])
     }
 
     func testAVariableMissingFromSomeFilesIsAnErrorNamingThem() {
-        let parts = [part("a.nc", [array("v", length: 3, chunk: 3), array("w", length: 3, chunk: 3)]),
-                     part("b.nc", [array("w", length: 3, chunk: 3)]),
-                     part("c.nc", [array("v", length: 3, chunk: 3), array("w", length: 3, chunk: 3)]),
-                     part("d.nc", [array("w", length: 3, chunk: 3)])]
+        let parts = [
+            part("a.nc", [array("v", length: 3, chunk: 3), array("w", length: 3, chunk: 3)]),
+            part("b.nc", [array("w", length: 3, chunk: 3)]),
+            part("c.nc", [array("v", length: 3, chunk: 3), array("w", length: 3, chunk: 3)]),
+            part("d.nc", [array("w", length: 3, chunk: 3)]),
+        ]
         XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
             XCTAssertEqual("\(error)", "variable v has dimension time but is missing from b.nc, d.nc")
         }
     }
 
     func testAttributePolicies() throws {
-        let parts = [part("a.nc", [], attributes: [("title", .string("A")), ("source", .string("model"))]),
-                     part("b.nc", [], attributes: [("title", .string("B")), ("source", .string("model"))])]
+        let parts = [
+            part("a.nc", [], attributes: [("title", .string("A")), ("source", .string("model"))]),
+            part("b.nc", [], attributes: [("title", .string("B")), ("source", .string("model"))]),
+        ]
         let first = try Combiner.combine(parts, options: CombineOptions(attributes: .first))
         XCTAssertEqual(first.groups[0].attributes.map(\.0), ["title", "source"])
         let dropped = try Combiner.combine(parts, options: CombineOptions(attributes: .dropConflicts))

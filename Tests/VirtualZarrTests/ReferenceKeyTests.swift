@@ -3,7 +3,8 @@ import JSONValue
 @testable import VirtualZarr
 
 final class ReferenceKeyTests: XCTestCase {
-    static let zarray = #"{\"shape\":[4],\"chunks\":[2],\"dtype\":\"<i2\",\"compressor\":null,\"filters\":null,\"fill_value\":0,\"order\":\"C\",\"zarr_format\":2}"#
+    static let zarray =
+        #"{\"shape\":[4],\"chunks\":[2],\"dtype\":\"<i2\",\"compressor\":null,\"filters\":null,\"fill_value\":0,\"order\":\"C\",\"zarr_format\":2}"#
 
     func document(_ extra: [String]) -> String {
         let base = [#"".zgroup": "{\"zarr_format\":2}""#, #""good/.zarray": "\#(Self.zarray)""#, #""good/0": ["a.nc", 0, 4]"#]
@@ -45,9 +46,11 @@ final class ReferenceKeyTests: XCTestCase {
     }
 
     func testNegativeAndOverflowingRangesSaySo() {
-        for (entry, message) in [(#""good/1": ["a.nc", -4, 4]"#, "offset is negative"), (#""good/1": ["a.nc", 0, -1]"#, "length is negative"),
-                                 (#""good/1": ["a.nc", 0.5, 1]"#, "not a whole number"),
-                                 (#""good/1": ["a.nc", 18446744073709551615, 2]"#, "beyond any object")] {
+        for (entry, message) in [
+            (#""good/1": ["a.nc", -4, 4]"#, "offset is negative"), (#""good/1": ["a.nc", 0, -1]"#, "length is negative"),
+            (#""good/1": ["a.nc", 0.5, 1]"#, "not a whole number"),
+            (#""good/1": ["a.nc", 18446744073709551615, 2]"#, "beyond any object"),
+        ] {
             XCTAssertThrowsError(try KerchunkReferences.read(document([entry]), name: "r.json")) {
                 XCTAssertTrue("\($0)".contains(message) && "\($0)".contains("good/1"), "\($0)")
             }

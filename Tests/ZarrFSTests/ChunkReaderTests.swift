@@ -112,8 +112,11 @@ final class DecodedChunkTests: XCTestCase {
         let stored = try ChunkEncoder.encode(raw, pipeline: pipeline)
         XCTAssertNotEqual(stored.count, raw.count)
         let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: UInt64(stored.count))], fetcher: StoredChunkFetcher(stored), cacheBytes: 1 << 20)
-        let entry = ZarrTree.Entry(inode: 7, name: "0", content: .chunk(object: 0, offset: 0, length: UInt64(stored.count),
-                                                                        decoding: .init(pipeline: pipeline, size: 4000)))
+        let entry = ZarrTree.Entry(
+            inode: 7, name: "0",
+            content: .chunk(
+                object: 0, offset: 0, length: UInt64(stored.count),
+                decoding: .init(pipeline: pipeline, size: 4000)))
         XCTAssertEqual(entry.size, 4000)
         let whole = try await reader.bytes(entry, offset: 0, size: 1 << 20)
         XCTAssertEqual(whole, raw)
@@ -125,9 +128,13 @@ final class DecodedChunkTests: XCTestCase {
     func testACorruptChunkIsAnErrorNeverWrongBytes() async throws {
         var stored = try ChunkEncoder.encode(raw, pipeline: pipeline)
         stored[stored.count / 2] ^= 0x40
-        let reader = ChunkReader(objects: [ObjectInfo(url: "s3://b/k.nc", size: UInt64(stored.count))], fetcher: StoredChunkFetcher(stored), cacheBytes: 1 << 20)
-        let entry = ZarrTree.Entry(inode: 7, name: "0", content: .chunk(object: 0, offset: 0, length: UInt64(stored.count),
-                                                                        decoding: .init(pipeline: pipeline, size: 4000)))
+        let reader = ChunkReader(
+            objects: [ObjectInfo(url: "s3://b/k.nc", size: UInt64(stored.count))], fetcher: StoredChunkFetcher(stored), cacheBytes: 1 << 20)
+        let entry = ZarrTree.Entry(
+            inode: 7, name: "0",
+            content: .chunk(
+                object: 0, offset: 0, length: UInt64(stored.count),
+                decoding: .init(pipeline: pipeline, size: 4000)))
         do {
             _ = try await reader.bytes(entry, offset: 0, size: 10)
             XCTFail("a corrupt chunk decoded")
@@ -151,8 +158,9 @@ final class ReadaheadTests: XCTestCase {
         let chunks = (0..<40).map { i in
             ZarrTree.Entry(inode: 100 + UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * 1000, length: 1000))
         }
-        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20,
-                                 readahead: 4, neighbour: { inode in inode >= 100 && inode < 140 ? chunks[Int(inode - 100)] : nil })
+        let reader = ChunkReader(
+            objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20,
+            readahead: 4, neighbour: { inode in inode >= 100 && inode < 140 ? chunks[Int(inode - 100)] : nil })
         // random access: chunk 20 alone starts nothing extra
         _ = try await reader.bytes(chunks[20], offset: 0, size: 10)
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 1)
@@ -191,7 +199,7 @@ final class ReadaheadTests: XCTestCase {
         let chunks = (0..<5).map { i in ZarrTree.Entry(inode: UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * 1000, length: 1000)) }
         for i in 0..<3 { _ = try await reader.bytes(chunks[i], offset: 0, size: 1) }
         for _ in 0..<10_000 { _ = try await reader.bytes(chunks[0], offset: 0, size: 1) }
-        _ = try await reader.bytes(chunks[3], offset: 0, size: 1)   // evicts 1, the least recently used
+        _ = try await reader.bytes(chunks[3], offset: 0, size: 1)  // evicts 1, the least recently used
         XCTAssertEqual(fetcher.fetches.withLock { $0 }, 4)
         _ = try await reader.bytes(chunks[0], offset: 0, size: 1)
         _ = try await reader.bytes(chunks[2], offset: 0, size: 1)
@@ -213,8 +221,9 @@ final class LargeChunkTests: XCTestCase {
     func testALargeChunkIsReadInPartsAndAReadWaitsOnlyForItsOwn() async throws {
         let fetcher = MemoryFetcher()
         let chunk = ZarrTree.Entry(inode: 5, name: "0", content: .chunk(object: 0, offset: 500, length: 10_500))
-        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20,
-                                 readahead: 2, neighbour: { _ in nil }, partSize: 1000)
+        let reader = ChunkReader(
+            objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 1 << 20,
+            readahead: 2, neighbour: { _ in nil }, partSize: 1000)
         // a read inside part 3 fetches part 3 and starts the parts after it
         let middle = try await reader.bytes(chunk, offset: 3100, size: 200)
         XCTAssertEqual(middle, Array(fetcher.data[3600..<3800]))
@@ -241,8 +250,9 @@ final class ReadaheadBudgetTests: XCTestCase {
             ZarrTree.Entry(inode: 100 + UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * 1000, length: 1000))
         }
         // 8 KB of cache: full after 8 chunks; at most 2 KB (a quarter) on the way ahead
-        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 8000,
-                                 readahead: 8, neighbour: { inode in inode >= 100 && inode < 180 ? chunks[Int(inode - 100)] : nil })
+        let reader = ChunkReader(
+            objects: [ObjectInfo(url: "o", size: 100_000)], fetcher: fetcher, cacheBytes: 8000,
+            readahead: 8, neighbour: { inode in inode >= 100 && inode < 180 ? chunks[Int(inode - 100)] : nil })
         for i in 0..<80 {
             let bytes = try await reader.bytes(chunks[i], offset: 0, size: 1000)
             XCTAssertEqual(bytes, Array(fetcher.data[(i * 1000)..<(i * 1000 + 1000)]), "chunk \(i)")
@@ -257,8 +267,9 @@ final class ReadaheadBudgetTests: XCTestCase {
         let chunks = (0..<5000).map { i in
             ZarrTree.Entry(inode: 100 + UInt64(i), name: "\(i)", content: .chunk(object: 0, offset: UInt64(i) * chunkLength, length: chunkLength))
         }
-        let reader = ChunkReader(objects: [ObjectInfo(url: "o", size: 5_000_000)], fetcher: SyntheticFetcher(), cacheBytes: 64 << 20,
-                                 readahead: 8, neighbour: { inode in inode >= 100 && inode < 5100 ? chunks[Int(inode - 100)] : nil })
+        let reader = ChunkReader(
+            objects: [ObjectInfo(url: "o", size: 5_000_000)], fetcher: SyntheticFetcher(), cacheBytes: 64 << 20,
+            readahead: 8, neighbour: { inode in inode >= 100 && inode < 5100 ? chunks[Int(inode - 100)] : nil })
         // 32 readers, each reading 100 chunk files picked at random (seeded), whole.
         let served = try await withThrowingTaskGroup(of: UInt64.self) { group in
             for readerIndex in 0..<32 {
@@ -286,5 +297,3 @@ final class SyntheticFetcher: ChunkFetching {
         [UInt8](repeating: UInt8(truncatingIfNeeded: offset / 1000), count: Int(length))
     }
 }
-
-

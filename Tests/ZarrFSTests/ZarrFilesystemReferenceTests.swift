@@ -18,7 +18,6 @@ private final class ObjectsInMemory: ChunkFetching {
     }
 }
 
-
 /// Random operation sequences against the filesystem core and a plain model of the tree (a
 /// dictionary of paths to directories and file bytes, built from the store's documents and
 /// chunks without the tree), as mountpoint-s3's reference tests do.
@@ -38,39 +37,52 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
         for linear in 0..<stored.count where linear != 4 {
             stored[linear] = .reference(object: 0, offset: UInt64(linear * 40), length: 16)
         }
-        let a = VirtualArray(path: "a", dtype: int16, shape: [5, 7], chunkShape: [2, 4], codecs: [], fillValue: .int(-1), fillBytes: [255, 255],
-                             dimensionNames: ["y", "x"], attributes: [("units", .string("K"))], manifest: stored, origin: "test")
+        let a = VirtualArray(
+            path: "a", dtype: int16, shape: [5, 7], chunkShape: [2, 4], codecs: [], fillValue: .int(-1), fillBytes: [255, 255],
+            dimensionNames: ["y", "x"], attributes: [("units", .string("K"))], manifest: stored, origin: "test")
         let raw: [UInt8] = (0..<32).map { UInt8($0 * 3) }
         let deflated = try ChunkEncoder.encode(raw, pipeline: [.zlib(level: 4)])
         let deflatedOffset = object.count
         object += deflated
         var zlibManifest = ChunkManifest(gridShape: [2])
         zlibManifest[0] = .reference(object: 0, offset: UInt64(deflatedOffset), length: UInt64(deflated.count))
-        let z = VirtualArray(path: "grp/z", dtype: int16, shape: [20], chunkShape: [16], codecs: [.zlib(level: 4)], fillValue: .null,
-                             fillBytes: [0, 0], dimensionNames: ["t"], attributes: [], manifest: zlibManifest, origin: "test")
+        let z = VirtualArray(
+            path: "grp/z", dtype: int16, shape: [20], chunkShape: [16], codecs: [.zlib(level: 4)], fillValue: .null,
+            fillBytes: [0, 0], dimensionNames: ["t"], attributes: [], manifest: zlibManifest, origin: "test")
         var inlineManifest = ChunkManifest(gridShape: [1])
         inlineManifest[0] = .inline([1, 0, 2, 0, 3, 0])
-        let t = VirtualArray(path: "grp/t", dtype: int16, shape: [3], chunkShape: [3], codecs: [], fillValue: .null, fillBytes: nil,
-                             dimensionNames: ["t"], attributes: [], manifest: inlineManifest, origin: "test")
+        let t = VirtualArray(
+            path: "grp/t", dtype: int16, shape: [3], chunkShape: [3], codecs: [], fillValue: .null, fillBytes: nil,
+            dimensionNames: ["t"], attributes: [], manifest: inlineManifest, origin: "test")
         var scalarManifest = ChunkManifest(gridShape: [])
         scalarManifest[0] = .inline([9, 0])
-        let s = VirtualArray(path: "grp/deeper/s", dtype: int16, shape: [], chunkShape: [], codecs: [], fillValue: .null, fillBytes: nil,
-                             dimensionNames: [], attributes: [], manifest: scalarManifest, origin: "test")
+        let s = VirtualArray(
+            path: "grp/deeper/s", dtype: int16, shape: [], chunkShape: [], codecs: [], fillValue: .null, fillBytes: nil,
+            dimensionNames: [], attributes: [], manifest: scalarManifest, origin: "test")
         var filled = ChunkManifest(gridShape: [4])
         filled[1] = .reference(object: 0, offset: 100, length: 8)
         filled.fillMissing(with: [7, 0, 7, 0, 7, 0, 7, 0])
-        let f = VirtualArray(path: "f", dtype: int16, shape: [16], chunkShape: [4], codecs: [], fillValue: .null, fillBytes: [7, 0],
-                             dimensionNames: ["w"], attributes: [], manifest: filled, origin: "test")
-        var regridded = VirtualArray(path: "r", dtype: int16, shape: [5, 7], chunkShape: [3, 3], codecs: [], fillValue: .int(-1),
-                                     fillBytes: [255, 255], dimensionNames: ["y", "x"], attributes: [], manifest: ChunkManifest(gridShape: [2, 3]),
-                                     origin: "test")
-        regridded.regridding = Regridding(sources: [Regridding.Source(origin: [0, 0], shape: [5, 7], chunkShape: [2, 4], codecs: [],
-                                                                      manifest: stored, fillBytes: [255, 255])], itemSize: 2)
+        let f = VirtualArray(
+            path: "f", dtype: int16, shape: [16], chunkShape: [4], codecs: [], fillValue: .null, fillBytes: [7, 0],
+            dimensionNames: ["w"], attributes: [], manifest: filled, origin: "test")
+        var regridded = VirtualArray(
+            path: "r", dtype: int16, shape: [5, 7], chunkShape: [3, 3], codecs: [], fillValue: .int(-1),
+            fillBytes: [255, 255], dimensionNames: ["y", "x"], attributes: [], manifest: ChunkManifest(gridShape: [2, 3]),
+            origin: "test")
+        regridded.regridding = Regridding(
+            sources: [
+                Regridding.Source(
+                    origin: [0, 0], shape: [5, 7], chunkShape: [2, 4], codecs: [],
+                    manifest: stored, fillBytes: [255, 255])
+            ], itemSize: 2)
         objectBytes["/data/a.nc"] = object
-        let dataset = VirtualDataset(objects: [ObjectInfo(url: "/data/a.nc", size: UInt64(object.count), lastModified: 1_700_000_000)],
-                                     groups: [VirtualGroup(path: "", attributes: [("title", .string("reference"))]),
-                                              VirtualGroup(path: "grp", attributes: []), VirtualGroup(path: "grp/deeper", attributes: [])],
-                                     arrays: [a, z, t, s, f, regridded])
+        let dataset = VirtualDataset(
+            objects: [ObjectInfo(url: "/data/a.nc", size: UInt64(object.count), lastModified: 1_700_000_000)],
+            groups: [
+                VirtualGroup(path: "", attributes: [("title", .string("reference"))]),
+                VirtualGroup(path: "grp", attributes: []), VirtualGroup(path: "grp/deeper", attributes: []),
+            ],
+            arrays: [a, z, t, s, f, regridded])
         return (dataset, ["grp/z": [.zlib(level: 4)]])
     }
 
@@ -92,7 +104,9 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
         }
         let object = objects["/data/a.nc"]!
         try store.forEachChunk { key, entry in
-            let array = store.dataset.arrays.first { key.hasPrefix($0.path + "/") && !key.dropFirst($0.path.count + 1).contains(where: { $0 == "/" && store.format == .v2 }) }!
+            let array = store.dataset.arrays.first {
+                key.hasPrefix($0.path + "/") && !key.dropFirst($0.path.count + 1).contains(where: { $0 == "/" && store.format == .v2 })
+            }!
             guard array.regridding == nil else { return }
             var bytes: [UInt8]
             switch entry {
@@ -127,11 +141,12 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
     }
 
     private func children(_ model: [String: Node], of directory: String) -> Set<String> {
-        Set(model.keys.compactMap { path in
-            guard !path.isEmpty else { return nil }
-            let parent = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : ""
-            return parent == directory ? String(path.split(separator: "/").last!) : nil
-        })
+        Set(
+            model.keys.compactMap { path in
+                guard !path.isEmpty else { return nil }
+                let parent = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : ""
+                return parent == directory ? String(path.split(separator: "/").last!) : nil
+            })
     }
 
     func testRandomOperationsAgreeWithTheModel() async throws {
@@ -141,9 +156,10 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
             let view = dataset
             let store = ZarrStore(view, format: format)
             let tree = try ZarrTree(store, decodedPipelines: decoded)
-            let reader = ChunkReader(objects: dataset.objects, fetcher: ObjectsInMemory(objects), cacheBytes: 1 << 16, readahead: 2,
-                                     neighbour: { [tree] in tree.entry($0) },
-                                     assembly: { [tree] in tree.assembly(array: $0, linear: $1) })
+            let reader = ChunkReader(
+                objects: dataset.objects, fetcher: ObjectsInMemory(objects), cacheBytes: 1 << 16, readahead: 2,
+                neighbour: { [tree] in tree.entry($0) },
+                assembly: { [tree] in tree.assembly(array: $0, linear: $1) })
             let filesystem = ZarrFilesystem(tree: tree, reader: reader, logger: Logger(label: "reftest"), status: { Array("{}".utf8) })
             let model = try model(store, objects: objects, decoded: decoded)
             let paths = model.keys.sorted()
@@ -169,7 +185,9 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
                     // lookup of a real child, or of a name that is not there.
                     guard case .directory = node else { continue }
                     let real = children(model, of: path)
-                    let name = Bool.random(using: &random) ? (real.randomElement(using: &random) ?? "none") : ["zz", "0.9", ".zarray.bak", "c", "99"].randomElement(using: &random)!
+                    let name =
+                        Bool.random(using: &random)
+                        ? (real.randomElement(using: &random) ?? "none") : ["zz", "0.9", ".zarray.bak", "c", "99"].randomElement(using: &random)!
                     let child = path.isEmpty ? name : path + "/" + name
                     let answer = filesystem.lookup(parent: try resolve(path), name: name)
                     switch model[child] {
@@ -228,7 +246,11 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
                 case 5:
                     let inode = try resolve(path)
                     let status = filesystem.getxattr(inode, name: ZarrFilesystem.statusAttribute, size: 100)
-                    if path.isEmpty { XCTAssertEqual(try status.get(), Array("{}".utf8), context) } else { XCTAssertEqual(status.failureValue, .noAttribute, context) }
+                    if path.isEmpty {
+                        XCTAssertEqual(try status.get(), Array("{}".utf8), context)
+                    } else {
+                        XCTAssertEqual(status.failureValue, .noAttribute, context)
+                    }
                     XCTAssertEqual(filesystem.getxattr(inode, name: "user.other", size: 100).failureValue, .noAttribute, context)
                 default:
                     XCTAssertEqual(filesystem.getattr(UInt64.max - UInt64(step)).failureValue, .noEntry, context)

@@ -9,16 +9,19 @@ final class ZarrTreeTests: XCTestCase {
             manifest[linear] = .reference(object: 0, offset: UInt64(1000 + linear * 100), length: UInt64(90 + linear % 7))
         }
         let float = ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32"))
-        let t2 = VirtualArray(path: "T2", dtype: float, shape: grid.map { UInt64($0 * 10) }, chunkShape: grid.map { _ in 10 }, codecs: [.zlib(level: 4)],
-                              fillValue: .null, fillBytes: [0, 0, 0, 0], dimensionNames: (0..<grid.count).map { "d\($0)" }, attributes: [],
-                              manifest: manifest, origin: "test")
+        let t2 = VirtualArray(
+            path: "T2", dtype: float, shape: grid.map { UInt64($0 * 10) }, chunkShape: grid.map { _ in 10 }, codecs: [.zlib(level: 4)],
+            fillValue: .null, fillBytes: [0, 0, 0, 0], dimensionNames: (0..<grid.count).map { "d\($0)" }, attributes: [],
+            manifest: manifest, origin: "test")
         var scalarManifest = ChunkManifest(gridShape: [])
         scalarManifest[0] = .inline([1, 2, 3, 4])
-        let scalar = VirtualArray(path: "grp/scalar", dtype: float, shape: [], chunkShape: [], codecs: [], fillValue: .null, fillBytes: nil,
-                                  dimensionNames: [], attributes: [], manifest: scalarManifest, origin: "test")
-        return VirtualDataset(objects: [ObjectInfo(url: "/data/a.nc", size: 10_000)],
-                              groups: [VirtualGroup(path: "", attributes: [("title", .string("t"))]), VirtualGroup(path: "grp", attributes: [])],
-                              arrays: [t2, scalar])
+        let scalar = VirtualArray(
+            path: "grp/scalar", dtype: float, shape: [], chunkShape: [], codecs: [], fillValue: .null, fillBytes: nil,
+            dimensionNames: [], attributes: [], manifest: scalarManifest, origin: "test")
+        return VirtualDataset(
+            objects: [ObjectInfo(url: "/data/a.nc", size: 10_000)],
+            groups: [VirtualGroup(path: "", attributes: [("title", .string("t"))]), VirtualGroup(path: "grp", attributes: [])],
+            arrays: [t2, scalar])
     }
 
     private func walk(_ tree: ZarrTree, _ inode: UInt64, _ prefix: String, into files: inout [String: ZarrTree.Entry]) {
@@ -107,8 +110,11 @@ final class ZarrTreeTests: XCTestCase {
         let tree = try ZarrTree(store, decodedPipelines: view.pipelines)
         var files: [String: ZarrTree.Entry] = [:]
         walk(tree, ZarrTree.rootInode, "", into: &files)
-        XCTAssertEqual(files["T2/1.1"]?.content, .chunk(object: 0, offset: 1500, length: 90 + 5 % 7,
-                                                        decoding: .init(pipeline: [.zlib(level: 4)], size: 400)))
+        XCTAssertEqual(
+            files["T2/1.1"]?.content,
+            .chunk(
+                object: 0, offset: 1500, length: 90 + 5 % 7,
+                decoding: .init(pipeline: [.zlib(level: 4)], size: 400)))
         XCTAssertEqual(files["T2/1.1"]?.size, 400)
         XCTAssertEqual(files["T2/0.2"]?.content, .bytes([UInt8](repeating: 0, count: 400)), "inline chunks are decoded once, up front")
         XCTAssertEqual(files["grp/scalar/0"]?.content, .bytes([1, 2, 3, 4]), "arrays without codecs are unchanged")

@@ -523,30 +523,18 @@ public enum NetCDFMapping {
         switch type {
         case .integer(let size, let order, let signed, _, _):
             guard [1, 2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte integers") }
-            let prefix = size == 1 ? "|" : order.prefix
-            return ZarrDataType(
-                kind: signed ? .signed : .unsigned, itemSize: size, bigEndian: order == .bigEndian && size > 1,
-                v2: .string(prefix + (signed ? "i" : "u") + "\(size)"), v3: .string((signed ? "int" : "uint") + "\(size * 8)"))
+            return .integer(size: size, signed: signed, bigEndian: order == .bigEndian)
         case .float(let size, let order, _, _, _):
             guard [2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte floats") }
-            return ZarrDataType(
-                kind: .float, itemSize: size, bigEndian: order == .bigEndian, v2: .string(order.prefix + "f\(size)"),
-                v3: .string("float\(size * 8)"))
+            return .float(size: size, bigEndian: order == .bigEndian)
         case .enumeration(_, let base, _, _):
             return try zarrType(base)
         case .string(let size, _, _):
-            return ZarrDataType(
-                kind: .fixedBytes, itemSize: size, bigEndian: false, v2: .string("|S\(size)"),
-                v3: .object([
-                    ("name", .string("null_terminated_bytes")),
-                    ("configuration", .object([("length_bytes", .int(Int64(size)))])),
-                ]))
+            return .fixedBytes(size)
         case .variableLengthString:
-            return ZarrDataType(kind: .variableString, itemSize: 0, bigEndian: false, v2: .string("|O"), v3: .string("string"))
+            return .variableString
         case .opaque(let size, _):
-            return ZarrDataType(
-                kind: .opaque, itemSize: size, bigEndian: false, v2: .string("|V\(size)"),
-                v3: .object([("name", .string("raw_bytes")), ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
+            return .opaque(size)
         case .compound(let size, let members):
             var fields: [JSON] = []
             var expected = 0
@@ -573,7 +561,7 @@ public enum NetCDFMapping {
             }
             if expected < size { fields.append(.array([.string(""), .string("|V\(size - expected)")])) }
             guard expected <= size else { throw MappingError(description: "compound members run past the type's size") }
-            return ZarrDataType(kind: .structured, itemSize: size, bigEndian: false, v2: .array(fields), v3: nil)
+            return .structured(.array(fields), size: size)
         case .reference:
             throw MappingError(description: "object or region references have no Zarr type")
         case .variableLengthSequence:

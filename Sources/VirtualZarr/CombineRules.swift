@@ -309,7 +309,7 @@ public enum CombineRules {
             return (encoded, dtype, "\(path): values of \(versions.indices.count) files re-encoded from their own units into \(target.text)")
         }
         let values = exact ? integers.map(Double.init) : doubles
-        let float64 = ZarrDataType(kind: .float, itemSize: 8, bigEndian: false, v2: .string("<f8"), v3: .string("float64"))
+        let float64 = ZarrDataType.float(size: 8)
         let stored =
             dtype == float64 ? "" : " and stored as float64 (the shifts between the files' units are not whole \(target.unit.rawValue) in \(dtype.v2String))"
         return (

@@ -388,25 +388,9 @@ extension KerchunkReferences {
     }
 
     static func dataType(v2 json: JSON, fail: (String) -> ReferenceError) throws -> ZarrDataType {
-        guard let text = json.stringValue else {
-            return ZarrDataType(kind: .structured, itemSize: 0, bigEndian: false, v2: json, v3: nil)
-        }
-        let order = text.first ?? "|"
-        let kind = text.dropFirst().first ?? "?"
-        let size = Int(text.dropFirst(2)) ?? 0
-        let big = order == ">"
-        switch kind {
-        case "f": return ZarrDataType(kind: .float, itemSize: size, bigEndian: big, v2: json, v3: .string("float\(size * 8)"))
-        case "i": return ZarrDataType(kind: .signed, itemSize: size, bigEndian: big, v2: json, v3: .string("int\(size * 8)"))
-        case "u": return ZarrDataType(kind: .unsigned, itemSize: size, bigEndian: big, v2: json, v3: .string("uint\(size * 8)"))
-        case "b": return ZarrDataType(kind: .bool, itemSize: 1, bigEndian: false, v2: json, v3: .string("bool"))
-        case "S":
-            return ZarrDataType(
-                kind: .fixedBytes, itemSize: size, bigEndian: false, v2: json,
-                v3: .object([("name", .string("null_terminated_bytes")), ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
-        case "O": return ZarrDataType(kind: .variableString, itemSize: 0, bigEndian: false, v2: json, v3: .string("string"))
-        case "V": return ZarrDataType(kind: .opaque, itemSize: size, bigEndian: false, v2: json, v3: nil)
-        default: throw fail("dtype \(text) is not supported")
-        }
+        guard let text = json.stringValue else { return .structured(json, size: 0) }
+        guard let type = ZarrDataType(v2: text) else { throw fail("dtype \(text) is not supported") }
+        return type
     }
+
 }

@@ -328,6 +328,66 @@ public struct ZarrDataType: Sendable, Equatable {
         if case .string(let text) = v2 { return text }
         return v2.rendered()
     }
+
+    // The one place each type's v2 and v3 spellings are made: the HDF5 mapping, imported
+    // references, inline coordinates and unpacked variables all build their types here.
+
+    /// Integers of 1, 2, 4 or 8 bytes (`|i1`, `<u2`, `>i8`; `int8` ... `uint64`).
+    public static func integer(size: Int, signed: Bool, bigEndian: Bool = false) -> ZarrDataType {
+        let order = size == 1 ? "|" : bigEndian ? ">" : "<"
+        return ZarrDataType(
+            kind: signed ? .signed : .unsigned, itemSize: size, bigEndian: bigEndian && size > 1,
+            v2: .string(order + (signed ? "i" : "u") + "\(size)"), v3: .string((signed ? "int" : "uint") + "\(size * 8)"))
+    }
+
+    /// Floats of 2, 4 or 8 bytes (`<f4`; `float32`).
+    public static func float(size: Int, bigEndian: Bool = false) -> ZarrDataType {
+        ZarrDataType(
+            kind: .float, itemSize: size, bigEndian: bigEndian, v2: .string((bigEndian ? ">" : "<") + "f\(size)"),
+            v3: .string("float\(size * 8)"))
+    }
+
+    public static let bool = ZarrDataType(kind: .bool, itemSize: 1, bigEndian: false, v2: .string("|b1"), v3: .string("bool"))
+
+    /// Fixed-width byte strings (`|S8`; v3 `null_terminated_bytes`).
+    public static func fixedBytes(_ width: Int) -> ZarrDataType {
+        ZarrDataType(
+            kind: .fixedBytes, itemSize: width, bigEndian: false, v2: .string("|S\(width)"),
+            v3: .object([("name", .string("null_terminated_bytes")), ("configuration", .object([("length_bytes", .int(Int64(width)))]))]))
+    }
+
+    /// Variable-length strings, held inline (`|O`; v3 `string`).
+    public static let variableString = ZarrDataType(kind: .variableString, itemSize: 0, bigEndian: false, v2: .string("|O"), v3: .string("string"))
+
+    /// Raw bytes (`|V8`; v3 `raw_bytes`).
+    public static func opaque(_ size: Int) -> ZarrDataType {
+        ZarrDataType(
+            kind: .opaque, itemSize: size, bigEndian: false, v2: .string("|V\(size)"),
+            v3: .object([("name", .string("raw_bytes")), ("configuration", .object([("length_bytes", .int(Int64(size)))]))]))
+    }
+
+    /// A numpy structured type (Zarr v2 only), `fields` as numpy lists them.
+    public static func structured(_ fields: JSON, size: Int) -> ZarrDataType {
+        ZarrDataType(kind: .structured, itemSize: size, bigEndian: false, v2: fields, v3: nil)
+    }
+
+    /// A numpy spelling as Zarr v2 metadata gives it (`<f4`, `|S8`, `|O`...), or nil.
+    public init?(v2 text: String) {
+        let order = text.first ?? "|"
+        let kind = text.dropFirst().first ?? "?"
+        guard "<>|=".contains(order), let size = Int(text.dropFirst(2)) ?? (kind == "O" ? 0 : nil) else { return nil }
+        let big = order == ">"
+        switch kind {
+        case "f" where [2, 4, 8].contains(size): self = .float(size: size, bigEndian: big)
+        case "i" where [1, 2, 4, 8].contains(size): self = .integer(size: size, signed: true, bigEndian: big)
+        case "u" where [1, 2, 4, 8].contains(size): self = .integer(size: size, signed: false, bigEndian: big)
+        case "b" where size == 1: self = .bool
+        case "S" where size > 0: self = .fixedBytes(size)
+        case "O": self = .variableString
+        case "V" where size > 0: self = .opaque(size)
+        default: return nil
+        }
+    }
 }
 
 public struct VirtualArray: Sendable {
@@ -439,7 +499,7 @@ extension VirtualArray {
         var manifest = ChunkManifest(gridShape: [1])
         manifest[0] = .inline(bytes)
         return VirtualArray(
-            path: name, dtype: ZarrDataType(kind: .signed, itemSize: 8, bigEndian: false, v2: .string("<i8"), v3: .string("int64")),
+            path: name, dtype: .integer(size: 8, signed: true),
             shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
             fillBytes: [UInt8](repeating: 0, count: 8), dimensionNames: [name], attributes: [], manifest: manifest,
             origin: "file names")
@@ -456,9 +516,7 @@ extension VirtualArray {
         manifest[0] = .inline(bytes)
         return VirtualArray(
             path: name,
-            dtype: ZarrDataType(
-                kind: .fixedBytes, itemSize: width, bigEndian: false, v2: .string("|S\(width)"),
-                v3: .object([("name", .string("null_terminated_bytes")), ("configuration", .object([("length_bytes", .int(Int64(width)))]))])),
+            dtype: .fixedBytes(width),
             shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
             fillBytes: [UInt8](repeating: 0, count: width), dimensionNames: [name], attributes: [], manifest: manifest,
             origin: "file names")

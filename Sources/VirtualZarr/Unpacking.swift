@@ -50,7 +50,7 @@ public struct Unpacking: Sendable, Equatable {
     public var byObject: [UInt32: Packing]
 
     public static let attributesRemoved: Set<String> = ["scale_factor", "add_offset", "missing_value", "valid_min", "valid_max", "valid_range"]
-    public static let unpackedType = ZarrDataType(kind: .float, itemSize: 8, bigEndian: false, v2: .string("<f8"), v3: .string("float64"))
+    public static let unpackedType = ZarrDataType.float(size: 8)
 
     public init(packed: ZarrDataType, byObject: [UInt32: Packing]) {
         self.packed = packed

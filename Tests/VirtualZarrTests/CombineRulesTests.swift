@@ -59,7 +59,7 @@ final class CFTimeTests: XCTestCase {
 }
 
 final class CombineRulesTests: XCTestCase {
-    private let int32 = ZarrDataType(kind: .signed, itemSize: 4, bigEndian: false, v2: .string("<i4"), v3: .string("int32"))
+    private let int32 = ZarrDataType.integer(size: 4, signed: true)
 
     private func coordinate(_ name: String, _ values: [Int32], units: String? = nil, calendar: String? = nil) -> VirtualArray {
         var manifest = ChunkManifest(gridShape: [1])
@@ -312,7 +312,7 @@ final class RegriddingTests: XCTestCase {
     }
 
     func testUnpackedGridsServeNaNForUnwrittenAndMaskedInlineChunksAndRefuseOthers() throws {
-        let int16 = ZarrDataType(kind: .signed, itemSize: 2, bigEndian: false, v2: .string("<i2"), v3: .string("int16"))
+        let int16 = ZarrDataType.integer(size: 2, signed: true)
         let unpacking = Unpacking(
             packed: int16,
             byObject: [

@@ -7,7 +7,7 @@ final class CombineTests: XCTestCase {
         var manifest = ChunkManifest(gridShape: [Int((length + chunk - 1) / chunk), 1])
         for i in 0..<manifest.count { manifest[i] = .reference(object: object, offset: 1000 + UInt64(i) * 100, length: 100) }
         return VirtualArray(
-            path: name, dtype: ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32")),
+            path: name, dtype: ZarrDataType.float(size: 4),
             shape: [length, 10], chunkShape: [chunk, 10], codecs: codecs, fillValue: .null, fillBytes: [0, 0, 0, 0],
             dimensionNames: ["time", "x"], attributes: [], manifest: manifest, origin: name)
     }
@@ -91,7 +91,7 @@ final class CombineTests: XCTestCase {
             var manifest = ChunkManifest(gridShape: [2, Int(length / 2)])
             for i in 0..<manifest.count { manifest[i] = .reference(object: 0, offset: UInt64(i) * 100, length: 100) }
             return VirtualArray(
-                path: "v", dtype: ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32")),
+                path: "v", dtype: ZarrDataType.float(size: 4),
                 shape: [4, length], chunkShape: [2, 2], codecs: [], fillValue: .null, fillBytes: [0, 0, 0, 0],
                 dimensionNames: ["x", "time"], attributes: [], manifest: manifest, origin: "v")
         }

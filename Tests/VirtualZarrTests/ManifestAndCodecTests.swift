@@ -69,6 +69,20 @@ final class CodecTests: XCTestCase {
         }
     }
 
+    func testEveryDataTypeHasOneSpellingThatReadsBack() {
+        var types: [ZarrDataType] = [.bool, .variableString, .fixedBytes(8), .opaque(3)]
+        for size in [1, 2, 4, 8] {
+            for big in [false, true] { types += [.integer(size: size, signed: true, bigEndian: big), .integer(size: size, signed: false, bigEndian: big)] }
+        }
+        for size in [2, 4, 8] { types += [.float(size: size), .float(size: size, bigEndian: true)] }
+        for type in types {
+            XCTAssertEqual(ZarrDataType(v2: type.v2String), type, type.v2String)
+        }
+        XCTAssertEqual(ZarrDataType.integer(size: 1, signed: true, bigEndian: true).v2String, "|i1", "one byte has no order")
+        XCTAssertEqual(ZarrDataType.float(size: 4, bigEndian: true).v3, .string("float32"))
+        for bad in ["<f3", "<i16", "|S0", "f4", "", "<x4", "|b2"] { XCTAssertNil(ZarrDataType(v2: bad), bad) }
+    }
+
     func testContiguousSplitTilesTheBytesExactly() {
         let chunk = NetCDFMapping.splitContiguous(shape: [1000, 500, 20], itemSize: 4, threshold: 16 << 20, filtered: false)
         XCTAssertEqual(chunk, [250, 500, 20], "the largest divisor of 1000 rows whose chunk fits 16 MiB")

@@ -27,7 +27,7 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
         case file([UInt8])
     }
 
-    private let int16 = ZarrDataType(kind: .signed, itemSize: 2, bigEndian: false, v2: .string("<i2"), v3: .string("int16"))
+    private let int16 = ZarrDataType.integer(size: 2, signed: true)
 
     /// Arrays of every kind of chunk file: stored (sparse), decoded (zlib), inline, scalar, an
     /// array whose unwritten chunks share a fill chunk, and one served on its own grid.

@@ -8,7 +8,7 @@ final class ZarrTreeTests: XCTestCase {
         for linear in 0..<manifest.count where linear % 5 != 2 {
             manifest[linear] = .reference(object: 0, offset: UInt64(1000 + linear * 100), length: UInt64(90 + linear % 7))
         }
-        let float = ZarrDataType(kind: .float, itemSize: 4, bigEndian: false, v2: .string("<f4"), v3: .string("float32"))
+        let float = ZarrDataType.float(size: 4)
         let t2 = VirtualArray(
             path: "T2", dtype: float, shape: grid.map { UInt64($0 * 10) }, chunkShape: grid.map { _ in 10 }, codecs: [.zlib(level: 4)],
             fillValue: .null, fillBytes: [0, 0, 0, 0], dimensionNames: (0..<grid.count).map { "d\($0)" }, attributes: [],

@@ -1,35 +1,9 @@
-/// Where objects live: `s3://bucket/key`, `http(s)://host/path`, `file:///path` or a plain path.
-public enum Location: Sendable, Equatable {
-    case s3(bucket: String, key: String)
-    case http(url: String)
-    case local(path: String)
+import ByteSource
 
+extension Location {
+    /// The location `text` names, or an error that names the text and says what is accepted.
     public init(parsing text: String) throws {
-        if text.hasPrefix("s3://") {
-            let rest = text.dropFirst(5)
-            guard let slash = rest.firstIndex(of: "/") else {
-                let bucket = String(rest)
-                guard !bucket.isEmpty else { throw ObjectStoreError(.invalidLocation("no bucket name"), url: text) }
-                self = .s3(bucket: bucket, key: "")
-                return
-            }
-            let bucket = String(rest[..<slash])
-            guard !bucket.isEmpty else { throw ObjectStoreError(.invalidLocation("no bucket name"), url: text) }
-            self = .s3(bucket: bucket, key: String(rest[rest.index(after: slash)...]))
-        } else if text.hasPrefix("http://") || text.hasPrefix("https://") {
-            self = .http(url: text)
-        } else if text.hasPrefix("file://") {
-            self = .local(path: String(text.dropFirst(7)))
-        } else if text.contains("://") {
-            throw ObjectStoreError(.invalidLocation("unsupported scheme (use s3://, http(s)://, file:// or a path)"), url: text)
-        } else {
-            self = .local(path: text)
-        }
-    }
-
-    public var isRemote: Bool {
-        if case .local = self { return false }
-        return true
+        do { try self.init(text) } catch { throw ObjectStoreError(.invalidLocation(error.reason), url: text) }
     }
 }
 

@@ -13,7 +13,12 @@ public final class ObjectReader: Sendable {
     }
 
     public func read(_ url: String, identity: ObjectIdentity?, range: Range<UInt64>) async throws -> [UInt8] {
-        switch try Location(parsing: url) {
+        try await read(url, location: try Location(parsing: url), identity: identity, range: range)
+    }
+
+    /// A read of an object whose location is already parsed (`ObjectInfo.location`).
+    public func read(_ url: String, location: Location, identity: ObjectIdentity?, range: Range<UInt64>) async throws -> [UInt8] {
+        switch location {
         case .local(let path):
             if let identity, try LocalStore.describe(path).identity != identity { throw ObjectStoreError(.changed, url: url) }
             let source = try files.withLock { open -> FileSource in
@@ -25,7 +30,7 @@ public final class ObjectReader: Sendable {
             return try source.readSynchronously(offset: range.lowerBound, length: range.count)
         case .s3, .http:
             guard let store else { throw ObjectStoreError(.invalidLocation("no object store for remote objects"), url: url) }
-            return try await store.get(url, range: range, identity: identity)
+            return try await store.get(url, location: location, range: range, identity: identity)
         }
     }
 

@@ -348,11 +348,16 @@ public final class RemoteStore: Sendable {
     /// Bytes `range` of the object, failing (never returning other bytes) when the object no
     /// longer has `identity`.
     public func get(_ url: String, range: Range<UInt64>, identity: ObjectIdentity?) async throws -> [UInt8] {
+        try await get(url, location: try Location(parsing: url), range: range, identity: identity)
+    }
+
+    /// `get` for a location already parsed from `url`.
+    public func get(_ url: String, location: Location, range: Range<UInt64>, identity: ObjectIdentity?) async throws -> [UInt8] {
         guard !range.isEmpty else { return [] }
         let headers = Self.rangeHeaders([range], identity: identity)
         let expected = Int(range.count)
         let response: HTTPResponse
-        switch try Location(parsing: url) {
+        switch location {
         case .s3(let bucket, let key):
             response = try await send(
                 { s3Request(method: .get, bucket: bucket, key: key, headers: headers, maxBody: expected + 1024) },

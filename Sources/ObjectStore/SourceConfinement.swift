@@ -1,3 +1,4 @@
+import ByteSource
 import Foundation
 #if canImport(Glibc)
 import Glibc

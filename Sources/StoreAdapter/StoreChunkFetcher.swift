@@ -60,15 +60,21 @@ public final class StoreChunkFetcher: ChunkFetching {
         }
     }
 
+    /// One range of the object, through its location parsed at scan time.
+    private func read(_ object: ObjectInfo, range: Range<UInt64>) async throws -> [UInt8] {
+        guard let location = object.location else { return try await reader.read(object.url, identity: object.identity, range: range) }
+        return try await reader.read(object.url, location: location, identity: object.identity, range: range)
+    }
+
     private func fetchParts(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
         let parts = Self.parts(offset: offset, length: length, partSize: partSize)
         if parts.count == 1 {
-            return try await reader.read(object.url, identity: object.identity, range: offset..<(offset + length))
+            return try await read(object, range: offset..<(offset + length))
         }
-        let reader = self.reader
+
         return try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
             for (index, range) in parts.enumerated() {
-                group.addTask { (index, try await reader.read(object.url, identity: object.identity, range: range)) }
+                group.addTask { (index, try await self.read(object, range: range)) }
             }
             // Each part is copied into its place as it arrives, so the whole chunk is allocated
             // once and no part waits for the slowest.

@@ -3,7 +3,9 @@ import JSONValue
 
 /// One source object (a file, an S3 object, a URL) that chunks point into.
 public struct ObjectInfo: Sendable, Equatable {
-    public var url: String
+    public var url: String { didSet { location = try? Location(url) } }
+    /// `url` parsed once (nil if it names no location), so reads need not parse it again.
+    public private(set) var location: Location?
     public var size: UInt64
     /// The identity checked before every ranged read: ETag, or size + mtime for local files.
     public var identity: ObjectIdentity?
@@ -15,6 +17,7 @@ public struct ObjectInfo: Sendable, Equatable {
 
     public init(url: String, size: UInt64, identity: ObjectIdentity? = nil, lastModified: Int64? = nil, access: FileAccess? = nil) {
         self.url = url
+        self.location = try? Location(url)
         self.size = size
         self.identity = identity
         self.lastModified = lastModified

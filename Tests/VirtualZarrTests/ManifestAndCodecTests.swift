@@ -1,3 +1,4 @@
+import ByteSource
 @testable import HDF5Mapping
 import HDF5Metadata
 import JSONValue
@@ -67,6 +68,16 @@ final class CodecTests: XCTestCase {
         XCTAssertThrowsError(try ChunkDecoder.decode([0x77, 0x01] + exact.dropFirst(2), pipeline: [.zlib(level: 1)], decodedSize: 4096)) { error in
             XCTAssertTrue("\(error)".contains("incorrect header check") || "\(error)".contains("unknown compression method"), "\(error)")
         }
+    }
+
+    func testAnObjectKeepsItsParsedLocation() {
+        var object = ObjectInfo(url: "s3://bucket/dir/a.nc", size: 10)
+        XCTAssertEqual(object.location, .s3(bucket: "bucket", key: "dir/a.nc"))
+        object.url = "https://host/a.nc"
+        XCTAssertEqual(object.location, .http(url: "https://host/a.nc"), "a new url is parsed again")
+        XCTAssertEqual(ObjectInfo(url: "/data/a.nc", size: 1).location, .local(path: "/data/a.nc"))
+        XCTAssertNil(ObjectInfo(url: "ftp://host/a.nc", size: 1).location)
+        XCTAssertThrowsError(try Location("s3:///key")) { XCTAssertEqual(($0 as? Location.Problem)?.reason, "no bucket name") }
     }
 
     func testEveryDataTypeHasOneSpellingThatReadsBack() {

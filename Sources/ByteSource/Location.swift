@@ -1,0 +1,35 @@
+/// Where objects live: `s3://bucket/key`, `http(s)://host/path`, `file:///path` or a plain path.
+/// Parsed once where an object is first named (`ObjectInfo` keeps it), not on every read.
+public enum Location: Sendable, Equatable, Hashable {
+    case s3(bucket: String, key: String)
+    case http(url: String)
+    case local(path: String)
+
+    /// Why a text names no location.
+    public struct Problem: Error, Sendable, Equatable {
+        public var reason: String
+    }
+
+    public init(_ text: String) throws(Problem) {
+        if text.hasPrefix("s3://") {
+            let rest = text.dropFirst(5)
+            let slash = rest.firstIndex(of: "/")
+            let bucket = String(rest[..<(slash ?? rest.endIndex)])
+            guard !bucket.isEmpty else { throw Problem(reason: "no bucket name") }
+            self = .s3(bucket: bucket, key: slash.map { String(rest[rest.index(after: $0)...]) } ?? "")
+        } else if text.hasPrefix("http://") || text.hasPrefix("https://") {
+            self = .http(url: text)
+        } else if text.hasPrefix("file://") {
+            self = .local(path: String(text.dropFirst(7)))
+        } else if text.contains("://") {
+            throw Problem(reason: "unsupported scheme (use s3://, http(s)://, file:// or a path)")
+        } else {
+            self = .local(path: text)
+        }
+    }
+
+    public var isRemote: Bool {
+        if case .local = self { return false }
+        return true
+    }
+}

@@ -48,8 +48,43 @@ public enum Codec: Sendable, Equatable {
     }
 }
 
-public struct CodecError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+/// Why chunk bytes could not be encoded, decoded or unpacked, with what is known of it.
+public enum CodecError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// zlib refused the stream; `reason` is zlib's own message (`incorrect header check`).
+    case corruptStream(reason: String)
+    case truncatedStream
+    /// The stream decodes past the chunk's size: corrupt or hostile, refused before it is held.
+    case oversizedStream(chunkBytes: Int)
+    /// zlib itself failed (`operation`: initialise, compress) with `status`.
+    case zlibFailed(operation: String, status: Int32)
+    case checksumMissing
+    case checksumMismatch
+    /// A shuffled buffer that is not a whole number of elements, which numcodecs refuses.
+    case partialShuffle(bytes: Int, elementSize: Int)
+    /// A codec zarrmount does not implement, given as its numcodecs configuration.
+    case unsupportedCodec(JSON, encoding: Bool)
+    case noPacking(object: UInt32)
+    case notUnpackable(dtype: String)
+    /// A variable that cannot be served as asked, and what to do.
+    case variable(path: String, problem: String)
+
+    public var description: String {
+        switch self {
+        case .corruptStream(let reason): return "zlib: corrupt stream (\(reason))"
+        case .truncatedStream: return "zlib: truncated stream"
+        case .oversizedStream(let bytes): return "zlib: the stream decodes to more than the chunk's \(bytes) bytes"
+        case .zlibFailed(let operation, let status): return "zlib: \(operation) failed (status \(status))"
+        case .checksumMissing: return "fletcher32: chunk shorter than its checksum"
+        case .checksumMismatch: return "fletcher32: checksum mismatch, chunk is corrupt"
+        case .partialShuffle(let bytes, let size):
+            return "shuffle: the buffer (\(bytes) bytes) is not a whole number of \(size)-byte elements, which Zarr readers' shuffle (numcodecs) refuses"
+        case .unsupportedCodec(let configuration, let encoding):
+            return "codec \(configuration.rendered()) is not \(encoding ? "encoded" : "decoded") by zarrmount"
+        case .noPacking(let object): return "no packing is known for object \(object) of an unpacked variable"
+        case .notUnpackable(let dtype): return "values of type \(dtype) cannot be unpacked"
+        case .variable(let path, let problem): return "\(path): \(problem)"
+        }
+    }
 }
 
 /// Decodes stored chunk bytes: the reverse of `pipeline`, last step first.
@@ -63,14 +98,11 @@ public enum ChunkDecoder {
             case .zlib: bytes = try inflate(bytes, expectedSize: decodedSize)
             case .shuffle(let size):
                 if asZarrReaders, size > 1, bytes.count % size != 0 {
-                    throw CodecError(
-                        description:
-                            "shuffle: the buffer (\(bytes.count) bytes) is not a whole number of \(size)-byte elements, which Zarr readers' shuffle (numcodecs) refuses"
-                    )
+                    throw CodecError.partialShuffle(bytes: bytes.count, elementSize: size)
                 }
                 bytes = unshuffle(bytes, elementSize: size)
             case .fletcher32: bytes = try stripFletcher32(bytes)
-            case .other(let configuration): throw CodecError(description: "codec \(configuration.rendered()) is not decoded by zarrmount")
+            case .other(let configuration): throw CodecError.unsupportedCodec(configuration, encoding: false)
             }
         }
         return bytes
@@ -78,7 +110,7 @@ public enum ChunkDecoder {
 
     static func inflate(_ input: [UInt8], expectedSize: Int) throws -> [UInt8] {
         var stream = z_stream()
-        guard czlib_inflate_init(&stream) == Z_OK else { throw CodecError(description: "zlib: cannot initialise") }
+        guard czlib_inflate_init(&stream) == Z_OK else { throw CodecError.zlibFailed(operation: "initialise", status: Z_STREAM_ERROR) }
         defer { inflateEnd(&stream) }
         // A chunk decodes to its own size (plus a Fletcher-32 checksum when that filter ran
         // first): more is a corrupt or hostile stream, refused before it is allocated.
@@ -92,7 +124,7 @@ public enum ChunkDecoder {
             stream.avail_in = UInt32(inBuffer.count)
             while status != Z_STREAM_END {
                 if produced == output.count {
-                    throw CodecError(description: "zlib: the stream decodes to more than the chunk's \(expectedSize) bytes")
+                    throw CodecError.oversizedStream(chunkBytes: expectedSize)
                 }
                 status = output.withUnsafeMutableBufferPointer { outBuffer -> Int32 in
                     stream.next_out = outBuffer.baseAddress! + produced
@@ -101,10 +133,10 @@ public enum ChunkDecoder {
                     produced = outBuffer.count - Int(stream.avail_out)
                     return result
                 }
-                if status == Z_BUF_ERROR && stream.avail_in == 0 { throw CodecError(description: "zlib: truncated stream") }
+                if status == Z_BUF_ERROR && stream.avail_in == 0 { throw CodecError.truncatedStream }
                 if status != Z_OK && status != Z_STREAM_END && status != Z_BUF_ERROR {
                     let reason = stream.msg.map { String(cString: $0) } ?? "status \(status)"
-                    throw CodecError(description: "zlib: corrupt stream (\(reason))")
+                    throw CodecError.corruptStream(reason: reason)
                 }
             }
         }
@@ -125,14 +157,14 @@ public enum ChunkDecoder {
     }
 
     static func stripFletcher32(_ input: [UInt8]) throws -> [UInt8] {
-        guard input.count >= 4 else { throw CodecError(description: "fletcher32: chunk shorter than its checksum") }
+        guard input.count >= 4 else { throw CodecError.checksumMissing }
         let data = Array(input.dropLast(4))
         let stored = input.suffix(4)
         let computed = fletcher32(data)
         let storedValue =
             UInt32(stored[stored.startIndex]) | UInt32(stored[stored.startIndex + 1]) << 8
             | UInt32(stored[stored.startIndex + 2]) << 16 | UInt32(stored[stored.startIndex + 3]) << 24
-        guard computed == storedValue else { throw CodecError(description: "fletcher32: checksum mismatch, chunk is corrupt") }
+        guard computed == storedValue else { throw CodecError.checksumMismatch }
         return data
     }
 
@@ -175,7 +207,7 @@ public enum ChunkEncoder {
             case .fletcher32:
                 let sum = ChunkDecoder.fletcher32(bytes)
                 bytes += [UInt8(sum & 0xff), UInt8((sum >> 8) & 0xff), UInt8((sum >> 16) & 0xff), UInt8(sum >> 24)]
-            case .other(let configuration): throw CodecError(description: "codec \(configuration.rendered()) is not encoded by zarrmount")
+            case .other(let configuration): throw CodecError.unsupportedCodec(configuration, encoding: true)
             }
         }
         return bytes
@@ -199,7 +231,7 @@ public enum ChunkEncoder {
                 compress2(out.baseAddress, &destinationLength, inp.baseAddress, uLong(inp.count), Int32(level))
             }
         }
-        guard status == Z_OK else { throw CodecError(description: "zlib: compression failed (status \(status))") }
+        guard status == Z_OK else { throw CodecError.zlibFailed(operation: "compression", status: status) }
         output.removeSubrange(Int(destinationLength)...)
         return output
     }

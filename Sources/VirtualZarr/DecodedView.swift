@@ -24,9 +24,10 @@ public struct DecodedView: Sendable {
             let array = dataset.arrays[index]
             if let unpacking = array.unpacking {
                 if case .other(let foreign) = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
-                    throw CodecError(
-                        description:
-                            "\(array.path): its files pack it differently, and zarrmount cannot decode its codec \(foreign) to unpack it; leave it out with --drop-variables \(array.path)"
+                    throw CodecError.variable(
+                        path: array.path,
+                        problem:
+                            "its files pack it differently, and zarrmount cannot decode its codec \(foreign) to unpack it; leave it out with --drop-variables \(array.path)"
                     )
                 }
                 var unpacked = array
@@ -36,9 +37,10 @@ public struct DecodedView: Sendable {
                 for linear in array.manifest.setIndices {
                     guard case .inline(let bytes) = array.manifest[linear] else { continue }
                     guard unpacking.allMasked(bytes, codecs: array.codecs, decodedSize: Self.decodedChunkSize(array)) else {
-                        throw CodecError(
-                            description:
-                                "\(array.path): its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(array.path)"
+                        throw CodecError.variable(
+                            path: array.path,
+                            problem:
+                                "its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(array.path)"
                         )
                     }
                     unpacked.manifest[linear] = .missing
@@ -61,7 +63,8 @@ public struct DecodedView: Sendable {
                     try ChunkDecoder.decode(bytes, pipeline: array.codecs, decodedSize: size)
                 }
             } catch {
-                throw CodecError(description: "\(array.path): an inline chunk does not decode (\(error)); the source file \(array.origin) may be corrupt")
+                throw CodecError.variable(
+                    path: array.path, problem: "an inline chunk does not decode (\(error)); the source file \(array.origin) may be corrupt")
             }
             dataset.arrays[index].codecs = []
             pipelines[array.path] = array.codecs

@@ -52,9 +52,10 @@ public struct Regridding: Sendable {
             for linear in source.manifest.setIndices {
                 guard case .inline(let bytes) = source.manifest[linear] else { continue }
                 guard unpacking.allMasked(bytes, codecs: source.codecs, decodedSize: decodedSize) else {
-                    throw CodecError(
-                        description:
-                            "\(path): its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(path)"
+                    throw CodecError.variable(
+                        path: path,
+                        problem:
+                            "its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(path)"
                     )
                 }
                 source.manifest[linear] = .missing

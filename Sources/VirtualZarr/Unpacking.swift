@@ -65,11 +65,11 @@ public struct Unpacking: Sendable, Equatable {
     /// A decoded chunk of object `object` as little-endian float64 values.
     public func unpack(_ decoded: [UInt8], object: UInt32) throws -> [UInt8] {
         guard let packing = byObject[object] else {
-            throw CodecError(description: "no packing is known for object \(object) of an unpacked variable")
+            throw CodecError.noPacking(object: object)
         }
         let count = decoded.count / packed.itemSize
         guard let values = NumericValues.doubles(decoded, dtype: packed, count: count) else {
-            throw CodecError(description: "values of type \(packed.v2String) cannot be unpacked")
+            throw CodecError.notUnpackable(dtype: packed.v2String)
         }
         return NumericValues.encode(values.map(packing.unpack))
     }

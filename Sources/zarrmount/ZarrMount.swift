@@ -18,11 +18,6 @@ struct ZarrMount: AsyncParsableCommand {
     )
 }
 
-/// Exit codes and messages for user-facing failures: one line, naming the file, no stack.
-struct UserFacingError: Error, CustomStringConvertible {
-    var description: String
-}
-
 struct Inspect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the structure of an HDF5/NetCDF4 file as the native parser sees it.",

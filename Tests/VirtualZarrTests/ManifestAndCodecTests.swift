@@ -47,7 +47,9 @@ final class CodecTests: XCTestCase {
         }
         var stored = try ChunkEncoder.encode(raw, pipeline: [.fletcher32])
         stored[10] ^= 0x40
-        XCTAssertThrowsError(try ChunkDecoder.decode(stored, pipeline: [.fletcher32], decodedSize: raw.count))
+        XCTAssertThrowsError(try ChunkDecoder.decode(stored, pipeline: [.fletcher32], decodedSize: raw.count)) { error in
+            XCTAssertEqual(error as? CodecError, .checksumMismatch)
+        }
         XCTAssertThrowsError(try ChunkDecoder.decode([1, 2, 3, 4], pipeline: [.zlib(level: 4)], decodedSize: 100))
     }
 
@@ -57,6 +59,7 @@ final class CodecTests: XCTestCase {
         let bomb = try ChunkEncoder.encode([UInt8](repeating: 0, count: 64 << 20), pipeline: [.zlib(level: 9)])
         XCTAssertLessThan(bomb.count, 1 << 20)
         XCTAssertThrowsError(try ChunkDecoder.decode(bomb, pipeline: [.zlib(level: 9)], decodedSize: 4096)) { error in
+            XCTAssertEqual(error as? CodecError, .oversizedStream(chunkBytes: 4096))
             XCTAssertEqual("\(error)", "zlib: the stream decodes to more than the chunk's 4096 bytes")
         }
         // Exactly the chunk's size, and the size with a Fletcher-32 checksum after it, decode.

@@ -14,14 +14,40 @@ public struct DecodedView: Sendable {
     public let warnings: [String]
     /// For each array path served unpacked: each file's packing (see `Unpacking`).
     public let unpackings: [String: Unpacking]
+    /// For each compound array served little-endian: the bytes to swap (see `ByteSwap`).
+    public let byteSwaps: [String: ByteSwap]
 
     public init(_ stored: VirtualDataset) throws {
         var dataset = stored
         var pipelines: [String: [Codec]] = [:]
         var warnings: [String] = []
         var unpackings: [String: Unpacking] = [:]
+        var byteSwaps: [String: ByteSwap] = [:]
         for index in dataset.arrays.indices {
             let array = dataset.arrays[index]
+            if array.regridding == nil, let littleEndian = ByteSwap.littleEndian(array.dtype) {
+                let (swap, served) = littleEndian
+                if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+                    warnings.append("\(array.path) stays big-endian in the decoded view: zarrmount cannot decode \(foreign.numcodecsJSON.rendered())")
+                    continue
+                }
+                let size = Self.decodedChunkSize(array)
+                do {
+                    dataset.arrays[index].manifest = try array.manifest.mappingInlineChunks { bytes in
+                        var decoded = try ChunkDecoder.decode(bytes, pipeline: array.codecs, decodedSize: size)
+                        swap.apply(&decoded)
+                        return decoded
+                    }
+                } catch {
+                    throw CodecError.variable(
+                        path: array.path, problem: "an inline chunk does not decode (\(error)); the source file \(array.origin) may be corrupt")
+                }
+                dataset.arrays[index].dtype = served
+                dataset.arrays[index].codecs = []
+                pipelines[array.path] = array.codecs
+                byteSwaps[array.path] = swap
+                continue
+            }
             if let unpacking = array.unpacking {
                 if case .other(let foreign) = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
                     throw CodecError.variable(
@@ -73,6 +99,7 @@ public struct DecodedView: Sendable {
         self.pipelines = pipelines
         self.warnings = warnings
         self.unpackings = unpackings
+        self.byteSwaps = byteSwaps
     }
 
     /// Bytes of one decoded chunk: every chunk of an HDF5 dataset is stored full size, edge

@@ -322,6 +322,11 @@ public final class ChunkReader: Sendable {
         guard decoded.count == Int(decoding.size) else {
             throw ChunkReadError(description: "\(info.url): chunk at \(offset) decodes to \(decoded.count) bytes, expected \(decoding.size)")
         }
+        if let swap = decoding.byteSwap {
+            var swapped = decoded
+            swap.apply(&swapped)
+            return swapped
+        }
         if let unpacking = decoding.unpacking {
             do { return try unpacking.unpack(decoded, object: object) } catch {
                 throw ChunkReadError(description: "\(info.url): chunk at \(offset) cannot be unpacked: \(error)")

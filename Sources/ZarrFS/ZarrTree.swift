@@ -25,11 +25,14 @@ public final class ZarrTree: Sendable {
         public var size: UInt64
         /// Each file's packing, for variables served unpacked (`--decoded --unpack`).
         public var unpacking: Unpacking?
+        /// Big-endian compound members served little-endian.
+        public var byteSwap: ByteSwap?
 
-        public init(pipeline: [Codec], size: UInt64, unpacking: Unpacking? = nil) {
+        public init(pipeline: [Codec], size: UInt64, unpacking: Unpacking? = nil, byteSwap: ByteSwap? = nil) {
             self.pipeline = pipeline
             self.size = size
             self.unpacking = unpacking
+            self.byteSwap = byteSwap
         }
 
         /// Bytes of the chunk file: the decoded chunk, or its values unpacked to float64.
@@ -85,7 +88,7 @@ public final class ZarrTree: Sendable {
     /// `unpackings` names the arrays served unpacked, with each file's packing.
     public init(
         _ store: ZarrStore, decodedPipelines: [String: [Codec]] = [:], unpackings: [String: Unpacking] = [:],
-        verify: Bool = false
+        byteSwaps: [String: ByteSwap] = [:], verify: Bool = false
     ) throws {
         self.store = store
         decodings = store.dataset.arrays.map { array in
@@ -94,7 +97,7 @@ public final class ZarrTree: Sendable {
                 let elements = array.chunkShape.reduce(UInt64(1), *)
                 return Decoding(
                     pipeline: pipeline, size: elements * UInt64(unpacking?.packed.itemSize ?? array.dtype.itemSize),
-                    unpacking: unpacking)
+                    unpacking: unpacking, byteSwap: byteSwaps[array.path])
             }
         }
         verifications = store.dataset.arrays.map { array in

@@ -117,7 +117,9 @@ struct Mount: AsyncParsableCommand {
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
             let verifyChunks = self.verifyChunks || config.verifyChunks
             let timeout = self.timeout ?? config.readTimeout ?? 30
-            let tree = try ZarrTree(store, decodedPipelines: view?.pipelines ?? [:], unpackings: view?.unpackings ?? [:], verify: verifyChunks)
+            let tree = try ZarrTree(
+                store, decodedPipelines: view?.pipelines ?? [:], unpackings: view?.unpackings ?? [:],
+                byteSwaps: view?.byteSwaps ?? [:], verify: verifyChunks)
             var verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)?
             if verifyChunks { verification = { [tree] inode in tree.verification(inode) } }
             let readTimeout: Duration? = timeout > 0 ? Duration.seconds(timeout) : nil

@@ -123,3 +123,26 @@ final class JSONRenderingTests: XCTestCase {
         XCTAssertEqual(try JSON.parse(rendered), JSON.array(strings.map { .string($0) }))
     }
 }
+
+final class ByteSwapTests: XCTestCase {
+    func testBigEndianMembersAreServedLittleEndianAndSwappedElementByElement() throws {
+        let fields: JSON = .array([
+            .array([.string("a"), .string(">i2")]), .array([.string("flag"), .string("|u1")]),
+            .array([.string("v"), .string(">f4"), .array([.int(2)])]), .array([.string(""), .string("|V1")]),
+        ])
+        let (swap, served) = try XCTUnwrap(ByteSwap.littleEndian(.structured(fields, size: 12)))
+        XCTAssertEqual(
+            served.v2,
+            .array([
+                .array([.string("a"), .string("<i2")]), .array([.string("flag"), .string("|u1")]),
+                .array([.string("v"), .string("<f4"), .array([.int(2)])]), .array([.string(""), .string("|V1")]),
+            ]))
+        XCTAssertEqual(swap.runs, [ByteSwap.Run(offset: 0, width: 2, count: 1), ByteSwap.Run(offset: 3, width: 4, count: 2)])
+        var bytes: [UInt8] = [0x01, 0x02, 9, 0x3F, 0x80, 0, 0, 0x40, 0, 0, 0, 7] + [0x00, 0x05, 8, 0xBF, 0x80, 0, 0, 0, 0, 0, 0, 6]
+        swap.apply(&bytes)
+        XCTAssertEqual(bytes, [0x02, 0x01, 9, 0, 0, 0x80, 0x3F, 0, 0, 0, 0x40, 7] + [0x05, 0x00, 8, 0, 0, 0x80, 0xBF, 0, 0, 0, 0, 6])
+        // Nothing big-endian, or fields that do not add up to the item: no swap.
+        XCTAssertNil(ByteSwap.littleEndian(.structured(.array([.array([.string("a"), .string("<i2")])]), size: 2)))
+        XCTAssertNil(ByteSwap.littleEndian(.structured(.array([.array([.string("a"), .string(">i2")])]), size: 4)))
+    }
+}

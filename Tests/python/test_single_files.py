@@ -416,3 +416,50 @@ def test_shuffle_after_compression_is_left_out_as_zarr_readers_cannot_undo_it(tm
     assert "odd/.zarray" not in keys
     with open_refs(out, decode_cf=False) as act:
         np.testing.assert_array_equal(act["usual"].values, values)
+
+
+# ------------------------------------------------------------------ big-endian compounds
+
+def test_big_endian_compounds_read_through_a_decoded_mount(tmp_path):
+    """zarr-python 3 cannot read a structured type with big-endian members (hdf5-json's
+    committed_type.h5, netCDF-C's ref_tst_compounds.nc): xarray fails on their values. A --decoded
+    mount declares the members little-endian and swaps each element's bytes as its chunks are read,
+    chunked and compressed or contiguous; xarray then reads what it reads from the original. The
+    references keep the file's bytes and big-endian spelling."""
+    import h5py
+    import json
+    from conftest import open_virtual, require_fuse
+    require_fuse()
+    path = tmp_path / "big_endian_compounds.h5"
+    # (no string member: netCDF-C misreads those, docs/semantics.md)
+    station = np.dtype([("id", ">i4"), ("flag", "u1"), ("temperature", ">f8"), ("counts", ">u2")])
+    values = np.zeros(37, dtype=station)
+    values["id"] = np.arange(37) * 1001
+    values["flag"] = np.arange(37) % 3
+    values["temperature"] = np.linspace(-40.25, 51.5, 37)
+    values["counts"] = np.arange(37) * 257
+    with h5py.File(path, "w") as f:
+        f["station_t"] = station  # committed, so netCDF-C shows the type
+        f.create_dataset("chunked", data=values, dtype=f["station_t"], chunks=(10,), compression="gzip", shuffle=True)
+        f.create_dataset("contiguous", data=values[::-1], dtype=f["station_t"])
+    out, p = scan(path, tmp_path)
+    zarray = json.loads(json.load(open(out))["refs"]["chunked/.zarray"])
+    assert ["id", ">i4"] in zarray["dtype"], zarray["dtype"]
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    m = run_vz(["mount", str(path), "--decoded", "--no-cache", str(mountpoint)], timeout=120)
+    require_ok(m, "mount --decoded")
+    try:
+        with open(mountpoint / "chunked" / ".zarray") as fh:
+            assert ["id", "<i4"] in json.load(fh)["dtype"]
+        for decode_cf in (True, False):
+            with open_original(str(path), decode_cf=decode_cf) as exp, open_virtual("mount", str(mountpoint), 2, decode_cf) as act:
+                for name, written in (("chunked", values), ("contiguous", values[::-1])):
+                    e, a = exp[name].values, act[name].values
+                    assert a.dtype.names == e.dtype.names == written.dtype.names, (a.dtype, e.dtype)
+                    for field in e.dtype.names:
+                        np.testing.assert_array_equal(e[field], written[field], err_msg="the original, %s.%s" % (name, field))
+                        np.testing.assert_array_equal(a[field], e[field], err_msg="%s.%s" % (name, field))
+    finally:
+        u = run_vz(["unmount", str(mountpoint)], timeout=60)
+        assert u.returncode == 0, u.stderr

@@ -92,8 +92,7 @@ public final class StoreChunkFetcher: ChunkFetching {
 
     /// The byte ranges a chunk is fetched as: one range, or equal parts when it is large.
     public static func parts(offset: UInt64, length: UInt64, partSize: UInt64) -> [Range<UInt64>] {
-        guard length > 2 * partSize else { return [offset..<(offset + length)] }
-        return stride(from: offset, to: offset + length, by: Int(partSize)).map { $0..<min($0 + partSize, offset + length) }
+        ChunkParts.ranges(offset: offset, length: length, partSize: partSize)
     }
 }
 

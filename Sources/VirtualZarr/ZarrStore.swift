@@ -43,11 +43,15 @@ public struct ZarrStore: Sendable {
     /// The chunk key of grid position `coordinates` of `array`.
     public func chunkKey(_ array: VirtualArray, _ coordinates: [Int]) -> String {
         let prefix = array.path.isEmpty ? "" : array.path + "/"
+        return prefix + Self.chunkKeyComponents(format, coordinates).joined(separator: "/")
+    }
+
+    /// The path components of a chunk's key below its array, the one spelling the written
+    /// store and the mounted tree share: v2 `1.0.3` (`0` for a scalar), v3 `c/1/0/3` (`c`).
+    public static func chunkKeyComponents(_ format: ZarrFormat, _ coordinates: [Int]) -> [String] {
         switch format {
-        case .v2:
-            return prefix + (coordinates.isEmpty ? "0" : coordinates.map(String.init).joined(separator: "."))
-        case .v3:
-            return prefix + (["c"] + coordinates.map(String.init)).joined(separator: "/")
+        case .v2: return [coordinates.isEmpty ? "0" : coordinates.map(String.init).joined(separator: ".")]
+        case .v3: return ["c"] + coordinates.map(String.init)
         }
     }
 

@@ -230,8 +230,9 @@ public final class ChunkReader: Sendable {
     /// How many parts a chunk is handled in, or nil for one whole unit: decoded chunks must be
     /// whole to decode, and small ones gain nothing.
     private func partCount(length: UInt64, decoding: ZarrTree.Decoding?) -> UInt32? {
-        guard decoding == nil, length > 2 * partSize else { return nil }
-        return UInt32((length + partSize - 1) / partSize)
+        let parts = ChunkParts.count(length: length, partSize: partSize)
+        guard decoding == nil, parts > 1 else { return nil }
+        return UInt32(parts)
     }
 
     private func bytes(of unit: Unit, parts: UInt32) async throws -> [UInt8] {

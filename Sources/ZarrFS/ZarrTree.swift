@@ -339,11 +339,7 @@ public final class ZarrTree: Sendable {
         let value = store.dataset.arrays[array]
         let inode = firstChunkInode + chunkInodeBase[array] + UInt64(linear)
         let coordinates = value.manifest.coordinates(linear)
-        let name: String
-        switch store.format {
-        case .v2: name = coordinates.isEmpty ? "0" : coordinates.map(String.init).joined(separator: ".")
-        case .v3: name = coordinates.isEmpty ? "c" : String(coordinates.last!)
-        }
+        let name = ZarrStore.chunkKeyComponents(store.format, coordinates).last!
         if value.regridding != nil {
             let size = value.chunkShape.reduce(UInt64(value.dtype.itemSize), *)
             return Entry(inode: inode, name: name, content: .assembled(array: array, linear: linear, size: size))

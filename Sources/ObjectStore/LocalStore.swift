@@ -25,8 +25,19 @@ public struct ListedObject: Sendable, Equatable {
     }
 }
 
-public struct ListingError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+/// Why local sources could not be listed, naming the pattern as the user gave it.
+public enum ListingError: Error, CustomStringConvertible, Sendable, Equatable {
+    case unlistableDirectory(pattern: String, directory: String)
+    case noMatch(pattern: String)
+    case noSuchFile(path: String)
+
+    public var description: String {
+        switch self {
+        case .unlistableDirectory(let pattern, let directory): return "\(pattern): directory \(directory) cannot be listed"
+        case .noMatch(let pattern): return "\(pattern): no files match this pattern"
+        case .noSuchFile(let path): return "\(path): no such file (or it is not a regular file)"
+        }
+    }
 }
 
 /// Local paths and globs (`file://` URLs or plain paths).
@@ -46,16 +57,16 @@ public enum LocalStore {
                 if root.hasSuffix("/") && root.count > 1 { root.removeLast() }
                 if root.isEmpty { root = "/" }
                 guard let enumerator = FileManager.default.enumerator(atPath: root) else {
-                    throw ListingError(description: "\(raw): directory \(root) cannot be listed")
+                    throw ListingError.unlistableDirectory(pattern: raw, directory: root)
                 }
                 while let relative = enumerator.nextObject() as? String {
                     let path = root == "/" ? "/" + relative : root + "/" + relative
                     if glob.matches(path), isRegularFile(path) { found.append(path) }
                 }
-                if found.isEmpty { throw ListingError(description: "\(raw): no files match this pattern") }
+                if found.isEmpty { throw ListingError.noMatch(pattern: raw) }
             } else {
                 guard isRegularFile(absolute) else {
-                    throw ListingError(description: "\(raw): no such file (or it is not a regular file)")
+                    throw ListingError.noSuchFile(path: raw)
                 }
                 found = [absolute]
             }

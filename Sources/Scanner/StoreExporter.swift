@@ -3,8 +3,22 @@ import Foundation
 import ObjectStore
 import VirtualZarr
 
-public struct ExportError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+/// Why `export` stopped, naming the directory, file or chunk.
+public enum ExportError: Error, CustomStringConvertible, Sendable, Equatable {
+    case directoryNotEmpty(String)
+    /// Reading a chunk's object failed (`reason`: the store's error).
+    case unreadable(String)
+    case chunkPastEnd(url: String, key: String)
+    case unwritable(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .directoryNotEmpty(let directory): return "\(directory) exists and is not empty; choose a new directory"
+        case .unreadable(let reason): return reason
+        case .chunkPastEnd(let url, let key): return "\(url): chunk \(key) ends past the end of the object (changed since the scan?)"
+        case .unwritable(let path, let reason): return "\(path): cannot write (\(reason))"
+        }
+    }
 }
 
 /// Writes a virtual dataset as a directory store, copying each chunk's stored bytes.
@@ -16,7 +30,7 @@ public enum StoreExporter {
         let manager = FileManager.default
         if manager.fileExists(atPath: directory) {
             let contents = (try? manager.contentsOfDirectory(atPath: directory)) ?? []
-            guard contents.isEmpty else { throw ExportError(description: "\(directory) exists and is not empty; choose a new directory") }
+            guard contents.isEmpty else { throw ExportError.directoryNotEmpty(directory) }
         }
         let zarr = ZarrStore(dataset, format: format)
         for (key, document) in try zarr.metadataDocuments() {
@@ -42,12 +56,12 @@ public enum StoreExporter {
                     do {
                         bytes = try await reader.read(object.url, identity: object.identity, range: reference.offset..<(reference.offset + reference.length))
                     } catch let error as ObjectStoreError {
-                        throw ExportError(description: error.description)
+                        throw ExportError.unreadable(error.description)
                     } catch let error as ByteSourceError {
-                        throw ExportError(description: error.description)
+                        throw ExportError.unreadable(error.description)
                     }
                     guard bytes.count == Int(reference.length) else {
-                        throw ExportError(description: "\(object.url): chunk \(reference.key) ends past the end of the object (changed since the scan?)")
+                        throw ExportError.chunkPastEnd(url: object.url, key: reference.key)
                     }
                     try writeFile(directory + "/" + reference.key, bytes)
                 }
@@ -66,7 +80,7 @@ public enum StoreExporter {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(bytes).write(to: url)
         } catch {
-            throw ExportError(description: "\(path): cannot write (\(error.localizedDescription))")
+            throw ExportError.unwritable(path: path, reason: error.localizedDescription)
         }
     }
 }

@@ -20,7 +20,7 @@ public final class StoreChunkFetcher: ChunkFetching {
         self.timeout = timeout
     }
 
-    /// The chunk's bytes, or `ChunkReadError.timedOut` once `timeout` has passed: a stalled
+    /// The chunk's bytes, or `ChunkFetchError` of kind `.timedOut` once `timeout` has passed: a stalled
     /// server makes a reader wait that long at most, and the transfer is cancelled.
     public func fetch(_ object: ObjectInfo, offset: UInt64, length: UInt64) async throws -> [UInt8] {
         do {
@@ -81,7 +81,8 @@ public final class StoreChunkFetcher: ChunkFetching {
             var whole = [UInt8](repeating: 0, count: Int(length))
             for try await (index, bytes) in group {
                 guard bytes.count == parts[index].count else {
-                    throw ChunkReadError(description: "\(object.url): part \(parts[index]) came back with \(bytes.count) bytes")
+                    throw ChunkReadError.wrongLength(
+                        url: object.url, offset: parts[index].lowerBound, expected: UInt64(parts[index].count), received: bytes.count)
                 }
                 let start = Int(parts[index].lowerBound - offset)
                 whole.replaceSubrange(start..<(start + bytes.count), with: bytes)

@@ -147,7 +147,7 @@ public final class ChunkReader: Sendable {
             Task {
                 do {
                     guard let plan = self.assembly?(array, linear) else {
-                        throw ChunkReadError(description: "chunk file \(inode) has no assembly plan")
+                        throw ChunkReadError.assembly("chunk file \(inode) has no assembly plan")
                     }
                     let bytes = try await self.assemble(plan, size: size)
                     self.finish(key, bytes: bytes)
@@ -188,15 +188,15 @@ public final class ChunkReader: Sendable {
                         let decoded = try await self.bytes(of: unit, parts: 1)
                         guard let unpacking else { return (index, decoded) }
                         do { return (index, try unpacking.unpack(decoded, object: object)) } catch {
-                            throw ChunkReadError(description: "a source chunk cannot be unpacked: \(error)")
+                            throw ChunkReadError.assembly("a source chunk cannot be unpacked: \(error)")
                         }
                     }
                 case .inline(let bytes):
                     group.addTask {
                         // Unpacked grids hold no inline source chunks (Regridding.unpacked).
-                        guard plan.unpacking == nil else { throw ChunkReadError(description: "an inline source chunk of an unpacked variable") }
+                        guard plan.unpacking == nil else { throw ChunkReadError.assembly("an inline source chunk of an unpacked variable") }
                         do { return (index, try ChunkDecoder.decode(bytes, pipeline: piece.codecs, decodedSize: decodedSize)) } catch {
-                            throw ChunkReadError(description: "an inline source chunk does not decode: \(error)")
+                            throw ChunkReadError.assembly("an inline source chunk does not decode: \(error)")
                         }
                     }
                 case .fill:
@@ -209,7 +209,7 @@ public final class ChunkReader: Sendable {
                 if let decoded {
                     let needed = piece.chunkShape.reduce(plan.itemSize) { $0 * Int($1) }
                     guard decoded.count >= needed else {
-                        throw ChunkReadError(description: "a source chunk decodes to \(decoded.count) bytes, expected \(needed)")
+                        throw ChunkReadError.assembly("a source chunk decodes to \(decoded.count) bytes, expected \(needed)")
                     }
                     Regridding.copy(piece, from: decoded, into: &out, servedChunkShape: plan.chunkShape, itemSize: plan.itemSize)
                 } else if case .fill(let element) = piece.content, element != plan.fill {
@@ -283,7 +283,7 @@ public final class ChunkReader: Sendable {
                     self.finish(unit.key, bytes: bytes)
                     pending.resolve(.success(bytes))
                 } catch {
-                    self.finish(unit.key, bytes: nil, failedCheck: error is ChunkCheckError)
+                    self.finish(unit.key, bytes: nil, failedCheck: (error as? ChunkReadError)?.isFailedCheck ?? false)
                     pending.resolve(.failure(error))
                 }
             }
@@ -296,19 +296,19 @@ public final class ChunkReader: Sendable {
     ) async throws -> [UInt8] {
         let stored = try await fetcher.fetch(info, offset: offset, length: length)
         guard stored.count == Int(length) else {
-            throw ChunkReadError(description: "\(info.url): chunk at \(offset) came back with \(stored.count) of \(length) bytes")
+            throw ChunkReadError.wrongLength(url: info.url, offset: offset, expected: length, received: stored.count)
         }
         if let verification {
             // The stored bytes are served only once they decode, checks included, to the
             // chunk's size: a body of the right length with other bytes is an error.
+            let failure: String?
             do {
                 let decoded = try ChunkDecoder.decode(stored, pipeline: verification.pipeline, decodedSize: Int(verification.size))
-                guard decoded.count == Int(verification.size) else {
-                    throw ChunkCheckError(description: "decodes to \(decoded.count) bytes, expected \(verification.size)")
-                }
+                failure = decoded.count == Int(verification.size) ? nil : "decodes to \(decoded.count) bytes, expected \(verification.size)"
             } catch {
-                throw ChunkCheckError(description: "\(info.url): chunk at \(offset) (\(length) bytes) fails its check: \(error)")
+                failure = "\(error)"
             }
+            if let failure { throw ChunkReadError.failedCheck(url: info.url, offset: offset, length: length, reason: failure) }
             return stored
         }
         guard let decoding else { return stored }
@@ -318,10 +318,10 @@ public final class ChunkReader: Sendable {
         do {
             decoded = try ChunkDecoder.decode(stored, pipeline: decoding.pipeline, decodedSize: Int(decoding.size))
         } catch {
-            throw ChunkReadError(description: "\(info.url): chunk at \(offset) (\(length) bytes) does not decode: \(error)")
+            throw ChunkReadError.undecodable(url: info.url, offset: offset, length: length, reason: "\(error)")
         }
         guard decoded.count == Int(decoding.size) else {
-            throw ChunkReadError(description: "\(info.url): chunk at \(offset) decodes to \(decoded.count) bytes, expected \(decoding.size)")
+            throw ChunkReadError.decodedSize(url: info.url, offset: offset, expected: decoding.size, decoded: decoded.count)
         }
         if let swap = decoding.byteSwap {
             var swapped = decoded
@@ -330,7 +330,7 @@ public final class ChunkReader: Sendable {
         }
         if let unpacking = decoding.unpacking {
             do { return try unpacking.unpack(decoded, object: object) } catch {
-                throw ChunkReadError(description: "\(info.url): chunk at \(offset) cannot be unpacked: \(error)")
+                throw ChunkReadError.notUnpackable(url: info.url, offset: offset, reason: "\(error)")
             }
         }
         return decoded
@@ -375,15 +375,37 @@ final class PendingResult: Sendable {
     }
 }
 
-public struct ChunkReadError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+/// Why a chunk file's bytes could not be produced; the filesystem answers EIO for every case.
+public enum ChunkReadError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The store answered a range with another number of bytes.
+    case wrongLength(url: String, offset: UInt64, expected: UInt64, received: Int)
+    /// The stored bytes do not decode with the variable's codecs (`reason`: the codec's error).
+    case undecodable(url: String, offset: UInt64, length: UInt64, reason: String)
+    case decodedSize(url: String, offset: UInt64, expected: UInt64, decoded: Int)
+    case notUnpackable(url: String, offset: UInt64, reason: String)
+    /// `--verify-chunks`: the stored bytes fail their check and are not served.
+    case failedCheck(url: String, offset: UInt64, length: UInt64, reason: String)
+    /// An assembled chunk file (`--decoded` re-gridding) could not be put together.
+    case assembly(String)
 
-    public init(description: String) {
-        self.description = description
+    public var description: String {
+        switch self {
+        case .wrongLength(let url, let offset, let expected, let received):
+            return "\(url): chunk at \(offset) came back with \(received) of \(expected) bytes"
+        case .undecodable(let url, let offset, let length, let reason):
+            return "\(url): chunk at \(offset) (\(length) bytes) does not decode: \(reason)"
+        case .decodedSize(let url, let offset, let expected, let decoded):
+            return "\(url): chunk at \(offset) decodes to \(decoded) bytes, expected \(expected)"
+        case .notUnpackable(let url, let offset, let reason): return "\(url): chunk at \(offset) cannot be unpacked: \(reason)"
+        case .failedCheck(let url, let offset, let length, let reason):
+            return "\(url): chunk at \(offset) (\(length) bytes) fails its check: \(reason)"
+        case .assembly(let problem): return problem
+        }
     }
-}
 
-/// A stored chunk that failed its check under `--verify-chunks` (EIO, never served).
-public struct ChunkCheckError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+    /// Whether the bytes came but failed `--verify-chunks` (counted apart in `status`).
+    public var isFailedCheck: Bool {
+        if case .failedCheck = self { return true }
+        return false
+    }
 }

@@ -272,7 +272,7 @@ final class ZarrFilesystemReferenceTests: XCTestCase {
         XCTAssertEqual(answer.failureValue, .stale)
         XCTAssertEqual(FilesystemError.stale.errno, ESTALE)
         XCTAssertEqual(FilesystemError(reading: ChunkFetchError(.timedOut, "slow")), .timedOut)
-        XCTAssertEqual(FilesystemError(reading: ChunkReadError(description: "corrupt")), .io)
+        XCTAssertEqual(FilesystemError(reading: ChunkReadError.undecodable(url: "a.nc", offset: 0, length: 1, reason: "corrupt")), .io)
     }
 }
 

@@ -41,9 +41,7 @@ let package = Package(
         ),
         // The JSON value type shared by reports, Zarr metadata, references and caches.
         .target(name: "JSONValue", swiftSettings: strictness),
-        .target(
-            name: "HDF5Metadata", dependencies: ["ByteSource", "JSONValue", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: strictness),
+        .target(name: "HDF5Metadata", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The Zarr model: arrays, codecs, manifests, combine, Zarr v2/v3 and kerchunk; no parser.
         .target(name: "VirtualZarr", dependencies: ["ByteSource", "JSONValue", "CZlib"], swiftSettings: strictness),

@@ -396,3 +396,17 @@ fileprivate final class BlockCacheBatch: Sendable {
         for waiter in waiters { waiter.resume(with: outcome) }
     }
 }
+
+extension BlockCache where Base == FileSource {
+    /// `read` of a local file through a page cache of the default policy, with what it cost
+    /// (`inspect` and `verify` report both). The read policy is the byte layer's; the reader
+    /// (the HDF5 parser) only asks for bytes.
+    public static func measuring<Result: Sendable>(
+        path: String, logger: Logger? = nil, _ read: (BlockCache<FileSource>) async throws -> Result
+    ) async throws -> (Result, ReadCounters) {
+        let cache = try await BlockCache.open(try FileSource(path: path), logger: logger)
+        let (result, rounds) = try await ReadRounds.measure { try await read(cache) }
+        cache.noteRounds(rounds)
+        return (result, cache.statistics.snapshot)
+    }
+}

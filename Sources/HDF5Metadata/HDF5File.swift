@@ -1,5 +1,4 @@
 import ByteSource
-import Logging
 import Synchronization
 
 public struct GroupInfo: Sendable {
@@ -642,17 +641,5 @@ struct Traversal {
         // In place: `sorted` would copy every attribute (a dozen retains each) into a new array.
         result.sort { $0.name < $1.name }
         return result
-    }
-}
-
-extension HDF5File {
-    /// A local file's metadata through a page cache, with what reading it cost (`inspect` and
-    /// `verify` report both).
-    public static func parseLocal(path: String, logger: Logger? = nil) async throws -> (HDF5FileInfo, ReadCounters) {
-        let file = try FileSource(path: path)
-        let cache = try await BlockCache.open(file, logger: logger)
-        let (info, rounds) = try await ReadRounds.measure { try await parse(cache) }
-        cache.noteRounds(rounds)
-        return (info, cache.statistics.snapshot)
     }
 }

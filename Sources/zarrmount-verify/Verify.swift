@@ -54,7 +54,7 @@ struct Verify: AsyncParsableCommand {
 
 func parseLocalFile(_ path: String) async throws -> (HDF5FileInfo, ReadCounters) {
     do {
-        return try await HDF5File.parseLocal(path: path)
+        return try await BlockCache.measuring(path: path) { try await HDF5File.parse($0) }
     } catch let error as HDF5FileError {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)

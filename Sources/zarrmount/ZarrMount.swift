@@ -95,7 +95,7 @@ struct Verify: ParsableCommand {
 
 func parseLocalFile(_ path: String, logger: Logger? = nil) async throws -> (HDF5FileInfo, ReadCounters) {
     do {
-        return try await HDF5File.parseLocal(path: path, logger: logger)
+        return try await BlockCache.measuring(path: path, logger: logger) { try await HDF5File.parse($0) }
     } catch let error as HDF5FileError {
         printError("error: \(error)")
         throw ExitCode(1)

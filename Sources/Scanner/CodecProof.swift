@@ -33,7 +33,7 @@ public enum CodecProof {
             // Arrays from imported references may carry codecs zarrmount does not decode;
             // regridded arrays are proven chunk by chunk as they are assembled.
             guard !array.codecs.isEmpty, array.regridding == nil,
-                !array.codecs.contains(where: { if case .other = $0 { return true } else { return false } })
+                Codec.foreign(in: array.codecs) == nil
             else { continue }
             let elements = array.chunkShape.reduce(UInt64(1)) { $0.multipliedReportingOverflow(by: $1).partialValue }
             let (decoded, overflow) = elements.multipliedReportingOverflow(by: UInt64(array.dtype.itemSize))

@@ -33,9 +33,12 @@ public struct ManifestCache: Sendable {
 
     func path(for object: ListedObject) -> String { path(forURL: object.url) }
 
-    private func path(forURL url: String) -> String {
-        let digest = SHA256.hash(data: Data(url.utf8)).map { String(format: "%02x", $0) }.joined()
-        return directory + "/" + digest.prefix(2) + "/" + digest + ".json"
+    private func path(forURL url: String) -> String { hashedPath(url, under: directory) + ".json" }
+
+    /// `directory/ab/abcdef...`: the SHA-256 of `key`, fanned out by its first byte.
+    private func hashedPath(_ key: String, under directory: String) -> String {
+        let digest = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        return directory + "/" + digest.prefix(2) + "/" + digest
     }
 
     /// Whether some version of the object at `url` has a cached result (then a listing should
@@ -89,8 +92,7 @@ public struct ManifestCache: Sendable {
             url, identity.encoded, "\(offset)", "\(length)", JSON.array(codecs.map(\.numcodecsJSON)).rendered(),
             Self.buildIdentity,
         ].joined(separator: "\n")
-        let digest = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
-        return directory + "/proofs/" + digest.prefix(2) + "/" + digest
+        return hashedPath(key, under: directory + "/proofs")
     }
 
     func isProven(url: String, identity: ObjectIdentity, offset: UInt64, length: UInt64, codecs: [Codec]) -> Bool {

@@ -157,6 +157,13 @@ public enum Scanner {
         var outcomes: [Int: FileOutcome] = [:]
         var tally = ScanTally()
         var schedule = ScanSchedule(fileCount: listed.count, concurrency: concurrency, policy: options.onError, listed: unlisted.isEmpty)
+        func reportProgress() {
+            progress(
+                ScanProgress(
+                    filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
+                    httpRequests: remote ? options.store?.statistics.requests : nil, errors: tally.errors,
+                    elapsed: ContinuousClock.now - start))
+        }
         try await withThrowingTaskGroup(of: ScanStep.self) { group in
             func launch(_ files: [Int]) {
                 for index in files {
@@ -202,11 +209,7 @@ public enum Scanner {
                         // The summary reports it once (as `skipped:` or `error:`); the log line is for tracing.
                         logger.debug("file failed", metadata: ["file": "\(listed[index].url)", "reason": "\(error)"])
                     }
-                    progress(
-                        ScanProgress(
-                            filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
-                            httpRequests: remote ? options.store?.statistics.requests : nil,
-                            errors: tally.errors, elapsed: ContinuousClock.now - start))
+                    reportProgress()
                     try perform(schedule.finished(index, failed: outcome.dataset == nil))
                 }
             }
@@ -225,11 +228,7 @@ public enum Scanner {
         do {
             try await CodecProof.prove(&dataset, store: store, cache: cache)
             // The proof's requests belong in the last progress line, as in the summary.
-            progress(
-                ScanProgress(
-                    filesDone: tally.done, filesTotal: listed.count, bytesRead: tally.bytes, requests: tally.requests,
-                    httpRequests: remote ? options.store?.statistics.requests : nil,
-                    errors: tally.errors, elapsed: ContinuousClock.now - start))
+            reportProgress()
         } catch let error as ObjectStoreError {
             throw ScanError(description: "proving the variables' filters: \(error)")
         } catch let error as ByteSourceError {

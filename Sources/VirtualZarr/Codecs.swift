@@ -238,6 +238,12 @@ public enum ChunkEncoder {
 }
 
 extension Codec {
+    /// The first codec of `pipeline` zarrmount does not implement (from imported references),
+    /// or nil when it can decode the whole pipeline.
+    public static func foreign(in pipeline: [Codec]) -> Codec? {
+        pipeline.first { if case .other = $0 { return true } else { return false } }
+    }
+
     /// Whether decoding `pipeline` checks the bytes: zlib streams end in an Adler-32 of the
     /// data, Fletcher-32 is a checksum; a pipeline with a codec zarrmount cannot decode is not.
     public static func pipelineCarriesACheck(_ pipeline: [Codec]) -> Bool {

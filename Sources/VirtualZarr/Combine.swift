@@ -420,7 +420,7 @@ public enum Combiner {
         var shapes: [[UInt64]: Int] = [:]
         for version in versions.indices {
             let array = versions[version]
-            if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+            if let foreign = Codec.foreign(in: array.codecs) {
                 throw CombineError(
                     description:
                         "variable \(array.path) is chunked differently in \(versions.file(0)) and \(versions.file(version)), and zarrmount cannot decode its codec \(foreign) to serve it on one grid. Leave it out with --drop-variables \(array.path)"
@@ -458,7 +458,7 @@ public enum Combiner {
             }
             let array = dataset.arrays[index]
             guard array.regridding == nil else { continue }
-            if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+            if let foreign = Codec.foreign(in: array.codecs) {
                 throw CombineError(description: "--chunks \(path): zarrmount cannot decode its codec \(foreign) to serve it on another grid")
             }
             if array.dtype.kind == .variableString { throw CombineError(description: "--chunks \(path): variable-length strings cannot be re-chunked") }

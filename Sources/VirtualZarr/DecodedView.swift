@@ -27,21 +27,11 @@ public struct DecodedView: Sendable {
             let array = dataset.arrays[index]
             if array.regridding == nil, let littleEndian = ByteSwap.littleEndian(array.dtype) {
                 let (swap, served) = littleEndian
-                if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+                if let foreign = Codec.foreign(in: array.codecs) {
                     warnings.append("\(array.path) stays big-endian in the decoded view: zarrmount cannot decode \(foreign.numcodecsJSON.rendered())")
                     continue
                 }
-                let size = Self.decodedChunkSize(array)
-                do {
-                    dataset.arrays[index].manifest = try array.manifest.mappingInlineChunks { bytes in
-                        var decoded = try ChunkDecoder.decode(bytes, pipeline: array.codecs, decodedSize: size)
-                        swap.apply(&decoded)
-                        return decoded
-                    }
-                } catch {
-                    throw CodecError.variable(
-                        path: array.path, problem: "an inline chunk does not decode (\(error)); the source file \(array.origin) may be corrupt")
-                }
+                dataset.arrays[index].manifest = try Self.decodingInlineChunks(array) { swap.apply(&$0) }
                 dataset.arrays[index].dtype = served
                 dataset.arrays[index].codecs = []
                 pipelines[array.path] = array.codecs
@@ -49,7 +39,7 @@ public struct DecodedView: Sendable {
                 continue
             }
             if let unpacking = array.unpacking {
-                if case .other(let foreign) = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+                if case .other(let foreign)? = Codec.foreign(in: array.codecs) {
                     throw CodecError.variable(
                         path: array.path,
                         problem:
@@ -57,20 +47,8 @@ public struct DecodedView: Sendable {
                     )
                 }
                 var unpacked = array
-                // Chunks a file never wrote hold its fill value, which unpacks to NaN, the
-                // unpacked array's fill value. Other inline chunks have no file to unpack with.
-                unpacked.manifest.dropFillChunk()
-                for linear in array.manifest.setIndices {
-                    guard case .inline(let bytes) = array.manifest[linear] else { continue }
-                    guard unpacking.allMasked(bytes, codecs: array.codecs, decodedSize: Self.decodedChunkSize(array)) else {
-                        throw CodecError.variable(
-                            path: array.path,
-                            problem:
-                                "its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(array.path)"
-                        )
-                    }
-                    unpacked.manifest[linear] = .missing
-                }
+                unpacked.manifest = try unpacking.droppingMaskedChunks(
+                    array.manifest, codecs: array.codecs, decodedSize: Self.decodedChunkSize(array), path: array.path)
                 unpacked.setUnpackedType()
                 unpacked.unpacking = nil
                 dataset.arrays[index] = unpacked
@@ -79,19 +57,11 @@ public struct DecodedView: Sendable {
                 continue
             }
             guard !array.codecs.isEmpty, array.dtype.kind != .variableString else { continue }
-            if let foreign = array.codecs.first(where: { if case .other = $0 { return true } else { return false } }) {
+            if let foreign = Codec.foreign(in: array.codecs) {
                 warnings.append("\(array.path) stays encoded in the decoded view: zarrmount cannot decode \(foreign.numcodecsJSON.rendered())")
                 continue
             }
-            let size = Self.decodedChunkSize(array)
-            do {
-                dataset.arrays[index].manifest = try array.manifest.mappingInlineChunks { bytes in
-                    try ChunkDecoder.decode(bytes, pipeline: array.codecs, decodedSize: size)
-                }
-            } catch {
-                throw CodecError.variable(
-                    path: array.path, problem: "an inline chunk does not decode (\(error)); the source file \(array.origin) may be corrupt")
-            }
+            dataset.arrays[index].manifest = try Self.decodingInlineChunks(array) { _ in }
             dataset.arrays[index].codecs = []
             pipelines[array.path] = array.codecs
         }
@@ -100,6 +70,22 @@ public struct DecodedView: Sendable {
         self.warnings = warnings
         self.unpackings = unpackings
         self.byteSwaps = byteSwaps
+    }
+
+    /// `array`'s manifest with every inline chunk decoded, then passed through `finish`, as the
+    /// decoded view serves it.
+    static func decodingInlineChunks(_ array: VirtualArray, _ finish: (inout [UInt8]) -> Void) throws -> ChunkManifest {
+        let size = decodedChunkSize(array)
+        do {
+            return try array.manifest.mappingInlineChunks { bytes in
+                var decoded = try ChunkDecoder.decode(bytes, pipeline: array.codecs, decodedSize: size)
+                finish(&decoded)
+                return decoded
+            }
+        } catch {
+            throw CodecError.variable(
+                path: array.path, problem: "an inline chunk does not decode (\(error)); the source file \(array.origin) may be corrupt")
+        }
     }
 
     /// Bytes of one decoded chunk: every chunk of an HDF5 dataset is stored full size, edge

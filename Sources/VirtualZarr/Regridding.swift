@@ -39,27 +39,15 @@ public struct Regridding: Sendable {
     /// The size of a decoded source element: the packed type's when unpacking.
     public var sourceItemSize: Int { unpacking?.packed.itemSize ?? itemSize }
 
-    /// The same grid serving float64 values unpacked per file. Chunks a file never wrote hold
-    /// its fill value, which its packing masks: they become NaN, the served fill. An inline
-    /// source chunk has no file to unpack with, so it must hold masked values only.
+    /// The same grid serving float64 values unpacked per file (see
+    /// `Unpacking.droppingMaskedChunks` for unwritten and inline source chunks).
     public func unpacked(_ unpacking: Unpacking, path: String) throws -> Regridding {
         var result = self
         let nan = NumericValues.encode([Double.nan])
         for index in result.sources.indices {
             var source = result.sources[index]
             let decodedSize = source.chunkShape.reduce(unpacking.packed.itemSize) { $0 * Int($1) }
-            source.manifest.dropFillChunk()
-            for linear in source.manifest.setIndices {
-                guard case .inline(let bytes) = source.manifest[linear] else { continue }
-                guard unpacking.allMasked(bytes, codecs: source.codecs, decodedSize: decodedSize) else {
-                    throw CodecError.variable(
-                        path: path,
-                        problem:
-                            "its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(path)"
-                    )
-                }
-                source.manifest[linear] = .missing
-            }
+            source.manifest = try unpacking.droppingMaskedChunks(source.manifest, codecs: source.codecs, decodedSize: decodedSize, path: path)
             source.fillBytes = nan
             result.sources[index] = source
         }

@@ -84,6 +84,26 @@ public struct Unpacking: Sendable, Equatable {
         return byObject.values.allSatisfy { packing in values.allSatisfy { packing.unpack($0).isNaN } }
     }
 
+    /// `manifest` ready to be served unpacked: chunks a file never wrote hold its fill value,
+    /// which its packing masks, so they become missing (NaN, the unpacked fill); an inline chunk
+    /// has no file to unpack with, so it must hold masked values only.
+    public func droppingMaskedChunks(_ manifest: ChunkManifest, codecs: [Codec], decodedSize: Int, path: String) throws -> ChunkManifest {
+        var result = manifest
+        result.dropFillChunk()
+        for linear in manifest.setIndices {
+            guard case .inline(let bytes) = manifest[linear] else { continue }
+            guard allMasked(bytes, codecs: codecs, decodedSize: decodedSize) else {
+                throw CodecError.variable(
+                    path: path,
+                    problem:
+                        "its files pack it differently, and some of its chunks are held inline, without their file, so they cannot be unpacked; leave it out with --drop-variables \(path)"
+                )
+            }
+            result[linear] = .missing
+        }
+        return result
+    }
+
     /// Whether values of this type can be unpacked.
     public static func supports(_ dtype: ZarrDataType) -> Bool {
         [.signed, .unsigned, .float].contains(dtype.kind) && [1, 2, 4, 8].contains(dtype.itemSize) && !(dtype.kind == .float && dtype.itemSize < 4)

@@ -314,7 +314,7 @@ public final class ChunkReader: Sendable {
         guard let decoding else { return stored }
         // Decoding runs once per fetch, off the FUSE thread; a failure (bad checksum, corrupt
         // stream) is an error, never wrong bytes.
-        let decoded: [UInt8]
+        var decoded: [UInt8]
         do {
             decoded = try ChunkDecoder.decode(stored, pipeline: decoding.pipeline, decodedSize: Int(decoding.size))
         } catch {
@@ -324,9 +324,8 @@ public final class ChunkReader: Sendable {
             throw ChunkReadError.decodedSize(url: info.url, offset: offset, expected: decoding.size, decoded: decoded.count)
         }
         if let swap = decoding.byteSwap {
-            var swapped = decoded
-            swap.apply(&swapped)
-            return swapped
+            swap.apply(&decoded)
+            return decoded
         }
         if let unpacking = decoding.unpacking {
             do { return try unpacking.unpack(decoded, object: object) } catch {

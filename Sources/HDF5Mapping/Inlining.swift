@@ -25,14 +25,14 @@ extension NetCDFMapping {
         descriptorView.fillBytes = [UInt8](repeating: 0, count: datatype.size)
         let count = Int(array.shape.reduce(1, *))
         guard count * 64 <= options.maxInlineBytes else {
-            throw MappingError(description: "\(count) variable-length strings exceed the inline limit of \(options.maxInlineBytes) bytes")
+            throw MappingError.tooLargeToInline(path: "", what: "\(count) variable-length strings", limit: options.maxInlineBytes)
         }
         let descriptors = try await ArrayValues.decoded(descriptorView, fetch: fetch, maxBytes: options.maxInlineBytes)
         let strings: [String]
         do {
             strings = try await VariableLengthData.strings(descriptors: descriptors, count: count, file: info, fetch: fetch)
         } catch let error as HDF5FileError {
-            throw MappingError(description: "\(error.underlying)")
+            throw MappingError.variableLengthData("\(error.underlying)")
         }
         var encoded: [UInt8] = []
         func append32(_ value: Int) { for i in 0..<4 { encoded.append(UInt8(truncatingIfNeeded: value >> (8 * i))) } }
@@ -43,7 +43,7 @@ extension NetCDFMapping {
             encoded += bytes
         }
         guard encoded.count <= options.maxInlineBytes else {
-            throw MappingError(description: "its strings take \(encoded.count) bytes, over the inline limit of \(options.maxInlineBytes)")
+            throw MappingError.tooLargeToInline(path: "", what: "its strings take \(encoded.count) bytes", limit: options.maxInlineBytes)
         }
         var result = array
         result.codecs = []

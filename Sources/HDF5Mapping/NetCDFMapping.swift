@@ -86,7 +86,7 @@ public enum NetCDFMapping {
                 // A feature we do not handle leaves the variable out; a damaged file is an error,
                 // never a dataset with silently missing variables.
                 guard error.kind == .unsupported else {
-                    throw MappingError(description: "\(info.name): \(dataset.path): \(error)")
+                    throw MappingError.damagedVariable(file: info.name, path: dataset.path, reason: "\(error)")
                 }
                 result.warnings.append("\(info.name): \(dataset.path) left out: \(error)")
                 continue
@@ -270,9 +270,9 @@ public enum NetCDFMapping {
         fetch: @escaping ByteFetcher
     ) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
-            throw MappingError(description: "incomplete metadata")
+            throw MappingError.unsupportedLayout("incomplete metadata")
         }
-        if dataspace.kind == .null { throw MappingError(description: "null dataspace (no values)") }
+        if dataspace.kind == .null { throw MappingError.unsupportedLayout("null dataspace (no values)") }
         let dtype = try zarrType(datatype)
         var shape = dataspace.kind == .scalar ? [] : dataspace.dimensions
         // netCDF gives every variable on an unlimited dimension that dimension's full length;
@@ -317,10 +317,7 @@ public enum NetCDFMapping {
                 // by one and the (small) array is kept decoded and inline.
                 let decodedSize = shape.reduce(UInt64(dtype.itemSize), *)
                 guard decodedSize <= UInt64(options.maxDecodedInlineBytes) else {
-                    throw MappingError(
-                        description:
-                            "\(masks.count) chunks skipped filters (filter mask \(masks.values.first!)); Zarr has one pipeline per array and the array (\(decodedSize) bytes) is too large to keep decoded"
-                    )
+                    throw MappingError.mixedFilterMasks(chunks: masks.count, mask: masks.values.first!, decodedBytes: decodedSize)
                 }
                 array = try await inlined(array, fetch: fetch, maxBytes: options.maxDecodedInlineBytes, masks: masks)
             }
@@ -358,14 +355,11 @@ public enum NetCDFMapping {
                 }
             }
             guard let needed, needed <= max(UInt64(bytes.count), 64 << 10) else {
-                throw MappingError(
-                    description:
-                        "its compact data holds \(bytes.count) bytes, but its shape \(shape) of \(dtype.itemSize)-byte elements needs more than compact storage can hold"
-                )
+                throw MappingError.shortCompactData(bytes: bytes.count, shape: shape, itemSize: dtype.itemSize)
             }
             if array.manifest.count == 1 { array.manifest[0] = .inline(padded(bytes, to: Int(needed))) }
         case .virtual:
-            throw MappingError(description: "virtual dataset layout")
+            throw MappingError.unsupportedLayout("virtual dataset layout")
         }
         if dtype.kind == .variableString {
             return try await inlineStrings(array, dataset: dataset, info: info, fetch: fetch, options: options)
@@ -418,13 +412,13 @@ public enum NetCDFMapping {
         if let axes = scales[dataset.address] {
             return try axes.map { address in
                 guard let path = info.pathsByAddress[address] else {
-                    throw MappingError(description: "DIMENSION_LIST names an object that is not in the file")
+                    throw MappingError.dimensionNames("DIMENSION_LIST names an object that is not in the file")
                 }
                 return String(path[(path.lastIndex(of: "/").map(path.index(after:)) ?? path.startIndex)...])
             }
         }
         guard let names = phony[dataset.path], names.count == shape.count else {
-            throw MappingError(description: "no dimension names")
+            throw MappingError.dimensionNames("no dimension names")
         }
         return names
     }
@@ -522,10 +516,10 @@ public enum NetCDFMapping {
     static func zarrType(_ type: Datatype) throws -> ZarrDataType {
         switch type {
         case .integer(let size, let order, let signed, _, _):
-            guard [1, 2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte integers") }
+            guard [1, 2, 4, 8].contains(size) else { throw MappingError.unsupportedType("\(size)-byte integers") }
             return .integer(size: size, signed: signed, bigEndian: order == .bigEndian)
         case .float(let size, let order, _, _, _):
-            guard [2, 4, 8].contains(size) else { throw MappingError(description: "\(size)-byte floats") }
+            guard [2, 4, 8].contains(size) else { throw MappingError.unsupportedType("\(size)-byte floats") }
             return .float(size: size, bigEndian: order == .bigEndian)
         case .enumeration(_, let base, _, _):
             return try zarrType(base)
@@ -541,7 +535,7 @@ public enum NetCDFMapping {
             // Structured dtypes in Zarr v2 are packed; padding becomes unnamed void fields, as
             // numpy spells an aligned compound.
             for member in members.sorted(by: { $0.offset < $1.offset }) {
-                guard member.offset >= expected else { throw MappingError(description: "compound members overlap") }
+                guard member.offset >= expected else { throw MappingError.unsupportedType("compound members overlap") }
                 if member.offset > expected { fields.append(.array([.string(""), .string("|V\(member.offset - expected)")])) }
                 expected = member.offset
                 var memberType = member.type
@@ -552,7 +546,7 @@ public enum NetCDFMapping {
                 }
                 let inner = try zarrType(memberType)
                 guard inner.kind != .variableString, inner.kind != .structured else {
-                    throw MappingError(description: "compound member \(member.name) of a nested or variable-length type")
+                    throw MappingError.unsupportedType("compound member \(member.name) of a nested or variable-length type")
                 }
                 var field: [JSON] = [.string(member.name), inner.v2]
                 if !subShape.isEmpty { field.append(.array(subShape.map { .int(Int64($0)) })) }
@@ -560,16 +554,16 @@ public enum NetCDFMapping {
                 expected += member.type.size
             }
             if expected < size { fields.append(.array([.string(""), .string("|V\(size - expected)")])) }
-            guard expected <= size else { throw MappingError(description: "compound members run past the type's size") }
+            guard expected <= size else { throw MappingError.unsupportedType("compound members run past the type's size") }
             return .structured(.array(fields), size: size)
         case .reference:
-            throw MappingError(description: "object or region references have no Zarr type")
+            throw MappingError.unsupportedType("object or region references have no Zarr type")
         case .variableLengthSequence:
-            throw MappingError(description: "variable-length sequences have no Zarr type")
+            throw MappingError.unsupportedType("variable-length sequences have no Zarr type")
         case .array:
-            throw MappingError(description: "array datatypes outside compounds")
+            throw MappingError.unsupportedType("array datatypes outside compounds")
         case .time, .bitfield:
-            throw MappingError(description: "HDF5 time and bitfield types")
+            throw MappingError.unsupportedType("HDF5 time and bitfield types")
         }
     }
 
@@ -578,10 +572,7 @@ public enum NetCDFMapping {
         // refuses the buffer. After Fletcher-32, the buffer is the data and a 4-byte checksum,
         // so a Zarr reader could not decode one chunk.
         if let checksum = filters.firstIndex(where: { $0.id == 3 }), filters[checksum...].contains(where: { $0.id == 2 }) {
-            throw MappingError(
-                description:
-                    "its filters shuffle the data together with its Fletcher-32 checksum (fletcher32 before shuffle), which Zarr's shuffle codec cannot undo (the buffer is not a whole number of elements)"
-            )
+            throw MappingError.checksumBeforeShuffle
         }
         return try filters.map { filter in
             switch filter.id {
@@ -589,7 +580,7 @@ public enum NetCDFMapping {
             case 2: return .shuffle(elementSize: Int(filter.clientData.first ?? UInt32(datatype.size)))
             case 3: return .fletcher32
             default:
-                throw MappingError(description: "filter \(filter.name) (id \(filter.id)) has no Zarr codec")
+                throw MappingError.unsupportedFilter(name: filter.name, id: filter.id)
             }
         }
     }
@@ -749,10 +740,7 @@ public enum NetCDFMapping {
             }
         }
         guard let bytes, bytes <= UInt64(maxFillChunkBytes) else {
-            throw MappingError(
-                description:
-                    "chunks it never wrote read as its HDF5 fill value, which Zarr v2 can only show as a fill chunk, and its chunk (\(array.chunkShape)) is over \(maxFillChunkBytes) bytes"
-            )
+            throw MappingError.fillChunkTooLarge(chunkShape: array.chunkShape, limit: maxFillChunkBytes)
         }
         var raw: [UInt8] = []
         raw.reserveCapacity(Int(bytes))

@@ -9,9 +9,6 @@ enum BTreeV1 {
         var address: UInt64
     }
 
-    /// A guess at one node's size; nodes with K = 32 and a few dimensions fit.
-    static let speculativeNodeSize = 4096
-
     /// Walks a group B-tree and returns the addresses of its symbol-table nodes, in key order.
     static func groupNodes(at address: UInt64, in context: FileContext) async throws -> [UInt64] {
         let leaves: [Leaf<Int>] = try await walk(
@@ -54,7 +51,7 @@ enum BTreeV1 {
     }
 
     private static func walk<Record: Sendable>(
-        at address: UInt64, type: UInt8, keySize: Int, expectedLevel: Int?, depth: Int, firstRead: Int = speculativeNodeSize,
+        at address: UInt64, type: UInt8, keySize: Int, expectedLevel: Int?, depth: Int, firstRead: Int? = nil,
         visited: VisitedNodes,
         in context: FileContext, leaf: @escaping @Sendable (ByteCursor, UInt64) throws -> Record?
     ) async throws -> [Leaf<Record>] {
@@ -64,7 +61,7 @@ enum BTreeV1 {
         }
         let o = context.offsetSize
         let headerSize = 8 + 2 * o
-        var cursor = try await context.read(address, max(firstRead, 8 + 2 * o), "v1 B-tree node")
+        var cursor = try await context.read(address, max(firstRead ?? context.policy.btreeNodeFirstRead, 8 + 2 * o), "v1 B-tree node")
         try cursor.signature("TREE")
         let nodeType = try cursor.u8()
         guard nodeType == type else { throw cursor.error(.corrupt, "node type \(nodeType), expected \(type)") }
@@ -92,7 +89,7 @@ enum BTreeV1 {
         if level == 0 {
             return try children.map { Leaf(address: $0.address, record: try leaf($0.key, $0.address)) }
         }
-        context.prefetch(children.map(\.address), length: min(speculativeNodeSize, needed))
+        context.prefetch(children.map(\.address), length: min(context.policy.btreeNodeFirstRead, needed))
         let nested = try await context.map(children.map(\.address)) { child in
             try await walk(
                 at: child, type: type, keySize: keySize, expectedLevel: level - 1, depth: depth + 1, visited: visited,

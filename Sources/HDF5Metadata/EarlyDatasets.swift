@@ -14,7 +14,7 @@ extension Traversal {
     /// A guess is used only when the traversal reaches its address through a link, and it is
     /// then the very parse the traversal would have made (the same functions on the same
     /// bytes): a wrong guess costs reads, never results. The guesses are version-2 object
-    /// headers found by signature and checksum in the first `ParseLimits.earlyScanBytes`, then
+    /// headers found by signature and checksum in the first `ReadPolicy.earlyScanBytes`, then
     /// the objects their attributes reference. Groups are left to the traversal.
     final class EarlyDatasets: Sendable {
         struct Parsed: Sendable {
@@ -44,7 +44,7 @@ extension Traversal {
             self.context = context
             // Reading one object at a time (local files), a wrong guess costs as much as the
             // read it would save, and there are no rounds to save.
-            enabled = context.limits.concurrentReads && context.limits.earlyScanBytes > 0
+            enabled = context.policy.concurrentReads && context.policy.earlyScanBytes > 0
         }
 
         /// Starts an early parse of every dataset header in the file's first bytes. Their first
@@ -55,7 +55,7 @@ extension Traversal {
         func begin(skipping root: UInt64) async {
             guard enabled else { return }
             let available = context.fileSize - min(context.base, context.fileSize)
-            let length = Int(min(UInt64(context.limits.earlyScanBytes), available))
+            let length = Int(min(UInt64(context.policy.earlyScanBytes), available))
             guard length > 0, let bytes = try? await context.source.read(offset: context.base, length: length) else { return }
             let addresses = Self.signatures(in: bytes).filter { $0 != root }
             guard !addresses.isEmpty else { return }
@@ -103,7 +103,7 @@ extension Traversal {
             let fresh = state.withLock { state in addresses.filter { state.entries[$0] == nil && seen.insert($0).inserted } }
             guard !fresh.isEmpty else { return }
             let context = self.context
-            context.prefetch(fresh, length: ObjectHeader.speculativeReadSize)
+            context.prefetch(fresh, length: context.policy.objectHeaderFirstRead)
             state.withLock { state in
                 guard !state.cancelled else { return }
                 for address in fresh where state.entries[address] == nil && state.guesses < Self.maxGuesses {

@@ -15,16 +15,6 @@ public struct ParseLimits: Sendable, Equatable {
     public var maxDepth: Int = 64
     /// Messages in one object header, continuation blocks included.
     public var maxMessagesPerHeader: Int = 65_536
-    /// Issue independent reads concurrently (the right choice for remote sources, where latency
-    /// dominates). For bytes already in memory or on a local disk, `false` parses one read at a
-    /// time and saves the scheduling cost; many files are then parsed in parallel instead.
-    public var concurrentReads = true
-    /// With concurrent reads, this many of the file's first bytes are searched for dataset
-    /// headers to parse before the links that name them are read (the dimension scales of a
-    /// netCDF-4 file, which reference every variable). Best no larger than the block cache's
-    /// first fetch, so the search reads nothing new. 0 turns it off.
-    public var earlyScanBytes = 16 * 1024
-
     public init() {}
 }
 
@@ -56,12 +46,13 @@ final class FileContext: Sendable {
     let offsetSize: Int
     let lengthSize: Int
     let limits: ParseLimits
+    let policy: ReadPolicy
     let sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)]
     private let globalHeapCollections = Mutex<[UInt64: GlobalHeapCollectionEntry]>([:])
 
     init(
         source: any RandomAccessSource, fileSize: UInt64, base: UInt64, offsetSize: Int, lengthSize: Int,
-        limits: ParseLimits, sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)] = []
+        limits: ParseLimits, policy: ReadPolicy, sharedMessageHeaps: [(typeMask: UInt16, heapAddress: UInt64)] = []
     ) {
         self.source = source
         self.name = source.name
@@ -70,13 +61,14 @@ final class FileContext: Sendable {
         self.offsetSize = offsetSize
         self.lengthSize = lengthSize
         self.limits = limits
+        self.policy = policy
         self.sharedMessageHeaps = sharedMessageHeaps
     }
 
     func with(sharedMessageHeaps heaps: [(typeMask: UInt16, heapAddress: UInt64)]) -> FileContext {
         FileContext(
             source: source, fileSize: fileSize, base: base, offsetSize: offsetSize, lengthSize: lengthSize,
-            limits: limits, sharedMessageHeaps: heaps)
+            limits: limits, policy: policy, sharedMessageHeaps: heaps)
     }
 
     func absolute(_ address: UInt64) -> UInt64 { base &+ address }
@@ -115,7 +107,7 @@ final class FileContext: Sendable {
 
     /// `ReadRounds.concurrentMap`, or a plain loop when concurrent reads are off.
     func map<Item: Sendable, Result: Sendable>(_ items: [Item], _ transform: @escaping @Sendable (Item) async throws -> Result) async throws -> [Result] {
-        if limits.concurrentReads { return try await ReadRounds.concurrentMap(items, transform) }
+        if policy.concurrentReads { return try await ReadRounds.concurrentMap(items, transform) }
         var results: [Result] = []
         results.reserveCapacity(items.count)
         for item in items { results.append(try await transform(item)) }
@@ -127,7 +119,7 @@ final class FileContext: Sendable {
         _ first: @escaping @Sendable () async throws -> A,
         _ second: @escaping @Sendable () async throws -> B
     ) async throws -> (A, B) {
-        if limits.concurrentReads { return try await ReadRounds.concurrently(first, second) }
+        if policy.concurrentReads { return try await ReadRounds.concurrently(first, second) }
         let a = try await first()
         return (a, try await second())
     }
@@ -141,7 +133,7 @@ final class FileContext: Sendable {
     /// Announces structures (relative addresses) about to be read one after another, so their
     /// reads are fetched in the round of the first.
     func prefetch(_ ranges: [ByteRange]) {
-        guard limits.concurrentReads, !ranges.isEmpty else { return }
+        guard policy.concurrentReads, !ranges.isEmpty else { return }
         source.prefetch(
             ranges.compactMap { range in
                 let position = absolute(range.offset)

@@ -53,21 +53,25 @@ public enum HDF5File {
     ///
     /// A problem confined to one object is recorded on that object (`error`); a problem with
     /// the file itself (no superblock, unreadable root group) throws.
-    public static func parse(_ source: some RandomAccessSource, limits: ParseLimits = ParseLimits()) async throws -> HDF5FileInfo {
+    public static func parse(
+        _ source: some RandomAccessSource, limits: ParseLimits = ParseLimits(), policy: ReadPolicy = .concurrent
+    ) async throws -> HDF5FileInfo {
         do {
-            return try await parseThrowingHDF5Error(source, limits: limits)
+            return try await parseThrowingHDF5Error(source, limits: limits, policy: policy)
         } catch let error as HDF5Error {
             throw HDF5FileError(file: source.name, error)
         }
     }
 
-    private static func parseThrowingHDF5Error(_ source: some RandomAccessSource, limits: ParseLimits) async throws -> HDF5FileInfo {
+    private static func parseThrowingHDF5Error(
+        _ source: some RandomAccessSource, limits: ParseLimits, policy: ReadPolicy
+    ) async throws -> HDF5FileInfo {
         let fileSize: UInt64
         do { fileSize = try await source.size() } catch { throw HDF5Error(.io, "file", at: 0, "\(error)") }
         let superblock = try await Superblock.locate(source: source, fileSize: fileSize)
         var context = FileContext(
             source: source, fileSize: fileSize, base: superblock.position,
-            offsetSize: superblock.offsetSize, lengthSize: superblock.lengthSize, limits: limits)
+            offsetSize: superblock.offsetSize, lengthSize: superblock.lengthSize, limits: limits, policy: policy)
         if let extensionAddress = superblock.extensionAddress {
             context = context.with(sharedMessageHeaps: try await sharedMessageHeaps(extension: extensionAddress, in: context))
         }
@@ -247,7 +251,7 @@ struct Traversal {
             case .parse: own.append(address)
             }
         }
-        context.prefetch(own, length: ObjectHeader.speculativeReadSize)
+        context.prefetch(own, length: context.policy.objectHeaderFirstRead)
         let parseOne: @Sendable (UInt64) async throws -> [Discovered] = { address in
             try await parse(address, depth: depth, claims: claims, early: early, in: context)
         }

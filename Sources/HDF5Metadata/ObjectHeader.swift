@@ -32,9 +32,6 @@ struct ObjectHeader: Sendable {
     func has(_ type: MessageType) -> Bool { messages.contains { $0.type == type.rawValue } }
     func all(_ type: MessageType) -> [HeaderMessage] { messages.filter { $0.type == type.rawValue } }
 
-    /// A guess that covers most headers in one read; the rest is fetched when the prefix says so.
-    static let speculativeReadSize = 1024
-
     static func read(at address: UInt64, in context: FileContext) async throws -> ObjectHeader {
         var header = try await readFirstChunk(at: address, in: context)
         try await header.readContinuations(in: context)
@@ -42,7 +39,7 @@ struct ObjectHeader: Sendable {
     }
 
     static func readFirstChunk(at address: UInt64, in context: FileContext) async throws -> ObjectHeader {
-        var cursor = try await context.read(address, speculativeReadSize, "object header")
+        var cursor = try await context.read(address, context.policy.objectHeaderFirstRead, "object header")
         guard cursor.remaining >= 4 else { throw cursor.error(.truncated, "object header prefix") }
         if cursor.bytes.starts(with: "OHDR".utf8) {
             return try await readVersion2(cursor: &cursor, address: address, context: context)

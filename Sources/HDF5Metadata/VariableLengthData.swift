@@ -13,7 +13,8 @@ public enum VariableLengthData {
         let source = FetchingSource(name: info.name, fileSize: info.size, fetch: fetch)
         let context = FileContext(
             source: source, fileSize: info.size, base: info.superblock.position,
-            offsetSize: info.superblock.offsetSize, lengthSize: info.superblock.lengthSize, limits: ParseLimits())
+            offsetSize: info.superblock.offsetSize, lengthSize: info.superblock.lengthSize, limits: ParseLimits(),
+            policy: .sequential)
         let descriptorSize = 4 + context.offsetSize + 4
         guard descriptors.count >= count * descriptorSize else {
             throw HDF5FileError(

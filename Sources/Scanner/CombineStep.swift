@@ -55,14 +55,14 @@ extension Scanner {
                 combine.orderedByCoordinate = true
             }
         } catch let error as CombineError {
-            throw ScanError(description: error.description)
+            throw ScanError.combine(error)
         }
         if combine.compat == .equals, combine.layout == .combined {
             try await compareUnconcatenated(parts, dimension: combine.concatDimension, store: store)
         }
         var dataset: VirtualDataset
         do { dataset = try Combiner.combine(parts, options: combine) } catch let error as CombineError {
-            throw ScanError(description: error.description)
+            throw ScanError.combine(error)
         }
         dataset.notes = notes + dataset.notes
         return dataset
@@ -74,10 +74,9 @@ extension Scanner {
         let names = Set(parts.flatMap { $0.dataset.arrays.flatMap { [$0.path, $0.name] } })
         for (option, list) in [("--variables", selection.keep ?? []), ("--drop-variables", selection.drop)] {
             for name in list where !names.contains(name) {
-                var message = "\(option) \(name): no file has a variable \(name)"
                 let all = Array(Set(parts.flatMap { $0.dataset.arrays.map(\.path) })).sorted()
-                message += CombineRules.closest(name, among: all).map { "; did you mean \($0)?" } ?? "."
-                throw ScanError(description: message + " The variables: \(all.prefix(40).joined(separator: ", "))\(all.count > 40 ? ", ..." : "")")
+                throw ScanError.unknownVariable(
+                    option: option, name: name, suggestion: CombineRules.closest(name, among: all), variables: all)
             }
         }
         return parts.map { part in
@@ -176,22 +175,23 @@ extension Scanner {
                     if !equal {
                         let pair = pairs[index]
                         group.cancelAll()
-                        throw ScanError(
-                            description:
-                                "--compat equals: variable \(pair.path) differs between \(parts[pair.first].name) and \(parts[pair.other].name); it has no \(dimension ?? "concat") dimension, so one file's version would stand for both. Leave it out with --drop-variables \(pair.path), or keep the first file's with --compat override"
+                        throw ScanError.compatEquals(
+                            variable: pair.path,
+                            detail:
+                                "variable \(pair.path) differs between \(parts[pair.first].name) and \(parts[pair.other].name); it has no \(dimension ?? "concat") dimension, so one file's version would stand for both. Leave it out with --drop-variables \(pair.path), or keep the first file's with --compat override"
                         )
                     }
                     if next < pairs.count { launch() }
                 }
             }
         } catch let error as ObjectStoreError {
-            throw ScanError(description: "--compat equals: \(error)")
+            throw ScanError.compatEquals(variable: nil, detail: "\(error)")
         } catch let error as MappingError {
-            throw ScanError(description: "--compat equals: \(error)")
+            throw ScanError.compatEquals(variable: nil, detail: "\(error)")
         } catch let error as CodecError {
-            throw ScanError(description: "--compat equals: \(error)")
+            throw ScanError.compatEquals(variable: nil, detail: "\(error)")
         } catch let error as ByteSourceError {
-            throw ScanError(description: "--compat equals: \(error)")
+            throw ScanError.compatEquals(variable: nil, detail: "\(error)")
         }
     }
 }

@@ -26,7 +26,7 @@ public enum ReferenceLoader {
         do {
             confinement = try SourceConfinement(referencesAt: location, allowSources: allowSources, workingDirectory: workingDirectory)
         } catch {
-            throw ScanError(description: "\(error)")
+            throw ScanError.references(location: location, detail: "\(error)")
         }
         let text = try await fetchText(location, store: store)
         var dataset: VirtualDataset
@@ -36,14 +36,15 @@ public enum ReferenceLoader {
             dataset = contents.dataset
             firstKeys = contents.firstKeys
         } catch let error as ReferenceKeyError {
-            throw ScanError(description: "\(error)")
+            throw ScanError.references(location: location, detail: "\(error)")
         } catch {
-            throw ScanError(description: "\(error) (is \(location) a kerchunk reference file, version 0 or 1?)")
+            throw ScanError.references(location: location, detail: "\(error) (is \(location) a kerchunk reference file, version 0 or 1?)")
         }
         for (object, key) in zip(dataset.objects, firstKeys) {
             if let reason = confinement.refusal(of: object.url, workingDirectory: workingDirectory) {
-                throw ScanError(
-                    description: "\(location): key \(ReferenceKeyError.quoted(key)) names \(object.url), which is not allowed: \(reason); "
+                throw ScanError.references(
+                    location: location,
+                    detail: "\(location): key \(ReferenceKeyError.quoted(key)) names \(object.url), which is not allowed: \(reason); "
                         + "if you trust this reference file, add --allow-source PREFIX (config key allow_sources)")
             }
         }
@@ -53,16 +54,16 @@ public enum ReferenceLoader {
         do {
             if let store { listed = try await store.list(urls) } else { listed = try LocalStore.list(urls) }
         } catch let error as ObjectStoreError {
-            throw ScanError(description: "\(location) refers to \(error)")
+            throw ScanError.references(location: location, detail: "\(location) refers to \(error)")
         } catch let error as ListingError {
-            throw ScanError(description: "\(location) refers to \(error)")
+            throw ScanError.references(location: location, detail: "\(location) refers to \(error)")
         }
         let byURL = Dictionary(listed.map { ($0.url, $0) }, uniquingKeysWith: { first, _ in first })
         for index in dataset.objects.indices {
             let url = dataset.objects[index].url
             let absolute = url.contains("://") || url.hasPrefix("/") ? url : FileManager.default.currentDirectoryPath + "/" + url
             guard let object = byURL[url] ?? byURL[absolute] else {
-                throw ScanError(description: "\(location) refers to \(url), which the store did not find")
+                throw ScanError.references(location: location, detail: "\(location) refers to \(url), which the store did not find")
             }
             dataset.objects[index] = ObjectInfo(listed: object)
         }
@@ -77,17 +78,21 @@ public enum ReferenceLoader {
             let isRemote = try Location(parsing: location).isRemote
             let bytes: [UInt8]
             if isRemote {
-                guard let store else { throw ScanError(description: "\(location): remote references need an object store") }
-                guard let object = try await store.list([location]).first else { throw ScanError(description: "\(location): not found") }
+                guard let store else { throw ScanError.references(location: location, detail: "\(location): remote references need an object store") }
+                guard let object = try await store.list([location]).first else {
+                    throw ScanError.references(location: location, detail: "\(location): not found")
+                }
                 guard object.size <= maxReferenceBytes else {
-                    throw ScanError(description: "\(location): \(object.size) bytes is more than the \(maxReferenceBytes) a reference file may have")
+                    throw ScanError.references(
+                        location: location, detail: "\(location): \(object.size) bytes is more than the \(maxReferenceBytes) a reference file may have")
                 }
                 bytes = try await store.get(object.url, range: 0..<object.size, identity: object.identity)
             } else {
                 let path = location.hasPrefix("file://") ? String(location.dropFirst(7)) : location
                 let object = try LocalStore.describe(path)
                 guard object.size <= maxReferenceBytes else {
-                    throw ScanError(description: "\(location): \(object.size) bytes is more than the \(maxReferenceBytes) a reference file may have")
+                    throw ScanError.references(
+                        location: location, detail: "\(location): \(object.size) bytes is more than the \(maxReferenceBytes) a reference file may have")
                 }
                 bytes = try FileSource(path: path).readSynchronously(offset: 0, length: Int(object.size))
             }
@@ -95,9 +100,9 @@ public enum ReferenceLoader {
         } catch let error as ScanError {
             throw error
         } catch let error as ObjectStoreError {
-            throw ScanError(description: "cannot read the references: \(error)")
+            throw ScanError.references(location: location, detail: "cannot read the references: \(error)")
         } catch {
-            throw ScanError(description: "\(location): cannot read the references (\(error))")
+            throw ScanError.references(location: location, detail: "\(location): cannot read the references (\(error))")
         }
     }
 
@@ -107,8 +112,9 @@ public enum ReferenceLoader {
                 guard case .reference(let object, let offset, let length) = array.manifest[linear] else { continue }
                 let info = dataset.objects[Int(object)]
                 guard length <= info.size, offset <= info.size - length else {
-                    throw ScanError(
-                        description:
+                    throw ScanError.references(
+                        location: location,
+                        detail:
                             "\(location): chunk \(array.manifest.coordinates(linear)) of \(array.path) is bytes \(offset)..<\(offset + length) of \(info.url), which has \(info.size) bytes; the references were made from another version of it, regenerate them"
                     )
                 }

@@ -81,8 +81,57 @@ public struct ScanSummary: Sendable {
     public var chunkCount: Int { dataset.arrays.reduce(0) { $0 + $1.manifest.storedChunkCount } }
 }
 
-public struct ScanError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+/// Why a scan stops, or why one file of it failed. Each case carries what it is about; the
+/// description is the sentence a user reads, naming the file or option and what to do.
+public enum ScanError: Error, CustomStringConvertible, Sendable {
+    /// The local sources could not be listed.
+    case listing(ListingError)
+    /// The object store failed or refused while listing or describing the sources.
+    case store(ObjectStoreError)
+    /// An HTTP URL with a glob: HTTP has no listing.
+    case globOverHTTP(source: String)
+    /// Remote sources without an object store (a caller's mistake, not the user's).
+    case noObjectStore
+    /// One file that could not be scanned, and why (the reason may already name the file).
+    case file(url: String, reason: String)
+    /// Every file failed.
+    case noFileScanned(failed: Int)
+    /// Reading a chunk to prove a variable's codecs failed for a reason other than the codecs.
+    case provingFilters(reason: String)
+    /// The files cannot be combined as asked.
+    case combine(CombineError)
+    /// `--variables` or `--drop-variables` names a variable no file has.
+    case unknownVariable(option: String, name: String, suggestion: String?, variables: [String])
+    /// `--compat equals` found a difference, or could not read what it compares.
+    case compatEquals(variable: String?, detail: String)
+    /// Files cannot be ordered by their concat coordinate.
+    case ordering(file: String, detail: String)
+    /// `--stack-regex` is not a regular expression, or matches no capture in a file's name.
+    case stackRegex(pattern: String, file: String?, reason: String)
+    /// A kerchunk reference file that cannot be served as it is.
+    case references(location: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .listing(let error): error.description
+        case .store(let error): error.description
+        case .globOverHTTP(let source):
+            "\(source): HTTP has no listing, so a glob cannot be expanded; give the URLs themselves, a file of URLs with --urls FILE, or a pattern with --url-template and --range"
+        case .noObjectStore: "remote sources need an object store (internal error: none configured)"
+        case .file(let url, let reason): reason.hasPrefix(url) ? reason : "\(url): \(reason)"
+        case .noFileScanned(let failed): "no file could be scanned (\(failed) failed)"
+        case .provingFilters(let reason): "proving the variables' filters: \(reason)"
+        case .combine(let error): error.description
+        case .unknownVariable(let option, let name, let suggestion, let variables):
+            "\(option) \(name): no file has a variable \(name)\(suggestion.map { "; did you mean \($0)?" } ?? ".")"
+                + " The variables: \(variables.prefix(40).joined(separator: ", "))\(variables.count > 40 ? ", ..." : "")"
+        case .compatEquals(_, let detail): "--compat equals: \(detail)"
+        case .ordering(_, let detail): detail
+        case .stackRegex(let pattern, let file, let reason):
+            file.map { "\($0): --stack-regex \(pattern) \(reason)" } ?? "--stack-regex \(pattern): \(reason)"
+        case .references(_, let detail): detail
+        }
+    }
 }
 
 /// Lists the sources, scans every file concurrently (bounded), and combines the per-file
@@ -96,7 +145,7 @@ public enum Scanner {
         var listed: [ListedObject]
         let remote = try sources.contains { try Location(parsing: $0).isRemote }
         if remote && options.store == nil {
-            throw ScanError(description: "remote sources need an object store (internal error: none configured)")
+            throw ScanError.noObjectStore
         }
         // An HTTP URL is listed with a GET of the bytes the scan would read first, unless its
         // result is probably cached: then a HEAD tells whether it still is.
@@ -111,10 +160,7 @@ public enum Scanner {
         for source in sources {
             // A server answers a glob with 404; say why instead.
             if case .http(let url)? = try? Location(parsing: source), url.split(separator: "?", maxSplits: 1)[0].contains("*") {
-                throw ScanError(
-                    description:
-                        "\(source): HTTP has no listing, so a glob cannot be expanded; give the URLs themselves, a file of URLs with --urls FILE, or a pattern with --url-template and --range"
-                )
+                throw ScanError.globOverHTTP(source: source)
             }
         }
         do {
@@ -135,9 +181,9 @@ public enum Scanner {
                 listed = try LocalStore.list(sources)
             }
         } catch let error as ListingError {
-            throw ScanError(description: error.description)
+            throw ScanError.listing(error)
         } catch let error as ObjectStoreError {
-            throw ScanError(description: error.description)
+            throw ScanError.store(error)
         }
         if options.order == .key, unlisted.isEmpty {
             // Files join the concat dimension in key order whatever order they were named in.
@@ -191,7 +237,7 @@ public enum Scanner {
                         do {
                             return .listed(index, try await store.describe(httpURL: url.url, firstBytes: url.firstBytes, http: description))
                         } catch let error as ObjectStoreError {
-                            throw ScanError(description: error.description)
+                            throw ScanError.store(error)
                         }
                     }
                 }
@@ -223,16 +269,16 @@ public enum Scanner {
             case .failed(let error): skipped.append((listed[index].url, error.description))
             }
         }
-        if parts.isEmpty { throw ScanError(description: "no file could be scanned (\(skipped.count) failed)") }
+        if parts.isEmpty { throw ScanError.noFileScanned(failed: skipped.count) }
         var dataset = try await combineParts(parts, options: options, store: store)
         do {
             try await CodecProof.prove(&dataset, store: store, cache: cache)
             // The proof's requests belong in the last progress line, as in the summary.
             reportProgress()
         } catch let error as ObjectStoreError {
-            throw ScanError(description: "proving the variables' filters: \(error)")
+            throw ScanError.provingFilters(reason: "\(error)")
         } catch let error as ByteSourceError {
-            throw ScanError(description: "proving the variables' filters: \(error)")
+            throw ScanError.provingFilters(reason: "\(error)")
         }
         // Dropping the per-file datasets (a year of files holds a few hundred thousand objects)
         // takes about as long as writing the references; another thread does it meanwhile.
@@ -258,7 +304,7 @@ public enum Scanner {
                 let cache = BlockCache(remote, size: object.size, statistics: statistics)
                 cache.seed(offset: 0, bytes: object.firstBytes)
                 let (parsed, rounds) = try await SerialTaskExecutor.run {
-                    try await ReadRounds.measure { try await HDF5File.parse(cache) }
+                    try await ReadRounds.measure { try await HDF5File.parse(cache, policy: .concurrent) }
                 }
                 cache.noteRounds(rounds)
                 info = parsed
@@ -268,22 +314,14 @@ public enum Scanner {
                 let cache = BlockCache(
                     file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0),
                     statistics: statistics)
-                var limits = ParseLimits()
-                limits.concurrentReads = false
-                info = try await HDF5File.parse(cache, limits: limits)
+                info = try await HDF5File.parse(cache, policy: .sequential)
                 fetch = { offset, length in try file.readSynchronously(offset: offset, length: length) }
             }
             var dataset = try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping, fetch: fetch)
             dataset.objects = [ObjectInfo(listed: object)]
             return .scanned(dataset, statistics.snapshot)
-        } catch let error as HDF5FileError {
-            return .failed(ScanError(description: "\(error)"))
-        } catch let error as MappingError {
-            return .failed(ScanError(description: "\(error)"))
-        } catch let error as ObjectStoreError {
-            return .failed(ScanError(description: "\(error)"))
         } catch {
-            return .failed(ScanError(description: "\(object.url): \(error)"))
+            return .failed(ScanError.file(url: object.url, reason: "\(error)"))
         }
     }
 
@@ -296,12 +334,13 @@ public enum Scanner {
                 coordinate.manifest.count == 1, case .inline(let bytes) = coordinate.manifest[0],
                 let value = NumericValues.doubles(bytes, dtype: coordinate.dtype, count: 1)?.first
             else {
-                throw ScanError(description: "\(part.name): no \(dimension) coordinate values to order by")
+                throw ScanError.ordering(file: part.name, detail: "\(part.name): no \(dimension) coordinate values to order by")
             }
             guard let units = CombineRules.timeUnits(coordinate) else { return (value, part) }
             if let (known, file) = calendar, known != units.calendar {
-                throw ScanError(
-                    description:
+                throw ScanError.ordering(
+                    file: part.name,
+                    detail:
                         "coordinate \(dimension) uses the \(known.rawValue) calendar in \(file) but the \(units.calendar.rawValue) calendar in \(part.name); instants of different calendars cannot share one axis. Combine the files of each calendar separately"
                 )
             }
@@ -316,7 +355,7 @@ public enum Scanner {
     static func stackParts(_ parts: [(name: String, dataset: VirtualDataset)], stack: StackOptions) throws -> [(name: String, dataset: VirtualDataset)] {
         let regex: Regex<AnyRegexOutput>
         do { regex = try Regex(stack.pattern) } catch {
-            throw ScanError(description: "--stack-regex \(stack.pattern): not a valid regular expression (\(error))")
+            throw ScanError.stackRegex(pattern: stack.pattern, file: nil, reason: "not a valid regular expression (\(error))")
         }
         var values: [String] = []
         for part in parts {
@@ -324,7 +363,7 @@ public enum Scanner {
             guard let match = try? regex.firstMatch(in: fileName), match.output.count > 1,
                 let captured = match.output[1].substring
             else {
-                throw ScanError(description: "\(part.name): --stack-regex \(stack.pattern) has no capture group matching this file name")
+                throw ScanError.stackRegex(pattern: stack.pattern, file: part.name, reason: "has no capture group matching this file name")
             }
             values.append(String(captured))
         }

@@ -14,7 +14,7 @@ public enum ArrayValues {
         let itemSize = array.dtype.itemSize
         let totalElements = array.shape.reduce(1, *)
         guard totalElements.multipliedReportingOverflow(by: UInt64(itemSize)).partialValue <= UInt64(maxBytes) else {
-            throw MappingError(description: "\(array.path) is too large to inline (\(totalElements) elements)")
+            throw MappingError.tooLargeToInline(path: array.path, what: "its \(totalElements) elements", limit: maxBytes)
         }
         let fill = array.fillBytes ?? [UInt8](repeating: 0, count: itemSize)
         var out = [UInt8]()
@@ -35,9 +35,8 @@ public enum ArrayValues {
             }
             let chunk = try ChunkDecoder.decode(stored, pipeline: pipeline, decodedSize: chunkElements * itemSize)
             guard chunk.count >= chunkElements * itemSize else {
-                throw MappingError(
-                    description:
-                        "\(array.path): chunk \(array.manifest.coordinates(linear)) decodes to \(chunk.count) bytes, expected \(chunkElements * itemSize)")
+                throw MappingError.chunkDecodedSize(
+                    path: array.path, chunk: array.manifest.coordinates(linear), bytes: chunk.count, expected: chunkElements * itemSize)
             }
             let origin = zip(array.manifest.coordinates(linear), array.chunkShape).map { UInt64($0) * $1 }
             // Copy row by row (the last axis is contiguous in both buffers).

@@ -39,8 +39,35 @@ public struct CombineOptions: Sendable {
     }
 }
 
-public struct CombineError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+/// Why files cannot become one dataset as asked. Each case carries what it is about; `detail`
+/// is the whole sentence a user reads, naming the files and what to do.
+public enum CombineError: Error, CustomStringConvertible, Sendable, Equatable {
+    case noFiles
+    /// The files disagree on a variable (its dtype, codecs, dimensions, grid, fill or encoding
+    /// attributes), or one lacks it; `files` are the two compared.
+    case variableDisagrees(variable: String, files: [String], detail: String)
+    /// A concat coordinate whose values or units cannot share one axis.
+    case coordinateConflict(coordinate: String, files: [String], detail: String)
+    /// The files do not say along which dimension they combine.
+    case noCombineDimension(fileCount: Int, detail: String)
+    /// A combine option (`--concat-dim`, `--stack-dim`, `--chunks`) that cannot apply.
+    case invalidOption(option: String, detail: String)
+    /// The combined chunk grid exceeds what a manifest indexes.
+    case gridTooLarge(variable: String, dimension: String, gridShape: [Int], maxChunks: Int)
+    /// Re-encoding (unpacking onto a new grid) failed.
+    case codec(CodecError)
+
+    public var description: String {
+        switch self {
+        case .noFiles: "nothing to combine: no files"
+        case .variableDisagrees(_, _, let detail), .coordinateConflict(_, _, let detail), .noCombineDimension(_, let detail),
+            .invalidOption(_, let detail):
+            detail
+        case .gridTooLarge(let variable, let dimension, let gridShape, let maxChunks):
+            "cannot concatenate variable \(variable) along \(dimension): the combined chunk grid \(gridShape) has more than \(maxChunks) chunks"
+        case .codec(let error): error.description
+        }
+    }
 }
 
 /// Joins per-file virtual datasets into one, the way kerchunk's MultiZarrToZarr and xarray's
@@ -91,7 +118,7 @@ public enum Combiner {
     }
 
     static func combineFiles(_ parts: [(name: String, dataset: VirtualDataset)], options: CombineOptions) throws -> VirtualDataset {
-        guard let first = parts.first else { throw CombineError(description: "nothing to combine: no files") }
+        guard let first = parts.first else { throw CombineError.noFiles }
         if options.layout == .perFile { return nest(parts) }
         if parts.count == 1 { return first.dataset }
         var result = VirtualDataset(objects: [], groups: [], arrays: [], warnings: [])
@@ -121,8 +148,9 @@ public enum Combiner {
                 if versions.positions.count < parts.count {
                     let present = Set(versions.positions.map(\.part))
                     let missing = parts.indices.filter { !present.contains($0) }
-                    throw CombineError(
-                        description:
+                    throw CombineError.variableDisagrees(
+                        variable: path, files: missing.map { parts[$0].name },
+                        detail:
                             "variable \(path) has dimension \(dimension) but is missing from \(missing.map { parts[$0].name }.prefix(3).joined(separator: ", "))"
                     )
                 }
@@ -218,27 +246,31 @@ public enum Combiner {
         axis: Int? = nil
     ) throws {
         if a.dtype != b.dtype {
-            throw CombineError(
-                description:
+            throw CombineError.variableDisagrees(
+                variable: a.path, files: [first, other],
+                detail:
                     "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). Leave the variable out with --drop-variables \(a.path)"
             )
         }
         if a.codecs != b.codecs {
-            throw CombineError(
-                description:
+            throw CombineError.variableDisagrees(
+                variable: a.path, files: [first, other],
+                detail:
                     "variable \(a.path) is encoded differently in \(first) (\(a.codecs)) and \(other) (\(b.codecs)). Leave the variable out with --drop-variables \(a.path)"
             )
         }
         if a.dimensionNames != b.dimensionNames {
-            throw CombineError(
-                description:
+            throw CombineError.variableDisagrees(
+                variable: a.path, files: [first, other],
+                detail:
                     "variable \(a.path) has dimensions \(a.dimensionNames) in \(first) but \(b.dimensionNames) in \(other). Leave the variable out with --drop-variables \(a.path)"
             )
         }
         for d in a.shape.indices where d != axis {
             if sameShape && a.shape[d] != b.shape[d] || a.chunkShape[d] != b.chunkShape[d] {
-                throw CombineError(
-                    description:
+                throw CombineError.variableDisagrees(
+                    variable: a.path, files: [first, other],
+                    detail:
                         "variable \(a.path) has shape \(a.shape) in chunks of \(a.chunkShape) in \(first) but \(b.shape) in chunks of \(b.chunkShape) in \(other); Zarr has one chunk grid per array. Leave the variable out with --drop-variables \(a.path) (or mount it alone from the files that agree)"
                 )
             }
@@ -317,8 +349,9 @@ public enum Combiner {
                 } else {
                     let manifest = versions[version].manifest
                     if let fill = manifest.fillChunk, fill != result.manifest.fillChunk {
-                        throw CombineError(
-                            description:
+                        throw CombineError.variableDisagrees(
+                            variable: result.path, files: [versions.file(0), versions.file(version)],
+                            detail:
                                 "cannot concatenate variable \(result.path) along \(dimension): \(versions.file(version)) fills its unwritten chunks differently from \(versions.file(0))"
                         )
                     }
@@ -367,8 +400,9 @@ public enum Combiner {
         let detail = versions.indices.prefix(3).map {
             "\(versions.file($0)): \(lengths[$0]) along \(dimension) in chunks of \(versions[$0].chunkShape)"
         }
-        throw CombineError(
-            description:
+        throw CombineError.variableDisagrees(
+            variable: result.path, files: [],
+            detail:
                 "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut"). Leave the variable out with --drop-variables \(result.path)"
         )
     }
@@ -421,8 +455,9 @@ public enum Combiner {
         for version in versions.indices {
             let array = versions[version]
             if let foreign = Codec.foreign(in: array.codecs) {
-                throw CombineError(
-                    description:
+                throw CombineError.variableDisagrees(
+                    variable: array.path, files: [versions.file(0), versions.file(version)],
+                    detail:
                         "variable \(array.path) is chunked differently in \(versions.file(0)) and \(versions.file(version)), and zarrmount cannot decode its codec \(foreign) to serve it on one grid. Leave it out with --drop-variables \(array.path)"
                 )
             }
@@ -453,15 +488,19 @@ public enum Combiner {
         for (path, shape) in chunks.sorted(by: { $0.key < $1.key }) {
             guard let index = dataset.arrays.firstIndex(where: { $0.path == path }) else {
                 let all = dataset.arrays.map(\.path)
-                throw CombineError(
-                    description: "--chunks \(path): no variable \(path)\(CombineRules.closest(path, among: all).map { "; did you mean \($0)?" } ?? "")")
+                throw CombineError.invalidOption(
+                    option: "--chunks",
+                    detail: "--chunks \(path): no variable \(path)\(CombineRules.closest(path, among: all).map { "; did you mean \($0)?" } ?? "")")
             }
             let array = dataset.arrays[index]
             guard array.regridding == nil else { continue }
             if let foreign = Codec.foreign(in: array.codecs) {
-                throw CombineError(description: "--chunks \(path): zarrmount cannot decode its codec \(foreign) to serve it on another grid")
+                throw CombineError.invalidOption(
+                    option: "--chunks", detail: "--chunks \(path): zarrmount cannot decode its codec \(foreign) to serve it on another grid")
             }
-            if array.dtype.kind == .variableString { throw CombineError(description: "--chunks \(path): variable-length strings cannot be re-chunked") }
+            if array.dtype.kind == .variableString {
+                throw CombineError.invalidOption(option: "--chunks", detail: "--chunks \(path): variable-length strings cannot be re-chunked")
+            }
             var served = array
             served.chunkShape = try checkedChunks(shape, for: array)
             served.codecs = []
@@ -485,24 +524,25 @@ public enum Combiner {
 
     static func unpackedRegridding(_ regridding: Regridding, _ unpacking: Unpacking, path: String) throws -> Regridding {
         do { return try regridding.unpacked(unpacking, path: path) } catch let error as CodecError {
-            throw CombineError(description: error.description)
+            throw CombineError.codec(error)
         }
     }
 
     /// A served chunk shape: one positive extent per axis, and at most 256 MiB a chunk.
     static func checkedChunks(_ shape: [UInt64], for array: VirtualArray) throws -> [UInt64] {
         guard shape.count == array.shape.count, shape.allSatisfy({ $0 > 0 }) else {
-            throw CombineError(
-                description:
+            throw CombineError.invalidOption(
+                option: "--chunks",
+                detail:
                     "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): give one positive extent for each of its \(array.shape.count) dimensions (\(array.dimensionNames.joined(separator: ", ")))"
             )
         }
         var bytes: UInt64? = UInt64(array.dtype.itemSize)
         for extent in shape { bytes = bytes.flatMap { total in total.multipliedReportingOverflow(by: extent).overflow ? nil : total * extent } }
         guard let bytes, bytes <= 256 << 20 else {
-            throw CombineError(
-                description:
-                    "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): a chunk would hold more than 256 MiB; choose a smaller shape")
+            throw CombineError.invalidOption(
+                option: "--chunks",
+                detail: "--chunks \(array.path)=\(shape.map(String.init).joined(separator: ",")): a chunk would hold more than 256 MiB; choose a smaller shape")
         }
         return shape
     }
@@ -526,8 +566,9 @@ public enum Combiner {
             guard version > 0, start > 0, start < values.count, values[start] <= values[start - 1] else { continue }
             let previous = versions.file(version - 1), this = versions.file(version)
             if strictly {
-                throw CombineError(
-                    description:
+                throw CombineError.coordinateConflict(
+                    coordinate: array.path, files: [previous, this],
+                    detail:
                         "\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))): the files overlap or repeat instants, so the combined axis would repeat them. Leave the duplicate files out, or concatenate them in name order with --concat-dim \(array.path) --order key"
                 )
             }
@@ -549,10 +590,7 @@ public enum Combiner {
 func combinedManifest(_ array: VirtualArray, dimension: String, fills: [[UInt8]?]) throws -> ChunkManifest {
     let gridShape = ChunkManifest.grid(array.shape, array.chunkShape)
     guard ChunkManifest.chunkCount(gridShape) != nil else {
-        throw CombineError(
-            description:
-                "cannot concatenate variable \(array.path) along \(dimension): the combined chunk grid \(gridShape) has more than \(ChunkManifest.maxChunks) chunks"
-        )
+        throw CombineError.gridTooLarge(variable: array.path, dimension: dimension, gridShape: gridShape, maxChunks: ChunkManifest.maxChunks)
     }
     var manifest = ChunkManifest(gridShape: gridShape)
     if let first = fills.first, let fill = first, fills.allSatisfy({ $0 == fill }) { manifest.fillMissing(with: fill) }

@@ -82,8 +82,9 @@ public enum CombineRules {
         }
         if differing.count > 1 {
             let list = differing.map { "\($0.dimension) (\($0.files.0) and \($0.files.1) differ)" }.joined(separator: ", ")
-            throw CombineError(
-                description:
+            throw CombineError.noCombineDimension(
+                fileCount: parts.count,
+                detail:
                     "cannot combine \(parts.count) files along one dimension: the coordinates of \(list) all differ between files; zarrmount concatenates along one dimension, so choose it with --concat-dim (the other coordinates must then agree) or mount each file in its own group with --layout per_file"
             )
         }
@@ -101,8 +102,9 @@ public enum CombineRules {
         guard let shared = sharedVariable(parts), compat != .override else { return nil }
         let sameValues = identical.isEmpty ? "" : "; every file has the same \(identical.joined(separator: ", ")) values"
         let listed = candidates.isEmpty ? "none" : candidates.joined(separator: ", ")
-        throw CombineError(
-            description:
+        throw CombineError.noCombineDimension(
+            fileCount: parts.count,
+            detail:
                 "cannot tell how to combine \(parts.count) files: no dimension coordinate differs between them\(sameValues), and variable \(shared.variable) is in both \(shared.files.0) and \(shared.files.1). Dimensions every file has: \(listed). Name the one to concatenate along with --concat-dim DIM, stack the files along a new dimension with --stack-dim and --stack-regex, mount each file in its own group with --layout per_file, or keep the first file's variables with --compat override"
         )
     }
@@ -163,15 +165,16 @@ public enum CombineRules {
         var message = "--concat-dim \(dimension): no file has a dimension \(dimension)"
         message += closest(dimension, among: all).map { "; did you mean \($0)?" } ?? "."
         message += " The files' dimensions: \(all.isEmpty ? "none" : all.joined(separator: ", "))"
-        throw CombineError(description: message)
+        throw CombineError.invalidOption(option: "--concat-dim", detail: message)
     }
 
     /// Stops when the stacking dimension's name is already a dimension of the files.
     public static func checkStackDimension(_ dimension: String, parts: [Part]) throws {
         let all = dimensions(of: parts)
         if all.contains(dimension) {
-            throw CombineError(
-                description:
+            throw CombineError.invalidOption(
+                option: "--stack-dim",
+                detail:
                     "--stack-dim \(dimension): the files already have a dimension \(dimension); stacking adds a new one, so choose another name (or concatenate along it with --concat-dim \(dimension))"
             )
         }
@@ -213,15 +216,17 @@ public enum CombineRules {
                 let a = first.attributes.first { $0.0 == key }?.1
                 let b = other.attributes.first { $0.0 == key }?.1
                 if a != b {
-                    throw CombineError(
-                        description:
+                    throw CombineError.variableDisagrees(
+                        variable: first.path, files: [versions.file(0), versions.file(version)],
+                        detail:
                             "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): \(key) is \(a.map(render) ?? "absent") in \(versions.file(0)) but \(b.map(render) ?? "absent") in \(versions.file(version)), so one set of attributes would decode some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)"
                     )
                 }
             }
             if first.fillValue != other.fillValue {
-                throw CombineError(
-                    description:
+                throw CombineError.variableDisagrees(
+                    variable: first.path, files: [versions.file(0), versions.file(version)],
+                    detail:
                         "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): _FillValue is \(render(first.fillValue)) in \(versions.file(0)) but \(render(other.fillValue)) in \(versions.file(version)), so one fill value would mask some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)"
                 )
             }
@@ -261,20 +266,23 @@ public enum CombineRules {
         var parsed: [CFTimeUnits] = []
         for version in versions.indices {
             guard let text = texts[version] else {
-                throw CombineError(
-                    description:
+                throw CombineError.coordinateConflict(
+                    coordinate: path, files: [versions.file(0), versions.file(version)],
+                    detail:
                         "coordinate \(path) has units \(texts[0] ?? "none") in \(versions.file(0)) but none in \(versions.file(version)); zarrmount cannot put both files' values on one axis. Fix the file or leave it out"
                 )
             }
             guard let units = CFTimeUnits(units: text, calendar: calendars[version]) else {
-                throw CombineError(
-                    description:
+                throw CombineError.coordinateConflict(
+                    coordinate: path, files: [versions.file(0), versions.file(version)],
+                    detail:
                         "coordinate \(path) has units \"\(text)\" (calendar \(calendars[version] ?? "standard")) in \(versions.file(version)) and \"\(texts[0] ?? "")\" in \(versions.file(0)); they differ and are not CF time units zarrmount can convert (months and years have no fixed length), so the values cannot share one axis"
                 )
             }
             if let first = parsed.first, first.calendar != units.calendar {
-                throw CombineError(
-                    description:
+                throw CombineError.coordinateConflict(
+                    coordinate: path, files: [versions.file(0), versions.file(version)],
+                    detail:
                         "coordinate \(path) uses the \(first.calendar.rawValue) calendar in \(versions.file(0)) but the \(units.calendar.rawValue) calendar in \(versions.file(version)); instants of different calendars cannot share one axis. Combine the files of each calendar separately"
                 )
             }
@@ -295,8 +303,9 @@ public enum CombineRules {
                 guard let values = NumericValues.integers(chunk, dtype: array.dtype, count: count) else { return nil }
                 for value in values {
                     guard let converted = conversion.convert(value) else {
-                        throw CombineError(
-                            description: "coordinate \(path): value \(value) of \(versions.file(version)) overflows when re-encoded in \(target.text)")
+                        throw CombineError.coordinateConflict(
+                            coordinate: path, files: [versions.file(version)],
+                            detail: "coordinate \(path): value \(value) of \(versions.file(version)) overflows when re-encoded in \(target.text)")
                     }
                     integers.append(converted)
                 }

@@ -26,8 +26,31 @@ public enum KerchunkReferences {
     }
 }
 
-public struct ReferenceError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+/// Why a kerchunk reference document cannot be served; `file` names the document.
+public enum ReferenceError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// Not JSON, or not an object of references.
+    case invalidDocument(file: String, reason: String)
+    /// A reference version other than 0 or 1.
+    case unsupportedVersion(file: String, version: String)
+    /// One key's entry (a chunk reference, inline data or a template) that cannot be read.
+    case invalidEntry(file: String, key: String, reason: String)
+    /// A `gen` entry zarrmount cannot expand.
+    case invalidGenerator(file: String, reason: String)
+    /// An array's `.zarray` that cannot be served.
+    case invalidArrayMetadata(file: String, path: String, reason: String)
+    /// More distinct objects than a manifest indexes.
+    case tooManyObjects(file: String, max: UInt32)
+
+    public var description: String {
+        switch self {
+        case .invalidDocument(let file, let reason): "\(file): \(reason)"
+        case .unsupportedVersion(let file, let version): "\(file): reference version \(version) is not supported (0 or 1)"
+        case .invalidEntry(let file, let key, let reason): "\(file): \(key)\(reason.hasPrefix(":") ? "" : " ")\(reason)"
+        case .invalidGenerator(let file, let reason): "\(file): \(reason)"
+        case .invalidArrayMetadata(let file, let path, let reason): "\(file): \(path)/.zarray: \(reason)"
+        case .tooManyObjects(let file, let max): "\(file): more than \(max) objects"
+        }
+    }
 }
 
 /// What to do with a reference key that cannot become a file name of the mounted tree.
@@ -115,21 +138,21 @@ extension KerchunkReferences {
 
     public static func contents(_ text: String, name: String = "references", badKeys: BadKeyPolicy = .fail) throws -> ReferenceContents {
         let document: JSON
-        do { document = try JSON.parse(text) } catch { throw ReferenceError(description: "\(name): \(error)") }
-        guard let top = document.objectValue else { throw ReferenceError(description: "\(name): expected a JSON object") }
+        do { document = try JSON.parse(text) } catch { throw ReferenceError.invalidDocument(file: name, reason: "\(error)") }
+        guard let top = document.objectValue else { throw ReferenceError.invalidDocument(file: name, reason: "expected a JSON object") }
         var refs: [(String, JSON)]
         var templates: [String: String] = [:]
         if let version = document["version"], version.int64Value == 1 {
             refs = document["refs"]?.objectValue ?? []
             for (key, value) in document["templates"]?.objectValue ?? [] {
-                guard let text = value.stringValue else { throw ReferenceError(description: "\(name): template \(key) is not a string") }
+                guard let text = value.stringValue else { throw ReferenceError.invalidEntry(file: name, key: "template \(key)", reason: "is not a string") }
                 templates[key] = text
             }
             for generator in document["gen"]?.arrayValue ?? [] {
                 refs += try expand(generator, templates: templates, name: name)
             }
         } else if document["version"] != nil {
-            throw ReferenceError(description: "\(name): reference version \(document["version"]!.rendered()) is not supported (0 or 1)")
+            throw ReferenceError.unsupportedVersion(file: name, version: document["version"]!.rendered())
         } else {
             refs = top
         }
@@ -144,7 +167,7 @@ extension KerchunkReferences {
                 let text: String
                 if let string = value.stringValue { text = string } else { text = value.rendered() }
                 do { metadata[key] = try JSON.parse(text) } catch {
-                    throw ReferenceError(description: "\(name): \(key): \(error)")
+                    throw ReferenceError.invalidEntry(file: name, key: key, reason: ": \(error)")
                 }
             } else {
                 chunkRefs.append((key, value))
@@ -182,14 +205,14 @@ extension KerchunkReferences {
             let coordinates =
                 chunkName == "0" && array.shape.isEmpty ? [] : chunkName.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) ?? -1 }
             guard let linear = array.manifest.linearIndex(coordinates) else {
-                throw ReferenceError(description: "\(name): \(key) is outside the chunk grid \(array.manifest.gridShape)")
+                throw ReferenceError.invalidEntry(file: name, key: key, reason: "is outside the chunk grid \(array.manifest.gridShape)")
             }
             let entry: ChunkEntry
             switch value {
             case .string(let text):
                 if text.hasPrefix("base64:") {
                     guard let data = Data(base64Encoded: String(text.dropFirst(7))) else {
-                        throw ReferenceError(description: "\(name): \(key) has invalid base64 data")
+                        throw ReferenceError.invalidEntry(file: name, key: key, reason: "has invalid base64 data")
                     }
                     entry = .inline([UInt8](data))
                 } else {
@@ -197,10 +220,10 @@ extension KerchunkReferences {
                 }
             case .array(let parts):
                 guard let url = parts.first?.stringValue.map({ substitute($0, templates) }) else {
-                    throw ReferenceError(description: "\(name): \(key) has no URL")
+                    throw ReferenceError.invalidEntry(file: name, key: key, reason: "has no URL")
                 }
                 guard parts.count == 3 else {
-                    throw ReferenceError(description: "\(name): \(key) references a whole object; only [url, offset, length] is supported")
+                    throw ReferenceError.invalidEntry(file: name, key: key, reason: "references a whole object; only [url, offset, length] is supported")
                 }
                 for (field, part) in [("offset", parts[1]), ("length", parts[2])] where part.uint64Value == nil {
                     let negative: Bool
@@ -210,18 +233,18 @@ extension KerchunkReferences {
                     default: negative = false
                     }
                     let what = negative ? "is negative (\(part.rendered()))" : "is not a whole number of bytes (\(part.rendered()))"
-                    throw ReferenceError(description: "\(name): \(key): the \(field) \(what)")
+                    throw ReferenceError.invalidEntry(file: name, key: key, reason: ": the \(field) \(what)")
                 }
                 let offset = parts[1].uint64Value!, length = parts[2].uint64Value!
                 guard offset.addingReportingOverflow(length).overflow == false else {
-                    throw ReferenceError(description: "\(name): \(key): offset \(offset) plus length \(length) is beyond any object")
+                    throw ReferenceError.invalidEntry(file: name, key: key, reason: ": offset \(offset) plus length \(length) is beyond any object")
                 }
                 let object: UInt32
                 if let existing = objectIndex[url] {
                     object = existing
                 } else {
                     guard dataset.objects.count < Int(ChunkManifest.maxObjects) else {
-                        throw ReferenceError(description: "\(name): more than \(ChunkManifest.maxObjects) objects")
+                        throw ReferenceError.tooManyObjects(file: name, max: ChunkManifest.maxObjects)
                     }
                     object = UInt32(dataset.objects.count)
                     objectIndex[url] = object
@@ -230,7 +253,7 @@ extension KerchunkReferences {
                 }
                 entry = .reference(object: object, offset: offset, length: length)
             default:
-                throw ReferenceError(description: "\(name): \(key) is neither data nor a reference")
+                throw ReferenceError.invalidEntry(file: name, key: key, reason: "is neither data nor a reference")
             }
             dataset.arrays[arrayIndex].manifest[linear] = entry
         }
@@ -312,7 +335,7 @@ extension KerchunkReferences {
         guard let key = generator["key"]?.stringValue, let url = generator["url"]?.stringValue,
             let dimensions = generator["dimensions"]?.objectValue
         else {
-            throw ReferenceError(description: "\(name): a gen entry needs key, url and dimensions")
+            throw ReferenceError.invalidGenerator(file: name, reason: "a gen entry needs key, url and dimensions")
         }
         var axes: [(String, [Int64])] = []
         for (dimension, spec) in dimensions {
@@ -322,11 +345,11 @@ extension KerchunkReferences {
                 let start = spec["start"]?.int64Value ?? 0
                 let step = spec["step"]?.int64Value ?? 1
                 guard step > 0, stop - start <= 100_000_000 else {
-                    throw ReferenceError(description: "\(name): gen dimension \(dimension) has an invalid range")
+                    throw ReferenceError.invalidGenerator(file: name, reason: "gen dimension \(dimension) has an invalid range")
                 }
                 axes.append((dimension, Array(stride(from: start, to: stop, by: Int(step)))))
             } else {
-                throw ReferenceError(description: "\(name): gen dimension \(dimension) needs a list or start/stop/step")
+                throw ReferenceError.invalidGenerator(file: name, reason: "gen dimension \(dimension) needs a list or start/stop/step")
             }
         }
         var out: [(String, JSON)] = []
@@ -339,12 +362,12 @@ extension KerchunkReferences {
             var parts: [JSON] = [.string(substitute(url, variables))]
             if let offset = generator["offset"]?.stringValue, let length = generator["length"]?.stringValue {
                 guard let o = UInt64(substitute(offset, variables)), let l = UInt64(substitute(length, variables)) else {
-                    throw ReferenceError(description: "\(name): gen offset/length must be plain {{name}} substitutions giving integers")
+                    throw ReferenceError.invalidGenerator(file: name, reason: "gen offset/length must be plain {{name}} substitutions giving integers")
                 }
                 parts += [.uint(o), .uint(l)]
             }
             if expandedKey.contains("{{") || parts.contains(where: { $0.stringValue?.contains("{{") ?? false }) {
-                throw ReferenceError(description: "\(name): gen template \(key) uses expressions; only {{name}} substitution is supported")
+                throw ReferenceError.invalidGenerator(file: name, reason: "gen template \(key) uses expressions; only {{name}} substitution is supported")
             }
             out.append((expandedKey, .array(parts)))
             var axis = axes.count - 1
@@ -360,7 +383,7 @@ extension KerchunkReferences {
     }
 
     static func arrayFromV2(_ meta: JSON, path: String, attributes: [(String, JSON)], name: String) throws -> VirtualArray {
-        func fail(_ message: String) -> ReferenceError { ReferenceError(description: "\(name): \(path)/.zarray: \(message)") }
+        func fail(_ message: String) -> ReferenceError { .invalidArrayMetadata(file: name, path: path, reason: message) }
         guard let shapeList = meta["shape"]?.arrayValue, let chunkList = meta["chunks"]?.arrayValue, let dtypeJSON = meta["dtype"] else {
             throw fail("needs shape, chunks and dtype")
         }

@@ -528,11 +528,72 @@ extension VirtualArray {
 
 /// A dataset (or one of its arrays) that cannot be expressed as asked: a grid beyond what a
 /// manifest indexes, a format that cannot hold a value, a variable left out with its reason.
-public struct MappingError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+public enum MappingError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The file's metadata of a variable is damaged: the scan stops rather than serve a dataset
+    /// without it.
+    case damagedVariable(file: String, path: String, reason: String)
+    /// A datatype with no Zarr equivalent (what it is, in words: "12-byte integers").
+    case unsupportedType(String)
+    /// A storage layout or dataspace that has no chunk manifest (virtual datasets, null
+    /// dataspaces, metadata the parser could not complete).
+    case unsupportedLayout(String)
+    /// Compact data shorter than the shape it claims.
+    case shortCompactData(bytes: Int, shape: [UInt64], itemSize: Int)
+    /// An HDF5 filter with no Zarr codec.
+    case unsupportedFilter(name: String, id: UInt16)
+    /// Fletcher-32 before shuffle: Zarr's shuffle codec cannot undo a buffer that is not a
+    /// whole number of elements.
+    case checksumBeforeShuffle
+    /// Some chunks skipped filters and the array is too large to keep decoded and inline.
+    case mixedFilterMasks(chunks: Int, mask: UInt32, decodedBytes: UInt64)
+    /// A dimension list that names an object the file does not hold, or no dimension names.
+    case dimensionNames(String)
+    /// Never-written chunks read as a fill value that only a fill chunk can show, and the
+    /// chunk is too large to hold one.
+    case fillChunkTooLarge(chunkShape: [UInt64], limit: Int)
+    /// A chunk grid beyond what a manifest indexes.
+    case gridTooLarge(gridShape: [Int], shape: [UInt64], chunks: [UInt64], maxChunks: Int)
+    /// An array asked to be inline whose values exceed the limit.
+    case tooLargeToInline(path: String, what: String, limit: Int)
+    /// A chunk that decodes to fewer bytes than its shape holds.
+    case chunkDecodedSize(path: String, chunk: [Int], bytes: Int, expected: Int)
+    /// A data type Zarr v3 cannot spell.
+    case noV3DataType(path: String, dtype: String)
+    /// Zarr v2 would need this many copies of an array's fill chunk.
+    case tooManyFillCopies(path: String, origin: String, count: Int, fillBytes: Int, maxCopies: Int, maxBytes: Int)
+    /// A Zarr v3 chunk grid that needs more prefix directories than a mount lists.
+    case tooManyPrefixDirectories(path: String, gridShape: [Int], count: Int, max: Int)
+    /// The variable-length data of a variable could not be read (the parser's reason).
+    case variableLengthData(String)
 
-    public init(description: String) {
-        self.description = description
+    public var description: String {
+        switch self {
+        case .damagedVariable(let file, let path, let reason): "\(file): \(path): \(reason)"
+        case .unsupportedType(let what): what
+        case .unsupportedLayout(let what): what
+        case .shortCompactData(let bytes, let shape, let itemSize):
+            "its compact data holds \(bytes) bytes, but its shape \(shape) of \(itemSize)-byte elements needs more than compact storage can hold"
+        case .unsupportedFilter(let name, let id): "filter \(name) (id \(id)) has no Zarr codec"
+        case .checksumBeforeShuffle:
+            "its filters shuffle the data together with its Fletcher-32 checksum (fletcher32 before shuffle), which Zarr's shuffle codec cannot undo (the buffer is not a whole number of elements)"
+        case .mixedFilterMasks(let chunks, let mask, let decodedBytes):
+            "\(chunks) chunks skipped filters (filter mask \(mask)); Zarr has one pipeline per array and the array (\(decodedBytes) bytes) is too large to keep decoded"
+        case .dimensionNames(let what): what
+        case .fillChunkTooLarge(let chunkShape, let limit):
+            "chunks it never wrote read as its HDF5 fill value, which Zarr v2 can only show as a fill chunk, and its chunk (\(chunkShape)) is over \(limit) bytes"
+        case .gridTooLarge(let gridShape, let shape, let chunks, let maxChunks):
+            "its chunk grid \(gridShape) (shape \(shape) in chunks of \(chunks)) has more than \(maxChunks) chunks"
+        case .tooLargeToInline(let path, let what, let limit):
+            "\(path.isEmpty ? "" : "\(path): ")\(what), over the inline limit of \(limit) bytes"
+        case .chunkDecodedSize(let path, let chunk, let bytes, let expected):
+            "\(path): chunk \(chunk) decodes to \(bytes) bytes, expected \(expected)"
+        case .noV3DataType(let path, let dtype): "\(path): \(dtype) has no Zarr v3 data type; use Zarr v2"
+        case .tooManyFillCopies(let path, let origin, let count, let fillBytes, let maxCopies, let maxBytes):
+            "\(path) (\(origin)): \(count) of its chunks were never written and would each be a copy of its \(fillBytes)-byte fill chunk in Zarr v2 (at most \(maxCopies) copies, \(maxBytes) bytes); use --zarr-format 3, whose fill_value is the HDF5 fill, or mount the archive (a mount serves one shared fill chunk)"
+        case .tooManyPrefixDirectories(let path, let gridShape, let count, let max):
+            "\(path): its chunk grid \(gridShape) needs \(count) chunk-prefix directories in Zarr v3 (at most \(max)); mount it as Zarr v2"
+        case .variableLengthData(let reason): reason
+        }
     }
 }
 
@@ -547,7 +608,7 @@ extension ChunkManifest {
     public static func empty(shape: [UInt64], chunks: [UInt64]) throws -> ChunkManifest {
         let gridShape = grid(shape, chunks)
         guard chunkCount(gridShape) != nil else {
-            throw MappingError(description: "its chunk grid \(gridShape) (shape \(shape) in chunks of \(chunks)) has more than \(maxChunks) chunks")
+            throw MappingError.gridTooLarge(gridShape: gridShape, shape: shape, chunks: chunks, maxChunks: maxChunks)
         }
         return ChunkManifest(gridShape: gridShape)
     }

@@ -153,7 +153,7 @@ public struct ZarrStore: Sendable {
 
     func v3ArrayDocument(_ array: VirtualArray) throws -> JSON {
         guard let dataType = array.dtype.v3 else {
-            throw MappingError(description: "\(array.path): \(array.dtype.v2String) has no Zarr v3 data type; use Zarr v2")
+            throw MappingError.noV3DataType(path: array.path, dtype: array.dtype.v2String)
         }
         var codecs: [JSON] = []
         if array.dtype.kind == .variableString {
@@ -264,10 +264,9 @@ public struct ZarrStore: Sendable {
             guard let fill = array.manifest.fillChunk else { continue }
             let fillKeys = array.manifest.count - array.manifest.setCount
             guard fillKeys <= Self.maxFillKeys, fillKeys * fill.count <= Self.maxFillBytes else {
-                throw MappingError(
-                    description:
-                        "\(array.path) (\(array.origin)): \(fillKeys) of its chunks were never written and would each be a copy of its \(fill.count)-byte fill chunk in Zarr v2 (at most \(Self.maxFillKeys) copies, \(Self.maxFillBytes) bytes); use --zarr-format 3, whose fill_value is the HDF5 fill, or mount the archive (a mount serves one shared fill chunk)"
-                )
+                throw MappingError.tooManyFillCopies(
+                    path: array.path, origin: array.origin, count: fillKeys, fillBytes: fill.count, maxCopies: Self.maxFillKeys,
+                    maxBytes: Self.maxFillBytes)
             }
         }
         for array in dataset.arrays {

@@ -26,8 +26,20 @@ public final class FuseMount: Sendable {
         self.filesystem = filesystem
     }
 
-    public struct MountError: Error, CustomStringConvertible {
-        public var description: String
+    /// Why the kernel mount could not be made.
+    public enum MountError: Error, CustomStringConvertible, Equatable {
+        case sessionNotCreated
+        case signalHandlersNotInstalled
+        case mountFailed(mountpoint: String)
+
+        public var description: String {
+            switch self {
+            case .sessionNotCreated: "libfuse could not create a session"
+            case .signalHandlersNotInstalled: "cannot install signal handlers"
+            case .mountFailed(let mountpoint):
+                "\(mountpoint): mount failed (is it an empty directory, is /dev/fuse available, is a stale mount there? try `zarrmount unmount \(mountpoint)`)"
+            }
+        }
     }
 
     /// Mounts at `mountpoint` and serves requests until unmounted or signalled (SIGINT, SIGTERM,
@@ -127,18 +139,15 @@ public final class FuseMount: Sendable {
             let created = cArguments.withUnsafeMutableBufferPointer({ pointer in
                 cfuse_session_new(Int32(pointer.count), pointer.baseAddress, &ops, userdata)
             })
-        else { throw MountError(description: "libfuse could not create a session") }
+        else { throw MountError.sessionNotCreated }
         guard cfuse_install_exit_handlers(created) == 0 else {
             fuse_session_destroy(created)
-            throw MountError(description: "cannot install signal handlers")
+            throw MountError.signalHandlersNotInstalled
         }
         defer { cfuse_remove_exit_handlers() }
         guard fuse_session_mount(created, mountpoint) == 0 else {
             fuse_session_destroy(created)
-            throw MountError(
-                description:
-                    "\(mountpoint): mount failed (is it an empty directory, is /dev/fuse available, is a stale mount there? try `zarrmount unmount \(mountpoint)`)"
-            )
+            throw MountError.mountFailed(mountpoint: mountpoint)
         }
         ready()
         _ = fuse_session_loop(created)

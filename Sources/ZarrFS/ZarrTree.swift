@@ -143,10 +143,8 @@ public final class ZarrTree: Sendable {
                     prefixDirectories = prefixDirectories.addingReportingOverflow(levelSize).overflow ? Int.max : prefixDirectories + levelSize
                 }
                 guard prefixDirectories <= Self.maxPrefixDirectories else {
-                    throw MappingError(
-                        description:
-                            "\(array.path): its chunk grid \(array.manifest.gridShape) needs \(prefixDirectories) chunk-prefix directories in Zarr v3 (at most \(Self.maxPrefixDirectories)); mount it as Zarr v2"
-                    )
+                    throw MappingError.tooManyPrefixDirectories(
+                        path: array.path, gridShape: array.manifest.gridShape, count: prefixDirectories, max: Self.maxPrefixDirectories)
                 }
                 let c = directory(array.path.split(separator: "/") + ["c"])
                 nodes[c]?.chunkPrefix = (index, [])

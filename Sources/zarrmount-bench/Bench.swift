@@ -117,12 +117,11 @@ struct ParseCPU: AsyncParsableCommand {
         print("parse of bytes in memory: \(iterations) iterations of \((file as NSString).lastPathComponent)")
         print("reads                                   CPU per file   wall per file")
         for concurrent in [true, false] where only == nil {
-            var limits = ParseLimits()
-            limits.concurrentReads = concurrent
-            for _ in 0..<5 { _ = try await HDF5File.parse(source, limits: limits) }
+            let policy: ReadPolicy = concurrent ? .concurrent : .sequential
+            for _ in 0..<5 { _ = try await HDF5File.parse(source, policy: policy) }
             let cpuStart = processCPUSeconds()
             let start = ContinuousClock.now
-            for _ in 0..<iterations { _ = try await HDF5File.parse(source, limits: limits) }
+            for _ in 0..<iterations { _ = try await HDF5File.parse(source, policy: policy) }
             let cpu = (processCPUSeconds() - cpuStart) / Double(iterations)
             let wall = seconds(ContinuousClock.now - start) / Double(iterations)
             print(
@@ -141,17 +140,16 @@ struct ParseCPU: AsyncParsableCommand {
             ("block cache, local policy, no yields", .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0), false, false),
         ]
         for (label, policy, concurrent, serial) in configurations where only.map({ label.contains($0) }) ?? true {
-            var limits = ParseLimits()
-            limits.concurrentReads = concurrent
+            let readPolicy: ReadPolicy = concurrent ? .concurrent : .sequential
             let cpuStart = processCPUSeconds()
             let start = ContinuousClock.now
             var counters = ReadCounters()
             for _ in 0..<iterations {
                 let cache = BlockCache(source, size: UInt64(source.bytes.count), policy: policy)
                 if serial {
-                    _ = try await SerialTaskExecutor.run { try await HDF5File.parse(cache, limits: limits) }
+                    _ = try await SerialTaskExecutor.run { try await HDF5File.parse(cache, policy: readPolicy) }
                 } else {
-                    _ = try await HDF5File.parse(cache, limits: limits)
+                    _ = try await HDF5File.parse(cache, policy: readPolicy)
                 }
                 counters = cache.statistics.snapshot
             }

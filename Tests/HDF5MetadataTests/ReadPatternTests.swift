@@ -61,11 +61,11 @@ final class ReadPatternTests: XCTestCase {
     func testEarlyParseTakesTwoRoundsOffAndChangesNothing() async throws {
         let file = try XCTUnwrap(try archiveFiles().first)
         let source = try remoteLike(file)
-        var withoutEarlyParse = ParseLimits()
+        var withoutEarlyParse = ReadPolicy.concurrent
         withoutEarlyParse.earlyScanBytes = 0
         let (early, earlyRounds) = try await ReadRounds.measure { try await HDF5File.parse(try await BlockCache.open(source)) }
         let (late, lateRounds) = try await ReadRounds.measure {
-            try await HDF5File.parse(try await BlockCache.open(source), limits: withoutEarlyParse)
+            try await HDF5File.parse(try await BlockCache.open(source), policy: withoutEarlyParse)
         }
         XCTAssertEqual(earlyRounds, 4)
         XCTAssertEqual(lateRounds, 6)
@@ -82,9 +82,7 @@ final class ReadPatternTests: XCTestCase {
         let file = try TestData.fixtureDirectory().appendingPathComponent("early-parse-decoys.h5")
         let bytes = try TestData.bytes(file)
         let source = InMemorySource(name: file.lastPathComponent, bytes: bytes)
-        var sequential = ParseLimits()
-        sequential.concurrentReads = false
-        let direct = try await HDF5File.parse(source, limits: sequential)
+        let direct = try await HDF5File.parse(source, policy: .sequential)
         let reachable = Set(direct.datasets.map(\.address) + direct.groups.map(\.address))
         let signature = Array("OHDR".utf8)
         let unreachable = (0..<(bytes.count - 3)).filter { Array(bytes[$0..<($0 + 4)]) == signature && !reachable.contains(UInt64($0)) }
@@ -104,24 +102,36 @@ final class ReadPatternTests: XCTestCase {
     func testSequentialAndConcurrentReadsGiveTheSameResult() async throws {
         let file = try XCTUnwrap(try archiveFiles().first)
         let source = InMemorySource(name: file.lastPathComponent, bytes: try TestData.bytes(file))
-        var sequential = ParseLimits()
-        sequential.concurrentReads = false
         let a = InspectionReport.json(try await HDF5File.parse(source), file: "f", includeChunks: true)
-        let b = InspectionReport.json(try await HDF5File.parse(source, limits: sequential), file: "f", includeChunks: true)
+        let b = InspectionReport.json(try await HDF5File.parse(source, policy: .sequential), file: "f", includeChunks: true)
         XCTAssertEqual(a.rendered(), b.rendered())
+    }
+
+    /// The first-read guesses are the caller's: guesses too small for every header and node
+    /// cost more reads, and change nothing in the result.
+    func testSmallerFirstReadsCostReadsAndChangeNothing() async throws {
+        let file = try XCTUnwrap(try archiveFiles().first)
+        let source = InMemorySource(name: file.lastPathComponent, bytes: try TestData.bytes(file))
+        var stingy = ReadPolicy.sequential
+        stingy.objectHeaderFirstRead = 32
+        stingy.btreeNodeFirstRead = 64
+        let usual = try await BlockCache.open(source, policy: .init(pageSize: 1, firstFetchSize: 1, batchingTurns: 0))
+        let small = try await BlockCache.open(source, policy: .init(pageSize: 1, firstFetchSize: 1, batchingTurns: 0))
+        let a = InspectionReport.json(try await HDF5File.parse(usual, policy: .sequential), file: "f", includeChunks: true)
+        let b = InspectionReport.json(try await HDF5File.parse(small, policy: stingy), file: "f", includeChunks: true)
+        XCTAssertEqual(a.rendered(), b.rendered())
+        XCTAssertGreaterThan(small.statistics.snapshot.sourceReads, usual.statistics.snapshot.sourceReads)
     }
 
     /// The remote configuration (concurrent parse, prefetches, batched pages) against the local
     /// one (one read at a time, no cache) on every fixture: the same report, chunks included.
     func testEveryFixtureParsesTheSameThroughTheBlockCache() async throws {
-        var sequential = ParseLimits()
-        sequential.concurrentReads = false
         var compared = 0
         for file in try TestData.fixtureFiles() {
             let source = InMemorySource(name: file.lastPathComponent, bytes: try TestData.bytes(file))
             let direct: String
             do {
-                direct = InspectionReport.json(try await HDF5File.parse(source, limits: sequential), file: "f", includeChunks: true).rendered()
+                direct = InspectionReport.json(try await HDF5File.parse(source, policy: .sequential), file: "f", includeChunks: true).rendered()
             } catch { continue }
             for serial in [false, true] {
                 let cache = try await BlockCache.open(source)

@@ -105,7 +105,7 @@ final class ScanScheduleTests: XCTestCase {
         tally.record(.cached(VirtualDataset()))
         counters.rounds = 5
         tally.record(.scanned(VirtualDataset(), counters))
-        tally.record(.failed(ScanError(description: "bad")))
+        tally.record(.failed(ScanError.file(url: "a.nc", reason: "bad")))
         XCTAssertEqual(tally.done, 4)
         XCTAssertEqual(tally.cacheHits, 1)
         XCTAssertEqual(tally.errors, 1)

@@ -232,3 +232,45 @@ final class CombineConfigTests: XCTestCase {
         for bad in ["T2", "=1,2", "T2=", "T2=1,0", "T2=1,,2", "T2=a,2", "T2=-1"] { XCTAssertNil(MountConfig.chunkSpec(bad), bad) }
     }
 }
+
+final class ManifestCacheTests: XCTestCase {
+    /// Every stored property of a scanned dataset survives the cache, compared by reflection so
+    /// that a property added to the model without the cache knowing it fails here (a cached
+    /// result would otherwise silently lack it).
+    func testEveryPropertyOfEveryFixtureSurvivesTheCache() async throws {
+        let directory = try VZTestData.fixtures()
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasSuffix(".h5") || $0.hasSuffix(".nc") }.sorted()
+        var compared = 0
+        for file in files {
+            let object = try LocalStore.describe(directory.appendingPathComponent(file).path)
+            guard case .scanned(let dataset, _) = await Scanner.scanFile(object, mapping: MappingOptions(), store: nil) else { continue }
+            let restored = try ManifestCache.decode(ManifestCache.encode(dataset))
+            XCTAssertEqual(restored.arrays.count, dataset.arrays.count, file)
+            for (original, cached) in zip(dataset.arrays, restored.arrays) {
+                assertSameProperties(original, cached, "\(file): \(original.path)")
+            }
+            for (original, cached) in zip(dataset.groups, restored.groups) {
+                assertSameProperties(original, cached, "\(file): group \(original.path)")
+            }
+            var withoutObjects = dataset
+            withoutObjects.objects = []
+            withoutObjects.arrays = []
+            withoutObjects.groups = []
+            var restoredWithoutObjects = restored
+            restoredWithoutObjects.arrays = []
+            restoredWithoutObjects.groups = []
+            assertSameProperties(withoutObjects, restoredWithoutObjects, file)
+            compared += dataset.arrays.count
+        }
+        XCTAssertGreaterThan(compared, 100, "the fixtures' arrays were compared")
+    }
+
+    private func assertSameProperties<T>(_ a: T, _ b: T, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        let left = Mirror(reflecting: a).children, right = Mirror(reflecting: b).children
+        XCTAssertEqual(left.count, right.count, label, file: file, line: line)
+        for (x, y) in zip(left, right) {
+            XCTAssertEqual(String(reflecting: x.value), String(reflecting: y.value), "\(label): \(x.label ?? "?")", file: file, line: line)
+        }
+    }
+}

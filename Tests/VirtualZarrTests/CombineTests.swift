@@ -83,6 +83,11 @@ final class CombineTests: XCTestCase {
         ) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("variable v is encoded differently in a.nc") && text.contains("b.nc"), text)
+            guard case .variableDisagrees(let variable, let files, _)? = error as? CombineError else {
+                return XCTFail("expected CombineError.variableDisagrees, got \(error)")
+            }
+            XCTAssertEqual(variable, "v")
+            XCTAssertEqual(files, ["a.nc", "b.nc"])
         }
     }
 
@@ -123,6 +128,9 @@ final class CombineTests: XCTestCase {
         ]
         XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
             XCTAssertEqual("\(error)", "variable v has dimension time but is missing from b.nc, d.nc")
+            XCTAssertEqual(
+                error as? CombineError,
+                .variableDisagrees(variable: "v", files: ["b.nc", "d.nc"], detail: "variable v has dimension time but is missing from b.nc, d.nc"))
         }
     }
 

@@ -17,6 +17,16 @@ final class ManifestTests: XCTestCase {
         XCTAssertLessThan(manifest.memoryFootprint, 201_000_000, "20 bytes per chunk: object id, offset, length")
     }
 
+    func testAGridBeyondWhatAManifestIndexesIsRefusedWithItsShape() {
+        let shape: [UInt64] = [1 << 30, 1 << 30], chunks: [UInt64] = [1, 1]
+        XCTAssertThrowsError(try ChunkManifest.empty(shape: shape, chunks: chunks)) { error in
+            XCTAssertEqual(
+                error as? MappingError,
+                .gridTooLarge(gridShape: [1 << 30, 1 << 30], shape: shape, chunks: chunks, maxChunks: ChunkManifest.maxChunks))
+        }
+        XCTAssertEqual(try ChunkManifest.empty(shape: [10, 3], chunks: [4, 3]).gridShape, [3, 1])
+    }
+
     func testGridIndexingAndSharedInlineFill() {
         var manifest = ChunkManifest(gridShape: [3, 4])
         XCTAssertEqual(manifest.linearIndex([2, 3]), 11)

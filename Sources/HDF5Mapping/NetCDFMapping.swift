@@ -3,24 +3,6 @@ import HDF5Metadata
 import JSONValue
 import VirtualZarr
 
-public struct MappingOptions: Sendable {
-    /// Uncompressed contiguous arrays larger than this are split into a regular chunk grid.
-    public var contiguousSplitThreshold: UInt64 = 16 << 20
-    /// Variables whose values are read, decoded and inlined (the concat dimension's coordinate,
-    /// so the combined coordinate is exact).
-    public var inlineVariables: Set<String> = []
-    /// Largest decoded array inlined.
-    public var maxInlineBytes = 64 << 20
-    /// Largest array kept decoded when its chunks cannot share one Zarr pipeline.
-    public var maxDecodedInlineBytes = 16 << 20
-    /// Inline every dimension coordinate up to `maxDimensionCoordinateBytes`, so that files
-    /// can be compared by their coordinate values (to choose the concat dimension).
-    public var inlineDimensionCoordinates = false
-    public var maxDimensionCoordinateBytes = 1 << 20
-
-    public init() {}
-}
-
 /// HDF5 → Zarr with netCDF-4 semantics: dimension names from dimension scales, netCDF's
 /// bookkeeping attributes hidden, `_FillValue` as Zarr's fill value.
 public enum NetCDFMapping {
@@ -323,7 +305,7 @@ public enum NetCDFMapping {
             }
         case .contiguous(_, let size):
             let stored = dataset.chunks.flatMap { $0.count > 0 ? ($0.offsets[0], $0.sizes[0]) : nil }
-            let chunkShape = splitContiguous(
+            let chunkShape = ContiguousSplit.chunkShape(
                 shape: shape, itemSize: UInt64(dtype.itemSize), threshold: options.contiguousSplitThreshold,
                 filtered: !codecs.isEmpty)
             array.chunkShape = chunkShape
@@ -382,25 +364,6 @@ public enum NetCDFMapping {
 
     static func padded(_ bytes: [UInt8], to count: Int) -> [UInt8] {
         bytes.count >= count ? bytes : bytes + [UInt8](repeating: 0, count: count - bytes.count)
-    }
-
-    /// Chunk shape for contiguous data: the whole array, or (uncompressed and large) a grid
-    /// over the leading axes whose chunks tile the bytes exactly.
-    static func splitContiguous(shape: [UInt64], itemSize: UInt64, threshold: UInt64, filtered: Bool) -> [UInt64] {
-        var chunk = shape.map { max($0, 1) }
-        let total = shape.reduce(itemSize, *)
-        guard !filtered, total > threshold, !shape.isEmpty else { return chunk }
-        for axis in 0..<shape.count {
-            let inner = shape[(axis + 1)...].reduce(itemSize, *)
-            let rowsFitting = max(threshold / max(inner, 1), 1)
-            // The largest divisor of this axis that fits, so no chunk runs past the data.
-            var rows = min(rowsFitting, shape[axis])
-            while rows > 1 && shape[axis] % rows != 0 { rows -= 1 }
-            chunk[axis] = max(rows, 1)
-            if inner * chunk[axis] <= threshold || axis == shape.count - 1 { break }
-            chunk[axis] = 1
-        }
-        return chunk
     }
 
     /// netCDF-4's dimension scales, resolved through `DIMENSION_LIST` object references.

@@ -108,14 +108,22 @@ final class CodecTests: XCTestCase {
     }
 
     func testContiguousSplitTilesTheBytesExactly() {
-        let chunk = NetCDFMapping.splitContiguous(shape: [1000, 500, 20], itemSize: 4, threshold: 16 << 20, filtered: false)
+        let chunk = ContiguousSplit.chunkShape(shape: [1000, 500, 20], itemSize: 4, threshold: 16 << 20, filtered: false)
         XCTAssertEqual(chunk, [250, 500, 20], "the largest divisor of 1000 rows whose chunk fits 16 MiB")
         XCTAssertEqual(1000 % chunk[0], 0)
-        XCTAssertEqual(NetCDFMapping.splitContiguous(shape: [1000, 500, 20], itemSize: 4, threshold: 16 << 20, filtered: true), [1000, 500, 20])
-        let prime = NetCDFMapping.splitContiguous(shape: [7, 3_000_000], itemSize: 8, threshold: 16 << 20, filtered: false)
+        XCTAssertEqual(ContiguousSplit.chunkShape(shape: [1000, 500, 20], itemSize: 4, threshold: 16 << 20, filtered: true), [1000, 500, 20])
+        let prime = ContiguousSplit.chunkShape(shape: [7, 3_000_000], itemSize: 8, threshold: 16 << 20, filtered: false)
         XCTAssertEqual(prime[0], 1)
         XCTAssertEqual(3_000_000 % prime[1], 0)
         XCTAssertLessThanOrEqual(prime[1] * 8, 16 << 20)
+    }
+
+    /// A hostile header's prime axis (2^61 - 1) under a large threshold took one division per
+    /// candidate row, about 2^40 of them; the search now stops and falls back to rows of one.
+    func testAPrimeAxisEndsTheDivisorSearchAtItsBound() {
+        let mersenne: UInt64 = (1 << 61) - 1
+        XCTAssertEqual(ContiguousSplit.chunkShape(shape: [mersenne, 1], itemSize: 1, threshold: 1 << 40), [1, 1])
+        XCTAssertEqual(ContiguousSplit.chunkShape(shape: [1 << 50, 1], itemSize: 1, threshold: 1 << 40), [1 << 40, 1], "a divisor in reach is still found")
     }
 }
 

@@ -1,0 +1,53 @@
+/// What every format's mapping (HDF5/netCDF-4, netCDF-3) is asked for: how contiguous data is
+/// split, which variables are read and inlined, and the limits on inlined data.
+public struct MappingOptions: Sendable {
+    /// Uncompressed contiguous arrays larger than this are split into a regular chunk grid.
+    public var contiguousSplitThreshold: UInt64 = 16 << 20
+    /// Variables whose values are read, decoded and inlined (the concat dimension's coordinate,
+    /// so the combined coordinate is exact).
+    public var inlineVariables: Set<String> = []
+    /// Largest decoded array inlined.
+    public var maxInlineBytes = 64 << 20
+    /// Largest array kept decoded when its chunks cannot share one Zarr pipeline.
+    public var maxDecodedInlineBytes = 16 << 20
+    /// Inline every dimension coordinate up to `maxDimensionCoordinateBytes`, so that files
+    /// can be compared by their coordinate values (to choose the concat dimension).
+    public var inlineDimensionCoordinates = false
+    public var maxDimensionCoordinateBytes = 1 << 20
+
+    public init() {}
+}
+
+/// The chunk grid a format's contiguous (unchunked) data is served on.
+public enum ContiguousSplit {
+    /// How far below the rows that fit the search for a divisor of the axis goes: a hostile
+    /// header's prime axis would otherwise cost a division per row, per variable.
+    static let maxDivisorSearch = 1 << 16
+
+    /// The whole array as one chunk or, when its `itemSize`-byte elements take more than
+    /// `threshold` bytes, a grid over the leading axes whose chunks tile the bytes exactly (no
+    /// chunk runs past the data, so each is one byte range of the object). Filtered data cannot
+    /// be cut and stays whole. The caller has checked that the array's byte size fits in 64 bits.
+    public static func chunkShape(shape: [UInt64], itemSize: UInt64, threshold: UInt64, filtered: Bool = false) -> [UInt64] {
+        var chunk = shape.map { max($0, 1) }
+        let total = shape.reduce(itemSize, *)
+        guard !filtered, total > threshold, !shape.isEmpty else { return chunk }
+        for axis in 0..<shape.count {
+            let inner = shape[(axis + 1)...].reduce(itemSize, *)
+            let rowsFitting = max(threshold / max(inner, 1), 1)
+            // The largest divisor of this axis that fits; past the search bound, rows of one
+            // always divide.
+            var rows = min(rowsFitting, shape[axis])
+            var steps = 0
+            while rows > 1 && shape[axis] % rows != 0 {
+                rows -= 1
+                steps += 1
+                if steps > maxDivisorSearch { rows = 1 }
+            }
+            chunk[axis] = max(rows, 1)
+            if inner * chunk[axis] <= threshold || axis == shape.count - 1 { break }
+            chunk[axis] = 1
+        }
+        return chunk
+    }
+}

@@ -123,10 +123,20 @@ public enum NetCDF3Mapping {
                 array.manifest[0] = .reference(object: objectID, offset: variable.begin, length: variable.dataSize)
             } else if array.manifest.count > 1 {
                 // The grid divides only leading axes, so its chunks are consecutive byte ranges.
+                // Chunks past the file's end stay missing (read as the fill value), which also
+                // bounds the work a header claiming an enormous variable can cause.
                 let chunkBytes = array.chunkShape.reduce(itemSize, *)
-                for linear in 0..<array.manifest.count {
-                    array.manifest[linear] = .reference(
-                        object: objectID, offset: variable.begin + UInt64(linear) * chunkBytes, length: chunkBytes)
+                var linear = 0
+                var offset = variable.begin
+                while linear < array.manifest.count, offset < header.fileSize {
+                    array.manifest[linear] = .reference(object: objectID, offset: offset, length: chunkBytes)
+                    linear += 1
+                    offset += chunkBytes
+                }
+                if linear < array.manifest.count {
+                    warnings.append(
+                        "\(header.name): \(variable.name): chunks \(linear) to \(array.manifest.count - 1) lie past the end of the file (\(header.fileSize) bytes) and read as the fill value"
+                    )
                 }
             }
         }
@@ -158,6 +168,9 @@ public enum NetCDF3Mapping {
         return result
     }
 
+    /// How far below the rows that fit `splitContiguous` looks for a divisor of the axis.
+    static let maxDivisorSearch = 1 << 16
+
     /// Chunk shape for contiguous data, as the HDF5 mapping chooses it: the whole array, or
     /// (larger than `threshold`) a grid over the leading axes whose chunks tile the bytes
     /// exactly. The parser has checked that the array's byte size fits in 64 bits.
@@ -168,9 +181,16 @@ public enum NetCDF3Mapping {
         for axis in 0..<shape.count {
             let inner = shape[(axis + 1)...].reduce(itemSize, *)
             let rowsFitting = max(threshold / max(inner, 1), 1)
-            // The largest divisor of this axis that fits, so no chunk runs past the data.
+            // The largest divisor of this axis that fits, so no chunk runs past the data. The
+            // search is bounded (a hostile header's prime axis of 2^60 would take minutes);
+            // past the bound, rows of one always divide.
             var rows = min(rowsFitting, shape[axis])
-            while rows > 1 && shape[axis] % rows != 0 { rows -= 1 }
+            var steps = 0
+            while rows > 1 && shape[axis] % rows != 0 {
+                rows -= 1
+                steps += 1
+                if steps > maxDivisorSearch { rows = 1 }
+            }
             chunk[axis] = max(rows, 1)
             if inner * chunk[axis] <= threshold || axis == shape.count - 1 { break }
             chunk[axis] = 1

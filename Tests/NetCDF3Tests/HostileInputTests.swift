@@ -1,5 +1,7 @@
 import ByteSource
+import HDF5Mapping
 import NetCDF3
+import NetCDF3Mapping
 import TestSupport
 import XCTest
 
@@ -59,7 +61,13 @@ final class HostileInputTests: XCTestCase {
         let source = InMemorySource(name: label, bytes: bytes)
         return try await withDeadline(10, label) {
             do {
-                _ = try await NetCDF3File.parse(source, firstReadBytes: firstReadBytes)
+                let header = try await NetCDF3File.parse(source, firstReadBytes: firstReadBytes)
+                // What parses is mapped too, coordinates inlined: the mapping sees hostile
+                // headers as well (it may refuse variables, never crash or hang).
+                var options = MappingOptions()
+                options.inlineDimensionCoordinates = true
+                options.contiguousSplitThreshold = 64
+                _ = try? await NetCDF3Mapping.dataset(from: header, objectID: 0, options: options, fetch: MappingTests.fetcher(bytes))
                 return true
             } catch let error as NetCDF3FileError {
                 XCTAssertEqual(error.file, label, "errors name the file")
@@ -319,5 +327,26 @@ final class HostileInputTests: XCTestCase {
             if round % 2 == 0 { bytes.replaceSubrange(0..<4, with: Array("CDF".utf8) + [[1, 2, 5][random.below(3)]]) }
             _ = try await outcome(bytes, "garbage#\(round)")
         }
+    }
+
+    func testEnormousVariablesMapWithoutWork() async throws {
+        var b = HeaderBuilder(version: 5)
+        b.dimensions([("a", (1 << 46) + 1), ("b", 3)])
+        b.absent()
+        b.variables(1)
+        b.variable("v", dimensionIDs: [0, 1], type: 1, begin: 200)
+        b.padFile(to: 1000)
+        let header = try NetCDF3File.parse(bytes: b.bytes)
+        var settings = MappingOptions()
+        settings.contiguousSplitThreshold = 1
+        let options = settings
+        let bytes = b.bytes
+        let dataset = try await withDeadline(10, "enormous") {
+            try await NetCDF3Mapping.dataset(from: header, objectID: 0, options: options, fetch: MappingTests.fetcher(bytes))
+        }
+        let v = try XCTUnwrap(dataset.array("v"))
+        XCTAssertEqual(v.shape, [(1 << 46) + 1, 3])
+        XCTAssertEqual(v.manifest.setCount, 800, "chunks of one row up to the end of the file")
+        XCTAssertTrue(dataset.warnings.first?.contains("past the end of the file") ?? false, "\(dataset.warnings)")
     }
 }

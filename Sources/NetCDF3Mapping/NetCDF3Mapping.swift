@@ -158,8 +158,10 @@ public enum NetCDF3Mapping {
         result.codecs = []
         result.chunkShape = array.shape.map { max($0, 1) }
         result.manifest = try ChunkManifest.empty(shape: array.shape, chunks: result.chunkShape)
-        let chunkBytes = Int(result.chunkShape.reduce(UInt64(array.dtype.itemSize), *))
+        // One chunk means no empty axis, so the chunk is the array and its size was checked
+        // against `maxBytes` (with an empty axis, the other extents may multiply past 64 bits).
         if result.manifest.count == 1 {
+            let chunkBytes = Int(result.chunkShape.reduce(UInt64(array.dtype.itemSize), *))
             let fill = array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)
             var padded = raw
             while padded.count < chunkBytes { padded += fill }

@@ -17,6 +17,8 @@ let package = Package(
         // For tools/fuzz's harnesses.
         .library(name: "VirtualZarr", targets: ["VirtualZarr"]),
         .library(name: "HDF5Mapping", targets: ["HDF5Mapping"]),
+        .library(name: "NetCDF3", targets: ["NetCDF3"]),
+        .library(name: "NetCDF3Mapping", targets: ["NetCDF3Mapping"]),
         .library(name: "Scanner", targets: ["Scanner"]),
         .library(name: "ZarrFS", targets: ["ZarrFS"]),
     ],
@@ -47,6 +49,13 @@ let package = Package(
         .target(name: "VirtualZarr", dependencies: ["ByteSource", "JSONValue", "CZlib"], swiftSettings: strictness),
         // HDF5 (netCDF-4) files as virtual datasets: the parser's results in the model's terms.
         .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
+        // netCDF-3 (classic, 64-bit offset, 64-bit data) headers: a parser of its own, no HDF5.
+        .target(name: "NetCDF3", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
+        // netCDF-3 files as virtual datasets. HDF5Mapping only for MappingOptions, which the
+        // two mappings share.
+        .target(
+            name: "NetCDF3Mapping", dependencies: ["NetCDF3", "VirtualZarr", "JSONValue", "HDF5Mapping"],
+            swiftSettings: strictness),
         .target(
             name: "ObjectStore",
             dependencies: [
@@ -136,6 +145,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strictness),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
+        .testTarget(
+            name: "NetCDF3Tests",
+            dependencies: ["NetCDF3", "NetCDF3Mapping", "HDF5Mapping", "VirtualZarr", "JSONValue", "ByteSource", "TestSupport"],
+            swiftSettings: strictness
+        ),
         .testTarget(
             name: "HDF5MetadataTests",
             dependencies: ["HDF5Metadata", "HDF5Oracle", "JSONValue", "ByteSource", "TestSupport"],

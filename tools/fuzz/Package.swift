@@ -1,5 +1,5 @@
 // swift-tools-version:6.0
-// libFuzzer harnesses for the HDF5 parser and for imported text (kerchunk references, YAML
+// libFuzzer harnesses for the HDF5 and netCDF-3 parsers and for imported text (kerchunk references, YAML
 // configs), kept out of the main package because a
 // `--sanitize=fuzzer` executable has no `main` of its own. Run it through tools/fuzz/run.
 import PackageDescription
@@ -11,6 +11,14 @@ let package = Package(
         .executableTarget(
             name: "HDF5Fuzz",
             dependencies: [.product(name: "HDF5Metadata", package: "zarrmount")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "NetCDF3Fuzz",
+            dependencies: [
+                .product(name: "NetCDF3", package: "zarrmount"), .product(name: "NetCDF3Mapping", package: "zarrmount"),
+                .product(name: "HDF5Mapping", package: "zarrmount"), .product(name: "VirtualZarr", package: "zarrmount"),
+            ],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(

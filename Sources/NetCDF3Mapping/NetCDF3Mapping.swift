@@ -1,0 +1,253 @@
+import Foundation
+import HDF5Mapping
+import JSONValue
+import NetCDF3
+import VirtualZarr
+
+/// netCDF-3 → Zarr, as `NetCDFMapping` does for netCDF-4: dimension names from the header,
+/// attributes with their netCDF types, `_FillValue` as Zarr's fill value, big-endian dtypes
+/// (the bytes are referenced where they lie, never converted).
+public enum NetCDF3Mapping {
+    /// Attributes that become something else in Zarr (`_FillValue` is the fill value) or that
+    /// would clobber Zarr v2's dimension names.
+    static let hiddenAttributes: Set<String> = ["_FillValue", "_ARRAY_DIMENSIONS"]
+
+    /// The file's variables as Zarr arrays whose chunks are byte ranges of object `objectID`:
+    /// a fixed-size variable is one contiguous chunk (split along its leading axes above
+    /// `options.contiguousSplitThreshold`), a record variable one chunk per record. `fetch`
+    /// reads the object, for the variables `options` asks to inline.
+    public static func dataset(
+        from header: NetCDF3Header, objectID: UInt32, options: MappingOptions = MappingOptions(),
+        fetch: @escaping ByteFetcher
+    ) async throws -> VirtualDataset {
+        var result = VirtualDataset(groups: [VirtualGroup(path: "", attributes: attributes(header.attributes))])
+        if let unlimited = header.unlimitedDimension { result.unlimitedDimensions = [unlimited.name] }
+        for variable in header.variables {
+            do {
+                result.arrays.append(try await array(variable, header: header, objectID: objectID, options: options, fetch: fetch, warnings: &result.warnings))
+            } catch let error as MappingError {
+                result.warnings.append("\(header.name): \(variable.name) left out: \(error)")
+            } catch let error as CodecError {
+                result.warnings.append("\(header.name): \(variable.name) left out: \(error)")
+            }
+        }
+        return result
+    }
+
+    /// The Zarr type of a netCDF type: big-endian, as the file stores it; chars are one-byte
+    /// strings, the character dimension kept as the last axis.
+    public static func zarrType(_ type: NetCDF3Type) -> ZarrDataType {
+        switch type {
+        case .byte: return .integer(size: 1, signed: true)
+        case .char: return .fixedBytes(1)
+        case .short: return .integer(size: 2, signed: true, bigEndian: true)
+        case .int: return .integer(size: 4, signed: true, bigEndian: true)
+        case .float: return .float(size: 4, bigEndian: true)
+        case .double: return .float(size: 8, bigEndian: true)
+        case .ubyte: return .integer(size: 1, signed: false)
+        case .ushort: return .integer(size: 2, signed: false, bigEndian: true)
+        case .uint: return .integer(size: 4, signed: false, bigEndian: true)
+        case .int64: return .integer(size: 8, signed: true, bigEndian: true)
+        case .uint64: return .integer(size: 8, signed: false, bigEndian: true)
+        }
+    }
+
+    /// netCDF's default fill value of each type (`NC_FILL_*`), big-endian: what netCDF-C writes
+    /// where a variable has no `_FillValue` and no data was written.
+    public static func defaultFillBytes(_ type: NetCDF3Type) -> [UInt8] {
+        switch type {
+        case .byte: return [0x81]
+        case .char: return [0x00]
+        case .short: return [0x80, 0x01]
+        case .int: return [0x80, 0x00, 0x00, 0x01]
+        case .float: return [0x7c, 0xf0, 0x00, 0x00]  // 9.96921e+36
+        case .double: return [0x47, 0x9e, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]  // 9.969209968386869e+36
+        case .ubyte: return [0xff]
+        case .ushort: return [0xff, 0xff]
+        case .uint: return [0xff, 0xff, 0xff, 0xff]
+        case .int64: return [0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02]
+        case .uint64: return [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]
+        }
+    }
+
+    static func array(
+        _ variable: NetCDF3Variable, header: NetCDF3Header, objectID: UInt32, options: MappingOptions,
+        fetch: @escaping ByteFetcher, warnings: inout [String]
+    ) async throws -> VirtualArray {
+        let dtype = zarrType(variable.type)
+        let dimensions = header.dimensionNames(of: variable)
+        var fillValue = JSON.null
+        var fillBytes = defaultFillBytes(variable.type)
+        if let fill = variable.attribute("_FillValue") {
+            if fill.type == variable.type, fill.raw.count >= variable.type.size {
+                fillBytes = Array(fill.raw.prefix(variable.type.size))
+                fillValue = fillJSON(fillBytes, type: variable.type)
+            } else {
+                // netCDF-C refuses such a _FillValue when writing; a reader cannot use it.
+                warnings.append(
+                    "\(header.name): \(variable.name): its _FillValue is \(fill.type) with \(fill.values.count) values, not one \(variable.type); ignored"
+                )
+            }
+        }
+        var array = VirtualArray(
+            path: variable.name, dtype: dtype, shape: variable.shape, chunkShape: [], codecs: [], fillValue: fillValue,
+            fillBytes: fillBytes, dimensionNames: dimensions, attributes: attributes(variable.attributes),
+            manifest: ChunkManifest(gridShape: []), origin: "\(header.name):\(variable.name)")
+        let itemSize = UInt64(variable.type.size)
+        if variable.isRecord {
+            // One record at a time: records of all record variables are interleaved.
+            array.chunkShape = [1] + variable.shape.dropFirst().map { max($0, 1) }
+            array.manifest = try ChunkManifest.empty(shape: array.shape, chunks: array.chunkShape)
+            if array.manifest.count > 0 {
+                var record: UInt64 = 0
+                var offset = variable.begin
+                // Records past the file's end (a writer that died, or a hostile count) stay
+                // missing and read as the fill value; the loop never runs past the file.
+                while record < header.numrecs, offset < header.fileSize {
+                    array.manifest[Int(record)] = .reference(object: objectID, offset: offset, length: variable.dataSize)
+                    record += 1
+                    let (next, overflow) = offset.addingReportingOverflow(header.recordSize)
+                    guard !overflow, header.recordSize > 0 else { break }
+                    offset = next
+                }
+                if record < header.numrecs {
+                    warnings.append(
+                        "\(header.name): \(variable.name): records \(record) to \(header.numrecs - 1) lie past the end of the file (\(header.fileSize) bytes) and read as the fill value"
+                    )
+                }
+            }
+        } else {
+            array.chunkShape = splitContiguous(shape: variable.shape, itemSize: itemSize, threshold: options.contiguousSplitThreshold)
+            array.manifest = try ChunkManifest.empty(shape: array.shape, chunks: array.chunkShape)
+            if array.manifest.count == 1 {
+                array.manifest[0] = .reference(object: objectID, offset: variable.begin, length: variable.dataSize)
+            } else if array.manifest.count > 1 {
+                // The grid divides only leading axes, so its chunks are consecutive byte ranges.
+                // Chunks past the file's end stay missing (read as the fill value), which also
+                // bounds the work a header claiming an enormous variable can cause.
+                let chunkBytes = array.chunkShape.reduce(itemSize, *)
+                var linear = 0
+                var offset = variable.begin
+                while linear < array.manifest.count, offset < header.fileSize {
+                    array.manifest[linear] = .reference(object: objectID, offset: offset, length: chunkBytes)
+                    linear += 1
+                    offset += chunkBytes
+                }
+                if linear < array.manifest.count {
+                    warnings.append(
+                        "\(header.name): \(variable.name): chunks \(linear) to \(array.manifest.count - 1) lie past the end of the file (\(header.fileSize) bytes) and read as the fill value"
+                    )
+                }
+            }
+        }
+        if options.inlineVariables.contains(array.name) {
+            array = try await inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
+        } else if options.inlineDimensionCoordinates, dimensions.count == 1, dimensions[0] == variable.name,
+            variable.type != .char,
+            array.shape[0].multipliedReportingOverflow(by: itemSize).partialValue <= UInt64(options.maxDimensionCoordinateBytes)
+        {
+            array = try await inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
+        }
+        return array
+    }
+
+    /// Reads the whole array and keeps it as one inline chunk (still big-endian).
+    static func inlined(_ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int) async throws -> VirtualArray {
+        let raw = try await ArrayValues.decoded(array, fetch: fetch, maxBytes: maxBytes)
+        var result = array
+        result.codecs = []
+        result.chunkShape = array.shape.map { max($0, 1) }
+        result.manifest = try ChunkManifest.empty(shape: array.shape, chunks: result.chunkShape)
+        // One chunk means no empty axis, so the chunk is the array and its size was checked
+        // against `maxBytes` (with an empty axis, the other extents may multiply past 64 bits).
+        if result.manifest.count == 1 {
+            let chunkBytes = Int(result.chunkShape.reduce(UInt64(array.dtype.itemSize), *))
+            let fill = array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)
+            var padded = raw
+            while padded.count < chunkBytes { padded += fill }
+            result.manifest[0] = .inline(padded)
+        }
+        return result
+    }
+
+    /// How far below the rows that fit `splitContiguous` looks for a divisor of the axis.
+    static let maxDivisorSearch = 1 << 16
+
+    /// Chunk shape for contiguous data, as the HDF5 mapping chooses it: the whole array, or
+    /// (larger than `threshold`) a grid over the leading axes whose chunks tile the bytes
+    /// exactly. The parser has checked that the array's byte size fits in 64 bits.
+    static func splitContiguous(shape: [UInt64], itemSize: UInt64, threshold: UInt64) -> [UInt64] {
+        var chunk = shape.map { max($0, 1) }
+        let total = shape.reduce(itemSize, *)
+        guard total > threshold, !shape.isEmpty else { return chunk }
+        for axis in 0..<shape.count {
+            let inner = shape[(axis + 1)...].reduce(itemSize, *)
+            let rowsFitting = max(threshold / max(inner, 1), 1)
+            // The largest divisor of this axis that fits, so no chunk runs past the data. The
+            // search is bounded (a hostile header's prime axis of 2^60 would take minutes);
+            // past the bound, rows of one always divide.
+            var rows = min(rowsFitting, shape[axis])
+            var steps = 0
+            while rows > 1 && shape[axis] % rows != 0 {
+                rows -= 1
+                steps += 1
+                if steps > maxDivisorSearch { rows = 1 }
+            }
+            chunk[axis] = max(rows, 1)
+            if inner * chunk[axis] <= threshold || axis == shape.count - 1 { break }
+            chunk[axis] = 1
+        }
+        return chunk
+    }
+
+    /// Attributes as netCDF4-python and xarray present them: numbers as numbers, one value as a
+    /// scalar, text as a string, non-finite floats as the bare literals Python's json reads.
+    static func attributes(_ list: [NetCDF3Attribute]) -> [(String, JSON)] {
+        list.filter { !hiddenAttributes.contains($0.name) }.map { ($0.name, attributeJSON($0.values)) }
+    }
+
+    static func attributeJSON(_ values: NetCDF3Values) -> JSON {
+        func float(_ v: Double) -> JSON {
+            if v.isNaN { return .literal("NaN") }
+            if v.isInfinite { return .literal(v > 0 ? "Infinity" : "-Infinity") }
+            return .double(v)
+        }
+        let items: [JSON]
+        switch values {
+        case .text(let text): return .string(text)
+        case .bytes(let v): items = v.map { .int(Int64($0)) }
+        case .shorts(let v): items = v.map { .int(Int64($0)) }
+        case .ints(let v): items = v.map { .int(Int64($0)) }
+        case .int64s(let v): items = v.map { .int($0) }
+        case .ubytes(let v): items = v.map { .uint(UInt64($0)) }
+        case .ushorts(let v): items = v.map { .uint(UInt64($0)) }
+        case .uints(let v): items = v.map { .uint(UInt64($0)) }
+        case .uint64s(let v): items = v.map { .uint($0) }
+        case .floats(let v): items = v.map { float(Double($0)) }
+        case .doubles(let v): items = v.map { float($0) }
+        }
+        return items.count == 1 ? items[0] : .array(items)
+    }
+
+    /// Zarr's spelling of a fill value of one element (`raw`, big-endian): numbers, "NaN" and
+    /// "Infinity" strings, and base64 for a char (as Zarr v2 spells a bytes fill value).
+    static func fillJSON(_ raw: [UInt8], type: NetCDF3Type) -> JSON {
+        if type == .char { return .string(Data(raw).base64EncodedString()) }
+        let bits = raw.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        func float(_ v: Double) -> JSON {
+            if v.isNaN { return .string("NaN") }
+            if v.isInfinite { return .string(v > 0 ? "Infinity" : "-Infinity") }
+            return .double(v)
+        }
+        switch type {
+        case .char: return .null
+        case .byte: return .int(Int64(Int8(truncatingIfNeeded: bits)))
+        case .short: return .int(Int64(Int16(truncatingIfNeeded: bits)))
+        case .int: return .int(Int64(Int32(truncatingIfNeeded: bits)))
+        case .int64: return .int(Int64(bitPattern: bits))
+        case .ubyte, .ushort, .uint, .uint64: return .uint(bits)
+        case .float: return float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits))))
+        case .double: return float(Double(bitPattern: bits))
+        }
+    }
+}

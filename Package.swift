@@ -51,10 +51,9 @@ let package = Package(
         .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
         // netCDF-3 (classic, 64-bit offset, 64-bit data) headers: a parser of its own, no HDF5.
         .target(name: "NetCDF3", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
-        // netCDF-3 files as virtual datasets. HDF5Mapping only for MappingOptions, which the
-        // two mappings share.
+        // netCDF-3 files as virtual datasets, beside the HDF5 mapping (neither knows the other).
         .target(
-            name: "NetCDF3Mapping", dependencies: ["NetCDF3", "VirtualZarr", "JSONValue", "HDF5Mapping"],
+            name: "NetCDF3Mapping", dependencies: ["NetCDF3", "VirtualZarr", "JSONValue"],
             swiftSettings: strictness),
         .target(
             name: "ObjectStore",
@@ -67,7 +66,7 @@ let package = Package(
         .target(
             name: "Scanner",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "HDF5Mapping", "JSONValue", "ObjectStore", "VirtualZarr",
+                "ByteSource", "HDF5Metadata", "HDF5Mapping", "NetCDF3", "NetCDF3Mapping", "JSONValue", "ObjectStore", "VirtualZarr",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictness
@@ -147,7 +146,7 @@ let package = Package(
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
         .testTarget(
             name: "NetCDF3Tests",
-            dependencies: ["NetCDF3", "NetCDF3Mapping", "HDF5Mapping", "VirtualZarr", "JSONValue", "ByteSource", "TestSupport"],
+            dependencies: ["NetCDF3", "NetCDF3Mapping", "VirtualZarr", "JSONValue", "ByteSource", "TestSupport"],
             swiftSettings: strictness
         ),
         .testTarget(

@@ -27,7 +27,8 @@ public struct Superblock: Sendable, Equatable {
             }
             position = position == 0 ? 512 : position * 2
         }
-        throw HDF5Error(.notHDF5, "superblock", at: 0, "no HDF5 signature at offset 0 or any power of two from 512 to \(fileSize)")
+        let searched = fileSize < 512 + 8 ? "at offset 0" : "at offset 0 or any power of two from 512 up to the file's end"
+        throw HDF5Error(.notHDF5, "superblock", at: 0, "no HDF5 signature \(searched) (the file has \(fileSize) bytes)")
     }
 
     private static func parse(_ prefix: [UInt8], at position: UInt64, source: any RandomAccessSource, fileSize: UInt64) throws -> Superblock {

@@ -1,5 +1,4 @@
 import Foundation
-import HDF5Mapping
 import JSONValue
 import NetCDF3
 import VirtualZarr
@@ -117,7 +116,7 @@ public enum NetCDF3Mapping {
                 }
             }
         } else {
-            array.chunkShape = splitContiguous(shape: variable.shape, itemSize: itemSize, threshold: options.contiguousSplitThreshold)
+            array.chunkShape = ContiguousSplit.chunkShape(shape: variable.shape, itemSize: itemSize, threshold: options.contiguousSplitThreshold)
             array.manifest = try ChunkManifest.empty(shape: array.shape, chunks: array.chunkShape)
             if array.manifest.count == 1 {
                 array.manifest[0] = .reference(object: objectID, offset: variable.begin, length: variable.dataSize)
@@ -168,36 +167,6 @@ public enum NetCDF3Mapping {
             result.manifest[0] = .inline(padded)
         }
         return result
-    }
-
-    /// How far below the rows that fit `splitContiguous` looks for a divisor of the axis.
-    static let maxDivisorSearch = 1 << 16
-
-    /// Chunk shape for contiguous data, as the HDF5 mapping chooses it: the whole array, or
-    /// (larger than `threshold`) a grid over the leading axes whose chunks tile the bytes
-    /// exactly. The parser has checked that the array's byte size fits in 64 bits.
-    static func splitContiguous(shape: [UInt64], itemSize: UInt64, threshold: UInt64) -> [UInt64] {
-        var chunk = shape.map { max($0, 1) }
-        let total = shape.reduce(itemSize, *)
-        guard total > threshold, !shape.isEmpty else { return chunk }
-        for axis in 0..<shape.count {
-            let inner = shape[(axis + 1)...].reduce(itemSize, *)
-            let rowsFitting = max(threshold / max(inner, 1), 1)
-            // The largest divisor of this axis that fits, so no chunk runs past the data. The
-            // search is bounded (a hostile header's prime axis of 2^60 would take minutes);
-            // past the bound, rows of one always divide.
-            var rows = min(rowsFitting, shape[axis])
-            var steps = 0
-            while rows > 1 && shape[axis] % rows != 0 {
-                rows -= 1
-                steps += 1
-                if steps > maxDivisorSearch { rows = 1 }
-            }
-            chunk[axis] = max(rows, 1)
-            if inner * chunk[axis] <= threshold || axis == shape.count - 1 { break }
-            chunk[axis] = 1
-        }
-        return chunk
     }
 
     /// Attributes as netCDF4-python and xarray present them: numbers as numbers, one value as a

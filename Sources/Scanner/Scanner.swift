@@ -3,6 +3,8 @@ import ByteSource
 import Foundation
 import HDF5Metadata
 import Logging
+import NetCDF3
+import NetCDF3Mapping
 import ObjectStore
 import VirtualZarr
 
@@ -110,6 +112,8 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
     case stackRegex(pattern: String, file: String?, reason: String)
     /// A kerchunk reference file that cannot be served as it is.
     case references(location: String, detail: String)
+    /// A file that is neither netCDF-3 nor HDF5 (netCDF-4), and what its first bytes say it is.
+    case notNetCDF(file: String, what: FileSignature)
 
     public var description: String {
         switch self {
@@ -130,6 +134,8 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
         case .stackRegex(let pattern, let file, let reason):
             file.map { "\($0): --stack-regex \(pattern) \(reason)" } ?? "--stack-regex \(pattern): \(reason)"
         case .references(_, let detail): detail
+        case .notNetCDF(let file, let what):
+            "\(file): \(what); zarrmount reads netCDF-3 and netCDF-4/HDF5 files (leave it out, or mount with --on-error skip to skip such files)"
         }
     }
 }
@@ -295,34 +301,56 @@ public enum Scanner {
     static func scanFile(_ object: ListedObject, mapping: MappingOptions, store: RemoteStore?) async -> FileOutcome {
         do {
             let statistics = ReadStatistics()
-            let info: HDF5FileInfo
-            let fetch: ByteFetcher
+            var dataset: VirtualDataset
             if let store, try Location(parsing: object.url).isRemote {
                 // Remote: many small concurrent reads through a page cache, so a file's metadata
                 // arrives in a few dependent rounds.
                 let remote = RemoteObjectSource(store: store, object: object)
                 let cache = BlockCache(remote, size: object.size, statistics: statistics)
                 cache.seed(offset: 0, bytes: object.firstBytes)
-                let (parsed, rounds) = try await SerialTaskExecutor.run {
-                    try await ReadRounds.measure { try await HDF5File.parse(cache, policy: .concurrent) }
+                let (mapped, rounds) = try await SerialTaskExecutor.run {
+                    try await ReadRounds.measure {
+                        try await mapFile(
+                            cache, size: object.size, policy: .concurrent, mapping: mapping,
+                            fetch: { offset, length in try await cache.read(offset: offset, length: length) })
+                    }
                 }
                 cache.noteRounds(rounds)
-                info = parsed
-                fetch = { offset, length in try await cache.read(offset: offset, length: length) }
+                dataset = mapped
             } else {
                 let file = try FileSource(path: object.url)
                 let cache = BlockCache(
                     file, size: object.size, policy: .init(pageSize: 4096, firstFetchSize: 64 * 1024, batchingTurns: 0),
                     statistics: statistics)
-                info = try await HDF5File.parse(cache, policy: .sequential)
-                fetch = { offset, length in try file.readSynchronously(offset: offset, length: length) }
+                dataset = try await mapFile(
+                    cache, size: object.size, policy: .sequential, mapping: mapping,
+                    fetch: { offset, length in try file.readSynchronously(offset: offset, length: length) })
             }
-            var dataset = try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping, fetch: fetch)
             dataset.objects = [ObjectInfo(listed: object)]
             return .scanned(dataset, statistics.snapshot)
         } catch {
             return .failed(ScanError.file(url: object.url, reason: "\(error)"))
         }
+    }
+
+    /// One file as a virtual dataset, by the parser its first bytes call for: netCDF-3 by its
+    /// magic number, HDF5 (netCDF-4) otherwise (the HDF5 parser also finds a signature after a
+    /// user block). A file that is neither is named for what it is.
+    static func mapFile(
+        _ source: some RandomAccessSource, size: UInt64, policy: ReadPolicy, mapping: MappingOptions, fetch: @escaping ByteFetcher
+    ) async throws -> VirtualDataset {
+        let signature = FileSignature.classify(try await source.read(offset: 0, length: Int(min(size, UInt64(FileSignature.bytesNeeded)))))
+        if signature.isNetCDF3 {
+            let header = try await NetCDF3File.parse(source)
+            return try await NetCDF3Mapping.dataset(from: header, objectID: 0, options: mapping, fetch: fetch)
+        }
+        let info: HDF5FileInfo
+        do {
+            info = try await HDF5File.parse(source, policy: policy)
+        } catch let error as HDF5FileError where error.underlying.kind == .notHDF5 && signature != .hdf5 {
+            throw ScanError.notNetCDF(file: source.name, what: signature)
+        }
+        return try await NetCDFMapping.dataset(from: info, objectID: 0, options: mapping, fetch: fetch)
     }
 
     /// Orders files by the first value of their concat coordinate, decoded with each file's own

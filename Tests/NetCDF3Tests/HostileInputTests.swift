@@ -1,8 +1,8 @@
 import ByteSource
-import HDF5Mapping
 import NetCDF3
 import NetCDF3Mapping
 import TestSupport
+import VirtualZarr
 import XCTest
 
 /// Writes headers field by field, for files no library would write.

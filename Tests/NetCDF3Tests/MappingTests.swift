@@ -1,5 +1,4 @@
 import ByteSource
-import HDF5Mapping
 import JSONValue
 import NetCDF3
 import NetCDF3Mapping

@@ -434,6 +434,9 @@ try:
                 if obj.id.get_type().get_class() == h5py.h5t.OPAQUE:  # h5py shows tagged ones as S or M
                     opaque.add(base)
         h5.visititems(visit)
+except OSError:
+    pass  # not HDF5: a netCDF-3 file has no HDF5 types to allow for
+try:
     with netCDF4.Dataset(path) as nc:
         def walk(g):
             for n, v in g.variables.items():

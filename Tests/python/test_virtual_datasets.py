@@ -27,8 +27,7 @@ from conftest import (UNOPENABLE, Allow, allowances, assert_same_values, combine
 
 SETS = ensure_vz_sets()
 FIXTURES = ensure_fixtures()
-# netcdf3-*.nc (netCDF-3) are for the native netCDF-3 parser's tests until the scanner reads them.
-FIXTURE_FILES = sorted(f for f in os.listdir(FIXTURES) if f.endswith((".h5", ".nc")) and not f.startswith("netcdf3-"))
+FIXTURE_FILES = sorted(f for f in os.listdir(FIXTURES) if f.endswith((".h5", ".nc")))
 EDGE_FILES = sorted(f for f in os.listdir(os.path.join(SETS, "edge")) if f.endswith((".h5", ".nc")))
 SINGLE = [("fixtures", f) for f in FIXTURE_FILES] + [("edge", f) for f in EDGE_FILES]
 

@@ -17,7 +17,7 @@ let package = Package(
             name: "NetCDF3Fuzz",
             dependencies: [
                 .product(name: "NetCDF3", package: "zarrmount"), .product(name: "NetCDF3Mapping", package: "zarrmount"),
-                .product(name: "HDF5Mapping", package: "zarrmount"), .product(name: "VirtualZarr", package: "zarrmount"),
+                .product(name: "VirtualZarr", package: "zarrmount"),
             ],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),

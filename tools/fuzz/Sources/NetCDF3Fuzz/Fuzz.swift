@@ -1,6 +1,5 @@
 import ByteSource
 import Dispatch
-import HDF5Mapping
 import NetCDF3
 import NetCDF3Mapping
 import VirtualZarr

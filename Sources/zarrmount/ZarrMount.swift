@@ -97,7 +97,15 @@ func parseLocalFile(_ path: String, logger: Logger? = nil) async throws -> (HDF5
     do {
         return try await BlockCache.measuring(path: path, logger: logger) { try await HDF5File.parse($0) }
     } catch let error as HDF5FileError {
-        printError("error: \(error)")
+        // inspect shows HDF5 structure; a netCDF-3 or foreign file gets what it is instead.
+        let prefix = (try? FileSource(path: path).readSynchronously(offset: 0, length: FileSignature.bytesNeeded)) ?? []
+        let signature = FileSignature.classify(prefix)
+        if error.underlying.kind == .notHDF5, signature != .hdf5 {
+            let what = signature.isNetCDF3 ? "; its variables and chunks: `zarrmount scan \(path) --refs OUT.json`" : ""
+            printError("error: \(path): \(signature), which has no HDF5 structure to show\(what)")
+        } else {
+            printError("error: \(error)")
+        }
         throw ExitCode(1)
     } catch let error as ByteSourceError {
         printError("error: \(error)")

@@ -1368,3 +1368,30 @@ def test_http_glob_says_http_has_no_listing(scanner, services, world):
     assert url in p.stderr and "HTTP has no listing" in p.stderr, p.stderr[-2000:]
     assert "--urls" in p.stderr and "--url-template" in p.stderr, p.stderr[-2000:]
     assert "404" not in p.stderr, p.stderr[-2000:]
+
+
+def test_netcdf3_archives_scan_over_http_and_s3_as_they_do_locally(scanner, services, world, tmp_path):
+    """netCDF-3 files (classic, 64-bit offset, 64-bit data) from nginx and from moto give the
+    references a local scan gives, URLs aside: the parser is chosen from the first bytes the
+    listing GET (HTTP) or the first read (S3) brings."""
+    from test_netcdf3 import write_day
+    local = tmp_path / "nc3"
+    local.mkdir()
+    names = []
+    for k, fmt in enumerate(["NETCDF3_CLASSIC", "NETCDF3_64BIT_OFFSET", "NETCDF3_64BIT_DATA"]):
+        name = "nc3_day_%02d.nc" % k
+        write_day(str(local / name), k, fmt)
+        names.append(name)
+    www = os.path.join(services.www, "nc3")
+    os.makedirs(www, exist_ok=True)
+    s3 = services.boto3()
+    for name in names:
+        shutil.copy2(str(local / name), www)
+        s3.upload_file(str(local / name), BUCKET, "nc3/" + name)
+    expected, _ = scanner.ok([str(local / n) for n in names], "--concat-dim", "time", concat=False)
+    assert any(k.startswith("t2/") and not k.endswith((".zarray", ".zattrs")) for k in expected.refs)
+    refs, _ = scanner.ok(["%s/nc3/%s" % (services.http, n) for n in names], "--concat-dim", "time", concat=False)
+    assert_same_refs(expected, refs, "netCDF-3 over HTTP")
+    refs, _ = scanner.ok(["s3://%s/nc3/*.nc" % BUCKET], "--endpoint-url", services.s3, "--concat-dim", "time",
+                         concat=False)
+    assert_same_refs(expected, refs, "netCDF-3 over S3")

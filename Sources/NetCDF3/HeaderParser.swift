@@ -93,7 +93,10 @@ struct HeaderReader {
             throw failure(.limitExceeded, structure, at: start, "a name of \(length) bytes, over the limit of \(limits.maxNameBytes)")
         }
         guard length > 0 else { throw failure(.corrupt, structure, at: start, "an empty name") }
-        let raw = try take(Int(length), structure)
+        // netCDF-C handles names as C strings: a name ends at its first NUL (netCDF-C's own
+        // nctest reference files have a variable stored as "yy\0", which it calls "yy").
+        let raw = try take(Int(length), structure).prefix { $0 != 0 }
+        guard !raw.isEmpty else { throw failure(.corrupt, structure, at: start, "a name that starts with a NUL") }
         guard let text = String(validating: raw, as: UTF8.self) else {
             throw failure(.corrupt, structure, at: start, "the name is not UTF-8")
         }
@@ -327,6 +330,37 @@ extension NetCDF3File {
             throw reader.failure(
                 .corrupt, "variable \(variable.name)", at: headerSize,
                 "its data begins at \(variable.begin), inside the header (\(headerSize) bytes)")
+        }
+        // netCDF-C refuses a file whose variables' data overlap (NC_check_voffs): fixed-size
+        // variables in file order, the record section after them, each record's variables in order.
+        func end(of variable: NetCDF3Variable) throws(ParseStop) -> UInt64 {
+            let (end, overflow) = variable.begin.addingReportingOverflow(variable.dataSize)
+            guard !overflow else {
+                throw reader.failure(.corrupt, "variable \(variable.name)", at: headerSize, "its data ends past 2^64")
+            }
+            return end
+        }
+        var previous: (end: UInt64, name: String) = (UInt64(headerSize), "the header")
+        for variable in variables where !variable.isRecord {
+            guard variable.begin >= previous.end else {
+                throw reader.failure(
+                    .corrupt, "variable \(variable.name)", at: headerSize,
+                    "its data begins at \(variable.begin), inside \(previous.name)'s (which ends at \(previous.end))")
+            }
+            previous = (try end(of: variable), variable.name)
+        }
+        if let first = records.first, first.begin < previous.end {
+            throw reader.failure(
+                .corrupt, "variable \(first.name)", at: headerSize,
+                "the records begin at \(first.begin), inside \(previous.name)'s data (which ends at \(previous.end))")
+        }
+        for variable in records {
+            guard variable.begin >= previous.end || variable.begin == records.first?.begin else {
+                throw reader.failure(
+                    .corrupt, "variable \(variable.name)", at: headerSize,
+                    "its record data begins at \(variable.begin), inside \(previous.name)'s (which ends at \(previous.end))")
+            }
+            previous = (try end(of: variable), variable.name)
         }
         var numrecs = stored
         if streaming {

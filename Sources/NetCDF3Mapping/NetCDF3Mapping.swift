@@ -183,7 +183,9 @@ public enum NetCDF3Mapping {
         }
         let items: [JSON]
         switch values {
-        case .text(let text): return .string(text)
+        // netCDF4-python (and so xarray) drops every NUL of a char attribute (`"\000"` reads as
+        // ""), as the HDF5 mapping does for scalar fixed strings.
+        case .text(let text): return .string(String(String.UnicodeScalarView(text.unicodeScalars.filter { $0 != "\0" })))
         case .bytes(let v): items = v.map { .int(Int64($0)) }
         case .shorts(let v): items = v.map { .int(Int64($0)) }
         case .ints(let v): items = v.map { .int(Int64($0)) }

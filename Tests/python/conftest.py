@@ -467,6 +467,7 @@ def allowances(path, left_out_text=""):
 # ------------------------------------------------------------------ probing originals (crash-proof)
 
 UNOPENABLE = []  # (file, why): originals xarray cannot open, listed at the end of the session
+REFUSED = []  # (file, why): originals xarray reads and zarrmount refuses, listed at the end of the session
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -474,6 +475,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("scan/export: %d runs of %s, %.1f s" % (
             Outputs.runs, " ".join(vz_command()), Outputs.seconds))
         terminalreporter.write_line("slowest: " + ", ".join("%s %.1f s" % (w, t) for t, w in Outputs.slowest))
+    if REFUSED:
+        terminalreporter.write_sep("-", "originals xarray reads and zarrmount refuses, with the reason")
+        for f, why in sorted(set(REFUSED)):
+            terminalreporter.write_line("%s: %s" % (f, why[:300]))
     if UNOPENABLE:
         terminalreporter.write_sep("-", "originals xarray cannot open (not compared with the virtual dataset)")
         for f, why in sorted(set(UNOPENABLE)):

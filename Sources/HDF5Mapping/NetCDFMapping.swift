@@ -542,7 +542,14 @@ public enum NetCDFMapping {
             case 1: return .zlib(level: Int(filter.clientData.first ?? 4))
             case 2: return .shuffle(elementSize: Int(filter.clientData.first ?? UInt32(datatype.size)))
             case 3: return .fletcher32
+            case 32015: return .zstd(level: Int(filter.clientData.first ?? 0))
+            case 307: return .bz2(level: Int(filter.clientData.first ?? 9))
+            case 32001: return .blosc(Codec.Blosc(hdf5ClientData: filter.clientData))
             default:
+                // Filters no Zarr reader decodes: zarrmount does, in the decoded view.
+                if let kind = HDF5Filter.Kind(id: filter.id), kind != .scaleoffset, kind != .nbit {
+                    return .hdf5(HDF5Filter(kind: kind, clientData: filter.clientData))
+                }
                 throw MappingError.unsupportedFilter(name: filter.name, id: filter.id)
             }
         }

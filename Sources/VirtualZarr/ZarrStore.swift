@@ -18,6 +18,13 @@ public struct ZarrStore: Sendable {
     public init(_ dataset: VirtualDataset, format: ZarrFormat) {
         var dataset = dataset
         var omitted: [String] = []
+        dataset.arrays = dataset.arrays.filter { array in
+            guard let filter = Codec.decodedOnly(in: array.codecs) else { return true }
+            omitted.append(
+                "\(array.path) left out: its HDF5 filter \(filter.label) has no Zarr codec that readers decode; mount or export with --decoded to serve it decoded"
+            )
+            return false
+        }
         if format == .v3 {
             dataset.arrays = dataset.arrays.filter { array in
                 if array.dtype.v3 != nil { return true }
@@ -89,8 +96,9 @@ public struct ZarrStore: Sendable {
     func v2ArrayDocument(_ array: VirtualArray) throws -> JSON {
         var compressor: JSON = .null
         var filters: [Codec] = array.codecs
-        if case .zlib? = filters.last {
-            compressor = filters.removeLast().numcodecsJSON
+        switch filters.last {
+        case .zlib, .zstd, .bz2, .blosc: compressor = filters.removeLast().numcodecsJSON
+        default: break
         }
         var filterList = filters.map(\.numcodecsJSON)
         var dtype = array.dtype.v2

@@ -547,8 +547,15 @@ public enum NetCDFMapping {
             case 32001: return .blosc(Codec.Blosc(hdf5ClientData: filter.clientData))
             default:
                 // Filters no Zarr reader decodes: zarrmount does, in the decoded view.
-                if let kind = HDF5Filter.Kind(id: filter.id), kind != .scaleoffset, kind != .nbit {
-                    return .hdf5(HDF5Filter(kind: kind, clientData: filter.clientData))
+                switch (HDF5Filter.Kind(id: filter.id), datatype) {
+                case (.nbit?, .integer(_, _, let signed, _, _)):
+                    return .hdf5(HDF5Filter(kind: .nbit, clientData: filter.clientData, signedIntegers: signed))
+                case (.nbit?, _): break
+                case (.scaleoffset?, .integer), (.scaleoffset?, .float):
+                    return .hdf5(HDF5Filter(kind: .scaleoffset, clientData: filter.clientData))
+                case (.scaleoffset?, _): break
+                case (let kind?, _): return .hdf5(HDF5Filter(kind: kind, clientData: filter.clientData))
+                case (nil, _): break
                 }
                 throw MappingError.unsupportedFilter(name: filter.name, id: filter.id)
             }

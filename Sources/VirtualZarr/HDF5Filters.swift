@@ -1,4 +1,5 @@
 import CSzip
+import Foundation
 import JSONValue
 
 /// An HDF5 filter that zarrmount decodes and no Zarr reader does: numcodecs has no codec for it
@@ -30,10 +31,14 @@ public struct HDF5Filter: Sendable, Equatable {
 
     public var kind: Kind
     public var clientData: [UInt32]
+    /// n-bit: whether the integers are signed (the client data do not say; the datatype does),
+    /// so decoded values are sign-extended as libhdf5's conversion to the full type does.
+    public var signedIntegers: Bool
 
-    public init(kind: Kind, clientData: [UInt32]) {
+    public init(kind: Kind, clientData: [UInt32], signedIntegers: Bool = false) {
         self.kind = kind
         self.clientData = clientData
+        self.signedIntegers = signedIntegers
     }
 
     /// The configuration's id in manifests and caches; no Zarr reader knows it, and no store
@@ -41,10 +46,12 @@ public struct HDF5Filter: Sendable, Equatable {
     static let jsonID = "zarrmount.hdf5_filter"
 
     var json: JSON {
-        .object([
+        var members: [(String, JSON)] = [
             ("id", .string(Self.jsonID)), ("filter", .string(kind.rawValue)), ("filter_id", .int(Int64(kind.id))),
             ("client_data", .array(clientData.map { .int(Int64($0)) })),
-        ])
+        ]
+        if signedIntegers { members.append(("signed", .bool(true))) }
+        return .object(members)
     }
 
     init?(json: JSON) {
@@ -54,7 +61,7 @@ public struct HDF5Filter: Sendable, Equatable {
             guard let number = value.int64Value, let word = UInt32(exactly: number) else { return nil }
             data.append(word)
         }
-        self.init(kind: kind, clientData: data)
+        self.init(kind: kind, clientData: data, signedIntegers: json["signed"] == .bool(true))
     }
 
     /// What a warning calls it: `lz4 (HDF5 filter 32004)`.
@@ -67,8 +74,8 @@ public struct HDF5Filter: Sendable, Equatable {
         case .lzf: return try LZF.decode(input, limit: limit)
         case .szip: return try SzipFilter.decode(input, clientData: clientData, limit: limit)
         case .bitshuffle: return try Bitshuffle.decode(input, clientData: clientData, limit: limit)
-        case .scaleoffset, .nbit:
-            throw CodecError.unsupportedCodec(json, encoding: false)
+        case .scaleoffset: return try ScaleOffset.decode(input, clientData: clientData, limit: limit)
+        case .nbit: return try NBit.decode(input, clientData: clientData, signed: signedIntegers, limit: limit)
         }
     }
 
@@ -401,5 +408,162 @@ enum Bitshuffle {
         }
         output += input[(start * elementSize)...]
         return output
+    }
+}
+
+/// Reads values of a few bits each, most significant bit first, as libhdf5's n-bit and
+/// scale-offset filters pack them.
+struct PackedBits {
+    let bytes: [UInt8]
+    let start: Int
+    let codec: String
+    var position = 0
+    var remaining = 8
+
+    init(_ bytes: [UInt8], from start: Int, codec: String) {
+        self.bytes = bytes
+        self.start = start
+        self.codec = codec
+        position = start
+    }
+
+    mutating func next(_ width: Int) throws -> UInt64 {
+        var value: UInt64 = 0
+        var wanted = width
+        while wanted > 0 {
+            guard position < bytes.count else { throw CodecError.truncatedChunk(codec: codec) }
+            let take = min(wanted, remaining)
+            let bits = (UInt64(bytes[position]) >> UInt64(remaining - take)) & ((1 << UInt64(take)) - 1)
+            value = value << UInt64(take) | bits
+            wanted -= take
+            remaining -= take
+            if remaining == 0 {
+                position += 1
+                remaining = 8
+            }
+        }
+        return value
+    }
+}
+
+extension [UInt8] {
+    /// Appends the low `size` bytes of `value`, little- or big-endian.
+    mutating func appendElement(_ value: UInt64, size: Int, bigEndian: Bool) {
+        for index in 0..<size {
+            let shift = UInt64(bigEndian ? size - 1 - index : index) * 8
+            append(UInt8(truncatingIfNeeded: value >> shift))
+        }
+    }
+}
+
+/// libhdf5's n-bit filter (5, H5Znbit.c), for integer types: client data [parameter count,
+/// stored as is, elements, class (1: atomic), size, order (0 little-endian), precision, offset];
+/// each element's `precision` significant bits are packed, most significant first. Decoded
+/// values are what libhdf5's conversion to the full type gives (shifted down, sign-extended).
+enum NBit {
+    static func decode(_ input: [UInt8], clientData data: [UInt32], signed: Bool, limit: Int) throws -> [UInt8] {
+        guard data.count >= 8, data[3] == 1 else {
+            throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) describe no atomic type")
+        }
+        if data[1] != 0 { return input }
+        let elements = Int(data[2])
+        let size = Int(data[4])
+        let precision = Int(data[6])
+        let offset = Int(data[7])
+        guard (1...8).contains(size), precision >= 1, precision + offset <= size * 8 else {
+            throw CodecError.invalidParameters(codec: "nbit", reason: "a \(size)-byte type of \(precision) bits at offset \(offset)")
+        }
+        guard elements.multipliedReportingOverflow(by: size).partialValue <= limit, elements <= limit else {
+            throw CodecError.oversizedChunk(codec: "nbit", chunkBytes: limit)
+        }
+        var reader = PackedBits(input, from: 0, codec: "nbit")
+        var output: [UInt8] = []
+        output.reserveCapacity(elements * size)
+        for _ in 0..<elements {
+            var value = try reader.next(precision)
+            if signed, precision < 64, value & (1 << UInt64(precision - 1)) != 0 { value |= ~0 << UInt64(precision) }
+            output.appendElement(value, size: size, bigEndian: data[5] != 0)
+        }
+        return output
+    }
+}
+
+/// libhdf5's scale-offset filter (6, H5Zscaleoffset.c). Client data: [scale type (0 decimal
+/// scale of floats, 2 integers), scale factor, elements, class (0 integer, 1 float), size,
+/// signed (unused: sums wrap alike), order (0 little-endian), fill value defined, fill value bytes from index 8]. A chunk
+/// is a 21-byte header (4-byte minimum bits, the minimum's size, the minimum) and each element's
+/// `minbits` bits, most significant first; a value of all ones is the fill value.
+enum ScaleOffset {
+    static let headerBytes = 21
+
+    static func decode(_ input: [UInt8], clientData data: [UInt32], limit: Int) throws -> [UInt8] {
+        guard data.count >= 8 else { throw CodecError.invalidParameters(codec: "scaleoffset", reason: "client data \(data)") }
+        let scaleType = data[0]
+        let elements = Int(data[2])
+        let isFloat = data[3] == 1
+        let size = Int(data[4])
+        let bigEndian = data[6] != 0
+        let fillDefined = data[7] == 1
+        guard [1, 2, 4, 8].contains(size), !isFloat || (scaleType == 0 && (size == 4 || size == 8)), isFloat || scaleType == 2 else {
+            throw CodecError.invalidParameters(codec: "scaleoffset", reason: "scale type \(scaleType) of a \(size)-byte \(isFloat ? "float" : "integer")")
+        }
+        guard elements.multipliedReportingOverflow(by: size).partialValue <= limit, elements <= limit else {
+            throw CodecError.oversizedChunk(codec: "scaleoffset", chunkBytes: limit)
+        }
+        guard input.count >= headerBytes else { throw CodecError.truncatedChunk(codec: "scaleoffset") }
+        let minbits = Int(input[0]) | Int(input[1]) << 8 | Int(input[2]) << 16 | Int(input[3]) << 24
+        guard minbits <= size * 8 else {
+            throw CodecError.corruptChunk(codec: "scaleoffset", reason: "\(minbits) bits per value of a \(size)-byte type")
+        }
+        let minimumBytes = min(Int(input[4]), 8)
+        var minimum: UInt64 = 0
+        for index in 0..<minimumBytes { minimum |= UInt64(input[5 + index]) << UInt64(index * 8) }
+        let width = UInt64(size * 8)
+        let mask: UInt64 = width == 64 ? ~0 : (1 << width) - 1
+        if minbits == size * 8 {
+            // Stored at full precision, in the machine's order when written (little-endian here).
+            guard input.count - headerBytes >= elements * size else { throw CodecError.truncatedChunk(codec: "scaleoffset") }
+            var output = Array(input[headerBytes..<(headerBytes + elements * size)])
+            if bigEndian { for start in stride(from: 0, to: output.count, by: size) { output[start..<(start + size)].reverse() } }
+            return output
+        }
+        // The fill value: client data words, least significant byte first, from index 8.
+        var fill: UInt64 = 0
+        for index in 0..<size {
+            let word = 8 + index / 4
+            guard word < data.count else { break }
+            fill |= UInt64((data[word] >> UInt32((index % 4) * 8)) & 0xff) << UInt64(index * 8)
+        }
+        let allOnes: UInt64 = minbits == 64 ? ~0 : (1 << UInt64(minbits)) - 1
+        var reader = PackedBits(input, from: headerBytes, codec: "scaleoffset")
+        var output: [UInt8] = []
+        output.reserveCapacity(elements * size)
+        for _ in 0..<elements {
+            let stored = minbits == 0 ? 0 : try reader.next(minbits)
+            var value: UInt64
+            if fillDefined && stored == allOnes {
+                value = fill
+            } else if !isFloat {
+                // Two's complement: the sum wraps at the type's width, signed or not.
+                value = (stored &+ minimum) & mask
+            } else if size == 4 {
+                let scale = Float.pow10(Int(Int32(bitPattern: data[1])))
+                let result = Float(Int32(truncatingIfNeeded: stored)) / scale + Float(bitPattern: UInt32(truncatingIfNeeded: minimum))
+                value = UInt64(result.bitPattern)
+            } else {
+                let scale = Double.pow10(Int(Int32(bitPattern: data[1])))
+                let result = Double(Int64(bitPattern: stored)) / scale + Double(bitPattern: minimum)
+                value = result.bitPattern
+            }
+            output.appendElement(value, size: size, bigEndian: bigEndian)
+        }
+        return output
+    }
+}
+
+extension BinaryFloatingPoint {
+    /// 10^exponent as libhdf5 computes it (powf / pow of 10 and the scale factor).
+    static func pow10(_ exponent: Int) -> Self {
+        Self(Foundation.pow(10.0, Double(exponent)))
     }
 }

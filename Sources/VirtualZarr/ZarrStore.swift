@@ -268,6 +268,11 @@ public struct ZarrStore: Sendable {
     /// unwritten chunks would repeat its fill chunk more than `maxFillKeys` times is an error
     /// naming it, before anything is written.
     public func forEachChunk(_ body: (String, ChunkEntry) throws -> Void) throws {
+        try forEachArrayChunk { _, key, entry in try body(key, entry) }
+    }
+
+    /// `forEachChunk`, with the array each chunk belongs to.
+    public func forEachArrayChunk(_ body: (VirtualArray, String, ChunkEntry) throws -> Void) throws {
         for array in dataset.arrays {
             guard let fill = array.manifest.fillChunk else { continue }
             let fillKeys = array.manifest.count - array.manifest.setCount
@@ -279,7 +284,7 @@ public struct ZarrStore: Sendable {
         }
         for array in dataset.arrays {
             try array.manifest.forEachStored { linear, entry in
-                try body(chunkKey(array, array.manifest.coordinates(linear)), entry)
+                try body(array, chunkKey(array, array.manifest.coordinates(linear)), entry)
             }
         }
     }

@@ -13,7 +13,8 @@ final class PluginFilterTests: XCTestCase {
         "zstd", "zstd_shuffle", "zstd_fletcher32", "bzip2", "bzip2_edge", "blosc_blosclz", "blosc_lz4", "blosc_lz4hc", "blosc_zlib",
         "blosc_zstd", "blosc_bitshuffle", "blosc_noshuffle", "blosc_edge", "lz4", "lz4_blocks", "lz4_incompressible", "bitshuffle",
         "bitshuffle_lz4", "bitshuffle_zstd", "bitshuffle_leftover", "bitshuffle_small_blocks", "bitshuffle_bytes", "lzf", "lzf_shuffle",
-        "lzf_edge", "szip", "szip_ec", "szip_float",
+        "lzf_edge", "szip", "szip_ec", "szip_float", "scaleoffset_int", "scaleoffset_short", "scaleoffset_float", "scaleoffset_double",
+        "scaleoffset_deflate", "nbit",
     ]
 
     struct Fixture {
@@ -94,6 +95,7 @@ final class PluginFilterTests: XCTestCase {
         let cases: [(variable: String, codec: String)] = [
             ("zstd", "zstd"), ("bzip2", "bz2"), ("blosc_lz4", "blosc"), ("lz4_blocks", "lz4"), ("lzf", "lzf"), ("szip", "szip"),
             ("bitshuffle_lz4", "bitshuffle"), ("bitshuffle_zstd", "bitshuffle"), ("bitshuffle", "bitshuffle"),
+            ("scaleoffset_int", "scaleoffset"), ("scaleoffset_float", "scaleoffset"), ("nbit", "nbit"),
         ]
         var random = SplitMix64(seed: 16)
         for (variable, codec) in cases {
@@ -103,11 +105,12 @@ final class PluginFilterTests: XCTestCase {
             XCTAssertEqual(decoded.count, chunk.decodedSize, variable)
             // Cut short: a typed error that names the codec, or (formats with no length, such
             // as LZF, an empty zstd input, unshuffled bits) fewer bytes than the chunk's, which
-            // every reader refuses.
+            // every reader refuses; packed bits may end in a spare byte, whose loss changes nothing.
             for keep in [0, 1, chunk.stored.count / 2, chunk.stored.count - 1] {
                 do {
                     let bytes = try ChunkDecoder.decode(Array(chunk.stored.prefix(keep)), pipeline: pipeline, decodedSize: chunk.decodedSize)
-                    XCTAssertLessThan(bytes.count, chunk.decodedSize, "\(variable) cut to \(keep) of \(chunk.stored.count) bytes")
+                    XCTAssertTrue(
+                        bytes.count < chunk.decodedSize || bytes == decoded, "\(variable) cut to \(keep) of \(chunk.stored.count) bytes")
                 } catch let error as CodecError {
                     XCTAssertTrue("\(error)".hasPrefix(codec + ":"), "\(variable) cut to \(keep) bytes: \(error)")
                 }

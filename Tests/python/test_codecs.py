@@ -113,7 +113,7 @@ def test_stored_mount_serves_numcodecs_filters_and_names_the_others(tmp_path, pl
             else:
                 assert name not in served, "%s (filters %s) has no numcodecs codec, yet is served" % (name, ids)
                 warning_for(p.stderr, name, ids)
-        assert readable >= 14, readable
+        assert readable >= 13, readable  # zstd (3), bzip2 (2), blosc (8)
         # The metadata names numcodecs' codecs, with the filter's settings.
         if zarr_format == 2:
             meta = json.load(open(os.path.join(mountpoint, "zstd", ".zarray")))

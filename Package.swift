@@ -45,8 +45,16 @@ let package = Package(
         .target(name: "JSONValue", swiftSettings: strictness),
         .target(name: "HDF5Metadata", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The decoders of HDF5's plugin filters (docs/semantics.md, "Filters"), one library each.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CBzip2", providers: [.apt(["libbz2-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CSzip", providers: [.apt(["libaec-dev"])]),
+        .systemLibrary(name: "CBlosc", pkgConfig: "blosc", providers: [.apt(["libblosc-dev"])]),
         // The Zarr model: arrays, codecs, manifests, combine, Zarr v2/v3 and kerchunk; no parser.
-        .target(name: "VirtualZarr", dependencies: ["ByteSource", "JSONValue", "CZlib"], swiftSettings: strictness),
+        .target(
+            name: "VirtualZarr", dependencies: ["ByteSource", "JSONValue", "CZlib", "CZstd", "CBzip2", "CLZ4", "CSzip", "CBlosc"],
+            swiftSettings: strictness),
         // HDF5 (netCDF-4) files as virtual datasets: the parser's results in the model's terms.
         .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
         // netCDF-3 (classic, 64-bit offset, 64-bit data) headers: a parser of its own, no HDF5.

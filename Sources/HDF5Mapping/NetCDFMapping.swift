@@ -542,7 +542,21 @@ public enum NetCDFMapping {
             case 1: return .zlib(level: Int(filter.clientData.first ?? 4))
             case 2: return .shuffle(elementSize: Int(filter.clientData.first ?? UInt32(datatype.size)))
             case 3: return .fletcher32
+            case 32015: return .zstd(level: Int(filter.clientData.first ?? 0))
+            case 307: return .bz2(level: Int(filter.clientData.first ?? 9))
+            case 32001: return .blosc(Codec.Blosc(hdf5ClientData: filter.clientData))
             default:
+                // Filters no Zarr reader decodes: zarrmount does, in the decoded view.
+                switch (HDF5Filter.Kind(id: filter.id), datatype) {
+                case (.nbit?, .integer(_, _, let signed, _, _)):
+                    return .hdf5(HDF5Filter(kind: .nbit, clientData: filter.clientData, signedIntegers: signed))
+                case (.nbit?, _): break
+                case (.scaleoffset?, .integer), (.scaleoffset?, .float):
+                    return .hdf5(HDF5Filter(kind: .scaleoffset, clientData: filter.clientData))
+                case (.scaleoffset?, _): break
+                case (let kind?, _): return .hdf5(HDF5Filter(kind: kind, clientData: filter.clientData))
+                case (nil, _): break
+                }
                 throw MappingError.unsupportedFilter(name: filter.name, id: filter.id)
             }
         }

@@ -6,9 +6,49 @@ public enum Codec: Sendable, Equatable {
     case zlib(level: Int)
     case shuffle(elementSize: Int)
     case fletcher32
+    /// Zstandard frames (HDF5 filter 32015), numcodecs `zstd`.
+    case zstd(level: Int)
+    /// A bzip2 stream (HDF5 filter 307), numcodecs `bz2`.
+    case bz2(level: Int)
+    /// A Blosc 1 buffer (HDF5 filter 32001), numcodecs `blosc`: the buffer's header says how to
+    /// decode it; the settings are the writer's, for readers that re-encode.
+    case blosc(Blosc)
+    /// An HDF5 filter no Zarr reader decodes (numcodecs has no codec for it or for its framing):
+    /// zarrmount decodes it, so the decoded view serves it, and a stored store leaves it out.
+    case hdf5(HDF5Filter)
     /// Any other numcodecs codec, as its configuration (from imported references); passed to
     /// readers untouched, never decoded here.
     case other(JSON)
+
+    /// numcodecs' Blosc settings, as hdf5-blosc's client data gives them.
+    public struct Blosc: Sendable, Equatable {
+        /// blosclz, lz4, lz4hc, snappy, zlib or zstd.
+        public var cname: String
+        public var clevel: Int
+        /// 0 none, 1 byte shuffle, 2 bit shuffle (numcodecs' and hdf5-blosc's codes agree).
+        public var shuffle: Int
+        /// 0: Blosc chooses.
+        public var blocksize: Int
+
+        public init(cname: String, clevel: Int, shuffle: Int, blocksize: Int = 0) {
+            self.cname = cname
+            self.clevel = clevel
+            self.shuffle = shuffle
+            self.blocksize = blocksize
+        }
+
+        /// hdf5-blosc's compressor codes (cd_values[6]), in its order.
+        public static let compressorNames = ["blosclz", "lz4", "lz4hc", "snappy", "zlib", "zstd"]
+
+        /// hdf5-blosc's client data: [filter revision, Blosc format, type size, chunk bytes,
+        /// clevel, shuffle, compressor code]; the last three are optional (5, 1, blosclz).
+        public init(hdf5ClientData data: [UInt32]) {
+            let code = data.count > 6 ? Int(data[6]) : 0
+            self.init(
+                cname: code < Self.compressorNames.count ? Self.compressorNames[code] : "blosclz",
+                clevel: data.count > 4 ? Int(data[4]) : 5, shuffle: data.count > 5 ? Int(data[5]) : 1)
+        }
+    }
 
     /// Zarr v2 / numcodecs configuration (what `init(numcodecs:)` reads back).
     public var numcodecsJSON: JSON {
@@ -16,35 +56,50 @@ public enum Codec: Sendable, Equatable {
         case .zlib(let level): return .object([("id", .string("zlib")), ("level", .int(Int64(level)))])
         case .shuffle(let size): return .object([("id", .string("shuffle")), ("elementsize", .int(Int64(size)))])
         case .fletcher32: return .object([("id", .string("fletcher32"))])
+        case .zstd(let level): return .object([("id", .string("zstd")), ("level", .int(Int64(level)))])
+        case .bz2(let level): return .object([("id", .string("bz2")), ("level", .int(Int64(level)))])
+        case .blosc(let settings):
+            return .object([
+                ("id", .string("blosc")), ("cname", .string(settings.cname)), ("clevel", .int(Int64(settings.clevel))),
+                ("shuffle", .int(Int64(settings.shuffle))), ("blocksize", .int(Int64(settings.blocksize))),
+            ])
+        case .hdf5(let filter): return filter.json
         case .other(let configuration): return configuration
         }
     }
 
     public init(numcodecs json: JSON) {
+        func integer(_ key: String, _ fallback: Int) -> Int { Int(json[key]?.int64Value ?? Int64(fallback)) }
         switch json["id"]?.stringValue {
-        case "zlib": self = .zlib(level: Int(json["level"]?.int64Value ?? 1))
-        case "shuffle": self = .shuffle(elementSize: Int(json["elementsize"]?.int64Value ?? 4))
+        case "zlib": self = .zlib(level: integer("level", 1))
+        case "shuffle": self = .shuffle(elementSize: integer("elementsize", 4))
         case "fletcher32": self = .fletcher32
+        case "zstd": self = .zstd(level: integer("level", 0))
+        case "bz2": self = .bz2(level: integer("level", 1))
+        case "blosc":
+            self = .blosc(
+                Blosc(
+                    cname: json["cname"]?.stringValue ?? "lz4", clevel: integer("clevel", 5), shuffle: integer("shuffle", 1),
+                    blocksize: integer("blocksize", 0)))
+        case HDF5Filter.jsonID: self = HDF5Filter(json: json).map(Codec.hdf5) ?? .other(json)
         default: self = .other(json)
         }
     }
 
     /// Zarr v3 codec entry (numcodecs' registered names).
     var zarr3JSON: JSON {
-        switch self {
-        case .zlib(let level):
-            return .object([("name", .string("numcodecs.zlib")), ("configuration", .object([("level", .int(Int64(level)))]))])
-        case .shuffle(let size):
-            return .object([("name", .string("numcodecs.shuffle")), ("configuration", .object([("elementsize", .int(Int64(size)))]))])
-        case .fletcher32:
-            return .object([("name", .string("numcodecs.fletcher32")), ("configuration", .object([]))])
-        case .other(let configuration):
-            let id = configuration["id"]?.stringValue ?? "unknown"
-            return .object([
-                ("name", .string("numcodecs." + id)),
-                ("configuration", .object((configuration.objectValue ?? []).filter { $0.0 != "id" })),
-            ])
-        }
+        let configuration = numcodecsJSON
+        let id = configuration["id"]?.stringValue ?? "unknown"
+        return .object([
+            ("name", .string(id.hasPrefix("numcodecs.") || id.hasPrefix("zarrmount.") ? id : "numcodecs." + id)),
+            ("configuration", .object((configuration.objectValue ?? []).filter { $0.0 != "id" })),
+        ])
+    }
+
+    /// The name a message gives the codec: numcodecs' id, or the HDF5 filter's name.
+    public var name: String {
+        if case .hdf5(let filter) = self { return filter.kind.rawValue }
+        return numcodecsJSON["id"]?.stringValue ?? "unknown"
     }
 }
 
@@ -63,6 +118,16 @@ public enum CodecError: Error, CustomStringConvertible, Sendable, Equatable {
     case partialShuffle(bytes: Int, elementSize: Int)
     /// A codec zarrmount does not implement, given as its numcodecs configuration.
     case unsupportedCodec(JSON, encoding: Bool)
+    /// `codec`'s decoder refused the chunk (corrupt, mislabelled or hostile); `reason` is its own.
+    case corruptChunk(codec: String, reason: String)
+    /// The chunk ends before `codec`'s stream does.
+    case truncatedChunk(codec: String)
+    /// `codec`'s stream decodes past the chunk's size: refused before the excess is held.
+    case oversizedChunk(codec: String, chunkBytes: Int)
+    /// Parameters (HDF5 client data) `codec` cannot have been written with.
+    case invalidParameters(codec: String, reason: String)
+    /// `codec`'s library failed to encode (a fill chunk), with its status.
+    case encodingFailed(codec: String, status: Int)
     case noPacking(object: UInt32)
     case notUnpackable(dtype: String)
     /// A variable that cannot be served as asked, and what to do.
@@ -80,6 +145,11 @@ public enum CodecError: Error, CustomStringConvertible, Sendable, Equatable {
             return "shuffle: the buffer (\(bytes) bytes) is not a whole number of \(size)-byte elements, which Zarr readers' shuffle (numcodecs) refuses"
         case .unsupportedCodec(let configuration, let encoding):
             return "codec \(configuration.rendered()) is not \(encoding ? "encoded" : "decoded") by zarrmount"
+        case .corruptChunk(let codec, let reason): return "\(codec): corrupt chunk (\(reason))"
+        case .truncatedChunk(let codec): return "\(codec): the chunk ends before its stream does"
+        case .oversizedChunk(let codec, let bytes): return "\(codec): the chunk decodes to more than its \(bytes) bytes"
+        case .invalidParameters(let codec, let reason): return "\(codec): the filter's parameters are invalid (\(reason))"
+        case .encodingFailed(let codec, let status): return "\(codec): encoding failed (status \(status))"
         case .noPacking(let object): return "no packing is known for object \(object) of an unpacked variable"
         case .notUnpackable(let dtype): return "values of type \(dtype) cannot be unpacked"
         case .variable(let path, let problem): return "\(path): \(problem)"
@@ -102,6 +172,12 @@ public enum ChunkDecoder {
                 }
                 bytes = unshuffle(bytes, elementSize: size)
             case .fletcher32: bytes = try stripFletcher32(bytes)
+            // A step decodes to the chunk, or to the chunk and a Fletcher-32 checksum when that
+            // filter ran first: more is corrupt or hostile.
+            case .zstd: bytes = try CompressedStreams.zstdDecompress(bytes, limit: decodedSize + 4)
+            case .bz2: bytes = try CompressedStreams.bz2Decompress(bytes, limit: decodedSize + 4)
+            case .blosc: bytes = try CompressedStreams.bloscDecompress(bytes, limit: decodedSize + 4)
+            case .hdf5(let filter): bytes = try filter.decode(bytes, limit: decodedSize + 4)
             case .other(let configuration): throw CodecError.unsupportedCodec(configuration, encoding: false)
             }
         }
@@ -207,6 +283,10 @@ public enum ChunkEncoder {
             case .fletcher32:
                 let sum = ChunkDecoder.fletcher32(bytes)
                 bytes += [UInt8(sum & 0xff), UInt8((sum >> 8) & 0xff), UInt8((sum >> 16) & 0xff), UInt8(sum >> 24)]
+            case .zstd(let level): bytes = try CompressedStreams.zstdCompress(bytes, level: level)
+            case .bz2(let level): bytes = try CompressedStreams.bz2Compress(bytes, level: level)
+            case .blosc(let settings): bytes = try CompressedStreams.bloscCompress(bytes, settings)
+            case .hdf5(let filter): bytes = try filter.encode(bytes)
             case .other(let configuration): throw CodecError.unsupportedCodec(configuration, encoding: true)
             }
         }
@@ -244,14 +324,22 @@ extension Codec {
         pipeline.first { if case .other = $0 { return true } else { return false } }
     }
 
+    /// The first codec of `pipeline` only zarrmount decodes (an HDF5 filter numcodecs has no
+    /// codec for), or nil when Zarr readers can decode the whole pipeline.
+    public static func decodedOnly(in pipeline: [Codec]) -> HDF5Filter? {
+        for case .hdf5(let filter) in pipeline { return filter }
+        return nil
+    }
+
     /// Whether decoding `pipeline` checks the bytes: zlib streams end in an Adler-32 of the
-    /// data, Fletcher-32 is a checksum; a pipeline with a codec zarrmount cannot decode is not.
+    /// data, bzip2 streams carry CRCs, Fletcher-32 is a checksum; a pipeline with a codec
+    /// zarrmount cannot decode is not.
     public static func pipelineCarriesACheck(_ pipeline: [Codec]) -> Bool {
         var check = false
         for codec in pipeline {
             switch codec {
-            case .zlib, .fletcher32: check = true
-            case .shuffle: break
+            case .zlib, .fletcher32, .bz2: check = true
+            case .shuffle, .zstd, .blosc, .hdf5: break
             case .other: return false
             }
         }

@@ -18,6 +18,13 @@ public struct ZarrStore: Sendable {
     public init(_ dataset: VirtualDataset, format: ZarrFormat) {
         var dataset = dataset
         var omitted: [String] = []
+        dataset.arrays = dataset.arrays.filter { array in
+            guard let filter = Codec.decodedOnly(in: array.codecs) else { return true }
+            omitted.append(
+                "\(array.path) left out: its HDF5 filter \(filter.label) has no Zarr codec that readers decode; mount or export with --decoded to serve it decoded"
+            )
+            return false
+        }
         if format == .v3 {
             dataset.arrays = dataset.arrays.filter { array in
                 if array.dtype.v3 != nil { return true }
@@ -89,8 +96,9 @@ public struct ZarrStore: Sendable {
     func v2ArrayDocument(_ array: VirtualArray) throws -> JSON {
         var compressor: JSON = .null
         var filters: [Codec] = array.codecs
-        if case .zlib? = filters.last {
-            compressor = filters.removeLast().numcodecsJSON
+        switch filters.last {
+        case .zlib, .zstd, .bz2, .blosc: compressor = filters.removeLast().numcodecsJSON
+        default: break
         }
         var filterList = filters.map(\.numcodecsJSON)
         var dtype = array.dtype.v2
@@ -260,6 +268,11 @@ public struct ZarrStore: Sendable {
     /// unwritten chunks would repeat its fill chunk more than `maxFillKeys` times is an error
     /// naming it, before anything is written.
     public func forEachChunk(_ body: (String, ChunkEntry) throws -> Void) throws {
+        try forEachArrayChunk { _, key, entry in try body(key, entry) }
+    }
+
+    /// `forEachChunk`, with the array each chunk belongs to.
+    public func forEachArrayChunk(_ body: (VirtualArray, String, ChunkEntry) throws -> Void) throws {
         for array in dataset.arrays {
             guard let fill = array.manifest.fillChunk else { continue }
             let fillKeys = array.manifest.count - array.manifest.setCount
@@ -271,7 +284,7 @@ public struct ZarrStore: Sendable {
         }
         for array in dataset.arrays {
             try array.manifest.forEachStored { linear, entry in
-                try body(chunkKey(array, array.manifest.coordinates(linear)), entry)
+                try body(array, chunkKey(array, array.manifest.coordinates(linear)), entry)
             }
         }
     }

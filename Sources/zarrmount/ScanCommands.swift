@@ -319,6 +319,8 @@ struct Scan: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(1)
         }
+        // The references are Zarr v2 for numcodecs: what v2 cannot carry is left out, and said.
+        for warning in ZarrStore(summary.dataset, format: .v2).omitted { printError("warning: \(warning)") }
         printError("wrote \(refs)")
         if !summary.skipped.isEmpty { throw ExitCode(2) }
     }
@@ -339,6 +341,12 @@ struct Export: AsyncParsableCommand {
     @Option(help: "Directory to write the Zarr store to (created; must be empty or absent).")
     var zarr: String
 
+    @Flag(
+        help:
+            "Write chunks decoded (no compressor, no filters), as `mount --decoded` serves them: for readers without the codecs, and for HDF5 filters only zarrmount decodes (lz4, lzf, szip, bitshuffle)."
+    )
+    var decoded = false
+
     func run() async throws {
         let config = try source.resolve()
         try await runScan(config, logger: makeLogger(level: source.logLevel)) { summary in try await write(summary, format: config.zarrFormat) }
@@ -346,7 +354,7 @@ struct Export: AsyncParsableCommand {
 
     private func write(_ summary: ScanSummary, format: ZarrFormat) async throws {
         do {
-            let omitted = try await StoreExporter.export(summary.dataset, format: format, to: zarr, store: summary.store)
+            let omitted = try await StoreExporter.export(summary.dataset, format: format, to: zarr, store: summary.store, decoded: decoded)
             for warning in omitted { printError("warning: \(warning)") }
         } catch let error as MappingError {
             printError("error: \(error)")
@@ -354,8 +362,11 @@ struct Export: AsyncParsableCommand {
         } catch let error as ExportError {
             printError("error: \(error)")
             throw ExitCode(1)
+        } catch let error as CodecError {
+            printError("error: \(error)")
+            throw ExitCode(1)
         }
-        printError("wrote \(zarr) (Zarr v\(format.rawValue))")
+        printError("wrote \(zarr) (Zarr v\(format.rawValue)\(decoded ? ", decoded" : ""))")
         if !summary.skipped.isEmpty { throw ExitCode(2) }
     }
 }

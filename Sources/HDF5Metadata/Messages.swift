@@ -494,7 +494,8 @@ struct SymbolTableMessage: Equatable {
 }
 
 /// A message stored once elsewhere: in another object header (a committed datatype) or in the
-/// file's shared-message heap.
+/// file's shared-message heap. Version 1 (HDF5 1.6) names the object header through a symbol
+/// table entry, version 2 through its address, version 3 through an address or a heap ID.
 enum SharedMessageReference: Equatable {
     case objectHeader(address: UInt64)
     case sharedHeap(heapID: [UInt8])
@@ -505,7 +506,11 @@ enum SharedMessageReference: Equatable {
         let type = try cursor.u8()
         switch version {
         case 1:
+            // HDF5 1.6 stores the committed object as a whole symbol table entry after six
+            // reserved bytes: its link name offset (a length, unused here) comes before the
+            // object header address, as libhdf5's H5O__shared_decode reads it.
             try cursor.skip(6)
+            _ = try cursor.length()
             guard let address = try cursor.address() else { throw HDF5Error(.corrupt, "shared message", at: start, "undefined address") }
             return .objectHeader(address: address)
         case 2:

@@ -39,3 +39,26 @@ final class OracleTests: XCTestCase {
         XCTAssertEqual(indexes, ["btree_v1", "single", "implicit", "fixed_array", "extensible_array", "btree_v2"])
     }
 }
+
+/// Committed datatypes as HDF5 1.6 references them (version 1 shared messages).
+final class SharedMessageVersion1Tests: XCTestCase {
+    func testDatasetsOfA16EraFileResolveTheirCommittedTypes() async throws {
+        let file = try TestData.fixtureDirectory().appendingPathComponent("committed-datatypes-shared-v1.h5")
+        let info = try await HDF5File.parse(try FileSource(path: file.path))
+        let byPath = Dictionary(uniqueKeysWithValues: info.datasets.map { ($0.path, $0) })
+        for path in ["/points", "/temperature", "/group/temperature2"] {
+            XCTAssertNil(byPath[path]?.error, "\(path): \(String(describing: byPath[path]?.error))")
+        }
+        XCTAssertEqual(byPath["/temperature"]?.datatype?.numpyDtype, ">f4")
+        XCTAssertEqual(byPath["/group/temperature2"]?.datatype?.numpyDtype, ">f4")
+        XCTAssertEqual(byPath["/points"]?.dataspace?.dimensions, [3])
+        guard case .compound(let size, let members)? = byPath["/points"]?.datatype else {
+            return XCTFail("/points is not compound: \(String(describing: byPath["/points"]?.datatype))")
+        }
+        XCTAssertEqual(size, 16)
+        XCTAssertEqual(members.map(\.name), ["x", "y"])
+        let oracle = try LibHDF5Oracle.describe(path: file.path)
+        XCTAssertEqual(oracle.filter(\.isReadable).count, 3)
+        XCTAssertEqual(OracleComparison.differences(native: info, oracle: oracle), [])
+    }
+}

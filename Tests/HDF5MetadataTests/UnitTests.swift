@@ -71,3 +71,32 @@ final class ChunkTableOrderTests: XCTestCase {
         XCTAssertEqual(mixed.offsets, [100, 200, 250, 300])
     }
 }
+
+final class SharedMessageTests: XCTestCase {
+    /// HDF5 1.6 writes a version 1 shared message: six reserved bytes, then a symbol table entry
+    /// whose link name offset (a length) precedes the object header address.
+    func testVersion1ReadsTheAddressAfterTheSymbolTableEntrysNameOffset() throws {
+        let nameOffset: [UInt8] = [0x10, 0, 0, 0]
+        let address: [UInt8] = [0x28, 0x07, 0, 0, 0, 0, 0, 0]
+        let entryRest = [UInt8](repeating: 0, count: 4 + 4 + 16)
+        let body: [UInt8] = [1, 0] + [UInt8](repeating: 0, count: 6) + nameOffset + address + entryRest
+        var cursor = ByteCursor(body, origin: 500, structure: "shared message", offsetSize: 8, lengthSize: 4)
+        XCTAssertEqual(try SharedMessageReference.parse(&cursor), .objectHeader(address: 0x728))
+    }
+
+    func testVersion2ReadsTheAddressDirectly() throws {
+        let body: [UInt8] = [2, 2, 0x28, 0x07, 0, 0, 0, 0, 0, 0]
+        var cursor = ByteCursor(body, origin: 500, structure: "shared message", offsetSize: 8, lengthSize: 8)
+        XCTAssertEqual(try SharedMessageReference.parse(&cursor), .objectHeader(address: 0x728))
+    }
+
+    func testATruncatedVersion1MessageIsATypedErrorWithItsOffset() throws {
+        let body: [UInt8] = [1, 0] + [UInt8](repeating: 0, count: 6) + [0, 0, 0, 0, 0, 0, 0, 0, 0x28, 0x07]
+        var cursor = ByteCursor(body, origin: 500, structure: "shared message", offsetSize: 8, lengthSize: 8)
+        XCTAssertThrowsError(try SharedMessageReference.parse(&cursor)) { error in
+            let error = error as! HDF5Error
+            XCTAssertEqual(error.kind, .truncated)
+            XCTAssertEqual(error.offset, 516)
+        }
+    }
+}

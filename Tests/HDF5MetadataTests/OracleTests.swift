@@ -62,3 +62,22 @@ final class SharedMessageVersion1Tests: XCTestCase {
         XCTAssertEqual(OracleComparison.differences(native: info, oracle: oracle), [])
     }
 }
+
+/// Old-style groups whose local heap holds link names longer than 64 KiB.
+final class LongLinkNameTests: XCTestCase {
+    func testNamesLongerThan64KiBResolveAsLibHDF5Does() async throws {
+        let file = try TestData.fixtureDirectory().appendingPathComponent("links-long-names-earliest.h5")
+        let info = try await HDF5File.parse(try FileSource(path: file.path))
+        let longDataset = "/" + String(repeating: "d", count: 70_000) + "_end"
+        let longGroup = "/" + String(repeating: "g", count: 100_000)
+        let paths = Set(info.datasets.map(\.path))
+        XCTAssertEqual(paths, [longDataset, longGroup + "/inner", "/short"])
+        XCTAssertTrue(info.datasets.allSatisfy { $0.error == nil })
+        XCTAssertEqual(info.datasets.first { $0.path == longDataset }?.dataspace?.dimensions, [6])
+        let root = try XCTUnwrap(info.groups.first { $0.path == "/" })
+        XCTAssertEqual(root.links.first { $0.name == "soft_to_long" }?.target, .soft(path: longDataset))
+        let oracle = try LibHDF5Oracle.describe(path: file.path)
+        XCTAssertEqual(oracle.filter(\.isReadable).count, 3)
+        XCTAssertEqual(OracleComparison.differences(native: info, oracle: oracle), [])
+    }
+}

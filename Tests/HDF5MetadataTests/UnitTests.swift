@@ -100,3 +100,24 @@ final class SharedMessageTests: XCTestCase {
         }
     }
 }
+
+final class LocalHeapNameTests: XCTestCase {
+    /// A local heap bounds its names by its own size: a 70,000-byte name in a larger heap reads
+    /// whole; a name running off the heap's end is a truncation at the heap's offset.
+    func testNamesLongerThan64KiBReadWholeWhenTheHeapHoldsThem() throws {
+        let long = [UInt8](repeating: UInt8(ascii: "n"), count: 70_000)
+        let heap = LocalHeap(data: [0] + long + [0] + Array("b".utf8) + [0, 0, 0, 0], dataOrigin: 4096)
+        XCTAssertEqual(try heap.string(at: 1), String(repeating: "n", count: 70_000))
+        XCTAssertEqual(try heap.string(at: 70_002), "b")
+    }
+
+    func testANameWithoutTerminatorInTheHeapIsATypedTruncation() throws {
+        let heap = LocalHeap(data: [0] + [UInt8](repeating: UInt8(ascii: "n"), count: 70_000), dataOrigin: 4096)
+        XCTAssertThrowsError(try heap.string(at: 1)) { error in
+            let error = error as! HDF5Error
+            XCTAssertEqual(error.kind, .truncated)
+            XCTAssertEqual(error.structure, "local heap")
+            XCTAssertEqual(error.offset, 4097, "the offset of the name that runs off the heap")
+        }
+    }
+}

@@ -81,3 +81,30 @@ final class LongLinkNameTests: XCTestCase {
         XCTAssertEqual(OracleComparison.differences(native: info, oracle: oracle), [])
     }
 }
+
+/// Raw data in external files (External Data Files message): the segments as h5py lists them.
+final class ExternalDataFilesTests: XCTestCase {
+    func testSegmentsAndTheirNamesAreReadFromTheMessageAndItsHeap() async throws {
+        let file = try TestData.fixtureDirectory().appendingPathComponent("external/external-raw-data.h5")
+        let info = try await HDF5File.parse(try FileSource(path: file.path))
+        let byPath = Dictionary(uniqueKeysWithValues: info.datasets.map { ($0.path, $0) })
+        XCTAssertTrue(info.datasets.allSatisfy { $0.error == nil }, "\(info.datasets.compactMap(\.error))")
+        XCTAssertEqual(byPath["/single"]?.externalFiles, [ExternalFileSegment(name: "single.bin", offset: 16, size: 96)])
+        XCTAssertEqual(
+            byPath["/multi"]?.externalFiles,
+            [
+                ExternalFileSegment(name: "multi-a.bin", offset: 0, size: 40), ExternalFileSegment(name: "multi-b.bin", offset: 100, size: 60),
+                ExternalFileSegment(name: "multi-a.bin", offset: 500, size: 20),
+            ])
+        XCTAssertEqual(byPath["/unlimited"]?.externalFiles, [ExternalFileSegment(name: "unlimited.bin", offset: 8, size: nil)])
+        XCTAssertEqual(byPath["/inside"]?.externalFiles, [])
+        XCTAssertEqual(byPath["/single"]?.attributes.first?.name, "units")
+        XCTAssertEqual(byPath["/multi"]?.dataspace?.dimensions, [12, 5])
+        let hostile = try await HDF5File.parse(
+            try FileSource(path: try TestData.fixtureDirectory().appendingPathComponent("external/external-raw-data-hostile.h5").path))
+        XCTAssertEqual(
+            hostile.datasets.first { $0.path == "/absolute" }?.externalFiles, [ExternalFileSegment(name: "/etc/passwd", offset: 0, size: 16)])
+        XCTAssertEqual(
+            hostile.datasets.first { $0.path == "/dotdot" }?.externalFiles, [ExternalFileSegment(name: "../outside.bin", offset: 0, size: 16)])
+    }
+}

@@ -121,3 +121,40 @@ final class LocalHeapNameTests: XCTestCase {
         }
     }
 }
+
+/// The External Data Files message on its own, hostile variants included.
+final class ExternalFileListTests: XCTestCase {
+    private func message(version: UInt8 = 1, allocated: UInt16, used: UInt16, slots: [(UInt64, UInt64, UInt64)]) -> [UInt8] {
+        func le(_ value: UInt64, _ size: Int) -> [UInt8] { (0..<size).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+        var bytes: [UInt8] = [version, 0, 0, 0] + le(UInt64(allocated), 2) + le(UInt64(used), 2) + le(0x400, 8)
+        for slot in slots { bytes += le(slot.0, 8) + le(slot.1, 8) + le(slot.2, 8) }
+        return bytes
+    }
+
+    func testTheMessageParsesItsSlots() throws {
+        var cursor = ByteCursor(
+            message(allocated: 4, used: 2, slots: [(8, 0, 40), (24, 100, UInt64.max)]), origin: 300, structure: "external file list message",
+            offsetSize: 8, lengthSize: 8)
+        let list = try ExternalFileList.parse(&cursor)
+        XCTAssertEqual(list.heapAddress, 0x400)
+        XCTAssertEqual(list.slots, [.init(nameOffset: 8, offset: 0, size: 40), .init(nameOffset: 24, offset: 100, size: UInt64.max)])
+    }
+
+    func testHostileMessagesGiveTypedErrorsWithOffsets() throws {
+        let cases: [([UInt8], HDF5Error.Kind)] = [
+            (message(version: 2, allocated: 1, used: 1, slots: [(0, 0, 4)]), .corrupt),
+            (message(allocated: 1, used: 2, slots: [(0, 0, 4), (0, 0, 4)]), .corrupt),
+            // 65,535 slots claimed in a message that holds one: refused before any allocation.
+            (message(allocated: 65535, used: 65535, slots: [(0, 0, 4)]), .truncated),
+        ]
+        for (bytes, kind) in cases {
+            var cursor = ByteCursor(bytes, origin: 300, structure: "external file list message", offsetSize: 8, lengthSize: 8)
+            XCTAssertThrowsError(try ExternalFileList.parse(&cursor)) { error in
+                let error = error as! HDF5Error
+                XCTAssertEqual(error.kind, kind)
+                XCTAssertEqual(error.offset, 300)
+                XCTAssertEqual(error.structure, "external file list message")
+            }
+        }
+    }
+}

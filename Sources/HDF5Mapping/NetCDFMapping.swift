@@ -23,6 +23,7 @@ public enum NetCDFMapping {
         fetch: @escaping ByteFetcher
     ) async throws -> VirtualDataset {
         var result = VirtualDataset()
+        let externalFiles = ExternalObjectNames(firstID: objectID + 1)
         let namedTypes = namedTypeSignatures(info)
         let scales = DimensionScales(info)
         let lengths = dimensionLengths(info, scales: scales)
@@ -80,7 +81,7 @@ public enum NetCDFMapping {
                 do {
                     if let array = try await array(
                         named, info: info, objectID: objectID, options: options, lengths: lengths,
-                        phony: phony, scales: scales, fetch: fetch)
+                        phony: phony, scales: scales, externalFiles: externalFiles, fetch: fetch)
                     {
                         result.arrays.append(array)
                     }
@@ -90,6 +91,13 @@ public enum NetCDFMapping {
                     result.warnings.append("\(info.name): \(path) left out: \(error)")
                 }
             }
+        }
+        if !externalFiles.names.isEmpty {
+            // Objects up to `objectID` are the file's own (the caller lists them); the external
+            // files follow under their names as written, for the caller to resolve and confine.
+            result.objects =
+                [ObjectInfo](repeating: ObjectInfo(url: info.name, size: 0), count: Int(objectID) + 1)
+                + externalFiles.names.map { ObjectInfo(url: $0, size: 0) }
         }
         return result
     }
@@ -249,7 +257,7 @@ public enum NetCDFMapping {
     static func array(
         _ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
         lengths: [UInt64: UInt64], phony: [String: [String]], scales: DimensionScales,
-        fetch: @escaping ByteFetcher
+        externalFiles: ExternalObjectNames, fetch: @escaping ByteFetcher
     ) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
             throw MappingError.unsupportedLayout("incomplete metadata")
@@ -302,6 +310,23 @@ public enum NetCDFMapping {
                     throw MappingError.mixedFilterMasks(chunks: masks.count, mask: masks.values.first!, decodedBytes: decodedSize)
                 }
                 array = try await inlined(array, fetch: fetch, maxBytes: options.maxDecodedInlineBytes, masks: masks)
+            }
+        case .contiguous where !dataset.externalFiles.isEmpty:
+            // The segments are in the order of the dataspace's bytes; a netCDF dimension grown
+            // past them has rows no segment holds.
+            guard shape == dataspace.dimensions || dataspace.kind == .scalar else {
+                throw MappingError.externalData("the variable is longer (\(shape)) than its stored data (\(dataspace.dimensions))")
+            }
+            let split = ContiguousSplit.chunkShape(
+                shape: shape, itemSize: UInt64(dtype.itemSize), threshold: options.contiguousSplitThreshold)
+            let (chunkShape, pieces) = try ExternalData.layout(
+                shape: shape, itemSize: UInt64(dtype.itemSize), segments: dataset.externalFiles, splitRows: split.first)
+            array.chunkShape = chunkShape
+            array.manifest = try manifest(shape, chunkShape)
+            for (linear, piece) in pieces.enumerated() where linear < array.manifest.count {
+                array.manifest[linear] = .reference(
+                    object: try externalFiles.id(for: dataset.externalFiles[piece.segment].name), offset: piece.offset,
+                    length: piece.length)
             }
         case .contiguous(_, let size):
             let stored = dataset.chunks.flatMap { $0.count > 0 ? ($0.offsets[0], $0.sizes[0]) : nil }
@@ -751,4 +776,27 @@ public enum NetCDFMapping {
 
 extension ByteOrder {
     var prefix: String { self == .littleEndian ? "<" : ">" }
+}
+
+/// The external files a file's datasets name, numbered after the file's own object in the
+/// order they are first used.
+final class ExternalObjectNames {
+    let firstID: UInt32
+    private(set) var names: [String] = []
+    private var ids: [String: UInt32] = [:]
+
+    init(firstID: UInt32) { self.firstID = firstID }
+
+    /// A file naming more distinct external files than this is hostile: a manifest's object
+    /// ids stay far below its markers, and the scan lists each name.
+    static let maxNames = 1 << 16
+
+    func id(for name: String) throws(MappingError) -> UInt32 {
+        if let id = ids[name] { return id }
+        guard names.count < Self.maxNames else { throw .externalData("the file names more than \(Self.maxNames) external files") }
+        let id = firstID + UInt32(names.count)
+        names.append(name)
+        ids[name] = id
+        return id
+    }
 }

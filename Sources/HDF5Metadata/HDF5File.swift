@@ -24,6 +24,9 @@ public struct DatasetInfo: Sendable {
     /// Every allocated chunk, sorted by grid coordinates; contiguous data is one chunk at the
     /// origin; compact and never-written data have none.
     public var chunks: ChunkTable?
+    /// Where the raw data is when it lives in other files (External Data Files message), in
+    /// the order its bytes follow; empty otherwise.
+    public var externalFiles: [ExternalFileSegment] = []
     public var error: HDF5Error?
 }
 
@@ -569,9 +572,12 @@ struct Traversal {
             }
         }
         let finalHeader = header
-        if header.has(.externalFiles) {
+        if let message = header.first(.externalFiles) {
+            // The bytes are in other files: no chunk of this file holds them, so the dataset
+            // carries the segments instead of a chunk table.
             dataset.attributes = try await attributes(of: finalHeader, in: context)
-            throw HDF5Error(.unsupported, "dataset", at: position, "raw data in external files (external file list message)")
+            dataset.externalFiles = try await externalSegments(message, in: context)
+            return
         }
         if case .virtual = layout {
             dataset.attributes = try await attributes(of: finalHeader, in: context)
@@ -597,6 +603,32 @@ struct Traversal {
             dataset.attributes = attributeList
             dataset.chunks = try chunks.get()
         }
+    }
+
+    /// The External Data Files message's segments with their names read from its local heap.
+    /// Only the last segment may run to the end of the data (libhdf5's H5F_UNLIMITED size).
+    private static func externalSegments(_ message: HeaderMessage, in context: FileContext) async throws -> [ExternalFileSegment] {
+        var cursor = try await context.resolve(message)
+        let list = try ExternalFileList.parse(&cursor)
+        guard !list.slots.isEmpty else {
+            throw HDF5Error(.corrupt, "external file list message", at: message.origin, "no external file named")
+        }
+        let heap = try await LocalHeap.read(at: list.heapAddress, in: context)
+        var segments: [ExternalFileSegment] = []
+        segments.reserveCapacity(list.slots.count)
+        for (index, slot) in list.slots.enumerated() {
+            let name = try heap.string(at: slot.nameOffset)
+            guard !name.isEmpty else {
+                throw HDF5Error(.corrupt, "external file list message", at: message.origin, "slot \(index) has an empty file name")
+            }
+            let unlimited = slot.size == UInt64.max
+            guard !unlimited || index == list.slots.count - 1 else {
+                throw HDF5Error(
+                    .corrupt, "external file list message", at: message.origin, "slot \(index) of \(list.slots.count) has an unlimited size")
+            }
+            segments.append(ExternalFileSegment(name: name, offset: slot.offset, size: unlimited ? nil : slot.size))
+        }
+        return segments
     }
 
     private static func attributes(of header: ObjectHeader, in context: FileContext) async throws -> [Attribute] {

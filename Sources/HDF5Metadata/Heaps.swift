@@ -26,7 +26,9 @@ struct LocalHeap {
         }
         var cursor = ByteCursor(data, origin: dataOrigin, structure: "local heap", offsetSize: 8, lengthSize: 8)
         try cursor.seek(to: Int(offset))
-        return try cursor.cString()
+        // A name may fill the heap, which is already read and bounded by the structure limit:
+        // the heap's own size, not a fixed length, is what a name cannot exceed.
+        return try cursor.cString(limit: data.count)
     }
 }
 

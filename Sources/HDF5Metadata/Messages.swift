@@ -493,8 +493,62 @@ struct SymbolTableMessage: Equatable {
     }
 }
 
+/// One segment of a dataset's raw data in another file: `size` bytes at `offset` of the file
+/// `name` (as written, resolved by the reader); the segments in order make the data's bytes.
+public struct ExternalFileSegment: Sendable, Equatable {
+    public var name: String
+    public var offset: UInt64
+    /// Bytes of the data in this segment; nil for libhdf5's H5F_UNLIMITED (the rest of the data).
+    public var size: UInt64?
+
+    public init(name: String, offset: UInt64, size: UInt64?) {
+        self.name = name
+        self.offset = offset
+        self.size = size
+    }
+}
+
+/// The External Data Files message (0x0007): the dataset's bytes live in other files, listed
+/// as slots whose names are in a local heap.
+struct ExternalFileList: Equatable {
+    struct Slot: Equatable {
+        var nameOffset: UInt64
+        var offset: UInt64
+        var size: UInt64
+    }
+
+    var heapAddress: UInt64
+    var slots: [Slot]
+
+    static func parse(_ cursor: inout ByteCursor) throws -> ExternalFileList {
+        let start = cursor.absolutePosition
+        let version = try cursor.u8()
+        guard version == 1 else { throw HDF5Error(.corrupt, "external file list message", at: start, "version \(version)") }
+        try cursor.skip(3)
+        let allocated = Int(try cursor.u16())
+        let used = Int(try cursor.u16())
+        guard used <= allocated else {
+            throw HDF5Error(.corrupt, "external file list message", at: start, "\(used) slots used of \(allocated) allocated")
+        }
+        guard let heap = try cursor.address() else {
+            throw HDF5Error(.corrupt, "external file list message", at: start, "undefined heap address")
+        }
+        // Each slot is three lengths: the message body bounds the count before any allocation.
+        guard used * 3 * cursor.lengthSize <= cursor.remaining else {
+            throw HDF5Error(.truncated, "external file list message", at: start, "\(used) slots in \(cursor.remaining) bytes")
+        }
+        var slots: [Slot] = []
+        slots.reserveCapacity(used)
+        for _ in 0..<used {
+            slots.append(Slot(nameOffset: try cursor.length(), offset: try cursor.length(), size: try cursor.length()))
+        }
+        return ExternalFileList(heapAddress: heap, slots: slots)
+    }
+}
+
 /// A message stored once elsewhere: in another object header (a committed datatype) or in the
-/// file's shared-message heap.
+/// file's shared-message heap. Version 1 (HDF5 1.6) names the object header through a symbol
+/// table entry, version 2 through its address, version 3 through an address or a heap ID.
 enum SharedMessageReference: Equatable {
     case objectHeader(address: UInt64)
     case sharedHeap(heapID: [UInt8])
@@ -505,7 +559,11 @@ enum SharedMessageReference: Equatable {
         let type = try cursor.u8()
         switch version {
         case 1:
+            // HDF5 1.6 stores the committed object as a whole symbol table entry after six
+            // reserved bytes: its link name offset (a length, unused here) comes before the
+            // object header address, as libhdf5's H5O__shared_decode reads it.
             try cursor.skip(6)
+            _ = try cursor.length()
             guard let address = try cursor.address() else { throw HDF5Error(.corrupt, "shared message", at: start, "undefined address") }
             return .objectHeader(address: address)
         case 2:

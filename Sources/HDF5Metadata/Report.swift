@@ -155,6 +155,19 @@ public enum InspectionReport {
                 }
             }
         }
+        if !dataset.externalFiles.isEmpty {
+            pairs.append(
+                (
+                    "external",
+                    .array(
+                        dataset.externalFiles.map { segment in
+                            .object([
+                                ("name", .string(segment.name)), ("offset", .uint(segment.offset)),
+                                ("size", segment.size.map(JSON.uint) ?? .null),
+                            ])
+                        })
+                ))
+        }
         if let error = dataset.error { pairs.append(("error", .string(error.description))) }
         return .object(pairs)
     }

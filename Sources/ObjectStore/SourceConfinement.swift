@@ -77,6 +77,19 @@ public struct SourceConfinement: Sendable, Equatable {
         return "it is outside the allowed sources (\(allowed.map(\.description).joined(separator: ", ")))"
     }
 
+    /// Where `url` is to be read from when it is inside an allowed prefix: a local path as its
+    /// canonical path (symbolic links resolved, so the file read is the file checked), a URL as
+    /// it is; otherwise the reason it is refused.
+    public func admitted(_ url: String, workingDirectory: String) -> Result<String, ConfinementError> {
+        let place: Prefix
+        do { place = try Self.place(of: url, workingDirectory: workingDirectory) } catch { return .failure(error) }
+        guard allowed.contains(where: { Self.contains($0, place) }) else {
+            return .failure(.refused(url, "it is outside the allowed sources (\(allowed.map(\.description).joined(separator: ", ")))"))
+        }
+        if case .directory(let path) = place { return .success(path) }
+        return .success(url)
+    }
+
     static func contains(_ prefix: Prefix, _ place: Prefix) -> Bool {
         switch (prefix, place) {
         case (.directory(let directory), .directory(let path)):
@@ -200,7 +213,7 @@ public enum ConfinementError: Error, CustomStringConvertible, Sendable, Equatabl
     /// An `--allow-source` prefix that is not a path or URL.
     case invalidPrefix(String, String)
 
-    var reason: String {
+    public var reason: String {
         switch self {
         case .refused(_, let reason), .invalidPrefix(_, let reason): return reason
         }

@@ -70,7 +70,9 @@ public struct ManifestCache: Sendable {
     }
 
     public func store(_ dataset: VirtualDataset, for object: ListedObject, options: MappingOptions) {
-        guard object.identity != nil else { return }
+        // A result that reads other objects too (external raw-data files) is keyed by this
+        // object alone, so a change of those would go unseen: it is scanned again each time.
+        guard object.identity != nil, dataset.objects.count <= 1 else { return }
         let document = JSON.object([("key", Self.key(object, options: options)), ("dataset", Self.encode(dataset))])
         let target = path(for: object)
         let temporary = target + ".tmp-\(getpid())"

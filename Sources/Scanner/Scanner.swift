@@ -49,6 +49,9 @@ public struct ScanOptions: Sendable {
     public var store: RemoteStore?
     /// Per-file results of earlier scans; `nil` scans every file.
     public var cache: ManifestCache?
+    /// Prefixes beyond a file's own directory or origin that the external raw-data files it
+    /// names may be under (`--allow-source`).
+    public var allowSources: [String] = []
 
     public init() {}
 }
@@ -197,6 +200,7 @@ public enum Scanner {
         }
         let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
         let store = options.store
+        let allowSources = options.allowSources
         logger.info("scanning files", metadata: ["count": "\(listed.count)"])
         var mapping = options.mapping
         if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
@@ -223,8 +227,24 @@ public enum Scanner {
                     listed[index].firstBytes = []
                     group.addTask {
                         if let cached = cache?.load(object, options: mappingOptions) { return .scanned(index, .cached(cached)) }
-                        let outcome = await scanFile(object, mapping: mappingOptions, store: store)
-                        if case .scanned(let dataset, _) = outcome { cache?.store(dataset, for: object, options: mappingOptions) }
+                        var outcome = await scanFile(object, mapping: mappingOptions, store: store)
+                        if case .scanned(var dataset, let counters) = outcome {
+                            if dataset.objects.count > 1 {
+                                // External raw-data files are found and confined on every scan:
+                                // the cache is keyed by this file alone, and the allowed sources
+                                // may differ from one scan to the next.
+                                do {
+                                    try await ExternalFiles.resolve(&dataset, file: object, store: store, allowSources: allowSources)
+                                    outcome = .scanned(dataset, counters)
+                                } catch let error as ScanError {
+                                    outcome = .failed(error)
+                                } catch {
+                                    outcome = .failed(ScanError.file(url: object.url, reason: "\(error)"))
+                                }
+                            } else {
+                                cache?.store(dataset, for: object, options: mappingOptions)
+                            }
+                        }
                         return .scanned(index, outcome)
                     }
                 }
@@ -298,6 +318,8 @@ public enum Scanner {
             elapsed: ContinuousClock.now - start, cacheHits: tally.cacheHits, store: store, maxRounds: tally.maxRounds)
     }
 
+    /// One file parsed and mapped; external raw-data files it names stay unresolved after the
+    /// file's own object (`ExternalFiles.resolve` finds and confines them).
     static func scanFile(_ object: ListedObject, mapping: MappingOptions, store: RemoteStore?) async -> FileOutcome {
         do {
             let statistics = ReadStatistics()
@@ -326,7 +348,7 @@ public enum Scanner {
                     cache, size: object.size, policy: .sequential, mapping: mapping,
                     fetch: { offset, length in try file.readSynchronously(offset: offset, length: length) })
             }
-            dataset.objects = [ObjectInfo(listed: object)]
+            dataset.objects = [ObjectInfo(listed: object)] + dataset.objects.dropFirst()
             return .scanned(dataset, statistics.snapshot)
         } catch {
             return .failed(ScanError.file(url: object.url, reason: "\(error)"))

@@ -565,6 +565,8 @@ public enum MappingError: Error, CustomStringConvertible, Sendable, Equatable {
     case tooManyPrefixDirectories(path: String, gridShape: [Int], count: Int, max: Int)
     /// The variable-length data of a variable could not be read (the parser's reason).
     case variableLengthData(String)
+    /// Raw data in external files that no chunk grid serves, or whose files cannot be used.
+    case externalData(String)
 
     public var description: String {
         switch self {
@@ -593,6 +595,7 @@ public enum MappingError: Error, CustomStringConvertible, Sendable, Equatable {
         case .tooManyPrefixDirectories(let path, let gridShape, let count, let max):
             "\(path): its chunk grid \(gridShape) needs \(count) chunk-prefix directories in Zarr v3 (at most \(max)); mount it as Zarr v2"
         case .variableLengthData(let reason): reason
+        case .externalData(let reason): "raw data in external files: \(reason)"
         }
     }
 }

@@ -82,7 +82,7 @@ struct SourceOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "With --references: also allow objects under this path or URL prefix (repeatable). By default a reference file may only name objects under its own directory (local) or at its own origin (URL).",
+            "With --references, and for the external raw-data files an HDF5 file names: also allow objects under this path or URL prefix (repeatable). By default a reference file may only name objects under its own directory (local) or at its own origin (URL), and an HDF5 file only files beside it or below.",
             valueName: "prefix"))
     var allowSource: [String] = []
 
@@ -202,6 +202,7 @@ extension MountConfig {
         options.combine.chunks = chunks
         options.variables = VariableSelection(keep: variables, drop: dropVariables)
         if let concurrency { options.concurrency = concurrency }
+        options.allowSources = allowSources
         return options
     }
 }

@@ -71,3 +71,90 @@ final class ChunkTableOrderTests: XCTestCase {
         XCTAssertEqual(mixed.offsets, [100, 200, 250, 300])
     }
 }
+
+final class SharedMessageTests: XCTestCase {
+    /// HDF5 1.6 writes a version 1 shared message: six reserved bytes, then a symbol table entry
+    /// whose link name offset (a length) precedes the object header address.
+    func testVersion1ReadsTheAddressAfterTheSymbolTableEntrysNameOffset() throws {
+        let nameOffset: [UInt8] = [0x10, 0, 0, 0]
+        let address: [UInt8] = [0x28, 0x07, 0, 0, 0, 0, 0, 0]
+        let entryRest = [UInt8](repeating: 0, count: 4 + 4 + 16)
+        let body: [UInt8] = [1, 0] + [UInt8](repeating: 0, count: 6) + nameOffset + address + entryRest
+        var cursor = ByteCursor(body, origin: 500, structure: "shared message", offsetSize: 8, lengthSize: 4)
+        XCTAssertEqual(try SharedMessageReference.parse(&cursor), .objectHeader(address: 0x728))
+    }
+
+    func testVersion2ReadsTheAddressDirectly() throws {
+        let body: [UInt8] = [2, 2, 0x28, 0x07, 0, 0, 0, 0, 0, 0]
+        var cursor = ByteCursor(body, origin: 500, structure: "shared message", offsetSize: 8, lengthSize: 8)
+        XCTAssertEqual(try SharedMessageReference.parse(&cursor), .objectHeader(address: 0x728))
+    }
+
+    func testATruncatedVersion1MessageIsATypedErrorWithItsOffset() throws {
+        let body: [UInt8] = [1, 0] + [UInt8](repeating: 0, count: 6) + [0, 0, 0, 0, 0, 0, 0, 0, 0x28, 0x07]
+        var cursor = ByteCursor(body, origin: 500, structure: "shared message", offsetSize: 8, lengthSize: 8)
+        XCTAssertThrowsError(try SharedMessageReference.parse(&cursor)) { error in
+            let error = error as! HDF5Error
+            XCTAssertEqual(error.kind, .truncated)
+            XCTAssertEqual(error.offset, 516)
+        }
+    }
+}
+
+final class LocalHeapNameTests: XCTestCase {
+    /// A local heap bounds its names by its own size: a 70,000-byte name in a larger heap reads
+    /// whole; a name running off the heap's end is a truncation at the heap's offset.
+    func testNamesLongerThan64KiBReadWholeWhenTheHeapHoldsThem() throws {
+        let long = [UInt8](repeating: UInt8(ascii: "n"), count: 70_000)
+        let heap = LocalHeap(data: [0] + long + [0] + Array("b".utf8) + [0, 0, 0, 0], dataOrigin: 4096)
+        XCTAssertEqual(try heap.string(at: 1), String(repeating: "n", count: 70_000))
+        XCTAssertEqual(try heap.string(at: 70_002), "b")
+    }
+
+    func testANameWithoutTerminatorInTheHeapIsATypedTruncation() throws {
+        let heap = LocalHeap(data: [0] + [UInt8](repeating: UInt8(ascii: "n"), count: 70_000), dataOrigin: 4096)
+        XCTAssertThrowsError(try heap.string(at: 1)) { error in
+            let error = error as! HDF5Error
+            XCTAssertEqual(error.kind, .truncated)
+            XCTAssertEqual(error.structure, "local heap")
+            XCTAssertEqual(error.offset, 4097, "the offset of the name that runs off the heap")
+        }
+    }
+}
+
+/// The External Data Files message on its own, hostile variants included.
+final class ExternalFileListTests: XCTestCase {
+    private func message(version: UInt8 = 1, allocated: UInt16, used: UInt16, slots: [(UInt64, UInt64, UInt64)]) -> [UInt8] {
+        func le(_ value: UInt64, _ size: Int) -> [UInt8] { (0..<size).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+        var bytes: [UInt8] = [version, 0, 0, 0] + le(UInt64(allocated), 2) + le(UInt64(used), 2) + le(0x400, 8)
+        for slot in slots { bytes += le(slot.0, 8) + le(slot.1, 8) + le(slot.2, 8) }
+        return bytes
+    }
+
+    func testTheMessageParsesItsSlots() throws {
+        var cursor = ByteCursor(
+            message(allocated: 4, used: 2, slots: [(8, 0, 40), (24, 100, UInt64.max)]), origin: 300, structure: "external file list message",
+            offsetSize: 8, lengthSize: 8)
+        let list = try ExternalFileList.parse(&cursor)
+        XCTAssertEqual(list.heapAddress, 0x400)
+        XCTAssertEqual(list.slots, [.init(nameOffset: 8, offset: 0, size: 40), .init(nameOffset: 24, offset: 100, size: UInt64.max)])
+    }
+
+    func testHostileMessagesGiveTypedErrorsWithOffsets() throws {
+        let cases: [([UInt8], HDF5Error.Kind)] = [
+            (message(version: 2, allocated: 1, used: 1, slots: [(0, 0, 4)]), .corrupt),
+            (message(allocated: 1, used: 2, slots: [(0, 0, 4), (0, 0, 4)]), .corrupt),
+            // 65,535 slots claimed in a message that holds one: refused before any allocation.
+            (message(allocated: 65535, used: 65535, slots: [(0, 0, 4)]), .truncated),
+        ]
+        for (bytes, kind) in cases {
+            var cursor = ByteCursor(bytes, origin: 300, structure: "external file list message", offsetSize: 8, lengthSize: 8)
+            XCTAssertThrowsError(try ExternalFileList.parse(&cursor)) { error in
+                let error = error as! HDF5Error
+                XCTAssertEqual(error.kind, kind)
+                XCTAssertEqual(error.offset, 300)
+                XCTAssertEqual(error.structure, "external file list message")
+            }
+        }
+    }
+}

@@ -277,3 +277,80 @@ final class ManifestCacheTests: XCTestCase {
         }
     }
 }
+
+/// External raw data: the segments' chunk grid, and where the named files are.
+final class ExternalDataTests: XCTestCase {
+    private func segment(_ name: String, _ offset: UInt64, _ size: UInt64?) -> ExternalFileSegment {
+        ExternalFileSegment(name: name, offset: offset, size: size)
+    }
+
+    func testSegmentsOnRowBoundariesGiveChunksOfTheRowsEveryBoundaryDivides() throws {
+        // 12 rows of 10 bytes in 4 + 6 + 2 rows: chunks of 2 rows, each inside one segment.
+        let (chunkShape, pieces) = try ExternalData.layout(
+            shape: [12, 5], itemSize: 2, segments: [segment("a", 0, 40), segment("b", 100, 60), segment("a", 500, 20)])
+        XCTAssertEqual(chunkShape, [2, 5])
+        XCTAssertEqual(pieces.map(\.segment), [0, 0, 1, 1, 1, 2])
+        XCTAssertEqual(pieces.map(\.offset), [0, 20, 100, 120, 140, 500])
+        XCTAssertEqual(Set(pieces.map(\.length)), [20])
+    }
+
+    func testAnUnlimitedLastSegmentTakesTheRestAndTheSplitBoundsTheRows() throws {
+        let (chunkShape, pieces) = try ExternalData.layout(
+            shape: [8, 3], itemSize: 4, segments: [segment("x", 16, nil)], splitRows: 4)
+        XCTAssertEqual(chunkShape, [4, 3])
+        XCTAssertEqual(pieces, [.init(segment: 0, offset: 16, length: 48), .init(segment: 0, offset: 64, length: 48)])
+    }
+
+    func testEmptySegmentsAndBytesBeyondTheDataAreIgnored() throws {
+        let (chunkShape, pieces) = try ExternalData.layout(
+            shape: [2], itemSize: 8, segments: [segment("e", 0, 0), segment("x", 4, 100), segment("y", 0, 50)])
+        XCTAssertEqual(chunkShape, [2])
+        XCTAssertEqual(pieces, [.init(segment: 1, offset: 4, length: 16)])
+    }
+
+    func testSegmentsThatSplitARowOrHoldTooLittleAreRefusedWithTheReason() {
+        XCTAssertThrowsError(
+            try ExternalData.layout(shape: [4, 3], itemSize: 4, segments: [segment("u", 0, 20), segment("u", 64, 28)])
+        ) { error in
+            guard case .externalData(let reason)? = error as? MappingError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("inside row 1 of 12-byte rows"), reason)
+        }
+        XCTAssertThrowsError(try ExternalData.layout(shape: [10], itemSize: 4, segments: [segment("s", 0, 12)])) { error in
+            XCTAssertEqual(error as? MappingError, .externalData("the external files hold 12 bytes of the 40 the data needs"))
+        }
+        XCTAssertThrowsError(try ExternalData.layout(shape: [], itemSize: 8, segments: [segment("s", 0, 4), segment("t", 0, 4)]))
+        // A boundary after the first of 2^40 one-byte rows: refused before any allocation.
+        XCTAssertThrowsError(
+            try ExternalData.layout(shape: [1 << 40], itemSize: 1, segments: [segment("s", 0, 1), segment("t", 0, nil)]))
+        XCTAssertThrowsError(try ExternalData.layout(shape: [1 << 62, 1 << 62], itemSize: 8, segments: [segment("s", 0, nil)]))
+    }
+
+    func testNamesResolveBesideTheFileLocallyAndAsSiblingURLs() {
+        func location(_ name: String, _ url: String) -> String? {
+            try? ExternalFiles.location(of: name, besides: url, workingDirectory: "/work").get()
+        }
+        XCTAssertEqual(location("x.bin", "/data/run/f.h5"), "/data/run/x.bin")
+        XCTAssertEqual(location("sub/x.bin", "rel/f.h5"), "/work/rel/sub/x.bin")
+        XCTAssertEqual(location("/etc/passwd", "/data/f.h5"), "/etc/passwd", "absolute: confinement decides")
+        XCTAssertEqual(location("x y.bin", "https://host/a/b/f.h5?v=1"), "https://host/a/b/x%20y.bin")
+        XCTAssertEqual(location("x.bin", "s3://bucket/a/f.h5"), "s3://bucket/a/x.bin")
+        XCTAssertNil(location("/etc/passwd", "https://host/a/f.h5"))
+        XCTAssertNil(location("http://elsewhere/x.bin", "https://host/a/f.h5"))
+    }
+
+    func testTheHostileFixturesNamesAreRefusedAndTheRestIsServed() async throws {
+        let file = try VZTestData.fixtures().appendingPathComponent("external/external-raw-data-hostile.h5").path
+        let object = try LocalStore.describe(file)
+        guard case .scanned(var dataset, _) = await Scanner.scanFile(object, mapping: MappingOptions(), store: nil) else {
+            return XCTFail("the file did not scan")
+        }
+        XCTAssertEqual(dataset.objects.map(\.url), [file, "/etc/passwd", "../outside.bin"])
+        try await ExternalFiles.resolve(&dataset, file: object, store: nil, allowSources: [])
+        XCTAssertEqual(dataset.arrays.map(\.path), ["inside"])
+        XCTAssertEqual(dataset.objects.map(\.url), [file])
+        XCTAssertEqual(dataset.warnings.count, 2)
+        XCTAssertTrue(dataset.warnings.allSatisfy { $0.contains("is not allowed: it is outside the allowed sources") }, "\(dataset.warnings)")
+        XCTAssertTrue(dataset.warnings[0].contains("/absolute left out") && dataset.warnings[0].contains("/etc/passwd"))
+        XCTAssertTrue(dataset.warnings[1].contains("/dotdot left out") && dataset.warnings[1].contains("../outside.bin"))
+    }
+}

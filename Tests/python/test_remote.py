@@ -1395,3 +1395,42 @@ def test_netcdf3_archives_scan_over_http_and_s3_as_they_do_locally(scanner, serv
     refs, _ = scanner.ok(["s3://%s/nc3/*.nc" % BUCKET], "--endpoint-url", services.s3, "--concat-dim", "time",
                          concat=False)
     assert_same_refs(expected, refs, "netCDF-3 over S3")
+
+
+# ------------------------------------------------------------------ external raw data over HTTP
+
+def test_external_raw_data_over_http_reads_sibling_urls_and_refuses_escapes(scanner, services):
+    """An HDF5 file served over HTTP names its external raw-data files relative to itself: they
+    are the sibling URLs, with the offsets a local scan gives; an absolute name or a `..` name is
+    refused (a remote file cannot name a local file, nor leave its directory)."""
+    import shutil
+    from conftest import ensure_fixtures
+    source = os.path.join(ensure_fixtures(), "external")
+    www = os.path.join(services.www, "external-data")
+    shutil.copytree(source, www, dirs_exist_ok=True)
+    shutil.copy(os.path.join(os.path.dirname(source), "outside.bin"), services.www)
+    base = services.http + "/external-data"
+    p = scanner.scan([base + "/external-raw-data.h5"], concat=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with open(p.out) as fh:
+        refs = json.load(fh)["refs"]
+    local = subprocess.run(list(scanner.cmd) + ["scan", os.path.join(source, "external-raw-data.h5"), "--no-cache",
+                                                 "--refs", os.path.join(scanner.tmp, "external-local.json")],
+                           capture_output=True, text=True, timeout=SCAN_TIMEOUT)
+    assert local.returncode == 0, local.stderr
+    with open(os.path.join(scanner.tmp, "external-local.json")) as fh:
+        local_refs = json.load(fh)["refs"]
+    chunks = {k: v for k, v in refs.items() if isinstance(v, list)}
+    assert {k for k in chunks if k.startswith("multi/")} == {"multi/%d.0" % i for i in range(6)}
+    for key, (url, offset, length) in chunks.items():
+        lurl, loffset, llength = local_refs[key]
+        assert url == base + "/" + os.path.basename(lurl), (key, url)
+        assert (offset, length) == (loffset, llength), key
+    assert "/unaligned left out" in p.stderr
+    p = scanner.scan([base + "/external-raw-data-hostile.h5"], concat=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with open(p.out) as fh:
+        refs = json.load(fh)["refs"]
+    assert not any(k.startswith(("absolute/", "dotdot/")) for k in refs), sorted(refs)
+    assert "/absolute left out: raw data in external files: /etc/passwd cannot be used: a remote file's external files must be named relative to it" in p.stderr, p.stderr
+    assert "/dotdot left out: raw data in external files: ../outside.bin (%s/../outside.bin) is not allowed: its path has . or .. segments" % base in p.stderr, p.stderr

@@ -21,7 +21,7 @@ final class ReadPatternTests: XCTestCase {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 XCTFail("ZARRMOUNT_SAMPLE_ARCHIVE is not set: run tools/test (CI must not skip)")
             }
-            throw XCTSkip("no sample archive: run tools/test, or tools/make-archive DIR --days 2 and set ZARRMOUNT_SAMPLE_ARCHIVE")
+            throw XCTSkip("no sample archive: run tools/test, or tools/make-archive.py DIR --days 2 and set ZARRMOUNT_SAMPLE_ARCHIVE")
         }
         let directory = URL(fileURLWithPath: path)
         let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".nc") }.sorted()

@@ -5,7 +5,7 @@ import HDF5Metadata
 import XCTest
 
 enum TestData {
-    /// The fixture matrix written by `tools/make-fixtures` (tools/test sets the variable).
+    /// The fixture matrix written by `tools/make-fixtures.py` (tools/test sets the variable).
     static func fixtureDirectory() throws -> URL {
         if let path = ProcessInfo.processInfo.environment["ZARRMOUNT_FIXTURES"] {
             return URL(fileURLWithPath: path)
@@ -15,7 +15,7 @@ enum TestData {
         if ProcessInfo.processInfo.environment["CI"] == "true" {
             XCTFail("ZARRMOUNT_FIXTURES is not set and .cache/fixtures does not exist: run tools/test (CI must not skip)")
         }
-        throw XCTSkip("no fixtures: run tools/make-fixtures .cache/fixtures or tools/test")
+        throw XCTSkip("no fixtures: run tools/make-fixtures.py .cache/fixtures or tools/test")
     }
 
     static func fixtureFiles() throws -> [URL] {

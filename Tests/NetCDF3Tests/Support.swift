@@ -4,7 +4,7 @@ import JSONValue
 import NetCDF3
 import XCTest
 
-/// The netCDF-3 fixtures of `tools/make-fixtures` (netcdf3-*.nc) and their sidecars
+/// The netCDF-3 fixtures of `tools/make-fixtures.py` (netcdf3-*.nc) and their sidecars
 /// (netcdf3-*.nc.expected.json: what netCDF4-python reads from each file).
 enum NC3Fixtures {
     static func directory() throws -> URL {
@@ -16,14 +16,14 @@ enum NC3Fixtures {
         if ProcessInfo.processInfo.environment["CI"] == "true" {
             XCTFail("ZARRMOUNT_FIXTURES is not set and .cache/fixtures does not exist: run tools/test (CI must not skip)")
         }
-        throw XCTSkip("no fixtures: run tools/make-fixtures .cache/fixtures or tools/test")
+        throw XCTSkip("no fixtures: run tools/make-fixtures.py .cache/fixtures or tools/test")
     }
 
     static func files() throws -> [URL] {
         let directory = try directory()
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         let files = names.filter { $0.hasPrefix("netcdf3-") && $0.hasSuffix(".nc") }.sorted().map { directory.appendingPathComponent($0) }
-        if files.isEmpty { throw XCTSkip("no netcdf3-*.nc in \(directory.path): regenerate the fixtures with tools/make-fixtures") }
+        if files.isEmpty { throw XCTSkip("no netcdf3-*.nc in \(directory.path): regenerate the fixtures with tools/make-fixtures.py") }
         XCTAssertGreaterThanOrEqual(files.count, 7, "the netCDF-3 fixtures look incomplete in \(directory.path)")
         return files
     }

@@ -6,7 +6,7 @@ import TestSupport
 @testable import VirtualZarr
 import XCTest
 
-/// tools/make-fixtures' plugins/filters-plugins.h5: every filtered variable names, in its
+/// tools/make-fixtures.py' plugins/filters-plugins.h5: every filtered variable names, in its
 /// attribute `oracle`, an unfiltered variable holding what h5py (with hdf5plugin) reads from it.
 final class PluginFilterTests: XCTestCase {
     static let filtered: Set<String> = [
@@ -26,8 +26,8 @@ final class PluginFilterTests: XCTestCase {
     static func scanned() async throws -> Fixture {
         let path = try VZTestData.fixtures().appendingPathComponent("plugins/filters-plugins.h5").path
         guard FileManager.default.fileExists(atPath: path) else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("\(path) missing under CI: run tools/make-fixtures") }
-            throw XCTSkip("no \(path): run tools/make-fixtures")
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("\(path) missing under CI: run tools/make-fixtures.py") }
+            throw XCTSkip("no \(path): run tools/make-fixtures.py")
         }
         let summary = try await Scanner.scan(sources: [path], options: ScanOptions(), logger: VZTestData.logger)
         let file = try FileSource(path: path)

@@ -53,8 +53,8 @@ def _ensure_generated(outdir, generator_paths, cmd, also_clear=()):
 
 
 def ensure_vz_sets():
-    """tools/make-vz-sets output in .cache/vz-sets (regenerated when make-vz-sets or make-archive changes)."""
-    gens = [os.path.join(REPO, "tools", "make-vz-sets"), os.path.join(REPO, "tools", "make-archive")]
+    """tools/make-vz-sets.py output in .cache/vz-sets (regenerated when make-vz-sets or make-archive changes)."""
+    gens = [os.path.join(REPO, "tools", "make-vz-sets.py"), os.path.join(REPO, "tools", "make-archive.py")]
     return _ensure_generated(SETS_DIR, gens, [sys.executable, gens[0], SETS_DIR])
 
 
@@ -64,7 +64,7 @@ def ensure_fixtures():
     env = os.environ.get("ZARRMOUNT_FIXTURES")
     if env and os.path.isdir(env):
         return env
-    gen = os.path.join(REPO, "tools", "make-fixtures")
+    gen = os.path.join(REPO, "tools", "make-fixtures.py")
     out = os.path.join(CACHE, "fixtures")
     return _ensure_generated(out, [gen], [sys.executable, gen, out], also_clear=[os.path.join(CACHE, "fixtures-expected")])
 
@@ -579,8 +579,8 @@ def require_fuse():
 
 
 def make_wrf_sample(directory, days=3):
-    """DAYS daily WRF-like files (tools/make-archive) in DIRECTORY, sorted paths."""
-    subprocess.run([os.path.join(REPO, "tools", "make-archive"), str(directory), "--days", str(days)], check=True,
+    """DAYS daily WRF-like files (tools/make-archive.py) in DIRECTORY, sorted paths."""
+    subprocess.run([os.path.join(REPO, "tools", "make-archive.py"), str(directory), "--days", str(days)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return sorted(glob.glob(os.path.join(str(directory), "*.nc")))
 

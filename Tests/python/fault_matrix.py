@@ -1,9 +1,9 @@
-"""The fault matrix (issue 14): scans and reads through real mounts with tools/fault-proxy in front
+"""The fault matrix (issue 14): scans and reads through real mounts with tools/fault-proxy.py in front
 of nginx, injecting one kind of fault into a share of the requests. The rule checked: a scan gives
 references identical to a clean scan or fails naming the file; every read gives the right bytes
 or an errno within the read bound; nothing hangs.
 
-Used by Tests/python/test_faults.py (one rate in CI) and tools/fault-matrix (every rate, the
+Used by Tests/python/test_faults.py (one rate in CI) and tools/fault-matrix.py (every rate, the
 README's table)."""
 import concurrent.futures
 import errno
@@ -31,11 +31,11 @@ def proxy_arguments(kind, rate, after=0):
 
 
 class Proxy:
-    """tools/fault-proxy on a free port in front of UPSTREAM, logging each request to LOG."""
+    """tools/fault-proxy.py on a free port in front of UPSTREAM, logging each request to LOG."""
 
     def __init__(self, upstream, args, log, max_seconds=600):
         self.log = log
-        cmd = [sys.executable, os.path.join(TOOLS, "fault-proxy"), "--upstream", upstream, "--port", "0",
+        cmd = [sys.executable, os.path.join(TOOLS, "fault-proxy.py"), "--upstream", upstream, "--port", "0",
                "--log", log, "--max-seconds", str(max_seconds)] + [str(a) for a in args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], 20)

@@ -1,4 +1,4 @@
-"""HDF5 plugin filters as Zarr codecs (issue 16), through real FUSE mounts of tools/make-fixtures'
+"""HDF5 plugin filters as Zarr codecs (issue 16), through real FUSE mounts of tools/make-fixtures.py'
 plugins/filters-plugins.h5 (h5py + hdf5plugin): zstd, bzip2, blosc (several compressors and
 shuffles), lz4 (HDF5's framing), bitshuffle (none, lz4, zstd), lzf, szip, scale-offset and n-bit.
 
@@ -38,7 +38,7 @@ def plugins_file():
     except ImportError:
         _require(False, "hdf5plugin is not installed (tools/requirements.txt)")
     path = os.path.join(ensure_fixtures(), "plugins", "filters-plugins.h5")
-    _require(os.path.exists(path), "%s is missing: run tools/make-fixtures" % path)
+    _require(os.path.exists(path), "%s is missing: run tools/make-fixtures.py" % path)
     return path
 
 

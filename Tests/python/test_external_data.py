@@ -3,7 +3,7 @@ Data Files message, h5py's `external=`), mounted with a real FUSE mount and held
 h5py reads; names outside the HDF5 file's directory are refused unless `--allow-source` allows
 them.
 
-The fixtures are tools/make-fixtures' external/ subdirectory: external-raw-data.h5 beside its
+The fixtures are tools/make-fixtures.py' external/ subdirectory: external-raw-data.h5 beside its
 .bin files (one segment, three segments over two files, an unlimited segment, and segments that
 split a row), and external-raw-data-hostile.h5 naming /etc/passwd and ../outside.bin.
 """

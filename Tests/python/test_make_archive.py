@@ -1,4 +1,4 @@
-"""tools/make-archive writes the WRF-like daily archive the benchmarks and acceptance tests use."""
+"""tools/make-archive.py writes the WRF-like daily archive the benchmarks and acceptance tests use."""
 import hashlib
 import os
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOOL = os.path.join(REPO, "tools", "make-archive")
+TOOL = os.path.join(REPO, "tools", "make-archive.py")
 DAYS = ["2060-01-01", "2060-01-02", "2060-01-03"]
 
 

@@ -1,6 +1,6 @@
 """netCDF-C's own test files as an oracle corpus (issue 16): every .nc file in Debian's netCDF-C 4.9.0
 source, and every CDL of its ncdump/, ncgen/ and ncgen3/ tests compiled by ncgen into netCDF-3
-classic, 64-bit offset and 64-bit data files (tools/netcdf-c-corpus builds them into
+classic, 64-bit offset and 64-bit data files (tools/netcdf-c-corpus.py builds them into
 .cache/netcdf-c-corpus; never into the repository).
 
 Each file that xarray opens (netCDF4-python, i.e. netCDF-C itself) is scanned into kerchunk references
@@ -18,7 +18,7 @@ import pytest
 from conftest import (CACHE, REFUSED, REPO, UNOPENABLE, _ensure_generated, allowances, compare_datasets, left_out,
                       open_original, open_refs, probe_originals, run_vz)
 
-TOOL = os.path.join(REPO, "tools", "netcdf-c-corpus")
+TOOL = os.path.join(REPO, "tools", "netcdf-c-corpus.py")
 CORPUS = _ensure_generated(os.path.join(CACHE, "netcdf-c-corpus"), [TOOL], [sys.executable, TOOL,
                                                                            os.path.join(CACHE, "netcdf-c-corpus")])
 FILES = sorted(os.path.relpath(os.path.join(d, f), CORPUS)

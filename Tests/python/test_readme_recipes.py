@@ -11,7 +11,7 @@ Python block that opens nothing the table makes, a reader call written in an inl
 in a block not marked ```python. New recipes are therefore tested, or the test says why not.
 
 The test archive: two days of the WRF-like sample ($ZARRMOUNT_SAMPLE_ARCHIVE, else written by
-tools/make-archive), to which each file gets a packed int16 variable `T2P` with float32
+tools/make-archive.py), to which each file gets a packed int16 variable `T2P` with float32
 scale_factor/add_offset and _FillValue, and a group `surface`.
 """
 import ast

@@ -1,8 +1,8 @@
 """Remote archives (issue 4): `zarrmount scan` over S3 (moto_server) and HTTP (nginx), real servers on
-127.0.0.1 started by tools/services for this session, with tools/fault-proxy in front of them to log
+127.0.0.1 started by tools/services.py for this session, with tools/fault-proxy.py in front of them to log
 what the client sends and to inject faults.
 
-A five-day WRF-like set (tools/make-archive) is uploaded to moto and copied into nginx's root; a scan
+A five-day WRF-like set (tools/make-archive.py) is uploaded to moto and copied into nginx's root; a scan
 over S3, over HTTP (URLs as arguments and through --urls) and over the local files must give the same
 references, URLs aside (compared by basename), with the URLs exactly as given (s3://bucket/key,
 http://host/path). Also: a listing of > 1000 keys, every glob form, anonymous and signed requests (each
@@ -11,7 +11,7 @@ from the environment and from a profile, requester-pays, region, If-Match on eve
 manifest cache, and failures: 403, 404, unreachable endpoints, 5xx then success, Retry-After, and a
 fault-injected scan (delays, 503s, SlowDown, 5xx, resets, truncated bodies) that must equal the clean one.
 
-Without nginx/moto (tools/services) or without a zarrmount that scans remote sources the tests skip,
+Without nginx/moto (tools/services.py) or without a zarrmount that scans remote sources the tests skip,
 unless CI=true, where they fail.
 """
 import calendar
@@ -75,14 +75,14 @@ class Services:
 @pytest.fixture(scope="session")
 def services(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("services"))
-    tool = os.path.join(TOOLS, "services")
+    tool = os.path.join(TOOLS, "services.py")
     try:
         p = subprocess.run([sys.executable, tool, "start", "--dir", root, "--parent-pid", str(os.getpid()),
                             "--lifetime", "1800"], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
-        _skip_or_fail("tools/services start failed: %s" % e)
+        _skip_or_fail("tools/services.py start failed: %s" % e)
     if p.returncode != 0:
-        _skip_or_fail("tools/services start failed: %s" % p.stderr.strip()[-2000:])
+        _skip_or_fail("tools/services.py start failed: %s" % p.stderr.strip()[-2000:])
     env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
     try:
         yield Services(env, root)
@@ -108,8 +108,8 @@ def zm():
 
 @pytest.fixture(scope="session")
 def archive():
-    """Five WRF-like daily files, regenerated when tools/make-archive changes."""
-    gen = os.path.join(TOOLS, "make-archive")
+    """Five WRF-like daily files, regenerated when tools/make-archive.py changes."""
+    gen = os.path.join(TOOLS, "make-archive.py")
     out = os.path.join(CACHE, "remote-archive")
     _ensure_generated(out, [gen], [sys.executable, gen, out, "--days", str(len(DAYS)), "--jobs", "2"])
     files = [os.path.join(out, n) for n in NAMES]
@@ -141,11 +141,11 @@ def world(services, archive):
     tool_env = dict(os.environ, ZARRMOUNT_S3_ENDPOINT=services.s3, AWS_ACCESS_KEY_ID="testing",
                     AWS_SECRET_ACCESS_KEY="testing")
     adir = os.path.dirname(archive[0])
-    _tool("s3-load", "upload", BUCKET, adir, "--prefix", "daily/2060", "--pattern", "*.nc", env=tool_env)
-    _tool("s3-load", "upload", PUBLIC, adir, "--prefix", "daily", "--pattern", "*.nc", "--public", env=tool_env)
-    _tool("s3-load", "upload", CACHE_BUCKET, adir, "--prefix", "cache", "--pattern", "*.nc", env=tool_env)
+    _tool("s3-load.py", "upload", BUCKET, adir, "--prefix", "daily/2060", "--pattern", "*.nc", env=tool_env)
+    _tool("s3-load.py", "upload", PUBLIC, adir, "--prefix", "daily", "--pattern", "*.nc", "--public", env=tool_env)
+    _tool("s3-load.py", "upload", CACHE_BUCKET, adir, "--prefix", "cache", "--pattern", "*.nc", env=tool_env)
     # 1100 keys between day 1 and day 2 ("WRFDS_2060-01-01.nc.d..." sorts there): days 2-5 are on page 2
-    _tool("s3-load", "decoys", BUCKET, "--prefix", "mixed", "--count", str(DECOYS),
+    _tool("s3-load.py", "decoys", BUCKET, "--prefix", "mixed", "--count", str(DECOYS),
           "--name", "WRFDS_2060-01-01.nc.d{i:05d}", "--jobs", "16", env=tool_env)
     s3 = services.boto3()
     copies = {}
@@ -466,7 +466,7 @@ def test_services_env_and_servers(services):
         with urllib.request.urlopen(urllib.request.Request(root + "/range-probe.bin", headers={"Range": seventeen}), timeout=10) as r:
             assert (r.status, r.headers["Content-Type"].split(";")[0]) == (status, kind), root
     # a second start is harmless: same ports
-    again = subprocess.run([sys.executable, os.path.join(TOOLS, "services"), "start", "--dir", services.root],
+    again = subprocess.run([sys.executable, os.path.join(TOOLS, "services.py"), "start", "--dir", services.root],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "ZARRMOUNT_S3_ENDPOINT=%s" % services.s3 in again.stdout, again.stderr
 
@@ -1290,7 +1290,7 @@ def test_https_verifies_certificates_takes_a_ca_bundle_and_multiplexes_over_http
     assert missing.returncode == 1 and "nothing.pem" in missing.stderr and "cannot be read" in missing.stderr, missing.stderr
 
 
-# ------------------------------------------------------------------ the fault matrix (issue 14; tools/fault-matrix runs every rate)
+# ------------------------------------------------------------------ the fault matrix (issue 14; tools/fault-matrix.py runs every rate)
 
 @pytest.fixture(scope="session")
 def matrix_inputs(scanner, services, world, archive, tmp_path_factory):

@@ -2,8 +2,8 @@
 (`zarrmount mount`, stored and `--decoded`, v2 and v3) must decode, through xarray + zarr-python 3, to
 exactly what xarray gives on the original netCDF-4/HDF5 files.
 
-For every netCDF-readable fixture of tools/make-fixtures, every edge file and multi-file set of
-tools/make-vz-sets, and every output (kerchunk references = Zarr v2, exported Zarr v2, exported Zarr
+For every netCDF-readable fixture of tools/make-fixtures.py, every edge file and multi-file set of
+tools/make-vz-sets.py, and every output (kerchunk references = Zarr v2, exported Zarr v2, exported Zarr
 v3), decoded and raw (decode_cf=False): same variables, dims, coords, dtypes, attributes and
 bit-identical values. Error cases exit 1 with one line naming the variable or file.
 

@@ -176,14 +176,14 @@ def run_worker(args, kind, target, extra=(), timeout=1800):
 # ------------------------------------------------------------------ services, proxy, mounts
 
 def start_services(work):
-    """nginx (and moto) from tools/services in a private state directory, stopped by its
+    """nginx (and moto) from tools/services.py in a private state directory, stopped by its
     watchdog when this process exits: other test runs' services are neither reused nor
     disturbed, and a killed benchmark leaves nothing behind."""
     state = os.path.join(work, "services")
-    p = subprocess.run([os.path.join(REPO, "tools", "services"), "start", "--dir", state, "--parent-pid", str(os.getpid())],
+    p = subprocess.run([os.path.join(REPO, "tools", "services.py"), "start", "--dir", state, "--parent-pid", str(os.getpid())],
                        capture_output=True, text=True)
     if p.returncode != 0:
-        raise BenchError("tools/services start --dir %s failed (status %d):\n%s" % (state, p.returncode, tail(p.stderr)))
+        raise BenchError("tools/services.py start --dir %s failed (status %d):\n%s" % (state, p.returncode, tail(p.stderr)))
     env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
     return env["ZARRMOUNT_HTTP_DIR"], int(env["ZARRMOUNT_HTTP_ROOT"].rsplit(":", 1)[1])
 
@@ -543,7 +543,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--zarrmount", required=True)
     ap.add_argument("--proxy", required=True, help="tools/latency-proxy binary")
-    ap.add_argument("--archive", required=True, help="directory of WRF-like daily files (tools/make-archive)")
+    ap.add_argument("--archive", required=True, help="directory of WRF-like daily files (tools/make-archive.py)")
     ap.add_argument("--files", type=int, default=365)
     ap.add_argument("--latency-ms", type=float, default=20)
     ap.add_argument("--work", required=True)
@@ -564,7 +564,7 @@ def main():
 
     names = sorted(f for f in os.listdir(args.archive) if f.endswith(".nc"))[: args.files]
     if len(names) < args.files:
-        raise BenchError("%s holds %d .nc files, --files asks for %d (run tools/make-archive)" % (args.archive, len(names), args.files))
+        raise BenchError("%s holds %d .nc files, --files asks for %d (run tools/make-archive.py)" % (args.archive, len(names), args.files))
     stored = sum(os.path.getsize(os.path.join(args.archive, n)) for n in names)
     for n in names:  # warm the server's page cache for every path alike
         with open(os.path.join(args.archive, n), "rb") as f:

@@ -27,7 +27,7 @@ os.makedirs(args.work, exist_ok=True)
 
 
 def services():
-    subprocess.run([os.path.join(repo, "tools", "services"), "start"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(repo, "tools", "services.py"), "start"], check=True, stdout=subprocess.DEVNULL)
     env = {}
     with open(os.path.join(repo, ".cache", "services", "services.env")) as f:
         for line in f:
@@ -164,7 +164,7 @@ try:
     os.makedirs(subset)
     for n in names[: args.serial_files * 2]:
         os.symlink(os.path.join(args.archive, n), os.path.join(subset, n))
-    subprocess.run([os.path.join(repo, "tools", "s3-load"), "upload", "bench", subset, "--prefix", "year/", "--pattern", "*.nc",
+    subprocess.run([os.path.join(repo, "tools", "s3-load.py"), "upload", "bench", subset, "--prefix", "year/", "--pattern", "*.nc",
                     "--endpoint-url", env_services["ZARRMOUNT_S3_ENDPOINT"]], check=True, stdout=subprocess.DEVNULL, env=env)
     rows.append(run_scan("zarrmount S3 (moto), default concurrency", ["s3://bench/year/*.nc"],
                          ["--endpoint-url", "http://127.0.0.1:%d" % s3_proxy_port], env))

@@ -1009,7 +1009,7 @@ def _(path):
         r = nc.createVariable("ragged", vt, ("n",))
         for i in range(4):
             r[i] = np.arange(i + 1, dtype="i4")
-        nc.setncattr("history", "created by tools/make-fixtures")
+        nc.setncattr("history", "created by tools/make-fixtures.py")
 
 
 @fixture("netcdf4-classic-model.nc")
@@ -1248,7 +1248,7 @@ def main():
     ap = argparse.ArgumentParser(
         description="Write the HDF5/netCDF-4 fixture matrix (deterministic) into OUTDIR.",
         epilog="Files are named after what they cover, e.g. layout-chunked-extensible-array.h5. "
-               "Check them with: tools/check-oracle --zarrmount Z --fixtures OUTDIR --expected OUTDIR-expected")
+               "Check them with: tools/check-oracle.py --zarrmount Z --fixtures OUTDIR --expected OUTDIR-expected")
     ap.add_argument("outdir", metavar="OUTDIR")
     ap.add_argument("--only", metavar="SUBSTR", help="only fixtures whose name contains SUBSTR")
     ap.add_argument("--list", action="store_true", help="list fixture generators and exit")

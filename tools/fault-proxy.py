@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A fault-injecting HTTP/1.1 proxy on 127.0.0.1 in front of one upstream server (stdlib only).
 
-    tools/fault-proxy --upstream http://127.0.0.1:PORT [--port 0] [--seed N] [--log FILE] [faults]
+    tools/fault-proxy.py --upstream http://127.0.0.1:PORT [--port 0] [--seed N] [--log FILE] [faults]
 
 Prints `listening on PORT` on stdout once it accepts connections. Clients talk to it as to the
 upstream itself (origin-form request targets, the Host header passed through unchanged, so S3

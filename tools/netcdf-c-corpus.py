@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""netCDF-C's own test files as an oracle corpus: tools/netcdf-c-corpus OUTDIR
+"""netCDF-C's own test files as an oracle corpus: tools/netcdf-c-corpus.py OUTDIR
 
 Downloads the source of Debian's netCDF-C (netcdf_4.9.0.orig.tar.gz from deb.debian.org's pool,
 checked against the sha256 the Debian source package lists), and writes into OUTDIR:

@@ -146,7 +146,7 @@ def write_day(args):
         nc.createDimension("soil_layers_stag", NSOIL)
         nc.setncatts({
             "contact": "zarrmount test archive <nobody@example.invalid>",
-            "data": "Synthetic WRF-like daily fields (tools/make-archive)",
+            "data": "Synthetic WRF-like daily fields (tools/make-archive.py)",
             "date": "Mon Jan  1 00:00:00 UTC 2024",
             "format": "version 2",
             "info": "synthetic, deterministic (seed %d); not real model output" % seed,
@@ -181,7 +181,7 @@ def write_day(args):
 def main():
     ap = argparse.ArgumentParser(
         description="Write N daily WRF-like netCDF-4 files WRFDS_YYYY-MM-DD.nc (deterministic).",
-        epilog="Example: tools/make-archive /tmp/archive --days 365")
+        epilog="Example: tools/make-archive.py /tmp/archive --days 365")
     ap.add_argument("outdir", metavar="OUTDIR")
     ap.add_argument("--days", type=int, required=True, metavar="N", help="number of daily files")
     ap.add_argument("--start", default="2060-01-01", metavar="YYYY-MM-DD", help="first day (default 2060-01-01)")

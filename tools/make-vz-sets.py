@@ -4,7 +4,7 @@
 Every set is a directory; a test scans it (`zarrmount scan OUTDIR/SET/*.nc ...`) and compares the
 virtual dataset with xarray on the originals (Tests/python/test_virtual_datasets.py).
 
-  wrf/                  31 daily WRF-like files from tools/make-archive (concat dim Time)
+  wrf/                  31 daily WRF-like files from tools/make-archive.py (concat dim Time)
   aligned/              4 files, unlimited `time` of 3 per file, time chunks of 3: chunk indices offset
                         cleanly; fixed lat/lon, a static 2-D variable, global attributes that differ
   reordered/            3 files whose key order is not their time order (--order coordinate)
@@ -55,7 +55,7 @@ from h5py import h5d, h5p, h5s, h5t  # noqa: E402
 
 
 def _load_make_fixtures():
-    path = os.path.join(_REPO, "tools", "make-fixtures")
+    path = os.path.join(_REPO, "tools", "make-fixtures.py")
     loader = importlib.machinery.SourceFileLoader("make_fixtures", path)
     spec = importlib.util.spec_from_loader("make_fixtures", loader)
     mod = importlib.util.module_from_spec(spec)
@@ -81,7 +81,7 @@ def nc_file(path, fmt="NETCDF4"):
 
 def make_wrf(outdir, days):
     d = os.path.join(outdir, "wrf")
-    subprocess.run([sys.executable, os.path.join(_REPO, "tools", "make-archive"), d, "--days", str(days),
+    subprocess.run([sys.executable, os.path.join(_REPO, "tools", "make-archive.py"), d, "--days", str(days),
                     "--jobs", str(min(2, os.cpu_count() or 1))], check=True, stdout=subprocess.DEVNULL)
 
 
@@ -215,7 +215,7 @@ def make_stack(outdir):
     for m in (1, 2, 3):
         path = os.path.join(d, "member_%02d.nc" % m)
         with nc_file(path) as nc:
-            nc.setncatts({"title": "ensemble member", "source": "tools/make-vz-sets"})
+            nc.setncatts({"title": "ensemble member", "source": "tools/make-vz-sets.py"})
             nc.createDimension("y", 6)
             nc.createDimension("x", 8)
             y = nc.createVariable("y", "f8", ("y",))
@@ -619,7 +619,7 @@ SETS = [
 
 def main():
     ap = argparse.ArgumentParser(description="Write the virtual-dataset test sets (deterministic) into OUTDIR.",
-                                 epilog="Example: tools/make-vz-sets .cache/vz-sets")
+                                 epilog="Example: tools/make-vz-sets.py .cache/vz-sets")
     ap.add_argument("outdir", metavar="OUTDIR")
     ap.add_argument("--wrf-days", type=int, default=31, metavar="N", help="files in wrf/ (default 31; 0: none)")
     ap.add_argument("--list", action="store_true", help="list sets and edge files and exit")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Fill an S3 endpoint (moto_server from tools/services) with test objects, through boto3.
+"""Fill an S3 endpoint (moto_server from tools/services.py) with test objects, through boto3.
 
-    tools/s3-load upload BUCKET DIR [--prefix P] [--pattern '*.nc'] [--recursive] [--public]
-    tools/s3-load decoys BUCKET --prefix P [--count 1100] [--name 'decoy-{i:05d}.txt'] [--public]
+    tools/s3-load.py upload BUCKET DIR [--prefix P] [--pattern '*.nc'] [--recursive] [--public]
+    tools/s3-load.py decoys BUCKET --prefix P [--count 1100] [--name 'decoy-{i:05d}.txt'] [--public]
 
 `upload` puts the files of DIR matching PATTERN (with --recursive, of its subdirectories too,
 keeping their relative paths) under PREFIX; `decoys` puts COUNT tiny keys (a few bytes each)
@@ -10,7 +10,7 @@ under PREFIX, so that a listing needs several ListObjectsV2 pages (1000 keys eac
 create BUCKET when it does not exist; --public makes it public-read (for anonymous access).
 Prints one line: how many keys were written and where.
 
-The endpoint is --endpoint-url, else $ZARRMOUNT_S3_ENDPOINT (tools/services env); credentials
+The endpoint is --endpoint-url, else $ZARRMOUNT_S3_ENDPOINT (tools/services.py env); credentials
 come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default `testing`), region us-east-1.
 """
 import os
@@ -71,7 +71,7 @@ def main():
         p.add_argument("--jobs", type=int, default=8)
     args = ap.parse_args()
     if not args.endpoint_url:
-        ap.error("no --endpoint-url and no $ZARRMOUNT_S3_ENDPOINT (run tools/services start)")
+        ap.error("no --endpoint-url and no $ZARRMOUNT_S3_ENDPOINT (run tools/services.py start)")
     s3 = client(args.endpoint_url)
     ensure_bucket(s3, args.bucket, args.public)
 

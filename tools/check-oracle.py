@@ -4,7 +4,7 @@
 Runs the parser on every HDF5 file of the conformance corpus (or of a
 fixture directory) and compares its output with the oracle written by
 libhdf5 through h5py (shared/hdf5-corpus/expected/**.jsonl.gz, or the
-output of tools/h5oracle).  Each file is classified:
+output of tools/h5oracle.py).  Each file is classified:
 
   equal        every compared field is equal
   unsupported  exit 1 with an error containing "unsupported", or every
@@ -426,7 +426,7 @@ def compare_fill(e, o, obj, etype, oracle, diffs):
     if e.get("status") != "user_defined" or o.get("status") != "user_defined":
         return
     ohex = o.get("hex")
-    if "value_hex" in e:  # tools/h5oracle gives the raw bytes
+    if "value_hex" in e:  # tools/h5oracle.py gives the raw bytes
         if not isinstance(ohex, str) or zero_padding(ohex.lower(), etype) != e["value_hex"]:
             diffs.add(obj, "fill_value.hex", e["value_hex"], ohex)
         return
@@ -727,7 +727,7 @@ def make_missing_oracles(pairs, fixtures, expected):
     missing = [p for p, o in pairs if not os.path.exists(o)]
     if not missing:
         return
-    print("writing %d missing oracle(s) with tools/h5oracle ..." % len(missing), file=sys.stderr)
+    print("writing %d missing oracle(s) with tools/h5oracle.py ..." % len(missing), file=sys.stderr)
     subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.realpath(__file__)), "h5oracle"),
                     "--out", expected, "--relative-to", fixtures] + missing, check=True)
 
@@ -741,14 +741,14 @@ def main():
     ap = argparse.ArgumentParser(
         description="Compare `zarrmount inspect --json --chunks` with libhdf5 oracles (corpus or fixtures).",
         epilog="passed = equal + unsupported; failed = wrong + crashed + refused. "
-               "Examples: tools/check-oracle --zarrmount .build/debug/zarrmount --corpus ../shared/hdf5-corpus; "
-               "tools/check-oracle --zarrmount Z --fixtures /tmp/fx --expected /tmp/fx-expected")
+               "Examples: tools/check-oracle.py --zarrmount .build/debug/zarrmount --corpus ../shared/hdf5-corpus; "
+               "tools/check-oracle.py --zarrmount Z --fixtures /tmp/fx --expected /tmp/fx-expected")
     ap.add_argument("--zarrmount", required=True, metavar="PATH", help="the zarrmount binary")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--corpus", metavar="DIR", help="conformance corpus (MANIFEST.tsv, files/, expected/); "
                      "default: <repo>/../shared/hdf5-corpus")
-    src.add_argument("--fixtures", metavar="DIR", help="directory of HDF5 files (e.g. from tools/make-fixtures)")
-    ap.add_argument("--expected", metavar="DIR", help="oracles for --fixtures (tools/h5oracle --relative-to "
+    src.add_argument("--fixtures", metavar="DIR", help="directory of HDF5 files (e.g. from tools/make-fixtures.py)")
+    ap.add_argument("--expected", metavar="DIR", help="oracles for --fixtures (tools/h5oracle.py --relative-to "
                     "FIXTURES layout); missing ones are generated")
     ap.add_argument("--jobs", type=int, default=2, help="files checked in parallel (default 2)")
     ap.add_argument("--timeout", type=float, default=30, help="seconds per file (default 30)")

@@ -16,8 +16,8 @@ documented allowances and the scan's "left out" warnings). Each file is one of:
 
 The last line counts each class. Exit status 1 when any file is `differs` or `crashed`.
 
-  tools/xarray-survey                      # the corpus beside the checkout (../shared/hdf5-corpus)
-  tools/xarray-survey DIR_OR_FILES... --jobs 2 --only differs
+  tools/xarray-survey.py                      # the corpus beside the checkout (../shared/hdf5-corpus)
+  tools/xarray-survey.py DIR_OR_FILES... --jobs 2 --only differs
 """
 import os
 import sys

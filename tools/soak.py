@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Soak test (issue 14): many readers for a long time over a mounted archive with a small cache.
 
-    tools/soak [--days 365] [--readers 32] [--minutes 10] [--cache-size 64MiB]
+    tools/soak.py [--days 365] [--readers 32] [--minutes 10] [--cache-size 64MiB]
 
-Starts its own nginx (tools/services), serves DAYS WRF-like daily files (tools/make-archive),
+Starts its own nginx (tools/services.py), serves DAYS WRF-like daily files (tools/make-archive.py),
 mounts them over HTTP with a small chunk cache, and runs READERS threads that each read random
 chunk files whole and compare them with the files' bytes at the references' offsets. Every
 SAMPLE seconds it records the daemon's RSS, open file descriptors and threads, and the reads'
@@ -48,7 +48,7 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="zm-soak-")
     services = os.path.join(work, "services")
-    p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "services"), "start", "--dir", services, "--parent-pid",
+    p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "services.py"), "start", "--dir", services, "--parent-pid",
                         str(os.getpid()), "--lifetime", str(int(args.minutes * 60 + 3600))], capture_output=True, text=True, check=True)
     env_vars = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
     mountpoint = os.path.join(work, "mnt")
@@ -56,7 +56,7 @@ def main():
     failures = []
     try:
         archive = os.path.join(env_vars["ZARRMOUNT_HTTP_DIR"], "year")
-        subprocess.run([os.path.join(REPO, "tools", "make-archive"), archive, "--days", str(args.days), "--jobs", "2"], check=True,
+        subprocess.run([os.path.join(REPO, "tools", "make-archive.py"), archive, "--days", str(args.days), "--jobs", "2"], check=True,
                        capture_output=True)
         names = sorted(n for n in os.listdir(archive) if n.endswith(".nc"))
         urls = os.path.join(work, "urls.txt")
@@ -125,7 +125,7 @@ def main():
         print("daemon counters: %s" % json.dumps(status.get("reads", {})))
     finally:
         subprocess.run([args.zarrmount, "unmount", mountpoint], capture_output=True)
-        subprocess.run([sys.executable, os.path.join(REPO, "tools", "services"), "stop", "--dir", services], capture_output=True)
+        subprocess.run([sys.executable, os.path.join(REPO, "tools", "services.py"), "stop", "--dir", services], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     if failures:
         print("FAILED: %s" % failures[:5])

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The fault matrix (issue 14), every rate: prints the README's table.
 
-    tools/fault-matrix [--rates 0.01,0.1,0.3] [--kinds 503,reset,...]
+    tools/fault-matrix.py [--rates 0.01,0.1,0.3] [--kinds 503,reset,...]
 
-Starts its own nginx (tools/services), serves five WRF-like daily files (tools/make-archive) and
-puts tools/fault-proxy in front with one kind of fault at one rate: a scan (references identical
+Starts its own nginx (tools/services.py), serves five WRF-like daily files (tools/make-archive.py) and
+puts tools/fault-proxy.py in front with one kind of fault at one rate: a scan (references identical
 to a clean scan, or a failure naming the file), then reads of the chunk files of four variables
 through a mount of clean references, stored and --decoded (--timeout 4; every read must be the
 right bytes or an errno, none may hang). Each row gives the requests faulted and what the reads
@@ -33,12 +33,12 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="zm-fault-matrix-")
     services = os.path.join(work, "services")
-    p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "services"), "start", "--dir", services, "--parent-pid",
+    p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "services.py"), "start", "--dir", services, "--parent-pid",
                         str(os.getpid()), "--lifetime", "3600"], capture_output=True, text=True, check=True)
     env_vars = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
     try:
         archive = os.path.join(work, "archive")
-        subprocess.run([os.path.join(REPO, "tools", "make-archive"), archive, "--days", "5"], check=True, capture_output=True)
+        subprocess.run([os.path.join(REPO, "tools", "make-archive.py"), archive, "--days", "5"], check=True, capture_output=True)
         names = sorted(n for n in os.listdir(archive) if n.endswith(".nc"))
         files = [os.path.join(archive, n) for n in names]
         os.makedirs(os.path.join(env_vars["ZARRMOUNT_HTTP_DIR"], "wrf"), exist_ok=True)
@@ -71,7 +71,7 @@ def main():
                 print("| %s | %g %% | %s | %d | %s | %s | %d |" % (kind, rate * 100, outcome, scan_faults, cells[0], cells[1], read_faults),
                       flush=True)
     finally:
-        subprocess.run([sys.executable, os.path.join(REPO, "tools", "services"), "stop", "--dir", services], capture_output=True)
+        subprocess.run([sys.executable, os.path.join(REPO, "tools", "services.py"), "stop", "--dir", services], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -865,7 +865,7 @@ def out_name(path, outdir, relative_to=None):
 def main():
     ap = argparse.ArgumentParser(
         description="Write libhdf5/h5py oracles (corpus schema, one .jsonl.gz per file) for HDF5 files.",
-        epilog="Example: tools/h5oracle fixtures/*.h5 --out fixtures-expected --relative-to fixtures")
+        epilog="Example: tools/h5oracle.py fixtures/*.h5 --out fixtures-expected --relative-to fixtures")
     ap.add_argument("files", nargs="+", metavar="FILE", help="HDF5 / netCDF-4 files")
     ap.add_argument("--out", required=True, metavar="DIR", help="output directory")
     ap.add_argument("--relative-to", metavar="DIR",

@@ -152,6 +152,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strictness),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
+        .testTarget(name: "JSONValueTests", dependencies: ["JSONValue"], swiftSettings: strictness),
         .testTarget(
             name: "NetCDF3Tests",
             dependencies: ["NetCDF3", "NetCDF3Mapping", "VirtualZarr", "JSONValue", "ByteSource", "TestSupport"],

@@ -728,7 +728,7 @@ def make_missing_oracles(pairs, fixtures, expected):
     if not missing:
         return
     print("writing %d missing oracle(s) with tools/h5oracle.py ..." % len(missing), file=sys.stderr)
-    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.realpath(__file__)), "h5oracle"),
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.realpath(__file__)), "h5oracle.py"),
                     "--out", expected, "--relative-to", fixtures] + missing, check=True)
 
 

@@ -51,6 +51,9 @@ public indirect enum JSON: Sendable, Equatable {
                 out += "\"NaN\""
             } else if value.isInfinite {
                 out += value > 0 ? "\"Infinity\"" : "\"-Infinity\""
+            } else if value == 0 {
+                // Int64 has no negative zero; an attribute's -0.0 keeps its sign.
+                out += value.sign == .minus ? "-0.0" : "0.0"
             } else if value == value.rounded(), abs(value) < 1e15 {
                 out += String(Int64(value)) + ".0"
             } else {

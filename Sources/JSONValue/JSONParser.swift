@@ -113,8 +113,11 @@ private struct JSONReader {
         case UInt8(ascii: "t"): try expect("true"); return .bool(true)
         case UInt8(ascii: "f"): try expect("false"); return .bool(false)
         case UInt8(ascii: "n"): try expect("null"); return .null
-        case UInt8(ascii: "N"): try expect("NaN"); return .double(.nan)
-        case UInt8(ascii: "I"): try expect("Infinity"); return .double(.infinity)
+        // Python's bare literals stay literals, so what is parsed renders back as it was written
+        // (a `.double(.nan)` renders as Zarr's "NaN" string, which xarray reads as text in an
+        // attribute).
+        case UInt8(ascii: "N"): try expect("NaN"); return .literal("NaN")
+        case UInt8(ascii: "I"): try expect("Infinity"); return .literal("Infinity")
         default:
             return try number()
         }
@@ -124,7 +127,7 @@ private struct JSONReader {
         let start = position
         if position < bytes.count, bytes[position] == UInt8(ascii: "-") {
             position += 1
-            if position < bytes.count, bytes[position] == UInt8(ascii: "I") { try expect("Infinity"); return .double(-.infinity) }
+            if position < bytes.count, bytes[position] == UInt8(ascii: "I") { try expect("Infinity"); return .literal("-Infinity") }
         }
         var isInteger = true
         while position < bytes.count {

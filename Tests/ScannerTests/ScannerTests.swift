@@ -248,7 +248,8 @@ final class ManifestCacheTests: XCTestCase {
         for file in files {
             let object = try LocalStore.describe(directory.appendingPathComponent(file).path)
             guard case .scanned(let dataset, _) = await Scanner.scanFile(object, mapping: MappingOptions(), store: nil) else { continue }
-            let restored = try ManifestCache.decode(ManifestCache.encode(dataset))
+            // Through text, as the cache keeps it on disk.
+            let restored = try ManifestCache.decode(JSON.parse(ManifestCache.encode(dataset).rendered()))
             XCTAssertEqual(restored.arrays.count, dataset.arrays.count, file)
             for (original, cached) in zip(dataset.arrays, restored.arrays) {
                 assertSameProperties(original, cached, "\(file): \(original.path)")
@@ -272,8 +273,11 @@ final class ManifestCacheTests: XCTestCase {
     private func assertSameProperties<T>(_ a: T, _ b: T, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
         let left = Mirror(reflecting: a).children, right = Mirror(reflecting: b).children
         XCTAssertEqual(left.count, right.count, label, file: file, line: line)
+        // JSON text does not keep whether a non-negative integer was signed, and JSON's `==` and
+        // renderer do not either; everything else must survive as it was.
+        func spelled(_ value: Any) -> String { String(reflecting: value).replacingOccurrences(of: "JSON.uint(", with: "JSON.int(") }
         for (x, y) in zip(left, right) {
-            XCTAssertEqual(String(reflecting: x.value), String(reflecting: y.value), "\(label): \(x.label ?? "?")", file: file, line: line)
+            XCTAssertEqual(spelled(x.value), spelled(y.value), "\(label): \(x.label ?? "?")", file: file, line: line)
         }
     }
 }

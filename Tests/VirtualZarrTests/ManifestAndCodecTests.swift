@@ -127,21 +127,6 @@ final class CodecTests: XCTestCase {
     }
 }
 
-final class JSONRenderingTests: XCTestCase {
-    func testStringsAreEscapedExactlyWhenTheyNeedIt() throws {
-        let strings = [
-            "http://h/WRFDS_2060-01-01.nc", "T2/0.0.0", "", "naïve °C ☃", "say \"hi\"", "back\\slash",
-            "line\nbreak\ttab\rreturn", "bell\u{07}nul\u{00}", "mixed \"é\"\u{1F}",
-        ]
-        let rendered = JSON.array(strings.map { .string($0) }).rendered()
-        XCTAssertEqual(
-            rendered,
-            #"["http://h/WRFDS_2060-01-01.nc","T2/0.0.0","","naïve °C ☃","say \"hi\"","back\\slash","line\nbreak\ttab\rreturn","bell\u0007nul\u0000","mixed \"é\"\u001f"]"#
-        )
-        XCTAssertEqual(try JSON.parse(rendered), JSON.array(strings.map { .string($0) }))
-    }
-}
-
 final class ByteSwapTests: XCTestCase {
     func testBigEndianMembersAreServedLittleEndianAndSwappedElementByElement() throws {
         let fields: JSON = .array([

@@ -451,3 +451,21 @@ def test_mounted_v3_tree_is_the_exported_store(name, sources, flags, outputs, pr
     for key, path in exported.items():
         with open(path, "rb") as a, open(mounted[key], "rb") as b:
             assert a.read() == b.read(), "%s: %s differs between the mount and the export" % (name, key)
+
+
+@pytest.mark.parametrize("where,name", [("edge", "attributes.nc"), ("fixtures", "types-latest.h5"),
+                                        ("fixtures", "netcdf3-64bit-data.nc")])
+def test_a_cached_scan_gives_the_references_a_fresh_scan_gives(where, name, tmp_path, vz):
+    """The manifest cache keeps results as JSON text: NaN and infinite attributes (Python's bare
+    literals) and -0.0 must come back as they went in, or a rescan would serve "NaN" strings and 0.0."""
+    path = _path(where, name)
+    cache = str(tmp_path / "cache")
+    texts = []
+    for run in range(2):
+        out = str(tmp_path / ("refs-%d.json" % run))
+        p = run_vz(["scan", path, "--cache-dir", cache, "--refs", out])
+        require_ok(p, "scan %d of %s" % (run, name))
+        assert ("(1 from the manifest cache)" in p.stderr) == (run == 1), p.stderr[-1000:]
+        with open(out) as fh:
+            texts.append(fh.read())
+    assert texts[0] == texts[1]

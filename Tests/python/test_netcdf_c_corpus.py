@@ -1,6 +1,6 @@
 """netCDF-C's own test files as an oracle corpus (issue 16): every .nc file in Debian's netCDF-C 4.9.0
 source, and every CDL of its ncdump/, ncgen/ and ncgen3/ tests compiled by ncgen into netCDF-3
-classic, 64-bit offset and 64-bit data files (tools/netcdf-c-corpus.py builds them into
+classic and 64-bit data files (tools/netcdf-c-corpus.py builds them into
 .cache/netcdf-c-corpus; never into the repository).
 
 Each file that xarray opens (netCDF4-python, i.e. netCDF-C itself) is scanned into kerchunk references
@@ -47,7 +47,7 @@ def test_the_corpus_holds_netcdf_c_files_of_every_format():
             magic[:4], "HDF5" if magic == b"\x89HDF\r\n\x1a\n" else "other")
         formats[kind] = formats.get(kind, 0) + 1
     assert formats.get("classic", 0) >= 50, formats
-    assert formats.get("64-bit offset", 0) >= 50, formats
+    assert formats.get("64-bit offset", 0) >= 1, formats
     assert formats.get("64-bit data", 0) >= 50, formats
     assert formats.get("HDF5", 0) >= 5, formats
 

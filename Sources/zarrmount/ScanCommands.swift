@@ -292,7 +292,7 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
 
 struct Scan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Scan NetCDF4/HDF5 files into one virtual Zarr dataset and write kerchunk references.",
+        abstract: "Scan netCDF-3 and netCDF-4/HDF5 files into one virtual Zarr dataset and write kerchunk references.",
         discussion: """
             Reads only each file's metadata, combines the files (along --concat-dim when given) \
             and writes kerchunk reference JSON (version 1) that fsspec, xarray and VirtualiZarr \
@@ -329,7 +329,7 @@ struct Scan: AsyncParsableCommand {
 
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Scan NetCDF4/HDF5 files and write them as a real Zarr store (chunks copied, not re-encoded).",
+        abstract: "Scan netCDF-3 and netCDF-4/HDF5 files and write them as a real Zarr store (chunks copied, not re-encoded).",
         discussion: """
             The same scan as `zarrmount scan`, then every chunk's stored bytes are copied into a \
             Zarr v2 (default) or v3 directory store with consolidated metadata: a fast \

@@ -12,7 +12,7 @@ let zarrmountVersion = "0.1.0-dev"
 struct ZarrMount: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zarrmount",
-        abstract: "Mount archives of NetCDF4/HDF5 files as read-only Zarr stores.",
+        abstract: "Mount archives of netCDF-3 and netCDF-4/HDF5 files as read-only Zarr stores.",
         version: "zarrmount \(zarrmountVersion) (memory allocator: \(MemoryAllocator.description))",
         subcommands: [Mount.self, Unmount.self, Status.self, Scan.self, Export.self, Inspect.self, Verify.self]
     )

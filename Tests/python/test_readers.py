@@ -38,7 +38,7 @@ MATRIX = {
 
 # netCDF-3 archives (classic, 64-bit offset, 64-bit data): big-endian arrays without codecs, so
 # the stored and the decoded mount serve the same bytes; (reader, Zarr format) -> works. The
-# README's netCDF-3 rows are this dictionary. ncdump 4.9.0 crashes on the char (`Times`) and 0-d
+# netCDF-3 table of docs/readers.md is this dictionary. ncdump 4.9.0 crashes on the char (`Times`) and 0-d
 # (`crs`) arrays every such archive here has, and ignores byte order where it reads at all.
 MATRIX_NETCDF3 = {
     ("zarr-python", 2): True, ("zarr-python", 3): True,

@@ -2,17 +2,6 @@ import HDF5Metadata
 import VirtualZarr
 
 extension NetCDFMapping {
-    /// Reads, decodes and assembles the whole array, then keeps it as one raw inline chunk.
-    static func inlined(_ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int, masks: [Int: UInt32] = [:]) async throws -> VirtualArray {
-        let raw = try await ArrayValues.decoded(array, fetch: fetch, maxBytes: maxBytes, masks: masks)
-        var result = array
-        result.codecs = []
-        result.chunkShape = array.shape.map { max($0, 1) }
-        result.manifest = ChunkManifest(gridShape: grid(array.shape, result.chunkShape))
-        if result.manifest.count == 1 { result.manifest[0] = .inline(padded(raw, to: Int(result.chunkShape.reduce(UInt64(array.dtype.itemSize), *)))) }
-        return result
-    }
-
     /// Variable-length strings are read now (descriptors from the chunks, bytes from the global
     /// heap) and kept as one inline chunk in numcodecs' VLenUTF8 encoding.
     static func inlineStrings(

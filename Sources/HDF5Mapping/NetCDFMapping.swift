@@ -309,7 +309,7 @@ public enum NetCDFMapping {
                 guard decodedSize <= UInt64(options.maxDecodedInlineBytes) else {
                     throw MappingError.mixedFilterMasks(chunks: masks.count, mask: masks.values.first!, decodedBytes: decodedSize)
                 }
-                array = try await inlined(array, fetch: fetch, maxBytes: options.maxDecodedInlineBytes, masks: masks)
+                array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxDecodedInlineBytes, masks: masks)
             }
         case .contiguous where !dataset.externalFiles.isEmpty:
             // The segments are in the order of the dataspace's bytes; a netCDF dimension grown
@@ -372,12 +372,12 @@ public enum NetCDFMapping {
             return try await inlineStrings(array, dataset: dataset, info: info, fetch: fetch, options: options)
         }
         if options.inlineVariables.contains(array.name) {
-            array = try await inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
         } else if options.inlineDimensionCoordinates, dimensions.count == 1, dimensions[0] == path,
             shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize)).partialValue <= UInt64(options.maxDimensionCoordinateBytes),
             [.signed, .unsigned, .float].contains(dtype.kind)
         {
-            array = try await inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
         }
         try fillMissingChunks(&array, hdf5Fill: hdf5Fill)
         return array
@@ -713,19 +713,7 @@ public enum NetCDFMapping {
 
     /// Zarr's spelling of a fill value: numbers, or "NaN"/"Infinity"/"-Infinity" strings.
     static func fillJSON(_ raw: [UInt8], datatype: Datatype) -> JSON {
-        if case .enumeration(_, let base, _, _) = datatype { return fillJSON(raw, datatype: base) }
-        // Zarr v2 spells a fixed-length bytes fill value in base64 (xarray reads it back as bytes).
-        if case .string(let size, _, _) = datatype, raw.count >= size { return .string(Data(raw.prefix(size)).base64EncodedString()) }
-        guard let value = try? InspectionReport.simpleValue(raw, type: datatype) else { return .null }
-        switch value {
-        case .integer(let v): return .int(v)
-        case .unsigned(let v): return .uint(v)
-        case .float(let v):
-            if v.isNaN { return .string("NaN") }
-            if v.isInfinite { return .string(v > 0 ? "Infinity" : "-Infinity") }
-            return .double(v)
-        default: return .null
-        }
+        (try? zarrType(datatype))?.fillValueJSON(raw) ?? .null
     }
 
     /// Missing chunks read as Zarr's fill value; when that is not the HDF5 fill value (no

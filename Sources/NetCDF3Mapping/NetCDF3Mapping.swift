@@ -80,7 +80,7 @@ public enum NetCDF3Mapping {
         if let fill = variable.attribute("_FillValue") {
             if fill.type == variable.type, fill.raw.count >= variable.type.size {
                 fillBytes = Array(fill.raw.prefix(variable.type.size))
-                fillValue = fillJSON(fillBytes, type: variable.type)
+                fillValue = dtype.fillValueJSON(fillBytes) ?? .null
             } else {
                 // netCDF-C refuses such a _FillValue when writing; a reader cannot use it.
                 warnings.append(
@@ -140,33 +140,14 @@ public enum NetCDF3Mapping {
             }
         }
         if options.inlineVariables.contains(array.name) {
-            array = try await inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
         } else if options.inlineDimensionCoordinates, dimensions.count == 1, dimensions[0] == variable.name,
             variable.type != .char,
             array.shape[0].multipliedReportingOverflow(by: itemSize).partialValue <= UInt64(options.maxDimensionCoordinateBytes)
         {
-            array = try await inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
         }
         return array
-    }
-
-    /// Reads the whole array and keeps it as one inline chunk (still big-endian).
-    static func inlined(_ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int) async throws -> VirtualArray {
-        let raw = try await ArrayValues.decoded(array, fetch: fetch, maxBytes: maxBytes)
-        var result = array
-        result.codecs = []
-        result.chunkShape = array.shape.map { max($0, 1) }
-        result.manifest = try ChunkManifest.empty(shape: array.shape, chunks: result.chunkShape)
-        // One chunk means no empty axis, so the chunk is the array and its size was checked
-        // against `maxBytes` (with an empty axis, the other extents may multiply past 64 bits).
-        if result.manifest.count == 1 {
-            let chunkBytes = Int(result.chunkShape.reduce(UInt64(array.dtype.itemSize), *))
-            let fill = array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)
-            var padded = raw
-            while padded.count < chunkBytes { padded += fill }
-            result.manifest[0] = .inline(padded)
-        }
-        return result
     }
 
     /// Attributes as netCDF4-python and xarray present them: numbers as numbers, one value as a
@@ -198,27 +179,5 @@ public enum NetCDF3Mapping {
         case .doubles(let v): items = v.map { float($0) }
         }
         return items.count == 1 ? items[0] : .array(items)
-    }
-
-    /// Zarr's spelling of a fill value of one element (`raw`, big-endian): numbers, "NaN" and
-    /// "Infinity" strings, and base64 for a char (as Zarr v2 spells a bytes fill value).
-    static func fillJSON(_ raw: [UInt8], type: NetCDF3Type) -> JSON {
-        if type == .char { return .string(Data(raw).base64EncodedString()) }
-        let bits = raw.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        func float(_ v: Double) -> JSON {
-            if v.isNaN { return .string("NaN") }
-            if v.isInfinite { return .string(v > 0 ? "Infinity" : "-Infinity") }
-            return .double(v)
-        }
-        switch type {
-        case .char: return .null
-        case .byte: return .int(Int64(Int8(truncatingIfNeeded: bits)))
-        case .short: return .int(Int64(Int16(truncatingIfNeeded: bits)))
-        case .int: return .int(Int64(Int32(truncatingIfNeeded: bits)))
-        case .int64: return .int(Int64(bitPattern: bits))
-        case .ubyte, .ushort, .uint, .uint64: return .uint(bits)
-        case .float: return float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits))))
-        case .double: return float(Double(bitPattern: bits))
-        }
     }
 }

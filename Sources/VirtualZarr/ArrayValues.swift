@@ -4,6 +4,29 @@ public typealias ByteFetcher = @Sendable (_ offset: UInt64, _ length: Int) async
 /// An array's values read and decoded from its chunks, for arrays small enough to hold whole
 /// (inlined coordinates, `--compat equals`).
 public enum ArrayValues {
+    /// The array read whole and kept as one inline chunk, decoded, in the stored byte order:
+    /// an inlined coordinate (its values then travel in the manifest), or an array whose chunks
+    /// cannot share one codec pipeline (`masks`, as for `decoded`). Every format's mapping uses it.
+    public static func inlined(
+        _ array: VirtualArray, fetch: @escaping ByteFetcher, maxBytes: Int, masks: [Int: UInt32] = [:]
+    ) async throws -> VirtualArray {
+        let raw = try await decoded(array, fetch: fetch, maxBytes: maxBytes, masks: masks)
+        var result = array
+        result.codecs = []
+        result.chunkShape = array.shape.map { max($0, 1) }
+        result.manifest = try ChunkManifest.empty(shape: array.shape, chunks: result.chunkShape)
+        // One chunk means no empty axis, so the chunk is the array and its size was checked
+        // against `maxBytes` (with an empty axis, the other extents may multiply past 64 bits).
+        if result.manifest.count == 1 {
+            let chunkBytes = Int(result.chunkShape.reduce(UInt64(array.dtype.itemSize), *))
+            let fill = array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)
+            var padded = raw
+            while padded.count < chunkBytes { padded += fill }
+            result.manifest[0] = .inline(padded)
+        }
+        return result
+    }
+
     /// The array's values, row-major, in the stored byte order.
     /// `masks` gives, per chunk (linear index), HDF5's filter mask: bit i set means pipeline
     /// step i was skipped when that chunk was written.

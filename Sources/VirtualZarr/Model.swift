@@ -1,3 +1,4 @@
+import Foundation
 import ByteSource
 import JSONValue
 
@@ -523,6 +524,37 @@ extension VirtualArray {
             shape: [UInt64(values.count)], chunkShape: [UInt64(max(values.count, 1))], codecs: [], fillValue: .null,
             fillBytes: [UInt8](repeating: 0, count: width), dimensionNames: [name], attributes: [], manifest: manifest,
             origin: "file names")
+    }
+}
+
+extension ZarrDataType {
+    /// One element (`bytes`, in this type's byte order) as Zarr spells a fill value: a number,
+    /// `"NaN"`, `"Infinity"` or `"-Infinity"` for a non-finite float, a boolean, base64 for fixed
+    /// bytes (as Zarr v2 and xarray spell a bytes fill value); nil for the other kinds, or too
+    /// few bytes. Every format's mapping and the Zarr v3 writer share it.
+    public func fillValueJSON(_ bytes: [UInt8]) -> JSON? {
+        guard bytes.count >= itemSize, itemSize > 0 else { return nil }
+        if kind == .fixedBytes { return .string(Data(bytes.prefix(itemSize)).base64EncodedString()) }
+        guard [.bool, .signed, .unsigned, .float].contains(kind), itemSize <= 8 else { return nil }
+        var element = Array(bytes.prefix(itemSize))
+        if bigEndian { element.reverse() }
+        var bits: UInt64 = 0
+        for (i, byte) in element.enumerated() { bits |= UInt64(byte) << UInt64(8 * i) }
+        switch kind {
+        case .bool: return .bool(bits != 0)
+        case .signed:
+            let shift = UInt64(64 - 8 * itemSize)
+            return .int(Int64(bitPattern: bits << shift) >> Int64(shift))
+        case .unsigned: return .uint(bits)
+        default:
+            let value: Double =
+                itemSize == 4
+                ? Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits)))
+                : itemSize == 2 ? Double(Float16(bitPattern: UInt16(truncatingIfNeeded: bits))) : Double(bitPattern: bits)
+            if value.isNaN { return .string("NaN") }
+            if value.isInfinite { return .string(value > 0 ? "Infinity" : "-Infinity") }
+            return .double(value)
+        }
     }
 }
 

@@ -210,26 +210,8 @@ public struct ZarrStore: Sendable {
             return .string(Data(array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)).base64EncodedString())
         default: break
         }
-        guard var bytes = array.fillBytes, bytes.count == array.dtype.itemSize else { return .int(0) }
-        if array.dtype.bigEndian { bytes.reverse() }
-        var bits: UInt64 = 0
-        for (i, byte) in bytes.prefix(8).enumerated() { bits |= UInt64(byte) << UInt64(8 * i) }
-        switch array.dtype.kind {
-        case .bool: return .bool(bits != 0)
-        case .signed:
-            let shift = UInt64(64 - 8 * array.dtype.itemSize)
-            return .int(Int64(bitPattern: bits << shift) >> Int64(shift))
-        case .unsigned: return .uint(bits)
-        case .float:
-            let value: Double =
-                array.dtype.itemSize == 4
-                ? Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits)))
-                : array.dtype.itemSize == 2 ? Double(Float16(bitPattern: UInt16(truncatingIfNeeded: bits))) : Double(bitPattern: bits)
-            if value.isNaN { return .string("NaN") }
-            if value.isInfinite { return .string(value > 0 ? "Infinity" : "-Infinity") }
-            return .double(value)
-        default: return .int(0)
-        }
+        guard let bytes = array.fillBytes, bytes.count == array.dtype.itemSize else { return .int(0) }
+        return array.dtype.fillValueJSON(bytes) ?? .int(0)
     }
 
     /// xarray keeps a Zarr v3 variable's CF `_FillValue` in the attributes, floats as the

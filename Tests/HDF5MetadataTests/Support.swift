@@ -7,15 +7,11 @@ import XCTest
 enum TestData {
     /// The fixture matrix written by `tools/make-fixtures.py` (tools/test sets the variable).
     static func fixtureDirectory() throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["ZARRMOUNT_FIXTURES"] {
-            return URL(fileURLWithPath: path)
+        guard let directory = FixtureLocation.directory() else {
+            if FixtureLocation.isCI { XCTFail(FixtureLocation.missing + " (CI must not skip)") }
+            throw XCTSkip(FixtureLocation.missing)
         }
-        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.cache/fixtures").standardized
-        if FileManager.default.fileExists(atPath: fallback.path) { return fallback }
-        if ProcessInfo.processInfo.environment["CI"] == "true" {
-            XCTFail("ZARRMOUNT_FIXTURES is not set and .cache/fixtures does not exist: run tools/test (CI must not skip)")
-        }
-        throw XCTSkip("no fixtures: run tools/make-fixtures.py .cache/fixtures or tools/test")
+        return directory
     }
 
     static func fixtureFiles() throws -> [URL] {

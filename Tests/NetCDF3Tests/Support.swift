@@ -2,21 +2,18 @@ import ByteSource
 import Foundation
 import JSONValue
 import NetCDF3
+import TestSupport
 import XCTest
 
 /// The netCDF-3 fixtures of `tools/make-fixtures.py` (netcdf3-*.nc) and their sidecars
 /// (netcdf3-*.nc.expected.json: what netCDF4-python reads from each file).
 enum NC3Fixtures {
     static func directory() throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["ZARRMOUNT_FIXTURES"] {
-            return URL(fileURLWithPath: path)
+        guard let directory = FixtureLocation.directory() else {
+            if FixtureLocation.isCI { XCTFail(FixtureLocation.missing + " (CI must not skip)") }
+            throw XCTSkip(FixtureLocation.missing)
         }
-        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.cache/fixtures").standardized
-        if FileManager.default.fileExists(atPath: fallback.path) { return fallback }
-        if ProcessInfo.processInfo.environment["CI"] == "true" {
-            XCTFail("ZARRMOUNT_FIXTURES is not set and .cache/fixtures does not exist: run tools/test (CI must not skip)")
-        }
-        throw XCTSkip("no fixtures: run tools/make-fixtures.py .cache/fixtures or tools/test")
+        return directory
     }
 
     static func files() throws -> [URL] {

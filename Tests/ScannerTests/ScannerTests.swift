@@ -4,6 +4,7 @@ import Foundation
 import HDF5Metadata
 import Logging
 import ObjectStore
+import TestSupport
 @testable import Scanner
 @testable import VirtualZarr
 import XCTest
@@ -11,11 +12,11 @@ import JSONValue
 
 enum VZTestData {
     static func fixtures() throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["ZARRMOUNT_FIXTURES"] { return URL(fileURLWithPath: path) }
-        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.cache/fixtures").standardized
-        if FileManager.default.fileExists(atPath: fallback.path) { return fallback }
-        if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("fixtures missing under CI") }
-        throw XCTSkip("no fixtures: run tools/test")
+        guard let directory = FixtureLocation.directory() else {
+            if FixtureLocation.isCI { XCTFail(FixtureLocation.missing + " (CI must not skip)") }
+            throw XCTSkip(FixtureLocation.missing)
+        }
+        return directory
     }
 
     static func archive() throws -> String {

@@ -479,8 +479,8 @@ def _(path):
         filtered("scaleoffset_float", floats, (16, 16), scaleoffset=3)
         filtered("scaleoffset_double", doubles, (8, 30), scaleoffset=2)
         filtered("scaleoffset_deflate", ints, (16, 16), scaleoffset=0, compression="gzip")
-        # nbit: 12-bit integers in 16-bit containers; a float with a shorter mantissa is not written
-        # (libhdf5 2.0 refuses it as an "unusual" type).
+        # nbit: 12-bit integers in 16-bit containers (the file is relaxed: libhdf5 2.0 refuses such
+        # "unusual" types otherwise).
         t = h5t.STD_I16LE.copy()
         t.set_precision(12)
         p = dcpl_new()
@@ -489,6 +489,45 @@ def _(path):
         twelve_bits = ((np.arange(1200, dtype="<i2") * 17) % 4000 - 2000).astype("<i2").reshape(40, 30)
         ll_dataset(f, "nbit", t, (40, 30), dcpl=p, data=twelve_bits, mtype=h5t.NATIVE_INT16)
         written["nbit"] = None
+
+        def nbit_partly_written(name, tid, native, values, fill):
+            # n-bit of a type narrower than its container, with a fill value (stored in the
+            # file's type) and a second chunk never written, so a reader sees the fill there.
+            p = dcpl_new()
+            p.set_chunk((len(values) // 2,))
+            p.set_filter(h5z.FILTER_NBIT, 0)
+            p.set_fill_value(np.array([fill], dtype=native))
+            d = h5d.create(f.id, name.encode(), tid, h5s.create_simple((len(values),)), dcpl=p)
+            selection = d.get_space()
+            selection.select_hyperslab((0,), (len(values) // 2,))
+            half = np.ascontiguousarray(values[:len(values) // 2], dtype=native)
+            d.write(h5s.create_simple(half.shape), selection, half)
+            written[name] = None
+
+        # HDF5's own n-bit float test type (test/dsets.c): 20 significant bits from bit 7 of a
+        # 4-byte container, a 6-bit exponent biased by 31, a 13-bit mantissa; big- and little-endian.
+        samples = np.array([1.5, -2.25, 3.0e4, 0.0, 1e-3, -7.125, 12345.678, -0.5, 2.0 ** -20, 1e9], dtype="<f4")
+        for order, base in (("be", h5t.IEEE_F32BE), ("le", h5t.IEEE_F32LE)):
+            t = base.copy()
+            t.set_fields(26, 20, 6, 7, 13)
+            t.set_offset(7)
+            t.set_precision(20)
+            t.set_size(4)
+            t.set_ebias(31)
+            nbit_partly_written("nbit_float_" + order, t, "<f4", samples, -9.75)
+        # A double of 43 bits from bit 3 of its 8 bytes: an 11-bit exponent, a 31-bit mantissa.
+        t = h5t.IEEE_F64LE.copy()
+        t.set_fields(45, 34, 11, 3, 31)
+        t.set_offset(3)
+        t.set_precision(43)
+        t.set_size(8)
+        t.set_ebias(1023)
+        nbit_partly_written("nbit_double", t, "<f8", np.linspace(-1e5, 3e7, 12), 1e300)
+        # Signed 12-bit integers from bit 2 of a 2-byte big-endian container; a negative fill value.
+        t = h5t.STD_I16BE.copy()
+        t.set_precision(12)
+        t.set_offset(2)
+        nbit_partly_written("nbit_int_offset", t, "<i2", (np.arange(16) * 191 % 4000 - 2000).astype("<i2"), -17)
     # Read back once the file is closed: before, h5py reads the written values from libhdf5's chunk
     # cache, not what the filters stored (scale-offset is lossy).
     with h5py.File(path, "r+") as f:

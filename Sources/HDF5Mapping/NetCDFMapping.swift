@@ -1,3 +1,4 @@
+import ByteSource
 import Foundation
 import HDF5Metadata
 import JSONValue
@@ -273,17 +274,26 @@ public enum NetCDFMapping {
         let path = variablePath(dataset.path)
         let dimensions = try dimensionNames(dataset, shape: shape, info: info, phony: phony, scales: scales)
         let codecs = try pipeline(dataset.filters, datatype: datatype)
+        // The n-bit decoder converts values to the native type; nothing else does.
+        let converter = codecs.lazy.compactMap { codec -> HDF5Filter? in
+            if case .hdf5(let filter) = codec, filter.kind == .nbit { return filter }
+            return nil
+        }.first
+        if converter == nil, let misread = misreadContainer(datatype) {
+            throw MappingError.unsupportedType("\(misread), which Zarr readers would take as whole containers; libhdf5 converts them")
+        }
 
         var attributeList = attributes(dataset.attributes, resolve: info.pathsByAddress, namedTypes: namedTypeSignatures(info))
         if case .enumeration(_, let base, let names, let values) = datatype {
             // The enum's names and values, in an attribute xarray's Zarr backend hides (`_nc*`),
             // as netCDF-C's reader keeps them out of the attributes: {"name": value, ...}.
-            let members = zip(names, values).map { ($0, scalarJSON(try? InspectionReport.simpleValue($1, type: base))) }
+            let members = zip(names, values).map { ($0, scalarJSON(base.number($1[...]))) }
             attributeList.removeAll { $0.0 == enumAttribute }
             attributeList.append((enumAttribute, .object(members)))
         }
         let cfFill = dataset.attributes.first { $0.name == "_FillValue" }
-        let hdf5Fill = dataset.fillValue.bytes ?? [UInt8](repeating: 0, count: dtype.itemSize)
+        var hdf5Fill = dataset.fillValue.bytes ?? [UInt8](repeating: 0, count: dtype.itemSize)
+        if let converter, let converted = converter.nativeFill(hdf5Fill) { hdf5Fill = converted }
         var array = VirtualArray(
             path: path, dtype: dtype, shape: shape, chunkShape: [], codecs: codecs,
             fillValue: cfFill.map { fillJSON($0.raw, datatype: $0.datatype) } ?? .null,
@@ -555,6 +565,27 @@ public enum NetCDFMapping {
         }
     }
 
+    /// What numpy would misread in this type's stored bytes, or nil when it reads them as
+    /// libhdf5 converts them: integers narrower than their container or above its lowest bit,
+    /// floats in another format than IEEE 754's for their size (HDF5 lets a file declare both).
+    static func misreadContainer(_ type: Datatype) -> String? {
+        switch type {
+        case .integer(let size, _, _, let offset, let precision):
+            if offset == 0 && precision == size * 8 { return nil }
+            return "\(precision)-bit integers from bit \(offset) of \(size)-byte containers"
+        case .float(let size, _, let offset, let precision, let layout):
+            if offset == 0 && precision == size * 8 && layout.format == FloatFormat.ieee(bytes: size) { return nil }
+            return "\(precision)-bit floats from bit \(offset) of \(size)-byte containers (exponent of \(layout.exponentSize) bits, "
+                + "bias \(layout.exponentBias), mantissa of \(layout.mantissaSize) bits)"
+        case .enumeration(_, let base, _, _), .array(_, _, let base):
+            return misreadContainer(base)
+        case .compound(_, let members):
+            return members.lazy.compactMap { misreadContainer($0.type) }.first
+        default:
+            return nil
+        }
+    }
+
     static func pipeline(_ filters: [Filter], datatype: Datatype) throws -> [Codec] {
         // HDF5's shuffle leaves a buffer's trailing partial element in place; numcodecs'
         // refuses the buffer. After Fletcher-32, the buffer is the data and a 4-byte checksum,
@@ -575,6 +606,9 @@ public enum NetCDFMapping {
                 switch (HDF5Filter.Kind(id: filter.id), datatype) {
                 case (.nbit?, .integer(_, _, let signed, _, _)):
                     return .hdf5(HDF5Filter(kind: .nbit, clientData: filter.clientData, signedIntegers: signed))
+                case (.nbit?, .float(let size, _, _, _, let layout)):
+                    guard let format = layout.format, format.fits(bits: size * 8) else { break }
+                    return .hdf5(HDF5Filter(kind: .nbit, clientData: filter.clientData, floatFormat: format))
                 case (.nbit?, _): break
                 case (.scaleoffset?, .integer), (.scaleoffset?, .float):
                     return .hdf5(HDF5Filter(kind: .scaleoffset, clientData: filter.clientData))
@@ -673,7 +707,7 @@ public enum NetCDFMapping {
             return "c{" + members.map { "\($0.name.debugDescription):\(nativeSignature($0.type))" }.joined(separator: ",") + "}"
         case .enumeration(_, let base, let names, let values):
             let value: ([UInt8]) -> String = { bytes in
-                (try? InspectionReport.simpleValue(bytes, type: base)).map { "\($0)" } ?? "\(bytes)"
+                base.number(bytes[...]).map { "\($0)" } ?? "\(bytes)"
             }
             let members = zip(names, values).map { "\($0.debugDescription)=\(value($1))" }.sorted()
             return "e(\(nativeSignature(base))){" + members.joined(separator: ",") + "}"

@@ -119,21 +119,8 @@ struct ValueDecoder {
     func decode(_ bytes: ArraySlice<UInt8>, type: Datatype, origin: UInt64, depth: Int) async throws -> Value {
         guard depth < 32 else { throw HDF5Error(.limitExceeded, "attribute value", at: origin, "nested deeper than 32 levels") }
         switch type {
-        case .integer(let size, let order, let signed, _, _):
-            let value = integer(bytes, order: order)
-            if signed {
-                let shift = UInt64(64 - 8 * size)
-                return .integer(size == 0 ? 0 : Int64(bitPattern: value << shift) >> Int64(shift))
-            }
-            return .unsigned(value)
-        case .float(let size, let order, _, _, _):
-            let bits = integer(bytes, order: order)
-            switch size {
-            case 2: return .float(Double(Float16(bitPattern: UInt16(truncatingIfNeeded: bits))))
-            case 4: return .float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits))))
-            case 8: return .float(Double(bitPattern: bits))
-            default: return .bytes(Array(bytes))
-            }
+        case .integer, .float:
+            return type.number(bytes) ?? .bytes(Array(bytes))
         case .string(_, let padding, _):
             return .string(fixedString(bytes, padding: padding))
         case .time, .bitfield, .opaque:

@@ -1,3 +1,5 @@
+import ByteSource
+
 public enum ByteOrder: String, Sendable, Equatable, Codable {
     case littleEndian = "LE"
     case bigEndian = "BE"
@@ -32,6 +34,17 @@ public indirect enum Datatype: Sendable, Equatable {
         public var mantissaPosition: Int
         public var mantissaSize: Int
         public var exponentBias: UInt32
+        /// 0: none, 1: the mantissa's most significant bit is always set, 2: it is implied (IEEE).
+        public var mantissaNormalization: Int = 2
+
+        /// The fields as a format numbers convert through; nil when the mantissa's leading one is
+        /// stored (or absent), which no supported file writes and no conversion here reads.
+        public var format: FloatFormat? {
+            guard mantissaNormalization == 2 else { return nil }
+            return FloatFormat(
+                signPosition: signPosition, exponentPosition: exponentPosition, exponentSize: exponentSize,
+                mantissaPosition: mantissaPosition, mantissaSize: mantissaSize, exponentBias: UInt64(exponentBias))
+        }
     }
 
     public struct Member: Sendable, Equatable {
@@ -100,6 +113,45 @@ public indirect enum Datatype: Sendable, Equatable {
     }
 }
 
+extension Datatype {
+    /// An integer's or float's value as libhdf5's conversion to a native type gives it: for
+    /// integers the `precision` bits from bit `offset`, sign-extended (the container's other bits
+    /// are padding); floats in their declared format. Nil for other types, containers of more
+    /// than 8 bytes and formats no conversion here reads.
+    public func number(_ bytes: ArraySlice<UInt8>) -> Value? {
+        switch self {
+        case .integer(let size, let order, let signed, let offset, let precision):
+            guard bytes.count == size, (1...8).contains(size), precision >= 1, offset >= 0, offset + precision <= size * 8 else { return nil }
+            let shift = UInt64(64 - precision)
+            let bits = (Self.container(bytes, order: order) >> UInt64(offset)) << shift
+            return signed ? .integer(Int64(bitPattern: bits) >> Int64(shift)) : .unsigned(bits >> shift)
+        case .float(let size, let order, let offset, let precision, let layout):
+            guard bytes.count == size, (1...8).contains(size), let format = layout.format else { return nil }
+            let container = Self.container(bytes, order: order)
+            if offset == 0, precision == size * 8, format == FloatFormat.ieee(bytes: size) {
+                switch size {
+                case 2: return .float(Double(Float16(bitPattern: UInt16(truncatingIfNeeded: container))))
+                case 4: return .float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: container))))
+                default: return .float(Double(bitPattern: container))
+                }
+            }
+            return format.fits(bits: size * 8) ? .float(format.value(container)) : nil
+        default:
+            return nil
+        }
+    }
+
+    /// An integer or float container's bytes as one number, most significant bit first.
+    static func container(_ bytes: ArraySlice<UInt8>, order: ByteOrder) -> UInt64 {
+        var value: UInt64 = 0
+        for index in 0..<bytes.count {
+            let byte = order == .littleEndian ? bytes[bytes.startIndex + index] : bytes[bytes.endIndex - 1 - index]
+            value |= UInt64(byte) << UInt64(8 * index)
+        }
+        return value
+    }
+}
+
 extension ByteOrder {
     var numpyPrefix: String { self == .littleEndian ? "<" : ">" }
 }
@@ -136,7 +188,7 @@ extension Datatype {
             let layout = FloatLayout(
                 signPosition: Int((bits >> 8) & 0xff), exponentPosition: exponentPosition,
                 exponentSize: exponentSize, mantissaPosition: mantissaPosition,
-                mantissaSize: mantissaSize, exponentBias: bias)
+                mantissaSize: mantissaSize, exponentBias: bias, mantissaNormalization: Int((bits >> 4) & 3))
             return .float(size: size, order: order, bitOffset: bitOffset, precision: precision, layout: layout)
         case 2:
             let precision = Int(try cursor.u16())

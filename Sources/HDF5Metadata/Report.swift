@@ -1,3 +1,4 @@
+import ByteSource
 import JSONValue
 /// The machine-readable description of a parsed file (`zarrmount inspect --json`).
 public enum InspectionReport {
@@ -222,31 +223,9 @@ public enum InspectionReport {
     /// Decodes a fixed-size value without heap access (fill values).
     public static func simpleValue(_ bytes: [UInt8], type: Datatype) throws -> Value? {
         switch type {
-        case .integer(let size, let order, let signed, _, _):
-            guard bytes.count >= size else { return nil }
-            var value: UInt64 = 0
-            for i in 0..<min(size, 8) {
-                let byte = order == .littleEndian ? bytes[i] : bytes[size - 1 - i]
-                value |= UInt64(byte) << UInt64(8 * i)
-            }
-            if signed {
-                let shift = UInt64(64 - 8 * size)
-                return .integer(Int64(bitPattern: value << shift) >> Int64(shift))
-            }
-            return .unsigned(value)
-        case .float(let size, let order, _, _, _):
-            guard bytes.count >= size else { return nil }
-            var bits: UInt64 = 0
-            for i in 0..<min(size, 8) {
-                let byte = order == .littleEndian ? bytes[i] : bytes[size - 1 - i]
-                bits |= UInt64(byte) << UInt64(8 * i)
-            }
-            switch size {
-            case 2: return .float(Double(Float16(bitPattern: UInt16(truncatingIfNeeded: bits))))
-            case 4: return .float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits))))
-            case 8: return .float(Double(bitPattern: bits))
-            default: return nil
-            }
+        case .integer, .float:
+            guard bytes.count >= type.size else { return nil }
+            return type.number(bytes[0..<type.size])
         default:
             return .bytes(bytes)
         }

@@ -1,3 +1,4 @@
+import ByteSource
 import CSzip
 import Foundation
 import JSONValue
@@ -34,11 +35,15 @@ public struct HDF5Filter: Sendable, Equatable {
     /// n-bit: whether the integers are signed (the client data do not say; the datatype does),
     /// so decoded values are sign-extended as libhdf5's conversion to the full type does.
     public var signedIntegers: Bool
+    /// n-bit: the floats' format within their container (the datatype's, not the client data's);
+    /// decoded values are IEEE 754 numbers of the container's size, as libhdf5 converts them.
+    public var floatFormat: FloatFormat?
 
-    public init(kind: Kind, clientData: [UInt32], signedIntegers: Bool = false) {
+    public init(kind: Kind, clientData: [UInt32], signedIntegers: Bool = false, floatFormat: FloatFormat? = nil) {
         self.kind = kind
         self.clientData = clientData
         self.signedIntegers = signedIntegers
+        self.floatFormat = floatFormat
     }
 
     /// The configuration's id in manifests and caches; no Zarr reader knows it, and no store
@@ -51,6 +56,10 @@ public struct HDF5Filter: Sendable, Equatable {
             ("client_data", .array(clientData.map { .int(Int64($0)) })),
         ]
         if signedIntegers { members.append(("signed", .bool(true))) }
+        if let format = floatFormat {
+            let fields = [format.signPosition, format.exponentPosition, format.exponentSize, format.mantissaPosition, format.mantissaSize]
+            members.append(("float_format", .array(fields.map { .int(Int64($0)) } + [.int(Int64(format.exponentBias))])))
+        }
         return .object(members)
     }
 
@@ -61,7 +70,27 @@ public struct HDF5Filter: Sendable, Equatable {
             guard let number = value.int64Value, let word = UInt32(exactly: number) else { return nil }
             data.append(word)
         }
-        self.init(kind: kind, clientData: data, signedIntegers: json["signed"] == .bool(true))
+        var format: FloatFormat?
+        if let fields = json["float_format"]?.arrayValue {
+            let numbers = fields.compactMap { $0.int64Value }.compactMap { Int(exactly: $0) }
+            guard numbers.count == 6, numbers[0..<5].allSatisfy({ (0...64).contains($0) }), (0...Int(UInt32.max)).contains(numbers[5]) else { return nil }
+            format = FloatFormat(
+                signPosition: numbers[0], exponentPosition: numbers[1], exponentSize: numbers[2], mantissaPosition: numbers[3],
+                mantissaSize: numbers[4], exponentBias: UInt64(numbers[5]))
+        }
+        self.init(kind: kind, clientData: data, signedIntegers: json["signed"] == .bool(true), floatFormat: format)
+    }
+
+    /// A fill value stored in the dataset's type (one container), as this filter's decoded chunks
+    /// hold it; nil when the filter does not convert values (every filter but n-bit).
+    public func nativeFill(_ bytes: [UInt8]) -> [UInt8]? {
+        guard kind == .nbit, clientData.count >= 8,
+            let element = try? NBit.Element(
+                size: Int(clientData[4]), bigEndian: clientData[5] != 0, precision: Int(clientData[6]), offset: Int(clientData[7]),
+                signed: signedIntegers, floatFormat: floatFormat),
+            bytes.count == element.size
+        else { return nil }
+        return element.converted(containers: bytes[...])
     }
 
     /// What a warning calls it: `lz4 (HDF5 filter 32004)`.
@@ -75,7 +104,7 @@ public struct HDF5Filter: Sendable, Equatable {
         case .szip: return try SzipFilter.decode(input, clientData: clientData, limit: limit)
         case .bitshuffle: return try Bitshuffle.decode(input, clientData: clientData, limit: limit)
         case .scaleoffset: return try ScaleOffset.decode(input, clientData: clientData, limit: limit)
-        case .nbit: return try NBit.decode(input, clientData: clientData, signed: signedIntegers, limit: limit)
+        case .nbit: return try NBit.decode(input, clientData: clientData, signed: signedIntegers, floatFormat: floatFormat, limit: limit)
         }
     }
 
@@ -86,7 +115,8 @@ public struct HDF5Filter: Sendable, Equatable {
         case .lzf: return LZF.encodeLiterals(input)
         case .szip: return try SzipFilter.encode(input, clientData: clientData)
         case .bitshuffle: return try Bitshuffle.encode(input, clientData: clientData)
-        case .scaleoffset, .nbit: throw CodecError.unsupportedCodec(json, encoding: true)
+        case .nbit: return try NBit.encode(input, clientData: clientData, signed: signedIntegers, floatFormat: floatFormat)
+        case .scaleoffset: throw CodecError.unsupportedCodec(json, encoding: true)
         }
     }
 }
@@ -456,36 +486,154 @@ extension [UInt8] {
     }
 }
 
-/// libhdf5's n-bit filter (5, H5Znbit.c), for integer types: client data [parameter count,
-/// stored as is, elements, class (1: atomic), size, order (0 little-endian), precision, offset];
-/// each element's `precision` significant bits are packed, most significant first. Decoded
-/// values are what libhdf5's conversion to the full type gives (shifted down, sign-extended).
+/// libhdf5's n-bit filter (5, H5Znbit.c), for integer and float types: client data [parameter
+/// count, stored as is, elements, class (1: atomic), size, order (0 little-endian), precision,
+/// offset]; each element's `precision` significant bits (those from bit `offset` of its container)
+/// are packed, most significant first. Decoded values are what libhdf5's conversion to the full
+/// type gives: integers shifted down and sign-extended, floats in `floatFormat` as IEEE 754 numbers.
 enum NBit {
-    static func decode(_ input: [UInt8], clientData data: [UInt32], signed: Bool, limit: Int) throws -> [UInt8] {
+    static func decode(_ input: [UInt8], clientData data: [UInt32], signed: Bool, floatFormat: FloatFormat?, limit: Int) throws -> [UInt8] {
         guard data.count >= 8, data[3] == 1 else {
             throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) describe no atomic type")
         }
-        if data[1] != 0 { return input }
         let elements = Int(data[2])
-        let size = Int(data[4])
-        let precision = Int(data[6])
-        let offset = Int(data[7])
-        guard (1...8).contains(size), precision >= 1, precision + offset <= size * 8 else {
-            throw CodecError.invalidParameters(codec: "nbit", reason: "a \(size)-byte type of \(precision) bits at offset \(offset)")
-        }
-        guard elements.multipliedReportingOverflow(by: size).partialValue <= limit, elements <= limit else {
+        let element = try Element(
+            size: Int(data[4]), bigEndian: data[5] != 0, precision: Int(data[6]), offset: Int(data[7]), signed: signed, floatFormat: floatFormat)
+        guard elements.multipliedReportingOverflow(by: element.size).partialValue <= limit, elements <= limit else {
             throw CodecError.oversizedChunk(codec: "nbit", chunkBytes: limit)
+        }
+        if data[1] != 0 {
+            // Stored as is: full containers (libhdf5 packs nothing when precision is the size).
+            guard input.count >= elements * element.size else { throw CodecError.truncatedChunk(codec: "nbit") }
+            return element.converted(containers: input[0..<(elements * element.size)])
         }
         var reader = PackedBits(input, from: 0, codec: "nbit")
         var output: [UInt8] = []
-        output.reserveCapacity(elements * size)
+        output.reserveCapacity(elements * element.size)
         for _ in 0..<elements {
-            var value = try reader.next(precision)
-            if signed, precision < 64, value & (1 << UInt64(precision - 1)) != 0 { value |= ~0 << UInt64(precision) }
-            output.appendElement(value, size: size, bigEndian: data[5] != 0)
+            output.appendElement(
+                element.native(fromContainer: try reader.next(element.precision) << UInt64(element.offset)), size: element.size, bigEndian: element.bigEndian)
         }
         return output
     }
+
+    /// Native values packed as libhdf5's n-bit filter stores them (for synthesised fill chunks).
+    static func encode(_ input: [UInt8], clientData data: [UInt32], signed: Bool, floatFormat: FloatFormat?) throws -> [UInt8] {
+        guard data.count >= 8, data[3] == 1 else {
+            throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) describe no atomic type")
+        }
+        let element = try Element(
+            size: Int(data[4]), bigEndian: data[5] != 0, precision: Int(data[6]), offset: Int(data[7]), signed: signed, floatFormat: floatFormat)
+        var containers: [UInt64] = []
+        var start = 0
+        while start + element.size <= input.count {
+            var native: UInt64 = 0
+            for index in 0..<element.size {
+                native = native << 8 | UInt64(input[start + (element.bigEndian ? index : element.size - 1 - index)])
+            }
+            containers.append(element.container(fromNative: native))
+            start += element.size
+        }
+        var output: [UInt8] = []
+        if data[1] != 0 {
+            for container in containers { output.appendElement(container, size: element.size, bigEndian: element.bigEndian) }
+            return output
+        }
+        var pending: UInt64 = 0
+        var pendingBits = 0
+        let mask: UInt64 = element.precision == 64 ? ~0 : (1 << UInt64(element.precision)) - 1
+        for container in containers {
+            var value = (container >> UInt64(element.offset)) & mask
+            var remaining = element.precision
+            while remaining > 0 {
+                let take = min(remaining, 8 - pendingBits)
+                let bits = (value >> UInt64(remaining - take)) & ((1 << UInt64(take)) - 1)
+                pending = pending << UInt64(take) | bits
+                pendingBits += take
+                remaining -= take
+                value &= remaining == 0 ? 0 : (1 << UInt64(remaining)) - 1
+                if pendingBits == 8 {
+                    output.append(UInt8(pending))
+                    (pending, pendingBits) = (0, 0)
+                }
+            }
+        }
+        if pendingBits > 0 { output.append(UInt8(pending << UInt64(8 - pendingBits))) }
+        return output
+    }
+
+    /// One n-bit element: its container and where its significant bits sit.
+    struct Element {
+        let size: Int
+        let bigEndian: Bool
+        let precision: Int
+        let offset: Int
+        let signed: Bool
+        let floatFormat: FloatFormat?
+
+        init(size: Int, bigEndian: Bool, precision: Int, offset: Int, signed: Bool, floatFormat: FloatFormat?) throws {
+            guard (1...8).contains(size), precision >= 1, offset >= 0, precision + offset <= size * 8 else {
+                throw CodecError.invalidParameters(codec: "nbit", reason: "a \(size)-byte type of \(precision) bits at offset \(offset)")
+            }
+            if let format = floatFormat, !([2, 4, 8].contains(size) && format.fits(bits: size * 8)) {
+                throw CodecError.invalidParameters(codec: "nbit", reason: "a \(size)-byte float format \(format) that does not fit its container")
+            }
+            (self.size, self.bigEndian, self.precision, self.offset, self.signed, self.floatFormat) = (size, bigEndian, precision, offset, signed, floatFormat)
+        }
+
+        /// The value a container holds, as the native type's bits.
+        func native(fromContainer container: UInt64) -> UInt64 {
+            guard let format = floatFormat else {
+                let mask: UInt64 = precision == 64 ? ~0 : (1 << UInt64(precision)) - 1
+                var value = (container >> UInt64(offset)) & mask
+                if signed, precision < 64, value & (1 << UInt64(precision - 1)) != 0 { value |= ~0 << UInt64(precision) }
+                return value
+            }
+            let value = format.value(container)
+            switch size {
+            case 2: return UInt64(Float16(value).bitPattern)
+            case 4: return UInt64(Float(value).bitPattern)
+            default: return value.bitPattern
+            }
+        }
+
+        /// The container holding a native value (the inverse of `native(fromContainer:)` for
+        /// every value the container can hold).
+        func container(fromNative native: UInt64) -> UInt64 {
+            guard let format = floatFormat else {
+                let mask: UInt64 = precision == 64 ? ~0 : (1 << UInt64(precision)) - 1
+                return (native & mask) << UInt64(offset)
+            }
+            let value: Double
+            switch size {
+            case 2: value = Double(Float16(bitPattern: UInt16(truncatingIfNeeded: native)))
+            case 4: value = Double(Float(bitPattern: UInt32(truncatingIfNeeded: native)))
+            default: value = Double(bitPattern: native)
+            }
+            return format.bits(value)
+        }
+
+        /// Whole containers, each converted to the native type.
+        func converted(containers: ArraySlice<UInt8>) -> [UInt8] {
+            let isNative =
+                floatFormat.map { $0 == FloatFormat.ieee(bytes: size) && offset == 0 && precision == size * 8 } ?? (offset == 0 && precision == size * 8)
+            if isNative { return Array(containers) }
+            var output: [UInt8] = []
+            output.reserveCapacity(containers.count)
+            var start = containers.startIndex
+            while start + size <= containers.endIndex {
+                var container: UInt64 = 0
+                for index in 0..<size {
+                    let byte = containers[start + (bigEndian ? index : size - 1 - index)]
+                    container = container << 8 | UInt64(byte)
+                }
+                output.appendElement(native(fromContainer: container), size: size, bigEndian: bigEndian)
+                start += size
+            }
+            return output
+        }
+    }
+
 }
 
 /// libhdf5's scale-offset filter (6, H5Zscaleoffset.c). Client data: [scale type (0 decimal

@@ -71,7 +71,7 @@ public enum StoreExporter {
             served = view.dataset
             warnings = view.warnings
         }
-        let zarr = ZarrStore(served, format: format)
+        let zarr = ZarrStore(served, format: format, nameLimit: ZarrStore.fileNameLimit)
         for (key, document) in try zarr.metadataDocuments() {
             try writeFile(directory + "/" + key, Array(document.rendered(pretty: true).utf8))
         }

@@ -15,9 +15,27 @@ public struct ZarrStore: Sendable {
     /// Arrays the format cannot express, each with the reason; they are left out of the store.
     public let omitted: [String]
 
-    public init(_ dataset: VirtualDataset, format: ZarrFormat) {
+    /// The longest name, in bytes, a file system gives a directory entry (Linux's NAME_MAX): a
+    /// mounted or exported store's paths are directories and files.
+    public static let fileNameLimit = 255
+
+    /// `nameLimit`: leave out arrays and groups with a path component longer than this many bytes
+    /// (`fileNameLimit` for a mount or an export; none for references, whose keys are strings).
+    public init(_ dataset: VirtualDataset, format: ZarrFormat, nameLimit: Int? = nil) {
         var dataset = dataset
         var omitted: [String] = []
+        if let nameLimit {
+            func longest(_ path: String) -> Int { path.split(separator: "/").map(\.utf8.count).max() ?? 0 }
+            let tooLong = { (path: String) in longest(path) > nameLimit }
+            dataset.arrays = dataset.arrays.filter { array in
+                guard tooLong(array.path) else { return true }
+                omitted.append(
+                    "\(array.path.prefix(60))… left out: a name in its path has \(longest(array.path)) bytes, and a file system's names hold at most \(nameLimit); `zarrmount scan --refs` keeps it"
+                )
+                return false
+            }
+            dataset.groups.removeAll { tooLong($0.path) }
+        }
         dataset.arrays = dataset.arrays.filter { array in
             guard let filter = Codec.decodedOnly(in: array.codecs) else { return true }
             omitted.append(

@@ -113,7 +113,7 @@ struct Mount: AsyncParsableCommand {
         let logger = makeLogger(level: source.logLevel)
         try await runScan(config, logger: logger) { summary in
             let view = decoded ? try DecodedView(summary.dataset) : nil
-            let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat)
+            let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat, nameLimit: ZarrStore.fileNameLimit)
             for warning in (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
             let verifyChunks = self.verifyChunks || config.verifyChunks
             let timeout = self.timeout ?? config.readTimeout ?? 30

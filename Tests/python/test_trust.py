@@ -133,6 +133,47 @@ def test_keys_that_cannot_be_file_names_are_refused_or_left_out(mounts, tmp_path
         assert "y" not in listing, "an array with two spellings of one chunk is left out"
 
 
+def test_hdf5_names_longer_than_a_file_name_are_left_out_of_mounts_and_exports_and_kept_in_references(mounts, tmp_path):
+    """HDF5 link names may be 100,000 bytes long; a file system's names hold 255. Such an array in a
+    mount made the kernel drop the directory listing after it (`ls` showed no variable at all, not
+    even `short`) and every open of it fail. It is left out by name; references keep it."""
+    import h5py
+    from conftest import ensure_fixtures
+    path = os.path.join(ensure_fixtures(), "links-long-names-earliest.h5")
+    long_names = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: long_names.append(name) if isinstance(obj, h5py.Dataset) and len(name) > 255 else None)
+        short = f["short"][()]
+        # What a file system can name: the short dataset and a soft link to a long-named one.
+        nameable = sorted(k for k in f.keys() if len(k.encode()) <= 255 and isinstance(f[k], h5py.Dataset))
+    assert len(long_names) == 2 and nameable == ["short", "soft_to_long"], (long_names, nameable)
+
+    mountpoint = mounts.new_mountpoint()
+    p = run(["mount", path, "--no-cache", mountpoint])
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(mountpoint)) == [".zattrs", ".zgroup", ".zmetadata"] + nameable, os.listdir(mountpoint)
+    import zarr
+    np.testing.assert_array_equal(zarr.open_group(mountpoint, mode="r", zarr_format=2)["short"][...], short)
+    consolidated = json.load(open(os.path.join(mountpoint, ".zmetadata")))["metadata"]
+    assert all(len(part.encode()) <= 255 for key in consolidated for part in key.split("/")), "no long key is listed"
+    for name in long_names:
+        shown = name[:60]
+        assert any(line.startswith("warning: " + shown) and "left out" in line and "at most 255" in line
+                   and "--refs" in line for line in p.stderr.splitlines()), (shown, p.stderr[-2000:])
+    assert len(p.stderr) < 4000, "a 100,000-byte name is cut in the warning"
+
+    exported = str(tmp_path / "exported")
+    p = run(["export", path, "--no-cache", "--zarr", exported])
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(exported)) == [".zattrs", ".zgroup", ".zmetadata"] + nameable, os.listdir(exported)
+
+    refs = str(tmp_path / "refs.json")
+    p = run(["scan", path, "--no-cache", "--refs", refs])
+    assert p.returncode == 0, p.stderr
+    keys = json.load(open(refs))["refs"]
+    assert all(name + "/.zarray" in keys for name in long_names), "references keep what a file system cannot name"
+
+
 def test_negative_offsets_and_lengths_say_so(tmp_path):
     (tmp_path / "data.bin").write_bytes(bytes(64))
     for field, ref in (("offset", [str(tmp_path / "data.bin"), -8, 8]), ("length", [str(tmp_path / "data.bin"), 0, -8])):

@@ -407,6 +407,10 @@ def test_v2_store_with_zarr_and_same_bytes_as_refs(name, sources, flags, outputs
     for k, v in refs.items():
         if k.split("/")[-1].startswith("."):
             continue
+        if any(len(part.encode()) > 255 for part in k.split("/")):
+            # No file system names it: the export leaves the array out by name (test_trust.py).
+            assert "%s… left out" % k[:60] in p.stderr, k[:60]
+            continue
         f = os.path.join(store, k)
         assert os.path.isfile(f), "store lacks chunk %s" % k
         with open(f, "rb") as fh:

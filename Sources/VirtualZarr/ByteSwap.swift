@@ -15,6 +15,20 @@ public struct ByteSwap: Sendable, Equatable {
     public var itemSize: Int
     public var runs: [Run]
 
+    /// The swap for a big-endian number type and the little-endian type served instead; nil for
+    /// any other type. netCDF-C 4.9 ignores the byte order of a Zarr dtype, so the netCDF-C
+    /// spelling serves numbers little-endian.
+    public static func littleEndianNumber(_ dtype: ZarrDataType) -> (ByteSwap, ZarrDataType)? {
+        guard dtype.bigEndian, dtype.itemSize > 1 else { return nil }
+        let served: ZarrDataType
+        switch dtype.kind {
+        case .signed, .unsigned: served = .integer(size: dtype.itemSize, signed: dtype.kind == .signed)
+        case .float: served = .float(size: dtype.itemSize)
+        default: return nil
+        }
+        return (ByteSwap(itemSize: dtype.itemSize, runs: [Run(offset: 0, width: dtype.itemSize, count: 1)]), served)
+    }
+
     /// The swap for a structured type with big-endian members, and the type as served; nil when
     /// no member is big-endian (or the fields are not a numpy field list zarrmount wrote).
     public static func littleEndian(_ dtype: ZarrDataType) -> (ByteSwap, ZarrDataType)? {

@@ -17,7 +17,9 @@ public struct DecodedView: Sendable {
     /// For each compound array served little-endian: the bytes to swap (see `ByteSwap`).
     public let byteSwaps: [String: ByteSwap]
 
-    public init(_ stored: VirtualDataset) throws {
+    /// `littleEndianNumbers`: big-endian numbers are served little-endian too, not only
+    /// compound members (for netCDF-C, which ignores a dtype's byte order).
+    public init(_ stored: VirtualDataset, littleEndianNumbers: Bool = false) throws {
         var dataset = stored
         var pipelines: [String: [Codec]] = [:]
         var warnings: [String] = []
@@ -25,7 +27,9 @@ public struct DecodedView: Sendable {
         var byteSwaps: [String: ByteSwap] = [:]
         for index in dataset.arrays.indices {
             let array = dataset.arrays[index]
-            if array.regridding == nil, let littleEndian = ByteSwap.littleEndian(array.dtype) {
+            if array.regridding == nil,
+                let littleEndian = ByteSwap.littleEndian(array.dtype) ?? (littleEndianNumbers ? ByteSwap.littleEndianNumber(array.dtype) : nil)
+            {
                 let (swap, served) = littleEndian
                 if let foreign = Codec.foreign(in: array.codecs) {
                     warnings.append("\(array.path) stays big-endian in the decoded view: zarrmount cannot decode \(foreign.numcodecsJSON.rendered())")

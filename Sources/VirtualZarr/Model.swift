@@ -484,6 +484,13 @@ extension ChunkManifest {
         copy.gridShape.insert(1, at: 0)
         return copy
     }
+
+    /// The same chunks under a grid with a new trailing axis of extent one (no entry moves).
+    func appendingAxis() -> ChunkManifest {
+        var copy = self
+        copy.gridShape.append(1)
+        return copy
+    }
 }
 
 extension VirtualArray {

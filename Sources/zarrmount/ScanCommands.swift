@@ -11,6 +11,7 @@ import JSONValue
 extension FileOrder: ExpressibleByArgument {}
 extension ErrorPolicy: ExpressibleByArgument {}
 extension AttributePolicy: ExpressibleByArgument {}
+extension ReaderSpelling: ExpressibleByArgument {}
 extension FileLayout: ExpressibleByArgument {}
 extension CompatPolicy: ExpressibleByArgument {}
 

@@ -234,3 +234,75 @@ def test_reader_matrix_for_netcdf3_archives(reader, fmt, netcdf3_archive, tmp_pa
     finally:
         subprocess.run([ZARRMOUNT, "unmount", mountpoint], capture_output=True, timeout=60)
         assert not os.path.ismount(mountpoint)
+
+
+def _netcdf_c_archive(directory, fmt):
+    """A netCDF file with what netCDF-C's Zarr reader stumbles on: WRF's `Times` (char), a 0-d
+    `crs`, a record coordinate chunked by 512 along 3 records, a compressed variable chunked
+    likewise, and (netCDF-4) a variable-length string, which no spelling serves to it."""
+    import netCDF4
+    path = str(directory / ("netcdf-c-%s.nc" % fmt))
+    with netCDF4.Dataset(path, "w", format=fmt) as ds:
+        ds.createDimension("Time", None)
+        ds.createDimension("DateStrLen", 19)
+        ds.createDimension("x", 4)
+        times = ds.createVariable("Times", "S1", ("Time", "DateStrLen"))
+        times[:] = netCDF4.stringtochar(np.array(["2020-01-0%d_00:00:00" % d for d in (1, 2, 3)], "S19"))
+        crs = ds.createVariable("crs", "i4", ())
+        crs[...] = 7
+        crs.grid_mapping_name = "lambert_conformal_conic"
+        time = ds.createVariable("time", "f8", ("Time",))
+        time[:] = [0.5, 1.5, 2.5]
+        time.units = "days since 2020-01-01"
+        netcdf4 = fmt == "NETCDF4"
+        extra = {"zlib": True, "chunksizes": (512,)} if netcdf4 else {}
+        level = ds.createVariable("level", "i2", ("Time",), **extra)
+        level[:] = [5, -6, 7]
+        t2 = ds.createVariable("T2", "f4", ("Time", "x"), **({"zlib": True, "chunksizes": (1, 4)} if netcdf4 else {}))
+        t2[:] = np.arange(12, dtype="f4").reshape(3, 4) / 3
+        if netcdf4:
+            names = ds.createVariable("station", str, ("x",))
+            names[:] = np.array(["a", "bb", "ccc", "dddd"], dtype=object)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["NETCDF4", "NETCDF3_64BIT_OFFSET"])
+def test_ncdump_reads_a_reader_netcdf_c_mount_as_it_reads_the_original(tmp_path, fmt):
+    """Debian's ncdump (netCDF-C 4.9) stops at the first array it cannot read, so one `Times` or
+    `crs` made a whole store unreadable to it (issue 16). `--reader netcdf-c` spells the store its
+    way, decoded: every variable prints what ncdump prints from the original file; a
+    variable-length string is left out by name. Without the option, ncdump fails on the store."""
+    _require("ncdump")
+    require_fuse()
+    original = _netcdf_c_archive(tmp_path, fmt)
+    mountpoints = []
+    try:
+        def mount(*flags):
+            mountpoint = str(tmp_path / ("mnt%d" % len(mountpoints)))
+            os.makedirs(mountpoint)
+            p = subprocess.run([ZARRMOUNT, "mount", original, "--no-cache", *flags, mountpoint],
+                               capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            mountpoints.append(mountpoint)
+            return mountpoint, p.stderr
+
+        spelled, warnings_text = mount("--reader", "netcdf-c")
+        for variable in ["Times", "crs", "time", "level", "T2"]:
+            through_mount = readers.ncdump_values(spelled, variable)
+            want = readers.ncdump_values(original, variable)
+            np.testing.assert_array_equal(np.ravel(through_mount), np.ravel(want), err_msg=variable)
+        header = readers.ncdump_header(spelled)
+        assert "char Times(Time, DateStrLen) ;" in header and "crs:grid_mapping_name" in header, header
+        if fmt == "NETCDF4":
+            assert "station left out" in warnings_text and "variable-length strings" in warnings_text, warnings_text
+            assert "station" not in header
+        plain, _ = mount("--decoded")
+        with pytest.raises(readers.ReaderError):
+            readers.ncdump_values(plain, "T2")
+        p = subprocess.run([ZARRMOUNT, "mount", original, "--reader", "netcdf-c", "--zarr-format", "3", str(tmp_path)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "--reader netcdf-c spells Zarr v2" in p.stderr, p.stderr
+    finally:
+        for mountpoint in mountpoints:
+            subprocess.run([ZARRMOUNT, "unmount", mountpoint], capture_output=True, timeout=60)
+            assert not os.path.ismount(mountpoint)

@@ -241,7 +241,16 @@ enum SzipFilter {
         guard data.count >= 4, data[0...3].allSatisfy({ $0 <= UInt32(Int32.max) }) else {
             throw CodecError.invalidParameters(codec: "szip", reason: "client data \(data), where libhdf5 stores 4 values")
         }
-        return (Int32(data[0]), Int32(data[1]), Int32(data[2]), Int32(data[3]))
+        // libaec divides the scanline by the block before it checks either: a hostile block of 0
+        // pixels would stop the process (SIGFPE), not fail the chunk.
+        let (pixelsPerBlock, bitsPerPixel, pixelsPerScanline) = (data[1], data[2], data[3])
+        guard pixelsPerBlock > 0, pixelsPerBlock % 2 == 0, pixelsPerBlock <= 64, (1...32).contains(bitsPerPixel) || bitsPerPixel == 64,
+            pixelsPerScanline >= pixelsPerBlock
+        else {
+            throw CodecError.invalidParameters(
+                codec: "szip", reason: "\(pixelsPerBlock) pixels a block, \(bitsPerPixel) bits a pixel, \(pixelsPerScanline) pixels a scanline")
+        }
+        return (Int32(data[0]), Int32(pixelsPerBlock), Int32(bitsPerPixel), Int32(pixelsPerScanline))
     }
 
     static func decode(_ input: [UInt8], clientData: [UInt32], limit: Int) throws -> [UInt8] {

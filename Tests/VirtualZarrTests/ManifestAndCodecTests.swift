@@ -63,6 +63,18 @@ final class CodecTests: XCTestCase {
         XCTAssertThrowsError(try ChunkDecoder.decode([1, 2, 3, 4], pipeline: [.zlib(level: 4)], decodedSize: 100))
     }
 
+    /// libaec divides a scanline by the block size before it checks either: szip client data with
+    /// a block of 0 pixels stopped the process with SIGFPE (found by tools/fuzz/run codecs).
+    func testSzipParametersLibaecWouldDivideByAreRefusedNotRun() {
+        let hostile: [[UInt32]] = [[141, 0, 32, 64], [141, 8, 32, 0], [141, 7, 32, 64], [141, 8, 0, 64], [141, 128, 32, 256], [141, 32, 32, 16]]
+        for data in hostile {
+            let filter = HDF5Filter(kind: .szip, clientData: data)
+            XCTAssertThrowsError(try ChunkDecoder.decode([64, 0, 0, 0, 1, 2, 3, 4], pipeline: [.hdf5(filter)], decodedSize: 64), "\(data)") {
+                guard case CodecError.invalidParameters(codec: "szip", _) = $0 else { return XCTFail("\(data): \($0)") }
+            }
+        }
+    }
+
     func testAZlibStreamLargerThanItsChunkIsRefusedBeforeItIsHeld() throws {
         // 64 MiB of zeros deflate to about 64 KiB: a chunk declared as 4096 bytes must not
         // make the decoder allocate the rest.

@@ -1,5 +1,5 @@
 // swift-tools-version:6.0
-// libFuzzer harnesses for the HDF5 and netCDF-3 parsers and for imported text (kerchunk references, YAML
+// libFuzzer harnesses for the HDF5 and netCDF-3 parsers, the chunk decoders and imported text (kerchunk references, YAML
 // configs), kept out of the main package because a
 // `--sanitize=fuzzer` executable has no `main` of its own. Run it through tools/fuzz/run.
 import PackageDescription
@@ -19,6 +19,11 @@ let package = Package(
                 .product(name: "NetCDF3", package: "zarrmount"), .product(name: "NetCDF3Mapping", package: "zarrmount"),
                 .product(name: "VirtualZarr", package: "zarrmount"),
             ],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "CodecFuzz",
+            dependencies: [.product(name: "VirtualZarr", package: "zarrmount")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(

@@ -586,6 +586,30 @@ public enum NetCDFMapping {
         }
     }
 
+    /// The numbers of an n-bit element in the order libhdf5's n-bit filter lists them (member
+    /// order, arrays' bases, nested compounds; other types are kept as bytes): nil when a float's
+    /// format is one no conversion here reads.
+    static func nbitNumbers(_ type: Datatype) -> [NBitNumber]? {
+        switch type {
+        case .integer(_, _, let signed, _, _):
+            return [.integer(signed: signed)]
+        case .float(let size, _, _, _, let layout):
+            guard size <= 8, let format = layout.format, format.fits(bits: size * 8) else { return nil }
+            return [.float(format)]
+        case .array(_, _, let base):
+            return nbitNumbers(base)
+        case .compound(_, let members):
+            var numbers: [NBitNumber] = []
+            for member in members {
+                guard let inner = nbitNumbers(member.type) else { return nil }
+                numbers += inner
+            }
+            return numbers
+        default:
+            return []
+        }
+    }
+
     static func pipeline(_ filters: [Filter], datatype: Datatype) throws -> [Codec] {
         // HDF5's shuffle leaves a buffer's trailing partial element in place; numcodecs'
         // refuses the buffer. After Fletcher-32, the buffer is the data and a 4-byte checksum,
@@ -604,12 +628,9 @@ public enum NetCDFMapping {
             default:
                 // Filters no Zarr reader decodes: zarrmount does, in the decoded view.
                 switch (HDF5Filter.Kind(id: filter.id), datatype) {
-                case (.nbit?, .integer(_, _, let signed, _, _)):
-                    return .hdf5(HDF5Filter(kind: .nbit, clientData: filter.clientData, signedIntegers: signed))
-                case (.nbit?, .float(let size, _, _, _, let layout)):
-                    guard let format = layout.format, format.fits(bits: size * 8) else { break }
-                    return .hdf5(HDF5Filter(kind: .nbit, clientData: filter.clientData, floatFormat: format))
-                case (.nbit?, _): break
+                case (.nbit?, _):
+                    guard let numbers = nbitNumbers(datatype) else { break }
+                    return .hdf5(HDF5Filter(kind: .nbit, clientData: filter.clientData, numbers: numbers))
                 case (.scaleoffset?, .integer), (.scaleoffset?, .float):
                     return .hdf5(HDF5Filter(kind: .scaleoffset, clientData: filter.clientData))
                 case (.scaleoffset?, _): break

@@ -12,7 +12,7 @@ import JSONValue
 public struct ManifestCache: Sendable {
     public let directory: String
     /// Raised whenever the mapping output changes, so older cached results are scanned again.
-    static let formatVersion = 4
+    static let formatVersion = 5
     /// The executable that maps files (its size and modification time): a new build may map
     /// the same file differently, and a result from another build is never reused.
     static let buildIdentity: String = {

@@ -32,18 +32,14 @@ public struct HDF5Filter: Sendable, Equatable {
 
     public var kind: Kind
     public var clientData: [UInt32]
-    /// n-bit: whether the integers are signed (the client data do not say; the datatype does),
-    /// so decoded values are sign-extended as libhdf5's conversion to the full type does.
-    public var signedIntegers: Bool
-    /// n-bit: the floats' format within their container (the datatype's, not the client data's);
-    /// decoded values are IEEE 754 numbers of the container's size, as libhdf5 converts them.
-    public var floatFormat: FloatFormat?
+    /// n-bit: each number of an element as the datatype declares it (the client data give
+    /// only sizes and bit positions), in the order the client data list them.
+    public var numbers: [NBitNumber]
 
-    public init(kind: Kind, clientData: [UInt32], signedIntegers: Bool = false, floatFormat: FloatFormat? = nil) {
+    public init(kind: Kind, clientData: [UInt32], numbers: [NBitNumber] = []) {
         self.kind = kind
         self.clientData = clientData
-        self.signedIntegers = signedIntegers
-        self.floatFormat = floatFormat
+        self.numbers = numbers
     }
 
     /// The configuration's id in manifests and caches; no Zarr reader knows it, and no store
@@ -55,11 +51,7 @@ public struct HDF5Filter: Sendable, Equatable {
             ("id", .string(Self.jsonID)), ("filter", .string(kind.rawValue)), ("filter_id", .int(Int64(kind.id))),
             ("client_data", .array(clientData.map { .int(Int64($0)) })),
         ]
-        if signedIntegers { members.append(("signed", .bool(true))) }
-        if let format = floatFormat {
-            let fields = [format.signPosition, format.exponentPosition, format.exponentSize, format.mantissaPosition, format.mantissaSize]
-            members.append(("float_format", .array(fields.map { .int(Int64($0)) } + [.int(Int64(format.exponentBias))])))
-        }
+        if !numbers.isEmpty { members.append(("numbers", .array(numbers.map(\.json)))) }
         return .object(members)
     }
 
@@ -70,27 +62,19 @@ public struct HDF5Filter: Sendable, Equatable {
             guard let number = value.int64Value, let word = UInt32(exactly: number) else { return nil }
             data.append(word)
         }
-        var format: FloatFormat?
-        if let fields = json["float_format"]?.arrayValue {
-            let numbers = fields.compactMap { $0.int64Value }.compactMap { Int(exactly: $0) }
-            guard numbers.count == 6, numbers[0..<5].allSatisfy({ (0...64).contains($0) }), (0...Int(UInt32.max)).contains(numbers[5]) else { return nil }
-            format = FloatFormat(
-                signPosition: numbers[0], exponentPosition: numbers[1], exponentSize: numbers[2], mantissaPosition: numbers[3],
-                mantissaSize: numbers[4], exponentBias: UInt64(numbers[5]))
+        var numbers: [NBitNumber] = []
+        for value in json["numbers"]?.arrayValue ?? [] {
+            guard let number = NBitNumber(json: value) else { return nil }
+            numbers.append(number)
         }
-        self.init(kind: kind, clientData: data, signedIntegers: json["signed"] == .bool(true), floatFormat: format)
+        self.init(kind: kind, clientData: data, numbers: numbers)
     }
 
-    /// A fill value stored in the dataset's type (one container), as this filter's decoded chunks
+    /// A fill value stored in the dataset's type (one element), as this filter's decoded chunks
     /// hold it; nil when the filter does not convert values (every filter but n-bit).
     public func nativeFill(_ bytes: [UInt8]) -> [UInt8]? {
-        guard kind == .nbit, clientData.count >= 8,
-            let element = try? NBit.Element(
-                size: Int(clientData[4]), bigEndian: clientData[5] != 0, precision: Int(clientData[6]), offset: Int(clientData[7]),
-                signed: signedIntegers, floatFormat: floatFormat),
-            bytes.count == element.size
-        else { return nil }
-        return element.converted(containers: bytes[...])
+        guard kind == .nbit, let element = try? NBit.element(clientData, numbers: numbers), bytes.count == element.size else { return nil }
+        return NBit.converted(bytes, element: element, elements: 1)
     }
 
     /// What a warning calls it: `lz4 (HDF5 filter 32004)`.
@@ -104,7 +88,7 @@ public struct HDF5Filter: Sendable, Equatable {
         case .szip: return try SzipFilter.decode(input, clientData: clientData, limit: limit)
         case .bitshuffle: return try Bitshuffle.decode(input, clientData: clientData, limit: limit)
         case .scaleoffset: return try ScaleOffset.decode(input, clientData: clientData, limit: limit)
-        case .nbit: return try NBit.decode(input, clientData: clientData, signed: signedIntegers, floatFormat: floatFormat, limit: limit)
+        case .nbit: return try NBit.decode(input, clientData: clientData, numbers: numbers, limit: limit)
         }
     }
 
@@ -115,7 +99,7 @@ public struct HDF5Filter: Sendable, Equatable {
         case .lzf: return LZF.encodeLiterals(input)
         case .szip: return try SzipFilter.encode(input, clientData: clientData)
         case .bitshuffle: return try Bitshuffle.encode(input, clientData: clientData)
-        case .nbit: return try NBit.encode(input, clientData: clientData, signed: signedIntegers, floatFormat: floatFormat)
+        case .nbit: return try NBit.encode(input, clientData: clientData, numbers: numbers)
         case .scaleoffset: throw CodecError.unsupportedCodec(json, encoding: true)
         }
     }
@@ -485,7 +469,50 @@ struct PackedBits {
     }
 }
 
+/// One number of an n-bit element as its datatype declares it.
+public enum NBitNumber: Sendable, Equatable {
+    case integer(signed: Bool)
+    case float(FloatFormat)
+
+    var json: JSON {
+        switch self {
+        case .integer(let signed): return .object([("signed", .bool(signed))])
+        case .float(let format):
+            let fields = [format.signPosition, format.exponentPosition, format.exponentSize, format.mantissaPosition, format.mantissaSize]
+            return .object([("float_format", .array(fields.map { .int(Int64($0)) } + [.int(Int64(format.exponentBias))]))])
+        }
+    }
+
+    init?(json: JSON) {
+        if case .bool(let signed)? = json["signed"] {
+            self = .integer(signed: signed)
+            return
+        }
+        let numbers = (json["float_format"]?.arrayValue ?? []).compactMap { $0.int64Value }.compactMap { Int(exactly: $0) }
+        guard numbers.count == 6, numbers[0..<5].allSatisfy({ (0...64).contains($0) }), (0...Int(UInt32.max)).contains(numbers[5]) else { return nil }
+        self = .float(
+            FloatFormat(
+                signPosition: numbers[0], exponentPosition: numbers[1], exponentSize: numbers[2], mantissaPosition: numbers[3],
+                mantissaSize: numbers[4], exponentBias: UInt64(numbers[5])))
+    }
+}
+
 extension [UInt8] {
+    /// The `size`-byte number at `offset`, little- or big-endian.
+    func element(at offset: Int, size: Int, bigEndian: Bool) -> UInt64 {
+        var value: UInt64 = 0
+        for index in 0..<size { value = value << 8 | UInt64(self[offset + (bigEndian ? index : size - 1 - index)]) }
+        return value
+    }
+
+    /// Writes the low `size` bytes of `value` at `offset`, little- or big-endian.
+    mutating func writeElement(_ value: UInt64, at offset: Int, size: Int, bigEndian: Bool) {
+        for index in 0..<size {
+            let shift = UInt64(bigEndian ? size - 1 - index : index) * 8
+            self[offset + index] = UInt8(truncatingIfNeeded: value >> shift)
+        }
+    }
+
     /// Appends the low `size` bytes of `value`, little- or big-endian.
     mutating func appendElement(_ value: UInt64, size: Int, bigEndian: Bool) {
         for index in 0..<size {
@@ -495,78 +522,215 @@ extension [UInt8] {
     }
 }
 
-/// libhdf5's n-bit filter (5, H5Znbit.c), for integer and float types: client data [parameter
-/// count, stored as is, elements, class (1: atomic), size, order (0 little-endian), precision,
-/// offset]; each element's `precision` significant bits (those from bit `offset` of its container)
-/// are packed, most significant first. Decoded values are what libhdf5's conversion to the full
-/// type gives: integers shifted down and sign-extended, floats in `floatFormat` as IEEE 754 numbers.
+/// libhdf5's n-bit filter (5, H5Znbit.c). Client data: [parameter count, stored as is,
+/// elements, then the element's description]: class 1 (a number: size, order (0 little-endian),
+/// precision, offset), 2 (an array: size, then its base's description), 3 (a compound: size,
+/// member count, then each member's offset and description, in member order) or 4 (bytes kept as
+/// they are: size). Each number's `precision` significant bits (from bit `offset` of its
+/// container) are packed most significant first, kept bytes 8 bits each, element after element
+/// in one bit stream. Decoded values are what libhdf5's conversion to the full type gives:
+/// integers shifted down and sign-extended, floats of their own format as IEEE 754 numbers.
+/// What the client data do not say (signedness, float formats) comes from the datatype, one
+/// `NBitNumber` per number in the order the description lists them.
 enum NBit {
-    static func decode(_ input: [UInt8], clientData data: [UInt32], signed: Bool, floatFormat: FloatFormat?, limit: Int) throws -> [UInt8] {
-        guard data.count >= 8, data[3] == 1 else {
-            throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) describe no atomic type")
+    /// One part of an element, at `offset` bytes into the enclosing element.
+    indirect enum Part {
+        case number(offset: Int, Element)
+        case bytes(offset: Int, size: Int)
+        case array(offset: Int, count: Int, base: Part)
+        case compound(offset: Int, size: Int, members: [Part])
+
+        var offset: Int {
+            switch self {
+            case .number(let offset, _), .bytes(let offset, _), .array(let offset, _, _), .compound(let offset, _, _): offset
+            }
         }
+
+        /// Bytes the part occupies.
+        var size: Int {
+            switch self {
+            case .number(_, let element): element.size
+            case .bytes(_, let size), .compound(_, let size, _): size
+            case .array(_, let count, let base): count * base.size
+            }
+        }
+
+        func at(_ offset: Int) -> Part {
+            switch self {
+            case .number(_, let element): .number(offset: offset, element)
+            case .bytes(_, let size): .bytes(offset: offset, size: size)
+            case .array(_, let count, let base): .array(offset: offset, count: count, base: base)
+            case .compound(_, let size, let members): .compound(offset: offset, size: size, members: members)
+            }
+        }
+    }
+
+    /// The element described from client data index 3 on.
+    static func element(_ data: [UInt32], numbers: [NBitNumber]) throws -> Part {
+        var index = 3
+        var next = 0
+        var parts = 0
+        func word() throws -> Int {
+            guard index < data.count else { throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) end early") }
+            index += 1
+            return Int(data[index - 1])
+        }
+        func part(depth: Int) throws -> Part {
+            parts += 1
+            guard depth < 16, parts <= 4096 else { throw CodecError.invalidParameters(codec: "nbit", reason: "a type nested past 16 levels or 4,096 parts") }
+            switch try word() {
+            case 1:
+                let (size, order, precision, offset) = (try word(), try word(), try word(), try word())
+                guard next < numbers.count else {
+                    throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) describe more numbers than the datatype holds")
+                }
+                next += 1
+                let (signed, format): (Bool, FloatFormat?) =
+                    switch numbers[next - 1] {
+                    case .integer(let signed): (signed, nil)
+                    case .float(let format): (false, format)
+                    }
+                return .number(
+                    offset: 0, try Element(size: size, bigEndian: order != 0, precision: precision, offset: offset, signed: signed, floatFormat: format))
+            case 2:
+                let size = try word()
+                let base = try part(depth: depth + 1)
+                guard base.size > 0, size % base.size == 0, size <= 1 << 28 else {
+                    throw CodecError.invalidParameters(codec: "nbit", reason: "an array of \(size) bytes of \(base.size)-byte elements")
+                }
+                return .array(offset: 0, count: size / base.size, base: base)
+            case 3:
+                let (size, count) = (try word(), try word())
+                guard size <= 1 << 28, count <= data.count else {
+                    throw CodecError.invalidParameters(codec: "nbit", reason: "a compound of \(size) bytes and \(count) members")
+                }
+                var members: [Part] = []
+                for _ in 0..<count {
+                    let offset = try word()
+                    let member = try part(depth: depth + 1)
+                    guard offset + member.size <= size else {
+                        throw CodecError.invalidParameters(codec: "nbit", reason: "a member at byte \(offset) past its \(size)-byte compound")
+                    }
+                    members.append(member.at(offset))
+                }
+                return .compound(offset: 0, size: size, members: members)
+            case 4:
+                let size = try word()
+                guard size <= 1 << 28 else { throw CodecError.invalidParameters(codec: "nbit", reason: "\(size) bytes kept as they are") }
+                return .bytes(offset: 0, size: size)
+            case let kind:
+                throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) name type class \(kind)")
+            }
+        }
+        let element = try part(depth: 0)
+        guard element.size > 0 else { throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) describe an empty element") }
+        return element
+    }
+
+    static func decode(_ input: [UInt8], clientData data: [UInt32], numbers: [NBitNumber], limit: Int) throws -> [UInt8] {
+        guard data.count >= 5 else { throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data)") }
+        let element = try element(data, numbers: numbers)
         let elements = Int(data[2])
-        let element = try Element(
-            size: Int(data[4]), bigEndian: data[5] != 0, precision: Int(data[6]), offset: Int(data[7]), signed: signed, floatFormat: floatFormat)
-        guard elements.multipliedReportingOverflow(by: element.size).partialValue <= limit, elements <= limit else {
-            throw CodecError.oversizedChunk(codec: "nbit", chunkBytes: limit)
-        }
+        let (total, overflow) = elements.multipliedReportingOverflow(by: element.size)
+        guard !overflow, total <= limit else { throw CodecError.oversizedChunk(codec: "nbit", chunkBytes: limit) }
         if data[1] != 0 {
-            // Stored as is: full containers (libhdf5 packs nothing when precision is the size).
-            guard input.count >= elements * element.size else { throw CodecError.truncatedChunk(codec: "nbit") }
-            return element.converted(containers: input[0..<(elements * element.size)])
+            // Stored as is: whole containers (libhdf5 packs nothing when every number is as
+            // wide as its container), converted where their format is not numpy's.
+            guard input.count >= total else { throw CodecError.truncatedChunk(codec: "nbit") }
+            return converted(Array(input[0..<total]), element: element, elements: elements)
         }
         var reader = PackedBits(input, from: 0, codec: "nbit")
-        var output: [UInt8] = []
-        output.reserveCapacity(elements * element.size)
-        for _ in 0..<elements {
-            output.appendElement(
-                element.native(fromContainer: try reader.next(element.precision) << UInt64(element.offset)), size: element.size, bigEndian: element.bigEndian)
+        var output = [UInt8](repeating: 0, count: total)
+        func unpack(_ part: Part, at base: Int) throws {
+            switch part {
+            case .number(let offset, let element):
+                let container = try reader.next(element.precision) << UInt64(element.offset)
+                output.writeElement(element.native(fromContainer: container), at: base + offset, size: element.size, bigEndian: element.bigEndian)
+            case .bytes(let offset, let size):
+                for index in 0..<size { output[base + offset + index] = UInt8(try reader.next(8)) }
+            case .array(let offset, let count, let basePart):
+                for index in 0..<count { try unpack(basePart, at: base + offset + index * basePart.size) }
+            case .compound(let offset, _, let members):
+                for member in members { try unpack(member, at: base + offset) }
+            }
         }
+        for index in 0..<elements { try unpack(element, at: index * element.size) }
+        return output
+    }
+
+    /// Whole elements with every number converted from its container to the native type.
+    static func converted(_ containers: [UInt8], element: Part, elements: Int) -> [UInt8] {
+        var output = containers
+        func convert(_ part: Part, at base: Int) {
+            switch part {
+            case .number(let offset, let element):
+                guard !element.isNative else { return }
+                let container = containers.element(at: base + offset, size: element.size, bigEndian: element.bigEndian)
+                output.writeElement(element.native(fromContainer: container), at: base + offset, size: element.size, bigEndian: element.bigEndian)
+            case .bytes: break
+            case .array(let offset, let count, let basePart):
+                for index in 0..<count { convert(basePart, at: base + offset + index * basePart.size) }
+            case .compound(let offset, _, let members):
+                for member in members { convert(member, at: base + offset) }
+            }
+        }
+        for index in 0..<elements { convert(element, at: index * element.size) }
         return output
     }
 
     /// Native values packed as libhdf5's n-bit filter stores them (for synthesised fill chunks).
-    static func encode(_ input: [UInt8], clientData data: [UInt32], signed: Bool, floatFormat: FloatFormat?) throws -> [UInt8] {
-        guard data.count >= 8, data[3] == 1 else {
-            throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data) describe no atomic type")
-        }
-        let element = try Element(
-            size: Int(data[4]), bigEndian: data[5] != 0, precision: Int(data[6]), offset: Int(data[7]), signed: signed, floatFormat: floatFormat)
-        var containers: [UInt64] = []
-        var start = 0
-        while start + element.size <= input.count {
-            var native: UInt64 = 0
-            for index in 0..<element.size {
-                native = native << 8 | UInt64(input[start + (element.bigEndian ? index : element.size - 1 - index)])
-            }
-            containers.append(element.container(fromNative: native))
-            start += element.size
-        }
+    static func encode(_ input: [UInt8], clientData data: [UInt32], numbers: [NBitNumber]) throws -> [UInt8] {
+        guard data.count >= 5 else { throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data)") }
+        let element = try element(data, numbers: numbers)
+        let elements = input.count / element.size
         var output: [UInt8] = []
         if data[1] != 0 {
-            for container in containers { output.appendElement(container, size: element.size, bigEndian: element.bigEndian) }
+            func containers(_ part: Part, at base: Int) {
+                switch part {
+                case .number(let offset, let element):
+                    let native = input.element(at: base + offset, size: element.size, bigEndian: element.bigEndian)
+                    output.writeElement(element.container(fromNative: native), at: base + offset, size: element.size, bigEndian: element.bigEndian)
+                case .bytes: break
+                case .array(let offset, let count, let basePart):
+                    for index in 0..<count { containers(basePart, at: base + offset + index * basePart.size) }
+                case .compound(let offset, _, let members):
+                    for member in members { containers(member, at: base + offset) }
+                }
+            }
+            output = Array(input[0..<(elements * element.size)])
+            for index in 0..<elements { containers(element, at: index * element.size) }
             return output
         }
         var pending: UInt64 = 0
         var pendingBits = 0
-        let mask: UInt64 = element.precision == 64 ? ~0 : (1 << UInt64(element.precision)) - 1
-        for container in containers {
-            var value = (container >> UInt64(element.offset)) & mask
-            var remaining = element.precision
+        func push(_ value: UInt64, bits: Int) {
+            var remaining = bits
             while remaining > 0 {
                 let take = min(remaining, 8 - pendingBits)
-                let bits = (value >> UInt64(remaining - take)) & ((1 << UInt64(take)) - 1)
-                pending = pending << UInt64(take) | bits
+                pending = pending << UInt64(take) | ((value >> UInt64(remaining - take)) & ((1 << UInt64(take)) - 1))
                 pendingBits += take
                 remaining -= take
-                value &= remaining == 0 ? 0 : (1 << UInt64(remaining)) - 1
                 if pendingBits == 8 {
                     output.append(UInt8(pending))
                     (pending, pendingBits) = (0, 0)
                 }
             }
         }
+        func pack(_ part: Part, at base: Int) {
+            switch part {
+            case .number(let offset, let element):
+                let native = input.element(at: base + offset, size: element.size, bigEndian: element.bigEndian)
+                let mask: UInt64 = element.precision == 64 ? ~0 : (1 << UInt64(element.precision)) - 1
+                push((element.container(fromNative: native) >> UInt64(element.offset)) & mask, bits: element.precision)
+            case .bytes(let offset, let size):
+                for index in 0..<size { push(UInt64(input[base + offset + index]), bits: 8) }
+            case .array(let offset, let count, let basePart):
+                for index in 0..<count { pack(basePart, at: base + offset + index * basePart.size) }
+            case .compound(let offset, _, let members):
+                for member in members { pack(member, at: base + offset) }
+            }
+        }
+        for index in 0..<elements { pack(element, at: index * element.size) }
         if pendingBits > 0 { output.append(UInt8(pending << UInt64(8 - pendingBits))) }
         return output
     }
@@ -622,27 +786,11 @@ enum NBit {
             return format.bits(value)
         }
 
-        /// Whole containers, each converted to the native type.
-        func converted(containers: ArraySlice<UInt8>) -> [UInt8] {
-            let isNative =
-                floatFormat.map { $0 == FloatFormat.ieee(bytes: size) && offset == 0 && precision == size * 8 } ?? (offset == 0 && precision == size * 8)
-            if isNative { return Array(containers) }
-            var output: [UInt8] = []
-            output.reserveCapacity(containers.count)
-            var start = containers.startIndex
-            while start + size <= containers.endIndex {
-                var container: UInt64 = 0
-                for index in 0..<size {
-                    let byte = containers[start + (bigEndian ? index : size - 1 - index)]
-                    container = container << 8 | UInt64(byte)
-                }
-                output.appendElement(native(fromContainer: container), size: size, bigEndian: bigEndian)
-                start += size
-            }
-            return output
+        /// Whether the container already holds the native value (a full-width integer, an IEEE float).
+        var isNative: Bool {
+            offset == 0 && precision == size * 8 && (floatFormat == nil || floatFormat == FloatFormat.ieee(bytes: size))
         }
     }
-
 }
 
 /// libhdf5's scale-offset filter (6, H5Zscaleoffset.c). Client data: [scale type (0 decimal

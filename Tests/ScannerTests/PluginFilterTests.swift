@@ -14,7 +14,7 @@ final class PluginFilterTests: XCTestCase {
         "blosc_zstd", "blosc_bitshuffle", "blosc_noshuffle", "blosc_edge", "lz4", "lz4_blocks", "lz4_incompressible", "bitshuffle",
         "bitshuffle_lz4", "bitshuffle_zstd", "bitshuffle_leftover", "bitshuffle_small_blocks", "bitshuffle_bytes", "lzf", "lzf_shuffle",
         "lzf_edge", "szip", "szip_ec", "szip_float", "scaleoffset_int", "scaleoffset_short", "scaleoffset_float", "scaleoffset_double",
-        "scaleoffset_deflate", "nbit", "nbit_float_be", "nbit_float_le", "nbit_double", "nbit_int_offset",
+        "scaleoffset_deflate", "nbit", "nbit_float_be", "nbit_float_le", "nbit_double", "nbit_int_offset", "nbit_compound",
     ]
 
     struct Fixture {
@@ -96,7 +96,7 @@ final class PluginFilterTests: XCTestCase {
             ("zstd", "zstd"), ("bzip2", "bz2"), ("blosc_lz4", "blosc"), ("lz4_blocks", "lz4"), ("lzf", "lzf"), ("szip", "szip"),
             ("bitshuffle_lz4", "bitshuffle"), ("bitshuffle_zstd", "bitshuffle"), ("bitshuffle", "bitshuffle"),
             ("scaleoffset_int", "scaleoffset"), ("scaleoffset_float", "scaleoffset"), ("nbit", "nbit"),
-            ("nbit_float_be", "nbit"), ("nbit_double", "nbit"),
+            ("nbit_float_be", "nbit"), ("nbit_double", "nbit"), ("nbit_compound", "nbit"),
         ]
         var random = SplitMix64(seed: 16)
         for (variable, codec) in cases {

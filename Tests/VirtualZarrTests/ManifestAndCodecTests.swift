@@ -75,6 +75,38 @@ final class CodecTests: XCTestCase {
         }
     }
 
+    /// n-bit of a compound with every kind of member libhdf5 lists: 17 bits from bit 3 of an
+    /// int32, a big-endian float of HDF5's test format, 3 bytes kept as they are, an array of two
+    /// uint16 and an int8. The chunk and the values are libhdf5's (h5py wrote the chunk and read
+    /// it back; the decoded element keeps each member's byte order).
+    func testNBitDecodesCompoundsWithArraysStringsAndFloatsOfTheirOwnFormatAsLibhdf5() throws {
+        let clientData: [UInt32] = [35, 0, 4, 3, 16, 5, 0, 1, 4, 0, 17, 3, 4, 1, 4, 1, 20, 7, 8, 4, 3, 11, 2, 4, 1, 2, 0, 16, 0, 15, 1, 1, 0, 8, 0]
+        let testFloat = FloatFormat(signPosition: 26, exponentPosition: 20, exponentSize: 6, mantissaPosition: 7, mantissaSize: 13, exponentBias: 31)
+        let numbers: [NBitNumber] = [.integer(signed: true), .float(testFloat), .integer(signed: false), .integer(signed: true)]
+        let stored = Self.bytes("f8306080030b10000000003fe7d122fedb9e1e5e800380057f7f06179b6e00000000380047fdfc183b6db710000002a0031ff0")
+        let expected = Self.bytes(
+            "60f0ffffc040000061620000000700fc48f4ffffbfedb80078797a0e001500fd30f8ffffbf36dc000000001c002300fe18fcffff3edb6c007100002a003100ff")
+        let filter = HDF5Filter(kind: .nbit, clientData: clientData, numbers: numbers)
+        XCTAssertEqual(try ChunkDecoder.decode(stored, pipeline: [.hdf5(filter)], decodedSize: 64), expected)
+        // Packing the values again gives what libhdf5 stored (fill chunks are packed this way).
+        XCTAssertEqual(try filter.encode(expected), stored)
+        // The datatype must account for every number the description lists.
+        XCTAssertThrowsError(
+            try ChunkDecoder.decode(
+                stored, pipeline: [.hdf5(HDF5Filter(kind: .nbit, clientData: clientData, numbers: [.integer(signed: true)]))], decodedSize: 64))
+    }
+
+    private static func bytes(_ hex: String) -> [UInt8] {
+        var result: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 2)
+            result.append(UInt8(hex[index..<next], radix: 16)!)
+            index = next
+        }
+        return result
+    }
+
     func testAZlibStreamLargerThanItsChunkIsRefusedBeforeItIsHeld() throws {
         // 64 MiB of zeros deflate to about 64 KiB: a chunk declared as 4096 bytes must not
         // make the decoder allocate the rest.

@@ -128,6 +128,23 @@ def test_stored_mount_serves_numcodecs_filters_and_names_the_others(tmp_path, pl
             assert names == ["bytes", "numcodecs.shuffle", "numcodecs.zstd"], names
 
 
+def same_values_type(served, original):
+    """The served dtype holds the original's values: equal, up to byte order (Zarr v3 keeps it in
+    its bytes codec and zarr-python reads in native order; the decoded view serves compound
+    members little-endian)."""
+    if original.names:
+        return served.names == original.names and all(
+            served[n].kind == original[n].kind and served[n].itemsize == original[n].itemsize for n in original.names)
+    return served.newbyteorder("=") == original.newbyteorder("=")
+
+
+def left_out_of_v3(name, values, stderr):
+    """Structured types have no Zarr v3 data type: such a variable is left out of v3 stores by name."""
+    assert values.dtype.names, name
+    assert any(line.startswith("warning: %s left out of the Zarr v3 store" % name) and "has no Zarr v3 data type" in line
+               for line in stderr.splitlines()), (name, stderr[-2000:])
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_decoded_mount_serves_every_filter_zarrmount_decodes(tmp_path, plugins_file, oracle, zarr_format):
     import zarr
@@ -135,16 +152,18 @@ def test_decoded_mount_serves_every_filter_zarrmount_decodes(tmp_path, plugins_f
         group = zarr.open_group(mountpoint, mode="r", zarr_format=zarr_format)
         served = set(group.array_keys())
         for name, (values, ids) in sorted(oracle.items()):
+            if zarr_format == 3 and values.dtype.names:
+                left_out_of_v3(name, values, p.stderr)
+                continue
             assert name in served, "%s (filters %s) is not served decoded:\n%s" % (name, ids, p.stderr[-3000:])
             array = group[name]
             if zarr_format == 2:
                 meta = json.load(open(os.path.join(mountpoint, name, ".zarray")))
                 assert meta["compressor"] is None and meta["filters"] is None, (name, meta)
-            # Zarr v3 keeps the byte order in its bytes codec, and zarr-python reads in native order.
-            same_type = array.dtype == values.dtype if zarr_format == 2 else array.dtype == values.dtype.newbyteorder("=")
-            assert same_type, (name, array.dtype, values.dtype)
+                assert array.dtype == values.dtype or values.dtype.names, (name, array.dtype, values.dtype)
+            assert same_values_type(array.dtype, values.dtype), (name, array.dtype, values.dtype)
             np.testing.assert_array_equal(array[...], values, err_msg="%s through a decoded v%d mount" % (name, zarr_format))
-        assert "left out" not in p.stderr, p.stderr[-3000:]
+        assert "left out" not in p.stderr.replace("left out of the Zarr v3 store", ""), p.stderr[-3000:]
 
 
 def test_refs_leave_decoded_only_filters_out_with_the_same_warning(tmp_path, plugins_file, oracle):
@@ -171,9 +190,12 @@ def test_export_decoded_writes_every_filter_decoded_and_stored_export_names_the_
     p = run_vz(["export", plugins_file, "--no-cache", "--decoded", "--zarr", decoded, "--zarr-format", str(zarr_format)],
                timeout=120)
     require_ok(p, "export --decoded")
-    assert "left out" not in p.stderr, p.stderr[-3000:]
+    assert "left out" not in p.stderr.replace("left out of the Zarr v3 store", ""), p.stderr[-3000:]
     group = zarr.open_group(decoded, mode="r", zarr_format=zarr_format)
     for name, (values, ids) in sorted(oracle.items()):
+        if zarr_format == 3 and values.dtype.names:
+            left_out_of_v3(name, values, p.stderr)
+            continue
         array = group[name]
         if zarr_format == 2:
             assert array.metadata.compressor is None and not array.metadata.filters, (name, array.metadata)

@@ -21,7 +21,7 @@ def main(path, corpus):
             plist = dataset.id.get_create_plist()
             ids = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
             if ids == [2, 1]:
-                choice = 13
+                choice = 14
             elif len(ids) == 1 and ids[0] in CHOICE:
                 choice = CHOICE[ids[0]]
                 if ids[0] == 5 and dataset.dtype.kind == "f":

@@ -24,7 +24,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ count: Int) -> CInt {
         signPosition: Int(extra % 64), exponentPosition: Int(parameter % 64), exponentSize: Int(1 + extra % 16),
         mantissaPosition: Int(parameter % 8), mantissaSize: Int(parameter % 53), exponentBias: UInt64(extra))
     let codec: Codec
-    switch choice % 14 {
+    switch choice % 15 {
     case 0: codec = .zlib(level: 4)
     case 1: codec = .shuffle(elementSize: elementSize)
     case 2: codec = .fletcher32
@@ -45,17 +45,25 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ count: Int) -> CInt {
         codec = .hdf5(
             HDF5Filter(
                 kind: .scaleoffset,
-                clientData: [isFloat ? 0 : 2, parameter, UInt32(elements), isFloat ? 1 : 0, UInt32(elementSize), 1, extra & 2, extra & 4 == 0 ? 0 : 1, extra, parameter]))
+                clientData: [
+                    isFloat ? 0 : 2, parameter, UInt32(elements), isFloat ? 1 : 0, UInt32(elementSize), 1, extra & 2, extra & 4 == 0 ? 0 : 1, extra, parameter,
+                ]))
     case 11:
         codec = .hdf5(
             HDF5Filter(
                 kind: .nbit, clientData: [8, extra & 8, UInt32(elements), 1, UInt32(elementSize), extra & 2, precision, offset],
-                signedIntegers: extra & 16 != 0))
+                numbers: [.integer(signed: extra & 16 != 0)]))
     case 12:
         codec = .hdf5(
             HDF5Filter(
                 kind: .nbit, clientData: [8, extra & 8, UInt32(elements), 1, UInt32(elementSize), extra & 2, precision, offset],
-                floatFormat: floatFormat))
+                numbers: [.float(floatFormat)]))
+    case 13:
+        // n-bit of arrays and compounds: the description is the chunk's first `parameter % 64`
+        // bytes, one word each, and the numbers alternate between integers and floats.
+        let words = stored.prefix(Int(parameter % 64)).map { UInt32($0) }
+        let numbers: [NBitNumber] = (0..<16).map { $0 % 2 == 0 ? .integer(signed: $0 % 4 == 0) : .float(floatFormat) }
+        codec = .hdf5(HDF5Filter(kind: .nbit, clientData: [UInt32(words.count + 3), extra & 8, UInt32(elements)] + words, numbers: numbers))
     default:
         // A pipeline as HDF5 writes them: shuffle, then a compressor.
         do {

@@ -19,8 +19,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ count: Int) -> CInt {
             while let inode = directories.popLast(), visited < 10_000 {
                 visited += 1
                 for (_, entry) in tree.list(inode, from: 0, limit: 1_000) {
-                    precondition(!entry.name.isEmpty && entry.name != "." && entry.name != ".." && !entry.name.contains("/")
-                                 && !entry.name.utf8.contains(0) && entry.name.utf8.count <= 255, "a name no directory may hold: \(entry.name)")
+                    precondition(
+                        !entry.name.isEmpty && entry.name != "." && entry.name != ".." && !entry.name.contains("/")
+                            && !entry.name.utf8.contains(0) && entry.name.utf8.count <= 255, "a name no directory may hold: \(entry.name)")
                     if entry.content == .directory { directories.append(entry.inode) }
                 }
             }

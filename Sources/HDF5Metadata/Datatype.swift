@@ -141,6 +141,40 @@ extension Datatype {
         }
     }
 
+    /// An integer's or float's bytes converted to the standard type of its size and byte order
+    /// (two's complement, IEEE 754), as libhdf5 converts them for h5py; nil when the type is
+    /// already standard or is no such number.
+    public func standardBytes(_ bytes: [UInt8]) -> [UInt8]? {
+        let bits: UInt64
+        let size: Int
+        let order: ByteOrder
+        switch (self, number(bytes[...])) {
+        case (.integer(let width, let byteOrder, _, let offset, let precision), let value?):
+            guard offset != 0 || precision != width * 8 else { return nil }
+            switch value {
+            case .integer(let signed): bits = UInt64(bitPattern: signed)
+            case .unsigned(let unsigned): bits = unsigned
+            default: return nil
+            }
+            (size, order) = (width, byteOrder)
+        case (.float(let width, let byteOrder, let offset, let precision, let layout), .float(let value)?):
+            guard offset != 0 || precision != width * 8 || layout.format != FloatFormat.ieee(bytes: width) else { return nil }
+            switch width {
+            case 2: bits = UInt64(Float16(value).bitPattern)
+            case 4: bits = UInt64(Float(value).bitPattern)
+            case 8: bits = value.bitPattern
+            default: return nil
+            }
+            (size, order) = (width, byteOrder)
+        default:
+            return nil
+        }
+        return (0..<size).map { index in
+            let shift = UInt64(order == .littleEndian ? index : size - 1 - index) * 8
+            return UInt8(truncatingIfNeeded: bits >> shift)
+        }
+    }
+
     /// An integer or float container's bytes as one number, most significant bit first.
     static func container(_ bytes: ArraySlice<UInt8>, order: ByteOrder) -> UInt64 {
         var value: UInt64 = 0

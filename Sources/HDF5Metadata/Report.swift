@@ -110,7 +110,9 @@ public enum InspectionReport {
             ("status", .string(dataset.fillValue.status.rawValue)),
             ("alloc_time", .string(dataset.fillValue.allocationTime.rawValue)),
             ("fill_time", .string(dataset.fillValue.writeTime.rawValue)),
-            ("hex", dataset.fillValue.bytes.map { .string(hex($0)) } ?? .null),
+            // As libhdf5 gives it: numbers of a type of their own converted to the standard type
+            // of their size and byte order (the fill is stored in the dataset's type).
+            ("hex", dataset.fillValue.bytes.map { bytes in .string(hex(dataset.datatype?.standardBytes(bytes) ?? bytes)) } ?? .null),
         ]
         if let bytes = dataset.fillValue.bytes, let type = dataset.datatype, !type.isVariableLength,
             let value = try? simpleValue(bytes, type: type)

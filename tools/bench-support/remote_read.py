@@ -108,6 +108,27 @@ def worker_xarray(kind, target, threads):
             "variables": list(ds.data_vars)}
 
 
+def worker_rclone(directory, files, threads):
+    """The generic path users otherwise take: the raw files through a FUSE mount of the same HTTP
+    endpoint (`rclone mount`), opened with `xr.open_mfdataset(engine="h5netcdf", parallel=True)`
+    and combined along Time as the seed notebook does, then the same reads."""
+    import xarray as xr
+    paths = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".nc"))[:files]
+    if not paths:
+        raise BenchError("%s lists no .nc files through rclone" % directory)
+    start = time.perf_counter()
+    ds = xr.open_mfdataset(paths, engine="h5netcdf", parallel=True, combine="nested", concat_dim="Time", chunks={},
+                           data_vars="minimal", coords="minimal", compat="override")
+    opened = time.perf_counter()
+    decoded = _read_dataset(ds, threads)
+    done = time.perf_counter()
+    expected = sum(ds[v].nbytes for v in ds.data_vars)
+    if decoded != expected:
+        raise BenchError("rclone: decoded %d bytes, the dataset's nbytes say %d" % (decoded, expected))
+    return {"open_s": opened - start, "read_s": done - opened, "decoded": decoded, "files": len(paths),
+            "variables": list(ds.data_vars)}
+
+
 def worker_netcdf(urls, variables, seconds):
     """Read VARIABLES of each URL with netCDF4-python over HTTP byte ranges (`#mode=bytes`),
     serially (netCDF-C is not thread-safe), until SECONDS have passed.
@@ -138,17 +159,20 @@ def worker_netcdf(urls, variables, seconds):
 def worker_main(argv):
     """`remote_read.py _worker KIND ...`: run one reading path, print its result as JSON."""
     ap = argparse.ArgumentParser(prog="remote_read.py _worker")
-    ap.add_argument("kind", choices=["mount", "local", "refs", "netcdf"])
+    ap.add_argument("kind", choices=["mount", "local", "refs", "netcdf", "rclone"])
     ap.add_argument("target", help="mountpoint, reference JSON, or a file listing URLs")
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--variables", default="", help="netcdf: comma-separated variable names (default: all)")
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--files", type=int, default=30, help="rclone: how many files open_mfdataset opens")
     a = ap.parse_args(argv)
     try:
         if a.kind == "netcdf":
             with open(a.target) as f:
                 urls = [line.strip() for line in f if line.strip()]
             result = worker_netcdf(urls, [v for v in a.variables.split(",") if v], a.seconds)
+        elif a.kind == "rclone":
+            result = worker_rclone(a.target, a.files, a.threads)
         else:
             result = worker_xarray(a.kind, a.target, a.threads)
     except Exception as e:  # reported to the parent, which prints it in the table
@@ -396,6 +420,36 @@ def read_year_through_netcdf(args, url_file, variables):
                       timeout=int(args.netcdf_seconds) + 300)
 
 
+def read_year_through_rclone(args, port):
+    """The raw files through `rclone mount` of the same endpoint (same proxy), read by
+    open_mfdataset over the first --rclone-files files; the mount is made and removed here."""
+    if not shutil.which("rclone"):
+        raise BenchError("rclone not found (tools/bench installs Debian's rclone)")
+    mountpoint = os.path.join(args.work, "rclone-mnt")
+    os.makedirs(mountpoint, exist_ok=True)
+    log("rclone mount of the same endpoint, open_mfdataset(engine='h5netcdf', parallel=True) of %d files" % args.rclone_files)
+    p = subprocess.Popen(["rclone", "mount", ":http:", mountpoint, "--http-url", "http://127.0.0.1:%d/bench-year/" % port,
+                          "--read-only", "--vfs-cache-mode", "off", "--dir-cache-time", "1h"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mountpoint):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise BenchError("rclone mount did not come up: %s" % tail(p.stderr.read() if p.poll() is not None else "timed out"))
+            time.sleep(0.1)
+        result = run_worker(args, "rclone", mountpoint, ["--files", str(args.rclone_files)])
+    finally:
+        for tool in ("fusermount3", "fusermount"):
+            if shutil.which(tool) and os.path.ismount(mountpoint):
+                subprocess.run([tool, "-u", mountpoint], capture_output=True)
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return result
+
+
 def read_local_ceiling(args, names):
     """The same reads from a local Zarr copy of the first --ceiling-files files (`zarrmount
     export`: stored bytes copied, so the same codecs): what this machine's CPU allows the client
@@ -485,7 +539,7 @@ def fmt(x, spec="%.1f"):
     return spec % x if x is not None else "—"
 
 
-def report(args, files, stored, year, refs, netcdf, ceiling, chunk):
+def report(args, files, stored, year, refs, netcdf, rclone, ceiling, chunk):
     print()
     print("reading %d WRF-like files (%.0f MiB stored) over HTTP at %.0f ms round trip (nginx behind tools/latency-proxy);"
           % (files, stored / MiB, args.latency_ms))
@@ -497,6 +551,7 @@ def report(args, files, stored, year, refs, netcdf, ceiling, chunk):
             ("zarrmount mount (xarray.open_zarr)", year.get("cold"), year.get("warm"), files, year.get("daemon_rss")),
             ("fsspec + kerchunk refs (reference://)", refs.get("cold"), refs.get("warm"), files, None),
             ("netCDF4 over HTTP byte ranges (serial)", netcdf, None, netcdf.get("files") if netcdf else None, None),
+            ("rclone mount + open_mfdataset (h5netcdf)", rclone, None, rclone.get("files") if rclone else None, None),
             ("ceiling: local Zarr export, no network", ceiling, None, ceiling.get("files") if ceiling else None, None)):
         rows.append((label, cold, warm, nfiles, daemon))
     print("%-40s %6s %8s %11s %11s %10s %11s %12s" % ("path", "files", "open s", "cold MiB/s", "warm MiB/s", "vs fsspec",
@@ -523,6 +578,9 @@ def report(args, files, stored, year, refs, netcdf, ceiling, chunk):
         print("netCDF4: %d of %d files in %.1f s (capped at %.0f s; opening included: ~%.1f s per file, all %d would take ~%.0f s)"
               % (netcdf["files"], files, netcdf["read_s"], args.netcdf_seconds, netcdf["read_s"] / netcdf["files"],
                  files, netcdf["read_s"] / netcdf["files"] * files))
+    if rclone and "error" not in rclone:
+        print("rclone: open_mfdataset of %d files took %.1f s (~%.2f s per file; all %d would take ~%.0f s to open)"
+              % (rclone["files"], rclone["open_s"], rclone["open_s"] / rclone["files"], files, rclone["open_s"] / rclone["files"] * files))
     if not args.fsspec_warm:
         print("fsspec warm: not run (no client-side cache: a second read costs what the first did; --fsspec-warm runs it)")
     c = mbps(year.get("cold"))
@@ -551,6 +609,7 @@ def main():
                     help="dask threads (default: the cores, as dask's threaded scheduler does; more threads hide round trips for every path alike)")
     ap.add_argument("--netcdf-seconds", type=float, default=30, help="time cap of the netCDF4 byte-range path")
     ap.add_argument("--ceiling-files", type=int, default=30, help="files in the local no-network ceiling run")
+    ap.add_argument("--rclone-files", type=int, default=30, help="files open_mfdataset opens through the rclone mount")
     ap.add_argument("--chunk-mib", type=int, default=64, help="size of the single large chunk")
     ap.add_argument("--fsspec-warm", action="store_true", help="also read a second time through fsspec")
     ap.add_argument("--access-seconds", type=float, default=20, help="how long the random readers of the access-pattern rows read")
@@ -595,11 +654,12 @@ def main():
         if not variables:
             variables = (refs.get("cold") or {}).get("variables")
         netcdf = read_year_through_netcdf(args, url_file, variables or [])  # all variables if both zarr paths failed
+        rclone = attempt("rclone read", read_year_through_rclone, args, port)
         log("single large chunk: cat through the mount vs curl")
         chunk = attempt("large chunk", large_chunk, args, www, port)
         access = access_patterns(args, urls)
     ceiling = attempt("local ceiling", read_local_ceiling, args, names)
-    report(args, len(names), stored, year, refs, netcdf, ceiling, chunk)
+    report(args, len(names), stored, year, refs, netcdf, rclone, ceiling, chunk)
     report_access(access)
 
 

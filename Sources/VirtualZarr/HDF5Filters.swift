@@ -497,6 +497,33 @@ public enum NBitNumber: Sendable, Equatable {
     }
 }
 
+/// Writes values of a few bits each, most significant bit first: what `PackedBits` reads.
+struct PackedBitsWriter {
+    private var bytes: [UInt8] = []
+    private var pending: UInt64 = 0
+    private var pendingBits = 0
+
+    /// Appends the low `bits` bits of `value`.
+    mutating func append(_ value: UInt64, bits: Int) {
+        var remaining = bits
+        while remaining > 0 {
+            let take = min(remaining, 8 - pendingBits)
+            pending = pending << UInt64(take) | ((value >> UInt64(remaining - take)) & ((1 << UInt64(take)) - 1))
+            pendingBits += take
+            remaining -= take
+            if pendingBits == 8 {
+                bytes.append(UInt8(pending))
+                (pending, pendingBits) = (0, 0)
+            }
+        }
+    }
+
+    /// The bytes written, the last one padded with zero bits.
+    func finished() -> [UInt8] {
+        pendingBits > 0 ? bytes + [UInt8(pending << UInt64(8 - pendingBits))] : bytes
+    }
+}
+
 extension [UInt8] {
     /// The `size`-byte number at `offset`, little- or big-endian.
     func element(at offset: Int, size: Int, bigEndian: Bool) -> UInt64 {
@@ -540,10 +567,10 @@ enum NBit {
         case array(offset: Int, count: Int, base: Part)
         case compound(offset: Int, size: Int, members: [Part])
 
-        var offset: Int {
-            switch self {
-            case .number(let offset, _), .bytes(let offset, _), .array(let offset, _, _), .compound(let offset, _, _): offset
-            }
+        /// What the bit stream holds, in stream order: numbers and bytes kept as they are.
+        enum Leaf {
+            case number(Element)
+            case bytes(Int)
         }
 
         /// Bytes the part occupies.
@@ -562,6 +589,25 @@ enum NBit {
             case .array(_, let count, let base): .array(offset: offset, count: count, base: base)
             case .compound(_, let size, let members): .compound(offset: offset, size: size, members: members)
             }
+        }
+
+        /// Calls `body` with each leaf and its byte offset, for the part placed at `base`, in the
+        /// order the filter's bit stream holds them; the one walk decoding, converting and
+        /// encoding share.
+        func forEachLeaf(at base: Int, _ body: (Int, Leaf) throws -> Void) rethrows {
+            switch self {
+            case .number(let offset, let element): try body(base + offset, .number(element))
+            case .bytes(let offset, let size): try body(base + offset, .bytes(size))
+            case .array(let offset, let count, let element):
+                for index in 0..<count { try element.forEachLeaf(at: base + offset + index * element.size, body) }
+            case .compound(let offset, _, let members):
+                for member in members { try member.forEachLeaf(at: base + offset, body) }
+            }
+        }
+
+        /// `forEachLeaf` over `count` consecutive elements of this part.
+        func forEachLeaf(ofElements count: Int, _ body: (Int, Leaf) throws -> Void) rethrows {
+            for index in 0..<count { try forEachLeaf(at: index * size, body) }
         }
     }
 
@@ -641,40 +687,26 @@ enum NBit {
         }
         var reader = PackedBits(input, from: 0, codec: "nbit")
         var output = [UInt8](repeating: 0, count: total)
-        func unpack(_ part: Part, at base: Int) throws {
-            switch part {
-            case .number(let offset, let element):
-                let container = try reader.next(element.precision) << UInt64(element.offset)
-                output.writeElement(element.native(fromContainer: container), at: base + offset, size: element.size, bigEndian: element.bigEndian)
-            case .bytes(let offset, let size):
-                for index in 0..<size { output[base + offset + index] = UInt8(try reader.next(8)) }
-            case .array(let offset, let count, let basePart):
-                for index in 0..<count { try unpack(basePart, at: base + offset + index * basePart.size) }
-            case .compound(let offset, _, let members):
-                for member in members { try unpack(member, at: base + offset) }
+        try element.forEachLeaf(ofElements: elements) { at, leaf in
+            switch leaf {
+            case .number(let number):
+                let container = try reader.next(number.precision) << UInt64(number.offset)
+                output.writeElement(number.native(fromContainer: container), at: at, size: number.size, bigEndian: number.bigEndian)
+            case .bytes(let size):
+                for index in 0..<size { output[at + index] = UInt8(try reader.next(8)) }
             }
         }
-        for index in 0..<elements { try unpack(element, at: index * element.size) }
         return output
     }
 
     /// Whole elements with every number converted from its container to the native type.
     static func converted(_ containers: [UInt8], element: Part, elements: Int) -> [UInt8] {
         var output = containers
-        func convert(_ part: Part, at base: Int) {
-            switch part {
-            case .number(let offset, let element):
-                guard !element.isNative else { return }
-                let container = containers.element(at: base + offset, size: element.size, bigEndian: element.bigEndian)
-                output.writeElement(element.native(fromContainer: container), at: base + offset, size: element.size, bigEndian: element.bigEndian)
-            case .bytes: break
-            case .array(let offset, let count, let basePart):
-                for index in 0..<count { convert(basePart, at: base + offset + index * basePart.size) }
-            case .compound(let offset, _, let members):
-                for member in members { convert(member, at: base + offset) }
-            }
+        element.forEachLeaf(ofElements: elements) { at, leaf in
+            guard case .number(let number) = leaf, !number.isNative else { return }
+            let container = containers.element(at: at, size: number.size, bigEndian: number.bigEndian)
+            output.writeElement(number.native(fromContainer: container), at: at, size: number.size, bigEndian: number.bigEndian)
         }
-        for index in 0..<elements { convert(element, at: index * element.size) }
         return output
     }
 
@@ -683,56 +715,26 @@ enum NBit {
         guard data.count >= 5 else { throw CodecError.invalidParameters(codec: "nbit", reason: "client data \(data)") }
         let element = try element(data, numbers: numbers)
         let elements = input.count / element.size
-        var output: [UInt8] = []
         if data[1] != 0 {
-            func containers(_ part: Part, at base: Int) {
-                switch part {
-                case .number(let offset, let element):
-                    let native = input.element(at: base + offset, size: element.size, bigEndian: element.bigEndian)
-                    output.writeElement(element.container(fromNative: native), at: base + offset, size: element.size, bigEndian: element.bigEndian)
-                case .bytes: break
-                case .array(let offset, let count, let basePart):
-                    for index in 0..<count { containers(basePart, at: base + offset + index * basePart.size) }
-                case .compound(let offset, _, let members):
-                    for member in members { containers(member, at: base + offset) }
-                }
+            var output = Array(input[0..<(elements * element.size)])
+            element.forEachLeaf(ofElements: elements) { at, leaf in
+                guard case .number(let number) = leaf else { return }
+                let native = input.element(at: at, size: number.size, bigEndian: number.bigEndian)
+                output.writeElement(number.container(fromNative: native), at: at, size: number.size, bigEndian: number.bigEndian)
             }
-            output = Array(input[0..<(elements * element.size)])
-            for index in 0..<elements { containers(element, at: index * element.size) }
             return output
         }
-        var pending: UInt64 = 0
-        var pendingBits = 0
-        func push(_ value: UInt64, bits: Int) {
-            var remaining = bits
-            while remaining > 0 {
-                let take = min(remaining, 8 - pendingBits)
-                pending = pending << UInt64(take) | ((value >> UInt64(remaining - take)) & ((1 << UInt64(take)) - 1))
-                pendingBits += take
-                remaining -= take
-                if pendingBits == 8 {
-                    output.append(UInt8(pending))
-                    (pending, pendingBits) = (0, 0)
-                }
+        var writer = PackedBitsWriter()
+        element.forEachLeaf(ofElements: elements) { at, leaf in
+            switch leaf {
+            case .number(let number):
+                let native = input.element(at: at, size: number.size, bigEndian: number.bigEndian)
+                writer.append(number.container(fromNative: native) >> UInt64(number.offset), bits: number.precision)
+            case .bytes(let size):
+                for index in 0..<size { writer.append(UInt64(input[at + index]), bits: 8) }
             }
         }
-        func pack(_ part: Part, at base: Int) {
-            switch part {
-            case .number(let offset, let element):
-                let native = input.element(at: base + offset, size: element.size, bigEndian: element.bigEndian)
-                let mask: UInt64 = element.precision == 64 ? ~0 : (1 << UInt64(element.precision)) - 1
-                push((element.container(fromNative: native) >> UInt64(element.offset)) & mask, bits: element.precision)
-            case .bytes(let offset, let size):
-                for index in 0..<size { push(UInt64(input[base + offset + index]), bits: 8) }
-            case .array(let offset, let count, let basePart):
-                for index in 0..<count { pack(basePart, at: base + offset + index * basePart.size) }
-            case .compound(let offset, _, let members):
-                for member in members { pack(member, at: base + offset) }
-            }
-        }
-        for index in 0..<elements { pack(element, at: index * element.size) }
-        if pendingBits > 0 { output.append(UInt8(pending << UInt64(8 - pendingBits))) }
-        return output
+        return writer.finished()
     }
 
     /// One n-bit element: its container and where its significant bits sit.

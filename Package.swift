@@ -56,7 +56,7 @@ let package = Package(
             name: "VirtualZarr", dependencies: ["ByteSource", "JSONValue", "CZlib", "CZstd", "CBzip2", "CLZ4", "CSzip", "CBlosc"],
             swiftSettings: strictness),
         // HDF5 (netCDF-4) files as virtual datasets: the parser's results in the model's terms.
-        .target(name: "HDF5Mapping", dependencies: ["ByteSource", "HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
+        .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
         // netCDF-3 (classic, 64-bit offset, 64-bit data) headers: a parser of its own, no HDF5.
         .target(name: "NetCDF3", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
         // netCDF-3 files as virtual datasets, beside the HDF5 mapping (neither knows the other).

@@ -1,4 +1,3 @@
-import ByteSource
 import Foundation
 import HDF5Metadata
 import JSONValue
@@ -569,12 +568,11 @@ public enum NetCDFMapping {
     /// libhdf5 converts them: integers narrower than their container or above its lowest bit,
     /// floats in another format than IEEE 754's for their size (HDF5 lets a file declare both).
     static func misreadContainer(_ type: Datatype) -> String? {
+        if type.isStandardNumber { return nil }
         switch type {
         case .integer(let size, _, _, let offset, let precision):
-            if offset == 0 && precision == size * 8 { return nil }
             return "\(precision)-bit integers from bit \(offset) of \(size)-byte containers"
         case .float(let size, _, let offset, let precision, let layout):
-            if offset == 0 && precision == size * 8 && layout.format == FloatFormat.ieee(bytes: size) { return nil }
             return "\(precision)-bit floats from bit \(offset) of \(size)-byte containers (exponent of \(layout.exponentSize) bits, "
                 + "bias \(layout.exponentBias), mantissa of \(layout.mantissaSize) bits)"
         case .enumeration(_, let base, _, _), .array(_, _, let base):

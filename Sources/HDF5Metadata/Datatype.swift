@@ -114,6 +114,20 @@ public indirect enum Datatype: Sendable, Equatable {
 }
 
 extension Datatype {
+    /// Whether this is an integer or float whose container holds its value as numpy reads it: all
+    /// of the container's bits, two's complement or IEEE 754. HDF5 also allows narrower integers,
+    /// and floats of a file's own format, which libhdf5 converts when it reads.
+    public var isStandardNumber: Bool {
+        switch self {
+        case .integer(let size, _, _, let offset, let precision):
+            return offset == 0 && precision == size * 8
+        case .float(let size, _, let offset, let precision, let layout):
+            return offset == 0 && precision == size * 8 && layout.format == FloatFormat.ieee(bytes: size)
+        default:
+            return false
+        }
+    }
+
     /// An integer's or float's value as libhdf5's conversion to a native type gives it: for
     /// integers the `precision` bits from bit `offset`, sign-extended (the container's other bits
     /// are padding); floats in their declared format. Nil for other types, containers of more
@@ -125,10 +139,10 @@ extension Datatype {
             let shift = UInt64(64 - precision)
             let bits = (Self.container(bytes, order: order) >> UInt64(offset)) << shift
             return signed ? .integer(Int64(bitPattern: bits) >> Int64(shift)) : .unsigned(bits >> shift)
-        case .float(let size, let order, let offset, let precision, let layout):
+        case .float(let size, let order, _, _, let layout):
             guard bytes.count == size, (1...8).contains(size), let format = layout.format else { return nil }
             let container = Self.container(bytes, order: order)
-            if offset == 0, precision == size * 8, format == FloatFormat.ieee(bytes: size) {
+            if isStandardNumber {
                 switch size {
                 case 2: return .float(Double(Float16(bitPattern: UInt16(truncatingIfNeeded: container))))
                 case 4: return .float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: container))))
@@ -145,20 +159,16 @@ extension Datatype {
     /// (two's complement, IEEE 754), as libhdf5 converts them for h5py; nil when the type is
     /// already standard or is no such number.
     public func standardBytes(_ bytes: [UInt8]) -> [UInt8]? {
+        guard !isStandardNumber else { return nil }
         let bits: UInt64
         let size: Int
         let order: ByteOrder
         switch (self, number(bytes[...])) {
-        case (.integer(let width, let byteOrder, _, let offset, let precision), let value?):
-            guard offset != 0 || precision != width * 8 else { return nil }
-            switch value {
-            case .integer(let signed): bits = UInt64(bitPattern: signed)
-            case .unsigned(let unsigned): bits = unsigned
-            default: return nil
-            }
-            (size, order) = (width, byteOrder)
-        case (.float(let width, let byteOrder, let offset, let precision, let layout), .float(let value)?):
-            guard offset != 0 || precision != width * 8 || layout.format != FloatFormat.ieee(bytes: width) else { return nil }
+        case (.integer(let width, let byteOrder, _, _, _), .integer(let signed)?):
+            (bits, size, order) = (UInt64(bitPattern: signed), width, byteOrder)
+        case (.integer(let width, let byteOrder, _, _, _), .unsigned(let unsigned)?):
+            (bits, size, order) = (unsigned, width, byteOrder)
+        case (.float(let width, let byteOrder, _, _, _), .float(let value)?):
             switch width {
             case 2: bits = UInt64(Float16(value).bitPattern)
             case 4: bits = UInt64(Float(value).bitPattern)

@@ -17,8 +17,8 @@ public enum ReaderSpelling: String, Sendable, CaseIterable {
 ///   crashes it;
 /// - a chunk may not be larger than its array ("NCZarr error" for the whole store), which
 ///   netCDF-4 files write along short unlimited dimensions (512 records for 3): an unfiltered
-///   single chunk whose array is a prefix of it is served cut to the array, others are served
-///   on the array's own grid in the decoded view, and left out of a stored one.
+///   single chunk whose array is a prefix of it is served cut to the array, others on the
+///   array's own grid.
 ///
 /// numpy-based readers read `<U1` and the scalar spelling wrongly, so this is an option
 /// (`--reader netcdf-c`), not the default.
@@ -26,9 +26,18 @@ public enum NetCDFCSpelling {
     /// netCDF-C's character: one byte, spelled `<U1`.
     public static let character = ZarrDataType(kind: .fixedBytes, itemSize: 1, bigEndian: false, v2: .string("<U1"), v3: nil)
 
-    /// The dataset in netCDF-C's spelling, and a warning for each array left out. `decoded`: the
-    /// dataset is served through the decoded view, which can serve an array on another grid.
-    public static func apply(_ dataset: VirtualDataset, decoded: Bool) throws -> (dataset: VirtualDataset, warnings: [String]) {
+    /// What a mount for netCDF-C serves: the dataset in its spelling, decoded (netCDF-C 4.9 prints
+    /// compressed bytes as values without its plugins), numbers little-endian (it ignores a
+    /// dtype's byte order); with a warning for each array left out.
+    public static func decodedView(_ dataset: VirtualDataset) throws -> (view: DecodedView, warnings: [String]) {
+        let (spelled, warnings) = try apply(dataset)
+        let view = try DecodedView(spelled, littleEndianNumbers: true)
+        return (view, warnings + view.warnings)
+    }
+
+    /// The dataset in netCDF-C's spelling, for the decoded view (which serves arrays on another
+    /// grid), and a warning for each array left out.
+    static func apply(_ dataset: VirtualDataset) throws -> (dataset: VirtualDataset, warnings: [String]) {
         var result = dataset
         var warnings: [String] = []
         var regrid: [String: [UInt64]] = [:]
@@ -56,11 +65,14 @@ public enum NetCDFCSpelling {
             if fitted != array.chunkShape, !array.shape.contains(0) {
                 if let cut = cutToShape(array) {
                     array = cut
-                } else if decoded, array.regridding == nil, Codec.foreign(in: array.codecs) == nil {
+                } else if array.regridding == nil, Codec.foreign(in: array.codecs) == nil {
                     regrid[array.path] = fitted
                 } else {
+                    let why =
+                        Codec.foreign(in: array.codecs).map { "zarrmount cannot decode its codec \($0.numcodecsJSON.rendered())" }
+                        ?? "it is already assembled from several files' chunks"
                     warnings.append(
-                        "\(array.path) left out: its chunk (\(array.chunkShape.map(String.init).joined(separator: ", "))) is larger than the array (\(array.shape.map(String.init).joined(separator: ", "))) and stored encoded, which netCDF-C refuses for the whole store; add --decoded to serve it on its own grid"
+                        "\(array.path) left out: its chunk (\(array.chunkShape.map(String.init).joined(separator: ", "))) is larger than the array (\(array.shape.map(String.init).joined(separator: ", "))), which netCDF-C refuses for the whole store, and \(why) to serve it on its own grid"
                     )
                     continue
                 }

@@ -86,9 +86,6 @@ struct Mount: AsyncParsableCommand {
             throw ValidationError("give the sources (paths, globs, URLs, a config, --urls, --url-template or --references), then the mountpoint")
         }
         guard let budget = parseSize(cacheSize) else { throw ValidationError("--cache-size \(cacheSize): use bytes or a KiB/MiB/GiB suffix") }
-        if reader == .netcdfC, (try? sources.resolve())?.zarrFormat == .v3 {
-            throw ValidationError("--reader netcdf-c spells Zarr v2 (netCDF-C 4.9 reads no Zarr v3): drop --zarr-format 3")
-        }
         if let timeout, timeout < 0 { throw ValidationError("--timeout \(timeout): use a number of seconds (0: no bound)") }
         guard let part = parseSize(partSize), part >= 64 << 10 else {
             throw ValidationError("--part-size \(partSize): use at least 64KiB, in bytes or with a KiB/MiB/GiB suffix")
@@ -106,8 +103,10 @@ struct Mount: AsyncParsableCommand {
             redirectStandardError(to: logFile)
         }
         var resolved = try sources.resolve()
-        // netCDF-C 4.9 reads neither compressed chunks (without its plugins: it prints the
-        // compressed bytes as values) nor big-endian ones (it ignores the byte order).
+        if reader == .netcdfC, resolved.zarrFormat == .v3 {
+            throw ValidationError("--reader netcdf-c spells Zarr v2 (netCDF-C 4.9 reads no Zarr v3): drop --zarr-format 3")
+        }
+        // netCDF-C's spelling is served decoded (see NetCDFCSpelling.decodedView).
         let decoded = self.decoded || reader == .netcdfC
         if unpack && !decoded { throw ValidationError("--unpack serves unpacked values, which only the decoded view shows: add --decoded") }
         resolved.unpack = unpack
@@ -124,12 +123,16 @@ struct Mount: AsyncParsableCommand {
         let config = resolved
         let logger = makeLogger(level: source.logLevel)
         try await runScan(config, logger: logger) { summary in
-            var served = summary.dataset
-            var spellingWarnings: [String] = []
-            if reader == .netcdfC { (served, spellingWarnings) = try NetCDFCSpelling.apply(served, decoded: decoded) }
-            let view = decoded ? try DecodedView(served, littleEndianNumbers: reader == .netcdfC) : nil
-            let store = ZarrStore(view?.dataset ?? served, format: config.zarrFormat, nameLimit: ZarrStore.fileNameLimit)
-            for warning in spellingWarnings + (view?.warnings ?? []) + store.omitted { printError("warning: \(warning)") }
+            var view: DecodedView?
+            var viewWarnings: [String] = []
+            if reader == .netcdfC {
+                (view, viewWarnings) = try NetCDFCSpelling.decodedView(summary.dataset)
+            } else if decoded {
+                view = try DecodedView(summary.dataset)
+                viewWarnings = view?.warnings ?? []
+            }
+            let store = ZarrStore(view?.dataset ?? summary.dataset, format: config.zarrFormat, nameLimit: ZarrStore.fileNameLimit)
+            for warning in viewWarnings + store.omitted { printError("warning: \(warning)") }
             let verifyChunks = self.verifyChunks || config.verifyChunks
             let timeout = self.timeout ?? config.readTimeout ?? 30
             let tree = try ZarrTree(

@@ -20,9 +20,9 @@ final class NetCDFCSpellingTests: XCTestCase {
             attributes: [], manifest: manifest, origin: path)
     }
 
-    private func spelled(_ arrays: [VirtualArray], decoded: Bool = true) throws -> (VirtualDataset, [String]) {
+    private func spelled(_ arrays: [VirtualArray]) throws -> (VirtualDataset, [String]) {
         let dataset = VirtualDataset(objects: [ObjectInfo(url: "a.nc", size: 1 << 20)], groups: [VirtualGroup(path: "", attributes: [])], arrays: arrays)
-        return try NetCDFCSpelling.apply(dataset, decoded: decoded)
+        return try NetCDFCSpelling.apply(dataset)
     }
 
     func testCharactersScalarsAndStringsTakeNetCDFCsSpelling() throws {
@@ -63,7 +63,7 @@ final class NetCDFCSpellingTests: XCTestCase {
                 array("row", shape: [1, 3], chunks: [1, 8], entries: [.inline(Array(0..<32))]),
                 // [3, 4] of [512, 4]: trailing axes agree.
                 array("t2", shape: [3, 4], chunks: [512, 4], entries: [.reference(object: 0, offset: 0, length: 8192)]),
-            ], decoded: false)
+            ])
         XCTAssertEqual(warnings, [])
         let time = try XCTUnwrap(dataset.array("time"))
         XCTAssertEqual(time.chunkShape, [3])
@@ -72,21 +72,35 @@ final class NetCDFCSpellingTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(dataset.array("t2")).manifest[0], .reference(object: 0, offset: 0, length: 48))
     }
 
-    func testOtherOversizedChunksAreServedOnTheArraysGridOrLeftOutNamingDecoded() throws {
+    func testOtherOversizedChunksAreServedOnTheArraysGridOrLeftOutSayingWhy() throws {
         let compressed = array("level", dtype: .integer(size: 2, signed: true), shape: [3], chunks: [512], codecs: [.zlib(level: 4)])
         // [3, 4] of [512, 8]: the array is not the chunk's first bytes.
         let strided = array("u", shape: [3, 4], chunks: [512, 8])
-        let (decoded, none) = try spelled([compressed, strided])
+        let (regridded, none) = try spelled([compressed, strided])
         XCTAssertEqual(none, [])
         for name in ["level", "u"] {
-            let served = try XCTUnwrap(decoded.array(name))
+            let served = try XCTUnwrap(regridded.array(name))
             XCTAssertEqual(served.chunkShape, served.shape, name)
             XCTAssertNotNil(served.regridding, "\(name) is assembled from its stored chunk")
             XCTAssertEqual(served.codecs, [])
         }
-        let (stored, warnings) = try spelled([compressed, strided], decoded: false)
-        XCTAssertTrue(stored.arrays.isEmpty)
-        XCTAssertEqual(warnings.count, 2)
-        XCTAssertTrue(warnings[0].hasPrefix("level left out: its chunk (512) is larger than the array (3)") && warnings[0].contains("--decoded"), warnings[0])
+        // A codec zarrmount cannot decode leaves no way to another grid.
+        let foreign = array("sz", shape: [3], chunks: [512], codecs: [.other(.object([("id", .string("sz3"))]))])
+        let (dataset, warnings) = try spelled([foreign])
+        XCTAssertTrue(dataset.arrays.isEmpty)
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssertTrue(
+            warnings[0].hasPrefix("sz left out: its chunk (512) is larger than the array (3)") && warnings[0].contains("cannot decode its codec"),
+            warnings[0])
+    }
+
+    func testTheDecodedViewServesBigEndianNumbersLittleEndian() throws {
+        let bigEndian = array("crs", dtype: .integer(size: 4, signed: true, bigEndian: true), shape: [], chunks: [], entries: [.inline([0, 0, 0, 7])])
+        let dataset = VirtualDataset(objects: [ObjectInfo(url: "a.nc", size: 1 << 20)], groups: [VirtualGroup(path: "", attributes: [])], arrays: [bigEndian])
+        let (view, warnings) = try NetCDFCSpelling.decodedView(dataset)
+        XCTAssertEqual(warnings, [])
+        let crs = try XCTUnwrap(view.dataset.array("crs"))
+        XCTAssertEqual(crs.dtype.v2, .string("<i4"))
+        XCTAssertEqual(crs.manifest[0], .inline([7, 0, 0, 0]))
     }
 }

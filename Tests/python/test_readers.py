@@ -299,7 +299,9 @@ def test_ncdump_reads_a_reader_netcdf_c_mount_as_it_reads_the_original(tmp_path,
         plain, _ = mount("--decoded")
         with pytest.raises(readers.ReaderError):
             readers.ncdump_values(plain, "T2")
-        p = subprocess.run([ZARRMOUNT, "mount", original, "--reader", "netcdf-c", "--zarr-format", "3", str(tmp_path)],
+        empty = tmp_path / "v3"
+        empty.mkdir()
+        p = subprocess.run([ZARRMOUNT, "mount", original, "--reader", "netcdf-c", "--zarr-format", "3", str(empty)],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode != 0 and "--reader netcdf-c spells Zarr v2" in p.stderr, p.stderr
     finally:

@@ -191,6 +191,18 @@ def ll_dataset(parent, name, tid, shape, maxshape=None, dcpl=None, data=None, mt
     return h5py.Dataset(dsid)
 
 
+def narrow_float(base, fields, offset, precision, size, bias):
+    """A float type of the file's own format (as n-bit data declare them): `fields` are the sign
+    position, exponent position and size, mantissa position and size, in container bits."""
+    t = base.copy()
+    t.set_fields(*fields)
+    t.set_offset(offset)
+    t.set_precision(precision)
+    t.set_size(size)
+    t.set_ebias(bias)
+    return t
+
+
 def rng(seed):
     return np.random.default_rng(seed)
 
@@ -508,21 +520,10 @@ def _(path):
         # 4-byte container, a 6-bit exponent biased by 31, a 13-bit mantissa; big- and little-endian.
         samples = np.array([1.5, -2.25, 3.0e4, 0.0, 1e-3, -7.125, 12345.678, -0.5, 2.0 ** -20, 1e9], dtype="<f4")
         for order, base in (("be", h5t.IEEE_F32BE), ("le", h5t.IEEE_F32LE)):
-            t = base.copy()
-            t.set_fields(26, 20, 6, 7, 13)
-            t.set_offset(7)
-            t.set_precision(20)
-            t.set_size(4)
-            t.set_ebias(31)
-            nbit_partly_written("nbit_float_" + order, t, "<f4", samples, -9.75)
+            nbit_partly_written("nbit_float_" + order, narrow_float(base, (26, 20, 6, 7, 13), 7, 20, 4, 31), "<f4", samples, -9.75)
         # A double of 43 bits from bit 3 of its 8 bytes: an 11-bit exponent, a 31-bit mantissa.
-        t = h5t.IEEE_F64LE.copy()
-        t.set_fields(45, 34, 11, 3, 31)
-        t.set_offset(3)
-        t.set_precision(43)
-        t.set_size(8)
-        t.set_ebias(1023)
-        nbit_partly_written("nbit_double", t, "<f8", np.linspace(-1e5, 3e7, 12), 1e300)
+        nbit_partly_written("nbit_double", narrow_float(h5t.IEEE_F64LE, (45, 34, 11, 3, 31), 3, 43, 8, 1023), "<f8",
+                            np.linspace(-1e5, 3e7, 12), 1e300)
         # A compound of n-bit members (libhdf5 lists them in member order, each a number or bytes
         # kept as they are): 17 bits from bit 3 of an int32, HDF5's test float (big-endian), a
         # 3-byte string, an int8 and a uint16. (An array member is left to CodecTests: zarr-python 3
@@ -530,12 +531,7 @@ def _(path):
         narrow = h5t.STD_I32LE.copy()
         narrow.set_precision(17)
         narrow.set_offset(3)
-        test_float = h5t.IEEE_F32BE.copy()
-        test_float.set_fields(26, 20, 6, 7, 13)
-        test_float.set_offset(7)
-        test_float.set_precision(20)
-        test_float.set_size(4)
-        test_float.set_ebias(31)
+        test_float = narrow_float(h5t.IEEE_F32BE, (26, 20, 6, 7, 13), 7, 20, 4, 31)
         text = h5t.C_S1.copy()
         text.set_size(3)
         record = h5t.create(h5t.COMPOUND, 14)

@@ -59,7 +59,13 @@ struct ChunkCachePlan {
     private var recentReads: [UInt64] = []
     private var recentStart = 0
     private var recentCounts: [UInt64: Int] = [:]
+    /// For each chunk file in that window, the longest run of neighbouring files readers went
+    /// through in order (forwards or backwards) that ended at it: how sure the plan is that a
+    /// reader is sequential, and so how far ahead to fetch.
+    private var recentRuns: [UInt64: Int] = [:]
     static let recentWindow = 512
+    /// The readahead window grows to at most this many times `readahead`.
+    static let maxWindowGrowth = 8
 
     init(budget: Int, readahead: Int, partSize: UInt64) {
         self.budget = max(0, budget)
@@ -99,7 +105,7 @@ struct ChunkCachePlan {
         } else {
             starts += readAheadChunks(after: unit.key.inode, firstUnit: firstUnit)
         }
-        noteRead(unit.key.inode)
+        noteRead(unit.key.inode, run: sequentialRun(at: unit.key.inode).length)
         return (answer, starts)
     }
 
@@ -108,7 +114,7 @@ struct ChunkCachePlan {
     mutating func cachedRequest(_ key: Key, readAhead: Bool, firstUnit: (UInt64) -> Unit?) -> ([UInt8]?, [Unit]) {
         guard let cached = hit(key) else { return (nil, []) }
         let starts = readAhead ? readAheadChunks(after: key.inode, firstUnit: firstUnit) : []
-        noteRead(key.inode)
+        noteRead(key.inode, run: sequentialRun(at: key.inode).length)
         return (cached, starts)
     }
 
@@ -156,18 +162,44 @@ struct ChunkCachePlan {
         inFlight[unit.key] = unit.length
     }
 
+    /// The run of neighbouring chunk files readers went through in order that a read of `inode`
+    /// extends: its direction (0 when neither neighbour was read recently) and length,
+    /// counting this read.
+    private func sequentialRun(at inode: UInt64) -> (step: Int64, length: Int) {
+        if inode > 1, let before = recentRuns[inode - 1] { return (1, before + 1) }
+        if let after = recentRuns[inode + 1] { return (-1, after + 1) }
+        return (0, 1)
+    }
+
+    /// How many chunk files ahead of a sequential reader to keep fetched or on their way after
+    /// a run of `run` reads: `readahead`, doubled for every `readahead` reads the run goes on
+    /// past its first, up to `maxWindowGrowth` times it (two neighbours read by random
+    /// readers by chance get no more than `readahead`). A reader that has gone through many chunk files
+    /// in order is likely to go on (a reduction over a year of daily chunks reads all 365), and
+    /// at a 20 ms round trip eight chunks in flight leave it waiting on the network.
+    func readaheadWindow(run: Int) -> Int {
+        guard readahead > 0 else { return 0 }
+        var window = readahead
+        var doublings = (run - 1) / readahead
+        while doublings > 0, window * 2 <= readahead * Self.maxWindowGrowth {
+            window *= 2
+            doublings -= 1
+        }
+        return window
+    }
+
     /// A read of the chunk file right after one a reader read recently looks like a sequential
-    /// reader: keep the next `readahead` chunk files fetched or on their way. Right before one,
-    /// it looks like a reader going backwards (dask often schedules the last chunk first):
-    /// fetch the previous ones. Only readers' own reads count, not what is cached or was
-    /// fetched ahead: random readers over a large cache would otherwise find a cached
-    /// neighbour most of the time and multiply the traffic.
+    /// reader: keep the next chunk files fetched or on their way (`readaheadWindow`, which
+    /// grows with the run). Right before one, it looks like a reader going backwards (dask
+    /// often schedules the last chunk first): fetch the previous ones. Only readers' own reads
+    /// count, not what is cached or was fetched ahead: random readers over a large cache would
+    /// otherwise find a cached neighbour most of the time and multiply the traffic.
     private mutating func readAheadChunks(after inode: UInt64, firstUnit: (UInt64) -> Unit?) -> [Unit] {
         guard readahead > 0, inode > 0 else { return [] }
-        let step: Int64
-        if readRecently(inode - 1) { step = 1 } else if readRecently(inode + 1) { step = -1 } else { return [] }
+        let (step, run) = sequentialRun(at: inode)
+        guard step != 0 else { return [] }
         var starts: [Unit] = []
-        for distance in 1...Int64(readahead) {
+        for distance in 1...Int64(readaheadWindow(run: run)) {
             let signed = Int64(inode) + step * distance
             guard signed > 0 else { break }
             let next = UInt64(signed)
@@ -208,15 +240,19 @@ struct ChunkCachePlan {
 
     private func present(_ key: Key) -> Bool { cache[key] != nil || inFlight[key] != nil }
 
-    private func readRecently(_ inode: UInt64) -> Bool { recentCounts[inode] != nil }
-
-    private mutating func noteRead(_ inode: UInt64) {
+    private mutating func noteRead(_ inode: UInt64, run: Int = 1) {
         recentReads.append(inode)
         recentCounts[inode, default: 0] += 1
+        recentRuns[inode] = max(recentRuns[inode] ?? 0, run)
         if recentReads.count - recentStart > Self.recentWindow {
             let oldest = recentReads[recentStart]
             recentStart += 1
-            if recentCounts[oldest] == 1 { recentCounts.removeValue(forKey: oldest) } else { recentCounts[oldest]! -= 1 }
+            if recentCounts[oldest] == 1 {
+                recentCounts.removeValue(forKey: oldest)
+                recentRuns.removeValue(forKey: oldest)
+            } else {
+                recentCounts[oldest]! -= 1
+            }
             if recentStart > 4096 {
                 recentReads.removeFirst(recentStart)
                 recentStart = 0

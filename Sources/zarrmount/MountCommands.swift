@@ -55,7 +55,10 @@ struct Mount: AsyncParsableCommand {
     )
     var partSize: String = "8MiB"
 
-    @Option(help: "Chunks fetched ahead when a reader goes through an array's chunks in order (0: off).")
+    @Option(
+        help:
+            "Chunks fetched ahead when a reader goes through an array's chunks in order, doubling as it goes on, up to 8 times this (0: off)."
+    )
     var readahead: Int = 8
 
     @Flag(help: "Let other users read the mount (needs user_allow_other in /etc/fuse.conf for non-root).")

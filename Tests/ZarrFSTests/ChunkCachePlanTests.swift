@@ -50,6 +50,38 @@ final class ChunkCachePlanTests: XCTestCase {
         XCTAssertEqual(random.statistics.readahead, 0)
     }
 
+    func testTheReadaheadWindowGrowsWithASequentialRunUpToEightTimesAndRandomReadsDoNotGrowIt() {
+        var plan = ChunkCachePlan(budget: 1 << 30, readahead: 2, partSize: 1 << 20)
+        XCTAssertEqual((1...7).map { plan.readaheadWindow(run: $0) }, [2, 2, 4, 4, 8, 8, 16])
+        XCTAssertEqual(plan.readaheadWindow(run: 10_000), 16, "at most eight times --readahead")
+        XCTAssertEqual(ChunkCachePlan(budget: 1 << 30, readahead: 0, partSize: 1 << 20).readaheadWindow(run: 50), 0)
+
+        // One reader through 60 chunk files in order, each fetch landing before the next read:
+        // how far ahead of the reader the fetches reach after each read.
+        let files: (UInt64) -> Unit? = { $0 <= 60 ? self.unit($0) : nil }
+        var reach: [UInt64] = []
+        var furthest: UInt64 = 0
+        for inode: UInt64 in 1...40 {
+            let (_, starts) = plan.request(unit(inode), parts: 1, firstUnit: files)
+            for start in starts {
+                furthest = max(furthest, start.key.inode)
+                plan.finished(start.key, bytes: [1])
+            }
+            reach.append(furthest - inode)
+        }
+        XCTAssertEqual(Array(reach.prefix(8)), [0, 2, 4, 4, 8, 8, 16, 16])
+        XCTAssertEqual(reach.max(), 16)
+        XCTAssertEqual(reach[20], 16, "the window stays open while the reader goes on")
+
+        // Random readers that happen to hit a neighbour now and then keep the base window.
+        var random = ChunkCachePlan(budget: 1 << 30, readahead: 2, partSize: 1 << 20)
+        var fetchedAhead = 0
+        for inode: UInt64 in [50, 51, 9, 30, 31, 70, 12, 13, 90] {
+            fetchedAhead += random.request(unit(inode), parts: 1, firstUnit: { self.unit($0) }).1.count - 1
+        }
+        XCTAssertEqual(fetchedAhead, 0 + 2 + 0 + 0 + 2 + 0 + 0 + 2 + 0)
+    }
+
     func testReadaheadStopsAtAQuarterOfTheBudgetInFlight() {
         var plan = ChunkCachePlan(budget: 1000, readahead: 8, partSize: 1 << 20)
         let files: (UInt64) -> Unit? = { self.unit($0, size: 100) }

@@ -133,7 +133,16 @@ public struct ManifestCache: Sendable {
         }
         var fillChunk = JSON.null
         if let fill = array.manifest.fillChunk { fillChunk = .string(Data(fill).base64EncodedString()) }
-        return .object([
+        return .object(
+            arrayMetadata(array) + [
+                ("grid", .array(array.manifest.gridShape.map { .int(Int64($0)) })), ("entries", .array(entries)), ("fill_chunk", fillChunk),
+            ])
+    }
+
+    /// An array's Zarr metadata, without its chunk table (the cache's JSON and the manifest
+    /// file's header share it).
+    static func arrayMetadata(_ array: VirtualArray) -> [(String, JSON)] {
+        [
             ("path", .string(array.path)),
             (
                 "dtype",
@@ -150,10 +159,7 @@ public struct ManifestCache: Sendable {
             ("dims", .array(array.dimensionNames.map(JSON.string))),
             ("attributes", .object(array.attributes)),
             ("origin", .string(array.origin)),
-            ("grid", .array(array.manifest.gridShape.map { .int(Int64($0)) })),
-            ("entries", .array(entries)),
-            ("fill_chunk", fillChunk),
-        ])
+        ]
     }
 
     struct DecodeError: Error {}
@@ -172,11 +178,7 @@ public struct ManifestCache: Sendable {
     }
 
     static func decodeArray(_ json: JSON) throws -> VirtualArray {
-        guard let path = json["path"]?.stringValue, let dtype = json["dtype"], let kindName = dtype["kind"]?.stringValue,
-            let kind = ZarrDataType.Kind.named(kindName), let size = dtype["size"]?.int64Value,
-            let shape = json["shape"]?.arrayValue?.compactMap(\.uint64Value), let chunks = json["chunks"]?.arrayValue?.compactMap(\.uint64Value),
-            let grid = json["grid"]?.arrayValue?.compactMap(\.int64Value), let entries = json["entries"]?.arrayValue
-        else { throw DecodeError() }
+        guard let grid = json["grid"]?.arrayValue?.compactMap(\.int64Value), let entries = json["entries"]?.arrayValue else { throw DecodeError() }
         guard ChunkManifest.chunkCount(grid.map { Int(clamping: $0) }) != nil else { throw DecodeError() }
         var manifest = ChunkManifest(gridShape: grid.map(Int.init))
         if let fill = json["fill_chunk"]?.stringValue {
@@ -199,6 +201,16 @@ public struct ManifestCache: Sendable {
                 manifest[Int(linear)] = .reference(object: UInt32(object), offset: offset, length: length)
             }
         }
+        return try decodeArray(metadata: json, manifest: manifest)
+    }
+
+    /// An array from its metadata (`arrayMetadata`) and its chunk table.
+    static func decodeArray(metadata json: JSON, manifest: ChunkManifest) throws -> VirtualArray {
+        guard let path = json["path"]?.stringValue, let dtype = json["dtype"], let kindName = dtype["kind"]?.stringValue,
+            let kind = ZarrDataType.Kind.named(kindName), let size = dtype["size"]?.int64Value, size >= 0, size <= Int64(Int32.max),
+            let shape = json["shape"]?.arrayValue?.compactMap(\.uint64Value), let chunks = json["chunks"]?.arrayValue?.compactMap(\.uint64Value),
+            shape.count == chunks.count, manifest.gridShape.count == shape.count
+        else { throw DecodeError() }
         let v3 = dtype["v3"].flatMap { $0 == .null ? nil : $0 }
         let fillBytes = json["fill_bytes"]?.stringValue.flatMap { Data(base64Encoded: $0) }.map { [UInt8]($0) }
         return VirtualArray(

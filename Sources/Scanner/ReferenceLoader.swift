@@ -28,7 +28,11 @@ public enum ReferenceLoader {
         } catch {
             throw ScanError.references(location: location, detail: "\(error)")
         }
-        let text = try await fetchText(location, store: store)
+        let bytes = try await fetchBytes(location, store: store)
+        if ManifestFile.hasMagic(bytes) {
+            return try loadManifest(bytes, location: location, confinement: confinement, store: store, start: start, logger: logger)
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
         var dataset: VirtualDataset
         let firstKeys: [String]
         do {
@@ -73,7 +77,35 @@ public enum ReferenceLoader {
             elapsed: ContinuousClock.now - start, cacheHits: 0, store: store, maxRounds: 0)
     }
 
-    static func fetchText(_ location: String, store: RemoteStore?) async throws -> String {
+    /// A manifest file (`ManifestFile`): it carries each object's size and identity from its
+    /// scan, so nothing is listed now; every chunk read checks the identity, as after a scan.
+    /// Its objects are confined as a reference file's are.
+    static func loadManifest(
+        _ bytes: [UInt8], location: String, confinement: SourceConfinement, store: RemoteStore?, start: ContinuousClock.Instant,
+        logger: Logger
+    ) throws -> ScanSummary {
+        let dataset: VirtualDataset
+        do {
+            dataset = try ManifestFile.decode(bytes, name: location).dataset
+        } catch let error as ManifestFileError {
+            throw ScanError.references(location: location, detail: "\(error)")
+        }
+        let workingDirectory = FileManager.default.currentDirectoryPath
+        for object in dataset.objects {
+            if let reason = confinement.refusal(of: object.url, workingDirectory: workingDirectory) {
+                throw ScanError.references(
+                    location: location,
+                    detail: "\(location) names \(object.url), which is not allowed: \(reason); "
+                        + "if you trust this manifest, add --allow-source PREFIX (config key allow_sources)")
+            }
+        }
+        logger.info("manifest read", metadata: ["location": "\(location)", "objects": "\(dataset.objects.count)"])
+        return ScanSummary(
+            dataset: dataset, files: dataset.objects.count, skipped: [], requests: 0, bytesRead: UInt64(bytes.count),
+            elapsed: ContinuousClock.now - start, cacheHits: 0, store: store, maxRounds: 0)
+    }
+
+    static func fetchBytes(_ location: String, store: RemoteStore?) async throws -> [UInt8] {
         do {
             let isRemote = try Location(parsing: location).isRemote
             let bytes: [UInt8]
@@ -96,7 +128,7 @@ public enum ReferenceLoader {
                 }
                 bytes = try FileSource(path: path).readSynchronously(offset: 0, length: Int(object.size))
             }
-            return String(decoding: bytes, as: UTF8.self)
+            return bytes
         } catch let error as ScanError {
             throw error
         } catch let error as ObjectStoreError {

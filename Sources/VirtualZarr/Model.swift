@@ -290,6 +290,112 @@ public struct ChunkManifest: Sendable, Equatable {
         }
     }
 
+    // MARK: Columns (the binary manifest file)
+
+    /// The object id a column entry carries for an inline chunk; its offset is the chunk's index
+    /// in `Columns.inlineChunks`.
+    public static let inlineObject = inlineMarker
+
+    /// The set entries as columns: what a manifest file stores. `indices` is nil when every
+    /// entry of the grid is set (the columns are then the table itself, not a copy).
+    public struct Columns: Sendable, Equatable {
+        public var indices: [Int]?
+        public var objects: [UInt32]
+        public var offsets: [UInt64]
+        public var lengths: [UInt64]
+        public var inlineChunks: [[UInt8]]
+        public var fillIndex: Int?
+
+        public init(indices: [Int]?, objects: [UInt32], offsets: [UInt64], lengths: [UInt64], inlineChunks: [[UInt8]], fillIndex: Int?) {
+            self.indices = indices
+            self.objects = objects
+            self.offsets = offsets
+            self.lengths = lengths
+            self.inlineChunks = inlineChunks
+            self.fillIndex = fillIndex
+        }
+    }
+
+    public var columns: Columns {
+        if isDense, !objects.contains(Self.missingMarker) {
+            return Columns(indices: nil, objects: objects, offsets: offsets, lengths: lengths, inlineChunks: inlineChunks, fillIndex: fillIndex)
+        }
+        let indices = setIndices
+        var columns = Columns(indices: indices, objects: [], offsets: [], lengths: [], inlineChunks: inlineChunks, fillIndex: fillIndex)
+        columns.objects.reserveCapacity(indices.count)
+        columns.offsets.reserveCapacity(indices.count)
+        columns.lengths.reserveCapacity(indices.count)
+        for linear in indices {
+            let entry = slot(linear)!
+            columns.objects.append(entry.object)
+            columns.offsets.append(entry.offset)
+            columns.lengths.append(entry.length)
+        }
+        return columns
+    }
+
+    /// Why columns read from a file cannot be a manifest of their grid.
+    public enum ColumnsError: Error, Equatable, CustomStringConvertible {
+        case countMismatch(expected: Int, got: Int)
+        case indexOutOfOrder(position: Int)
+        case objectOutOfRange(chunk: [Int], object: UInt32, objectCount: Int)
+        case inlineOutOfRange(chunk: [Int], index: UInt64, inlineCount: Int)
+        case fillOutOfRange(index: Int, inlineCount: Int)
+
+        public var description: String {
+            switch self {
+            case .countMismatch(let expected, let got): "the columns hold \(got) entries where \(expected) were declared"
+            case .indexOutOfOrder(let position): "chunk index \(position) is outside the grid or not after the one before it"
+            case .objectOutOfRange(let chunk, let object, let count): "chunk \(chunk) names object \(object), but there are \(count) objects"
+            case .inlineOutOfRange(let chunk, let index, let count): "chunk \(chunk) names inline chunk \(index), but there are \(count)"
+            case .fillOutOfRange(let index, let count): "the fill chunk is inline chunk \(index), but there are \(count)"
+            }
+        }
+    }
+
+    /// The manifest of `gridShape` holding `columns`, every entry checked: object ids below
+    /// `objectCount`, inline indices within the inline chunks, indices ascending within the
+    /// grid. Full grids take the columns as the table without copying them.
+    public init(gridShape: [Int], columns: Columns, objectCount: Int) throws {
+        guard let count = Self.chunkCount(gridShape) else { throw ColumnsError.countMismatch(expected: 0, got: columns.objects.count) }
+        let entries = columns.indices?.count ?? count
+        for column in [columns.objects.count, columns.offsets.count, columns.lengths.count] where column != entries {
+            throw ColumnsError.countMismatch(expected: entries, got: column)
+        }
+        if let fill = columns.fillIndex, fill < 0 || fill >= columns.inlineChunks.count {
+            throw ColumnsError.fillOutOfRange(index: fill, inlineCount: columns.inlineChunks.count)
+        }
+        self.init(gridShape: gridShape)
+        inlineChunks = columns.inlineChunks
+        fillIndex = columns.fillIndex
+        var previous = -1
+        for position in 0..<entries {
+            let linear = columns.indices?[position] ?? position
+            guard linear > previous, linear < count else { throw ColumnsError.indexOutOfOrder(position: position) }
+            previous = linear
+            let object = columns.objects[position]
+            if object == Self.inlineMarker {
+                let index = columns.offsets[position]
+                guard index < UInt64(inlineChunks.count), UInt64(inlineChunks[Int(index)].count) == columns.lengths[position] else {
+                    throw ColumnsError.inlineOutOfRange(chunk: coordinates(linear), index: index, inlineCount: inlineChunks.count)
+                }
+            } else if object >= UInt32(clamping: objectCount) || object == Self.missingMarker {
+                throw ColumnsError.objectOutOfRange(chunk: coordinates(linear), object: object, objectCount: objectCount)
+            }
+        }
+        if columns.indices == nil {
+            objects = columns.objects
+            offsets = columns.offsets
+            lengths = columns.lengths
+            sparse = [:]
+            isDense = true
+        } else if let indices = columns.indices {
+            for (position, linear) in indices.enumerated() {
+                store(Slot(object: columns.objects[position], offset: columns.offsets[position], length: columns.lengths[position]), at: linear)
+            }
+        }
+    }
+
     /// The same manifest with every object id passed through `map` (when tables are merged).
     func remappingObjects(_ map: (UInt32) -> UInt32) -> ChunkManifest {
         var copy = self

@@ -22,6 +22,12 @@ struct Mount: AsyncParsableCommand {
 
     @OptionGroup var source: SourceOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "Mount a binary manifest (`zarrmount scan ... --manifest FILE.zmf`; a path, http(s):// or s3:// URL) instead of scanning: nothing is listed or parsed, each object's identity is checked on its first read.",
+            valueName: "file"))
+    var manifest: String?
+
     @Flag(help: "Stay in the foreground instead of returning once mounted.")
     var foreground = false
 
@@ -85,8 +91,15 @@ struct Mount: AsyncParsableCommand {
     func run() async throws {
         var sources = source
         guard let mountpoint = sources.sources.popLast() else { throw ValidationError("give the sources, then the mountpoint") }
+        if let manifest {
+            guard sources.sources.isEmpty, sources.urls == nil, sources.urlTemplate == nil, sources.references == nil else {
+                throw ValidationError("--manifest replaces the sources: give the manifest and the mountpoint only")
+            }
+            sources.references = manifest
+        }
         guard !sources.sources.isEmpty || sources.urls != nil || sources.urlTemplate != nil || sources.references != nil else {
-            throw ValidationError("give the sources (paths, globs, URLs, a config, --urls, --url-template or --references), then the mountpoint")
+            throw ValidationError(
+                "give the sources (paths, globs, URLs, a config, --urls, --url-template, --references or --manifest), then the mountpoint")
         }
         guard let budget = parseSize(cacheSize) else { throw ValidationError("--cache-size \(cacheSize): use bytes or a KiB/MiB/GiB suffix") }
         if let timeout, timeout < 0 { throw ValidationError("--timeout \(timeout): use a number of seconds (0: no bound)") }

@@ -246,7 +246,7 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        printError("read references for \(summary.files) objects from \(references): \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
+        printError("read \(references): \(summary.files) objects, \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
         for warning in summary.dataset.warnings { printError("warning: \(warning)") }
         try await then(summary)
         return
@@ -304,7 +304,17 @@ struct Scan: AsyncParsableCommand {
     @OptionGroup var source: SourceOptions
 
     @Option(help: "Where to write the kerchunk reference JSON.")
-    var refs: String
+    var refs: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Where to write the binary manifest (.zmf: the combined dataset with each object's identity, mounted with `zarrmount mount --manifest`).",
+            valueName: "file"))
+    var manifest: String?
+
+    func validate() throws {
+        if refs == nil && manifest == nil { throw ValidationError("give --refs FILE (kerchunk JSON), --manifest FILE.zmf, or both") }
+    }
 
     func run() async throws {
         let config = try source.resolve()
@@ -312,18 +322,33 @@ struct Scan: AsyncParsableCommand {
     }
 
     private func write(_ summary: ScanSummary) throws {
-        let text: String
-        do { text = try KerchunkReferences.write(summary.dataset) } catch let error as MappingError {
-            printError("error: \(error)")
-            throw ExitCode(1)
+        if let refs {
+            let text: String
+            do { text = try KerchunkReferences.write(summary.dataset) } catch let error as MappingError {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            }
+            do { try StoreExporter.writeFile(refs, Array(text.utf8)) } catch let error as ExportError {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            }
+            // The references are Zarr v2 for numcodecs: what v2 cannot carry is left out, and said.
+            for warning in ZarrStore(summary.dataset, format: .v2).omitted { printError("warning: \(warning)") }
+            printError("wrote \(refs)")
         }
-        do { try StoreExporter.writeFile(refs, Array(text.utf8)) } catch let error as ExportError {
-            printError("error: \(error)")
-            throw ExitCode(1)
+        if let manifest {
+            do {
+                let bytes = try ManifestFile.encode(summary.dataset, writer: "zarrmount \(zarrmountVersion)")
+                try StoreExporter.writeFile(manifest, bytes)
+                printError("wrote \(manifest) (\(formatBytes(UInt64(bytes.count))))")
+            } catch let error as ManifestFileError {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            } catch let error as ExportError {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            }
         }
-        // The references are Zarr v2 for numcodecs: what v2 cannot carry is left out, and said.
-        for warning in ZarrStore(summary.dataset, format: .v2).omitted { printError("warning: \(warning)") }
-        printError("wrote \(refs)")
         if !summary.skipped.isEmpty { throw ExitCode(2) }
     }
 }

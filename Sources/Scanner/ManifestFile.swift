@@ -262,6 +262,26 @@ public enum ManifestFile {
         return output
     }
 
+    /// `bytes` with its header JSON passed through `edit` and the checksum made good again: how
+    /// tests build manifests whose checksum holds but whose contents lie.
+    static func rewritingHeader(_ bytes: [UInt8], _ edit: (JSON) throws -> JSON) throws -> [UInt8] {
+        let headerLength = Int(UInt64(littleEndianBytes: bytes[16..<24]))
+        let headerRaw = UInt64(littleEndianBytes: bytes[24..<32])
+        var budget = maxRawBytes
+        let header = try JSON.parse(
+            String(decoding: try inflate(bytes[prefixLength..<(prefixLength + headerLength)], raw: headerRaw, budget: &budget, name: "", what: ""), as: UTF8.self))
+        let raw = Array(try edit(header).rendered().utf8)
+        var compressed = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
+        let written = compressed.withUnsafeMutableBytes { out in
+            raw.withUnsafeBytes { source in ZSTD_compress(out.baseAddress, out.count, source.baseAddress, source.count, compressionLevel) }
+        }
+        compressed.removeSubrange(written...)
+        var file = Array(bytes[0..<16]) + littleEndian([UInt64(compressed.count), UInt64(raw.count)]) + compressed
+        file += bytes[(prefixLength + headerLength)..<(bytes.count - checksumLength)]
+        file += Array(SHA256.hash(data: file))
+        return file
+    }
+
     // MARK: Columns
 
     static func deltas(_ values: [UInt64]) -> [UInt64] {

@@ -105,6 +105,17 @@ public enum ReferenceLoader {
             elapsed: ContinuousClock.now - start, cacheHits: 0, store: store, maxRounds: 0)
     }
 
+    /// The manifest file at `location` (path or URL), read and checked, with no confinement:
+    /// for describing it (`zarrmount info`), not for serving it.
+    public static func readManifest(_ location: String, store: RemoteStore?) async throws -> (dataset: VirtualDataset, info: ManifestFile.Info) {
+        let bytes = try await fetchBytes(location, store: store)
+        do {
+            return try ManifestFile.decode(bytes, name: location)
+        } catch let error as ManifestFileError {
+            throw ScanError.references(location: location, detail: "\(error)")
+        }
+    }
+
     static func fetchBytes(_ location: String, store: RemoteStore?) async throws -> [UInt8] {
         do {
             let isRemote = try Location(parsing: location).isRemote

@@ -208,32 +208,39 @@ extension MountConfig {
     }
 }
 
+/// The object store for remote sources as `config` sets it up (endpoint, region, credentials,
+/// connections, CA bundle), with its HTTP engine, which the caller shuts down.
+func makeRemoteStore(_ config: MountConfig, logger: Logger) throws -> (RemoteStore, CurlEngine) {
+    do {
+        var s3 = S3Options(endpoint: config.endpointURL, region: config.region)
+        s3.anonymous = config.anonymous
+        s3.requesterPays = config.requesterPays
+        let credentials = config.anonymous ? nil : try Credentials.resolve(environment: ProcessInfo.processInfo.environment)
+        var engineConfiguration = CurlEngine.Configuration()
+        if let connections = config.connections { engineConfiguration.maxConnectionsPerHost = connections }
+        engineConfiguration.caBundle = config.certificateBundle(environment: ProcessInfo.processInfo.environment)
+        if let bundle = engineConfiguration.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {
+            printError("error: \(bundle): the CA bundle (--ca-bundle, ca_bundle, CURL_CA_BUNDLE or SSL_CERT_FILE) cannot be read")
+            throw ExitCode(1)
+        }
+        let transport = CurlEngine(configuration: engineConfiguration, logger: logger)
+        return (RemoteStore(transport: transport, s3: s3, credentials: credentials, logger: logger), transport)
+    } catch let error as ObjectStoreError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+}
+
 /// Scans, reports, runs `then` on the result while the HTTP engine is still up, and shuts it down.
 func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async throws -> Void) async throws {
     var options = config.scanOptions
     var engine: CurlEngine?
-    do {
-        // References may point anywhere (their objects are only known once read), so they
-        // always get a store; local objects in them are read directly all the same.
-        if try config.references != nil || config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
-            var s3 = S3Options(endpoint: config.endpointURL, region: config.region)
-            s3.anonymous = config.anonymous
-            s3.requesterPays = config.requesterPays
-            let credentials = config.anonymous ? nil : try Credentials.resolve(environment: ProcessInfo.processInfo.environment)
-            var engineConfiguration = CurlEngine.Configuration()
-            if let connections = config.connections { engineConfiguration.maxConnectionsPerHost = connections }
-            engineConfiguration.caBundle = config.certificateBundle(environment: ProcessInfo.processInfo.environment)
-            if let bundle = engineConfiguration.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {
-                printError("error: \(bundle): the CA bundle (--ca-bundle, ca_bundle, CURL_CA_BUNDLE or SSL_CERT_FILE) cannot be read")
-                throw ExitCode(1)
-            }
-            let transport = CurlEngine(configuration: engineConfiguration, logger: logger)
-            engine = transport
-            options.store = RemoteStore(transport: transport, s3: s3, credentials: credentials, logger: logger)
-        }
-    } catch let error as ObjectStoreError {
-        printError("error: \(error)")
-        throw ExitCode(1)
+    // References may point anywhere (their objects are only known once read), so they
+    // always get a store; local objects in them are read directly all the same.
+    if try config.references != nil || config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
+        let (store, transport) = try makeRemoteStore(config, logger: logger)
+        options.store = store
+        engine = transport
     }
     defer { engine?.shutdown() }
     if let references = config.references {

@@ -359,3 +359,147 @@ final class ExternalDataTests: XCTestCase {
         XCTAssertTrue(dataset.warnings[1].contains("/dotdot left out") && dataset.warnings[1].contains("../outside.bin"))
     }
 }
+
+final class ManifestFileTests: XCTestCase {
+    /// Every fixture's dataset survives a manifest file: arrays' metadata by reflection (a
+    /// property added to the model without the file knowing it fails here), chunk tables and
+    /// objects by value, and writing the read dataset again gives the same bytes.
+    func testEveryFixtureSurvivesAManifestFileByteForByte() async throws {
+        let directory = try VZTestData.fixtures()
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasSuffix(".h5") || $0.hasSuffix(".nc") }.sorted()
+        var compared = 0
+        for file in files {
+            let object = try LocalStore.describe(directory.appendingPathComponent(file).path)
+            guard case .scanned(let dataset, _) = await Scanner.scanFile(object, mapping: MappingOptions(), store: nil) else { continue }
+            let bytes = try ManifestFile.encode(dataset, writer: "test")
+            let (restored, info) = try ManifestFile.decode(bytes, name: file)
+            XCTAssertEqual(info, ManifestFile.Info(version: 1, writer: "test", bytes: bytes.count))
+            XCTAssertEqual(restored.objects, dataset.objects, file)
+            XCTAssertEqual(restored.arrays.count, dataset.arrays.count, file)
+            for (original, read) in zip(dataset.arrays, restored.arrays) {
+                XCTAssertEqual(read.manifest, original.manifest, "\(file): \(original.path)")
+                var (left, right) = (original, read)
+                left.manifest = ChunkManifest(gridShape: [])
+                right.manifest = ChunkManifest(gridShape: [])
+                // JSON text does not keep whether a non-negative integer was signed (as in the cache).
+                func spelled(_ value: Any) -> String { String(reflecting: value).replacingOccurrences(of: "JSON.uint(", with: "JSON.int(") }
+                XCTAssertEqual(spelled(left), spelled(right), "\(file): \(original.path)")
+            }
+            XCTAssertEqual(restored.groups.map(\.path), dataset.groups.map(\.path), file)
+            XCTAssertEqual(restored.warnings, dataset.warnings, file)
+            XCTAssertEqual(restored.unlimitedDimensions, dataset.unlimitedDimensions, file)
+            XCTAssertEqual(try ManifestFile.encode(restored, writer: "test"), bytes, "\(file): written again")
+            compared += dataset.arrays.count
+        }
+        XCTAssertGreaterThan(compared, 100, "the fixtures' arrays were compared")
+    }
+
+    private func dataset(gridShape: [Int], entries: [(Int, ChunkEntry)], fill: [UInt8]? = nil, objectSize: UInt64 = 1 << 20) -> VirtualDataset {
+        var manifest = ChunkManifest(gridShape: gridShape)
+        if let fill { manifest.fillMissing(with: fill) }
+        for (linear, entry) in entries { manifest[linear] = entry }
+        let array = VirtualArray(
+            path: "v", dtype: .float(size: 4), shape: gridShape.map { UInt64($0) * 2 }, chunkShape: gridShape.map { _ in 2 }, codecs: [],
+            fillValue: .null, fillBytes: nil, dimensionNames: gridShape.indices.map { "d\($0)" }, attributes: [("units", .string("K"))],
+            manifest: manifest, origin: "v")
+        return VirtualDataset(
+            objects: [ObjectInfo(url: "http://example.org/a.nc", size: objectSize, identity: .etag("\"abc\""), lastModified: 1_700_000_000)],
+            arrays: [array])
+    }
+
+    func testSparseDenseInlineAndFillEntriesSurviveAndFullGridsNeedNoIndexColumn() throws {
+        let full = dataset(gridShape: [4, 5], entries: (0..<20).map { ($0, .reference(object: 0, offset: UInt64($0) * 100, length: 100)) })
+        let sparse = dataset(
+            gridShape: [1000, 1000],
+            entries: [(7, .reference(object: 0, offset: 9, length: 3)), (999_999, .inline([1, 2, 3])), (500, .inline([]))], fill: [0, 0, 0, 0])
+        for (label, original) in [("full", full), ("sparse", sparse)] {
+            let bytes = try ManifestFile.encode(original, writer: "test")
+            let read = try ManifestFile.decode(bytes, name: label).dataset
+            XCTAssertEqual(read.arrays[0].manifest, original.arrays[0].manifest, label)
+            XCTAssertEqual(read.arrays[0].manifest[999_999 % read.arrays[0].manifest.count], original.arrays[0].manifest[999_999 % original.arrays[0].manifest.count], label)
+            XCTAssertEqual(read.objects, original.objects, label)
+        }
+        let header = try ManifestFile.rewritingHeader(try ManifestFile.encode(full, writer: "test")) { $0 }
+        XCTAssertEqual(try ManifestFile.decode(header, name: "full").dataset.arrays[0].manifest, full.arrays[0].manifest)
+        var sawIndices: JSON?
+        _ = try ManifestFile.rewritingHeader(try ManifestFile.encode(full, writer: "test")) { header in
+            sawIndices = header["arrays"]?.arrayValue?.first?["indices"]
+            return header
+        }
+        XCTAssertEqual(sawIndices, .null, "a full grid stores no index column")
+    }
+
+    /// Damage anywhere is caught by the checksum; contents that lie under a good checksum are
+    /// refused by name, before anything is allocated for them; nothing crashes.
+    func testDamagedOrLyingManifestsAreRefusedWithTheReason() throws {
+        let good = try ManifestFile.encode(
+            dataset(gridShape: [3, 3], entries: (0..<9).map { ($0, .reference(object: 0, offset: UInt64($0) * 10, length: 10)) }), writer: "test")
+        for position in stride(from: 0, to: good.count, by: 3) {
+            var damaged = good
+            damaged[position] ^= 0x40
+            XCTAssertThrowsError(try ManifestFile.decode(damaged, name: "m.zmf"), "byte \(position)") { error in
+                guard let error = error as? ManifestFileError else { return XCTFail("\(error)") }
+                XCTAssertTrue(error.description.hasPrefix("m.zmf: "), error.description)
+            }
+        }
+        for length in [0, 7, 8, 40, good.count / 2, good.count - 1] {
+            XCTAssertThrowsError(try ManifestFile.decode(Array(good.prefix(length)), name: "m.zmf"), "first \(length) bytes")
+        }
+        XCTAssertEqual(kind(Array("{\"version\":1}".utf8)), .notAManifest)
+        var newer = good
+        newer[8] = 2
+        XCTAssertEqual(kind(newer), .unsupportedVersion(2))
+
+        func lying(_ edit: @escaping (inout [(String, JSON)]) -> Void) throws -> [UInt8] {
+            try ManifestFile.rewritingHeader(good) { header in
+                guard case .object(var fields) = header, let index = fields.firstIndex(where: { $0.0 == "arrays" }),
+                    case .array(var arrays) = fields[index].1, case .object(var array) = arrays[0]
+                else { return header }
+                edit(&array)
+                arrays[0] = .object(array)
+                fields[index].1 = .array(arrays)
+                return .object(fields)
+            }
+        }
+        func set(_ key: String, _ value: JSON) -> (inout [(String, JSON)]) -> Void {
+            { fields in fields = fields.map { $0.0 == key ? (key, value) : $0 } }
+        }
+        // A raw size of 2^40 bytes is refused before it is allocated.
+        let huge = try lying { fields in
+            set("grid", .array([.int(1 << 19), .int(1 << 19)]))(&fields)
+            set("set", .uint(1 << 38))(&fields)
+            set("objects", .array([.uint(0), .uint(10), .uint(4 << 38)]))(&fields)
+        }
+        guard case .tooLarge(let what, _)? = kind(huge) else { return XCTFail("a huge raw size is refused: \(String(describing: kind(huge)))") }
+        XCTAssertEqual(what, "v objects")
+        guard case .corrupt(let detail)? = kind(try lying(set("grid", .array([.int(2), .int(2)])))) else { return XCTFail("grid") }
+        XCTAssertTrue(detail.contains("more entries than the grid has"), detail)
+        guard case .corrupt(let unindexed)? = kind(try lying(set("grid", .array([.int(3), .int(4)])))) else { return XCTFail("grid") }
+        XCTAssertTrue(unindexed.contains("9 entries for a grid of 12 chunks, without indices"), unindexed)
+        guard case .corrupt(let beyond)? = kind(try lying(set("objects", .array([.uint(1 << 40), .uint(10), .uint(36)])))) else {
+            return XCTFail("a blob beyond the file")
+        }
+        XCTAssertTrue(beyond.contains("beyond the end"), beyond)
+
+        // Under a good checksum: a chunk past its object's end, an object id with no object.
+        let short = try ManifestFile.encode(
+            dataset(gridShape: [2], entries: [(0, .reference(object: 0, offset: 90, length: 20))], objectSize: 100), writer: "test")
+        guard case .corrupt(let past)? = kind(short) else { return XCTFail("a chunk past the end") }
+        XCTAssertTrue(past.contains("bytes 90..<110 of http://example.org/a.nc, which has 100 bytes"), past)
+        let orphan = try ManifestFile.encode(dataset(gridShape: [2], entries: [(1, .reference(object: 3, offset: 0, length: 1))]), writer: "test")
+        guard case .corrupt(let missing)? = kind(orphan) else { return XCTFail("an object id with no object") }
+        XCTAssertTrue(missing.contains("names object 3, but there are 1 objects"), missing)
+    }
+
+    private func kind(_ bytes: [UInt8]) -> ManifestFileError.Kind? {
+        do {
+            _ = try ManifestFile.decode(bytes, name: "m.zmf")
+            return nil
+        } catch let error as ManifestFileError {
+            return error.kind
+        } catch {
+            return .corrupt("unexpected \(error)")
+        }
+    }
+}

@@ -269,7 +269,8 @@ public enum ManifestFile {
         let headerRaw = UInt64(littleEndianBytes: bytes[24..<32])
         var budget = maxRawBytes
         let header = try JSON.parse(
-            String(decoding: try inflate(bytes[prefixLength..<(prefixLength + headerLength)], raw: headerRaw, budget: &budget, name: "", what: ""), as: UTF8.self))
+            String(
+                decoding: try inflate(bytes[prefixLength..<(prefixLength + headerLength)], raw: headerRaw, budget: &budget, name: "", what: ""), as: UTF8.self))
         let raw = Array(try edit(header).rendered().utf8)
         var compressed = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
         let written = compressed.withUnsafeMutableBytes { out in

@@ -8,6 +8,8 @@ public struct MountConfig: Sendable {
     public var sources: [String]
     /// A kerchunk reference file (path or URL) to serve instead of scanning `sources`.
     public var references: String?
+    /// `references` must be a manifest file (`mount --manifest`), not kerchunk JSON.
+    public var referencesAreManifest = false
     /// Prefixes beyond the reference file's own origin or directory that its objects may be
     /// under (`allow_sources`, `--allow-source`).
     public var allowSources: [String] = []

@@ -18,7 +18,7 @@ public enum ReferenceLoader {
     /// array out with a warning.
     public static func load(
         _ location: String, store: RemoteStore?, allowSources: [String] = [], onError: ErrorPolicy = .fail,
-        logger: Logger
+        requireManifest: Bool = false, logger: Logger
     ) async throws -> ScanSummary {
         let start = ContinuousClock.now
         let workingDirectory = FileManager.default.currentDirectoryPath
@@ -29,7 +29,7 @@ public enum ReferenceLoader {
             throw ScanError.references(location: location, detail: "\(error)")
         }
         let bytes = try await fetchBytes(location, store: store)
-        if ManifestFile.hasMagic(bytes) {
+        if ManifestFile.hasMagic(bytes) || requireManifest {
             return try loadManifest(bytes, location: location, confinement: confinement, store: store, start: start, logger: logger)
         }
         let text = String(decoding: bytes, as: UTF8.self)

@@ -119,6 +119,7 @@ struct Mount: AsyncParsableCommand {
             redirectStandardError(to: logFile)
         }
         var resolved = try sources.resolve()
+        resolved.referencesAreManifest = manifest != nil
         if reader == .netcdfC, resolved.zarrFormat == .v3 {
             throw ValidationError("--reader netcdf-c spells Zarr v2 (netCDF-C 4.9 reads no Zarr v3): drop --zarr-format 3")
         }

@@ -248,7 +248,7 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
         do {
             summary = try await ReferenceLoader.load(
                 references, store: options.store, allowSources: config.allowSources,
-                onError: config.onError, logger: logger)
+                onError: config.onError, requireManifest: config.referencesAreManifest, logger: logger)
         } catch let error as ScanError {
             printError("error: \(error)")
             throw ExitCode(1)

@@ -417,7 +417,9 @@ final class ManifestFileTests: XCTestCase {
             let bytes = try ManifestFile.encode(original, writer: "test")
             let read = try ManifestFile.decode(bytes, name: label).dataset
             XCTAssertEqual(read.arrays[0].manifest, original.arrays[0].manifest, label)
-            XCTAssertEqual(read.arrays[0].manifest[999_999 % read.arrays[0].manifest.count], original.arrays[0].manifest[999_999 % original.arrays[0].manifest.count], label)
+            XCTAssertEqual(
+                read.arrays[0].manifest[999_999 % read.arrays[0].manifest.count], original.arrays[0].manifest[999_999 % original.arrays[0].manifest.count],
+                label)
             XCTAssertEqual(read.objects, original.objects, label)
         }
         let header = try ManifestFile.rewritingHeader(try ManifestFile.encode(full, writer: "test")) { $0 }

@@ -1,0 +1,192 @@
+"""Binary manifest files (.zmf): `zarrmount scan --manifest` writes the combined dataset with each
+object's identity; `zarrmount mount --manifest` serves it (local or over HTTP) without a scan and
+reads like the original files; `zarrmount info` describes it and `--check` finds changed objects;
+damaged or untrusted manifests are refused by name."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import CI, REPO, make_wrf_sample, require_fuse, wrf_originals
+
+ZARRMOUNT = os.environ.get("ZARRMOUNT_BIN", os.path.join(REPO, ".build", "debug", "zarrmount"))
+
+
+def run(*args, timeout=120):
+    return subprocess.run([ZARRMOUNT, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    require_fuse()
+    return make_wrf_sample(tmp_path_factory.mktemp("manifest-archive"))
+
+
+@pytest.fixture
+def mounts():
+    made = []
+
+    def mount(*args):
+        mountpoint = args[-1]
+        os.makedirs(mountpoint, exist_ok=True)
+        p = run("mount", *args)
+        if p.returncode == 0:
+            made.append(mountpoint)
+        return p
+
+    yield mount
+    for mountpoint in made:
+        run("unmount", mountpoint, timeout=60)
+        assert not os.path.ismount(mountpoint), "%s is still mounted" % mountpoint
+
+
+def read_mount(mountpoint):
+    import xarray as xr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_zarr(mountpoint, chunks=None).load()
+
+
+def assert_like_originals(actual, files):
+    expected = wrf_originals(files)
+    assert sorted(expected.variables) == sorted(actual.variables)
+    assert expected.attrs == actual.attrs
+    for name in expected.variables:
+        np.testing.assert_array_equal(expected[name].values, actual[name].values, err_msg=name)
+        assert expected[name].dims == actual[name].dims, name
+
+
+def test_a_manifest_mounts_like_a_scan_of_its_sources_and_reads_like_the_originals(archive, mounts, tmp_path):
+    directory = os.path.dirname(archive[0])
+    manifest = os.path.join(directory, "year.zmf")
+    p = run("scan", directory + "/*.nc", "--concat-dim", "Time", "--no-cache", "--manifest", manifest)
+    assert p.returncode == 0, p.stderr
+    assert "wrote %s" % manifest in p.stderr
+    first = open(manifest, "rb").read()
+    assert first[:8] == b"\x89ZMF\r\n\x1a\n"
+    # The same scan writes the same bytes: nothing in the file depends on the clock or the machine.
+    again = run("scan", directory + "/*.nc", "--concat-dim", "Time", "--no-cache", "--manifest", manifest + ".again")
+    assert again.returncode == 0, again.stderr
+    assert open(manifest + ".again", "rb").read() == first
+
+    from_manifest = mounts("--manifest", manifest, str(tmp_path / "m"))
+    assert from_manifest.returncode == 0, from_manifest.stderr
+    assert "scanned" not in from_manifest.stderr, "a manifest mount scans nothing"
+    assert "read %s: 3 objects" % manifest in from_manifest.stderr, from_manifest.stderr
+    from_sources = mounts(directory + "/*.nc", "--concat-dim", "Time", "--no-cache", str(tmp_path / "s"))
+    assert from_sources.returncode == 0, from_sources.stderr
+    # The two mounts serve the same metadata, byte for byte, and the same chunk files.
+    for name in (".zmetadata", "T2/.zarray", "Time/.zattrs"):
+        assert open(tmp_path / "m" / name, "rb").read() == open(tmp_path / "s" / name, "rb").read(), name
+    assert sorted(os.listdir(tmp_path / "m" / "U")) == sorted(os.listdir(tmp_path / "s" / "U"))
+    assert_like_originals(read_mount(str(tmp_path / "m")), archive)
+
+
+def test_info_describes_a_manifest_and_check_names_an_object_changed_since_the_scan(archive, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in archive:
+        shutil.copy(f, copy)
+    manifest = str(copy / "all.zmf")
+    p = run("scan", str(copy) + "/*.nc", "--concat-dim", "Time", "--no-cache", "--manifest", manifest, "--refs", str(copy / "all.json"))
+    assert p.returncode == 0, p.stderr
+    info = run("info", manifest)
+    assert info.returncode == 0, info.stderr
+    arrays = len([k for k in __import__("json").load(open(copy / "all.json"))["refs"] if k.endswith("/.zarray")])
+    assert "format version 1, written by zarrmount" in info.stdout
+    assert "sources: 3 objects" in info.stdout and "(3 file identity)" in info.stdout, info.stdout
+    assert "arrays: %d, chunks:" % arrays in info.stdout, info.stdout
+    assert "  T2 (Time, south_north, west_east): shape [3, " in info.stdout or "... and" in info.stdout, info.stdout
+    checked = run("info", manifest, "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "check: all 3 objects unchanged since the scan" in checked.stdout
+
+    target = sorted(glob.glob(str(copy / "*.nc")))[1]
+    with open(target, "r+b") as f:
+        f.seek(-100, 2)
+        f.write(b"\x00" * 100)
+    changed = run("info", manifest, "--check")
+    assert changed.returncode == 1, changed.stdout
+    assert "check: 1 of 3 objects changed or missing since the scan" in changed.stdout, changed.stdout
+    assert target + ": identity file:" in changed.stdout, changed.stdout
+    os.remove(sorted(glob.glob(str(copy / "*.nc")))[2])
+    gone = run("info", manifest, "--check")
+    assert gone.returncode == 1 and "2 of 3 objects changed or missing" in gone.stdout, gone.stdout
+
+
+def test_damaged_and_untrusted_manifests_are_refused_by_name_and_nothing_is_mounted(archive, mounts, tmp_path):
+    directory = os.path.dirname(archive[0])
+    manifest = os.path.join(directory, "trusted.zmf")
+    assert run("scan", directory + "/*.nc", "--concat-dim", "Time", "--no-cache", "--manifest", manifest).returncode == 0
+    data = bytearray(open(manifest, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    damaged = os.path.join(directory, "damaged.zmf")
+    open(damaged, "wb").write(bytes(data))
+    p = mounts("--manifest", damaged, str(tmp_path / "d"))
+    assert p.returncode == 1, p.stderr
+    assert "%s: the manifest's checksum does not match its contents" % damaged in p.stderr, p.stderr
+    assert not os.path.ismount(str(tmp_path / "d"))
+    info = run("info", damaged)
+    assert info.returncode == 1 and "checksum" in info.stderr, info.stderr
+
+    # A manifest elsewhere may name only objects under its own directory, as a reference file.
+    elsewhere = str(tmp_path / "elsewhere.zmf")
+    shutil.copy(manifest, elsewhere)
+    refused = mounts("--manifest", elsewhere, str(tmp_path / "e"))
+    assert refused.returncode == 1
+    assert "names %s" % archive[0] in refused.stderr and "--allow-source" in refused.stderr, refused.stderr
+    assert not os.path.ismount(str(tmp_path / "e"))
+    allowed = mounts("--manifest", elsewhere, "--allow-source", directory + "/", str(tmp_path / "a"))
+    assert allowed.returncode == 0, allowed.stderr
+    np.testing.assert_array_equal(read_mount(str(tmp_path / "a"))["T2"].values, wrf_originals(archive)["T2"].values)
+
+    not_one = os.path.join(directory, "text.zmf")
+    open(not_one, "w").write("{}")
+    q = mounts("--manifest", not_one, str(tmp_path / "t"))
+    assert q.returncode == 1, q.stderr
+    assert "%s: not a zarrmount manifest (no .zmf signature)" % not_one in q.stderr, q.stderr
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("manifest-services"))
+    tool = os.path.join(REPO, "tools", "services.py")
+    p = subprocess.run([sys.executable, tool, "start", "--dir", root, "--parent-pid", str(os.getpid()), "--lifetime", "900"],
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        message = "tools/services.py start failed: %s" % p.stderr.strip()[-2000:]
+        if CI:
+            pytest.fail(message + " (CI=true forbids skipping)")
+        pytest.skip(message)
+    env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    yield env
+    subprocess.run([sys.executable, tool, "stop", "--dir", root], capture_output=True, timeout=60)
+
+
+def test_several_mounts_read_one_manifest_over_http_without_scanning(archive, mounts, nginx, tmp_path):
+    published = tmp_path / "www"
+    published.mkdir()
+    for f in archive:
+        shutil.copy(f, published)
+    link = os.path.join(nginx["ZARRMOUNT_HTTP_DIR"], "manifest-year")
+    os.symlink(str(published), link)
+    base = nginx["ZARRMOUNT_HTTP_ROOT"] + "/manifest-year/"
+    urls = [base + os.path.basename(f) for f in archive]
+    manifest = str(published / "year.zmf")
+    p = run("scan", *urls, "--concat-dim", "Time", "--no-cache", "--manifest", manifest)
+    assert p.returncode == 0, p.stderr
+    expected = wrf_originals(archive)
+    for node in range(3):
+        mountpoint = str(tmp_path / ("node%d" % node))
+        m = mounts("--manifest", base + "year.zmf", mountpoint)
+        assert m.returncode == 0, m.stderr
+        assert "read %syear.zmf: 3 objects" % base in m.stderr and "scanned" not in m.stderr, m.stderr
+    for node in range(3):
+        actual = read_mount(str(tmp_path / ("node%d" % node)))
+        for name in ("T2", "U", "Time", "lat"):
+            np.testing.assert_array_equal(expected[name].values, actual[name].values, err_msg="node %d %s" % (node, name))

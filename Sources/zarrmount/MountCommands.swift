@@ -120,6 +120,10 @@ struct Mount: AsyncParsableCommand {
         }
         var resolved = try sources.resolve()
         resolved.referencesAreManifest = manifest != nil
+        if manifest != nil, unpack || !chunks.isEmpty {
+            throw ValidationError(
+                "--unpack and --chunks act when files are combined, and a manifest holds a dataset combined at its scan: mount the sources instead")
+        }
         if reader == .netcdfC, resolved.zarrFormat == .v3 {
             throw ValidationError("--reader netcdf-c spells Zarr v2 (netCDF-C 4.9 reads no Zarr v3): drop --zarr-format 3")
         }

@@ -145,6 +145,9 @@ def test_damaged_and_untrusted_manifests_are_refused_by_name_and_nothing_is_moun
     assert allowed.returncode == 0, allowed.stderr
     np.testing.assert_array_equal(read_mount(str(tmp_path / "a"))["T2"].values, wrf_originals(archive)["T2"].values)
 
+    combined_at_scan = mounts("--manifest", manifest, "--decoded", "--unpack", str(tmp_path / "u"))
+    assert combined_at_scan.returncode != 0 and "mount the sources instead" in combined_at_scan.stderr, combined_at_scan.stderr
+
     not_one = os.path.join(directory, "text.zmf")
     open(not_one, "w").write("{}")
     q = mounts("--manifest", not_one, str(tmp_path / "t"))

@@ -115,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "zarrmount-bench",
             dependencies: [
-                "ByteSource", "HDF5Metadata", "ObjectStore", "CJemalloc",
+                "ByteSource", "HDF5Metadata", "ObjectStore", "Scanner", "VirtualZarr", "CJemalloc",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -11,7 +11,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zarrmount-bench",
         abstract: "zarrmount benchmarks (run through tools/bench).",
-        subcommands: [ParseLatency.self, ParseCPU.self, Enumerate.self, Transport.self]
+        subcommands: [ParseLatency.self, ParseCPU.self, Enumerate.self, Transport.self, ManifestScale.self]
     )
 }
 

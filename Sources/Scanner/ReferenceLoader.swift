@@ -116,6 +116,20 @@ public enum ReferenceLoader {
         }
     }
 
+    /// The manifest file at `location`, combined or one shard's, read and checked.
+    public static func readManifestContents(
+        _ location: String, store: RemoteStore?
+    ) async throws -> (
+        contents: ManifestFile.Contents, info: ManifestFile.Info
+    ) {
+        let bytes = try await fetchBytes(location, store: store)
+        do {
+            return try ManifestFile.decodeContents(bytes, name: location)
+        } catch let error as ManifestFileError {
+            throw ScanError.references(location: location, detail: "\(error)")
+        }
+    }
+
     static func fetchBytes(_ location: String, store: RemoteStore?) async throws -> [UInt8] {
         do {
             let isRemote = try Location(parsing: location).isRemote

@@ -52,8 +52,47 @@ public struct ScanOptions: Sendable {
     /// Prefixes beyond a file's own directory or origin that the external raw-data files it
     /// names may be under (`--allow-source`).
     public var allowSources: [String] = []
+    /// Scan only this shard of the listing: the `index`-th (from 0) of `count` contiguous
+    /// blocks of the files in key order, the same whoever lists them (`scan --shard I/N`).
+    public var shard: Shard?
 
     public init() {}
+}
+
+/// One of `count` deterministic shards of a listing (`scan --shard I/N`).
+public struct Shard: Sendable, Equatable {
+    public var index: Int
+    public var count: Int
+
+    public init(index: Int, count: Int) {
+        self.index = index
+        self.count = count
+    }
+
+    /// The positions of shard `index` among `total` files in key order: contiguous blocks
+    /// whose sizes differ by one at most, so concatenating the shards in order gives the
+    /// listing again.
+    public func range(of total: Int) -> Range<Int> {
+        (total * index / count)..<(total * (index + 1) / count)
+    }
+}
+
+/// Every file of a scan (or of one shard of it) as its own virtual dataset, before combining.
+public struct ScannedParts: Sendable {
+    public var parts: [(name: String, dataset: VirtualDataset)]
+    public var skipped: [(file: String, reason: String)]
+    /// Files in the whole listing (all shards).
+    public var listedFiles: Int
+    public var requests: Int = 0
+    public var bytesRead: UInt64 = 0
+    public var cacheHits: Int = 0
+    public var maxRounds: Int = 0
+
+    public init(parts: [(name: String, dataset: VirtualDataset)], skipped: [(file: String, reason: String)], listedFiles: Int) {
+        self.parts = parts
+        self.skipped = skipped
+        self.listedFiles = listedFiles
+    }
 }
 
 public struct ScanProgress: Sendable {
@@ -151,7 +190,19 @@ public enum Scanner {
         progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }
     ) async throws -> ScanSummary {
         let start = ContinuousClock.now
+        let scanned = try await scanParts(sources: sources, options: options, logger: logger, progress: progress)
+        return try await combine(scanned, options: options, start: start) { progress($0) }
+    }
+
+    /// Lists the sources (or the shard of them `options.shard` names) and scans every file into
+    /// its own dataset, in key order (or the order given, under `--order coordinate`).
+    public static func scanParts(
+        sources: [String], options: ScanOptions, logger: Logger,
+        progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }
+    ) async throws -> ScannedParts {
+        let start = ContinuousClock.now
         var listed: [ListedObject]
+        var listedTotal = 0
         let remote = try sources.contains { try Location(parsing: $0).isRemote }
         if remote && options.store == nil {
             throw ScanError.noObjectStore
@@ -180,7 +231,9 @@ public enum Scanner {
             if options.store != nil, !sources.isEmpty, httpURLs.count == sources.count {
                 var seen: Set<String> = []
                 var urls = httpURLs.filter { seen.insert($0).inserted }
-                if options.order == .key { urls.sort() }
+                if options.order == .key || options.shard != nil { urls.sort() }
+                listedTotal = urls.count
+                if let shard = options.shard { urls = Array(urls[shard.range(of: urls.count)]) }
                 var budget = description.budget
                 unlisted = Array(zip(urls, description.firstBytesPlan(urls, budget: &budget)))
                 listed = urls.map { ListedObject(url: $0, size: 0, identity: nil) }
@@ -194,9 +247,13 @@ public enum Scanner {
         } catch let error as ObjectStoreError {
             throw ScanError.store(error)
         }
-        if options.order == .key, unlisted.isEmpty {
-            // Files join the concat dimension in key order whatever order they were named in.
-            listed.sort { $0.url < $1.url }
+        if unlisted.isEmpty {
+            if options.order == .key || options.shard != nil {
+                // Files join the concat dimension in key order whatever order they were named in.
+                listed.sort { $0.url < $1.url }
+            }
+            listedTotal = listed.count
+            if let shard = options.shard { listed = Array(listed[shard.range(of: listed.count)]) }
         }
         let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
         let store = options.store
@@ -205,7 +262,9 @@ public enum Scanner {
         var mapping = options.mapping
         if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
         // Without a concat dimension, the files' coordinates are compared to choose one.
-        if options.combine.concatDimension == nil, options.stack == nil, options.combine.layout == .combined, listed.count > 1 {
+        // The whole listing's count, not the shard's: every shard maps its files as a scan of
+        // all of them would.
+        if options.combine.concatDimension == nil, options.stack == nil, options.combine.layout == .combined, listedTotal > 1 {
             mapping.inlineDimensionCoordinates = true
         }
         let mappingOptions = mapping
@@ -295,6 +354,38 @@ public enum Scanner {
             case .failed(let error): skipped.append((listed[index].url, error.description))
             }
         }
+        // Dropping the per-file outcomes (a year of files holds a few hundred thousand objects)
+        // takes about as long as writing the references; another thread does it meanwhile.
+        let leftovers = Leftovers(outcomes)
+        outcomes = [:]
+        DispatchQueue.global().async { leftovers.drop() }
+        var scanned = ScannedParts(parts: parts, skipped: skipped, listedFiles: listedTotal)
+        scanned.requests = tally.requests
+        scanned.bytesRead = tally.bytes
+        scanned.cacheHits = tally.cacheHits
+        scanned.maxRounds = tally.maxRounds
+        _ = start
+        return scanned
+    }
+
+    /// Combines scanned files (of one scan, or of every shard of one, in shard order) into one
+    /// dataset and proves its filters: the same rules and errors whichever way they were scanned.
+    public static func combine(
+        _ scanned: ScannedParts, options: ScanOptions, start: ContinuousClock.Instant = .now,
+        progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }
+    ) async throws -> ScanSummary {
+        var parts = scanned.parts
+        let skipped = scanned.skipped
+        let store = options.store
+        let cache = options.cache
+        let remote = store != nil
+        func reportProgress() {
+            progress(
+                ScanProgress(
+                    filesDone: parts.count + skipped.count, filesTotal: parts.count + skipped.count, bytesRead: scanned.bytesRead,
+                    requests: scanned.requests, httpRequests: remote ? store?.statistics.requests : nil, errors: skipped.count,
+                    elapsed: ContinuousClock.now - start))
+        }
         if parts.isEmpty { throw ScanError.noFileScanned(failed: skipped.count) }
         var dataset = try await combineParts(parts, options: options, store: store)
         do {
@@ -306,16 +397,13 @@ public enum Scanner {
         } catch let error as ByteSourceError {
             throw ScanError.provingFilters(reason: "\(error)")
         }
-        // Dropping the per-file datasets (a year of files holds a few hundred thousand objects)
-        // takes about as long as writing the references; another thread does it meanwhile.
         let fileCount = parts.count
-        let leftovers = Leftovers((parts, outcomes))
+        let leftovers = Leftovers(parts)
         parts = []
-        outcomes = [:]
         DispatchQueue.global().async { leftovers.drop() }
         return ScanSummary(
-            dataset: dataset, files: fileCount, skipped: skipped, requests: tally.requests, bytesRead: tally.bytes,
-            elapsed: ContinuousClock.now - start, cacheHits: tally.cacheHits, store: store, maxRounds: tally.maxRounds)
+            dataset: dataset, files: fileCount, skipped: skipped, requests: scanned.requests, bytesRead: scanned.bytesRead,
+            elapsed: ContinuousClock.now - start, cacheHits: scanned.cacheHits, store: store, maxRounds: scanned.maxRounds)
     }
 
     /// One file parsed and mapped; external raw-data files it names stay unresolved after the

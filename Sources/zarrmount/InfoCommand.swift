@@ -49,13 +49,37 @@ struct Info: AsyncParsableCommand {
         defer { engine.shutdown() }
         let dataset: VirtualDataset
         let info: ManifestFile.Info
+        var isShard = false
         do {
-            (dataset, info) = try await ReferenceLoader.readManifest(manifest, store: store)
+            let contents: ManifestFile.Contents
+            (contents, info) = try await ReferenceLoader.readManifestContents(manifest, store: store)
+            switch contents {
+            case .combined(let combined):
+                dataset = combined
+            case .shard(let shard):
+                // A shard's files, described as one dataset each would be: their objects in order.
+                let range = shard.shard.range(of: shard.listedFiles)
+                print(
+                    "\(manifest): zarrmount manifest, format version \(info.version), written by \(info.writer), \(formatBytes(UInt64(info.bytes)))"
+                )
+                print(
+                    "shard \(shard.shard.index)/\(shard.shard.count) of a scan of \(shard.listedFiles) files: files \(range.lowerBound)..<\(range.upperBound) in key order, \(shard.parts.count) scanned, \(shard.skipped.count) skipped; not combined yet (`zarrmount merge`)"
+                )
+                for part in shard.parts.prefix(all ? shard.parts.count : 20) { print("  \(part.name): \(part.dataset.arrays.count) arrays") }
+                if !all && shard.parts.count > 20 { print("  ... and \(shard.parts.count - 20) more (--all lists them)") }
+                for (file, reason) in shard.skipped { print("skipped: \(file): \(reason)") }
+                var combined = VirtualDataset(groups: [])
+                combined.objects = shard.parts.flatMap(\.dataset.objects)
+                dataset = combined
+                isShard = true
+            }
         } catch let error as ScanError {
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        for line in ManifestDescription.lines(dataset, info: info, name: manifest, arrayLimit: all ? nil : 20) { print(line) }
+        if !isShard {
+            for line in ManifestDescription.lines(dataset, info: info, name: manifest, arrayLimit: all ? nil : 20) { print(line) }
+        }
         guard check else { return }
         var changed: [String] = []
         var listed: [ListedObject] = []

@@ -231,17 +231,23 @@ func makeRemoteStore(_ config: MountConfig, logger: Logger) throws -> (RemoteSto
     }
 }
 
-/// Scans, reports, runs `then` on the result while the HTTP engine is still up, and shuts it down.
-func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async throws -> Void) async throws {
+/// `config`'s scan options, with an object store when a source (or the references) is remote;
+/// the caller shuts the engine down.
+func scanOptionsWithStore(_ config: MountConfig, logger: Logger, alwaysStore: Bool = false) throws -> (ScanOptions, CurlEngine?) {
     var options = config.scanOptions
-    var engine: CurlEngine?
     // References may point anywhere (their objects are only known once read), so they
     // always get a store; local objects in them are read directly all the same.
-    if try config.references != nil || config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
+    if try alwaysStore || config.references != nil || config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
         let (store, transport) = try makeRemoteStore(config, logger: logger)
         options.store = store
-        engine = transport
+        return (options, transport)
     }
+    return (options, nil)
+}
+
+/// Scans, reports, runs `then` on the result while the HTTP engine is still up, and shuts it down.
+func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async throws -> Void) async throws {
+    let (options, engine) = try scanOptionsWithStore(config, logger: logger)
     defer { engine?.shutdown() }
     if let references = config.references {
         let summary: ScanSummary
@@ -319,16 +325,45 @@ struct Scan: AsyncParsableCommand {
             valueName: "file"))
     var manifest: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Scan only shard I of N (from 0): a contiguous block of the files in key order, the same on every machine. Writes the shard's files uncombined to --manifest; `zarrmount merge` combines the N parts.",
+            valueName: "I/N"))
+    var shard: String?
+
     func validate() throws {
         if refs == nil && manifest == nil { throw ValidationError("give --refs FILE (kerchunk JSON), --manifest FILE.zmf, or both") }
+        if shard != nil {
+            guard manifest != nil, refs == nil else {
+                throw ValidationError("--shard writes the shard's files to --manifest PART.zmf (no --refs): `zarrmount merge` combines the parts")
+            }
+            guard try parseShard() != nil else { throw ValidationError("--shard \(shard ?? ""): write I/N with 0 <= I < N (e.g. 0/8)") }
+        }
+    }
+
+    private func parseShard() throws -> Shard? {
+        guard let shard else { return nil }
+        let parts = shard.split(separator: "/")
+        guard parts.count == 2, let index = Int(parts[0]), let count = Int(parts[1]), count > 0, index >= 0, index < count else { return nil }
+        return Shard(index: index, count: count)
     }
 
     func run() async throws {
         let config = try source.resolve()
-        try await runScan(config, logger: makeLogger(level: source.logLevel)) { summary in try write(summary) }
+        let logger = makeLogger(level: source.logLevel)
+        if let shard = try parseShard(), let manifest {
+            guard config.references == nil else { throw ValidationError("--shard scans sources; it cannot take --references") }
+            try await scanShard(config, shard: shard, to: manifest, logger: logger)
+            return
+        }
+        try await runScan(config, logger: logger) { summary in try writeScanOutputs(summary, refs: refs, manifest: manifest) }
     }
+}
 
-    private func write(_ summary: ScanSummary) throws {
+/// Writes a scan's (or a merge's) outputs: kerchunk references and/or a manifest file; exit
+/// status 2 when files were skipped.
+func writeScanOutputs(_ summary: ScanSummary, refs: String?, manifest: String?) throws {
+    do {
         if let refs {
             let text: String
             do { text = try KerchunkReferences.write(summary.dataset) } catch let error as MappingError {

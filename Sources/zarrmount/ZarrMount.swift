@@ -14,7 +14,7 @@ struct ZarrMount: AsyncParsableCommand {
         commandName: "zarrmount",
         abstract: "Mount archives of netCDF-3 and netCDF-4/HDF5 files as read-only Zarr stores.",
         version: "zarrmount \(zarrmountVersion) (memory allocator: \(MemoryAllocator.description))",
-        subcommands: [Mount.self, Unmount.self, Status.self, Scan.self, Export.self, Info.self, Inspect.self, Verify.self]
+        subcommands: [Mount.self, Unmount.self, Status.self, Scan.self, Merge.self, Export.self, Info.self, Inspect.self, Verify.self]
     )
 }
 

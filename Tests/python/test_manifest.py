@@ -193,3 +193,50 @@ def test_several_mounts_read_one_manifest_over_http_without_scanning(archive, mo
         actual = read_mount(str(tmp_path / ("node%d" % node)))
         for name in ("T2", "U", "Time", "lat"):
             np.testing.assert_array_equal(expected[name].values, actual[name].values, err_msg="node %d %s" % (node, name))
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 5], ids=lambda n: "%d-shards" % n)
+@pytest.mark.parametrize("order", ["key", "coordinate"])
+def test_sharded_scans_merge_to_the_single_scan_byte_for_byte(archive, tmp_path, shards, order):
+    directory = os.path.dirname(archive[0])
+    sources = [directory + "/*.nc"]
+    common = ["--concat-dim", "Time", "--no-cache", "--order", order]
+    single = run("scan", *sources, *common, "--manifest", str(tmp_path / "single.zmf"), "--refs", str(tmp_path / "single.json"))
+    assert single.returncode == 0, single.stderr
+    parts = []
+    for index in range(shards):
+        part = str(tmp_path / ("part-%d.zmf" % index))
+        p = run("scan", *sources, *common, "--shard", "%d/%d" % (index, shards), "--manifest", part)
+        assert p.returncode == 0, p.stderr
+        assert "scanned shard %d/%d" % (index, shards) in p.stderr, p.stderr
+        parts.append(part)
+    # Given in any order: merge puts them in shard order.
+    merged = run("merge", *reversed(parts), *common[:2], "--order", order, "--manifest", str(tmp_path / "merged.zmf"),
+                 "--refs", str(tmp_path / "merged.json"))
+    assert merged.returncode == 0, merged.stderr
+    assert "merged %d shards: 3 files" % shards in merged.stderr, merged.stderr
+    assert open(tmp_path / "merged.zmf", "rb").read() == open(tmp_path / "single.zmf", "rb").read()
+    assert open(tmp_path / "merged.json", "rb").read() == open(tmp_path / "single.json", "rb").read()
+
+
+def test_merge_names_missing_duplicate_and_foreign_shards_and_a_shard_does_not_mount(archive, mounts, tmp_path):
+    directory = os.path.dirname(archive[0])
+    parts = []
+    for index in range(3):
+        part = str(tmp_path / ("part-%d.zmf" % index))
+        assert run("scan", directory + "/*.nc", "--concat-dim", "Time", "--no-cache", "--shard", "%d/3" % index,
+                   "--manifest", part).returncode == 0
+        parts.append(part)
+    missing = run("merge", parts[0], parts[2], "--concat-dim", "Time", "--manifest", str(tmp_path / "m.zmf"))
+    assert missing.returncode == 1 and "shard 1/3 missing: give every part of the scan" in missing.stderr, missing.stderr
+    twice = run("merge", parts[0], parts[1], parts[1], parts[2], "--concat-dim", "Time", "--manifest", str(tmp_path / "m.zmf"))
+    assert twice.returncode == 1 and "are both shard 1/3" in twice.stderr, twice.stderr
+    other = str(tmp_path / "other.zmf")
+    assert run("scan", directory + "/*.nc", "--concat-dim", "Time", "--no-cache", "--shard", "0/2", "--manifest", other).returncode == 0
+    foreign = run("merge", parts[0], other, "--concat-dim", "Time", "--manifest", str(tmp_path / "m.zmf"))
+    assert foreign.returncode == 1 and "the parts come from different scans" in foreign.stderr, foreign.stderr
+    assert not os.path.exists(tmp_path / "m.zmf")
+    shard_mount = mounts("--manifest", parts[0], str(tmp_path / "mnt"))
+    assert shard_mount.returncode == 1 and "shard 0/3 of a scan (files not combined yet)" in shard_mount.stderr, shard_mount.stderr
+    described = run("info", parts[1])
+    assert described.returncode == 0 and "shard 1/3 of a scan of 3 files: files 1..<2 in key order" in described.stdout, described.stdout

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ObjectStore
+import Scanner
+import VirtualZarr
+
+/// `zarrmount scan --shard I/N --manifest PART.zmf`: scans one shard of the listing and writes
+/// its files uncombined, for `zarrmount merge`.
+func scanShard(_ config: MountConfig, shard: Shard, to manifest: String, logger: Logger) async throws {
+    var (options, engine) = try scanOptionsWithStore(config, logger: logger)
+    defer { engine?.shutdown() }
+    options.shard = shard
+    if !config.noCache { options.cache = ManifestCache(directory: config.cacheDirectory ?? ManifestCache.defaultDirectory()) }
+    let reporter = ProgressReporter()
+    let scanned: ScannedParts
+    do {
+        scanned = try await Scanner.scanParts(sources: config.sources, options: options, logger: logger) { reporter.update($0) }
+    } catch let error as ScanError {
+        reporter.finish()
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+    reporter.finish()
+    let range = shard.range(of: scanned.listedFiles)
+    printError(
+        "scanned shard \(shard.index)/\(shard.count): files \(range.lowerBound)..<\(range.upperBound) of \(scanned.listedFiles) in key order, \(scanned.parts.count) scanned, \(scanned.skipped.count) skipped (\(scanned.cacheHits) from the manifest cache)"
+    )
+    for (file, reason) in scanned.skipped { printError("skipped: \(file): \(reason)") }
+    let contents = ManifestFile.ShardParts(shard: shard, listedFiles: scanned.listedFiles, parts: scanned.parts, skipped: scanned.skipped)
+    do {
+        let bytes = try ManifestFile.encode(.shard(contents), writer: "zarrmount \(zarrmountVersion)")
+        try StoreExporter.writeFile(manifest, bytes)
+        printError("wrote \(manifest) (\(formatBytes(UInt64(bytes.count))))")
+    } catch let error as ManifestFileError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    } catch let error as ExportError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+}
+
+struct Merge: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Combine the shards of a scan (`scan --shard I/N --manifest PART.zmf`) into one manifest or reference file.",
+        discussion: """
+            Reads every part (paths or URLs), checks that they are the N shards of one listing, \
+            and combines their files with the same rules and errors as a single scan: give merge \
+            the combine options the single scan would have had (--concat-dim, --compat, --order, \
+            --variables, ...). The result is byte for byte the single scan's. Exit status: 0 done, \
+            1 failed, 2 done but some files were skipped by the shards (--on-error skip).
+            """
+    )
+
+    @OptionGroup var source: SourceOptions
+
+    @Option(help: ArgumentHelp("Where to write the combined manifest (.zmf).", valueName: "file"))
+    var manifest: String?
+
+    @Option(help: ArgumentHelp("Where to write kerchunk reference JSON of the combined dataset.", valueName: "file"))
+    var refs: String?
+
+    func validate() throws {
+        if refs == nil && manifest == nil { throw ValidationError("give --manifest ALL.zmf, --refs ALL.json, or both") }
+    }
+
+    func run() async throws {
+        let config = try source.resolve()
+        guard config.references == nil, !config.sources.isEmpty else { throw ValidationError("give the parts: PART.zmf files or URLs") }
+        let logger = makeLogger(level: source.logLevel)
+        var (options, engine) = try scanOptionsWithStore(config, logger: logger, alwaysStore: true)
+        defer { engine?.shutdown() }
+        if !config.noCache { options.cache = ManifestCache(directory: config.cacheDirectory ?? ManifestCache.defaultDirectory()) }
+        var shards: [ManifestFile.ShardParts] = []
+        for location in config.sources {
+            do {
+                let (contents, _) = try await ReferenceLoader.readManifestContents(location, store: options.store)
+                guard case .shard(let shard) = contents else {
+                    printError("error: \(location): a combined manifest, not a shard of a scan; merge takes the parts `scan --shard I/N` writes")
+                    throw ExitCode(1)
+                }
+                shards.append(shard)
+            } catch let error as ScanError {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        let scanned: ScannedParts
+        switch ShardSet.check(shards, names: config.sources) {
+        case .failure(let problem):
+            printError("error: \(problem)")
+            throw ExitCode(1)
+        case .success(let ordered):
+            scanned = ordered
+        }
+        let summary: ScanSummary
+        do {
+            summary = try await Scanner.combine(scanned, options: options)
+        } catch let error as ScanError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        printError(
+            "merged \(shards.count) shards: \(summary.files) files, \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
+        for warning in summary.dataset.warnings { printError("warning: \(warning)") }
+        for note in summary.dataset.notes { printError("note: \(note)") }
+        for (file, reason) in summary.skipped { printError("skipped: \(file): \(reason)") }
+        try writeScanOutputs(summary, refs: refs, manifest: manifest)
+    }
+}
+
+/// Whether parts are the shards of one listing, and their files in listing order.
+enum ShardSet {
+    struct Problem: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func check(_ shards: [ManifestFile.ShardParts], names: [String]) -> Result<ScannedParts, Problem> {
+        guard let first = shards.first else { return .failure(Problem(description: "no parts given")) }
+        let count = first.shard.count
+        var byIndex: [Int: Int] = [:]
+        for (position, shard) in shards.enumerated() {
+            guard shard.shard.count == count, shard.listedFiles == first.listedFiles else {
+                return .failure(
+                    Problem(
+                        description:
+                            "\(names[position]) is shard \(shard.shard.index)/\(shard.shard.count) of a listing of \(shard.listedFiles) files, but \(names[0]) is \(first.shard.index)/\(count) of \(first.listedFiles): the parts come from different scans"
+                    ))
+            }
+            if let earlier = byIndex[shard.shard.index] {
+                return .failure(Problem(description: "\(names[earlier]) and \(names[position]) are both shard \(shard.shard.index)/\(count)"))
+            }
+            byIndex[shard.shard.index] = position
+        }
+        let missing = (0..<count).filter { byIndex[$0] == nil }
+        if !missing.isEmpty {
+            let list = missing.prefix(10).map { "\($0)/\(count)" }.joined(separator: ", ")
+            return .failure(
+                Problem(description: "shard\(missing.count == 1 ? "" : "s") \(list)\(missing.count > 10 ? ", ..." : "") missing: give every part of the scan"))
+        }
+        var parts: [(name: String, dataset: VirtualDataset)] = []
+        var skipped: [(file: String, reason: String)] = []
+        for index in 0..<count {
+            let shard = shards[byIndex[index]!]
+            parts += shard.parts
+            skipped += shard.skipped
+        }
+        return .success(ScannedParts(parts: parts, skipped: skipped, listedFiles: first.listedFiles))
+    }
+}

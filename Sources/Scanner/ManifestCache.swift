@@ -12,7 +12,7 @@ import JSONValue
 public struct ManifestCache: Sendable {
     public let directory: String
     /// Raised whenever the mapping output changes, so older cached results are scanned again.
-    static let formatVersion = 5
+    static let formatVersion = 6
     /// The executable that maps files (its size and modification time): a new build may map
     /// the same file differently, and a result from another build is never reused.
     static let buildIdentity: String = {
@@ -33,11 +33,18 @@ public struct ManifestCache: Sendable {
 
     func path(for object: ListedObject) -> String { path(forURL: object.url) }
 
-    private func path(forURL url: String) -> String { hashedPath(url, under: directory) + ".json" }
+    private func path(forURL url: String) -> String { hashedPath(url, under: directory) + ".zmf" }
 
     /// `directory/ab/abcdef...`: the SHA-256 of `key`, fanned out by its first byte.
     private func hashedPath(_ key: String, under directory: String) -> String {
-        let digest = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        let hex = Array("0123456789abcdef".utf8)
+        var digits: [UInt8] = []
+        digits.reserveCapacity(64)
+        for byte in SHA256.hash(data: Data(key.utf8)) {
+            digits.append(hex[Int(byte >> 4)])
+            digits.append(hex[Int(byte & 15)])
+        }
+        let digest = String(decoding: digits, as: UTF8.self)
         return directory + "/" + digest.prefix(2) + "/" + digest
     }
 
@@ -60,25 +67,28 @@ public struct ManifestCache: Sendable {
     /// The cached dataset for this exact object version, or nil. Objects without an identity
     /// are never cached (a change could not be detected).
     public func load(_ object: ListedObject, options: MappingOptions) -> VirtualDataset? {
-        guard object.identity != nil, let text = try? String(contentsOfFile: path(for: object), encoding: .utf8),
-            let document = try? JSON.parse(text), document["key"] == Self.key(object, options: options),
-            let dataset = try? Self.decode(document["dataset"])
+        let file = path(for: object)
+        guard object.identity != nil, let data = FileManager.default.contents(atPath: file),
+            let (contents, info) = try? ManifestFile.decodeContents([UInt8](data), name: file),
+            info.cacheKey == Self.key(object, options: options), case .combined(let dataset) = contents
         else { return nil }
         var copy = dataset
         copy.objects = [ObjectInfo(listed: object)]
         return copy
     }
 
+    /// Keeps `dataset` as a manifest file (`ManifestFile`) whose header carries the key.
     public func store(_ dataset: VirtualDataset, for object: ListedObject, options: MappingOptions) {
         // A result that reads other objects too (external raw-data files) is keyed by this
         // object alone, so a change of those would go unseen: it is scanned again each time.
-        guard object.identity != nil, dataset.objects.count <= 1 else { return }
-        let document = JSON.object([("key", Self.key(object, options: options)), ("dataset", Self.encode(dataset))])
+        guard object.identity != nil, dataset.objects.count <= 1,
+            let bytes = try? ManifestFile.encode(.combined(dataset), writer: "zarrmount cache", cacheKey: Self.key(object, options: options))
+        else { return }
         let target = path(for: object)
         let temporary = target + ".tmp-\(getpid())"
         do {
             try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(document.rendered().utf8).write(to: URL(fileURLWithPath: temporary))
+            try Data(bytes).write(to: URL(fileURLWithPath: temporary))
             _ = rename(temporary, target)
         } catch {
             // A cache that cannot be written costs a rescan next time, nothing more.
@@ -109,36 +119,6 @@ public struct ManifestCache: Sendable {
 
     // MARK: Encoding
 
-    static func encode(_ dataset: VirtualDataset) -> JSON {
-        .object([
-            ("warnings", .array(dataset.warnings.map(JSON.string))),
-            ("unlimited_dimensions", .array(dataset.unlimitedDimensions.map(JSON.string))),
-            ("groups", .array(dataset.groups.map { .object([("path", .string($0.path)), ("attributes", .object($0.attributes))]) })),
-            ("arrays", .array(dataset.arrays.map(encode))),
-        ])
-    }
-
-    static func encode(_ array: VirtualArray) -> JSON {
-        // Set entries only, as [linear index, entry] (a sparse array costs what it stores),
-        // and the fill chunk unset entries read as.
-        var entries: [JSON] = []
-        for linear in array.manifest.setIndices {
-            let entry: JSON
-            switch array.manifest[linear] {
-            case .missing: continue
-            case .inline(let bytes): entry = .string(Data(bytes).base64EncodedString())
-            case .reference(let object, let offset, let length): entry = .array([.uint(UInt64(object)), .uint(offset), .uint(length)])
-            }
-            entries.append(.array([.int(Int64(linear)), entry]))
-        }
-        var fillChunk = JSON.null
-        if let fill = array.manifest.fillChunk { fillChunk = .string(Data(fill).base64EncodedString()) }
-        return .object(
-            arrayMetadata(array) + [
-                ("grid", .array(array.manifest.gridShape.map { .int(Int64($0)) })), ("entries", .array(entries)), ("fill_chunk", fillChunk),
-            ])
-    }
-
     /// An array's Zarr metadata, without its chunk table (the cache's JSON and the manifest
     /// file's header share it).
     static func arrayMetadata(_ array: VirtualArray) -> [(String, JSON)] {
@@ -163,46 +143,6 @@ public struct ManifestCache: Sendable {
     }
 
     struct DecodeError: Error {}
-
-    static func decode(_ json: JSON?) throws -> VirtualDataset {
-        guard let json, let groups = json["groups"]?.arrayValue, let arrays = json["arrays"]?.arrayValue else { throw DecodeError() }
-        var dataset = VirtualDataset(groups: [])
-        dataset.warnings = json["warnings"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        dataset.unlimitedDimensions = json["unlimited_dimensions"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        for group in groups {
-            guard let path = group["path"]?.stringValue else { throw DecodeError() }
-            dataset.groups.append(VirtualGroup(path: path, attributes: group["attributes"]?.objectValue ?? []))
-        }
-        for item in arrays { dataset.arrays.append(try decodeArray(item)) }
-        return dataset
-    }
-
-    static func decodeArray(_ json: JSON) throws -> VirtualArray {
-        guard let grid = json["grid"]?.arrayValue?.compactMap(\.int64Value), let entries = json["entries"]?.arrayValue else { throw DecodeError() }
-        guard ChunkManifest.chunkCount(grid.map { Int(clamping: $0) }) != nil else { throw DecodeError() }
-        var manifest = ChunkManifest(gridShape: grid.map(Int.init))
-        if let fill = json["fill_chunk"]?.stringValue {
-            guard let data = Data(base64Encoded: fill) else { throw DecodeError() }
-            manifest.fillMissing(with: [UInt8](data))
-        }
-        for pair in entries {
-            guard let parts = pair.arrayValue, parts.count == 2, let linear = parts[0].int64Value, linear >= 0, linear < manifest.count else {
-                throw DecodeError()
-            }
-            switch parts[1] {
-            case .string(let base64):
-                guard let data = Data(base64Encoded: base64) else { throw DecodeError() }
-                manifest[Int(linear)] = .inline([UInt8](data))
-            default:
-                guard let reference = parts[1].arrayValue, reference.count == 3, let object = reference[0].uint64Value,
-                    let offset = reference[1].uint64Value, let length = reference[2].uint64Value,
-                    object < UInt64(ChunkManifest.maxObjects)
-                else { throw DecodeError() }
-                manifest[Int(linear)] = .reference(object: UInt32(object), offset: offset, length: length)
-            }
-        }
-        return try decodeArray(metadata: json, manifest: manifest)
-    }
 
     /// An array from its metadata (`arrayMetadata`) and its chunk table.
     static func decodeArray(metadata json: JSON, manifest: ChunkManifest) throws -> VirtualArray {

@@ -42,6 +42,8 @@ public enum ManifestFile {
         public var version: UInt32
         public var writer: String
         public var bytes: Int
+        /// The manifest cache's key for the object a cached result belongs to (nil elsewhere).
+        public var cacheKey: JSON? = nil
     }
 
     // MARK: Writing
@@ -75,11 +77,12 @@ public enum ManifestFile {
         try encode(.combined(dataset), writer: writer)
     }
 
-    public static func encode(_ contents: Contents, writer: String) throws -> [UInt8] {
+    public static func encode(_ contents: Contents, writer: String, cacheKey: JSON? = nil) throws -> [UInt8] {
         var blobs = BlobWriter()
         var header: [(String, JSON)] = [
             ("format", .string("zarrmount manifest")), ("version", .uint(UInt64(formatVersion))), ("writer", .string(writer)),
         ]
+        if let cacheKey { header.append(("cache_key", cacheKey)) }
         switch contents {
         case .combined(let dataset):
             header += try blobs.fields(of: dataset)
@@ -93,7 +96,7 @@ public enum ManifestFile {
             header.append(("skipped", .array(shard.skipped.map { .array([.string($0.file), .string($0.reason)]) })))
         }
         let rawHeader = Array(JSON.object(header).rendered().utf8)
-        let compressedHeader = try BlobWriter.compress(rawHeader)
+        let compressedHeader = try blobs.compress(rawHeader)
         var file = magic
         file += littleEndian([formatVersion, 0])
         file += littleEndian([UInt64(compressedHeader.count), UInt64(rawHeader.count)])
@@ -106,19 +109,28 @@ public enum ManifestFile {
     /// The blobs section as it is written, and a dataset's header fields pointing into it.
     struct BlobWriter {
         var bytes: [UInt8] = []
+        /// One zstd context for every blob: creating one per call costs more than compressing
+        /// the small blobs of a file's cached result.
+        let context = ZstdContext()
 
-        static func compress(_ raw: [UInt8]) throws -> [UInt8] {
+        func compress(_ raw: [UInt8]) throws -> [UInt8] {
             var output = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
             let written = output.withUnsafeMutableBytes { out in
-                raw.withUnsafeBytes { source in ZSTD_compress(out.baseAddress, out.count, source.baseAddress, source.count, compressionLevel) }
+                raw.withUnsafeBytes { source in
+                    ZSTD_compressCCtx(context.compression, out.baseAddress, out.count, source.baseAddress, source.count, compressionLevel)
+                }
             }
             guard ZSTD_isError(written) == 0 else { throw ManifestFileError(.cannotCompress, name: "manifest") }
             output.removeSubrange(written...)
             return output
         }
 
+        /// Blobs below this are stored as they are: a zstd frame costs more than it saves on
+        /// them, and a cached file's columns are mostly this small.
+        static let smallestCompressed = 1024
+
         mutating func blob(_ raw: [UInt8]) throws -> JSON {
-            let compressed = try Self.compress(raw)
+            let compressed = raw.count < Self.smallestCompressed ? raw : try compress(raw)
             defer { bytes += compressed }
             return .array([.uint(UInt64(bytes.count)), .uint(UInt64(compressed.count)), .uint(UInt64(raw.count))])
         }
@@ -203,7 +215,7 @@ public enum ManifestFile {
         guard header["format"]?.stringValue == "zarrmount manifest" else {
             throw ManifestFileError(.corrupt("the header does not say it is a zarrmount manifest"), name: name)
         }
-        let info = Info(version: version, writer: header["writer"]?.stringValue ?? "unknown", bytes: bytes.count)
+        let info = Info(version: version, writer: header["writer"]?.stringValue ?? "unknown", bytes: bytes.count, cacheKey: header["cache_key"])
         guard header["kind"]?.stringValue == "shard" else { return (.combined(try reader.dataset(header)), info) }
         guard let position = header["shard"]?.arrayValue?.compactMap(\.uint64Value), position.count == 2, position[1] > 0,
             position[0] < position[1], position[1] <= UInt64(Int32.max), let listed = header["listed_files"]?.uint64Value,
@@ -229,6 +241,7 @@ public enum ManifestFile {
     struct BlobReader {
         let blobs: ArraySlice<UInt8>
         let name: String
+        let context = ZstdContext()
         var budget = ManifestFile.maxRawBytes
 
         init(blobs: ArraySlice<UInt8>, name: String) {
@@ -336,6 +349,8 @@ public enum ManifestFile {
                 throw ManifestFileError(.corrupt("\(what) lies beyond the end of the file"), name: name)
             }
             let from = blobs.startIndex + Int(start)
+            // A blob stored as it is (below `BlobWriter.smallestCompressed`) has its raw length.
+            if length == raw, raw < UInt64(BlobWriter.smallestCompressed) { return Array(blobs[from..<(from + Int(length))]) }
             return try inflate(blobs[from..<(from + Int(length))], raw: raw, what: what)
         }
 
@@ -347,7 +362,9 @@ public enum ManifestFile {
             guard declared == raw else { throw ManifestFileError(.corrupt("\(what) is not one zstd frame of \(raw) bytes"), name: name) }
             var output = [UInt8](repeating: 0, count: Int(raw))
             let result = output.withUnsafeMutableBytes { out in
-                frame.withUnsafeBytes { source in ZSTD_decompress(out.baseAddress, out.count, source.baseAddress, source.count) }
+                frame.withUnsafeBytes { source in
+                    ZSTD_decompressDCtx(context.decompression, out.baseAddress, out.count, source.baseAddress, source.count)
+                }
             }
             guard ZSTD_isError(result) == 0, result == Int(raw) else {
                 throw ManifestFileError(.corrupt("\(what) does not decompress to \(raw) bytes"), name: name)
@@ -365,7 +382,7 @@ public enum ManifestFile {
         let header = try JSON.parse(
             String(decoding: try reader.inflate(bytes[prefixLength..<(prefixLength + headerLength)], raw: headerRaw, what: ""), as: UTF8.self))
         let raw = Array(try edit(header).rendered().utf8)
-        let compressed = try BlobWriter.compress(raw)
+        let compressed = try BlobWriter().compress(raw)
         var file = Array(bytes[0..<16]) + littleEndian([UInt64(compressed.count), UInt64(raw.count)]) + compressed
         file += bytes[(prefixLength + headerLength)..<(bytes.count - checksumLength)]
         file += Array(SHA256.hash(data: file))
@@ -403,6 +420,27 @@ public enum ManifestFile {
         return bytes.withUnsafeBytes { raw in
             (0..<count).map { T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
         }
+    }
+}
+
+/// zstd's compression and decompression contexts, made on first use and freed with this.
+final class ZstdContext {
+    private var compressionContext: OpaquePointer?
+    private var decompressionContext: OpaquePointer?
+
+    var compression: OpaquePointer? {
+        if compressionContext == nil { compressionContext = ZSTD_createCCtx() }
+        return compressionContext
+    }
+
+    var decompression: OpaquePointer? {
+        if decompressionContext == nil { decompressionContext = ZSTD_createDCtx() }
+        return decompressionContext
+    }
+
+    deinit {
+        ZSTD_freeCCtx(compressionContext)
+        ZSTD_freeDCtx(decompressionContext)
     }
 }
 

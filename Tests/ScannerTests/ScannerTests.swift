@@ -249,8 +249,16 @@ final class ManifestCacheTests: XCTestCase {
         for file in files {
             let object = try LocalStore.describe(directory.appendingPathComponent(file).path)
             guard case .scanned(let dataset, _) = await Scanner.scanFile(object, mapping: MappingOptions(), store: nil) else { continue }
-            // Through text, as the cache keeps it on disk.
-            let restored = try ManifestCache.decode(JSON.parse(ManifestCache.encode(dataset).rendered()))
+            // Through the cache's own files.
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-cache-\(getpid())").path
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let cache = ManifestCache(directory: directory)
+            cache.store(dataset, for: object, options: MappingOptions())
+            guard let restored = cache.load(object, options: MappingOptions()) else { return XCTFail("\(file): not cached") }
+            var other = MappingOptions()
+            other.inlineVariables = ["x"]
+            XCTAssertNil(cache.load(object, options: other), "\(file): another key")
+            XCTAssertEqual(restored.objects, [ObjectInfo(listed: object)], file)
             XCTAssertEqual(restored.arrays.count, dataset.arrays.count, file)
             for (original, cached) in zip(dataset.arrays, restored.arrays) {
                 assertSameProperties(original, cached, "\(file): \(original.path)")
@@ -263,6 +271,7 @@ final class ManifestCacheTests: XCTestCase {
             withoutObjects.arrays = []
             withoutObjects.groups = []
             var restoredWithoutObjects = restored
+            restoredWithoutObjects.objects = []
             restoredWithoutObjects.arrays = []
             restoredWithoutObjects.groups = []
             assertSameProperties(withoutObjects, restoredWithoutObjects, file)

@@ -55,6 +55,8 @@ public struct ScanOptions: Sendable {
     /// Scan only this shard of the listing: the `index`-th (from 0) of `count` contiguous
     /// blocks of the files in key order, the same whoever lists them (`scan --shard I/N`).
     public var shard: Shard?
+    /// Objects already scanned (`scan --update`): left out of the listing.
+    public var excludedURLs: Set<String> = []
 
     public init() {}
 }
@@ -229,7 +231,7 @@ public enum Scanner {
                 return nil
             }
             if options.store != nil, !sources.isEmpty, httpURLs.count == sources.count {
-                var seen: Set<String> = []
+                var seen = options.excludedURLs
                 var urls = httpURLs.filter { seen.insert($0).inserted }
                 if options.order == .key || options.shard != nil { urls.sort() }
                 listedTotal = urls.count
@@ -248,6 +250,7 @@ public enum Scanner {
             throw ScanError.store(error)
         }
         if unlisted.isEmpty {
+            if !options.excludedURLs.isEmpty { listed.removeAll { options.excludedURLs.contains($0.url) } }
             if options.order == .key || options.shard != nil {
                 // Files join the concat dimension in key order whatever order they were named in.
                 listed.sort { $0.url < $1.url }

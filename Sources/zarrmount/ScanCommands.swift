@@ -331,8 +331,20 @@ struct Scan: AsyncParsableCommand {
             valueName: "I/N"))
     var shard: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Append the sources' new files to this manifest along --concat-dim, without scanning the files it holds (their identities are checked by listing them); sources it already holds are left out, so the same glob can be given again.",
+            valueName: "manifest"))
+    var update: String?
+
     func validate() throws {
         if refs == nil && manifest == nil { throw ValidationError("give --refs FILE (kerchunk JSON), --manifest FILE.zmf, or both") }
+        if update != nil {
+            guard shard == nil, source.references == nil else { throw ValidationError("--update takes sources; it cannot take --shard or --references") }
+            guard source.concatDim != nil || source.sources.first.map({ $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }) == true else {
+                throw ValidationError("--update appends along a dimension: give it with --concat-dim (as the first scan had it)")
+            }
+        }
         if shard != nil {
             guard manifest != nil, refs == nil else {
                 throw ValidationError("--shard writes the shard's files to --manifest PART.zmf (no --refs): `zarrmount merge` combines the parts")
@@ -354,6 +366,15 @@ struct Scan: AsyncParsableCommand {
         if let shard = try parseShard(), let manifest {
             guard config.references == nil else { throw ValidationError("--shard scans sources; it cannot take --references") }
             try await scanShard(config, shard: shard, to: manifest, logger: logger)
+            return
+        }
+        if let update {
+            guard config.concatDim != nil else {
+                throw ValidationError("--update appends along a dimension: give it with --concat-dim (as the first scan had it)")
+            }
+            try await scanUpdate(config, existing: update, logger: logger) { summary in
+                try writeScanOutputs(summary, refs: refs, manifest: manifest)
+            }
             return
         }
         try await runScan(config, logger: logger) { summary in try writeScanOutputs(summary, refs: refs, manifest: manifest) }

@@ -149,3 +149,76 @@ enum ShardSet {
         return .success(ScannedParts(parts: parts, skipped: skipped, listedFiles: first.listedFiles))
     }
 }
+
+/// `zarrmount scan --update OLD.zmf SOURCES --concat-dim DIM`: the manifest's dataset with the
+/// sources' new files appended along DIM. The files it holds are not scanned again: they are
+/// listed, and any whose size or identity changed stops the update (scan them all again).
+func scanUpdate(
+    _ config: MountConfig, existing: String, logger: Logger, then: (ScanSummary) async throws -> Void
+) async throws {
+    var (options, engine) = try scanOptionsWithStore(config, logger: logger, alwaysStore: true)
+    defer { engine?.shutdown() }
+    if !config.noCache { options.cache = ManifestCache(directory: config.cacheDirectory ?? ManifestCache.defaultDirectory()) }
+    let old: VirtualDataset
+    do {
+        old = try await ReferenceLoader.readManifest(existing, store: options.store).dataset
+    } catch let error as ScanError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+    // The files the manifest holds, as they are now: any change means the appended dataset
+    // would mix two versions of the archive.
+    var changed: [String] = []
+    for object in old.objects {
+        do {
+            guard let now = try await options.store?.list([object.url]).first else {
+                changed.append("\(object.url): not found")
+                continue
+            }
+            if let difference = ManifestDescription.difference(recorded: object, now: now) { changed.append("\(object.url): \(difference)") }
+        } catch {
+            changed.append("\(object.url): cannot be listed (\(error))")
+        }
+    }
+    if !changed.isEmpty {
+        printError(
+            "error: \(existing): \(changed.count) of its \(old.objects.count) objects changed since it was written; scan every file again (without --update):")
+        for line in changed.prefix(20) { printError("  \(line)") }
+        throw ExitCode(1)
+    }
+    options.excludedURLs = Set(old.objects.map(\.url))
+    let reporter = ProgressReporter()
+    var scanned: ScannedParts
+    do {
+        scanned = try await Scanner.scanParts(sources: config.sources, options: options, logger: logger) { reporter.update($0) }
+    } catch let error as ScanError {
+        reporter.finish()
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+    reporter.finish()
+    let newFiles = scanned.parts.count
+    if newFiles == 0 && scanned.skipped.isEmpty {
+        printError("no new files: \(existing) holds every source")
+    }
+    if config.order == .key, let first = scanned.parts.first?.name, let last = old.objects.map(\.url).max(), first < last {
+        printError(
+            "error: \(first) sorts before \(last), which \(existing) holds: appended files must come after the manifest's in key order; scan every file again (without --update), or use --order coordinate"
+        )
+        throw ExitCode(1)
+    }
+    scanned.parts.insert((existing, old), at: 0)
+    let summary: ScanSummary
+    do {
+        summary = try await Scanner.combine(scanned, options: options)
+    } catch let error as ScanError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    }
+    printError(
+        "updated \(existing): \(old.objects.count) objects kept, \(newFiles) new files scanned (\(scanned.cacheHits) from the manifest cache): \(summary.arrayCount) arrays, \(summary.chunkCount) chunks"
+    )
+    for warning in summary.dataset.warnings { printError("warning: \(warning)") }
+    for (file, reason) in summary.skipped { printError("skipped: \(file): \(reason)") }
+    try await then(summary)
+}

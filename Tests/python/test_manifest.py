@@ -240,3 +240,46 @@ def test_merge_names_missing_duplicate_and_foreign_shards_and_a_shard_does_not_m
     assert shard_mount.returncode == 1 and "shard 0/3 of a scan (files not combined yet)" in shard_mount.stderr, shard_mount.stderr
     described = run("info", parts[1])
     assert described.returncode == 0 and "shard 1/3 of a scan of 3 files: files 1..<2 in key order" in described.stdout, described.stdout
+
+
+def test_update_appends_new_files_without_rescanning_and_equals_a_full_scan(mounts, tmp_path):
+    files = make_wrf_sample(tmp_path / "data", days=5)
+    old = str(tmp_path / "data" / "old.zmf")
+    p = run("scan", *files[:3], "--concat-dim", "Time", "--no-cache", "--manifest", old)
+    assert p.returncode == 0, p.stderr
+    glob_all = str(tmp_path / "data") + "/*.nc"
+    updated = str(tmp_path / "data" / "updated.zmf")
+    u = run("scan", glob_all, "--concat-dim", "Time", "--no-cache", "--update", old, "--manifest", updated)
+    assert u.returncode == 0, u.stderr
+    assert "updated %s: 3 objects kept, 2 new files scanned" % old in u.stderr, u.stderr
+    full = str(tmp_path / "data" / "full.zmf")
+    assert run("scan", glob_all, "--concat-dim", "Time", "--no-cache", "--manifest", full).returncode == 0
+    assert open(updated, "rb").read() == open(full, "rb").read(), "the update is byte for byte a scan of all five files"
+    m = mounts("--manifest", updated, str(tmp_path / "mnt"))
+    assert m.returncode == 0, m.stderr
+    actual = read_mount(str(tmp_path / "mnt"))
+    assert actual.sizes["Time"] == 5
+    assert_like_originals(actual, files)
+
+    # Nothing new: the same dataset again.
+    again = run("scan", glob_all, "--concat-dim", "Time", "--no-cache", "--update", full, "--manifest", str(tmp_path / "again.zmf"))
+    assert again.returncode == 0 and "no new files" in again.stderr, again.stderr
+    assert open(tmp_path / "again.zmf", "rb").read() == open(full, "rb").read()
+
+    # A new file that sorts before the manifest's last one would land elsewhere in a full scan.
+    early = str(tmp_path / "data" / "WRFDS_2059-12-31.nc")
+    shutil.copy(files[0], early)
+    before = run("scan", glob_all, "--concat-dim", "Time", "--no-cache", "--update", full, "--manifest", str(tmp_path / "x.zmf"))
+    assert before.returncode == 1 and "%s sorts before" % early in before.stderr, before.stderr
+    os.remove(early)
+
+    # A file the manifest holds changed since: the update stops, naming it.
+    with open(files[1], "r+b") as f:
+        f.seek(-50, 2)
+        f.write(b"\x00" * 50)
+    stale = run("scan", glob_all, "--concat-dim", "Time", "--no-cache", "--update", full, "--manifest", str(tmp_path / "y.zmf"))
+    assert stale.returncode == 1, stale.stderr
+    assert "1 of its 5 objects changed since it was written" in stale.stderr and files[1] in stale.stderr, stale.stderr
+    assert not os.path.exists(tmp_path / "y.zmf")
+    no_dim = run("scan", glob_all, "--update", full, "--manifest", str(tmp_path / "z.zmf"))
+    assert no_dim.returncode != 0 and "give it with --concat-dim" in no_dim.stderr, no_dim.stderr

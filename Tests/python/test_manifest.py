@@ -283,3 +283,19 @@ def test_update_appends_new_files_without_rescanning_and_equals_a_full_scan(moun
     assert not os.path.exists(tmp_path / "y.zmf")
     no_dim = run("scan", glob_all, "--update", full, "--manifest", str(tmp_path / "z.zmf"))
     assert no_dim.returncode != 0 and "give it with --concat-dim" in no_dim.stderr, no_dim.stderr
+
+
+def test_kerchunk_references_convert_to_a_manifest_and_back_unchanged(archive, tmp_path):
+    directory = os.path.dirname(archive[0])
+    refs = str(tmp_path / "scan.json")
+    manifest = os.path.join(directory, "converted.zmf")
+    assert run("scan", directory + "/*.nc", "--concat-dim", "Time", "--no-cache", "--refs", refs).returncode == 0
+    to_manifest = run("scan", "--references", refs, "--allow-source", directory + "/", "--manifest", manifest)
+    assert to_manifest.returncode == 0, to_manifest.stderr
+    assert "read %s: 3 objects" % refs in to_manifest.stderr
+    back = str(tmp_path / "back.json")
+    to_refs = run("scan", "--references", manifest, "--refs", back)
+    assert to_refs.returncode == 0, to_refs.stderr
+    assert open(back, "rb").read() == open(refs, "rb").read()
+    checked = run("info", manifest, "--check")
+    assert checked.returncode == 0 and "all 3 objects unchanged" in checked.stdout, checked.stdout

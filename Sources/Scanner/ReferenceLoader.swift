@@ -100,9 +100,11 @@ public enum ReferenceLoader {
             }
         }
         logger.info("manifest read", metadata: ["location": "\(location)", "objects": "\(dataset.objects.count)"])
-        return ScanSummary(
+        var summary = ScanSummary(
             dataset: dataset, files: dataset.objects.count, skipped: [], requests: 0, bytesRead: UInt64(bytes.count),
             elapsed: ContinuousClock.now - start, cacheHits: 0, store: store, maxRounds: 0)
+        summary.fromManifest = true
+        return summary
     }
 
     /// The manifest file at `location` (path or URL), read and checked, with no confinement:

@@ -122,6 +122,8 @@ public struct ScanSummary: Sendable {
     public var store: RemoteStore?
     /// The most dependent read rounds any remote file needed (0 for local scans).
     public var maxRounds: Int
+    /// Read from a manifest file rather than kerchunk references or a scan.
+    public var fromManifest = false
 
     public var arrayCount: Int { dataset.arrays.count }
     public var chunkCount: Int { dataset.arrays.reduce(0) { $0 + $1.manifest.storedChunkCount } }

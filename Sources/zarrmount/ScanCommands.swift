@@ -259,7 +259,11 @@ func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async th
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        printError("read \(references): \(summary.files) objects, \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
+        if summary.fromManifest {
+            printError("read manifest \(references): \(summary.files) objects, \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
+        } else {
+            printError("read references for \(summary.files) objects from \(references): \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
+        }
         for warning in summary.dataset.warnings { printError("warning: \(warning)") }
         try await then(summary)
         return

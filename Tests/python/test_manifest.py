@@ -77,7 +77,7 @@ def test_a_manifest_mounts_like_a_scan_of_its_sources_and_reads_like_the_origina
     from_manifest = mounts("--manifest", manifest, str(tmp_path / "m"))
     assert from_manifest.returncode == 0, from_manifest.stderr
     assert "scanned" not in from_manifest.stderr, "a manifest mount scans nothing"
-    assert "read %s: 3 objects" % manifest in from_manifest.stderr, from_manifest.stderr
+    assert "read manifest %s: 3 objects" % manifest in from_manifest.stderr, from_manifest.stderr
     from_sources = mounts(directory + "/*.nc", "--concat-dim", "Time", "--no-cache", str(tmp_path / "s"))
     assert from_sources.returncode == 0, from_sources.stderr
     # The two mounts serve the same metadata, byte for byte, and the same chunk files.
@@ -188,7 +188,7 @@ def test_several_mounts_read_one_manifest_over_http_without_scanning(archive, mo
         mountpoint = str(tmp_path / ("node%d" % node))
         m = mounts("--manifest", base + "year.zmf", mountpoint)
         assert m.returncode == 0, m.stderr
-        assert "read %syear.zmf: 3 objects" % base in m.stderr and "scanned" not in m.stderr, m.stderr
+        assert "read manifest %syear.zmf: 3 objects" % base in m.stderr and "scanned" not in m.stderr, m.stderr
     for node in range(3):
         actual = read_mount(str(tmp_path / ("node%d" % node)))
         for name in ("T2", "U", "Time", "lat"):
@@ -292,7 +292,7 @@ def test_kerchunk_references_convert_to_a_manifest_and_back_unchanged(archive, t
     assert run("scan", directory + "/*.nc", "--concat-dim", "Time", "--no-cache", "--refs", refs).returncode == 0
     to_manifest = run("scan", "--references", refs, "--allow-source", directory + "/", "--manifest", manifest)
     assert to_manifest.returncode == 0, to_manifest.stderr
-    assert "read %s: 3 objects" % refs in to_manifest.stderr
+    assert "read references for 3 objects from %s" % refs in to_manifest.stderr
     back = str(tmp_path / "back.json")
     to_refs = run("scan", "--references", manifest, "--refs", back)
     assert to_refs.returncode == 0, to_refs.stderr

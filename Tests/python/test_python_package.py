@@ -14,6 +14,9 @@ import zarrmount.dask
 from conftest import REPO, make_wrf_sample
 
 ZARRMOUNT = os.environ.get("ZARRMOUNT_BIN", os.path.join(REPO, ".build", "debug", "zarrmount"))
+# The package, and the Dask workers started below (they inherit the environment), run the binary
+# under test rather than whatever else zarrmount.binary() would find (a release build, PATH).
+os.environ["ZARRMOUNT_BIN"] = ZARRMOUNT
 
 
 @pytest.fixture(scope="module")

@@ -1017,6 +1017,25 @@ def test_mount_of_a_remote_archive_reads_like_the_originals(scanner, services, w
         assert status["decoded"] == (mode == "decoded")
 
 
+def test_mount_of_a_manifest_in_s3_reads_like_the_originals_without_scanning(scanner, services, world, archive, tmp_path):
+    require_fuse()
+    manifest = str(tmp_path / "s3.zmf")
+    p = subprocess.run(list(scanner.cmd) + ["scan", "s3://%s/daily/2060/*.nc" % BUCKET, "--endpoint-url", services.s3,
+                                            "--concat-dim", "Time", "--no-cache", "--manifest", manifest],
+                       capture_output=True, text=True, timeout=SCAN_TIMEOUT, env=scanner.env())
+    assert p.returncode == 0, p.stderr
+    services.boto3().upload_file(manifest, BUCKET, "manifests/all.zmf")
+    location = "s3://%s/manifests/all.zmf" % BUCKET
+    with Mounted(scanner.cmd, scanner.env(), str(tmp_path / "mnt")) as m:
+        out = m.mount(["--manifest", location, "--endpoint-url", services.s3])
+        assert "read manifest %s: 5 objects" % location in out.stderr and "scanned" not in out.stderr, out.stderr
+        _assert_mount_equals_originals(m.path, archive)
+    info = subprocess.run(list(scanner.cmd) + ["info", location, "--check", "--endpoint-url", services.s3], capture_output=True,
+                          text=True, timeout=SCAN_TIMEOUT, env=scanner.env())
+    assert info.returncode == 0 and "check: all 5 objects unchanged" in info.stdout, info.stdout + info.stderr
+    assert "(5 ETag)" in info.stdout, info.stdout
+
+
 def test_mount_of_references_served_over_http_checks_every_read(scanner, services, world, archive, tmp_path, proxies):
     require_fuse()
     urls = ["%s/wrf/%s" % (services.http, n) for n in NAMES]

@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "Scanner",
             dependencies: [
-                "ByteSource", "CZstd", "HDF5Metadata", "HDF5Mapping", "NetCDF3", "NetCDF3Mapping", "JSONValue", "ObjectStore", "VirtualZarr",
+                "ByteSource", "HDF5Metadata", "HDF5Mapping", "NetCDF3", "NetCDF3Mapping", "JSONValue", "ObjectStore", "VirtualZarr",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictness

@@ -1,5 +1,4 @@
 import ByteSource
-import CZstd
 import Crypto
 import Foundation
 import JSONValue
@@ -109,20 +108,13 @@ public enum ManifestFile {
     /// The blobs section as it is written, and a dataset's header fields pointing into it.
     struct BlobWriter {
         var bytes: [UInt8] = []
-        /// One zstd context for every blob: creating one per call costs more than compressing
-        /// the small blobs of a file's cached result.
-        let context = ZstdContext()
+        let frames = ZstdFrames()
 
         func compress(_ raw: [UInt8]) throws -> [UInt8] {
-            var output = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
-            let written = output.withUnsafeMutableBytes { out in
-                raw.withUnsafeBytes { source in
-                    ZSTD_compressCCtx(context.compression, out.baseAddress, out.count, source.baseAddress, source.count, compressionLevel)
-                }
+            guard let compressed = frames.compress(raw, level: compressionLevel) else {
+                throw ManifestFileError(.cannotCompress, name: "manifest")
             }
-            guard ZSTD_isError(written) == 0 else { throw ManifestFileError(.cannotCompress, name: "manifest") }
-            output.removeSubrange(written...)
-            return output
+            return compressed
         }
 
         /// Blobs below this are stored as they are: a zstd frame costs more than it saves on
@@ -241,7 +233,7 @@ public enum ManifestFile {
     struct BlobReader {
         let blobs: ArraySlice<UInt8>
         let name: String
-        let context = ZstdContext()
+        let frames = ZstdFrames()
         var budget = ManifestFile.maxRawBytes
 
         init(blobs: ArraySlice<UInt8>, name: String) {
@@ -358,15 +350,10 @@ public enum ManifestFile {
         mutating func inflate(_ frame: ArraySlice<UInt8>, raw: UInt64, what: String) throws -> [UInt8] {
             guard raw <= budget else { throw ManifestFileError(.tooLarge(what: what, limit: ManifestFile.maxRawBytes), name: name) }
             budget -= raw
-            let declared = frame.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
-            guard declared == raw else { throw ManifestFileError(.corrupt("\(what) is not one zstd frame of \(raw) bytes"), name: name) }
-            var output = [UInt8](repeating: 0, count: Int(raw))
-            let result = output.withUnsafeMutableBytes { out in
-                frame.withUnsafeBytes { source in
-                    ZSTD_decompressDCtx(context.decompression, out.baseAddress, out.count, source.baseAddress, source.count)
-                }
+            guard ZstdFrames.declaredSize(frame) == raw else {
+                throw ManifestFileError(.corrupt("\(what) is not one zstd frame of \(raw) bytes"), name: name)
             }
-            guard ZSTD_isError(result) == 0, result == Int(raw) else {
+            guard let output = frames.decompress(frame, size: Int(raw)) else {
                 throw ManifestFileError(.corrupt("\(what) does not decompress to \(raw) bytes"), name: name)
             }
             return output
@@ -420,27 +407,6 @@ public enum ManifestFile {
         return bytes.withUnsafeBytes { raw in
             (0..<count).map { T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
         }
-    }
-}
-
-/// zstd's compression and decompression contexts, made on first use and freed with this.
-final class ZstdContext {
-    private var compressionContext: OpaquePointer?
-    private var decompressionContext: OpaquePointer?
-
-    var compression: OpaquePointer? {
-        if compressionContext == nil { compressionContext = ZSTD_createCCtx() }
-        return compressionContext
-    }
-
-    var decompression: OpaquePointer? {
-        if decompressionContext == nil { decompressionContext = ZSTD_createDCtx() }
-        return decompressionContext
-    }
-
-    deinit {
-        ZSTD_freeCCtx(compressionContext)
-        ZSTD_freeDCtx(decompressionContext)
     }
 }
 

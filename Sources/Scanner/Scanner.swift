@@ -369,7 +369,6 @@ public enum Scanner {
         scanned.bytesRead = tally.bytes
         scanned.cacheHits = tally.cacheHits
         scanned.maxRounds = tally.maxRounds
-        _ = start
         return scanned
     }
 

@@ -152,3 +152,49 @@ enum CompressedStreams {
         return output
     }
 }
+
+/// zstd frames made and read with one pair of contexts kept for many frames: creating a context
+/// per frame costs more than compressing a small one (the manifest file's blobs).
+public final class ZstdFrames {
+    private var compressionContext: OpaquePointer?
+    private var decompressionContext: OpaquePointer?
+
+    public init() {}
+
+    deinit {
+        ZSTD_freeCCtx(compressionContext)
+        ZSTD_freeDCtx(decompressionContext)
+    }
+
+    /// `raw` as one frame (which declares its content size), or nil when zstd fails.
+    public func compress(_ raw: [UInt8], level: Int32) -> [UInt8]? {
+        if compressionContext == nil { compressionContext = ZSTD_createCCtx() }
+        var output = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
+        let written = output.withUnsafeMutableBytes { out in
+            raw.withUnsafeBytes { source in
+                ZSTD_compressCCtx(compressionContext, out.baseAddress, out.count, source.baseAddress, source.count, level)
+            }
+        }
+        guard ZSTD_isError(written) == 0 else { return nil }
+        output.removeSubrange(written...)
+        return output
+    }
+
+    /// The content size `frame` declares, or nil when it declares none (or is no frame).
+    public static func declaredSize(_ frame: ArraySlice<UInt8>) -> UInt64? {
+        let size = frame.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        return size >= ZSTD_CONTENTSIZE_ERROR ? nil : size
+    }
+
+    /// `frame` decompressed into exactly `size` bytes, or nil when it does not decode to that.
+    public func decompress(_ frame: ArraySlice<UInt8>, size: Int) -> [UInt8]? {
+        if decompressionContext == nil { decompressionContext = ZSTD_createDCtx() }
+        var output = [UInt8](repeating: 0, count: size)
+        let result = output.withUnsafeMutableBytes { out in
+            frame.withUnsafeBytes { source in
+                ZSTD_decompressDCtx(decompressionContext, out.baseAddress, out.count, source.baseAddress, source.count)
+            }
+        }
+        return ZSTD_isError(result) == 0 && result == size ? output : nil
+    }
+}

@@ -81,21 +81,7 @@ struct Info: AsyncParsableCommand {
             for line in ManifestDescription.lines(dataset, info: info, name: manifest, arrayLimit: all ? nil : 20) { print(line) }
         }
         guard check else { return }
-        var changed: [String] = []
-        var listed: [ListedObject] = []
-        for object in dataset.objects {
-            do {
-                listed = try await store.list([object.url])
-            } catch {
-                changed.append("\(object.url): cannot be listed (\(error))")
-                continue
-            }
-            guard let now = listed.first else {
-                changed.append("\(object.url): not found")
-                continue
-            }
-            if let difference = ManifestDescription.difference(recorded: object, now: now) { changed.append("\(object.url): \(difference)") }
-        }
+        let changed = await ObjectChanges.check(dataset.objects, store: store)
         if changed.isEmpty {
             print("check: all \(dataset.objects.count) objects unchanged since the scan")
             return
@@ -146,14 +132,5 @@ enum ManifestDescription {
         for warning in dataset.warnings { lines.append("warning: \(warning)") }
         for note in dataset.notes { lines.append("note: \(note)") }
         return lines
-    }
-
-    /// How an object listed now differs from the manifest's record of it, or nil if it does not.
-    static func difference(recorded: ObjectInfo, now: ListedObject) -> String? {
-        if now.size != recorded.size { return "\(recorded.size) bytes at the scan, \(now.size) now" }
-        if let identity = recorded.identity, now.identity != identity {
-            return "identity \(identity.encoded) at the scan, \(now.identity?.encoded ?? "none") now"
-        }
-        return nil
     }
 }

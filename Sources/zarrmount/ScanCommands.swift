@@ -388,35 +388,36 @@ struct Scan: AsyncParsableCommand {
 /// Writes a scan's (or a merge's) outputs: kerchunk references and/or a manifest file; exit
 /// status 2 when files were skipped.
 func writeScanOutputs(_ summary: ScanSummary, refs: String?, manifest: String?) throws {
+    if let refs {
+        let text: String
+        do { text = try KerchunkReferences.write(summary.dataset) } catch let error as MappingError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        do { try StoreExporter.writeFile(refs, Array(text.utf8)) } catch let error as ExportError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        // The references are Zarr v2 for numcodecs: what v2 cannot carry is left out, and said.
+        for warning in ZarrStore(summary.dataset, format: .v2).omitted { printError("warning: \(warning)") }
+        printError("wrote \(refs)")
+    }
+    if let manifest { try writeManifest(.combined(summary.dataset), to: manifest) }
+    if !summary.skipped.isEmpty { throw ExitCode(2) }
+}
+
+/// Writes a manifest file, saying where and how large; an error is printed and exits 1.
+func writeManifest(_ contents: ManifestFile.Contents, to path: String) throws {
     do {
-        if let refs {
-            let text: String
-            do { text = try KerchunkReferences.write(summary.dataset) } catch let error as MappingError {
-                printError("error: \(error)")
-                throw ExitCode(1)
-            }
-            do { try StoreExporter.writeFile(refs, Array(text.utf8)) } catch let error as ExportError {
-                printError("error: \(error)")
-                throw ExitCode(1)
-            }
-            // The references are Zarr v2 for numcodecs: what v2 cannot carry is left out, and said.
-            for warning in ZarrStore(summary.dataset, format: .v2).omitted { printError("warning: \(warning)") }
-            printError("wrote \(refs)")
-        }
-        if let manifest {
-            do {
-                let bytes = try ManifestFile.encode(summary.dataset, writer: "zarrmount \(zarrmountVersion)")
-                try StoreExporter.writeFile(manifest, bytes)
-                printError("wrote \(manifest) (\(formatBytes(UInt64(bytes.count))))")
-            } catch let error as ManifestFileError {
-                printError("error: \(error)")
-                throw ExitCode(1)
-            } catch let error as ExportError {
-                printError("error: \(error)")
-                throw ExitCode(1)
-            }
-        }
-        if !summary.skipped.isEmpty { throw ExitCode(2) }
+        let bytes = try ManifestFile.encode(contents, writer: "zarrmount \(zarrmountVersion)")
+        try StoreExporter.writeFile(path, bytes)
+        printError("wrote \(path) (\(formatBytes(UInt64(bytes.count))))")
+    } catch let error as ManifestFileError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    } catch let error as ExportError {
+        printError("error: \(error)")
+        throw ExitCode(1)
     }
 }
 

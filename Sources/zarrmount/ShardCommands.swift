@@ -12,30 +12,26 @@ func scanShard(_ config: MountConfig, shard: Shard, to manifest: String, logger:
     defer { engine?.shutdown() }
     options.shard = shard
     if !config.noCache { options.cache = ManifestCache(directory: config.cacheDirectory ?? ManifestCache.defaultDirectory()) }
-    let reporter = ProgressReporter()
-    let scanned: ScannedParts
-    do {
-        scanned = try await Scanner.scanParts(sources: config.sources, options: options, logger: logger) { reporter.update($0) }
-    } catch let error as ScanError {
-        reporter.finish()
-        printError("error: \(error)")
-        throw ExitCode(1)
-    }
-    reporter.finish()
+    let scanned = try await scanPartsReporting(config, options: options, logger: logger)
     let range = shard.range(of: scanned.listedFiles)
     printError(
         "scanned shard \(shard.index)/\(shard.count): files \(range.lowerBound)..<\(range.upperBound) of \(scanned.listedFiles) in key order, \(scanned.parts.count) scanned, \(scanned.skipped.count) skipped (\(scanned.cacheHits) from the manifest cache)"
     )
     for (file, reason) in scanned.skipped { printError("skipped: \(file): \(reason)") }
     let contents = ManifestFile.ShardParts(shard: shard, listedFiles: scanned.listedFiles, parts: scanned.parts, skipped: scanned.skipped)
+    try writeManifest(.shard(contents), to: manifest)
+}
+
+/// Lists and scans the sources into their files' datasets, with the progress line; a scan error
+/// is printed and exits 1.
+func scanPartsReporting(_ config: MountConfig, options: ScanOptions, logger: Logger) async throws -> ScannedParts {
+    let reporter = ProgressReporter()
     do {
-        let bytes = try ManifestFile.encode(.shard(contents), writer: "zarrmount \(zarrmountVersion)")
-        try StoreExporter.writeFile(manifest, bytes)
-        printError("wrote \(manifest) (\(formatBytes(UInt64(bytes.count))))")
-    } catch let error as ManifestFileError {
-        printError("error: \(error)")
-        throw ExitCode(1)
-    } catch let error as ExportError {
+        let scanned = try await Scanner.scanParts(sources: config.sources, options: options, logger: logger) { reporter.update($0) }
+        reporter.finish()
+        return scanned
+    } catch let error as ScanError {
+        reporter.finish()
         printError("error: \(error)")
         throw ExitCode(1)
     }
@@ -110,46 +106,6 @@ struct Merge: AsyncParsableCommand {
     }
 }
 
-/// Whether parts are the shards of one listing, and their files in listing order.
-enum ShardSet {
-    struct Problem: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    static func check(_ shards: [ManifestFile.ShardParts], names: [String]) -> Result<ScannedParts, Problem> {
-        guard let first = shards.first else { return .failure(Problem(description: "no parts given")) }
-        let count = first.shard.count
-        var byIndex: [Int: Int] = [:]
-        for (position, shard) in shards.enumerated() {
-            guard shard.shard.count == count, shard.listedFiles == first.listedFiles else {
-                return .failure(
-                    Problem(
-                        description:
-                            "\(names[position]) is shard \(shard.shard.index)/\(shard.shard.count) of a listing of \(shard.listedFiles) files, but \(names[0]) is \(first.shard.index)/\(count) of \(first.listedFiles): the parts come from different scans"
-                    ))
-            }
-            if let earlier = byIndex[shard.shard.index] {
-                return .failure(Problem(description: "\(names[earlier]) and \(names[position]) are both shard \(shard.shard.index)/\(count)"))
-            }
-            byIndex[shard.shard.index] = position
-        }
-        let missing = (0..<count).filter { byIndex[$0] == nil }
-        if !missing.isEmpty {
-            let list = missing.prefix(10).map { "\($0)/\(count)" }.joined(separator: ", ")
-            return .failure(
-                Problem(description: "shard\(missing.count == 1 ? "" : "s") \(list)\(missing.count > 10 ? ", ..." : "") missing: give every part of the scan"))
-        }
-        var parts: [(name: String, dataset: VirtualDataset)] = []
-        var skipped: [(file: String, reason: String)] = []
-        for index in 0..<count {
-            let shard = shards[byIndex[index]!]
-            parts += shard.parts
-            skipped += shard.skipped
-        }
-        return .success(ScannedParts(parts: parts, skipped: skipped, listedFiles: first.listedFiles))
-    }
-}
-
 /// `zarrmount scan --update OLD.zmf SOURCES --concat-dim DIM`: the manifest's dataset with the
 /// sources' new files appended along DIM. The files it holds are not scanned again: they are
 /// listed, and any whose size or identity changed stops the update (scan them all again).
@@ -168,18 +124,8 @@ func scanUpdate(
     }
     // The files the manifest holds, as they are now: any change means the appended dataset
     // would mix two versions of the archive.
-    var changed: [String] = []
-    for object in old.objects {
-        do {
-            guard let now = try await options.store?.list([object.url]).first else {
-                changed.append("\(object.url): not found")
-                continue
-            }
-            if let difference = ManifestDescription.difference(recorded: object, now: now) { changed.append("\(object.url): \(difference)") }
-        } catch {
-            changed.append("\(object.url): cannot be listed (\(error))")
-        }
-    }
+    guard let store = options.store else { throw ExitCode(1) }
+    let changed = await ObjectChanges.check(old.objects, store: store)
     if !changed.isEmpty {
         printError(
             "error: \(existing): \(changed.count) of its \(old.objects.count) objects changed since it was written; scan every file again (without --update):")
@@ -187,16 +133,7 @@ func scanUpdate(
         throw ExitCode(1)
     }
     options.excludedURLs = Set(old.objects.map(\.url))
-    let reporter = ProgressReporter()
-    var scanned: ScannedParts
-    do {
-        scanned = try await Scanner.scanParts(sources: config.sources, options: options, logger: logger) { reporter.update($0) }
-    } catch let error as ScanError {
-        reporter.finish()
-        printError("error: \(error)")
-        throw ExitCode(1)
-    }
-    reporter.finish()
+    var scanned = try await scanPartsReporting(config, options: options, logger: logger)
     let newFiles = scanned.parts.count
     if newFiles == 0 && scanned.skipped.isEmpty {
         printError("no new files: \(existing) holds every source")

@@ -310,7 +310,7 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
 
 struct Scan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Scan netCDF-3 and netCDF-4/HDF5 files into one virtual Zarr dataset and write kerchunk references.",
+        abstract: "Scan netCDF-3 and netCDF-4/HDF5 files into one virtual Zarr dataset and write kerchunk references or a manifest.",
         discussion: """
             Reads only each file's metadata, combines the files (along --concat-dim when given) \
             and writes kerchunk reference JSON (version 1) that fsspec, xarray and VirtualiZarr \

@@ -297,7 +297,7 @@ public enum NetCDFMapping {
             path: path, dtype: dtype, shape: shape, chunkShape: [], codecs: codecs,
             fillValue: cfFill.map { fillJSON($0.raw, datatype: $0.datatype) } ?? .null,
             fillBytes: hdf5Fill, dimensionNames: dimensions, attributes: attributeList,
-            manifest: ChunkManifest(gridShape: []), origin: "\(info.name):\(dataset.path)")
+            manifest: ChunkManifest(gridShape: []), origin: info.name)
 
         switch layout {
         case .chunked(let chunked):

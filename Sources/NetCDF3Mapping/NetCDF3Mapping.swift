@@ -91,7 +91,7 @@ public enum NetCDF3Mapping {
         var array = VirtualArray(
             path: variable.name, dtype: dtype, shape: variable.shape, chunkShape: [], codecs: [], fillValue: fillValue,
             fillBytes: fillBytes, dimensionNames: dimensions, attributes: attributes(variable.attributes),
-            manifest: ChunkManifest(gridShape: []), origin: "\(header.name):\(variable.name)")
+            manifest: ChunkManifest(gridShape: []), origin: header.name)
         let itemSize = UInt64(variable.type.size)
         if variable.isRecord {
             // One record at a time: records of all record variables are interleaved.

@@ -214,11 +214,14 @@ public enum ManifestFile {
             listed <= UInt64(Int32.max), let partsJSON = header["parts"]?.arrayValue
         else { throw ManifestFileError(.corrupt("a shard's header lacks its position, listing or parts"), name: name) }
         var parts: [(name: String, dataset: VirtualDataset)] = []
+        var shared = SharedDescriptions()
         for part in partsJSON {
             guard let partName = part["name"]?.stringValue, let dataset = part["dataset"] else {
                 throw ManifestFileError(.corrupt("a part lacks its name or dataset"), name: name)
             }
-            parts.append((partName, try reader.dataset(dataset)))
+            var decoded = try reader.dataset(dataset)
+            shared.compact(&decoded)
+            parts.append((partName, decoded))
         }
         let skipped = (header["skipped"]?.arrayValue ?? []).compactMap { item -> (file: String, reason: String)? in
             guard let pair = item.arrayValue, pair.count == 2, let file = pair[0].stringValue, let reason = pair[1].stringValue else { return nil }

@@ -9,6 +9,19 @@ enum FileOutcome: Sendable {
     case scanned(VirtualDataset, ReadCounters)
     case failed(ScanError)
 
+    /// The dataset with what it has in common with the files before it shared with them.
+    mutating func compact(sharing shared: inout SharedDescriptions) {
+        switch self {
+        case .cached(var dataset):
+            shared.compact(&dataset)
+            self = .cached(dataset)
+        case .scanned(var dataset, let counters):
+            shared.compact(&dataset)
+            self = .scanned(dataset, counters)
+        case .failed: break
+        }
+    }
+
     var dataset: VirtualDataset? {
         switch self {
         case .cached(let dataset), .scanned(let dataset, _): return dataset

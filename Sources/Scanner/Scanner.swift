@@ -89,6 +89,11 @@ public struct ScannedParts: Sendable {
     public var bytesRead: UInt64 = 0
     public var cacheHits: Int = 0
     public var maxRounds: Int = 0
+    /// Listing the sources before the first file's scan (HTTP URLs are listed as they are
+    /// scanned, so their listing counts as scanning).
+    public var listing: Duration = .zero
+    /// Listing done to every file scanned.
+    public var scanning: Duration = .zero
 
     public init(parts: [(name: String, dataset: VirtualDataset)], skipped: [(file: String, reason: String)], listedFiles: Int) {
         self.parts = parts
@@ -124,9 +129,19 @@ public struct ScanSummary: Sendable {
     public var maxRounds: Int
     /// Read from a manifest file rather than kerchunk references or a scan.
     public var fromManifest = false
+    /// Where a scan's time went; nil for references and manifests read as they are.
+    public var phases: ScanPhases?
 
     public var arrayCount: Int { dataset.arrays.count }
     public var chunkCount: Int { dataset.arrays.reduce(0) { $0 + $1.manifest.storedChunkCount } }
+}
+
+/// Where a scan's time went, for the summary and `tools/bench scale`.
+public struct ScanPhases: Sendable {
+    public var listing: Duration
+    public var scanning: Duration
+    /// Choosing variables, ordering, combining and proving the codecs.
+    public var combining: Duration
 }
 
 /// Why a scan stops, or why one file of it failed. Each case carries what it is about; the
@@ -260,6 +275,7 @@ public enum Scanner {
             listedTotal = listed.count
             if let shard = options.shard { listed = Array(listed[shard.range(of: listed.count)]) }
         }
+        let listingDone = ContinuousClock.now
         let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
         let store = options.store
         let allowSources = options.allowSources
@@ -275,6 +291,8 @@ public enum Scanner {
         let mappingOptions = mapping
 
         var outcomes: [Int: FileOutcome] = [:]
+        // Every file's dataset is held until all are scanned: what they share is held once.
+        var shared = SharedDescriptions()
         var tally = ScanTally()
         var schedule = ScanSchedule(fileCount: listed.count, concurrency: concurrency, policy: options.onError, listed: unlisted.isEmpty)
         func reportProgress() {
@@ -338,7 +356,8 @@ public enum Scanner {
                 case .listed(let index, let object):
                     listed[index] = object
                     try perform(schedule.listed(index))
-                case .scanned(let index, let outcome):
+                case .scanned(let index, var outcome):
+                    outcome.compact(sharing: &shared)
                     outcomes[index] = outcome
                     tally.record(outcome)
                     if case .failed(let error) = outcome {
@@ -369,6 +388,8 @@ public enum Scanner {
         scanned.bytesRead = tally.bytes
         scanned.cacheHits = tally.cacheHits
         scanned.maxRounds = tally.maxRounds
+        scanned.listing = listingDone - start
+        scanned.scanning = ContinuousClock.now - listingDone
         return scanned
     }
 
@@ -391,6 +412,7 @@ public enum Scanner {
                     elapsed: ContinuousClock.now - start))
         }
         if parts.isEmpty { throw ScanError.noFileScanned(failed: skipped.count) }
+        let combineStart = ContinuousClock.now
         var dataset = try await combineParts(parts, options: options, store: store)
         do {
             try await CodecProof.prove(&dataset, store: store, cache: cache)
@@ -405,9 +427,11 @@ public enum Scanner {
         let leftovers = Leftovers(parts)
         parts = []
         DispatchQueue.global().async { leftovers.drop() }
-        return ScanSummary(
+        var summary = ScanSummary(
             dataset: dataset, files: fileCount, skipped: skipped, requests: scanned.requests, bytesRead: scanned.bytesRead,
             elapsed: ContinuousClock.now - start, cacheHits: scanned.cacheHits, store: store, maxRounds: scanned.maxRounds)
+        summary.phases = ScanPhases(listing: scanned.listing, scanning: scanned.scanning, combining: ContinuousClock.now - combineStart)
+        return summary
     }
 
     /// One file parsed and mapped; external raw-data files it names stay unresolved after the

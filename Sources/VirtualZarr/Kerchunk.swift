@@ -407,7 +407,7 @@ extension KerchunkReferences {
             },
             fillValue: meta["fill_value"] ?? .null, fillBytes: nil, dimensionNames: dimensions,
             attributes: attributes.filter { $0.0 != "_ARRAY_DIMENSIONS" },
-            manifest: ChunkManifest(gridShape: ChunkManifest.grid(shape, chunks)), origin: "\(name):\(path)")
+            manifest: ChunkManifest(gridShape: ChunkManifest.grid(shape, chunks)), origin: name)
     }
 
     static func dataType(v2 json: JSON, fail: (String) -> ReferenceError) throws -> ZarrDataType {

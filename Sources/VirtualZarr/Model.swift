@@ -80,11 +80,13 @@ public struct ChunkManifest: Sendable, Equatable {
     private var objects: [UInt32] = []
     private var offsets: [UInt64] = []
     private var lengths: [UInt64] = []
-    private var isDense = false
     private var sparse: [Int: Slot] = [:]
     private var inlineChunks: [[UInt8]] = []
     /// Index in `inlineChunks` of the chunk unset entries read as, if any.
     private var fillIndex: Int?
+    // After the optional's tag byte, so a manifest takes 72 bytes, not 80: every file of a
+    // scan holds one per variable until the combine.
+    private var isDense = false
 
     /// The number of chunks of `gridShape`, or nil when it is above `maxChunks` (or negative).
     public static func chunkCount(_ gridShape: [Int]) -> Int? {
@@ -111,6 +113,13 @@ public struct ChunkManifest: Sendable, Equatable {
         self.gridShape = gridShape
         self.count = count
         if count <= Self.denseFromStart { makeDense() }
+    }
+
+    /// Takes `gridShape` when it is equal to this grid's own, so both holders share one copy.
+    mutating func shareGridShape(_ gridShape: [Int]) -> Bool {
+        guard self.gridShape == gridShape else { return false }
+        self.gridShape = gridShape
+        return true
     }
 
     private mutating func makeDense() {
@@ -501,42 +510,160 @@ public struct ZarrDataType: Sendable, Equatable {
 }
 
 public struct VirtualArray: Sendable {
-    /// Slash-separated path without the leading slash (`T2`, `group/var`).
-    public var path: String
-    public var dtype: ZarrDataType
+    /// What the files of an archive usually share (name, type, encoding, attributes), in one
+    /// copy-on-write box: a year of files holds one copy of each variable's description rather
+    /// than one per file (`SharedDescriptions`), and the struct a file holds per variable stays
+    /// small.
+    final class Description: @unchecked Sendable {
+        // Unchecked: a description is changed only through `VirtualArray`'s accessors, which
+        // copy it first unless this array is its only holder, so a shared one is never written.
+        var path: String
+        var dtype: ZarrDataType
+        var chunkShape: [UInt64]
+        var codecs: [Codec]
+        var fillValue: JSON
+        var fillBytes: [UInt8]?
+        var dimensionNames: [String]
+        var attributes: [(String, JSON)]
+        var unpacking: Unpacking?
+        var regridding: Regridding?
+
+        init(
+            path: String, dtype: ZarrDataType, chunkShape: [UInt64], codecs: [Codec], fillValue: JSON, fillBytes: [UInt8]?,
+            dimensionNames: [String], attributes: [(String, JSON)], unpacking: Unpacking?, regridding: Regridding?
+        ) {
+            self.path = path
+            self.dtype = dtype
+            self.chunkShape = chunkShape
+            self.codecs = codecs
+            self.fillValue = fillValue
+            self.fillBytes = fillBytes
+            self.dimensionNames = dimensionNames
+            self.attributes = attributes
+            self.unpacking = unpacking
+            self.regridding = regridding
+        }
+
+        func copy() -> Description {
+            Description(
+                path: path, dtype: dtype, chunkShape: chunkShape, codecs: codecs, fillValue: fillValue, fillBytes: fillBytes,
+                dimensionNames: dimensionNames, attributes: attributes, unpacking: unpacking, regridding: regridding)
+        }
+
+        /// Equal in everything; a regridded array is never shared (its sources are per file).
+        func isEqual(to other: Description) -> Bool {
+            regridding == nil && other.regridding == nil && path == other.path && dtype == other.dtype
+                && chunkShape == other.chunkShape && codecs == other.codecs && fillValue == other.fillValue
+                && fillBytes == other.fillBytes && dimensionNames == other.dimensionNames && unpacking == other.unpacking
+                && attributes.elementsEqual(other.attributes) { $0.0 == $1.0 && $0.1 == $1.1 }
+        }
+    }
+
+    private(set) var described: Description
     public var shape: [UInt64]
-    public var chunkShape: [UInt64]
-    /// The stored chunks' encoding, in the order the writer applied it.
-    public var codecs: [Codec]
-    /// Zarr's `fill_value` (v2: what xarray takes as `_FillValue`; null for none).
-    public var fillValue: JSON
-    /// The fill value in the element's stored encoding, for fill chunks and v3.
-    public var fillBytes: [UInt8]?
-    public var dimensionNames: [String]
-    public var attributes: [(String, JSON)]
     public var manifest: ChunkManifest
     /// The object whose layout this array came from, for error messages.
     public var origin: String
+
+    private mutating func uniqueDescription() {
+        if !isKnownUniquelyReferenced(&described) { described = described.copy() }
+    }
+
+    /// Slash-separated path without the leading slash (`T2`, `group/var`).
+    public var path: String {
+        get { described.path }
+        _modify {
+            uniqueDescription()
+            yield &described.path
+        }
+    }
+    public var dtype: ZarrDataType {
+        get { described.dtype }
+        _modify {
+            uniqueDescription()
+            yield &described.dtype
+        }
+    }
+    public var chunkShape: [UInt64] {
+        get { described.chunkShape }
+        _modify {
+            uniqueDescription()
+            yield &described.chunkShape
+        }
+    }
+    /// The stored chunks' encoding, in the order the writer applied it.
+    public var codecs: [Codec] {
+        get { described.codecs }
+        _modify {
+            uniqueDescription()
+            yield &described.codecs
+        }
+    }
+    /// Zarr's `fill_value` (v2: what xarray takes as `_FillValue`; null for none).
+    public var fillValue: JSON {
+        get { described.fillValue }
+        _modify {
+            uniqueDescription()
+            yield &described.fillValue
+        }
+    }
+    /// The fill value in the element's stored encoding, for fill chunks and v3.
+    public var fillBytes: [UInt8]? {
+        get { described.fillBytes }
+        _modify {
+            uniqueDescription()
+            yield &described.fillBytes
+        }
+    }
+    public var dimensionNames: [String] {
+        get { described.dimensionNames }
+        _modify {
+            uniqueDescription()
+            yield &described.dimensionNames
+        }
+    }
+    public var attributes: [(String, JSON)] {
+        get { described.attributes }
+        _modify {
+            uniqueDescription()
+            yield &described.attributes
+        }
+    }
     /// Files that pack this variable differently, to be unpacked per file when served decoded.
-    public var unpacking: Unpacking?
+    public var unpacking: Unpacking? {
+        get { described.unpacking }
+        _modify {
+            uniqueDescription()
+            yield &described.unpacking
+        }
+    }
     /// Served on a chunk grid of its own, assembled from these sources' decoded chunks.
-    public var regridding: Regridding?
+    public var regridding: Regridding? {
+        get { described.regridding }
+        _modify {
+            uniqueDescription()
+            yield &described.regridding
+        }
+    }
 
     public init(
         path: String, dtype: ZarrDataType, shape: [UInt64], chunkShape: [UInt64], codecs: [Codec], fillValue: JSON,
         fillBytes: [UInt8]?, dimensionNames: [String], attributes: [(String, JSON)], manifest: ChunkManifest, origin: String
     ) {
-        self.path = path
-        self.dtype = dtype
+        self.described = Description(
+            path: path, dtype: dtype, chunkShape: chunkShape, codecs: codecs, fillValue: fillValue, fillBytes: fillBytes,
+            dimensionNames: dimensionNames, attributes: attributes, unpacking: nil, regridding: nil)
         self.shape = shape
-        self.chunkShape = chunkShape
-        self.codecs = codecs
-        self.fillValue = fillValue
-        self.fillBytes = fillBytes
-        self.dimensionNames = dimensionNames
-        self.attributes = attributes
         self.manifest = manifest
         self.origin = origin
+    }
+
+    /// Takes `description` when it is equal to this array's own, so both holders share one copy.
+    mutating func shareDescription(_ description: Description) -> Bool {
+        if described === description { return true }
+        guard described.isEqual(to: description) else { return false }
+        described = description
+        return true
     }
 
     public var name: String { String(path.split(separator: "/").last ?? "") }

@@ -32,7 +32,7 @@ final class ProgressReporter: Sendable {
     }
 
     private func render(_ progress: ScanProgress) -> String {
-        let seconds = max(Double(progress.elapsed.components.seconds) + Double(progress.elapsed.components.attoseconds) / 1e18, 1e-6)
+        let seconds = max(progress.elapsed.seconds, 1e-6)
         let rate = Double(progress.filesDone) / seconds
         let remaining = rate > 0 ? Double(progress.filesTotal - progress.filesDone) / rate : 0
         let width = 24
@@ -44,4 +44,9 @@ final class ProgressReporter: Sendable {
             format: "[%@] %d/%d files  %.0f files/s  %@  %@  %d errors  ETA %.0f s", bar, progress.filesDone,
             progress.filesTotal, rate, formatBytes(progress.bytesRead), io, progress.errors, remaining)
     }
+}
+
+extension Duration {
+    /// In seconds, for the lines the commands print.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -286,7 +286,7 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
         throw ExitCode(1)
     }
     reporter.finish()
-    let seconds = Double(summary.elapsed.components.seconds) + Double(summary.elapsed.components.attoseconds) / 1e18
+    let seconds = summary.elapsed.seconds
     printError(
         String(
             format: "scanned %d files in %.2f s (%d from the manifest cache): %d arrays, %d chunks, %d reads, %@ read",
@@ -388,6 +388,7 @@ struct Scan: AsyncParsableCommand {
 /// Writes a scan's (or a merge's) outputs: kerchunk references and/or a manifest file; exit
 /// status 2 when files were skipped.
 func writeScanOutputs(_ summary: ScanSummary, refs: String?, manifest: String?) throws {
+    let writingStart = ContinuousClock.now
     if let refs {
         let text: String
         do { text = try KerchunkReferences.write(summary.dataset) } catch let error as MappingError {
@@ -403,6 +404,12 @@ func writeScanOutputs(_ summary: ScanSummary, refs: String?, manifest: String?) 
         printError("wrote \(refs)")
     }
     if let manifest { try writeManifest(.combined(summary.dataset), to: manifest) }
+    if let phases = summary.phases {
+        printError(
+            String(
+                format: "time: listing %.2f s, scanning %.2f s, combining %.2f s, writing %.2f s", phases.listing.seconds,
+                phases.scanning.seconds, phases.combining.seconds, (ContinuousClock.now - writingStart).seconds))
+    }
     if !summary.skipped.isEmpty { throw ExitCode(2) }
 }
 

@@ -83,6 +83,28 @@ final class ScanTests: XCTestCase {
         XCTAssertEqual(hours, (0..<days).map { Int32($0 * 24) })
     }
 
+    func testTheArchivesFilesHoldOneCopyOfEveryDescriptionTheyShare() async throws {
+        let archive = try VZTestData.archive()
+        var options = ScanOptions()
+        options.combine.concatDimension = "Time"
+        let scanned = try await Scanner.scanParts(sources: [archive + "/*.nc"], options: options, logger: VZTestData.logger)
+        XCTAssertGreaterThanOrEqual(scanned.parts.count, 2)
+        let first = scanned.parts[0].dataset
+        var sharedCount = 0
+        for part in scanned.parts.dropFirst() {
+            XCTAssertEqual(part.dataset.arrays.map(\.path), first.arrays.map(\.path), part.name)
+            for (mine, theirs) in zip(part.dataset.arrays, first.arrays) {
+                if mine.described === theirs.described {
+                    sharedCount += 1
+                } else {
+                    XCTAssertFalse(mine.described.isEqual(to: theirs.described), "\(part.name): \(mine.path) is described alike but held twice")
+                }
+            }
+            XCTAssertTrue(part.dataset.groups[0].attributes.elementsEqual(first.groups[0].attributes) { $0.0 == $1.0 && $0.1 == $1.1 })
+        }
+        XCTAssertEqual(sharedCount, (scanned.parts.count - 1) * first.arrays.count, "every WRF day describes its 41 variables alike")
+    }
+
     func testOrderByCoordinateAndSkippingBadFiles() async throws {
         let archive = try VZTestData.archive()
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-scan-\(getpid())")

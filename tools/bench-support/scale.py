@@ -4,10 +4,10 @@ For each size (default 365 and 10000 objects) an archive of that many URLs is se
 behind tools/latency-proxy: the 365 WRF-like files of the bench year, published again and again
 under new names through symbolic links (so 100,000 objects need no 100,000 files on disk; nginx
 serves a link as its target). `zarrmount scan --urls ... --concat-dim Time --order key --manifest`
-runs once per size with the manifest cache off, and the table prints files/s, CPU per file,
-requests and KiB per file, the peak RSS, and the manifest's size, each with its ratio to the
-smallest size (files/s at N within 20 % of files/s at 365 is issue 17's target; no step may be
-superlinear). The latency proxy's own capacity is measured in the same run.
+runs once per size with the manifest cache off, and the tables print files/s, CPU per file,
+requests and KiB per file, the peak RSS, the manifest's size (with ratios to the smallest size:
+files/s at N within 20 % of files/s at 365 is issue 17's target; no step may be superlinear),
+and the time of each phase (listing, scanning, combining, writing). The latency proxy's own capacity is measured in the same run.
 
 Repeated files repeat their time steps: the scan notes that the axis does not increase (key
 order keeps it as given), which costs it nothing.
@@ -62,9 +62,11 @@ def scan(urls_file, manifest):
         raise SystemExit("zarrmount scan of %s failed:\n%s" % (urls_file, stderr[-3000:]))
     files = int(re.search(r"scanned (\d+) files", stderr).group(1))
     remote = re.search(r"remote: (\d+) HTTP requests \((\d+) retried\), ([\d.]+) (\w+) received", stderr)
+    phases = re.search(r"time: listing ([\d.]+) s, scanning ([\d.]+) s, combining ([\d.]+) s, writing ([\d.]+) s", stderr)
     unit = {"B": 1, "KiB": 1024, "MiB": 2 ** 20, "GiB": 2 ** 30}[remote.group(4)]
     return {"files": files, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
-            "requests": int(remote.group(1)), "bytes": float(remote.group(3)) * unit, "manifest": os.path.getsize(manifest)}
+            "requests": int(remote.group(1)), "bytes": float(remote.group(3)) * unit, "manifest": os.path.getsize(manifest),
+            "phases": [float(phases.group(i)) for i in range(1, 5)]}
 
 
 www, http_port = rr.start_services(args.work)
@@ -94,3 +96,9 @@ for r in rows:
     print("%8d %9.2f %9.1f %9.2fx %10.2f %8.2fx %9.1f %9.1f %11.0f %10.0f" % (
         r["files"], r["wall"], rate, rate / (base["files"] / base["wall"]), cpu, cpu / (1000 * base["cpu"] / base["files"]),
         r["requests"] / r["files"], r["bytes"] / 1024 / r["files"], r["rss"], r["manifest"] / r["files"]))
+print()
+print("time of each phase (s; listing is before the first file's scan: HTTP URLs are listed as they are scanned)")
+print("%8s %9s %9s %10s %9s %12s" % ("objects", "listing", "scanning", "combining", "writing", "combining/file"))
+for r in rows:
+    listing, scanning, combining, writing = r["phases"]
+    print("%8d %9.2f %9.2f %10.2f %9.2f %10.1f us" % (r["files"], listing, scanning, combining, writing, 1e6 * combining / r["files"]))

@@ -1,9 +1,14 @@
-"""zarrmount from Python: the CLI's commands as functions (each runs the `zarrmount` binary)."""
+"""zarrmount from Python: the CLI's commands as functions (each runs the `zarrmount` binary), a
+mount as a context manager, and a dataset whose mount lives as long as it is open."""
+import atexit
+import json
 import os
 import shutil
 import subprocess
+import tempfile
+import threading
 
-__all__ = ["ZarrmountError", "binary", "command", "scan", "merge"]
+__all__ = ["ZarrmountError", "Mount", "binary", "command", "scan", "merge", "mount", "open_dataset"]
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -47,14 +52,14 @@ def command(options):
     return args
 
 
-def run(args, binary_path=None, ok=(0,)):
-    """Runs zarrmount with ARGS; returns its stderr (progress and warnings); raises
-    ZarrmountError unless the status is in OK."""
+def run(args, binary_path=None, ok=(0,), stdout=False):
+    """Runs zarrmount with ARGS; returns its stderr (progress and warnings), or its stdout when
+    STDOUT; raises ZarrmountError unless the status is in OK."""
     full = [binary_path or binary()] + list(args)
     p = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode not in ok:
         raise ZarrmountError(full, p.returncode, p.stderr)
-    return p.stderr
+    return p.stdout if stdout else p.stderr
 
 
 def _sources(sources):
@@ -78,3 +83,110 @@ def merge(parts, manifest=None, refs=None, binary_path=None, **options):
     outputs = command({"manifest": manifest and os.fspath(manifest), "refs": refs and os.fspath(refs)})
     run(["merge"] + [os.fspath(p) for p in parts] + command(options) + outputs, binary_path, ok=(0, 2))
     return [p for p in (manifest, refs) if p is not None]
+
+
+# Mounts this process made and has not unmounted: unmounted at interpreter exit, so a script or
+# notebook that forgets (or dies of an exception) leaves no mount behind.
+_live_mounts = set()
+_live_lock = threading.Lock()
+
+
+class Mount:
+    """A live mount (`zarrmount.mount`): `.path` is the Zarr store's root, `.status()` the
+    daemon's live counters, `.unmount()` (or leaving the `with` block) ends it."""
+
+    def __init__(self, path, binary_path, temporary, messages):
+        self.path = path
+        self.messages = messages
+        self._binary = binary_path
+        self._temporary = temporary
+        self._mounted = True
+        with _live_lock:
+            _live_mounts.add(self)
+
+    def status(self):
+        """`zarrmount status PATH` as a dict: what the mount serves and its counters."""
+        return json.loads(run(["status", self.path], self._binary, stdout=True))
+
+    @property
+    def mounted(self):
+        return self._mounted
+
+    def unmount(self):
+        """Unmounts (once; later calls do nothing) and removes a temporary mountpoint."""
+        with _live_lock:
+            if not self._mounted:
+                return
+            self._mounted = False
+            _live_mounts.discard(self)
+        run(["unmount", self.path], self._binary)
+        if self._temporary:
+            os.rmdir(self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.unmount()
+        return False
+
+    def __repr__(self):
+        return "<zarrmount.Mount %s%s>" % (self.path, "" if self._mounted else " (unmounted)")
+
+
+@atexit.register
+def _unmount_all():
+    with _live_lock:
+        mounts = list(_live_mounts)
+    for live in mounts:
+        try:
+            live.unmount()
+        except Exception:  # noqa: BLE001 (exit goes on: the others still get unmounted)
+            pass
+
+
+def mount(sources=None, mountpoint=None, binary_path=None, **options):
+    """`zarrmount mount SOURCES MOUNTPOINT` with OPTIONS as flags (concat_dim="Time",
+    manifest="all.zmf", decoded=True, ...); returns a `Mount` once the store is ready. Without
+    MOUNTPOINT the mount goes in a new temporary directory, removed at unmount. Use it as a
+    context manager; mounts left open are unmounted at interpreter exit. Files skipped under
+    on_error="skip" are not an error (they are listed in `.messages`)."""
+    temporary = mountpoint is None
+    path = tempfile.mkdtemp(prefix="zarrmount-") if temporary else os.fspath(mountpoint)
+    listed = [] if sources is None else _sources(sources)
+    try:
+        messages = run(["mount"] + [os.fspath(s) for s in listed] + command(options) + [path], binary_path, ok=(0, 2))
+    except BaseException:
+        if temporary:
+            os.rmdir(path)
+        raise
+    return Mount(path, binary_path, temporary, messages)
+
+
+def open_dataset(sources=None, concat_dim=None, mount_options=None, binary_path=None, **xarray_kwargs):
+    """The sources mounted (`mount`, with CONCAT_DIM and the CLI options in MOUNT_OPTIONS) and
+    opened with `xarray.open_zarr(path, **XARRAY_KWARGS)`; closing the dataset unmounts. The
+    mount options are a dict apart because some names are both the CLI's and xarray's
+    (`chunks`, `drop_variables`)."""
+    import xarray
+
+    options = dict(mount_options or {})
+    if concat_dim is not None:
+        options["concat_dim"] = concat_dim
+    live = mount(sources, binary_path=binary_path, **options)
+    try:
+        dataset = xarray.open_zarr(live.path, **xarray_kwargs)
+    except BaseException:
+        live.unmount()
+        raise
+    close = dataset._close
+
+    def close_and_unmount():
+        try:
+            if close is not None:
+                close()
+        finally:
+            live.unmount()
+
+    dataset.set_close(close_and_unmount)
+    return dataset

@@ -6,6 +6,8 @@ import Logging
 import JSONValue
 
 /// The release this build belongs to; `--version` prints it with the allocator actually in use.
+/// This is the version's one place: the Python package reads it from here (python/setup.py), and
+/// CHANGELOG.md names it.
 let zarrmountVersion = "0.1.0-dev"
 
 @main

@@ -217,3 +217,10 @@ def test_a_failed_mount_raises_with_the_clis_message_and_leaves_nothing(tmp_path
 def tempfile_dir():
     import tempfile
     return tempfile.gettempdir()
+
+
+def test_the_package_carries_the_binarys_version():
+    out = subprocess.run([ZARRMOUNT, "--version"], capture_output=True, text=True, check=True).stdout
+    binary_version = re.match(r"zarrmount (\S+) ", out).group(1)
+    release, _, pre = binary_version.partition("-")
+    assert zarrmount.__version__ == release + (".dev0" if pre == "dev" else ("+" + pre if pre else "")), (out, zarrmount.__version__)

@@ -8,7 +8,13 @@ import subprocess
 import tempfile
 import threading
 
-__all__ = ["ZarrmountError", "Mount", "binary", "command", "scan", "merge", "mount", "open_dataset"]
+__all__ = ["__version__", "ZarrmountError", "Mount", "binary", "command", "scan", "merge", "mount", "open_dataset"]
+
+try:
+    from importlib.metadata import PackageNotFoundError, version as _installed_version
+    __version__ = _installed_version("zarrmount")
+except PackageNotFoundError:  # imported from the checkout without being installed
+    __version__ = "unknown"
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 
 import pytest
 
@@ -224,3 +225,25 @@ def test_the_package_carries_the_binarys_version():
     binary_version = re.match(r"zarrmount (\S+) ", out).group(1)
     release, _, pre = binary_version.partition("-")
     assert zarrmount.__version__ == release + (".dev0" if pre == "dev" else ("+" + pre if pre else "")), (out, zarrmount.__version__)
+
+
+def test_progress_goes_to_a_function_a_tqdm_bar_or_the_clis_lines(archive, tmp_path, capsys, monkeypatch):
+    sources = os.path.dirname(archive[0]) + "/*.nc"
+    seen = []
+    zarrmount.scan(sources, manifest=tmp_path / "a.zmf", concat_dim="Time", no_cache=True, progress=lambda d, t: seen.append((d, t)))
+    assert seen and seen[-1] == (4, 4), seen
+    assert all(t == 4 for _, t in seen) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    out = capsys.readouterr()
+    assert "scanned 4 files" in out.err, "the summary is echoed"
+    assert "4/4 files" not in out.err, "progress went to the function only"
+
+    import tqdm  # noqa: F401 (tools/requirements.txt installs it: the bar is what a notebook shows)
+    zarrmount.scan(sources, manifest=tmp_path / "b.zmf", concat_dim="Time", no_cache=True)
+    err = capsys.readouterr().err
+    assert re.search(r"zarrmount scan: 100%\|.*\| 4/4", err), err[-500:]
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # as if tqdm were not installed
+    zarrmount.scan(sources, manifest=tmp_path / "c.zmf", concat_dim="Time", no_cache=True)
+    err = capsys.readouterr().err
+    assert "[########################] 4/4 files" in err, err[-500:]
+    assert "\x1b" not in err and "\r" not in err, "the CLI's lines, without the terminal's control characters"

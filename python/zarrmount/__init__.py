@@ -4,9 +4,12 @@ import atexit
 import json
 import os
 import shutil
+import re
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 
 __all__ = ["__version__", "ZarrmountError", "Mount", "binary", "command", "scan", "merge", "mount", "open_dataset"]
 
@@ -58,27 +61,102 @@ def command(options):
     return args
 
 
-def run(args, binary_path=None, ok=(0,), stdout=False):
-    """Runs zarrmount with ARGS; returns its stderr (progress and warnings), or its stdout when
-    STDOUT; raises ZarrmountError unless the status is in OK."""
+_PROGRESS = re.compile(r"\[[#-]+\] (\d+)/(\d+) files")
+
+
+def _progress_sink(progress):
+    """A function of (files done, files in all) for PROGRESS: a callable as it is; True, a tqdm
+    bar when tqdm is installed and the CLI's own lines on stderr otherwise; False, nothing."""
+    if callable(progress):
+        return progress, lambda: None
+    if not progress:
+        return (lambda done, total: None), lambda: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None, lambda: None
+    bar = [None]
+
+    def update(done, total):
+        if bar[0] is None:
+            bar[0] = tqdm(total=total, unit="file", desc="zarrmount scan")
+        bar[0].total = total
+        bar[0].update(done - bar[0].n)
+
+    def close():
+        if bar[0] is not None:
+            bar[0].close()
+
+    return update, close
+
+
+def run(args, binary_path=None, ok=(0,), stdout=False, progress=False):
+    """Runs zarrmount with ARGS; returns its stderr (progress lines left out), or its stdout
+    when STDOUT; raises ZarrmountError unless the status is in OK. PROGRESS (see
+    `_progress_sink`) follows a scan's progress as it goes; the other stderr lines (summary,
+    warnings) are echoed as they come."""
     full = [binary_path or binary()] + list(args)
-    p = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not progress:
+        p = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if p.returncode not in ok:
+            raise ZarrmountError(full, p.returncode, p.stderr)
+        return p.stdout if stdout else p.stderr
+    sink, close = _progress_sink(progress)
+    # The CLI draws its live bar (every 0.1 s, ending in carriage returns) for a terminal;
+    # this variable asks for it through a pipe too, as a daemonised mount's parent does.
+    environment = dict(os.environ, ZARRMOUNT_PROGRESS_TERMINAL="1")
+    p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(p.stdout.read()), daemon=True)
+    reader.start()
+    kept = []
+    pending = b""
+    last_line = [0.0]
+    try:
+        while True:
+            data = p.stderr.read1(65536) if hasattr(p.stderr, "read1") else p.stderr.read(65536)
+            if not data:
+                break
+            pending += data
+            *pieces, pending = re.split(rb"[\r\n]", pending)
+            for piece in pieces:
+                text = piece.decode("utf-8", "replace").replace("\x1b[2K", "")
+                found = _PROGRESS.search(text)
+                if found:
+                    if sink is None:
+                        # The CLI's own line, as often as it prints one off a terminal.
+                        done, total = int(found.group(1)), int(found.group(2))
+                        if done == total or time.monotonic() - last_line[0] >= 3:
+                            last_line[0] = time.monotonic()
+                            sys.stderr.write(text + "\n")
+                    else:
+                        sink(int(found.group(1)), int(found.group(2)))
+                elif text.strip():
+                    kept.append(text)
+                    sys.stderr.write(text + "\n")
+        p.wait()
+    finally:
+        close()
+    reader.join()
+    stderr = "\n".join(kept + ([pending.decode("utf-8", "replace")] if pending.strip() else []))
     if p.returncode not in ok:
-        raise ZarrmountError(full, p.returncode, p.stderr)
-    return p.stdout if stdout else p.stderr
+        raise ZarrmountError(full, p.returncode, stderr)
+    return (out[0] or b"").decode("utf-8", "replace") if stdout else stderr
 
 
 def _sources(sources):
     return [sources] if isinstance(sources, (str, os.PathLike)) else [str(s) for s in sources]
 
 
-def scan(sources, manifest=None, refs=None, binary_path=None, **options):
+def scan(sources, manifest=None, refs=None, binary_path=None, progress=True, **options):
     """`zarrmount scan SOURCES --manifest MANIFEST --refs REFS` with OPTIONS as flags; returns
-    the paths written. Files skipped under on_error="skip" are not an error."""
+    the paths written. Files skipped under on_error="skip" are not an error. PROGRESS: True
+    (a tqdm bar when tqdm is installed, the CLI's lines otherwise), False, or a function of
+    (files done, files in all)."""
     if manifest is None and refs is None:
         raise ValueError("give manifest=PATH.zmf, refs=PATH.json, or both")
     outputs = command({"manifest": manifest and os.fspath(manifest), "refs": refs and os.fspath(refs)})
-    run(["scan"] + [str(s) for s in _sources(sources)] + command(options) + outputs, binary_path, ok=(0, 2))
+    run(["scan"] + [str(s) for s in _sources(sources)] + command(options) + outputs, binary_path, ok=(0, 2), progress=progress)
     return [p for p in (manifest, refs) if p is not None]
 
 
@@ -151,17 +229,19 @@ def _unmount_all():
             pass
 
 
-def mount(sources=None, mountpoint=None, binary_path=None, **options):
+def mount(sources=None, mountpoint=None, binary_path=None, progress=True, **options):
     """`zarrmount mount SOURCES MOUNTPOINT` with OPTIONS as flags (concat_dim="Time",
     manifest="all.zmf", decoded=True, ...); returns a `Mount` once the store is ready. Without
     MOUNTPOINT the mount goes in a new temporary directory, removed at unmount. Use it as a
     context manager; mounts left open are unmounted at interpreter exit. Files skipped under
-    on_error="skip" are not an error (they are listed in `.messages`)."""
+    on_error="skip" are not an error (they are listed in `.messages`). PROGRESS follows the
+    scan as for `scan`."""
     temporary = mountpoint is None
     path = tempfile.mkdtemp(prefix="zarrmount-") if temporary else os.fspath(mountpoint)
     listed = [] if sources is None else _sources(sources)
     try:
-        messages = run(["mount"] + [os.fspath(s) for s in listed] + command(options) + [path], binary_path, ok=(0, 2))
+        messages = run(["mount"] + [os.fspath(s) for s in listed] + command(options) + [path], binary_path, ok=(0, 2),
+                       progress=progress)
     except BaseException:
         if temporary:
             os.rmdir(path)
@@ -169,7 +249,7 @@ def mount(sources=None, mountpoint=None, binary_path=None, **options):
     return Mount(path, binary_path, temporary, messages)
 
 
-def open_dataset(sources=None, concat_dim=None, mount_options=None, binary_path=None, **xarray_kwargs):
+def open_dataset(sources=None, concat_dim=None, mount_options=None, binary_path=None, progress=True, **xarray_kwargs):
     """The sources mounted (`mount`, with CONCAT_DIM and the CLI options in MOUNT_OPTIONS) and
     opened with `xarray.open_zarr(path, **XARRAY_KWARGS)`; closing the dataset unmounts. The
     mount options are a dict apart because some names are both the CLI's and xarray's
@@ -179,7 +259,7 @@ def open_dataset(sources=None, concat_dim=None, mount_options=None, binary_path=
     options = dict(mount_options or {})
     if concat_dim is not None:
         options["concat_dim"] = concat_dim
-    live = mount(sources, binary_path=binary_path, **options)
+    live = mount(sources, binary_path=binary_path, progress=progress, **options)
     try:
         dataset = xarray.open_zarr(live.path, **xarray_kwargs)
     except BaseException:

@@ -456,7 +456,8 @@ enum ExtensibleArrayIndex {
         let info = request.info
         let paged = info.elementsPerDataBlock > parameters.pageElements
         let pagesPerBlock = paged ? Int(info.elementsPerDataBlock / parameters.pageElements) : 0
-        let bitmapSize = paged ? (info.dataBlocks * pagesPerBlock + 7) / 8 : 0
+        // One page-initialisation bitmask per data block, each rounded up to whole bytes.
+        let bitmapSize = paged ? info.dataBlocks * ((pagesPerBlock + 7) / 8) : 0
         let size = 4 + 1 + 1 + o + parameters.arrayOffsetSize + bitmapSize + info.dataBlocks * o + 4
         var cursor = try await context.read(request.address, size, "extensible array super block")
         try cursor.signature("EASB")

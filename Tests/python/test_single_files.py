@@ -463,3 +463,32 @@ def test_big_endian_compounds_read_through_a_decoded_mount(tmp_path):
     finally:
         u = run_vz(["unmount", str(mountpoint)], timeout=60)
         assert u.returncode == 0, u.stderr
+
+
+def test_an_extensible_array_with_paged_data_blocks_in_super_blocks_lists_every_chunk(tmp_path):
+    """Past 131,056 chunks (default parameters) an extensible array's super blocks point to data
+    blocks of two pages each, and each data block has its own byte of page bitmask: the super
+    block's size counted one bit per page over all blocks, so its checksum failed and the scan
+    stopped on a valid file. libhdf5's chunk_iter is the oracle."""
+    import h5py
+    import json
+    path = str(tmp_path / "paged-extensible-array.h5")
+    count = 140_000
+    with h5py.File(path, "w", libver=("latest", "latest")) as f:
+        space = h5py.h5s.create_simple((count,), (h5py.h5s.UNLIMITED,))
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((1,))
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        h5py.h5d.create(f.id, b"data", h5py.h5t.NATIVE_UINT8, space, dcpl=dcpl)
+    expected = {}
+    with h5py.File(path, "r") as f:
+        f["data"].id.chunk_iter(lambda info: expected.__setitem__("data/%d" % info.chunk_offset[0], [info.byte_offset, info.size]))
+    assert len(expected) == count
+    refs = str(tmp_path / "refs.json")
+    require_ok(run_vz(["scan", path, "--no-cache", "--refs", refs]), "scan of a paged extensible array")
+    with open(refs) as f:
+        stored = json.load(f)["refs"]
+    got = {key: value[1:] for key, value in stored.items() if key.startswith("data/") and not key.startswith("data/.")}
+    assert len(got) == count
+    assert got == expected

@@ -114,7 +114,7 @@ def run(args, binary_path=None, ok=(0,), stdout=False, progress=False):
     last_line = [0.0]
     try:
         while True:
-            data = p.stderr.read1(65536) if hasattr(p.stderr, "read1") else p.stderr.read(65536)
+            data = p.stderr.read1(65536)
             if not data:
                 break
             pending += data

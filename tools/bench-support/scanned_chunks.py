@@ -56,16 +56,13 @@ def write(path, count, libver, unlimited, filtered):
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
         h5py.h5d.create(f.id, b"data", h5py.h5t.NATIVE_UINT8, space, dcpl=dcpl)
     os.replace(path + ".tmp", path)
-    return shape[0] * shape[1]
 
 
 def run(cmd):
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = p.communicate(timeout=1800)
-    _, status, usage = os.wait4(p.pid, 0) if p.returncode is None else (None, 0, None)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if p.returncode != 0:
-        raise SystemExit("%s failed (status %d):\n%s" % (" ".join(cmd), p.returncode, err[-2000:]))
-    return out, err
+        raise SystemExit("%s failed (status %d):\n%s" % (" ".join(cmd), p.returncode, p.stderr[-2000:]))
+    return p.stdout
 
 
 def timed_rss(cmd):
@@ -81,7 +78,7 @@ def timed_rss(cmd):
 
 
 def daemon_peak_rss(mountpoint):
-    pid = json.loads(run([args.zarrmount, "status", mountpoint])[0])["pid"]
+    pid = json.loads(run([args.zarrmount, "status", mountpoint]))["pid"]
     with open("/proc/%d/status" % pid) as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
@@ -101,7 +98,6 @@ for name, count, libver, unlimited, filtered in KINDS:
             enumerated[0] += 1
 
         f["data"].id.chunk_iter(visit)
-        layout = f["data"].id.get_create_plist().get_layout()
     baseline = time.perf_counter() - start
     manifest = os.path.join(args.work, "chunks-%s.zmf" % slug)
     sys.stderr.write("[bench chunks] scanning %s\n" % name)

@@ -6,7 +6,9 @@
 // a fifth of its CPU went to malloc, free and fastbin consolidation (see README, "Memory allocator").
 
 #include <jemalloc/jemalloc.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,24 @@ static inline int64_t CJemalloc_thread_allocated(void) {
     size_t length = sizeof(allocated);
     if (mallctl("thread.allocated", &allocated, &length, NULL, 0) != 0) return -1;
     return (int64_t)allocated;
+}
+
+/// Has jemalloc hand freed pages back to the system about `decay_ms` after they are freed, from
+/// a background thread, rather than only as later allocations happen to pass through the arena:
+/// a scan frees a large chunk index at once and then allocates little, and with the default (10 s,
+/// no background thread) the freed index stayed resident through the rest of the scan. Returns
+/// the number of settings jemalloc refused (0 when all took effect).
+static inline int CJemalloc_return_freed_memory_within(long decay_ms) {
+    ssize_t decay = (ssize_t)decay_ms;
+    ssize_t immediately = 0;
+    bool enable = true;
+    int refused = 0;
+    refused += mallctl("arenas.dirty_decay_ms", NULL, NULL, &decay, sizeof(decay)) != 0;
+    refused += mallctl("arenas.muzzy_decay_ms", NULL, NULL, &immediately, sizeof(immediately)) != 0;
+    refused += mallctl("arena.0.dirty_decay_ms", NULL, NULL, &decay, sizeof(decay)) != 0;
+    refused += mallctl("arena.0.muzzy_decay_ms", NULL, NULL, &immediately, sizeof(immediately)) != 0;
+    refused += mallctl("background_thread", NULL, NULL, &enable, sizeof(enable)) != 0;
+    return refused;
 }
 
 /// Whether a plain `malloc` call (what the Swift runtime and libcurl use) is served by jemalloc.

@@ -305,6 +305,7 @@ public enum NetCDFMapping {
             array.manifest = try manifest(shape, chunked.chunkShape)
             var masks: [Int: UInt32] = [:]
             if let table = dataset.chunks {
+                array.manifest.reserve(setEntries: table.count)
                 for i in 0..<table.count {
                     guard let linear = array.manifest.linearIndex(table.coordinates(of: i)) else { continue }
                     if table.filterMasks[i] != 0 { masks[linear] = table.filterMasks[i] }

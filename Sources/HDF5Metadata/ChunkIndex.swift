@@ -25,6 +25,41 @@ public struct ChunkTable: Sendable, Equatable {
         filterMasks.append(filterMask)
     }
 
+    /// Appends array-index segments (emptying `segments`, each released once appended, so the
+    /// index and the table are not both held in full) whose linear positions run over a grid of
+    /// strides `down` whose first dimension is the dataset's `leadingDimension`; `base` is the
+    /// file's base address, which the index's addresses are relative to.
+    mutating func append(
+        consuming segments: inout [ArrayIndexEntries], down: [UInt64], leadingDimension: Int, chunkBytes: UInt64, base: UInt64
+    ) {
+        reserve(count + segments.reduce(0) { $0 + $1.count })
+        segments.reverse()
+        while let segment = segments.popLast() {
+            append(segment, down: down, leadingDimension: leadingDimension, chunkBytes: chunkBytes, base: base)
+        }
+    }
+
+    private mutating func append(_ entries: ArrayIndexEntries, down: [UInt64], leadingDimension: Int, chunkBytes: UInt64, base: UInt64) {
+        var linearCoordinates = [UInt64](repeating: 0, count: rank)
+        let filtered = !entries.sizes.isEmpty
+        for i in 0..<entries.count {
+            var rest = entries.linear[i]
+            for d in 0..<rank {
+                linearCoordinates[d] = rest / down[d]
+                rest %= down[d]
+            }
+            for d in 0..<rank {
+                // Dimension d of the dataset is dimension d + 1 of the linearisation before the
+                // leading one, d itself after it.
+                let source = d == leadingDimension ? 0 : (d < leadingDimension ? d + 1 : d)
+                coordinates.append(linearCoordinates[source])
+            }
+            offsets.append(base &+ entries.addresses[i])
+            sizes.append(filtered ? entries.sizes[i] : chunkBytes)
+            filterMasks.append(filtered ? entries.filterMasks[i] : 0)
+        }
+    }
+
     mutating func reserve(_ count: Int) {
         coordinates.reserveCapacity(count * rank)
         offsets.reserveCapacity(count)
@@ -153,31 +188,21 @@ struct ChunkEnumerator {
             }
         case .fixedArray(let address, _):
             guard let address else { return table }
-            let elements = try await FixedArrayIndex.read(at: address, in: context)
-            try checkCount(elements.count)
-            let down = downProducts(maxGridShape)
-            for (linear, element) in elements {
-                table.append(
-                    coordinates: split(linear, down), offset: context.absolute(element.address),
-                    size: element.size ?? layout.chunkBytes, filterMask: element.filterMask)
-            }
+            var segments = try await FixedArrayIndex.read(at: address, in: context)
+            try checkCount(segments.reduce(0) { $0 + $1.count })
+            table.append(consuming: &segments, down: downProducts(maxGridShape), leadingDimension: 0, chunkBytes: layout.chunkBytes, base: context.absolute(0))
         case .extensibleArray(let address, _, _, _, _, _):
             guard let address else { return table }
-            let elements = try await ExtensibleArrayIndex.read(at: address, in: context)
-            try checkCount(elements.count)
+            var segments = try await ExtensibleArrayIndex.read(at: address, in: context)
+            try checkCount(segments.reduce(0) { $0 + $1.count })
             guard let unlimited = dataspace.maxDimensions.firstIndex(where: { $0 == nil }) else {
                 throw HDF5Error(.corrupt, "extensible array index", at: context.absolute(address), "dataset has no unlimited dimension")
             }
+            // The extensible array linearises with the unlimited dimension first.
             var swizzled = maxGridShape
             swizzled.insert(swizzled.remove(at: unlimited), at: 0)
-            let down = downProducts(swizzled)
-            for (linear, element) in elements {
-                var coords = split(linear, down)
-                coords.insert(coords.remove(at: 0), at: unlimited)
-                table.append(
-                    coordinates: coords, offset: context.absolute(element.address),
-                    size: element.size ?? layout.chunkBytes, filterMask: element.filterMask)
-            }
+            table.append(
+                consuming: &segments, down: downProducts(swizzled), leadingDimension: unlimited, chunkBytes: layout.chunkBytes, base: context.absolute(0))
         case .btreeV2(let address, _, _, _):
             guard let address else { return table }
             let contents = try await BTreeV2.records(at: address, in: context)
@@ -223,15 +248,6 @@ func downProducts(_ shape: [UInt64]) -> [UInt64] {
     return down
 }
 
-func split(_ linear: UInt64, _ down: [UInt64]) -> [UInt64] {
-    var rest = linear
-    return down.map { step in
-        let value = rest / step
-        rest %= step
-        return value
-    }
-}
-
 func increment(_ coords: inout [UInt64], within shape: [UInt64]) {
     var d = coords.count - 1
     while d >= 0 {
@@ -243,32 +259,74 @@ func increment(_ coords: inout [UInt64], within shape: [UInt64]) {
 }
 
 /// One entry of a fixed or extensible array chunk index.
-struct ArrayIndexElement: Sendable {
-    var address: UInt64
-    /// Stored size of a filtered chunk; `nil` for unfiltered indexes (the full chunk size).
-    var size: UInt64?
-    var filterMask: UInt32
-}
+/// The allocated entries of one block or page of a fixed or extensible array chunk index, as
+/// columns (16 bytes a chunk for unfiltered indexes). An index is read as a list of these, which
+/// the chunk table takes in one at a time.
+struct ArrayIndexEntries: Sendable {
+    /// Elements whose blocks or pages are read in one round: the bytes of a round are all held
+    /// until its parses finish (8 to 21 MiB at 8 to 21 bytes an element), and a 10-million-chunk
+    /// index takes 10 rounds.
+    static let elementsPerRound: UInt64 = 1 << 20
 
-private func parseElement(_ cursor: inout ByteCursor, clientID: UInt8, elementSize: Int) throws -> ArrayIndexElement? {
-    let start = cursor.position
-    let address = try cursor.address()
-    var size: UInt64?
-    var mask: UInt32 = 0
-    if clientID == 1 {
-        let sizeField = elementSize - cursor.offsetSize - 4
-        guard sizeField >= 1 && sizeField <= 8 else { throw cursor.error(.corrupt, "filtered element of \(elementSize) bytes") }
-        size = try cursor.uint(size: sizeField)
-        mask = try cursor.u32()
+    /// Position in the index's linearised grid.
+    var linear: [UInt64] = []
+    var addresses: [UInt64] = []
+    /// Stored sizes and filter masks of filtered chunks; empty for unfiltered indexes, whose
+    /// chunks are all of the full chunk size.
+    var sizes: [UInt64] = []
+    var filterMasks: [UInt32] = []
+
+    var count: Int { linear.count }
+
+    mutating func reserve(_ count: Int) {
+        linear.reserveCapacity(count)
+        addresses.reserveCapacity(count)
     }
-    try cursor.seek(to: start + elementSize)
-    guard let address else { return nil }
-    return ArrayIndexElement(address: address, size: size, filterMask: mask)
+
+    /// `items` in consecutive groups whose `elements` add up to about `elementsPerRound`.
+    static func rounds<Item>(_ items: [Item], elements: (Item) -> UInt64) -> [[Item]] {
+        var groups: [[Item]] = []
+        var current: [Item] = []
+        var held: UInt64 = 0
+        for item in items {
+            if !current.isEmpty, held &+ elements(item) > elementsPerRound {
+                groups.append(current)
+                current = []
+                held = 0
+            }
+            current.append(item)
+            held &+= elements(item)
+        }
+        if !current.isEmpty { groups.append(current) }
+        return groups
+    }
+
+    /// Parses one index element at `index`, appending it unless its chunk is unallocated.
+    mutating func parse(_ cursor: inout ByteCursor, index: UInt64, clientID: UInt8, elementSize: Int) throws {
+        let start = cursor.position
+        let address = try cursor.address()
+        var size: UInt64 = 0
+        var mask: UInt32 = 0
+        if clientID == 1 {
+            let sizeField = elementSize - cursor.offsetSize - 4
+            guard sizeField >= 1 && sizeField <= 8 else { throw cursor.error(.corrupt, "filtered element of \(elementSize) bytes") }
+            size = try cursor.uint(size: sizeField)
+            mask = try cursor.u32()
+        }
+        try cursor.seek(to: start + elementSize)
+        guard let address else { return }
+        linear.append(index)
+        addresses.append(address)
+        if clientID == 1 {
+            sizes.append(size)
+            filterMasks.append(mask)
+        }
+    }
 }
 
 /// Fixed array chunk index (`FAHD`/`FADB`), paged or not.
 enum FixedArrayIndex {
-    static func read(at address: UInt64, in context: FileContext) async throws -> [(UInt64, ArrayIndexElement)] {
+    static func read(at address: UInt64, in context: FileContext) async throws -> [ArrayIndexEntries] {
         let o = context.offsetSize, l = context.lengthSize
         var header = try await context.read(address, 4 + 1 + 1 + 1 + 1 + l + o + 4, "fixed array header")
         try header.signature("FAHD")
@@ -298,33 +356,32 @@ enum FixedArrayIndex {
         let blockVersion = try block.u8()
         guard blockVersion == 0 else { throw block.error(.corrupt, "data block version \(blockVersion)") }
         try block.skip(1 + o)
-        var results: [(UInt64, ArrayIndexElement)] = []
-        results.reserveCapacity(Int(count))
+        var results = ArrayIndexEntries()
         if !paged {
-            for index in 0..<count {
-                if let element = try parseElement(&block, clientID: clientID, elementSize: elementSize) { results.append((index, element)) }
-            }
+            results.reserve(Int(count))
+            for index in 0..<count { try results.parse(&block, index: index, clientID: clientID, elementSize: elementSize) }
             try block.verifyChecksum(from: 0)
-            return results
+            return [results]
         }
         let bitmap = try block.take(bitmapSize)
         try block.verifyChecksum(from: 0)
         let pageBytes = Int(pageElements) * elementSize + 4
         let pages: [Int] = (0..<pageCount).filter { bitmap[$0 / 8] & (0x80 >> UInt8($0 % 8)) != 0 }
-        let pageResults = try await context.map(pages) { page -> [(UInt64, ArrayIndexElement)] in
-            let first = UInt64(page) * pageElements
-            let elements = min(pageElements, count - first)
-            let pageAddress = dataBlock &+ UInt64(prefix + 4) &+ UInt64(page) &* UInt64(pageBytes)
-            var cursor = try await context.read(pageAddress, Int(elements) * elementSize + 4, "fixed array data block page")
-            var found: [(UInt64, ArrayIndexElement)] = []
-            for index in 0..<elements {
-                if let element = try parseElement(&cursor, clientID: clientID, elementSize: elementSize) { found.append((first + index, element)) }
+        var segments: [ArrayIndexEntries] = []
+        for round in ArrayIndexEntries.rounds(pages, elements: { _ in pageElements }) {
+            segments += try await context.map(round) { page -> ArrayIndexEntries in
+                let first = UInt64(page) * pageElements
+                let elements = min(pageElements, count - first)
+                let pageAddress = dataBlock &+ UInt64(prefix + 4) &+ UInt64(page) &* UInt64(pageBytes)
+                var cursor = try await context.read(pageAddress, Int(elements) * elementSize + 4, "fixed array data block page")
+                var found = ArrayIndexEntries()
+                found.reserve(Int(elements))
+                for index in 0..<elements { try found.parse(&cursor, index: first + index, clientID: clientID, elementSize: elementSize) }
+                try cursor.verifyChecksum(from: 0)
+                return found
             }
-            try cursor.verifyChecksum(from: 0)
-            return found
         }
-        for part in pageResults { results += part }
-        return results
+        return segments
     }
 }
 
@@ -344,7 +401,7 @@ enum ExtensibleArrayIndex {
         var headerAddress: UInt64
     }
 
-    static func read(at address: UInt64, in context: FileContext) async throws -> [(UInt64, ArrayIndexElement)] {
+    static func read(at address: UInt64, in context: FileContext) async throws -> [ArrayIndexEntries] {
         let o = context.offsetSize, l = context.lengthSize
         var header = try await context.read(address, 4 + 1 + 1 + 6 + 6 * l + o + 4, "extensible array header")
         try header.signature("EAHD")
@@ -368,7 +425,9 @@ enum ExtensibleArrayIndex {
         else {
             throw HDF5Error(.corrupt, "extensible array header", at: context.absolute(address), "inconsistent creation parameters")
         }
-        guard maxIndexSet <= UInt64(context.limits.maxChunksPerDataset), maxIndexSet <= context.fileSize / UInt64(elementSize) + UInt64(indexElements) else {
+        // A sparse array's unwritten blocks take no space, so the file's size does not bound this;
+        // what the scan holds is bounded by the blocks it reads, each within the file.
+        guard maxIndexSet <= UInt64(context.limits.maxChunksPerDataset) else {
             throw HDF5Error(.limitExceeded, "extensible array header", at: context.absolute(address), "\(maxIndexSet) elements")
         }
         guard let indexBlock, maxIndexSet > 0 else { return [] }
@@ -397,12 +456,12 @@ enum ExtensibleArrayIndex {
         let indexVersion = try index.u8()
         guard indexVersion == 0 else { throw index.error(.corrupt, "index block version \(indexVersion)") }
         try index.skip(1 + o)
-        var results: [(UInt64, ArrayIndexElement)] = []
+        var results = ArrayIndexEntries()
         for i in 0..<indexElements where UInt64(i) < maxIndexSet {
-            if let element = try parseElement(&index, clientID: clientID, elementSize: elementSize) { results.append((UInt64(i), element)) }
+            try results.parse(&index, index: UInt64(i), clientID: clientID, elementSize: elementSize)
         }
         try index.seek(to: 4 + 1 + 1 + o + indexElements * elementSize)
-        var dataBlocks: [(address: UInt64, firstIndex: UInt64, elements: UInt64)] = []
+        var dataBlocks: [DataBlockRequest] = []
         var slot = 0
         for u in 0..<min(indexSuperBlocks, superBlockCount) {
             for k in 0..<infos[u].dataBlocks {
@@ -411,7 +470,8 @@ enum ExtensibleArrayIndex {
                 slot += 1
                 let first = UInt64(indexElements) &+ infos[u].startIndex &+ UInt64(k) &* infos[u].elementsPerDataBlock
                 if let blockAddress, first < maxIndexSet {
-                    dataBlocks.append((blockAddress, first, infos[u].elementsPerDataBlock))
+                    dataBlocks.append(
+                        DataBlockRequest(address: blockAddress, firstIndex: first, elements: infos[u].elementsPerDataBlock, initializedPages: nil))
                 }
             }
         }
@@ -429,12 +489,14 @@ enum ExtensibleArrayIndex {
         }
         for part in fromSuperBlocks { dataBlocks += part.filter { $0.firstIndex < maxIndexSet } }
 
-        let blockResults = try await context.map(dataBlocks.map { DataBlockRequest(address: $0.address, firstIndex: $0.firstIndex, elements: $0.elements) }) {
-            request in
-            try await dataBlockElements(request, parameters: parameters, limit: maxIndexSet, in: context)
+        var segments = [results]
+        for round in ArrayIndexEntries.rounds(dataBlocks, elements: \.elements) {
+            let blockResults = try await context.map(round) { request in
+                try await dataBlockElements(request, parameters: parameters, limit: maxIndexSet, in: context)
+            }
+            segments += blockResults.joined()
         }
-        for part in blockResults { results += part }
-        return results
+        return segments
     }
 
     private struct SuperBlockRequest: Sendable {
@@ -446,28 +508,47 @@ enum ExtensibleArrayIndex {
         var address: UInt64
         var firstIndex: UInt64
         var elements: UInt64
+        /// The super block's page-initialisation bits (most significant bit first), where this
+        /// block's pages start at bit `firstPageBit`; nil where no bitmask exists, and every page
+        /// is then read.
+        var initializedPages: [UInt8]?
+        var firstPageBit = 0
+
+        func isInitialized(page: Int) -> Bool {
+            guard let initializedPages else { return true }
+            let bit = firstPageBit + page
+            return bit / 8 < initializedPages.count && initializedPages[bit / 8] & (0x80 >> UInt8(bit % 8)) != 0
+        }
     }
 
     private static func superBlockDataBlocks(
         _ request: SuperBlockRequest, indexElements: UInt64, parameters: Parameters,
         in context: FileContext
-    ) async throws -> [(address: UInt64, firstIndex: UInt64, elements: UInt64)] {
+    ) async throws -> [DataBlockRequest] {
         let o = context.offsetSize
         let info = request.info
         let paged = info.elementsPerDataBlock > parameters.pageElements
         let pagesPerBlock = paged ? Int(info.elementsPerDataBlock / parameters.pageElements) : 0
         // One page-initialisation bitmask per data block, each rounded up to whole bytes.
-        let bitmapSize = paged ? info.dataBlocks * ((pagesPerBlock + 7) / 8) : 0
-        let size = 4 + 1 + 1 + o + parameters.arrayOffsetSize + bitmapSize + info.dataBlocks * o + 4
+        let bitmaskSize = (pagesPerBlock + 7) / 8
+        let size = 4 + 1 + 1 + o + parameters.arrayOffsetSize + info.dataBlocks * bitmaskSize + info.dataBlocks * o + 4
         var cursor = try await context.read(request.address, size, "extensible array super block")
         try cursor.signature("EASB")
         let version = try cursor.u8()
         guard version == 0 else { throw cursor.error(.corrupt, "super block version \(version)") }
-        try cursor.skip(1 + o + parameters.arrayOffsetSize + bitmapSize)
-        var blocks: [(address: UInt64, firstIndex: UInt64, elements: UInt64)] = []
+        try cursor.skip(1 + o + parameters.arrayOffsetSize)
+        // libhdf5 writes a page only once one of its elements is set; the pages left out are
+        // never written, so their bytes are not a page (and fail its checksum). The bits run on
+        // from one data block to the next (block k's pages start at bit k × pages); only the
+        // buffer is rounded up, a whole byte per block.
+        let bitmask: [UInt8]? = paged ? try cursor.take(info.dataBlocks * bitmaskSize) : nil
+        var blocks: [DataBlockRequest] = []
         for k in 0..<info.dataBlocks {
             if let address = try cursor.address() {
-                blocks.append((address, indexElements &+ info.startIndex &+ UInt64(k) &* info.elementsPerDataBlock, info.elementsPerDataBlock))
+                blocks.append(
+                    DataBlockRequest(
+                        address: address, firstIndex: indexElements &+ info.startIndex &+ UInt64(k) &* info.elementsPerDataBlock,
+                        elements: info.elementsPerDataBlock, initializedPages: bitmask, firstPageBit: k * pagesPerBlock))
             }
         }
         try cursor.verifyChecksum(from: 0)
@@ -477,12 +558,12 @@ enum ExtensibleArrayIndex {
     private static func dataBlockElements(
         _ request: DataBlockRequest, parameters: Parameters, limit: UInt64,
         in context: FileContext
-    ) async throws -> [(UInt64, ArrayIndexElement)] {
+    ) async throws -> [ArrayIndexEntries] {
         let o = context.offsetSize
         let prefix = 4 + 1 + 1 + o + parameters.arrayOffsetSize
         let paged = request.elements > parameters.pageElements
         let wanted = min(request.elements, limit - request.firstIndex)
-        var results: [(UInt64, ArrayIndexElement)] = []
+        var results = ArrayIndexEntries()
         if !paged {
             var cursor = try await context.read(request.address, prefix + Int(request.elements) * parameters.elementSize + 4, "extensible array data block")
             try cursor.signature("EADB")
@@ -490,11 +571,14 @@ enum ExtensibleArrayIndex {
             guard version == 0 else { throw cursor.error(.corrupt, "data block version \(version)") }
             try cursor.skip(1 + o + parameters.arrayOffsetSize)
             for i in 0..<request.elements {
-                let element = try parseElement(&cursor, clientID: parameters.clientID, elementSize: parameters.elementSize)
-                if let element, i < wanted { results.append((request.firstIndex + i, element)) }
+                if i < wanted {
+                    try results.parse(&cursor, index: request.firstIndex + i, clientID: parameters.clientID, elementSize: parameters.elementSize)
+                } else {
+                    try cursor.skip(parameters.elementSize)
+                }
             }
             try cursor.verifyChecksum(from: 0)
-            return results
+            return [results]
         }
         var head = try await context.read(request.address, prefix + 4, "extensible array data block")
         try head.signature("EADB")
@@ -503,20 +587,22 @@ enum ExtensibleArrayIndex {
         let pageCount = Int(request.elements / parameters.pageElements)
         let pageBytes = Int(parameters.pageElements) * parameters.elementSize + 4
         let neededPages = Int(min(UInt64(pageCount), wanted / parameters.pageElements + 1))
-        let pages = Array(0..<neededPages)
-        let parts = try await context.map(pages) { page -> [(UInt64, ArrayIndexElement)] in
+        let pages = (0..<neededPages).filter { request.isInitialized(page: $0) }
+        // A data block holds at most as many elements as a round: its pages are read at once.
+        return try await context.map(pages) { page -> ArrayIndexEntries in
             let pageAddress = request.address + UInt64(prefix + 4) + UInt64(page * pageBytes)
             var cursor = try await context.read(pageAddress, pageBytes, "extensible array data block page")
-            var found: [(UInt64, ArrayIndexElement)] = []
+            var found = ArrayIndexEntries()
             for i in 0..<parameters.pageElements {
                 let index = UInt64(page) * parameters.pageElements + i
-                let element = try parseElement(&cursor, clientID: parameters.clientID, elementSize: parameters.elementSize)
-                if let element, index < wanted { found.append((request.firstIndex + index, element)) }
+                if index < wanted {
+                    try found.parse(&cursor, index: request.firstIndex + index, clientID: parameters.clientID, elementSize: parameters.elementSize)
+                } else {
+                    try cursor.skip(parameters.elementSize)
+                }
             }
             try cursor.verifyChecksum(from: 0)
             return found
         }
-        for part in parts { results += part }
-        return results
     }
 }

@@ -122,6 +122,13 @@ public struct ChunkManifest: Sendable, Equatable {
         return true
     }
 
+    /// Prepares for `entries` entries to be set: when so many would turn the manifest dense
+    /// anyway, it turns dense now, and the entries never pass through the dictionary (which
+    /// holds about 40 bytes an entry, twice that while it grows).
+    public mutating func reserve(setEntries entries: Int) {
+        if !isDense, entries * 3 >= count { makeDense() }
+    }
+
     private mutating func makeDense() {
         objects = [UInt32](repeating: Self.missingMarker, count: count)
         offsets = [UInt64](repeating: 0, count: count)

@@ -15,4 +15,11 @@ enum MemoryAllocator {
             ? "jemalloc \(release)"
             : "glibc malloc (jemalloc \(release) is linked but does not serve malloc)"
     }
+
+    /// Freed memory goes back to the system within a second (see the shim for why); called first
+    /// thing in every zarrmount process. A refusal (another allocator serves malloc) changes
+    /// nothing else.
+    static func returnFreedMemoryPromptly() {
+        _ = CJemalloc_return_freed_memory_within(1000)
+    }
 }

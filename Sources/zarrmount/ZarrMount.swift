@@ -18,6 +18,21 @@ struct ZarrMount: AsyncParsableCommand {
         version: "zarrmount \(zarrmountVersion) (memory allocator: \(MemoryAllocator.description))",
         subcommands: [Mount.self, Unmount.self, Status.self, Scan.self, Merge.self, Export.self, Info.self, Inspect.self, Verify.self]
     )
+
+    /// ArgumentParser's own entry point, after the allocator is set up.
+    static func main() async {
+        MemoryAllocator.returnFreedMemoryPromptly()
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 struct Inspect: AsyncParsableCommand {

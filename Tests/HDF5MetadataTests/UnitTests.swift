@@ -24,12 +24,44 @@ final class CursorTests: XCTestCase {
 
     func testGridArithmetic() {
         XCTAssertEqual(downProducts([3, 4, 5]), [20, 5, 1])
-        XCTAssertEqual(split(27, [20, 5, 1]), [1, 1, 2])
         var coords: [UInt64] = [0, 3]
         increment(&coords, within: [2, 4])
         XCTAssertEqual(coords, [1, 0])
         XCTAssertEqual(encodedSize(of: 255), 1)
         XCTAssertEqual(encodedSize(of: 256), 2)
+    }
+}
+
+final class ArrayIndexEntriesTests: XCTestCase {
+    /// An extensible array of a (2, 3, 4)-chunk grid unlimited in its second dimension
+    /// linearises over (3, 2, 4), that dimension first: linear 11 is (1, 0, 3) there, which is
+    /// chunk (0, 1, 3) of the dataset.
+    func testSegmentsBecomeTableRowsInTheDatasetsDimensionOrderAndAreReleased() {
+        var first = ArrayIndexEntries()
+        first.linear = [0, 11]
+        first.addresses = [100, 200]
+        var second = ArrayIndexEntries()
+        second.linear = [23]
+        second.addresses = [300]
+        var segments = [first, second]
+        var table = ChunkTable(rank: 3)
+        table.append(consuming: &segments, down: downProducts([3, 2, 4]), leadingDimension: 1, chunkBytes: 96, base: 1000)
+        XCTAssertTrue(segments.isEmpty)
+        XCTAssertEqual(table.count, 3)
+        XCTAssertEqual(Array(table.coordinates(of: 0)), [0, 0, 0])
+        XCTAssertEqual(Array(table.coordinates(of: 1)), [0, 1, 3])
+        // 23 is (2, 1, 3) in the linearisation: dataset chunk (1, 2, 3).
+        XCTAssertEqual(Array(table.coordinates(of: 2)), [1, 2, 3])
+        XCTAssertEqual(table.offsets, [1100, 1200, 1300])
+        XCTAssertEqual(table.sizes, [96, 96, 96], "unfiltered entries are whole chunks")
+        XCTAssertEqual(table.filterMasks, [0, 0, 0])
+    }
+
+    func testRoundsGroupItemsUpToTheElementBudget() {
+        let budget = ArrayIndexEntries.elementsPerRound
+        let groups = ArrayIndexEntries.rounds([budget / 2, budget / 2, 1, budget * 3, 5]) { $0 }
+        XCTAssertEqual(groups, [[budget / 2, budget / 2], [1], [budget * 3], [5]])
+        XCTAssertEqual(ArrayIndexEntries.rounds([UInt64]()) { $0 }, [])
     }
 }
 

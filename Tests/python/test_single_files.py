@@ -492,3 +492,35 @@ def test_an_extensible_array_with_paged_data_blocks_in_super_blocks_lists_every_
     got = {key: value[1:] for key, value in stored.items() if key.startswith("data/") and not key.startswith("data/.")}
     assert len(got) == count
     assert got == expected
+
+
+def test_an_extensible_array_skips_the_pages_libhdf5_never_wrote(tmp_path):
+    """A paged data block's pages are written only once one of their chunks is; the super block's
+    bitmask says which. A sparse write of four chunks in a 400,000-chunk unlimited array leaves
+    most pages unwritten (their bytes fail a page's checksum, or lie past the end of the file):
+    the scan read every page and stopped on a valid file. libhdf5's chunk_iter is the oracle."""
+    import h5py
+    import json
+    path = str(tmp_path / "sparse-extensible-array.h5")
+    count = 400_000
+    # Past index 131,060 each data block has two pages; 399,999 is page 0 of block 67 of its super
+    # block, whose bit lies in the bitmask's 17th byte (the bits run on across blocks).
+    written = [3, 131_100, 262_150, 399_999]
+    with h5py.File(path, "w", libver=("latest", "latest")) as f:
+        data = f.create_dataset("data", shape=(count,), maxshape=(None,), chunks=(1,), dtype="u1")
+        for index in written:
+            data[index] = index % 251
+    expected = {}
+    with h5py.File(path, "r") as f:
+        f["data"].id.chunk_iter(lambda info: expected.__setitem__("data/%d" % info.chunk_offset[0], [info.byte_offset, info.size]))
+    assert sorted(expected) == sorted("data/%d" % i for i in written)
+    refs = str(tmp_path / "refs.json")
+    require_ok(run_vz(["scan", path, "--no-cache", "--refs", refs]), "scan of a sparse extensible array")
+    with open(refs) as f:
+        stored = json.load(f)["refs"]
+    got = {key: value[1:] for key, value in stored.items() if key.startswith("data/") and isinstance(value, list)}
+    assert got == expected
+    # The chunks never written read as the HDF5 fill value (zero), inline: no reference to bytes
+    # that are not a chunk.
+    unwritten = {value for key, value in stored.items() if key.startswith("data/") and not key.startswith("data/.") and key not in got}
+    assert unwritten == {"base64:AA=="}

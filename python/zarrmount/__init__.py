@@ -11,7 +11,8 @@ import tempfile
 import threading
 import time
 
-__all__ = ["__version__", "ZarrmountError", "Mount", "binary", "command", "scan", "merge", "mount", "open_dataset"]
+__all__ = ["__version__", "ZarrmountError", "Mount", "binary", "command", "scan", "merge", "mount", "open_dataset",
+           "missing_libraries"]
 
 try:
     from importlib.metadata import PackageNotFoundError, version as _installed_version
@@ -20,6 +21,51 @@ except PackageNotFoundError:  # imported from the checkout without being install
     __version__ = "unknown"
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# A wheel built by tools/package carries the binary here, and the shared libraries it needs.
+_PACKAGED_BINARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", "zarrmount")
+_PACKAGED_LIBRARIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libraries.json")
+
+
+def _loadable_sonames():
+    """The sonames the dynamic loader finds: its cache (ldconfig -p) and $LD_LIBRARY_PATH."""
+    names = set()
+    for ldconfig in ("/sbin/ldconfig", "/usr/sbin/ldconfig", shutil.which("ldconfig")):
+        if ldconfig and os.access(ldconfig, os.X_OK):
+            cache = subprocess.run([ldconfig, "-p"], capture_output=True, text=True).stdout
+            names.update(line.split()[0] for line in cache.splitlines()[1:] if line.strip())
+            break
+    for directory in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        if directory and os.path.isdir(directory):
+            names.update(os.listdir(directory))
+    return names
+
+
+def missing_libraries(manifest=_PACKAGED_LIBRARIES, loadable=None):
+    """The shared libraries the packaged binary needs and this system lacks, as (soname, Debian
+    package) pairs; [] when the package carries no binary."""
+    if not os.path.exists(manifest):
+        return []
+    with open(manifest) as f:
+        needed = json.load(f)
+    loadable = _loadable_sonames() if loadable is None else loadable
+    return [(entry["soname"], entry["package"]) for entry in needed if entry["soname"] not in loadable]
+
+
+def _check_packaged_binary():
+    """The wheel's binary cannot start without its shared libraries: say which are missing and
+    how to install them now, rather than at the first mount. $ZARRMOUNT_BIN names another binary
+    and skips the check."""
+    if os.environ.get("ZARRMOUNT_BIN") or not os.path.exists(_PACKAGED_BINARY):
+        return
+    missing = missing_libraries()
+    if missing:
+        raise ImportError(
+            "zarrmount's binary needs shared libraries this system does not have: %s. On Debian or Ubuntu: "
+            "apt-get install %s (or set ZARRMOUNT_BIN to a zarrmount binary built here)"
+            % (", ".join("%s (package %s)" % pair for pair in missing), " ".join(sorted({p for _, p in missing}))))
+
+
+_check_packaged_binary()
 
 
 class ZarrmountError(Exception):
@@ -34,8 +80,9 @@ class ZarrmountError(Exception):
 
 
 def binary():
-    """The zarrmount executable: $ZARRMOUNT_BIN, then PATH, then the checkout's .build."""
-    candidates = [os.environ.get("ZARRMOUNT_BIN"), shutil.which("zarrmount"),
+    """The zarrmount executable: $ZARRMOUNT_BIN, then the one a wheel carries, then PATH, then
+    the checkout's .build."""
+    candidates = [os.environ.get("ZARRMOUNT_BIN"), _PACKAGED_BINARY, shutil.which("zarrmount"),
                   os.path.join(_REPO, ".build", "release", "zarrmount"), os.path.join(_REPO, ".build", "debug", "zarrmount")]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The shared libraries a binary needs (its ELF NEEDED entries, from readelf), each with the
 Debian package that provides it on this machine (dpkg -S), as JSON for the wheel:
-[{"soname": "libfuse3.so.3", "package": "libfuse3-4"}, ...]. The C library's own parts (libc,
+[{"soname": "libfuse3.so.3", "package": "libfuse3-3"}, ...], or with --depends as a Debian
+Depends field for the .deb. The C library's own parts (libc,
 libm, the loader) are left out: every system that runs the binary has them."""
 import json
 import re
@@ -37,16 +38,24 @@ def package_of(path):
 
 
 def main():
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: package-libraries.py BINARY")
+    arguments = sys.argv[1:]
+    depends = arguments[:1] == ["--depends"]
+    if depends:
+        arguments = arguments[1:]
+    if len(arguments) != 1:
+        raise SystemExit("usage: package-libraries.py [--depends] BINARY")
     paths = resolved_paths()
     libraries = []
-    for soname in needed(sys.argv[1]):
+    for soname in needed(arguments[0]):
         if ALWAYS_PRESENT.match(soname):
             continue
         if soname not in paths:
-            raise SystemExit("%s needs %s, which the loader's cache does not hold (ldconfig -p)" % (sys.argv[1], soname))
+            raise SystemExit("%s needs %s, which the loader's cache does not hold (ldconfig -p)" % (arguments[0], soname))
         libraries.append({"soname": soname, "package": package_of(paths[soname])})
+    if depends:
+        # A Debian Depends field: each package once, in the binary's order.
+        print(", ".join(dict.fromkeys(entry["package"] for entry in libraries)))
+        return
     json.dump(libraries, sys.stdout, indent=1)
     sys.stdout.write("\n")
 

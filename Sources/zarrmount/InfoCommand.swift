@@ -38,13 +38,15 @@ struct Info: AsyncParsableCommand {
     @Flag(help: "Send unsigned S3 requests (public buckets).")
     var anonymous = false
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func run() async throws {
         var config = MountConfig(sources: [])
         config.endpointURL = endpointUrl
         config.region = region
         config.caBundle = caBundle
         config.anonymous = anonymous
-        let logger = makeLogger(level: .warning)
+        let logger = try logging.makeLogger()
         let (store, engine) = try makeRemoteStore(config, logger: logger)
         defer { engine.shutdown() }
         let dataset: VirtualDataset

@@ -82,9 +82,6 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "Mount over a directory that is not empty (its files are hidden until the unmount).")
     var nonempty = false
 
-    @Option(help: "Write the daemon's log here (default: stderr in the foreground, nothing in the background).")
-    var logFile: String?
-
     @Option(help: .hidden)
     var readyFile: String?
 
@@ -115,7 +112,7 @@ struct Mount: AsyncParsableCommand {
             // The daemon leaves the caller's session, so signals aimed at the caller's terminal
             // or script do not reach it.
             _ = setsid()
-        } else if let logFile {
+        } else if let logFile = sources.logging.logFile {
             redirectStandardError(to: logFile)
         }
         var resolved = try sources.resolve()
@@ -142,7 +139,10 @@ struct Mount: AsyncParsableCommand {
         }
         resolved.regrid = decoded
         let config = resolved
-        let logger = makeLogger(level: source.logLevel)
+        // The daemon's stderr is the log file once it is mounted (or from the start in the
+        // foreground), so its log goes to stderr.
+        let logger = makeLogger(level: source.logging.logLevel)
+        let logFile = source.logging.logFile
         try await runScan(config, logger: logger) { summary in
             var view: DecodedView?
             var viewWarnings: [String] = []
@@ -285,7 +285,7 @@ struct Mount: AsyncParsableCommand {
                 ? CommandLine.arguments[0]
                 : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
         child.arguments = arguments
-        if isatty(STDERR_FILENO) != 0 {
+        if standardErrorIsLiveTerminal {
             child.environment = ProcessInfo.processInfo.environment.merging([progressTerminalVariable: "1"]) { _, new in new }
         }
         let errors = Pipe()
@@ -354,7 +354,11 @@ struct Status: ParsableCommand {
     @Argument(help: "The mountpoint.")
     var mountpoint: String
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func run() throws {
+        let logger = try logging.makeLogger()
+        logger.debug("asking the daemon for its status", metadata: ["mountpoint": "\(mountpoint)"])
         guard let status = FuseMount.readStatus(mountpoint) else {
             printError("error: \(mountpoint): not a zarrmount mount (or its daemon is gone: run `zarrmount unmount \(mountpoint)`)")
             throw ExitCode(1)
@@ -373,7 +377,10 @@ struct Unmount: ParsableCommand {
     @Flag(help: "Detach now even if the mount is busy; it goes away when no longer used.")
     var lazy = false
 
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
     func run() throws {
+        let logger = try logging.makeLogger()
         if FuseMount.probe(mountpoint) == .other, !Self.isMountPoint(mountpoint) {
             var info = stat()
             if stat(mountpoint, &info) != 0 {
@@ -386,6 +393,7 @@ struct Unmount: ParsableCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/fusermount3")
         process.arguments = (lazy ? ["-u", "-z"] : ["-u"]) + [mountpoint]
+        logger.debug("running fusermount3", metadata: ["arguments": "\(process.arguments ?? [])"])
         let errors = Pipe()
         process.standardError = errors
         do { try process.run() } catch {

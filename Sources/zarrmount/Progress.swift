@@ -11,7 +11,7 @@ let progressTerminalVariable = "ZARRMOUNT_PROGRESS_TERMINAL"
 final class ProgressReporter: Sendable {
     /// A daemonised mount writes through a pipe its parent copies to the terminal; the parent
     /// says so in `ZARRMOUNT_PROGRESS_TERMINAL`, and the bar is drawn as on a terminal.
-    private let isTerminal = isatty(2) != 0 || ProcessInfo.processInfo.environment[progressTerminalVariable] == "1"
+    private let isTerminal = standardErrorIsLiveTerminal || ProcessInfo.processInfo.environment[progressTerminalVariable] == "1"
     private let state = Mutex<(lastPrint: ContinuousClock.Instant?, printed: Bool)>((nil, false))
 
     func update(_ progress: ScanProgress) {

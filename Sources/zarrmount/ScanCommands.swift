@@ -120,8 +120,7 @@ struct SourceOptions: ParsableArguments {
     @Flag(help: "Scan every file again instead of reusing results for unchanged objects.")
     var noCache = false
 
-    @Option(help: "Log level on stderr (trace, debug, info, notice, warning, error, critical).")
-    var logLevel: Logger.Level = .warning
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
         if sources.isEmpty && urls == nil && urlTemplate == nil && references == nil {
@@ -366,7 +365,7 @@ struct Scan: AsyncParsableCommand {
 
     func run() async throws {
         let config = try source.resolve()
-        let logger = makeLogger(level: source.logLevel)
+        let logger = try source.logging.makeLogger()
         if let shard = try parseShard(), let manifest {
             guard config.references == nil else { throw ValidationError("--shard scans sources; it cannot take --references") }
             try await scanShard(config, shard: shard, to: manifest, logger: logger)
@@ -451,7 +450,7 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         let config = try source.resolve()
-        try await runScan(config, logger: makeLogger(level: source.logLevel)) { summary in try await write(summary, format: config.zarrFormat) }
+        try await runScan(config, logger: try source.logging.makeLogger()) { summary in try await write(summary, format: config.zarrFormat) }
     }
 
     private func write(_ summary: ScanSummary, format: ZarrFormat) async throws {

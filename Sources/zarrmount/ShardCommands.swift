@@ -64,7 +64,7 @@ struct Merge: AsyncParsableCommand {
     func run() async throws {
         let config = try source.resolve()
         guard config.references == nil, !config.sources.isEmpty else { throw ValidationError("give the parts: PART.zmf files or URLs") }
-        let logger = makeLogger(level: source.logLevel)
+        let logger = try source.logging.makeLogger()
         var (options, engine) = try scanOptionsWithStore(config, logger: logger, alwaysStore: true)
         defer { engine?.shutdown() }
         if !config.noCache { options.cache = ManifestCache(directory: config.cacheDirectory ?? ManifestCache.defaultDirectory()) }

@@ -58,11 +58,11 @@ struct Inspect: AsyncParsableCommand {
     @Flag(help: "Print read statistics (requests, bytes, dependent rounds) to stderr.")
     var stats = false
 
-    @Option(help: "Log level on stderr: trace shows every read sent to the file.")
-    var logLevel: Logger.Level = .warning
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
-        let logger = makeLogger(level: logLevel)
+        // trace shows every read sent to the file.
+        let logger = try logging.makeLogger()
         let (info, counters) = try await parseLocalFile(path, logger: logger)
         if json {
             print(InspectionReport.json(info, file: path, includeChunks: chunks).rendered())
@@ -92,7 +92,9 @@ struct Verify: ParsableCommand {
             """
     )
 
-    @Argument(parsing: .captureForPassthrough, help: "Local HDF5 or NetCDF4 files to verify.")
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    @Argument(help: "Local HDF5 or NetCDF4 files to verify.")
     var paths: [String] = []
 
     func run() throws {
@@ -131,12 +133,6 @@ func parseLocalFile(_ path: String, logger: Logger? = nil) async throws -> (HDF5
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
-
-func makeLogger(level: Logger.Level) -> Logger {
-    var logger = Logger(label: "zarrmount") { label in StreamLogHandler.standardError(label: label) }
-    logger.logLevel = level
-    return logger
-}
 
 func printError(_ message: String) {
     var stderr = StandardError()

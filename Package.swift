@@ -57,6 +57,9 @@ let package = Package(
             swiftSettings: strictness),
         // HDF5 (netCDF-4) files as virtual datasets: the parser's results in the model's terms.
         .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
+        // Icechunk repositories (refs, snapshots, manifests: FlatBuffers behind a binary header),
+        // read natively; no icechunk library.
+        .target(name: "Icechunk", dependencies: ["VirtualZarr"], swiftSettings: strictness),
         // netCDF-3 (classic, 64-bit offset, 64-bit data) headers: a parser of its own, no HDF5.
         .target(name: "NetCDF3", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
         // netCDF-3 files as virtual datasets, beside the HDF5 mapping (neither knows the other).
@@ -99,7 +102,7 @@ let package = Package(
             name: "zarrmount",
             dependencies: [
                 "ByteSource", "HDF5Metadata", "JSONValue", "VirtualZarr", "Scanner", "ObjectStore", "ZarrFS",
-                "StoreAdapter", "CJemalloc",
+                "StoreAdapter", "CJemalloc", "Icechunk",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -152,6 +155,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strictness),
         .testTarget(name: "ByteSourceTests", dependencies: ["ByteSource"], swiftSettings: strictness),
+        .testTarget(name: "IcechunkTests", dependencies: ["Icechunk"], swiftSettings: strictness),
         .testTarget(name: "JSONValueTests", dependencies: ["JSONValue"], swiftSettings: strictness),
         .testTarget(
             name: "NetCDF3Tests",

@@ -180,6 +180,12 @@ public final class ZstdFrames {
         return output
     }
 
+    /// A zstd stream (one or more frames, declared sizes or not) decompressed, refusing to hold
+    /// more than `limit` bytes of output (`CodecError.oversizedChunk`).
+    public static func decompress(_ stream: [UInt8], limit: Int) throws -> [UInt8] {
+        try CompressedStreams.zstdDecompress(stream, limit: limit)
+    }
+
     /// The content size `frame` declares, or nil when it declares none (or is no frame).
     public static func declaredSize(_ frame: ArraySlice<UInt8>) -> UInt64? {
         let size = frame.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import ByteSource
 import Foundation
+import Icechunk
+import JSONValue
 import ObjectStore
 import Scanner
 import VirtualZarr
@@ -13,12 +15,29 @@ struct Info: AsyncParsableCommand {
             entry, and prints what it holds. With --check, every object is listed again (a HEAD \
             or a stat) and compared with the size and identity the scan recorded. Exit status: 0 \
             readable (and, with --check, every object unchanged), 1 unreadable or some object \
-            changed or missing.
+            changed or missing. With --icechunk DIR instead of a manifest: an Icechunk \
+            repository's snapshot (of --branch, default main, --tag or --snapshot): its commit, \
+            groups and arrays, and each array's chunks by kind (native, inline, virtual).
             """
     )
 
     @Argument(help: ArgumentHelp("The manifest file: a path, http(s):// or s3:// URL.", valueName: "manifest"))
-    var manifest: String
+    var manifest: String?
+
+    @Option(help: ArgumentHelp("Describe an Icechunk repository (a local directory) instead of a manifest.", valueName: "dir"))
+    var icechunk: String?
+
+    @Option(help: ArgumentHelp("With --icechunk: the branch whose latest snapshot to describe (default main).", valueName: "name"))
+    var branch: String?
+
+    @Option(help: ArgumentHelp("With --icechunk: the tag whose snapshot to describe.", valueName: "name"))
+    var tag: String?
+
+    @Option(help: ArgumentHelp("With --icechunk: the snapshot to describe, by id.", valueName: "id"))
+    var snapshot: String?
+
+    @Flag(help: "With --icechunk: print one JSON document (the keys of icechunk's inspect_snapshot, and each array's chunks by kind).")
+    var json = false
 
     @Flag(help: "List every object again and compare its size and identity with the manifest's.")
     var check = false
@@ -40,7 +59,24 @@ struct Info: AsyncParsableCommand {
 
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
+    func validate() throws {
+        guard (manifest == nil) != (icechunk == nil) else {
+            throw ValidationError("give a manifest, or --icechunk DIR, not both")
+        }
+        guard icechunk != nil || (branch == nil && tag == nil && snapshot == nil && !json) else {
+            throw ValidationError("--branch, --tag, --snapshot and --json go with --icechunk")
+        }
+        guard [branch, tag, snapshot].compactMap({ $0 }).count <= 1 else {
+            throw ValidationError("give one of --branch, --tag and --snapshot")
+        }
+    }
+
     func run() async throws {
+        if let icechunk {
+            try await describeIcechunk(icechunk)
+            return
+        }
+        guard let manifest else { throw ValidationError("give a manifest") }
         var config = MountConfig(sources: [])
         config.endpointURL = endpointUrl
         config.region = region
@@ -134,5 +170,115 @@ enum ManifestDescription {
         for warning in dataset.warnings { lines.append("warning: \(warning)") }
         for note in dataset.notes { lines.append("note: \(note)") }
         return lines
+    }
+}
+
+extension Info {
+    /// `info --icechunk DIR`: the snapshot a reference names, its nodes, and each array's chunks
+    /// by kind.
+    func describeIcechunk(_ directory: String) async throws {
+        let reference: IcechunkReference = tag.map { .tag($0) } ?? snapshot.map { .snapshot($0) } ?? .branch(branch ?? "main")
+        let repository = IcechunkRepository.local(directory)
+        do {
+            let id = try await repository.resolve(reference)
+            let snapshot = try await repository.snapshot(id)
+            let references = try await repository.chunkReferences(of: snapshot)
+            if json {
+                print(Self.report(snapshot, references: references).rendered(pretty: true))
+                return
+            }
+            let time = Self.isoTime(microseconds: snapshot.flushedAt)
+            print("\(directory): Icechunk repository, snapshot \(snapshot.id) (\(describe(reference))), committed \(time): \"\(snapshot.message)\"")
+            print("parent: \(snapshot.parentID.map(\.description) ?? "none")")
+            let arrays = snapshot.nodes.filter { $0.array != nil }
+            print("groups: \(snapshot.nodes.count - arrays.count), arrays: \(arrays.count)")
+            for node in snapshot.nodes.sorted(by: { $0.path < $1.path }) {
+                guard let array = node.array else {
+                    print("  \(node.path) (group)")
+                    continue
+                }
+                var native = 0, inline = 0, virtual = 0
+                var locations: Set<String> = []
+                for chunk in references[node.path] ?? [] {
+                    switch chunk.payload {
+                    case .native: native += 1
+                    case .inline: inline += 1
+                    case .virtual(let location, _, _, _):
+                        virtual += 1
+                        locations.insert(location)
+                    }
+                }
+                let names = array.dimensionNames.contains(where: { $0 != nil }) ? " (\(array.dimensionNames.map { $0 ?? "-" }.joined(separator: ", ")))" : ""
+                print(
+                    "  \(node.path)\(names): shape \(array.shape), chunks \(array.chunkShape); \(native) native, \(inline) inline, \(virtual) virtual chunks"
+                        + (locations.isEmpty ? "" : " in \(locations.count) objects"))
+            }
+        } catch let error as IcechunkError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// `2026-12-04T17:58:04.539235Z`, as icechunk prints a commit's time.
+    static func isoTime(microseconds: UInt64) -> String {
+        let seconds = Date(timeIntervalSince1970: Double(microseconds / 1_000_000)).formatted(.iso8601)
+        return seconds.dropLast() + "." + String(format: "%06d", Int(microseconds % 1_000_000)) + "Z"
+    }
+
+    /// The snapshot in the shape of icechunk's own `Repository.inspect_snapshot` document, and
+    /// each array's chunk references counted by kind.
+    static func report(_ snapshot: IcechunkSnapshot, references: [String: [IcechunkChunkRef]]) -> JSON {
+        let nodes: [JSON] = snapshot.nodes.map { node in
+            var fields: [(String, JSON)] = [
+                ("id", .string(IcechunkObjectID(bytes: node.id).description)), ("path", .string(node.path)),
+                ("node_type", .string(node.array == nil ? "group" : "array")),
+            ]
+            if let array = node.array {
+                fields.append(
+                    (
+                        "manifest_refs",
+                        .array(
+                            array.manifests.map { reference in
+                                .object([
+                                    ("id", .string(reference.id.description)),
+                                    ("extents", .array(reference.extents.map { .array([.uint(UInt64($0.lowerBound)), .uint(UInt64($0.upperBound))]) })),
+                                ])
+                            })
+                    ))
+            }
+            return .object(fields)
+        }
+        let chunks: [(String, JSON)] = snapshot.nodes.compactMap { node in
+            guard node.array != nil else { return nil }
+            var counts = ["native": 0, "inline": 0, "virtual": 0]
+            for chunk in references[node.path] ?? [] {
+                switch chunk.payload {
+                case .native: counts["native", default: 0] += 1
+                case .inline: counts["inline", default: 0] += 1
+                case .virtual: counts["virtual", default: 0] += 1
+                }
+            }
+            return (node.path, .object(["native", "inline", "virtual"].map { ($0, .int(Int64(counts[$0] ?? 0))) }))
+        }
+        return .object([
+            ("id", .string(snapshot.id.description)), ("parent_id", snapshot.parentID.map { .string($0.description) } ?? .null),
+            ("flushed_at", .string(isoTime(microseconds: snapshot.flushedAt))), ("commit_message", .string(snapshot.message)),
+            (
+                "manifests",
+                .array(
+                    snapshot.manifestFiles.map {
+                        .object([("id", .string($0.id.description)), ("size_bytes", .uint($0.bytes)), ("num_chunk_refs", .uint(UInt64($0.chunkReferences)))])
+                    })
+            ),
+            ("nodes", .array(nodes)), ("chunks", .object(chunks)),
+        ])
+    }
+
+    private func describe(_ reference: IcechunkReference) -> String {
+        switch reference {
+        case .branch(let name): return "branch \(name)"
+        case .tag(let name): return "tag \(name)"
+        case .snapshot: return "by id"
+        }
     }
 }

@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "HDF5Mapping", dependencies: ["HDF5Metadata", "VirtualZarr", "JSONValue"], swiftSettings: strictness),
         // Icechunk repositories (refs, snapshots, manifests: FlatBuffers behind a binary header),
         // read natively; no icechunk library.
-        .target(name: "Icechunk", dependencies: ["VirtualZarr"], swiftSettings: strictness),
+        .target(name: "Icechunk", dependencies: ["VirtualZarr", "JSONValue"], swiftSettings: strictness),
         // netCDF-3 (classic, 64-bit offset, 64-bit data) headers: a parser of its own, no HDF5.
         .target(name: "NetCDF3", dependencies: ["ByteSource", "JSONValue"], swiftSettings: strictness),
         // netCDF-3 files as virtual datasets, beside the HDF5 mapping (neither knows the other).
@@ -78,7 +78,7 @@ let package = Package(
             name: "Scanner",
             dependencies: [
                 "ByteSource", "HDF5Metadata", "HDF5Mapping", "NetCDF3", "NetCDF3Mapping", "JSONValue", "ObjectStore", "VirtualZarr",
-                .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
+                "Icechunk", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictness
         ),

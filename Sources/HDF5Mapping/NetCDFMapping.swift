@@ -773,7 +773,7 @@ public enum NetCDFMapping {
     /// Missing chunks read as Zarr's fill value; when that is not the HDF5 fill value (no
     /// `_FillValue`, or a different one), they are given an inline chunk holding the HDF5 fill,
     /// so never-written regions read as netCDF reads them.
-    static func fillMissingChunks(_ array: inout VirtualArray, hdf5Fill: [UInt8]) throws {
+    public static func fillMissingChunks(_ array: inout VirtualArray, hdf5Fill: [UInt8]) throws {
         guard array.manifest.storedChunkCount < array.manifest.count else { return }
         if case .null = array.fillValue {} else if zarrFillBytes(array) == hdf5Fill { return }
         var bytes: UInt64? = UInt64(max(hdf5Fill.count, 1))
@@ -796,7 +796,7 @@ public enum NetCDFMapping {
     /// The largest fill chunk synthesised for chunks an array never wrote.
     static let maxFillChunkBytes = 64 << 20
 
-    static func zarrFillBytes(_ array: VirtualArray) -> [UInt8]? {
+    public static func zarrFillBytes(_ array: VirtualArray) -> [UInt8]? {
         let size = array.dtype.itemSize
         func floatBits(_ d: Double) -> UInt64 {
             size == 4 ? UInt64(Float(d).bitPattern) : size == 2 ? UInt64(Float16(d).bitPattern) : d.bitPattern

@@ -1,4 +1,5 @@
 import Foundation
+import Icechunk
 import ObjectStore
 import VirtualZarr
 import Yams
@@ -8,6 +9,8 @@ public struct MountConfig: Sendable {
     public var sources: [String]
     /// A kerchunk reference file (path or URL) to serve instead of scanning `sources`.
     public var references: String?
+    /// An Icechunk repository's snapshot to serve instead of sources (`mount --icechunk`).
+    public var icechunk: IcechunkSource?
     /// `references` must be a manifest file (`mount --manifest`), not kerchunk JSON.
     public var referencesAreManifest = false
     /// Prefixes beyond the reference file's own origin or directory that its objects may be

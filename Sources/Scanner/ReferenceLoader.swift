@@ -32,7 +32,18 @@ public enum ReferenceLoader {
         if ManifestFile.hasMagic(bytes) || requireManifest {
             return try loadManifest(bytes, location: location, confinement: confinement, store: store, start: start, logger: logger)
         }
-        let text = String(decoding: bytes, as: UTF8.self)
+        return try await loadKerchunk(
+            String(decoding: bytes, as: UTF8.self), location: location, confinement: confinement, store: store, onError: onError, start: start,
+            logger: logger)
+    }
+
+    /// Kerchunk references already read: objects confined, listed for their sizes and
+    /// identities, and every range checked against its object.
+    static func loadKerchunk(
+        _ text: String, location: String, confinement: SourceConfinement, store: RemoteStore?, onError: ErrorPolicy,
+        start: ContinuousClock.Instant, logger: Logger
+    ) async throws -> ScanSummary {
+        let workingDirectory = FileManager.default.currentDirectoryPath
         var dataset: VirtualDataset
         let firstKeys: [String]
         do {

@@ -24,17 +24,7 @@ struct Info: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The manifest file: a path, http(s):// or s3:// URL.", valueName: "manifest"))
     var manifest: String?
 
-    @Option(help: ArgumentHelp("Describe an Icechunk repository (a local directory) instead of a manifest.", valueName: "dir"))
-    var icechunk: String?
-
-    @Option(help: ArgumentHelp("With --icechunk: the branch whose latest snapshot to describe (default main).", valueName: "name"))
-    var branch: String?
-
-    @Option(help: ArgumentHelp("With --icechunk: the tag whose snapshot to describe.", valueName: "name"))
-    var tag: String?
-
-    @Option(help: ArgumentHelp("With --icechunk: the snapshot to describe, by id.", valueName: "id"))
-    var snapshot: String?
+    @OptionGroup(title: "Icechunk") var repository: IcechunkOptions
 
     @Flag(help: "With --icechunk: print one JSON document (the keys of icechunk's inspect_snapshot, and each array's chunks by kind).")
     var json = false
@@ -60,19 +50,14 @@ struct Info: AsyncParsableCommand {
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
-        guard (manifest == nil) != (icechunk == nil) else {
+        guard (manifest == nil) != (repository.icechunk == nil) else {
             throw ValidationError("give a manifest, or --icechunk DIR, not both")
         }
-        guard icechunk != nil || (branch == nil && tag == nil && snapshot == nil && !json) else {
-            throw ValidationError("--branch, --tag, --snapshot and --json go with --icechunk")
-        }
-        guard [branch, tag, snapshot].compactMap({ $0 }).count <= 1 else {
-            throw ValidationError("give one of --branch, --tag and --snapshot")
-        }
+        guard repository.icechunk != nil || !json else { throw ValidationError("--json goes with --icechunk") }
     }
 
     func run() async throws {
-        if let icechunk {
+        if let icechunk = repository.icechunk {
             try await describeIcechunk(icechunk)
             return
         }
@@ -177,7 +162,7 @@ extension Info {
     /// `info --icechunk DIR`: the snapshot a reference names, its nodes, and each array's chunks
     /// by kind.
     func describeIcechunk(_ directory: String) async throws {
-        let reference: IcechunkReference = tag.map { .tag($0) } ?? snapshot.map { .snapshot($0) } ?? .branch(branch ?? "main")
+        let reference = self.repository.reference
         let repository = IcechunkRepository.local(directory)
         do {
             let id = try await repository.resolve(reference)

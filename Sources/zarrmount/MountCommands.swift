@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Icechunk
 import HDF5Metadata
 import Logging
 import ObjectStore
@@ -27,6 +28,8 @@ struct Mount: AsyncParsableCommand {
             "Mount a binary manifest (`zarrmount scan ... --manifest FILE.zmf`; a path, http(s):// or s3:// URL) instead of scanning: nothing is listed or parsed, each object's identity is checked on its first read.",
             valueName: "file"))
     var manifest: String?
+
+    @OptionGroup(title: "Icechunk") var repository: IcechunkOptions
 
     @Flag(help: "Stay in the foreground instead of returning once mounted.")
     var foreground = false
@@ -94,7 +97,18 @@ struct Mount: AsyncParsableCommand {
             }
             sources.references = manifest
         }
-        guard !sources.sources.isEmpty || sources.urls != nil || sources.urlTemplate != nil || sources.references != nil else {
+        if repository.icechunk != nil {
+            guard sources.sources.isEmpty, sources.urls == nil, sources.urlTemplate == nil, sources.references == nil, manifest == nil else {
+                throw ValidationError("--icechunk replaces the sources: give the repository and the mountpoint only")
+            }
+            // A repository's arrays keep two fill values (the array's, for missing chunks, and
+            // the CF _FillValue); the Zarr v2 form serves both, the v3 form does not yet.
+            guard sources.zarrFormat != 3 else {
+                throw ValidationError("--icechunk is served as Zarr v2 (its arrays' two fill values have no v3 form here yet): leave out --zarr-format 3")
+            }
+        }
+        guard !sources.sources.isEmpty || sources.urls != nil || sources.urlTemplate != nil || sources.references != nil || repository.icechunk != nil
+        else {
             throw ValidationError(
                 "give the sources (paths, globs, URLs, a config, --urls, --url-template, --references or --manifest), then the mountpoint")
         }
@@ -117,6 +131,7 @@ struct Mount: AsyncParsableCommand {
         }
         var resolved = try sources.resolve()
         resolved.referencesAreManifest = manifest != nil
+        if let icechunk = repository.icechunk { resolved.icechunk = IcechunkSource(root: icechunk, reference: repository.reference) }
         if manifest != nil, unpack || !chunks.isEmpty {
             throw ValidationError(
                 "--unpack and --chunks act when files are combined, and a manifest holds a dataset combined at its scan: mount the sources instead")

@@ -236,7 +236,7 @@ func scanOptionsWithStore(_ config: MountConfig, logger: Logger, alwaysStore: Bo
     var options = config.scanOptions
     // References may point anywhere (their objects are only known once read), so they
     // always get a store; local objects in them are read directly all the same.
-    if try alwaysStore || config.references != nil || config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
+    if try alwaysStore || config.references != nil || config.icechunk != nil || config.sources.contains(where: { try Location(parsing: $0).isRemote }) {
         let (store, transport) = try makeRemoteStore(config, logger: logger)
         options.store = store
         return (options, transport)
@@ -248,6 +248,20 @@ func scanOptionsWithStore(_ config: MountConfig, logger: Logger, alwaysStore: Bo
 func runScan(_ config: MountConfig, logger: Logger, then: (ScanSummary) async throws -> Void) async throws {
     let (options, engine) = try scanOptionsWithStore(config, logger: logger)
     defer { engine?.shutdown() }
+    if let icechunk = config.icechunk {
+        let summary: ScanSummary
+        do {
+            summary = try await ReferenceLoader.loadIcechunk(
+                icechunk, store: options.store, allowSources: config.allowSources, onError: config.onError, logger: logger)
+        } catch let error as ScanError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        printError("read Icechunk repository \(icechunk.root): \(summary.files) objects, \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
+        for warning in summary.dataset.warnings { printError("warning: \(warning)") }
+        try await then(summary)
+        return
+    }
     if let references = config.references {
         let summary: ScanSummary
         do {

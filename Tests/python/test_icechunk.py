@@ -54,6 +54,9 @@ def repository(tmp_path_factory):
     group = zarr.open_group(store=session.store)
     group["temp"][0:20, 0:30] = -1
     virtual = group.create_array("virtual", shape=(64,), chunks=(16,), dtype="<f4", compressors=None, fill_value=0)
+    # A chunk never written reads as the array's fill value.
+    sparse = group.create_array("sparse", shape=(8,), chunks=(4,), dtype="i4", fill_value=-5)
+    sparse[0:4] = [1, 2, 3, 4]
     modified = datetime.datetime.fromtimestamp(raw.stat().st_mtime + 1, tz=datetime.timezone.utc)
     for i in range(4):
         session.store.set_virtual_ref("virtual/c/%d" % i, "%sraw.bin" % prefix, offset=64 * i, length=64, checksum=modified)
@@ -128,3 +131,92 @@ def test_a_damaged_snapshot_is_an_error_naming_the_file(repository, tmp_path):
         p = run_vz(["info", "--icechunk", copy])
         assert p.returncode == 1, (cut, p.stderr)
         assert p.stderr.startswith("error: snapshots/%s: " % repository["second"]), (cut, p.stderr)
+
+
+def _mounts():
+    with open("/proc/self/mounts") as f:
+        return {line.split()[1] for line in f if "zarrmount" in line.split()[0] or "zarrmount" in line.split()[2]}
+
+
+class _Mounted:
+    def __init__(self, root, mountpoint, *args):
+        self.mountpoint = str(mountpoint)
+        os.makedirs(self.mountpoint, exist_ok=True)
+        self.result = run_vz(["mount", "--icechunk", root] + list(args) + [self.mountpoint])
+
+    def __enter__(self):
+        assert self.result.returncode == 0, self.result.stderr
+        return self.mountpoint
+
+    def __exit__(self, *exc):
+        u = run_vz(["unmount", self.mountpoint])
+        assert u.returncode == 0, u.stderr
+
+
+def _session_group(repo, **reference):
+    return zarr.open_group(store=repo.readonly_session(**reference).store, mode="r")
+
+
+def test_each_snapshot_mounts_as_icechunk_reads_it(repository, tmp_path):
+    from conftest import require_fuse
+    require_fuse()
+    repo, root = repository["repo"], repository["root"]
+    allow = ["--allow-source", os.path.dirname(root) + "/"]
+    for args, reference in [([], {"branch": "main"}), (["--tag", "v1"], {"tag": "v1"}), (["--branch", "dev"], {"branch": "dev"}),
+                            (["--snapshot", repository["first"]], {"snapshot_id": repository["first"]})]:
+        expected = _session_group(repo, **reference)
+        with _Mounted(root, tmp_path / ("mnt-%s" % len(args)), *(args + allow)) as mountpoint:
+            served = zarr.open_group(mountpoint, mode="r")
+            assert sorted(served.array_keys()) == sorted(expected.array_keys()), args
+            assert sorted(served.group_keys()) == sorted(expected.group_keys()), args
+            for name in expected.array_keys():
+                assert served[name].shape == expected[name].shape and served[name].dtype == expected[name].dtype, (args, name)
+                assert np.array_equal(served[name][...], expected[name][...]), (args, name)
+            if "virtual" in expected.array_keys():
+                assert np.array_equal(served["virtual"][...], np.arange(64, dtype="<f4"))
+                assert served["sparse"][...].tolist() == [1, 2, 3, 4, -5, -5, -5, -5]
+            assert served["temp"].attrs["_ARRAY_DIMENSIONS"] == ["y", "x"]
+    assert not any("mnt-" in m for m in _mounts())
+    refused = run_vz(["mount", "--icechunk", root, "--zarr-format", "3", str(tmp_path / "mnt-v3")])
+    assert refused.returncode == 64 and "served as Zarr v2" in refused.stderr, refused.stderr
+
+
+def test_an_xarray_dataset_written_to_icechunk_reads_the_same_through_the_mount(tmp_path):
+    import xarray as xr
+    from conftest import require_fuse
+    require_fuse()
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "repo")))
+    session = repo.writable_session("main")
+    ds = xr.Dataset(
+        {"T2": (("Time", "y", "x"), (np.arange(4 * 30 * 40, dtype="f4").reshape(4, 30, 40) % 97) + 250, {"units": "K"}),
+         "mask": (("y", "x"), np.arange(30 * 40).reshape(30, 40) % 3 == 0)},
+        coords={"Time": np.array(["2060-01-01", "2060-01-02", "2060-01-03", "2060-01-04"], dtype="datetime64[ns]"),
+                "y": np.arange(30.0), "x": np.arange(40.0)},
+        attrs={"title": "WRF-like"})
+    ds.to_zarr(session.store, consolidated=False, encoding={"T2": {"chunks": (1, 30, 40)}})
+    session.commit("xarray")
+    expected = xr.open_zarr(repo.readonly_session(branch="main").store, consolidated=False).load()
+    with _Mounted(str(tmp_path / "repo"), tmp_path / "mnt") as mountpoint:
+        with xr.open_zarr(mountpoint) as served:
+            xr.testing.assert_identical(served.load(), expected)
+            assert served["T2"].attrs["units"] == "K" and served.attrs["title"] == "WRF-like"
+
+
+def test_virtual_chunks_are_confined_and_checked_against_the_recorded_time(repository, tmp_path):
+    root = repository["root"]
+    (tmp_path / "mnt").mkdir()
+    refused = run_vz(["mount", "--icechunk", root, str(tmp_path / "mnt")])
+    assert refused.returncode == 1, refused.stderr
+    assert "raw.bin" in refused.stderr and "--allow-source" in refused.stderr, refused.stderr
+    assert not any(str(tmp_path) in m for m in _mounts())
+    # The raw file modified after the repository recorded it: its chunks are refused, by name.
+    original = os.path.join(os.path.dirname(root), "raw.bin")
+    saved = os.stat(original)
+    try:
+        os.utime(original, (saved.st_atime, saved.st_mtime + 3600))
+        p = run_vz(["mount", "--icechunk", root, "--allow-source", os.path.dirname(root) + "/", str(tmp_path / "mnt")])
+        assert p.returncode == 1, p.stderr
+        assert "raw.bin, which was modified after the repository recorded it" in p.stderr, p.stderr
+    finally:
+        os.utime(original, (saved.st_atime, saved.st_mtime))
+    assert not any(str(tmp_path) in m for m in _mounts())

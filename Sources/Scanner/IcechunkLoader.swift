@@ -1,0 +1,102 @@
+import Foundation
+import HDF5Mapping
+import Icechunk
+import JSONValue
+import Logging
+import ObjectStore
+import VirtualZarr
+
+/// Where an Icechunk mount comes from: a repository directory and the snapshot to serve.
+public struct IcechunkSource: Sendable, Equatable {
+    public var root: String
+    public var reference: IcechunkReference
+
+    public init(root: String, reference: IcechunkReference) {
+        self.root = root
+        self.reference = reference
+    }
+}
+
+extension ReferenceLoader {
+    /// An Icechunk repository's snapshot as a virtual dataset: read natively, turned into
+    /// kerchunk references (`IcechunkReferences`) and loaded as those are, so its objects are
+    /// confined (the repository's own chunks, and virtual chunks only under `allowSources`),
+    /// listed and range-checked; a virtual chunk's object that changed after the repository
+    /// recorded it is refused, as icechunk refuses to read it.
+    public static func loadIcechunk(
+        _ source: IcechunkSource, store: RemoteStore?, allowSources: [String], onError: ErrorPolicy, logger: Logger
+    ) async throws -> ScanSummary {
+        let start = ContinuousClock.now
+        guard !source.root.contains("://") else {
+            throw ScanError.references(
+                location: source.root,
+                detail: "Icechunk repositories in object storage are not mounted yet: copy it to a local directory (aws s3 sync) and mount that")
+        }
+        let workingDirectory = FileManager.default.currentDirectoryPath
+        var directory = source.root.hasPrefix("/") ? source.root : workingDirectory + "/" + source.root
+        while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
+        let repository = IcechunkRepository.local(directory)
+        let converted: IcechunkReferences
+        let snapshotID: IcechunkObjectID
+        do {
+            snapshotID = try await repository.resolve(source.reference)
+            let snapshot = try await repository.snapshot(snapshotID)
+            converted = try IcechunkReferences(snapshot: snapshot, references: try await repository.chunkReferences(of: snapshot), root: directory)
+        } catch let error as IcechunkError {
+            throw ScanError.references(location: source.root, detail: "\(error)")
+        }
+        logger.info("icechunk snapshot read", metadata: ["repository": "\(directory)", "snapshot": "\(snapshotID)"])
+        let confinement: SourceConfinement
+        do {
+            // The repository's own directory holds its chunk objects.
+            confinement = try SourceConfinement(referencesAt: directory + "/refs", allowSources: allowSources, workingDirectory: workingDirectory)
+        } catch {
+            throw ScanError.references(location: source.root, detail: "\(error)")
+        }
+        var summary = try await loadKerchunk(
+            converted.text, location: "\(source.root) (snapshot \(snapshotID))", confinement: confinement, store: store, onError: onError,
+            start: start, logger: logger)
+        for object in summary.dataset.objects {
+            guard let recorded = converted.checksums[object.url] else { continue }
+            switch recorded {
+            case .lastModified(let seconds):
+                guard let modified = object.lastModified, modified <= Int64(seconds) else {
+                    throw ScanError.references(
+                        location: source.root,
+                        detail:
+                            "virtual chunks of snapshot \(snapshotID) point into \(object.url), which was modified after the repository recorded it "
+                            + "(at \(object.lastModified.map(String.init) ?? "an unknown time"), recorded \(seconds), seconds since 1970): "
+                            + "they would not be the bytes the repository describes; write the virtual references again")
+                }
+            case .etag(let tag):
+                guard case .etag(let current) = object.identity, current.trimmingCharacters(in: ["\""]) == tag.trimmingCharacters(in: ["\""]) else {
+                    throw ScanError.references(
+                        location: source.root,
+                        detail:
+                            "virtual chunks of snapshot \(snapshotID) point into \(object.url), whose ETag is \(object.identity.map(\.description) ?? "unknown"), "
+                            + "not \(tag) as the repository recorded: write the virtual references again")
+                }
+            }
+        }
+        for index in summary.dataset.arrays.indices {
+            var array = summary.dataset.arrays[index]
+            guard array.manifest.storedChunkCount < array.manifest.count, let fill = converted.missingChunkFills[array.path] else { continue }
+            var probe = array
+            probe.fillValue = fill
+            let bytes: [UInt8]?
+            switch fill {
+            case .bool(let value): bytes = [value ? 1 : 0]
+            case .null: bytes = nil
+            default: bytes = NetCDFMapping.zarrFillBytes(probe)
+            }
+            guard let bytes else { continue }
+            do {
+                try NetCDFMapping.fillMissingChunks(&array, hdf5Fill: bytes)
+            } catch {
+                throw ScanError.references(location: source.root, detail: "array \(array.path): \(error)")
+            }
+            summary.dataset.arrays[index] = array
+        }
+        return summary
+    }
+}

@@ -220,3 +220,44 @@ def test_virtual_chunks_are_confined_and_checked_against_the_recorded_time(repos
     finally:
         os.utime(original, (saved.st_atime, saved.st_mtime))
     assert not any(str(tmp_path) in m for m in _mounts())
+
+
+def test_a_virtualizarr_repository_of_the_sample_archive_reads_as_the_original_files(tmp_path):
+    """VirtualiZarr (the issue's path) writes the sample archive's chunks into a repository as
+    virtual references (`to_icechunk`): the mount serves all of them, equal to xarray on the
+    netCDF files and to xarray reading the repository through icechunk."""
+    import warnings
+
+    import xarray as xr
+    from conftest import make_wrf_sample, require_fuse
+    from obstore.store import LocalStore
+    from virtualizarr import open_virtual_dataset
+    from virtualizarr.parsers import HDFParser
+    require_fuse()
+    files = make_wrf_sample(tmp_path / "archive", days=3)
+    prefix = "file://%s/" % (tmp_path / "archive")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from virtualizarr.registry import ObjectStoreRegistry
+        registry = ObjectStoreRegistry({"file://": LocalStore()})
+        virtual = [open_virtual_dataset(url="file://" + f, parser=HDFParser(), registry=registry, loadable_variables=["Time"])
+                   for f in files]
+        combined = xr.concat(virtual, dim="Time", data_vars="all", coords="minimal", compat="override", combine_attrs="override")
+        config = icechunk.RepositoryConfig.default()
+        config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, icechunk.local_filesystem_store(str(tmp_path / "archive"))))
+        credentials = icechunk.containers_credentials({prefix: None})
+        repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "repo")), config, credentials)
+        session = repo.writable_session("main")
+        combined.vz.to_icechunk(session.store)
+        session.commit("the sample archive, virtual")
+        through_icechunk = xr.open_zarr(repo.readonly_session(branch="main").store, consolidated=False, zarr_format=3).load()
+    originals = xr.open_mfdataset(files, combine="nested", concat_dim="Time", engine="netcdf4").load()
+    described = _info(str(tmp_path / "repo"))["chunks"]
+    assert described["/T2"] == {"native": 0, "inline": 0, "virtual": 3}
+    with _Mounted(str(tmp_path / "repo"), tmp_path / "mnt", "--allow-source", str(tmp_path / "archive") + "/") as mountpoint:
+        served = xr.open_zarr(mountpoint, consolidated=False).load()
+    assert set(served.data_vars) == set(originals.data_vars) and len(served.data_vars) > 30
+    for name in originals.data_vars:
+        assert np.array_equal(served[name].values, originals[name].values, equal_nan=True), name
+        assert np.array_equal(served[name].values, through_icechunk[name].values, equal_nan=True), name
+    assert np.array_equal(served["Time"].values, originals["Time"].values)

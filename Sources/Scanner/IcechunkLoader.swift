@@ -17,6 +17,37 @@ public struct IcechunkSource: Sendable, Equatable {
     }
 }
 
+extension IcechunkRepository {
+    /// A repository in a local directory, or under an `s3://bucket/prefix` (or `http(s)://`)
+    /// read through `store`.
+    public static func at(_ root: String, store: RemoteStore?) throws -> IcechunkRepository {
+        guard root.contains("://"), !root.hasPrefix("file://") else {
+            let path = root.hasPrefix("file://") ? String(root.dropFirst("file://".count)) : root
+            return .local(path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path)
+        }
+        guard let store else { throw ScanError.references(location: root, detail: "\(root): a remote repository needs an object store") }
+        var base = root
+        while base.hasSuffix("/") { base.removeLast() }
+        let prefix = base
+        return IcechunkRepository(
+            root: root,
+            fetch: { key in
+                let url = prefix + "/" + key
+                do {
+                    guard let object = try await store.list([url]).first else { return nil }
+                    return try await store.get(object.url, range: 0..<object.size, identity: object.identity)
+                } catch let error as ObjectStoreError where error.kind == .notFound {
+                    return nil
+                }
+            },
+            list: { directory in
+                // The names of the reference directories (branch.main, tag.v1).
+                let objects = (try? await store.list([prefix + "/" + directory + "/*/ref.json"])) ?? []
+                return objects.map { URL(string: $0.url)?.deletingLastPathComponent().lastPathComponent ?? $0.url }.sorted()
+            })
+    }
+}
+
 extension ReferenceLoader {
     /// An Icechunk repository's snapshot as a virtual dataset: read natively, turned into
     /// kerchunk references (`IcechunkReferences`) and loaded as those are, so its objects are
@@ -27,15 +58,10 @@ extension ReferenceLoader {
         _ source: IcechunkSource, store: RemoteStore?, allowSources: [String], onError: ErrorPolicy, logger: Logger
     ) async throws -> ScanSummary {
         let start = ContinuousClock.now
-        guard !source.root.contains("://") else {
-            throw ScanError.references(
-                location: source.root,
-                detail: "Icechunk repositories in object storage are not mounted yet: copy it to a local directory (aws s3 sync) and mount that")
-        }
         let workingDirectory = FileManager.default.currentDirectoryPath
-        var directory = source.root.hasPrefix("/") ? source.root : workingDirectory + "/" + source.root
+        var directory = source.root.contains("://") || source.root.hasPrefix("/") ? source.root : workingDirectory + "/" + source.root
         while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
-        let repository = IcechunkRepository.local(directory)
+        let repository = try IcechunkRepository.at(directory, store: store)
         let converted: IcechunkReferences
         let snapshotID: IcechunkObjectID
         do {

@@ -5,7 +5,7 @@ import Icechunk
 struct IcechunkOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
-            "An Icechunk repository (a local directory) instead of sources or a manifest: the snapshot of --branch (default main), --tag or --snapshot.",
+            "An Icechunk repository (a local directory, or s3://bucket/prefix) instead of sources or a manifest: the snapshot of --branch (default main), --tag or --snapshot.",
             valueName: "dir"))
     var icechunk: String?
 

@@ -163,8 +163,15 @@ extension Info {
     /// by kind.
     func describeIcechunk(_ directory: String) async throws {
         let reference = self.repository.reference
-        let repository = IcechunkRepository.local(directory)
+        var config = MountConfig(sources: [])
+        config.endpointURL = endpointUrl
+        config.region = region
+        config.caBundle = caBundle
+        config.anonymous = anonymous
+        let (store, engine) = try makeRemoteStore(config, logger: try logging.makeLogger())
+        defer { engine.shutdown() }
         do {
+            let repository = try IcechunkRepository.at(directory, store: store)
             let id = try await repository.resolve(reference)
             let snapshot = try await repository.snapshot(id)
             let references = try await repository.chunkReferences(of: snapshot)
@@ -199,6 +206,12 @@ extension Info {
                         + (locations.isEmpty ? "" : " in \(locations.count) objects"))
             }
         } catch let error as IcechunkError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        } catch let error as ScanError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        } catch let error as ObjectStoreError {
             printError("error: \(error)")
             throw ExitCode(1)
         }

@@ -261,3 +261,68 @@ def test_a_virtualizarr_repository_of_the_sample_archive_reads_as_the_original_f
         assert np.array_equal(served[name].values, originals[name].values, equal_nan=True), name
         assert np.array_equal(served[name].values, through_icechunk[name].values, equal_nan=True), name
     assert np.array_equal(served["Time"].values, originals["Time"].values)
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """moto's S3 server (tools/services.py), with the test credentials in the environment."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    root = str(tmp_path_factory.mktemp("icechunk-services"))
+    tool = os.path.join(REPO, "tools", "services.py")
+    p = subprocess.run([sys.executable, tool, "start", "--dir", root, "--parent-pid", str(os.getpid()), "--lifetime", "1800"],
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        pytest.fail("tools/services.py start failed (moto is part of the suite): %s" % p.stderr[-2000:])
+    env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    try:
+        yield env
+    finally:
+        subprocess.run([sys.executable, tool, "stop", "--dir", root], capture_output=True, timeout=60)
+
+
+def test_a_repository_in_s3_mounts_as_icechunk_reads_it(moto, tmp_path):
+    import subprocess
+
+    import boto3
+    from botocore.config import Config
+    from conftest import require_fuse, vz_command
+    require_fuse()
+    endpoint = moto["ZARRMOUNT_S3_ENDPOINT"]
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing",
+                 config=Config(s3={"addressing_style": "path"})).create_bucket(Bucket="zm-icechunk")
+    storage = icechunk.s3_storage(bucket="zm-icechunk", prefix="archive/repo", endpoint_url=endpoint, allow_http=True, region="us-east-1",
+                                  access_key_id="testing", secret_access_key="testing", force_path_style=True)
+    repo = icechunk.Repository.create(storage)
+    session = repo.writable_session("main")
+    group = zarr.group(store=session.store)
+    data = group.create_array("data", shape=(30, 40), chunks=(10, 20), dtype="f8", dimension_names=["y", "x"])
+    data[:] = np.random.default_rng(7).random((30, 40))  # incompressible: stored as chunk objects, not inline
+    group.create_array("flags", shape=(4,), chunks=(4,), dtype="u1")[:] = [1, 0, 1, 1]
+    snapshot = session.commit("in S3")
+    repo.create_tag("v1", snapshot)
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+    root = "s3://zm-icechunk/archive/repo"
+    p = subprocess.run(vz_command() + ["info", "--icechunk", root, "--tag", "v1", "--json", "--endpoint-url", endpoint],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    assert got.pop("chunks") == {"/data": {"native": 6, "inline": 0, "virtual": 0}, "/flags": {"native": 0, "inline": 1, "virtual": 0}}
+    assert got == _inspect(repo, snapshot)
+    p = subprocess.run(vz_command() + ["info", "--icechunk", root, "--branch", "nope", "--endpoint-url", endpoint],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1 and 'no branch "nope" (its branches: main)' in p.stderr, p.stderr
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    p = subprocess.run(vz_command() + ["mount", "--icechunk", root, "--endpoint-url", endpoint, str(mountpoint)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    try:
+        served = zarr.open_group(str(mountpoint), mode="r")
+        expected = _session_group(repo, branch="main")
+        for name in ("data", "flags"):
+            assert np.array_equal(served[name][...], expected[name][...]), name
+    finally:
+        assert run_vz(["unmount", str(mountpoint)]).returncode == 0

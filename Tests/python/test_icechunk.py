@@ -326,3 +326,52 @@ def test_a_repository_in_s3_mounts_as_icechunk_reads_it(moto, tmp_path):
             assert np.array_equal(served[name][...], expected[name][...]), name
     finally:
         assert run_vz(["unmount", str(mountpoint)]).returncode == 0
+
+
+def test_virtual_chunks_in_s3_are_checked_against_the_recorded_etag(moto, tmp_path):
+    import subprocess
+
+    import boto3
+    from botocore.config import Config
+    from conftest import require_fuse, vz_command
+    require_fuse()
+    endpoint = moto["ZARRMOUNT_S3_ENDPOINT"]
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing",
+                      config=Config(s3={"addressing_style": "path"}))
+    s3.create_bucket(Bucket="zm-virtual")
+    s3.put_object(Bucket="zm-virtual", Key="raw/values.bin", Body=np.arange(32, dtype="<i4").tobytes())
+    etag = s3.head_object(Bucket="zm-virtual", Key="raw/values.bin")["ETag"]
+    prefix = "s3://zm-virtual/raw/"
+    config = icechunk.RepositoryConfig.default()
+    config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(
+        prefix, icechunk.s3_store(region="us-east-1", endpoint_url=endpoint, allow_http=True, force_path_style=True)))
+    credentials = icechunk.containers_credentials(
+        {prefix: icechunk.s3_credentials(access_key_id="testing", secret_access_key="testing")})
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "repo")), config, credentials)
+    session = repo.writable_session("main")
+    group = zarr.group(store=session.store)
+    group.create_array("good", shape=(16,), chunks=(8,), dtype="<i4", compressors=None)
+    group.create_array("stale", shape=(8,), chunks=(8,), dtype="<i4", compressors=None)
+    for i in range(2):
+        session.store.set_virtual_ref("good/c/%d" % i, prefix + "values.bin", offset=32 * i, length=32, checksum=etag)
+    session.commit("etag recorded")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    common = ["--allow-source", prefix, "--endpoint-url", endpoint, str(mountpoint)]
+    p = subprocess.run(vz_command() + ["mount", "--icechunk", str(tmp_path / "repo")] + common, capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    try:
+        assert zarr.open_group(str(mountpoint), mode="r")["good"][...].tolist() == list(range(16))
+    finally:
+        assert run_vz(["unmount", str(mountpoint)]).returncode == 0
+    # The object rewritten after the references were recorded: its ETag is another.
+    session = repo.writable_session("main")
+    session.store.set_virtual_ref("stale/c/0", prefix + "values.bin", offset=0, length=32, checksum='"0123456789abcdef0123456789abcdef"')
+    session.commit("a stale etag")
+    p = subprocess.run(vz_command() + ["mount", "--icechunk", str(tmp_path / "repo")] + common, capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "values.bin, whose ETag is %s" % etag in p.stderr, p.stderr
+    assert 'not "0123456789abcdef0123456789abcdef" as the repository recorded' in p.stderr, p.stderr

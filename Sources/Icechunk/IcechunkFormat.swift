@@ -325,8 +325,13 @@ public struct IcechunkRepository: Sendable {
                 if manifests[reference.id] == nil { manifests[reference.id] = try await manifest(reference.id) }
                 // A manifest covers the node's chunks within its extents; an array split over
                 // several manifests has one reference per part.
-                references += (manifests[reference.id]?.arrays[node.id] ?? []).filter { chunk in
-                    chunk.index.count == reference.extents.count && zip(chunk.index, reference.extents).allSatisfy { $1.contains($0) }
+                for chunk in manifests[reference.id]?.arrays[node.id] ?? [] {
+                    guard chunk.index.count == array.shape.count, chunk.index.count == reference.extents.count else {
+                        throw IcechunkError.malformed(
+                            file: "manifests/\(reference.id)", structure: "chunk ref of \(node.path)", offset: 0,
+                            detail: "index \(chunk.index) for an array of \(array.shape.count) dimensions")
+                    }
+                    if zip(chunk.index, reference.extents).allSatisfy({ $1.contains($0) }) { references.append(chunk) }
                 }
             }
             result[node.path] = references

@@ -145,6 +145,23 @@ public struct IcechunkChunkRef: Sendable, Equatable {
         case virtual(location: String, offset: UInt64, length: UInt64, checksum: Checksum?)
     }
 
+    /// How many of `chunks` are native, inline and virtual, and how many objects the virtual
+    /// ones point into.
+    public static func tally(_ chunks: [IcechunkChunkRef]) -> (native: Int, inline: Int, virtual: Int, virtualObjects: Int) {
+        var native = 0, inline = 0, virtual = 0
+        var locations: Set<String> = []
+        for chunk in chunks {
+            switch chunk.payload {
+            case .native: native += 1
+            case .inline: inline += 1
+            case .virtual(let location, _, _, _):
+                virtual += 1
+                locations.insert(location)
+            }
+        }
+        return (native, inline, virtual, locations.count)
+    }
+
     public enum Checksum: Sendable, Equatable {
         case etag(String)
         /// Seconds since 1970: the object must not have been modified after this.

@@ -189,21 +189,11 @@ extension Info {
                     print("  \(node.path) (group)")
                     continue
                 }
-                var native = 0, inline = 0, virtual = 0
-                var locations: Set<String> = []
-                for chunk in references[node.path] ?? [] {
-                    switch chunk.payload {
-                    case .native: native += 1
-                    case .inline: inline += 1
-                    case .virtual(let location, _, _, _):
-                        virtual += 1
-                        locations.insert(location)
-                    }
-                }
+                let (native, inline, virtual, objects) = IcechunkChunkRef.tally(references[node.path] ?? [])
                 let names = array.dimensionNames.contains(where: { $0 != nil }) ? " (\(array.dimensionNames.map { $0 ?? "-" }.joined(separator: ", ")))" : ""
                 print(
                     "  \(node.path)\(names): shape \(array.shape), chunks \(array.chunkShape); \(native) native, \(inline) inline, \(virtual) virtual chunks"
-                        + (locations.isEmpty ? "" : " in \(locations.count) objects"))
+                        + (objects == 0 ? "" : " in \(objects) objects"))
             }
         } catch let error as IcechunkError {
             printError("error: \(error)")
@@ -248,15 +238,11 @@ extension Info {
         }
         let chunks: [(String, JSON)] = snapshot.nodes.compactMap { node in
             guard node.array != nil else { return nil }
-            var counts = ["native": 0, "inline": 0, "virtual": 0]
-            for chunk in references[node.path] ?? [] {
-                switch chunk.payload {
-                case .native: counts["native", default: 0] += 1
-                case .inline: counts["inline", default: 0] += 1
-                case .virtual: counts["virtual", default: 0] += 1
-                }
-            }
-            return (node.path, .object(["native", "inline", "virtual"].map { ($0, .int(Int64(counts[$0] ?? 0))) }))
+            let counts = IcechunkChunkRef.tally(references[node.path] ?? [])
+            return (
+                node.path,
+                .object([("native", .int(Int64(counts.native))), ("inline", .int(Int64(counts.inline))), ("virtual", .int(Int64(counts.virtual)))])
+            )
         }
         return .object([
             ("id", .string(snapshot.id.description)), ("parent_id", snapshot.parentID.map { .string($0.description) } ?? .null),

@@ -21,11 +21,26 @@ public enum Location: Sendable, Equatable, Hashable {
             self = .http(url: text)
         } else if text.hasPrefix("file://") {
             self = .local(path: String(text.dropFirst(7)))
-        } else if text.contains("://") {
+        } else if Self.hasSchemeSeparator(text) {
             throw Problem(reason: "unsupported scheme (use s3://, http(s)://, file:// or a path)")
         } else {
             self = .local(path: text)
         }
+    }
+
+    /// Whether `text` holds "://", compared as bytes: a manifest's every object is parsed when
+    /// it mounts, and a generic substring search costs more than the rest of the parse.
+    static func hasSchemeSeparator(_ text: String) -> Bool {
+        var matched = 0
+        for byte in text.utf8 {
+            switch (matched, byte) {
+            case (0, UInt8(ascii: ":")), (1, UInt8(ascii: "/")): matched += 1
+            case (2, UInt8(ascii: "/")): return true
+            case (_, UInt8(ascii: ":")): matched = 1
+            default: matched = 0
+            }
+        }
+        return false
     }
 
     public var isRemote: Bool {

@@ -111,7 +111,8 @@ public struct SourceConfinement: Sendable, Equatable {
     /// Where `text` (a URL or a path) points: a local path with `.`, `..` and symbolic links
     /// resolved as the kernel would, or an origin and a path without dot segments.
     static func place(of text: String, workingDirectory: String) throws(ConfinementError) -> Prefix {
-        if text.contains("\0") { throw .refused(text, "it contains a NUL byte") }
+        // Bytes, not a substring search: this runs for every object of a manifest as it mounts.
+        if text.utf8.contains(0) { throw .refused(text, "it contains a NUL byte") }
         let location: Location
         do { location = try Location(parsing: text) } catch { throw .refused(text, "only s3://, http(s)://, file:// and paths are allowed") }
         switch location {

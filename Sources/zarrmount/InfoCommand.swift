@@ -9,6 +9,7 @@ import VirtualZarr
 
 struct Info: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "info",
         abstract: "Describe a binary manifest (.zmf): its sources, arrays, chunks and writer; --check compares every object with the store.",
         discussion: """
             Reads the manifest (a path, http(s):// or s3:// URL), checks its checksum and every \

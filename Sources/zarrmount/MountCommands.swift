@@ -12,6 +12,7 @@ import JSONValue
 
 struct Mount: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "mount",
         abstract: "Scan an archive and mount it as a read-only Zarr store (the last argument is the mountpoint).",
         discussion: """
             Scans like `zarrmount scan` (progress on stderr), mounts, and returns once the mount is \
@@ -88,7 +89,17 @@ struct Mount: AsyncParsableCommand {
     @Option(help: .hidden)
     var readyFile: String?
 
-    func run() async throws {
+    /// What the checks before a scan leave: the mountpoint, and the sources and sizes as given.
+    private struct Preflight {
+        var mountpoint: String
+        var sources: SourceOptions
+        var cacheBytes: Int
+        var partBytes: Int
+    }
+
+    /// The checks every mount makes before it scans, in the caller and again in the daemon: the
+    /// arguments fit together and the mountpoint can take a mount.
+    private func preflight() throws -> Preflight {
         var sources = source
         guard let mountpoint = sources.sources.popLast() else { throw ValidationError("give the sources, then the mountpoint") }
         if let manifest {
@@ -118,6 +129,32 @@ struct Mount: AsyncParsableCommand {
             throw ValidationError("--part-size \(partSize): use at least 64KiB, in bytes or with a KiB/MiB/GiB suffix")
         }
         try checkMountpoint(mountpoint)
+        return Preflight(mountpoint: mountpoint, sources: sources, cacheBytes: budget, partBytes: part)
+    }
+
+    /// Without --foreground: checks the arguments, forks, and returns in the child, which goes
+    /// on as the daemon (`foreground` and `readyFile` set). The caller never returns: it waits
+    /// for the mount and exits with its status. Does nothing when the process cannot fork
+    /// safely; `run` then starts the daemon as a new program.
+    mutating func detach() throws {
+        guard !foreground, Daemon.canFork else { return }
+        let mountpoint = try preflight().mountpoint
+        let readyFile = Self.readyFilePath()
+        switch try Daemon.fork(progressToTerminal: standardErrorIsLiveTerminal) {
+        case .daemon:
+            foreground = true
+            self.readyFile = readyFile
+        case .caller(let daemon):
+            Glibc.exit(daemon.awaitMount(at: mountpoint, readyFile: readyFile))
+        }
+    }
+
+    func run() async throws {
+        let checked = try preflight()
+        let sources = checked.sources
+        let mountpoint = checked.mountpoint
+        let budget = checked.cacheBytes
+        let part = checked.partBytes
         if !foreground {
             try launchDaemon(mountpoint: mountpoint)
             return
@@ -287,83 +324,28 @@ struct Mount: AsyncParsableCommand {
         }
     }
 
-    /// Re-runs this command in the foreground as a detached child and returns once it reports
-    /// the mount ready, or fails with its error output.
+    /// Where the daemon writes that the mount is ready, for the caller to read.
+    private static func readyFilePath() -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-ready-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: path)
+        return path
+    }
+
+    /// Re-runs this command in the foreground as a new program in the background and returns
+    /// once it reports the mount ready, or fails with its error output.
     private func launchDaemon(mountpoint: String) throws {
-        let ready = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-ready-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: ready)
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        arguments.append(contentsOf: ["--foreground", "--ready-file", ready])
-        let child = Process()
-        child.executableURL = URL(
-            fileURLWithPath: CommandLine.arguments[0].hasPrefix("/")
-                ? CommandLine.arguments[0]
-                : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
-        child.arguments = arguments
-        if standardErrorIsLiveTerminal {
-            child.environment = ProcessInfo.processInfo.environment.merging([progressTerminalVariable: "1"]) { _, new in new }
-        }
-        let errors = Pipe()
-        child.standardError = errors
-        child.standardOutput = FileHandle.nullDevice
-        child.standardInput = FileHandle.nullDevice
-        // The scan's progress and summary reach the caller live; the daemon closes its end once
-        // the mount is ready (or it exits), which ends the forwarding.
-        let forwarded = DispatchSemaphore(value: 0)
-        let forwarder = Thread {
-            let handle = errors.fileHandleForReading
-            while case let data = handle.availableData, !data.isEmpty { FileHandle.standardError.write(data) }
-            forwarded.signal()
-        }
-        try child.run()
-        forwarder.start()
-        // The daemon runs in its own session (so the terminal's signals do not end a finished
-        // mount); until it is ready, a signal to this command stops the daemon's scan too.
-        let stopSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
-        let signalSources = stopSignals.map { (number: Int32) -> any DispatchSourceSignal in
-            _ = signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                kill(child.processIdentifier, SIGTERM)
-                printError("zarrmount: stopped by signal \(number) before the mount was ready; the scan is stopped")
-                Glibc.exit(128 + number)
-            }
-            source.resume()
-            return source
-        }
-        defer {
-            for (source, number) in zip(signalSources, stopSignals) {
-                source.cancel()
-                _ = signal(number, SIG_DFL)
-            }
-        }
-        // The daemon's stderr ends (EOF) when it is ready, having written the ready file, or
-        // when it exits: no polling.
-        forwarded.wait()
-        let report = (try? String(contentsOfFile: ready, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: ready)
-        // The kernel mount exists; asking the root for its status proves the daemon finished
-        // the FUSE handshake and answers requests (and finds the mount when the ready file
-        // could not be written).
-        if child.isRunning, report.hasPrefix("ready") || FuseMount.readStatus(mountpoint) != nil {
-            if FuseMount.readStatus(mountpoint) != nil {
-                printError("zarrmount: daemon \(child.processIdentifier) serving \(mountpoint)")
-                let skipped = report.split(separator: "\n").first { $0.hasPrefix("skipped ") }.flatMap { Int($0.dropFirst(8)) } ?? 0
-                if skipped > 0 {
-                    printError("zarrmount: \(skipped) file\(skipped == 1 ? " was" : "s were") skipped (listed above); exit status 2")
-                    throw ExitCode(2)
-                }
-                return
-            }
-            child.terminate()
-        }
-        child.waitUntilExit()
-        throw ExitCode(child.terminationStatus == 0 ? 1 : child.terminationStatus)
+        let readyFile = Self.readyFilePath()
+        let own = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let arguments = Array(CommandLine.arguments.dropFirst()) + ["--foreground", "--ready-file", readyFile]
+        let daemon = try Daemon.spawn(executable: own, arguments: arguments, progressToTerminal: standardErrorIsLiveTerminal)
+        let status = daemon.awaitMount(at: mountpoint, readyFile: readyFile)
+        if status != 0 { throw ExitCode(status) }
     }
 }
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Show what a zarrmount mount serves and its live counters (requests, bytes, cache hits and misses, errors).")
 
     @Argument(help: "The mountpoint.")
@@ -384,6 +366,7 @@ struct Status: ParsableCommand {
 
 struct Unmount: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "unmount",
         abstract: "Unmount a zarrmount mount (also one left stale by a killed daemon).")
 
     @Argument(help: "The mountpoint.")

@@ -323,6 +323,7 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
 
 struct Scan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "scan",
         abstract: "Scan netCDF-3 and netCDF-4/HDF5 files into one virtual Zarr dataset and write kerchunk references or a manifest.",
         discussion: """
             Reads only each file's metadata, combines the files (along --concat-dim when given) \
@@ -443,6 +444,7 @@ func writeManifest(_ contents: ManifestFile.Contents, to path: String) throws {
 
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "export",
         abstract: "Scan netCDF-3 and netCDF-4/HDF5 files and write them as a real Zarr store (chunks copied, not re-encoded).",
         discussion: """
             The same scan as `zarrmount scan`, then every chunk's stored bytes are copied into a \

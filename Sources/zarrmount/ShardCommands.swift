@@ -39,6 +39,7 @@ func scanPartsReporting(_ config: MountConfig, options: ScanOptions, logger: Log
 
 struct Merge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "merge",
         abstract: "Combine the shards of a scan (`scan --shard I/N --manifest PART.zmf`) into one manifest or reference file.",
         discussion: """
             Reads every part (paths or URLs), checks that they are the N shards of one listing, \

@@ -21,9 +21,14 @@ struct ZarrMount: AsyncParsableCommand {
 
     /// ArgumentParser's own entry point, after the allocator is set up.
     static func main() async {
-        MemoryAllocator.returnFreedMemoryPromptly()
         do {
             var command = try parseAsRoot()
+            // A mount leaves its daemon before the process has a second thread (Daemon).
+            if var mount = command as? Mount {
+                try mount.detach()
+                command = mount
+            }
+            MemoryAllocator.returnFreedMemoryPromptly()
             if var asynchronous = command as? any AsyncParsableCommand {
                 try await asynchronous.run()
             } else {
@@ -37,6 +42,7 @@ struct ZarrMount: AsyncParsableCommand {
 
 struct Inspect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "inspect",
         abstract: "Print the structure of an HDF5/NetCDF4 file as the native parser sees it.",
         discussion: """
             Reads only metadata. Without --json, prints a tree of groups and datasets with types, \
@@ -81,6 +87,7 @@ struct Inspect: AsyncParsableCommand {
 /// and the mount daemon does not.
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "verify",
         abstract: "Check the native parser against libhdf5 on a local file (runs zarrmount-verify).",
         discussion: """
             Parses the file twice, with zarrmount's own parser and with the system libhdf5, and \

@@ -161,6 +161,11 @@ final class RemoteStoreTests: XCTestCase {
         XCTAssertEqual(try Location(parsing: "file:///d/x.nc"), .local(path: "/d/x.nc"))
         XCTAssertThrowsError(try Location(parsing: "gs://b/k"))
         XCTAssertThrowsError(try Location(parsing: "s3:///k"))
+        // Any "://" names a scheme, wherever it is; a path with colons and slashes otherwise stays a path.
+        XCTAssertThrowsError(try Location(parsing: "data/x:://y.nc"))
+        XCTAssertThrowsError(try Location(parsing: "ftp://h/x.nc"))
+        XCTAssertEqual(try Location(parsing: "data/a::/b:/c.nc"), .local(path: "data/a::/b:/c.nc"))
+        XCTAssertEqual(try Location(parsing: "data/é:/:/x.nc"), .local(path: "data/é:/:/x.nc"))
         XCTAssertEqual(uriEncode("a b/c~d*e", keepSlash: true), "a%20b/c~d%2Ae")
     }
 }

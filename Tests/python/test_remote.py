@@ -1182,46 +1182,54 @@ def test_redirects_are_followed_within_one_origin_and_never_to_another(scanner, 
     assert "another origin" in p.stderr, p.stderr
 
 
-def _daemons_for(mountpoint):
-    """Pids of zarrmount processes whose command line names MOUNTPOINT and --ready-file (the daemon child)."""
+def _daemons_for(mountpoint, caller):
+    """Pids of zarrmount processes other than CALLER whose command line names MOUNTPOINT: the
+    daemon, a fork of the `mount` command (its command line) or a new program (--ready-file)."""
     found = []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or int(pid) == caller:
             continue
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as fh:
                 argv = fh.read().split(b"\0")
         except OSError:
             continue
-        if mountpoint.encode() in argv and b"--ready-file" in argv:
+        if mountpoint.encode() in argv and b"mount" in argv:
             found.append(int(pid))
     return found
 
 
+@pytest.mark.parametrize("launch", ["fork", "exec"])
 @pytest.mark.parametrize("signal_number", [15, 2], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_to_mount_during_the_scan_stops_the_daemon_too(scanner, services, world, tmp_path, proxies, signal_number):
+def test_a_signal_to_mount_during_the_scan_stops_the_daemon_too(scanner, services, world, tmp_path, proxies, signal_number, launch):
+    """Both ways the daemon starts (Daemon.swift): a fork of the command, and a new program,
+    which ZARRMOUNT_DAEMON_EXEC=1 chooses."""
     require_fuse()
     fp = proxies(services.http, "--delay-rate", "1", "--delay-ms", "60000")
     mountpoint = str(tmp_path / "stalled")
     os.makedirs(mountpoint)
+    env = dict(scanner.env(), ZARRMOUNT_DAEMON_EXEC="1" if launch == "exec" else "0")
     mount = subprocess.Popen(list(scanner.cmd) + ["mount", "%s/wrf/%s" % (fp.url, NAMES[0]), "--no-cache", mountpoint],
-                             stderr=subprocess.PIPE, text=True, env=scanner.env())
+                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 30
-        while not _daemons_for(mountpoint):
+        while not _daemons_for(mountpoint, mount.pid):
             assert mount.poll() is None and time.monotonic() < deadline, "no daemon started"
             time.sleep(0.05)
         time.sleep(0.5)  # the daemon is scanning, its first GET held by the proxy
+        [daemon] = _daemons_for(mountpoint, mount.pid)
+        with open("/proc/%d/cmdline" % daemon, "rb") as fh:
+            assert (b"--ready-file" in fh.read().split(b"\0")) == (launch == "exec")
         mount.send_signal(signal_number)
         assert mount.wait(timeout=10) != 0
         deadline = time.monotonic() + 10
-        while _daemons_for(mountpoint) and time.monotonic() < deadline:
+        while _daemons_for(mountpoint, mount.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _daemons_for(mountpoint) == [], "the daemon kept scanning after mount was stopped"
+        assert _daemons_for(mountpoint, mount.pid) == [], "the daemon kept scanning after mount was stopped"
         assert not os.path.ismount(mountpoint)
         assert "stopped" in mount.stderr.read()
     finally:
-        for pid in _daemons_for(mountpoint):
+        for pid in _daemons_for(mountpoint, mount.pid):
             os.kill(pid, 9)
         if mount.poll() is None:
             mount.kill()

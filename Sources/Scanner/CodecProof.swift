@@ -94,13 +94,23 @@ public enum CodecProof {
                     let chunks = try await reader.read(
                         object.url, identity: object.identity,
                         ranges: positions.map { trials[$0].offset..<(trials[$0].offset + trials[$0].length) })
-                    return zip(positions, chunks).map { position, stored in
-                        let trial = trials[position]
-                        let failure = failure(of: trial, stored: stored)
-                        if failure == nil, let cache, let identity = trial.object.identity {
-                            cache.markProven(url: trial.object.url, identity: identity, offset: trial.offset, length: trial.length, codecs: trial.codecs)
+                    // One object usually holds every variable's trial (the first file's), so
+                    // its chunks decode in parallel rather than one after another.
+                    return await withTaskGroup(of: (Int, String?).self) { decoders in
+                        for (position, stored) in zip(positions, chunks) {
+                            decoders.addTask {
+                                let trial = trials[position]
+                                let failure = failure(of: trial, stored: stored)
+                                if failure == nil, let cache, let identity = trial.object.identity {
+                                    cache.markProven(
+                                        url: trial.object.url, identity: identity, offset: trial.offset, length: trial.length, codecs: trial.codecs)
+                                }
+                                return (position, failure)
+                            }
                         }
-                        return (position, failure)
+                        var results: [(Int, String?)] = []
+                        for await result in decoders { results.append(result) }
+                        return results
                     }
                 }
             }

@@ -94,6 +94,8 @@ public struct ScannedParts: Sendable {
     public var listing: Duration = .zero
     /// Listing done to every file scanned.
     public var scanning: Duration = .zero
+    /// Chunks proven while the files were scanned (`CodecProof.proveAhead`).
+    public var provenAhead = CodecProof.ProvenAhead()
 
     public init(parts: [(name: String, dataset: VirtualDataset)], skipped: [(file: String, reason: String)], listedFiles: Int) {
         self.parts = parts
@@ -302,6 +304,11 @@ public enum Scanner {
                     httpRequests: remote ? options.store?.statistics.requests : nil, errors: tally.errors,
                     elapsed: ContinuousClock.now - start))
         }
+        // The first file listed has its chains proven while the others are scanned, which
+        // leaves the proof after the combine little or nothing to read. The first listed, not
+        // the first done: the proofs a manifest cache keeps are then the same on every scan.
+        var proofAhead: Task<CodecProof.ProvenAhead, Never>?
+        defer { proofAhead?.cancel() }
         try await withThrowingTaskGroup(of: ScanStep.self) { group in
             func launch(_ files: [Int]) {
                 for index in files {
@@ -357,6 +364,9 @@ public enum Scanner {
                     listed[index] = object
                     try perform(schedule.listed(index))
                 case .scanned(let index, var outcome):
+                    if index == 0, let dataset = outcome.dataset {
+                        proofAhead = Task { await CodecProof.proveAhead(dataset, store: store, cache: cache) }
+                    }
                     outcome.compact(sharing: &shared)
                     outcomes[index] = outcome
                     tally.record(outcome)
@@ -390,6 +400,10 @@ public enum Scanner {
         scanned.maxRounds = tally.maxRounds
         scanned.listing = listingDone - start
         scanned.scanning = ContinuousClock.now - listingDone
+        if let proofAhead {
+            scanned.provenAhead = await proofAhead.value
+            logger.debug("chains proven while the files were scanned", metadata: ["chunks": "\(scanned.provenAhead.count)"])
+        }
         return scanned
     }
 
@@ -415,7 +429,7 @@ public enum Scanner {
         let combineStart = ContinuousClock.now
         var dataset = try await combineParts(parts, options: options, store: store)
         do {
-            try await CodecProof.prove(&dataset, store: store, cache: cache)
+            try await CodecProof.prove(&dataset, store: store, cache: cache, provenAhead: scanned.provenAhead)
             // The proof's requests belong in the last progress line, as in the summary.
             reportProgress()
         } catch let error as ObjectStoreError {

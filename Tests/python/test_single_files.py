@@ -287,6 +287,41 @@ def test_filters_that_do_not_decode_leave_the_variable_out_with_a_warning(tmp_pa
         np.testing.assert_array_equal(act["good"].values, good)
 
 
+def test_chains_proven_while_scanning_still_leave_a_mislabelled_variable_out(tmp_path):
+    """The first file listed has its chains proven while the others are scanned; a chunk that
+    does not decode there is proven again after the combine, which leaves the variable out with
+    the same warning. The log says how many chunks were proven ahead: one, good's (time, the
+    concat dimension's coordinate, is inlined and has no chunk to prove)."""
+    import h5py
+    import json
+    import xarray as xr
+    paths = []
+    for day in range(3):
+        path = str(tmp_path / ("mislabelled-%d.nc" % day))
+        ds = xr.Dataset({"good": (("time", "x"), np.full((1, 20), day, dtype="<i4")),
+                         "bad": (("time", "x"), np.full((1, 20), day * 3, dtype="<i4"))},
+                        coords={"time": ("time", np.array([day], dtype="<f8"))})
+        encoding = {name: {"zlib": True, "chunksizes": (1, 20)} for name in ("good", "bad")}
+        ds.to_netcdf(path, engine="netcdf4", encoding=encoding, unlimited_dims=["time"])
+        with h5py.File(path, "r") as f:
+            chunk = f["bad"].id.get_chunk_info(0)
+        with open(path, "r+b") as fh:
+            fh.seek(chunk.byte_offset)
+            fh.write(bytes([0x77, 0x01]))  # compression method 7: "unknown compression method"
+        paths.append(path)
+    out = str(tmp_path / "refs.json")
+    p = run_vz(["scan"] + paths + ["--concat-dim", "time", "--refs", out, "--no-cache", "--log-level", "debug"])
+    require_ok(p, "scan")
+    warnings = [line for line in p.stderr.splitlines() if "bad left out" in line]
+    assert len(warnings) == 1 and "does not decode" in warnings[0] and "mislabelled-0.nc" in warnings[0], p.stderr[-3000:]
+    ahead = [line for line in p.stderr.splitlines() if "chains proven while the files were scanned" in line]
+    assert len(ahead) == 1 and "chunks=1" in ahead[0], p.stderr[-3000:]
+    refs = json.load(open(out))["refs"]
+    assert "bad/.zarray" not in refs and "good/.zarray" in refs
+    with open_refs(out, decode_cf=False) as act:
+        np.testing.assert_array_equal(act["good"].values, np.repeat(np.arange(3, dtype="<i4"), 20).reshape(3, 20))
+
+
 # ------------------------------------------------------------------ external links
 
 def test_external_links_are_not_followed_and_say_so(tmp_path):

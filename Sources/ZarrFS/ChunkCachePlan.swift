@@ -64,6 +64,14 @@ struct ChunkCachePlan {
     /// reader is sequential, and so how far ahead to fetch.
     private var recentRuns: [UInt64: Int] = [:]
     static let recentWindow = 512
+    /// The recent reads' chunk files, counted by array (by the array's first chunk-file inode),
+    /// and the array each was counted in.
+    private var recentPerArray: [UInt64: Int] = [:]
+    private var recentArrayOf: [UInt64: UInt64] = [:]
+    /// Arrays a reader is sweeping (`sweepAhead`), each with its chunk files still to fetch,
+    /// the nearest to where the sweep began last; and arrays found too large to sweep.
+    private var sweeps: [UInt64: [UInt64]] = [:]
+    private var unsweepable: Set<UInt64> = []
     /// The readahead window grows to at most this many times `readahead`.
     static let maxWindowGrowth = 8
 
@@ -84,7 +92,9 @@ struct ChunkCachePlan {
     /// A reader needs `unit` (of a chunk file handled in `parts` parts). `firstUnit` gives the
     /// first unit of another chunk file by inode, or nil when it has no stored chunk (for
     /// readahead). Returns the answer and the fetches to start, the unit's own first.
-    mutating func request(_ unit: Unit, parts: UInt32, firstUnit: (UInt64) -> Unit?) -> (Answer, [Unit]) {
+    mutating func request(
+        _ unit: Unit, parts: UInt32, firstUnit: (UInt64) -> Unit?, chunkFiles: (UInt64) -> ClosedRange<UInt64>? = { _ in nil }
+    ) -> (Answer, [Unit]) {
         var starts: [Unit] = []
         let answer: Answer
         if let cached = hit(unit.key) {
@@ -105,16 +115,22 @@ struct ChunkCachePlan {
         } else {
             starts += readAheadChunks(after: unit.key.inode, firstUnit: firstUnit)
         }
-        noteRead(unit.key.inode, run: sequentialRun(at: unit.key.inode).length)
+        let run = sequentialRun(at: unit.key.inode).length
+        noteRead(unit.key.inode, run: run, array: chunkFiles(unit.key.inode))
+        if parts == 1 { starts += sweepAhead(from: unit.key.inode, run: run, chunkFiles: chunkFiles, firstUnit: firstUnit) }
         return (answer, starts)
     }
 
     /// A reader asks for a whole chunk file only if memory has it; a hit counts as a read (and
     /// may start readahead), a miss changes nothing.
-    mutating func cachedRequest(_ key: Key, readAhead: Bool, firstUnit: (UInt64) -> Unit?) -> ([UInt8]?, [Unit]) {
+    mutating func cachedRequest(
+        _ key: Key, readAhead: Bool, firstUnit: (UInt64) -> Unit?, chunkFiles: (UInt64) -> ClosedRange<UInt64>? = { _ in nil }
+    ) -> ([UInt8]?, [Unit]) {
         guard let cached = hit(key) else { return (nil, []) }
-        let starts = readAhead ? readAheadChunks(after: key.inode, firstUnit: firstUnit) : []
-        noteRead(key.inode, run: sequentialRun(at: key.inode).length)
+        var starts = readAhead ? readAheadChunks(after: key.inode, firstUnit: firstUnit) : []
+        let run = sequentialRun(at: key.inode).length
+        noteRead(key.inode, run: run, array: chunkFiles(key.inode))
+        if readAhead { starts += sweepAhead(from: key.inode, run: run, chunkFiles: chunkFiles, firstUnit: firstUnit) }
         return (cached, starts)
     }
 
@@ -212,6 +228,58 @@ struct ChunkCachePlan {
         return starts
     }
 
+    /// A reader going in runs through a good part of an array reads all of it: a reduction over
+    /// a year of daily chunks reads every one, but dask takes them in blocks (16 at a time,
+    /// backwards, the blocks in an order of its own), so each block's start lands where no
+    /// readahead reached. Once recent reads hold an eighth of an array's chunk files (and at
+    /// least twice `readahead`), and this read goes on a run of `readahead`, every chunk file
+    /// of the array not yet fetched is fetched, the nearest first, within the readahead
+    /// limits. An array whose stored chunks would fill more than half the cache is not swept.
+    private mutating func sweepAhead(
+        from inode: UInt64, run: Int, chunkFiles: (UInt64) -> ClosedRange<UInt64>?, firstUnit: (UInt64) -> Unit?
+    ) -> [Unit] {
+        guard readahead > 0, let files = chunkFiles(inode), files.contains(inode) else { return [] }
+        let array = files.lowerBound
+        if sweeps[array] == nil {
+            let count = files.upperBound - files.lowerBound + 1
+            guard !unsweepable.contains(array), run >= readahead, count <= UInt64(Self.maxSweptChunkFiles),
+                let read = recentPerArray[array], read >= max(2 * readahead, Int(count / 8))
+            else { return [] }
+            var pending: [(distance: UInt64, inode: UInt64)] = []
+            var bytes: UInt64 = 0
+            for candidate in files {
+                guard let unit = firstUnit(candidate) else { continue }
+                bytes += unit.chunkLength
+                if !present(Key(inode: candidate, part: 0)) {
+                    pending.append((candidate > inode ? candidate - inode : inode - candidate, candidate))
+                }
+            }
+            guard bytes <= UInt64(budget / 2) else {
+                unsweepable.insert(array)
+                return []
+            }
+            // Popped from the end: the farthest first in the array, the nearest last.
+            sweeps[array] = pending.sorted { ($0.distance, $0.inode) > ($1.distance, $1.inode) }.map(\.inode)
+        }
+        var starts: [Unit] = []
+        while let next = sweeps[array]?.last {
+            if present(Key(inode: next, part: 0)) {
+                sweeps[array]?.removeLast()
+                continue
+            }
+            guard inFlight.count < Self.maxInFlight, inFlightBytes < readaheadBytes, let unit = firstUnit(next) else { break }
+            sweeps[array]?.removeLast()
+            statistics.readahead += 1
+            start(unit)
+            starts.append(unit)
+        }
+        return starts
+    }
+
+    /// Arrays of more chunk files than this are not swept: the recent reads could never hold an
+    /// eighth of them, and the sweep's list stays small.
+    static let maxSweptChunkFiles = 8 * recentWindow
+
     /// Whoever reads one part of a large chunk file nearly always reads the rest: keep the next
     /// `readahead` parts (at least 4) fetched or on their way.
     private mutating func readAheadParts(after unit: Unit, parts: UInt32) -> [Unit] {
@@ -240,16 +308,24 @@ struct ChunkCachePlan {
 
     private func present(_ key: Key) -> Bool { cache[key] != nil || inFlight[key] != nil }
 
-    private mutating func noteRead(_ inode: UInt64, run: Int = 1) {
+    private mutating func noteRead(_ inode: UInt64, run: Int = 1, array: ClosedRange<UInt64>? = nil) {
         recentReads.append(inode)
         recentCounts[inode, default: 0] += 1
         recentRuns[inode] = max(recentRuns[inode] ?? 0, run)
+        if recentCounts[inode] == 1, let array, array.contains(inode) {
+            recentPerArray[array.lowerBound, default: 0] += 1
+            recentArrayOf[inode] = array.lowerBound
+        }
         if recentReads.count - recentStart > Self.recentWindow {
             let oldest = recentReads[recentStart]
             recentStart += 1
             if recentCounts[oldest] == 1 {
                 recentCounts.removeValue(forKey: oldest)
                 recentRuns.removeValue(forKey: oldest)
+                if let array = recentArrayOf.removeValue(forKey: oldest) {
+                    recentPerArray[array]! -= 1
+                    if recentPerArray[array] == 0 { recentPerArray.removeValue(forKey: array) }
+                }
             } else {
                 recentCounts[oldest]! -= 1
             }

@@ -36,6 +36,9 @@ public final class ChunkReader: Sendable {
     private let state: Mutex<State>
     /// Where the next chunk files are (for readahead).
     private let neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)?
+    /// The inodes of the chunk files of the array an inode's chunk file belongs to (for
+    /// sweeping an array a reader goes through).
+    private let chunkFiles: (@Sendable (UInt64) -> ClosedRange<UInt64>?)?
     /// Stored chunks longer than twice this are handled in parts of this size.
     private let partSize: UInt64
     /// The check of a stored chunk file before it is served, by inode (nil: none).
@@ -51,10 +54,12 @@ public final class ChunkReader: Sendable {
     }
 
     /// `neighbour` finds the file of an inode (the chunk files of an array have consecutive
-    /// inodes in row-major order), for readahead.
+    /// inodes in row-major order), for readahead; `chunkFiles` the inodes of its array's chunk
+    /// files (`ZarrTree.chunkFiles(containing:)`).
     public init(
         objects: [ObjectInfo], fetcher: any ChunkFetching, cacheBytes: Int, readahead: Int = 0,
-        neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil, partSize: UInt64 = 8 << 20,
+        neighbour: (@Sendable (UInt64) -> ZarrTree.Entry?)? = nil,
+        chunkFiles: (@Sendable (UInt64) -> ClosedRange<UInt64>?)? = nil, partSize: UInt64 = 8 << 20,
         verification: (@Sendable (UInt64) -> ZarrTree.Decoding?)? = nil,
         assembly: (@Sendable (Int, Int) -> ZarrTree.Assembly?)? = nil
     ) {
@@ -62,6 +67,7 @@ public final class ChunkReader: Sendable {
         self.assembly = assembly
         self.objects = objects
         self.neighbour = neighbour
+        self.chunkFiles = chunkFiles
         self.fetcher = fetcher
         self.partSize = max(1, partSize)
         state = Mutex(State(plan: ChunkCachePlan(budget: cacheBytes, readahead: readahead, partSize: partSize)))
@@ -128,7 +134,8 @@ public final class ChunkReader: Sendable {
         }
         guard offset < fileSize, size > 0 else { return [] }
         let (whole, starts) = state.withLock { state in
-            let (whole, units) = state.plan.cachedRequest(Key(inode: entry.inode, part: 0), readAhead: readAhead, firstUnit: firstUnit)
+            let (whole, units) = state.plan.cachedRequest(
+                Key(inode: entry.inode, part: 0), readAhead: readAhead, firstUnit: firstUnit, chunkFiles: arrayChunkFiles)
             return (whole, expect(units, in: &state))
         }
         launch(starts)
@@ -237,7 +244,7 @@ public final class ChunkReader: Sendable {
 
     private func bytes(of unit: Unit, parts: UInt32) async throws -> [UInt8] {
         let (answer, pending, starts) = state.withLock { state in
-            let (answer, units) = state.plan.request(unit, parts: parts, firstUnit: firstUnit)
+            let (answer, units) = state.plan.request(unit, parts: parts, firstUnit: firstUnit, chunkFiles: arrayChunkFiles)
             let starts = expect(units, in: &state)
             if case .wait(let key) = answer { return (answer, state.results[key], starts) }
             return (answer, nil, starts)
@@ -248,6 +255,8 @@ public final class ChunkReader: Sendable {
         case .wait: return try await pending!.value
         }
     }
+
+    private func arrayChunkFiles(_ inode: UInt64) -> ClosedRange<UInt64>? { chunkFiles?(inode) }
 
     /// The first unit of the chunk file `inode`, for readahead: nil unless it is a stored chunk.
     private func firstUnit(_ inode: UInt64) -> Unit? {

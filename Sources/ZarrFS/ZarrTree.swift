@@ -318,6 +318,15 @@ public final class ZarrTree: Sendable {
         return (start, start + last)
     }
 
+    /// The inodes of the chunk files of the array whose chunk file `inode` is (consecutive, in
+    /// row-major order); nil when `inode` is no chunk file.
+    public func chunkFiles(containing inode: UInt64) -> ClosedRange<UInt64>? {
+        guard let (array, _) = chunk(inode) else { return nil }
+        let count = UInt64(store.dataset.arrays[array].manifest.count)
+        let first = firstChunkInode + chunkInodeBase[array]
+        return first...(first + count - 1)
+    }
+
     private func chunk(_ inode: UInt64) -> (array: Int, linear: Int)? {
         guard inode >= firstChunkInode else { return nil }
         let index = inode - firstChunkInode

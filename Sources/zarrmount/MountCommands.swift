@@ -217,7 +217,8 @@ struct Mount: AsyncParsableCommand {
             let fetcher = StoreChunkFetcher(store: summary.store, partSize: UInt64(part), timeout: readTimeout)
             let reader = ChunkReader(
                 objects: summary.dataset.objects, fetcher: fetcher, cacheBytes: budget,
-                readahead: readahead, neighbour: { [tree] in tree.entry($0) }, partSize: UInt64(part),
+                readahead: readahead, neighbour: { [tree] in tree.entry($0) }, chunkFiles: { [tree] in tree.chunkFiles(containing: $0) },
+                partSize: UInt64(part),
                 verification: verification, assembly: { [tree] in tree.assembly(array: $0, linear: $1) })
             let sourcesText = config.references.map { [$0] } ?? config.sources
             let started = Date()

@@ -92,6 +92,64 @@ final class ChunkCachePlanTests: XCTestCase {
         XCTAssertEqual(plan.inFlightBytes, 300)
     }
 
+    /// The order in which xarray + dask (2 threads) read T2's 365 daily chunk files for
+    /// `ds.T2.mean("Time")` through a mount, recorded with strace: runs of chunk indices, each
+    /// read backwards, in blocks of its own order.
+    private let daskMeanOrder: [UInt64] = [
+        (255, 240), (207, 192), (239, 208), (63, 48), (39, 32), (47, 40), (31, 12), (9, 8), (11, 10), (7, 0), (127, 64), (159, 128),
+        (191, 160), (319, 256), (351, 320), (363, 352), (364, 364),
+    ].flatMap { (high: UInt64, low: UInt64) in (low...high).reversed().map { $0 + 1 } }
+
+    /// Replays `order` over chunk files 1...365 (one array) with each fetch landing `latency`
+    /// reads after it starts; returns the reads that had to wait and the fetches started.
+    private func replay(_ order: [UInt64], sweeping: Bool, latency: Int = 7, budget: Int = 1 << 30) -> (waits: Int, fetches: [UInt64]) {
+        var plan = ChunkCachePlan(budget: budget, readahead: 8, partSize: 1 << 20)
+        let files: (UInt64) -> Unit? = { (1...365).contains($0) ? self.unit($0) : nil }
+        let chunkFiles: (UInt64) -> ClosedRange<UInt64>? = { sweeping && (1...365).contains($0) ? 1...365 : nil }
+        var landing: [(at: Int, key: Key)] = []
+        var waits = 0
+        var fetches: [UInt64] = []
+        for (time, inode) in order.enumerated() {
+            for arrived in landing where arrived.at <= time { plan.finished(arrived.key, bytes: [1]) }
+            landing.removeAll { $0.at <= time }
+            let (answer, starts) = plan.request(unit(inode), parts: 1, firstUnit: files, chunkFiles: chunkFiles)
+            if case .wait = answer { waits += 1 }
+            for start in starts {
+                fetches.append(start.key.inode)
+                landing.append((time + latency, start.key))
+            }
+        }
+        return (waits, fetches)
+    }
+
+    func testAReaderGoingThroughAnArrayInDasksBlocksHasTheRestOfItSweptAhead() {
+        XCTAssertEqual(daskMeanOrder.count, 365)
+        XCTAssertEqual(Set(daskMeanOrder), Set(1...365))
+        let chunkwise = replay(daskMeanOrder, sweeping: false)
+        let swept = replay(daskMeanOrder, sweeping: true)
+        // Readahead alone: every block's start is a miss, and its next reads wait for the window.
+        XCTAssertGreaterThanOrEqual(chunkwise.waits, 50)
+        XCTAssertLessThanOrEqual(swept.waits, 20, "once an eighth of the array is read in runs, the rest is on its way")
+        for run in [chunkwise, swept] {
+            XCTAssertEqual(run.fetches.count, 365, "each chunk file is fetched once")
+            XCTAssertEqual(Set(run.fetches), Set(1...365))
+        }
+    }
+
+    func testRandomReadersAndArraysTooLargeForTheCacheAreNotSwept() {
+        // Every chunk file once, in an order with no run of eight: nothing is fetched ahead of
+        // what readers ask for, beyond runs of two or three.
+        var random = SplitMix64(seed: 7)
+        var order = Array(UInt64(1)...365)
+        for index in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(index, Int(random.next() % UInt64(index + 1))) }
+        let scattered = replay(order, sweeping: true)
+        let unswept = replay(order, sweeping: false)
+        XCTAssertEqual(scattered.fetches, unswept.fetches, "random readers never sweep")
+        // The blocks of a reduction over an array whose chunks would fill more than half the
+        // cache (365 chunks of 100 bytes, a budget of 60,000 bytes) are read ahead, not swept.
+        XCTAssertEqual(replay(daskMeanOrder, sweeping: true, budget: 60_000).fetches, replay(daskMeanOrder, sweeping: false, budget: 60_000).fetches)
+    }
+
     func testAPartOfALargeChunkFetchesTheNextPartsAhead() {
         var plan = ChunkCachePlan(budget: 1 << 30, readahead: 2, partSize: 100)
         let part0 = Unit(key: Key(inode: 9, part: 0), object: 1, offset: 5000, length: 100, decoding: nil, chunkLength: 950)

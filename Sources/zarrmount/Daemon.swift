@@ -49,7 +49,7 @@ enum Daemon {
                 if null > STDERR_FILENO { close(null) }
             }
             dup2(errors.write, STDERR_FILENO)
-            close(errors.write)
+            closeInheritedDescriptors()
             if progressToTerminal { setenv(progressTerminalVariable, "1", 1) }
             return .daemon
         }
@@ -57,7 +57,15 @@ enum Daemon {
         return .caller(DaemonHandle(pid: pid, errors: errors.read))
     }
 
-    /// Starts `executable` with `arguments` as the daemon, a new program.
+    /// Closes every descriptor but the standard three, in a daemon before it has a second
+    /// thread: nothing else the caller held stays open until the unmount (a pipe a script
+    /// waits on for end of file would wait that long).
+    static func closeInheritedDescriptors() {
+        closefrom(STDERR_FILENO + 1)
+    }
+
+    /// Starts `executable` with `arguments` as the daemon, a new program; it closes what it
+    /// inherited itself (`closeInheritedDescriptors`), when it starts.
     static func spawn(executable: String, arguments: [String], progressToTerminal: Bool) throws -> DaemonHandle {
         let errors = try errorPipe()
         defer { close(errors.write) }

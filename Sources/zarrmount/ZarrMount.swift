@@ -25,6 +25,8 @@ struct ZarrMount: AsyncParsableCommand {
             var command = try parseAsRoot()
             // A mount leaves its daemon before the process has a second thread (Daemon).
             if var mount = command as? Mount {
+                // A daemon started as a new program (--ready-file) closes what it inherited.
+                if mount.readyFile != nil { Daemon.closeInheritedDescriptors() }
                 try mount.detach()
                 command = mount
             }

@@ -334,3 +334,31 @@ def test_the_daemon_does_not_link_libhdf5_and_verify_still_works(vz):
     assert ok.returncode == 0 and "OK" in ok.stdout and "agree with libhdf5" in ok.stdout, (ok.returncode, ok.stdout, ok.stderr)
     bad = subprocess.run([binary, "verify", "/nonexistent.nc"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1, (bad.returncode, bad.stdout, bad.stderr)
+
+
+@pytest.mark.parametrize("launch", ["fork", "exec"])
+def test_the_daemon_keeps_nothing_the_caller_held_open(archive, tmp_path, launch):
+    """A descriptor the caller inherited (a pipe a script reads until end of file) is closed in
+    the daemon, whether it is a fork of the command or a new program (ZARRMOUNT_DAEMON_EXEC=1):
+    otherwise the script would wait until the unmount."""
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    read_end, write_end = os.pipe()
+    env = dict(os.environ, ZARRMOUNT_DAEMON_EXEC="1" if launch == "exec" else "0")
+    try:
+        p = subprocess.run([ZARRMOUNT, "mount", os.path.dirname(archive[0]) + "/*.nc", "--concat-dim", "Time", "--no-cache",
+                            str(mountpoint)], capture_output=True, text=True, timeout=120, pass_fds=(write_end,), env=env)
+        assert p.returncode == 0, p.stderr
+        assert os.path.ismount(mountpoint)
+        os.close(write_end)
+        write_end = None
+        os.set_blocking(read_end, False)
+        assert os.read(read_end, 1) == b"", "end of file: no process holds the pipe's write end"
+    except BlockingIOError:
+        pytest.fail("the daemon holds the caller's pipe open")
+    finally:
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+        subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)
+    assert not os.path.ismount(mountpoint)

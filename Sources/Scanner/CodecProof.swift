@@ -118,8 +118,8 @@ public enum CodecProof {
 
     /// Reads one chunk per variable, an object's chunks together (one multi-range request over
     /// HTTP; up to 32 objects at once), and leaves out every variable whose chunk does not
-    /// decode. Errors reading a chunk are the store's and stop the scan.
-    /// Chunks proven ahead (`proveAhead`) stand for their arrays' trials.
+    /// decode. Errors reading a chunk are the store's and stop the scan. A chunk proven ahead
+    /// (`proveAhead`) stands for its array's trial.
     public static func prove(
         _ dataset: inout VirtualDataset, store: RemoteStore?, cache: ManifestCache? = nil, provenAhead: ProvenAhead = ProvenAhead()
     ) async throws {
@@ -142,9 +142,8 @@ public enum CodecProof {
 
     /// Proves the chains of one scanned file's arrays (the first listed) while the other files
     /// are still being scanned, so that `prove` finds most arrays proven when the files are
-    /// combined. Returns
-    /// the chunks that decoded (cached proofs included); a chunk that does not decode, or
-    /// cannot be read, is left for `prove`, which reports it.
+    /// combined. Returns the chunks that decoded (cached proofs included); a chunk that does
+    /// not decode, or cannot be read, is left for `prove`, which reports it.
     public static func proveAhead(_ file: VirtualDataset, store: RemoteStore?, cache: ManifestCache? = nil) async -> ProvenAhead {
         var proven = ProvenAhead()
         let trials = trials(file)

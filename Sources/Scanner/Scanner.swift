@@ -57,6 +57,10 @@ public struct ScanOptions: Sendable {
     public var shard: Shard?
     /// Objects already scanned (`scan --update`): left out of the listing.
     public var excludedURLs: Set<String> = []
+    /// Prove the first listed file's codec chains while the others are scanned
+    /// (`CodecProof.proveAhead`); off where the files are not combined and proven here (a
+    /// shard's scan, whose files `merge` proves).
+    public var provesAhead = true
 
     public init() {}
 }
@@ -364,7 +368,7 @@ public enum Scanner {
                     listed[index] = object
                     try perform(schedule.listed(index))
                 case .scanned(let index, var outcome):
-                    if index == 0, let dataset = outcome.dataset {
+                    if index == 0, options.provesAhead, let dataset = outcome.dataset {
                         proofAhead = Task { await CodecProof.proveAhead(dataset, store: store, cache: cache) }
                     }
                     outcome.compact(sharing: &shared)

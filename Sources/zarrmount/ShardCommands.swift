@@ -11,6 +11,7 @@ func scanShard(_ config: MountConfig, shard: Shard, to manifest: String, logger:
     var (options, engine) = try scanOptionsWithStore(config, logger: logger)
     defer { engine?.shutdown() }
     options.shard = shard
+    options.provesAhead = false
     if !config.noCache { options.cache = ManifestCache(directory: config.cacheDirectory ?? ManifestCache.defaultDirectory()) }
     let scanned = try await scanPartsReporting(config, options: options, logger: logger)
     let range = shard.range(of: scanned.listedFiles)

@@ -219,6 +219,19 @@ def test_sharded_scans_merge_to_the_single_scan_byte_for_byte(archive, tmp_path,
     assert open(tmp_path / "merged.json", "rb").read() == open(tmp_path / "single.json", "rb").read()
 
 
+def test_a_shard_leaves_the_codec_proof_to_merge(archive, tmp_path):
+    """A scan proves the first listed file's codec chains while the others are scanned; a
+    shard's files are not combined or proven until `merge`, so a shard reads no chunk for it."""
+    directory = os.path.dirname(archive[0])
+    common = [directory + "/*.nc", "--concat-dim", "Time", "--no-cache", "--log-level", "debug"]
+    whole = run("scan", *common, "--manifest", str(tmp_path / "whole.zmf"))
+    assert whole.returncode == 0, whole.stderr
+    assert "chains proven while the files were scanned" in whole.stderr, whole.stderr[-3000:]
+    shard = run("scan", *common, "--shard", "0/2", "--manifest", str(tmp_path / "part-0.zmf"))
+    assert shard.returncode == 0, shard.stderr
+    assert "chains proven while the files were scanned" not in shard.stderr, shard.stderr[-3000:]
+
+
 def test_merge_names_missing_duplicate_and_foreign_shards_and_a_shard_does_not_mount(archive, mounts, tmp_path):
     directory = os.path.dirname(archive[0])
     parts = []

@@ -201,42 +201,72 @@ public final class RemoteStore: Sendable {
     public func list(_ sources: [String], http: HTTPDescription = HTTPDescription()) async throws -> [ListedObject] {
         var result: [ListedObject] = []
         var seen: Set<String> = []
-        var httpURLs: [String] = []
+        // Named objects (HTTP URLs, S3 keys without wildcards) are described concurrently, in
+        // runs between the sources that list (globs, prefixes, local paths): a reference file
+        // or an Icechunk snapshot names hundreds of objects, and a HEAD at a time costs a round
+        // trip each.
+        var named: [NamedObject] = []
         var firstBytesBudget = http.budget
-        func flushHTTP() async throws {
-            guard !httpURLs.isEmpty else { return }
-            let withFirstBytes = http.firstBytesPlan(httpURLs, budget: &firstBytesBudget)
+        func flushNamed() async throws {
+            guard !named.isEmpty else { return }
+            let httpURLs = named.compactMap { if case .http(let url) = $0 { url } else { nil } }
+            var withFirstBytes = http.firstBytesPlan(httpURLs, budget: &firstBytesBudget)[...]
+            let plan = named.map { object -> (NamedObject, Bool) in
+                guard case .http = object else { return (object, false) }
+                return (object, withFirstBytes.popFirst() ?? false)
+            }
             let objects = try await withThrowingTaskGroup(of: (Int, ListedObject).self) { group in
-                for (index, url) in httpURLs.enumerated() {
-                    group.addTask { (index, try await self.describe(httpURL: url, firstBytes: withFirstBytes[index], http: http)) }
+                for (index, (object, firstBytes)) in plan.enumerated() {
+                    group.addTask {
+                        switch object {
+                        case .http(let url): (index, try await self.describe(httpURL: url, firstBytes: firstBytes, http: http))
+                        case .s3(let bucket, let key): (index, try await self.headS3(bucket: bucket, key: key))
+                        }
+                    }
                 }
-                var out = [ListedObject?](repeating: nil, count: httpURLs.count)
+                var out = [ListedObject?](repeating: nil, count: plan.count)
                 for try await (index, object) in group { out[index] = object }
                 return out.compactMap { $0 }
             }
             for object in objects where seen.insert(object.url).inserted { result.append(object) }
-            httpURLs = []
+            named = []
         }
         for source in sources {
             switch try Location(parsing: source) {
             case .local:
-                try await flushHTTP()
+                try await flushNamed()
                 do {
                     for object in try LocalStore.list([source]) where seen.insert(object.url).inserted { result.append(object) }
                 } catch let error as ListingError {
                     throw ObjectStoreError(.invalidLocation(error.description), url: source)
                 }
             case .http(let url):
-                httpURLs.append(url)
+                named.append(.http(url))
             case .s3(let bucket, let key):
-                try await flushHTTP()
+                if Self.namesOneS3Object(key) {
+                    named.append(.s3(bucket: bucket, key: key))
+                    continue
+                }
+                try await flushNamed()
                 for object in try await listS3(bucket: bucket, pattern: key, source: source) where seen.insert(object.url).inserted {
                     result.append(object)
                 }
             }
         }
-        try await flushHTTP()
+        try await flushNamed()
         return result
+    }
+
+    /// An object a source names exactly, described with a request of its own.
+    private enum NamedObject: Sendable {
+        case http(String)
+        case s3(bucket: String, key: String)
+    }
+
+    /// Whether an S3 source's key names one object (no wildcard, not a prefix), which a HEAD
+    /// describes, rather than objects a listing finds.
+    static func namesOneS3Object(_ key: String) -> Bool {
+        !GlobPattern.hasWildcards(key) && !key.isEmpty && !key.hasSuffix("/")
     }
 
     /// One HTTP URL as a listing describes it: size and identity, and its first bytes when
@@ -247,9 +277,7 @@ public final class RemoteStore: Sendable {
     }
 
     func listS3(bucket: String, pattern: String, source: String) async throws -> [ListedObject] {
-        if !GlobPattern.hasWildcards(pattern) && !pattern.isEmpty && !pattern.hasSuffix("/") {
-            return [try await headS3(bucket: bucket, key: pattern)]
-        }
+        if Self.namesOneS3Object(pattern) { return [try await headS3(bucket: bucket, key: pattern)] }
         let glob = GlobPattern(pattern.isEmpty || pattern.hasSuffix("/") ? pattern + "**" : pattern)
         let prefix = GlobPattern.hasWildcards(pattern) ? glob.literalPrefix : pattern
         var token: String?

@@ -1080,6 +1080,22 @@ def test_mount_of_references_stored_in_s3(scanner, services, world, archive, tmp
     assert not os.path.ismount(str(tmp_path / "mnt"))
 
 
+def test_the_s3_objects_a_reference_file_names_are_described_together(scanner, services, world, tmp_path, proxies):
+    """A reference file (or an Icechunk snapshot) names its objects one by one; each takes a
+    HEAD, and the HEADs go out together, not one round trip after another. Each HEAD is held
+    for 1.5 s by the proxy: all five arrive before the first is answered."""
+    refs, first = scanner.ok(["s3://%s/daily/2060/*.nc" % BUCKET], "--endpoint-url", services.s3)
+    shutil.copy(first.out, str(tmp_path / "refs.json"))
+    fp = proxies(services.s3, "--delay-rate", "1", "--delay-ms", "1500", "--only-methods", "HEAD")
+    again = scanner.ok([], "--references", str(tmp_path / "refs.json"), "--endpoint-url", fp.url,
+                       "--allow-source", "s3://%s/" % BUCKET, concat=False)[0]
+    assert again.refs == refs.refs and again.urls == refs.urls
+    heads = [r for r in fp.requests() if r["method"] == "HEAD"]
+    assert sorted(r["path"].rsplit("/", 1)[1] for r in heads) == sorted(NAMES), heads
+    arrivals = [r["t"] for r in heads]
+    assert max(arrivals) - min(arrivals) < 1.5, "HEADs sent one after another: %s" % arrivals
+
+
 def test_sigterm_and_unmount_with_reads_in_flight_end_cleanly(scanner, services, world, archive, tmp_path, proxies):
     """Chunk reads held for 2 s by the proxy: SIGTERM (and, on a second mount, a lazy unmount) while
     16 readers wait; the readers get the right bytes or an error, never hang, and the daemon exits 0."""

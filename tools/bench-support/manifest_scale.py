@@ -3,8 +3,8 @@
 1. The year (365 WRF-like files on local disk) scanned once to a manifest; then `zarrmount mount
    --manifest` of it, against `zarrmount mount` of the same files with the manifest cache filled
    (the baseline: a listing of every file and the cached per-file results combined again), and
-   against the start of the binary alone (`zarrmount --version`; a mount starts it twice: the
-   command and its daemon). Medians of 5.
+   against the start of the binary alone (`zarrmount --version`; a mount starts it once, and
+   its daemon is a fork of the command). Medians of 5.
 2. A synthetic manifest of N chunks (default 10,000,000) over one object: its size, the time to
    read and check it in a fresh process with that process's peak RSS, the time `zarrmount mount
    --manifest` takes with the daemon's peak RSS, a listing of the array's directory, and a read of

@@ -16,11 +16,16 @@ public struct IcechunkReferences: Sendable {
     /// read as. The v2 form's fill value is the CF `_FillValue` instead (as xarray reads it),
     /// so missing chunks are given a chunk of this value where the two differ.
     public var missingChunkFills: [String: JSON]
+    /// The size each of the repository's chunk objects has at least (the end of its last
+    /// chunk), by URL. Chunk objects are named by their content's id and never rewritten, so
+    /// a mount of a remote repository takes these sizes instead of a HEAD per object.
+    public var nativeObjectSizes: [String: UInt64]
 
     public init(snapshot: IcechunkSnapshot, references: [String: [IcechunkChunkRef]], root: String) throws {
         var refs: [(String, JSON)] = []
         var checksums: [String: IcechunkChunkRef.Checksum] = [:]
         var fills: [String: JSON] = [:]
+        var nativeSizes: [String: UInt64] = [:]
         let chunkDirectory = root.hasSuffix("/") ? root + "chunks/" : root + "/chunks/"
         for node in snapshot.nodes.sorted(by: { $0.path < $1.path }) {
             let key = node.path == "/" ? "" : String(node.path.dropFirst()) + "/"
@@ -52,7 +57,10 @@ public struct IcechunkReferences: Sendable {
                 case .inline(let bytes):
                     refs.append((chunkKey, .string("base64:" + Data(bytes).base64EncodedString())))
                 case .native(let id, let offset, let length):
-                    refs.append((chunkKey, .array([.string(chunkDirectory + id.description), .uint(offset), .uint(length)])))
+                    let url = chunkDirectory + id.description
+                    refs.append((chunkKey, .array([.string(url), .uint(offset), .uint(length)])))
+                    let (end, overflow) = offset.addingReportingOverflow(length)
+                    if !overflow { nativeSizes[url] = max(nativeSizes[url] ?? 0, end) }
                 case .virtual(let location, let offset, let length, let checksum):
                     let url = location.hasPrefix("file://") ? String(location.dropFirst("file://".count)) : location
                     refs.append((chunkKey, .array([.string(url), .uint(offset), .uint(length)])))
@@ -63,6 +71,7 @@ public struct IcechunkReferences: Sendable {
         text = JSON.object([("version", .int(1)), ("refs", .object(refs))]).rendered()
         self.checksums = checksums
         missingChunkFills = fills
+        nativeObjectSizes = nativeSizes
     }
 
     /// xarray writes a floating-point `_FillValue` under Zarr v3 as the base64 of its bytes

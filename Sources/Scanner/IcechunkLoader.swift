@@ -79,9 +79,11 @@ extension ReferenceLoader {
         } catch {
             throw ScanError.references(location: source.root, detail: "\(error)")
         }
+        // A local repository's chunk objects are listed all the same: their owners and modes
+        // decide who may read them through a mount other users can read (--allow-other).
         var summary = try await loadKerchunk(
             converted.text, location: "\(source.root) (snapshot \(snapshotID))", confinement: confinement, store: store, onError: onError,
-            start: start, logger: logger)
+            start: start, logger: logger, knownSizes: directory.contains("://") ? converted.nativeObjectSizes : [:])
         for object in summary.dataset.objects {
             guard let recorded = converted.checksums[object.url] else { continue }
             switch recorded {

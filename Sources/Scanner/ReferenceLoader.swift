@@ -39,9 +39,11 @@ public enum ReferenceLoader {
 
     /// Kerchunk references already read: objects confined, listed for their sizes and
     /// identities, and every range checked against its object.
+    /// Objects in `knownSizes` are not listed: they take that size and no identity (an Icechunk
+    /// repository's chunk objects, which are never rewritten).
     static func loadKerchunk(
         _ text: String, location: String, confinement: SourceConfinement, store: RemoteStore?, onError: ErrorPolicy,
-        start: ContinuousClock.Instant, logger: Logger
+        start: ContinuousClock.Instant, logger: Logger, knownSizes: [String: UInt64] = [:]
     ) async throws -> ScanSummary {
         let workingDirectory = FileManager.default.currentDirectoryPath
         var dataset: VirtualDataset
@@ -63,11 +65,14 @@ public enum ReferenceLoader {
                         + "if you trust this reference file, add --allow-source PREFIX (config key allow_sources)")
             }
         }
-        logger.info("references read", metadata: ["location": "\(location)", "objects": "\(dataset.objects.count)"])
-        let urls = dataset.objects.map(\.url)
-        let listed: [ListedObject]
+        let urls = dataset.objects.map(\.url).filter { knownSizes[$0] == nil }
+        logger.info("references read", metadata: ["location": "\(location)", "objects": "\(dataset.objects.count)", "listed": "\(urls.count)"])
+        var listed: [ListedObject]
         do {
             if let store { listed = try await store.list(urls) } else { listed = try LocalStore.list(urls) }
+            for object in dataset.objects {
+                if let size = knownSizes[object.url] { listed.append(ListedObject(url: object.url, size: size, identity: nil)) }
+            }
         } catch let error as ObjectStoreError {
             throw ScanError.references(location: location, detail: "\(location) refers to \(error)")
         } catch let error as ListingError {
@@ -84,7 +89,7 @@ public enum ReferenceLoader {
         }
         try checkRanges(dataset, location: location)
         return ScanSummary(
-            dataset: dataset, files: dataset.objects.count, skipped: [], requests: listed.count, bytesRead: UInt64(text.utf8.count),
+            dataset: dataset, files: dataset.objects.count, skipped: [], requests: urls.count, bytesRead: UInt64(text.utf8.count),
             elapsed: ContinuousClock.now - start, cacheHits: 0, store: store, maxRounds: 0)
     }
 

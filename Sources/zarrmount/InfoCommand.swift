@@ -58,11 +58,6 @@ struct Info: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if let icechunk = repository.icechunk {
-            try await describeIcechunk(icechunk)
-            return
-        }
-        guard let manifest else { throw ValidationError("give a manifest") }
         var config = MountConfig(sources: [])
         config.endpointURL = endpointUrl
         config.region = region
@@ -71,6 +66,11 @@ struct Info: AsyncParsableCommand {
         let logger = try logging.makeLogger()
         let (store, engine) = try makeRemoteStore(config, logger: logger)
         defer { engine.shutdown() }
+        if let icechunk = repository.icechunk {
+            try await describeIcechunk(icechunk, store: store)
+            return
+        }
+        guard let manifest else { throw ValidationError("give a manifest") }
         let dataset: VirtualDataset
         let info: ManifestFile.Info
         var isShard = false
@@ -162,15 +162,8 @@ enum ManifestDescription {
 extension Info {
     /// `info --icechunk DIR`: the snapshot a reference names, its nodes, and each array's chunks
     /// by kind.
-    func describeIcechunk(_ directory: String) async throws {
+    func describeIcechunk(_ directory: String, store: RemoteStore) async throws {
         let reference = self.repository.reference
-        var config = MountConfig(sources: [])
-        config.endpointURL = endpointUrl
-        config.region = region
-        config.caBundle = caBundle
-        config.anonymous = anonymous
-        let (store, engine) = try makeRemoteStore(config, logger: try logging.makeLogger())
-        defer { engine.shutdown() }
         do {
             let repository = try IcechunkRepository.at(directory, store: store)
             let id = try await repository.resolve(reference)
@@ -196,13 +189,7 @@ extension Info {
                     "  \(node.path)\(names): shape \(array.shape), chunks \(array.chunkShape); \(native) native, \(inline) inline, \(virtual) virtual chunks"
                         + (objects == 0 ? "" : " in \(objects) objects"))
             }
-        } catch let error as IcechunkError {
-            printError("error: \(error)")
-            throw ExitCode(1)
-        } catch let error as ScanError {
-            printError("error: \(error)")
-            throw ExitCode(1)
-        } catch let error as ObjectStoreError {
+        } catch  where error is IcechunkError || error is ScanError || error is ObjectStoreError {
             printError("error: \(error)")
             throw ExitCode(1)
         }

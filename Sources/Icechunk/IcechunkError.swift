@@ -12,6 +12,7 @@ public enum IcechunkError: Error, CustomStringConvertible, Sendable, Equatable {
     case wrongFileType(file: String, expected: UInt8, found: UInt8)
     case unsupportedCompression(file: String, code: UInt8)
     case tooLarge(file: String, limit: Int)
+    case fileTooLarge(file: String, size: UInt64, limit: Int)
     /// An array whose Zarr metadata the mount cannot serve as it is.
     case unsupportedMetadata(path: String, detail: String)
 
@@ -39,6 +40,8 @@ public enum IcechunkError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(file): compression code \(code), which Icechunk's format does not define (0 none, 1 zstd)"
         case .tooLarge(let file, let limit):
             return "\(file): decompresses to more than \(limit) bytes, refused"
+        case .fileTooLarge(let file, let size, let limit):
+            return "\(file): \(size) bytes, more than the \(limit) a metadata file may have; refused (is this an Icechunk repository?)"
         case .unsupportedMetadata(let path, let detail):
             return "array \(path) of the repository: \(detail)"
         }

@@ -255,17 +255,18 @@ public enum IcechunkReference: Sendable, Equatable {
 }
 
 /// An Icechunk repository read through `fetch`, which returns the bytes of a key below the
-/// repository's root (`refs/branch.main/ref.json`), or nil when there is no such key; `list`
-/// gives the keys below a prefix (for naming the branches and tags that exist).
+/// repository's root (`refs/branch.main/ref.json`), or nil when there is no such key, and
+/// throws `IcechunkError.fileTooLarge` rather than read a file of more bytes than it is given;
+/// `list` gives the keys below a prefix (for naming the branches and tags that exist).
 public struct IcechunkRepository: Sendable {
     public let root: String
-    let fetch: @Sendable (String) async throws -> [UInt8]?
+    let fetch: @Sendable (_ key: String, _ limit: Int) async throws -> [UInt8]?
     let list: @Sendable (String) async throws -> [String]
     /// The most a metadata file may decompress to.
     public var metadataLimit = 1 << 30
 
     public init(
-        root: String, fetch: @escaping @Sendable (String) async throws -> [UInt8]?,
+        root: String, fetch: @escaping @Sendable (_ key: String, _ limit: Int) async throws -> [UInt8]?,
         list: @escaping @Sendable (String) async throws -> [String]
     ) {
         self.root = root
@@ -278,9 +279,10 @@ public struct IcechunkRepository: Sendable {
         let base = URL(fileURLWithPath: directory)
         return IcechunkRepository(
             root: directory,
-            fetch: { key in
+            fetch: { key, limit in
                 let path = base.appendingPathComponent(key).path
-                guard FileManager.default.fileExists(atPath: path) else { return nil }
+                guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? UInt64 else { return nil }
+                guard size <= UInt64(limit) else { throw IcechunkError.fileTooLarge(file: key, size: size, limit: limit) }
                 return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
             },
             list: { prefix in
@@ -289,9 +291,12 @@ public struct IcechunkRepository: Sendable {
             })
     }
 
+    /// The bytes of a metadata file, at most `metadataLimit` of them.
+    private func read(_ key: String) async throws -> [UInt8]? { try await fetch(key, metadataLimit) }
+
     /// The snapshot id a reference names.
     public func resolve(_ reference: IcechunkReference) async throws -> IcechunkObjectID {
-        guard try await fetch("refs/branch.main/ref.json") != nil else { throw IcechunkError.notARepository(root: root) }
+        guard try await read("refs/branch.main/ref.json") != nil else { throw IcechunkError.notARepository(root: root) }
         switch reference {
         case .snapshot(let text):
             guard let id = IcechunkObjectID(text) else { throw IcechunkError.badObjectID(text, file: "--snapshot") }
@@ -300,7 +305,7 @@ public struct IcechunkRepository: Sendable {
             return try await follow(kind: "branch", name: name)
         case .tag(let name):
             for tombstone in ["refs/tag.\(name)/ref.json.deleted", "refs/tags.\(name)/ref.json.deleted"] {
-                if try await fetch(tombstone) != nil { throw IcechunkError.deletedTag(name: name) }
+                if try await read(tombstone) != nil { throw IcechunkError.deletedTag(name: name) }
             }
             return try await follow(kind: "tag", name: name)
         }
@@ -308,7 +313,7 @@ public struct IcechunkRepository: Sendable {
 
     private func follow(kind: String, name: String) async throws -> IcechunkObjectID {
         let key = "refs/\(kind).\(name)/ref.json"
-        guard let bytes = try await fetch(key) else {
+        guard let bytes = try await read(key) else {
             let names = try await list("refs").compactMap { $0.hasPrefix(kind + ".") ? String($0.dropFirst(kind.count + 1)) : nil }
             throw IcechunkError.missingReference(kind: kind, name: name, available: names)
         }
@@ -321,13 +326,13 @@ public struct IcechunkRepository: Sendable {
 
     public func snapshot(_ id: IcechunkObjectID) async throws -> IcechunkSnapshot {
         let key = "snapshots/\(id)"
-        guard let bytes = try await fetch(key) else { throw IcechunkError.missingFile(key) }
+        guard let bytes = try await read(key) else { throw IcechunkError.missingFile(key) }
         return try IcechunkSnapshot(IcechunkFileHeader.payload(of: bytes, file: key, expected: .snapshot, limit: metadataLimit))
     }
 
     public func manifest(_ id: IcechunkObjectID) async throws -> IcechunkManifest {
         let key = "manifests/\(id)"
-        guard let bytes = try await fetch(key) else { throw IcechunkError.missingFile(key) }
+        guard let bytes = try await read(key) else { throw IcechunkError.missingFile(key) }
         return try IcechunkManifest(IcechunkFileHeader.payload(of: bytes, file: key, expected: .manifest, limit: metadataLimit))
     }
 

@@ -31,10 +31,11 @@ extension IcechunkRepository {
         let prefix = base
         return IcechunkRepository(
             root: root,
-            fetch: { key in
+            fetch: { key, limit in
                 let url = prefix + "/" + key
                 do {
                     guard let object = try await store.list([url]).first else { return nil }
+                    guard object.size <= UInt64(limit) else { throw IcechunkError.fileTooLarge(file: key, size: object.size, limit: limit) }
                     return try await store.get(object.url, range: 0..<object.size, identity: object.identity)
                 } catch let error as ObjectStoreError where error.kind == .notFound {
                     return nil

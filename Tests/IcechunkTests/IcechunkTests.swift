@@ -52,4 +52,27 @@ final class FlatBufferTests: XCTestCase {
         XCTAssertThrowsError(try FlatBuffer([4, 0, 0, 0, 0xFF, 0xFF, 0, 0], name: "back").root("root"))
         XCTAssertThrowsError(try FlatBuffer([], name: "empty").root("root"))
     }
+
+    func testAMetadataFileLargerThanTheLimitIsRefusedBeforeItIsRead() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("icechunk-limit-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let refs = root.appendingPathComponent("refs/branch.main")
+        try FileManager.default.createDirectory(at: refs, withIntermediateDirectories: true)
+        let text = #"{"snapshot":"1CECHNKREP0F1RSTCMT0"}"#
+        try Data(text.utf8).write(to: refs.appendingPathComponent("ref.json"))
+        var repository = IcechunkRepository.local(root.path)
+        repository.metadataLimit = text.utf8.count - 1
+        do {
+            _ = try await repository.resolve(.branch("main"))
+            XCTFail("a reference file larger than the limit was read")
+        } catch let error as IcechunkError {
+            guard case .fileTooLarge(let file, let size, let limit) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(file, "refs/branch.main/ref.json")
+            XCTAssertEqual(size, UInt64(text.utf8.count))
+            XCTAssertEqual(limit, text.utf8.count - 1)
+        }
+        repository.metadataLimit = text.utf8.count
+        let id = try await repository.resolve(.branch("main"))
+        XCTAssertEqual(id.description, "1CECHNKREP0F1RSTCMT0")
+    }
 }

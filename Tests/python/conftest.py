@@ -20,6 +20,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CACHE = os.path.join(REPO, ".cache")
 SETS_DIR = os.path.join(CACHE, "vz-sets")
 CI = os.environ.get("CI") == "true"
+
+
+def started_services(root, lifetime):
+    """nginx and moto from tools/services.py in the private state directory ROOT, for a module's
+    fixture to yield from: their environment (ZARRMOUNT_HTTP_DIR, ZARRMOUNT_S3_ENDPOINT, ...),
+    stopped afterwards. A start that fails fails the test under CI=true and skips it elsewhere."""
+    tool = os.path.join(REPO, "tools", "services.py")
+    p = subprocess.run([sys.executable, tool, "start", "--dir", root, "--parent-pid", str(os.getpid()), "--lifetime", str(lifetime)],
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        message = "tools/services.py start failed: %s" % p.stderr.strip()[-2000:]
+        if CI:
+            pytest.fail(message + " (CI=true forbids skipping)")
+        pytest.skip(message)
+    try:
+        yield dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    finally:
+        subprocess.run([sys.executable, tool, "stop", "--dir", root], capture_output=True, timeout=60)
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 

@@ -272,21 +272,8 @@ def test_a_virtualizarr_repository_of_the_sample_archive_reads_as_the_original_f
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     """moto's S3 server (tools/services.py), with the test credentials in the environment."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-    root = str(tmp_path_factory.mktemp("icechunk-services"))
-    tool = os.path.join(REPO, "tools", "services.py")
-    p = subprocess.run([sys.executable, tool, "start", "--dir", root, "--parent-pid", str(os.getpid()), "--lifetime", "1800"],
-                       capture_output=True, text=True, timeout=120)
-    if p.returncode != 0:
-        pytest.fail("tools/services.py start failed (moto is part of the suite): %s" % p.stderr[-2000:])
-    env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
-    try:
-        yield env
-    finally:
-        subprocess.run([sys.executable, tool, "stop", "--dir", root], capture_output=True, timeout=60)
+    from conftest import started_services
+    yield from started_services(str(tmp_path_factory.mktemp("icechunk-services")), lifetime=1800)
 
 
 def test_a_repository_in_s3_mounts_as_icechunk_reads_it(moto, tmp_path):

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import CI, REPO, make_wrf_sample, require_fuse, wrf_originals
+from conftest import CI, REPO, make_wrf_sample, require_fuse, started_services, wrf_originals
 
 ZARRMOUNT = os.environ.get("ZARRMOUNT_BIN", os.path.join(REPO, ".build", "debug", "zarrmount"))
 
@@ -157,18 +157,7 @@ def test_damaged_and_untrusted_manifests_are_refused_by_name_and_nothing_is_moun
 
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("manifest-services"))
-    tool = os.path.join(REPO, "tools", "services.py")
-    p = subprocess.run([sys.executable, tool, "start", "--dir", root, "--parent-pid", str(os.getpid()), "--lifetime", "900"],
-                       capture_output=True, text=True, timeout=120)
-    if p.returncode != 0:
-        message = "tools/services.py start failed: %s" % p.stderr.strip()[-2000:]
-        if CI:
-            pytest.fail(message + " (CI=true forbids skipping)")
-        pytest.skip(message)
-    env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
-    yield env
-    subprocess.run([sys.executable, tool, "stop", "--dir", root], capture_output=True, timeout=60)
+    yield from started_services(str(tmp_path_factory.mktemp("manifest-services")), lifetime=900)
 
 
 def test_several_mounts_read_one_manifest_over_http_without_scanning(archive, mounts, nginx, tmp_path):

@@ -24,8 +24,8 @@ public struct VariableSelection: Sendable, Equatable {
 }
 
 /// The part of a scan after every file is read: choosing variables, checking the names the
-/// user gave, inferring the concat dimension, ordering, comparing (`--compat equals`) and
-/// combining.
+/// user gave, inferring the concat dimension, ordering, comparing (the dimension coordinates by
+/// default, everything under `--compat equals`) and combining.
 extension Scanner {
     typealias Part = (name: String, dataset: VirtualDataset)
 
@@ -53,6 +53,9 @@ extension Scanner {
             } else if options.order == .coordinate, let dimension = combine.concatDimension {
                 parts = try sortByCoordinate(parts, dimension: dimension)
                 combine.orderedByCoordinate = true
+            }
+            if combine.compat == nil, combine.layout == .combined {
+                try CombineRules.checkDimensionCoordinatesAgree(parts, concatDimension: combine.concatDimension)
             }
         } catch let error as CombineError {
             throw ScanError.combine(error)

@@ -288,10 +288,12 @@ public enum Scanner {
         logger.info("scanning files", metadata: ["count": "\(listed.count)"])
         var mapping = options.mapping
         if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
-        // Without a concat dimension, the files' coordinates are compared to choose one.
-        // The whole listing's count, not the shard's: every shard maps its files as a scan of
-        // all of them would.
-        if options.combine.concatDimension == nil, options.stack == nil, options.combine.layout == .combined, listedTotal > 1 {
+        // The files' dimension coordinates are read to choose the concat dimension when none is
+        // named, and to check that the others agree unless `--compat override` says to keep the
+        // first file's. The whole listing's count, not the shard's: every shard maps its files as
+        // a scan of all of them would.
+        let infers = options.combine.concatDimension == nil && options.stack == nil
+        if options.combine.layout == .combined, listedTotal > 1, infers || options.combine.compat != .override {
             mapping.inlineDimensionCoordinates = true
         }
         let mappingOptions = mapping

@@ -109,6 +109,48 @@ public enum CombineRules {
         )
     }
 
+    /// Stops when a dimension coordinate other than the concat dimension's differs between
+    /// files. The combined dataset keeps one file's version of it, which would put every other
+    /// file's values at the wrong latitudes, levels or instants; xarray would align the files
+    /// instead. Only the values read with the scan (up to the inlining limit) are compared, so
+    /// this check reads nothing; `--compat override` skips it and `--compat equals` compares more.
+    public static func checkDimensionCoordinatesAgree(_ parts: [Part], concatDimension: String?) throws {
+        guard parts.count > 1 else { return }
+        var firstHolder: [String: Int] = [:]
+        for (index, part) in parts.enumerated() {
+            for array in part.dataset.arrays where isDimensionCoordinate(array) && array.path != concatDimension {
+                guard let holder = firstHolder[array.path] else {
+                    firstHolder[array.path] = index
+                    continue
+                }
+                guard let first = parts[holder].dataset.arrays.first(where: { $0.path == array.path }), !sameCoordinate(first, array) else {
+                    continue
+                }
+                let files = [parts[holder].name, part.name]
+                throw CombineError.coordinateConflict(
+                    coordinate: array.path, files: files,
+                    detail:
+                        "coordinate \(array.path) differs between \(files[0]) and \(files[1])\(firstDifference(first, array).map { " (\($0))" } ?? ""); it has no \(concatDimension ?? "concat") dimension, so the combined dataset would label every file's values with one file's \(array.path). Mount the files separately (--layout per_file) or leave the odd files out; if they are the same grid written differently, keep the first file's with --compat override"
+                )
+            }
+        }
+    }
+
+    /// Where two versions of a coordinate first differ, for the message: the index and both
+    /// values, or what else differs (shape, dtype, units).
+    static func firstDifference(_ a: borrowing VirtualArray, _ b: borrowing VirtualArray) -> String? {
+        if a.shape != b.shape { return "\(a.shape.map(String.init).joined(separator: "x")) against \(b.shape.map(String.init).joined(separator: "x")) values" }
+        if stringAttribute(a, "units") != stringAttribute(b, "units") {
+            return "units \(stringAttribute(a, "units") ?? "none") against \(stringAttribute(b, "units") ?? "none")"
+        }
+        guard a.manifest.count == 1, b.manifest.count == 1, case .inline(let left) = a.manifest[0], case .inline(let right) = b.manifest[0],
+            let x = NumericValues.doubles(left, dtype: a.dtype, count: Int(a.shape[0])),
+            let y = NumericValues.doubles(right, dtype: b.dtype, count: Int(b.shape[0])),
+            let index = x.indices.first(where: { x[$0] != y[$0] && !(x[$0].isNaN && y[$0].isNaN) })
+        else { return nil }
+        return "at index \(index): \(Combiner.formatValue(x[index])) against \(Combiner.formatValue(y[index]))"
+    }
+
     /// A variable other than a dimension coordinate that two files both hold, with the files.
     static func sharedVariable(_ parts: [Part]) -> (variable: String, files: (String, String))? {
         var firstHolder: [String: Int] = [:]
@@ -136,8 +178,17 @@ public enum CombineRules {
             else { return false }
             return zip(x, y).allSatisfy { CFTimeConversion.instant($0, units: unitsA) == CFTimeConversion.instant($1, units: unitsB) }
         }
-        let used = Int(a.shape.reduce(UInt64(a.dtype.itemSize), *))
-        return a.dtype == b.dtype && left.prefix(used) == right.prefix(used) && stringAttribute(a, "units") == stringAttribute(b, "units")
+        guard stringAttribute(a, "units") == stringAttribute(b, "units") else { return false }
+        if a.dtype == b.dtype {
+            let used = Int(a.shape.reduce(UInt64(a.dtype.itemSize), *))
+            return left.prefix(used) == right.prefix(used)
+        }
+        // Another byte order or width (a netCDF-3 file beside netCDF-4 ones): the same values
+        // are the same coordinate.
+        guard let x = NumericValues.doubles(left, dtype: a.dtype, count: Int(a.shape[0])),
+            let y = NumericValues.doubles(right, dtype: b.dtype, count: Int(b.shape[0]))
+        else { return false }
+        return x.indices.allSatisfy { x[$0] == y[$0] || (x[$0].isNaN && y[$0].isNaN) }
     }
 
     static func isInline(_ entry: ChunkEntry) -> Bool {

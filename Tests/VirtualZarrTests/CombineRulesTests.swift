@@ -149,6 +149,47 @@ final class CombineRulesTests: XCTestCase {
         }
     }
 
+    func testADimensionCoordinateOtherThanTheConcatDimensionMustAgree() throws {
+        func day(_ index: Int, lat: [Int32], latUnits: String? = "degrees_north") -> (name: String, dataset: VirtualDataset) {
+            part(
+                "d\(index).nc",
+                [
+                    coordinate("time", [Int32(index)]), coordinate("lat", lat, units: latUnits),
+                    variable("t2", ["time", "lat"], length: 1),
+                ])
+        }
+        // Every time value differs (it is the concat dimension); lat agrees: nothing to say.
+        XCTAssertNoThrow(try CombineRules.checkDimensionCoordinatesAgree((0..<3).map { day($0, lat: [10, 20]) }, concatDimension: "time"))
+        // The third file's grid is shifted: its values would be labelled with the first file's lat.
+        let shifted = [day(0, lat: [10, 20]), day(1, lat: [10, 20]), day(2, lat: [10, 25])]
+        XCTAssertThrowsError(try CombineRules.checkDimensionCoordinatesAgree(shifted, concatDimension: "time")) { error in
+            guard case .coordinateConflict(let coordinate, let files, let detail) = error as? CombineError else {
+                return XCTFail("\(error)")
+            }
+            XCTAssertEqual(coordinate, "lat")
+            XCTAssertEqual(files, ["d0.nc", "d2.nc"])
+            XCTAssertTrue(detail.contains("at index 1: 20 against 25"), detail)
+            XCTAssertTrue(detail.contains("--layout per_file") && detail.contains("--compat override"), detail)
+        }
+        // The same values in other units are another grid too; so is another length.
+        XCTAssertThrowsError(
+            try CombineRules.checkDimensionCoordinatesAgree([day(0, lat: [10, 20]), day(1, lat: [10, 20], latUnits: "radians")], concatDimension: "time")
+        ) { error in XCTAssertTrue("\(error)".contains("units degrees_north against radians"), "\(error)") }
+        XCTAssertThrowsError(
+            try CombineRules.checkDimensionCoordinatesAgree([day(0, lat: [10, 20]), day(1, lat: [10, 20, 30])], concatDimension: "time"))
+        // The same values in another byte order (a netCDF-3 file among netCDF-4 ones) agree.
+        var bigEndian = day(1, lat: [10, 20])
+        for index in bigEndian.dataset.arrays.indices where bigEndian.dataset.arrays[index].path == "lat" {
+            bigEndian.dataset.arrays[index].dtype.bigEndian = true
+            bigEndian.dataset.arrays[index].manifest[0] = .inline([0, 0, 0, 10, 0, 0, 0, 20])
+        }
+        XCTAssertNoThrow(try CombineRules.checkDimensionCoordinatesAgree([day(0, lat: [10, 20]), bigEndian], concatDimension: "time"))
+        // Along a new stacking dimension, time is compared like any other coordinate.
+        XCTAssertThrowsError(try CombineRules.checkDimensionCoordinatesAgree((0..<2).map { day($0, lat: [10, 20]) }, concatDimension: "member")) {
+            error in XCTAssertEqual((error as? CombineError).map { if case .coordinateConflict(let name, _, _) = $0 { name } else { "" } }, "time")
+        }
+    }
+
     func testAMisspelledConcatDimensionSuggestsTheRealOne() throws {
         let parts = [part("a.nc", [coordinate("Time", [0]), variable("T2", ["Time", "south_north"], length: 1)])]
         XCTAssertThrowsError(try CombineRules.checkConcatDimension("time", parts: parts)) { error in

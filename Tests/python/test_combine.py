@@ -462,21 +462,41 @@ def test_variables_keeps_one_variable_and_its_coordinates(archive, tmp_path):
 
 # ------------------------------------------------------------------ 5. variables without the dimension: --compat
 
+def test_a_dimension_coordinate_that_differs_stops_the_default_combine(archive, tmp_path):
+    """Trap: lat differs slightly in one file. The default combine kept the first file's lat and so
+    labelled the odd file's values with another grid's latitudes; now scan and mount refuse, naming
+    lat, both files and the ways out. --compat override keeps the first file's lat, as xarray's
+    compat="override" does."""
+    files = archive("lat-differs")
+    first, odd = names(files)[0], names(files)[ODD["lat-differs"]]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    said = lines_with(p.stderr, "coordinate lat differs", first, odd)
+    assert said, "one line must name lat, %s and %s:\n%s" % (first, odd, p.stderr[-2000:])
+    assert "--layout per_file" in said[0] and "--compat override" in said[0], said[0]
+    assert not os.path.exists(out), "a refused scan must not write references"
+    mountpoint = tmp_path / "mnt-refused"
+    mountpoint.mkdir()
+    m = run_vz(["mount", *files, "--concat-dim", "time", "--no-cache", mountpoint], timeout=120)
+    assert m.returncode == 1 and not os.path.ismount(str(mountpoint)), "mount must refuse too (exit %d):\n%s" % (
+        m.returncode, m.stderr[-2000:])
+    assert lines_with(m.stderr, "coordinate lat differs", first, odd), m.stderr[-2000:]
+    exp = expected(tuple(files), "nested", "time")
+    np.testing.assert_array_equal(exp["lat"].values, LAT, err_msg="the oracle keeps the first file's lat")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "override"])
+    require_ok(p, "scan --compat override")
+    same(exp, open_refs(out), "lat-differs --compat override", True, files)
+
+
 def test_compat_equals_refuses_coordinates_that_differ(archive, tmp_path):
-    """Trap: lat differs slightly in one file -- --compat equals refuses naming lat and both files; the default (override) keeps the first file's lat."""
+    """Trap: lat differs slightly in one file -- --compat equals refuses naming lat and both files."""
     files = archive("lat-differs")
     first, odd = names(files)[0], names(files)[ODD["lat-differs"]]
     out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "equals"])
     assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
     assert lines_with(p.stderr, "lat", first, odd), \
         "one line must name lat, %s and %s:\n%s" % (first, odd, p.stderr[-2000:])
-    assert "differ" in p.stderr, p.stderr[-2000:]
-    exp = expected(tuple(files), "nested", "time")
-    np.testing.assert_array_equal(exp["lat"].values, LAT, err_msg="the oracle keeps the first file's lat")
-    for flags in ([], ["--compat", "override"]):
-        out, p = scan(tmp_path, files, ["--concat-dim", "time", *flags])
-        require_ok(p, "scan %s" % (flags or "default compat"))
-        same(exp, open_refs(out), "lat-differs %s" % flags, True, files)
+    assert "--compat equals: variable lat differs" in p.stderr, p.stderr[-2000:]
 
 
 def test_compat_equals_accepts_identical_coordinates(archive, tmp_path):

@@ -383,11 +383,15 @@ public enum NetCDFMapping {
         }
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
-        } else if options.inlineDimensionCoordinates, dimensions.count == 1, dimensions[0] == path,
+        } else if options.inlineComparedValues, dimensions.count == 1, dimensions[0] == path,
             shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize)).partialValue <= UInt64(options.maxDimensionCoordinateBytes),
             [.signed, .unsigned, .float].contains(dtype.kind)
         {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
+        } else if options.inlineComparedValues, shape.isEmpty, dtype.itemSize <= MappingOptions.maxComparedScalarBytes,
+            [.signed, .unsigned, .float].contains(dtype.kind)
+        {
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: MappingOptions.maxComparedScalarBytes)
         }
         try fillMissingChunks(&array, hdf5Fill: hdf5Fill)
         return array

@@ -55,7 +55,7 @@ extension Scanner {
                 combine.orderedByCoordinate = true
             }
             if combine.compat == nil, combine.layout == .combined {
-                try CombineRules.checkDimensionCoordinatesAgree(parts, concatDimension: combine.concatDimension)
+                try CombineRules.checkUnconcatenatedValuesAgree(parts, concatDimension: combine.concatDimension)
             }
         } catch let error as CombineError {
             throw ScanError.combine(error)

@@ -58,7 +58,7 @@ public struct ManifestCache: Sendable {
         .object([
             ("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.identity.map { JSON.string($0.encoded) } ?? .null),
             ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),
-            ("inline_dimension_coordinates", options.inlineDimensionCoordinates ? .uint(UInt64(options.maxDimensionCoordinateBytes)) : .null),
+            ("inline_compared_values", options.inlineComparedValues ? .uint(UInt64(options.maxDimensionCoordinateBytes)) : .null),
             ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion))),
             ("build", .string(buildIdentity)),
         ])

@@ -294,7 +294,7 @@ public enum Scanner {
         // a scan of all of them would.
         let infers = options.combine.concatDimension == nil && options.stack == nil
         if options.combine.layout == .combined, listedTotal > 1, infers || options.combine.compat != .override {
-            mapping.inlineDimensionCoordinates = true
+            mapping.inlineComparedValues = true
         }
         let mappingOptions = mapping
 

@@ -109,46 +109,69 @@ public enum CombineRules {
         )
     }
 
-    /// Stops when a dimension coordinate other than the concat dimension's differs between
-    /// files. The combined dataset keeps one file's version of it, which would put every other
-    /// file's values at the wrong latitudes, levels or instants; xarray would align the files
-    /// instead. Only the values read with the scan (up to the inlining limit) are compared, so
-    /// this check reads nothing; `--compat override` skips it and `--compat equals` compares more.
-    public static func checkDimensionCoordinatesAgree(_ parts: [Part], concatDimension: String?) throws {
+    /// Stops when a variable without the concat dimension differs between files: the combined
+    /// dataset keeps one file's version of it. A dimension coordinate that differs would put
+    /// every other file's values at the wrong latitudes, levels or instants (xarray would align
+    /// the files instead); a scalar that differs (a forecast's reference time) would be one
+    /// file's for all. Only values read with the scan are compared (dimension coordinates up to
+    /// the inlining limit, numeric scalars, compact data), so this check reads nothing;
+    /// `--compat override` skips it and `--compat equals` compares every such variable.
+    public static func checkUnconcatenatedValuesAgree(_ parts: [Part], concatDimension: String?) throws {
         guard parts.count > 1 else { return }
         var firstHolder: [String: Int] = [:]
         for (index, part) in parts.enumerated() {
-            for array in part.dataset.arrays where isDimensionCoordinate(array) && array.path != concatDimension {
+            for array in part.dataset.arrays where !array.dimensionNames.contains(where: { $0 == concatDimension }) {
                 guard let holder = firstHolder[array.path] else {
                     firstHolder[array.path] = index
                     continue
                 }
-                guard let first = parts[holder].dataset.arrays.first(where: { $0.path == array.path }), !sameCoordinate(first, array) else {
-                    continue
-                }
+                guard let first = parts[holder].dataset.arrays.first(where: { $0.path == array.path }) else { continue }
                 let files = [parts[holder].name, part.name]
-                throw CombineError.coordinateConflict(
-                    coordinate: array.path, files: files,
+                let along = concatDimension ?? "concat"
+                if isDimensionCoordinate(array) {
+                    guard !sameCoordinate(first, array) else { continue }
+                    throw CombineError.coordinateConflict(
+                        coordinate: array.path, files: files,
+                        detail:
+                            "coordinate \(array.path) differs between \(files[0]) and \(files[1])\(firstDifference(first, array).map { " (\($0))" } ?? ""); it has no \(along) dimension, so the combined dataset would label every file's values with one file's \(array.path). Mount the files separately (--layout per_file) or leave the odd files out; if they are the same grid written differently, keep the first file's with --compat override"
+                    )
+                }
+                guard first.manifest.count == 1, array.manifest.count == 1, case .inline = first.manifest[0], case .inline = array.manifest[0],
+                    !sameCoordinate(first, array)
+                else { continue }
+                throw CombineError.variableDisagrees(
+                    variable: array.path, files: files,
                     detail:
-                        "coordinate \(array.path) differs between \(files[0]) and \(files[1])\(firstDifference(first, array).map { " (\($0))" } ?? ""); it has no \(concatDimension ?? "concat") dimension, so the combined dataset would label every file's values with one file's \(array.path). Mount the files separately (--layout per_file) or leave the odd files out; if they are the same grid written differently, keep the first file's with --compat override"
+                        "variable \(array.path) differs between \(files[0]) and \(files[1])\(firstDifference(first, array).map { " (\($0))" } ?? ""); it has no \(along) dimension, so the combined dataset would hold one file's \(array.path) for all. Leave it out with --drop-variables \(array.path), or keep the first file's with --compat override"
                 )
             }
         }
     }
 
-    /// Where two versions of a coordinate first differ, for the message: the index and both
-    /// values, or what else differs (shape, dtype, units).
+    /// Where two versions of an array first differ, for the message: the index and both
+    /// values, or what else differs (shape, units).
     static func firstDifference(_ a: borrowing VirtualArray, _ b: borrowing VirtualArray) -> String? {
         if a.shape != b.shape { return "\(a.shape.map(String.init).joined(separator: "x")) against \(b.shape.map(String.init).joined(separator: "x")) values" }
         if stringAttribute(a, "units") != stringAttribute(b, "units") {
             return "units \(stringAttribute(a, "units") ?? "none") against \(stringAttribute(b, "units") ?? "none")"
         }
         guard a.manifest.count == 1, b.manifest.count == 1, case .inline(let left) = a.manifest[0], case .inline(let right) = b.manifest[0],
-            let x = NumericValues.doubles(left, dtype: a.dtype, count: Int(a.shape[0])),
-            let y = NumericValues.doubles(right, dtype: b.dtype, count: Int(b.shape[0])),
+            let count = valueCount(a), let x = NumericValues.doubles(left, dtype: a.dtype, count: count),
+            let y = NumericValues.doubles(right, dtype: b.dtype, count: count),
             let index = x.indices.first(where: { x[$0] != y[$0] && !(x[$0].isNaN && y[$0].isNaN) })
         else { return nil }
         return "at index \(index): \(Combiner.formatValue(x[index])) against \(Combiner.formatValue(y[index]))"
+    }
+
+    /// How many values an array holds, or nil past what an inline chunk could hold.
+    static func valueCount(_ array: borrowing VirtualArray) -> Int? {
+        var count: UInt64 = 1
+        for extent in array.shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: extent)
+            guard !overflow, product <= UInt64(Int32.max) else { return nil }
+            count = product
+        }
+        return Int(count)
     }
 
     /// A variable other than a dimension coordinate that two files both hold, with the files.
@@ -173,8 +196,8 @@ public enum CombineRules {
         if a.shape != b.shape { return false }
         let unitsA = timeUnits(a), unitsB = timeUnits(b)
         if let unitsA, let unitsB, unitsA != unitsB {
-            guard unitsA.calendar == unitsB.calendar, let x = NumericValues.doubles(left, dtype: a.dtype, count: Int(a.shape[0])),
-                let y = NumericValues.doubles(right, dtype: b.dtype, count: Int(b.shape[0]))
+            guard unitsA.calendar == unitsB.calendar, let count = valueCount(a), let x = NumericValues.doubles(left, dtype: a.dtype, count: count),
+                let y = NumericValues.doubles(right, dtype: b.dtype, count: count)
             else { return false }
             return zip(x, y).allSatisfy { CFTimeConversion.instant($0, units: unitsA) == CFTimeConversion.instant($1, units: unitsB) }
         }
@@ -185,8 +208,8 @@ public enum CombineRules {
         }
         // Another byte order or width (a netCDF-3 file beside netCDF-4 ones): the same values
         // are the same coordinate.
-        guard let x = NumericValues.doubles(left, dtype: a.dtype, count: Int(a.shape[0])),
-            let y = NumericValues.doubles(right, dtype: b.dtype, count: Int(b.shape[0]))
+        guard let count = valueCount(a), let x = NumericValues.doubles(left, dtype: a.dtype, count: count),
+            let y = NumericValues.doubles(right, dtype: b.dtype, count: count)
         else { return false }
         return x.indices.allSatisfy { x[$0] == y[$0] || (x[$0].isNaN && y[$0].isNaN) }
     }

@@ -10,10 +10,13 @@ public struct MappingOptions: Sendable {
     public var maxInlineBytes = 64 << 20
     /// Largest array kept decoded when its chunks cannot share one Zarr pipeline.
     public var maxDecodedInlineBytes = 16 << 20
-    /// Inline every dimension coordinate up to `maxDimensionCoordinateBytes`, so that files
-    /// can be compared by their coordinate values (to choose the concat dimension).
-    public var inlineDimensionCoordinates = false
+    /// Inline every dimension coordinate up to `maxDimensionCoordinateBytes` and every numeric
+    /// scalar, so that files can be compared by their values: to choose the concat dimension,
+    /// and to check that what is not concatenated (lat, a forecast's reference time) agrees.
+    public var inlineComparedValues = false
     public var maxDimensionCoordinateBytes = 1 << 20
+    /// Largest scalar inlined for comparison (a compound or string scalar is left as it is).
+    public static let maxComparedScalarBytes = 64
 
     public init() {}
 }

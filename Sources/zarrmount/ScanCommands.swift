@@ -32,7 +32,7 @@ struct SourceOptions: ParsableArguments {
 
     @Option(
         help:
-            "Variables without the concat dimension found in several files. Default: keep the first file's, but stop when a dimension coordinate (lat, lon, level) differs between files. override: keep the first file's without comparing; equals: compare every such variable with the first file's and stop on a difference."
+            "Variables without the concat dimension found in several files. Default: keep the first file's, but stop when a dimension coordinate (lat, lon, level) or a numeric scalar differs between files. override: keep the first file's without comparing; equals: compare every such variable with the first file's and stop on a difference."
     )
     var compat: CompatPolicy?
 

@@ -65,7 +65,7 @@ final class HostileInputTests: XCTestCase {
                 // What parses is mapped too, coordinates inlined: the mapping sees hostile
                 // headers as well (it may refuse variables, never crash or hang).
                 var options = MappingOptions()
-                options.inlineDimensionCoordinates = true
+                options.inlineComparedValues = true
                 options.contiguousSplitThreshold = 64
                 _ = try? await NetCDF3Mapping.dataset(from: header, objectID: 0, options: options, fetch: MappingTests.fetcher(bytes))
                 return true

@@ -141,7 +141,7 @@ final class MappingTests: XCTestCase {
 
     func testDimensionCoordinatesInline() async throws {
         var options = MappingOptions()
-        options.inlineDimensionCoordinates = true
+        options.inlineComparedValues = true
         let file = try NC3Fixtures.file("netcdf3-classic.nc")
         let (dataset, header, bytes) = try await map(file, options: options)
         let lat = try XCTUnwrap(dataset.array("lat"))

@@ -159,10 +159,10 @@ final class CombineRulesTests: XCTestCase {
                 ])
         }
         // Every time value differs (it is the concat dimension); lat agrees: nothing to say.
-        XCTAssertNoThrow(try CombineRules.checkDimensionCoordinatesAgree((0..<3).map { day($0, lat: [10, 20]) }, concatDimension: "time"))
+        XCTAssertNoThrow(try CombineRules.checkUnconcatenatedValuesAgree((0..<3).map { day($0, lat: [10, 20]) }, concatDimension: "time"))
         // The third file's grid is shifted: its values would be labelled with the first file's lat.
         let shifted = [day(0, lat: [10, 20]), day(1, lat: [10, 20]), day(2, lat: [10, 25])]
-        XCTAssertThrowsError(try CombineRules.checkDimensionCoordinatesAgree(shifted, concatDimension: "time")) { error in
+        XCTAssertThrowsError(try CombineRules.checkUnconcatenatedValuesAgree(shifted, concatDimension: "time")) { error in
             guard case .coordinateConflict(let coordinate, let files, let detail) = error as? CombineError else {
                 return XCTFail("\(error)")
             }
@@ -173,19 +173,41 @@ final class CombineRulesTests: XCTestCase {
         }
         // The same values in other units are another grid too; so is another length.
         XCTAssertThrowsError(
-            try CombineRules.checkDimensionCoordinatesAgree([day(0, lat: [10, 20]), day(1, lat: [10, 20], latUnits: "radians")], concatDimension: "time")
+            try CombineRules.checkUnconcatenatedValuesAgree([day(0, lat: [10, 20]), day(1, lat: [10, 20], latUnits: "radians")], concatDimension: "time")
         ) { error in XCTAssertTrue("\(error)".contains("units degrees_north against radians"), "\(error)") }
         XCTAssertThrowsError(
-            try CombineRules.checkDimensionCoordinatesAgree([day(0, lat: [10, 20]), day(1, lat: [10, 20, 30])], concatDimension: "time"))
+            try CombineRules.checkUnconcatenatedValuesAgree([day(0, lat: [10, 20]), day(1, lat: [10, 20, 30])], concatDimension: "time"))
         // The same values in another byte order (a netCDF-3 file among netCDF-4 ones) agree.
         var bigEndian = day(1, lat: [10, 20])
         for index in bigEndian.dataset.arrays.indices where bigEndian.dataset.arrays[index].path == "lat" {
             bigEndian.dataset.arrays[index].dtype.bigEndian = true
             bigEndian.dataset.arrays[index].manifest[0] = .inline([0, 0, 0, 10, 0, 0, 0, 20])
         }
-        XCTAssertNoThrow(try CombineRules.checkDimensionCoordinatesAgree([day(0, lat: [10, 20]), bigEndian], concatDimension: "time"))
+        XCTAssertNoThrow(try CombineRules.checkUnconcatenatedValuesAgree([day(0, lat: [10, 20]), bigEndian], concatDimension: "time"))
+        // A scalar read with the scan that differs would be one file's for all; one that was not
+        // read (a reference to the file's bytes) is not compared.
+        func run(_ index: Int, reference: [Int32]?) -> (name: String, dataset: VirtualDataset) {
+            var scalar = coordinate("reftime", reference ?? [0])
+            scalar.shape = []
+            scalar.chunkShape = []
+            scalar.dimensionNames = []
+            scalar.manifest = ChunkManifest(gridShape: [])
+            scalar.manifest[0] = reference == nil ? .reference(object: 0, offset: 64, length: 4) : coordinate("x", reference!).manifest[0]
+            var file = day(index, lat: [10, 20])
+            file.dataset.arrays.append(scalar)
+            return file
+        }
+        XCTAssertNoThrow(try CombineRules.checkUnconcatenatedValuesAgree([run(0, reference: [6]), run(1, reference: [6])], concatDimension: "time"))
+        XCTAssertNoThrow(try CombineRules.checkUnconcatenatedValuesAgree([run(0, reference: nil), run(1, reference: nil)], concatDimension: "time"))
+        XCTAssertThrowsError(try CombineRules.checkUnconcatenatedValuesAgree([run(0, reference: [6]), run(1, reference: [18])], concatDimension: "time")) {
+            error in
+            guard case .variableDisagrees(let variable, let files, let detail) = error as? CombineError else { return XCTFail("\(error)") }
+            XCTAssertEqual(variable, "reftime")
+            XCTAssertEqual(files, ["d0.nc", "d1.nc"])
+            XCTAssertTrue(detail.contains("at index 0: 6 against 18") && detail.contains("--drop-variables reftime"), detail)
+        }
         // Along a new stacking dimension, time is compared like any other coordinate.
-        XCTAssertThrowsError(try CombineRules.checkDimensionCoordinatesAgree((0..<2).map { day($0, lat: [10, 20]) }, concatDimension: "member")) {
+        XCTAssertThrowsError(try CombineRules.checkUnconcatenatedValuesAgree((0..<2).map { day($0, lat: [10, 20]) }, concatDimension: "member")) {
             error in XCTAssertEqual((error as? CombineError).map { if case .coordinateConflict(let name, _, _) = $0 { name } else { "" } }, "time")
         }
     }

@@ -32,7 +32,7 @@ DECODE_IDS = ["cf", "raw"]
 
 def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_values=None, time_dtype="i4",
                 calendar=None, lat_shift=0.0, t2_scale=0.01, t2_offset=273.15, precip_chunks=(1, NY, NX), seed=None,
-                t2_chunks=(1, NY, NX)):
+                t2_chunks=(1, NY, NX), reference_time=None):
     """Day K: time(time, unlimited) with lat/lon coordinates, t2 packed int16 (float32 scale_factor and
     add_offset, _FillValue, some values missing) and float32 precip with NaNs, both zlib."""
     import netCDF4
@@ -70,6 +70,11 @@ def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_valu
         values[1, 2, :] = np.nan
         values[3, :, 5] = np.nan
         pr[:] = values
+        if reference_time is not None:
+            rt = nc.createVariable("forecast_reference_time", "f8", ())
+            rt.units = "hours since 2030-01-01 00:00:00"
+            rt.standard_name = "forecast_reference_time"
+            rt.assignValue(reference_time)
 
 
 def write_wrf(path, k):
@@ -104,7 +109,7 @@ DAY360_UNITS = _dates(["2032-02-28", "2032-02-29", "2032-02-30", "2032-03-01", "
 QUARTER_DAYS = np.array([0.0, 0.25, 0.5, 0.75])
 SHUFFLED_NAMES = ["run_c.nc", "run_a.nc", "run_e.nc", "run_b.nc", "run_d.nc"]  # day k is SHUFFLED_NAMES[k]
 ODD = {"packing-scale_factor": 2, "packing-add_offset": 2, "chunks": 3, "lat-differs": 3, "corrupt": 2,
-       "packing-and-chunks": 1}
+       "packing-and-chunks": 1, "reftime-differs": 1}
 
 
 def _set_files(name):
@@ -132,6 +137,10 @@ def _set_files(name):
         return [("day_%d.nc" % k, write_daily,
                  dict(k=k, time_units="hours since 2030-01-%02d %s" % (k + 1, "00:30:00" if k == 1 else "00:00:00"),
                       time_values=HOURS)) for k in days]
+    if name in ("reftime-same", "reftime-differs"):
+        # One forecast run's days share a reference time; the odd file comes from another run.
+        return [("day_%d.nc" % k, write_daily, dict(k=k, reference_time=6.0 if name == "reftime-differs" and k == ODD[name] else 0.0))
+                for k in days]
     if name == "calendars":
         return [("day_%d.nc" % k, write_daily, dict(k=k, calendar=c)) for k, c in enumerate(["standard", "noleap"])]
     odd = ODD[name]
@@ -486,6 +495,31 @@ def test_a_dimension_coordinate_that_differs_stops_the_default_combine(archive, 
     out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "override"])
     require_ok(p, "scan --compat override")
     same(exp, open_refs(out), "lat-differs --compat override", True, files)
+
+
+def test_a_scalar_that_differs_between_files_stops_the_default_combine(archive, tmp_path):
+    """Trap: one day comes from another forecast run (its scalar forecast_reference_time is 6 h
+    later). The default combine kept the first file's reference time for every day; now it
+    refuses, naming the variable, both files and the ways out. The same reference time in every
+    file combines, and --drop-variables or --compat override are the user's explicit choices."""
+    files = archive("reftime-differs")
+    first, odd = names(files)[0], names(files)[ODD["reftime-differs"]]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    said = lines_with(p.stderr, "variable forecast_reference_time differs", first, odd)
+    assert said, "one line must name forecast_reference_time, %s and %s:\n%s" % (first, odd, p.stderr[-2000:])
+    assert "--drop-variables forecast_reference_time" in said[0] and "--compat override" in said[0], said[0]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--drop-variables", "forecast_reference_time"])
+    require_ok(p, "scan --drop-variables forecast_reference_time")
+    same(expected(tuple(files), "nested", "time", drop=("forecast_reference_time",)), open_refs(out),
+         "reftime dropped", True, files)
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "override"])
+    require_ok(p, "scan --compat override")
+    assert open_refs(out, decode_cf=False)["forecast_reference_time"].values == 0.0, "override keeps the first file's"
+    same_run = archive("reftime-same")
+    out, p = scan(tmp_path, same_run, ["--concat-dim", "time"])
+    require_ok(p, "scan of one run's days")
+    assert open_refs(out, decode_cf=False)["forecast_reference_time"].values == 0.0
 
 
 def test_compat_equals_refuses_coordinates_that_differ(archive, tmp_path):

@@ -17,7 +17,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ count: Int) -> CInt {
             // A small first read, so inputs of any size exercise the re-reads.
             let header = try await NetCDF3File.parse(InMemorySource(name: "fuzz-input", bytes: bytes), firstReadBytes: 256)
             var options = MappingOptions()
-            options.inlineDimensionCoordinates = true
+            options.inlineComparedValues = true
             options.contiguousSplitThreshold = 4096
             let fetch: ByteFetcher = { offset, length in
                 guard offset <= UInt64(bytes.count), length <= bytes.count - Int(offset) else {

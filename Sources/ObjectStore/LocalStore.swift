@@ -30,12 +30,19 @@ public enum ListingError: Error, CustomStringConvertible, Sendable, Equatable {
     case unlistableDirectory(pattern: String, directory: String)
     case noMatch(pattern: String)
     case noSuchFile(path: String)
+    /// A directory named where files are expected: zarrmount does not guess which of its files
+    /// (top level or every level, `.nc` or all) are the archive.
+    case directory(path: String)
 
     public var description: String {
         switch self {
         case .unlistableDirectory(let pattern, let directory): return "\(pattern): directory \(directory) cannot be listed"
         case .noMatch(let pattern): return "\(pattern): no files match this pattern"
         case .noSuchFile(let path): return "\(path): no such file (or it is not a regular file)"
+        case .directory(let path):
+            let base = path.hasSuffix("/") ? String(path.dropLast()) : path
+            return
+                "\(path) is a directory: name its files with a glob in quotes, '\(base)/*.nc' for the files at its top, or '\(base)/**/*.nc' for those in its subdirectories too"
         }
     }
 }
@@ -66,6 +73,10 @@ public enum LocalStore {
                 if found.isEmpty { throw ListingError.noMatch(pattern: raw) }
             } else {
                 guard isRegularFile(absolute) else {
+                    var isDirectory: ObjCBool = false
+                    if FileManager.default.fileExists(atPath: absolute, isDirectory: &isDirectory), isDirectory.boolValue {
+                        throw ListingError.directory(path: raw)
+                    }
                     throw ListingError.noSuchFile(path: raw)
                 }
                 found = [absolute]

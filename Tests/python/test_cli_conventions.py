@@ -63,6 +63,24 @@ def test_exit_statuses(archive, tmp_path):
     assert not_mounted.returncode == 1 and "not a zarrmount mount" in not_mounted.stderr, not_mounted.stderr
 
 
+def test_a_directory_named_as_a_source_says_how_to_name_its_files(archive, tmp_path):
+    """A directory where files are expected was refused as "no such file"; the error now says it
+    is a directory and gives the globs for its top level and for every level, which work."""
+    top = tmp_path / "archive"
+    (top / "2030").mkdir(parents=True)
+    for path in archive:
+        os.link(path, top / "2030" / os.path.basename(path))
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    for command in (["scan", top, "--refs", tmp_path / "r.json"], ["mount", top, mountpoint]):
+        p = run_vz(command + ["--no-cache"])
+        assert p.returncode == 1, p.stderr
+        assert p.stderr.startswith("error: %s is a directory: name its files with a glob in quotes, '%s/*.nc' for the files at its top, "
+                                   "or '%s/**/*.nc' for those in its subdirectories too" % (top, top, top)), p.stderr
+    p = run_vz(["scan", "%s/**/*.nc" % top, "--concat-dim", "Time", "--no-cache", "--refs", tmp_path / "r.json"])
+    assert p.returncode == 0 and "scanned %d files" % len(archive) in p.stderr, p.stderr
+
+
 def _stderr_through_a_terminal(args, term):
     """Runs zarrmount with stderr on a pseudo-terminal, returns what the terminal received."""
     leader, follower = pty.openpty()

@@ -471,6 +471,17 @@ def test_variables_keeps_one_variable_and_its_coordinates(archive, tmp_path):
 
 # ------------------------------------------------------------------ 5. variables without the dimension: --compat
 
+def refused_naming_the_odd_file(tmp_path, files, what, odd):
+    """`scan FILES --concat-dim time` exits 1 without writing references, on a line that says WHAT
+    and names the first and the odd file; returns that line."""
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    said = lines_with(p.stderr, what, names(files)[0], names(files)[odd])
+    assert said, "one line must say %r naming %s and %s:\n%s" % (what, names(files)[0], names(files)[odd], p.stderr[-2000:])
+    assert not os.path.exists(out), "a refused scan must not write references"
+    return said[0]
+
+
 def test_a_dimension_coordinate_that_differs_stops_the_default_combine(archive, tmp_path):
     """Trap: lat differs slightly in one file. The default combine kept the first file's lat and so
     labelled the odd file's values with another grid's latitudes; now scan and mount refuse, naming
@@ -478,12 +489,8 @@ def test_a_dimension_coordinate_that_differs_stops_the_default_combine(archive, 
     compat="override" does."""
     files = archive("lat-differs")
     first, odd = names(files)[0], names(files)[ODD["lat-differs"]]
-    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
-    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
-    said = lines_with(p.stderr, "coordinate lat differs", first, odd)
-    assert said, "one line must name lat, %s and %s:\n%s" % (first, odd, p.stderr[-2000:])
-    assert "--layout per_file" in said[0] and "--compat override" in said[0], said[0]
-    assert not os.path.exists(out), "a refused scan must not write references"
+    said = refused_naming_the_odd_file(tmp_path, files, "coordinate lat differs", ODD["lat-differs"])
+    assert "--layout per_file" in said and "--compat override" in said, said
     mountpoint = tmp_path / "mnt-refused"
     mountpoint.mkdir()
     m = run_vz(["mount", *files, "--concat-dim", "time", "--no-cache", mountpoint], timeout=120)
@@ -503,12 +510,8 @@ def test_a_scalar_that_differs_between_files_stops_the_default_combine(archive, 
     refuses, naming the variable, both files and the ways out. The same reference time in every
     file combines, and --drop-variables or --compat override are the user's explicit choices."""
     files = archive("reftime-differs")
-    first, odd = names(files)[0], names(files)[ODD["reftime-differs"]]
-    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
-    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
-    said = lines_with(p.stderr, "variable forecast_reference_time differs", first, odd)
-    assert said, "one line must name forecast_reference_time, %s and %s:\n%s" % (first, odd, p.stderr[-2000:])
-    assert "--drop-variables forecast_reference_time" in said[0] and "--compat override" in said[0], said[0]
+    said = refused_naming_the_odd_file(tmp_path, files, "variable forecast_reference_time differs", ODD["reftime-differs"])
+    assert "--drop-variables forecast_reference_time" in said and "--compat override" in said, said
     out, p = scan(tmp_path, files, ["--concat-dim", "time", "--drop-variables", "forecast_reference_time"])
     require_ok(p, "scan --drop-variables forecast_reference_time")
     same(expected(tuple(files), "nested", "time", drop=("forecast_reference_time",)), open_refs(out),

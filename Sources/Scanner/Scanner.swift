@@ -181,6 +181,8 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
     case references(location: String, detail: String)
     /// A file that is neither netCDF-3 nor HDF5 (netCDF-4), and what its first bytes say it is.
     case notNetCDF(file: String, what: FileSignature)
+    /// One local file reached by two paths (a link), which a combine would hold twice.
+    case sameFileTwice(first: String, second: String)
 
     public var description: String {
         switch self {
@@ -203,6 +205,8 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
         case .references(_, let detail): detail
         case .notNetCDF(let file, let what):
             "\(file): \(what); zarrmount reads netCDF-3 and netCDF-4/HDF5 files (leave it out, or mount with --on-error skip to skip such files)"
+        case .sameFileTwice(let first, let second):
+            "\(second) is the same file as \(first) (one is a link to the other), so the combined dataset would hold its values twice. Name each file once: leave the link out of the sources or the glob"
         }
     }
 }
@@ -281,6 +285,7 @@ public enum Scanner {
             listedTotal = listed.count
             if let shard = options.shard { listed = Array(listed[shard.range(of: listed.count)]) }
         }
+        if options.combine.layout == .combined { try checkEachFileOnce(listed) }
         let listingDone = ContinuousClock.now
         let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
         let store = options.store
@@ -452,6 +457,18 @@ public enum Scanner {
             elapsed: ContinuousClock.now - start, cacheHits: scanned.cacheHits, store: store, maxRounds: scanned.maxRounds)
         summary.phases = ScanPhases(listing: scanned.listing, scanning: scanned.scanning, combining: ContinuousClock.now - combineStart)
         return summary
+    }
+
+    /// Stops when two listed paths are one local file (same device and inode): a `latest.nc`
+    /// link beside the day it points to would repeat that day's instants in the combined axis.
+    static func checkEachFileOnce(_ listed: [ListedObject]) throws {
+        var firstPath: [SIMD2<UInt64>: String] = [:]
+        for object in listed {
+            guard case .file(let device, let inode, _, _, _)? = object.identity else { continue }
+            if let first = firstPath.updateValue(object.url, forKey: SIMD2(device, inode)) {
+                throw ScanError.sameFileTwice(first: first, second: object.url)
+            }
+        }
     }
 
     /// One file parsed and mapped; external raw-data files it names stay unresolved after the

@@ -525,6 +525,28 @@ def test_a_scalar_that_differs_between_files_stops_the_default_combine(archive, 
     assert open_refs(out, decode_cf=False)["forecast_reference_time"].values == 0.0
 
 
+def test_a_file_named_twice_through_a_link_is_refused(archive, tmp_path):
+    """Trap: an archive directory keeps latest.nc, a link to its last day, and the glob takes both.
+    The default (name order) combine held the last day twice, its instants repeated at the end of
+    the time axis, with only a note. A symbolic or a hard link is now refused, naming both paths."""
+    files = archive("daily")
+    for kind in ("symlink", "hardlink"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        for path in files:
+            os.symlink(path, directory / os.path.basename(path))
+        latest = directory / "latest.nc"
+        (os.symlink if kind == "symlink" else os.link)(os.path.realpath(directory / names(files)[-1]), latest)
+        out, p = scan(tmp_path, [str(directory / "*.nc")], ["--concat-dim", "time"])
+        assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+        assert p.stderr.startswith("error: %s is the same file as %s (one is a link to the other)" % (
+            latest, directory / names(files)[-1])), p.stderr[-2000:]
+        assert not os.path.exists(out)
+    out, p = scan(tmp_path, [str(tmp_path / "symlink" / "day_*.nc")], ["--concat-dim", "time"])
+    require_ok(p, "scan of each day once")
+    same(expected(tuple(files), "nested", "time"), open_refs(out), "each day once, through links", True, files)
+
+
 def test_compat_equals_refuses_coordinates_that_differ(archive, tmp_path):
     """Trap: lat differs slightly in one file -- --compat equals refuses naming lat and both files."""
     files = archive("lat-differs")

@@ -365,6 +365,10 @@ public enum CombineRules {
         let target = parsed[0]
         let dtype = versions[0].dtype
         let isInteger = dtype.kind == .signed || dtype.kind == .unsigned
+        // A file's fill value stands for no instant: it stays the fill value (the files agree on
+        // it, rule 5) instead of being shifted into a date.
+        let targetMarker = missingMarkers(versions[0]).first
+        let integerMarker = targetMarker.flatMap { Int64(exactly: $0) }
         let exact = isInteger && parsed.allSatisfy { CFTimeConversion(from: $0, to: target).isExactForIntegers }
         var integers: [Int64] = []
         var doubles: [Double] = []
@@ -373,9 +377,14 @@ public enum CombineRules {
             guard case .inline(let chunk) = array.manifest[0] else { return nil }
             let count = Int(array.shape[0])
             let conversion = CFTimeConversion(from: parsed[version], to: target)
+            let markers = missingMarkers(array)
             if exact {
                 guard let values = NumericValues.integers(chunk, dtype: array.dtype, count: count) else { return nil }
                 for value in values {
+                    if let integerMarker, markers.contains(Double(value)) {
+                        integers.append(integerMarker)
+                        continue
+                    }
                     guard let converted = conversion.convert(value) else {
                         throw CombineError.coordinateConflict(
                             coordinate: path, files: [versions.file(version)],
@@ -385,7 +394,7 @@ public enum CombineRules {
                 }
             } else {
                 guard let values = NumericValues.doubles(chunk, dtype: array.dtype, count: count) else { return nil }
-                doubles += values.map(conversion.convert)
+                doubles += values.map { markers.contains($0) ? targetMarker ?? .nan : conversion.convert($0) }
             }
         }
         if exact, let encoded = NumericValues.encode(integers, as: dtype) {
@@ -399,6 +408,19 @@ public enum CombineRules {
             NumericValues.encode(values), float64,
             "\(path): values of \(versions.indices.count) files re-encoded from their own units into \(target.text)\(stored)"
         )
+    }
+}
+
+extension CombineRules {
+    /// The values a file marks as missing (its `_FillValue`, then its `missing_value`s), as
+    /// xarray masks them.
+    static func missingMarkers(_ array: borrowing VirtualArray) -> [Double] {
+        var markers: [Double] = []
+        if let fill = array.fillValue.doubleValue { markers.append(fill) }
+        if let missing = array.attributes.first(where: { $0.0 == "missing_value" })?.1 {
+            markers += (missing.arrayValue ?? [missing]).compactMap(\.doubleValue)
+        }
+        return markers
     }
 }
 

@@ -32,7 +32,7 @@ DECODE_IDS = ["cf", "raw"]
 
 def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_values=None, time_dtype="i4",
                 calendar=None, lat_shift=0.0, t2_scale=0.01, t2_offset=273.15, precip_chunks=(1, NY, NX), seed=None,
-                t2_chunks=(1, NY, NX), reference_time=None):
+                t2_chunks=(1, NY, NX), reference_time=None, time_fill=None):
     """Day K: time(time, unlimited) with lat/lon coordinates, t2 packed int16 (float32 scale_factor and
     add_offset, _FillValue, some values missing) and float32 precip with NaNs, both zlib."""
     import netCDF4
@@ -43,12 +43,14 @@ def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_valu
         nc.createDimension("time", None)
         nc.createDimension("lat", NY)
         nc.createDimension("lon", NX)
-        t = nc.createVariable("time", time_dtype, ("time",))
+        t = nc.createVariable("time", time_dtype, ("time",), fill_value=time_fill)
         t.units = time_units
         t.standard_name = "time"
         if calendar is not None:
             t.calendar = calendar
-        t[:] = np.asarray(k * 24 + HOURS if time_values is None else time_values)
+        instants = np.asarray(k * 24 + HOURS if time_values is None else time_values)
+        # With a fill value, the last instant is never written (the data below still is).
+        t[:] = instants if time_fill is None else instants[:-1]
         la = nc.createVariable("lat", "f4", ("lat",))
         la.units = "degrees_north"
         la[:] = LAT + np.float32(lat_shift)
@@ -141,6 +143,9 @@ def _set_files(name):
         # One forecast run's days share a reference time; the odd file comes from another run.
         return [("day_%d.nc" % k, write_daily, dict(k=k, reference_time=6.0 if name == "reftime-differs" and k == ODD[name] else 0.0))
                 for k in days]
+    if name == "units-with-gaps":
+        return [("day_%d.nc" % k, write_daily, dict(k=k, time_units="hours since 2030-01-%02d 00:00:00" % (k + 1),
+                                                    time_values=HOURS, time_fill=np.int32(-2147483647))) for k in range(3)]
     if name == "calendars":
         return [("day_%d.nc" % k, write_daily, dict(k=k, calendar=c)) for k, c in enumerate(["standard", "noleap"])]
     odd = ODD[name]
@@ -366,6 +371,20 @@ def test_per_file_time_units_are_reencoded_in_the_first_files_units(archive, tmp
     assert raw.attrs["units"] == "hours since 2030-01-01 00:00:00"
     exp_raw = expected(tuple(files), "nested", "time", decode_cf=False).drop_vars("time")
     same(exp_raw, open_refs(out, decode_cf=False).drop_vars("time"), "per-file units (refs, raw)", False, files)
+
+
+def test_an_unwritten_instant_stays_missing_when_units_are_reencoded(archive, tmp_path):
+    """Trap: each day's last instant was never written (it reads as time's _FillValue) and each file
+    counts in its own units. Re-encoding shifted the later files' fill value by their offset, so
+    xarray's NaT became a date in 1974; now it stays the fill value, as xarray reads the files."""
+    files = archive("units-with-gaps")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    require_ok(p, "scan per-file time units with unwritten instants")
+    exp, act = expected(tuple(files), "nested", "time"), open_refs(out)
+    assert np.isnat(exp["time"].values).sum() == 3, "the oracle has one missing instant a file"
+    np.testing.assert_array_equal(act["time"].values, exp["time"].values)
+    raw = _raw_time(out)
+    assert raw.values.tolist() == [0, 6, 12, -2147483647, 24, 30, 36, -2147483647, 48, 54, 60, -2147483647]
 
 
 def test_per_file_time_units_through_a_mount(archive, tmp_path):

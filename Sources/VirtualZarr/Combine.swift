@@ -321,6 +321,8 @@ public enum Combiner {
                     result.fillBytes = NumericValues.encode([result.fillValue.doubleValue ?? 0])
                 }
                 notes.append(reencoded.note)
+            } else if result.dtype.kind == .variableString {
+                bytes = try concatenatedStrings(versions)
             } else {
                 for version in versions.indices {
                     guard case .inline(let chunk) = versions[version].manifest[0] else { continue }
@@ -405,6 +407,37 @@ public enum Combiner {
             detail:
                 "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut"). Leave the variable out with --drop-variables \(result.path)"
         )
+    }
+
+    /// Files' variable-length strings, each file's inline chunk in numcodecs' VLenUTF8 encoding
+    /// (a 32-bit count, then each string's 32-bit length and bytes), as one chunk of them all.
+    /// Strings have no fixed size, so the chunks cannot be joined by bytes as numbers are.
+    static func concatenatedStrings(_ versions: ArrayVersions) throws -> [UInt8] {
+        func word(_ bytes: [UInt8], at offset: Int) -> Int? {
+            guard offset >= 0, offset + 4 <= bytes.count else { return nil }
+            return (0..<4).reduce(0) { $0 | Int(bytes[offset + $1]) << (8 * $1) }
+        }
+        var count = 0
+        var items: [UInt8] = []
+        for version in versions.indices {
+            guard case .inline(let chunk) = versions[version].manifest[0], let stored = word(chunk, at: 0),
+                UInt64(stored) == versions[version].shape.reduce(1, *)
+            else {
+                throw CombineError.variableDisagrees(
+                    variable: versions[0].path, files: [versions.file(version)],
+                    detail:
+                        "variable \(versions[0].path) of \(versions.file(version)): its strings do not match its shape, so they cannot be concatenated. Leave it out with --drop-variables \(versions[0].path)"
+                )
+            }
+            count += stored
+            items += chunk.dropFirst(4)
+        }
+        guard count <= Int(UInt32.max) else {
+            throw CombineError.variableDisagrees(
+                variable: versions[0].path, files: [versions.file(0)],
+                detail: "variable \(versions[0].path): more than \(UInt32.max) strings in all. Leave it out with --drop-variables \(versions[0].path)")
+        }
+        return (0..<4).map { UInt8(truncatingIfNeeded: count >> (8 * $0)) } + items
     }
 
     /// An inline 1-D coordinate concatenated along its own axis: its CF time units may differ

@@ -566,6 +566,33 @@ def test_a_file_named_twice_through_a_link_is_refused(archive, tmp_path):
     same(expected(tuple(files), "nested", "time"), open_refs(out), "each day once, through links", True, files)
 
 
+def test_variable_length_strings_concatenate_along_time(tmp_path):
+    """Trap: a label(time) of variable-length strings in every file. Its per-file strings were
+    joined by a fixed item size, which strings do not have: the combined chunk was empty and
+    zarr could not decode it. They now read as xarray reads the files, through references and a mount."""
+    import netCDF4
+    files = []
+    for k in range(3):
+        path = str(tmp_path / ("day_%d.nc" % k))
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("time", None)
+            t = nc.createVariable("time", "i4", ("time",))
+            t.units = "hours since 2030-01-01"
+            t[:] = [24 * k, 24 * k + 12]
+            label = nc.createVariable("label", str, ("time",))
+            label[0], label[1] = "day %d, morning" % k, "day %d: évening %s" % (k, "!" * k)
+        files.append(path)
+    exp = expected(tuple(files), "nested", "time")
+    assert exp["label"].values.tolist()[-1] == "day 2: évening !!"
+    for zarr_format in ("2", "3"):
+        out, p = scan(tmp_path, files, ["--concat-dim", "time", "--zarr-format", zarr_format])
+        require_ok(p, "scan --zarr-format %s" % zarr_format)
+        if zarr_format == "2":
+            same(exp, open_refs(out), "strings along time (refs)", True, files)
+    with mounted(tmp_path, files, ["--concat-dim", "time"]) as (mountpoint, p):
+        same(exp, open_mount(mountpoint), "strings along time (mount)", True, files)
+
+
 def test_compat_equals_refuses_coordinates_that_differ(archive, tmp_path):
     """Trap: lat differs slightly in one file -- --compat equals refuses naming lat and both files."""
     files = archive("lat-differs")

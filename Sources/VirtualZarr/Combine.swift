@@ -337,7 +337,10 @@ public enum Combiner {
         }
 
         let chunk = result.chunkShape[axis]
-        let aligned = lengths.dropLast().allSatisfy { $0 % chunk == 0 }
+        // A file chunked otherwise along the axis would have its chunks put in slots of another
+        // length: some keys would hold too much data, and the rest would read as fill.
+        let sameChunkAlongAxis = versions.indices.allSatisfy { versions[$0].chunkShape[axis] == chunk }
+        let aligned = sameChunkAlongAxis && lengths.dropLast().allSatisfy { $0 % chunk == 0 }
         if aligned {
             result.manifest = try combinedManifest(result, dimension: dimension, fills: versions.indices.map { versions[$0].manifest.fillChunk })
             var start: UInt64 = 0
@@ -405,7 +408,7 @@ public enum Combiner {
         throw CombineError.variableDisagrees(
             variable: result.path, files: [],
             detail:
-                "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut"). Leave the variable out with --drop-variables \(result.path)"
+                "cannot concatenate variable \(result.path) along \(dimension): chunks do not line up (\(detail.joined(separator: "; ")))\(codecsEmpty ? "" : "; compressed chunks cannot be cut"). Mount with --decoded to serve it on one grid, or leave the variable out with --drop-variables \(result.path)"
         )
     }
 

@@ -212,6 +212,19 @@ final class CombineRulesTests: XCTestCase {
         }
     }
 
+    func testAFileChunkedOtherwiseAlongTheConcatDimensionIsRefused() throws {
+        // Two steps in one chunk, then one step in a chunk of one: the second file's chunk would
+        // be put in a slot of two steps.
+        let parts = [
+            part("a.nc", [coordinate("time", [0, 1]), variable("t2", ["time", "x"], length: 2)]),
+            part("b.nc", [coordinate("time", [2]), variable("t2", ["time", "x"], length: 1, object: 0)]),
+        ]
+        XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertTrue("\(error)".contains("cannot concatenate variable t2 along time: chunks do not line up"), "\(error)")
+            XCTAssertTrue("\(error)".contains("--decoded"), "\(error)")
+        }
+    }
+
     func testAMisspelledConcatDimensionSuggestsTheRealOne() throws {
         let parts = [part("a.nc", [coordinate("Time", [0]), variable("T2", ["Time", "south_north"], length: 1)])]
         XCTAssertThrowsError(try CombineRules.checkConcatDimension("time", parts: parts)) { error in

@@ -111,7 +111,8 @@ DAY360_UNITS = _dates(["2032-02-28", "2032-02-29", "2032-02-30", "2032-03-01", "
 QUARTER_DAYS = np.array([0.0, 0.25, 0.5, 0.75])
 SHUFFLED_NAMES = ["run_c.nc", "run_a.nc", "run_e.nc", "run_b.nc", "run_d.nc"]  # day k is SHUFFLED_NAMES[k]
 ODD = {"packing-scale_factor": 2, "packing-add_offset": 2, "chunks": 3, "lat-differs": 3, "corrupt": 2,
-       "packing-and-chunks": 1, "reftime-differs": 1}
+       "packing-and-chunks": 1, "reftime-differs": 1,
+       "time-chunks": 2}
 
 
 def _set_files(name):
@@ -150,7 +151,7 @@ def _set_files(name):
         return [("day_%d.nc" % k, write_daily, dict(k=k, calendar=c)) for k, c in enumerate(["standard", "noleap"])]
     odd = ODD[name]
     change = {"packing-scale_factor": dict(t2_scale=0.02), "packing-add_offset": dict(t2_offset=263.15),
-              "chunks": dict(precip_chunks=(2, 3, 4)), "packing-and-chunks": dict(t2_scale=0.02, t2_chunks=(2, 4, 3)),
+              "chunks": dict(precip_chunks=(2, 3, 4)), "time-chunks": dict(precip_chunks=(2, NY, NX)), "packing-and-chunks": dict(t2_scale=0.02, t2_chunks=(2, 4, 3)),
               "lat-differs": dict(lat_shift=0.001), "corrupt": {}}[name]
     return [("day_%d.nc" % k, write_daily, dict(k=k, **(change if k == odd else {}))) for k in days]
 
@@ -689,6 +690,22 @@ def test_mixed_chunk_shapes_are_served_on_one_grid_when_decoded(archive, tmp_pat
     assert zarray["chunks"] == [1, NY, NX] and zarray["compressor"] is None and not zarray.get("filters"), zarray
     same(expected(tuple(files), "nested", "time", decode_cf), act, "mixed chunks, decoded (decode_cf=%s)" % decode_cf,
          decode_cf, files)
+
+
+def test_a_file_chunked_otherwise_along_the_concat_dimension_is_refused_or_regridded(archive, tmp_path):
+    """Trap: one day chunks precip 2 time steps at a time, the others 1. Its chunks were put in
+    slots of one step: two keys held two steps each (unreadable), and its last two steps read as
+    fill, silently. The stored combine now refuses, naming precip, the file and --decoded; a
+    --decoded mount serves it on one grid, equal to xarray."""
+    files = archive("time-chunks")
+    odd = names(files)[ODD["time-chunks"]]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    said = lines_with(p.stderr, "precip", "chunks do not line up", odd)
+    assert said and "--decoded" in said[0], p.stderr[-2000:]
+    with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded"]) as (mountpoint, p):
+        act = open_mount(mountpoint)
+    same(expected(tuple(files), "nested", "time"), act, "precip chunked otherwise along time, decoded", True, files)
 
 
 def test_chunks_option_serves_a_variable_on_another_grid(archive, tmp_path):

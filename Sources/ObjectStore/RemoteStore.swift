@@ -282,6 +282,7 @@ public final class RemoteStore: Sendable {
         let prefix = GlobPattern.hasWildcards(pattern) ? glob.literalPrefix : pattern
         var token: String?
         var found: [ListedObject] = []
+        var pages = 0
         repeat {
             var query = [("list-type", "2"), ("prefix", prefix)]
             if let token { query.append(("continuation-token", token)) }
@@ -299,12 +300,36 @@ public final class RemoteStore: Sendable {
                             lastModified: XMLFields.first("LastModified", in: entry).flatMap(HTTPDate.seconds)))
                 }
             }
-            token = XMLFields.first("IsTruncated", in: text) == "true" ? XMLFields.first("NextContinuationToken", in: text) : nil
+            pages += 1
+            token = try Self.nextListingToken(in: text, after: token, pages: pages, url: source)
         } while token != nil
         if found.isEmpty {
             throw ObjectStoreError(.invalidLocation("no objects match this pattern"), url: source)
         }
         return found.sorted { $0.url < $1.url }
+    }
+
+    /// Pages of a listing at most (1,000 keys a page in S3): a billion keys, far past any
+    /// archive, bounds what a server that never ends its listing can cost.
+    static let maxListingPages = 1_000_000
+
+    /// The continuation token of the next page of an S3 listing, or nil after the last page. A
+    /// page that says the listing goes on but gives no new token would end it early (a glob
+    /// silently matching part of the archive) or never: both are errors.
+    static func nextListingToken(in page: String, after previous: String?, pages: Int, url: String) throws -> String? {
+        guard XMLFields.first("IsTruncated", in: page) == "true" else { return nil }
+        guard let next = XMLFields.first("NextContinuationToken", in: page), !next.isEmpty else {
+            throw ObjectStoreError(
+                .invalidResponse("the listing says it is truncated but gives no NextContinuationToken, so the rest of it cannot be asked for"),
+                url: url)
+        }
+        guard next != previous else {
+            throw ObjectStoreError(.invalidResponse("the listing gives the same continuation token twice, so it would never end"), url: url)
+        }
+        guard pages < maxListingPages else {
+            throw ObjectStoreError(.invalidResponse("the listing goes on past \(maxListingPages) pages"), url: url)
+        }
+        return next
     }
 
     func headS3(bucket: String, key: String) async throws -> ListedObject {

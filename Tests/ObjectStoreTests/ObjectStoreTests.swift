@@ -155,6 +155,38 @@ final class RemoteStoreTests: XCTestCase {
         XCTAssertNil(sent[0].header("Authorization"), "--anonymous sends no signature")
     }
 
+    func testAListingThatSaysItGoesOnWithoutAWayToAskIsAnError() async throws {
+        func page(_ key: String, tail: String) -> Result<HTTPResponse, TransportError> {
+            .success(
+                HTTPResponse(
+                    status: 200, headers: [],
+                    body: Array("<ListBucketResult><Contents><Key>\(key)</Key><Size>10</Size></Contents>\(tail)</ListBucketResult>".utf8)))
+        }
+        // Truncated without a token: the glob matched the first page only, and the scan went on.
+        let untokened = ScriptedTransport([page("d/a.nc", tail: "<IsTruncated>true</IsTruncated>"), page("d/b.nc", tail: "")])
+        do {
+            let objects = try await store(untokened, anonymous: true).list(["s3://bkt/d/*.nc"])
+            XCTFail("a truncated listing must not pass as whole: \(objects.map(\.url))")
+        } catch let error as ObjectStoreError {
+            XCTAssertTrue(error.description.contains("s3://bkt/d/*.nc") && error.description.contains("no NextContinuationToken"), error.description)
+        }
+        // The same token again would ask for the same page forever.
+        let looping = ScriptedTransport(
+            (0..<3).map { _ in page("d/a.nc", tail: "<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>") })
+        do {
+            _ = try await store(looping, anonymous: true).list(["s3://bkt/d/*.nc"])
+            XCTFail("a listing that repeats its token must stop")
+        } catch let error as ObjectStoreError {
+            XCTAssertTrue(error.description.contains("same continuation token twice"), error.description)
+        }
+        XCTAssertEqual(looping.requests.withLock { $0.count }, 2)
+        XCTAssertThrowsError(
+            try RemoteStore.nextListingToken(
+                in: "<IsTruncated>true</IsTruncated><NextContinuationToken>n</NextContinuationToken>", after: "m",
+                pages: RemoteStore.maxListingPages, url: "s3://b/x"))
+        XCTAssertNil(try RemoteStore.nextListingToken(in: "<IsTruncated>false</IsTruncated>", after: nil, pages: 1, url: "s3://b/x"))
+    }
+
     func testLocations() throws {
         XCTAssertEqual(try Location(parsing: "s3://b/k/x.nc"), .s3(bucket: "b", key: "k/x.nc"))
         XCTAssertEqual(try Location(parsing: "https://h/p.nc"), .http(url: "https://h/p.nc"))

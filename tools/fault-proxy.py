@@ -31,6 +31,8 @@ Faults, each decided per request from one seeded random stream (rates are probab
   --always STATUS                   answer every request with STATUS (403 and 404 with S3 XML errors)
   --fail-first N --status STATUS    answer the first N requests with STATUS, then pass through
   --only-methods GET,HEAD           fault only these methods (default: all)
+  --strip-header NAME               leave this response header out of every answer (repeatable),
+                                    e.g. ETag and Last-Modified for a server without either
 Reset and truncate apply only to responses with a body of at least 2 bytes.
 
 --log FILE writes one JSON line per request as it arrives: {"t", "conn", "seq", "method",
@@ -180,6 +182,7 @@ class Proxy:
             if s not in FAULT_KINDS:
                 sys.exit("fault-proxy: --sequence: unknown fault %r (one of %s)" % (s, ", ".join(FAULT_KINDS)))
         self.only = {m.strip().upper() for m in args.only_methods.split(",")} if args.only_methods else None
+        self.strip = {name.lower() for name in args.strip_header}
         self.faults_per_key = {}
         self.counts = {}
         self.requests = 0
@@ -315,7 +318,7 @@ class Proxy:
                     up[1].close()
                     up = None
                 status = int(resp.start.split(" ")[1])
-                hdrs = [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
+                hdrs = [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP and k.lower() not in self.strip]
                 if not any(k.lower() == "content-length" for k, _ in hdrs) and rbody is not None:
                     if not (method == "HEAD" or status in (204, 304)):
                         hdrs.append(("Content-Length", str(len(rbody))))
@@ -470,6 +473,7 @@ def main():
     ap.add_argument("--fail-first", type=int, default=0, metavar="N")
     ap.add_argument("--status", type=int, default=503, help="status of --fail-first (default 503)")
     ap.add_argument("--only-methods", default="", metavar="GET,HEAD")
+    ap.add_argument("--strip-header", action="append", default=[], metavar="NAME")
     args = ap.parse_args()
     total = (args.rate_503 + args.rate_5xx + args.rate_slowdown + args.rate_reset + args.rate_truncate + args.rate_whole
              + args.rate_wrong_length)

@@ -439,6 +439,7 @@ public enum Scanner {
         if parts.isEmpty { throw ScanError.noFileScanned(failed: skipped.count) }
         let combineStart = ContinuousClock.now
         var dataset = try await combineParts(parts, options: options, store: store)
+        if let warning = uncheckedObjectsWarning(dataset.objects) { dataset.warnings.append(warning) }
         do {
             try await CodecProof.prove(&dataset, store: store, cache: cache, provenAhead: scanned.provenAhead)
             // The proof's requests belong in the last progress line, as in the summary.
@@ -457,6 +458,16 @@ public enum Scanner {
             elapsed: ContinuousClock.now - start, cacheHits: scanned.cacheHits, store: store, maxRounds: scanned.maxRounds)
         summary.phases = ScanPhases(listing: scanned.listing, scanning: scanned.scanning, combining: ContinuousClock.now - combineStart)
         return summary
+    }
+
+    /// Says so when objects came without an ETag or a Last-Modified date: their reads cannot be
+    /// made conditional, so a change after the scan would be served without a word.
+    static func uncheckedObjectsWarning(_ objects: [ObjectInfo]) -> String? {
+        let unchecked = objects.filter { $0.identity == nil }
+        guard let first = unchecked.first else { return nil }
+        let which = unchecked.count == 1 ? first.url : "\(unchecked.count) objects (\(first.url) and others)"
+        return
+            "\(which) came with neither an ETag nor a Last-Modified date, so a change after the scan cannot be detected: reads would serve the new bytes. Mount again after the archive changes; --verify-chunks checks compressed chunks as they are read"
     }
 
     /// Stops when two listed paths are one local file (same device and inode): a `latest.nc`

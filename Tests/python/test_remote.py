@@ -681,6 +681,21 @@ def test_each_file_is_scanned_as_soon_as_its_own_listing_get_is_answered(scanner
     assert set(early_scan_reads) == set(NAMES[:-1]), "scan reads sent while the slow listing GET waited: %s" % early_scan_reads
 
 
+def test_objects_without_etag_or_last_modified_get_a_warning(scanner, services, world, local_refs, proxies):
+    """A server that sends neither ETag nor Last-Modified leaves reads unconditional: a change after
+    the scan would be served without a word. The scan still matches, and now warns, naming an
+    object; the same files with their headers get no such warning."""
+    fp = proxies(services.http, "--strip-header", "ETag", "--strip-header", "Last-Modified")
+    urls = ["%s/wrf/%s" % (fp.url, n) for n in NAMES]
+    refs, p = scanner.ok(urls)
+    assert_same_refs(local_refs(), refs, "http scan without identities")
+    said = [ln for ln in p.stderr.splitlines() if ln.startswith("warning: ") and "neither an ETag nor a Last-Modified" in ln]
+    assert said and "%d objects (%s and others)" % (len(NAMES), urls[0]) in said[0], p.stderr[-2000:]
+    assert "--verify-chunks" in said[0], said[0]
+    _, p = scanner.ok(["%s/wrf/%s" % (proxies(services.http).url, n) for n in NAMES])
+    assert "neither an ETag" not in p.stderr, p.stderr[-2000:]
+
+
 def test_listing_over_1000_keys(scanner, services, world, local_refs, proxies):
     fp = proxies(services.s3)
     refs, _ = scanner.ok(["s3://%s/mixed/*.nc" % BUCKET], "--endpoint-url", fp.url)

@@ -589,12 +589,14 @@ public enum Combiner {
     }
 
     /// The concat coordinate must increase across files: files ordered by it that overlap are
-    /// an error (the axis would repeat instants); files in name order that do not increase get a
-    /// note suggesting `--order coordinate`.
+    /// an error (the axis would repeat instants), and so are files in name order that repeat an
+    /// instant of an earlier file (a day downloaded twice); files in name order that merely do
+    /// not increase get a note suggesting `--order coordinate`.
     static func checkIncreasing(_ array: VirtualArray, versions: ArrayVersions, strictly: Bool, notes: inout [String]) throws {
         guard array.manifest.count == 1, case .inline(let bytes) = array.manifest[0],
             let values = NumericValues.doubles(bytes, dtype: array.dtype, count: Int(array.shape[0]))
         else { return }
+        if !strictly { try checkNoInstantRepeats(array, values: values, versions: versions) }
         var end = 0
         for version in versions.indices {
             let start = end
@@ -605,13 +607,37 @@ public enum Combiner {
                 throw CombineError.coordinateConflict(
                     coordinate: array.path, files: [previous, this],
                     detail:
-                        "\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))): the files overlap or repeat instants, so the combined axis would repeat them. Leave the duplicate files out, or concatenate them in name order with --concat-dim \(array.path) --order key"
+                        "\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))): the files overlap or repeat instants, so the combined axis would repeat them. Leave the duplicate files out; stack overlapping forecast runs along a new dimension (--stack-dim run --stack-regex PATTERN) or mount them separately (--layout per_file)"
                 )
             }
             notes.append(
                 "\(array.path) does not increase from \(previous) to \(this) (\(formatValue(values[start - 1])) then \(formatValue(values[start]))); files are combined in name order; use --order coordinate to order them by \(array.path)"
             )
             return
+        }
+    }
+
+    /// Stops when a file's concat coordinate holds an instant an earlier file already holds: the
+    /// combined axis would hold it twice, each with its own values. Fill values (instants never
+    /// written) are not instants.
+    static func checkNoInstantRepeats(_ array: VirtualArray, values: [Double], versions: ArrayVersions) throws {
+        let missing = Set(CombineRules.missingMarkers(array))
+        var holder: [Double: Int] = [:]
+        var end = 0
+        for version in versions.indices {
+            let start = min(end, values.count)
+            end += Int(versions[version].shape[0])
+            let own = start..<min(end, values.count)
+            for index in own where !values[index].isNaN && !missing.contains(values[index]) {
+                guard let earlier = holder[values[index]] else { continue }
+                let units = CombineRules.stringAttribute(array, "units").map { " \($0)" } ?? ""
+                throw CombineError.coordinateConflict(
+                    coordinate: array.path, files: [versions.file(earlier), versions.file(version)],
+                    detail:
+                        "\(array.path) \(formatValue(values[index]))\(units) is in both \(versions.file(earlier)) and \(versions.file(version)): the files overlap or one repeats the other, so the combined axis would hold that instant twice. Leave the duplicate files out; stack overlapping forecast runs along a new dimension (--stack-dim run --stack-regex PATTERN) or mount them separately (--layout per_file)"
+                )
+            }
+            for index in own where !values[index].isNaN && holder[values[index]] == nil { holder[values[index]] = version }
         }
     }
 

@@ -282,8 +282,17 @@ final class CombineRulesTests: XCTestCase {
         XCTAssertThrowsError(try Combiner.combine(parts, options: options)) { error in
             XCTAssertTrue("\(error)".contains("time does not increase from a.nc to b.nc (6 then 6)"), "\(error)")
         }
-        let inNameOrder = try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))
+        // In name order an instant held by two files is an error too; files that only do not
+        // increase get a note. A fill value (an instant never written) repeats harmlessly.
+        XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertTrue("\(error)".contains("time 6 is in both a.nc and b.nc"), "\(error)")
+        }
+        let backwards = [part("a.nc", [coordinate("time", [12, 18])]), part("b.nc", [coordinate("time", [0, 6])])]
+        let inNameOrder = try Combiner.combine(backwards, options: CombineOptions(concatDimension: "time"))
         XCTAssertTrue(inNameOrder.notes.contains { $0.contains("--order coordinate") }, "\(inNameOrder.notes)")
+        var gappy = [part("a.nc", [coordinate("time", [0, -1])]), part("b.nc", [coordinate("time", [6, -1])])]
+        for index in gappy.indices { gappy[index].dataset.arrays[0].fillValue = .int(-1) }
+        XCTAssertNoThrow(try Combiner.combine(gappy, options: CombineOptions(concatDimension: "time")))
     }
 
     func testFilesPackingAVariableDifferentlyAreAnError() throws {

@@ -594,6 +594,28 @@ def test_variable_length_strings_concatenate_along_time(tmp_path):
         same(exp, open_mount(mountpoint), "strings along time (mount)", True, files)
 
 
+def test_a_day_downloaded_twice_is_refused_in_name_order(archive, tmp_path):
+    """Trap: a second copy of day 1 (another name, another file) sits among the days. In name order
+    the combine held day 1's instants twice, with only a note; now it refuses, naming both copies
+    and the instant. Files in name order that merely do not increase still combine, with a note."""
+    import shutil
+    files = archive("daily")
+    copy = str(tmp_path / "day_1_again.nc")
+    shutil.copy(files[1], copy)
+    out, p = scan(tmp_path, files + [copy], ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    said = lines_with(p.stderr, "time 24 hours since 2030-01-01 00:00:00 is in both", files[1], copy)
+    assert said and "--stack-dim" in said[0], p.stderr[-2000:]
+    assert not os.path.exists(out)
+    members = archive("same-time")
+    out, p = scan(tmp_path, members, ["--concat-dim", "time"])
+    assert p.returncode == 1 and lines_with(p.stderr, "is in both", members[0], members[1]), p.stderr[-2000:]
+    shuffled = archive("shuffled")
+    out, p = scan(tmp_path, shuffled, ["--concat-dim", "time"])
+    require_ok(p, "scan of files whose names do not follow time")
+    assert lines_with(p.stderr, "note: time does not increase"), p.stderr[-2000:]
+
+
 def test_compat_equals_refuses_coordinates_that_differ(archive, tmp_path):
     """Trap: lat differs slightly in one file -- --compat equals refuses naming lat and both files."""
     files = archive("lat-differs")

@@ -392,6 +392,8 @@ public enum NetCDFMapping {
             [.signed, .unsigned, .float].contains(dtype.kind)
         {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: MappingOptions.maxComparedScalarBytes)
+        } else if options.inlineComparedValues, WRFTimes.isTimes(path: path, dtype: dtype, shape: shape) {
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: WRFTimes.maxBytes)
         }
         try fillMissingChunks(&array, hdf5Fill: hdf5Fill)
         return array

@@ -150,6 +150,8 @@ public enum NetCDF3Mapping {
             Int(itemSize) <= MappingOptions.maxComparedScalarBytes
         {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: MappingOptions.maxComparedScalarBytes)
+        } else if options.inlineComparedValues, WRFTimes.isTimes(path: array.path, dtype: array.dtype, shape: array.shape) {
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: WRFTimes.maxBytes)
         }
         return array
     }

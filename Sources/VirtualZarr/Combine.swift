@@ -324,6 +324,7 @@ public enum Combiner {
             } else if result.dtype.kind == .variableString {
                 bytes = try concatenatedStrings(versions)
             } else {
+                if WRFTimes.isTimes(path: result.path, dtype: result.dtype, shape: versions[0].shape) { try checkNoTimesRepeat(versions) }
                 for version in versions.indices {
                     guard case .inline(let chunk) = versions[version].manifest[0] else { continue }
                     let used = Int(versions[version].shape.reduce(UInt64(versions[version].dtype.itemSize), *))
@@ -638,6 +639,28 @@ public enum Combiner {
                 )
             }
             for index in own where !values[index].isNaN && holder[values[index]] == nil { holder[values[index]] = version }
+        }
+    }
+
+    /// `checkNoInstantRepeats` for WRF files, which name their instants only in `Times`: a row
+    /// of characters that an earlier file holds too is a day held twice.
+    static func checkNoTimesRepeat(_ versions: ArrayVersions) throws {
+        var holder: [ArraySlice<UInt8>: Int] = [:]
+        for version in versions.indices {
+            guard case .inline(let chunk) = versions[version].manifest[0] else { continue }
+            let shape = versions[version].shape
+            let width = Int(shape[1])
+            let rows = (0..<Int(shape[0])).map { row in chunk.dropFirst(row * width).prefix(width) }
+            for row in rows where row.count == width && row.contains(where: { $0 != 0 && $0 != 32 }) {
+                guard let earlier = holder[row] else { continue }
+                let text = String(decoding: row.prefix { $0 != 0 }, as: UTF8.self)
+                throw CombineError.coordinateConflict(
+                    coordinate: "Times", files: [versions.file(earlier), versions.file(version)],
+                    detail:
+                        "Times \(text) is in both \(versions.file(earlier)) and \(versions.file(version)): the files overlap or one repeats the other, so the combined Time axis would hold that instant twice. Leave the duplicate files out; stack overlapping runs along a new dimension (--stack-dim run --stack-regex PATTERN) or mount them separately (--layout per_file)"
+                )
+            }
+            for row in rows where holder[row] == nil { holder[row] = version }
         }
     }
 

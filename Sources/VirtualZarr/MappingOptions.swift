@@ -21,6 +21,20 @@ public struct MappingOptions: Sendable {
     public init() {}
 }
 
+/// WRF's `Times(Time, DateStrLen)`: the instants of a WRF file that has no `Time` coordinate,
+/// as characters (`2060-01-01_00:00:00`). They are read with a combined scan, like other
+/// coordinates, so that a day held by two files is found.
+public enum WRFTimes {
+    /// A day of hourly steps takes 456 bytes; a file of ten thousand steps is still read whole.
+    public static let maxBytes = 256 << 10
+
+    public static func isTimes(path: String, dtype: ZarrDataType, shape: [UInt64]) -> Bool {
+        guard path == "Times", dtype.kind == .fixedBytes, dtype.itemSize == 1, shape.count == 2 else { return false }
+        let (bytes, overflow) = shape[0].multipliedReportingOverflow(by: shape[1])
+        return !overflow && bytes <= UInt64(maxBytes) && shape[1] > 0
+    }
+}
+
 /// The chunk grid a format's contiguous (unchunked) data is served on.
 public enum ContiguousSplit {
     /// How far below the rows that fit the search for a divisor of the axis goes: a hostile

@@ -594,19 +594,25 @@ def test_variable_length_strings_concatenate_along_time(tmp_path):
         same(exp, open_mount(mountpoint), "strings along time (mount)", True, files)
 
 
+def refused_with_a_copy(tmp_path, files, day, dimension, what):
+    """FILES plus a copy of FILES[DAY] under another name, concatenated along DIMENSION: exit 1
+    without references, on a line that says WHAT, names both copies and points to --stack-dim."""
+    import shutil
+    copy = str(tmp_path / ("copy_of_" + os.path.basename(files[day])))
+    shutil.copy(files[day], copy)
+    out, p = scan(tmp_path, files + [copy], ["--concat-dim", dimension])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    said = lines_with(p.stderr, what, files[day], copy)
+    assert said and "--stack-dim" in said[0], p.stderr[-2000:]
+    assert not os.path.exists(out)
+
+
 def test_a_day_downloaded_twice_is_refused_in_name_order(archive, tmp_path):
     """Trap: a second copy of day 1 (another name, another file) sits among the days. In name order
     the combine held day 1's instants twice, with only a note; now it refuses, naming both copies
     and the instant. Files in name order that merely do not increase still combine, with a note."""
-    import shutil
     files = archive("daily")
-    copy = str(tmp_path / "day_1_again.nc")
-    shutil.copy(files[1], copy)
-    out, p = scan(tmp_path, files + [copy], ["--concat-dim", "time"])
-    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
-    said = lines_with(p.stderr, "time 24 hours since 2030-01-01 00:00:00 is in both", files[1], copy)
-    assert said and "--stack-dim" in said[0], p.stderr[-2000:]
-    assert not os.path.exists(out)
+    refused_with_a_copy(tmp_path, files, 1, "time", "time 24 hours since 2030-01-01 00:00:00 is in both")
     members = archive("same-time")
     out, p = scan(tmp_path, members, ["--concat-dim", "time"])
     assert p.returncode == 1 and lines_with(p.stderr, "is in both", members[0], members[1]), p.stderr[-2000:]
@@ -614,6 +620,33 @@ def test_a_day_downloaded_twice_is_refused_in_name_order(archive, tmp_path):
     out, p = scan(tmp_path, shuffled, ["--concat-dim", "time"])
     require_ok(p, "scan of files whose names do not follow time")
     assert lines_with(p.stderr, "note: time does not increase"), p.stderr[-2000:]
+
+
+@pytest.mark.parametrize("fmt", ["NETCDF4", "NETCDF3_64BIT_OFFSET"])
+def test_a_wrf_day_downloaded_twice_is_refused_by_its_times(tmp_path, fmt):
+    """Trap: WRF files name their instants only in Times (no Time coordinate), and one day sits
+    in the archive twice under another name. The combine held it twice, silently; now the
+    Times rows are read with the scan and a row that two files hold is refused, naming both.
+    The days once each still combine, equal to xarray."""
+    import netCDF4
+    files = []
+    for k in range(3):
+        path = str(tmp_path / ("wrfout_2030-01-%02d.nc" % (k + 1)))
+        if fmt == "NETCDF4":
+            write_wrf(path, k)
+        else:
+            with netCDF4.Dataset(path, "w", format=fmt) as nc:
+                nc.createDimension("Time", None)
+                nc.createDimension("DateStrLen", 19)
+                nc.createDimension("x", 3)
+                times = nc.createVariable("Times", "S1", ("Time", "DateStrLen"))
+                times[:] = netCDF4.stringtochar(np.array(["2030-01-%02d_%02d:00:00" % (k + 1, h) for h in (0, 12)], "S19"))
+                nc.createVariable("T2", "f4", ("Time", "x"))[:] = np.arange(6, dtype="f4").reshape(2, 3) + 10 * k
+        files.append(path)
+    refused_with_a_copy(tmp_path, files, 1, "Time", "Times 2030-01-02_00:00:00 is in both")
+    out, p = scan(tmp_path, files, [])
+    require_ok(p, "scan of each day once (Time inferred)")
+    same(expected(tuple(files), "nested", "Time"), open_refs(out), "WRF days once each (%s)" % fmt, True, files)
 
 
 def test_compat_equals_refuses_coordinates_that_differ(archive, tmp_path):

@@ -1,3 +1,4 @@
+import ByteSource
 import Foundation
 import HDF5Mapping
 import Icechunk
@@ -18,10 +19,14 @@ public struct IcechunkSource: Sendable, Equatable {
 }
 
 extension IcechunkRepository {
+    /// Whether a repository root is read through the object store (`s3://`, `http(s)://`); a
+    /// path or a `file://` URL is a local directory.
+    static func isRemote(_ root: String) -> Bool { (try? Location(root))?.isRemote ?? false }
+
     /// A repository in a local directory, or under an `s3://bucket/prefix` (or `http(s)://`)
     /// read through `store`.
     public static func at(_ root: String, store: RemoteStore?) throws -> IcechunkRepository {
-        guard root.contains("://"), !root.hasPrefix("file://") else {
+        guard isRemote(root) else {
             let path = root.hasPrefix("file://") ? String(root.dropFirst("file://".count)) : root
             return .local(path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path)
         }
@@ -60,7 +65,10 @@ extension ReferenceLoader {
     ) async throws -> ScanSummary {
         let start = ContinuousClock.now
         let workingDirectory = FileManager.default.currentDirectoryPath
-        var directory = source.root.contains("://") || source.root.hasPrefix("/") ? source.root : workingDirectory + "/" + source.root
+        // A local repository (a path or a file:// URL) is named by its absolute path, so that its
+        // chunk objects are plain paths like every other local object.
+        var directory = source.root
+        if case .local(let path)? = try? Location(source.root) { directory = path.hasPrefix("/") ? path : workingDirectory + "/" + path }
         while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
         let repository = try IcechunkRepository.at(directory, store: store)
         let converted: IcechunkReferences
@@ -84,7 +92,7 @@ extension ReferenceLoader {
         // decide who may read them through a mount other users can read (--allow-other).
         var summary = try await loadKerchunk(
             converted.text, location: "\(source.root) (snapshot \(snapshotID))", confinement: confinement, store: store, onError: onError,
-            start: start, logger: logger, knownSizes: directory.contains("://") ? converted.nativeObjectSizes : [:])
+            start: start, logger: logger, knownSizes: IcechunkRepository.isRemote(directory) ? converted.nativeObjectSizes : [:])
         for object in summary.dataset.objects {
             guard let recorded = converted.checksums[object.url] else { continue }
             switch recorded {

@@ -6,6 +6,7 @@ directory that is not a repository."""
 import datetime
 import json
 import os
+import re
 
 import icechunk
 import numpy as np
@@ -185,6 +186,27 @@ def test_each_snapshot_mounts_as_icechunk_reads_it(repository, tmp_path):
     assert not live.mounted
     refused = run_vz(["mount", "--icechunk", root, "--zarr-format", "3", str(tmp_path / "mnt-v3")])
     assert refused.returncode == 64 and "served as Zarr v2" in refused.stderr, refused.stderr
+
+
+def test_a_local_repository_named_by_a_file_url_still_lists_its_chunk_objects(repository, tmp_path):
+    """A local repository's chunk objects are listed (their owners and modes matter under
+    --allow-other, and their identities guard every read), whether the repository is named by a
+    path or by a file:// URL; only a remote repository takes their sizes from the manifests."""
+    from conftest import require_fuse
+    require_fuse()
+    root = repository["root"]
+    allow = ["--allow-source", os.path.dirname(root) + "/"]
+    for name in (root, "file://" + root):
+        mountpoint = tmp_path / ("mnt-%d" % name.startswith("file://"))
+        mountpoint.mkdir()
+        p = run_vz(["mount", "--icechunk", name, "--log-level", "info", *allow, mountpoint])
+        assert p.returncode == 0, p.stderr
+        try:
+            [read] = [line for line in p.stderr.splitlines() if "references read" in line]
+            objects, listed = (re.search(key + r"=(\d+)", read).group(1) for key in ("objects", "listed"))
+            assert int(objects) > 0 and listed == objects, (name, read)
+        finally:
+            assert run_vz(["unmount", mountpoint]).returncode == 0
 
 
 def test_an_xarray_dataset_written_to_icechunk_reads_the_same_through_the_mount(tmp_path):

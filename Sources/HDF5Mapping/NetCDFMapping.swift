@@ -383,17 +383,8 @@ public enum NetCDFMapping {
         }
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
-        } else if options.inlineComparedValues, dimensions.count == 1, dimensions[0] == path,
-            shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize)).partialValue <= UInt64(options.maxDimensionCoordinateBytes),
-            [.signed, .unsigned, .float].contains(dtype.kind)
-        {
-            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
-        } else if options.inlineComparedValues, shape.isEmpty, dtype.itemSize <= MappingOptions.maxComparedScalarBytes,
-            [.signed, .unsigned, .float].contains(dtype.kind)
-        {
-            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: MappingOptions.maxComparedScalarBytes)
-        } else if options.inlineComparedValues, WRFTimes.isTimes(path: path, dtype: dtype, shape: shape) {
-            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: WRFTimes.maxBytes)
+        } else if let limit = options.comparedValuesLimit(name: path, dimensions: dimensions, dtype: dtype, shape: shape) {
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: limit)
         }
         try fillMissingChunks(&array, hdf5Fill: hdf5Fill)
         return array

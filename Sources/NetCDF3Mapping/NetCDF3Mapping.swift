@@ -141,17 +141,8 @@ public enum NetCDF3Mapping {
         }
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
-        } else if options.inlineComparedValues, dimensions.count == 1, dimensions[0] == variable.name,
-            variable.type != .char,
-            array.shape[0].multipliedReportingOverflow(by: itemSize).partialValue <= UInt64(options.maxDimensionCoordinateBytes)
-        {
-            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxDimensionCoordinateBytes)
-        } else if options.inlineComparedValues, dimensions.isEmpty, variable.type != .char,
-            Int(itemSize) <= MappingOptions.maxComparedScalarBytes
-        {
-            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: MappingOptions.maxComparedScalarBytes)
-        } else if options.inlineComparedValues, WRFTimes.isTimes(path: array.path, dtype: array.dtype, shape: array.shape) {
-            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: WRFTimes.maxBytes)
+        } else if let limit = options.comparedValuesLimit(name: variable.name, dimensions: dimensions, dtype: array.dtype, shape: array.shape) {
+            array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: limit)
         }
         return array
     }

@@ -19,6 +19,22 @@ public struct MappingOptions: Sendable {
     public static let maxComparedScalarBytes = 64
 
     public init() {}
+
+    /// How many bytes of an array a scan reads and inlines so that files can be compared by its
+    /// values, or nil for none: a numeric dimension coordinate (`name` is its only dimension) up
+    /// to `maxDimensionCoordinateBytes`, a numeric scalar, or WRF's `Times`. The one decision
+    /// for every format's mapping.
+    public func comparedValuesLimit(name: String, dimensions: [String], dtype: ZarrDataType, shape: [UInt64]) -> Int? {
+        guard inlineComparedValues else { return nil }
+        let numeric = [.signed, .unsigned, .float].contains(dtype.kind)
+        if numeric, shape.count == 1, dimensions == [name] {
+            let (bytes, overflow) = shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize))
+            return !overflow && bytes <= UInt64(maxDimensionCoordinateBytes) ? maxDimensionCoordinateBytes : nil
+        }
+        if numeric, shape.isEmpty, dtype.itemSize <= Self.maxComparedScalarBytes { return Self.maxComparedScalarBytes }
+        if WRFTimes.isTimes(path: name, dtype: dtype, shape: shape) { return WRFTimes.maxBytes }
+        return nil
+    }
 }
 
 /// WRF's `Times(Time, DateStrLen)`: the instants of a WRF file that has no `Time` coordinate,

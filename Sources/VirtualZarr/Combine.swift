@@ -174,6 +174,8 @@ public enum Combiner {
                 }
                 if array.path == dimension, versions.indices.count > 1 {
                     try checkIncreasing(array, versions: versions, strictly: options.orderedByCoordinate, notes: &result.notes)
+                } else if axis == 0, WRFTimes.isTimes(path: array.path, dtype: array.dtype, rank: array.shape.count), versions.indices.count > 1 {
+                    try checkNoTimesRepeat(array, versions: versions)
                 }
                 array.attributes = mergeAttributes(versions.indices.map { versions[$0].attributes }, policy: options.attributes)
                 if let units = versions[0].attributes.first(where: { $0.0 == "units" }), array.path == dimension {
@@ -324,7 +326,6 @@ public enum Combiner {
             } else if result.dtype.kind == .variableString {
                 bytes = try concatenatedStrings(versions)
             } else {
-                if WRFTimes.isTimes(path: result.path, dtype: result.dtype, shape: versions[0].shape) { try checkNoTimesRepeat(versions) }
                 for version in versions.indices {
                     guard case .inline(let chunk) = versions[version].manifest[0] else { continue }
                     let used = Int(versions[version].shape.reduce(UInt64(versions[version].dtype.itemSize), *))
@@ -623,45 +624,53 @@ public enum Combiner {
     /// written) are not instants.
     static func checkNoInstantRepeats(_ array: VirtualArray, values: [Double], versions: ArrayVersions) throws {
         let missing = Set(CombineRules.missingMarkers(array))
-        var holder: [Double: Int] = [:]
-        var end = 0
-        for version in versions.indices {
-            let start = min(end, values.count)
-            end += Int(versions[version].shape[0])
-            let own = start..<min(end, values.count)
-            for index in own where !values[index].isNaN && !missing.contains(values[index]) {
-                guard let earlier = holder[values[index]] else { continue }
-                let units = CombineRules.stringAttribute(array, "units").map { " \($0)" } ?? ""
-                throw CombineError.coordinateConflict(
-                    coordinate: array.path, files: [versions.file(earlier), versions.file(version)],
-                    detail:
-                        "\(array.path) \(formatValue(values[index]))\(units) is in both \(versions.file(earlier)) and \(versions.file(version)): the files overlap or one repeats the other, so the combined axis would hold that instant twice. Leave the duplicate files out; stack overlapping forecast runs along a new dimension (--stack-dim run --stack-regex PATTERN) or mount them separately (--layout per_file)"
-                )
-            }
-            for index in own where !values[index].isNaN && holder[values[index]] == nil { holder[values[index]] = version }
-        }
+        let keys = values.map { $0.isNaN || missing.contains($0) ? nil : $0 }
+        guard let found = firstRepeat(keys, lengths: versions.indices.map { Int(versions[$0].shape[0]) }) else { return }
+        let units = CombineRules.stringAttribute(array, "units").map { " \($0)" } ?? ""
+        throw repeatedInstant("\(array.path) \(formatValue(values[found.position]))\(units)", of: array.path, found, versions)
     }
 
-    /// `checkNoInstantRepeats` for WRF files, which name their instants only in `Times`: a row
-    /// of characters that an earlier file holds too is a day held twice.
-    static func checkNoTimesRepeat(_ versions: ArrayVersions) throws {
-        var holder: [ArraySlice<UInt8>: Int] = [:]
-        for version in versions.indices {
-            guard case .inline(let chunk) = versions[version].manifest[0] else { continue }
-            let shape = versions[version].shape
-            let width = Int(shape[1])
-            let rows = (0..<Int(shape[0])).map { row in chunk.dropFirst(row * width).prefix(width) }
-            for row in rows where row.count == width && row.contains(where: { $0 != 0 && $0 != 32 }) {
-                guard let earlier = holder[row] else { continue }
-                let text = String(decoding: row.prefix { $0 != 0 }, as: UTF8.self)
-                throw CombineError.coordinateConflict(
-                    coordinate: "Times", files: [versions.file(earlier), versions.file(version)],
-                    detail:
-                        "Times \(text) is in both \(versions.file(earlier)) and \(versions.file(version)): the files overlap or one repeats the other, so the combined Time axis would hold that instant twice. Leave the duplicate files out; stack overlapping runs along a new dimension (--stack-dim run --stack-regex PATTERN) or mount them separately (--layout per_file)"
-                )
-            }
-            for row in rows where holder[row] == nil { holder[row] = version }
+    /// `checkNoInstantRepeats` for WRF files, which name their instants only in `Times` (the
+    /// combined array, inline): a row of characters that an earlier file holds too.
+    static func checkNoTimesRepeat(_ times: VirtualArray, versions: ArrayVersions) throws {
+        guard times.manifest.count == 1, case .inline(let chunk) = times.manifest[0], times.shape[1] > 0 else { return }
+        let width = Int(times.shape[1])
+        let keys = (0..<Int(times.shape[0])).map { row -> ArraySlice<UInt8>? in
+            let characters = chunk.dropFirst(row * width).prefix(width)
+            return characters.count == width && characters.contains(where: { $0 != 0 && $0 != 32 }) ? characters : nil
         }
+        guard let found = firstRepeat(keys, lengths: versions.indices.map { Int(versions[$0].shape[0]) }) else { return }
+        let text = String(decoding: keys[found.position]!.prefix { $0 != 0 }, as: UTF8.self)
+        throw repeatedInstant("Times \(text)", of: times.path, found, versions)
+    }
+
+    /// The first key that a file shares with an earlier file, where files hold `lengths` keys
+    /// each in turn: its position and both files. Nil keys (fill values, blank rows) never match.
+    static func firstRepeat<Key: Hashable>(_ keys: [Key?], lengths: [Int]) -> (position: Int, earlier: Int, version: Int)? {
+        var holder: [Key: Int] = [:]
+        var end = 0
+        for (version, length) in lengths.enumerated() {
+            let own = min(end, keys.count)..<min(end + length, keys.count)
+            end += length
+            for position in own {
+                if let key = keys[position], let earlier = holder[key] { return (position, earlier, version) }
+            }
+            for position in own {
+                if let key = keys[position], holder[key] == nil { holder[key] = version }
+            }
+        }
+        return nil
+    }
+
+    static func repeatedInstant(
+        _ instant: String, of coordinate: String, _ found: (position: Int, earlier: Int, version: Int), _ versions: ArrayVersions
+    ) -> CombineError {
+        let (earlier, this) = (versions.file(found.earlier), versions.file(found.version))
+        return CombineError.coordinateConflict(
+            coordinate: coordinate, files: [earlier, this],
+            detail:
+                "\(instant) is in both \(earlier) and \(this): the files overlap or one repeats the other, so the combined axis would hold that instant twice. Leave the duplicate files out; stack overlapping forecast runs along a new dimension (--stack-dim run --stack-regex PATTERN) or mount them separately (--layout per_file)"
+        )
     }
 
     static func formatValue(_ value: Double) -> String {

@@ -32,7 +32,10 @@ public struct MappingOptions: Sendable {
             return !overflow && bytes <= UInt64(maxDimensionCoordinateBytes) ? maxDimensionCoordinateBytes : nil
         }
         if numeric, shape.isEmpty, dtype.itemSize <= Self.maxComparedScalarBytes { return Self.maxComparedScalarBytes }
-        if WRFTimes.isTimes(path: name, dtype: dtype, shape: shape) { return WRFTimes.maxBytes }
+        if WRFTimes.isTimes(path: name, dtype: dtype, rank: shape.count), shape[1] > 0 {
+            let (bytes, overflow) = shape[0].multipliedReportingOverflow(by: shape[1])
+            return !overflow && bytes <= UInt64(WRFTimes.maxBytes) ? WRFTimes.maxBytes : nil
+        }
         return nil
     }
 }
@@ -44,10 +47,9 @@ public enum WRFTimes {
     /// A day of hourly steps takes 456 bytes; a file of ten thousand steps is still read whole.
     public static let maxBytes = 256 << 10
 
-    public static func isTimes(path: String, dtype: ZarrDataType, shape: [UInt64]) -> Bool {
-        guard path == "Times", dtype.kind == .fixedBytes, dtype.itemSize == 1, shape.count == 2 else { return false }
-        let (bytes, overflow) = shape[0].multipliedReportingOverflow(by: shape[1])
-        return !overflow && bytes <= UInt64(maxBytes) && shape[1] > 0
+    /// Whether an array is WRF's `Times`: single characters, a row of them per instant.
+    public static func isTimes(path: String, dtype: ZarrDataType, rank: Int) -> Bool {
+        path == "Times" && dtype.kind == .fixedBytes && dtype.itemSize == 1 && rank == 2
     }
 }
 

@@ -23,14 +23,7 @@ extension NetCDFMapping {
         } catch let error as HDF5FileError {
             throw MappingError.variableLengthData("\(error.underlying)")
         }
-        var encoded: [UInt8] = []
-        func append32(_ value: Int) { for i in 0..<4 { encoded.append(UInt8(truncatingIfNeeded: value >> (8 * i))) } }
-        append32(strings.count)
-        for string in strings {
-            let bytes = Array(string.utf8)
-            append32(bytes.count)
-            encoded += bytes
-        }
+        let encoded = VLenUTF8.encode(strings)
         guard encoded.count <= options.maxInlineBytes else {
             throw MappingError.tooLargeToInline(path: "", what: "its strings take \(encoded.count) bytes", limit: options.maxInlineBytes)
         }

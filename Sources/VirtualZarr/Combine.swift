@@ -414,35 +414,22 @@ public enum Combiner {
         )
     }
 
-    /// Files' variable-length strings, each file's inline chunk in numcodecs' VLenUTF8 encoding
-    /// (a 32-bit count, then each string's 32-bit length and bytes), as one chunk of them all.
-    /// Strings have no fixed size, so the chunks cannot be joined by bytes as numbers are.
+    /// Files' variable-length strings (each file's inline chunk) as one chunk of them all:
+    /// strings have no fixed size, so the chunks cannot be joined by bytes as numbers are.
     static func concatenatedStrings(_ versions: ArrayVersions) throws -> [UInt8] {
-        func word(_ bytes: [UInt8], at offset: Int) -> Int? {
-            guard offset >= 0, offset + 4 <= bytes.count else { return nil }
-            return (0..<4).reduce(0) { $0 | Int(bytes[offset + $1]) << (8 * $1) }
+        let chunks = versions.indices.map { version -> [UInt8] in
+            if case .inline(let chunk) = versions[version].manifest[0] { return chunk }
+            return []
         }
-        var count = 0
-        var items: [UInt8] = []
-        for version in versions.indices {
-            guard case .inline(let chunk) = versions[version].manifest[0], let stored = word(chunk, at: 0),
-                UInt64(stored) == versions[version].shape.reduce(1, *)
-            else {
-                throw CombineError.variableDisagrees(
-                    variable: versions[0].path, files: [versions.file(version)],
-                    detail:
-                        "variable \(versions[0].path) of \(versions.file(version)): its strings do not match its shape, so they cannot be concatenated. Leave it out with --drop-variables \(versions[0].path)"
-                )
-            }
-            count += stored
-            items += chunk.dropFirst(4)
-        }
-        guard count <= Int(UInt32.max) else {
+        let counts = versions.indices.map { CombineRules.valueCount(versions[$0]) ?? -1 }
+        guard let joined = VLenUTF8.concatenated(chunks, counts: counts) else {
             throw CombineError.variableDisagrees(
-                variable: versions[0].path, files: [versions.file(0)],
-                detail: "variable \(versions[0].path): more than \(UInt32.max) strings in all. Leave it out with --drop-variables \(versions[0].path)")
+                variable: versions[0].path, files: versions.indices.map { versions.file($0) },
+                detail:
+                    "variable \(versions[0].path): the files' strings do not match their shapes, so they cannot be concatenated. Leave it out with --drop-variables \(versions[0].path)"
+            )
         }
-        return (0..<4).map { UInt8(truncatingIfNeeded: count >> (8 * $0)) } + items
+        return joined
     }
 
     /// An inline 1-D coordinate concatenated along its own axis: its CF time units may differ

@@ -225,6 +225,13 @@ final class CombineRulesTests: XCTestCase {
         }
     }
 
+    func testVariableLengthStringChunksJoinAndRefuseACountThatIsNotTheirs() {
+        let first = VLenUTF8.encode(["a", "évening"]), second = VLenUTF8.encode(["", "z"])
+        XCTAssertEqual(VLenUTF8.concatenated([first, second], counts: [2, 2]), VLenUTF8.encode(["a", "évening", "", "z"]))
+        XCTAssertNil(VLenUTF8.concatenated([first, second], counts: [2, 3]))
+        XCTAssertNil(VLenUTF8.concatenated([first, [1, 0]], counts: [2, 1]), "a chunk too short to hold its count")
+    }
+
     func testAMisspelledConcatDimensionSuggestsTheRealOne() throws {
         let parts = [part("a.nc", [coordinate("Time", [0]), variable("T2", ["Time", "south_north"], length: 1)])]
         XCTAssertThrowsError(try CombineRules.checkConcatDimension("time", parts: parts)) { error in

@@ -118,15 +118,17 @@ public enum CombineRules {
     /// `--compat override` skips it and `--compat equals` compares every such variable.
     public static func checkUnconcatenatedValuesAgree(_ parts: [Part], concatDimension: String?) throws {
         guard parts.count > 1 else { return }
-        var firstHolder: [String: Int] = [:]
+        // Where each variable was first met (file, then array), so that every later version is
+        // compared without searching the first file's arrays again: 100,000 files pass here.
+        var firstHolder: [String: (part: Int, array: Int)] = [:]
         for (index, part) in parts.enumerated() {
-            for array in part.dataset.arrays where !array.dimensionNames.contains(where: { $0 == concatDimension }) {
+            for (position, array) in part.dataset.arrays.enumerated() where !array.dimensionNames.contains(where: { $0 == concatDimension }) {
                 guard let holder = firstHolder[array.path] else {
-                    firstHolder[array.path] = index
+                    firstHolder[array.path] = (index, position)
                     continue
                 }
-                guard let first = parts[holder].dataset.arrays.first(where: { $0.path == array.path }) else { continue }
-                let files = [parts[holder].name, part.name]
+                let first = parts[holder.part].dataset.arrays[holder.array]
+                let files = [parts[holder.part].name, part.name]
                 let along = concatDimension ?? "concat"
                 if isDimensionCoordinate(array) {
                     guard !sameCoordinate(first, array) else { continue }

@@ -62,6 +62,8 @@ extension Scanner {
         }
         if combine.compat == .equals, combine.layout == .combined {
             try await compareUnconcatenated(parts, dimension: combine.concatDimension, store: store)
+        } else if combine.compat == nil, combine.layout == .combined {
+            try await compareStoredSamples(parts, dimension: combine.concatDimension, store: store, cache: options.cache)
         }
         var dataset: VirtualDataset
         do { dataset = try Combiner.combine(parts, options: combine) } catch let error as CombineError {
@@ -102,6 +104,77 @@ extension Scanner {
             }
             dataset.arrays.removeAll { array in selection.drop.contains { VariableSelection.matches($0, array) } }
             return (part.name, dataset)
+        }
+    }
+
+    /// By default, the variables without the concat dimension whose values the scan did not
+    /// read (a 2-D latitude) and whose stored lengths agree have samples of their stored bytes
+    /// compared with the first holder's: the checksums that end zlib and Fletcher-32 chunks, or
+    /// the first and last bytes. One request per file and object.
+    static func compareStoredSamples(_ parts: [Part], dimension: String?, store: RemoteStore?, cache: ManifestCache?) async throws {
+        let samples = CombineRules.storedSamples(parts, concatDimension: dimension)
+        guard !samples.isEmpty else { return }
+        let reader = ObjectReader(store: store)
+        // Each object's sampled bytes, from the manifest cache when this version was sampled
+        // before: a cached scan of an unchanged archive reads nothing.
+        @Sendable func read(_ part: Part, _ ranges: [CombineRules.SampleRange]) async throws -> [UInt8] {
+            var bytes: [UInt8] = []
+            for object in Set(ranges.map(\.object)).sorted() {
+                let info = part.dataset.objects[Int(object)]
+                let wanted = ranges.filter { $0.object == object }.map(\.range)
+                let key = info.identity.map { identity in
+                    ([info.url, identity.encoded] + wanted.map { "\($0.lowerBound)-\($0.upperBound)" }).joined(separator: "\n")
+                }
+                let length = wanted.reduce(0) { $0 + $1.count }
+                if let key, let cached = cache?.sample(key), cached.count == length {
+                    bytes += cached
+                    continue
+                }
+                let read = try await reader.read(info.url, identity: info.identity, ranges: wanted).joined()
+                if let key { cache?.storeSample(key, bytes: Array(read)) }
+                bytes += read
+            }
+            return bytes
+        }
+        do {
+            // The first holder's samples are read once per variable, not once per other file.
+            var firstBytes: [String: [UInt8]] = [:]
+            for sample in samples where firstBytes[sample.path] == nil {
+                firstBytes[sample.path] = try await read(parts[sample.first], sample.firstRanges)
+            }
+            let expected = firstBytes
+            try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                var next = 0
+                func launch() {
+                    let index = next, sample = samples[next]
+                    next += 1
+                    let other = parts[sample.other]
+                    group.addTask { (index, try await read(other, sample.otherRanges) == expected[sample.path]) }
+                }
+                while next < min(128, samples.count) { launch() }
+                while let (index, equal) = try await group.next() {
+                    if !equal {
+                        let sample = samples[index]
+                        group.cancelAll()
+                        let files = [parts[sample.first].name, parts[sample.other].name]
+                        throw ScanError.combine(
+                            .variableDisagrees(
+                                variable: sample.path, files: files,
+                                detail: CombineRules.storedDifferenceAdvice(
+                                    sample.path, files: files,
+                                    difference: "their stored bytes differ",
+                                    along: dimension ?? "concat")))
+                    }
+                    if next < samples.count { launch() }
+                }
+            }
+        } catch let error where error is ObjectStoreError || error is ByteSourceError {
+            throw ScanError.combine(
+                .variableDisagrees(
+                    variable: samples[0].path, files: [],
+                    detail:
+                        "comparing the stored bytes of variables without the \(dimension ?? "concat") dimension failed: \(error). Retry, or skip the comparison with --compat override"
+                ))
         }
     }
 

@@ -117,6 +117,26 @@ public struct ManifestCache: Sendable {
         _ = FileManager.default.createFile(atPath: target, contents: Data())
     }
 
+    // MARK: Sampled bytes
+
+    /// Bytes of an object version sampled to compare a variable between files (`CombineStep`),
+    /// kept so that scanning an unchanged archive again reads nothing and a changed file is
+    /// compared without reading the others. `key` names the object version and the ranges.
+    func samplePath(_ key: String) -> String { hashedPath(key, under: directory + "/samples") }
+
+    func sample(_ key: String) -> [UInt8]? {
+        FileManager.default.contents(atPath: samplePath(key)).map { [UInt8]($0) }
+    }
+
+    func storeSample(_ key: String, bytes: [UInt8]) {
+        let target = samplePath(key)
+        try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        // Written aside and renamed: a scan stopped halfway leaves no short sample behind.
+        let partial = target + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
+        guard FileManager.default.createFile(atPath: partial, contents: Data(bytes)) else { return }
+        if rename(partial, target) != 0 { try? FileManager.default.removeItem(atPath: partial) }
+    }
+
     // MARK: Encoding
 
     /// An array's Zarr metadata, without its chunk table (the cache's JSON and the manifest

@@ -113,10 +113,46 @@ public enum CombineRules {
     /// dataset keeps one file's version of it. A dimension coordinate that differs would put
     /// every other file's values at the wrong latitudes, levels or instants (xarray would align
     /// the files instead); a scalar that differs (a forecast's reference time) would be one
-    /// file's for all. Only values read with the scan are compared (dimension coordinates up to
-    /// the inlining limit, numeric scalars, compact data), so this check reads nothing;
-    /// `--compat override` skips it and `--compat equals` compares every such variable.
+    /// file's for all. Values read with the scan are compared (dimension coordinates up to the
+    /// inlining limit, numeric scalars, compact data), the others by their storage (the scan
+    /// then samples their bytes, `storedSamples`), so this check reads nothing; `--compat
+    /// override` skips it and `--compat equals` compares every such variable's values.
     public static func checkUnconcatenatedValuesAgree(_ parts: [Part], concatDimension: String?) throws {
+        try forEachLaterVersion(parts, concatDimension: concatDimension) { holder, first, index, array in
+            let files = [parts[holder].name, parts[index].name]
+            let along = concatDimension ?? "concat"
+            guard holdsReadValues(first), holdsReadValues(array) else {
+                // Not read with the scan (a 2-D latitude, a long coordinate): what the
+                // manifests say of the stored bytes must agree, or one file's version would
+                // silently stand for the others'. Another type (or byte order) is the
+                // combiner's to report, for every variable alike.
+                guard first.dtype == array.dtype, let difference = storageDifference(first, array) else { return }
+                throw CombineError.variableDisagrees(
+                    variable: array.path, files: files,
+                    detail: storedDifferenceAdvice(array.path, files: files, difference: difference, along: along))
+            }
+            if isDimensionCoordinate(array) {
+                guard !sameCoordinate(first, array) else { return }
+                throw CombineError.coordinateConflict(
+                    coordinate: array.path, files: files,
+                    detail:
+                        "coordinate \(array.path) differs between \(files[0]) and \(files[1])\(firstDifference(first, array).map { " (\($0))" } ?? ""); it has no \(along) dimension, so the combined dataset would label every file's values with one file's \(array.path). Mount the files separately (--layout per_file) or leave the odd files out; if they are the same grid written differently, keep the first file's with --compat override"
+                )
+            }
+            guard !sameCoordinate(first, array) else { return }
+            throw CombineError.variableDisagrees(
+                variable: array.path, files: files,
+                detail:
+                    "variable \(array.path) differs between \(files[0]) and \(files[1])\(firstDifference(first, array).map { " (\($0))" } ?? ""); it has no \(along) dimension, so the combined dataset would hold one file's \(array.path) for all. Leave it out with --drop-variables \(array.path), or keep the first file's with --compat override"
+            )
+        }
+    }
+
+    /// Calls `body` with each later file's version of every variable without the concat
+    /// dimension, beside the version of the first file that holds it (with both files' indices).
+    static func forEachLaterVersion(
+        _ parts: [Part], concatDimension: String?, _ body: (Int, VirtualArray, Int, VirtualArray) throws -> Void
+    ) rethrows {
         guard parts.count > 1 else { return }
         // Where each variable was first met (file, then array), so that every later version is
         // compared without searching the first file's arrays again: 100,000 files pass here.
@@ -127,27 +163,113 @@ public enum CombineRules {
                     firstHolder[array.path] = (index, position)
                     continue
                 }
-                let first = parts[holder.part].dataset.arrays[holder.array]
-                let files = [parts[holder.part].name, part.name]
-                let along = concatDimension ?? "concat"
-                if isDimensionCoordinate(array) {
-                    guard !sameCoordinate(first, array) else { continue }
-                    throw CombineError.coordinateConflict(
-                        coordinate: array.path, files: files,
-                        detail:
-                            "coordinate \(array.path) differs between \(files[0]) and \(files[1])\(firstDifference(first, array).map { " (\($0))" } ?? ""); it has no \(along) dimension, so the combined dataset would label every file's values with one file's \(array.path). Mount the files separately (--layout per_file) or leave the odd files out; if they are the same grid written differently, keep the first file's with --compat override"
-                    )
-                }
-                guard first.manifest.count == 1, array.manifest.count == 1, case .inline = first.manifest[0], case .inline = array.manifest[0],
-                    !sameCoordinate(first, array)
-                else { continue }
-                throw CombineError.variableDisagrees(
-                    variable: array.path, files: files,
-                    detail:
-                        "variable \(array.path) differs between \(files[0]) and \(files[1])\(firstDifference(first, array).map { " (\($0))" } ?? ""); it has no \(along) dimension, so the combined dataset would hold one file's \(array.path) for all. Leave it out with --drop-variables \(array.path), or keep the first file's with --compat override"
-                )
+                try body(holder.part, parts[holder.part].dataset.arrays[holder.array], index, array)
             }
         }
+    }
+
+    /// Whether the scan read the array's values: one inline chunk (a dimension coordinate or
+    /// scalar inlined for comparison, compact data).
+    static func holdsReadValues(_ array: borrowing VirtualArray) -> Bool {
+        array.manifest.count == 1 && isInline(array.manifest[0])
+    }
+
+    /// How two files' versions of an array of one type whose values were not read differ in
+    /// what the manifests know of their storage, or nil when they are stored alike: the same
+    /// shape, units, codecs and chunk grid, the same chunks written, each the same number of stored
+    /// bytes, and inline chunks (or fill chunks) the same bytes. Compressed chunks of other
+    /// values rarely keep every length, uncompressed ones always do: the scan then compares
+    /// samples of the bytes (`storedSamples`).
+    static func storageDifference(_ a: borrowing VirtualArray, _ b: borrowing VirtualArray) -> String? {
+        if a.shape != b.shape { return "\(a.shape.map(String.init).joined(separator: "x")) against \(b.shape.map(String.init).joined(separator: "x")) values" }
+        if stringAttribute(a, "units") != stringAttribute(b, "units") {
+            return "units \(stringAttribute(a, "units") ?? "none") against \(stringAttribute(b, "units") ?? "none")"
+        }
+        if a.codecs != b.codecs || a.chunkShape != b.chunkShape { return "stored with other codecs or chunks" }
+        if a.manifest.fillChunk != b.manifest.fillChunk { return "another fill value" }
+        let written = a.manifest.setIndices
+        if written != b.manifest.setIndices { return "\(written.count) chunks written against \(b.manifest.setIndices.count)" }
+        for linear in written {
+            switch (a.manifest[linear], b.manifest[linear]) {
+            case (.reference(_, _, let left), .reference(_, _, let right)):
+                if left != right { return "chunk \(linear) holds \(left) stored bytes against \(right)" }
+            case (.inline(let left), .inline(let right)):
+                if left != right { return "chunk \(linear) holds other bytes" }
+            case (.missing, .missing):
+                continue
+            default:
+                return "chunk \(linear) is stored differently"
+            }
+        }
+        return nil
+    }
+
+    /// The message for a variable without the concat dimension whose stored bytes differ.
+    public static func storedDifferenceAdvice(_ path: String, files: [String], difference: String, along: String) -> String {
+        "variable \(path) differs between \(files[0]) and \(files[1]) (\(difference)); it has no \(along) dimension, so the combined dataset would hold one file's \(path) for all. If the files hold the same \(path) written differently, compare the decoded values with --compat equals or keep the first file's with --compat override; otherwise leave it out with --drop-variables \(path), or mount the files separately (--layout per_file)"
+    }
+
+    /// A variable without the concat dimension whose values the scan did not read, and the
+    /// bytes of two files' versions to compare (`sampleRanges`): its first holder's and another
+    /// file's.
+    public struct StoredSample: Sendable, Equatable {
+        public var path: String
+        /// Index of the part that first holds the variable, and of the part compared with it.
+        public var first: Int
+        public var other: Int
+        public var firstRanges: [SampleRange]
+        public var otherRanges: [SampleRange]
+    }
+
+    public struct SampleRange: Sendable, Equatable {
+        public var object: UInt32
+        public var range: Range<UInt64>
+    }
+
+    /// Bytes sampled at each end of a variable's stored bytes when its chunks end in no checksum.
+    public static let sampleBytes: UInt64 = 4096
+    /// Chunks whose checksums are compared, at most, per variable (evenly spaced beyond).
+    public static let maxChecksummedChunks = 1024
+
+    /// The samples the scan reads to compare the variables without the concat dimension that
+    /// `checkUnconcatenatedValuesAgree` found stored alike but could not compare by value.
+    public static func storedSamples(_ parts: [Part], concatDimension: String?) -> [StoredSample] {
+        var samples: [StoredSample] = []
+        forEachLaterVersion(parts, concatDimension: concatDimension) { holder, first, index, array in
+            guard first.dtype == array.dtype, !holdsReadValues(first), !holdsReadValues(array), let firstRanges = sampleRanges(first),
+                let otherRanges = sampleRanges(array)
+            else { return }
+            samples.append(StoredSample(path: array.path, first: holder, other: index, firstRanges: firstRanges, otherRanges: otherRanges))
+        }
+        return samples
+    }
+
+    /// What to read of an array's stored chunks to tell its values from another file's, nil
+    /// when no chunk is referenced. Chunks that end in a checksum of their content (zlib's
+    /// Adler-32, HDF5's Fletcher-32) are compared by those four bytes, every chunk's (evenly
+    /// spaced past `maxChecksummedChunks`); others by the first bytes of the first chunk and the
+    /// last of the last (one range when they overlap).
+    static func sampleRanges(_ array: borrowing VirtualArray) -> [SampleRange]? {
+        var references: [(object: UInt32, offset: UInt64, length: UInt64)] = []
+        for linear in array.manifest.setIndices {
+            if case .reference(let object, let offset, let length) = array.manifest[linear], length > 0 {
+                references.append((object, offset, length))
+            }
+        }
+        guard let head = references.first, let tail = references.last else { return nil }
+        if array.codecs.last?.endsWithChecksum == true, references.allSatisfy({ $0.length >= 4 }) {
+            let stride = max(1, (references.count + maxChecksummedChunks - 1) / maxChecksummedChunks)
+            var picked = Swift.stride(from: 0, to: references.count, by: stride).map { references[$0] }
+            if picked.count < references.count { picked.append(tail) }
+            return picked.map { SampleRange(object: $0.object, range: ($0.offset + $0.length - 4)..<($0.offset + $0.length)) }
+        }
+        let start = SampleRange(object: head.object, range: head.offset..<(head.offset + min(head.length, sampleBytes)))
+        let tailStart = tail.offset + tail.length - min(tail.length, sampleBytes)
+        let end = SampleRange(object: tail.object, range: tailStart..<(tail.offset + tail.length))
+        if end.object == start.object, end.range.lowerBound <= start.range.upperBound {
+            return [SampleRange(object: head.object, range: start.range.lowerBound..<max(start.range.upperBound, end.range.upperBound))]
+        }
+        return [start, end]
     }
 
     /// Where two versions of an array first differ, for the message: the index and both

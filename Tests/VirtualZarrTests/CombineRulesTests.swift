@@ -185,7 +185,7 @@ final class CombineRulesTests: XCTestCase {
         }
         XCTAssertNoThrow(try CombineRules.checkUnconcatenatedValuesAgree([day(0, lat: [10, 20]), bigEndian], concatDimension: "time"))
         // A scalar read with the scan that differs would be one file's for all; one that was not
-        // read (a reference to the file's bytes) is not compared.
+        // read (a reference to the file's bytes) is compared by its storage, here alike.
         func run(_ index: Int, reference: [Int32]?) -> (name: String, dataset: VirtualDataset) {
             var scalar = coordinate("reftime", reference ?? [0])
             scalar.shape = []
@@ -210,6 +210,58 @@ final class CombineRulesTests: XCTestCase {
         XCTAssertThrowsError(try CombineRules.checkUnconcatenatedValuesAgree((0..<2).map { day($0, lat: [10, 20]) }, concatDimension: "member")) {
             error in XCTAssertEqual((error as? CombineError).map { if case .coordinateConflict(let name, _, _) = $0 { name } else { "" } }, "time")
         }
+    }
+
+    func testAVariableWhoseValuesWereNotReadIsComparedByItsStorage() throws {
+        // A 2-D latitude without time, zlib-compressed in two chunks: not read with the scan.
+        func swath(
+            _ index: Int, lengths: [UInt64] = [700, 650], codecs: [Codec] = [.shuffle(elementSize: 4), .zlib(level: 4)]
+        )
+            -> (name: String, dataset: VirtualDataset)
+        {
+            var manifest = ChunkManifest(gridShape: [2, 1])
+            manifest[0] = .reference(object: 0, offset: 1000, length: lengths[0])
+            manifest[1] = .reference(object: 0, offset: 1000 + lengths[0], length: lengths[1])
+            let lat = VirtualArray(
+                path: "lat2d", dtype: int32, shape: [200, 100], chunkShape: [100, 100], codecs: codecs, fillValue: .null, fillBytes: nil,
+                dimensionNames: ["y", "x"], attributes: [("units", .string("degrees_north"))], manifest: manifest, origin: "lat2d")
+            return part("g\(index).nc", [coordinate("time", [Int32(index)]), lat])
+        }
+        XCTAssertNoThrow(try CombineRules.checkUnconcatenatedValuesAgree([swath(0), swath(1)], concatDimension: "time"))
+        // A chunk whose compressed length differs holds other values.
+        XCTAssertThrowsError(try CombineRules.checkUnconcatenatedValuesAgree([swath(0), swath(1), swath(2, lengths: [700, 651])], concatDimension: "time")) {
+            error in
+            guard case .variableDisagrees(let variable, let files, let detail) = error as? CombineError else { return XCTFail("\(error)") }
+            XCTAssertEqual(variable, "lat2d")
+            XCTAssertEqual(files, ["g0.nc", "g2.nc"])
+            XCTAssertTrue(detail.contains("chunk 1 holds 650 stored bytes against 651"), detail)
+            for way in ["--compat equals", "--compat override", "--drop-variables lat2d", "--layout per_file"] {
+                XCTAssertTrue(detail.contains(way), detail)
+            }
+        }
+        // Another compression or another chunk written is another storage too.
+        XCTAssertThrowsError(try CombineRules.checkUnconcatenatedValuesAgree([swath(0), swath(1, codecs: [.zlib(level: 4)])], concatDimension: "time"))
+        var unwritten = swath(1)
+        unwritten.dataset.arrays[1].manifest[1] = .missing
+        XCTAssertThrowsError(try CombineRules.checkUnconcatenatedValuesAgree([swath(0), unwritten], concatDimension: "time")) { error in
+            XCTAssertTrue("\(error)".contains("2 chunks written against 1"), "\(error)")
+        }
+
+        // Alike in length, the versions are sampled: zlib chunks by the Adler-32 ending each.
+        let samples = CombineRules.storedSamples([swath(0), swath(1), swath(2)], concatDimension: "time")
+        XCTAssertEqual(samples.map(\.other), [1, 2])
+        XCTAssertEqual(samples.map(\.first), [0, 0])
+        XCTAssertEqual(samples[0].firstRanges, [.init(object: 0, range: 1696..<1700), .init(object: 0, range: 2346..<2350)])
+        // Uncompressed chunks have no checksum: the first bytes of the first and the last of the last.
+        let raw = CombineRules.storedSamples(
+            [swath(0, lengths: [40_000, 40_000], codecs: []), swath(1, lengths: [40_000, 40_000], codecs: [])], concatDimension: "time")
+        XCTAssertEqual(raw.first?.otherRanges, [.init(object: 0, range: 1000..<5096), .init(object: 0, range: 76_904..<81_000)])
+        // A small chunk is read whole, once.
+        XCTAssertEqual(
+            CombineRules.storedSamples([swath(0, lengths: [100, 100], codecs: []), swath(1, lengths: [100, 100], codecs: [])], concatDimension: "time")
+                .first?.otherRanges, [.init(object: 0, range: 1000..<1200)])
+        // Values read with the scan (the time coordinate) and the concat dimension's variables are not sampled.
+        XCTAssertEqual(CombineRules.storedSamples([swath(0), swath(1)], concatDimension: "y"), [])
     }
 
     func testAFileChunkedOtherwiseAlongTheConcatDimensionIsRefused() throws {

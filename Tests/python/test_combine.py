@@ -545,6 +545,66 @@ def test_a_scalar_that_differs_between_files_stops_the_default_combine(archive, 
     assert open_refs(out, decode_cf=False)["forecast_reference_time"].values == 0.0
 
 
+def write_swaths(directory, storage, odd=None):
+    """Three files, each one time step of v(time, y, x) beside lat2d(y, x), a 2-D latitude without
+    time stored as STORAGE (zlib chunks, netCDF-4 contiguous, netCDF-3). File ODD's lat2d differs
+    in its last value only (another ground track would differ everywhere)."""
+    import netCDF4
+    import numpy as np
+    directory.mkdir()
+    files = []
+    for k in range(3):
+        path = str(directory / ("granule_%d.nc" % k))
+        with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET" if storage == "netcdf3" else "NETCDF4") as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("y", 300)
+            nc.createDimension("x", 400)
+            t = nc.createVariable("time", "i4", ("time",))
+            t.units = "hours since 2030-01-01"
+            t[:] = [k]
+            lat = nc.createVariable("lat2d", "f4", ("y", "x"), **(dict(zlib=True, chunksizes=(150, 400)) if storage == "zlib" else {}))
+            lat.units = "degrees_north"
+            grid = np.linspace(-60, 60, 300 * 400, dtype="f4").reshape(300, 400)
+            if k == odd:
+                grid[-1, -1] += 0.5
+            lat[:] = grid
+            v = nc.createVariable("v", "f4", ("time", "y", "x"))
+            v[:] = np.full((1, 300, 400), k, dtype="f4")
+        files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("storage", ["zlib", "contiguous", "netcdf3"])
+def test_a_2d_latitude_that_differs_between_files_stops_the_default_combine(tmp_path, storage):
+    """Trap: swath granules whose lat2d(y, x) has no time dimension and differs between files. The
+    default combine kept the first file's lat2d for every file with exit 0: only values read with
+    the scan (1-D coordinates, scalars) were compared. Now a variable not read is compared by its
+    stored chunks' lengths, then by the checksum that ends each zlib chunk, or without one by its
+    first and last stored bytes; a difference stops the scan naming lat2d, both files and the ways
+    out. The same grid in every file still combines, equal to xarray's."""
+    files = write_swaths(tmp_path / "same", storage)
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    require_ok(p, "scan of granules on one grid")
+    same(expected(tuple(files), "nested", "time"), open_refs(out), "one grid, %s" % storage, True, files)
+
+    files = write_swaths(tmp_path / "odd", storage, odd=2)
+    import xarray as xr
+    with xr.open_dataset(files[0]) as a, xr.open_dataset(files[2]) as b:
+        assert not (a["lat2d"].values == b["lat2d"].values).all(), "the oracle must see two grids"
+    said = refused_naming_the_odd_file(tmp_path, files, "variable lat2d differs", 2)
+    for way in ("--compat equals", "--compat override", "--drop-variables lat2d", "--layout per_file"):
+        assert way in said, said
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "equals"])
+    assert p.returncode == 1 and "variable lat2d differs" in p.stderr, p.stderr[-2000:]
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "override"])
+    require_ok(p, "scan --compat override")
+    with xr.open_dataset(files[0]) as first:
+        assert (open_refs(out)["lat2d"].values == first["lat2d"].values).all(), "override keeps the first file's"
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--drop-variables", "lat2d"])
+    require_ok(p, "scan --drop-variables lat2d")
+    assert "lat2d" not in open_refs(out).variables
+
+
 def test_a_file_named_twice_through_a_link_is_refused(archive, tmp_path):
     """Trap: an archive directory keeps latest.nc, a link to its last day, and the glob takes both.
     The default (name order) combine held the last day twice, its instants repeated at the end of

@@ -114,58 +114,54 @@ extension Scanner {
     static func compareStoredSamples(_ parts: [Part], dimension: String?, store: RemoteStore?, cache: ManifestCache?) async throws {
         let samples = CombineRules.storedSamples(parts, concatDimension: dimension)
         guard !samples.isEmpty else { return }
+        // Every range a file's versions need, so that each file is read once (each of its
+        // objects in one request), however many variables are compared.
+        var wanted: [Int: Set<CombineRules.SampleRange>] = [:]
+        for sample in samples {
+            wanted[sample.first, default: []].formUnion(sample.firstRanges)
+            wanted[sample.other, default: []].formUnion(sample.otherRanges)
+        }
         let reader = ObjectReader(store: store)
-        // Each object's sampled bytes, from the manifest cache when this version was sampled
-        // before: a cached scan of an unchanged archive reads nothing.
-        @Sendable func read(_ part: Part, _ ranges: [CombineRules.SampleRange]) async throws -> [UInt8] {
-            var bytes: [UInt8] = []
+        // A file's sampled bytes by range, from the manifest cache when this version of each
+        // object was sampled before: a cached scan of an unchanged archive reads nothing.
+        @Sendable func read(_ part: Part, _ ranges: Set<CombineRules.SampleRange>) async throws -> [CombineRules.SampleRange: [UInt8]] {
+            var bytes: [CombineRules.SampleRange: [UInt8]] = [:]
             for object in Set(ranges.map(\.object)).sorted() {
                 let info = part.dataset.objects[Int(object)]
-                let wanted = ranges.filter { $0.object == object }.map(\.range)
+                let own = ranges.filter { $0.object == object }.sorted { $0.range.lowerBound < $1.range.lowerBound }
                 let key = info.identity.map { identity in
-                    ([info.url, identity.encoded] + wanted.map { "\($0.lowerBound)-\($0.upperBound)" }).joined(separator: "\n")
+                    ([info.url, identity.encoded] + own.map { "\($0.range.lowerBound)-\($0.range.upperBound)" }).joined(separator: "\n")
                 }
-                let length = wanted.reduce(0) { $0 + $1.count }
-                if let key, let cached = cache?.sample(key), cached.count == length {
-                    bytes += cached
-                    continue
+                let cached = key.flatMap { cache?.sample($0) }
+                let joined: [UInt8]
+                if let cached, cached.count == own.reduce(0, { $0 + $1.range.count }) {
+                    joined = cached
+                } else {
+                    joined = Array(try await reader.read(info.url, identity: info.identity, ranges: own.map(\.range)).joined())
+                    if let key { cache?.storeSample(key, bytes: joined) }
                 }
-                let read = try await reader.read(info.url, identity: info.identity, ranges: wanted).joined()
-                if let key { cache?.storeSample(key, bytes: Array(read)) }
-                bytes += read
+                var position = 0
+                for range in own {
+                    let end = min(joined.count, position + range.range.count)
+                    bytes[range] = Array(joined[position..<end])
+                    position = end
+                }
             }
             return bytes
         }
+        var sampled: [Int: [CombineRules.SampleRange: [UInt8]]] = [:]
         do {
-            // The first holder's samples are read once per variable, not once per other file.
-            var firstBytes: [String: [UInt8]] = [:]
-            for sample in samples where firstBytes[sample.path] == nil {
-                firstBytes[sample.path] = try await read(parts[sample.first], sample.firstRanges)
-            }
-            let expected = firstBytes
-            try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
-                var next = 0
+            try await withThrowingTaskGroup(of: (Int, [CombineRules.SampleRange: [UInt8]]).self) { group in
+                var pending = wanted.sorted { $0.key < $1.key }[...]
                 func launch() {
-                    let index = next, sample = samples[next]
-                    next += 1
-                    let other = parts[sample.other]
-                    group.addTask { (index, try await read(other, sample.otherRanges) == expected[sample.path]) }
+                    guard let (index, ranges) = pending.popFirst() else { return }
+                    let part = parts[index]
+                    group.addTask { (index, try await read(part, ranges)) }
                 }
-                while next < min(128, samples.count) { launch() }
-                while let (index, equal) = try await group.next() {
-                    if !equal {
-                        let sample = samples[index]
-                        group.cancelAll()
-                        let files = [parts[sample.first].name, parts[sample.other].name]
-                        throw ScanError.combine(
-                            .variableDisagrees(
-                                variable: sample.path, files: files,
-                                detail: CombineRules.storedDifferenceAdvice(
-                                    sample.path, files: files,
-                                    difference: "their stored bytes differ",
-                                    along: dimension ?? "concat")))
-                    }
-                    if next < samples.count { launch() }
+                for _ in 0..<128 { launch() }
+                while let (index, bytes) = try await group.next() {
+                    sampled[index] = bytes
+                    launch()
                 }
             }
         } catch let error where error is ObjectStoreError || error is ByteSourceError {
@@ -175,6 +171,14 @@ extension Scanner {
                     detail:
                         "comparing the stored bytes of variables without the \(dimension ?? "concat") dimension failed: \(error). Retry, or skip the comparison with --compat override"
                 ))
+        }
+        for sample in samples where sample.firstRanges.map({ sampled[sample.first]?[$0] }) != sample.otherRanges.map({ sampled[sample.other]?[$0] }) {
+            let files = [parts[sample.first].name, parts[sample.other].name]
+            throw ScanError.combine(
+                .variableDisagrees(
+                    variable: sample.path, files: files,
+                    detail: CombineRules.storedDifferenceAdvice(
+                        sample.path, files: files, difference: "their stored bytes differ", along: dimension ?? "concat")))
         }
     }
 

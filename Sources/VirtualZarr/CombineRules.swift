@@ -221,7 +221,7 @@ public enum CombineRules {
         public var otherRanges: [SampleRange]
     }
 
-    public struct SampleRange: Sendable, Equatable {
+    public struct SampleRange: Sendable, Hashable {
         public var object: UInt32
         public var range: Range<UInt64>
     }

@@ -224,6 +224,19 @@ public struct MountConfig: Sendable {
     }
 }
 
+extension MountConfig {
+    /// The sources a `--urls` file lists: one per line, blank lines and `#` comments skipped.
+    /// Lines may end in CRLF (a list saved on Windows, whose `\r\n` Swift reads as one
+    /// character) and the file may start with a byte order mark; spaces around a line are not
+    /// part of it.
+    public static func sourceList(_ text: String) -> [String] {
+        text.split(whereSeparator: \.isNewline).map { line in
+            line.trimmingCharacters(in: CharacterSet.whitespaces.union(CharacterSet(charactersIn: "\u{FEFF}")))
+        }
+        .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+    }
+}
+
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var file: String
     /// One-based line, as the YAML parser reports it.

@@ -145,8 +145,7 @@ struct SourceOptions: ParsableArguments {
             guard let text = try? String(contentsOfFile: urls, encoding: .utf8) else {
                 throw ValidationError("--urls \(urls): cannot read the file")
             }
-            config.sources += text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            config.sources += MountConfig.sourceList(text)
         }
         if let urlTemplate, let range {
             do {

@@ -172,6 +172,13 @@ final class ReferenceTests: XCTestCase {
 }
 
 final class ConfigAndGlobTests: XCTestCase {
+    func testAURLListSavedOnWindowsNamesEachSource() {
+        // Swift reads "\r\n" as one character: splitting on "\n" alone kept the whole list as one source.
+        let text = "\u{FEFF}s3://b/day_1.nc\r\n\r\n# the second day\r\n  s3://b/day_2.nc  \r\ns3://b/day_3.nc\n/data/day 4.nc\r\n"
+        XCTAssertEqual(MountConfig.sourceList(text), ["s3://b/day_1.nc", "s3://b/day_2.nc", "s3://b/day_3.nc", "/data/day 4.nc"])
+        XCTAssertEqual(MountConfig.sourceList(""), [])
+    }
+
     func testGlobForms() {
         XCTAssertTrue(GlobPattern("/d/*.nc").matches("/d/a.nc"))
         XCTAssertFalse(GlobPattern("/d/*.nc").matches("/d/sub/a.nc"))

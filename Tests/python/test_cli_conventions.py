@@ -81,6 +81,23 @@ def test_a_directory_named_as_a_source_says_how_to_name_its_files(archive, tmp_p
     assert p.returncode == 0 and "scanned %d files" % len(archive) in p.stderr, p.stderr
 
 
+def test_a_url_list_saved_on_windows_names_each_file(archive, tmp_path):
+    """A --urls list with CRLF line endings and a byte order mark (saved by a Windows editor) was
+    one source of every line run together: "no such file". Each line is now a source, as the same
+    list with LF endings gives."""
+    import json
+    unix, windows = tmp_path / "unix.txt", tmp_path / "windows.txt"
+    unix.write_text("\n".join(archive) + "\n")
+    windows.write_bytes(("\ufeff" + "\r\n".join(archive[:2]) + "\r\n# a comment\r\n\r\n  " + "\r\n".join(archive[2:]) + "  \r\n").encode())
+    refs = {}
+    for listing in (unix, windows):
+        out = tmp_path / (listing.stem + ".json")
+        p = run_vz(["scan", "--urls", listing, "--concat-dim", "Time", "--no-cache", "--refs", out])
+        assert p.returncode == 0 and "scanned %d files" % len(archive) in p.stderr, p.stderr
+        refs[listing.stem] = json.loads(out.read_text())
+    assert refs["windows"] == refs["unix"]
+
+
 def _stderr_through_a_terminal(args, term):
     """Runs zarrmount with stderr on a pseudo-terminal, returns what the terminal received."""
     leader, follower = pty.openpty()

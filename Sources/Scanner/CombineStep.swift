@@ -36,6 +36,15 @@ extension Scanner {
         do {
             if let dimension = combine.concatDimension, combine.layout == .combined {
                 try CombineRules.checkConcatDimension(dimension, parts: parts)
+                if options.stack == nil {
+                    let (kept, empty) = CombineRules.droppingEmptyParts(parts, along: dimension)
+                    if !empty.isEmpty {
+                        parts = kept
+                        let named = empty.prefix(3).joined(separator: ", ") + (empty.count > 3 ? " and \(empty.count - 3) more" : "")
+                        notes.append(
+                            "left out \(empty.count) file\(empty.count == 1 ? "" : "s") with no \(dimension) step (length 0), which add nothing: \(named)")
+                    }
+                }
             }
             if let stack = options.stack {
                 try CombineRules.checkStackDimension(stack.dimension, parts: parts)

@@ -148,6 +148,32 @@ public enum CombineRules {
         }
     }
 
+    /// Leaves out the files that hold no step along `dimension` (every array that has it is of
+    /// length 0 there, a model day that wrote no record) and no variable another file lacks:
+    /// they add nothing to the concatenation, as xarray finds. Returns the other files and the
+    /// names of those left out; when every file is empty, all of them and none.
+    public static func droppingEmptyParts(_ parts: [Part], along dimension: String) -> (parts: [Part], empty: [String]) {
+        func isEmpty(_ part: Part) -> Bool {
+            var alongDimension = false
+            for array in part.dataset.arrays {
+                guard let axis = array.dimensionNames.firstIndex(of: dimension), axis < array.shape.count else { continue }
+                if array.shape[axis] != 0 { return false }
+                alongDimension = true
+            }
+            return alongDimension
+        }
+        let empty = parts.indices.filter { isEmpty(parts[$0]) }
+        guard !empty.isEmpty, empty.count < parts.count else { return (parts, []) }
+        let emptySet = Set(empty)
+        var heldElsewhere = Set<String>()
+        for index in parts.indices where !emptySet.contains(index) {
+            for array in parts[index].dataset.arrays { heldElsewhere.insert(array.path) }
+        }
+        let dropped = Set(empty.filter { index in parts[index].dataset.arrays.allSatisfy { heldElsewhere.contains($0.path) } })
+        guard !dropped.isEmpty else { return (parts, []) }
+        return (parts.indices.filter { !dropped.contains($0) }.map { parts[$0] }, dropped.sorted().map { parts[$0].name })
+    }
+
     /// Calls `body` with each later file's version of every variable without the concat
     /// dimension, beside the version of the first file that holds it (with both files' indices).
     static func forEachLaterVersion(

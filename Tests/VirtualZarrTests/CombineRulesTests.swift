@@ -264,6 +264,25 @@ final class CombineRulesTests: XCTestCase {
         XCTAssertEqual(CombineRules.storedSamples([swath(0), swath(1)], concatDimension: "y"), [])
     }
 
+    func testAFileWithNoStepAlongTheConcatDimensionIsLeftOut() {
+        func day(_ name: String, steps: UInt64, extra: [VirtualArray] = []) -> (name: String, dataset: VirtualDataset) {
+            var time = coordinate("time", (0..<Int32(steps)).map { $0 })
+            time.shape = [steps]
+            return part(name, [time, coordinate("lat", [10, 20]), variable("t2", ["time", "lat"], length: steps)] + extra)
+        }
+        let (kept, empty) = CombineRules.droppingEmptyParts([day("a.nc", steps: 2), day("b.nc", steps: 0), day("c.nc", steps: 2)], along: "time")
+        XCTAssertEqual(kept.map(\.name), ["a.nc", "c.nc"])
+        XCTAssertEqual(empty, ["b.nc"])
+        // Not when it is the only holder of a variable, nor when every file is empty.
+        let only = CombineRules.droppingEmptyParts(
+            [day("a.nc", steps: 2), day("b.nc", steps: 0, extra: [coordinate("orography", [5])])], along: "time")
+        XCTAssertEqual(only.parts.map(\.name), ["a.nc", "b.nc"])
+        XCTAssertEqual(only.empty, [])
+        XCTAssertEqual(CombineRules.droppingEmptyParts([day("a.nc", steps: 0), day("b.nc", steps: 0)], along: "time").parts.count, 2)
+        // A file without the dimension at all is not empty along it (the combiner reports it).
+        XCTAssertEqual(CombineRules.droppingEmptyParts([day("a.nc", steps: 2), part("b.nc", [coordinate("lat", [10, 20])])], along: "time").empty, [])
+    }
+
     func testAFileChunkedOtherwiseAlongTheConcatDimensionIsRefused() throws {
         // Two steps in one chunk, then one step in a chunk of one: the second file's chunk would
         // be put in a slot of two steps.

@@ -605,6 +605,33 @@ def test_a_2d_latitude_that_differs_between_files_stops_the_default_combine(tmp_
     assert "lat2d" not in open_refs(out).variables
 
 
+def test_a_day_with_no_time_step_adds_nothing(tmp_path):
+    """Trap: a model day that wrote no record (time of length 0) among the others. The combine was
+    refused with "chunks do not line up ... 0 along time", which hid the cause; xarray combines the
+    files, the empty one adding nothing. Now it is left out with a note naming it, and the dataset
+    equals xarray's on all the files."""
+    import netCDF4
+    import numpy as np
+    files = []
+    for k, steps in enumerate((2, 0, 2)):
+        path = str(tmp_path / ("day_%d.nc" % k))
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("x", 3)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units = "hours since 2030-01-01"
+            t[:] = 24 * k + np.arange(steps)
+            v = nc.createVariable("v", "f4", ("time", "x"))
+            v[:] = np.arange(steps * 3, dtype="f4").reshape(steps, 3) + 100 * k
+        files.append(path)
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    require_ok(p, "scan with an empty day")
+    assert lines_with(p.stderr, "note: left out 1 file with no time step", files[1]), p.stderr[-2000:]
+    exp = expected(tuple(files), "nested", "time")
+    assert exp.sizes["time"] == 4
+    same(exp, open_refs(out), "an empty day", True, files)
+
+
 def test_a_file_named_twice_through_a_link_is_refused(archive, tmp_path):
     """Trap: an archive directory keeps latest.nc, a link to its last day, and the glob takes both.
     The default (name order) combine held the last day twice, its instants repeated at the end of

@@ -383,7 +383,9 @@ public enum NetCDFMapping {
         }
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
-        } else if let limit = options.comparedValuesLimit(name: path, dimensions: dimensions, dtype: dtype, shape: shape) {
+        } else if let limit = options.comparedValuesLimit(
+            name: path, dimensions: dimensions, dtype: dtype, shape: shape, units: array.attributes.first { $0.0 == "units" }?.1.stringValue)
+        {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: limit)
         }
         try fillMissingChunks(&array, hdf5Fill: hdf5Fill)

@@ -141,7 +141,10 @@ public enum NetCDF3Mapping {
         }
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
-        } else if let limit = options.comparedValuesLimit(name: variable.name, dimensions: dimensions, dtype: array.dtype, shape: array.shape) {
+        } else if let limit = options.comparedValuesLimit(
+            name: variable.name, dimensions: dimensions, dtype: array.dtype, shape: array.shape,
+            units: array.attributes.first { $0.0 == "units" }?.1.stringValue)
+        {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: limit)
         }
         return array

@@ -59,6 +59,7 @@ public struct ManifestCache: Sendable {
             ("url", .string(object.url)), ("size", .uint(object.size)), ("etag", object.identity.map { JSON.string($0.encoded) } ?? .null),
             ("inline", .array(options.inlineVariables.sorted().map(JSON.string))),
             ("inline_compared_values", options.inlineComparedValues ? .uint(UInt64(options.maxDimensionCoordinateBytes)) : .null),
+            ("time_variables_along", options.timeVariablesAlong.map(JSON.string) ?? .null),
             ("split", .uint(options.contiguousSplitThreshold)), ("version", .int(Int64(formatVersion))),
             ("build", .string(buildIdentity)),
         ])

@@ -292,7 +292,10 @@ public enum Scanner {
         let allowSources = options.allowSources
         logger.info("scanning files", metadata: ["count": "\(listed.count)"])
         var mapping = options.mapping
-        if let dimension = options.combine.concatDimension { mapping.inlineVariables.insert(dimension) }
+        if let dimension = options.combine.concatDimension {
+            mapping.inlineVariables.insert(dimension)
+            if options.combine.layout == .combined { mapping.timeVariablesAlong = dimension }
+        }
         // The files' dimension coordinates are read to choose the concat dimension when none is
         // named, and to check that the others agree unless `--compat override` says to keep the
         // first file's. The whole listing's count, not the shard's: every shard maps its files as
@@ -542,6 +545,18 @@ public enum Scanner {
     /// Orders files by the first value of their concat coordinate, decoded with each file's own
     /// CF time units where it has them (files counting from their own start share no raw scale).
     static func sortByCoordinate(_ parts: [(name: String, dataset: VirtualDataset)], dimension: String) throws -> [(name: String, dataset: VirtualDataset)] {
+        // WRF files have no coordinate along Time: their `Times` rows, read with the scan, order them.
+        let hasCoordinate = parts.contains { part in part.dataset.arrays.contains { $0.name == dimension && $0.dimensionNames == [dimension] } }
+        if !hasCoordinate {
+            let keyed = parts.map { part in
+                (part.dataset.arrays.first { $0.path == "Times" && $0.dimensionNames.first == dimension }.flatMap(WRFTimes.rows)?.compactMap { $0 }.first, part)
+            }
+            if let missing = keyed.first(where: { $0.0 == nil }) {
+                throw ScanError.ordering(
+                    file: missing.1.name, detail: "\(missing.1.name): no \(dimension) coordinate values (nor WRF Times rows) to order by")
+            }
+            return keyed.sorted { $0.0!.lexicographicallyPrecedes($1.0!) }.map(\.1)
+        }
         var calendar: (CFCalendar, String)?
         let keyed = try parts.map { part -> (Double, (name: String, dataset: VirtualDataset)) in
             guard let coordinate = part.dataset.arrays.first(where: { $0.name == dimension && $0.dimensionNames == [dimension] }),
@@ -582,6 +597,19 @@ public enum Scanner {
             values.append(String(captured))
         }
         let integers = values.compactMap { Int64($0) }
+        // Two files with one value would be one member twice along the new dimension.
+        var holder: [String: Int] = [:]
+        for (index, value) in values.enumerated() {
+            let key = integers.count == values.count ? String(integers[index]) : value
+            if let earlier = holder[key] {
+                throw ScanError.stackRegex(
+                    pattern: stack.pattern, file: parts[index].name,
+                    reason:
+                        "gives \(stack.dimension) \(key) to this file and to \(parts[earlier].name): each file needs a value of its own; make the capture group take the whole \(stack.dimension) (ens(\\d+), not ens(\\d))"
+                )
+            }
+            holder[key] = index
+        }
         return parts.enumerated().map { index, part in
             var dataset = part.dataset
             dataset.arrays = dataset.arrays.map { array in

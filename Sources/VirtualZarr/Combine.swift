@@ -175,7 +175,7 @@ public enum Combiner {
                 if array.path == dimension, versions.indices.count > 1 {
                     try checkIncreasing(array, versions: versions, strictly: options.orderedByCoordinate, notes: &result.notes)
                 } else if axis == 0, WRFTimes.isTimes(path: array.path, dtype: array.dtype, rank: array.shape.count), versions.indices.count > 1 {
-                    try checkNoTimesRepeat(array, versions: versions)
+                    try checkTimes(array, versions: versions, strictly: options.orderedByCoordinate, notes: &result.notes)
                 }
                 array.attributes = mergeAttributes(versions.indices.map { versions[$0].attributes }, policy: options.attributes)
                 if let units = versions[0].attributes.first(where: { $0.0 == "units" }), array.path == dimension {
@@ -617,18 +617,39 @@ public enum Combiner {
         throw repeatedInstant("\(array.path) \(formatValue(values[found.position]))\(units)", of: array.path, found, versions)
     }
 
-    /// `checkNoInstantRepeats` for WRF files, which name their instants only in `Times` (the
-    /// combined array, inline): a row of characters that an earlier file holds too.
-    static func checkNoTimesRepeat(_ times: VirtualArray, versions: ArrayVersions) throws {
-        guard times.manifest.count == 1, case .inline(let chunk) = times.manifest[0], times.shape[1] > 0 else { return }
-        let width = Int(times.shape[1])
-        let keys = (0..<Int(times.shape[0])).map { row -> ArraySlice<UInt8>? in
-            let characters = chunk.dropFirst(row * width).prefix(width)
-            return characters.count == width && characters.contains(where: { $0 != 0 && $0 != 32 }) ? characters : nil
+    /// `checkNoInstantRepeats` and `checkIncreasing` for WRF files, which name their instants
+    /// only in `Times` (the combined array, inline): a row of characters that an earlier file
+    /// holds too is an error; a file whose first row is not after the previous file's last is
+    /// a note in name order (the data would be out of time order with nothing else to say so),
+    /// an error when ordered by coordinate.
+    static func checkTimes(_ times: VirtualArray, versions: ArrayVersions, strictly: Bool, notes: inout [String]) throws {
+        guard let keys = WRFTimes.rows(times) else { return }
+        let lengths = versions.indices.map { Int(versions[$0].shape[0]) }
+        if let found = firstRepeat(keys, lengths: lengths) {
+            throw repeatedInstant("Times \(WRFTimes.text(keys[found.position]!))", of: times.path, found, versions)
         }
-        guard let found = firstRepeat(keys, lengths: versions.indices.map { Int(versions[$0].shape[0]) }) else { return }
-        let text = String(decoding: keys[found.position]!.prefix { $0 != 0 }, as: UTF8.self)
-        throw repeatedInstant("Times \(text)", of: times.path, found, versions)
+        var end = 0
+        var lastRow: (row: ArraySlice<UInt8>, version: Int)?
+        for version in versions.indices {
+            let own = min(end, keys.count)..<min(end + lengths[version], keys.count)
+            end += lengths[version]
+            let rows = own.compactMap { keys[$0] }
+            guard let first = rows.first, let last = rows.last else { continue }
+            if let previous = lastRow, !previous.row.lexicographicallyPrecedes(first) {
+                let (before, this) = (versions.file(previous.version), versions.file(version))
+                let detail = "Times does not increase from \(before) to \(this) (\(WRFTimes.text(previous.row)) then \(WRFTimes.text(first)))"
+                if strictly {
+                    throw CombineError.coordinateConflict(
+                        coordinate: times.path, files: [before, this],
+                        detail: "\(detail): the files overlap. Leave the duplicate files out, or mount them separately (--layout per_file)")
+                }
+                notes.append(
+                    "\(detail); files are combined in name order, so the data along \(times.dimensionNames.first ?? "Time") is out of time order; use --order coordinate to order them by Times"
+                )
+                return
+            }
+            lastRow = (last, version)
+        }
     }
 
     /// The first key that a file shares with an earlier file, where files hold `lengths` keys

@@ -440,10 +440,12 @@ public enum CombineRules {
                 let a = first.attributes.first { $0.0 == key }?.1
                 let b = other.attributes.first { $0.0 == key }?.1
                 if a != b {
+                    // `--decoded --unpack` takes other packings, not other units.
+                    let unpack = key == "units" || key == "calendar" ? "" : "Mount with --decoded --unpack to serve it unpacked per file, "
                     throw CombineError.variableDisagrees(
                         variable: first.path, files: [versions.file(0), versions.file(version)],
                         detail:
-                            "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): \(key) is \(a.map(render) ?? "absent") in \(versions.file(0)) but \(b.map(render) ?? "absent") in \(versions.file(version)), so one set of attributes would decode some files' values wrongly. Mount with --decoded --unpack to serve it unpacked per file, leave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)"
+                            "variable \(first.path) is encoded differently in \(versions.file(0)) and \(versions.file(version)): \(key) is \(a.map(render) ?? "absent") in \(versions.file(0)) but \(b.map(render) ?? "absent") in \(versions.file(version)), so one set of attributes would decode some files' values wrongly. \(unpack.isEmpty ? "L" : unpack + "l")eave it out with --drop-variables \(first.path), or mount the files separately (--layout per_file)"
                     )
                 }
             }
@@ -552,8 +554,11 @@ public enum CombineRules {
         }
         let values = exact ? integers.map(Double.init) : doubles
         let float64 = ZarrDataType.float(size: 8)
-        let stored =
-            dtype == float64 ? "" : " and stored as float64 (the shifts between the files' units are not whole \(target.unit.rawValue) in \(dtype.v2String))"
+        let reason =
+            isInteger
+            ? "the shifts between the files' units are not whole \(target.unit.rawValue) in \(dtype.v2String)"
+            : "\(dtype.v2String) would round the shifted values"
+        let stored = dtype == float64 ? "" : " and stored as float64 (\(reason))"
         return (
             NumericValues.encode(values), float64,
             "\(path): values of \(versions.indices.count) files re-encoded from their own units into \(target.text)\(stored)"

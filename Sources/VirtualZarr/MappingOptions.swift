@@ -15,6 +15,11 @@ public struct MappingOptions: Sendable {
     /// and to check that what is not concatenated (lat, a forecast's reference time) agrees.
     public var inlineComparedValues = false
     public var maxDimensionCoordinateBytes = 1 << 20
+    /// The concat dimension when the user names it: 1-D numeric variables along it in CF time
+    /// units (WRF's `XTIME` beside `Time`) are read and inlined up to
+    /// `maxDimensionCoordinateBytes`, so that files written in other time units (runs started
+    /// on other days) are re-encoded in the first file's, as its coordinate is.
+    public var timeVariablesAlong: String?
     /// Largest scalar inlined for comparison (a compound or string scalar is left as it is).
     public static let maxComparedScalarBytes = 64
 
@@ -22,11 +27,18 @@ public struct MappingOptions: Sendable {
 
     /// How many bytes of an array a scan reads and inlines so that files can be compared by its
     /// values, or nil for none: a numeric dimension coordinate (`name` is its only dimension) up
-    /// to `maxDimensionCoordinateBytes`, a numeric scalar, or WRF's `Times`. The one decision
-    /// for every format's mapping.
-    public func comparedValuesLimit(name: String, dimensions: [String], dtype: ZarrDataType, shape: [UInt64]) -> Int? {
-        guard inlineComparedValues else { return nil }
+    /// to `maxDimensionCoordinateBytes`, a numeric scalar, WRF's `Times`, or a time variable
+    /// along `timeVariablesAlong` (`units` are the variable's). The one decision for every
+    /// format's mapping.
+    public func comparedValuesLimit(name: String, dimensions: [String], dtype: ZarrDataType, shape: [UInt64], units: String? = nil) -> Int? {
         let numeric = [.signed, .unsigned, .float].contains(dtype.kind)
+        if numeric, shape.count == 1, let along = timeVariablesAlong, dimensions == [along], let units,
+            CFTimeUnits(units: units, calendar: nil) != nil
+        {
+            let (bytes, overflow) = shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize))
+            if !overflow && bytes <= UInt64(maxDimensionCoordinateBytes) { return maxDimensionCoordinateBytes }
+        }
+        guard inlineComparedValues else { return nil }
         if numeric, shape.count == 1, dimensions == [name] {
             let (bytes, overflow) = shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize))
             return !overflow && bytes <= UInt64(maxDimensionCoordinateBytes) ? maxDimensionCoordinateBytes : nil
@@ -51,6 +63,22 @@ public enum WRFTimes {
     public static func isTimes(path: String, dtype: ZarrDataType, rank: Int) -> Bool {
         path == "Times" && dtype.kind == .fixedBytes && dtype.itemSize == 1 && rank == 2
     }
+
+    /// The rows of a `Times` array read with the scan (inline), nil for a blank row (an instant
+    /// never written); nil when its values were not read. WRF writes `2060-01-01_00:00:00`, so
+    /// rows compare in time order as text.
+    public static func rows(_ array: borrowing VirtualArray) -> [ArraySlice<UInt8>?]? {
+        guard isTimes(path: array.path, dtype: array.dtype, rank: array.shape.count), array.shape[1] > 0,
+            array.manifest.count == 1, case .inline(let chunk) = array.manifest[0]
+        else { return nil }
+        let width = Int(array.shape[1])
+        return (0..<Int(array.shape[0])).map { row in
+            let characters = chunk.dropFirst(row * width).prefix(width)
+            return characters.count == width && characters.contains(where: { $0 != 0 && $0 != 32 }) ? characters : nil
+        }
+    }
+
+    public static func text(_ row: ArraySlice<UInt8>) -> String { String(decoding: row.prefix { $0 != 0 }, as: UTF8.self) }
 }
 
 /// The chunk grid a format's contiguous (unchunked) data is served on.

@@ -632,6 +632,124 @@ def test_a_day_with_no_time_step_adds_nothing(tmp_path):
     same(exp, open_refs(out), "an empty day", True, files)
 
 
+def write_wrf_runs(directory, xtime_dims=("Time",)):
+    """Three daily WRF-style files, each from a run started that day: XTIME (minutes since the
+    run's start, float32) and T2 (K), or in day 1 T2 in degC when XTIME has other dimensions."""
+    import netCDF4
+    import numpy as np
+    directory.mkdir()
+    files = []
+    for k in range(3):
+        path = str(directory / ("wrfout_d01_2030-01-0%d.nc" % (k + 1)))
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("Time", None)
+            nc.createDimension("x", 3)
+            xtime = nc.createVariable("XTIME", "f4", xtime_dims)
+            xtime.units = "minutes since 2030-01-0%d 00:00:00" % (k + 1)
+            xtime[:] = np.zeros((2, 3)) + [[0], [60]] if len(xtime_dims) == 2 else [0, 60]
+            t2 = nc.createVariable("T2", "f4", ("Time", "x"))
+            t2.units = "K"
+            t2.coordinates = "XTIME"
+            t2[:] = np.arange(6, dtype="f4").reshape(2, 3) + 10 * k
+        files.append(path)
+    return files
+
+
+def test_wrf_xtime_in_each_runs_own_units_is_reencoded(tmp_path):
+    """Trap: WRF files from runs started on different days keep XTIME in minutes since their own
+    start. The combine refused them ("units is minutes since 2030-01-01 ... but ...") and advised
+    --decoded --unpack, which failed the same way. A 1-D time variable along the concat dimension
+    is now read with the scan and re-encoded in the first file's units, as Time is; the instants
+    equal xarray's, which decodes each file with its own units."""
+    files = write_wrf_runs(tmp_path / "runs")
+    out, p = scan(tmp_path, files, ["--concat-dim", "Time"])
+    require_ok(p, "scan of runs started on other days")
+    assert lines_with(p.stderr, "note: XTIME: values of 3 files re-encoded", "minutes since 2030-01-01"), p.stderr[-2000:]
+    exp = expected(tuple(files), "nested", "Time")
+    assert str(exp["XTIME"].values[2])[:16] == "2030-01-02T00:00", exp["XTIME"].values
+    same(exp, open_refs(out), "XTIME re-encoded", True, files)
+
+
+def test_other_units_are_not_advised_to_unpack(tmp_path):
+    """A 2-D XTIME(Time, x) in each run's units is not re-encoded: the error names it and no longer
+    advises --decoded --unpack, which takes other packings, not other units; the ways it gives work."""
+    files = write_wrf_runs(tmp_path / "runs", xtime_dims=("Time", "x"))
+    out, p = scan(tmp_path, files, ["--concat-dim", "Time"])
+    assert p.returncode == 1 and "variable XTIME is encoded differently" in p.stderr, p.stderr[-2000:]
+    assert "--unpack" not in p.stderr and "--drop-variables XTIME" in p.stderr, p.stderr[-2000:]
+    out, p = scan(tmp_path, files, ["--concat-dim", "Time", "--drop-variables", "XTIME"])
+    require_ok(p, "scan --drop-variables XTIME")
+
+
+def test_wrf_days_out_of_name_order_get_a_note_and_order_by_their_times(tmp_path):
+    """Trap: WRF files named wrf_day1, wrf_day2, wrf_day10 have no Time coordinate, only Times rows.
+    Name order puts day 10 before day 2, and the combined data was out of time order with exit 0
+    and not a word (a CF time coordinate got a note). Now a note names the two files; with
+    --order coordinate the files are ordered by their Times, equal to xarray's concatenation of
+    the files in time order."""
+    import netCDF4
+    import numpy as np
+    files = {}
+    for day in (1, 2, 10):
+        path = str(tmp_path / ("wrf_day%d.nc" % day))
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("Time", None)
+            nc.createDimension("DateStrLen", 19)
+            nc.createDimension("x", 3)
+            times = nc.createVariable("Times", "S1", ("Time", "DateStrLen"))
+            times[:] = netCDF4.stringtochar(np.array(["2030-01-%02d_00:00:00" % day, "2030-01-%02d_12:00:00" % day], dtype="S19"))
+            t2 = nc.createVariable("T2", "f4", ("Time", "x"))
+            t2[:] = np.arange(6, dtype="f4").reshape(2, 3) + 10 * day
+        files[day] = path
+    by_name = sorted(files.values())
+    assert names(by_name) == ["wrf_day1.nc", "wrf_day10.nc", "wrf_day2.nc"]
+    out, p = scan(tmp_path, [str(tmp_path / "wrf_day*.nc")], ["--concat-dim", "Time"])
+    require_ok(p, "scan in name order")
+    said = lines_with(p.stderr, "note: Times does not increase from", by_name[1], by_name[2], "--order coordinate")
+    assert said and "2030-01-10_12:00:00 then 2030-01-02_00:00:00" in said[0], p.stderr[-2000:]
+    same(expected(tuple(by_name), "nested", "Time"), open_refs(out), "WRF days in name order", True, by_name)
+    out, p = scan(tmp_path, [str(tmp_path / "wrf_day*.nc")], ["--concat-dim", "Time", "--order", "coordinate"])
+    require_ok(p, "scan ordered by Times")
+    assert "does not increase" not in p.stderr, p.stderr[-2000:]
+    in_time = [files[day] for day in (1, 2, 10)]
+    same(expected(tuple(in_time), "nested", "Time"), open_refs(out), "WRF days ordered by Times", True, in_time)
+
+
+def test_a_stack_regex_that_gives_two_files_one_member_says_so(tmp_path):
+    """Ensemble members run_ens01, run_ens02, run_ens10 stacked with --stack-regex 'ens(\\d)': the
+    capture gives members 0, 0 and 1. The error said "member 0 is in both ..." and advised
+    stacking along a new dimension, which the user was doing; it now names the regex, the member
+    and both files, and says to widen the capture. 'ens(\\d+)' stacks members 1, 2 and 10, each
+    holding its own file's values, as xarray reads them."""
+    import netCDF4
+    import numpy as np
+    import xarray as xr
+    files = []
+    for member in ("01", "02", "10"):
+        path = str(tmp_path / ("run_ens%s.nc" % member))
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("time", 2)
+            nc.createDimension("x", 3)
+            t = nc.createVariable("time", "i4", ("time",))
+            t.units = "hours since 2030-01-01"
+            t[:] = [0, 1]
+            v = nc.createVariable("v", "f4", ("time", "x"))
+            v[:] = np.arange(6, dtype="f4").reshape(2, 3) + 100 * int(member)
+        files.append(path)
+    out, p = scan(tmp_path, files, ["--stack-dim", "member", "--stack-regex", r"ens(\d)"])
+    assert p.returncode == 1, p.stderr[-2000:]
+    said = "error: %s: --stack-regex ens(\\d) gives member 0 to this file and to %s: each file needs a value of its own" % (
+        files[1], files[0])
+    assert lines_with(p.stderr, said), p.stderr[-2000:]
+    out, p = scan(tmp_path, files, ["--stack-dim", "member", "--stack-regex", r"ens(\d+)"])
+    require_ok(p, "scan with the whole member number")
+    act = open_refs(out)
+    assert act["member"].values.tolist() == [1, 2, 10]
+    for index, path in enumerate(files):
+        with xr.open_dataset(path) as original:
+            assert (act["v"].values[index] == original["v"].values).all(), path
+
+
 def test_a_file_named_twice_through_a_link_is_refused(archive, tmp_path):
     """Trap: an archive directory keeps latest.nc, a link to its last day, and the glob takes both.
     The default (name order) combine held the last day twice, its instants repeated at the end of

@@ -381,10 +381,16 @@ public enum NetCDFMapping {
         if dtype.kind == .variableString {
             return try await inlineStrings(array, dataset: dataset, info: info, fetch: fetch, options: options)
         }
+        // The concat coordinate's attributes, for a variable that may be its bounds.
+        let coordinate = options.timeVariablesAlong.flatMap { along -> [(String, JSON)]? in
+            guard shape.count == 2, dimensions.first == along, let found = info.datasets.first(where: { $0.path == "/" + along }) else { return nil }
+            return attributes(found.attributes, resolve: info.pathsByAddress, namedTypes: namedTypeSignatures(info))
+        }
+        let time = options.timeUnits(name: path, own: array.attributes, coordinate: coordinate)
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
         } else if let limit = options.comparedValuesLimit(
-            name: path, dimensions: dimensions, dtype: dtype, shape: shape, units: array.attributes.first { $0.0 == "units" }?.1.stringValue)
+            name: path, dimensions: dimensions, dtype: dtype, shape: shape, units: time.units, isConcatBounds: time.isConcatBounds)
         {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: limit)
         }

@@ -139,11 +139,19 @@ public enum NetCDF3Mapping {
                 }
             }
         }
+        // The concat coordinate's attributes, for a variable that may be its bounds.
+        let coordinate = options.timeVariablesAlong.flatMap { along -> [(String, JSON)]? in
+            guard array.shape.count == 2, dimensions.first == along, let found = header.variables.first(where: { $0.name == along }) else {
+                return nil
+            }
+            return attributes(found.attributes)
+        }
+        let time = options.timeUnits(name: variable.name, own: array.attributes, coordinate: coordinate)
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
         } else if let limit = options.comparedValuesLimit(
-            name: variable.name, dimensions: dimensions, dtype: array.dtype, shape: array.shape,
-            units: array.attributes.first { $0.0 == "units" }?.1.stringValue)
+            name: variable.name, dimensions: dimensions, dtype: array.dtype, shape: array.shape, units: time.units,
+            isConcatBounds: time.isConcatBounds)
         {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: limit)
         }

@@ -121,6 +121,7 @@ public enum Combiner {
         guard let first = parts.first else { throw CombineError.noFiles }
         if options.layout == .perFile { return nest(parts) }
         if parts.count == 1 { return first.dataset }
+        let (parts, lent) = options.concatDimension.map { lendingCoordinateUnitsToBounds(parts, dimension: $0) } ?? (parts, [])
         var result = VirtualDataset(objects: [], groups: [], arrays: [], warnings: [])
         var objectOffsets: [UInt32] = []
         for part in parts {
@@ -178,6 +179,9 @@ public enum Combiner {
                     try checkTimes(array, versions: versions, strictly: options.orderedByCoordinate, notes: &result.notes)
                 }
                 array.attributes = mergeAttributes(versions.indices.map { versions[$0].attributes }, policy: options.attributes)
+                if lent.contains(LentUnits(part: versions.positions[0].part, path: path)) {
+                    array.attributes.removeAll { $0.0 == "units" || $0.0 == "calendar" }
+                }
                 if let units = versions[0].attributes.first(where: { $0.0 == "units" }), array.path == dimension {
                     // The values are in the first file's units whatever the attribute policy.
                     array.attributes.removeAll { $0.0 == "units" }
@@ -432,11 +436,48 @@ public enum Combiner {
         return joined
     }
 
-    /// An inline 1-D coordinate concatenated along its own axis: its CF time units may differ
-    /// between files, as it is re-encoded.
+    /// An inline array concatenated along its first axis (a coordinate, a time variable or a
+    /// coordinate's bounds read with the scan): its CF time units may differ between files, as
+    /// it is re-encoded.
     static func isTimeCoordinate(_ versions: ArrayVersions, axis: Int) -> Bool {
-        axis == 0 && versions[0].codecs.isEmpty && versions[0].shape.count == 1
+        axis == 0 && versions[0].codecs.isEmpty
             && versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) })
+    }
+
+    /// A bounds variable whose units a file's concat coordinate lent it.
+    struct LentUnits: Hashable {
+        var part: Int
+        var path: String
+    }
+
+    /// CF 7.1: the concat coordinate's bounds (named by its `bounds` or `climatology`) share its
+    /// units and calendar when they have none of their own. Each file's are lent to its bounds,
+    /// so that files in other time units are re-encoded or refused like the coordinate, never
+    /// concatenated as raw offsets from different instants; the combiner takes them back from
+    /// the result.
+    static func lendingCoordinateUnitsToBounds(
+        _ parts: [(name: String, dataset: VirtualDataset)], dimension: String
+    ) -> ([(name: String, dataset: VirtualDataset)], Set<LentUnits>) {
+        var parts = parts
+        var lent: Set<LentUnits> = []
+        for index in parts.indices {
+            guard let coordinate = parts[index].dataset.arrays.first(where: { $0.path == dimension && $0.dimensionNames == [dimension] }),
+                let units = coordinate.attributes.first(where: { $0.0 == "units" })
+            else { continue }
+            for key in ["bounds", "climatology"] {
+                guard let name = CombineRules.stringAttribute(coordinate, key),
+                    let bounds = parts[index].dataset.arrays.firstIndex(where: { $0.path == name }),
+                    parts[index].dataset.arrays[bounds].dimensionNames.first == dimension,
+                    !parts[index].dataset.arrays[bounds].attributes.contains(where: { $0.0 == "units" })
+                else { continue }
+                parts[index].dataset.arrays[bounds].attributes.append(units)
+                if let calendar = coordinate.attributes.first(where: { $0.0 == "calendar" }) {
+                    parts[index].dataset.arrays[bounds].attributes.append(calendar)
+                }
+                lent.insert(LentUnits(part: index, path: name))
+            }
+        }
+        return (parts, lent)
     }
 
     /// Refuses versions of a variable that encode their values differently, unless `unpack`

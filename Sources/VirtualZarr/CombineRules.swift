@@ -527,7 +527,7 @@ public enum CombineRules {
         for version in versions.indices {
             let array = versions[version]
             guard case .inline(let chunk) = array.manifest[0] else { return nil }
-            let count = Int(array.shape[0])
+            guard let count = valueCount(array) else { return nil }
             let conversion = CFTimeConversion(from: parsed[version], to: target)
             let markers = missingMarkers(array)
             if exact {

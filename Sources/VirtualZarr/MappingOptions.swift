@@ -1,3 +1,5 @@
+import JSONValue
+
 /// What every format's mapping (HDF5/netCDF-4, netCDF-3) is asked for: how contiguous data is
 /// split, which variables are read and inlined, and the limits on inlined data.
 public struct MappingOptions: Sendable {
@@ -28,12 +30,14 @@ public struct MappingOptions: Sendable {
     /// How many bytes of an array a scan reads and inlines so that files can be compared by its
     /// values, or nil for none: a numeric dimension coordinate (`name` is its only dimension) up
     /// to `maxDimensionCoordinateBytes`, a numeric scalar, WRF's `Times`, or a time variable
-    /// along `timeVariablesAlong` (`units` are the variable's). The one decision for every
-    /// format's mapping.
-    public func comparedValuesLimit(name: String, dimensions: [String], dtype: ZarrDataType, shape: [UInt64], units: String? = nil) -> Int? {
+    /// along `timeVariablesAlong` (`units` are the variable's, or for the bounds of the concat
+    /// coordinate its coordinate's: `timeUnits`). The one decision for every format's mapping.
+    public func comparedValuesLimit(
+        name: String, dimensions: [String], dtype: ZarrDataType, shape: [UInt64], units: String? = nil, isConcatBounds: Bool = false
+    ) -> Int? {
         let numeric = [.signed, .unsigned, .float].contains(dtype.kind)
-        if numeric, shape.count == 1, let along = timeVariablesAlong, dimensions == [along], let units,
-            CFTimeUnits(units: units, calendar: nil) != nil
+        if numeric, shape.count == 1 || (isConcatBounds && shape.count == 2), let along = timeVariablesAlong, dimensions.first == along,
+            let units, CFTimeUnits(units: units, calendar: nil) != nil
         {
             let (bytes, overflow) = shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize))
             if !overflow && bytes <= UInt64(maxDimensionCoordinateBytes) { return maxDimensionCoordinateBytes }
@@ -49,6 +53,20 @@ public struct MappingOptions: Sendable {
             return !overflow && bytes <= UInt64(WRFTimes.maxBytes) ? WRFTimes.maxBytes : nil
         }
         return nil
+    }
+}
+
+extension MappingOptions {
+    /// The time units of a variable along `timeVariablesAlong`: its own, or when the concat
+    /// coordinate's `bounds` or `climatology` attribute names it and it has none, the
+    /// coordinate's (CF 7.1: bounds share their coordinate's units). `coordinate` holds the
+    /// concat coordinate's attributes.
+    public func timeUnits(name: String, own: [(String, JSON)], coordinate: [(String, JSON)]?) -> (units: String?, isConcatBounds: Bool) {
+        let units = own.first { $0.0 == "units" }?.1.stringValue
+        guard let coordinate, timeVariablesAlong != nil,
+            coordinate.contains(where: { ($0.0 == "bounds" || $0.0 == "climatology") && $0.1.stringValue == name })
+        else { return (units, false) }
+        return (units ?? coordinate.first { $0.0 == "units" }?.1.stringValue, true)
     }
 }
 

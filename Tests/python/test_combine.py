@@ -750,6 +750,43 @@ def test_a_stack_regex_that_gives_two_files_one_member_says_so(tmp_path):
             assert (act["v"].values[index] == original["v"].values).all(), path
 
 
+@pytest.mark.parametrize("fmt", ["NETCDF4", "NETCDF3_64BIT_OFFSET"])
+def test_time_bounds_follow_their_coordinate_when_units_are_reencoded(tmp_path, fmt):
+    """Trap: daily files in hours since their own day, with time_bnds(time, nv) that has no units
+    of its own (CF 7.1: bounds share their coordinate's). time was re-encoded in the first file's
+    units, but time_bnds was concatenated raw: every day's bounds decoded to the first day's, exit
+    0. The bounds are now read with the scan and re-encoded with each file's time units, equal to
+    xarray's; without --concat-dim (the bounds not read) the files are refused, not misdated."""
+    import netCDF4
+    import numpy as np
+    files = []
+    for k in range(3):
+        path = str(tmp_path / ("day_%d.nc" % k))
+        with netCDF4.Dataset(path, "w", format=fmt) as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("nv", 2)
+            nc.createDimension("x", 3)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units = "hours since 2030-01-%02d" % (k + 1)
+            t.bounds = "time_bnds"
+            t[:] = [0.5, 1.5]
+            bounds = nc.createVariable("time_bnds", "f8", ("time", "nv"))
+            bounds[:] = [[0, 1], [1, 2]]
+            v = nc.createVariable("v", "f4", ("time", "x"))
+            v[:] = np.arange(6, dtype="f4").reshape(2, 3) + 10 * k
+        files.append(path)
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    require_ok(p, "scan of days in their own units")
+    assert lines_with(p.stderr, "note: time_bnds: values of 3 files re-encoded", "hours since 2030-01-01"), p.stderr[-2000:]
+    exp = expected(tuple(files), "nested", "time")
+    assert str(exp["time_bnds"].values[2, 0])[:13] == "2030-01-02T00", exp["time_bnds"].values
+    act = open_refs(out)
+    assert "units" not in act["time_bnds"].attrs and "units" not in open_refs(out, decode_cf=False)["time_bnds"].attrs
+    same(exp, act, "time_bnds re-encoded", True, files)
+    out, p = scan(tmp_path, files, [])
+    assert p.returncode == 1 and "variable time_bnds is encoded differently" in p.stderr, p.stderr[-2000:]
+
+
 def test_a_file_named_twice_through_a_link_is_refused(archive, tmp_path):
     """Trap: an archive directory keeps latest.nc, a link to its last day, and the glob takes both.
     The default (name order) combine held the last day twice, its instants repeated at the end of

@@ -2,6 +2,7 @@ import HDF5Mapping
 import ByteSource
 import Foundation
 import HDF5Metadata
+import JSONValue
 import Logging
 import NetCDF3
 import NetCDF3Mapping
@@ -442,6 +443,7 @@ public enum Scanner {
         if parts.isEmpty { throw ScanError.noFileScanned(failed: skipped.count) }
         let combineStart = ContinuousClock.now
         var dataset = try await combineParts(parts, options: options, store: store)
+        if !skipped.isEmpty { recordSkipped(skipped, in: &dataset) }
         if let warning = uncheckedObjectsWarning(dataset.objects) { dataset.warnings.append(warning) }
         do {
             try await CodecProof.prove(&dataset, store: store, cache: cache, provenAhead: scanned.provenAhead)
@@ -461,6 +463,26 @@ public enum Scanner {
             elapsed: ContinuousClock.now - start, cacheHits: scanned.cacheHits, store: store, maxRounds: scanned.maxRounds)
         summary.phases = ScanPhases(listing: scanned.listing, scanning: scanned.scanning, combining: ContinuousClock.now - combineStart)
         return summary
+    }
+
+    /// The global attribute that names the files `--on-error skip` left out, each with why: the
+    /// exit status and the `skipped:` lines are gone once the dataset is mounted or written,
+    /// and a reader would otherwise take it for the whole archive.
+    public static let skippedFilesAttribute = "zarrmount_skipped_files"
+
+    /// `FILE: why` for a file left out (most reasons already start with the file's name).
+    public static func skippedLine(file: String, reason: String) -> String {
+        reason.hasPrefix(file + ": ") ? reason : "\(file): \(reason)"
+    }
+
+    static func recordSkipped(_ skipped: [(file: String, reason: String)], in dataset: inout VirtualDataset) {
+        let value = JSON.array(skipped.map { JSON.string(skippedLine(file: $0.file, reason: $0.reason)) })
+        if let root = dataset.groups.firstIndex(where: { $0.path.isEmpty }) {
+            dataset.groups[root].attributes.removeAll { $0.0 == skippedFilesAttribute }
+            dataset.groups[root].attributes.append((skippedFilesAttribute, value))
+        } else {
+            dataset.groups.insert(VirtualGroup(path: "", attributes: [(skippedFilesAttribute, value)]), at: 0)
+        }
     }
 
     /// Says so when objects came without an ETag or a Last-Modified date: their reads cannot be

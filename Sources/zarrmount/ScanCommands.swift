@@ -312,11 +312,7 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
     }
     for warning in summary.dataset.warnings { printError("warning: \(warning)") }
     for note in summary.dataset.notes { printError("note: \(note)") }
-    for (file, reason) in summary.skipped {
-        // Most reasons already start with the file's name.
-        let detail = reason.hasPrefix(file + ": ") ? String(reason.dropFirst(file.count + 2)) : reason
-        printError("skipped: \(file): \(detail)")
-    }
+    for (file, reason) in summary.skipped { printError("skipped: " + Scanner.skippedLine(file: file, reason: reason)) }
     return summary
 }
 

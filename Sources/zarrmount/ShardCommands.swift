@@ -18,7 +18,7 @@ func scanShard(_ config: MountConfig, shard: Shard, to manifest: String, logger:
     printError(
         "scanned shard \(shard.index)/\(shard.count): files \(range.lowerBound)..<\(range.upperBound) of \(scanned.listedFiles) in key order, \(scanned.parts.count) scanned, \(scanned.skipped.count) skipped (\(scanned.cacheHits) from the manifest cache)"
     )
-    for (file, reason) in scanned.skipped { printError("skipped: \(file): \(reason)") }
+    for (file, reason) in scanned.skipped { printError("skipped: " + Scanner.skippedLine(file: file, reason: reason)) }
     let contents = ManifestFile.ShardParts(shard: shard, listedFiles: scanned.listedFiles, parts: scanned.parts, skipped: scanned.skipped)
     try writeManifest(.shard(contents), to: manifest)
 }
@@ -103,7 +103,7 @@ struct Merge: AsyncParsableCommand {
             "merged \(shards.count) shards: \(summary.files) files, \(summary.arrayCount) arrays, \(summary.chunkCount) chunks")
         for warning in summary.dataset.warnings { printError("warning: \(warning)") }
         for note in summary.dataset.notes { printError("note: \(note)") }
-        for (file, reason) in summary.skipped { printError("skipped: \(file): \(reason)") }
+        for (file, reason) in summary.skipped { printError("skipped: " + Scanner.skippedLine(file: file, reason: reason)) }
         try writeScanOutputs(summary, refs: refs, manifest: manifest)
     }
 }
@@ -158,6 +158,6 @@ func scanUpdate(
         "updated \(existing): \(old.objects.count) objects kept, \(newFiles) new files scanned (\(scanned.cacheHits) from the manifest cache): \(summary.arrayCount) arrays, \(summary.chunkCount) chunks"
     )
     for warning in summary.dataset.warnings { printError("warning: \(warning)") }
-    for (file, reason) in summary.skipped { printError("skipped: \(file): \(reason)") }
+    for (file, reason) in summary.skipped { printError("skipped: " + Scanner.skippedLine(file: file, reason: reason)) }
     try await then(summary)
 }

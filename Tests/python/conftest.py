@@ -195,8 +195,9 @@ def require_ok(p, what, ok=(0,)):
 
 
 def left_out(p):
-    """Variable names the command said it left out (warning lines on stderr)."""
-    return "\n".join(ln for ln in p.stderr.splitlines() if "warn" in ln.lower())
+    """What the command said it left out: variables (warning lines on stderr) and files
+    (`skipped:` lines)."""
+    return "\n".join(ln for ln in p.stderr.splitlines() if "warn" in ln.lower() or ln.startswith("skipped: "))
 
 
 # ------------------------------------------------------------------ opening
@@ -388,8 +389,12 @@ def compare_datasets(exp, act, where, decode_cf, allow=None, values=True, variab
         where, sorted(exp.coords), sorted(act.coords))
     exp_dims = {d: n for d, n in exp.sizes.items() if any(d in exp[v].dims for v in common) or not missing}
     assert exp_dims == dict(act.sizes), "%s: dims %s != %s" % (where, exp_dims, dict(act.sizes))
-    assert norm_attrs(exp.attrs) == norm_attrs(act.attrs), "%s: global attributes differ:\n%s\n%s" % (
-        where, exp.attrs, act.attrs)
+    # Files `--on-error skip` left out are named in the dataset, each as its `skipped:` line said.
+    act_attrs = dict(act.attrs)
+    for line in act_attrs.pop("zarrmount_skipped_files", []):
+        assert "skipped: " + line in allow.left_out_text, "%s: %r is not a skipped: line:\n%s" % (where, line, allow.left_out_text)
+    assert norm_attrs(exp.attrs) == norm_attrs(act_attrs), "%s: global attributes differ:\n%s\n%s" % (
+        where, exp.attrs, act_attrs)
     for name in common:
         if variables is not None and name not in variables:
             continue

@@ -913,7 +913,8 @@ def test_compat_equals_accepts_identical_coordinates(archive, tmp_path):
 # ------------------------------------------------------------------ 6. a corrupt file, a config with mistakes
 
 def test_mount_skipping_a_corrupt_file_exits_2_and_names_it_once(archive, tmp_path):
-    """Trap: `mount --on-error skip` with a corrupt file -- exit status 2 (mounted, with the other files), the file named once on a `skipped:` line."""
+    """Trap: `mount --on-error skip` with a corrupt file -- exit status 2 (mounted, with the other files), the file named once on a
+    `skipped:` line and in the dataset's zarrmount_skipped_files attribute: a reader of the mount had no sign a file was missing."""
     files = archive("corrupt")
     bad = files[ODD["corrupt"]]
     good = [f for f in files if f != bad]
@@ -924,6 +925,9 @@ def test_mount_skipping_a_corrupt_file_exits_2_and_names_it_once(archive, tmp_pa
         assert "skipped:" in line and "error:" not in line, line
         act = open_mount(mountpoint)
         assert act.sizes["time"] == 16
+        # The dataset names the file it lacks, as the skipped: line did (the exit status and
+        # stderr are gone once the mount is in use).
+        assert act.attrs.pop("zarrmount_skipped_files") == [line[len("skipped: "):]]
         same(expected(tuple(good), "nested", "time"), act, "corrupt file skipped (mount)", True, good)
 
 

@@ -39,8 +39,13 @@ public struct MappingOptions: Sendable {
         if numeric, shape.count == 1 || (isConcatBounds && shape.count == 2), let along = timeVariablesAlong, dimensions.first == along,
             let units, CFTimeUnits(units: units, calendar: nil) != nil
         {
-            let (bytes, overflow) = shape[0].multipliedReportingOverflow(by: UInt64(dtype.itemSize))
-            if !overflow && bytes <= UInt64(maxDimensionCoordinateBytes) { return maxDimensionCoordinateBytes }
+            var bytes = UInt64(dtype.itemSize)
+            var overflowed = false
+            for extent in shape {
+                let (product, overflow) = bytes.multipliedReportingOverflow(by: extent)
+                (bytes, overflowed) = (product, overflowed || overflow)
+            }
+            if !overflowed, bytes <= UInt64(maxDimensionCoordinateBytes) { return maxDimensionCoordinateBytes }
         }
         guard inlineComparedValues else { return nil }
         if numeric, shape.count == 1, dimensions == [name] {

@@ -283,6 +283,31 @@ final class CombineRulesTests: XCTestCase {
         XCTAssertEqual(CombineRules.droppingEmptyParts([day("a.nc", steps: 2), part("b.nc", [coordinate("lat", [10, 20])])], along: "time").empty, [])
     }
 
+    func testTimeVariablesAlongTheConcatDimensionAreReadUpToTheLimit() {
+        var options = MappingOptions()
+        options.timeVariablesAlong = "time"
+        let f8 = ZarrDataType.float(size: 8)
+        // XTIME(time) in minutes since its run's start: read; T2(time) in K: not.
+        XCTAssertEqual(options.comparedValuesLimit(name: "XTIME", dimensions: ["time"], dtype: f8, shape: [24], units: "minutes since 2030-01-01"), 1 << 20)
+        XCTAssertNil(options.comparedValuesLimit(name: "T2", dimensions: ["time"], dtype: f8, shape: [24], units: "K"))
+        // The coordinate's bounds, with the coordinate's units: read when they fit the limit,
+        // counted over both axes (65,536 x 2 values of 8 bytes are 1 MiB; one row more is not).
+        let coordinate: [(String, JSON)] = [("units", .string("hours since 2030-01-01")), ("bounds", .string("time_bnds"))]
+        let time = options.timeUnits(name: "time_bnds", own: [], coordinate: coordinate)
+        XCTAssertEqual(time.units, "hours since 2030-01-01")
+        XCTAssertTrue(time.isConcatBounds)
+        for (rows, limit) in [(UInt64(65_536), 1 << 20 as Int?), (65_537, nil)] {
+            XCTAssertEqual(
+                options.comparedValuesLimit(
+                    name: "time_bnds", dimensions: ["time", "nv"], dtype: f8, shape: [rows, 2], units: time.units, isConcatBounds: true), limit)
+        }
+        // A 2-D variable that is not the bounds is not read; nor anything without a named concat dimension.
+        XCTAssertNil(options.comparedValuesLimit(name: "XTIME", dimensions: ["time", "x"], dtype: f8, shape: [2, 3], units: "minutes since 2030-01-01"))
+        XCTAssertFalse(options.timeUnits(name: "lat_bnds", own: [], coordinate: coordinate).isConcatBounds)
+        options.timeVariablesAlong = nil
+        XCTAssertNil(options.comparedValuesLimit(name: "XTIME", dimensions: ["time"], dtype: f8, shape: [24], units: "minutes since 2030-01-01"))
+    }
+
     func testAFileChunkedOtherwiseAlongTheConcatDimensionIsRefused() throws {
         // Two steps in one chunk, then one step in a chunk of one: the second file's chunk would
         // be put in a slot of two steps.

@@ -64,6 +64,10 @@ public enum NetCDFMapping {
                 result.unlimitedDimensions.append(String(dataset.path.dropFirst()))
             }
         }
+        // The concat coordinate's attributes, once per file: its bounds share its units.
+        let concatCoordinate = options.timeVariablesAlong.flatMap { along in info.datasets.first { $0.path == "/" + along } }.map {
+            attributes($0.attributes, resolve: info.pathsByAddress, namedTypes: namedTypes)
+        }
         for dataset in info.datasets {
             if let error = dataset.error {
                 // A feature we do not handle leaves the variable out; a damaged file is an error,
@@ -81,7 +85,7 @@ public enum NetCDFMapping {
                 do {
                     if let array = try await array(
                         named, info: info, objectID: objectID, options: options, lengths: lengths,
-                        phony: phony, scales: scales, externalFiles: externalFiles, fetch: fetch)
+                        phony: phony, scales: scales, externalFiles: externalFiles, concatCoordinate: concatCoordinate, fetch: fetch)
                     {
                         result.arrays.append(array)
                     }
@@ -257,7 +261,7 @@ public enum NetCDFMapping {
     static func array(
         _ dataset: DatasetInfo, info: HDF5FileInfo, objectID: UInt32, options: MappingOptions,
         lengths: [UInt64: UInt64], phony: [String: [String]], scales: DimensionScales,
-        externalFiles: ExternalObjectNames, fetch: @escaping ByteFetcher
+        externalFiles: ExternalObjectNames, concatCoordinate: [(String, JSON)]? = nil, fetch: @escaping ByteFetcher
     ) async throws -> VirtualArray? {
         guard let datatype = dataset.datatype, let dataspace = dataset.dataspace, let layout = dataset.layout else {
             throw MappingError.unsupportedLayout("incomplete metadata")
@@ -381,12 +385,7 @@ public enum NetCDFMapping {
         if dtype.kind == .variableString {
             return try await inlineStrings(array, dataset: dataset, info: info, fetch: fetch, options: options)
         }
-        // The concat coordinate's attributes, for a variable that may be its bounds.
-        let coordinate = options.timeVariablesAlong.flatMap { along -> [(String, JSON)]? in
-            guard shape.count == 2, dimensions.first == along, let found = info.datasets.first(where: { $0.path == "/" + along }) else { return nil }
-            return attributes(found.attributes, resolve: info.pathsByAddress, namedTypes: namedTypeSignatures(info))
-        }
-        let time = options.timeUnits(name: path, own: array.attributes, coordinate: coordinate)
+        let time = options.timeUnits(name: path, own: array.attributes, coordinate: concatCoordinate)
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
         } else if let limit = options.comparedValuesLimit(

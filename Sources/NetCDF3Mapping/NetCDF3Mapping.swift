@@ -21,9 +21,16 @@ public enum NetCDF3Mapping {
     ) async throws -> VirtualDataset {
         var result = VirtualDataset(groups: [VirtualGroup(path: "", attributes: attributes(header.attributes))])
         if let unlimited = header.unlimitedDimension { result.unlimitedDimensions = [unlimited.name] }
+        // The concat coordinate's attributes, once per file: its bounds share its units.
+        let concatCoordinate = options.timeVariablesAlong.flatMap { along in header.variables.first { $0.name == along } }.map {
+            attributes($0.attributes)
+        }
         for variable in header.variables {
             do {
-                result.arrays.append(try await array(variable, header: header, objectID: objectID, options: options, fetch: fetch, warnings: &result.warnings))
+                result.arrays.append(
+                    try await array(
+                        variable, header: header, objectID: objectID, options: options, concatCoordinate: concatCoordinate, fetch: fetch,
+                        warnings: &result.warnings))
             } catch let error as MappingError {
                 result.warnings.append("\(header.name): \(variable.name) left out: \(error)")
             } catch let error as CodecError {
@@ -71,7 +78,7 @@ public enum NetCDF3Mapping {
 
     static func array(
         _ variable: NetCDF3Variable, header: NetCDF3Header, objectID: UInt32, options: MappingOptions,
-        fetch: @escaping ByteFetcher, warnings: inout [String]
+        concatCoordinate: [(String, JSON)]? = nil, fetch: @escaping ByteFetcher, warnings: inout [String]
     ) async throws -> VirtualArray {
         let dtype = zarrType(variable.type)
         let dimensions = header.dimensionNames(of: variable)
@@ -139,14 +146,7 @@ public enum NetCDF3Mapping {
                 }
             }
         }
-        // The concat coordinate's attributes, for a variable that may be its bounds.
-        let coordinate = options.timeVariablesAlong.flatMap { along -> [(String, JSON)]? in
-            guard array.shape.count == 2, dimensions.first == along, let found = header.variables.first(where: { $0.name == along }) else {
-                return nil
-            }
-            return attributes(found.attributes)
-        }
-        let time = options.timeUnits(name: variable.name, own: array.attributes, coordinate: coordinate)
+        let time = options.timeUnits(name: variable.name, own: array.attributes, coordinate: concatCoordinate)
         if options.inlineVariables.contains(array.name) {
             array = try await ArrayValues.inlined(array, fetch: fetch, maxBytes: options.maxInlineBytes)
         } else if let limit = options.comparedValuesLimit(

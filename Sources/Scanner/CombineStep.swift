@@ -174,12 +174,7 @@ extension Scanner {
                 }
             }
         } catch let error where error is ObjectStoreError || error is ByteSourceError {
-            throw ScanError.combine(
-                .variableDisagrees(
-                    variable: samples[0].path, files: [],
-                    detail:
-                        "comparing the stored bytes of variables without the \(dimension ?? "concat") dimension failed: \(error). Retry, or skip the comparison with --compat override"
-                ))
+            throw ScanError.samplingUnconcatenated(dimension: dimension, reason: "\(error)")
         }
         for sample in samples where sample.firstRanges.map({ sampled[sample.first]?[$0] }) != sample.otherRanges.map({ sampled[sample.other]?[$0] }) {
             let files = [parts[sample.first].name, parts[sample.other].name]

@@ -168,6 +168,8 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
     case noFileScanned(failed: Int)
     /// Reading a chunk to prove a variable's codecs failed for a reason other than the codecs.
     case provingFilters(reason: String)
+    /// Reading the bytes sampled to compare variables without the concat dimension failed.
+    case samplingUnconcatenated(dimension: String?, reason: String)
     /// The files cannot be combined as asked.
     case combine(CombineError)
     /// `--variables` or `--drop-variables` names a variable no file has.
@@ -195,6 +197,8 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
         case .file(let url, let reason): reason.hasPrefix(url) ? reason : "\(url): \(reason)"
         case .noFileScanned(let failed): "no file could be scanned (\(failed) failed)"
         case .provingFilters(let reason): "proving the variables' filters: \(reason)"
+        case .samplingUnconcatenated(let dimension, let reason):
+            "comparing the stored bytes of variables without the \(dimension ?? "concat") dimension failed: \(reason). Retry, or skip the comparison with --compat override"
         case .combine(let error): error.description
         case .unknownVariable(let option, let name, let suggestion, let variables):
             "\(option) \(name): no file has a variable \(name)\(suggestion.map { "; did you mean \($0)?" } ?? ".")"

@@ -96,7 +96,6 @@ public enum Codec: Sendable, Equatable {
         ])
     }
 
-    /// The name a message gives the codec: numcodecs' id, or the HDF5 filter's name.
     /// Whether a chunk this codec wrote last ends in four bytes that check its whole content:
     /// zlib's Adler-32 of the uncompressed bytes, HDF5's Fletcher-32. Two files' chunks are then
     /// told apart by those bytes alone.
@@ -107,6 +106,7 @@ public enum Codec: Sendable, Equatable {
         }
     }
 
+    /// The name a message gives the codec: numcodecs' id, or the HDF5 filter's name.
     public var name: String {
         if case .hdf5(let filter) = self { return filter.kind.rawValue }
         return numcodecsJSON["id"]?.stringValue ?? "unknown"

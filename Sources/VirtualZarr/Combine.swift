@@ -310,7 +310,7 @@ public enum Combiner {
                 axis: axis)
         }
         let allInline = versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) })
-        let timeCoordinate = isTimeCoordinate(versions, axis: axis)
+        let reencodable = isInlineAlongFirstAxis(versions, axis: axis)
         let lengths = versions.indices.map { versions[$0].shape[axis] }
         let total = lengths.reduce(0, +)
         var result = versions[0]
@@ -320,7 +320,7 @@ public enum Combiner {
         // Inline raw arrays (decoded coordinates) concatenate by bytes along the leading axis.
         if axis == 0, codecsEmpty, allInline {
             var bytes: [UInt8] = []
-            if timeCoordinate, let reencoded = try CombineRules.reencodedTime(versions) {
+            if reencodable, let reencoded = try CombineRules.reencodedTime(versions) {
                 bytes = reencoded.bytes
                 if reencoded.dtype != result.dtype {
                     result.dtype = reencoded.dtype
@@ -439,7 +439,7 @@ public enum Combiner {
     /// An inline array concatenated along its first axis (a coordinate, a time variable or a
     /// coordinate's bounds read with the scan): its CF time units may differ between files, as
     /// it is re-encoded.
-    static func isTimeCoordinate(_ versions: ArrayVersions, axis: Int) -> Bool {
+    static func isInlineAlongFirstAxis(_ versions: ArrayVersions, axis: Int) -> Bool {
         axis == 0 && versions[0].codecs.isEmpty
             && versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) })
     }
@@ -484,7 +484,7 @@ public enum Combiner {
     /// asks for them to be unpacked per file: then returns each object's packing.
     static func checkEncoding(_ versions: ArrayVersions, axis: Int, unpack: Bool) throws -> Unpacking? {
         do {
-            try CombineRules.checkSameEncoding(versions, reencodesUnits: isTimeCoordinate(versions, axis: axis))
+            try CombineRules.checkSameEncoding(versions, reencodesUnits: isInlineAlongFirstAxis(versions, axis: axis))
             return nil
         } catch let error as CombineError {
             guard unpack, let unpacking = try CombineRules.perFileUnpacking(versions) else { throw error }

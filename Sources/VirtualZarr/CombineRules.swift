@@ -261,11 +261,13 @@ public enum CombineRules {
     /// `checkUnconcatenatedValuesAgree` found stored alike but could not compare by value.
     public static func storedSamples(_ parts: [Part], concatDimension: String?) -> [StoredSample] {
         var samples: [StoredSample] = []
+        // The first holder's ranges, worked out once per variable rather than once per other file.
+        var firstRanges: [String: [SampleRange]?] = [:]
         forEachLaterVersion(parts, concatDimension: concatDimension) { holder, first, index, array in
-            guard first.dtype == array.dtype, !holdsReadValues(first), !holdsReadValues(array), let firstRanges = sampleRanges(first),
-                let otherRanges = sampleRanges(array)
-            else { return }
-            samples.append(StoredSample(path: array.path, first: holder, other: index, firstRanges: firstRanges, otherRanges: otherRanges))
+            guard first.dtype == array.dtype, !holdsReadValues(first), !holdsReadValues(array) else { return }
+            if firstRanges[array.path] == nil { firstRanges[array.path] = .some(sampleRanges(first)) }
+            guard let ranges = firstRanges[array.path]!, let otherRanges = sampleRanges(array) else { return }
+            samples.append(StoredSample(path: array.path, first: holder, other: index, firstRanges: ranges, otherRanges: otherRanges))
         }
         return samples
     }

@@ -96,16 +96,6 @@ public enum Codec: Sendable, Equatable {
         ])
     }
 
-    /// Whether a chunk this codec wrote last ends in four bytes that check its whole content:
-    /// zlib's Adler-32 of the uncompressed bytes, HDF5's Fletcher-32. Two files' chunks are then
-    /// told apart by those bytes alone.
-    public var endsWithChecksum: Bool {
-        switch self {
-        case .zlib, .fletcher32: true
-        default: false
-        }
-    }
-
     /// The name a message gives the codec: numcodecs' id, or the HDF5 filter's name.
     public var name: String {
         if case .hdf5(let filter) = self { return filter.kind.rawValue }
@@ -339,6 +329,17 @@ extension Codec {
     public static func decodedOnly(in pipeline: [Codec]) -> HDF5Filter? {
         for case .hdf5(let filter) in pipeline { return filter }
         return nil
+    }
+
+    /// Whether every chunk `pipeline` writes ends in four bytes that check its whole content: the
+    /// last codec is zlib (an Adler-32 of the uncompressed bytes) or Fletcher-32. Two files'
+    /// chunks are then told apart by those bytes alone. Of the checks `pipelineCarriesACheck`
+    /// counts, bzip2's CRC is not in a stream's last bytes.
+    public static func pipelineEndsInChecksum(_ pipeline: [Codec]) -> Bool {
+        switch pipeline.last {
+        case .zlib, .fletcher32: true
+        default: false
+        }
     }
 
     /// Whether decoding `pipeline` checks the bytes: zlib streams end in an Adler-32 of the

@@ -285,7 +285,7 @@ public enum CombineRules {
             }
         }
         guard let head = references.first, let tail = references.last else { return nil }
-        if array.codecs.last?.endsWithChecksum == true, references.allSatisfy({ $0.length >= 4 }) {
+        if Codec.pipelineEndsInChecksum(array.codecs), references.allSatisfy({ $0.length >= 4 }) {
             let stride = max(1, (references.count + maxChecksummedChunks - 1) / maxChecksummedChunks)
             var picked = Swift.stride(from: 0, to: references.count, by: stride).map { references[$0] }
             if picked.count < references.count { picked.append(tail) }

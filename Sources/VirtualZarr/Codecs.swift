@@ -101,6 +101,19 @@ public enum Codec: Sendable, Equatable {
         if case .hdf5(let filter) = self { return filter.kind.rawValue }
         return numcodecsJSON["id"]?.stringValue ?? "unknown"
     }
+
+    /// A pipeline as a message names it, in the order the writer applied it: "shuffle, zlib
+    /// level 4", or "no compression or filters".
+    public static func describe(_ pipeline: [Codec]) -> String {
+        guard !pipeline.isEmpty else { return "no compression or filters" }
+        return pipeline.map { codec in
+            switch codec {
+            case .zlib(let level), .zstd(let level), .bz2(let level): "\(codec.name) level \(level)"
+            case .blosc(let settings): "blosc (\(settings.cname) level \(settings.clevel))"
+            default: codec.name
+            }
+        }.joined(separator: ", ")
+    }
 }
 
 /// Why chunk bytes could not be encoded, decoded or unpacked, with what is known of it.

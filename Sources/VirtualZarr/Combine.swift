@@ -162,14 +162,14 @@ public enum Combiner {
                         versions, axis: axis, dimension: dimension,
                         chunks: options.chunks[path])
                 {
-                    array = regridded
-                    if let unpacking {
-                        array.regridding = try unpackedRegridding(regridded.regridding!, unpacking, path: path)
+                    array = regridded.array
+                    if var unpacking {
+                        // Source chunks are unpacked once in the served byte order.
+                        unpacking.packed = array.dtype
+                        array.regridding = try unpackedRegridding(regridded.array.regridding!, unpacking, path: path)
                         array.setUnpackedType()
                     }
-                    result.notes.append(
-                        "\(path): chunked differently by the files; served decoded in chunks of \(regridded.chunkShape), each assembled from the source chunks it overlaps"
-                    )
+                    result.notes.append("\(path): \(regridded.reason)")
                 } else {
                     array = try concatenate(versions, axis: axis, dimension: dimension, notes: &result.notes)
                 }
@@ -252,17 +252,21 @@ public enum Combiner {
         axis: Int? = nil
     ) throws {
         if a.dtype != b.dtype {
+            // Decoded, each file's chunks are swapped to one byte order (Regridding).
+            let swappable = axis != nil && littleEndian(a.dtype) == littleEndian(b.dtype)
             throw CombineError.variableDisagrees(
                 variable: a.path, files: [first, other],
                 detail:
-                    "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). Leave the variable out with --drop-variables \(a.path)"
+                    "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). \(swappable ? "Mount with --decoded to serve it little-endian from both, l" : "L")eave the variable out with --drop-variables \(a.path)"
             )
         }
         if a.codecs != b.codecs {
+            // Decoded, each file's chunks are served through its own pipeline (Regridding).
+            let decodable = axis != nil && Codec.foreign(in: a.codecs) == nil && Codec.foreign(in: b.codecs) == nil
             throw CombineError.variableDisagrees(
                 variable: a.path, files: [first, other],
                 detail:
-                    "variable \(a.path) is encoded differently in \(first) (\(a.codecs)) and \(other) (\(b.codecs)). Leave the variable out with --drop-variables \(a.path)"
+                    "variable \(a.path) is compressed differently in \(first) (\(Codec.describe(a.codecs))) and \(other) (\(Codec.describe(b.codecs))); a Zarr array has one codec pipeline. \(decodable ? "Mount with --decoded to serve each file's chunks decoded with its own, l" : "L")eave the variable out with --drop-variables \(a.path), or mount the files separately (--layout per_file)"
             )
         }
         if a.dimensionNames != b.dimensionNames {
@@ -493,9 +497,11 @@ public enum Combiner {
     }
 
     /// The versions as one array on one chunk grid, assembled when served, when their chunks
-    /// cannot be joined as they are (shapes differ, or lengths along the axis do not line up);
-    /// nil when they can.
-    static func regriddedIfMismatched(_ versions: ArrayVersions, axis: Int, dimension: String, chunks: [UInt64]?) throws -> VirtualArray? {
+    /// cannot be joined as they are (shapes differ, lengths along the axis do not line up, or
+    /// the files compress them differently), with the note that says so; nil when they can.
+    static func regriddedIfMismatched(
+        _ versions: ArrayVersions, axis: Int, dimension: String, chunks: [UInt64]?
+    ) throws -> (array: VirtualArray, reason: String)? {
         let first = versions[0]
         // Inline arrays (decoded coordinates) join by their bytes whatever their lengths.
         if axis == 0, first.codecs.isEmpty, versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) }) {
@@ -504,10 +510,14 @@ public enum Combiner {
         let lengths = versions.indices.map { versions[$0].shape[axis] }
         let sameChunks = versions.indices.allSatisfy { versions[$0].chunkShape == first.chunkShape }
         let aligned = lengths.dropLast().allSatisfy { first.chunkShape[axis] > 0 && $0 % first.chunkShape[axis] == 0 }
-        if sameChunks && aligned { return nil }
+        let samePipeline = versions.indices.allSatisfy { versions[$0].codecs == first.codecs }
+        let sameType = versions.indices.allSatisfy { versions[$0].dtype == first.dtype }
+        if sameChunks && aligned && samePipeline && sameType { return nil }
+        // Files that store the numbers in another byte order are served little-endian.
+        let served = littleEndian(first.dtype)
         for version in versions.indices.dropFirst() {
             let other = versions[version]
-            guard other.dtype == first.dtype, other.dimensionNames == first.dimensionNames,
+            guard littleEndian(other.dtype) == served, other.dimensionNames == first.dimensionNames,
                 zip(other.shape, first.shape).enumerated().allSatisfy({ $0.offset == axis || $0.element.0 == $0.element.1 })
             else {
                 // The usual error says what differs.
@@ -524,17 +534,19 @@ public enum Combiner {
                 throw CombineError.variableDisagrees(
                     variable: array.path, files: [versions.file(0), versions.file(version)],
                     detail:
-                        "variable \(array.path) is chunked differently in \(versions.file(0)) and \(versions.file(version)), and zarrmount cannot decode its codec \(foreign) to serve it on one grid. Leave it out with --drop-variables \(array.path)"
+                        "variable \(array.path) is stored differently in \(versions.file(0)) and \(versions.file(version)) (chunks, compression or byte order), and zarrmount cannot decode its codec \(foreign) to serve it as one array. Leave it out with --drop-variables \(array.path)"
                 )
             }
             var origin = [UInt64](repeating: 0, count: array.shape.count)
             origin[axis] = start
             let offset = versions.objectOffset(version)
+            let swap = array.dtype == served ? nil : ByteSwap.littleEndianNumber(array.dtype)?.0
+            var fill = array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)
+            swap?.apply(&fill)
             sources.append(
                 Regridding.Source(
                     origin: origin, shape: array.shape, chunkShape: array.chunkShape, codecs: array.codecs,
-                    manifest: array.manifest.remappingObjects { $0 + offset },
-                    fillBytes: array.fillBytes ?? [UInt8](repeating: 0, count: array.dtype.itemSize)))
+                    manifest: array.manifest.remappingObjects { $0 + offset }, fillBytes: fill, byteSwap: swap))
             shapes[array.chunkShape, default: 0] += 1
             start += lengths[version]
         }
@@ -544,9 +556,37 @@ public enum Combiner {
         result.shape[axis] = start
         result.chunkShape = try checkedChunks(chunks ?? common, for: result)
         result.codecs = []
+        if let swap = sources[0].byteSwap, var fill = result.fillBytes {
+            swap.apply(&fill)
+            result.fillBytes = fill
+        }
+        result.dtype = served
         result.manifest = try combinedManifest(result, dimension: dimension, fills: [])
         result.regridding = Regridding(sources: sources, itemSize: first.dtype.itemSize)
-        return result
+        guard sameChunks && aligned else {
+            return (
+                result,
+                "chunked differently by the files; served decoded in chunks of \(result.chunkShape), each assembled from the source chunks it overlaps"
+            )
+        }
+        var reasons: [String] = []
+        if let other = versions.indices.first(where: { versions[$0].codecs != first.codecs }) {
+            reasons.append(
+                "compressed differently by the files (\(Codec.describe(first.codecs)) in \(versions.file(0)); \(Codec.describe(versions[other].codecs)) in \(versions.file(other))); served decoded, each file's chunks with its own filters"
+            )
+        }
+        if let big = versions.indices.first(where: { versions[$0].dtype.bigEndian }),
+            let little = versions.indices.first(where: { !versions[$0].dtype.bigEndian })
+        {
+            reasons.append(
+                "stored big-endian in \(versions.file(big)) but little-endian in \(versions.file(little)); served decoded as little-endian \(served.v2String)")
+        }
+        return (result, reasons.joined(separator: "; "))
+    }
+
+    /// The type a number is served as when files store it in both byte orders.
+    static func littleEndian(_ dtype: ZarrDataType) -> ZarrDataType {
+        ByteSwap.littleEndianNumber(dtype)?.1 ?? dtype
     }
 
     /// `--chunks`: arrays served on the asked grid, assembled from their stored chunks.

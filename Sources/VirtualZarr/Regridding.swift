@@ -11,16 +11,24 @@ public struct Regridding: Sendable {
         public var codecs: [Codec]
         /// Object ids are the combined dataset's.
         public var manifest: ChunkManifest
-        /// One element of HDF5's fill value: what chunks the file never wrote hold.
+        /// One element of HDF5's fill value, in the served byte order: what chunks the file never
+        /// wrote hold.
         public var fillBytes: [UInt8]
+        /// A file storing the variable big-endian among little-endian ones: its decoded chunks
+        /// are swapped to the served (little-endian) order.
+        public var byteSwap: ByteSwap?
 
-        public init(origin: [UInt64], shape: [UInt64], chunkShape: [UInt64], codecs: [Codec], manifest: ChunkManifest, fillBytes: [UInt8]) {
+        public init(
+            origin: [UInt64], shape: [UInt64], chunkShape: [UInt64], codecs: [Codec], manifest: ChunkManifest, fillBytes: [UInt8],
+            byteSwap: ByteSwap? = nil
+        ) {
             self.origin = origin
             self.shape = shape
             self.chunkShape = chunkShape
             self.codecs = codecs
             self.manifest = manifest
             self.fillBytes = fillBytes
+            self.byteSwap = byteSwap
         }
     }
 
@@ -47,7 +55,8 @@ public struct Regridding: Sendable {
         for index in result.sources.indices {
             var source = result.sources[index]
             let decodedSize = source.chunkShape.reduce(unpacking.packed.itemSize) { $0 * Int($1) }
-            source.manifest = try unpacking.droppingMaskedChunks(source.manifest, codecs: source.codecs, decodedSize: decodedSize, path: path)
+            source.manifest = try unpacking.droppingMaskedChunks(
+                source.manifest, codecs: source.codecs, decodedSize: decodedSize, path: path, byteSwap: source.byteSwap)
             source.fillBytes = nan
             result.sources[index] = source
         }
@@ -68,6 +77,8 @@ public struct Regridding: Sendable {
 
         public var content: Content
         public var codecs: [Codec]
+        /// Applied to the decoded source chunk (`Source.byteSwap`).
+        public var byteSwap: ByteSwap?
         /// The source chunk's shape (decoded chunks are always full size).
         public var chunkShape: [UInt64]
         /// The first element taken, relative to the source chunk.
@@ -114,7 +125,8 @@ public struct Regridding: Sendable {
                 }
                 result.append(
                     Piece(
-                        content: content, codecs: source.codecs, chunkShape: source.chunkShape, sourceStart: sourceStart,
+                        content: content, codecs: source.codecs, byteSwap: source.byteSwap, chunkShape: source.chunkShape,
+                        sourceStart: sourceStart,
                         targetStart: targetStart, extent: extent))
                 // Next chunk in row-major order within [firstChunk, lastChunk].
                 var axis = rank - 1

@@ -75,24 +75,24 @@ public struct Unpacking: Sendable, Equatable {
     }
 
     /// Whether a stored chunk holds only values every file's packing masks (a fill chunk).
-    public func allMasked(_ stored: [UInt8], codecs: [Codec], decodedSize: Int) -> Bool {
-        guard let decoded = try? ChunkDecoder.decode(stored, pipeline: codecs, decodedSize: decodedSize),
-            let values = NumericValues.doubles(decoded, dtype: packed, count: decoded.count / packed.itemSize)
-        else {
-            return false
-        }
+    public func allMasked(_ stored: [UInt8], codecs: [Codec], decodedSize: Int, byteSwap: ByteSwap? = nil) -> Bool {
+        guard var decoded = try? ChunkDecoder.decode(stored, pipeline: codecs, decodedSize: decodedSize) else { return false }
+        byteSwap?.apply(&decoded)
+        guard let values = NumericValues.doubles(decoded, dtype: packed, count: decoded.count / packed.itemSize) else { return false }
         return byObject.values.allSatisfy { packing in values.allSatisfy { packing.unpack($0).isNaN } }
     }
 
     /// `manifest` ready to be served unpacked: chunks a file never wrote hold its fill value,
     /// which its packing masks, so they become missing (NaN, the unpacked fill); an inline chunk
     /// has no file to unpack with, so it must hold masked values only.
-    public func droppingMaskedChunks(_ manifest: ChunkManifest, codecs: [Codec], decodedSize: Int, path: String) throws -> ChunkManifest {
+    public func droppingMaskedChunks(
+        _ manifest: ChunkManifest, codecs: [Codec], decodedSize: Int, path: String, byteSwap: ByteSwap? = nil
+    ) throws -> ChunkManifest {
         var result = manifest
         result.dropFillChunk()
         for linear in manifest.setIndices {
             guard case .inline(let bytes) = manifest[linear] else { continue }
-            guard allMasked(bytes, codecs: codecs, decodedSize: decodedSize) else {
+            guard allMasked(bytes, codecs: codecs, decodedSize: decodedSize, byteSwap: byteSwap) else {
                 throw CodecError.variable(
                     path: path,
                     problem:

@@ -192,7 +192,9 @@ public final class ChunkReader: Sendable {
                         decoding: ZarrTree.Decoding(pipeline: piece.codecs, size: UInt64(decodedSize)), chunkLength: length)
                     let unpacking = plan.unpacking
                     group.addTask {
-                        let decoded = try await self.bytes(of: unit, parts: 1)
+                        var decoded = try await self.bytes(of: unit, parts: 1)
+                        // A copy: the cache keeps the chunk in its file's byte order.
+                        piece.byteSwap?.apply(&decoded)
                         guard let unpacking else { return (index, decoded) }
                         do { return (index, try unpacking.unpack(decoded, object: object)) } catch {
                             throw ChunkReadError.assembly("a source chunk cannot be unpacked: \(error)")
@@ -202,7 +204,11 @@ public final class ChunkReader: Sendable {
                     group.addTask {
                         // Unpacked grids hold no inline source chunks (Regridding.unpacked).
                         guard plan.unpacking == nil else { throw ChunkReadError.assembly("an inline source chunk of an unpacked variable") }
-                        do { return (index, try ChunkDecoder.decode(bytes, pipeline: piece.codecs, decodedSize: decodedSize)) } catch {
+                        do {
+                            var decoded = try ChunkDecoder.decode(bytes, pipeline: piece.codecs, decodedSize: decodedSize)
+                            piece.byteSwap?.apply(&decoded)
+                            return (index, decoded)
+                        } catch {
                             throw ChunkReadError.assembly("an inline source chunk does not decode: \(error)")
                         }
                     }

@@ -35,7 +35,10 @@ struct Mount: AsyncParsableCommand {
     @Flag(help: "Stay in the foreground instead of returning once mounted.")
     var foreground = false
 
-    @Flag(help: "Show chunks decoded (no compressor, no filters): for readers without zlib/shuffle support (GDAL, netCDF-C, tensorstore).")
+    @Flag(
+        help:
+            "Show chunks decoded (no compressor, no filters): for readers without zlib/shuffle support (GDAL, netCDF-C, tensorstore), and for files that compress a variable differently or store it in the other byte order (each file's chunks are decoded with its own filters, little-endian)."
+    )
     var decoded = false
 
     @Flag(

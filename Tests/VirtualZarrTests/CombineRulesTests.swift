@@ -410,6 +410,47 @@ final class CombineRulesTests: XCTestCase {
         }
     }
 
+    func testFilesStoringAVariableWithOtherFiltersOrByteOrderAreServedDecodedThroughTheirOwn() throws {
+        var plain = variable("v", ["time", "x"], length: 1, object: 0)
+        plain.fillBytes = [1, 0, 0, 0]
+        var compressed = variable("v", ["time", "x"], length: 1, object: 0)
+        compressed.codecs = [.shuffle(elementSize: 4), .zlib(level: 4)]
+        var bigEndian = variable("v", ["time", "x"], length: 1, object: 0)
+        bigEndian.dtype = .integer(size: 4, signed: true, bigEndian: true)
+        bigEndian.fillBytes = [0, 0, 0, 1]
+        let parts = [
+            part("a.nc", [coordinate("time", [0]), plain]), part("b.nc", [coordinate("time", [1]), compressed]),
+            part("c.nc", [coordinate("time", [2]), bigEndian]),
+        ]
+        // Stored, one pipeline and one dtype per array: refused, in words, with the way out.
+        XCTAssertThrowsError(try Combiner.combine(Array(parts.prefix(2)), options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertTrue(
+                "\(error)".contains("compressed differently in a.nc (no compression or filters) and b.nc (shuffle, zlib level 4)"), "\(error)")
+            XCTAssertTrue("\(error)".contains("Mount with --decoded"), "\(error)")
+        }
+        XCTAssertThrowsError(try Combiner.combine([parts[0], parts[2]], options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertTrue("\(error)".contains("<i4 in a.nc but >i4 in c.nc. Mount with --decoded"), "\(error)")
+        }
+        var options = CombineOptions(concatDimension: "time")
+        options.regrid = true
+        let combined = try Combiner.combine(parts, options: options)
+        let served = try XCTUnwrap(combined.arrays.first { $0.path == "v" })
+        XCTAssertEqual(served.dtype, int32)
+        XCTAssertEqual(served.codecs, [])
+        XCTAssertEqual(served.fillBytes, [1, 0, 0, 0])
+        let regridding = try XCTUnwrap(served.regridding)
+        XCTAssertEqual(regridding.sources.map(\.codecs), [[], [.shuffle(elementSize: 4), .zlib(level: 4)], []])
+        XCTAssertEqual(regridding.sources.map { $0.byteSwap != nil }, [false, false, true])
+        // The big-endian file's fill is held in the served order, and its chunk is swapped when read.
+        XCTAssertEqual(regridding.sources[2].fillBytes, [1, 0, 0, 0])
+        let piece = try XCTUnwrap(regridding.pieces(coordinates: [2, 0], servedChunkShape: [1, 3], shape: [3, 3]).first)
+        var chunk: [UInt8] = [0, 0, 0, 7, 0, 0, 1, 0]
+        piece.byteSwap?.apply(&chunk)
+        XCTAssertEqual(chunk, [7, 0, 0, 0, 0, 1, 0, 0])
+        XCTAssertTrue(
+            combined.notes.contains { $0.contains("v: compressed differently by the files") && $0.contains("big-endian in c.nc") }, "\(combined.notes)")
+    }
+
     func testUnpackKeepsEachFilesPackingByObject() throws {
         let parts = [
             part("a.nc", [coordinate("time", [0]), variable("t2", ["time", "x"], length: 1, attributes: [("scale_factor", .double(0.5))])]),

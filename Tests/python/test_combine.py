@@ -32,7 +32,7 @@ DECODE_IDS = ["cf", "raw"]
 
 def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_values=None, time_dtype="i4",
                 calendar=None, lat_shift=0.0, t2_scale=0.01, t2_offset=273.15, precip_chunks=(1, NY, NX), seed=None,
-                t2_chunks=(1, NY, NX), reference_time=None, time_fill=None):
+                t2_chunks=(1, NY, NX), reference_time=None, time_fill=None, precip_filters=None, endian="native"):
     """Day K: time(time, unlimited) with lat/lon coordinates, t2 packed int16 (float32 scale_factor and
     add_offset, _FillValue, some values missing) and float32 precip with NaNs, both zlib."""
     import netCDF4
@@ -58,7 +58,7 @@ def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_valu
         lo.units = "degrees_east"
         lo[:] = LON
         t2 = nc.createVariable("t2", "i2", ("time", "lat", "lon"), zlib=True, chunksizes=t2_chunks,
-                               fill_value=np.int16(-32767))
+                               fill_value=np.int16(-32767), endian=endian)
         t2.set_auto_maskandscale(False)
         t2.scale_factor = np.float32(t2_scale)
         t2.add_offset = np.float32(t2_offset)
@@ -66,7 +66,8 @@ def write_daily(path, k, time_units="hours since 2030-01-01 00:00:00", time_valu
         raw = rng.integers(-3000, 3000, (NT, NY, NX)).astype(np.int16)
         raw[0, 0, :3] = -32767
         t2[:] = raw
-        pr = nc.createVariable("precip", "f4", ("time", "lat", "lon"), zlib=True, chunksizes=precip_chunks)
+        pr = nc.createVariable("precip", "f4", ("time", "lat", "lon"), chunksizes=precip_chunks, endian=endian,
+                               **(precip_filters or dict(zlib=True)))
         pr.units = "mm"
         values = rng.random((NT, NY, NX)).astype(np.float32)
         values[1, 2, :] = np.nan
@@ -147,6 +148,12 @@ def _set_files(name):
     if name == "units-with-gaps":
         return [("day_%d.nc" % k, write_daily, dict(k=k, time_units="hours since 2030-01-%02d 00:00:00" % (k + 1),
                                                     time_values=HOURS, time_fill=np.int32(-2147483647))) for k in range(3)]
+    if name == "compression":
+        # Day 2 stores precip uncompressed, day 3 with zlib, no shuffle and Fletcher-32.
+        filters = {2: dict(zlib=False), 3: dict(zlib=True, shuffle=False, fletcher32=True)}
+        return [("day_%d.nc" % k, write_daily, dict(k=k, precip_filters=filters.get(k))) for k in days]
+    if name == "byte-order":
+        return [("day_%d.nc" % k, write_daily, dict(k=k, endian="big" if k == 1 else "little")) for k in days]
     if name == "calendars":
         return [("day_%d.nc" % k, write_daily, dict(k=k, calendar=c)) for k, c in enumerate(["standard", "noleap"])]
     odd = ODD[name]
@@ -1007,6 +1014,50 @@ def test_a_file_chunked_otherwise_along_the_concat_dimension_is_refused_or_regri
     with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded"]) as (mountpoint, p):
         act = open_mount(mountpoint)
     same(expected(tuple(files), "nested", "time"), act, "precip chunked otherwise along time, decoded", True, files)
+
+
+def test_a_file_compressed_otherwise_is_refused_naming_decoded_or_served_decoded(archive, tmp_path):
+    """Trap: one day stores precip uncompressed, another with Fletcher-32 and no shuffle (an archive whose writer
+    changed settings). The stored combine refuses, naming both pipelines in words (it printed Swift enum cases)
+    and --decoded; a --decoded mount serves each file's chunks through its own pipeline (it refused too), equal to
+    xarray."""
+    files = archive("compression")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    said = lines_with(p.stderr, "precip", "compressed differently", names(files)[0], names(files)[2],
+                      "(shuffle, zlib level 4)", "(no compression or filters)", "--decoded")
+    assert said and "Codec" not in said[0], p.stderr[-2000:]
+    for decode_cf in DECODE:
+        with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded"]) as (mountpoint, p):
+            assert lines_with(p.stderr, "note", "precip", "compressed differently", "served decoded"), p.stderr[-2000:]
+            zarray = _zarray(mountpoint, "precip")
+            act = open_mount(mountpoint, decode_cf)
+        assert zarray["compressor"] is None and not zarray.get("filters") and zarray["chunks"] == [1, NY, NX], zarray
+        same(expected(tuple(files), "nested", "time", decode_cf), act, "compressed otherwise, decoded (decode_cf=%s)" % decode_cf,
+             decode_cf, files)
+
+
+@pytest.mark.filterwarnings("ignore:endian-ness of dtype")
+def test_a_file_storing_big_endian_is_refused_naming_decoded_or_served_little_endian(archive, tmp_path):
+    """Trap: one day of five stores t2 and precip big-endian (written on another machine). The stored combine
+    refuses naming --decoded; a --decoded mount (it refused too) serves both little-endian, each file's chunks
+    swapped as they are read, equal to xarray -- and with --unpack, t2 unpacked per file from either order."""
+    files = archive("byte-order")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
+    assert lines_with(p.stderr, "precip", "<f4", ">f4", names(files)[1], "--decoded"), p.stderr[-2000:]
+    for decode_cf in DECODE:
+        with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded"]) as (mountpoint, p):
+            assert lines_with(p.stderr, "note", "t2", "big-endian in", names(files)[1], "<i2"), p.stderr[-2000:]
+            dtypes = [_zarray(mountpoint, v)["dtype"] for v in ("t2", "precip")]
+            act = open_mount(mountpoint, decode_cf)
+        assert dtypes == ["<i2", "<f4"], dtypes
+        same(expected(tuple(files), "nested", "time", decode_cf), act, "big-endian day, decoded (decode_cf=%s)" % decode_cf,
+             decode_cf, files)
+    with mounted(tmp_path, files, ["--concat-dim", "time", "--decoded", "--unpack"]) as (mountpoint, p):
+        act = open_mount(mountpoint)
+        assert "zarrmount_unpacked" not in act["t2"].attrs  # the packing agrees; only the byte order differs
+        same(expected(tuple(files), "nested", "time"), act, "big-endian day, --unpack", True, files)
 
 
 def test_chunks_option_serves_a_variable_on_another_grid(archive, tmp_path):

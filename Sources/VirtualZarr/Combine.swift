@@ -73,24 +73,38 @@ public enum CombineError: Error, CustomStringConvertible, Sendable, Equatable {
 /// Joins per-file virtual datasets into one, the way kerchunk's MultiZarrToZarr and xarray's
 /// `open_mfdataset(combine="nested")` do.
 public enum Combiner {
-    /// Each file as a group of its own, named after the file (without its extension; a
-    /// repeated name gets `_2`, `_3`, ...), with its groups and arrays below it.
+    /// `--layout per_file`: each file in a group of its own, named after the file's stem, or,
+    /// when files share a stem (`2020/01/data.nc`, `2020/02/data.nc`), after its path below the
+    /// files' common directory (`2020_01_data`): a counter alone would leave readers guessing
+    /// which group holds which file. Each group's `zarrmount_source` names its file by that path.
     public static func nest(_ parts: [(name: String, dataset: VirtualDataset)]) -> VirtualDataset {
         var result = VirtualDataset(objects: [], groups: [VirtualGroup(path: "", attributes: [])], arrays: [], warnings: [])
+        let relative = relativePaths(parts.map(\.name))
+        // The stem; where stems repeat, the path below the common directory; where that repeats
+        // too (x.nc beside x.h5), the same with its extension.
+        var names = parts.map { groupName(forFile: $0.name) }
+        for pass in 0..<2 {
+            let counts = names.reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 }
+            for index in names.indices where counts[names[index]]! > 1 {
+                let flattened = relative[index].replacingOccurrences(of: "/", with: "_")
+                names[index] = pass == 0 ? groupName(forFile: flattened) : flattened.hasPrefix(".") ? "file" + flattened : flattened
+            }
+        }
         var used: Set<String> = []
-        for part in parts {
-            let stem = groupName(forFile: part.name)
-            var name = stem
+        for (index, part) in parts.enumerated() {
+            var name = names[index]
             var counter = 2
             while !used.insert(name).inserted {
-                name = "\(stem)_\(counter)"
+                name = "\(names[index])_\(counter)"
                 counter += 1
             }
             let offset = UInt32(result.objects.count)
             result.objects += part.dataset.objects
             result.warnings += part.dataset.warnings.map { "\(name): \($0)" }
             for group in part.dataset.groups {
-                result.groups.append(VirtualGroup(path: group.path.isEmpty ? name : name + "/" + group.path, attributes: group.attributes))
+                var attributes = group.attributes
+                if group.path.isEmpty { attributes.append(("zarrmount_source", .string(relative[index]))) }
+                result.groups.append(VirtualGroup(path: group.path.isEmpty ? name : name + "/" + group.path, attributes: attributes))
             }
             for array in part.dataset.arrays {
                 var moved = array
@@ -100,6 +114,25 @@ public enum Combiner {
             }
         }
         return result
+    }
+
+    /// Each path below the paths' longest common directory (`a/x.nc` and `b/x.nc` from
+    /// `/data/a/x.nc` and `/data/b/x.nc`); a lone path is its last component.
+    static func relativePaths(_ paths: [String]) -> [String] {
+        // `.` and `..` are taken lexically, so that `/data/run/../b/x.nc` is `b/x.nc` below `/data`;
+        // a URL's scheme is left out (`s3://bucket/x.nc` is `bucket/x.nc` among other buckets).
+        let components = paths.map { path in
+            let withoutScheme = path.range(of: "://").map { path[$0.upperBound...] } ?? path[...]
+            return withoutScheme.split(separator: "/", omittingEmptySubsequences: false).reduce(into: [Substring]()) { kept, component in
+                if component == "." { return }
+                if component == "..", let last = kept.last, !last.isEmpty, last != ".." { kept.removeLast() } else { kept.append(component) }
+            }
+        }
+        var common = components.map { $0.count - 1 }.min() ?? 0
+        for path in components.dropFirst() {
+            common = zip(path.prefix(common), components[0].prefix(common)).prefix { $0 == $1 }.count
+        }
+        return components.map { $0.dropFirst(common).drop { $0.isEmpty }.joined(separator: "/") }
     }
 
     /// A group name from a path or URL: the last component without its extension, with

@@ -48,7 +48,10 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "Global and variable attributes: first (the first file's) or drop_conflicts.")
     var attrs: AttributePolicy?
 
-    @Option(help: "combined (one dataset, default) or per_file (one group per file, named after it, nothing combined).")
+    @Option(
+        help:
+            "combined (one dataset, default) or per_file (one group per file, named after it, nothing combined; files sharing a name are named by their directories, a/out.nc as a_out; each group's zarrmount_source attribute names its file)."
+    )
     var layout: FileLayout?
 
     @Option(help: "On a file that cannot be scanned: fail (stop, default) or skip (leave it out; exit status 2).")

@@ -36,13 +36,33 @@ final class CombineTests: XCTestCase {
                 part("s3://b/y/day.nc", [array("v", length: 4, chunk: 3)]),
                 part("http://h/z.h5", [array("w", length: 3, chunk: 3)]),
             ], options: options)
-        XCTAssertEqual(nested.groups.map(\.path), ["", "day", "day_2", "z"])
-        XCTAssertEqual(nested.groups[1].attributes.map(\.0), ["title"])
-        XCTAssertEqual(nested.arrays.map(\.path), ["day/v", "day_2/v", "z/w"])
+        // Two files named day: each group is named by the file's path, which its attribute gives.
+        XCTAssertEqual(nested.groups.map(\.path), ["", "x_day", "b_y_day", "z"])
+        XCTAssertEqual(nested.groups[1].attributes.map(\.0), ["title", "zarrmount_source"])
+        XCTAssertEqual(nested.groups.map { $0.attributes.first { $0.0 == "zarrmount_source" }?.1.stringValue }, [nil, "x/day.nc", "b/y/day.nc", "h/z.h5"])
+        XCTAssertEqual(nested.arrays.map(\.path), ["x_day/v", "b_y_day/v", "z/w"])
         XCTAssertEqual(nested.objects.map(\.url), ["/x/day.nc", "s3://b/y/day.nc", "http://h/z.h5"])
         XCTAssertEqual(nested.arrays[1].manifest[0], .reference(object: 1, offset: 1000, length: 100))
         XCTAssertEqual(nested.arrays[2].manifest[0], .reference(object: 2, offset: 1000, length: 100))
         XCTAssertEqual(nested.arrays[0].shape, [6, 10], "nothing is concatenated")
+    }
+
+    func testPerFileGroupsOfFilesSharingAStemAreNamedByTheirPaths() throws {
+        var options = CombineOptions()
+        options.layout = .perFile
+        let nested = try Combiner.combine(
+            [
+                part("/data/2020/01/out.nc", [array("v", length: 1, chunk: 1)]),
+                part("/data/2020/02/../02/out.nc", [array("v", length: 1, chunk: 1)]),
+                part("/data/2020/02/out.h5", [array("v", length: 1, chunk: 1)]),
+                part("/data/2020/03/other.nc", [array("v", length: 1, chunk: 1)]),
+            ], options: options)
+        // out.nc twice: by path; 02/out.nc beside 02/out.h5: by path with the extension.
+        XCTAssertEqual(nested.groups.map(\.path), ["", "01_out", "02_out.nc", "02_out.h5", "other"])
+        XCTAssertEqual(
+            nested.groups.dropFirst().map { $0.attributes.first { $0.0 == "zarrmount_source" }?.1.stringValue },
+            ["01/out.nc", "02/out.nc", "02/out.h5", "03/other.nc"])
+        XCTAssertEqual(Combiner.relativePaths(["/data/x.nc"]), ["x.nc"])
     }
 
     func testOversizedUnfilteredChunksUseTheLeadingBytes() throws {
@@ -82,7 +102,7 @@ final class CombineTests: XCTestCase {
                 options: CombineOptions(concatDimension: "time"))
         ) { error in
             let text = "\(error)"
-            XCTAssertTrue(text.contains("variable v is encoded differently in a.nc") && text.contains("b.nc"), text)
+            XCTAssertTrue(text.contains("variable v is compressed differently in a.nc (zlib level 4) and b.nc (no compression or filters)"), text)
             guard case .variableDisagrees(let variable, let files, _)? = error as? CombineError else {
                 return XCTFail("expected CombineError.variableDisagrees, got \(error)")
             }

@@ -284,7 +284,9 @@ def test_per_file_layout_from_a_config_gives_one_group_per_file(archive, tmp_pat
                 actual = xr.open_zarr(str(mountpoint), group=stem, chunks=None, zarr_format=3)
                 expected = xr.open_dataset(original, engine="netcdf4").load()
             assert sorted(actual.variables) == sorted(expected.variables)
-            assert actual.attrs == expected.attrs
+            attrs = dict(actual.attrs)
+            assert attrs.pop("zarrmount_source") == os.path.basename(original), actual.attrs
+            assert attrs == expected.attrs
             for name in expected.variables:
                 np.testing.assert_array_equal(actual[name].values, expected[name].values, err_msg="%s %s" % (stem, name))
     finally:
@@ -292,6 +294,38 @@ def test_per_file_layout_from_a_config_gives_one_group_per_file(archive, tmp_pat
     refused = subprocess.run([ZARRMOUNT, "scan", str(config), "--concat-dim", "Time", "--refs", str(tmp_path / "x.json")],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "per_file" in refused.stderr and "concat" in refused.stderr, refused.stderr
+
+
+def test_per_file_groups_of_files_sharing_a_name_say_which_file_they_hold(tmp_path):
+    """Trap: runs/a/out.nc and runs/b/out.nc (an archive organised by directory) mounted per file were groups out
+    and out_2, with nothing saying which run each held. Each group is now named by the file's path below the common
+    directory (a_out, b_out), its zarrmount_source attribute names the file, and its values are that file's."""
+    import netCDF4
+    import xarray as xr
+    files = []
+    for run, offset in (("b", 100.0), ("a", 0.0)):
+        os.makedirs(tmp_path / "runs" / run)
+        path = str(tmp_path / "runs" / run / "out.nc")
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("x", 3)
+            nc.createVariable("v", "f4", ("x",))[:] = np.arange(3) + offset
+        files.append(path)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    p = subprocess.run([ZARRMOUNT, "mount", str(tmp_path / "runs" / "*" / "out.nc"), "--layout", "per_file", "--no-cache",
+                        str(mountpoint)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    try:
+        assert sorted(n for n in os.listdir(str(mountpoint)) if not n.startswith(".")) == ["a_out", "b_out"]
+        for run, original in (("a", files[1]), ("b", files[0])):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                actual = xr.open_zarr(str(mountpoint), group=run + "_out", chunks=None, consolidated=False)
+            assert actual.attrs["zarrmount_source"] == run + "/out.nc", actual.attrs
+            with xr.open_dataset(original, engine="netcdf4") as expected:
+                np.testing.assert_array_equal(actual["v"].values, expected["v"].values, err_msg=run)
+    finally:
+        subprocess.run([ZARRMOUNT, "unmount", str(mountpoint)], capture_output=True, timeout=60)
 
 
 def test_the_daemon_allocates_with_jemalloc(archive, tmp_path):

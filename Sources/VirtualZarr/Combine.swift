@@ -282,9 +282,11 @@ public enum Combiner {
 
     static func checkCompatible(
         _ a: borrowing VirtualArray, _ b: borrowing VirtualArray, first: String, other: String, sameShape: Bool,
-        axis: Int? = nil
+        axis: Int? = nil, numbersMayWiden: Bool = false
     ) throws {
-        if a.dtype != b.dtype {
+        // Values read with the scan are re-encoded in one type (`CombineRules.widenedNumbers`).
+        let widens = numbersMayWiden && [a.dtype, b.dtype].allSatisfy { [.signed, .unsigned, .float].contains($0.kind) }
+        if a.dtype != b.dtype && !widens {
             // Decoded, each file's chunks are swapped to one byte order (Regridding).
             let swappable = axis != nil && littleEndian(a.dtype) == littleEndian(b.dtype)
             throw CombineError.variableDisagrees(
@@ -341,13 +343,13 @@ public enum Combiner {
     /// Joins one variable's versions along `axis`; each version's object ids are shifted by its
     /// file's offset among the combined objects.
     static func concatenate(_ versions: ArrayVersions, axis: Int, dimension: String, notes: inout [String]) throws -> VirtualArray {
+        let reencodable = isInlineAlongFirstAxis(versions, axis: axis)
         for version in versions.indices.dropFirst() {
             try checkCompatible(
                 versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true,
-                axis: axis)
+                axis: axis, numbersMayWiden: reencodable)
         }
         let allInline = versions.indices.allSatisfy({ versions[$0].manifest.count == 1 && isInline(versions[$0].manifest[0]) })
-        let reencodable = isInlineAlongFirstAxis(versions, axis: axis)
         let lengths = versions.indices.map { versions[$0].shape[axis] }
         let total = lengths.reduce(0, +)
         var result = versions[0]
@@ -361,7 +363,10 @@ public enum Combiner {
                 bytes = reencoded.bytes
                 if reencoded.dtype != result.dtype {
                     result.dtype = reencoded.dtype
-                    result.fillBytes = NumericValues.encode([result.fillValue.doubleValue ?? 0])
+                    let fill = result.fillValue.doubleValue ?? 0
+                    result.fillBytes =
+                        reencoded.dtype.kind == .float
+                        ? NumericValues.encode([fill]) : NumericValues.encode([Int64(exactly: fill) ?? 0], as: reencoded.dtype)
                 }
                 notes.append(reencoded.note)
             } else if result.dtype.kind == .variableString {

@@ -489,7 +489,9 @@ public enum CombineRules {
     static func reencodedTime(_ versions: Combiner.ArrayVersions) throws -> (bytes: [UInt8], dtype: ZarrDataType, note: String)? {
         let texts = versions.indices.map { stringAttribute(versions[$0], "units") }
         let calendars = versions.indices.map { stringAttribute(versions[$0], "calendar") }
-        guard texts.contains(where: { $0 != texts[0] }) || calendars.contains(where: { $0 != calendars[0] }) else { return nil }
+        guard texts.contains(where: { $0 != texts[0] }) || calendars.contains(where: { $0 != calendars[0] }) else {
+            return try widenedNumbers(versions)
+        }
         let path = versions[0].path
         var parsed: [CFTimeUnits] = []
         for version in versions.indices {
@@ -518,12 +520,13 @@ public enum CombineRules {
         }
         let target = parsed[0]
         let dtype = versions[0].dtype
-        let isInteger = dtype.kind == .signed || dtype.kind == .unsigned
         // A file's fill value stands for no instant: it stays the fill value (the files agree on
         // it, rule 5) instead of being shifted into a date.
         let targetMarker = missingMarkers(versions[0]).first
         let integerMarker = targetMarker.flatMap { Int64(exactly: $0) }
-        let exact = isInteger && parsed.allSatisfy { CFTimeConversion(from: $0, to: target).isExactForIntegers }
+        let exact =
+            versions.indices.allSatisfy { isInteger(versions[$0].dtype) }
+            && parsed.allSatisfy { CFTimeConversion(from: $0, to: target).isExactForIntegers }
         var integers: [Int64] = []
         var doubles: [Double] = []
         for version in versions.indices {
@@ -557,7 +560,7 @@ public enum CombineRules {
         let values = exact ? integers.map(Double.init) : doubles
         let float64 = ZarrDataType.float(size: 8)
         let reason =
-            isInteger
+            isInteger(dtype)
             ? "the shifts between the files' units are not whole \(target.unit.rawValue) in \(dtype.v2String)"
             : "\(dtype.v2String) would round the shifted values"
         let stored = dtype == float64 ? "" : " and stored as float64 (\(reason))"
@@ -569,6 +572,49 @@ public enum CombineRules {
 }
 
 extension CombineRules {
+    static func isInteger(_ dtype: ZarrDataType) -> Bool { dtype.kind == .signed || dtype.kind == .unsigned }
+
+    /// A coordinate in the same units that files store as different numbers (int32 in some,
+    /// float64 in others: a writer changed): every file's values in one type, int64 when all are
+    /// integers, else float64; nil when the types agree. Values stay exact: an int64 beyond
+    /// float64's 2^53 is an error, not a rounded instant.
+    static func widenedNumbers(_ versions: Combiner.ArrayVersions) throws -> (bytes: [UInt8], dtype: ZarrDataType, note: String)? {
+        let first = versions[0].dtype
+        guard let other = versions.indices.first(where: { versions[$0].dtype != first }) else { return nil }
+        let allIntegers = versions.indices.allSatisfy { isInteger(versions[$0].dtype) }
+        var integers: [Int64] = []
+        var doubles: [Double] = []
+        for version in versions.indices {
+            let array = versions[version]
+            guard case .inline(let chunk) = array.manifest[0], let count = valueCount(array) else { return nil }
+            if let values = NumericValues.integers(chunk, dtype: array.dtype, count: count) {
+                if allIntegers {
+                    integers += values
+                    continue
+                }
+                if let inexact = values.first(where: { Int64(exactly: Double($0)) != $0 }) {
+                    throw CombineError.variableDisagrees(
+                        variable: array.path, files: [versions.file(0), versions.file(version)],
+                        detail:
+                            "variable \(array.path) is stored as \(first.v2String) in \(versions.file(0)) but \(array.dtype.v2String) in \(versions.file(version)), and its value \(inexact) in \(versions.file(version)) has no exact float64 to serve both as. Leave the variable out with --drop-variables \(array.path)"
+                    )
+                }
+                doubles += values.map(Double.init)
+            } else if let values = NumericValues.doubles(chunk, dtype: array.dtype, count: count) {
+                doubles += values
+            } else {
+                return nil
+            }
+        }
+        let served: ZarrDataType = allIntegers ? .integer(size: 8, signed: true) : .float(size: 8)
+        let bytes = allIntegers ? NumericValues.encode(integers, as: served) : NumericValues.encode(doubles)
+        guard let bytes else { return nil }
+        return (
+            bytes, served,
+            "\(versions[0].path): stored as \(first.v2String) in \(versions.file(0)) but \(versions[other].dtype.v2String) in \(versions.file(other)); served as \(served.v2String), every value exact"
+        )
+    }
+
     /// The values a file marks as missing (its `_FillValue`, then its `missing_value`s), as
     /// xarray masks them.
     static func missingMarkers(_ array: borrowing VirtualArray) -> [Double] {

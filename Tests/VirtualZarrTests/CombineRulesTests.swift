@@ -356,6 +356,33 @@ final class CombineRulesTests: XCTestCase {
         XCTAssertTrue(combined.notes.contains { $0.contains("re-encoded") }, "\(combined.notes)")
     }
 
+    func testACoordinateStoredAsOtherNumbersIsServedInOneExactType() throws {
+        func stored(_ dtype: ZarrDataType, _ bytes: [UInt8], count: UInt64) -> VirtualArray {
+            var array = coordinate("time", [0], units: "hours since 2030-01-01")
+            array.dtype = dtype
+            array.shape = [count]
+            array.chunkShape = [count]
+            array.manifest[0] = .inline(bytes)
+            return array
+        }
+        let float64 = stored(.float(size: 8), NumericValues.encode([24, 36.5]), count: 2)
+        let int64 = stored(.integer(size: 8, signed: true), NumericValues.encode([48, 60], as: .integer(size: 8, signed: true))!, count: 2)
+        let first = part("a.nc", [coordinate("time", [0, 12], units: "hours since 2030-01-01")])
+        let floats = try Combiner.combine([first, part("b.nc", [float64])], options: CombineOptions(concatDimension: "time"))
+        XCTAssertEqual(floats.arrays[0].dtype, .float(size: 8))
+        XCTAssertEqual(values(floats.arrays[0]), [0, 12, 24, 36.5])
+        XCTAssertTrue(floats.notes.contains { $0.contains("stored as <i4 in a.nc but <f8 in b.nc; served as <f8") }, "\(floats.notes)")
+        let integers = try Combiner.combine([first, part("c.nc", [int64])], options: CombineOptions(concatDimension: "time"))
+        XCTAssertEqual(integers.arrays[0].dtype, .integer(size: 8, signed: true))
+        XCTAssertEqual(values(integers.arrays[0]), [0, 12, 48, 60])
+        // An int64 that float64 would round is refused, not served as a neighbouring instant.
+        let huge = stored(
+            .integer(size: 8, signed: true), NumericValues.encode([1 << 53 + 1], as: .integer(size: 8, signed: true))!, count: 1)
+        XCTAssertThrowsError(try Combiner.combine([part("b.nc", [float64]), part("d.nc", [huge])], options: CombineOptions(concatDimension: "time"))) {
+            XCTAssertTrue("\($0)".contains("9007199254740993 in d.nc has no exact float64"), "\($0)")
+        }
+    }
+
     func testShiftsThatAreNotWholeBecomeFloat64() throws {
         let parts = [
             part("a.nc", [coordinate("time", [0, 1], units: "hours since 2030-01-01")]),

@@ -154,6 +154,11 @@ def _set_files(name):
         return [("day_%d.nc" % k, write_daily, dict(k=k, precip_filters=filters.get(k))) for k in days]
     if name == "byte-order":
         return [("day_%d.nc" % k, write_daily, dict(k=k, endian="big" if k == 1 else "little")) for k in days]
+    if name == "time-dtypes":
+        # A writer that changed: day 2 stores time as float64 (one instant not a whole hour), the others int32.
+        return [("day_%d.nc" % k, write_daily, dict(k=k, time_dtype="f8" if k == 2 else "i4",
+                                                    time_values=k * 24 + (HOURS + np.array([0, 0, 0.5, 0]) if k == 2 else HOURS)))
+                for k in days]
     if name == "calendars":
         return [("day_%d.nc" % k, write_daily, dict(k=k, calendar=c)) for k, c in enumerate(["standard", "noleap"])]
     odd = ODD[name]
@@ -393,6 +398,20 @@ def test_an_unwritten_instant_stays_missing_when_units_are_reencoded(archive, tm
     np.testing.assert_array_equal(act["time"].values, exp["time"].values)
     raw = _raw_time(out)
     assert raw.values.tolist() == [0, 6, 12, -2147483647, 24, 30, 36, -2147483647, 48, 54, 60, -2147483647]
+
+
+@pytest.mark.parametrize("decode_cf", DECODE, ids=DECODE_IDS)
+def test_a_time_coordinate_stored_as_int32_in_some_files_and_float64_in_others_is_served_as_float64(archive, tmp_path, decode_cf):
+    """Trap: one day of five stores time as float64, the others as int32 (a writer changed). The combine refused
+    ("has dtype <i4 ... but <f8"), leaving only --layout per_file, where xarray decodes both. Time is read with the
+    scan, so every file's values are now served as float64, exact, with a note naming the files."""
+    files = archive("time-dtypes")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time"])
+    require_ok(p, "scan time stored as int32 and float64")
+    assert lines_with(p.stderr, "note", "time", "<i4", "<f8", names(files)[2]), p.stderr[-2000:]
+    raw = _raw_time(out)
+    assert raw.dtype == np.float64 and raw.values.tolist()[8:12] == [48.0, 54.0, 60.5, 66.0], raw.values
+    same(expected(tuple(files), "nested", "time", decode_cf), open_refs(out, decode_cf), "int32 and float64 time", decode_cf, files)
 
 
 def test_per_file_time_units_through_a_mount(archive, tmp_path):

@@ -234,8 +234,12 @@ public enum Combiner {
                 }
                 result.arrays.append(array)
             } else {
+                // One file's version is served: how the others store theirs matters only to the
+                // default comparison, which compares storage (--compat equals decodes each file's).
                 for version in versions.indices.dropFirst() {
-                    try checkCompatible(versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true)
+                    try checkCompatible(
+                        versions[0], versions[version], first: versions.file(0), other: versions.file(version), sameShape: true,
+                        storageMatters: options.compat == nil)
                 }
                 var chosen = versions[0]
                 let offset = versions.objectOffset(0)
@@ -282,7 +286,7 @@ public enum Combiner {
 
     static func checkCompatible(
         _ a: borrowing VirtualArray, _ b: borrowing VirtualArray, first: String, other: String, sameShape: Bool,
-        axis: Int? = nil, numbersMayWiden: Bool = false
+        axis: Int? = nil, numbersMayWiden: Bool = false, storageMatters: Bool = true
     ) throws {
         // Values read with the scan are re-encoded in one type (`CombineRules.widenedNumbers`).
         let widens = numbersMayWiden && [a.dtype, b.dtype].allSatisfy { [.signed, .unsigned, .float].contains($0.kind) }
@@ -295,7 +299,7 @@ public enum Combiner {
                     "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). \(swappable ? "Mount with --decoded to serve it little-endian from both, l" : "L")eave the variable out with --drop-variables \(a.path)"
             )
         }
-        if a.codecs != b.codecs {
+        if storageMatters && a.codecs != b.codecs {
             // Decoded, each file's chunks are served through its own pipeline (Regridding).
             let decodable = axis != nil && Codec.foreign(in: a.codecs) == nil && Codec.foreign(in: b.codecs) == nil
             throw CombineError.variableDisagrees(
@@ -312,7 +316,7 @@ public enum Combiner {
             )
         }
         for d in a.shape.indices where d != axis {
-            if sameShape && a.shape[d] != b.shape[d] || a.chunkShape[d] != b.chunkShape[d] {
+            if sameShape && a.shape[d] != b.shape[d] || storageMatters && a.chunkShape[d] != b.chunkShape[d] {
                 throw CombineError.variableDisagrees(
                     variable: a.path, files: [first, other],
                     detail:

@@ -65,6 +65,22 @@ final class CombineTests: XCTestCase {
         XCTAssertEqual(Combiner.relativePaths(["/data/x.nc"]), ["x.nc"])
     }
 
+    func testAVariableWithoutTheConcatDimensionStoredOtherwiseIsTheFirstFilesUnderAnExplicitCompat() throws {
+        // "x" is not the concat dimension: one file's version of v is served.
+        let parts = [
+            part("a.nc", [array("v", length: 2, chunk: 2, codecs: [.zlib(level: 4)])]),
+            part("b.nc", [array("v", length: 2, chunk: 1, object: 0)]),
+        ]
+        XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "y")))
+        for compat in [CompatPolicy.override, .equals] {
+            var options = CombineOptions(concatDimension: "y")
+            options.compat = compat
+            let combined = try Combiner.combine(parts, options: options)
+            XCTAssertEqual(combined.array("v")?.codecs, [.zlib(level: 4)], "\(compat)")
+            XCTAssertEqual(combined.array("v")?.chunkShape, [2, 10], "\(compat)")
+        }
+    }
+
     func testOversizedUnfilteredChunksUseTheLeadingBytes() throws {
         let combined = try Combiner.combine(
             [part("a.nc", [array("v", length: 1, chunk: 1024)]), part("b.nc", [array("v", length: 1, chunk: 1024)])],

@@ -573,8 +573,9 @@ def test_a_scalar_that_differs_between_files_stops_the_default_combine(archive, 
 
 def write_swaths(directory, storage, odd=None):
     """Three files, each one time step of v(time, y, x) beside lat2d(y, x), a 2-D latitude without
-    time stored as STORAGE (zlib chunks, netCDF-4 contiguous, netCDF-3). File ODD's lat2d differs
-    in its last value only (another ground track would differ everywhere)."""
+    time stored as STORAGE (zlib chunks, netCDF-4 contiguous, netCDF-3; mixed: zlib chunks in even
+    files, contiguous in odd ones). File ODD's lat2d differs in its last value only (another ground
+    track would differ everywhere)."""
     import netCDF4
     import numpy as np
     directory.mkdir()
@@ -588,7 +589,8 @@ def write_swaths(directory, storage, odd=None):
             t = nc.createVariable("time", "i4", ("time",))
             t.units = "hours since 2030-01-01"
             t[:] = [k]
-            lat = nc.createVariable("lat2d", "f4", ("y", "x"), **(dict(zlib=True, chunksizes=(150, 400)) if storage == "zlib" else {}))
+            compressed = storage == "zlib" or storage == "mixed" and k % 2 == 0
+            lat = nc.createVariable("lat2d", "f4", ("y", "x"), **(dict(zlib=True, chunksizes=(150, 400)) if compressed else {}))
             lat.units = "degrees_north"
             grid = np.linspace(-60, 60, 300 * 400, dtype="f4").reshape(300, 400)
             if k == odd:
@@ -629,6 +631,29 @@ def test_a_2d_latitude_that_differs_between_files_stops_the_default_combine(tmp_
     out, p = scan(tmp_path, files, ["--concat-dim", "time", "--drop-variables", "lat2d"])
     require_ok(p, "scan --drop-variables lat2d")
     assert "lat2d" not in open_refs(out).variables
+
+
+def test_the_same_2d_latitude_stored_otherwise_combines_with_the_compat_the_error_advises(tmp_path):
+    """Trap: granules whose writer changed: lat2d is zlib-compressed in some files, contiguous in others, with the
+    same values. The default combine refuses (it compares storage) and advises --compat equals or override; both
+    then failed with "compressed differently" although one file's lat2d is served. Now --compat equals compares
+    the decoded values (and still stops on a real difference) and --compat override keeps the first file's."""
+    import xarray as xr
+    files = write_swaths(tmp_path / "mixed", "mixed")
+    said = refused_naming_the_odd_file(tmp_path, files, "variable lat2d differs", 1)
+    assert "--compat equals" in said and "--compat override" in said, said
+    for compat in ("equals", "override"):
+        out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", compat])
+        require_ok(p, "scan --compat %s of one grid stored two ways" % compat)
+        same(expected(tuple(files), "nested", "time"), open_refs(out), "one grid stored two ways, --compat %s" % compat,
+             True, files)
+    files = write_swaths(tmp_path / "mixed-odd", "mixed", odd=1)
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "equals"])
+    assert p.returncode == 1 and lines_with(p.stderr, "variable lat2d differs", names(files)[1]), p.stderr[-2000:]
+    with xr.open_dataset(files[0]) as first:
+        out, p = scan(tmp_path, files, ["--concat-dim", "time", "--compat", "override"])
+        require_ok(p, "scan --compat override of two grids")
+        assert (open_refs(out)["lat2d"].values == first["lat2d"].values).all(), "override keeps the first file's"
 
 
 def test_a_day_with_no_time_step_adds_nothing(tmp_path):

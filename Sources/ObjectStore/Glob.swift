@@ -13,6 +13,17 @@ public struct GlobPattern: Sendable, Equatable {
         text.contains { "*?[".contains($0) }
     }
 
+    /// Why a source that names an object and, as a pattern, others is refused, and how to say
+    /// which is meant.
+    static func literalOrPatternMessage(pattern: String, others: [String]) -> String {
+        let escaped = pattern.split(separator: "/", omittingEmptySubsequences: false).last.map {
+            $0.map { "*?[".contains($0) ? "[\($0)]" : String($0) }.joined()
+        }
+        let shown = others.prefix(3).joined(separator: ", ") + (others.count > 3 ? " and \(others.count - 3) more" : "")
+        return
+            "\(pattern) names a file, but as a pattern it also matches \(shown). For that file alone, write its wildcard characters in brackets (\(escaped ?? "")); for the files the pattern matches, name them without it"
+    }
+
     /// The longest leading part without wildcards: where listing starts.
     public var literalPrefix: String {
         var prefix: [String] = []

@@ -33,11 +33,16 @@ public enum ListingError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A directory named where files are expected: zarrmount does not guess which of its files
     /// (top level or every level, `.nc` or all) are the archive.
     case directory(path: String)
+    /// A source that is both a file's name (`x[1].nc`) and a pattern matching other files
+    /// (`x1.nc`): either reading could be the one meant.
+    case literalOrPattern(pattern: String, others: [String])
 
     public var description: String {
         switch self {
         case .unlistableDirectory(let pattern, let directory): return "\(pattern): directory \(directory) cannot be listed"
         case .noMatch(let pattern): return "\(pattern): no files match this pattern"
+        case .literalOrPattern(let pattern, let others):
+            return GlobPattern.literalOrPatternMessage(pattern: pattern, others: others)
         case .noSuchFile(let path): return "\(path): no such file (or it is not a regular file)"
         case .directory(let path):
             let base = path.hasSuffix("/") ? String(path.dropLast()) : path
@@ -69,6 +74,12 @@ public enum LocalStore {
                 while let relative = enumerator.nextObject() as? String {
                     let path = root == "/" ? "/" + relative : root + "/" + relative
                     if glob.matches(path), isRegularFile(path) { found.append(path) }
+                }
+                if isRegularFile(absolute) {
+                    // `x[1].nc` names a file; as a pattern it would name `x1.nc` instead.
+                    let others = found.filter { $0 != absolute }.sorted()
+                    guard others.isEmpty else { throw ListingError.literalOrPattern(pattern: raw, others: others) }
+                    found = [absolute]
                 }
                 if found.isEmpty { throw ListingError.noMatch(pattern: raw) }
             } else {

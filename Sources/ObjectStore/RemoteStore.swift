@@ -282,6 +282,7 @@ public final class RemoteStore: Sendable {
         let prefix = GlobPattern.hasWildcards(pattern) ? glob.literalPrefix : pattern
         var token: String?
         var found: [ListedObject] = []
+        var literal: ListedObject?
         var pages = 0
         repeat {
             var query = [("list-type", "2"), ("prefix", prefix)]
@@ -293,16 +294,26 @@ public final class RemoteStore: Sendable {
                 guard let key = XMLFields.first("Key", in: entry), let size = XMLFields.first("Size", in: entry).flatMap({ UInt64($0) }) else {
                     continue
                 }
-                if glob.matches(key), !key.hasSuffix("/") {
-                    found.append(
-                        ListedObject(
-                            url: "s3://\(bucket)/\(key)", size: size, identity: XMLFields.first("ETag", in: entry).map(ObjectIdentity.etag),
-                            lastModified: XMLFields.first("LastModified", in: entry).flatMap(HTTPDate.seconds)))
+                let object = ListedObject(
+                    url: "s3://\(bucket)/\(key)", size: size, identity: XMLFields.first("ETag", in: entry).map(ObjectIdentity.etag),
+                    lastModified: XMLFields.first("LastModified", in: entry).flatMap(HTTPDate.seconds))
+                if key == pattern {
+                    literal = object
+                } else if glob.matches(key), !key.hasSuffix("/") {
+                    found.append(object)
                 }
             }
             pages += 1
             token = try Self.nextListingToken(in: text, after: token, pages: pages, url: source)
         } while token != nil
+        if let literal {
+            // `x[1].nc` names an object; as a pattern it would name `x1.nc` instead.
+            guard found.isEmpty else {
+                throw ObjectStoreError(
+                    .invalidLocation(GlobPattern.literalOrPatternMessage(pattern: source, others: found.map(\.url).sorted())), url: source)
+            }
+            return [literal]
+        }
         if found.isEmpty {
             throw ObjectStoreError(.invalidLocation("no objects match this pattern"), url: source)
         }

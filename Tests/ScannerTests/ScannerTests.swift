@@ -189,6 +189,24 @@ final class ConfigAndGlobTests: XCTestCase {
         XCTAssertEqual(GlobPattern("/d/2060/*/x.nc").literalPrefix, "/d/2060/")
     }
 
+    func testALocalSourceThatNamesAFileIsThatFileNotTheFilesItMatchesAsAPattern() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("brackets-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/x[1].nc", contents: Data([1])))
+        // Alone, `x[1].nc` is that file (as a pattern it matched nothing: "no files match").
+        XCTAssertEqual(try LocalStore.list([directory + "/x[1].nc"]).map(\.url), [directory + "/x[1].nc"])
+        // Beside x1.nc, which the pattern matches, either could be meant.
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/x1.nc", contents: Data([2])))
+        XCTAssertThrowsError(try LocalStore.list([directory + "/x[1].nc"])) { error in
+            XCTAssertEqual(error as? ListingError, .literalOrPattern(pattern: directory + "/x[1].nc", others: [directory + "/x1.nc"]))
+            XCTAssertTrue("\(error)".contains("(x[[]1].nc)"), "\(error)")
+        }
+        XCTAssertEqual(try LocalStore.list([directory + "/x[[]1].nc"]).map(\.url), [directory + "/x[1].nc"])
+        XCTAssertEqual(try LocalStore.list([directory + "/x[0-9].nc"]).map(\.url), [directory + "/x1.nc"])
+    }
+
     func testConfigErrorsNameTheLineAndKey() {
         XCTAssertThrowsError(try MountConfig.parse("sources: [a.nc]\nconcat_dim: Time\norder: random\n", file: "m.yaml")) { error in
             XCTAssertEqual("\(error)", "m.yaml:3: order: random is not one of key, coordinate")

@@ -727,6 +727,25 @@ def test_glob_forms(scanner, services, world, local_refs, pattern, days):
     assert len(keys) == len(days), keys
 
 
+def test_a_key_with_brackets_is_that_object_or_refused_when_it_also_matches_others(scanner, services, world):
+    """Trap: a key named `WRFDS_2060-01-0[1].nc` (brackets are legal in keys and file names). Taken as a pattern it
+    named `WRFDS_2060-01-01.nc` -- another object, served without a word -- or, alone, nothing. Now a source that
+    names an object is that object; if it also matches others as a pattern, the scan stops naming them and how to
+    write either meaning (locally the same: ScannerTests)."""
+    s3 = services.boto3()
+    literal = "WRFDS_2060-01-0[1].nc"
+    for prefix in ("brackets-alone", "brackets-both"):
+        s3.copy_object(Bucket=BUCKET, Key="%s/%s" % (prefix, literal), CopySource={"Bucket": BUCKET, "Key": "daily/2060/" + NAMES[4]})
+    s3.copy_object(Bucket=BUCKET, Key="brackets-both/" + NAMES[0], CopySource={"Bucket": BUCKET, "Key": "daily/2060/" + NAMES[0]})
+    refs, _ = scanner.ok(["s3://%s/brackets-alone/%s" % (BUCKET, literal)], "--endpoint-url", services.s3)
+    assert refs.urls == {"s3://%s/brackets-alone/%s" % (BUCKET, literal)}, refs.urls
+    p = scanner.scan(["s3://%s/brackets-both/%s" % (BUCKET, literal)], "--endpoint-url", services.s3)
+    assert p.returncode != 0 and "names a file, but as a pattern it also matches" in p.stderr, p.stderr[-2000:]
+    assert "brackets-both/" + NAMES[0] in p.stderr and "WRFDS_2060-01-0[[]1].nc" in p.stderr, p.stderr[-2000:]
+    refs, _ = scanner.ok(["s3://%s/brackets-both/WRFDS_2060-01-0[[]1].nc" % BUCKET], "--endpoint-url", services.s3)
+    assert refs.urls == {"s3://%s/brackets-both/%s" % (BUCKET, literal)}, refs.urls
+
+
 def test_single_s3_key(scanner, services, world, local_refs):
     refs, _ = scanner.ok(["s3://%s/daily/2060/%s" % (BUCKET, NAMES[2])], "--endpoint-url", services.s3)
     assert_same_refs(local_refs((3,)), refs, "one explicit key")

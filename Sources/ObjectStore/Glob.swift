@@ -3,9 +3,14 @@
 public struct GlobPattern: Sendable, Equatable {
     public let pattern: String
     private let segments: [String]
+    /// Local paths: as in the shell and Python's `glob` (what `xr.open_mfdataset("*.nc")` opens),
+    /// a wildcard does not match a name that starts with `.` (`._day1.nc` beside `day1.nc`, a
+    /// `.snapshot` directory under `**`) unless the pattern's segment starts with `.` too.
+    public let hidesDotNames: Bool
 
-    public init(_ pattern: String) {
+    public init(_ pattern: String, hidesDotNames: Bool = false) {
         self.pattern = pattern
+        self.hidesDotNames = hidesDotNames
         segments = pattern.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
     }
 
@@ -47,11 +52,12 @@ public struct GlobPattern: Sendable, Equatable {
             var index = parts.startIndex
             while true {
                 if match(rest, parts[index...]) { return true }
-                if index == parts.endIndex { return false }
+                if index == parts.endIndex || hidesDotNames && parts[index].hasPrefix(".") { return false }
                 index += 1
             }
         }
         guard let part = parts.first, Self.matchSegment(Array(head.unicodeScalars)[...], Array(part.unicodeScalars)[...]) else { return false }
+        if hidesDotNames, part.hasPrefix("."), !head.hasPrefix("."), Self.hasWildcards(head) { return false }
         return match(pattern.dropFirst(), parts.dropFirst())
     }
 

@@ -64,7 +64,7 @@ public enum LocalStore {
             let absolute = pattern.hasPrefix("/") ? pattern : FileManager.default.currentDirectoryPath + "/" + pattern
             var found: [String] = []
             if GlobPattern.hasWildcards(absolute) {
-                let glob = GlobPattern(absolute)
+                let glob = GlobPattern(absolute, hidesDotNames: true)
                 var root = glob.literalPrefix
                 if root.hasSuffix("/") && root.count > 1 { root.removeLast() }
                 if root.isEmpty { root = "/" }

@@ -207,6 +207,26 @@ final class ConfigAndGlobTests: XCTestCase {
         XCTAssertEqual(try LocalStore.list([directory + "/x[0-9].nc"]).map(\.url), [directory + "/x1.nc"])
     }
 
+    func testALocalGlobSkipsNamesStartingWithADotAsTheShellDoes() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dots-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: directory)
+        for sub in ["/2020", "/.snapshot/2020"] {
+            try FileManager.default.createDirectory(atPath: directory + sub, withIntermediateDirectories: true)
+        }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for name in ["/2020/day1.nc", "/2020/._day1.nc", "/.snapshot/2020/day1.nc"] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: directory + name, contents: Data([1])))
+        }
+        // What `ls DIR/**/*.nc` (globstar) and Python's glob name: no AppleDouble copy, no snapshot.
+        XCTAssertEqual(try LocalStore.list([directory + "/**/*.nc"]).map(\.url), [directory + "/2020/day1.nc"])
+        XCTAssertEqual(try LocalStore.list([directory + "/2020/*"]).map(\.url), [directory + "/2020/day1.nc"])
+        // Named with its dot, a hidden name is matched.
+        XCTAssertEqual(try LocalStore.list([directory + "/2020/.*.nc"]).map(\.url), [directory + "/2020/._day1.nc"])
+        XCTAssertEqual(try LocalStore.list([directory + "/.snapshot/*/*.nc"]).map(\.url), [directory + "/.snapshot/2020/day1.nc"])
+        // S3 keys have no hidden names.
+        XCTAssertTrue(GlobPattern("b/*.nc").matches("b/._day1.nc"))
+    }
+
     func testConfigErrorsNameTheLineAndKey() {
         XCTAssertThrowsError(try MountConfig.parse("sources: [a.nc]\nconcat_dim: Time\norder: random\n", file: "m.yaml")) { error in
             XCTAssertEqual("\(error)", "m.yaml:3: order: random is not one of key, coordinate")

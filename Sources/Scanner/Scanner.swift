@@ -186,6 +186,8 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
     case notNetCDF(file: String, what: FileSignature)
     /// One local file reached by two paths (a link), which a combine would hold twice.
     case sameFileTwice(first: String, second: String)
+    /// A file shorter than its own chunk index says: an interrupted download or copy.
+    case truncated(file: String, size: UInt64, variable: String, chunk: String, end: UInt64)
 
     public var description: String {
         switch self {
@@ -209,9 +211,11 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
             file.map { "\($0): --stack-regex \(pattern) \(reason)" } ?? "--stack-regex \(pattern): \(reason)"
         case .references(_, let detail): detail
         case .notNetCDF(let file, let what):
-            "\(file): \(what); zarrmount reads netCDF-3 and netCDF-4/HDF5 files (leave it out, or mount with --on-error skip to skip such files)"
+            "\(file): \(what); zarrmount reads netCDF-3 and netCDF-4/HDF5 files. \(Scanner.leaveOutAdvice)"
         case .sameFileTwice(let first, let second):
             "\(second) is the same file as \(first) (one is a link to the other), so the combined dataset would hold its values twice. Name each file once: leave the link out of the sources or the glob"
+        case .truncated(let file, let size, let variable, let chunk, let end):
+            "\(file) is truncated: it is \(size) bytes, but chunk \(chunk) of \(variable) ends at byte \(end) (an interrupted download or copy?). Fetch it again. \(Scanner.leaveOutAdvice)"
         }
     }
 }
@@ -475,8 +479,13 @@ public enum Scanner {
     public static let skippedFilesAttribute = "zarrmount_skipped_files"
 
     /// `FILE: why` for a file left out (most reasons already start with the file's name).
+    /// How a file that cannot be scanned is left out; said when it stops a scan, not once it was.
+    static let leaveOutAdvice = "Leave it out of the sources, or scan with --on-error skip to leave out every file that cannot be scanned"
+
     public static func skippedLine(file: String, reason: String) -> String {
-        reason.hasPrefix(file + ": ") ? reason : "\(file): \(reason)"
+        var reason = reason
+        if reason.hasSuffix(" " + leaveOutAdvice) { reason.removeLast(leaveOutAdvice.count + 1) }
+        return reason.hasPrefix(file) ? reason : "\(file): \(reason)"
     }
 
     static func recordSkipped(_ skipped: [(file: String, reason: String)], in dataset: inout VirtualDataset) {
@@ -542,9 +551,27 @@ public enum Scanner {
                     fetch: { offset, length in try file.readSynchronously(offset: offset, length: length) })
             }
             dataset.objects = [ObjectInfo(listed: object)] + dataset.objects.dropFirst()
+            try checkChunksWithinFile(dataset, url: object.url, size: object.size)
             return .scanned(dataset, statistics.snapshot)
         } catch {
             return .failed(ScanError.file(url: object.url, reason: "\(error)"))
+        }
+    }
+
+    /// Refuses a file whose chunk index points past its end: its metadata parses (netCDF-3 keeps
+    /// it in front; HDF5 often does), so only the chunks' places tell that the rest is missing,
+    /// and netCDF-C reads the missing values as zeros.
+    static func checkChunksWithinFile(_ dataset: VirtualDataset, url: String, size: UInt64) throws {
+        for array in dataset.arrays {
+            // Set entries only: a huge declared grid reads as its fill chunk everywhere else.
+            for linear in array.manifest.setIndices {
+                guard case .reference(0, let offset, let length) = array.manifest[linear] else { continue }
+                let (end, overflow) = offset.addingReportingOverflow(length)
+                guard overflow || end > size else { continue }
+                let chunk = array.manifest.coordinates(linear).map(String.init).joined(separator: ".")
+                throw ScanError.truncated(
+                    file: url, size: size, variable: array.path, chunk: chunk.isEmpty ? "0" : chunk, end: overflow ? .max : end)
+            }
         }
     }
 

@@ -91,7 +91,7 @@ struct Info: AsyncParsableCommand {
                 )
                 for part in shard.parts.prefix(all ? shard.parts.count : 20) { print("  \(part.name): \(part.dataset.arrays.count) arrays") }
                 if !all && shard.parts.count > 20 { print("  ... and \(shard.parts.count - 20) more (--all lists them)") }
-                for (file, reason) in shard.skipped { print("skipped: \(file): \(reason)") }
+                for (file, reason) in shard.skipped { print("skipped: " + Scanner.skippedLine(file: file, reason: reason)) }
                 var combined = VirtualDataset(groups: [])
                 combined.objects = shard.parts.flatMap(\.dataset.objects)
                 dataset = combined

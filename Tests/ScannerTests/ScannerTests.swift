@@ -227,6 +227,28 @@ final class ConfigAndGlobTests: XCTestCase {
         XCTAssertTrue(GlobPattern("b/*.nc").matches("b/._day1.nc"))
     }
 
+    func testAChunkPastTheFilesEndIsATruncatedFile() throws {
+        var manifest = ChunkManifest(gridShape: [3])
+        manifest[0] = .reference(object: 0, offset: 100, length: 50)
+        manifest[1] = .reference(object: 1, offset: 5000, length: 50)  // an external file's: not this file's size
+        manifest[2] = .reference(object: 0, offset: 150, length: 51)
+        let array = VirtualArray(
+            path: "g/v", dtype: .float(size: 4), shape: [3], chunkShape: [1], codecs: [], fillValue: .null, fillBytes: nil,
+            dimensionNames: ["t"], attributes: [], manifest: manifest, origin: "v")
+        let dataset = VirtualDataset(objects: [ObjectInfo(url: "day.nc", size: 200)], arrays: [array])
+        XCTAssertNoThrow(try Scanner.checkChunksWithinFile(dataset, url: "day.nc", size: 201))
+        XCTAssertThrowsError(try Scanner.checkChunksWithinFile(dataset, url: "day.nc", size: 200)) { error in
+            XCTAssertEqual(
+                "\(error)",
+                "day.nc is truncated: it is 200 bytes, but chunk 2 of g/v ends at byte 201 (an interrupted download or copy?). Fetch it again. Leave it out of the sources, or scan with --on-error skip to leave out every file that cannot be scanned"
+            )
+            // Once skipped, the dataset's record says why without the advice to skip it.
+            XCTAssertEqual(
+                Scanner.skippedLine(file: "day.nc", reason: "\(error)"),
+                "day.nc is truncated: it is 200 bytes, but chunk 2 of g/v ends at byte 201 (an interrupted download or copy?). Fetch it again.")
+        }
+    }
+
     func testConfigErrorsNameTheLineAndKey() {
         XCTAssertThrowsError(try MountConfig.parse("sources: [a.nc]\nconcat_dim: Time\norder: random\n", file: "m.yaml")) { error in
             XCTAssertEqual("\(error)", "m.yaml:3: order: random is not one of key, coordinate")

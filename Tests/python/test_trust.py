@@ -397,3 +397,38 @@ def test_under_allow_other_chunk_files_carry_their_source_files_owner_and_read_b
             run(["unmount", "--lazy", mountpoint])
         os.rmdir(mountpoint)
         os.rmdir(shared)
+
+
+@pytest.mark.parametrize("fmt", ["NETCDF3_CLASSIC", "NETCDF4"])
+def test_a_truncated_file_stops_the_scan_naming_it(tmp_path, fmt):
+    """Trap: a day cut short by an interrupted download. Its metadata is whole (netCDF-3 and netCDF-4 keep it
+    before the data), so it scanned with exit 0 and its last chunks pointed past its end: reads failed mid-analysis
+    (and netCDF-C reads the missing values of a classic file as zeros). The scan now stops naming the file, the
+    chunk and its size; --on-error skip leaves it out and says so in the dataset."""
+    import netCDF4
+    files = []
+    for k in range(3):
+        path = str(tmp_path / ("day_%d.nc" % k))
+        with netCDF4.Dataset(path, "w", format=fmt) as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("x", 1000)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units = "hours since 2030-01-01"
+            t[:] = np.arange(10) + 24 * k
+            nc.createVariable("v", "f4", ("time", "x"))[:] = np.random.default_rng(k).random((10, 1000))
+        files.append(path)
+    size = os.path.getsize(files[1])
+    with open(files[1], "r+b") as fh:
+        fh.truncate(size - 10000)
+    out = str(tmp_path / "refs.json")
+    p = run(["scan", *files, "--concat-dim", "time", "--refs", out, "--no-cache"])
+    said = [line for line in p.stderr.splitlines() if "day_1.nc is truncated" in line]
+    assert p.returncode == 1 and said and "is %d bytes" % (size - 10000) in said[0] and "of v ends at byte" in said[0], \
+        p.stderr[-2000:]
+    assert not os.path.exists(out)
+    p = run(["scan", *files, "--concat-dim", "time", "--refs", out, "--no-cache", "--on-error", "skip"])
+    assert p.returncode == 2 and any("skipped" in line and "day_1.nc" in line for line in p.stderr.splitlines()), \
+        p.stderr[-2000:]
+    with open(out) as fh:
+        attrs = json.loads(json.load(fh)["refs"][".zattrs"])
+    assert "day_1.nc is truncated" in attrs["zarrmount_skipped_files"][0], attrs

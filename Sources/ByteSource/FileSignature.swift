@@ -90,7 +90,7 @@ public enum FileSignature: Sendable, Equatable, CustomStringConvertible {
         case .bzip2: return "a bzip2-compressed file (decompress it first), not netCDF"
         case .zstd: return "a zstd-compressed file (decompress it first), not netCDF"
         case .markup: return "an HTML page (often a server's error page) or an XML document, not netCDF"
-        case .json: return "a JSON document (a server's error response, or a reference file), not netCDF"
+        case .json: return "a JSON document (a server's error response, or a kerchunk reference file, which mount --references FILE serves), not netCDF"
         case .empty: return "an empty file"
         case .other(let bytes):
             let hex = bytes.map { byte in String(byte, radix: 16).leftPadded(to: 2) }.joined(separator: " ")

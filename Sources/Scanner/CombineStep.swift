@@ -249,8 +249,17 @@ extension Scanner {
                     group.addTask {
                         let (b, right) = try await values(other, pair.path)
                         // Shapes or types that differ are the combiner's to report.
-                        guard a.shape == b.shape, a.dtype == b.dtype else { return (index, true) }
-                        if let left, let right { return (index, left == right) }
+                        guard a.shape == b.shape, Combiner.littleEndian(a.dtype) == Combiner.littleEndian(b.dtype) else { return (index, true) }
+                        if var left, var right {
+                            // Numbers stored in both byte orders are compared in one.
+                            if a.dtype != b.dtype {
+                                ByteSwap.littleEndianNumber(a.dtype)?.0.apply(&left)
+                                ByteSwap.littleEndianNumber(b.dtype)?.0.apply(&right)
+                            }
+                            return (index, left == right)
+                        }
+                        // Stored bytes in two byte orders cannot show that the values agree.
+                        guard a.dtype == b.dtype else { return (index, false) }
                         return (index, try await storedChunksEqual(a, first, b, other))
                     }
                 }

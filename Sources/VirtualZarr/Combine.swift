@@ -288,15 +288,24 @@ public enum Combiner {
         _ a: borrowing VirtualArray, _ b: borrowing VirtualArray, first: String, other: String, sameShape: Bool,
         axis: Int? = nil, numbersMayWiden: Bool = false, storageMatters: Bool = true
     ) throws {
-        // Values read with the scan are re-encoded in one type (`CombineRules.widenedNumbers`).
+        // Values read with the scan are re-encoded in one type (`CombineRules.widenedNumbers`);
+        // of a variable whose first version is served, only the byte order may differ (--compat
+        // equals compares the values in one order).
         let widens = numbersMayWiden && [a.dtype, b.dtype].allSatisfy { [.signed, .unsigned, .float].contains($0.kind) }
-        if a.dtype != b.dtype && !widens {
-            // Decoded, each file's chunks are swapped to one byte order (Regridding).
-            let swappable = axis != nil && littleEndian(a.dtype) == littleEndian(b.dtype)
+        let reordered = !storageMatters && littleEndian(a.dtype) == littleEndian(b.dtype)
+        if a.dtype != b.dtype && !widens && !reordered {
+            // Concatenated and decoded, each file's chunks are swapped to one byte order
+            // (Regridding); unconcatenated, one file's version is served.
+            let advice =
+                littleEndian(a.dtype) != littleEndian(b.dtype)
+                ? "L"
+                : axis != nil
+                    ? "Mount with --decoded to serve it little-endian from both, l"
+                    : "If the files hold the same values in both byte orders, compare them with --compat equals or keep the first file's with --compat override; otherwise l"
             throw CombineError.variableDisagrees(
                 variable: a.path, files: [first, other],
                 detail:
-                    "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). \(swappable ? "Mount with --decoded to serve it little-endian from both, l" : "L")eave the variable out with --drop-variables \(a.path)"
+                    "variable \(a.path) has dtype \(a.dtype.v2String) in \(first) but \(b.dtype.v2String) in \(other). \(advice)eave the variable out with --drop-variables \(a.path)"
             )
         }
         if storageMatters && a.codecs != b.codecs {
@@ -627,7 +636,7 @@ public enum Combiner {
     }
 
     /// The type a number is served as when files store it in both byte orders.
-    static func littleEndian(_ dtype: ZarrDataType) -> ZarrDataType {
+    public static func littleEndian(_ dtype: ZarrDataType) -> ZarrDataType {
         ByteSwap.littleEndianNumber(dtype)?.1 ?? dtype
     }
 

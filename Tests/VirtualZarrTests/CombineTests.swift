@@ -67,11 +67,16 @@ final class CombineTests: XCTestCase {
 
     func testAVariableWithoutTheConcatDimensionStoredOtherwiseIsTheFirstFilesUnderAnExplicitCompat() throws {
         // "x" is not the concat dimension: one file's version of v is served.
+        var bigEndian = array("v", length: 2, chunk: 2)
+        bigEndian.dtype = ZarrDataType(v2: ">f4")!
         let parts = [
             part("a.nc", [array("v", length: 2, chunk: 2, codecs: [.zlib(level: 4)])]),
-            part("b.nc", [array("v", length: 2, chunk: 1, object: 0)]),
+            part("b.nc", [array("v", length: 2, chunk: 1, object: 0)]), part("c.nc", [bigEndian]),
         ]
         XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "y")))
+        XCTAssertThrowsError(try Combiner.combine([parts[0], parts[2]], options: CombineOptions(concatDimension: "y"))) { error in
+            XCTAssertTrue("\(error)".contains("<f4 in a.nc but >f4 in c.nc. If the files hold the same values in both byte orders"), "\(error)")
+        }
         for compat in [CompatPolicy.override, .equals] {
             var options = CombineOptions(concatDimension: "y")
             options.compat = compat

@@ -564,10 +564,10 @@ public enum Scanner {
     static func checkChunksWithinFile(_ dataset: VirtualDataset, url: String, size: UInt64) throws {
         for array in dataset.arrays {
             // Set entries only: a huge declared grid reads as its fill chunk everywhere else.
-            for linear in array.manifest.setIndices {
-                guard case .reference(0, let offset, let length) = array.manifest[linear] else { continue }
+            try array.manifest.forEachSet { linear, entry in
+                guard case .reference(0, let offset, let length) = entry else { return }
                 let (end, overflow) = offset.addingReportingOverflow(length)
-                guard overflow || end > size else { continue }
+                guard overflow || end > size else { return }
                 let chunk = array.manifest.coordinates(linear).map(String.init).joined(separator: ".")
                 throw ScanError.truncated(
                     file: url, size: size, variable: array.path, chunk: chunk.isEmpty ? "0" : chunk, end: overflow ? .max : end)

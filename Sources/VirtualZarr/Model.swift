@@ -243,7 +243,17 @@ public struct ChunkManifest: Sendable, Equatable {
         if fillIndex != nil {
             for linear in 0..<count { try body(linear, self[linear]) }
         } else {
-            for linear in setIndices { try body(linear, self[linear]) }
+            try forEachSet(body)
+        }
+    }
+
+    /// Calls `body` with every set entry in ascending order (not the indices that read as the
+    /// fill chunk), without building a list of ten million indices for a dense grid.
+    public func forEachSet(_ body: (Int, ChunkEntry) throws -> Void) rethrows {
+        if isDense {
+            for linear in objects.indices where objects[linear] != Self.missingMarker { try body(linear, self[linear]) }
+        } else {
+            for linear in sparse.keys.sorted() { try body(linear, self[linear]) }
         }
     }
 

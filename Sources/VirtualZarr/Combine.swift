@@ -382,6 +382,10 @@ public enum Combiner {
                         ? NumericValues.encode([fill]) : NumericValues.encode([Int64(exactly: fill) ?? 0], as: reencoded.dtype)
                 }
                 notes.append(reencoded.note)
+            } else if let other = versions.indices.first(where: { versions[$0].dtype != result.dtype }) {
+                // Bytes of two types are never joined raw; re-encoding them found nothing to read.
+                try checkCompatible(
+                    versions[0], versions[other], first: versions.file(0), other: versions.file(other), sameShape: true, axis: axis)
             } else if result.dtype.kind == .variableString {
                 bytes = try concatenatedStrings(versions)
             } else {

@@ -56,6 +56,9 @@ public enum CombineError: Error, CustomStringConvertible, Sendable, Equatable {
     case gridTooLarge(variable: String, dimension: String, gridShape: [Int], maxChunks: Int)
     /// Re-encoding (unpacking onto a new grid) failed.
     case codec(CodecError)
+    /// A file with nothing along the concat dimension among files that have it (a static grid
+    /// file in the glob).
+    case fileWithoutDimension(file: String, dimension: String, holder: String)
 
     public var description: String {
         switch self {
@@ -66,6 +69,8 @@ public enum CombineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .gridTooLarge(let variable, let dimension, let gridShape, let maxChunks):
             "cannot concatenate variable \(variable) along \(dimension): the combined chunk grid \(gridShape) has more than \(maxChunks) chunks"
         case .codec(let error): error.description
+        case .fileWithoutDimension(let file, let dimension, let holder):
+            "\(file) has no variable along \(dimension), unlike \(holder) and the others: a file of another kind (a static grid or constants file) among those to concatenate? Leave it out of the sources, or mount it separately"
         }
     }
 }
@@ -174,6 +179,7 @@ public enum Combiner {
                 byPath[array.path, default: []].append((part, index))
             }
         }
+        if let dimension = options.concatDimension { try checkEveryFileHas(dimension, parts) }
         for path in order {
             let versions = ArrayVersions(parts: parts, positions: byPath[path]!, objectOffsets: objectOffsets)
             if let dimension = options.concatDimension, let axis = versions[0].dimensionNames.firstIndex(of: dimension) {
@@ -249,6 +255,16 @@ public enum Combiner {
             }
         }
         return result
+    }
+
+    /// Names a file with nothing along `dimension`, which would otherwise be reported as missing
+    /// the first concatenated variable.
+    static func checkEveryFileHas(_ dimension: String, _ parts: [(name: String, dataset: VirtualDataset)]) throws {
+        func holds(_ part: (name: String, dataset: VirtualDataset)) -> Bool {
+            part.dataset.arrays.contains { $0.dimensionNames.contains(dimension) }
+        }
+        guard let holder = parts.first(where: holds), let lacking = parts.first(where: { !holds($0) }) else { return }
+        throw CombineError.fileWithoutDimension(file: lacking.name, dimension: dimension, holder: holder.name)
     }
 
     static func combineGroups(_ lists: [[VirtualGroup]], policy: AttributePolicy) -> [VirtualGroup] {

@@ -86,6 +86,16 @@ final class CombineTests: XCTestCase {
         }
     }
 
+    func testAFileWithNothingAlongTheConcatDimensionIsNamedAsSuch() {
+        var lon = array("lon", length: 2, chunk: 2)
+        lon.dimensionNames = ["x", "y"]
+        let parts = [part("day_1.nc", [array("v", length: 2, chunk: 1)]), part("grid.nc", [lon]), part("day_2.nc", [array("v", length: 2, chunk: 1)])]
+        XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertEqual(error as? CombineError, .fileWithoutDimension(file: "grid.nc", dimension: "time", holder: "day_1.nc"))
+            XCTAssertTrue("\(error)".contains("Leave it out of the sources"), "\(error)")
+        }
+    }
+
     func testOversizedUnfilteredChunksUseTheLeadingBytes() throws {
         let combined = try Combiner.combine(
             [part("a.nc", [array("v", length: 1, chunk: 1024)]), part("b.nc", [array("v", length: 1, chunk: 1024)])],

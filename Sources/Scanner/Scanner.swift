@@ -619,7 +619,9 @@ public enum Scanner {
                 throw ScanError.ordering(file: part.name, detail: "\(part.name): no \(dimension) coordinate values to order by")
             }
             guard let units = CombineRules.timeUnits(coordinate) else { return (value, part) }
-            if let (known, file) = calendar, known != units.calendar {
+            let instant = CFTimeConversion.instant(value, units: units)
+            let afterReform = units.reference >= CFCalendar.gregorianReform && instant >= Double(CFCalendar.gregorianReform)
+            if let (known, file) = calendar, known != units.calendar, !(known.agreesFromTheReform(with: units.calendar) && afterReform) {
                 throw ScanError.ordering(
                     file: part.name,
                     detail:
@@ -627,7 +629,7 @@ public enum Scanner {
                 )
             }
             calendar = (units.calendar, part.name)
-            return (CFTimeConversion.instant(value, units: units), part)
+            return (instant, part)
         }
         return keyed.sorted { $0.0 < $1.0 }.map(\.1)
     }

@@ -162,6 +162,17 @@ public enum CFCalendar: String, Sendable, Equatable {
         }
     }
 
+    /// 1582-10-15 in microseconds from the epoch of the standard and proleptic Gregorian
+    /// calendars (one epoch: both count Julian days from then on).
+    public static let gregorianReform = CFCalendar.gregorianJulianDay(1582, 10, 15) * 86_400_000_000
+
+    /// Whether instants from 1582-10-15 on mean the same in both calendars: the standard
+    /// calendar is the proleptic Gregorian one from then on (ERA5's newer downloads say
+    /// proleptic_gregorian, older ones gregorian).
+    public func agreesFromTheReform(with other: CFCalendar) -> Bool {
+        [.standard, .proleptic_gregorian].contains(self) && [.standard, .proleptic_gregorian].contains(other)
+    }
+
     static let cumulativeDays: [Int64] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334]
     static let monthLengths: [Int64] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 

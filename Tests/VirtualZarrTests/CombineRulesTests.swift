@@ -403,6 +403,20 @@ final class CombineRulesTests: XCTestCase {
         XCTAssertThrowsError(try Combiner.combine(parts, options: CombineOptions(concatDimension: "time"))) { error in
             XCTAssertTrue("\(error)".contains("standard calendar in a.nc but the noleap calendar in b.nc"), "\(error)")
         }
+        // Standard and proleptic Gregorian agree from 1582-10-15 on, and differ before.
+        let reformed = [
+            part("a.nc", [coordinate("time", [0], units: "days since 2030-01-01")]),
+            part("b.nc", [coordinate("time", [0], units: "days since 2030-01-02", calendar: "proleptic_gregorian")]),
+        ]
+        let combined = try Combiner.combine(reformed, options: CombineOptions(concatDimension: "time"))
+        XCTAssertEqual(values(combined.arrays[0]), [0, 1])
+        let early = [
+            part("a.nc", [coordinate("time", [0], units: "days since 1500-01-01", calendar: "proleptic_gregorian")]),
+            part("b.nc", [coordinate("time", [0], units: "days since 2030-01-02")]),
+        ]
+        XCTAssertThrowsError(try Combiner.combine(early, options: CombineOptions(concatDimension: "time"))) { error in
+            XCTAssertTrue("\(error)".contains("a.nc holds instants before 1582-10-15"), "\(error)")
+        }
     }
 
     func testRepeatedInstantsAreAnErrorWhenOrderedByCoordinate() throws {

@@ -159,6 +159,11 @@ def _set_files(name):
         return [("day_%d.nc" % k, write_daily, dict(k=k, time_dtype="f8" if k == 2 else "i4",
                                                     time_values=k * 24 + (HOURS + np.array([0, 0, 0.5, 0]) if k == 2 else HOURS)))
                 for k in days]
+    if name == "reform-calendars":
+        # ERA5 downloads: older ones say gregorian, newer ones proleptic_gregorian, each in its own units.
+        return [("day_%d.nc" % k, write_daily, dict(k=k, calendar="gregorian" if k < 3 else "proleptic_gregorian",
+                                                    time_units="hours since 2030-01-%02d 00:00:00" % (k + 1),
+                                                    time_values=HOURS)) for k in days]
     if name == "calendars":
         return [("day_%d.nc" % k, write_daily, dict(k=k, calendar=c)) for k, c in enumerate(["standard", "noleap"])]
     odd = ODD[name]
@@ -466,6 +471,22 @@ def test_different_calendars_are_an_error(archive, tmp_path):
     assert p.returncode == 1, "expected exit 1, got %d:\n%s" % (p.returncode, p.stderr[-2000:])
     assert lines_with(p.stderr, "calendar", *names(files)), \
         "one line must name the calendar and both files %s:\n%s" % (names(files), p.stderr[-2000:])
+
+
+@pytest.mark.parametrize("order", ["key", "coordinate"])
+def test_gregorian_and_proleptic_gregorian_files_after_1582_combine(archive, tmp_path, order):
+    """Trap: ERA5 days downloaded over the years -- older files say calendar gregorian, newer ones
+    proleptic_gregorian. The two agree from 1582-10-15 on and xarray combines them; the scan refused
+    ("instants of different calendars cannot share one axis"). Now they share one axis when every
+    instant is after the reform (before it they still differ and are refused: CombineRulesTests)."""
+    files = archive("reform-calendars")
+    out, p = scan(tmp_path, files, ["--concat-dim", "time", "--order", order])
+    require_ok(p, "scan gregorian and proleptic_gregorian days")
+    act = open_refs(out)
+    exp = expected(tuple(files), "nested", "time")
+    decoded_time_equals(exp, act, "gregorian and proleptic_gregorian")
+    same(exp, act, "gregorian and proleptic_gregorian (%s order)" % order, True, files)
+    assert _raw_time(out).values.tolist() == list(range(0, 120, 6))
 
 
 # ------------------------------------------------------------------ 4. per-file packing, chunk shapes, variables

@@ -167,8 +167,8 @@ public enum CFCalendar: String, Sendable, Equatable {
     public static let gregorianReform = CFCalendar.gregorianJulianDay(1582, 10, 15) * 86_400_000_000
 
     /// Whether instants from 1582-10-15 on mean the same in both calendars: the standard
-    /// calendar is the proleptic Gregorian one from then on (ERA5's newer downloads say
-    /// proleptic_gregorian, older ones gregorian).
+    /// calendar is the proleptic Gregorian one from then on (xarray writes proleptic_gregorian,
+    /// most other writers gregorian or standard, so a post-processed day meets the originals).
     public func agreesFromTheReform(with other: CFCalendar) -> Bool {
         [.standard, .proleptic_gregorian].contains(self) && [.standard, .proleptic_gregorian].contains(other)
     }

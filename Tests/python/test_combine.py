@@ -160,7 +160,7 @@ def _set_files(name):
                                                     time_values=k * 24 + (HOURS + np.array([0, 0, 0.5, 0]) if k == 2 else HOURS)))
                 for k in days]
     if name == "reform-calendars":
-        # ERA5 downloads: older ones say gregorian, newer ones proleptic_gregorian, each in its own units.
+        # Days written by a model say gregorian; days rewritten with xarray say proleptic_gregorian.
         return [("day_%d.nc" % k, write_daily, dict(k=k, calendar="gregorian" if k < 3 else "proleptic_gregorian",
                                                     time_units="hours since 2030-01-%02d 00:00:00" % (k + 1),
                                                     time_values=HOURS)) for k in days]
@@ -475,8 +475,8 @@ def test_different_calendars_are_an_error(archive, tmp_path):
 
 @pytest.mark.parametrize("order", ["key", "coordinate"])
 def test_gregorian_and_proleptic_gregorian_files_after_1582_combine(archive, tmp_path, order):
-    """Trap: ERA5 days downloaded over the years -- older files say calendar gregorian, newer ones
-    proleptic_gregorian. The two agree from 1582-10-15 on and xarray combines them; the scan refused
+    """Trap: days written by a model say calendar gregorian; days that went through xarray (to_netcdf)
+    say proleptic_gregorian. The two agree from 1582-10-15 on and xarray combines them; the scan refused
     ("instants of different calendars cannot share one axis"). Now they share one axis when every
     instant is after the reform (before it they still differ and are refused: CombineRulesTests)."""
     files = archive("reform-calendars")

@@ -84,7 +84,7 @@ let package = Package(
         ),
         .target(
             name: "ZarrFS",
-            dependencies: ["VirtualZarr", "JSONValue", "CFuse", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ByteSource", "VirtualZarr", "JSONValue", "CFuse", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
         // The object store behind the filesystem's chunk fetcher: the filesystem knows no transport.

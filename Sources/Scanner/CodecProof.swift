@@ -175,41 +175,32 @@ public enum CodecProof {
         for (position, trial) in trials.enumerated() { byObject[trial.object.url, default: []].append(position) }
         let groups = byObject.values.map { $0.sorted { trials[$0].offset < trials[$1].offset } }
         var failures: [(Int, String)] = []
-        try await withThrowingTaskGroup(of: [(Int, String?)].self) { group in
-            var next = 0
-            func launch() {
-                let positions = groups[next]
-                next += 1
-                group.addTask {
-                    let object = trials[positions[0]].object
-                    let chunks = try await reader.read(
-                        object.url, identity: object.identity,
-                        ranges: positions.map { trials[$0].offset..<(trials[$0].offset + trials[$0].length) })
-                    // One object usually holds every variable's trial (the first file's), so
-                    // its chunks decode in parallel rather than one after another.
-                    return await withTaskGroup(of: (Int, String?).self) { decoders in
-                        for (position, stored) in zip(positions, chunks) {
-                            decoders.addTask {
-                                let trial = trials[position]
-                                let failure = failure(of: trial, stored: stored)
-                                if failure == nil, let cache, let identity = trial.object.identity {
-                                    cache.markProven(
-                                        url: trial.object.url, identity: identity, offset: trial.offset, length: trial.length, codecs: trial.codecs)
-                                }
-                                return (position, failure)
-                            }
+        try await BoundedTaskGroup.forEach(count: groups.count, width: 32) { index in
+            let positions = groups[index]
+            let object = trials[positions[0]].object
+            let chunks = try await reader.read(
+                object.url, identity: object.identity,
+                ranges: positions.map { trials[$0].offset..<(trials[$0].offset + trials[$0].length) })
+            // One object usually holds every variable's trial (the first file's), so its chunks
+            // decode in parallel rather than one after another.
+            return await withTaskGroup(of: (Int, String?).self) { decoders in
+                for (position, stored) in zip(positions, chunks) {
+                    decoders.addTask {
+                        let trial = trials[position]
+                        let failure = failure(of: trial, stored: stored)
+                        if failure == nil, let cache, let identity = trial.object.identity {
+                            cache.markProven(
+                                url: trial.object.url, identity: identity, offset: trial.offset, length: trial.length, codecs: trial.codecs)
                         }
-                        var results: [(Int, String?)] = []
-                        for await result in decoders { results.append(result) }
-                        return results
+                        return (position, failure)
                     }
                 }
+                var results: [(Int, String?)] = []
+                for await result in decoders { results.append(result) }
+                return results
             }
-            while next < min(32, groups.count) { launch() }
-            while let results = try await group.next() {
-                for case let (position, failure?) in results { failures.append((position, failure)) }
-                if next < groups.count { launch() }
-            }
+        } consume: { _, results in
+            for case let (position, failure?) in results { failures.append((position, failure)) }
         }
         return failures
     }

@@ -160,18 +160,11 @@ extension Scanner {
         }
         var sampled: [Int: [CombineRules.SampleRange: [UInt8]]] = [:]
         do {
-            try await withThrowingTaskGroup(of: (Int, [CombineRules.SampleRange: [UInt8]]).self) { group in
-                var pending = wanted.sorted { $0.key < $1.key }[...]
-                func launch() {
-                    guard let (index, ranges) = pending.popFirst() else { return }
-                    let part = parts[index]
-                    group.addTask { (index, try await read(part, ranges)) }
-                }
-                for _ in 0..<128 { launch() }
-                while let (index, bytes) = try await group.next() {
-                    sampled[index] = bytes
-                    launch()
-                }
+            let pending = wanted.sorted { $0.key < $1.key }
+            try await BoundedTaskGroup.forEach(count: pending.count, width: 128) { position in
+                try await read(parts[pending[position].key], pending[position].value)
+            } consume: { position, bytes in
+                sampled[pending[position].key] = bytes
             }
         } catch let error where error is ObjectStoreError || error is ByteSourceError {
             throw ScanError.samplingUnconcatenated(dimension: dimension, reason: "\(error)")
@@ -239,43 +232,32 @@ extension Scanner {
                 for try await (path, array, bytes) in group { read[path] = (array, bytes) }
                 return read
             }
-            try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
-                var next = 0
-                func launch() {
-                    let pair = pairs[next], index = next
-                    next += 1
-                    let first = parts[pair.first], other = parts[pair.other]
-                    let (a, left) = firstValues[pair.path]!
-                    group.addTask {
-                        let (b, right) = try await values(other, pair.path)
-                        // Shapes or types that differ are the combiner's to report.
-                        guard a.shape == b.shape, Combiner.littleEndian(a.dtype) == Combiner.littleEndian(b.dtype) else { return (index, true) }
-                        if var left, var right {
-                            // Numbers stored in both byte orders are compared in one.
-                            if a.dtype != b.dtype {
-                                ByteSwap.littleEndianNumber(a.dtype)?.0.apply(&left)
-                                ByteSwap.littleEndianNumber(b.dtype)?.0.apply(&right)
-                            }
-                            return (index, left == right)
-                        }
-                        // Stored bytes in two byte orders cannot show that the values agree.
-                        guard a.dtype == b.dtype else { return (index, false) }
-                        return (index, try await storedChunksEqual(a, first, b, other))
+            try await BoundedTaskGroup.forEach(count: pairs.count, width: 32) { [pairs] index in
+                let pair = pairs[index]
+                let first = parts[pair.first], other = parts[pair.other]
+                let (a, left) = firstValues[pair.path]!
+                let (b, right) = try await values(other, pair.path)
+                // Shapes or types that differ are the combiner's to report.
+                guard a.shape == b.shape, Combiner.littleEndian(a.dtype) == Combiner.littleEndian(b.dtype) else { return true }
+                if var left, var right {
+                    // Numbers stored in both byte orders are compared in one.
+                    if a.dtype != b.dtype {
+                        ByteSwap.littleEndianNumber(a.dtype)?.0.apply(&left)
+                        ByteSwap.littleEndianNumber(b.dtype)?.0.apply(&right)
                     }
+                    return left == right
                 }
-                while next < min(32, pairs.count) { launch() }
-                while let (index, equal) = try await group.next() {
-                    if !equal {
-                        let pair = pairs[index]
-                        group.cancelAll()
-                        throw ScanError.compatEquals(
-                            variable: pair.path,
-                            detail:
-                                "variable \(pair.path) differs between \(parts[pair.first].name) and \(parts[pair.other].name); it has no \(dimension ?? "concat") dimension, so one file's version would stand for both. Leave it out with --drop-variables \(pair.path), or keep the first file's with --compat override"
-                        )
-                    }
-                    if next < pairs.count { launch() }
-                }
+                // Stored bytes in two byte orders cannot show that the values agree.
+                guard a.dtype == b.dtype else { return false }
+                return try await storedChunksEqual(a, first, b, other)
+            } consume: { index, equal in
+                guard !equal else { return }
+                let pair = pairs[index]
+                throw ScanError.compatEquals(
+                    variable: pair.path,
+                    detail:
+                        "variable \(pair.path) differs between \(parts[pair.first].name) and \(parts[pair.other].name); it has no \(dimension ?? "concat") dimension, so one file's version would stand for both. Leave it out with --drop-variables \(pair.path), or keep the first file's with --compat override"
+                )
             }
         } catch let error as ObjectStoreError {
             throw ScanError.compatEquals(variable: nil, detail: "\(error)")

@@ -84,41 +84,32 @@ public enum StoreExporter {
             }
         }
         let reader = ObjectReader(store: store)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var next = 0
-            func launch() {
-                let reference = references[next]
-                next += 1
-                group.addTask {
-                    let object = dataset.objects[Int(reference.object)]
-                    let bytes: [UInt8]
-                    do {
-                        bytes = try await reader.read(object.url, identity: object.identity, range: reference.offset..<(reference.offset + reference.length))
-                    } catch let error as ObjectStoreError {
-                        throw ExportError.unreadable(error.description)
-                    } catch let error as ByteSourceError {
-                        throw ExportError.unreadable(error.description)
-                    }
-                    guard bytes.count == Int(reference.length) else {
-                        throw ExportError.chunkPastEnd(url: object.url, key: reference.key)
-                    }
-                    guard let decoding = reference.decoding else { return try writeFile(directory + "/" + reference.key, bytes) }
-                    var chunk: [UInt8]
-                    do { chunk = try ChunkDecoder.decode(bytes, pipeline: decoding.pipeline, decodedSize: decoding.size) } catch {
-                        throw ExportError.undecodable(url: object.url, key: reference.key, reason: "\(error)")
-                    }
-                    guard chunk.count == decoding.size else {
-                        throw ExportError.undecodable(
-                            url: object.url, key: reference.key, reason: "it decodes to \(chunk.count) bytes where a chunk holds \(decoding.size)")
-                    }
-                    decoding.byteSwap?.apply(&chunk)
-                    try writeFile(directory + "/" + reference.key, chunk)
-                }
+        try await BoundedTaskGroup.forEach(count: references.count, width: 32) { [references] index in
+            let reference = references[index]
+            let object = dataset.objects[Int(reference.object)]
+            let bytes: [UInt8]
+            do {
+                bytes = try await reader.read(object.url, identity: object.identity, range: reference.offset..<(reference.offset + reference.length))
+            } catch let error as ObjectStoreError {
+                throw ExportError.unreadable(error.description)
+            } catch let error as ByteSourceError {
+                throw ExportError.unreadable(error.description)
             }
-            while next < min(32, references.count) { launch() }
-            while try await group.next() != nil {
-                if next < references.count { launch() }
+            guard bytes.count == Int(reference.length) else {
+                throw ExportError.chunkPastEnd(url: object.url, key: reference.key)
             }
+            guard let decoding = reference.decoding else { return try writeFile(directory + "/" + reference.key, bytes) }
+            var chunk: [UInt8]
+            do { chunk = try ChunkDecoder.decode(bytes, pipeline: decoding.pipeline, decodedSize: decoding.size) } catch {
+                throw ExportError.undecodable(url: object.url, key: reference.key, reason: "\(error)")
+            }
+            guard chunk.count == decoding.size else {
+                throw ExportError.undecodable(
+                    url: object.url, key: reference.key, reason: "it decodes to \(chunk.count) bytes where a chunk holds \(decoding.size)")
+            }
+            decoding.byteSwap?.apply(&chunk)
+            try writeFile(directory + "/" + reference.key, chunk)
+        } consume: { _, _ in
         }
         return warnings + zarr.omitted
     }

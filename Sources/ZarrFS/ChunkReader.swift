@@ -1,3 +1,4 @@
+import ByteSource
 import Synchronization
 import VirtualZarr
 
@@ -178,57 +179,44 @@ public final class ChunkReader: Sendable {
         out.reserveCapacity(Int(size))
         for _ in 0..<(Int(size) / max(plan.itemSize, 1)) { out += plan.fill }
         let pieces = plan.pieces
-        var next = 0
-        try await withThrowingTaskGroup(of: (Int, [UInt8]?).self) { group in
-            func launch() {
-                let index = next
-                next += 1
-                let piece = pieces[index]
-                let decodedSize = piece.chunkShape.reduce(plan.sourceItemSize) { $0 * Int($1) }
-                switch piece.content {
-                case .stored(let object, let offset, let length):
-                    let unit = Unit(
-                        key: .source(object: object, offset: offset), object: object, offset: offset, length: length,
-                        decoding: ZarrTree.Decoding(pipeline: piece.codecs, size: UInt64(decodedSize)), chunkLength: length)
-                    let unpacking = plan.unpacking
-                    group.addTask {
-                        var decoded = try await self.bytes(of: unit, parts: 1)
-                        // A copy: the cache keeps the chunk in its file's byte order.
-                        piece.byteSwap?.apply(&decoded)
-                        guard let unpacking else { return (index, decoded) }
-                        do { return (index, try unpacking.unpack(decoded, object: object)) } catch {
-                            throw ChunkReadError.assembly("a source chunk cannot be unpacked: \(error)")
-                        }
-                    }
-                case .inline(let bytes):
-                    group.addTask {
-                        // Unpacked grids hold no inline source chunks (Regridding.unpacked).
-                        guard plan.unpacking == nil else { throw ChunkReadError.assembly("an inline source chunk of an unpacked variable") }
-                        do {
-                            var decoded = try ChunkDecoder.decode(bytes, pipeline: piece.codecs, decodedSize: decodedSize)
-                            piece.byteSwap?.apply(&decoded)
-                            return (index, decoded)
-                        } catch {
-                            throw ChunkReadError.assembly("an inline source chunk does not decode: \(error)")
-                        }
-                    }
-                case .fill:
-                    group.addTask { (index, nil) }
+        try await BoundedTaskGroup.forEach(count: pieces.count, width: Self.assemblyWidth) { index -> [UInt8]? in
+            let piece = pieces[index]
+            let decodedSize = piece.chunkShape.reduce(plan.sourceItemSize) { $0 * Int($1) }
+            switch piece.content {
+            case .stored(let object, let offset, let length):
+                let unit = Unit(
+                    key: .source(object: object, offset: offset), object: object, offset: offset, length: length,
+                    decoding: ZarrTree.Decoding(pipeline: piece.codecs, size: UInt64(decodedSize)), chunkLength: length)
+                var decoded = try await self.bytes(of: unit, parts: 1)
+                // A copy: the cache keeps the chunk in its file's byte order.
+                piece.byteSwap?.apply(&decoded)
+                guard let unpacking = plan.unpacking else { return decoded }
+                do { return try unpacking.unpack(decoded, object: object) } catch {
+                    throw ChunkReadError.assembly("a source chunk cannot be unpacked: \(error)")
                 }
+            case .inline(let bytes):
+                // Unpacked grids hold no inline source chunks (Regridding.unpacked).
+                guard plan.unpacking == nil else { throw ChunkReadError.assembly("an inline source chunk of an unpacked variable") }
+                do {
+                    var decoded = try ChunkDecoder.decode(bytes, pipeline: piece.codecs, decodedSize: decodedSize)
+                    piece.byteSwap?.apply(&decoded)
+                    return decoded
+                } catch {
+                    throw ChunkReadError.assembly("an inline source chunk does not decode: \(error)")
+                }
+            case .fill:
+                return nil
             }
-            while next < min(Self.assemblyWidth, pieces.count) { launch() }
-            while let (index, decoded) = try await group.next() {
-                let piece = pieces[index]
-                if let decoded {
-                    let needed = piece.chunkShape.reduce(plan.itemSize) { $0 * Int($1) }
-                    guard decoded.count >= needed else {
-                        throw ChunkReadError.assembly("a source chunk decodes to \(decoded.count) bytes, expected \(needed)")
-                    }
-                    Regridding.copy(piece, from: decoded, into: &out, servedChunkShape: plan.chunkShape, itemSize: plan.itemSize)
-                } else if case .fill(let element) = piece.content, element != plan.fill {
-                    Regridding.fill(piece, element: element, into: &out, servedChunkShape: plan.chunkShape)
+        } consume: { index, decoded in
+            let piece = pieces[index]
+            if let decoded {
+                let needed = piece.chunkShape.reduce(plan.itemSize) { $0 * Int($1) }
+                guard decoded.count >= needed else {
+                    throw ChunkReadError.assembly("a source chunk decodes to \(decoded.count) bytes, expected \(needed)")
                 }
-                if next < pieces.count { launch() }
+                Regridding.copy(piece, from: decoded, into: &out, servedChunkShape: plan.chunkShape, itemSize: plan.itemSize)
+            } else if case .fill(let element) = piece.content, element != plan.fill {
+                Regridding.fill(piece, element: element, into: &out, servedChunkShape: plan.chunkShape)
             }
         }
         return out

@@ -250,19 +250,12 @@ struct Transport: AsyncParsableCommand {
         print("wall        requests/s   CPU per request")
         let cpuStart = processCPUSeconds()
         let start = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var issued = 0
-            func launch() {
-                let object = objects[issued % objects.count]
-                let offset = UInt64(issued * 4096) % max(object.size - UInt64(length), 1)
-                issued += 1
-                group.addTask {
-                    let bytes = try await store.get(object.url, range: offset..<(offset + UInt64(length)), identity: object.identity)
-                    precondition(bytes.count == length)
-                }
-            }
-            while issued < min(concurrency, requests) { launch() }
-            while try await group.next() != nil { if issued < requests { launch() } }
+        try await BoundedTaskGroup.forEach(count: requests, width: concurrency) { issued in
+            let object = objects[issued % objects.count]
+            let offset = UInt64(issued * 4096) % max(object.size - UInt64(length), 1)
+            let bytes = try await store.get(object.url, range: offset..<(offset + UInt64(length)), identity: object.identity)
+            precondition(bytes.count == length)
+        } consume: { _, _ in
         }
         let wall = seconds(ContinuousClock.now - start)
         let cpu = processCPUSeconds() - cpuStart

@@ -5,6 +5,20 @@ public enum Location: Sendable, Equatable, Hashable {
     case http(url: String)
     case local(path: String)
 
+    /// An absolute path with `.` and `..` resolved by their names alone (`/data/a/../b` is
+    /// `/data/b`), not by following links.
+    public static func lexicallyNormalised(_ path: String) -> String {
+        var out: [Substring] = []
+        for component in path.split(separator: "/") {
+            switch component {
+            case ".": continue
+            case "..": if !out.isEmpty { out.removeLast() }
+            default: out.append(component)
+            }
+        }
+        return "/" + out.joined(separator: "/")
+    }
+
     /// Why a text names no location.
     public struct Problem: Error, Sendable, Equatable {
         public var reason: String

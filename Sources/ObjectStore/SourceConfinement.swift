@@ -173,7 +173,7 @@ public struct SourceConfinement: Sendable, Equatable {
     /// exist, its longest existing ancestor's canonical path with the rest added lexically.
     static func resolvedPath(_ absolute: String) -> String {
         if let real = realPath(absolute) { return real }
-        var components = lexicallyNormalised(absolute).split(separator: "/").map(String.init)
+        var components = Location.lexicallyNormalised(absolute).split(separator: "/").map(String.init)
         var rest: [String] = []
         while !components.isEmpty {
             rest.insert(components.removeLast(), at: 0)
@@ -181,25 +181,13 @@ public struct SourceConfinement: Sendable, Equatable {
                 return (real == "/" ? "" : real) + "/" + rest.joined(separator: "/")
             }
         }
-        return lexicallyNormalised(absolute)
+        return Location.lexicallyNormalised(absolute)
     }
 
     static func realPath(_ path: String) -> String? {
         guard let resolved = realpath(path, nil) else { return nil }
         defer { free(resolved) }
         return String(cString: resolved)
-    }
-
-    static func lexicallyNormalised(_ path: String) -> String {
-        var out: [Substring] = []
-        for component in path.split(separator: "/") {
-            switch component {
-            case ".": continue
-            case "..": if !out.isEmpty { out.removeLast() }
-            default: out.append(component)
-            }
-        }
-        return "/" + out.joined(separator: "/")
     }
 
     static func parentDirectory(of path: String) -> String {

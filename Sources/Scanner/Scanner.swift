@@ -164,6 +164,9 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
     case noObjectStore
     /// One file that could not be scanned, and why (the reason may already name the file).
     case file(url: String, reason: String)
+    /// That file stopping the scan (`--on-error fail`): its reason, and how to go on without it
+    /// (which a file `--on-error skip` left out does not need).
+    case fileStopsScan(url: String, reason: String)
     /// Every file failed.
     case noFileScanned(failed: Int)
     /// Reading a chunk to prove a variable's codecs failed for a reason other than the codecs.
@@ -197,6 +200,8 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
             "\(source): HTTP has no listing, so a glob cannot be expanded; give the URLs themselves, a file of URLs with --urls FILE, or a pattern with --url-template and --range"
         case .noObjectStore: "remote sources need an object store (internal error: none configured)"
         case .file(let url, let reason): reason.hasPrefix(url) ? reason : "\(url): \(reason)"
+        case .fileStopsScan(let url, let reason):
+            "\(ScanError.file(url: url, reason: reason))\(reason.hasSuffix(".") ? "" : ".") Leave it out of the sources, or scan with --on-error skip to leave out every file that cannot be scanned"
         case .noFileScanned(let failed): "no file could be scanned (\(failed) failed)"
         case .provingFilters(let reason): "proving the variables' filters: \(reason)"
         case .samplingUnconcatenated(let dimension, let reason):
@@ -211,11 +216,11 @@ public enum ScanError: Error, CustomStringConvertible, Sendable {
             file.map { "\($0): --stack-regex \(pattern) \(reason)" } ?? "--stack-regex \(pattern): \(reason)"
         case .references(_, let detail): detail
         case .notNetCDF(let file, let what):
-            "\(file): \(what); zarrmount reads netCDF-3 and netCDF-4/HDF5 files. \(Scanner.leaveOutAdvice)"
+            "\(file): \(what); zarrmount reads netCDF-3 and netCDF-4/HDF5 files"
         case .sameFileTwice(let first, let second):
             "\(second) is the same file as \(first) (one is a link to the other), so the combined dataset would hold its values twice. Name each file once: leave the link out of the sources or the glob"
         case .truncated(let file, let size, let variable, let chunk, let end):
-            "\(file) is truncated: it is \(size) bytes, but chunk \(chunk) of \(variable) ends at byte \(end) (an interrupted download or copy?). Fetch it again. \(Scanner.leaveOutAdvice)"
+            "\(file) is truncated: it is \(size) bytes, but chunk \(chunk) of \(variable) ends at byte \(end) (an interrupted download or copy?). Fetch it again"
         }
     }
 }
@@ -366,6 +371,7 @@ public enum Scanner {
                 case .start(let files): launch(files)
                 case .stop(let failed):
                     group.cancelAll()
+                    if case .failed(.file(let url, let reason))? = outcomes[failed] { throw ScanError.fileStopsScan(url: url, reason: reason) }
                     if case .failed(let error)? = outcomes[failed] { throw error }
                 }
             }
@@ -479,13 +485,8 @@ public enum Scanner {
     public static let skippedFilesAttribute = "zarrmount_skipped_files"
 
     /// `FILE: why` for a file left out (most reasons already start with the file's name).
-    /// How a file that cannot be scanned is left out; said when it stops a scan, not once it was.
-    static let leaveOutAdvice = "Leave it out of the sources, or scan with --on-error skip to leave out every file that cannot be scanned"
-
     public static func skippedLine(file: String, reason: String) -> String {
-        var reason = reason
-        if reason.hasSuffix(" " + leaveOutAdvice) { reason.removeLast(leaveOutAdvice.count + 1) }
-        return reason.hasPrefix(file) ? reason : "\(file): \(reason)"
+        reason.hasPrefix(file) ? reason : "\(file): \(reason)"
     }
 
     static func recordSkipped(_ skipped: [(file: String, reason: String)], in dataset: inout VirtualDataset) {
@@ -619,9 +620,9 @@ public enum Scanner {
                 throw ScanError.ordering(file: part.name, detail: "\(part.name): no \(dimension) coordinate values to order by")
             }
             guard let units = CombineRules.timeUnits(coordinate) else { return (value, part) }
-            let instant = CFTimeConversion.instant(value, units: units)
-            let afterReform = units.reference >= CFCalendar.gregorianReform && instant >= Double(CFCalendar.gregorianReform)
-            if let (known, file) = calendar, known != units.calendar, !(known.agreesFromTheReform(with: units.calendar) && afterReform) {
+            if let (known, file) = calendar, known != units.calendar,
+                !(known.agreesFromTheReform(with: units.calendar) && units.isFromTheReform(value))
+            {
                 throw ScanError.ordering(
                     file: part.name,
                     detail:
@@ -629,7 +630,7 @@ public enum Scanner {
                 )
             }
             calendar = (units.calendar, part.name)
-            return (instant, part)
+            return (CFTimeConversion.instant(value, units: units), part)
         }
         return keyed.sorted { $0.0 < $1.0 }.map(\.1)
     }

@@ -41,6 +41,12 @@ public struct CFTimeUnits: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(text) (\(calendar.rawValue) calendar)" }
 
+    /// Whether `value` (and the reference it counts from) is on or after 1582-10-15, where the
+    /// standard and proleptic Gregorian calendars agree (`CFCalendar.agreesFromTheReform`).
+    public func isFromTheReform(_ value: Double) -> Bool {
+        reference >= CFCalendar.gregorianReform && CFTimeConversion.instant(value, units: self) >= Double(CFCalendar.gregorianReform)
+    }
+
     /// Parses `units` (and the `calendar` attribute, standard when absent); nil when they are
     /// not CF time units this type can convert exactly (months and years have no fixed length).
     public init?(units: String, calendar calendarName: String?) {

@@ -1,3 +1,4 @@
+import ByteSource
 import JSONValue
 
 public enum AttributePolicy: String, Sendable, CaseIterable {
@@ -124,20 +125,16 @@ public enum Combiner {
     /// Each path below the paths' longest common directory (`a/x.nc` and `b/x.nc` from
     /// `/data/a/x.nc` and `/data/b/x.nc`); a lone path is its last component.
     static func relativePaths(_ paths: [String]) -> [String] {
-        // `.` and `..` are taken lexically, so that `/data/run/../b/x.nc` is `b/x.nc` below `/data`;
-        // a URL's scheme is left out (`s3://bucket/x.nc` is `bucket/x.nc` among other buckets).
+        // `/data/run/../b/x.nc` is `b/x.nc` below `/data`; a URL's scheme is left out
+        // (`s3://bucket/x.nc` is `bucket/x.nc` among other buckets).
         let components = paths.map { path in
-            let withoutScheme = path.range(of: "://").map { path[$0.upperBound...] } ?? path[...]
-            return withoutScheme.split(separator: "/", omittingEmptySubsequences: false).reduce(into: [Substring]()) { kept, component in
-                if component == "." { return }
-                if component == "..", let last = kept.last, !last.isEmpty, last != ".." { kept.removeLast() } else { kept.append(component) }
-            }
+            Location.lexicallyNormalised(path.range(of: "://").map { String(path[$0.upperBound...]) } ?? path).split(separator: "/")
         }
         var common = components.map { $0.count - 1 }.min() ?? 0
         for path in components.dropFirst() {
             common = zip(path.prefix(common), components[0].prefix(common)).prefix { $0 == $1 }.count
         }
-        return components.map { $0.dropFirst(common).drop { $0.isEmpty }.joined(separator: "/") }
+        return components.map { $0.dropFirst(common).joined(separator: "/") }
     }
 
     /// A group name from a path or URL: the last component without its extension, with

@@ -509,25 +509,25 @@ public enum CombineRules {
                         "coordinate \(path) has units \"\(text)\" (calendar \(calendars[version] ?? "standard")) in \(versions.file(version)) and \"\(texts[0] ?? "")\" in \(versions.file(0)); they differ and are not CF time units zarrmount can convert (months and years have no fixed length), so the values cannot share one axis"
                 )
             }
-            if let first = parsed.first, first.calendar != units.calendar,
-                !(first.calendar.agreesFromTheReform(with: units.calendar) && instantsFromTheReform(versions[version], units))
-            {
-                throw CombineError.coordinateConflict(
-                    coordinate: path, files: [versions.file(0), versions.file(version)],
-                    detail:
-                        "coordinate \(path) uses the \(first.calendar.rawValue) calendar in \(versions.file(0)) but the \(units.calendar.rawValue) calendar in \(versions.file(version)); instants of different calendars cannot share one axis. Combine the files of each calendar separately"
-                )
-            }
-            if let first = parsed.first, first.calendar != units.calendar, !instantsFromTheReform(versions[0], first) {
-                throw CombineError.coordinateConflict(
-                    coordinate: path, files: [versions.file(0), versions.file(version)],
-                    detail:
-                        "coordinate \(path) uses the \(first.calendar.rawValue) calendar in \(versions.file(0)) but the \(units.calendar.rawValue) calendar in \(versions.file(version)), and \(versions.file(0)) holds instants before 1582-10-15, where the two differ. Combine the files of each calendar separately"
-                )
-            }
             parsed.append(units)
         }
         let target = parsed[0]
+        if let other = parsed.indices.first(where: { parsed[$0].calendar != target.calendar }) {
+            // Standard and proleptic Gregorian agree from 1582-10-15 on; other pairs never do.
+            let clash = parsed.indices.first { parsed[$0].calendar != target.calendar && !parsed[$0].calendar.agreesFromTheReform(with: target.calendar) }
+            let early = clash == nil ? versions.indices.first { !instantsFromTheReform(versions[$0], parsed[$0]) } : nil
+            if clash != nil || early != nil {
+                let odd = clash ?? other
+                let why =
+                    early.map { ", and \(versions.file($0)) holds instants before 1582-10-15, where the two differ" }
+                    ?? "; instants of different calendars cannot share one axis"
+                throw CombineError.coordinateConflict(
+                    coordinate: path, files: [versions.file(0), versions.file(odd)],
+                    detail:
+                        "coordinate \(path) uses the \(target.calendar.rawValue) calendar in \(versions.file(0)) but the \(parsed[odd].calendar.rawValue) calendar in \(versions.file(odd))\(why). Combine the files of each calendar separately"
+                )
+            }
+        }
         let dtype = versions[0].dtype
         // A file's fill value stands for no instant: it stays the fill value (the files agree on
         // it, rule 5) instead of being shifted into a date.
@@ -583,17 +583,15 @@ public enum CombineRules {
 extension CombineRules {
     static func isInteger(_ dtype: ZarrDataType) -> Bool { dtype.kind == .signed || dtype.kind == .unsigned }
 
-    /// Whether every instant an inline time variable holds (its reference too; not its missing
-    /// values) is on or after 1582-10-15, where the standard and proleptic Gregorian calendars
-    /// agree.
+    /// Whether every instant an inline time variable holds (not its missing values), and the
+    /// reference each counts from, is on or after 1582-10-15, where the standard and proleptic
+    /// Gregorian calendars agree.
     static func instantsFromTheReform(_ array: borrowing VirtualArray, _ units: CFTimeUnits) -> Bool {
-        guard units.reference >= CFCalendar.gregorianReform, case .inline(let chunk) = array.manifest[0], let count = valueCount(array),
+        guard case .inline(let chunk) = array.manifest[0], let count = valueCount(array),
             let values = NumericValues.doubles(chunk, dtype: array.dtype, count: count)
         else { return false }
         let markers = missingMarkers(array)
-        return values.allSatisfy { value in
-            value.isNaN || markers.contains(value) || CFTimeConversion.instant(value, units: units) >= Double(CFCalendar.gregorianReform)
-        }
+        return values.allSatisfy { value in value.isNaN || markers.contains(value) || units.isFromTheReform(value) }
     }
 
     /// A coordinate in the same units that files store as different numbers (int32 in some,

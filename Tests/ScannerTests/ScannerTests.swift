@@ -240,12 +240,17 @@ final class ConfigAndGlobTests: XCTestCase {
         XCTAssertThrowsError(try Scanner.checkChunksWithinFile(dataset, url: "day.nc", size: 200)) { error in
             XCTAssertEqual(
                 "\(error)",
+                "day.nc is truncated: it is 200 bytes, but chunk 2 of g/v ends at byte 201 (an interrupted download or copy?). Fetch it again"
+            )
+            // Stopping a scan, the file's error says how to go on without it; once skipped, the
+            // dataset's record says why without the advice to skip it.
+            XCTAssertEqual(
+                "\(ScanError.fileStopsScan(url: "day.nc", reason: "\(error)"))",
                 "day.nc is truncated: it is 200 bytes, but chunk 2 of g/v ends at byte 201 (an interrupted download or copy?). Fetch it again. Leave it out of the sources, or scan with --on-error skip to leave out every file that cannot be scanned"
             )
-            // Once skipped, the dataset's record says why without the advice to skip it.
             XCTAssertEqual(
                 Scanner.skippedLine(file: "day.nc", reason: "\(error)"),
-                "day.nc is truncated: it is 200 bytes, but chunk 2 of g/v ends at byte 201 (an interrupted download or copy?). Fetch it again.")
+                "day.nc is truncated: it is 200 bytes, but chunk 2 of g/v ends at byte 201 (an interrupted download or copy?). Fetch it again")
         }
     }
 

@@ -1,6 +1,7 @@
 """Shared helpers of the Python tests: test data, running `zarrmount scan/export`, opening originals
 and virtual datasets with xarray, and comparing them (values bit for bit, attributes, dtypes)."""
 import base64
+import fcntl
 import glob
 import hashlib
 import json
@@ -10,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -20,6 +22,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CACHE = os.path.join(REPO, ".cache")
 SETS_DIR = os.path.join(CACHE, "vz-sets")
 CI = os.environ.get("CI") == "true"
+
+# tools/test runs the suite in two pytest-xdist workers. Each worker gets a temporary directory of
+# its own, so the mountpoints the Python package makes (tempfile.mkdtemp) and the mounts a test
+# counts before and after are this worker's alone.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:
+    _worker_tmp = os.path.join(tempfile.gettempdir(), "zarrmount-tests-%s-%d" % (WORKER, os.getpid()))
+    os.makedirs(_worker_tmp, exist_ok=True)
+    os.environ["TMPDIR"] = _worker_tmp
+    tempfile.tempdir = None
 
 
 def started_services(root, lifetime):
@@ -56,18 +68,22 @@ def _ensure_generated(outdir, generator_paths, cmd, also_clear=()):
     ALSO_CLEAR are directories derived from OUTDIR, removed with it."""
     stamp = os.path.join(outdir, ".generator.sha256")
     want = _sha256(*generator_paths)
-    try:
-        with open(stamp) as fh:
-            if fh.read().strip() == want:
-                return outdir
-    except OSError:
-        pass
-    for stale in (outdir,) + tuple(also_clear):
-        shutil.rmtree(stale, ignore_errors=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    with open(stamp, "w") as fh:
-        fh.write(want + "\n")
-    return outdir
+    os.makedirs(os.path.dirname(outdir), exist_ok=True)
+    # Both test workers may ask at once: the first generates, the other waits and then uses it.
+    with open(outdir.rstrip("/") + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(stamp) as fh:
+                if fh.read().strip() == want:
+                    return outdir
+        except OSError:
+            pass
+        for stale in (outdir,) + tuple(also_clear):
+            shutil.rmtree(stale, ignore_errors=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with open(stamp, "w") as fh:
+            fh.write(want + "\n")
+        return outdir
 
 
 def ensure_vz_sets():
@@ -176,7 +192,7 @@ class Outputs:
         return out, p
 
     def unmount_all(self):
-        """Real mounts are unmounted after each test (one daemon alive at a time)."""
+        """Real mounts are unmounted after each test (one daemon alive at a time in each worker)."""
         for key, mountpoint in self.mounted:
             subprocess.run(vz_command() + ["unmount", mountpoint], capture_output=True, timeout=60)
             if os.path.ismount(mountpoint):
@@ -493,6 +509,43 @@ UNOPENABLE = []  # (file, why): originals xarray cannot open, listed at the end 
 REFUSED = []  # (file, why): originals xarray reads and zarrmount refuses, listed at the end of the session
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist, a worker hands its tallies to the controller, which prints the summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["zarrmount"] = json.dumps({"runs": Outputs.runs, "seconds": Outputs.seconds, "slowest": Outputs.slowest,
+                                                "refused": REFUSED, "unopenable": UNOPENABLE})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    tallies = json.loads(getattr(node, "workeroutput", {}).get("zarrmount", "{}"))
+    if tallies:
+        Outputs.runs += tallies["runs"]
+        Outputs.seconds += tallies["seconds"]
+        Outputs.slowest = sorted(Outputs.slowest + [tuple(x) for x in tallies["slowest"]], reverse=True)[:5]
+        REFUSED.extend(tuple(x) for x in tallies["refused"])
+        UNOPENABLE.extend(tuple(x) for x in tallies["unopenable"])
+
+
+# Tests whose module fixtures are costly or touch the whole machine run on one worker, together.
+SERIAL_GROUPS = {
+    "test_deb.py": "packages",  # tools/package builds a release binary; dpkg installs system-wide
+    "test_wheel.py": "packages",
+    "test_icechunk.py": "icechunk",  # one VirtualiZarr repository, built once
+    "test_remote.py": "remote",  # nginx, moto and the fault matrix's inputs, started once
+    "test_readers.py": "readers",  # five readers on one set of mounts
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks to group the tests
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = SERIAL_GROUPS.get(os.path.basename(str(item.fspath)))
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_terminal_summary(terminalreporter):
     if Outputs.runs:
         terminalreporter.write_line("scan/export: %d runs of %s, %.1f s" % (
@@ -599,6 +652,31 @@ def require_fuse():
         if CI:
             pytest.fail("FUSE is not available (/dev/fuse, fusermount3) and CI=true forbids skipping mount tests")
         pytest.skip("FUSE is not available here")
+
+
+_OWN_ROOTS = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_roots(tmp_path_factory):
+    """Where this worker's mounts live: its temporary directory and its pytest tmp_path base."""
+    _OWN_ROOTS[:] = [tempfile.gettempdir(), str(tmp_path_factory.getbasetemp())]
+    yield
+    if WORKER:
+        try:
+            os.rmdir(tempfile.gettempdir())
+        except OSError:
+            pass
+
+
+def zarrmount_mounts():
+    """Mountpoints of the zarrmount mounts that are up now (/proc/self/mounts): under two test
+    workers, only this worker's, so a test's count before and after is not moved by the other's."""
+    with open("/proc/self/mounts") as f:
+        points = {line.split()[1] for line in f if "zarrmount" in line.split()[0] or "zarrmount" in line.split()[2]}
+    if not WORKER:
+        return points
+    return {p for p in points if any(p == root or p.startswith(root.rstrip("/") + "/") for root in _OWN_ROOTS)}
 
 
 def make_wrf_sample(directory, days=3):

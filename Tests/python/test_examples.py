@@ -8,14 +8,9 @@ import os
 import nbformat
 from nbclient import NotebookClient
 
-from conftest import REPO, make_wrf_sample, require_fuse
+from conftest import REPO, make_wrf_sample, require_fuse, zarrmount_mounts
 
 NOTEBOOK = os.path.join(REPO, "python", "examples", "parallel-virtual-datasets.ipynb")
-
-
-def _mounts():
-    with open("/proc/self/mounts") as f:
-        return {line.split()[1] for line in f if "zarrmount" in line.split()[0] or "zarrmount" in line.split()[2]}
 
 
 def test_the_example_notebook_runs_and_agrees_with_the_original_files(tmp_path, monkeypatch):
@@ -23,7 +18,7 @@ def test_the_example_notebook_runs_and_agrees_with_the_original_files(tmp_path, 
     archive = make_wrf_sample(tmp_path / "archive", days=4)
     monkeypatch.setenv("ZARRMOUNT_EXAMPLE_SOURCES", os.path.join(os.path.dirname(archive[0]), "*.nc"))
     monkeypatch.setenv("ZARRMOUNT_EXAMPLE_WORKDIR", str(tmp_path / "work"))
-    before = _mounts()
+    before = zarrmount_mounts()
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), "the notebook is kept without outputs"
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -33,4 +28,4 @@ def test_the_example_notebook_runs_and_agrees_with_the_original_files(tmp_path, 
     assert "identical to xarray on the 4 original files" in printed, printed
     assert "identical through the kerchunk references" in printed, printed
     assert os.path.getsize(tmp_path / "work" / "wrf.zmf") > 0
-    assert _mounts() == before, "closing the dataset unmounted it"
+    assert zarrmount_mounts() == before, "closing the dataset unmounted it"

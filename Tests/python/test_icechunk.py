@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import run_vz, vz_command
+from conftest import run_vz, vz_command, zarrmount_mounts
 
 
 def _info(root, *args):
@@ -134,11 +134,6 @@ def test_a_damaged_snapshot_is_an_error_naming_the_file(repository, tmp_path):
         assert p.stderr.startswith("error: snapshots/%s: " % repository["second"]), (cut, p.stderr)
 
 
-def _mounts():
-    with open("/proc/self/mounts") as f:
-        return {line.split()[1] for line in f if "zarrmount" in line.split()[0] or "zarrmount" in line.split()[2]}
-
-
 class _Mounted:
     def __init__(self, root, mountpoint, *args):
         self.mountpoint = str(mountpoint)
@@ -177,7 +172,7 @@ def test_each_snapshot_mounts_as_icechunk_reads_it(repository, tmp_path):
                 assert np.array_equal(served["virtual"][...], np.arange(64, dtype="<f4"))
                 assert served["sparse"][...].tolist() == [1, 2, 3, 4, -5, -5, -5, -5]
             assert served["temp"].attrs["_ARRAY_DIMENSIONS"] == ["y", "x"]
-    assert not any("mnt-" in m for m in _mounts())
+    assert not any("mnt-" in m for m in zarrmount_mounts())
     # The Python package mounts a repository the same way (options as keyword arguments).
     import zarrmount
     os.environ.setdefault("ZARRMOUNT_BIN", vz_command()[0])
@@ -236,7 +231,7 @@ def test_virtual_chunks_are_confined_and_checked_against_the_recorded_time(repos
     refused = run_vz(["mount", "--icechunk", root, str(tmp_path / "mnt")])
     assert refused.returncode == 1, refused.stderr
     assert "raw.bin" in refused.stderr and "--allow-source" in refused.stderr, refused.stderr
-    assert not any(str(tmp_path) in m for m in _mounts())
+    assert not any(str(tmp_path) in m for m in zarrmount_mounts())
     # The raw file modified after the repository recorded it: its chunks are refused, by name.
     original = os.path.join(os.path.dirname(root), "raw.bin")
     saved = os.stat(original)
@@ -247,7 +242,7 @@ def test_virtual_chunks_are_confined_and_checked_against_the_recorded_time(repos
         assert "raw.bin, which was modified after the repository recorded it" in p.stderr, p.stderr
     finally:
         os.utime(original, (saved.st_atime, saved.st_mtime))
-    assert not any(str(tmp_path) in m for m in _mounts())
+    assert not any(str(tmp_path) in m for m in zarrmount_mounts())
 
 
 def test_a_virtualizarr_repository_of_the_sample_archive_reads_as_the_original_files(tmp_path):

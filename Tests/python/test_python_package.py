@@ -13,7 +13,7 @@ import pytest
 
 import zarrmount
 import zarrmount.dask
-from conftest import REPO, make_wrf_sample
+from conftest import REPO, make_wrf_sample, zarrmount_mounts
 
 ZARRMOUNT = os.environ.get("ZARRMOUNT_BIN", os.path.join(REPO, ".build", "debug", "zarrmount"))
 # The package, and the Dask workers started below (they inherit the environment), run the binary
@@ -129,27 +129,22 @@ def test_the_job_array_recipes_run_as_plain_processes_and_merge_to_the_single_sc
 
 # ------------------------------------------------------------------ mounts from Python
 
-def _zarrmount_mounts():
-    """Mountpoints of fuse.zarrmount mounts now (from /proc/mounts)."""
-    with open("/proc/mounts") as f:
-        return {line.split()[1] for line in f if "zarrmount" in line.split()[2] or "zarrmount" in line.split()[0]}
-
 
 def test_a_mount_as_a_context_manager_serves_the_originals_and_unmounts(archive):
     import xarray as xr
     from conftest import require_fuse, wrf_originals
     require_fuse()
-    before = _zarrmount_mounts()
+    before = zarrmount_mounts()
     expected = wrf_originals(archive)
     with zarrmount.mount(archive, concat_dim="Time") as live:
-        assert live.path in _zarrmount_mounts()
+        assert live.path in zarrmount_mounts()
         assert live.status()["pid"] > 0
         with xr.open_zarr(live.path) as ds:
             assert ds.sizes["Time"] == 4
             assert (ds["T2"].values == expected["T2"].values).all()
             assert (ds["Time"].values == expected["Time"].values).all()
     assert not live.mounted
-    assert _zarrmount_mounts() == before
+    assert zarrmount_mounts() == before
     assert not os.path.exists(live.path), "the temporary mountpoint is removed"
     live.unmount()  # a second unmount does nothing
 
@@ -157,7 +152,7 @@ def test_a_mount_as_a_context_manager_serves_the_originals_and_unmounts(archive)
 def test_an_exception_inside_the_block_still_unmounts(archive, tmp_path):
     from conftest import require_fuse
     require_fuse()
-    before = _zarrmount_mounts()
+    before = zarrmount_mounts()
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
     with pytest.raises(KeyError):
@@ -166,52 +161,52 @@ def test_an_exception_inside_the_block_still_unmounts(archive, tmp_path):
             raise KeyError("the analysis failed")
     assert not os.path.ismount(mountpoint)
     assert mountpoint.exists(), "a mountpoint the caller gave is left in place"
-    assert _zarrmount_mounts() == before
+    assert zarrmount_mounts() == before
 
 
 def test_mounts_left_open_are_unmounted_when_the_interpreter_exits(archive):
     from conftest import require_fuse
     require_fuse()
-    before = _zarrmount_mounts()
+    before = zarrmount_mounts()
     script = "import zarrmount, sys\nm = zarrmount.mount(sys.argv[1:], concat_dim='Time')\nprint(m.path, flush=True)\n"
     p = subprocess.run([os.sys.executable, "-c", script] + archive, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     path = p.stdout.strip()
     assert path.startswith("/"), p.stdout
-    assert path not in _zarrmount_mounts() and not os.path.exists(path)
-    assert _zarrmount_mounts() == before
+    assert path not in zarrmount_mounts() and not os.path.exists(path)
+    assert zarrmount_mounts() == before
     # An uncaught exception ends the interpreter the same way.
     p = subprocess.run([os.sys.executable, "-c", script + "raise SystemExit(3)\n"] + archive, capture_output=True, text=True, timeout=120)
     assert p.returncode == 3, p.stderr
-    assert _zarrmount_mounts() == before
+    assert zarrmount_mounts() == before
 
 
 def test_open_dataset_lives_as_long_as_the_dataset(archive):
     from conftest import require_fuse, wrf_originals
     require_fuse()
-    before = _zarrmount_mounts()
+    before = zarrmount_mounts()
     expected = wrf_originals(archive, decode_cf=False)
     ds = zarrmount.open_dataset(archive, concat_dim="Time", mount_options={"no_cache": True}, decode_cf=False)
     try:
-        assert len(_zarrmount_mounts() - before) == 1
+        assert len(zarrmount_mounts() - before) == 1
         assert (ds["T2"].values == expected["T2"].values).all()
         assert (ds["Time"].values == expected["Time"].values).all(), "the xarray keyword (decode_cf) reached xarray"
     finally:
         ds.close()
-    assert _zarrmount_mounts() == before
+    assert zarrmount_mounts() == before
     assert not zarrmount._live_mounts
 
 
 def test_a_failed_mount_raises_with_the_clis_message_and_leaves_nothing(tmp_path):
     from conftest import require_fuse
     require_fuse()
-    before = _zarrmount_mounts()
+    before = zarrmount_mounts()
     leftovers = set(os.listdir(tempfile_dir()))
     with pytest.raises(zarrmount.ZarrmountError) as failure:
         zarrmount.mount(str(tmp_path / "none-*.nc"), concat_dim="Time")
     assert str(failure.value).startswith("error: "), str(failure.value)
     assert "none-*.nc" in str(failure.value)
-    assert _zarrmount_mounts() == before
+    assert zarrmount_mounts() == before
     assert {n for n in os.listdir(tempfile_dir()) if n.startswith("zarrmount-")} <= leftovers
 
 

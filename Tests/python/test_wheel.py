@@ -12,12 +12,7 @@ import zipfile
 
 import pytest
 
-from conftest import REPO, make_wrf_sample, require_fuse, wrf_originals
-
-
-def _zarrmount_mounts():
-    with open("/proc/self/mounts") as f:
-        return {line.split()[1] for line in f if "zarrmount" in line.split()[0] or "zarrmount" in line.split()[2]}
+from conftest import REPO, make_wrf_sample, require_fuse, wrf_originals, zarrmount_mounts
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +75,7 @@ def test_the_wheel_is_tagged_for_the_platform_and_carries_a_binary_without_the_s
 def test_a_fresh_venv_mounts_the_archive_with_the_wheels_own_binary(venv, archive):
     import xarray as xr
     require_fuse()
-    before = _zarrmount_mounts()
+    before = zarrmount_mounts()
     script = (
         "import sys, zarrmount\n"
         "print(zarrmount.binary(), zarrmount.__version__, flush=True)\n"
@@ -95,7 +90,7 @@ def test_a_fresh_venv_mounts_the_archive_with_the_wheels_own_binary(venv, archiv
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
         assert out.startswith("zarrmount "), out
         path = child.stdout.readline().strip()
-        assert path in _zarrmount_mounts(), (path, child.stderr.read() if child.poll() is not None else "")
+        assert path in zarrmount_mounts(), (path, child.stderr.read() if child.poll() is not None else "")
         expected = wrf_originals(archive)
         with xr.open_zarr(path) as ds:
             assert ds.sizes["Time"] == 3
@@ -108,13 +103,13 @@ def test_a_fresh_venv_mounts_the_archive_with_the_wheels_own_binary(venv, archiv
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert _zarrmount_mounts() == before
+    assert zarrmount_mounts() == before
     assert not os.path.exists(path), "the temporary mountpoint is removed"
 
 
 def test_a_fresh_venv_unmounts_after_an_exception_and_at_interpreter_exit(venv, archive):
     require_fuse()
-    before = _zarrmount_mounts()
+    before = zarrmount_mounts()
     raising = ("import sys, zarrmount\n"
                "with zarrmount.mount(sys.argv[1:], concat_dim='Time') as m:\n"
                "    print(m.path, flush=True)\n"
@@ -122,14 +117,14 @@ def test_a_fresh_venv_unmounts_after_an_exception_and_at_interpreter_exit(venv, 
     p = subprocess.run([venv, "-c", raising] + archive, capture_output=True, text=True, timeout=120, env=_fresh_environment())
     assert p.returncode == 1 and "KeyError: 'the analysis failed'" in p.stderr, p.stderr
     assert p.stdout.strip().startswith("/")
-    assert _zarrmount_mounts() == before
+    assert zarrmount_mounts() == before
     left_open = ("import sys, zarrmount\n"
                  "m = zarrmount.mount(sys.argv[1:], concat_dim='Time')\n"
                  "print(m.path, flush=True)\n")
     p = subprocess.run([venv, "-c", left_open] + archive, capture_output=True, text=True, timeout=120, env=_fresh_environment())
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().startswith("/")
-    assert _zarrmount_mounts() == before
+    assert zarrmount_mounts() == before
     assert not os.path.exists(p.stdout.strip())
 
 

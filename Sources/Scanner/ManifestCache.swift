@@ -37,15 +37,19 @@ public struct ManifestCache: Sendable {
 
     /// `directory/ab/abcdef...`: the SHA-256 of `key`, fanned out by its first byte.
     private func hashedPath(_ key: String, under directory: String) -> String {
+        let digest = Self.hexDigest(key)
+        return directory + "/" + digest.prefix(2) + "/" + digest
+    }
+
+    static func hexDigest(_ text: String) -> String {
         let hex = Array("0123456789abcdef".utf8)
         var digits: [UInt8] = []
         digits.reserveCapacity(64)
-        for byte in SHA256.hash(data: Data(key.utf8)) {
+        for byte in SHA256.hash(data: Data(text.utf8)) {
             digits.append(hex[Int(byte >> 4)])
             digits.append(hex[Int(byte & 15)])
         }
-        let digest = String(decoding: digits, as: UTF8.self)
-        return directory + "/" + digest.prefix(2) + "/" + digest
+        return String(decoding: digits, as: UTF8.self)
     }
 
     /// Whether some version of the object at `url` has a cached result (then a listing should
@@ -93,6 +97,62 @@ public struct ManifestCache: Sendable {
             _ = rename(temporary, target)
         } catch {
             // A cache that cannot be written costs a rescan next time, nothing more.
+        }
+    }
+
+    // MARK: Combined datasets
+
+    /// The SHA-256 (hex) of everything a combined dataset follows from: every listed object's
+    /// version in order, each file's mapping, the combine's options, this format and this build.
+    /// What the combine reads (coordinates, samples, chunks proving a codec chain, `--compat
+    /// equals` values) is bytes of those versions, so an equal key gives an equal dataset.
+    public static func combinedKey(_ listed: [ListedObject], options: ScanOptions, mapping: MappingOptions) -> String {
+        let combine = options.combine
+        let key = JSON.object([
+            ("objects", .array(listed.map { .array([.string($0.url), .uint($0.size), $0.identity.map { JSON.string($0.encoded) } ?? .null]) })),
+            ("mapping", Self.key(ListedObject(url: "", size: 0, identity: nil), options: mapping)),
+            ("concat_dim", combine.concatDimension.map(JSON.string) ?? .null), ("attrs", .string(combine.attributes.rawValue)),
+            ("layout", .string(combine.layout.rawValue)), ("compat", combine.compat.map { JSON.string($0.rawValue) } ?? .null),
+            ("ordered_by_coordinate", .bool(combine.orderedByCoordinate)), ("unpack", .bool(combine.unpack)), ("regrid", .bool(combine.regrid)),
+            ("chunks", .array(combine.chunks.sorted { $0.key < $1.key }.map { .array([.string($0.key), .array($0.value.map(JSON.uint))]) })),
+            ("order", .string(options.order.rawValue)),
+            ("stack", options.stack.map { JSON.array([.string($0.dimension), .string($0.pattern)]) } ?? .null),
+            ("keep", options.variables.keep.map { JSON.array($0.map(JSON.string)) } ?? .null),
+            ("drop", .array(options.variables.drop.map(JSON.string))),
+        ])
+        return Self.hexDigest(key.rendered())
+    }
+
+    func combinedPath(key: String) -> String { directory + "/combined/" + key.prefix(2) + "/" + key + ".zmf" }
+
+    /// The combined dataset stored under `key`, its objects described by this listing (owner and
+    /// permissions as they are now), or nil when there is none or it does not fit the listing.
+    public func loadCombined(key: String, listed: [ListedObject]) -> VirtualDataset? {
+        let file = combinedPath(key: key)
+        guard let data = FileManager.default.contents(atPath: file),
+            let (contents, info) = try? ManifestFile.decodeContents([UInt8](data), name: file),
+            info.cacheKey == .string(key), case .combined(var dataset) = contents,
+            dataset.objects.map(\.url) == listed.map(\.url)
+        else { return nil }
+        dataset.objects = listed.map(ObjectInfo.init(listed:))
+        return dataset
+    }
+
+    /// Keeps a combined dataset under `key`, unless it reads objects beyond the listing (external
+    /// raw-data files, found and confined on every scan) or a manifest cannot hold it (arrays
+    /// unpacked per file or regridded).
+    public func storeCombined(_ dataset: VirtualDataset, key: String, listed: [ListedObject]) {
+        guard dataset.objects.map(\.url) == listed.map(\.url),
+            let bytes = try? ManifestFile.encode(.combined(dataset), writer: "zarrmount cache", cacheKey: .string(key))
+        else { return }
+        let target = combinedPath(key: key)
+        let temporary = target + ".tmp-\(getpid())"
+        do {
+            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(bytes).write(to: URL(fileURLWithPath: temporary))
+            if rename(temporary, target) != 0 { try? FileManager.default.removeItem(atPath: temporary) }
+        } catch {
+            // A cache that cannot be written costs a combine next time, nothing more.
         }
     }
 

@@ -136,6 +136,8 @@ public struct ScanSummary: Sendable {
     public var maxRounds: Int
     /// Read from a manifest file rather than kerchunk references or a scan.
     public var fromManifest = false
+    /// The whole combined dataset came from the manifest cache (`ManifestCache.loadCombined`).
+    public var combinedFromCache = false
     /// Where a scan's time went; nil for references and manifests read as they are.
     public var phases: ScanPhases?
 
@@ -233,8 +235,38 @@ public enum Scanner {
         progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }
     ) async throws -> ScanSummary {
         let start = ContinuousClock.now
-        let scanned = try await scanParts(sources: sources, options: options, logger: logger, progress: progress)
-        return try await combine(scanned, options: options, start: start) { progress($0) }
+        var listing = try await listSources(sources, options: options)
+        // A scan of object versions scanned and combined before with the same options is the
+        // dataset it gave then (`ManifestCache.loadCombined`): no per-file results to load,
+        // nothing to combine or prove.
+        var combinedKey: String?
+        if let cache = options.cache, options.shard == nil, options.excludedURLs.isEmpty {
+            try await listing.describeCachedURLs(store: options.store, cache: cache, width: concurrency(options, listing))
+            if listing.unlisted.isEmpty, !listing.listed.isEmpty, listing.listed.allSatisfy({ $0.identity != nil }) {
+                let key = ManifestCache.combinedKey(listing.listed, options: options, mapping: mappingOptions(options, listedTotal: listing.listedTotal))
+                combinedKey = key
+                if let dataset = cache.loadCombined(key: key, listed: listing.listed) {
+                    logger.info("combined dataset from the manifest cache", metadata: ["files": "\(listing.listed.count)"])
+                    let elapsed = ContinuousClock.now - start
+                    progress(
+                        ScanProgress(
+                            filesDone: listing.listed.count, filesTotal: listing.listed.count, bytesRead: 0, requests: 0,
+                            httpRequests: listing.remote ? options.store?.statistics.requests : nil, errors: 0, elapsed: elapsed))
+                    var summary = ScanSummary(
+                        dataset: dataset, files: listing.listed.count, skipped: [], requests: 0, bytesRead: 0, elapsed: elapsed,
+                        cacheHits: listing.listed.count, store: options.store, maxRounds: 0)
+                    summary.combinedFromCache = true
+                    summary.phases = ScanPhases(listing: listing.done - start, scanning: .zero, combining: ContinuousClock.now - listing.done)
+                    return summary
+                }
+            }
+        }
+        let scanned = try await scanListed(listing, options: options, start: start, logger: logger, progress: progress)
+        let summary = try await combine(scanned, options: options, start: start) { progress($0) }
+        if let combinedKey, let cache = options.cache, summary.skipped.isEmpty {
+            cache.storeCombined(summary.dataset, key: combinedKey, listed: listing.listed)
+        }
+        return summary
     }
 
     /// Lists the sources (or the shard of them `options.shard` names) and scans every file into
@@ -244,6 +276,65 @@ public enum Scanner {
         progress: @escaping @Sendable (ScanProgress) -> Void = { _ in }
     ) async throws -> ScannedParts {
         let start = ContinuousClock.now
+        let listing = try await listSources(sources, options: options)
+        return try await scanListed(listing, options: options, start: start, logger: logger, progress: progress)
+    }
+
+    /// The files to scan, in the order they join the dataset; HTTP URLs still to be described
+    /// (`unlisted`) are described as their scans start.
+    struct SourceListing {
+        var listed: [ListedObject]
+        var unlisted: [(url: String, firstBytes: Bool)]
+        /// Files in the whole listing (every shard's).
+        var listedTotal: Int
+        var remote: Bool
+        var description: HTTPDescription
+        var done: ContinuousClock.Instant
+
+        /// Describes every HTTP URL still unlisted when each has a cached result (a HEAD each, as
+        /// its scan would make), so that the combined dataset's cache can be looked up; URLs
+        /// without one stay unlisted, to be listed by the GET their scan starts with.
+        mutating func describeCachedURLs(store: RemoteStore?, cache: ManifestCache, width: Int) async throws {
+            guard let store, !unlisted.isEmpty, unlisted.allSatisfy({ !$0.firstBytes && cache.hasEntry(for: $0.url) }) else { return }
+            let urls = unlisted.map(\.url)
+            let description = description
+            do {
+                try await BoundedTaskGroup.forEach(count: urls.count, width: width) { index in
+                    try await store.describe(httpURL: urls[index], firstBytes: false, http: description)
+                } consume: { index, object in
+                    listed[index] = object
+                }
+            } catch let error as ObjectStoreError {
+                throw ScanError.store(error)
+            }
+            unlisted = []
+        }
+    }
+
+    /// Files scanned at once: `--concurrency`, else the cores for local files and 128 for remote objects.
+    static func concurrency(_ options: ScanOptions, _ listing: SourceListing) -> Int {
+        options.concurrency ?? (listing.remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
+    }
+
+    /// What each file's mapping reads and inlines for this scan. `listedTotal` is the whole
+    /// listing's count, not the shard's: every shard maps its files as a scan of all of them would.
+    static func mappingOptions(_ options: ScanOptions, listedTotal: Int) -> MappingOptions {
+        var mapping = options.mapping
+        if let dimension = options.combine.concatDimension {
+            mapping.inlineVariables.insert(dimension)
+            if options.combine.layout == .combined { mapping.timeVariablesAlong = dimension }
+        }
+        // The files' dimension coordinates are read to choose the concat dimension when none is
+        // named, and to check that the others agree unless `--compat override` says to keep the
+        // first file's.
+        let infers = options.combine.concatDimension == nil && options.stack == nil
+        if options.combine.layout == .combined, listedTotal > 1, infers || options.combine.compat != .override {
+            mapping.inlineComparedValues = true
+        }
+        return mapping
+    }
+
+    static func listSources(_ sources: [String], options: ScanOptions) async throws -> SourceListing {
         var listed: [ListedObject]
         var listedTotal = 0
         let remote = try sources.contains { try Location(parsing: $0).isRemote }
@@ -300,25 +391,27 @@ public enum Scanner {
             if let shard = options.shard { listed = Array(listed[shard.range(of: listed.count)]) }
         }
         if options.combine.layout == .combined { try checkEachFileOnce(listed) }
-        let listingDone = ContinuousClock.now
-        let concurrency = options.concurrency ?? (remote ? 128 : max(2, ProcessInfo.processInfo.activeProcessorCount))
+        return SourceListing(
+            listed: listed, unlisted: unlisted, listedTotal: listedTotal, remote: remote, description: description, done: ContinuousClock.now)
+    }
+
+    /// Scans every listed file into its own dataset (from the per-file cache where it can).
+    static func scanListed(
+        _ listing: SourceListing, options: ScanOptions, start: ContinuousClock.Instant, logger: Logger,
+        progress: @escaping @Sendable (ScanProgress) -> Void
+    ) async throws -> ScannedParts {
+        var listed = listing.listed
+        let unlisted = listing.unlisted
+        let listedTotal = listing.listedTotal
+        let remote = listing.remote
+        let description = listing.description
+        let listingDone = listing.done
+        let cache = options.cache
+        let concurrency = concurrency(options, listing)
         let store = options.store
         let allowSources = options.allowSources
         logger.info("scanning files", metadata: ["count": "\(listed.count)"])
-        var mapping = options.mapping
-        if let dimension = options.combine.concatDimension {
-            mapping.inlineVariables.insert(dimension)
-            if options.combine.layout == .combined { mapping.timeVariablesAlong = dimension }
-        }
-        // The files' dimension coordinates are read to choose the concat dimension when none is
-        // named, and to check that the others agree unless `--compat override` says to keep the
-        // first file's. The whole listing's count, not the shard's: every shard maps its files as
-        // a scan of all of them would.
-        let infers = options.combine.concatDimension == nil && options.stack == nil
-        if options.combine.layout == .combined, listedTotal > 1, infers || options.combine.compat != .override {
-            mapping.inlineComparedValues = true
-        }
-        let mappingOptions = mapping
+        let mappingOptions = mappingOptions(options, listedTotal: listedTotal)
 
         var outcomes: [Int: FileOutcome] = [:]
         // Every file's dataset is held until all are scanned: what they share is held once.

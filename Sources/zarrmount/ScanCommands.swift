@@ -307,6 +307,9 @@ func scanAndReport(_ config: MountConfig, options initial: ScanOptions, logger: 
             format: "scanned %d files in %.2f s (%d from the manifest cache): %d arrays, %d chunks, %d reads, %@ read",
             summary.files, seconds, summary.cacheHits, summary.arrayCount, summary.chunkCount, summary.requests,
             formatBytes(summary.bytesRead)))
+    if summary.combinedFromCache {
+        printError("the combined dataset of these file versions and options came from the manifest cache (--no-cache scans and combines them again)")
+    }
     if summary.maxRounds > 0, let store = summary.store {
         let stats = store.statistics
         printError(

@@ -374,6 +374,119 @@ final class ManifestCacheTests: XCTestCase {
         XCTAssertGreaterThan(compared, 100, "the fixtures' arrays were compared")
     }
 
+    /// A second scan of the same file versions with the same options is the first scan's
+    /// combined dataset, read back whole; a file changed since, or another option, combines again.
+    func testACombinedDatasetIsReusedOnlyForTheSameFileVersionsAndOptions() async throws {
+        let archive = try VZTestData.archive()
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("zarrmount-combined-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try FileManager.default.createDirectory(atPath: work + "/files", withIntermediateDirectories: true)
+        let names = try FileManager.default.contentsOfDirectory(atPath: archive).filter { $0.hasSuffix(".nc") }.sorted()
+        XCTAssertEqual(names.count, 2)
+        for name in names { try FileManager.default.copyItem(atPath: archive + "/" + name, toPath: work + "/files/" + name) }
+        var options = ScanOptions()
+        options.combine.concatDimension = "Time"
+        options.cache = ManifestCache(directory: work + "/cache")
+        func scan(_ options: ScanOptions) async throws -> ScanSummary {
+            try await Scanner.scan(sources: [work + "/files/*.nc"], options: options, logger: VZTestData.logger)
+        }
+        func bytes(_ summary: ScanSummary) throws -> [UInt8] { try ManifestFile.encode(.combined(summary.dataset), writer: "test") }
+
+        let first = try await scan(options)
+        XCTAssertFalse(first.combinedFromCache)
+        XCTAssertEqual(first.cacheHits, 0)
+        let again = try await scan(options)
+        XCTAssertTrue(again.combinedFromCache)
+        XCTAssertEqual(again.files, 2)
+        XCTAssertEqual(again.cacheHits, 2)
+        XCTAssertEqual(try bytes(again), try bytes(first), "the cached combined dataset is the one the scan gave")
+        XCTAssertEqual(again.dataset.objects.map(\.url), names.map { work + "/files/" + $0 })
+
+        var dropping = options
+        dropping.variables.drop = ["T2"]
+        let other = try await scan(dropping)
+        XCTAssertFalse(other.combinedFromCache, "another option combines again")
+        XCTAssertNil(other.dataset.array("T2"))
+        XCTAssertEqual(other.cacheHits, 2, "from the files' own cached results")
+
+        // The second file rewritten (a new modification time): its result and the combined one are stale.
+        let second = work + "/files/" + names[1]
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: second)
+        let changed = try await scan(options)
+        XCTAssertFalse(changed.combinedFromCache)
+        XCTAssertEqual(changed.cacheHits, 1)
+        XCTAssertEqual(changed.dataset.objects[1].identity, try LocalStore.describe(second).identity)
+        let cachedAgain = try await scan(options)
+        XCTAssertTrue(cachedAgain.combinedFromCache)
+
+        // A damaged entry is not used; the scan combines again and replaces it.
+        let entries = try FileManager.default.subpathsOfDirectory(atPath: work + "/cache/combined").filter { $0.hasSuffix(".zmf") }
+        XCTAssertEqual(entries.count, 3)
+        for entry in entries {
+            let path = work + "/cache/combined/" + entry
+            var data = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            data[data.count / 2] ^= 0xFF
+            try Data(data).write(to: URL(fileURLWithPath: path))
+        }
+        let repaired = try await scan(options)
+        XCTAssertFalse(repaired.combinedFromCache)
+        XCTAssertEqual(try bytes(repaired), try bytes(changed))
+        let cachedOnceMore = try await scan(options)
+        XCTAssertTrue(cachedOnceMore.combinedFromCache)
+    }
+
+    /// Every scan option either goes into the combined dataset's cache key or cannot change the
+    /// dataset: an option added without deciding which fails here (a cached combine would
+    /// otherwise ignore it and serve the dataset of other options).
+    func testEveryScanOptionIsInTheCombinedCacheKeyOrCannotChangeTheDataset() {
+        let keyed: Set<String> = ["combine", "order", "stack", "variables", "mapping"]
+        // onError: only scans without a failed file are kept; concurrency and provesAhead change
+        // how, not what; store and cache are where; allowSources confines external files, whose
+        // datasets are not kept; shard and excludedURLs scans are not kept.
+        let cannotChange: Set<String> = ["onError", "concurrency", "store", "cache", "allowSources", "shard", "excludedURLs", "provesAhead"]
+        let labels = Set(Mirror(reflecting: ScanOptions()).children.compactMap(\.label))
+        XCTAssertEqual(labels, keyed.union(cannotChange))
+        let combineLabels = Set(Mirror(reflecting: CombineOptions()).children.compactMap(\.label))
+        XCTAssertEqual(combineLabels, ["concatDimension", "attributes", "layout", "compat", "orderedByCoordinate", "unpack", "regrid", "chunks"])
+        let mappingLabels = Set(Mirror(reflecting: MappingOptions()).children.compactMap(\.label))
+        XCTAssertEqual(
+            mappingLabels,
+            [
+                "contiguousSplitThreshold", "inlineVariables", "maxInlineBytes", "maxDecodedInlineBytes", "inlineComparedValues", "maxDimensionCoordinateBytes",
+                "timeVariablesAlong",
+            ])
+        // Each keyed option moves the key.
+        let listed = [ListedObject(url: "/a.nc", size: 1, identity: .etag("\"a\""))]
+        let base = ManifestCache.combinedKey(listed, options: ScanOptions(), mapping: MappingOptions())
+        var variants: [ScanOptions] = []
+        for change in 0..<12 {
+            var options = ScanOptions()
+            switch change {
+            case 0: options.combine.concatDimension = "Time"
+            case 1: options.combine.attributes = .dropConflicts
+            case 2: options.combine.layout = .perFile
+            case 3: options.combine.compat = .equals
+            case 4: options.combine.orderedByCoordinate = true
+            case 5: options.combine.unpack = true
+            case 6: options.combine.regrid = true
+            case 7: options.combine.chunks = ["T2": [1, 2]]
+            case 8: options.order = .coordinate
+            case 9: options.stack = StackOptions(dimension: "run", pattern: "(\\d+)")
+            case 10: options.variables.keep = ["T2"]
+            default: options.variables.drop = ["T2"]
+            }
+            variants.append(options)
+        }
+        var keys = Set(variants.map { ManifestCache.combinedKey(listed, options: $0, mapping: MappingOptions()) })
+        keys.insert(base)
+        var mapping = MappingOptions()
+        mapping.inlineVariables = ["x"]
+        keys.insert(ManifestCache.combinedKey(listed, options: ScanOptions(), mapping: mapping))
+        keys.insert(
+            ManifestCache.combinedKey([ListedObject(url: "/a.nc", size: 1, identity: .etag("\"b\""))], options: ScanOptions(), mapping: MappingOptions()))
+        XCTAssertEqual(keys.count, variants.count + 3)
+    }
+
     private func assertSameProperties<T>(_ a: T, _ b: T, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
         let left = Mirror(reflecting: a).children, right = Mirror(reflecting: b).children
         XCTAssertEqual(left.count, right.count, label, file: file, line: line)

@@ -1189,6 +1189,45 @@ def test_chunks_option_is_checked(archive, tmp_path):
         assert not os.path.ismount(str(mountpoint))
 
 
+def test_a_rescan_takes_the_combined_dataset_from_the_cache_until_a_file_changes(archive, tmp_path, vz):
+    """The second scan of unchanged files with the same options is the first scan's combined dataset;
+    a day rewritten since (a new value and title) is scanned and combined again, and the
+    references then agree with xarray on the files as they are now."""
+    import shutil
+    directory = tmp_path / "days"
+    directory.mkdir()
+    files = [shutil.copy(f, directory) for f in archive("daily")]
+    cache = str(tmp_path / "cache")
+    marker = "the combined dataset of these file versions and options came from the manifest cache"
+
+    def cached_scan(*flags):
+        out = tmp_path / ("cached-%d.json" % len(list(tmp_path.glob("cached-*.json"))))
+        p = run_vz(["scan", str(directory / "*.nc"), "--concat-dim", "time", *flags, "--cache-dir", cache, "--refs", out], timeout=120)
+        require_ok(p, "scan")
+        with open(out) as fh:
+            return fh.read(), p.stderr, str(out)
+
+    first, err, _ = cached_scan()
+    assert marker not in err and "(0 from the manifest cache)" in err, err
+    again, err, _ = cached_scan()
+    assert marker in err and "(5 from the manifest cache)" in err, err
+    assert again == first
+    dropped, err, _ = cached_scan("--drop-variables", "precip")
+    assert marker not in err and '"precip/' not in dropped, err
+
+    import netCDF4
+    with netCDF4.Dataset(files[0], "a") as nc:
+        nc["precip"][0, 0, 0] = np.float32(-1234.5)
+        nc.title = "rewritten day"
+    changed, err, changed_path = cached_scan()
+    assert marker not in err and "(4 from the manifest cache)" in err, err
+    exp = expected(tuple(files), "nested", concat_dim="time")
+    assert float(exp["precip"][0, 0, 0]) == -1234.5 and exp.attrs["title"] == "rewritten day"
+    assert "rewritten day" in changed
+    same(exp, open_refs(changed_path), "rescan after a file changed", True, files)
+    assert cached_scan()[1].count(marker) == 1
+
+
 def test_results_cached_by_another_build_are_not_reused(archive, tmp_path, vz):
     """A new build may map files differently (this session's root-attribute and enum fixes did): the manifest
     cache reuses results only from the executable that wrote them."""

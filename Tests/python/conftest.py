@@ -18,13 +18,6 @@ import warnings
 import numpy as np
 import pytest
 
-# h5py first: netCDF-C's NCZarr (netCDF4-python reading a mount, in test_readers) loads its filter
-# plugins into the global symbol scope, and an h5py imported after that binds to the netCDF4
-# wheel's libhdf5 instead of its own ("h5py is running against HDF5 2.2.0 when it was built
-# against 2.0.0"), after which both fail ("Not property objects", "NetCDF: HDF error"). Serially
-# some earlier test always imported h5py first; a test worker may start with test_readers.
-import h5py  # noqa: F401,E402
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(REPO, ".cache")
 SETS_DIR = os.path.join(CACHE, "vz-sets")

@@ -89,15 +89,17 @@ public struct ManifestCache: Sendable {
         guard object.identity != nil, dataset.objects.count <= 1,
             let bytes = try? ManifestFile.encode(.combined(dataset), writer: "zarrmount cache", cacheKey: Self.key(object, options: options))
         else { return }
-        let target = path(for: object)
+        Self.replace(path(for: object), with: bytes)
+    }
+
+    /// Writes `bytes` beside `target` and renames them over it: a scan stopped halfway, or two
+    /// scans at once, leave a whole entry or none. A cache that cannot be written costs a scan
+    /// next time, nothing more, so failures are not reported.
+    static func replace(_ target: String, with bytes: [UInt8]) {
+        try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let temporary = target + ".tmp-\(getpid())"
-        do {
-            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(bytes).write(to: URL(fileURLWithPath: temporary))
-            _ = rename(temporary, target)
-        } catch {
-            // A cache that cannot be written costs a rescan next time, nothing more.
-        }
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(bytes)) else { return }
+        if rename(temporary, target) != 0 { try? FileManager.default.removeItem(atPath: temporary) }
     }
 
     // MARK: Combined datasets
@@ -145,15 +147,7 @@ public struct ManifestCache: Sendable {
         guard dataset.objects.map(\.url) == listed.map(\.url),
             let bytes = try? ManifestFile.encode(.combined(dataset), writer: "zarrmount cache", cacheKey: .string(key))
         else { return }
-        let target = combinedPath(key: key)
-        let temporary = target + ".tmp-\(getpid())"
-        do {
-            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(bytes).write(to: URL(fileURLWithPath: temporary))
-            if rename(temporary, target) != 0 { try? FileManager.default.removeItem(atPath: temporary) }
-        } catch {
-            // A cache that cannot be written costs a combine next time, nothing more.
-        }
+        Self.replace(combinedPath(key: key), with: bytes)
     }
 
     // MARK: Proven codec chains
@@ -190,12 +184,7 @@ public struct ManifestCache: Sendable {
     }
 
     func storeSample(_ key: String, bytes: [UInt8]) {
-        let target = samplePath(key)
-        try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        // Written aside and renamed: a scan stopped halfway leaves no short sample behind.
-        let partial = target + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
-        guard FileManager.default.createFile(atPath: partial, contents: Data(bytes)) else { return }
-        if rename(partial, target) != 0 { try? FileManager.default.removeItem(atPath: partial) }
+        Self.replace(samplePath(key), with: bytes)
     }
 
     // MARK: Encoding
